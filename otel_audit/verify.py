@@ -1,0 +1,644 @@
+"""The verifier: reads archives, orders records by (stream, seq) and proves each stream.
+
+It needs only the public keyring and the data. For every stream it reports what is verified,
+which seq was modified, which ranges are missing, conflicting or inserted records, duplicates
+(allowed: delivery is at least once), an unsealed tail, and bad, unknown or expired signatures.
+No OpenTelemetry SDK imports.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import hashlib
+import math
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+
+from otel_audit import canonical
+from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, PREV_DIGEST, STREAM_ID, STREAM_SEQ
+from otel_audit.errors import InputError
+from otel_audit.keys import InvalidSignature, Keyring
+from otel_audit.merkle import CompactRange
+from otel_audit.note import NoteError, Predecessor, SignedNote, parse_note
+
+_sha256 = hashlib.sha256
+_loads = orjson.loads
+ARCHIVE_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
+MAX_LINE = 256 * 1024 * 1024
+
+
+# -- reading OTLP JSON ------------------------------------------------------------------------------
+
+
+def _special_double(x: str) -> float:
+    v = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}.get(x)
+    return float(x) if v is None else v
+
+
+def decode_value(v: Mapping[str, Any]) -> Any:
+    """An OTLP/JSON AnyValue as a Python value, tolerant as the OTLP spec asks of decoders."""
+    if "stringValue" in v:
+        return v["stringValue"]
+    if "intValue" in v:
+        return int(v["intValue"])
+    if "boolValue" in v:
+        return bool(v["boolValue"])
+    if "doubleValue" in v:
+        x = v["doubleValue"]
+        return _special_double(x) if isinstance(x, str) else float(x)
+    if "bytesValue" in v:
+        return base64.b64decode(v["bytesValue"])
+    if "arrayValue" in v:
+        return [decode_value(x) for x in (v["arrayValue"] or {}).get("values", ())]
+    if "kvlistValue" in v:
+        return {kv["key"]: decode_value(kv.get("value") or {}) for kv in (v["kvlistValue"] or {}).get("values", ())}
+    return None
+
+
+def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Files as given; a folder means every archive file under it, sorted."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(ARCHIVE_SUFFIXES))
+            if not found:
+                raise InputError(f"{p}: folder holds no archive files ({', '.join(ARCHIVE_SUFFIXES)})")
+            out.extend(found)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise InputError(f"{p}: no such file or folder")
+    return out
+
+
+def _open(path: Path) -> BinaryIO:
+    fh = open(path, "rb")  # noqa: SIM115 - returned to the caller
+    magic = fh.read(2)
+    fh.seek(0)
+    if magic == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=fh)  # type: ignore[return-value]
+    return fh
+
+
+# -- what is kept per record ----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Rec:
+    leaf: bytes
+    prev: bytes
+    digest: bytes
+    note: str | None  # the body of a checkpoint record
+    where: str
+
+
+@dataclass
+class StreamReport:
+    stream_id: str
+    status: str = "verified"  # verified | failed
+    state: str = "open"  # closed | crashed | open
+    records: int = 0  # distinct seqs present
+    events: int = 0
+    checkpoints: int = 0
+    sealed: int = 0
+    length: int = 0  # how many seqs the stream should hold, as far as known
+    producer: dict[str, Any] = field(default_factory=dict)
+    keys: list[str] = field(default_factory=list)
+    first_time_ns: int | None = None
+    last_time_ns: int | None = None
+    predecessor: str | None = None
+    successor: str | None = None
+    duplicates: int = 0
+    modified: list[int] = field(default_factory=list)
+    missing: list[list[int]] = field(default_factory=list)  # inclusive ranges
+    conflicting: list[int] = field(default_factory=list)
+    inserted: list[int] = field(default_factory=list)
+    broken_links: list[list[int]] = field(default_factory=list)
+    bad_signatures: list[int] = field(default_factory=list)
+    unknown_keys: list[int] = field(default_factory=list)
+    expired_keys: list[int] = field(default_factory=list)
+    bad_checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    root_mismatch: list[int] = field(default_factory=list)
+    unsealed: list[list[int]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class Report:
+    files: int = 0
+    lines: int = 0
+    records: int = 0
+    streams: list[StreamReport] = field(default_factory=list)
+    unsigned: int = 0
+    unsigned_examples: list[str] = field(default_factory=list)
+    malformed: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and all(s.status == "verified" for s in self.streams)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "result": "verified" if self.ok else "failed",
+            "files": self.files,
+            "lines": self.lines,
+            "records": self.records,
+            "unsigned": self.unsigned,
+            "unsigned_examples": self.unsigned_examples,
+            "malformed": self.malformed,
+            "problems": self.problems,
+            "streams": [s.to_json() for s in self.streams],
+        }
+
+
+def _ranges(seqs: Iterable[int]) -> list[list[int]]:
+    out: list[list[int]] = []
+    for s in seqs:
+        if out and out[-1][1] == s - 1:
+            out[-1][1] = s
+        else:
+            out.append([s, s])
+    return out
+
+
+def _fmt_ranges(rs: list[list[int]], limit: int = 12) -> str:
+    parts = [str(a) if a == b else f"{a}-{b}" for a, b in rs[:limit]]
+    if len(rs) > limit:
+        parts.append(f"... ({len(rs) - limit} more)")
+    return ", ".join(parts)
+
+
+# -- the verifier -----------------------------------------------------------------------------------
+
+
+class Verifier:
+    """Collects records from any number of inputs, then proves each stream (`finish`)."""
+
+    def __init__(self, keyring: Keyring, *, allow_open: bool = False, ignore_unsigned: bool = False) -> None:
+        self.keyring = keyring
+        self.allow_open = allow_open
+        self.ignore_unsigned = ignore_unsigned
+        self.report = Report()
+        self._streams: dict[str, dict[int, list[_Rec]]] = {}
+        self._times: dict[str, list[int]] = {}
+
+    # reading
+
+    def add_files(self, paths: Iterable[Path], progress: Callable[[int], None] | None = None) -> None:
+        for p in paths:
+            self.add_file(p, progress)
+
+    def add_file(self, path: Path, progress: Callable[[int], None] | None = None) -> None:
+        self.report.files += 1
+        try:
+            fh = _open(path)
+        except OSError as exc:
+            raise InputError(f"{path}: cannot open: {exc.strerror}") from exc
+        name = str(path)
+        with fh:
+            try:
+                for n, line in enumerate(fh, 1):
+                    if progress is not None:
+                        progress(len(line))
+                    if not line.strip():
+                        continue
+                    self.report.lines += 1
+                    try:
+                        doc = _loads(line)
+                    except orjson.JSONDecodeError as exc:
+                        self._malformed(f"{name}:{n}: not JSON ({exc.msg})")
+                        continue
+                    self.add_request(doc, f"{name}:{n}")
+            except (OSError, EOFError, gzip.BadGzipFile) as exc:
+                self._malformed(f"{name}: read failed after some lines: {exc}")
+
+    def _malformed(self, msg: str) -> None:
+        if len(self.report.malformed) < 100:
+            self.report.malformed.append(msg)
+        elif len(self.report.malformed) == 100:
+            self.report.malformed.append("... more malformed lines not listed")
+
+    def add_request(self, doc: Any, where: str) -> None:
+        """One OTLP/JSON ExportLogsServiceRequest (one line of the collector's file exporter)."""
+        if not isinstance(doc, dict) or "resourceLogs" not in doc:
+            self._malformed(f"{where}: not an OTLP logs request (no resourceLogs)")
+            return
+        try:
+            for rl in doc["resourceLogs"] or ():
+                for sl in rl.get("scopeLogs") or ():
+                    for i, rec in enumerate(sl.get("logRecords") or ()):
+                        self.add_record(rec, where if i == 0 else f"{where}#{i}")
+        except (AttributeError, TypeError) as exc:
+            self._malformed(f"{where}: OTLP structure is wrong ({exc})")
+
+    def add_record(self, rec: Mapping[str, Any], where: str) -> None:
+        """One OTLP/JSON logRecord."""
+        self.report.records += 1
+        attrs: dict[str, Any] = {}
+        try:
+            for kv in rec.get("attributes") or ():
+                v = kv.get("value") or {}
+                s = v.get("stringValue")
+                attrs[kv["key"]] = s if s is not None else decode_value(v)
+            stream = attrs.pop(STREAM_ID, None)
+            seq = attrs.pop(STREAM_SEQ, None)
+            prev = attrs.pop(PREV_DIGEST, None)
+            digest = attrs.pop(DIGEST, None)
+            if stream is None:
+                self.report.unsigned += 1
+                if len(self.report.unsigned_examples) < 5:
+                    self.report.unsigned_examples.append(f"{where} ({rec.get('eventName', '')!r})")
+                return
+            if (
+                type(stream) is not str or len(stream) != 32 or not _is_hex(stream)
+                or type(seq) is not int or seq < 0 or type(prev) is not str or type(digest) is not str
+            ):
+                self._malformed(f"{where}: integrity attributes have the wrong form")
+                return
+            body_v = rec.get("body")
+            body = None if body_v is None else decode_value(body_v)
+            event = rec.get("eventName", "")
+            sev = rec.get("severityNumber", 0)
+            t = int(rec.get("timeUnixNano") or 0)
+            content = canonical.content_bytes(event, t, int(sev or 0), rec.get("severityText", ""), body, attrs)
+            leaf = _sha256(b'\x00["v1","' + stream.encode() + b'",' + str(seq).encode() + b"," + content[1:]).digest()
+            r = _Rec(leaf, bytes.fromhex(prev), bytes.fromhex(digest),
+                     body if event == CHECKPOINT_EVENT and type(body) is str else None, where)
+        except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as exc:
+            self._malformed(f"{where}: record cannot be read ({type(exc).__name__}: {exc})")
+            return
+        per = self._streams.get(stream)
+        if per is None:
+            per = self._streams[stream] = {}
+            self._times[stream] = [t, t]
+        else:
+            tt = self._times[stream]
+            if t and (not tt[0] or t < tt[0]):
+                tt[0] = t
+            if t > tt[1]:
+                tt[1] = t
+        variants = per.get(seq)
+        if variants is None:
+            per[seq] = [r]
+        else:
+            variants.append(r)
+
+    # proving
+
+    def finish(self) -> Report:
+        rep = self.report
+        notes: dict[str, dict[int, SignedNote]] = {}
+        claims: dict[str, tuple[str, Predecessor]] = {}  # predecessor id -> (successor id, claim)
+        prepared: dict[str, tuple[StreamReport, dict[int, _Rec]]] = {}
+        for sid, per in self._streams.items():
+            sr = StreamReport(sid)
+            chosen = self._choose(sr, per)
+            notes[sid] = self._checkpoints(sr, chosen)
+            start = notes[sid].get(0)
+            if start is not None and start.checkpoint.prev is not None:
+                claims[start.checkpoint.prev.stream_id] = (sid, start.checkpoint.prev)
+                sr.predecessor = start.checkpoint.prev.stream_id
+            tt = self._times[sid]
+            sr.first_time_ns, sr.last_time_ns = tt[0] or None, tt[1] or None
+            prepared[sid] = (sr, chosen)
+        for sid, (sr, chosen) in prepared.items():
+            self._prove(sr, chosen, notes[sid], claims.get(sid))
+            rep.streams.append(sr)
+        for pred, (succ, claim) in claims.items():
+            if pred not in self._streams:
+                for s in rep.streams:
+                    if s.stream_id == succ:
+                        s.warnings.append(
+                            f"predecessor stream {pred} ({'closed' if claim.closed else 'crashed'} at seq "
+                            f"{claim.size}) is not in the input"
+                        )
+        rep.streams.sort(key=lambda s: (s.first_time_ns or 0, s.stream_id))
+        if rep.malformed:
+            rep.problems.append(f"{len(rep.malformed)} malformed line(s) or record(s)")
+        if rep.unsigned and not self.ignore_unsigned:
+            rep.problems.append(f"{rep.unsigned} record(s) carry no integrity attributes (unsigned)")
+        return rep
+
+    @staticmethod
+    def _choose(sr: StreamReport, per: dict[int, list[_Rec]]) -> dict[int, _Rec]:
+        """One record per seq: duplicates are fine, differing variants are conflicts."""
+        chosen: dict[int, _Rec] = {}
+        conflicts: list[int] = []
+        for seq, variants in per.items():
+            first = variants[0]
+            if len(variants) > 1:
+                distinct = {(v.leaf, v.prev, v.digest) for v in variants}
+                sr.duplicates += len(variants) - len(distinct)
+                if len(distinct) > 1:
+                    conflicts.append(seq)
+                    # keep the variant that is consistent with itself and its successor, if any
+                    nxt = per.get(seq + 1)
+                    good = [v for v in variants if _sha256(v.prev + v.leaf).digest() == v.digest
+                            and (nxt is None or any(n.prev == v.digest for n in nxt))]
+                    first = good[0] if good else first
+            chosen[seq] = first
+        sr.conflicting = sorted(conflicts)
+        sr.records = len(chosen)
+        return chosen
+
+    def _checkpoints(self, sr: StreamReport, chosen: dict[int, _Rec]) -> dict[int, SignedNote]:
+        """Parse and check the signature of every checkpoint record; keep the valid ones."""
+        valid: dict[int, SignedNote] = {}
+        keys: set[str] = set()
+        for seq, r in chosen.items():
+            if r.note is None:
+                continue
+            sr.checkpoints += 1
+            try:
+                sn = parse_note(r.note)
+            except NoteError as exc:
+                sr.bad_checkpoints.append({"seq": seq, "reason": str(exc)})
+                continue
+            cp = sn.checkpoint
+            if cp.origin.rsplit("/", 1)[-1] != sr.stream_id:
+                sr.bad_checkpoints.append({"seq": seq, "reason": f"origin {cp.origin!r} names another stream"})
+                continue
+            if cp.size != seq:
+                sr.bad_checkpoints.append({"seq": seq, "reason": f"commits to size {cp.size}, stands at seq {seq}"})
+                continue
+            if cp.chain != r.prev:
+                sr.bad_checkpoints.append({"seq": seq, "reason": "chain line disagrees with the record's prev digest"})
+                continue
+            verdict = self._signature(sn)
+            if verdict == "ok":
+                valid[seq] = sn
+                keys.update(s.name for s in sn.signatures if self.keyring.lookup(s.name, s.key_id))
+                if not sr.producer:
+                    sr.producer = dict(cp.producer)
+            elif verdict == "unknown":
+                sr.unknown_keys.append(seq)
+            elif verdict == "expired":
+                sr.expired_keys.append(seq)
+            else:
+                sr.bad_signatures.append(seq)
+        sr.keys = sorted(keys)
+        return valid
+
+    def _signature(self, sn: SignedNote) -> str:
+        msg = sn.text.encode("utf-8")
+        known = False
+        expired = False
+        for s in sn.signatures:
+            key = self.keyring.lookup(s.name, s.key_id)
+            if key is None:
+                continue
+            known = True
+            try:
+                key.verify(s.signature, msg)
+            except InvalidSignature:
+                return "bad"
+            if not key.valid_at(sn.checkpoint.time_ns):
+                expired = True
+                continue
+            return "ok"
+        if expired:
+            return "expired"
+        return "unknown" if not known else "bad"
+
+    def _prove(
+        self,
+        sr: StreamReport,
+        chosen: dict[int, _Rec],
+        valid: dict[int, SignedNote],
+        claim: tuple[str, Predecessor] | None,
+    ) -> None:
+        seqs = sorted(chosen)
+        top = seqs[-1] if seqs else -1
+        sr.events = len(chosen) - sr.checkpoints
+        # self-consistency of every record: SHA-256(prev || leaf) == digest
+        bad = {s for s, r in chosen.items() if _sha256(r.prev + r.leaf).digest() != r.digest}
+        # links between neighbours
+        for s in seqs:
+            nxt = chosen.get(s + 1)
+            if nxt is not None and nxt.prev != chosen[s].digest and s not in bad and s + 1 not in bad:
+                sr.broken_links.append([s, s + 1])
+        sr.modified = sorted(bad - set(sr.conflicting))
+        # where the stream ends
+        end_seq = next((s for s in sorted(valid) if valid[s].checkpoint.end), None)
+        length = top + 1
+        if valid:
+            length = max(length, max(valid) + 1)
+        if claim is not None:
+            succ, pred = claim
+            sr.successor = succ
+            length = max(length, pred.size + 1)
+            got = valid.get(pred.size)
+            if got is None or got.checkpoint.root != pred.root or got.checkpoint.chain != pred.chain:
+                sr.problems.append(
+                    f"successor stream {succ} says this stream reached a checkpoint at seq {pred.size} that is "
+                    "missing or differs here"
+                )
+            if pred.closed and got is not None and not got.checkpoint.end:
+                sr.problems.append(f"successor says this stream closed at seq {pred.size}, but that is no end checkpoint")
+        if end_seq is not None:
+            sr.state = "closed"
+            sr.inserted = [s for s in seqs if s > end_seq]
+            length = end_seq + 1
+        elif claim is not None:
+            sr.state = "closed" if claim[1].closed else "crashed"
+        sr.length = length
+        sr.missing = _ranges(s for s in range(length) if s not in chosen)
+        # sealing: walk down from the top; a valid checkpoint anchors its chain line, a sealed
+        # record anchors its prev digest, anything else loses the anchor
+        sealed = [False] * (top + 1)
+        anchor: bytes | None = None
+        for s in range(top, -1, -1):
+            r = chosen.get(s)
+            sn = valid.get(s)
+            if sn is not None and r is not None and s not in bad:
+                sealed[s] = True  # its own signature covers it
+                anchor = sn.checkpoint.chain
+                continue
+            if r is not None and anchor is not None and s not in bad and r.digest == anchor:
+                sealed[s] = True
+                anchor = r.prev
+            else:
+                anchor = None
+        sr.sealed = sum(sealed)
+        # Merkle roots where the tree can be rebuilt (every leaf present)
+        tree = CompactRange()
+        explained = min(set(sr.modified) | set(sr.conflicting) | {s for ab in sr.broken_links for s in ab}, default=None)
+        for s in range(top + 1):
+            sn = valid.get(s)
+            if sn is not None and tree.size == s and tree.root() != sn.checkpoint.root:
+                if explained is None or explained >= s:
+                    sr.root_mismatch.append(s)
+            r = chosen.get(s)
+            if r is None:
+                break
+            tree.append(r.leaf)
+        unsealed = [s for s in seqs if not sealed[s] and s not in bad and s not in set(sr.inserted)]
+        sr.unsealed = _ranges(unsealed)
+        # verdict
+        p = sr.problems
+        if not valid:
+            p.append("no valid signed checkpoint: nothing in this stream is proven")
+        if sr.modified:
+            p.append(f"modified: seq {_fmt_ranges(_ranges(sr.modified))}")
+        if sr.missing:
+            p.append(f"missing: seq {_fmt_ranges(sr.missing)}")
+        if sr.conflicting:
+            p.append(f"conflicting records at seq {_fmt_ranges(_ranges(sr.conflicting))}")
+        if sr.inserted:
+            p.append(f"inserted after the end of the stream: seq {_fmt_ranges(_ranges(sr.inserted))}")
+        if sr.broken_links:
+            p.append("chain broken between seq " + ", ".join(f"{a} and {b}" for a, b in sr.broken_links[:12]))
+        if sr.bad_signatures:
+            p.append(f"bad checkpoint signature at seq {_fmt_ranges(_ranges(sr.bad_signatures))}")
+        if sr.unknown_keys:
+            p.append(f"checkpoint signed by a key not in the keyring at seq {_fmt_ranges(_ranges(sr.unknown_keys))}")
+        if sr.expired_keys:
+            p.append(f"checkpoint signed outside its key's validity at seq {_fmt_ranges(_ranges(sr.expired_keys))}")
+        if sr.bad_checkpoints:
+            p.append("malformed checkpoint at seq " + ", ".join(f"{b['seq']} ({b['reason']})" for b in sr.bad_checkpoints[:5]))
+        if sr.root_mismatch:
+            p.append(f"Merkle root differs from the signed checkpoint at seq {_fmt_ranges(_ranges(sr.root_mismatch))}")
+        if 0 in chosen and 0 not in valid and not any(b["seq"] == 0 for b in sr.bad_checkpoints) and 0 not in (
+            sr.bad_signatures + sr.unknown_keys + sr.expired_keys
+        ):
+            p.append("seq 0 is not a valid start checkpoint")
+        if sr.state == "open":
+            last = max(valid) if valid else None
+            msg = (
+                f"no end-of-stream checkpoint and no successor stream: truncated after seq {top}, or still being "
+                f"written (last valid checkpoint at seq {last})"
+            )
+            (sr.warnings if self.allow_open else p).append(msg)
+        if sr.unsealed and sr.state == "crashed":
+            sr.warnings.append(
+                f"unsealed tail after the crash: seq {_fmt_ranges(sr.unsealed)} chain-consistent but not signed"
+            )
+        elif sr.unsealed and sr.state != "open" and not p:
+            p.append(f"unsealed records: seq {_fmt_ranges(sr.unsealed)}")
+        if sr.duplicates:
+            sr.warnings.append(f"{sr.duplicates} exact duplicate(s), as at-least-once delivery makes (harmless)")
+        sr.status = "failed" if p else "verified"
+
+
+def _is_hex(s: str) -> bool:
+    try:
+        bytes.fromhex(s)
+    except ValueError:
+        return False
+    return s == s.lower()
+
+
+# -- rendering --------------------------------------------------------------------------------------
+
+
+def render_text(rep: Report) -> str:
+    lines = [
+        f"otel-audit verify: {rep.files} file(s), {rep.records:,} record(s), {len(rep.streams)} stream(s)"
+    ]
+    for s in rep.streams:
+        who = s.producer.get("service.name") or "?"
+        host = s.producer.get("host.name")
+        if host:
+            who += f"@{host}"
+        head = (
+            f"stream {s.stream_id} [{who}] {s.state}: {s.records:,} record(s) "
+            f"({s.events:,} events, {s.checkpoints:,} checkpoints), {s.sealed:,} sealed"
+        )
+        lines.append(f"{'VERIFIED' if s.status == 'verified' else 'FAILED  '} {head}")
+        if s.keys:
+            lines.append(f"    signed by: {', '.join(s.keys)}")
+        if s.predecessor:
+            lines.append(f"    follows stream {s.predecessor}")
+        if s.successor:
+            lines.append(f"    followed by stream {s.successor}")
+        lines.extend(f"    PROBLEM: {p}" for p in s.problems)
+        lines.extend(f"    note: {w}" for w in s.warnings)
+    if rep.unsigned:
+        ex = "; ".join(rep.unsigned_examples)
+        lines.append(f"{'note' if not any('unsigned' in p for p in rep.problems) else 'PROBLEM'}: "
+                     f"{rep.unsigned} record(s) without integrity attributes, e.g. {ex}")
+    for m in rep.malformed[:20]:
+        lines.append(f"PROBLEM: {m}")
+    bad = [s for s in rep.streams if s.status != "verified"]
+    if rep.ok:
+        lines.append(f"result: VERIFIED - {len(rep.streams)} stream(s), every record proven")
+    else:
+        lines.append(
+            f"result: FAILED - {len(bad)} of {len(rep.streams)} stream(s) with integrity problems"
+            + (f"; {'; '.join(rep.problems)}" if rep.problems else "")
+        )
+    return "\n".join(lines) + "\n"
+
+
+class Progress:
+    """A one-line progress bar on a terminal (stderr); silent elsewhere."""
+
+    def __init__(self, total: int, stream: Any = None) -> None:
+        self.total = max(total, 1)
+        self.done = 0
+        self.stream = stream or sys.stderr
+        self.enabled = hasattr(self.stream, "isatty") and self.stream.isatty() and total > 1 << 20
+        self._next = 0
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        if self.enabled and self.done >= self._next:
+            self._next = self.done + self.total // 200
+            frac = min(self.done / self.total, 1.0)
+            bar = "#" * int(frac * 30)
+            self.stream.write(f"\rverifying [{bar:<30}] {frac:6.1%} of {self.total / 1e6:.1f} MB")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\r" + " " * 70 + "\r")
+            self.stream.flush()
+
+
+def verify_paths(
+    paths: Iterable[str | os.PathLike[str]], keyring: Keyring, *, allow_open: bool = False,
+    ignore_unsigned: bool = False, progress: bool = True,
+) -> Report:
+    files = expand_paths(paths)
+    v = Verifier(keyring, allow_open=allow_open, ignore_unsigned=ignore_unsigned)
+    total = sum(f.stat().st_size for f in files)
+    bar = Progress(total) if progress else None
+    try:
+        v.add_files(files, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    if v.report.records == 0 and not v.report.malformed:
+        raise InputError(f"no log records found in {', '.join(map(str, files))}: is this an OTLP JSON archive?")
+    if v.report.records == 0:
+        raise InputError(
+            "no readable OTLP log records in the input; first problem: " + v.report.malformed[0]
+        )
+    return v.finish()
+
+
+def iter_records(paths: Iterable[Path]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every OTLP/JSON logRecord of the files, with file:line (used by tests and tools)."""
+    for p in paths:
+        with _open(p) as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                doc = _loads(line)
+                for rl in doc.get("resourceLogs") or ():
+                    for sl in rl.get("scopeLogs") or ():
+                        for rec in sl.get("logRecords") or ():
+                            yield f"{p}:{n}", rec
