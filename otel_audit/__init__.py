@@ -1,1 +1,85 @@
-"""otel-audit."""
+"""otel-audit: tamper-evident audit logging on OpenTelemetry.
+
+    import otel_audit
+    audit = otel_audit.configure("audit.yaml")
+    audit.logger.login_succeeded("alice", client_address="203.0.113.7")
+    ...
+    audit.shutdown()   # seals the stream with an end-of-stream checkpoint
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from otel_audit.errors import (
+    AuditError,
+    ConfigError,
+    DeliveryError,
+    InputError,
+    KeyringError,
+    MissingAttributeError,
+    UnknownEventError,
+)
+from otel_audit.logger import AuditLogger
+
+__version__ = "0.1.0"
+
+
+class AuditPipeline:
+    """A configured pipeline: `logger` to emit, `shutdown()` to seal the stream."""
+
+    def __init__(self, built: Any) -> None:
+        self._built = built
+        self.provider = built.provider
+        self.signing = built.signing
+        self.exporters = built.exporters
+        self.logger = AuditLogger(self.provider)
+
+    @property
+    def stream_id(self) -> str:
+        return str(self.signing.stream_id)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return bool(self.provider.force_flush(timeout_millis))
+
+    def shutdown(self) -> None:
+        self.provider.shutdown()
+
+    def __enter__(self) -> AuditPipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+
+def configure(path: str | os.PathLike[str] | None = None, *, set_global: bool = False) -> AuditPipeline:
+    """Build the audit pipeline from a YAML/JSON file, or from `OTEL_AUDIT_CONFIG`, or from env vars alone.
+
+    With set_global=True the provider also becomes the global OTel LoggerProvider.
+    """
+    from otel_audit import config
+
+    if path is None:
+        path = os.environ.get(config.ENV_CONFIG) or None
+    built = config.build_from_file(path) if path is not None else config.build_from_env()
+    if set_global:
+        from opentelemetry._logs import set_logger_provider
+
+        set_logger_provider(built.provider)
+    return AuditPipeline(built)
+
+
+__all__ = [
+    "AuditError",
+    "AuditLogger",
+    "AuditPipeline",
+    "ConfigError",
+    "DeliveryError",
+    "InputError",
+    "KeyringError",
+    "MissingAttributeError",
+    "UnknownEventError",
+    "__version__",
+    "configure",
+]

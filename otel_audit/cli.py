@@ -1,0 +1,208 @@
+"""The `otel-audit` command line: verify, keys, catalog, hash, demo, check-config."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import orjson
+
+from otel_audit.errors import AuditError
+
+EXIT_OK, EXIT_INTEGRITY, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 as well; keep its message short
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _duration(value: str) -> float:
+    from otel_audit.exporters.file import parse_duration
+
+    try:
+        return parse_duration(value, where="--grace")
+    except AuditError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="otel-audit", description="Tamper-evident audit logging on OpenTelemetry.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    v = sub.add_parser("verify", help="verify archives with the public keyring (exit 0 ok, 1 integrity problem, 2 unusable)")
+    v.add_argument("paths", nargs="+", metavar="PATH", help="OTLP JSON lines files (.gz too) or folders of them")
+    v.add_argument("--keys", required=True, help="public keyring: a keyring.json, a .vkey file, or a folder of them")
+    v.add_argument("--format", choices=("text", "json"), default="text")
+    v.add_argument("--allow-open", action="store_true",
+                   help="accept streams without an end checkpoint (a live producer); still checks all else")
+    v.add_argument("--ignore-unsigned", action="store_true", help="do not fail on records without integrity attributes")
+    v.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+
+    k = sub.add_parser("keys", help="manage Ed25519 signing keys and the public keyring")
+    ks = k.add_subparsers(dest="keys_command", metavar="ACTION", parser_class=_Parser)
+    g = ks.add_parser("generate", help="create a key (and the keys folder)")
+    g.add_argument("--dir", required=True, help="keys folder (keyring.json + private/)")
+    g.add_argument("--name", help="key name (default otel-audit-<UTC time>)")
+    r = ks.add_parser("rotate", help="add a new key; the current ones stay valid for --grace")
+    r.add_argument("--dir", required=True)
+    r.add_argument("--name")
+    r.add_argument("--grace", type=_duration, default=3600.0, help="how long old keys may still sign (default 1h)")
+    e = ks.add_parser("export", help="write the public keyring alone, for auditors")
+    e.add_argument("--dir", required=True)
+    e.add_argument("--out", required=True, help="a file, or a folder to hold keyring.json")
+    li = ks.add_parser("list", help="list the keys of a keyring")
+    li.add_argument("--dir", required=True, help="keys folder or keyring file")
+
+    c = sub.add_parser("catalog", help="print the audit event catalog")
+    c.add_argument("--format", choices=("markdown", "json"), default="markdown")
+
+    h = sub.add_parser("hash", help="the hmac-sha256 value a redacted VALUE appears as, to search for it")
+    h.add_argument("value")
+    h.add_argument("--key", help="the HMAC key spec (base64:..., hex:..., file:PATH); default $OTEL_AUDIT_HMAC_KEY")
+    h.add_argument("--config", help="take processors.redaction.hmac_key from this config file")
+
+    d = sub.add_parser("demo", help="simulate an LLM gateway into a signed archive, then verify it")
+    d.add_argument("--out", default="audit-demo", help="output folder (default ./audit-demo)")
+    d.add_argument("--users", type=int, default=6, help="simulated users (default 6)")
+    d.add_argument("--seed", type=int, default=7)
+
+    cc = sub.add_parser("check-config", help="load a config file and build its pipeline, then stop")
+    cc.add_argument("config")
+    return p
+
+
+def _version() -> str:
+    from otel_audit import __version__
+
+    return __version__
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from otel_audit.keys import Keyring
+    from otel_audit.verify import render_text, verify_paths
+
+    ring = Keyring.load(args.keys)
+    rep = verify_paths(
+        args.paths, ring, allow_open=args.allow_open, ignore_unsigned=args.ignore_unsigned,
+        progress=not args.no_progress,
+    )
+    if args.format == "json":
+        sys.stdout.write(orjson.dumps(rep.to_json(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        sys.stdout.write(render_text(rep))
+    return EXIT_OK if rep.ok else EXIT_INTEGRITY
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from otel_audit import keys
+
+    if args.keys_command == "generate":
+        k = keys.generate(args.dir, args.name)
+        print(f"generated key {k.name} (id {k.key_id.hex()}) in {args.dir}")
+        print(f"public keyring: {os.path.join(args.dir, keys.KEYRING_FILE)}  (give this to auditors)")
+        print(f"private key:    {os.path.join(args.dir, keys.PRIVATE_DIR, k.name + '.pem')}  (keep it on the producer)")
+    elif args.keys_command == "rotate":
+        k = keys.rotate(args.dir, args.name, grace_s=args.grace)
+        print(f"new key {k.name} (id {k.key_id.hex()}); earlier keys stay valid for {args.grace:g}s more")
+        print("running producers switch at their next checkpoint; re-export the keyring to auditors")
+    elif args.keys_command == "export":
+        out = keys.export(args.dir, args.out)
+        print(f"public keyring written to {out}")
+    elif args.keys_command == "list":
+        ring = keys.Keyring.load(args.dir)
+        for k in ring:
+            j = k.to_json()
+            print(f"{k.name}  id={j['key_id']}  valid {j['not_before'] or '-'} .. {j['not_after'] or 'open'}")
+            print(f"    vkey {j['vkey']}")
+    else:
+        print("otel-audit keys: say generate, rotate, export or list (see --help)", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def cmd_catalog(args: argparse.Namespace) -> int:
+    from otel_audit import catalog
+
+    out = catalog.render_json() if args.format == "json" else catalog.render_markdown()
+    sys.stdout.write(out if out.endswith("\n") else out + "\n")
+    return EXIT_OK
+
+
+def cmd_hash(args: argparse.Namespace) -> int:
+    from otel_audit.errors import ConfigError
+    from otel_audit.pseudonym import hmac_value, load_hmac_key
+
+    if args.config:
+        from otel_audit import config
+
+        doc = config.load(args.config)
+        spec = None
+        for pid, block in (doc.get("processors") or {}).items():
+            if str(pid).split("/")[0] == "redaction" and isinstance(block, dict):
+                spec = block.get("hmac_key")
+        if not spec:
+            raise ConfigError(f"{args.config}: no processors.redaction.hmac_key to hash with")
+        where = f"{args.config}: processors.redaction.hmac_key"
+    else:
+        spec = args.key or os.environ.get("OTEL_AUDIT_HMAC_KEY")
+        where = "--key" if args.key else "OTEL_AUDIT_HMAC_KEY"
+        if not spec:
+            raise ConfigError("no HMAC key: pass --key, --config FILE, or set OTEL_AUDIT_HMAC_KEY")
+    print(hmac_value(load_hmac_key(spec, where=where), args.value))
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from otel_audit.demo import run_demo
+
+    return run_demo(args.out, users=args.users, seed=args.seed)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from otel_audit import config
+
+    doc = config.load(args.config)
+    # Build for real, but keep the check from touching the configured state: a throwaway state dir.
+    for pid, block in (doc.get("processors") or {}).items():
+        if str(pid).split("/")[0] == "signing" and isinstance(block, dict) and "state_dir" in block:
+            block["state_dir"] = tempfile.mkdtemp(prefix="otel-audit-check-")
+    built = config.build(doc, src=args.config, base_dir=os.path.dirname(os.path.abspath(args.config)))
+    names = ", ".join(built.exporters)
+    built.signing._stop.set()  # no checkpoints from a dry run
+    print(f"{args.config}: OK (processors: {', '.join(built.processors)}; exporters: {names})")
+    os._exit(EXIT_OK)  # skip shutdown: a dry run must not write an end checkpoint to real exporters
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="otel-audit: %(levelname)s: %(name)s: %(message)s")
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    handlers = {
+        "verify": cmd_verify, "keys": cmd_keys, "catalog": cmd_catalog, "hash": cmd_hash,
+        "demo": cmd_demo, "check-config": cmd_check_config,
+    }
+    try:
+        return handlers[args.command](args)
+    except AuditError as exc:
+        print(f"otel-audit {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("otel-audit: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
