@@ -122,7 +122,7 @@ def _exporter_factories() -> dict[str, Callable[[Mapping[str, Any], str], Any]]:
     }
 
 
-_QUEUE_KEYS = ("sending_queue", "batch")
+_QUEUE_KEYS = ("sending_queue", "batch", "retry_on_failure")
 
 
 def _split_queue(cfg: Mapping[str, Any], where: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -159,6 +159,16 @@ def _split_queue(cfg: Mapping[str, Any], where: str) -> tuple[dict[str, Any], di
             opts["schedule_delay_millis"] = parse_duration(v, where=f"{where}.batch.{k}") * 1000
         else:
             raise ConfigError(f"{where}.batch.{k}: unknown key; valid keys: max_size, flush_timeout")
+    r = cfg.get("retry_on_failure") or {}
+    if not isinstance(r, Mapping):
+        raise ConfigError(f"{where}.retry_on_failure: expected a mapping (enabled, initial_interval, ...)")
+    for k, v in r.items():
+        if k == "enabled" and v is False:
+            raise ConfigError(f"{where}.retry_on_failure.enabled: false would drop audit records on the first error")
+        if k in ("initial_interval", "max_interval", "max_elapsed_time", "randomization_factor", "multiplier"):
+            continue  # the exporter's own retry policy applies; accepted so collector blocks load unchanged
+        if k != "enabled":
+            raise ConfigError(f"{where}.retry_on_failure.{k}: unknown key")
     if "max_queue_size" in opts and opts.get("max_export_batch_size", 512) > opts["max_queue_size"]:
         opts["max_export_batch_size"] = opts["max_queue_size"]
     return rest, opts

@@ -1,0 +1,824 @@
+"""Write log records to a file as OTLP JSON lines, the format of the collector's ``file`` exporter.
+
+Each ``export()`` call appends one line holding one ``ExportLogsServiceRequest``, so the archive
+can be read back by ``otel-audit verify`` or by the collector's ``otlpjsonfile`` receiver.
+
+Every line reaches the operating system before ``export()`` returns; the ``fsync`` policy only
+decides when it reaches the disk: after every line (``always``), at most every
+``fsync_interval`` seconds from a background thread (``interval``), or when the OS decides
+(``never``). Rotation follows the collector's (lumberjack's) naming: ``audit.jsonl`` becomes
+``audit-2006-01-02T15-04-05.000.jsonl``, optionally gzipped in the background.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import gzip
+import logging
+import math
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+
+from otel_audit.errors import ConfigError
+from otel_audit.otlpjson import dumps_line
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk._logs import ReadableLogRecord
+
+__all__ = [
+    "COMPRESSIONS",
+    "DEFAULT_PATH",
+    "ENV_FSYNC",
+    "ENV_MAX_MEGABYTES",
+    "ENV_PATH",
+    "FSYNC_POLICIES",
+    "FileLogRecordExporter",
+    "parse_duration",
+]
+
+_logger = logging.getLogger(__name__)
+
+ENV_PATH = "OTEL_AUDIT_FILE_PATH"
+ENV_FSYNC = "OTEL_AUDIT_FILE_FSYNC"
+ENV_MAX_MEGABYTES = "OTEL_AUDIT_FILE_MAX_MEGABYTES"
+
+DEFAULT_PATH = "./otel-audit/archive/audit.jsonl"
+DEFAULT_FSYNC = "interval"
+DEFAULT_FSYNC_INTERVAL = 1.0
+DEFAULT_MAX_MEGABYTES = 100
+DEFAULT_MAX_BACKUPS = 100
+FSYNC_POLICIES = ("always", "interval", "never")
+COMPRESSIONS = ("none", "gzip")
+
+_MEGABYTE = 1024 * 1024  # lumberjack's megabyte, so a collector's max_megabytes means the same here
+_ROTATION_KEYS = ("max_megabytes", "max_days", "max_backups", "localtime")
+_CONFIG_KEYS = (
+    "path",
+    "rotation",
+    "format",
+    "compression",
+    "fsync",
+    "fsync_interval",
+    "flush_interval",
+    "append",
+)
+_BACKUP_TIME_FORMAT = "%Y-%m-%dT%H-%M-%S"
+_BACKUP_TIME_RE = r"(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2})\.(\d{3})"
+_MILL_JOIN_SECONDS = 30.0
+
+
+# --------------------------------------------------------------------------- durations
+
+_DURATION_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_DURATION_HINT = 'write a number of seconds or a string such as "1s", "500ms", "2m" or "1h30m"'
+
+
+def parse_duration(value: object, *, where: str) -> float:
+    """Return a duration in seconds from a number of seconds or a Go duration string ("1m30s").
+
+    Raises :class:`~otel_audit.errors.ConfigError` naming ``where`` for anything else,
+    including negative and non-finite durations.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{where}: {type(value).__name__} {value!r} is not a duration; {_DURATION_HINT}")
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = _parse_go_duration(text, value, where)
+        else:
+            if text.lower().lstrip("+-") in ("nan", "inf", "infinity"):
+                raise ConfigError(f"{where}: {value!r} is not a duration; {_DURATION_HINT}")
+    else:
+        seconds = float(value)
+    if not math.isfinite(seconds):
+        raise ConfigError(f"{where}: {value!r} is not a finite duration; {_DURATION_HINT}")
+    if seconds < 0:
+        raise ConfigError(f"{where}: {value!r} is negative; a duration must be zero or more")
+    return seconds
+
+
+def _parse_go_duration(text: str, original: str, where: str) -> float:
+    sign = 1.0
+    if text[:1] in ("+", "-"):
+        sign = -1.0 if text[0] == "-" else 1.0
+        text = text[1:]
+    if not text:
+        raise ConfigError(f"{where}: {original!r} is not a duration; {_DURATION_HINT}")
+    total = 0.0
+    pos = 0
+    while pos < len(text):
+        match = _DURATION_PART.match(text, pos)
+        if match is None:
+            raise ConfigError(f"{where}: {original!r} is not a duration; {_DURATION_HINT}")
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        pos = match.end()
+    return sign * total
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class _Rotation:
+    max_bytes: int
+    max_days: float
+    max_backups: int
+    localtime: bool
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _rotation_from_args(
+    rotation: Mapping[str, object] | None, env_megabytes: float | None
+) -> _Rotation | None:
+    if rotation is None:
+        if env_megabytes is None:
+            return None
+        rotation = {}
+    if not isinstance(rotation, Mapping):
+        raise ValueError(
+            f"rotation: expected a mapping with keys {', '.join(_ROTATION_KEYS)}, got {rotation!r}"
+        )
+    unknown = [key for key in rotation if key not in _ROTATION_KEYS]
+    if unknown:
+        raise ValueError(f"rotation: unknown key {unknown[0]!r}; valid keys are {', '.join(_ROTATION_KEYS)}")
+
+    megabytes = rotation.get("max_megabytes")
+    if megabytes is None:
+        megabytes = env_megabytes if env_megabytes is not None else DEFAULT_MAX_MEGABYTES
+    if not _is_number(megabytes) or megabytes <= 0:  # type: ignore[operator]
+        raise ValueError(f"rotation.max_megabytes: must be a number above 0, got {megabytes!r}")
+
+    max_days = rotation.get("max_days", 0)
+    if max_days is None:
+        max_days = 0
+    if not _is_number(max_days) or max_days < 0:  # type: ignore[operator]
+        raise ValueError(
+            f"rotation.max_days: must be a number of days, 0 to keep backups of any age, got {max_days!r}"
+        )
+
+    max_backups = rotation.get("max_backups", DEFAULT_MAX_BACKUPS)
+    if max_backups is None:
+        max_backups = DEFAULT_MAX_BACKUPS
+    if not isinstance(max_backups, int) or isinstance(max_backups, bool) or max_backups < 0:
+        raise ValueError(
+            f"rotation.max_backups: must be an integer, 0 to keep every backup, got {max_backups!r}"
+        )
+
+    localtime = rotation.get("localtime", False)
+    if localtime is None:
+        localtime = False
+    if not isinstance(localtime, bool):
+        raise ValueError(f"rotation.localtime: must be true or false, got {localtime!r}")
+
+    return _Rotation(
+        max_bytes=max(1, int(float(megabytes) * _MEGABYTE)),  # type: ignore[arg-type]
+        max_days=float(max_days),  # type: ignore[arg-type]
+        max_backups=max_backups,
+        localtime=localtime,
+    )
+
+
+def _env_megabytes() -> float | None:
+    raw = os.environ.get(ENV_MAX_MEGABYTES)
+    if raw is None or not raw.strip():
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        _logger.warning(
+            "%s=%r is not a number of megabytes above 0; using %s MB",
+            ENV_MAX_MEGABYTES,
+            raw,
+            DEFAULT_MAX_MEGABYTES,
+        )
+        return float(DEFAULT_MAX_MEGABYTES)
+    return value
+
+
+def _env_fsync() -> str:
+    raw = os.environ.get(ENV_FSYNC)
+    if raw is None or not raw.strip():
+        return DEFAULT_FSYNC
+    value = raw.strip().lower()
+    if value not in FSYNC_POLICIES:
+        _logger.warning(
+            "%s=%r is not one of %s; using %r",
+            ENV_FSYNC,
+            raw,
+            ", ".join(FSYNC_POLICIES),
+            DEFAULT_FSYNC,
+        )
+        return DEFAULT_FSYNC
+    return value
+
+
+# --------------------------------------------------------------------------- low-level file helpers
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _fsync_directory(directory: str) -> None:
+    # Makes a create or rename durable; not every platform or filesystem allows it.
+    try:
+        fd = os.open(directory or ".", os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _ends_without_newline(path: str) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) != b"\n"
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------- the exporter
+
+
+class FileLogRecordExporter(LogRecordExporter):
+    """Append each batch as one OTLP JSON line to ``path``, with rotation and an fsync policy.
+
+    Args:
+        path: the file to write; its parent directories are created (mode 0o700) and the file
+            is created with mode 0o600. Default: ``$OTEL_AUDIT_FILE_PATH``, else
+            ``./otel-audit/archive/audit.jsonl``.
+        rotation: ``None`` for a single growing file (unless ``$OTEL_AUDIT_FILE_MAX_MEGABYTES``
+            is set), or a mapping with the collector's keys: ``max_megabytes`` (default 100, may
+            be fractional), ``max_days`` (0 keeps backups of any age), ``max_backups`` (default
+            100, 0 keeps all), ``localtime`` (name backups in local time instead of UTC).
+        compression: ``"gzip"`` compresses rotated backups in the background; ``"none"``.
+        fsync: ``"always"``, ``"interval"`` or ``"never"``. Default ``$OTEL_AUDIT_FILE_FSYNC``,
+            else ``"interval"``.
+        fsync_interval: seconds between background fsyncs for ``fsync="interval"`` (default 1).
+        flush_interval: the collector's name for ``fsync_interval``.
+
+    Raises ``ValueError`` naming the argument when an argument is wrong. I/O errors never
+    raise from ``export()``: they are logged and the result is ``FAILURE``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        rotation: Mapping[str, object] | None = None,
+        compression: str | None = None,
+        fsync: str | None = None,
+        fsync_interval: float | None = None,
+        flush_interval: float | None = None,
+    ) -> None:
+        if path is None:
+            path = os.environ.get(ENV_PATH) or DEFAULT_PATH
+        if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+            raise ValueError(f"path: must be a non-empty file path, got {path!r}")
+        self._path = os.path.abspath(os.fspath(path))
+        if os.path.basename(self._path) == "":
+            raise ValueError(f"path: must name a file, not a directory, got {path!r}")
+
+        self._rotation = _rotation_from_args(rotation, _env_megabytes())
+
+        if compression is None:
+            compression = "none"
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"compression: must be one of {', '.join(COMPRESSIONS)}, got {compression!r}")
+        self._compression = compression
+        if compression == "gzip" and self._rotation is None:
+            _logger.warning("compression=gzip applies to rotated backups; rotation is off for %s", self._path)
+
+        if fsync is None:
+            fsync = _env_fsync()
+        elif fsync not in FSYNC_POLICIES:
+            raise ValueError(f"fsync: must be one of {', '.join(FSYNC_POLICIES)}, got {fsync!r}")
+        self._fsync = fsync
+
+        if fsync_interval is not None and flush_interval is not None and fsync_interval != flush_interval:
+            raise ValueError(
+                f"fsync_interval: {fsync_interval!r} conflicts with flush_interval {flush_interval!r}; "
+                "give only one of them (flush_interval is the collector's name for it)"
+            )
+        interval = fsync_interval if fsync_interval is not None else flush_interval
+        name = "fsync_interval" if fsync_interval is not None else "flush_interval"
+        if interval is None:
+            interval = DEFAULT_FSYNC_INTERVAL
+        if not _is_number(interval) or interval <= 0:
+            raise ValueError(f"{name}: must be a number of seconds above 0, got {interval!r}")
+        self._fsync_interval = float(interval)
+
+        directory, filename = os.path.split(self._path)
+        self._directory = directory
+        stem, ext = os.path.splitext(filename)
+        self._stem, self._ext = stem, ext
+        self._backup_re = re.compile(rf"^{re.escape(stem)}-{_BACKUP_TIME_RE}{re.escape(ext)}(\.gz(\.tmp)?)?$")
+
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._size = 0
+        self._dirty = False
+        self._is_shutdown = False
+        self._stop = threading.Event()
+        self._syncer: threading.Thread | None = None
+        self._last_backup: _dt.datetime | None = None
+
+        self._mill_cond = threading.Condition()
+        self._mill_requested = 0
+        self._mill_done = 0
+        self._mill_stop = False
+        self._mill_thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ configuration
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, object], *, where: str) -> FileLogRecordExporter:
+        """Build the exporter from a config block in the collector's ``file`` exporter shape.
+
+        ``where`` locates the block in messages, e.g. ``"otel-audit.yaml: exporters.file"``.
+        Raises :class:`~otel_audit.errors.ConfigError` naming the key for an unknown key, a
+        wrong type or a bad value.
+        """
+        if cfg is None:
+            cfg = {}
+        if not isinstance(cfg, Mapping):
+            raise ConfigError(
+                f"{where}: expected a mapping of settings, got {type(cfg).__name__}; "
+                f"write `key: value` lines under it (valid keys: {', '.join(_CONFIG_KEYS)})"
+            )
+        for key in cfg:
+            if key not in _CONFIG_KEYS:
+                raise ConfigError(f"{where}.{key}: unknown key; valid keys are {', '.join(_CONFIG_KEYS)}")
+
+        path = cfg.get("path")
+        if path is None:
+            raise ConfigError(f"{where}.path: missing; set it to the file to write, e.g. {DEFAULT_PATH}")
+        if not isinstance(path, str) or not path.strip():
+            raise ConfigError(
+                f"{where}.path: must be a non-empty string, got {path!r}; set it to a file path"
+            )
+
+        fmt = cfg.get("format") or "json"
+        if fmt != "json":
+            if fmt == "proto":
+                raise ConfigError(
+                    f"{where}.format: 'proto' is not supported; the audit archive is OTLP JSON lines, "
+                    "so use format: json or leave the key out"
+                )
+            raise ConfigError(f"{where}.format: {fmt!r} is not a format; use json")
+
+        append = cfg.get("append", True)
+        append = _config_bool(append, f"{where}.append")
+        if not append:
+            raise ConfigError(
+                f"{where}.append: false would truncate the audit archive; remove the key or set it to true"
+            )
+
+        compression = cfg.get("compression", "none")
+        if compression in ("", None):
+            compression = "none"
+        if compression not in COMPRESSIONS:
+            raise ConfigError(
+                f"{where}.compression: {compression!r} is not supported; use gzip (rotated backups "
+                "are gzipped) or none"
+            )
+
+        fsync = cfg.get("fsync")
+        if fsync is not None and fsync not in FSYNC_POLICIES:
+            raise ConfigError(
+                f"{where}.fsync: {fsync!r} is not a policy; use one of {', '.join(FSYNC_POLICIES)}"
+            )
+
+        intervals: dict[str, float] = {}
+        for key in ("fsync_interval", "flush_interval"):
+            if cfg.get(key) is not None:
+                seconds = parse_duration(cfg[key], where=f"{where}.{key}")
+                if seconds <= 0:
+                    raise ConfigError(f"{where}.{key}: must be above zero; use e.g. 1s")
+                intervals[key] = seconds
+        if len(set(intervals.values())) > 1:
+            raise ConfigError(
+                f"{where}.fsync_interval: conflicts with flush_interval; give only one of them "
+                "(flush_interval is the collector's name for it)"
+            )
+
+        rotation: dict[str, object] | None = None
+        if "rotation" in cfg:
+            rotation = _config_rotation(cfg["rotation"], f"{where}.rotation")
+
+        try:
+            return cls(
+                path=path,
+                rotation=rotation,
+                compression=str(compression),
+                fsync=None if fsync is None else str(fsync),
+                fsync_interval=intervals.get("fsync_interval", intervals.get("flush_interval")),
+            )
+        except ValueError as exc:
+            raise ConfigError(f"{where}.{exc}") from None
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def path(self) -> str:
+        """The absolute path of the file being written."""
+        return self._path
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        """Append the batch as one OTLP JSON line; ``FAILURE`` (logged) if it cannot be written."""
+        if self._is_shutdown:
+            _logger.warning(
+                "file exporter for %s is shut down; %d log records not written", self._path, len(batch)
+            )
+            return LogRecordExportResult.FAILURE
+        if not batch:
+            return LogRecordExportResult.SUCCESS
+        try:
+            line = dumps_line(batch)
+        except (TypeError, ValueError) as exc:
+            _logger.error("cannot encode %d log records as OTLP JSON for %s: %s", len(batch), self._path, exc)
+            return LogRecordExportResult.FAILURE
+        with self._lock:
+            if self._is_shutdown:
+                _logger.warning(
+                    "file exporter for %s is shut down; %d log records not written", self._path, len(batch)
+                )
+                return LogRecordExportResult.FAILURE
+            try:
+                self._write_locked(line)
+            except OSError as exc:
+                _logger.error(
+                    "cannot write %d log records to %s: %s; check that the path is a writable file "
+                    "in a writable directory with free space",
+                    len(batch),
+                    self._path,
+                    exc,
+                )
+                self._close_locked()
+                return LogRecordExportResult.FAILURE
+        return LogRecordExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Fsync what was written (unless ``fsync="never"``) and wait for pending backup work."""
+        deadline = time.monotonic() + timeout_millis / 1000.0
+        ok = True
+        if self._fsync != "never":
+            ok = self._sync_now()
+        return self._mill_wait(max(0.0, deadline - time.monotonic())) and ok
+
+    def shutdown(self) -> None:
+        """Fsync and close the file and stop the background threads; later exports fail."""
+        with self._lock:
+            if self._is_shutdown:
+                return
+            self._is_shutdown = True
+        self._stop.set()
+        if self._syncer is not None:
+            self._syncer.join()
+        with self._lock:
+            if self._fd is not None and self._fsync != "never":
+                try:
+                    os.fsync(self._fd)
+                except OSError as exc:
+                    _logger.error("cannot fsync %s at shutdown: %s", self._path, exc)
+            self._close_locked()
+        with self._mill_cond:
+            self._mill_stop = True
+            self._mill_cond.notify_all()
+        if self._mill_thread is not None:
+            self._mill_thread.join(_MILL_JOIN_SECONDS)
+            if self._mill_thread.is_alive():
+                _logger.warning(
+                    "backup compression for %s still running after %ss; it resumes on the next start",
+                    self._path,
+                    _MILL_JOIN_SECONDS,
+                )
+
+    # ------------------------------------------------------------------ writing (lock held)
+
+    def _open_locked(self) -> None:
+        if self._directory:
+            os.makedirs(self._directory, mode=0o700, exist_ok=True)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        existed = os.path.exists(self._path)
+        fd = os.open(self._path, flags, 0o600)
+        try:
+            size = os.fstat(fd).st_size
+            if size and _ends_without_newline(self._path):
+                # A line cut short by a crash would swallow the next one: end it first.
+                _write_all(fd, b"\n")
+                size += 1
+        except OSError:
+            os.close(fd)
+            raise
+        self._fd = fd
+        self._size = size
+        if not existed and self._fsync != "never":
+            _fsync_directory(self._directory)
+        if self._fsync == "interval" and self._syncer is None:
+            self._syncer = threading.Thread(target=self._sync_loop, name="otel-audit-file-fsync", daemon=True)
+            self._syncer.start()
+        if self._rotation is not None and self._mill_thread is None:
+            # The first run also finishes what a crash interrupted: leftover backups to compress or prune.
+            self._mill_request()
+
+    def _write_locked(self, line: bytes) -> None:
+        if self._fd is None:
+            self._open_locked()
+        if (
+            self._rotation is not None
+            and self._size > 0
+            and self._size + len(line) > self._rotation.max_bytes
+        ):
+            self._rotate_locked()
+        fd = self._fd
+        assert fd is not None
+        start = self._size
+        try:
+            _write_all(fd, line)
+        except OSError:
+            # Cut a partial line off, so that the next line starts on a line of its own.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)
+            raise
+        self._size = start + len(line)
+        if self._fsync == "always":
+            os.fsync(fd)
+        else:
+            self._dirty = True
+
+    def _rotate_locked(self) -> None:
+        fd = self._fd
+        assert fd is not None and self._rotation is not None
+        if self._fsync != "never":
+            os.fsync(fd)
+        self._close_locked()
+        backup = self._backup_path(self._rotation.localtime)
+        os.rename(self._path, backup)
+        if self._fsync != "never":
+            _fsync_directory(self._directory)
+        self._open_locked()
+        self._mill_request()
+
+    def _close_locked(self) -> None:
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError as exc:
+                _logger.error("cannot close %s: %s", self._path, exc)
+            self._fd = None
+            self._size = 0
+            self._dirty = False
+
+    def _backup_path(self, localtime: bool) -> str:
+        now = _dt.datetime.now().astimezone() if localtime else _dt.datetime.now(_dt.timezone.utc)
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        # Small files rotate several times a millisecond. Names must still sort in rotation order,
+        # since retention deletes by name, and must never rename over an existing backup.
+        if self._last_backup is not None and now <= self._last_backup:
+            now = self._last_backup + _dt.timedelta(milliseconds=1)
+        while True:
+            stamp = f"{now.strftime(_BACKUP_TIME_FORMAT)}.{now.microsecond // 1000:03d}"
+            candidate = os.path.join(self._directory, f"{self._stem}-{stamp}{self._ext}")
+            if not any(os.path.exists(candidate + suffix) for suffix in ("", ".gz", ".gz.tmp")):
+                self._last_backup = now
+                return candidate
+            now += _dt.timedelta(milliseconds=1)
+
+    # ------------------------------------------------------------------ fsync
+
+    def _sync_loop(self) -> None:
+        while not self._stop.wait(self._fsync_interval):
+            with self._lock:
+                dirty = self._dirty
+            if dirty:
+                self._sync_now()
+
+    def _sync_now(self) -> bool:
+        # fsync a duplicate descriptor outside the lock, so exports are held up by a dup() only.
+        with self._lock:
+            if self._fd is None:
+                return True
+            try:
+                dup = os.dup(self._fd)
+            except OSError as exc:
+                _logger.error("cannot fsync %s: %s", self._path, exc)
+                return False
+            self._dirty = False
+        try:
+            os.fsync(dup)
+        except OSError as exc:
+            _logger.error(
+                "cannot fsync %s: %s; records written since the last fsync may be lost", self._path, exc
+            )
+            with self._lock:
+                self._dirty = True
+            return False
+        finally:
+            os.close(dup)
+        return True
+
+    # ------------------------------------------------------------------ backups (background "mill")
+
+    def _mill_request(self) -> None:
+        with self._mill_cond:
+            self._mill_requested += 1
+            if self._mill_thread is None:
+                self._mill_thread = threading.Thread(
+                    target=self._mill_loop, name="otel-audit-file-backups", daemon=True
+                )
+                self._mill_thread.start()
+            self._mill_cond.notify_all()
+
+    def _mill_wait(self, timeout: float) -> bool:
+        with self._mill_cond:
+            return self._mill_cond.wait_for(lambda: self._mill_done >= self._mill_requested, timeout)
+
+    def _mill_loop(self) -> None:
+        while True:
+            with self._mill_cond:
+                self._mill_cond.wait_for(lambda: self._mill_requested > self._mill_done or self._mill_stop)
+                if self._mill_requested <= self._mill_done:
+                    return
+                target = self._mill_requested
+            try:
+                self._mill_run()
+            except Exception:  # a background thread has nobody to raise to
+                _logger.exception("backup maintenance for %s failed", self._path)
+            with self._mill_cond:
+                self._mill_done = target
+                self._mill_cond.notify_all()
+
+    def _list_backups(self) -> dict[str, list[str]]:
+        """Map each backup's timestamp to its files (plain, .gz and .gz.tmp), newest first."""
+        backups: dict[str, list[str]] = {}
+        try:
+            names = os.listdir(self._directory or ".")
+        except OSError as exc:
+            _logger.error("cannot list backups of %s: %s", self._path, exc)
+            return {}
+        for name in names:
+            match = self._backup_re.match(name)
+            if match:
+                backups.setdefault(f"{match.group(1)}.{match.group(2)}", []).append(name)
+        return dict(sorted(backups.items(), reverse=True))
+
+    def _backup_time(self, stamp: str, localtime: bool) -> float:
+        base, millis = stamp.rsplit(".", 1)
+        parsed = _dt.datetime.strptime(base, _BACKUP_TIME_FORMAT)
+        aware = parsed.astimezone() if localtime else parsed.replace(tzinfo=_dt.timezone.utc)
+        return aware.timestamp() + int(millis) / 1000.0
+
+    def _mill_run(self) -> None:
+        rotation = self._rotation
+        assert rotation is not None
+        backups = self._list_backups()
+        keep: list[tuple[str, list[str]]] = []
+        cutoff = time.time() - rotation.max_days * 86400.0 if rotation.max_days > 0 else None
+        for index, (stamp, names) in enumerate(backups.items()):
+            too_many = rotation.max_backups > 0 and index >= rotation.max_backups
+            too_old = cutoff is not None and self._backup_time(stamp, rotation.localtime) < cutoff
+            if too_many or too_old:
+                for name in names:
+                    self._remove(name)
+            else:
+                keep.append((stamp, names))
+        if self._compression != "gzip":
+            return
+        for _stamp, names in keep:
+            plain = [n for n in names if not n.endswith((".gz", ".gz.tmp"))]
+            for name in names:
+                if name.endswith(".gz.tmp"):
+                    self._remove(name)  # left by a crash while compressing; the plain file is still there
+            if not plain:
+                continue
+            if any(n.endswith(".gz") for n in names):
+                self._remove(plain[0])  # a crash hit after the .gz was complete
+                continue
+            self._compress(os.path.join(self._directory, plain[0]))
+
+    def _remove(self, name: str) -> None:
+        try:
+            os.remove(os.path.join(self._directory, name))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            _logger.error("cannot remove old backup %s: %s", name, exc)
+
+    def _compress(self, plain: str) -> None:
+        target = plain + ".gz"
+        tmp = target + ".tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+            with os.fdopen(fd, "wb") as raw:
+                with (
+                    gzip.GzipFile(filename=os.path.basename(plain), mode="wb", fileobj=raw) as packed,
+                    open(plain, "rb") as source,
+                ):
+                    shutil.copyfileobj(source, packed, 1024 * 1024)
+                raw.flush()
+                if self._fsync != "never":
+                    os.fsync(raw.fileno())
+            os.replace(tmp, target)
+            if self._fsync != "never":
+                _fsync_directory(self._directory)
+            os.remove(plain)
+        except OSError as exc:
+            _logger.error("cannot gzip backup %s: %s; it stays uncompressed", plain, exc)
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+
+
+# --------------------------------------------------------------------------- config helpers
+
+
+def _config_bool(value: object, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ConfigError(f"{where}: must be true or false, got {value!r}")
+
+
+def _config_number(value: object, where: str, *, integer: bool) -> float | int:
+    number: float | int | None = None
+    if _is_number(value):
+        number = value  # type: ignore[assignment]
+    elif isinstance(value, str):
+        # A ${env:VAR} substitution yields a string; accept it when it is a plain number.
+        try:
+            number = int(value.strip()) if integer else float(value.strip())
+        except ValueError:
+            number = None
+    if number is None or (isinstance(number, float) and not math.isfinite(number)):
+        kind = "an integer" if integer else "a number"
+        raise ConfigError(f"{where}: must be {kind}, got {value!r}")
+    if integer and not float(number).is_integer():
+        raise ConfigError(f"{where}: must be an integer, got {value!r}")
+    return int(number) if integer else number
+
+
+def _config_rotation(value: object, where: str) -> dict[str, object]:
+    if value is None:
+        return {}  # a bare `rotation:` line asks for rotation with the defaults
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f"{where}: expected a mapping, got {type(value).__name__}; "
+            f"valid keys are {', '.join(_ROTATION_KEYS)}"
+        )
+    for key in value:
+        if key not in _ROTATION_KEYS:
+            raise ConfigError(f"{where}.{key}: unknown key; valid keys are {', '.join(_ROTATION_KEYS)}")
+    out: dict[str, object] = {}
+    if value.get("max_megabytes") is not None:
+        megabytes = _config_number(value["max_megabytes"], f"{where}.max_megabytes", integer=False)
+        if megabytes <= 0:
+            raise ConfigError(f"{where}.max_megabytes: must be above 0, got {value['max_megabytes']!r}")
+        out["max_megabytes"] = megabytes
+    if value.get("max_days") is not None:
+        days = _config_number(value["max_days"], f"{where}.max_days", integer=False)
+        if days < 0:
+            raise ConfigError(f"{where}.max_days: must be 0 (keep backups of any age) or more")
+        out["max_days"] = days
+    if value.get("max_backups") is not None:
+        backups = _config_number(value["max_backups"], f"{where}.max_backups", integer=True)
+        if backups < 0:
+            raise ConfigError(f"{where}.max_backups: must be 0 (keep every backup) or more")
+        out["max_backups"] = backups
+    if value.get("localtime") is not None:
+        out["localtime"] = _config_bool(value["localtime"], f"{where}.localtime")
+    return out

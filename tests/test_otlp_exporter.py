@@ -1,0 +1,428 @@
+"""OTLP exporters built from collector-shaped blocks, against real loopback gRPC and HTTP servers.
+
+Starts, per test: a ``http.server`` on 127.0.0.1 (plain or TLS) that records POSTs, or a
+``grpc.server`` on 127.0.0.1 with a LogsService that records requests.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import ipaddress
+import logging
+import ssl
+import threading
+import zlib
+from collections.abc import Iterator
+from concurrent import futures
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import grpc
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import LogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.resources import Resource
+
+from otel_audit.errors import ConfigError
+from otel_audit.exporters.otlp import create_otlp_exporter
+
+SECRET = "Bearer s3cr3t-t0ken-value"
+
+
+@pytest.fixture(autouse=True)
+def _no_otlp_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the machine's OTEL_EXPORTER_OTLP_* settings out of every test."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("OTEL_EXPORTER_OTLP"):
+            monkeypatch.delenv(name)
+
+
+# --------------------------------------------------------------------------- servers
+
+
+@dataclass
+class Received:
+    """What a loopback server saw: (path, lowercased headers, decoded request) per call."""
+
+    calls: list[tuple[str, dict[str, str], ExportLogsServiceRequest]] = field(default_factory=list)
+    event: threading.Event = field(default_factory=threading.Event)
+
+
+def _http_server(tls_context: ssl.SSLContext | None = None) -> tuple[ThreadingHTTPServer, Received]:
+    received = Received()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            encoding = (self.headers.get("Content-Encoding") or "").lower()
+            if encoding == "gzip":
+                body = gzip.decompress(body)
+            elif encoding == "deflate":
+                body = zlib.decompress(body)
+            request = ExportLogsServiceRequest()
+            request.ParseFromString(body)
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            received.calls.append((self.path, headers, request))
+            payload = ExportLogsServiceResponse().SerializeToString()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            received.event.set()
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - keep test output quiet
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls_context is not None:
+        server.socket = tls_context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, received
+
+
+class _Logs(logs_service_pb2_grpc.LogsServiceServicer):
+    def __init__(self, received: Received) -> None:
+        self.received = received
+
+    def Export(
+        self, request: ExportLogsServiceRequest, context: grpc.ServicerContext
+    ) -> ExportLogsServiceResponse:  # noqa: N802
+        metadata = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
+        self.received.calls.append(
+            ("/opentelemetry.proto.collector.logs.v1.LogsService/Export", metadata, request)
+        )
+        self.received.event.set()
+        return ExportLogsServiceResponse()
+
+
+def _grpc_server(credentials: grpc.ServerCredentials | None = None) -> tuple[grpc.Server, int, Received]:
+    received = Received()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_Logs(received), server)
+    if credentials is None:
+        port = server.add_insecure_port("127.0.0.1:0")
+    else:
+        port = server.add_secure_port("127.0.0.1:0", credentials)
+    server.start()
+    return server, port, received
+
+
+@pytest.fixture
+def http_server() -> Iterator[tuple[str, Received]]:
+    """A plain HTTP OTLP receiver on loopback."""
+    server, received = _http_server()
+    yield f"http://127.0.0.1:{server.server_address[1]}", received
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def grpc_server() -> Iterator[tuple[int, Received]]:
+    """A plaintext gRPC OTLP receiver on loopback."""
+    server, port, received = _grpc_server()
+    yield port, received
+    server.stop(None)
+
+
+@dataclass
+class Certs:
+    """A self-signed certificate for 127.0.0.1 and its key, as files and PEM bytes."""
+
+    cert_file: Path
+    key_file: Path
+    cert_pem: bytes
+    key_pem: bytes
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    """Generate a throwaway self-signed server certificate valid for 127.0.0.1."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    directory = tmp_path_factory.mktemp("certs")
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    (directory / "server.crt").write_bytes(cert_pem)
+    (directory / "server.key").write_bytes(key_pem)
+    return Certs(directory / "server.crt", directory / "server.key", cert_pem, key_pem)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _emit_through(exporter: LogRecordExporter, count: int = 3) -> None:
+    provider = LoggerProvider(resource=Resource.create({"service.name": "gateway"}))
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    logger = provider.get_logger("otel_audit.test")
+    for i in range(count):
+        logger.emit(
+            body=f"event {i}",
+            attributes={
+                "user.id": f"u{i}",
+                "audit.seq": i,
+                "audit.ok": True,
+                "ratio": 0.5,
+                "tags": ["a", "b"],
+            },
+            event_name="user.login",
+        )
+    provider.shutdown()
+
+
+def _attributes(request: ExportLogsServiceRequest) -> list[dict[str, AnyValue]]:
+    return [
+        {kv.key: kv.value for kv in record.attributes}
+        for rl in request.resource_logs
+        for sl in rl.scope_logs
+        for record in sl.log_records
+    ]
+
+
+def _assert_records_intact(received: Received, count: int = 3) -> None:
+    records = [attrs for _, _, request in received.calls for attrs in _attributes(request)]
+    assert len(records) == count
+    for i, attrs in enumerate(sorted(records, key=lambda a: a["audit.seq"].int_value)):
+        assert attrs["user.id"].string_value == f"u{i}"
+        assert attrs["audit.seq"].int_value == i
+        assert attrs["audit.ok"].bool_value is True
+        assert attrs["ratio"].double_value == 0.5
+        assert [v.string_value for v in attrs["tags"].array_value.values] == ["a", "b"]
+    request = received.calls[0][2]
+    resource = {kv.key: kv.value.string_value for kv in request.resource_logs[0].resource.attributes}
+    assert resource["service.name"] == "gateway"
+    assert request.resource_logs[0].scope_logs[0].log_records[0].event_name == "user.login"
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+def test_http_appends_v1_logs_to_endpoint(http_server: tuple[str, Received]) -> None:
+    """otlphttp posts to <endpoint>/v1/logs with the headers, gzip body and attributes intact."""
+    url, received = http_server
+    exporter = create_otlp_exporter(
+        {"endpoint": url + "/", "headers": {"Authorization": SECRET}, "compression": "gzip", "timeout": "5s"},
+        where="exporters.otlphttp",
+        protocol="http",
+    )
+    _emit_through(exporter)
+    assert {path for path, _, _ in received.calls} == {"/v1/logs"}
+    headers = received.calls[0][1]
+    assert headers["authorization"] == SECRET
+    assert headers["content-encoding"] == "gzip"
+    _assert_records_intact(received)
+
+
+def test_http_logs_endpoint_is_used_as_is(http_server: tuple[str, Received]) -> None:
+    """logs_endpoint is the full URL: nothing is appended to it, and it wins over endpoint."""
+    url, received = http_server
+    exporter = create_otlp_exporter(
+        {"endpoint": "http://127.0.0.1:9", "logs_endpoint": url + "/ingest/audit", "compression": "none"},
+        where="exporters.otlphttp",
+        protocol="http",
+    )
+    _emit_through(exporter, count=1)
+    assert [path for path, _, _ in received.calls] == ["/ingest/audit"]
+    assert "content-encoding" not in received.calls[0][1]
+
+
+def test_http_tls_with_ca_file(certs: Certs, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An https endpoint is verified against tls.ca_file, even when REQUESTS_CA_BUNDLE names another."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certs.cert_file, certs.key_file)
+    server, received = _http_server(context)
+    try:
+        exporter = create_otlp_exporter(
+            {
+                "endpoint": f"https://127.0.0.1:{server.server_address[1]}",
+                "tls": {"ca_file": str(certs.cert_file)},
+            },
+            where="exporters.otlphttp",
+            protocol="http",
+        )
+        _emit_through(exporter)
+        _assert_records_intact(received)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_http_tls_insecure_skip_verify(certs: Certs) -> None:
+    """tls.insecure_skip_verify reaches a server whose certificate the client cannot verify."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certs.cert_file, certs.key_file)
+    server, received = _http_server(context)
+    try:
+        exporter = create_otlp_exporter(
+            {
+                "endpoint": f"https://127.0.0.1:{server.server_address[1]}",
+                "tls": {"insecure_skip_verify": True},
+            },
+            where="exporters.otlphttp",
+            protocol="http",
+        )
+        _emit_through(exporter, count=1)
+        assert len(received.calls) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_http_failure_never_logs_header_values(caplog: pytest.LogCaptureFixture) -> None:
+    """When the receiver is down the export fails, and no log line carries a header value."""
+    exporter = create_otlp_exporter(
+        {"endpoint": "http://127.0.0.1:9", "headers": {"authorization": SECRET}, "timeout": "200ms"},
+        where="exporters.otlphttp",
+        protocol="http",
+    )
+    with caplog.at_level(logging.DEBUG):
+        _emit_through(exporter, count=1)
+    assert caplog.records  # the failure was reported
+    assert all(SECRET not in record.getMessage() for record in caplog.records)
+
+
+# --------------------------------------------------------------------------- gRPC
+
+
+def test_grpc_insecure_delivers_records_and_headers(grpc_server: tuple[int, Received]) -> None:
+    """otlp over plaintext gRPC delivers the records with attributes and the headers as metadata."""
+    port, received = grpc_server
+    exporter = create_otlp_exporter(
+        {
+            "endpoint": f"127.0.0.1:{port}",
+            "tls": {"insecure": True},
+            "headers": {"X-Tenant": "acme", "authorization": SECRET},
+            "compression": "gzip",
+            "timeout": 5,
+        },
+        where="exporters.otlp",
+        protocol="grpc",
+    )
+    _emit_through(exporter)
+    metadata = received.calls[0][1]
+    assert metadata["x-tenant"] == "acme"
+    assert metadata["authorization"] == SECRET
+    _assert_records_intact(received)
+
+
+def test_grpc_http_scheme_means_plaintext(grpc_server: tuple[int, Received]) -> None:
+    """An http:// gRPC endpoint without tls settings connects in plaintext, as the Python SDK does."""
+    port, received = grpc_server
+    exporter = create_otlp_exporter(
+        {"endpoint": f"http://127.0.0.1:{port}"}, where="exporters.otlp", protocol="grpc"
+    )
+    _emit_through(exporter, count=2)
+    _assert_records_intact(received, count=2)
+
+
+def test_grpc_tls_with_ca_file(certs: Certs) -> None:
+    """A TLS gRPC receiver is verified against tls.ca_file and the records arrive."""
+    credentials = grpc.ssl_server_credentials([(certs.key_pem, certs.cert_pem)])
+    server, port, received = _grpc_server(credentials)
+    try:
+        exporter = create_otlp_exporter(
+            {"endpoint": f"127.0.0.1:{port}", "tls": {"ca_file": str(certs.cert_file)}, "timeout": "5s"},
+            where="exporters.otlp",
+            protocol="grpc",
+        )
+        _emit_through(exporter)
+        _assert_records_intact(received)
+    finally:
+        server.stop(None)
+
+
+# --------------------------------------------------------------------------- config errors
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_unknown_key_lists_valid_ones(protocol: str) -> None:
+    """An unknown key raises ConfigError naming it and listing the valid keys."""
+    with pytest.raises(ConfigError) as info:
+        create_otlp_exporter(
+            {"endpoint": "http://x:1", "retry": {}}, where="cfg.yaml: exporters.o", protocol=protocol
+        )  # type: ignore[arg-type]
+    message = str(info.value)
+    assert message.startswith("cfg.yaml: exporters.o.retry: unknown key; valid keys are endpoint")
+    assert ("logs_endpoint" in message) is (protocol == "http")
+
+
+@pytest.mark.parametrize(
+    ("protocol", "cfg", "key", "hint"),
+    [
+        ("grpc", {"tls": {"insecure_skip_verify": True}}, "tls.insecure_skip_verify", "tls.ca_file"),
+        ("grpc", {"tls": {"verify": True}}, "tls.verify", "valid keys are insecure"),
+        ("grpc", {"tls": {"insecure": "sometimes"}}, "tls.insecure", "true or false"),
+        ("grpc", {"tls": {"ca_file": "/nonexistent/ca.pem"}}, "tls.ca_file", "not a readable file"),
+        ("grpc", {"compression": "zstd"}, "compression", "gzip or none"),
+        ("grpc", {"timeout": "soon"}, "timeout", '"500ms"'),
+        ("grpc", {"timeout": 0}, "timeout", "above zero"),
+        ("grpc", {"headers": ["a"]}, "headers", "mapping"),
+        ("grpc", {"endpoint": 4317}, "endpoint", "host:port"),
+        ("http", {"endpoint": "collector:4318"}, "endpoint", "http://host:4318"),
+        ("http", {"logs_endpoint": "ftp://x/v1/logs"}, "logs_endpoint", "http(s) URL"),
+        ("http", {"tls": []}, "tls", "mapping"),
+    ],
+)
+def test_bad_values_name_the_key(protocol: str, cfg: dict, key: str, hint: str) -> None:
+    """A bad value raises ConfigError starting with where.key and saying what to do."""
+    with pytest.raises(ConfigError) as info:
+        create_otlp_exporter(cfg, where="exporters.x", protocol=protocol)  # type: ignore[arg-type]
+    assert str(info.value).startswith(f"exporters.x.{key}:"), str(info.value)
+    assert hint in str(info.value)
+
+
+def test_client_certificate_needs_both_files(certs: Certs) -> None:
+    """cert_file without key_file raises ConfigError naming the missing key."""
+    with pytest.raises(ConfigError, match=r"^exporters\.x\.tls\.key_file: missing"):
+        create_otlp_exporter(
+            {"tls": {"cert_file": str(certs.cert_file)}}, where="exporters.x", protocol="http"
+        )
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_header_values_never_appear_in_errors(protocol: str) -> None:
+    """A header value of the wrong type is reported by name and type only, never by value."""
+    with pytest.raises(ConfigError) as info:
+        create_otlp_exporter(
+            {"headers": {"authorization": [SECRET]}},
+            where="exporters.x",
+            protocol=protocol,  # type: ignore[arg-type]
+        )
+    assert str(info.value).startswith("exporters.x.headers.authorization: must be a string")
+    assert "s3cr3t" not in str(info.value)
