@@ -17,6 +17,7 @@ The integrity attributes (INTEGRITY_KEYS) are left out: they carry the digests t
 from __future__ import annotations
 
 import base64
+import hashlib
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -134,6 +135,12 @@ def content_bytes(
         raise CanonicalError(str(exc)) from exc
     except orjson.JSONEncodeError as exc:  # e.g. a lone surrogate in a string
         raise CanonicalError(str(exc)) from exc
+
+
+def record_digest(prev: bytes, canonical_record: bytes) -> bytes:
+    """The chained digest of a record, which is also its RFC 6962 Merkle leaf hash:
+    SHA-256(0x00 || prev || canonical), prev being the digest of the record before (32 zero bytes first)."""
+    return hashlib.sha256(b"\x00" + prev + canonical_record).digest()
 
 
 def prefix(stream_id: str, seq: int) -> bytes:

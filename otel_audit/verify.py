@@ -93,7 +93,7 @@ def _open(path: Path) -> BinaryIO:
 
 @dataclass(slots=True)
 class _Rec:
-    leaf: bytes
+    calc: bytes  # SHA-256(0x00 || prev || canonical): the digest recomputed, and the Merkle leaf
     prev: bytes
     digest: bytes
     note: str | None  # the body of a checkpoint record
@@ -274,8 +274,11 @@ class Verifier:
             sev = rec.get("severityNumber", 0)
             t = int(rec.get("timeUnixNano") or 0)
             content = canonical.content_bytes(event, t, int(sev or 0), rec.get("severityText", ""), body, attrs)
-            leaf = _sha256(b'\x00["v1","' + stream.encode() + b'",' + str(seq).encode() + b"," + content[1:]).digest()
-            r = _Rec(leaf, bytes.fromhex(prev), bytes.fromhex(digest),
+            pb = bytes.fromhex(prev)
+            if len(pb) != 32:
+                raise ValueError("prev digest is not 32 bytes")
+            calc = _sha256(b'\x00' + pb + b'["v1","' + stream.encode() + b'",' + str(seq).encode() + b"," + content[1:]).digest()
+            r = _Rec(calc, pb, bytes.fromhex(digest),
                      body if event == CHECKPOINT_EVENT and type(body) is str else None, where)
         except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as exc:
             self._malformed(f"{where}: record cannot be read ({type(exc).__name__}: {exc})")
@@ -340,13 +343,13 @@ class Verifier:
         for seq, variants in per.items():
             first = variants[0]
             if len(variants) > 1:
-                distinct = {(v.leaf, v.prev, v.digest) for v in variants}
+                distinct = {(v.calc, v.prev, v.digest) for v in variants}
                 sr.duplicates += len(variants) - len(distinct)
                 if len(distinct) > 1:
                     conflicts.append(seq)
                     # keep the variant that is consistent with itself and its successor, if any
                     nxt = per.get(seq + 1)
-                    good = [v for v in variants if _sha256(v.prev + v.leaf).digest() == v.digest
+                    good = [v for v in variants if v.calc == v.digest
                             and (nxt is None or any(n.prev == v.digest for n in nxt))]
                     first = good[0] if good else first
             chosen[seq] = first
@@ -423,8 +426,8 @@ class Verifier:
         seqs = sorted(chosen)
         top = seqs[-1] if seqs else -1
         sr.events = len(chosen) - sr.checkpoints
-        # self-consistency of every record: SHA-256(prev || leaf) == digest
-        bad = {s for s, r in chosen.items() if _sha256(r.prev + r.leaf).digest() != r.digest}
+        # self-consistency of every record: the digest it carries is the one its content gives
+        bad = {s for s, r in chosen.items() if r.calc != r.digest}
         # links between neighbours
         for s in seqs:
             nxt = chosen.get(s + 1)
@@ -484,7 +487,7 @@ class Verifier:
             r = chosen.get(s)
             if r is None:
                 break
-            tree.append(r.leaf)
+            tree.append(r.calc)
         unsealed = [s for s in seqs if not sealed[s] and s not in bad and s not in set(sr.inserted)]
         sr.unsealed = _ranges(unsealed)
         # verdict

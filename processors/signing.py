@@ -41,6 +41,10 @@ _log = logging.getLogger(__name__)
 _sha256 = hashlib.sha256
 ZERO = bytes(32)
 SCOPE = InstrumentationScope("otel_audit.signing", None)
+_IKEYS = canonical.INTEGRITY_KEYS
+_PLAIN = frozenset({str, int, bool})
+_dumps = orjson.dumps
+_SORT = orjson.OPT_SORT_KEYS
 _PRODUCER_KEYS = ("service.name", "service.namespace", "service.instance.id", "service.version", "host.name")
 
 
@@ -175,6 +179,7 @@ class SigningProcessor(LogRecordProcessor):
         self._resource = resource if resource is not None else Resource.create({})
         self.stream_id = secrets.token_hex(16)
         self._origin = f"{origin}/{self.stream_id}"
+        self._head = canonical.prefix(self.stream_id, 0)[:-2]  # '["v1","<stream>",' ; seq follows
         self._producer = self._producer_of(self._resource)
         self._lock = threading.Lock()
         self._seq = 0
@@ -203,62 +208,86 @@ class SigningProcessor(LogRecordProcessor):
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
         lr = log_record.log_record
-        if lr.timestamp is None:
-            lr.timestamp = lr.observed_timestamp or time.time_ns()
+        ts = lr.timestamp
+        if ts is None:
+            ts = lr.timestamp = lr.observed_timestamp or time.time_ns()
         attrs = lr.attributes
-        d = getattr(attrs, "_dict", None)  # BoundedAttributes: write past its limits, integrity first
-        if d is None:
+        try:
+            d = attrs._dict  # type: ignore[union-attr]  # BoundedAttributes: write past its limits
+        except AttributeError:
             d = attrs if isinstance(attrs, dict) else dict(attrs or {})
             lr.attributes = d
-        if canonical.INTEGRITY_KEYS & d.keys():
+        if not _IKEYS.isdisjoint(d):
             _log.warning("record %r set integrity attributes itself; they are replaced", lr.event_name)
-            for k in canonical.INTEGRITY_KEYS:
+            for k in _IKEYS:
                 d.pop(k, None)
         sev = lr.severity_number
-        try:
-            content = canonical.content_bytes(
-                lr.event_name, lr.timestamp, sev.value if sev is not None else 0, lr.severity_text, lr.body, d
-            )
-        except canonical.CanonicalError as exc:
-            # Never drop an audit record: sign a safe stand-in and say so loudly.
-            _log.error("audit record %r cannot be canonicalized (%s); its body is replaced", lr.event_name, exc)
-            lr.body = f"[otel-audit: unsignable record replaced: {exc}]"
-            for k in list(d):
-                try:
-                    canonical.encode_value(d[k])
-                    canonical.content_bytes(None, None, None, None, None, {k: d[k]})
-                except canonical.CanonicalError:
-                    d[k] = "[otel-audit: unsignable value removed]"
-            content = canonical.content_bytes(
-                lr.event_name, lr.timestamp, sev.value if sev is not None else 0, lr.severity_text, lr.body, d
-            )
+        body = lr.body
+        if (body is None or type(body) is str) and _PLAIN.issuperset(map(type, d.values())):
+            try:
+                content = _dumps(
+                    [lr.event_name or "", str(ts), sev.value if sev is not None else 0, lr.severity_text or "", body, d],
+                    option=_SORT,
+                )
+            except (TypeError, orjson.JSONEncodeError):
+                content = self._content_slow(lr, d)
+        else:
+            content = self._content_slow(lr, d)
         with self._lock:
             seq = self._seq
             self._seq = seq + 1
             prev = self._prev
-            leaf = _sha256(b'\x00["v1","' + self.stream_id.encode() + b'",' + str(seq).encode() + b"," + content[1:]).digest()
-            digest = _sha256(prev + leaf).digest()
+            digest = _sha256(b"\x00" + prev + self._head + str(seq).encode() + b"," + content[1:]).digest()
             self._prev = digest
-            self._pending.append(leaf)
-            due = len(self._pending) >= self._every
+            pending = self._pending
+            pending.append(digest)
+            due = len(pending) >= self._every
         d[STREAM_ID] = self.stream_id
         d[STREAM_SEQ] = seq
         d[PREV_DIGEST] = prev.hex()
         d[DIGEST] = digest.hex()
-        self._forward(log_record)
+        for p in self._downstream:
+            try:
+                p.on_emit(log_record)
+            except Exception:
+                self._lost(p, seq)
         if due:
             self._emit_checkpoint("size")
+
+    def _content_slow(self, lr: Any, d: dict[str, Any]) -> bytes:
+        sev = lr.severity_number
+        try:
+            return canonical.content_bytes(
+                lr.event_name, lr.timestamp, sev.value if sev is not None else 0, lr.severity_text, lr.body, d
+            )
+        except canonical.CanonicalError as exc:
+            # Never drop an audit record: sign a safe stand-in and say so loudly.
+            _log.error("audit record %r cannot be canonicalized (%s); unsignable values are replaced",
+                       lr.event_name, exc)
+            try:
+                canonical.encode_value(lr.body)
+                canonical.content_bytes(None, None, None, None, lr.body, None)
+            except canonical.CanonicalError:
+                lr.body = f"[otel-audit: unsignable body replaced: {exc}]"
+            for k in list(d):
+                try:
+                    canonical.content_bytes(None, None, None, None, None, {k: d[k]})
+                except canonical.CanonicalError:
+                    d[k] = "[otel-audit: unsignable value replaced]"
+            return canonical.content_bytes(
+                lr.event_name, lr.timestamp, sev.value if sev is not None else 0, lr.severity_text, lr.body, d
+            )
+
+    def _lost(self, p: LogRecordProcessor, seq: int) -> None:
+        self.dropped += 1
+        _log.exception("downstream %s failed on audit record seq %s; %d lost so far", type(p).__name__, seq, self.dropped)
 
     def _forward(self, record: ReadWriteLogRecord) -> None:
         for p in self._downstream:
             try:
                 p.on_emit(record)
             except Exception:  # a broken downstream must not silence the others
-                self.dropped += 1
-                _log.exception(
-                    "downstream %s failed on audit record seq %s; %d lost so far",
-                    type(p).__name__, record.log_record.attributes.get(STREAM_SEQ), self.dropped,
-                )
+                self._lost(p, record.log_record.attributes.get(STREAM_SEQ))
 
     # -- checkpoints ------------------------------------------------------------------------------
 
@@ -287,10 +316,9 @@ class SigningProcessor(LogRecordProcessor):
             content = canonical.content_bytes(CHECKPOINT_EVENT, now, SeverityNumber.INFO.value, "INFO", note, attributes)
             seq = size
             self._seq = seq + 1
-            leaf = _sha256(b"\x00" + canonical.join(self.stream_id, seq, content)).digest()
-            digest = _sha256(chain + leaf).digest()
+            digest = canonical.record_digest(chain, canonical.join(self.stream_id, seq, content))
             self._prev = digest
-            self._pending.append(leaf)
+            self._pending.append(digest)
             self._last_cp = time.monotonic()
         attributes[STREAM_ID] = self.stream_id
         attributes[STREAM_SEQ] = seq
