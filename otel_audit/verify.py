@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gc
 import gzip
 import hashlib
 import math
@@ -250,7 +251,7 @@ class Verifier:
         attrs: dict[str, Any] = {}
         try:
             for kv in rec.get("attributes") or ():
-                v = kv.get("value") or {}
+                v = kv["value"]
                 s = v.get("stringValue")
                 attrs[kv["key"]] = s if s is not None else decode_value(v)
             stream = attrs.pop(STREAM_ID, None)
@@ -619,9 +620,17 @@ def verify_paths(
     v = Verifier(keyring, allow_open=allow_open, ignore_unsigned=ignore_unsigned)
     total = sum(f.stat().st_size for f in files)
     bar = Progress(total) if progress else None
+    # Millions of small containers stay alive until the end: the cyclic GC would rescan them over
+    # and over (measured: 4x slower parsing). Nothing here makes reference cycles.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
     try:
         v.add_files(files, bar)
+        if v.report.records:
+            v.finish()
     finally:
+        if gc_was_enabled:
+            gc.enable()
         if bar is not None:
             bar.close()
     if v.report.records == 0 and not v.report.malformed:
@@ -630,7 +639,7 @@ def verify_paths(
         raise InputError(
             "no readable OTLP log records in the input; first problem: " + v.report.malformed[0]
         )
-    return v.finish()
+    return v.report
 
 
 def iter_records(paths: Iterable[Path]) -> Iterator[tuple[str, dict[str, Any]]]:
