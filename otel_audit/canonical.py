@@ -95,17 +95,18 @@ def encode_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
     """Attributes without the integrity ones, each value encoded; fast when all are str/int/bool."""
     if not attributes:
         return {}
-    plain = True
-    for v in attributes.values():
-        if type(v) not in _PLAIN:
-            plain = False
-            break
-    if plain and not (INTEGRITY_KEYS & attributes.keys()):
-        if type(attributes) is dict:
-            # Range check of ints is left to the slow path only when one is large.
-            return attributes  # type: ignore[return-value]
-        return dict(attributes)
+    types = set(map(type, attributes.values()))
+    if types <= _PLAIN and INTEGRITY_KEYS.isdisjoint(attributes) and (int not in types or ints_fit(attributes)):
+        return attributes if type(attributes) is dict else dict(attributes)
     return {k: encode_value(v) for k, v in attributes.items() if k not in INTEGRITY_KEYS}
+
+
+def ints_fit(attributes: Mapping[str, Any]) -> bool:
+    """Every int value is inside int64 (JSON and orjson would take larger ones; OTLP cannot)."""
+    for v in attributes.values():
+        if type(v) is int and not INT64_MIN <= v <= INT64_MAX:
+            return False
+    return True
 
 
 def content_bytes(

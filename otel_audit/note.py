@@ -124,7 +124,7 @@ def _b64(value: str, what: str, size: int | None = None) -> bytes:
 
 
 def _int(value: str, what: str) -> int:
-    if not value.isdigit() or (len(value) > 1 and value[0] == "0"):
+    if not (value.isascii() and value.isdigit()) or (len(value) > 1 and value[0] == "0"):
         raise NoteError(f"{what} must be a decimal integer without leading zeros, got {value[:40]!r}")
     return int(value)
 

@@ -223,7 +223,8 @@ class SigningProcessor(LogRecordProcessor):
                 d.pop(k, None)
         sev = lr.severity_number
         body = lr.body
-        if (body is None or type(body) is str) and _PLAIN.issuperset(map(type, d.values())):
+        types = set(map(type, d.values()))
+        if (body is None or type(body) is str) and types <= _PLAIN and (int not in types or canonical.ints_fit(d)):
             try:
                 content = _dumps(
                     [lr.event_name or "", str(ts), sev.value if sev is not None else 0, lr.severity_text or "", body, d],
