@@ -185,7 +185,7 @@ def _read_keyring_file(f: Path) -> list[PublicKey]:
 def _parse_vkey(line: str, where: str) -> PublicKey:
     import base64
 
-    parts = line.split("+")
+    parts = line.split("+", 2)  # the base64 key data may itself hold '+'
     if len(parts) != 3:
         raise KeyringError(f"{where}: a verifier key is '<name>+<hex id>+<base64 key>'")
     name, hid, b64 = parts

@@ -175,6 +175,21 @@ def _ranges(seqs: Iterable[int]) -> list[list[int]]:
     return out
 
 
+def _gaps(seqs: list[int], length: int) -> list[list[int]]:
+    """Inclusive ranges of [0, length) absent from the sorted `seqs`, without walking the range."""
+    out: list[list[int]] = []
+    nxt = 0
+    for s in seqs:
+        if s >= length:
+            break
+        if s > nxt:
+            out.append([nxt, s - 1])
+        nxt = s + 1
+    if nxt < length:
+        out.append([nxt, length - 1])
+    return out
+
+
 def _fmt_ranges(rs: list[list[int]], limit: int = 12) -> str:
     parts = [str(a) if a == b else f"{a}-{b}" for a, b in rs[:limit]]
     if len(rs) > limit:
@@ -459,37 +474,39 @@ class Verifier:
         elif claim is not None:
             sr.state = "closed" if claim[1].closed else "crashed"
         sr.length = length
-        sr.missing = _ranges(s for s in range(length) if s not in chosen)
+        sr.missing = _gaps(seqs, length)
         # sealing: walk down from the top; a valid checkpoint anchors its chain line, a sealed
         # record anchors its prev digest, anything else loses the anchor
-        sealed = [False] * (top + 1)
+        sealed: set[int] = set()
         anchor: bytes | None = None
-        for s in range(top, -1, -1):
-            r = chosen.get(s)
+        below: int | None = None  # the seq handled just before (one above this one, if no gap)
+        for s in reversed(seqs):  # sparse: a forged huge seq must not make us walk a huge range
+            if below != s + 1:
+                anchor = None
+            below = s
+            r = chosen[s]
             sn = valid.get(s)
-            if sn is not None and r is not None and s not in bad:
-                sealed[s] = True  # its own signature covers it
+            if sn is not None and s not in bad:
+                sealed.add(s)  # its own signature covers it
                 anchor = sn.checkpoint.chain
-                continue
-            if r is not None and anchor is not None and s not in bad and r.digest == anchor:
-                sealed[s] = True
+            elif anchor is not None and s not in bad and r.digest == anchor:
+                sealed.add(s)
                 anchor = r.prev
             else:
                 anchor = None
-        sr.sealed = sum(sealed)
-        # Merkle roots where the tree can be rebuilt (every leaf present)
+        sr.sealed = len(sealed)
+        # Merkle roots where the tree can be rebuilt (every leaf from 0 present)
         tree = CompactRange()
         explained = min(set(sr.modified) | set(sr.conflicting) | {s for ab in sr.broken_links for s in ab}, default=None)
-        for s in range(top + 1):
-            sn = valid.get(s)
-            if sn is not None and tree.size == s and tree.root() != sn.checkpoint.root:
-                if explained is None or explained >= s:
-                    sr.root_mismatch.append(s)
-            r = chosen.get(s)
-            if r is None:
+        for s in seqs:
+            if s != tree.size:
                 break
-            tree.append(r.calc)
-        unsealed = [s for s in seqs if not sealed[s] and s not in bad and s not in set(sr.inserted)]
+            sn = valid.get(s)
+            if sn is not None and tree.root() != sn.checkpoint.root and (explained is None or explained >= s):
+                sr.root_mismatch.append(s)
+            tree.append(chosen[s].calc)
+        inserted = set(sr.inserted)
+        unsealed = [s for s in seqs if s not in sealed and s not in bad and s not in inserted]
         sr.unsealed = _ranges(unsealed)
         # verdict
         p = sr.problems

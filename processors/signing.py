@@ -40,6 +40,7 @@ from otel_audit.note import Checkpoint, Predecessor, format_note
 _log = logging.getLogger(__name__)
 _sha256 = hashlib.sha256
 ZERO = bytes(32)
+FOREIGN_CHECKPOINT_EVENT = "audit.checkpoint.foreign"
 SCOPE = InstrumentationScope("otel_audit.signing", None)
 _IKEYS = canonical.INTEGRITY_KEYS
 _PLAIN = frozenset({str, int, bool})
@@ -184,7 +185,8 @@ class SigningProcessor(LogRecordProcessor):
         self._lock = threading.Lock()
         self._seq = 0
         self._prev = ZERO
-        self._pending: list[bytes] = []  # leaves since the last checkpoint, folded in at checkpoint time
+        self._pending: list[bytes] = []  # digests (Merkle leaves) not yet folded into the tree
+        self._unsealed = 0  # events since the last checkpoint
         self._tree = CompactRange()
         self._last_cp = time.monotonic()
         self._shutdown = False
@@ -221,6 +223,11 @@ class SigningProcessor(LogRecordProcessor):
             _log.warning("record %r set integrity attributes itself; they are replaced", lr.event_name)
             for k in _IKEYS:
                 d.pop(k, None)
+        if lr.event_name == CHECKPOINT_EVENT:
+            # Only this processor makes checkpoints; a caller's record must not pass for one.
+            _log.warning("a caller emitted event_name %r, which is reserved; renamed to %r",
+                         CHECKPOINT_EVENT, FOREIGN_CHECKPOINT_EVENT)
+            lr.event_name = FOREIGN_CHECKPOINT_EVENT
         sev = lr.severity_number
         body = lr.body
         types = set(map(type, d.values()))
@@ -240,9 +247,10 @@ class SigningProcessor(LogRecordProcessor):
             prev = self._prev
             digest = _sha256(b"\x00" + prev + self._head + str(seq).encode() + b"," + content[1:]).digest()
             self._prev = digest
-            pending = self._pending
-            pending.append(digest)
-            due = len(pending) >= self._every
+            self._pending.append(digest)
+            unsealed = self._unsealed + 1
+            self._unsealed = unsealed
+            due = unsealed >= self._every
         d[STREAM_ID] = self.stream_id
         d[STREAM_SEQ] = seq
         d[PREV_DIGEST] = prev.hex()
@@ -320,6 +328,7 @@ class SigningProcessor(LogRecordProcessor):
             digest = canonical.record_digest(chain, canonical.join(self.stream_id, seq, content))
             self._prev = digest
             self._pending.append(digest)
+            self._unsealed = 0
             self._last_cp = time.monotonic()
         attributes[STREAM_ID] = self.stream_id
         attributes[STREAM_SEQ] = seq
@@ -345,8 +354,7 @@ class SigningProcessor(LogRecordProcessor):
     def _tick(self) -> None:
         while not self._stop.wait(min(self._interval, 1.0)):
             if time.monotonic() - self._last_cp >= self._interval:
-                with self._lock:
-                    busy = bool(self._pending) and self._seq > 0
+                busy = self._unsealed > 0
                 try:
                     self._emit_checkpoint("time" if busy else "heartbeat")
                 except Exception:
@@ -356,9 +364,7 @@ class SigningProcessor(LogRecordProcessor):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         deadline = time.monotonic() + timeout_millis / 1000
-        with self._lock:
-            unsealed = bool(self._pending)
-        if unsealed and not self._shutdown:
+        if self._unsealed and not self._shutdown:
             self._emit_checkpoint("flush")
         ok = True
         for p in self._downstream:
