@@ -1,0 +1,984 @@
+"""Redaction: replace secrets and personal data in audit records before they are signed.
+
+``RedactionProcessor`` is the first processor of the audit pipeline. It edits each record in
+place, so that what the signing processor chains, and every exporter ships, never held the
+secret. A found value is replaced by its keyed pseudonym ``hmac-sha256:<hex>`` (Vault's
+form: the same value always gives the same pseudonym under one key, so an auditor can search
+for a known value with ``otel-audit hash VALUE``) or, in ``mask`` mode, by
+``[REDACTED:<rule>]``.
+
+What is found:
+
+* by pattern, in every string of the body and the attributes, however deeply nested:
+  ``api_key``, ``bearer_token``, ``password``, ``private_key`` (secrets) and ``email``,
+  ``phone``, ``card`` (personal data);
+* by attribute key: the whole value of an attribute (or of a nested mapping entry) whose key,
+  or whose key's last dotted segment, is a sensitive key such as ``password`` or
+  ``authorization`` (rule name ``sensitive_key``);
+* by attribute key, when asked: IP addresses in ``client.address`` and its kin
+  (``client_ip``).
+
+Integrity attributes (``audit.integrity.*``, ``audit.stream.*``) and checkpoint records are
+never touched. A record that had something replaced gets ``audit.redaction.rules`` and
+``audit.redaction.count``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import string
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Final, Literal, NamedTuple
+
+from opentelemetry._logs import Logger, SeverityNumber
+from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
+from opentelemetry.util.types import AnyValue
+
+from otel_audit.canonical import CHECKPOINT_EVENT
+from otel_audit.errors import ConfigError
+from otel_audit.pseudonym import HMAC_PREFIX, SecretBytes, hmac_value, load_hmac_key
+
+__all__ = [
+    "BUILTIN_RULES",
+    "CLIENT_ADDRESS_KEYS",
+    "DEFAULT_SENSITIVE_KEYS",
+    "PII_EVENT_NAME",
+    "PII_RULES",
+    "RedactionProcessor",
+    "SECRET_RULES",
+    "SENSITIVE_KEY_RULE",
+]
+
+_logger = logging.getLogger(__name__)
+
+SECRET_RULES: Final = ("api_key", "bearer_token", "password", "private_key")
+PII_RULES: Final = ("email", "phone", "card", "client_ip")
+#: Every built-in rule name, accepted by ``RedactionProcessor(rules=...)``.
+BUILTIN_RULES: Final = SECRET_RULES + PII_RULES
+#: Rule name reported when a value was replaced because of its key.
+SENSITIVE_KEY_RULE: Final = "sensitive_key"
+
+#: Keys whose whole value is replaced; compared case-insensitively, ``-`` and ``_`` alike,
+#: against the whole attribute key and against its last dotted segment.
+DEFAULT_SENSITIVE_KEYS: Final = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "secret_key",
+    "token",
+    "api_key",
+    "apikey",
+    "x-api-key",
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "private_key",
+    "provider_key",
+    "client_secret",
+    "access_token",
+    "refresh_token",
+    "id_token",
+)
+
+#: Attributes the ``client_ip`` rule looks at (current semantic conventions, then legacy names).
+CLIENT_ADDRESS_KEYS: Final = (
+    "client.address",
+    "source.address",
+    "network.peer.address",
+    "http.client_ip",
+    "net.peer.ip",
+    "net.sock.peer.addr",
+)
+
+PII_EVENT_NAME: Final = "data_access.pii.detected"
+RULES_ATTRIBUTE: Final = "audit.redaction.rules"
+COUNT_ATTRIBUTE: Final = "audit.redaction.count"
+ERROR_ATTRIBUTE: Final = "audit.redaction.error"
+_PROTECTED_PREFIXES: Final = ("audit.integrity.", "audit.stream.")
+# Ours: scanning them would only find our own rule names.
+_OWN_KEYS: Final = frozenset({RULES_ATTRIBUTE, COUNT_ATTRIBUTE, ERROR_ATTRIBUTE})
+_FAILED: Final = "[REDACTION_FAILED]"
+# A whole pseudonym or mask, as this module writes them.
+_ALREADY = re.compile(r"hmac-sha256:[0-9a-f]{64}|\[REDACTED(?::[A-Za-z0-9_.\-]+)?\]|\[REDACTION_FAILED\]")
+
+Mode = Literal["hmac", "mask"]
+
+# ---------------------------------------------------------------------------------------------
+# Patterns.
+#
+# A rule is a list of alternatives (_Alt). ``(?P<V>...)`` marks the part of a match that is
+# the secret (the value after ``password=``, the token after ``Bearer``); without it the whole
+# match is. _Scanner.combine joins the alternatives of several rules into one regex and tells
+# them apart by an empty group at the end of each (the last group to close is ``lastindex``).
+#
+# Speed, measured on CPython's ``re``: a regex whose alternatives all start with a literal
+# character gets a first-character prefilter, and one that starts with a look-behind or a
+# case-insensitive class does not, which made a first version cost ~100 ns per character. So:
+#
+# * the secret regex runs on the lower-cased string (same length, same offsets) and every
+#   alternative starts with a lower-case literal; where case matters (``AKIA``, ``eyJ``), a
+#   check on the original text confirms the match;
+# * word-boundary look-behinds come after the first literal (``sk-(?<![a-z0-9_-]...)``: "sk-",
+#   not preceded by a token character), so a failed attempt costs one character compare;
+# * the phone/card regex starts with the single class [0-9+(] and dispatches with
+#   look-behinds, so non-digit text is skipped by the prefilter;
+# * a key word's own boundary (``db_password`` yes, ``bypassword`` no, ``userPassword`` yes)
+#   is checked in Python on the rare candidate, as camelCase needs the original case.
+# ---------------------------------------------------------------------------------------------
+
+# (original string, start of the match, text that would be replaced) -> is it a finding?
+_Check = Callable[[str, int, str], bool]
+
+
+class _Alt(NamedTuple):
+    rule: str
+    source: str
+    check: _Check | None = None
+    # Lower-case strings one of which every match contains: a long string is searched only
+    # with the alternatives whose anchors it holds. Alternatives sharing a tuple form a group.
+    anchors: tuple[str, ...] = ()
+
+
+def _not_after(cls: str, width: int) -> str:
+    """After ``width`` literal characters: they are not preceded by a character of ``cls``."""
+    return f"(?<!{cls}{'.' * width})"
+
+
+def _starts(prefix: str) -> _Check:
+    return lambda s, i, _t: s.startswith(prefix, i)
+
+
+def _key_start_ok(s: str, i: int, _t: str) -> bool:
+    """The key word at ``s[i]`` starts a word: after a non-alphanumeric, or a camelCase hump."""
+    if i == 0:
+        return True
+    before = s[i - 1]
+    return not before.isalnum() or (before.islower() and s[i].isupper())
+
+
+_KV_VALUE = (
+    r"[\"']?[ \t]*[:=][ \t]*"
+    r"(?:\"(?P<V>(?:[^\"\\\n]|\\.){1,1024})\""
+    r"|'(?P<V>[^'\n]{1,1024})'"
+    r"|(?P<V>[^\s\"'&,;}\]]{1,1024}))"
+)
+
+
+def _kv(rule: str, keyword: str, anchors: tuple[str, ...]) -> _Alt:
+    """``keyword=value``, ``"keyword": "value"``, ``'keyword': 'value'``; the value is secret.
+
+    ``keyword`` is a lower-case regex that starts with a literal.
+    """
+    return _Alt(rule, keyword + _KV_VALUE, _key_start_ok, anchors)
+
+
+_AWS_KEY_ID = re.compile(r"A(?:KIA|SIA|BIA|CCA)[A-Z0-9]{16}")
+_T = "[a-z0-9_-]"  # a token character, lower-cased
+
+_KEY_ANCHORS = ("sk-", "akia", "asia", "abia", "acca", "gh", "github_pat_", "aiza", "xox")
+_API_KEY = [
+    # OpenAI (sk-, sk-proj-, sk-svcacct-), Anthropic (sk-ant-api03-) and the like
+    _Alt("api_key", f"sk-{_not_after(_T, 3)}{_T}{{20,}}", _starts("sk-"), _KEY_ANCHORS),
+    # AWS access key ids: long-term AKIA, temporary ASIA, ...
+    _Alt(
+        "api_key",
+        f"a(?:kia|sia|bia|cca){_not_after('[a-z0-9]', 4)}[a-z0-9]{{16}}(?![a-z0-9])",
+        lambda _s, _i, t: _AWS_KEY_ID.fullmatch(t) is not None,
+        _KEY_ANCHORS,
+    ),
+    # GitHub classic (ghp_, gho_, ghu_, ghs_, ghr_) and fine-grained tokens
+    _Alt("api_key", f"gh[pousr]_{_not_after('[a-z0-9_]', 4)}[a-z0-9]{{20,}}", _starts("gh"), _KEY_ANCHORS),
+    _Alt(
+        "api_key",
+        f"github_pat_{_not_after('[a-z0-9_]', 11)}[a-z0-9_]{{22,}}",
+        _starts("github_pat_"),
+        _KEY_ANCHORS,
+    ),
+    # Google API keys
+    _Alt("api_key", f"aiza{_not_after(_T, 4)}{_T}{{30,}}", _starts("AIza"), _KEY_ANCHORS),
+    # Slack bot, user, app, refresh ... tokens
+    _Alt("api_key", f"xox[abeoprs]-{_not_after(_T, 5)}[a-z0-9-]{{10,}}", _starts("xox"), _KEY_ANCHORS),
+    # api_key=..., api-secret: ..., apiToken=...
+    _kv("api_key", r"api[_-]?(?:key|secret|token)", ("api",)),
+]
+
+_BEARER_ANCHORS = ("bearer", "eyj")
+_BEARER_TOKEN = [
+    _Alt(
+        "bearer_token",
+        rf"bearer{_not_after('[a-z0-9]', 6)}[ \t]+(?P<V>[a-z0-9\-._~+/]{{8,}}=*)",
+        None,
+        _BEARER_ANCHORS,
+    ),
+    # JWS compact form: header and payload are base64url JSON objects ("eyJ" is '{"').
+    _Alt(
+        "bearer_token",
+        rf"eyj{_not_after(_T, 3)}{_T}{{4,}}\.eyj{_T}{{4,}}\.{_T}*",
+        lambda s, i, t: s.startswith("eyJ", i) and ".eyJ" in t,
+        _BEARER_ANCHORS,
+    ),
+    # token=..., access_token=..., "refreshToken": "..." (the key word check allows a prefix
+    # word joined by "_", "-", "." or camelCase)
+    _kv("bearer_token", "token", ("token",)),
+]
+
+_PASSWORD_ANCHORS = ("pass", "pwd", "secret")
+_PASSWORD = [
+    _kv("password", "pass(?:word|wd|phrase)", _PASSWORD_ANCHORS),
+    _kv("password", "pwd", _PASSWORD_ANCHORS),
+    # secret=..., client_secret=..., aws_secret_access_key=..., secretKey=...
+    _kv("password", r"secret(?:[_-]?(?:access[_-]?)?key)?", _PASSWORD_ANCHORS),
+]
+
+_BLOCK_ANCHORS = ("://", "-----begin")
+# credentials in a URL: scheme://user:password@host
+_URL_PASSWORD = [_Alt("password", r"://[^\s/@:]{1,256}:(?P<V>[^\s/@]{1,256})@", None, _BLOCK_ANCHORS)]
+
+# Up to the END line, or to the end of the string if it was cut short (a truncated key is
+# still a secret).
+_PRIVATE_KEY = [
+    _Alt(
+        "private_key",
+        r"-----begin (?:[a-z0-9]+ )*private key(?: block)?-----"
+        r"[\s\S]*?(?:-----end (?:[a-z0-9]+ )*private key(?: block)?-----|\Z)",
+        _starts("-----BEGIN"),
+        _BLOCK_ANCHORS,
+    )
+]
+
+
+# Searched (in the original string) only when it holds an "@".
+_EMAIL = [
+    _Alt(
+        "email",
+        r"[A-Za-z0-9._%+-](?<![A-Za-z0-9._%+-].)[A-Za-z0-9._%+-]{0,63}@"
+        r"[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}(?![A-Za-z0-9-])",
+    )
+]
+
+
+def _phone_ok(_s: str, _i: int, text: str) -> bool:
+    digits = sum(c.isdigit() for c in text)
+    if text[0] == "+":
+        return (
+            # no upper bound: "+1 415 555 0132 123" is better redacted whole than left
+            digits >= 7 and text.count("(") == text.count(")") and _PHONE_DOUBLE_SEPARATOR.search(text) is None
+        )
+    return 9 <= digits <= 12
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i & 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+_CARD_GROUPINGS: Final = ((4, 6, 5), (4, 6, 4))  # Amex, Diners
+_CARD_SEPARATOR = re.compile(r"[ \-]")
+_PHONE_DOUBLE_SEPARATOR = re.compile(r"[ .\-]{2}|\(\)")
+
+
+def _card_ok(_s: str, _i: int, text: str) -> bool:
+    digits = text.replace(" ", "").replace("-", "")
+    if len(digits) == len(text):
+        # Ungrouped: only issuer digits 2-6 (Mastercard, Amex/Diners/JCB, Visa, Discover/
+        # UnionPay), which keeps millisecond and nanosecond epoch timestamps (1...) out.
+        if digits[0] not in "23456":
+            return False
+    else:
+        groups = tuple(len(g) for g in _CARD_SEPARATOR.split(text))
+        fours = len(groups) >= 4 and all(n == 4 for n in groups[:-1]) and 1 <= groups[-1] <= 4
+        if not (fours or groups in _CARD_GROUPINGS):
+            return False
+    return _luhn_ok(digits)
+
+
+# Cards and phone numbers. The combined regex is "[0-9+(]" followed by these alternatives,
+# each of which first checks with a look-behind which character that was. Plain digit runs
+# (ids, timestamps) are no phone number: a national number needs separators, an
+# international one its "+"; a digit run is a card only if it passes _card_ok.
+_NOT_MORE_DIGITS = r"(?![\w]|[.\-][0-9])"
+# The first character; not inside a word; and six more characters that can be part of a
+# number (every alternative below needs them), which rejects most digits cheaply.
+_NUMBER_PREFIX = r"[0-9+(](?<!\w.)(?=[0-9 .()\-]{6})"
+_NUMBERS = [
+    # 13-19 digits, optionally grouped by single spaces or dashes; the second look-behind
+    # keeps a match from starting inside a longer grouped number.
+    _Alt(
+        "card",
+        r"(?<=[0-9])(?<![\w.+].)(?<![0-9][ \-].)(?:[ \-]?[0-9]){12,18}(?![\w]|[ \-][0-9])",
+        _card_ok,
+    ),
+    # E.164-ish: + and at least 7 digits, with single separators and balanced parentheses
+    _Alt("phone", r"(?<=\+)(?<![\w+].)[1-9][0-9 .()\-]{5,22}[0-9](?![0-9])", _phone_ok),
+    # NANP: (415) 555-0132, 415-555-0132, 415.555.0132, 415 555 0132
+    _Alt(
+        "phone",
+        r"(?<=\()(?<![\w.+\-].)[2-9][0-9]{2}\)[ .\-]?[2-9][0-9]{2}[ .\-][0-9]{4}" + _NOT_MORE_DIGITS,
+        _phone_ok,
+    ),
+    _Alt(
+        "phone",
+        r"(?<=[2-9])(?<![\w.+\-].)[0-9]{2}[ .\-][2-9][0-9]{2}[ .\-][0-9]{4}" + _NOT_MORE_DIGITS,
+        _phone_ok,
+    ),
+    # trunk prefix 0: 020 7946 0958, 07700 900123, 030 12345678
+    _Alt(
+        "phone",
+        r"(?<=0)(?<![\w.+\-].)[1-9][0-9]{1,4}[ \-][0-9]{3,4}[ \-]?[0-9]{3,4}" + _NOT_MORE_DIGITS,
+        _phone_ok,
+    ),
+]
+
+_SECRETS: Final = (*_PRIVATE_KEY, *_BEARER_TOKEN, *_API_KEY, *_PASSWORD, *_URL_PASSWORD)
+
+# Phone numbers and cards hold a run of seven digits and separators (or "+1..."); a string
+# without one skips that regex.
+_DIGITS_HINT = re.compile(r"[0-9+(][0-9 .()\-]{6}")
+_MIN_LEN: Final = 5  # "pwd=x"
+_GATE_ABOVE: Final = 128  # strings longer than this are checked for anchors first
+_CLEAN_CACHE_SIZE: Final = 4096
+_CLEAN_CACHE_MAX_LEN: Final = 128
+_ALNUM_CLEAN_BELOW: Final = 13  # an alphanumeric string this short matches no rule
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+# (rule, value group numbers, check, index of the alternative)
+_Entry = tuple[str, tuple[int, ...], "_Check | None", int]
+
+
+class _Scanner:
+    """One combined regex over several alternatives; finds matches and replaces their secret part.
+
+    Findings are leftmost first; at one position, the first alternative (in list order) that
+    matches and passes its check wins. A check can reject a match the regex engine preferred,
+    so then the later alternatives are tried at the same position before moving on.
+    """
+
+    __slots__ = ("_alts", "_dispatch", "_prefix", "_rest", "_rest_lock", "match", "search")
+
+    def __init__(
+        self,
+        regex: re.Pattern[str],
+        dispatch: dict[int | None, _Entry],
+        alts: tuple[_Alt, ...] = (),
+        prefix: str = "",
+    ) -> None:
+        self.search = regex.search
+        self.match = regex.match
+        self._dispatch = dispatch
+        self._alts = alts
+        self._prefix = prefix
+        self._rest: dict[int, _Scanner | None] = {}
+        self._rest_lock = threading.Lock()
+
+    @classmethod
+    def combine(cls, alts: Iterable[_Alt], prefix: str = "") -> _Scanner | None:
+        alts = tuple(alts)
+        if not alts:
+            return None
+        sources: list[str] = []
+        groups_of: list[list[str]] = []
+        n = 0
+        for k, alt in enumerate(alts):
+            source = alt.source
+            value_groups = []
+            while "(?P<V>" in source:
+                n += 1
+                value_groups.append(f"v{n}")
+                source = source.replace("(?P<V>", f"(?P<v{n}>", 1)
+            sources.append(f"{source}(?P<m{k}>)")
+            groups_of.append(value_groups)
+        joined = "|".join(sources)
+        regex = re.compile(f"{prefix}(?:{joined})" if prefix else joined)
+        dispatch: dict[int | None, _Entry] = {
+            regex.groupindex[f"m{k}"]: (alt.rule, tuple(regex.groupindex[g] for g in groups_of[k]), alt.check, k)
+            for k, alt in enumerate(alts)
+        }
+        return cls(regex, dispatch, alts, prefix)
+
+    @classmethod
+    def custom(cls, rule: str, regex: re.Pattern[str]) -> _Scanner:
+        """A user's pattern: the whole match is replaced, or its group named ``value``."""
+        value = regex.groupindex.get("value")
+        entry: _Entry = (rule, (value,) if value else (), None, 0)
+        # Any lastindex (the user's own groups) maps to the one rule.
+        dispatch: dict[int | None, _Entry] = {None: entry}
+        dispatch.update((i, entry) for i in range(1, regex.groups + 1))
+        return cls(regex, dispatch)
+
+    def _after(self, k: int) -> _Scanner | None:
+        """The scanner over the alternatives after the k-th, built on first use."""
+        try:
+            return self._rest[k]
+        except KeyError:
+            pass
+        with self._rest_lock:
+            if k not in self._rest:
+                self._rest[k] = _Scanner.combine(self._alts[k + 1 :], self._prefix)
+            return self._rest[k]
+
+    def _accept(self, m: re.Match[str], s: str, target: str) -> tuple[str, int, int, int] | None:
+        """The finding at ``m.start()``: (rule, start, end of the replaced text, end of match)."""
+        at = m.start()
+        scanner = self
+        while True:
+            rule, values, check, k = scanner._dispatch[m.lastindex]
+            start, end = m.span()
+            for g in values:
+                vs, ve = m.span(g)
+                if vs >= 0:
+                    start, end = vs, ve
+                    break
+            if start < end and (check is None or check(s, at, s[start:end])):
+                return rule, start, end, m.end()
+            # Not a finding after all (a digit run failing Luhn, "bypassword=", an empty
+            # custom match): try the later alternatives here.
+            rest = scanner._after(k) if scanner._alts else None
+            if rest is None:
+                return None
+            later = rest.match(target, at)
+            if later is None:
+                return None
+            scanner, m = rest, later
+
+    def sub(self, s: str, replace: Callable[[str, str], str], fired: list[str], folded: str | None = None) -> str:
+        """Return ``s`` with every finding replaced, appending each finding's rule to ``fired``.
+
+        ``folded``, if given, is ``s`` lower-cased (same length), and is what gets searched.
+        """
+        target = s if folded is None else folded
+        search = self.search
+        m = search(target)
+        if m is None:
+            return s
+        out: list[str] = []
+        last = 0
+        while m is not None:
+            at = m.start()
+            hit = self._accept(m, s, target)
+            if hit is None:
+                m = search(target, at + 1)
+                continue
+            rule, start, end, match_end = hit
+            out.append(s[last:start])
+            out.append(replace(rule, s[start:end]))
+            fired.append(rule)
+            last = end
+            m = search(target, max(match_end, at + 1))
+        if not out:
+            return s
+        out.append(s[last:])
+        return "".join(out)
+
+
+class _FoldedScanner:
+    """The secret scanner: searches the lower-cased string, replaces in the original.
+
+    A short string is searched with every alternative at once. A long one (a prompt, a
+    request body) is first checked for the anchors of each group of alternatives, and
+    searched only with the groups it holds: the same findings, as an alternative whose
+    anchor is absent cannot match, at a fraction of the cost. The regex for each combination
+    of groups is built on first use; there are at most 2**groups of them.
+    """
+
+    __slots__ = ("_alts", "_by_mask", "_full", "_groups", "_lock")
+
+    def __init__(self, alts: Iterable[_Alt]) -> None:
+        self._alts = tuple(alts)
+        self._full = _Scanner.combine(self._alts)
+        groups: dict[tuple[str, ...], int] = {}
+        for alt in self._alts:
+            groups.setdefault(alt.anchors, 1 << len(groups))
+        self._groups = tuple(groups.items())
+        self._by_mask: dict[int, _Scanner] = {}
+        self._lock = threading.Lock()
+
+    def _for_mask(self, mask: int) -> _Scanner:
+        scanner = self._by_mask.get(mask)
+        if scanner is None:
+            with self._lock:
+                scanner = self._by_mask.get(mask)
+                if scanner is None:
+                    wanted = {anchors for anchors, bit in self._groups if bit & mask}
+                    built = _Scanner.combine(a for a in self._alts if a.anchors in wanted)
+                    assert built is not None
+                    scanner = self._by_mask[mask] = built
+        return scanner
+
+    def sub(self, s: str, replace: Callable[[str, str], str], fired: list[str]) -> str:
+        folded = s.lower()
+        if len(folded) != len(s):  # a few non-ASCII characters lower-case to two
+            folded = s.translate(_ASCII_LOWER)
+        if len(s) <= _GATE_ABOVE:
+            scanner = self._full
+            assert scanner is not None
+        else:
+            mask = 0
+            for anchors, bit in self._groups:
+                for anchor in anchors:
+                    if anchor in folded:
+                        mask |= bit
+                        break
+            if not mask:
+                return s
+            scanner = self._for_mask(mask)
+        return scanner.sub(s, replace, fired, folded)
+
+
+def _norm_key(key: str) -> str:
+    return key.lower().replace("-", "_")
+
+
+def _names(value: object, what: str) -> tuple[str, ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ConfigError(
+            f"RedactionProcessor({what}=...): expected a list of strings, got {type(value).__name__}; "
+            f"write {what}=[...]"
+        )
+    names = tuple(value)
+    for n in names:
+        if not isinstance(n, str) or not n:
+            raise ConfigError(f"RedactionProcessor({what}=...): every entry must be a non-empty string, got {n!r}")
+    return names
+
+
+# What on_emit does with a top-level attribute, decided once per key and cached.
+_SCAN, _SKIP, _SENSITIVE, _CLIENT_IP = 0, 1, 2, 3
+_PLAN_CACHE_MAX: Final = 4096
+
+
+class RedactionProcessor(LogRecordProcessor):
+    """Replaces secrets and personal data in each log record, in place, before signing.
+
+    Add it to the ``LoggerProvider`` before the signing processor. ``mode="hmac"`` (default)
+    replaces a found value by ``hmac-sha256:<hex>`` under ``hmac_key`` (see
+    :func:`otel_audit.pseudonym.load_hmac_key` for the accepted forms); ``mode="mask"`` by
+    ``[REDACTED:<rule>]``. ``rules`` selects built-in rules (default: all of
+    :data:`BUILTIN_RULES`); ``client_ip`` applies only with ``redact_client_ip=True`` (which
+    adds it to any ``rules``). ``custom_patterns`` adds rules ``{name: regex}``; a group named
+    ``value`` in a pattern limits the replacement to that group. Attributes named in
+    ``allow_keys`` (top-level attribute keys, exact) are left as they are. If
+    ``pii_event_logger`` is given, each record in which personal data was found makes one
+    ``data_access.pii.detected`` event through that logger; it is emitted from ``on_emit``, so
+    it reaches the next processors just before the record that caused it.
+
+    Bad arguments raise :class:`~otel_audit.errors.ConfigError` (a ``ValueError``).
+    """
+
+    def __init__(
+        self,
+        *,
+        mode: Mode = "hmac",
+        hmac_key: bytes | str | SecretBytes | None = None,
+        rules: Sequence[str] | None = None,
+        redact_client_ip: bool = False,
+        sensitive_keys: Sequence[str] = DEFAULT_SENSITIVE_KEYS,
+        allow_keys: Sequence[str] = (),
+        custom_patterns: Mapping[str, str] | None = None,
+        pii_event_logger: Logger | None = None,
+    ) -> None:
+        if mode not in ("hmac", "mask"):
+            raise ConfigError(f"RedactionProcessor(mode={mode!r}): mode must be 'hmac' or 'mask'")
+        self._mode: Mode = mode
+        self._key: SecretBytes | None = None
+        if mode == "hmac":
+            if hmac_key is None:
+                raise ConfigError(
+                    "RedactionProcessor(mode='hmac') needs hmac_key (at least 16 bytes, e.g. "
+                    "'hex:' + 64 hex digits, or 'file:/path'); or choose mode='mask'"
+                )
+            self._key = SecretBytes(load_hmac_key(hmac_key, where="RedactionProcessor(hmac_key=...)"))
+
+        if rules is None:
+            selected = set(BUILTIN_RULES)
+        else:
+            selected = set(_names(rules, "rules"))
+            unknown = sorted(selected - set(BUILTIN_RULES))
+            if unknown:
+                raise ConfigError(
+                    f"RedactionProcessor(rules=...): unknown rule(s) {', '.join(map(repr, unknown))}; "
+                    f"known rules are {', '.join(BUILTIN_RULES)} (add your own with custom_patterns)"
+                )
+            if "client_ip" in selected and not redact_client_ip:
+                raise ConfigError(
+                    "RedactionProcessor(rules=[..., 'client_ip']): client addresses are redacted only "
+                    "with redact_client_ip=True; set it, or drop 'client_ip' from rules"
+                )
+        # client_ip is opt-in: an address is often what an audit trail is for.
+        self._client_ip = bool(redact_client_ip)
+        if self._client_ip:
+            selected.add("client_ip")
+        else:
+            selected.discard("client_ip")
+        self._rules: tuple[str, ...] = tuple(r for r in BUILTIN_RULES if r in selected)
+
+        secrets = [a for a in _SECRETS if a.rule in selected]
+        self._secret_scanner = _FoldedScanner(secrets) if secrets else None
+        self._email_scanner = _Scanner.combine(a for a in _EMAIL if a.rule in selected)
+        self._number_scanner = _Scanner.combine((a for a in _NUMBERS if a.rule in selected), _NUMBER_PREFIX)
+        self._custom = self._compile_custom(custom_patterns)
+
+        self._sensitive = frozenset(_norm_key(k) for k in _names(sensitive_keys, "sensitive_keys"))
+        self._allow = frozenset(_names(allow_keys, "allow_keys"))
+        self._ip_keys = frozenset(CLIENT_ADDRESS_KEYS)
+        self._plan: dict[str, int] = {}
+        self._clean: set[str] = set()
+        self._sensitive_cache: dict[str, bool] = {}
+
+        if pii_event_logger is not None and not callable(getattr(pii_event_logger, "emit", None)):
+            raise ConfigError(
+                "RedactionProcessor(pii_event_logger=...): expected an OpenTelemetry Logger "
+                f"(from LoggerProvider.get_logger), got {type(pii_event_logger).__name__}"
+            )
+        self._pii_logger = pii_event_logger
+        self._pii_names = frozenset(PII_RULES)
+        self._local = threading.local()
+        self._masks = {
+            name: f"[REDACTED:{name}]" for name in (*BUILTIN_RULES, SENSITIVE_KEY_RULE, *(c[0] for c in self._custom))
+        }
+        self._replace = self._hmac if mode == "hmac" else self._mask
+        stages: list[Callable[[str, list[str]], str]] = []
+        if self._custom:
+            stages.append(self._custom_stage)
+        if self._secret_scanner is not None:
+            stages.append(self._secret_stage)
+        if self._email_scanner is not None:
+            stages.append(self._email_stage)
+        if self._number_scanner is not None:
+            stages.append(self._number_stage)
+        self._stages = tuple(stages)
+        _logger.debug(
+            "redaction: mode=%s rules=%s custom=%s sensitive_keys=%d",
+            mode,
+            self._rules,
+            [c[0] for c in self._custom],
+            len(self._sensitive),
+        )
+
+    @staticmethod
+    def _compile_custom(patterns: Mapping[str, str] | None) -> list[tuple[str, _Scanner]]:
+        if patterns is None:
+            return []
+        if not isinstance(patterns, Mapping):
+            raise ConfigError(
+                "RedactionProcessor(custom_patterns=...): expected a mapping {rule name: regex}, "
+                f"got {type(patterns).__name__}"
+            )
+        reserved = {*BUILTIN_RULES, SENSITIVE_KEY_RULE}
+        out: list[tuple[str, _Scanner]] = []
+        for name, source in patterns.items():
+            where = f"RedactionProcessor(custom_patterns={{{name!r}: ...}})"
+            if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+                raise ConfigError(f"{where}: a rule name must be letters, digits, '_', '.' or '-'")
+            if name in reserved:
+                raise ConfigError(f"{where}: {name!r} is a built-in rule name; choose another name")
+            if not isinstance(source, str):
+                raise ConfigError(f"{where}: the pattern must be a string, got {type(source).__name__}")
+            try:
+                regex = re.compile(source)
+            except re.error as exc:
+                raise ConfigError(f"{where}: not a valid regular expression: {exc}") from None
+            if regex.fullmatch(""):
+                raise ConfigError(f"{where}: the pattern matches the empty string; it must match something")
+            out.append((name, _Scanner.custom(name, regex)))
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"RedactionProcessor(mode={self._mode!r}, rules={self._rules!r}, custom={[c[0] for c in self._custom]!r})"
+        )
+
+    # -- replacement -------------------------------------------------------------------------
+
+    def _hmac(self, rule: str, text: str) -> str:
+        assert self._key is not None
+        return hmac_value(self._key, text)
+
+    def _mask(self, rule: str, text: str) -> str:
+        return self._masks.get(rule) or f"[REDACTED:{rule}]"
+
+    def _scan(self, s: str, fired: list[str]) -> str:
+        """Replace every pattern finding in ``s``."""
+        n = len(s)
+        if n < _MIN_LEN:
+            return s
+        if n < _ALNUM_CLEAN_BELOW and not self._custom and s.isalnum():
+            return s
+        # Most attribute values recur (user names, models, paths, outcomes): remember the
+        # short ones that held nothing. Only clean strings are kept, never a secret.
+        clean = self._clean
+        cacheable = n <= _CLEAN_CACHE_MAX_LEN
+        if cacheable and s in clean:
+            return s
+        original = s
+        # A pseudonym or mask already in the string (a re-run, or an earlier stage here) is
+        # never matched into: each stage then scans the text around them. This keeps
+        # pseudonyms searchable and makes redacting twice change nothing.
+        tokens = HMAC_PREFIX in s or "[REDACT" in s
+        for stage in self._stages:
+            if tokens:
+                s = _around_tokens(stage, s, fired)
+            else:
+                new = stage(s, fired)
+                if new is not s:
+                    tokens = True
+                    s = new
+        if cacheable and s is original:
+            if len(clean) >= _CLEAN_CACHE_SIZE:
+                clean.clear()
+            clean.add(s)
+        return s
+
+    # The stages of _scan, in order. Custom patterns come first, so that the built-in rules
+    # never see their output.
+
+    def _custom_stage(self, s: str, fired: list[str]) -> str:
+        for _, scanner in self._custom:
+            s = scanner.sub(s, self._replace, fired)
+        return s
+
+    def _secret_stage(self, s: str, fired: list[str]) -> str:
+        assert self._secret_scanner is not None
+        return self._secret_scanner.sub(s, self._replace, fired)
+
+    def _email_stage(self, s: str, fired: list[str]) -> str:
+        assert self._email_scanner is not None
+        return self._email_scanner.sub(s, self._replace, fired) if "@" in s else s
+
+    def _number_stage(self, s: str, fired: list[str]) -> str:
+        assert self._number_scanner is not None
+        return self._number_scanner.sub(s, self._replace, fired) if _DIGITS_HINT.search(s) else s
+
+    def _whole(self, value: str | bytes | int | float, fired: list[str]) -> AnyValue:
+        """Replace a whole value found under a sensitive key."""
+        if isinstance(value, str):
+            if not value or _already_redacted(value):
+                return value
+            text: str | bytes = value
+        elif isinstance(value, (bytes, bytearray)):
+            if not value:
+                return value
+            text = bytes(value)
+        else:  # int or float: a PIN or an account number is a secret too
+            text = repr(value)
+        fired.append(SENSITIVE_KEY_RULE)
+        if self._key is not None:
+            return hmac_value(self._key, text)
+        return self._masks[SENSITIVE_KEY_RULE]
+
+    def _redact(self, value: Any, fired: list[str], sensitive: bool) -> Any:
+        """Return ``value`` with findings replaced; the same object if nothing was."""
+        t = type(value)
+        if t is str:
+            return self._whole(value, fired) if sensitive else self._scan(value, fired)
+        if value is None or t is bool:
+            return value
+        if t is bytes or t is bytearray or t is int or t is float:
+            return self._whole(value, fired) if sensitive else value
+        if isinstance(value, Mapping):
+            changed: dict[Any, Any] | None = None
+            for k, v in value.items():
+                new = self._redact(v, fired, sensitive or (isinstance(k, str) and self._is_sensitive(k)))
+                if new is not v:
+                    if changed is None:
+                        changed = dict(value)
+                    changed[k] = new
+            return value if changed is None else changed
+        if isinstance(value, (list, tuple)):
+            items: list[Any] | None = None
+            for i, v in enumerate(value):
+                new = self._redact(v, fired, sensitive)
+                if new is not v:
+                    if items is None:
+                        items = list(value)
+                    items[i] = new
+            if items is None:
+                return value
+            return items if isinstance(value, list) else tuple(items)
+        if isinstance(value, str):  # a str subclass
+            return self._redact(str(value), fired, sensitive)
+        return value
+
+    def _is_sensitive(self, key: str) -> bool:
+        hit = self._sensitive_cache.get(key)
+        if hit is None:
+            norm = _norm_key(key)
+            hit = norm in self._sensitive or norm.rpartition(".")[2] in self._sensitive
+            if len(self._sensitive_cache) >= _PLAN_CACHE_MAX:
+                self._sensitive_cache.clear()
+            self._sensitive_cache[key] = hit
+        return hit
+
+    def _plan_for(self, key: str) -> int:
+        if key in self._allow or key in _OWN_KEYS or key.startswith(_PROTECTED_PREFIXES):
+            plan = _SKIP
+        elif self._client_ip and key in self._ip_keys:
+            plan = _CLIENT_IP
+        elif self._is_sensitive(key):
+            plan = _SENSITIVE
+        else:
+            plan = _SCAN
+        if len(self._plan) >= _PLAN_CACHE_MAX:
+            self._plan.clear()
+        self._plan[key] = plan
+        return plan
+
+    def _client_address(self, value: Any, fired: list[str]) -> Any:
+        if isinstance(value, str):
+            try:
+                ipaddress.ip_address(value.strip("[]"))
+            except ValueError:
+                return self._scan(value, fired)  # a host name: scan it like any string
+            fired.append("client_ip")
+            return self._replace("client_ip", value)
+        return self._redact(value, fired, False)
+
+    # -- LogRecordProcessor ------------------------------------------------------------------
+
+    def on_emit(self, log_record: ReadWriteLogRecord) -> None:
+        """Redact ``log_record`` in place."""
+        record = log_record.log_record
+        if record.event_name == CHECKPOINT_EVENT:
+            return
+        fired: list[str] = []
+        try:
+            body = record.body
+            if body is not None:
+                new_body = self._redact(body, fired, False)
+                if new_body is not body:
+                    record.body = new_body
+            attributes = record.attributes
+            if attributes:
+                # A plain-dict snapshot: iterating BoundedAttributes goes through a lock and
+                # a Python-level __getitem__ per key.
+                snapshot = attributes.copy() if hasattr(attributes, "copy") else dict(attributes)
+                plans = self._plan
+                scan = self._scan
+                for key, value in snapshot.items():
+                    plan = plans.get(key)
+                    if plan is None:
+                        plan = self._plan_for(key)
+                    if plan == _SCAN:
+                        new = scan(value, fired) if type(value) is str else self._redact(value, fired, False)
+                    elif plan == _SKIP:
+                        continue
+                    elif plan == _SENSITIVE:
+                        new = self._redact(value, fired, True)
+                    else:
+                        new = self._client_address(value, fired)
+                    if new is not value:
+                        attributes[key] = new  # type: ignore[index]
+        except Exception as exc:  # noqa: BLE001 - a redaction bug must neither leak nor drop
+            self._fail_closed(record, exc)
+            return
+        if fired:
+            self._annotate(record, fired)
+
+    def _annotate(self, record: Any, fired: list[str]) -> None:
+        attributes = record.attributes
+        if attributes is None:
+            attributes = record.attributes = {}
+        rules = set(fired)
+        count = len(fired)
+        # A record redacted twice (two processors, or a re-run) keeps the union.
+        previous = attributes.get(RULES_ATTRIBUTE)
+        if isinstance(previous, (tuple, list)):
+            rules.update(r for r in previous if isinstance(r, str))
+            prev_count = attributes.get(COUNT_ATTRIBUTE)
+            if isinstance(prev_count, int) and not isinstance(prev_count, bool):
+                count += prev_count
+        attributes[RULES_ATTRIBUTE] = tuple(sorted(rules))
+        attributes[COUNT_ATTRIBUTE] = count
+        if _logger.isEnabledFor(logging.DEBUG):
+            _logger.debug("redacted %d value(s) by rule(s) %s", len(fired), sorted(set(fired)))
+        if self._pii_logger is not None:
+            pii = [r for r in fired if r in self._pii_names]
+            if pii:
+                self._emit_pii_event(pii)
+
+    def _emit_pii_event(self, pii: list[str]) -> None:
+        # The event goes through this same processor; a thread-local flag keeps a finding in
+        # it (there should be none) from emitting another event, and so on forever.
+        local = self._local
+        if getattr(local, "emitting", False):
+            return
+        local.emitting = True
+        try:
+            assert self._pii_logger is not None
+            self._pii_logger.emit(
+                event_name=PII_EVENT_NAME,
+                severity_number=SeverityNumber.INFO,
+                severity_text="INFO",
+                attributes={
+                    "audit.category": "data_access",
+                    "audit.action": "pii.detected",
+                    "audit.outcome": "success",
+                    "audit.pii.types": tuple(sorted(set(pii))),
+                    "audit.pii.count": len(pii),
+                    "audit.pii.handling": self._mode,
+                },
+            )
+        except Exception as exc:  # noqa: BLE001 - the record itself must still go on
+            _logger.warning("could not emit %s event: %s", PII_EVENT_NAME, type(exc).__name__)
+        finally:
+            local.emitting = False
+
+    def _fail_closed(self, record: Any, exc: Exception) -> None:
+        # Neither let a possibly-unredacted value through nor drop the record: replace every
+        # value that could hold data and say so on the record. The exception text is not
+        # logged, as it might quote the value being redacted.
+        _logger.error(
+            "redaction failed (%s) on a record with event name %r; its values were replaced by %s",
+            type(exc).__name__,
+            record.event_name,
+            _FAILED,
+        )
+        if record.body is not None:
+            record.body = _FAILED
+        attributes = record.attributes
+        if attributes is None:
+            attributes = record.attributes = {}
+        for key in list(attributes):
+            if key.startswith(_PROTECTED_PREFIXES) or key in _OWN_KEYS:
+                continue
+            if not isinstance(attributes[key], bool):
+                attributes[key] = _FAILED
+        attributes[ERROR_ATTRIBUTE] = type(exc).__name__
+
+    def shutdown(self) -> None:
+        """Nothing to release; redaction keeps working for records emitted during shutdown."""
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Nothing is buffered here."""
+        return True
+
+
+def _already_redacted(value: str) -> bool:
+    return value.startswith((HMAC_PREFIX, "[REDACT")) and _ALREADY.fullmatch(value) is not None
+
+
+def _around_tokens(stage: Callable[[str, list[str]], str], s: str, fired: list[str]) -> str:
+    """Run ``stage`` on the parts of ``s`` between pseudonyms and masks, keeping those as they are."""
+    parts: list[str] = []
+    last = 0
+    for m in _ALREADY.finditer(s):
+        if m.start() > last:
+            parts.append(stage(s[last : m.start()], fired))
+        parts.append(m.group())
+        last = m.end()
+    if not parts:
+        return stage(s, fired)
+    if last < len(s):
+        parts.append(stage(s[last:], fired))
+    return "".join(parts)
