@@ -262,6 +262,37 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
+def _set_aside_torn_tail(path: str, fd: int, size: int) -> int:
+    """Cut the file back to its last newline; the cut fragment goes to `<path>.torn-<time>`."""
+    with open(path, "rb") as handle:
+        pos = size
+        keep = 0
+        while pos > 0:
+            step = min(65536, pos)
+            pos -= step
+            handle.seek(pos)
+            chunk = handle.read(step)
+            nl = chunk.rfind(b"\n")
+            if nl >= 0:
+                keep = pos + nl + 1
+                break
+        handle.seek(keep)
+        fragment = handle.read()
+    side = f"{path}.torn-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}"
+    side_fd = os.open(side, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        _write_all(side_fd, fragment)
+        os.fsync(side_fd)
+    finally:
+        os.close(side_fd)
+    os.ftruncate(fd, keep)
+    _logger.warning(
+        "%s ended in a partial line of %d bytes (a crash while writing); it was moved to %s",
+        path, len(fragment), side,
+    )
+    return keep
+
+
 def _ends_without_newline(path: str) -> bool:
     try:
         with open(path, "rb") as handle:
@@ -539,9 +570,9 @@ class FileLogRecordExporter(LogRecordExporter):
         try:
             size = os.fstat(fd).st_size
             if size and _ends_without_newline(self._path):
-                # A line cut short by a crash would swallow the next one: end it first.
-                _write_all(fd, b"\n")
-                size += 1
+                # A line cut short by a crash (kill -9 mid-write): move the fragment aside, so the
+                # archive stays whole lines, and say so. Its records were never acknowledged.
+                size = _set_aside_torn_tail(self._path, fd, size)
         except OSError:
             os.close(fd)
             raise

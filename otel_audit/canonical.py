@@ -65,8 +65,6 @@ def encode_value(value: Any, _depth: int = 0) -> Any:
         if value < INT64_MIN or value > INT64_MAX:
             raise CanonicalError(f"integer {value} is outside int64; OTLP cannot carry it")
         return value
-    if _depth > MAX_DEPTH:
-        raise CanonicalError(f"value nested deeper than {MAX_DEPTH} levels")
     if value is None:
         return None
     if isinstance(value, bool):
@@ -79,6 +77,8 @@ def encode_value(value: Any, _depth: int = 0) -> Any:
         return str(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
         return {"bytes": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, (list, tuple, Mapping)) and _depth > MAX_DEPTH:
+        raise CanonicalError(f"containers nested more than {MAX_DEPTH + 1} deep")
     if isinstance(value, (list, tuple)):
         return [encode_value(v, _depth + 1) for v in value]
     if isinstance(value, Mapping):

@@ -136,16 +136,20 @@ def test_appends_to_an_existing_file(tmp_path: Path) -> None:
     assert len(_read_indices([path])) == 6
 
 
-def test_a_line_cut_short_by_a_crash_is_ended(tmp_path: Path) -> None:
-    """When the file ends in a partial line, the next line still starts on a line of its own."""
+def test_a_line_cut_short_by_a_crash_is_set_aside(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A partial last line left by a crash is moved to a .torn-* side file, loudly, and the archive stays whole lines."""
     path = tmp_path / "audit.jsonl"
-    path.write_bytes(b'{"resourceLogs":[{"resou')
+    path.write_bytes(b'{"resourceLogs":[]}\n{"resourceLogs":[{"resou')
     exporter = FileLogRecordExporter(path=path)
-    assert exporter.export(_records(2)) is LogRecordExportResult.SUCCESS
+    with caplog.at_level(logging.WARNING, logger="otel_audit.exporters.file"):
+        assert exporter.export(_records(2)) is LogRecordExportResult.SUCCESS
     exporter.shutdown()
     lines = path.read_bytes().split(b"\n")
-    assert lines[0] == b'{"resourceLogs":[{"resou'
+    assert lines[0] == b'{"resourceLogs":[]}'
     assert len(list(iter_log_records(json.loads(lines[1])))) == 2
+    torn = list(tmp_path.glob("audit.jsonl.torn-*"))
+    assert len(torn) == 1 and torn[0].read_bytes() == b'{"resourceLogs":[{"resou'
+    assert any("partial line" in r.getMessage() for r in caplog.records)
 
 
 def test_rotation_with_gzip_backups(tmp_path: Path) -> None:
