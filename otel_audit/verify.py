@@ -145,6 +145,7 @@ class Report:
     unsigned: int = 0
     unsigned_examples: list[str] = field(default_factory=list)
     malformed: list[str] = field(default_factory=list)
+    torn: list[str] = field(default_factory=list)  # a last line cut short by a crash: a warning
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -160,6 +161,7 @@ class Report:
             "unsigned": self.unsigned,
             "unsigned_examples": self.unsigned_examples,
             "malformed": self.malformed,
+            "torn": self.torn,
             "problems": self.problems,
             "streams": [s.to_json() for s in self.streams],
         }
@@ -235,6 +237,10 @@ class Verifier:
                     try:
                         doc = _loads(line)
                     except orjson.JSONDecodeError as exc:
+                        if not line.endswith(b"\n") and not fh.read(1):
+                            # the file's last line, cut short: a writer killed mid-write
+                            self.report.torn.append(f"{name}:{n}: last line cut short ({len(line)} bytes)")
+                            continue
                         self._malformed(f"{name}:{n}: not JSON ({exc.msg})")
                         continue
                     self.add_request(doc, f"{name}:{n}")
@@ -593,6 +599,8 @@ def render_text(rep: Report) -> str:
                      f"{rep.unsigned} record(s) without integrity attributes, e.g. {ex}")
     for m in rep.malformed[:20]:
         lines.append(f"PROBLEM: {m}")
+    for t in rep.torn:
+        lines.append(f"note: {t}; the records in it were never acknowledged as written")
     bad = [s for s in rep.streams if s.status != "verified"]
     if rep.ok:
         lines.append(f"result: VERIFIED - {len(rep.streams)} stream(s), every record proven")

@@ -107,12 +107,6 @@ class Producer:
         self.torn = self.torn or not self.archive.read_bytes().endswith(b"\n")
         return sid
 
-    def xfail_if_torn(self) -> None:
-        """The kill landed inside a write and tore the last line: the known bug of test_torn_line_after_a_crash."""
-        if self.torn:
-            pytest.xfail("SIGKILL tore the archive's last line (a short write at a page boundary); the "
-                         "verifier then fails on a malformed line: see test_torn_line_after_a_crash")
-
 
 @pytest.fixture
 def producer(tmp_path: Path, keys_dir: Path) -> Producer:
@@ -124,7 +118,6 @@ def test_crash_then_restart(producer: Producer, keys_dir: Path) -> None:
     first = producer.crash()
     second = producer.run(5)
     assert first != second
-    producer.xfail_if_torn()
     rep = verify(producer.archive, Keyring.load(keys_dir))
     assert len(rep.streams) == 2
     s1, s2 = stream(rep, first), stream(rep, second)
@@ -147,7 +140,6 @@ def test_crash_then_restart(producer: Producer, keys_dir: Path) -> None:
 def test_crashed_stream_without_successor_is_open(producer: Producer, keys_dir: Path) -> None:
     """A crashed stream with no successor yet is open: a failure, or a warning with allow_open."""
     first = producer.crash(after_s=0.1)
-    producer.xfail_if_torn()
     ring = Keyring.load(keys_dir)
     rep = verify(producer.archive, ring)
     assert not rep.ok
@@ -161,7 +153,6 @@ def test_two_crashes_in_a_row(producer: Producer, keys_dir: Path) -> None:
     a = producer.crash(after_s=0.1)
     b = producer.crash(after_s=0.1)
     c = producer.run(3)
-    producer.xfail_if_torn()
     rep = verify(producer.archive, Keyring.load(keys_dir))
     assert rep.ok, [s.problems for s in rep.streams]
     assert stream(rep, b).predecessor == a and stream(rep, c).predecessor == b
@@ -171,11 +162,9 @@ def test_two_crashes_in_a_row(producer: Producer, keys_dir: Path) -> None:
 def test_torn_line_after_a_crash(producer: Producer, keys_dir: Path) -> None:
     """A half-written last line left by a SIGKILL does not make the restarted archive fail verification.
 
-    Demonstrates a bug. SIGKILL can cut a write(2) short at a page boundary, so a crashed producer's
-    archive may end in part of a line (seen in about 1 of 100 kills here). The file exporter of the
-    restarted producer ends that fragment with a newline and appends after it; the verifier then
-    reports a malformed line and fails the archive, although every record the successor vouches for
-    is intact. The torn write is simulated here: the crashed producer's next line, cut in half.
+    SIGKILL can cut a write(2) short at a page boundary, so a crashed producer's archive may end in
+    part of a line. The restarted file exporter moves that fragment to a side file before appending.
+    The torn write is simulated here: the crashed producer's next line, cut in half.
     """
     first = producer.crash(after_s=0.1)
     data = producer.archive.read_bytes()
@@ -229,7 +218,6 @@ def test_deleted_last_checkpoint_of_a_crashed_stream_is_detected(producer: Produ
     """
     first = producer.crash(after_s=0.1)
     second = producer.run(2)
-    producer.xfail_if_torn()
     arch = Archive.load(producer.archive)
     start2 = next(r for r in arch.records() if stream_of(r) == second and seq_of(r) == 0)
     prev_line = next(line for line in start2["body"]["stringValue"].split("\n") if line.startswith("prev "))
