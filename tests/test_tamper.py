@@ -543,10 +543,21 @@ def test_unsigned_records_are_a_problem(archive: Archive, keyring: Keyring) -> N
     assert verify(archive.path, keyring, ignore_unsigned=True).ok
 
 
-def test_truncated_last_line_is_malformed(archive: Archive, keyring: Keyring) -> None:
-    """A half-written last line is reported as malformed and fails the archive."""
+def test_truncated_last_line_is_torn_and_the_lost_end_fails(archive: Archive, keyring: Keyring) -> None:
+    """A last line cut short is reported as torn; the end checkpoint it held is gone, so the stream fails as truncated."""
     data = archive.path.read_bytes()
     archive.path.write_bytes(data[: len(data) - 40])
+    rep = verify(archive.path, keyring)
+    assert not rep.ok and not rep.malformed
+    assert rep.torn and "cut short" in rep.torn[0]
+    assert only_stream(rep).state == "open"
+
+
+def test_cut_line_in_the_middle_is_malformed(archive: Archive, keyring: Keyring) -> None:
+    """A line cut short that is not the file's last one is malformed and fails the archive."""
+    lines = archive.path.read_bytes().split(b"\n")
+    lines[0] = lines[0][: len(lines[0]) // 2]
+    archive.path.write_bytes(b"\n".join(lines))
     rep = verify(archive.path, keyring)
     assert not rep.ok
     assert rep.malformed and "not JSON" in rep.malformed[0]
