@@ -42,8 +42,28 @@ class CompactRange:
             n >>= 1
 
     def extend(self, leaves: Sequence[bytes]) -> None:
-        for leaf in leaves:
-            self.append(leaf)
+        """Add many leaf hashes, one tree level at a time (the same result as append, faster)."""
+        nodes = list(leaves)
+        if not nodes:
+            return
+        stack = self._stack
+        start = self.size
+        self.size = start + len(nodes)
+        leftovers: list[bytes] = []  # the last, unpaired node of each level, lowest level last
+        level = 0
+        while nodes:
+            if (start >> level) & 1:  # the stack's top is the left sibling of nodes[0]
+                nxt = [_sha256(b"\x01" + stack.pop() + nodes[0]).digest()]
+                rest = nodes[1:]
+            else:
+                nxt = []
+                rest = nodes
+            if len(rest) & 1:
+                leftovers.append(rest.pop())
+            nxt += [_sha256(b"\x01" + rest[i] + rest[i + 1]).digest() for i in range(0, len(rest), 2)]
+            nodes = nxt
+            level += 1
+        stack.extend(reversed(leftovers))
 
     def root(self) -> bytes:
         stack = self._stack

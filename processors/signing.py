@@ -174,6 +174,7 @@ class SigningProcessor(LogRecordProcessor):
         )
         if not self._downstream or not all(isinstance(p, LogRecordProcessor) for p in self._downstream):
             raise ValueError("downstream must be one LogRecordProcessor or a non-empty sequence of them")
+        self._single = self._downstream[0].on_emit if len(self._downstream) == 1 else None
         self._keys = _KeySource(signer, key_name)
         self._every = checkpoint_every
         self._interval = float(checkpoint_interval)
@@ -185,6 +186,7 @@ class SigningProcessor(LogRecordProcessor):
         self._lock = threading.Lock()
         self._seq = 0
         self._prev = ZERO
+        self._prev_hex = ZERO.hex()
         self._pending: list[bytes] = []  # digests (Merkle leaves) not yet folded into the tree
         self._unsealed = 0  # events since the last checkpoint
         self._tree = CompactRange()
@@ -234,7 +236,7 @@ class SigningProcessor(LogRecordProcessor):
         if (body is None or type(body) is str) and types <= _PLAIN and (int not in types or canonical.ints_fit(d)):
             try:
                 content = _dumps(
-                    [lr.event_name or "", str(ts), sev.value if sev is not None else 0, lr.severity_text or "", body, d],
+                    [lr.event_name or "", str(ts), sev._value_ if sev is not None else 0, lr.severity_text or "", body, d],
                     option=_SORT,
                 )
             except (TypeError, orjson.JSONEncodeError):
@@ -244,22 +246,29 @@ class SigningProcessor(LogRecordProcessor):
         with self._lock:
             seq = self._seq
             self._seq = seq + 1
-            prev = self._prev
-            digest = _sha256(b"\x00" + prev + self._head + str(seq).encode() + b"," + content[1:]).digest()
+            prev_hex = self._prev_hex
+            digest = _sha256(b"\x00" + self._prev + self._head + str(seq).encode() + b"," + content[1:]).digest()
             self._prev = digest
+            self._prev_hex = digest_hex = digest.hex()
             self._pending.append(digest)
             unsealed = self._unsealed + 1
             self._unsealed = unsealed
             due = unsealed >= self._every
         d[STREAM_ID] = self.stream_id
         d[STREAM_SEQ] = seq
-        d[PREV_DIGEST] = prev.hex()
-        d[DIGEST] = digest.hex()
-        for p in self._downstream:
+        d[PREV_DIGEST] = prev_hex
+        d[DIGEST] = digest_hex
+        if self._single is not None:
             try:
-                p.on_emit(log_record)
+                self._single(log_record)
             except Exception:
-                self._lost(p, seq)
+                self._lost(self._downstream[0], seq)
+        else:
+            for p in self._downstream:
+                try:
+                    p.on_emit(log_record)
+                except Exception:
+                    self._lost(p, seq)
         if due:
             self._emit_checkpoint("size")
 
@@ -327,6 +336,7 @@ class SigningProcessor(LogRecordProcessor):
             self._seq = seq + 1
             digest = canonical.record_digest(chain, canonical.join(self.stream_id, seq, content))
             self._prev = digest
+            self._prev_hex = digest.hex()
             self._pending.append(digest)
             self._unsealed = 0
             self._last_cp = time.monotonic()
