@@ -92,13 +92,14 @@ def _open(path: Path) -> BinaryIO:
 # -- what is kept per record ----------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _Rec:
-    calc: bytes  # SHA-256(0x00 || prev || canonical): the digest recomputed, and the Merkle leaf
-    prev: bytes
-    digest: bytes
-    note: str | None  # the body of a checkpoint record
-    where: str
+# One record as kept: (calc, prev, digest, note). calc = SHA-256(0x00 || prev || canonical) is the
+# digest recomputed from the content, and the Merkle leaf; note is a checkpoint's body, else None.
+_Rec = tuple[bytes, bytes, bytes, "str | None"]
+CALC, PREV, DIG, NOTE = 0, 1, 2, 3
+
+
+def _loc(where: str, index: int) -> str:
+    return where if index == 0 else f"{where}#{index}"
 
 
 @dataclass
@@ -210,7 +211,9 @@ class Verifier:
         self.allow_open = allow_open
         self.ignore_unsigned = ignore_unsigned
         self.report = Report()
-        self._streams: dict[str, dict[int, list[_Rec]]] = {}
+        self._streams: dict[str, dict[int, _Rec]] = {}
+        self._extra: dict[tuple[str, int], list[_Rec]] = {}  # more records at a seq already seen
+        self._heads: dict[str, bytes] = {}
         self._times: dict[str, list[int]] = {}
 
     # reading
@@ -261,20 +264,21 @@ class Verifier:
         try:
             for rl in doc["resourceLogs"] or ():
                 for sl in rl.get("scopeLogs") or ():
+                    add = self.add_record
                     for i, rec in enumerate(sl.get("logRecords") or ()):
-                        self.add_record(rec, where if i == 0 else f"{where}#{i}")
+                        add(rec, where, i)
         except (AttributeError, TypeError) as exc:
             self._malformed(f"{where}: OTLP structure is wrong ({exc})")
 
-    def add_record(self, rec: Mapping[str, Any], where: str) -> None:
-        """One OTLP/JSON logRecord."""
+    def add_record(self, rec: Mapping[str, Any], where: str, index: int = 0) -> None:
+        """One OTLP/JSON logRecord; `where` and `index` locate it in messages."""
         self.report.records += 1
         attrs: dict[str, Any] = {}
         try:
-            for kv in rec.get("attributes") or ():
+            for kv in rec["attributes"] if "attributes" in rec else ():
                 v = kv["value"]
-                s = v.get("stringValue")
-                attrs[kv["key"]] = s if s is not None else decode_value(v)
+                sv = v.get("stringValue")
+                attrs[kv["key"]] = sv if sv is not None else decode_value(v)
             stream = attrs.pop(STREAM_ID, None)
             seq = attrs.pop(STREAM_SEQ, None)
             prev = attrs.pop(PREV_DIGEST, None)
@@ -282,44 +286,49 @@ class Verifier:
             if stream is None:
                 self.report.unsigned += 1
                 if len(self.report.unsigned_examples) < 5:
-                    self.report.unsigned_examples.append(f"{where} ({rec.get('eventName', '')!r})")
+                    self.report.unsigned_examples.append(f"{_loc(where, index)} ({rec.get('eventName', '')!r})")
                 return
-            if (
-                type(stream) is not str or len(stream) != 32 or not _is_hex(stream)
-                or type(seq) is not int or seq < 0 or type(prev) is not str or type(digest) is not str
-            ):
-                self._malformed(f"{where}: integrity attributes have the wrong form")
+            per = self._streams.get(stream)  # type: ignore[arg-type]
+            if per is None:
+                if type(stream) is not str or len(stream) != 32 or not _is_hex(stream):
+                    self._malformed(f"{_loc(where, index)}: audit.stream.id is not 32 lower-case hex digits")
+                    return
+            if type(seq) is not int or seq < 0 or type(prev) is not str or type(digest) is not str:
+                self._malformed(f"{_loc(where, index)}: integrity attributes have the wrong form")
                 return
-            body_v = rec.get("body")
-            body = None if body_v is None else decode_value(body_v)
+            body = rec.get("body")
+            if body is not None:
+                body = body["stringValue"] if "stringValue" in body else decode_value(body)
             event = rec.get("eventName", "")
-            sev = rec.get("severityNumber", 0)
             t = int(rec.get("timeUnixNano") or 0)
-            content = canonical.content_bytes(event, t, int(sev or 0), rec.get("severityText", ""), body, attrs)
+            content = canonical.content_bytes(
+                event, t, int(rec.get("severityNumber") or 0), rec.get("severityText", ""), body, attrs
+            )
             pb = bytes.fromhex(prev)
-            if len(pb) != 32:
-                raise ValueError("prev digest is not 32 bytes")
-            calc = _sha256(b'\x00' + pb + b'["v1","' + stream.encode() + b'",' + str(seq).encode() + b"," + content[1:]).digest()
-            r = _Rec(calc, pb, bytes.fromhex(digest),
-                     body if event == CHECKPOINT_EVENT and type(body) is str else None, where)
-        except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as exc:
-            self._malformed(f"{where}: record cannot be read ({type(exc).__name__}: {exc})")
+            db = bytes.fromhex(digest)
+            if len(pb) != 32 or len(db) != 32:
+                raise ValueError("a digest is not 32 bytes")
+            head = self._heads.get(stream)
+            if head is None:
+                head = self._heads[stream] = b'\x00["v1","' + stream.encode() + b'",'  # type: ignore[union-attr]
+            calc = _sha256(pb.join((b"\x00", head[1:])) + str(seq).encode() + b"," + content[1:]).digest()
+            r = (calc, pb, db, body if event == CHECKPOINT_EVENT and type(body) is str else None)
+        except (KeyError, TypeError, ValueError, AttributeError, binascii.Error, canonical.CanonicalError) as exc:
+            self._malformed(f"{_loc(where, index)}: record cannot be read ({type(exc).__name__}: {exc})")
             return
-        per = self._streams.get(stream)
         if per is None:
-            per = self._streams[stream] = {}
-            self._times[stream] = [t, t]
+            per = self._streams[stream] = {}  # type: ignore[index]
+            self._times[stream] = [t, t]  # type: ignore[index]
         else:
-            tt = self._times[stream]
+            tt = self._times[stream]  # type: ignore[index]
             if t and (not tt[0] or t < tt[0]):
                 tt[0] = t
             if t > tt[1]:
                 tt[1] = t
-        variants = per.get(seq)
-        if variants is None:
-            per[seq] = [r]
+        if seq in per:
+            self._extra.setdefault((stream, seq), []).append(r)  # type: ignore[arg-type]
         else:
-            variants.append(r)
+            per[seq] = r
 
     # proving
 
@@ -330,7 +339,7 @@ class Verifier:
         prepared: dict[str, tuple[StreamReport, dict[int, _Rec]]] = {}
         for sid, per in self._streams.items():
             sr = StreamReport(sid)
-            chosen = self._choose(sr, per)
+            chosen = self._choose(sr, sid, per)
             notes[sid] = self._checkpoints(sr, chosen)
             start = notes[sid].get(0)
             if start is not None and start.checkpoint.prev is not None:
@@ -357,38 +366,37 @@ class Verifier:
             rep.problems.append(f"{rep.unsigned} record(s) carry no integrity attributes (unsigned)")
         return rep
 
-    @staticmethod
-    def _choose(sr: StreamReport, per: dict[int, list[_Rec]]) -> dict[int, _Rec]:
+    def _choose(self, sr: StreamReport, sid: str, per: dict[int, _Rec]) -> dict[int, _Rec]:
         """One record per seq: duplicates are fine, differing variants are conflicts."""
-        chosen: dict[int, _Rec] = {}
         conflicts: list[int] = []
-        for seq, variants in per.items():
-            first = variants[0]
-            if len(variants) > 1:
-                distinct = {(v.calc, v.prev, v.digest) for v in variants}
-                sr.duplicates += len(variants) - len(distinct)
-                if len(distinct) > 1:
-                    conflicts.append(seq)
-                    # keep the variant that is consistent with itself and its successor, if any
-                    nxt = per.get(seq + 1)
-                    good = [v for v in variants if v.calc == v.digest
-                            and (nxt is None or any(n.prev == v.digest for n in nxt))]
-                    first = good[0] if good else first
-            chosen[seq] = first
+        for (stream, seq), more in self._extra.items():
+            if stream != sid:
+                continue
+            variants = [per[seq], *more]
+            distinct = set(variants)
+            sr.duplicates += len(variants) - len(distinct)
+            if len(distinct) > 1:
+                conflicts.append(seq)
+                # keep the variant consistent with itself and its successor, if one is
+                nxt = [per[seq + 1], *self._extra.get((stream, seq + 1), ())] if seq + 1 in per else None
+                good = [v for v in variants if v[CALC] == v[DIG]
+                        and (nxt is None or any(n[PREV] == v[DIG] for n in nxt))]
+                if good:
+                    per[seq] = good[0]
         sr.conflicting = sorted(conflicts)
-        sr.records = len(chosen)
-        return chosen
+        sr.records = len(per)
+        return per
 
     def _checkpoints(self, sr: StreamReport, chosen: dict[int, _Rec]) -> dict[int, SignedNote]:
         """Parse and check the signature of every checkpoint record; keep the valid ones."""
         valid: dict[int, SignedNote] = {}
         keys: set[str] = set()
         for seq, r in chosen.items():
-            if r.note is None:
+            if r[NOTE] is None:
                 continue
             sr.checkpoints += 1
             try:
-                sn = parse_note(r.note)
+                sn = parse_note(r[NOTE])
             except NoteError as exc:
                 sr.bad_checkpoints.append({"seq": seq, "reason": str(exc)})
                 continue
@@ -399,7 +407,7 @@ class Verifier:
             if cp.size != seq:
                 sr.bad_checkpoints.append({"seq": seq, "reason": f"commits to size {cp.size}, stands at seq {seq}"})
                 continue
-            if cp.chain != r.prev:
+            if cp.chain != r[PREV]:
                 sr.bad_checkpoints.append({"seq": seq, "reason": "chain line disagrees with the record's prev digest"})
                 continue
             verdict = self._signature(sn)
@@ -449,11 +457,11 @@ class Verifier:
         top = seqs[-1] if seqs else -1
         sr.events = len(chosen) - sr.checkpoints
         # self-consistency of every record: the digest it carries is the one its content gives
-        bad = {s for s, r in chosen.items() if r.calc != r.digest}
+        bad = {s for s, r in chosen.items() if r[CALC] != r[DIG]}
         # links between neighbours
         for s in seqs:
             nxt = chosen.get(s + 1)
-            if nxt is not None and nxt.prev != chosen[s].digest and s not in bad and s + 1 not in bad:
+            if nxt is not None and nxt[PREV] != chosen[s][DIG] and s not in bad and s + 1 not in bad:
                 sr.broken_links.append([s, s + 1])
         sr.modified = sorted(bad - set(sr.conflicting))
         # where the stream ends
@@ -495,9 +503,9 @@ class Verifier:
             if sn is not None and s not in bad:
                 sealed.add(s)  # its own signature covers it
                 anchor = sn.checkpoint.chain
-            elif anchor is not None and s not in bad and r.digest == anchor:
+            elif anchor is not None and s not in bad and r[DIG] == anchor:
                 sealed.add(s)
-                anchor = r.prev
+                anchor = r[PREV]
             else:
                 anchor = None
         sr.sealed = len(sealed)
@@ -510,7 +518,7 @@ class Verifier:
             sn = valid.get(s)
             if sn is not None and tree.root() != sn.checkpoint.root and (explained is None or explained >= s):
                 sr.root_mismatch.append(s)
-            tree.append(chosen[s].calc)
+            tree.append(chosen[s][CALC])
         inserted = set(sr.inserted)
         unsealed = [s for s in seqs if s not in sealed and s not in bad and s not in inserted]
         sr.unsealed = _ranges(unsealed)
