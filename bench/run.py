@@ -324,7 +324,16 @@ def bench_verify(cfg: Config) -> Figures:
 # -- driver -----------------------------------------------------------------------------------------
 
 
+def _load_more() -> None:
+    """Benchmarks in bench/bench_*.py register themselves with @benchmark when imported."""
+    import importlib
+
+    for f in sorted(Path(__file__).parent.glob("bench_*.py")):
+        importlib.import_module(f.stem)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _load_more()
     parser = argparse.ArgumentParser(description="Run the otel-audit benchmarks; prints `name: value` lines.")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_RECORDS} records per run; under a minute")
     parser.add_argument("--only", action="append", metavar="NAME", choices=list(REGISTRY),
