@@ -195,6 +195,7 @@ class HttpLogExporter(LogRecordExporter):
         self.session.trust_env = False
         (tls or TlsSettings()).apply(self.session)
         self.counters = Counters()
+        self.last_permanent = False  # did the last failed export fail only on permanent rejections?
         self._stop = threading.Event()
         self._lock = threading.Lock()
 
@@ -226,8 +227,12 @@ class HttpLogExporter(LogRecordExporter):
             self.counters.rejected += len(batch)
             return LogRecordExportResult.FAILURE
         ok = True
+        failed_before = self.counters.failed
         for req in reqs:
             ok = self._send(req) and ok
+        # FAILURE with nothing given up on means: the rest was refused for good (counted, logged);
+        # a durable spool then moves on instead of retrying forever
+        self.last_permanent = not ok and self.counters.failed == failed_before
         return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
 
     def _send(self, req: Request) -> bool:

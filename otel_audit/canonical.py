@@ -35,6 +35,8 @@ INTEGRITY_KEYS = frozenset({STREAM_ID, STREAM_SEQ, PREV_DIGEST, DIGEST})
 
 #: The event name of checkpoint records.
 CHECKPOINT_EVENT = "audit.checkpoint"
+#: The event name of the signed marker naming records a full spool dropped (fail_open).
+GAP_EVENT = "audit.gap"
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1

@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from otel_audit import canonical
-from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, PREV_DIGEST, STREAM_ID, STREAM_SEQ
+from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, GAP_EVENT, PREV_DIGEST, STREAM_ID, STREAM_SEQ
 from otel_audit.errors import InputError
 from otel_audit.keys import InvalidSignature, Keyring
 from otel_audit.merkle import CompactRange
@@ -121,6 +121,7 @@ class StreamReport:
     duplicates: int = 0
     modified: list[int] = field(default_factory=list)
     missing: list[list[int]] = field(default_factory=list)  # inclusive ranges
+    dropped: list[list[int]] = field(default_factory=list)  # missing, but declared by a signed gap marker
     conflicting: list[int] = field(default_factory=list)
     inserted: list[int] = field(default_factory=list)
     broken_links: list[list[int]] = field(default_factory=list)
@@ -193,6 +194,50 @@ def _gaps(seqs: list[int], length: int) -> list[list[int]]:
     return out
 
 
+def _parse_ranges(text: str) -> list[list[int]]:
+    out: list[list[int]] = []
+    for part in text.split(","):
+        a, _, b = part.strip().partition("-")
+        if a.isascii() and a.isdigit() and (not b or (b.isascii() and b.isdigit())):
+            out.append([int(a), int(b or a)])
+    return out
+
+
+def _parse_bridges(text: Any) -> list[tuple[int, int, bytes, bytes]]:
+    out: list[tuple[int, int, bytes, bytes]] = []
+    if not isinstance(text, str):
+        return out
+    for part in text.split(";"):
+        try:
+            rng, prev, digest = part.split(":")
+            a, _, b = rng.partition("-")
+            out.append((int(a), int(b or a), bytes.fromhex(prev), bytes.fromhex(digest)))
+        except ValueError:
+            continue
+    return out
+
+
+def _subtract(missing: list[list[int]], declared: list[list[int]]) -> tuple[list[list[int]], list[list[int]]]:
+    """Split inclusive ranges `missing` into (not declared, declared)."""
+    decl = sorted(declared)
+    left: list[list[int]] = []
+    covered: list[list[int]] = []
+    for a, b in missing:
+        cur = a
+        for c, d in decl:
+            if d < cur or c > b:
+                continue
+            if c > cur:
+                left.append([cur, c - 1])
+            covered.append([max(c, cur), min(d, b)])
+            cur = min(d, b) + 1
+            if cur > b:
+                break
+        if cur <= b:
+            left.append([cur, b])
+    return left, covered
+
+
 def _fmt_ranges(rs: list[list[int]], limit: int = 12) -> str:
     parts = [str(a) if a == b else f"{a}-{b}" for a, b in rs[:limit]]
     if len(rs) > limit:
@@ -214,6 +259,8 @@ class Verifier:
         self._streams: dict[str, dict[int, _Rec]] = {}
         self._extra: dict[tuple[str, int], list[_Rec]] = {}  # more records at a seq already seen
         self._heads: dict[str, bytes] = {}
+        # stream -> (marker seq, "a-b,c", "a-b:<prev of a>:<digest of b>;...")
+        self._gap_claims: dict[str, list[tuple[int, Any, Any]]] = {}
         self._times: dict[str, list[int]] = {}
 
     # reading
@@ -313,6 +360,9 @@ class Verifier:
                 head = self._heads[stream] = b'\x00["v1","' + stream.encode() + b'",'  # type: ignore[union-attr]
             calc = _sha256(pb.join((b"\x00", head[1:])) + str(seq).encode() + b"," + content[1:]).digest()
             r = (calc, pb, db, body if event == CHECKPOINT_EVENT and type(body) is str else None)
+            if event == GAP_EVENT:
+                self._gap_claims.setdefault(stream, []).append(  # type: ignore[arg-type]
+                    (seq, attrs.get("audit.gap.seqs"), attrs.get("audit.gap.chain")))
         except (KeyError, TypeError, ValueError, AttributeError, binascii.Error, canonical.CanonicalError) as exc:
             self._malformed(f"{_loc(where, index)}: record cannot be read ({type(exc).__name__}: {exc})")
             return
@@ -494,8 +544,23 @@ class Verifier:
         sealed: set[int] = set()
         anchor: bytes | None = None
         below: int | None = None  # the seq handled just before (one above this one, if no gap)
+        # chain links across runs of records the producer declared dropped: b -> (a, prev of a, digest of b)
+        bridges: dict[int, tuple[int, int, bytes, bytes]] = {}
+        for mseq, _, chain in self._gap_claims.get(sr.stream_id, ()):
+            for a, b, pa, db in _parse_bridges(chain):
+                bridges[b] = (mseq, a, pa, db)
         for s in reversed(seqs):  # sparse: a forged huge seq must not make us walk a huge range
-            if below != s + 1:
+            if below is not None and below != s + 1 and anchor is not None:
+                # a gap: cross it only over runs a sealed gap marker declares, link by link
+                at = below - 1
+                while at > s and anchor is not None:
+                    br = bridges.get(at)
+                    if br is None or br[0] not in sealed or br[3] != anchor or br[1] <= s:
+                        anchor = None
+                        break
+                    anchor = br[2]
+                    at = br[1] - 1
+            elif below != s + 1:
                 anchor = None
             below = s
             r = chosen[s]
@@ -519,6 +584,13 @@ class Verifier:
             if sn is not None and tree.root() != sn.checkpoint.root and (explained is None or explained >= s):
                 sr.root_mismatch.append(s)
             tree.append(chosen[s][CALC])
+        # records the producer itself declared dropped (a full spool in fail_open mode), in a sealed marker
+        declared: list[list[int]] = []
+        for mseq, text, _ in self._gap_claims.get(sr.stream_id, ()):
+            if mseq in sealed and isinstance(text, str):
+                declared.extend(_parse_ranges(text))
+        if declared and sr.missing:
+            sr.missing, sr.dropped = _subtract(sr.missing, declared)
         inserted = set(sr.inserted)
         unsealed = [s for s in seqs if s not in sealed and s not in bad and s not in inserted]
         sr.unsealed = _ranges(unsealed)
@@ -563,6 +635,11 @@ class Verifier:
             )
         elif sr.unsealed and sr.state != "open" and not p:
             p.append(f"unsealed records: seq {_fmt_ranges(sr.unsealed)}")
+        if sr.dropped:
+            sr.warnings.append(
+                f"dropped by the producer's full delivery spool (fail_open), as its signed gap marker declares: "
+                f"seq {_fmt_ranges(sr.dropped)}"
+            )
         if sr.duplicates:
             sr.warnings.append(f"{sr.duplicates} exact duplicate(s), as at-least-once delivery makes (harmless)")
         sr.status = "failed" if p else "verified"

@@ -32,7 +32,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_audit import canonical
 from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, PREV_DIGEST, STREAM_ID, STREAM_SEQ
-from otel_audit.errors import ConfigError, KeyringError
+from otel_audit.errors import ConfigError, DeliveryError, KeyringError
 from otel_audit.keys import KEYRING_FILE, Signer
 from otel_audit.merkle import CompactRange
 from otel_audit.note import Checkpoint, Predecessor, format_note
@@ -41,6 +41,7 @@ _log = logging.getLogger(__name__)
 _sha256 = hashlib.sha256
 ZERO = bytes(32)
 FOREIGN_CHECKPOINT_EVENT = "audit.checkpoint.foreign"
+GAP_EVENT = canonical.GAP_EVENT
 SCOPE = InstrumentationScope("otel_audit.signing", None)
 _IKEYS = canonical.INTEGRITY_KEYS
 _PLAIN = frozenset({str, int, bool})
@@ -193,6 +194,10 @@ class SigningProcessor(LogRecordProcessor):
         self._last_cp = time.monotonic()
         self._shutdown = False
         self.dropped = 0  # records a downstream raised on; logged loudly as well
+        self.refused = 0  # records delivery refused (fail_closed); the caller got DeliveryError
+        self._gap_lock = threading.Lock()
+        self._gaps: list[tuple[int, str, str]] = []
+        self._sealed: tuple[int, bytes, bytes] = (0, b"", ZERO)
         self._state = StreamState(state_dir) if state_dir is not None else None
         prev = self._state.read() if self._state else None
         self._emit_checkpoint("start", prev=prev)
@@ -261,14 +266,13 @@ class SigningProcessor(LogRecordProcessor):
         if self._single is not None:
             try:
                 self._single(log_record)
+            except DeliveryError:
+                self._refused(seq)
+                raise  # fail closed: the caller learns its audit record was refused
             except Exception:
                 self._lost(self._downstream[0], seq)
         else:
-            for p in self._downstream:
-                try:
-                    p.on_emit(log_record)
-                except Exception:
-                    self._lost(p, seq)
+            self._forward(log_record, seq)
         if due:
             self._emit_checkpoint("size")
 
@@ -300,49 +304,77 @@ class SigningProcessor(LogRecordProcessor):
         self.dropped += 1
         _log.exception("downstream %s failed on audit record seq %s; %d lost so far", type(p).__name__, seq, self.dropped)
 
-    def _forward(self, record: ReadWriteLogRecord) -> None:
+    def _forward(self, record: ReadWriteLogRecord, seq: int | None = None) -> None:
+        refused: DeliveryError | None = None
         for p in self._downstream:
             try:
                 p.on_emit(record)
+            except DeliveryError as exc:
+                refused = exc
             except Exception:  # a broken downstream must not silence the others
                 self._lost(p, record.log_record.attributes.get(STREAM_SEQ))
+        if refused is not None:
+            self._refused(record.log_record.attributes.get(STREAM_SEQ))
+            if seq is not None:
+                raise refused
+
+    def _refused(self, seq: Any) -> None:
+        self.refused += 1
+        _log.error("audit record seq %s was refused by delivery (fail_closed); %d refused so far", seq, self.refused)
 
     # -- checkpoints ------------------------------------------------------------------------------
 
     def _emit_checkpoint(self, kind: str, prev: Predecessor | None = None) -> None:
+        self._emit_gap_marker()
         now = time.time_ns()
         signer = self._keys.current()
-        with self._lock:
+        end = kind == "end"
+
+        def seal(seq: int) -> tuple[str, dict[str, Any]]:
+            # called under the lock: the checkpoint commits to every record before it
             if self._pending:
                 self._tree.extend(self._pending)
                 self._pending = []
-            size = self._seq
-            root = self._tree.root()
-            chain = self._prev
-            end = kind == "end"
-            cp = Checkpoint(self._origin, size, root, chain, now, kind, self._producer, prev, end)
+            self._sealed = (seq, self._tree.root(), self._prev)
+            cp = Checkpoint(self._origin, seq, self._sealed[1], self._prev, now, kind, self._producer, prev, end)
             body = cp.body()
             note = format_note(body, [signer.sign(body.encode("utf-8"))])
-            attributes: dict[str, Any] = {
+            return note, {
                 "audit.category": "integrity",
                 "audit.action": "checkpoint",
                 "audit.outcome": "success",
                 "audit.checkpoint.kind": kind,
-                "audit.checkpoint.size": size,
+                "audit.checkpoint.size": seq,
                 "audit.checkpoint.key": signer.name,
             }
-            content = canonical.content_bytes(CHECKPOINT_EVENT, now, SeverityNumber.INFO.value, "INFO", note, attributes)
-            seq = size
+
+        self._emit_internal(CHECKPOINT_EVENT, now, seal, checkpoint=True)
+        if self._state is not None:
+            size, root, chain = self._sealed
+            self._state.write(Predecessor(self.stream_id, size, root, chain, end), sync=kind in ("start", "end"))
+
+    def _emit_internal(
+        self, event: str, now: int, make: Any, *, checkpoint: bool = False
+    ) -> None:
+        """Chain a record of our own (checkpoint, gap marker); `make(seq)` gives its body and attributes."""
+        with self._lock:
+            seq = self._seq
+            body, attributes = make(seq)
+            content = canonical.content_bytes(event, now, SeverityNumber.INFO.value, "INFO", body, attributes)
             self._seq = seq + 1
-            digest = canonical.record_digest(chain, canonical.join(self.stream_id, seq, content))
+            prev = self._prev
+            digest = canonical.record_digest(prev, canonical.join(self.stream_id, seq, content))
             self._prev = digest
             self._prev_hex = digest.hex()
             self._pending.append(digest)
-            self._unsealed = 0
-            self._last_cp = time.monotonic()
+            if checkpoint:
+                self._unsealed = 0
+                self._last_cp = time.monotonic()
+            else:
+                self._unsealed += 1
         attributes[STREAM_ID] = self.stream_id
         attributes[STREAM_SEQ] = seq
-        attributes[PREV_DIGEST] = chain.hex()
+        attributes[PREV_DIGEST] = prev.hex()
         attributes[DIGEST] = digest.hex()
         record = ReadWriteLogRecord(
             LogRecord(
@@ -350,16 +382,48 @@ class SigningProcessor(LogRecordProcessor):
                 observed_timestamp=now,
                 severity_number=SeverityNumber.INFO,
                 severity_text="INFO",
-                body=note,
+                body=body,
                 attributes=attributes,
-                event_name=CHECKPOINT_EVENT,
+                event_name=event,
             ),
             resource=self._resource,
             instrumentation_scope=SCOPE,
         )
         self._forward(record)
-        if self._state is not None:
-            self._state.write(Predecessor(self.stream_id, size, root, chain, end), sync=kind in ("start", "end"))
+
+    # -- gaps: records a downstream had to drop (a full spool in fail_open mode) -------------------
+
+    def record_gap(self, stream_id: str, seq: int, prev_hex: str, digest_hex: str) -> None:
+        """A downstream dropped record `seq`; a signed audit.gap marker will name it and carry the
+        chain link across it, so that the records before the gap stay provable."""
+        if stream_id != self.stream_id:
+            return
+        with self._gap_lock:
+            self._gaps.append((seq, prev_hex, digest_hex))
+
+    def _emit_gap_marker(self) -> None:
+        with self._gap_lock:
+            gaps, self._gaps = sorted(self._gaps), []
+        if not gaps:
+            return
+        seqs = [g[0] for g in gaps]
+        runs: list[list[Any]] = []  # [first, last, prev of first, digest of last]
+        for q, prev_hex, digest_hex in gaps:
+            if runs and runs[-1][1] == q - 1:
+                runs[-1][1] = q
+                runs[-1][3] = digest_hex
+            else:
+                runs.append([q, q, prev_hex, digest_hex])
+        text = ",".join(str(a) if a == b else f"{a}-{b}" for a, b, _, _ in runs)
+        chain = ";".join(f"{a}-{b}:{p}:{d}" for a, b, p, d in runs)
+        _log.error("audit stream %s: %d record(s) were dropped downstream (seq %s); sealing a gap marker",
+                   self.stream_id, len(seqs), text)
+        self._emit_internal(GAP_EVENT, time.time_ns(), lambda seq: (
+            f"{len(seqs)} audit record(s) of this stream were dropped by a full delivery spool (fail_open)",
+            {"audit.category": "integrity", "audit.action": "gap", "audit.outcome": "failure",
+             "audit.gap.seqs": text, "audit.gap.chain": chain, "audit.gap.count": len(seqs),
+             "audit.reason": "delivery spool full"},
+        ))
 
     def _tick(self) -> None:
         while not self._stop.wait(min(self._interval, 1.0)):

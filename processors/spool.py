@@ -1,0 +1,576 @@
+"""Durable delivery: every record reaches a spool on disk before `emit` returns, then each exporter
+ships from its own cursor, with retries, and a record leaves the spool only when every exporter has it.
+
+    SigningProcessor(keys, downstream=SpoolProcessor("spool/", {"splunk": hec, "archive": file}))
+
+Layout of the spool folder (one process owns it: an flock guards it):
+
+    segments/<id>.spool     append-only lines; a new segment every `segment_bytes`
+    cursors/<exporter>.json where that exporter stands (segment id, byte offset)
+
+A line is written with one write(2) before on_emit returns, so a `kill -9` of the producer loses
+nothing it acknowledged; an fsync every `fsync_interval` (group commit) bounds what a machine
+crash can lose. On restart the segments are replayed from each cursor (at-least-once: the
+verifier accepts the duplicates this can make).
+
+When the spool holds `max_bytes`, `mode` decides: "fail_closed" blocks emit up to
+`block_timeout` seconds and then raises DeliveryError (like Vault, the caller learns its audit
+record was refused); "fail_open" drops the record, counts and logs it, and tells the signing
+processor, which seals a signed `audit.gap` record naming the dropped seqs.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+from opentelemetry._logs import LogRecord, SeverityNumber
+from opentelemetry.sdk._logs import LogRecordProcessor, ReadableLogRecord, ReadWriteLogRecord
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, GAP_EVENT, PREV_DIGEST, STREAM_ID, STREAM_SEQ
+from otel_audit.errors import ConfigError, DeliveryError
+from otel_audit.otlpjson import decode_anyvalue, decode_attributes, encode_anyvalue, encode_attributes
+
+_log = logging.getLogger(__name__)
+_dumps = orjson.dumps
+_PLAIN = frozenset({str, int, bool})
+MODES = ("fail_closed", "fail_open")
+_INTEGRITY_EVENTS = frozenset({CHECKPOINT_EVENT, GAP_EVENT})
+_SEG = ".spool"
+
+
+def _seg_name(n: int) -> str:
+    return f"{n:016d}{_SEG}"
+
+
+class _Cursor:
+    __slots__ = ("name", "segment", "offset", "path")
+
+    def __init__(self, name: str, path: Path, segment: int, offset: int) -> None:
+        self.name, self.path, self.segment, self.offset = name, path, segment, offset
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_bytes(_dumps({"segment": self.segment, "offset": self.offset}))
+        os.replace(tmp, self.path)
+
+
+class SpoolStats:
+    """Counts for tests, logs and the OTel metrics."""
+
+    def __init__(self) -> None:
+        self.written = 0
+        self.dropped = 0
+        self.refused = 0
+        self.delivered: dict[str, int] = {}
+        self.retries: dict[str, int] = {}
+        self.failed_batches: dict[str, int] = {}
+
+
+class SpoolProcessor(LogRecordProcessor):
+    """Appends each record to a disk spool in on_emit and ships it to every exporter from there."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        exporters: Mapping[str, LogRecordExporter],
+        *,
+        fsync_interval: float = 0.01,
+        max_bytes: int = 1 << 30,
+        segment_bytes: int = 32 << 20,
+        mode: str = "fail_closed",
+        block_timeout: float = 5.0,
+        max_batch: int = 512,
+        batch_wait: float = 0.05,
+        retry_initial: float = 1.0,
+        retry_max: float = 30.0,
+        on_drop: Callable[[str, int, str, str], None] | None = None,
+    ) -> None:
+        if not exporters:
+            raise ValueError("exporters: at least one, or the spool would only grow")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        for name in exporters:
+            if not name or not all(c.isalnum() or c in "._-/" for c in name):
+                raise ValueError(f"exporter name {name!r}: use letters, digits, '.', '_', '-' or '/'")
+        if not fsync_interval >= 0:
+            raise ValueError("fsync_interval must be zero (fsync every record) or more seconds")
+        if max_bytes < 1 << 16 or segment_bytes < 1 << 12:
+            raise ValueError("max_bytes must be at least 64 KiB and segment_bytes at least 4 KiB")
+        self.dir = Path(directory)
+        self._segdir = self.dir / "segments"
+        self._curdir = self.dir / "cursors"
+        try:
+            self._segdir.mkdir(parents=True, exist_ok=True)
+            self._curdir.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.dir, 0o700)
+            self._lockfh = open(self.dir / "lock", "a+b")  # noqa: SIM115 - held for the lifetime
+        except OSError as exc:
+            raise ConfigError(f"spool directory {self.dir}: cannot create or open: {exc.strerror}") from exc
+        try:
+            fcntl.flock(self._lockfh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            self._lockfh.close()
+            raise ConfigError(f"spool directory {self.dir}: another process holds it; give each process its own") from exc
+        self.exporters = dict(exporters)
+        self.mode = mode
+        self.max_bytes = max_bytes
+        self.segment_bytes = segment_bytes
+        self.block_timeout = block_timeout
+        self.fsync_interval = fsync_interval
+        self.max_batch = max_batch
+        self.batch_wait = batch_wait
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+        self.on_drop = on_drop
+        self.stats = SpoolStats()
+        self._wlock = threading.Lock()
+        self._space = threading.Condition(self._wlock)
+        self._events = {name: threading.Event() for name in exporters}
+        self._event_list = list(self._events.values())
+        self._stop = threading.Event()
+        self._closing = False
+        self._resources: dict[int, tuple[Resource, int, bytes]] = {}
+        self._scopes: dict[int, tuple[Any, int, bytes]] = {}
+        # what exists already: replay it
+        existing = self._segments()
+        for n in existing:
+            self._cut_torn_tail(self._segdir / _seg_name(n))
+        self._sizes = {n: (self._segdir / _seg_name(n)).stat().st_size for n in existing}
+        self._total = sum(self._sizes.values())
+        self._cursors = {name: self._load_cursor(name, existing) for name in self.exporters}
+        self._seg = (existing[-1] + 1) if existing else 0
+        self._open_segment(self._seg)
+        self._dirty = False
+        self._threads = [threading.Thread(target=self._sync_loop, name="otel-audit-spool-fsync", daemon=True)]
+        for name in self.exporters:
+            self._threads.append(threading.Thread(target=self._ship_loop, args=(name,), daemon=True,
+                                                  name=f"otel-audit-spool-{name}"))
+        for t in self._threads:
+            t.start()
+        self._register_metrics()
+
+    # -- files ------------------------------------------------------------------------------------
+
+    def _segments(self) -> list[int]:
+        out = []
+        for p in self._segdir.iterdir():
+            if p.name.endswith(_SEG) and p.name[: -len(_SEG)].isdigit():
+                out.append(int(p.name[: -len(_SEG)]))
+        return sorted(out)
+
+    @staticmethod
+    def _cut_torn_tail(path: Path) -> None:
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            keep = data.rfind(b"\n") + 1
+            _log.warning("spool segment %s ended in a partial line (a crash mid-write); %d bytes cut",
+                         path, len(data) - keep)
+            with open(path, "r+b") as fh:
+                fh.truncate(keep)
+
+    def _load_cursor(self, name: str, existing: list[int]) -> _Cursor:
+        path = self._curdir / f"{name.replace('/', '__')}.json"
+        first = existing[0] if existing else 0
+        if path.exists():
+            try:
+                doc = orjson.loads(path.read_bytes())
+                seg, off = int(doc["segment"]), int(doc["offset"])
+                if seg < first:  # its segment is gone: everything there was delivered everywhere
+                    seg, off = first, 0
+                return _Cursor(name, path, seg, off)
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                _log.error("spool cursor %s is unreadable (%s); replaying the whole spool to %s", path, exc, name)
+        return _Cursor(name, path, first, 0)
+
+    def _open_segment(self, n: int) -> None:
+        path = self._segdir / _seg_name(n)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0), 0o600)
+        self._sizes[n] = os.fstat(self._fd).st_size
+        self._seg = n
+        self._seg_defs: set[bytes] = set()
+
+    @property
+    def bytes(self) -> int:
+        """Bytes the spool holds on disk now."""
+        return self._total
+
+    # -- encoding ---------------------------------------------------------------------------------
+
+    def _def_line(self, kind: bytes, table: dict[int, Any], obj: Any, encode: Callable[[Any], list[Any]]) -> tuple[int, bytes]:
+        got = table.get(id(obj))
+        if got is None or got[0] is not obj:
+            rid = len(table)
+            got = (obj, rid, _dumps([kind.decode(), rid, *encode(obj)]) + b"\n")
+            table[id(obj)] = got
+        return got[1], got[2]
+
+    @staticmethod
+    def _encode_resource(res: Resource) -> list[Any]:
+        return [encode_attributes(dict(res.attributes)), res.schema_url or ""]
+
+    @staticmethod
+    def _encode_scope(scope: Any) -> list[Any]:
+        if scope is None:
+            return ["", ""]
+        return [scope.name or "", scope.version or ""]
+
+    @staticmethod
+    def _encode(lr: Any, rid: int, sid: int) -> bytes:
+        attrs = lr.attributes
+        d = getattr(attrs, "_dict", None)
+        if d is None:
+            d = dict(attrs or {})
+        body = lr.body
+        sev = lr.severity_number
+        if _PLAIN.issuperset(map(type, d.values())):
+            a: Any = d
+            af = 0
+        else:
+            a = encode_attributes(d)
+            af = 1
+        if body is None or type(body) is str:
+            b: Any = body
+            bf = 0
+        else:
+            b = encode_anyvalue(body)
+            bf = 1
+        return _dumps([
+            "L", rid, sid, lr.timestamp or 0, lr.observed_timestamp or 0, sev._value_ if sev is not None else 0,
+            lr.severity_text or "", lr.event_name or "", bf, b, af, a, lr.trace_id or 0, lr.span_id or 0,
+            int(lr.trace_flags or 0),
+        ]) + b"\n"
+
+    # -- the hot path -----------------------------------------------------------------------------
+
+    def on_emit(self, log_record: ReadWriteLogRecord) -> None:
+        lr = log_record.log_record
+        res = log_record.resource or Resource.get_empty()
+        rid, rline = self._def_line(b"R", self._resources, res, self._encode_resource)
+        sid, sline = self._def_line(b"S", self._scopes, log_record.instrumentation_scope, self._encode_scope)
+        try:
+            line = self._encode(lr, rid, sid)
+        except (TypeError, ValueError) as exc:
+            self.stats.refused += 1
+            _log.error("audit record %r cannot be spooled (%s); it is lost here", lr.event_name, exc)
+            raise DeliveryError(f"audit record {lr.event_name!r} cannot be spooled: {exc}") from exc
+        # checkpoints and gap markers are small and carry the proof: a full spool still takes them
+        marker = lr.event_name in _INTEGRITY_EVENTS
+        with self._wlock:
+            if self._closing:
+                raise DeliveryError("the audit spool is shut down; the record was not accepted")
+            if not marker and self._total + len(line) > self.max_bytes and not self._make_room(len(line), lr):
+                return
+            head = b""
+            if rline not in self._seg_defs:
+                head += rline
+                self._seg_defs.add(rline)
+            if sline not in self._seg_defs:
+                head += sline
+                self._seg_defs.add(sline)
+            data = head + line if head else line
+            self._write(data)
+            self.stats.written += 1
+            if self.fsync_interval == 0:
+                os.fdatasync(self._fd)
+            else:
+                self._dirty = True
+            if self._sizes[self._seg] >= self.segment_bytes:
+                self._rotate()
+        for ev in self._event_list:
+            if not ev.is_set():
+                ev.set()
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        self._sizes[self._seg] += len(data)
+        self._total += len(data)
+
+    def _make_room(self, need: int, lr: Any) -> bool:
+        """Called with the write lock held and the spool full. True: go on and write."""
+        if self.mode == "fail_closed":
+            deadline = time.monotonic() + self.block_timeout
+            while self._total + need > self.max_bytes:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._closing:
+                    self.stats.refused += 1
+                    _log.error("audit spool %s is full (%d bytes) and fail_closed: record %r refused",
+                               self.dir, self.max_bytes, lr.event_name)
+                    raise DeliveryError(
+                        f"audit spool {self.dir} is full ({self.max_bytes} bytes) and the destinations are not "
+                        f"taking records: the audit record was refused (mode fail_closed)"
+                    )
+                self._space.wait(min(left, 0.5))
+            return True
+        self.stats.dropped += 1
+        if self.stats.dropped == 1 or self.stats.dropped % 1000 == 0:
+            _log.error("audit spool %s is full and fail_open: %d record(s) dropped so far; a signed gap marker "
+                       "names them", self.dir, self.stats.dropped)
+        attrs = lr.attributes or {}
+        if self.on_drop is not None and STREAM_ID in attrs:
+            self.on_drop(str(attrs[STREAM_ID]), int(attrs[STREAM_SEQ]), str(attrs[PREV_DIGEST]), str(attrs[DIGEST]))
+        return False
+
+    def _rotate(self) -> None:
+        os.fdatasync(self._fd)
+        os.close(self._fd)
+        self._open_segment(self._seg + 1)
+
+    def _sync_loop(self) -> None:
+        interval = self.fsync_interval or 0.5
+        while not self._stop.wait(interval):
+            if self._dirty:
+                with self._wlock:
+                    self._dirty = False
+                    fd = self._fd
+                    try:
+                        os.fdatasync(fd)
+                    except OSError as exc:
+                        _log.error("fsync of the audit spool failed: %s", exc)
+
+    # -- shipping ---------------------------------------------------------------------------------
+
+    def _ship_loop(self, name: str) -> None:
+        exporter = self.exporters[name]
+        cur = self._cursors[name]
+        data_ready = self._events[name]
+        resources: dict[int, Resource] = {}
+        scopes: dict[int, InstrumentationScope] = {}
+        self._scan_defs(cur, resources, scopes)
+        backoff = self.retry_initial
+        while True:
+            batch, end = self._read(cur, resources, scopes)
+            if not batch:
+                if end is not None:  # a finished segment: move on
+                    cur.segment, cur.offset = end, 0
+                    resources.clear()
+                    scopes.clear()
+                    cur.save()
+                    self._collect()
+                    continue
+                if self._stop.is_set():
+                    return
+                data_ready.clear()
+                data_ready.wait(self.batch_wait)
+                continue
+            result = self._export(exporter, name, batch)
+            if result:
+                cur.offset += sum(n for _, n in batch)
+                cur.save()
+                self.stats.delivered[name] = self.stats.delivered.get(name, 0) + len(batch)
+                backoff = self.retry_initial
+                continue
+            # keep the records; try again later (the exporter logged why)
+            self.stats.retries[name] = self.stats.retries.get(name, 0) + 1
+            if self._stop.wait(backoff * (0.5 + random.random())) and self._closing_deadline_passed():
+                return
+            backoff = min(backoff * 2, self.retry_max)
+
+    def _closing_deadline_passed(self) -> bool:
+        return time.monotonic() > getattr(self, "_deadline", 0)
+
+    def _export(self, exporter: LogRecordExporter, name: str, batch: list[tuple[ReadableLogRecord, int]]) -> bool:
+        try:
+            res = exporter.export([r for r, _ in batch])
+        except Exception:
+            _log.exception("exporter %s raised on a batch of %d audit record(s); kept in the spool", name, len(batch))
+            return False
+        if res is LogRecordExportResult.SUCCESS:
+            return True
+        counters = getattr(exporter, "counters", None)
+        if counters is not None and getattr(exporter, "last_permanent", False):
+            # everything not delivered in that batch was refused for good, and counted and logged
+            # with the vendor's reason by the exporter: retrying would never end
+            return True
+        self.stats.failed_batches[name] = self.stats.failed_batches.get(name, 0) + 1
+        return False
+
+    def _scan_defs(self, cur: _Cursor, resources: dict[int, Resource], scopes: dict[int, Any]) -> None:
+        """Before resuming mid-segment, read the resource and scope definitions ahead of the cursor."""
+        path = self._segdir / _seg_name(cur.segment)
+        if not cur.offset or not path.exists():
+            return
+        with open(path, "rb") as fh:
+            data = fh.read(cur.offset)
+        for line in data.splitlines():
+            if line.startswith((b'["R"', b'["S"')):
+                self._define(orjson.loads(line), resources, scopes)
+
+    @staticmethod
+    def _define(item: list[Any], resources: dict[int, Resource], scopes: dict[int, Any]) -> None:
+        if item[0] == "R":
+            resources[item[1]] = Resource(decode_attributes(item[2]), item[3] or None)
+        else:
+            scopes[item[1]] = InstrumentationScope(item[2], item[3] or None)
+
+    def _read(self, cur: _Cursor, resources: dict[int, Resource], scopes: dict[int, Any]
+              ) -> tuple[list[tuple[ReadableLogRecord, int]], int | None]:
+        """Up to max_batch records from the cursor; (batch, next segment id if this one is done)."""
+        path = self._segdir / _seg_name(cur.segment)
+        with self._wlock:
+            writing = self._seg
+            known = self._sizes.get(cur.segment)
+        if known is None:
+            later = [n for n in self._sizes if n > cur.segment]
+            return [], (min(later) if later else None)
+        out: list[tuple[ReadableLogRecord, int]] = []
+        pending = 0  # bytes of definition lines read along the way, owed to the next record
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(cur.offset)
+                data = fh.read(min(known - cur.offset, 4 << 20))
+        except FileNotFoundError:
+            return [], None
+        pos = 0
+        while len(out) < self.max_batch:
+            nl = data.find(b"\n", pos)
+            if nl < 0:
+                break
+            line = data[pos : nl + 1]
+            pos = nl + 1
+            item = orjson.loads(line)
+            if item[0] != "L":
+                self._define(item, resources, scopes)
+                pending += len(line)
+                continue
+            out.append((self._record(item, resources, scopes), len(line) + pending))
+            pending = 0
+        if not out and pending:
+            cur.offset += pending  # only definitions were left: step over them
+        done = not out and cur.offset >= known and cur.segment != writing
+        if done:
+            later = [n for n in self._sizes if n > cur.segment]
+            return [], (min(later) if later else None)
+        return out, None
+
+    @staticmethod
+    def _record(item: list[Any], resources: dict[int, Resource], scopes: dict[int, Any]) -> ReadableLogRecord:
+        (_, rid, sid, ts, obs, sev, sevtext, event, bf, b, af, a, trace, span, flags) = item
+        lr = LogRecord.__new__(LogRecord)  # not __init__: it would read the current context
+        lr.timestamp = ts or None
+        lr.observed_timestamp = obs or None
+        lr.context = None
+        lr.trace_id = trace
+        lr.span_id = span
+        lr.trace_flags = flags
+        lr.severity_text = sevtext or None
+        lr.severity_number = SeverityNumber(sev) if sev else None
+        lr.body = decode_anyvalue(b) if bf else b
+        lr.attributes = decode_attributes(a) if af else a
+        lr.event_name = event or None
+        lr.exception = None
+        return ReadableLogRecord(lr, resources.get(rid) or Resource.get_empty(), scopes.get(sid))
+
+    def _collect(self) -> None:
+        """Delete the segments every exporter has passed."""
+        with self._wlock:
+            low = min(c.segment for c in self._cursors.values())
+            for n in sorted(self._sizes):
+                if n >= low or n == self._seg:
+                    break
+                try:
+                    (self._segdir / _seg_name(n)).unlink()
+                except FileNotFoundError:
+                    pass
+                self._total -= self._sizes.pop(n)
+            self._space.notify_all()
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def pending(self, name: str | None = None) -> int:
+        """Bytes not yet delivered to `name` (or to the slowest exporter)."""
+        with self._wlock:
+            sizes = dict(self._sizes)
+        def behind(c: _Cursor) -> int:
+            return sum(s for n, s in sizes.items() if n >= c.segment) - c.offset
+        cursors = [self._cursors[name]] if name else list(self._cursors.values())
+        return max(behind(c) for c in cursors)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Wait until every exporter has everything written so far (or the timeout passes)."""
+        deadline = time.monotonic() + timeout_millis / 1000
+        with self._wlock:
+            os.fdatasync(self._fd)
+            self._dirty = False
+        for ev in self._event_list:
+            ev.set()
+        while time.monotonic() < deadline:
+            if self.pending() <= 0:
+                return all(e.force_flush(max(0, int((deadline - time.monotonic()) * 1000)))
+                           for e in self.exporters.values())
+            time.sleep(0.01)
+        return False
+
+    def shutdown(self, timeout_millis: int = 30000) -> None:
+        if self._closing:
+            return
+        self.force_flush(timeout_millis)
+        with self._wlock:
+            self._closing = True
+            os.fdatasync(self._fd)
+            os.close(self._fd)
+            self._space.notify_all()
+        self._deadline = time.monotonic()
+        self._stop.set()
+        for ev in self._event_list:
+            ev.set()
+        for t in self._threads:
+            t.join(timeout=5)
+        left = self.pending()
+        if left > 0:
+            _log.warning("audit spool %s shut down with %d byte(s) not yet delivered; they are kept and "
+                         "replayed at the next start", self.dir, left)
+        for e in self.exporters.values():
+            try:
+                e.shutdown()
+            except Exception:
+                _log.exception("exporter shutdown failed")
+        fcntl.flock(self._lockfh, fcntl.LOCK_UN)
+        self._lockfh.close()
+
+    # -- metrics ----------------------------------------------------------------------------------
+
+    def _register_metrics(self) -> None:
+        from opentelemetry import metrics
+        from opentelemetry.metrics import CallbackOptions, Observation
+
+        meter = metrics.get_meter("otel_audit.spool")
+
+        def depth(_: CallbackOptions) -> list[Observation]:
+            return [Observation(self.pending(n), {"exporter": n}) for n in self.exporters]
+
+        def counts(attr: str) -> Callable[[CallbackOptions], list[Observation]]:
+            def cb(_: CallbackOptions) -> list[Observation]:
+                d = getattr(self.stats, attr)
+                return [Observation(d.get(n, 0), {"exporter": n}) for n in self.exporters]
+            return cb
+
+        meter.create_observable_gauge("otel_audit.spool.depth", [depth], unit="By",
+                                      description="bytes spooled but not yet delivered, per exporter")
+        meter.create_observable_counter("otel_audit.spool.delivered", [counts("delivered")], unit="{record}")
+        meter.create_observable_counter("otel_audit.spool.retries", [counts("retries")], unit="{batch}")
+        meter.create_observable_counter(
+            "otel_audit.spool.dropped",
+            [lambda _: [Observation(self.stats.dropped), ]], unit="{record}",
+            description="records dropped by a full spool in fail_open mode")
+        meter.create_observable_counter(
+            "otel_audit.spool.refused",
+            [lambda _: [Observation(self.stats.refused), ]], unit="{record}",
+            description="records refused by a full spool in fail_closed mode")
+
+
+__all__ = ["MODES", "SpoolProcessor", "SpoolStats"]
