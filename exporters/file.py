@@ -341,7 +341,7 @@ class FileLogRecordExporter(LogRecordExporter):
         if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
             raise ValueError(f"path: must be a non-empty file path, got {path!r}")
         self._path = os.path.abspath(os.fspath(path))
-        if os.path.basename(self._path) == "":
+        if os.path.basename(self._path) == "" or os.path.isdir(self._path):
             raise ValueError(f"path: must name a file, not a directory, got {path!r}")
 
         self._rotation = _rotation_from_args(rotation, _env_megabytes())

@@ -35,7 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    v = sub.add_parser("verify", help="verify archives with the public keyring (exit 0 ok, 1 integrity problem, 2 unusable)")
+    v = sub.add_parser(
+        "verify", help="verify archives with the public keyring (exit 0 ok, 1 integrity problem, 2 unusable)"
+    )
     v.add_argument("paths", nargs="+", metavar="PATH", help="OTLP JSON lines files (.gz too) or folders of them")
     v.add_argument("--keys", required=True, help="public keyring: a keyring.json, a .vkey file, or a folder of them")
     v.add_argument("--format", choices=("text", "json"), default="text")
@@ -64,15 +66,17 @@ def _parser() -> argparse.ArgumentParser:
 
     h = sub.add_parser("hash", help="the hmac-sha256 value a redacted VALUE appears as, to search for it")
     h.add_argument("value")
-    h.add_argument("--key", help="the HMAC key spec (base64:..., hex:..., file:PATH); default $OTEL_AUDIT_HMAC_KEY")
-    h.add_argument("--config", help="take processors.redaction.hmac_key from this config file")
+    hk = h.add_mutually_exclusive_group()
+    hk.add_argument("--key", help="the HMAC key spec (base64:..., hex:..., file:PATH; prefer file:, as other users "
+                                  "can see arguments); default $OTEL_AUDIT_HMAC_KEY")
+    hk.add_argument("--config", help="take processors.redaction.hmac_key from this config file")
 
     d = sub.add_parser("demo", help="simulate an LLM gateway into a signed archive, then verify it")
     d.add_argument("--out", default="audit-demo", help="output folder (default ./audit-demo)")
     d.add_argument("--users", type=int, default=6, help="simulated users (default 6)")
     d.add_argument("--seed", type=int, default=7)
 
-    cc = sub.add_parser("check-config", help="load a config file and build its pipeline, then stop")
+    cc = sub.add_parser("check-config", help="check a config file (a dry run: nothing is written or sent)")
     cc.add_argument("config")
     return p
 
@@ -92,11 +96,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
         args.paths, ring, allow_open=args.allow_open, ignore_unsigned=args.ignore_unsigned,
         progress=not args.no_progress,
     )
-    if args.format == "json":
-        sys.stdout.write(orjson.dumps(rep.to_json(), option=orjson.OPT_INDENT_2).decode() + "\n")
-    else:
-        sys.stdout.write(render_text(rep))
-    return EXIT_OK if rep.ok else EXIT_INTEGRITY
+    code = EXIT_OK if rep.ok else EXIT_INTEGRITY
+    try:
+        if args.format == "json":
+            sys.stdout.write(orjson.dumps(rep.to_json(), option=orjson.OPT_INDENT_2).decode() + "\n")
+        else:
+            sys.stdout.write(render_text(rep))
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader stopped early; the result stands
+        _quiet_stdout()
+    return code
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -141,20 +150,13 @@ def cmd_hash(args: argparse.Namespace) -> int:
     if args.config:
         from otel_audit import config
 
-        doc = config.load(args.config)
-        spec = None
-        for pid, block in (doc.get("processors") or {}).items():
-            if str(pid).split("/")[0] == "redaction" and isinstance(block, dict):
-                spec = block.get("hmac_key")
-        if not spec:
-            raise ConfigError(f"{args.config}: no processors.redaction.hmac_key to hash with")
-        where = f"{args.config}: processors.redaction.hmac_key"
+        key = config.redaction_hmac_key(args.config)
     else:
         spec = args.key or os.environ.get("OTEL_AUDIT_HMAC_KEY")
-        where = "--key" if args.key else "OTEL_AUDIT_HMAC_KEY"
         if not spec:
-            raise ConfigError("no HMAC key: pass --key, --config FILE, or set OTEL_AUDIT_HMAC_KEY")
-    print(hmac_value(load_hmac_key(spec, where=where), args.value))
+            raise ConfigError("no HMAC key: pass --key SPEC or --config FILE, or set OTEL_AUDIT_HMAC_KEY")
+        key = load_hmac_key(spec, where="--key" if args.key else "OTEL_AUDIT_HMAC_KEY")
+    print(hmac_value(key, args.value))
     return EXIT_OK
 
 
@@ -165,20 +167,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    import tempfile
-
     from otel_audit import config
 
-    doc = config.load(args.config)
-    # Build for real, but keep the check from touching the configured state: a throwaway state dir.
-    for pid, block in (doc.get("processors") or {}).items():
-        if str(pid).split("/")[0] == "signing" and isinstance(block, dict) and "state_dir" in block:
-            block["state_dir"] = tempfile.mkdtemp(prefix="otel-audit-check-")
-    built = config.build(doc, src=args.config, base_dir=os.path.dirname(os.path.abspath(args.config)))
-    names = ", ".join(built.exporters)
-    built.signing._stop.set()  # no checkpoints from a dry run
-    print(f"{args.config}: OK (processors: {', '.join(built.processors)}; exporters: {names})")
-    os._exit(EXIT_OK)  # skip shutdown: a dry run must not write an end checkpoint to real exporters
+    # A dry run: every block is checked and the signing key loaded, but no exporter is started,
+    # no state is taken and nothing is written to the archive or sent anywhere.
+    built = config.build_from_file(args.config, dry_run=True)
+    exporters = []
+    for eid, exp in built.exporters.items():
+        path = getattr(exp, "path", None)
+        exporters.append(f"{eid} ({path})" if isinstance(path, str) else eid)
+    print(f"{args.config}: OK")
+    print(f"  processors: {' -> '.join(built.processors)} (signing key {built.key_name})")
+    print(f"  exporters:  {', '.join(exporters)}")
+    print("  checked without side effects: nothing was written, locked or sent")
+    return EXIT_OK
+
+
+def _quiet_stdout() -> None:
+    """After a closed pipe (`otel-audit catalog | head`), send what is left to /dev/null, quietly."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -192,16 +203,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         "verify": cmd_verify, "keys": cmd_keys, "catalog": cmd_catalog, "hash": cmd_hash,
         "demo": cmd_demo, "check-config": cmd_check_config,
     }
+    prog = f"otel-audit {args.command}"
     try:
-        return handlers[args.command](args)
+        code = handlers[args.command](args)
+        sys.stdout.flush()
+        return code
     except AuditError as exc:
-        print(f"otel-audit {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("otel-audit: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
+        _quiet_stdout()
         return EXIT_OK
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"{prog}: error: {where}{exc.strerror or exc}; check the path and its permissions", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # a bug of ours: still one line, and no exit code that passes for a result
+        if os.environ.get("OTEL_AUDIT_DEBUG"):
+            raise
+        print(f"{prog}: internal error: {type(exc).__name__}: {exc} "
+              "(please report it; OTEL_AUDIT_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -16,11 +16,22 @@
 
 Component ids are `type` or `type/name`, as in the collector, so an exporter block moves between
 this file and a collector's unchanged. `${env:VAR}`, `${env:VAR:-default}` and `${VAR}` are
-substituted in every string. Errors name the file, the key and what is wrong.
+substituted in every string, `$$` stands for one `$`; a value that is one substitution is typed
+(`true`, `42`, `1.5`) as the collector types it, except in settings that are always text (paths,
+endpoints, keys, tokens, header values, resource attributes), which keep the variable's text.
+Relative paths are relative to the config file's folder. Errors name the file, the key and what
+is wrong.
+
+`build(doc, dry_run=True)` checks a config as far as it can without side effects: every block
+is validated (each exporter is constructed by its own factory, then shut down unused), the
+signing key is loaded; no thread starts, no file is opened for writing, nothing connects.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -28,13 +39,76 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
 import yaml
 
-from otel_audit.errors import ConfigError
+from otel_audit.errors import AuditError, ConfigError, KeyringError
 
-_ENV_RE = re.compile(r"\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_log = logging.getLogger(__name__)
+
+_ENV_RE = re.compile(r"\$\$|\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _TOP_KEYS = ("resource", "processors", "exporters", "service", "extensions", "receivers", "connectors")
+
+# Whole-value substitutions are typed like YAML 1.2's core schema: no yes/no/on/off booleans, no
+# octal or sexagesimal numbers, and a leading zero keeps a value text, so '007' stays '007'.
+_INT_RE = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
+_FLOAT_RE = re.compile(r"[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?[0-9]+[eE][-+]?[0-9]+")
+_BOOLS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+
+# Settings that are always text: a substituted value keeps the variable's text there, so that a
+# token or key made of digits is not turned into a number (as the collector keeps the original).
+_TEXT_KEYS = frozenset({
+    "path", "endpoint", "logs_endpoint", "hmac_key", "keys_dir", "state_dir", "key_name", "origin",
+    "ca_file", "cert_file", "key_file", "token", "api_key", "app_key", "password", "username", "index",
+    "source", "sourcetype", "compression", "fsync", "mode", "format",
+})
+_TEXT_SECTIONS = frozenset({"headers", "resource"})
+
+
+class EnvInt(int):
+    """An int made by a whole-value `${env:VAR}`; `text` is the variable's text."""
+
+    text: str
+
+
+class EnvFloat(float):
+    """A float made by a whole-value `${env:VAR}`; `text` is the variable's text."""
+
+    text: str
+
+
+def _typed(raw: str) -> Any:
+    if raw in _BOOLS:
+        return _BOOLS[raw]
+    if _INT_RE.fullmatch(raw):
+        i = EnvInt(raw)
+        i.text = raw
+        return i
+    if _FLOAT_RE.fullmatch(raw):
+        f = EnvFloat(raw)
+        f.text = raw
+        return f
+    return raw
+
+
+def _text(value: Any) -> Any:
+    """The text a substituted value came from (a value that was never a substitution is returned as is)."""
+    if isinstance(value, (EnvInt, EnvFloat)):
+        return value.text
+    return value
+
+
+def _plain(node: Any, key: str = "", text: bool = False) -> Any:
+    """Settings as the components expect them: text where a setting is text, plain ints and floats elsewhere."""
+    if isinstance(node, dict):
+        inner = text or key in _TEXT_SECTIONS
+        return {k: _plain(v, str(k), inner) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v, key, text) for v in node]
+    if isinstance(node, (EnvInt, EnvFloat)):
+        if text or key in _TEXT_KEYS:
+            return node.text
+        return int(node) if isinstance(node, EnvInt) else float(node)
+    return node
 
 
 # -- loading --------------------------------------------------------------------------------------
@@ -42,30 +116,54 @@ _TOP_KEYS = ("resource", "processors", "exporters", "service", "extensions", "re
 
 def _substitute(node: Any, where: str, env: Mapping[str, str]) -> Any:
     if isinstance(node, str):
-        full = _ENV_RE.fullmatch(node)
 
         def value(m: re.Match[str]) -> str:
+            if m.group(0) == "$$":
+                return "$"
             name, default = m.group(1), m.group(2)
             if name in env:
                 return env[name]
             if default is not None:
                 return default
-            raise ConfigError(f"{where}: environment variable {name} is not set; export it or write ${{env:{name}:-default}}")
+            raise ConfigError(
+                f"{where}: environment variable {name} is not set; export it, or write ${{env:{name}:-default}}"
+            )
 
-        if full:
-            raw = value(full)
-            # a value that is one substitution is typed like YAML, as the collector does
-            try:
-                typed = yaml.safe_load(raw) if raw else raw
-            except yaml.YAMLError:
-                return raw
-            return typed if isinstance(typed, (int, float, bool, str)) else raw
+        full = _ENV_RE.fullmatch(node)
+        if full and full.group(0) != "$$":
+            return _typed(value(full))  # one whole substitution is typed, as the collector does
         return _ENV_RE.sub(value, node)
     if isinstance(node, dict):
-        return {k: _substitute(v, f"{where}.{k}" if where else str(k), env) for k, v in node.items()}
+        return {k: _substitute(v, f"{where}.{k}", env) for k, v in node.items()}
     if isinstance(node, list):
         return [_substitute(v, f"{where}[{i}]", env) for i, v in enumerate(node)]
     return node
+
+
+class _Loader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a key given twice in one mapping (two `signing:` blocks)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[tuple[str, str]] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                ident = (key_node.tag, key_node.value)
+                if ident in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key_node.value!r} is given twice in one mapping; keep one",
+                        key_node.start_mark,
+                    )
+                seen.add(ident)
+        return super().construct_mapping(node, deep)  # type: ignore[no-any-return]
+
+
+def _json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"key {k!r} is given twice in one object; keep one")
+        out[k] = v
+    return out
 
 
 def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -74,41 +172,59 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{p}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read config file: {exc}") from None
-    try:
-        if p.suffix == ".json":
-            doc = orjson.loads(text)
-        else:
-            doc = yaml.safe_load(text)
-    except orjson.JSONDecodeError as exc:
-        raise ConfigError(f"{p}: not valid JSON: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{p}: not valid YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
+        raise ConfigError(f"{p}: config file not found; check the path (or OTEL_AUDIT_CONFIG)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{p}: is a folder; give the config file (YAML or JSON) in it") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not a text file (not UTF-8); give a YAML or JSON config file") from None
+    if p.suffix.lower() == ".json":
+        try:
+            doc = json.loads(text, object_pairs_hook=_json_pairs)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{p}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        except ValueError as exc:
+            raise ConfigError(f"{p}: not valid JSON: {exc}") from None
+    else:
+        try:
+            doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"{p}: not valid YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):
-        raise ConfigError(f"{p}: the top level must be a mapping with processors/exporters/service, got {type(doc).__name__}")
+        raise ConfigError(
+            f"{p}: the top level must be a mapping with processors, exporters and service, "
+            f"got {type(doc).__name__}"
+        )
     for k in doc:
         if k not in _TOP_KEYS:
             raise ConfigError(f"{p}: unknown top-level key {k!r}; valid keys: {', '.join(_TOP_KEYS)}")
-    return _substitute(doc, "", os.environ if env is None else env)  # type: ignore[no-any-return]
+    env = os.environ if env is None else env
+    return {k: _substitute(v, f"{p}: {k}", env) for k, v in doc.items()}
 
 
-# -- the registry of component types --------------------------------------------------------------
+# -- what a config builds -------------------------------------------------------------------------
 
 
 @dataclass
 class Built:
-    """What a config describes, built: a LoggerProvider and its parts."""
+    """What a config describes, built: a LoggerProvider and its parts.
+
+    After a dry run `provider` and `signing` are None, `processors` maps the signing processor's
+    id to None, and `exporters` hold exporters that were constructed (so their settings were
+    checked) and shut down without having been used.
+    """
 
     provider: Any
     signing: Any
     exporters: dict[str, Any] = field(default_factory=dict)
     processors: dict[str, Any] = field(default_factory=dict)
+    key_name: str = ""  # the signing key the stream starts with
+    dry_run: bool = False
 
 
 def _exporter_factories() -> dict[str, Callable[[Mapping[str, Any], str], Any]]:
@@ -123,59 +239,116 @@ def _exporter_factories() -> dict[str, Callable[[Mapping[str, Any], str], Any]]:
 
 
 _QUEUE_KEYS = ("sending_queue", "batch", "retry_on_failure")
+_RETRY_DURATIONS = ("initial_interval", "max_interval", "max_elapsed_time")
+
+
+def _positive_int(v: Any, where: str) -> int:
+    if isinstance(v, str) and _INT_RE.fullmatch(v.strip()):
+        v = int(v)
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ConfigError(f"{where}: expected a positive integer, got {v!r}")
+    return int(v)
+
+
+def _boolean(v: Any, where: str) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.strip().lower() in ("true", "false"):
+        return v.strip().lower() == "true"
+    raise ConfigError(f"{where}: must be true or false, got {v!r}")
+
+
+def _mapping(v: Any, where: str, what: str) -> Mapping[str, Any]:
+    if v is None:
+        return {}
+    if not isinstance(v, Mapping):
+        raise ConfigError(f"{where}: expected a mapping ({what}), got {type(v).__name__}")
+    return v
+
+
+def _batch_settings(b: Mapping[str, Any], where: str, opts: dict[str, Any]) -> None:
+    from otel_audit.exporters.file import parse_duration
+
+    for k, v in b.items():
+        if k in ("max_size", "send_batch_size", "send_batch_max_size"):
+            opts["max_export_batch_size"] = _positive_int(v, f"{where}.{k}")
+        elif k in ("flush_timeout", "timeout"):
+            seconds = parse_duration(v, where=f"{where}.{k}")
+            if seconds <= 0:
+                raise ConfigError(f"{where}.{k}: must be more than zero, e.g. 200ms")
+            opts["schedule_delay_millis"] = seconds * 1000
+        elif k == "min_size":
+            if v != 0:
+                _positive_int(v, f"{where}.{k}")  # accepted; a batch goes when full or when due
+        elif k == "sizer":
+            if v not in ("items", "requests"):
+                raise ConfigError(f"{where}.sizer: only items (log records) is supported, got {v!r}")
+        else:
+            raise ConfigError(f"{where}.{k}: unknown key; valid keys: max_size, flush_timeout")
 
 
 def _split_queue(cfg: Mapping[str, Any], where: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Take the delivery settings (sending_queue, batch) out of an exporter block."""
+    """Take the delivery settings (sending_queue, batch, retry_on_failure) out of an exporter block.
+
+    They are the collector's exporterhelper settings; here they configure the exporter's
+    BatchLogRecordProcessor. Returns (the exporter's own settings, BatchLogRecordProcessor kwargs).
+    """
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
     from otel_audit.exporters.file import parse_duration
 
     rest = {k: v for k, v in cfg.items() if k not in _QUEUE_KEYS}
     opts: dict[str, Any] = {}
-    q = cfg.get("sending_queue") or {}
-    if not isinstance(q, Mapping):
-        raise ConfigError(f"{where}.sending_queue: expected a mapping (queue_size, enabled)")
+    q = _mapping(cfg.get("sending_queue"), f"{where}.sending_queue", "queue_size, enabled")
     for k, v in q.items():
+        w = f"{where}.sending_queue.{k}"
         if k == "queue_size":
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{where}.sending_queue.queue_size: expected a positive integer, got {v!r}")
-            opts["max_queue_size"] = v
+            opts["max_queue_size"] = _positive_int(v, w)
         elif k == "enabled":
-            if v is False:
+            if not _boolean(v, w):
                 raise ConfigError(
-                    f"{where}.sending_queue.enabled: false is not allowed for audit records; "
-                    "a queue is what keeps them through a slow exporter"
+                    f"{w}: false is not allowed for audit records; "
+                    "a queue is what keeps them through a slow exporter (remove the key)"
                 )
-        elif k not in ("num_consumers", "storage", "blocking", "sizer"):
-            raise ConfigError(f"{where}.sending_queue.{k}: unknown key; valid keys: queue_size, enabled")
-    b = cfg.get("batch") or {}
-    if not isinstance(b, Mapping):
-        raise ConfigError(f"{where}.batch: expected a mapping (max_size, flush_timeout)")
-    for k, v in b.items():
-        if k in ("max_size", "send_batch_size"):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{where}.batch.{k}: expected a positive integer, got {v!r}")
-            opts["max_export_batch_size"] = v
-        elif k in ("flush_timeout", "timeout"):
-            opts["schedule_delay_millis"] = parse_duration(v, where=f"{where}.batch.{k}") * 1000
-        else:
-            raise ConfigError(f"{where}.batch.{k}: unknown key; valid keys: max_size, flush_timeout")
-    r = cfg.get("retry_on_failure") or {}
-    if not isinstance(r, Mapping):
-        raise ConfigError(f"{where}.retry_on_failure: expected a mapping (enabled, initial_interval, ...)")
+        elif k == "batch":
+            _batch_settings(_mapping(v, w, "max_size, flush_timeout"), w, opts)
+        elif k == "storage":
+            _log.warning("%s: persistent queue storage is not supported here; the queue is in memory", w)
+        elif k == "sizer":
+            if v not in ("items", "requests"):
+                raise ConfigError(f"{w}: only items (log records) is supported, got {v!r}")
+        elif k not in ("num_consumers", "blocking", "block_on_overflow", "wait_for_result"):
+            raise ConfigError(f"{w}: unknown key; valid keys: queue_size, enabled, batch")
+    _batch_settings(_mapping(cfg.get("batch"), f"{where}.batch", "max_size, flush_timeout"), f"{where}.batch", opts)
+    r = _mapping(cfg.get("retry_on_failure"), f"{where}.retry_on_failure", "enabled, initial_interval, ...")
     for k, v in r.items():
-        if k == "enabled" and v is False:
-            raise ConfigError(f"{where}.retry_on_failure.enabled: false would drop audit records on the first error")
-        if k in ("initial_interval", "max_interval", "max_elapsed_time", "randomization_factor", "multiplier"):
-            continue  # the exporter's own retry policy applies; accepted so collector blocks load unchanged
-        if k != "enabled":
-            raise ConfigError(f"{where}.retry_on_failure.{k}: unknown key")
-    if "max_queue_size" in opts and opts.get("max_export_batch_size", 512) > opts["max_queue_size"]:
-        opts["max_export_batch_size"] = opts["max_queue_size"]
+        w = f"{where}.retry_on_failure.{k}"
+        if k == "enabled":
+            if not _boolean(v, w):
+                raise ConfigError(f"{w}: false would drop audit records on the first error; remove the key")
+        elif k in _RETRY_DURATIONS:
+            parse_duration(v, where=w)  # checked; the exporter's own retry policy applies
+        elif k in ("randomization_factor", "multiplier"):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                raise ConfigError(f"{w}: expected a number, got {v!r}")
+        else:
+            raise ConfigError(f"{w}: unknown key; valid keys: enabled, {', '.join(_RETRY_DURATIONS)}, multiplier")
+    if "max_queue_size" in opts:
+        # a small queue takes batches that fit in it, as the collector's queue would
+        opts["max_export_batch_size"] = min(opts.get("max_export_batch_size", 512), opts["max_queue_size"])
+    elif opts.get("max_export_batch_size", 0) > BatchLogRecordProcessor._default_max_queue_size():
+        raise ConfigError(
+            f"{where}.batch.max_size: {opts['max_export_batch_size']} is more than the queue holds "
+            f"({BatchLogRecordProcessor._default_max_queue_size()}); set sending_queue.queue_size as well"
+        )
     return rest, opts
 
 
+_ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:/[^/\s]+)?")
+
+
 def _split_id(cid: Any, where: str) -> str:
-    if not isinstance(cid, str) or not cid or cid.count("/") > 1 or cid.startswith("/"):
+    if not isinstance(cid, str) or not _ID_RE.fullmatch(cid):
         raise ConfigError(f"{where}: component id {cid!r} must be 'type' or 'type/name'")
     return cid.split("/", 1)[0]
 
@@ -183,11 +356,11 @@ def _split_id(cid: Any, where: str) -> str:
 def _block(doc: Mapping[str, Any], section: str, cid: str, src: str) -> dict[str, Any]:
     sec = doc.get(section) or {}
     if not isinstance(sec, Mapping):
-        raise ConfigError(f"{src}: {section}: expected a mapping of component ids")
+        raise ConfigError(f"{src}: {section}: expected a mapping of component ids to settings")
     if cid not in sec:
         raise ConfigError(
             f"{src}: service.pipelines uses {section[:-1]} {cid!r}, which {section}: does not define "
-            f"(defined: {', '.join(map(str, sec)) or 'none'})"
+            f"(defined: {', '.join(map(str, sec)) or 'none'}); add a block {section}: {cid}: ... or fix the name"
         )
     cfg = sec[cid]
     if cfg is None:
@@ -207,7 +380,7 @@ def _pipeline(doc: Mapping[str, Any], src: str) -> tuple[list[str], list[str]]:
             f"{src}: service.pipelines must hold exactly one logs pipeline (found {len(pipes)}); "
             "one process writes one audit stream"
         )
-    (name, pipe), = pipes.items()
+    ((name, pipe),) = pipes.items()
     where = f"{src}: service.pipelines.{name}"
     if not isinstance(pipe, Mapping):
         raise ConfigError(f"{where}: expected a mapping with processors and exporters")
@@ -220,16 +393,27 @@ def _pipeline(doc: Mapping[str, Any], src: str) -> tuple[list[str], list[str]]:
         raise ConfigError(f"{where}: processors and exporters must be lists of component ids")
     if not exps:
         raise ConfigError(f"{where}.exporters: at least one exporter is needed, or the audit records go nowhere")
-    types = [_split_id(p, f"{where}.processors") for p in procs]
+    for kind, ids in (("processors", procs), ("exporters", exps)):
+        for i, cid in enumerate(ids):
+            _split_id(cid, f"{where}.{kind}[{i}]")
+            if ids.index(cid) != i:
+                raise ConfigError(f"{where}.{kind}: {cid!r} is listed twice; list each component once")
+    types = [p.split("/", 1)[0] for p in procs]
+    for t, p in zip(types, procs, strict=True):
+        if t not in ("signing", "redaction"):
+            hint = "; batching is set per exporter here (exporters.<id>.batch)" if t == "batch" else ""
+            raise ConfigError(
+                f"{where}.processors: unknown processor type {t!r} in {p!r}; known: redaction, signing{hint}"
+            )
     if types.count("signing") != 1:
-        raise ConfigError(f"{where}.processors: exactly one 'signing' processor is needed, found {types.count('signing')}")
+        raise ConfigError(
+            f"{where}.processors: exactly one 'signing' processor is needed, found {types.count('signing')}; "
+            "add signing as the last processor"
+        )
     if types[-1] != "signing":
         raise ConfigError(
             f"{where}.processors: 'signing' must come last; a processor after it would change signed records"
         )
-    for t, p in zip(types, procs):
-        if t not in ("signing", "redaction"):
-            raise ConfigError(f"{where}.processors: unknown processor type {t!r} in {p!r}; known: redaction, signing")
     return [str(p) for p in procs], [str(e) for e in exps]
 
 
@@ -242,134 +426,305 @@ def _check_keys(cfg: Mapping[str, Any], valid: tuple[str, ...], where: str) -> N
 _SIGNING_KEYS = ("keys_dir", "key_name", "state_dir", "checkpoint_every", "checkpoint_interval", "origin")
 _REDACTION_KEYS = ("mode", "hmac_key", "rules", "redact_client_ip", "sensitive_keys", "allow_keys",
                    "custom_patterns", "pii_event")
+_TLS_FILES = ("ca_file", "cert_file", "key_file")
 
 
 def _relative(base: Path, value: Any, where: str) -> str:
-    if not isinstance(value, str) or not value:
+    value = _text(value)
+    if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{where}: expected a path string, got {value!r}")
     p = Path(os.path.expanduser(value))
     return str(p if p.is_absolute() else base / p)
 
 
-def build(doc: Mapping[str, Any], *, src: str = "config", base_dir: str | os.PathLike[str] = ".") -> Built:
-    """Build a LoggerProvider with redaction -> signing -> one batch processor per exporter."""
-    from opentelemetry.sdk._logs import LoggerProvider
-    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
-    from opentelemetry.sdk.resources import Resource
+@dataclass
+class _Plan:
+    """A config checked and resolved, nothing built yet."""
 
-    from otel_audit.exporters.file import parse_duration
-    from otel_audit.processors.signing import SigningProcessor
+    resource: dict[str, Any]
+    redactions: list[tuple[str, dict[str, Any], bool]]  # (id, RedactionProcessor kwargs, pii events)
+    signing_id: str
+    signing: dict[str, Any]  # SigningProcessor kwargs, keys folder first
+    key_name: str
+    exporters: list[tuple[str, str, dict[str, Any], dict[str, Any]]]  # (id, type, settings, batch kwargs)
 
-    base = Path(base_dir)
-    procs, exps = _pipeline(doc, src)
+
+def _resource(doc: Mapping[str, Any], src: str) -> dict[str, Any]:
     res = doc.get("resource") or {}
     if not isinstance(res, Mapping):
         raise ConfigError(f"{src}: resource: expected a mapping of attribute names to values")
-    resource = Resource.create(dict(res))
-    provider = LoggerProvider(resource=resource)
-    factories = _exporter_factories()
-    built_exporters: dict[str, Any] = {}
-    batchers = []
-    for eid in exps:
-        where = f"{src}: exporters.{eid}"
-        etype = _split_id(eid, where)
-        if etype not in factories:
-            raise ConfigError(f"{where}: unknown exporter type {etype!r}; known: {', '.join(sorted(factories))}")
-        cfg, qopts = _split_queue(_block(doc, "exporters", eid, src), where)
-        if etype == "file" and "path" in cfg:
-            cfg["path"] = _relative(base, cfg["path"], f"{where}.path")
-        exporter = factories[etype](cfg, where)
-        built_exporters[eid] = exporter
-        batchers.append(BatchLogRecordProcessor(exporter, **qopts))
-    built_procs: dict[str, Any] = {}
-    signing_id = procs[-1]
-    for pid in procs[:-1]:
-        where = f"{src}: processors.{pid}"
-        cfg = _block(doc, "processors", pid, src)
-        _check_keys(cfg, _REDACTION_KEYS, where)
-        built_procs[pid] = _redaction(cfg, where, provider)
-        provider.add_log_record_processor(built_procs[pid])
-    where = f"{src}: processors.{signing_id}"
-    cfg = _block(doc, "processors", signing_id, src)
-    _check_keys(cfg, _SIGNING_KEYS, where)
-    if "keys_dir" not in cfg:
-        raise ConfigError(f"{where}.keys_dir: required; the folder made by 'otel-audit keys generate --dir DIR'")
-    every = cfg.get("checkpoint_every", 1000)
-    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise ConfigError(f"{where}.checkpoint_every: expected a positive integer, got {every!r}")
-    interval = parse_duration(cfg.get("checkpoint_interval", 5.0), where=f"{where}.checkpoint_interval")
-    if interval <= 0:
-        raise ConfigError(f"{where}.checkpoint_interval: must be more than zero")
-    state_dir = cfg.get("state_dir")
-    try:
-        signing = SigningProcessor(
-            _relative(base, cfg["keys_dir"], f"{where}.keys_dir"),
-            downstream=batchers,
-            checkpoint_every=every,
-            checkpoint_interval=interval,
-            state_dir=_relative(base, state_dir, f"{where}.state_dir") if state_dir is not None else None,
-            origin=str(cfg.get("origin", "otel-audit")),
-            resource=resource,
-            key_name=cfg.get("key_name"),
+    out: dict[str, Any] = {}
+    for k, v in _plain(dict(res), "resource").items():
+        ok = isinstance(v, (str, bool, int, float)) or (
+            isinstance(v, list) and all(isinstance(x, (str, bool, int, float)) for x in v)
         )
-    except ValueError as exc:
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError(f"{where}: {exc}") from None
-    except Exception as exc:
-        from otel_audit.errors import KeyringError
-
-        if isinstance(exc, KeyringError):
-            raise ConfigError(f"{where}.keys_dir: {exc}") from None
-        raise
-    built_procs[signing_id] = signing
-    provider.add_log_record_processor(signing)
-    return Built(provider, signing, built_exporters, built_procs)
+        if not isinstance(k, str) or not ok:
+            raise ConfigError(
+                f"{src}: resource.{k}: an attribute value must be a string, number, boolean or a list of them"
+            )
+        out[k] = v
+    return out
 
 
-def _redaction(cfg: Mapping[str, Any], where: str, provider: Any) -> Any:
-    from otel_audit.processors.redaction import RedactionProcessor
+def _exporter_plan(
+    doc: Mapping[str, Any], eid: str, src: str, base: Path, factories: Mapping[str, Any]
+) -> tuple[str, str, dict[str, Any], dict[str, Any]]:
+    where = f"{src}: exporters.{eid}"
+    etype = eid.split("/", 1)[0]
+    if etype not in factories:
+        raise ConfigError(f"{where}: unknown exporter type {etype!r}; known: {', '.join(sorted(factories))}")
+    cfg, qopts = _split_queue(_plain(_block(doc, "exporters", eid, src)), where)
+    if etype == "file" and cfg.get("path") is not None:
+        cfg["path"] = _relative(base, cfg["path"], f"{where}.path")
+        if Path(cfg["path"]).is_dir():
+            raise ConfigError(f"{where}.path: {cfg['path']} is a folder; name a file in it, e.g. audit.jsonl")
+    tls = cfg.get("tls")
+    if isinstance(tls, Mapping):
+        cfg["tls"] = {k: (_relative(base, v, f"{where}.tls.{k}") if k in _TLS_FILES and isinstance(v, str) and v
+                          else v) for k, v in tls.items()}
+    return eid, etype, cfg, qopts
+
+
+def _redaction_plan(cfg: Mapping[str, Any], where: str, base: Path) -> tuple[dict[str, Any], bool]:
     from otel_audit.pseudonym import load_hmac_key
 
+    _check_keys(cfg, _REDACTION_KEYS, where)
     kwargs = {k: v for k, v in cfg.items() if k not in ("hmac_key", "pii_event")}
     mode = cfg.get("mode", "hmac")
-    if "hmac_key" in cfg and cfg["hmac_key"] not in (None, ""):
-        kwargs["hmac_key"] = load_hmac_key(cfg["hmac_key"], where=f"{where}.hmac_key")
+    if mode not in ("hmac", "mask"):
+        raise ConfigError(f"{where}.mode: {mode!r} is not a mode; use hmac or mask")
+    if "redact_client_ip" in cfg:
+        kwargs["redact_client_ip"] = _boolean(cfg["redact_client_ip"], f"{where}.redact_client_ip")
+    spec = cfg.get("hmac_key")
+    if spec not in (None, ""):
+        if isinstance(spec, str) and spec.startswith("file:") and spec[5:]:
+            spec = "file:" + _relative(base, spec[5:], f"{where}.hmac_key")
+        kwargs["hmac_key"] = load_hmac_key(spec, where=f"{where}.hmac_key")
     elif mode == "hmac":
         raise ConfigError(
             f"{where}.hmac_key: required with mode hmac (e.g. hmac_key: ${{env:OTEL_AUDIT_HMAC_KEY}}), "
             "or set mode: mask"
         )
-    if cfg.get("pii_event", True):
-        kwargs["pii_event_logger"] = provider.get_logger("otel_audit.redaction")
+    return kwargs, _boolean(cfg.get("pii_event", True), f"{where}.pii_event")
+
+
+def _signing_plan(cfg: Mapping[str, Any], where: str, base: Path) -> tuple[dict[str, Any], str]:
+    from otel_audit.exporters.file import parse_duration
+    from otel_audit.keys import Signer
+
+    _check_keys(cfg, _SIGNING_KEYS, where)
+    if cfg.get("keys_dir") in (None, ""):
+        raise ConfigError(f"{where}.keys_dir: required; the folder made by 'otel-audit keys generate --dir DIR'")
+    keys_dir = _relative(base, cfg["keys_dir"], f"{where}.keys_dir")
+    every = _positive_int(cfg.get("checkpoint_every", 1000), f"{where}.checkpoint_every")
+    interval = parse_duration(cfg.get("checkpoint_interval", 5.0), where=f"{where}.checkpoint_interval")
+    if interval <= 0:
+        raise ConfigError(f"{where}.checkpoint_interval: must be more than zero, e.g. 5s")
+    origin = _text(cfg.get("origin", "otel-audit"))
+    if not isinstance(origin, str) or not origin or any(c.isspace() for c in origin):
+        raise ConfigError(f"{where}.origin: must be a non-empty string without spaces, got {origin!r}")
+    key_name = _text(cfg.get("key_name"))
+    if key_name is not None and not isinstance(key_name, str):
+        raise ConfigError(f"{where}.key_name: must be a key name, got {key_name!r}")
+    state_dir = None
+    if cfg.get("state_dir") is not None:
+        state_dir = _relative(base, cfg["state_dir"], f"{where}.state_dir")
+        if os.path.exists(state_dir) and not os.path.isdir(state_dir):
+            raise ConfigError(f"{where}.state_dir: {state_dir} exists and is not a folder; name a folder")
     try:
-        return RedactionProcessor(**kwargs)
+        signer = Signer.from_keys_dir(keys_dir, key_name)  # fails here, before anything is started
+    except KeyringError as exc:
+        raise ConfigError(f"{where}.keys_dir: {exc}") from None
+    kwargs = {"signer": keys_dir, "checkpoint_every": every, "checkpoint_interval": interval,
+              "state_dir": state_dir, "origin": origin, "key_name": key_name}
+    return kwargs, signer.name
+
+
+def _plan(doc: Mapping[str, Any], src: str, base: Path) -> _Plan:
+    procs, exps = _pipeline(doc, src)
+    resource = _resource(doc, src)
+    factories = _exporter_factories()
+    exporters = [_exporter_plan(doc, eid, src, base, factories) for eid in exps]
+    paths = [(eid, cfg["path"]) for eid, etype, cfg, _ in exporters if etype == "file" and "path" in cfg]
+    for i, (eid, path) in enumerate(paths):
+        for other, path2 in paths[:i]:
+            if os.path.abspath(path) == os.path.abspath(path2):
+                raise ConfigError(
+                    f"{src}: exporters.{eid}.path: the same file as exporters.{other}.path; "
+                    "two writers would interleave and rotate one file: give each its own path"
+                )
+    redactions = []
+    for pid in procs[:-1]:
+        kwargs, pii = _redaction_plan(_plain(_block(doc, "processors", pid, src)), f"{src}: processors.{pid}", base)
+        redactions.append((pid, kwargs, pii))
+    signing_id = procs[-1]
+    signing, key_name = _signing_plan(
+        _plain(_block(doc, "processors", signing_id, src)), f"{src}: processors.{signing_id}", base
+    )
+    return _Plan(resource, redactions, signing_id, signing, key_name, exporters)
+
+
+def _redaction_processor(kwargs: Mapping[str, Any], where: str, logger: Any) -> Any:
+    from otel_audit.processors.redaction import RedactionProcessor
+
+    try:
+        return RedactionProcessor(**kwargs, pii_event_logger=logger)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
 
-def build_from_file(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Built:
+def _shutdown_all(parts: list[Any]) -> None:
+    """Shut down parts built before an error; none has seen a record, so none writes one."""
+    for part in reversed(parts):
+        try:
+            part.shutdown()
+        except Exception:  # the error being raised matters more
+            _log.debug("shutdown of %r after a config error failed", part, exc_info=True)
+
+
+def build(
+    doc: Mapping[str, Any], *, src: str = "config", base_dir: str | os.PathLike[str] = ".", dry_run: bool = False
+) -> Built:
+    """Build a LoggerProvider with redaction -> signing -> one batch processor per exporter.
+
+    With dry_run=True, check everything without side effects instead (see the module docstring).
+    """
+    plan = _plan(doc, src, Path(base_dir))
+    factories = _exporter_factories()
+    if dry_run:
+        exporters: dict[str, Any] = {}
+        for eid, etype, cfg, _ in plan.exporters:
+            exporter = factories[etype](cfg, f"{src}: exporters.{eid}")
+            exporter.shutdown()  # constructed to check its settings; never used
+            exporters[eid] = exporter
+        procs: dict[str, Any] = {
+            pid: _redaction_processor(kw, f"{src}: processors.{pid}", None) for pid, kw, _ in plan.redactions
+        }
+        procs[plan.signing_id] = None  # checked (the key loads, the settings are valid), not started
+        return Built(None, None, exporters, procs, key_name=plan.key_name, dry_run=True)
+    return _construct(plan, src, factories)
+
+
+def _construct(plan: _Plan, src: str, factories: Mapping[str, Any]) -> Built:
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+    from opentelemetry.sdk.resources import Resource
+
+    from otel_audit.processors.signing import SigningProcessor
+
+    resource = Resource.create(plan.resource)
+    provider = LoggerProvider(resource=resource)
+    started: list[Any] = [provider]
+    exporters: dict[str, Any] = {}
+    batchers = []
+    procs: dict[str, Any] = {}
+    try:
+        for eid, etype, cfg, qopts in plan.exporters:
+            where = f"{src}: exporters.{eid}"
+            exporter = factories[etype](cfg, where)
+            exporters[eid] = exporter
+            try:
+                batcher = BatchLogRecordProcessor(exporter, **qopts)
+            except ValueError as exc:
+                started.append(exporter)
+                raise ConfigError(f"{where}: sending_queue/batch: {exc}") from None
+            started.append(batcher)
+            batchers.append(batcher)
+        for pid, kwargs, pii in plan.redactions:
+            logger = provider.get_logger("otel_audit.redaction") if pii else None
+            procs[pid] = _redaction_processor(kwargs, f"{src}: processors.{pid}", logger)
+        where = f"{src}: processors.{plan.signing_id}"
+        kw = dict(plan.signing)
+        try:
+            signing = SigningProcessor(kw.pop("signer"), downstream=batchers, resource=resource, **kw)
+        except KeyringError as exc:
+            raise ConfigError(f"{where}.keys_dir: {exc}") from None
+        except ValueError as exc:  # ConfigError too: the state_dir is in use or cannot be made
+            raise ConfigError(f"{where}: {exc}") from None
+    except BaseException:
+        _shutdown_all(started)
+        raise
+    for rp in procs.values():
+        provider.add_log_record_processor(rp)
+    procs[plan.signing_id] = signing
+    provider.add_log_record_processor(signing)
+    return Built(provider, signing, exporters, procs, key_name=plan.key_name)
+
+
+def redaction_hmac_key(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> bytes:
+    """The HMAC key of the config file's redaction processor (what `otel-audit hash --config` uses)."""
+    from otel_audit.pseudonym import load_hmac_key
+
     doc = load(path, env)
-    return build(doc, src=str(path), base_dir=Path(path).resolve().parent)
+    base = Path(path).resolve().parent
+    blocks = doc.get("processors") or {}
+    if not isinstance(blocks, Mapping):
+        raise ConfigError(f"{path}: processors: expected a mapping of component ids to settings")
+    found = [
+        (pid, b) for pid, b in blocks.items()
+        if str(pid).split("/", 1)[0] == "redaction" and isinstance(b, Mapping) and b.get("hmac_key") not in (None, "")
+    ]
+    if not found:
+        raise ConfigError(f"{path}: processors.redaction.hmac_key: not set, so there is no key to hash with; "
+                          "pass --key, or set OTEL_AUDIT_HMAC_KEY")
+    if len(found) > 1:
+        raise ConfigError(f"{path}: processors: {len(found)} redaction processors have an hmac_key; pass --key")
+    pid, block = found[0]
+    where = f"{path}: processors.{pid}.hmac_key"
+    spec = _text(block["hmac_key"])
+    if isinstance(spec, str) and spec.startswith("file:") and spec[5:]:
+        spec = "file:" + _relative(base, spec[5:], where)
+    return load_hmac_key(spec, where=where)
+
+
+def build_from_file(
+    path: str | os.PathLike[str], env: Mapping[str, str] | None = None, *, dry_run: bool = False
+) -> Built:
+    """Load a config file and build it (relative paths in it are relative to its folder)."""
+    doc = load(path, env)
+    return build(doc, src=str(path), base_dir=Path(path).resolve().parent, dry_run=dry_run)
 
 
 ENV_CONFIG = "OTEL_AUDIT_CONFIG"
 ENV_KEYS_DIR = "OTEL_AUDIT_KEYS_DIR"
 ENV_STATE_DIR = "OTEL_AUDIT_STATE_DIR"
 ENV_HMAC_KEY = "OTEL_AUDIT_HMAC_KEY"
+ENV_LOGS_EXPORTER = "OTEL_LOGS_EXPORTER"
+ENV_CHECKPOINT_EVERY = "OTEL_AUDIT_CHECKPOINT_EVERY"
+ENV_CHECKPOINT_INTERVAL = "OTEL_AUDIT_CHECKPOINT_INTERVAL"
+
+
+def _env_number(e: Mapping[str, str], name: str, default: float, parse: Callable[[str], Any]) -> Any:
+    """A positive number from an env var; a bad value logs a warning and falls back, as the SDK does."""
+    raw = e.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        v = parse(raw.strip())
+        if isinstance(v, bool) or not math.isfinite(v) or v <= 0:
+            raise ValueError(raw)
+        return v
+    except (ValueError, AuditError):
+        _log.warning("%s=%r is not a positive number; using %s", name, raw, default)
+        return default
 
 
 def build_from_env(env: Mapping[str, str] | None = None) -> Built:
-    """The env-only path: OTEL_AUDIT_KEYS_DIR (required), OTEL_AUDIT_STATE_DIR, OTEL_AUDIT_HMAC_KEY,
-    OTEL_LOGS_EXPORTER (comma list of `opentelemetry_logs_exporter` entry point names, default
-    otel_audit_file), OTEL_AUDIT_CHECKPOINT_EVERY and OTEL_AUDIT_CHECKPOINT_INTERVAL."""
+    """The env-only path: OTEL_AUDIT_KEYS_DIR (required), OTEL_AUDIT_STATE_DIR, OTEL_AUDIT_HMAC_KEY
+    (hmac redaction; without it, mask), OTEL_LOGS_EXPORTER (comma list of `opentelemetry_logs_exporter`
+    entry point names, default otel_audit_file, whose OTEL_AUDIT_FILE_PATH is read from `env`),
+    OTEL_AUDIT_CHECKPOINT_EVERY and OTEL_AUDIT_CHECKPOINT_INTERVAL (seconds or a duration such as 5s)."""
     from importlib.metadata import entry_points
 
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
     from opentelemetry.sdk.resources import Resource
 
+    from otel_audit.exporters.file import DEFAULT_PATH, ENV_PATH, FileLogRecordExporter, parse_duration
+    from otel_audit.keys import Signer
+    from otel_audit.processors.redaction import RedactionProcessor
     from otel_audit.processors.signing import SigningProcessor
+    from otel_audit.pseudonym import load_hmac_key
 
     e = os.environ if env is None else env
     keys_dir = e.get(ENV_KEYS_DIR)
@@ -378,58 +733,67 @@ def build_from_env(env: Mapping[str, str] | None = None) -> Built:
             f"{ENV_KEYS_DIR} is not set: point it at a keys folder ('otel-audit keys generate --dir DIR'), "
             f"or give a config file in {ENV_CONFIG}"
         )
-    names = [n.strip() for n in e.get("OTEL_LOGS_EXPORTER", "otel_audit_file").split(",") if n.strip()]
+    try:
+        key_name = Signer.from_keys_dir(keys_dir).name
+    except KeyringError as exc:
+        raise ConfigError(f"{ENV_KEYS_DIR}: {exc}") from None
+    state_dir = e.get(ENV_STATE_DIR) or None
+    if state_dir is not None and os.path.exists(state_dir) and not os.path.isdir(state_dir):
+        raise ConfigError(f"{ENV_STATE_DIR}: {state_dir} exists and is not a folder; name a folder")
+    hk = e.get(ENV_HMAC_KEY)
+    hmac_key = load_hmac_key(hk, where=ENV_HMAC_KEY) if hk else None
+    names = [n.strip() for n in e.get(ENV_LOGS_EXPORTER, "otel_audit_file").split(",") if n.strip()]
+    names = [n for n in names if n != "none"]
+    if not names:
+        raise ConfigError(f"{ENV_LOGS_EXPORTER} names no exporter: audit records would go nowhere; "
+                          "use e.g. otel_audit_file or otlp")
     eps = {ep.name: ep for ep in entry_points(group="opentelemetry_logs_exporter")}
-    batchers = []
-    exporters = {}
     for n in names:
-        if n == "none":
-            continue
         if n not in eps:
-            raise ConfigError(f"OTEL_LOGS_EXPORTER: unknown exporter {n!r}; installed: {', '.join(sorted(eps))}")
-        exp = eps[n].load()()
-        exporters[n] = exp
-        batchers.append(BatchLogRecordProcessor(exp))
-    if not batchers:
-        raise ConfigError("OTEL_LOGS_EXPORTER names no exporter: audit records would go nowhere")
+            raise ConfigError(
+                f"{ENV_LOGS_EXPORTER}: unknown exporter {n!r}; installed: {', '.join(sorted(eps))}"
+            )
+        if names.count(n) > 1:
+            raise ConfigError(f"{ENV_LOGS_EXPORTER}: {n!r} is named twice; name each exporter once")
+    every = _env_number(e, ENV_CHECKPOINT_EVERY, 1000, int)
+    interval = _env_number(e, ENV_CHECKPOINT_INTERVAL, 5.0,
+                           lambda s: parse_duration(s, where=ENV_CHECKPOINT_INTERVAL))
+
     resource = Resource.create({})
     provider = LoggerProvider(resource=resource)
-    procs = {}
-    hk = e.get(ENV_HMAC_KEY)
-    from otel_audit.processors.redaction import RedactionProcessor
-    from otel_audit.pseudonym import load_hmac_key
-
-    if hk:
-        red = RedactionProcessor(mode="hmac", hmac_key=load_hmac_key(hk, where=ENV_HMAC_KEY),
-                                 pii_event_logger=provider.get_logger("otel_audit.redaction"))
-    else:
-        red = RedactionProcessor(mode="mask", pii_event_logger=provider.get_logger("otel_audit.redaction"))
-    provider.add_log_record_processor(red)
-    procs["redaction"] = red
-
-    def _num(name: str, default: float, cast: Callable[[str], Any]) -> Any:
-        raw = e.get(name)
-        if raw is None:
-            return default
+    started: list[Any] = [provider]
+    exporters: dict[str, Any] = {}
+    batchers = []
+    try:
+        for n in names:
+            try:
+                factory = eps[n].load()
+                # the file exporter's path comes from `env` too, so that a given mapping is the whole story
+                exp = factory(path=e.get(ENV_PATH) or DEFAULT_PATH) if factory is FileLogRecordExporter else factory()
+            except AuditError:
+                raise
+            except Exception as exc:
+                raise ConfigError(f"{ENV_LOGS_EXPORTER}: cannot create exporter {n!r}: {exc}") from None
+            started.append(exp)
+            exporters[n] = exp
+            try:
+                batcher = BatchLogRecordProcessor(exp)
+            except ValueError as exc:
+                raise ConfigError(f"OTEL_BLRP_* settings for exporter {n!r}: {exc}") from None
+            started[-1] = batcher  # shutting the batcher down shuts its exporter down
+            batchers.append(batcher)
+        pii_logger = provider.get_logger("otel_audit.redaction")
+        red = RedactionProcessor(mode="hmac" if hmac_key else "mask", hmac_key=hmac_key, pii_event_logger=pii_logger)
         try:
-            v = cast(raw)
-            if v <= 0:
-                raise ValueError
-            return v
-        except ValueError:
-            import logging
-
-            logging.getLogger(__name__).warning("%s=%r is not a positive number; using %s", name, raw, default)
-            return default
-
-    signing = SigningProcessor(
-        keys_dir,
-        downstream=batchers,
-        checkpoint_every=_num("OTEL_AUDIT_CHECKPOINT_EVERY", 1000, int),
-        checkpoint_interval=_num("OTEL_AUDIT_CHECKPOINT_INTERVAL", 5.0, float),
-        state_dir=e.get(ENV_STATE_DIR) or None,
-        resource=resource,
-    )
+            signing = SigningProcessor(keys_dir, downstream=batchers, checkpoint_every=every,
+                                       checkpoint_interval=interval, state_dir=state_dir, resource=resource)
+        except KeyringError as exc:
+            raise ConfigError(f"{ENV_KEYS_DIR}: {exc}") from None
+        except ValueError as exc:
+            raise ConfigError(f"{ENV_STATE_DIR}: {exc}") from None
+    except BaseException:
+        _shutdown_all(started)
+        raise
+    provider.add_log_record_processor(red)
     provider.add_log_record_processor(signing)
-    procs["signing"] = signing
-    return Built(provider, signing, exporters, procs)
+    return Built(provider, signing, exporters, {"redaction": red, "signing": signing}, key_name=key_name)

@@ -149,7 +149,11 @@ def _read_keyring_file(f: Path) -> list[PublicKey]:
     except OSError as exc:
         raise KeyringError(f"{f}: cannot read keyring: {exc.strerror}") from exc
     if f.suffix == ".vkey":
-        return [_parse_vkey(line.strip(), f"{f}:{n}") for n, line in enumerate(raw.decode().splitlines(), 1) if line.strip()]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise KeyringError(f"{f}: not a text file of verifier keys (not UTF-8)") from None
+        return [_parse_vkey(line.strip(), f"{f}:{n}") for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -66,6 +66,13 @@ def decode_value(v: Mapping[str, Any]) -> Any:
 
 def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     """Files as given; a folder means every archive file under it, sorted."""
+    try:
+        return _expand(paths)
+    except OSError as exc:
+        raise InputError(f"{exc.filename or 'input'}: cannot read: {exc.strerror}") from exc
+
+
+def _expand(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -728,7 +735,10 @@ def verify_paths(
 ) -> Report:
     files = expand_paths(paths)
     v = Verifier(keyring, allow_open=allow_open, ignore_unsigned=ignore_unsigned)
-    total = sum(f.stat().st_size for f in files)
+    try:
+        total = sum(f.stat().st_size for f in files)
+    except OSError as exc:
+        raise InputError(f"{exc.filename}: cannot read: {exc.strerror}") from exc
     bar = Progress(total) if progress else None
     # Millions of small containers stay alive until the end: the cyclic GC would rescan them over
     # and over (measured: 4x slower parsing). Nothing here makes reference cycles.

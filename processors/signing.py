@@ -200,7 +200,12 @@ class SigningProcessor(LogRecordProcessor):
         self._sealed: tuple[int, bytes, bytes] = (0, b"", ZERO)
         self._state = StreamState(state_dir) if state_dir is not None else None
         prev = self._state.read() if self._state else None
-        self._emit_checkpoint("start", prev=prev)
+        try:
+            self._emit_checkpoint("start", prev=prev)
+        except BaseException:
+            if self._state is not None:
+                self._state.close()
+            raise
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._tick, name="otel-audit-checkpoints", daemon=True)
         self._thread.start()

@@ -1,0 +1,1120 @@
+"""Export audit records to Elasticsearch with the `_bulk` API, into a data stream.
+
+Every record becomes one `create` action (data streams accept nothing else) into
+`logs-<dataset>-<namespace>` (default `logs-otel_audit-default`), with the record's audit id
+`<audit.stream.id>-<audit.stream.seq>` as `_id`: a document sent twice (a retry after a timeout,
+a replay from the spool) comes back as a 409 version conflict instead of a second copy, and is
+counted as delivered.
+
+A document carries ECS fields for the SIEM's rules and dashboards (`event.kind`, `event.category`
+and `event.type` from the catalog, `event.action`, `event.outcome`, `user.*`, `source.ip`,
+`related.*`, `message` ...), the OTel attributes under their own names in `attributes.*` (as the
+contrib exporter's `otel` mapping mode stores them), and `audit.otlp`: the record's own
+OTLP/JSON logRecord as text. The searchable fields may be remapped or retyped by the cluster;
+`audit.otlp` is what `otel_audit.sources.elastic` reads back and the verifier checks.
+
+Configuration keys are those of the collector's `elasticsearch` exporter (`endpoint`,
+`endpoints`, `cloudid`, `api_key`, `user`, `password`, `logs_index`, `logs_dynamic_index`,
+`logs_dynamic_id`, `pipeline`, `compression`, `retry`, `timeout`, `tls`, `headers` ...). Routing
+follows it too: `logs_index` when set, else the `elasticsearch.index` attribute, else a data
+stream from the `data_stream.dataset` / `data_stream.namespace` attributes (record > scope >
+resource) with this exporter's defaults.
+
+Per item of a `_bulk` answer: 2xx and 409 are delivered; a status in `retry_on_status` (429 and
+the transient 5xx by default) is sent again, alone; any other status is a permanent rejection,
+logged with the item's `error.type` / `error.reason` and counted. For the whole request: 401/403
+and other 4xx are permanent, 429/5xx and connection failures are retried per `retry_on_failure`.
+
+Environment (used when an argument is not given; a bad value logs a warning and falls back):
+`OTEL_AUDIT_ELASTIC_ENDPOINT` (comma-separated URLs), then the contrib exporter's
+`ELASTICSEARCH_URL`; `OTEL_AUDIT_ELASTIC_CLOUDID`, `OTEL_AUDIT_ELASTIC_API_KEY`,
+`OTEL_AUDIT_ELASTIC_USER`, `OTEL_AUDIT_ELASTIC_PASSWORD`, `OTEL_AUDIT_ELASTIC_LOGS_INDEX`,
+`OTEL_AUDIT_ELASTIC_DATASET`, `OTEL_AUDIT_ELASTIC_NAMESPACE`, `OTEL_AUDIT_ELASTIC_PIPELINE`,
+`OTEL_AUDIT_ELASTIC_TIMEOUT`, `OTEL_AUDIT_ELASTIC_COMPRESSION`, `OTEL_AUDIT_ELASTIC_CA_FILE`.
+
+Secrets (API key, password) live only in the session's Authorization header: never in a
+message, an exception or a repr.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as _dt
+import ipaddress
+import itertools
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+
+import orjson
+import requests
+from opentelemetry.sdk._logs.export import LogRecordExportResult
+
+from otel_audit.canonical import STREAM_ID, STREAM_SEQ
+from otel_audit.catalog import EVENTS, OUTCOMES
+from otel_audit.errors import ConfigError
+from otel_audit.exporters._http import (
+    COMMON_KEYS,
+    RETRYABLE_STATUSES,
+    HttpLogExporter,
+    Request,
+    RetrySettings,
+    TlsSettings,
+    Verdict,
+    common_settings,
+    duration,
+    retry_after_seconds,
+)
+
+# The per-record OTLP/JSON encoder; `audit.otlp` must be exactly what the file exporter writes.
+from otel_audit.otlpjson import _encode_log_record as encode_log_record
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk._logs import ReadableLogRecord
+
+__all__ = [
+    "DEFAULT_DATASET",
+    "DEFAULT_NAMESPACE",
+    "ENV_API_KEY",
+    "ENV_CLOUDID",
+    "ENV_ENDPOINT",
+    "ElasticLogExporter",
+    "audit_id",
+    "decode_cloud_id",
+    "document",
+    "index_name_problem",
+]
+
+_log = logging.getLogger(__name__)
+
+ENV_ENDPOINT = "OTEL_AUDIT_ELASTIC_ENDPOINT"
+ENV_ES_URL = "ELASTICSEARCH_URL"  # the contrib exporter's fallback
+ENV_CLOUDID = "OTEL_AUDIT_ELASTIC_CLOUDID"
+ENV_API_KEY = "OTEL_AUDIT_ELASTIC_API_KEY"
+ENV_USER = "OTEL_AUDIT_ELASTIC_USER"
+ENV_PASSWORD = "OTEL_AUDIT_ELASTIC_PASSWORD"
+ENV_LOGS_INDEX = "OTEL_AUDIT_ELASTIC_LOGS_INDEX"
+ENV_DATASET = "OTEL_AUDIT_ELASTIC_DATASET"
+ENV_NAMESPACE = "OTEL_AUDIT_ELASTIC_NAMESPACE"
+ENV_PIPELINE = "OTEL_AUDIT_ELASTIC_PIPELINE"
+ENV_TIMEOUT = "OTEL_AUDIT_ELASTIC_TIMEOUT"
+ENV_COMPRESSION = "OTEL_AUDIT_ELASTIC_COMPRESSION"
+ENV_CA_FILE = "OTEL_AUDIT_ELASTIC_CA_FILE"
+
+DEFAULT_ENDPOINT = "http://localhost:9200"
+DEFAULT_DATASET = "otel_audit"
+DEFAULT_NAMESPACE = "default"
+DEFAULT_TIMEOUT = 90.0  # the contrib exporter's default
+#: Bulk bodies are cut below this many bytes (before gzip): the contrib exporter's batch max_size,
+#: far under Elasticsearch's http.max_content_length (100mb), so a batch never meets a 413.
+DEFAULT_MAX_BULK_BYTES = 5_000_000
+
+NDJSON = "application/x-ndjson"
+_INDEX_FORBIDDEN = frozenset('\\/*?"<>| ,#:')
+_DS_FIELD_MAX = 100
+_COMPRESSIONS = ("gzip", "none")
+_MAPPING_MODES = ("none", "ecs", "otel", "raw", "bodymap")
+
+# Keys of the collector's block this exporter reads (plus COMMON_KEYS).
+_KEYS = (
+    "endpoint", "endpoints", "cloudid", "user", "password", "api_key", "auth",
+    "logs_index", "logs_dynamic_index", "logs_dynamic_id", "pipeline", "mapping", "compression",
+    "retry", "include_source_on_error", "proxy_url", "logstash_format",
+)
+# Collector-only keys that change nothing about what reaches the cluster or how reliably:
+# other signals' routing, node discovery, the exporter's own telemetry and HTTP-client tuning.
+# Accepted and ignored so that a collector's block moves here unchanged.
+_IGNORED_KEYS = (
+    "metrics_index", "metrics_dynamic_index", "traces_index", "traces_dynamic_index", "traces_dynamic_id",
+    "num_workers", "flush", "discover", "telemetry", "metadata_keys",
+    "read_buffer_size", "write_buffer_size", "max_idle_conns", "max_idle_conns_per_host", "max_conns_per_host",
+    "idle_conn_timeout", "disable_keep_alives", "http2_read_idle_timeout", "http2_ping_timeout",
+    "compression_params",
+)
+
+
+# -- names, ids and Cloud IDs -----------------------------------------------------------------------
+
+
+def index_name_problem(name: str) -> str | None:
+    """What makes `name` an invalid index or data stream name, or None when it is valid."""
+    if not name:
+        return "it is empty"
+    if name != name.lower():
+        return "it must be lowercase"
+    bad = sorted(set(name) & _INDEX_FORBIDDEN)
+    if bad:
+        return "it must not contain " + " ".join(repr(c) for c in bad)
+    if name[0] in "-_+":
+        return "it must not start with '-', '_' or '+'"
+    if name.startswith(".ds-"):
+        return "it must not start with '.ds-' (the backing indices' prefix)"
+    if name in (".", ".."):
+        return "it cannot be '.' or '..'"
+    if len(name.encode()) > 255:
+        return "it is longer than 255 bytes"
+    return None
+
+
+def _ds_field_problem(value: str, what: str) -> str | None:
+    if not value:
+        return f"the {what} is empty"
+    if "-" in value:
+        return f"the {what} must not contain '-'"
+    if len(value) > _DS_FIELD_MAX:
+        return f"the {what} is longer than {_DS_FIELD_MAX} characters"
+    problem = index_name_problem(value)
+    return None if problem is None else f"the {what} is not usable in an index name: {problem}"
+
+
+def _sanitize_ds_field(value: str) -> str:
+    """A dataset or namespace taken from an attribute, made valid as the contrib exporter does."""
+    out = "".join("_" if c in _INDEX_FORBIDDEN or c == "-" else c for c in value.lower())
+    return out[:_DS_FIELD_MAX] or "_"
+
+
+def data_stream_of(index: str) -> tuple[str, str] | None:
+    """(dataset, namespace) of a `logs-<dataset>-<namespace>` name, else None."""
+    parts = index.split("-")
+    if len(parts) == 3 and parts[0] == "logs" and parts[1] and parts[2]:
+        return parts[1], parts[2]
+    return None
+
+
+def audit_id(attributes: Mapping[str, Any]) -> str | None:
+    """`<audit.stream.id>-<audit.stream.seq>` of a signed record, None for an unsigned one."""
+    stream = attributes.get(STREAM_ID)
+    seq = attributes.get(STREAM_SEQ)
+    if isinstance(stream, str) and stream and type(seq) is int and seq >= 0:
+        return f"{stream}-{seq}"
+    return None
+
+
+def decode_cloud_id(cloud_id: str) -> str:
+    """The Elasticsearch URL an Elastic Cloud ID names.
+
+    A Cloud ID is `<label>:<base64("<host>[:port]$<es_uuid>[:port]$<kibana_uuid>")>`; the
+    Elasticsearch URL is `https://<es_uuid>.<host>` on port 443 unless a port is given.
+    Raises ValueError saying what is wrong.
+    """
+    if not isinstance(cloud_id, str) or not cloud_id.strip():
+        raise ValueError("a Cloud ID is a non-empty string such as 'name:base64...'")
+    encoded = cloud_id.strip().rpartition(":")[2]
+    try:
+        decoded = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise ValueError("the part after ':' is not base64; copy the Cloud ID from the Elastic Cloud console") from None
+    parts = decoded.split("$")
+    if len(parts) < 2 or not parts[0] or not parts[1]:
+        raise ValueError("the decoded Cloud ID is not '<host>$<elasticsearch id>$<kibana id>'")
+    port = 443
+    names: list[str] = []
+    for part in parts[:2]:  # the port may follow the host or the Elasticsearch id
+        name, sep, number = part.rpartition(":")
+        if sep:
+            if not number.isdigit() or not 0 < int(number) < 65536:
+                raise ValueError(f"the decoded Cloud ID has a bad port {number!r}")
+            port = int(number)
+            part = name
+        if not part:
+            raise ValueError("the decoded Cloud ID has an empty host or Elasticsearch id")
+        names.append(part)
+    host, es_id = names
+    return f"https://{es_id}.{host}" + ("" if port == 443 else f":{port}")
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    url: str  # scheme://host[:port][/prefix], no trailing slash, no credentials
+    basic: tuple[str, str] | None  # user:password that was written in the URL
+
+
+def _endpoint(url: object) -> _Endpoint:
+    """Check one endpoint URL; credentials written in it are taken out (they would leak in messages)."""
+    if not isinstance(url, str) or not url.strip():
+        raise ValueError("an endpoint is a URL such as https://elasticsearch:9200")
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{_safe_url(url)!r} is not an http(s) URL; write e.g. https://elasticsearch:9200")
+    if parts.query or parts.fragment:
+        raise ValueError(f"{_safe_url(url)!r} has a query or fragment; give the cluster's base URL only")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise ValueError(f"{_safe_url(url)!r} has a bad port") from None
+    basic = None
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, netloc = netloc.rpartition("@")
+        user, _, password = userinfo.partition(":")
+        from urllib.parse import unquote
+
+        basic = (unquote(user), unquote(password))
+    return _Endpoint(urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", "")), basic)
+
+
+def _safe_url(url: str) -> str:
+    """The URL with any user:password@ removed, for messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _api_key_header(api_key: str | tuple[str, str]) -> str:
+    """The `Authorization` value of an API key: the 'encoded' form, or (id, api_key) / 'id:api_key'."""
+    if isinstance(api_key, tuple):
+        if len(api_key) != 2 or not all(isinstance(x, str) and x for x in api_key):
+            raise ValueError("api_key as a tuple must be (id, api_key), two non-empty strings")
+        api_key = base64.b64encode(f"{api_key[0]}:{api_key[1]}".encode()).decode("ascii")
+    if not isinstance(api_key, str) or not api_key.strip():
+        raise ValueError("api_key must be a non-empty string: the 'encoded' value Elasticsearch returned")
+    key = api_key.strip()
+    if ":" in key:  # base64 never holds ':': this is 'id:api_key', so encode it as the client libraries do
+        key = base64.b64encode(key.encode()).decode("ascii")
+    if not key.isascii() or not key.isprintable() or " " in key:
+        raise ValueError("api_key holds characters an HTTP header cannot carry; use the 'encoded' form")
+    return f"ApiKey {key}"
+
+
+def _basic_header(user: str, password: str) -> str:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return f"Basic {token}"
+
+
+# -- documents -------------------------------------------------------------------------------------
+
+
+def _iso(ns: int) -> str:
+    """RFC 3339 UTC with nanoseconds: Elasticsearch's date and date_nanos both parse it."""
+    seconds, frac = divmod(ns, 1_000_000_000)
+    stamp = _dt.datetime.fromtimestamp(seconds, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{frac:09d}Z"
+
+
+def _scalar(value: Any) -> Any:
+    """A searchable form of one value that never breaks a mapping: JSON scalars stay, the rest is text."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    return orjson.dumps(_jsonable(value)).decode()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _searchable(value: Any) -> Any:
+    """An attribute value as a document field: a list of same-typed scalars stays a list (an ES array)."""
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return []
+        types = {type(v) for v in value}
+        if len(types) == 1 and types <= {str, int, bool} or types == {float}:
+            return [_scalar(v) for v in value]
+        return orjson.dumps(_jsonable(value)).decode()
+    return _scalar(value)
+
+
+def _text(value: Any) -> str | None:
+    """A keyword-able string of a scalar attribute, or None."""
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, (bool, int, float)):
+        return str(value)
+    return None
+
+
+def _ip(text: str) -> str | None:
+    candidate = text.strip()
+    if candidate.startswith("[") and "]" in candidate:  # [v6]:port
+        candidate = candidate[1:candidate.index("]")]
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        return None
+
+
+def ecs_fields(event_name: str | None, attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """The ECS fields of an audit record, from its event name, the catalog and its attributes."""
+    event: dict[str, Any] = {"kind": "event"}
+    spec = EVENTS.get(event_name or "")
+    if spec is not None:
+        event["category"] = list(spec.ecs_category)
+        event["type"] = list(spec.ecs_type)
+    if event_name:
+        event["action"] = event_name
+    outcome = attributes.get("audit.outcome")
+    if outcome in OUTCOMES:
+        event["outcome"] = outcome
+    reason = _text(attributes.get("audit.reason"))
+    if reason:
+        event["reason"] = reason
+    out: dict[str, Any] = {"event": event}
+
+    user: dict[str, str] = {}
+    related_users: list[str] = []
+    for attr, key in (("user.id", "id"), ("user.name", "name"), ("user.email", "email")):
+        text = _text(attributes.get(attr))
+        if text:
+            user[key] = text
+            if key != "email":
+                related_users.append(text)
+    if user:
+        out["user"] = user
+    actor = _text(attributes.get("audit.actor.id"))
+    if actor:
+        related_users.append(actor)
+
+    related: dict[str, list[str]] = {}
+    address = _text(attributes.get("client.address"))
+    if address:
+        ip = _ip(address)
+        source: dict[str, str] = {"address": address}
+        if ip:
+            source["ip"] = ip
+            related["ip"] = [ip]
+        else:
+            source["domain"] = address
+        out["source"] = source
+    if related_users:
+        related["user"] = list(dict.fromkeys(related_users))
+    if related:
+        out["related"] = related
+
+    # Semantic-convention names that ECS spells the same way.
+    method = _text(attributes.get("http.request.method"))
+    if method:
+        out["http"] = {"request": {"method": method}}
+    path = _text(attributes.get("url.path"))
+    if path:
+        out["url"] = {"path": path}
+    agent = _text(attributes.get("user_agent.original"))
+    if agent:
+        out["user_agent"] = {"original": agent}
+    error = _text(attributes.get("error.type"))
+    if error:
+        out["error"] = {"type": error}
+    return out
+
+
+def document(
+    readable: ReadableLogRecord,
+    *,
+    otlp: Mapping[str, Any] | None = None,
+    data_stream: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    """The Elasticsearch document of one SDK log record (see the module docstring for its fields)."""
+    record = readable.log_record
+    rec = otlp if otlp is not None else encode_log_record(readable)
+    attrs: Mapping[str, Any] = record.attributes or {}
+    ns = record.timestamp or record.observed_timestamp or time.time_ns()
+    doc: dict[str, Any] = {"@timestamp": _iso(ns)}
+    if data_stream is not None:
+        doc["data_stream"] = {"type": "logs", "dataset": data_stream[0], "namespace": data_stream[1]}
+    doc.update(ecs_fields(record.event_name, attrs))
+    event = doc["event"]
+    aid = audit_id(attrs)
+    if aid:
+        event["id"] = aid
+    if data_stream is not None:
+        event["dataset"] = data_stream[0]
+    if record.observed_timestamp:
+        event["created"] = _iso(record.observed_timestamp)
+    sev = record.severity_number
+    if sev is not None and sev.value:
+        event["severity"] = sev.value
+    if record.severity_text:
+        doc["log"] = {"level": record.severity_text}
+    body = record.body
+    if body is not None:
+        doc["message"] = body if isinstance(body, str) else orjson.dumps(_jsonable(body)).decode()
+    if record.trace_id:
+        doc["trace"] = {"id": format(record.trace_id, "032x")}
+    if record.span_id:
+        doc["span"] = {"id": format(record.span_id, "016x")}
+    resource_attrs = readable.resource.attributes if readable.resource is not None else {}
+    for attr, field, key in (("service.name", "service", "name"), ("host.name", "host", "name")):
+        text = _text(resource_attrs.get(attr))
+        if text:
+            doc[field] = {key: text}
+    # OTel-native part, as the contrib `otel` mapping mode lays it out: dotted names kept whole.
+    doc["attributes"] = {k: _searchable(v) for k, v in attrs.items()}
+    if resource_attrs:
+        doc["resource"] = {"attributes": {k: _searchable(v) for k, v in resource_attrs.items()}}
+    scope = readable.instrumentation_scope
+    if scope is not None and scope.name:
+        doc["scope"] = {"name": scope.name, **({"version": scope.version} if scope.version else {})}
+    if record.severity_text:
+        doc["severity_text"] = record.severity_text
+    if sev is not None and sev.value:
+        doc["severity_number"] = sev.value
+    if record.event_name:
+        doc["event_name"] = record.event_name
+    doc["audit"] = {"otlp": orjson.dumps(rec).decode()}
+    return doc
+
+
+# -- the exporter ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Item:
+    index: str
+    id: str | None
+    line: bytes  # action line + "\n" + source line + "\n"
+
+
+class ElasticLogExporter(HttpLogExporter):
+    """Sends audit records to Elasticsearch with `_bulk` `create` actions into a data stream.
+
+    Args:
+        endpoint: the cluster's URL, or several (tried round robin); exclusive with `cloudid`.
+        cloudid: an Elastic Cloud ID, decoded to the cluster's URL.
+        api_key: the API key's 'encoded' form (or `(id, api_key)`); exclusive with user/password.
+        user, password: HTTP Basic credentials.
+        logs_index: one index or data stream for every record (static routing).
+        dataset, namespace: the data stream `logs-<dataset>-<namespace>` of dynamic routing when
+            a record names none itself (defaults `otel_audit`, `default`).
+        pipeline: an ingest pipeline for every document.
+        retry_on_status: statuses retried, per item and per request (default: RETRYABLE_STATUSES).
+        dynamic_id: for records without an audit id, use the `elasticsearch.document_id` attribute.
+        include_source_on_error: passed to `_bulk` (ES 8.18+); None leaves it out.
+        max_bulk_bytes: a batch is cut into `_bulk` bodies of at most this size before gzip.
+        proxy_url: an HTTP(S) proxy for every request.
+        timeout, tls, retry, compression, headers, session: as `HttpLogExporter`.
+    """
+
+    name = "elasticsearch"
+
+    def __init__(
+        self,
+        endpoint: str | Sequence[str] | None = None,
+        *,
+        cloudid: str | None = None,
+        api_key: str | tuple[str, str] | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        logs_index: str | None = None,
+        dataset: str | None = None,
+        namespace: str | None = None,
+        pipeline: str | None = None,
+        retry_on_status: Iterable[int] | None = None,
+        dynamic_id: bool = False,
+        include_source_on_error: bool | None = None,
+        max_bulk_bytes: int = DEFAULT_MAX_BULK_BYTES,
+        proxy_url: str | None = None,
+        timeout: float | None = None,
+        tls: TlsSettings | None = None,
+        retry: RetrySettings | None = None,
+        compression: bool | None = None,
+        headers: Mapping[str, str] | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        env = os.environ
+        if timeout is None:
+            timeout = _env_duration(ENV_TIMEOUT, DEFAULT_TIMEOUT)
+        if compression is None:
+            compression = _env_choice(ENV_COMPRESSION, _COMPRESSIONS, "gzip") == "gzip"
+        if tls is None and env.get(ENV_CA_FILE, "").strip():
+            tls = TlsSettings(ca_file=env[ENV_CA_FILE].strip())
+        super().__init__(timeout=timeout, tls=tls, retry=retry, compression=compression, headers=headers,
+                         session=session)
+
+        self._endpoints, url_basic = self._resolve_endpoints(endpoint, cloudid)
+        self._cursor = itertools.count()
+        self._auth_kind = self._resolve_auth(api_key, user, password, url_basic)
+
+        if logs_index is None:
+            logs_index = _env_checked(ENV_LOGS_INDEX, index_name_problem)
+        elif (problem := index_name_problem(logs_index) if isinstance(logs_index, str) else "not a string"):
+            raise ValueError(f"logs_index {logs_index!r} is not a valid index or data stream name: {problem}")
+        self.logs_index = logs_index or None
+        if dataset is None:
+            dataset = _env_checked(ENV_DATASET, lambda v: _ds_field_problem(v, "dataset")) or DEFAULT_DATASET
+        elif problem := _ds_field_problem(dataset, "dataset"):
+            raise ValueError(f"dataset {dataset!r}: {problem}")
+        if namespace is None:
+            namespace = _env_checked(ENV_NAMESPACE, lambda v: _ds_field_problem(v, "namespace")) or DEFAULT_NAMESPACE
+        elif problem := _ds_field_problem(namespace, "namespace"):
+            raise ValueError(f"namespace {namespace!r}: {problem}")
+        self.dataset = dataset
+        self.namespace = namespace
+        if pipeline is None:
+            pipeline = env.get(ENV_PIPELINE, "").strip() or None
+        elif not isinstance(pipeline, str) or not pipeline.strip():
+            raise ValueError("pipeline must be the id of an ingest pipeline")
+        self.pipeline = pipeline
+        statuses = RETRYABLE_STATUSES if retry_on_status is None else frozenset(retry_on_status)
+        if not all(isinstance(s, int) and not isinstance(s, bool) and 100 <= s <= 599 for s in statuses):
+            raise ValueError(f"retry_on_status must hold HTTP status codes, got {sorted(statuses, key=str)!r}")
+        self.retry_on_status = frozenset(statuses)
+        self.dynamic_id = bool(dynamic_id)
+        if include_source_on_error is not None and not isinstance(include_source_on_error, bool):
+            raise ValueError("include_source_on_error must be true, false or None")
+        self.include_source_on_error = include_source_on_error
+        if isinstance(max_bulk_bytes, bool) or not isinstance(max_bulk_bytes, int) or max_bulk_bytes < 1024:
+            raise ValueError(f"max_bulk_bytes must be an integer of at least 1024, got {max_bulk_bytes!r}")
+        self.max_bulk_bytes = max_bulk_bytes
+        if proxy_url is not None:
+            proxy = _endpoint(proxy_url).url
+            self.session.proxies = {"http": proxy, "https": proxy}
+        self.session.headers["User-Agent"] = "otel-audit-elasticsearch"
+        self._query = self._bulk_query()
+        self.duplicates = 0  # items Elasticsearch already had (409): delivered before, e.g. by a retry
+        self._unencodable = threading.local()
+        self._warned_routes: set[str] = set()
+
+    # configuration helpers
+
+    def _resolve_endpoints(
+        self, endpoint: str | Sequence[str] | None, cloudid: str | None
+    ) -> tuple[list[str], tuple[str, str] | None]:
+        given: list[str] = []
+        if endpoint is not None:
+            given = [endpoint] if isinstance(endpoint, str) else list(endpoint)
+            if not given:
+                raise ValueError("endpoint: give at least one URL")
+            if cloudid is not None:
+                raise ValueError("give either endpoint(s) or cloudid, not both")
+        elif cloudid is not None:
+            given = [decode_cloud_id(cloudid)]
+        else:
+            given = self._endpoints_from_env()
+        eps = [_endpoint(u) for u in given]
+        basics = {e.basic for e in eps if e.basic is not None}
+        if len(basics) > 1:
+            raise ValueError("the endpoint URLs carry different user:password; configure user and password instead")
+        return [e.url for e in eps], next(iter(basics), None)
+
+    @staticmethod
+    def _endpoints_from_env() -> list[str]:
+        cloud = os.environ.get(ENV_CLOUDID, "").strip()
+        for name in (ENV_ENDPOINT, ENV_ES_URL):
+            raw = os.environ.get(name, "").strip()
+            if not raw:
+                continue
+            urls = [u.strip() for u in raw.split(",") if u.strip()]
+            try:
+                for u in urls:
+                    _endpoint(u)
+            except ValueError as exc:
+                _log.warning("%s is not usable (%s); ignored", name, exc)
+                continue
+            if urls:
+                if cloud:
+                    _log.warning("%s is set and so is %s; using %s", name, ENV_CLOUDID, name)
+                return urls
+        if cloud:
+            try:
+                return [decode_cloud_id(cloud)]
+            except ValueError as exc:
+                _log.warning("%s is not a usable Cloud ID (%s); ignored", ENV_CLOUDID, exc)
+        _log.warning("no Elasticsearch endpoint configured (%s, %s, %s); using %s",
+                     ENV_ENDPOINT, ENV_ES_URL, ENV_CLOUDID, DEFAULT_ENDPOINT)
+        return [DEFAULT_ENDPOINT]
+
+    def _resolve_auth(
+        self,
+        api_key: str | tuple[str, str] | None,
+        user: str | None,
+        password: str | None,
+        url_basic: tuple[str, str] | None,
+    ) -> str:
+        if api_key is not None and (user is not None or password is not None):
+            raise ValueError("give either api_key or user and password, not both")
+        if password is not None and user is None:
+            raise ValueError("password is given without user")
+        if user is not None and (not isinstance(user, str) or not user or ":" in user):
+            raise ValueError("user must be a non-empty string without ':'")
+        if password is not None and not isinstance(password, str):
+            raise ValueError("password must be a string")
+        if api_key is None and user is None and url_basic is None:
+            env_key = os.environ.get(ENV_API_KEY, "").strip()
+            env_user = os.environ.get(ENV_USER, "").strip()
+            if env_key and env_user:
+                _log.warning("both %s and %s are set; using the API key", ENV_API_KEY, ENV_USER)
+            if env_key:
+                try:
+                    self.session.headers["Authorization"] = _api_key_header(env_key)
+                    return "api_key"
+                except ValueError:  # never echo the value: it is a secret
+                    _log.warning("%s is not a usable API key (it must be the 'encoded' form); ignored", ENV_API_KEY)
+            if env_user:
+                user, password = env_user, os.environ.get(ENV_PASSWORD, "")
+        if api_key is not None:
+            self.session.headers["Authorization"] = _api_key_header(api_key)
+            return "api_key"
+        if user is not None:
+            self.session.headers["Authorization"] = _basic_header(user, password or "")
+            return "basic"
+        if url_basic is not None:
+            self.session.headers["Authorization"] = _basic_header(*url_basic)
+            return "basic"
+        return "none"
+
+    def _bulk_query(self) -> str:
+        params: dict[str, str] = {}
+        if self.pipeline:
+            params["pipeline"] = self.pipeline
+        if self.include_source_on_error is not None:
+            params["include_source_on_error"] = "true" if self.include_source_on_error else "false"
+        return ("?" + urlencode(params, quote_via=quote)) if params else ""
+
+    @property
+    def endpoints(self) -> list[str]:
+        """The cluster URLs requests go to (credentials removed)."""
+        return list(self._endpoints)
+
+    def __repr__(self) -> str:
+        target = self.logs_index or f"logs-{self.dataset}-{self.namespace}"
+        return (f"{type(self).__name__}(endpoints={self._endpoints!r}, target={target!r}, "
+                f"auth={self._auth_kind!r})")
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any] | None, *, where: str) -> ElasticLogExporter:
+        """Build the exporter from a block in the shape of the collector's `elasticsearch` exporter.
+
+        Raises ConfigError naming the key for an unknown key, a wrong type or a bad value.
+        """
+        if cfg is None:
+            cfg = {}
+        if not isinstance(cfg, Mapping):
+            raise ConfigError(f"{where}: expected a mapping of settings, got {type(cfg).__name__}")
+        valid = (*_KEYS, *COMMON_KEYS)
+        for key in cfg:
+            if key in _IGNORED_KEYS:
+                continue  # collector-only, harmless here (see _IGNORED_KEYS)
+            if key not in valid:
+                raise ConfigError(f"{where}.{key}: unknown key; valid keys are {', '.join(sorted(valid))}")
+        kw: dict[str, Any] = {}
+
+        # where: exactly one of endpoint / endpoints / cloudid, else ELASTICSEARCH_URL
+        chosen = [k for k in ("endpoint", "endpoints", "cloudid") if cfg.get(k) not in (None, "", [])]
+        if len(chosen) > 1:
+            raise ConfigError(f"{where}.{chosen[1]}: {chosen[0]} is set too; give exactly one of endpoint, "
+                              "endpoints or cloudid")
+        try:
+            if not chosen:
+                urls = [u.strip() for u in os.environ.get(ENV_ES_URL, "").split(",") if u.strip()]
+                if not urls:
+                    raise ConfigError(f"{where}.endpoint: missing; give exactly one of endpoint, endpoints or "
+                                      f"cloudid (or set the {ENV_ES_URL} environment variable)")
+                for u in urls:
+                    _endpoint(u)
+                kw["endpoint"] = urls
+            elif chosen[0] == "endpoint":
+                _endpoint(cfg["endpoint"])
+                kw["endpoint"] = cfg["endpoint"]
+            elif chosen[0] == "endpoints":
+                eps = cfg["endpoints"]
+                if not isinstance(eps, list) or not all(isinstance(u, str) for u in eps):
+                    raise ValueError("expected a list of URLs")
+                for u in eps:
+                    _endpoint(u)
+                kw["endpoint"] = list(eps)
+            else:
+                kw["cloudid"] = cfg["cloudid"]
+                decode_cloud_id(cfg["cloudid"])
+        except ValueError as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            key = chosen[0] if chosen else "endpoint"
+            raise ConfigError(f"{where}.{key}: {exc}") from None
+
+        # auth
+        if cfg.get("auth") is not None:
+            raise ConfigError(f"{where}.auth: authenticator extensions are not available here; "
+                              "use api_key, or user and password")
+        api_key, user, password = cfg.get("api_key"), cfg.get("user"), cfg.get("password")
+        for key, value in (("api_key", api_key), ("user", user), ("password", password)):
+            if value is not None and not isinstance(value, str):
+                # the value may be a secret: name its type only
+                raise ConfigError(f"{where}.{key}: must be a string, got a {type(value).__name__}; quote it")
+        if api_key and (user or password):
+            raise ConfigError(f"{where}.api_key: user/password are set too; use one way to authenticate")
+        if password and not user:
+            raise ConfigError(f"{where}.user: missing; password is set without user")
+        if api_key:
+            try:
+                _api_key_header(api_key)
+            except ValueError as exc:
+                raise ConfigError(f"{where}.api_key: {exc}") from None
+            kw["api_key"] = api_key
+        elif user:
+            if ":" in user:
+                raise ConfigError(f"{where}.user: must not contain ':'")
+            kw["user"], kw["password"] = user, password or ""
+
+        # routing and documents
+        if cfg.get("logs_index") not in (None, ""):
+            index = cfg["logs_index"]
+            problem = index_name_problem(index) if isinstance(index, str) else "it must be a string"
+            if problem:
+                raise ConfigError(f"{where}.logs_index: {index!r} is not a valid index or data stream name: {problem}")
+            kw["logs_index"] = index
+        _enabled_block(cfg.get("logs_dynamic_index"), f"{where}.logs_dynamic_index")  # a no-op upstream too
+        kw["dynamic_id"] = _enabled_block(cfg.get("logs_dynamic_id"), f"{where}.logs_dynamic_id")
+        if _enabled_block(cfg.get("logstash_format"), f"{where}.logstash_format", extra=(
+                "prefix_separator", "date_format")):
+            raise ConfigError(f"{where}.logstash_format.enabled: dated indices are not supported; audit records "
+                              "go to a data stream (remove the block or set enabled: false)")
+        if cfg.get("pipeline") not in (None, ""):
+            if not isinstance(cfg["pipeline"], str):
+                raise ConfigError(f"{where}.pipeline: must be the id of an ingest pipeline (a string)")
+            kw["pipeline"] = cfg["pipeline"]
+        _mapping(cfg.get("mapping"), f"{where}.mapping")
+        if cfg.get("include_source_on_error") is not None:
+            if not isinstance(cfg["include_source_on_error"], bool):
+                raise ConfigError(f"{where}.include_source_on_error: must be true, false or null")
+            kw["include_source_on_error"] = cfg["include_source_on_error"]
+        if cfg.get("proxy_url") not in (None, ""):
+            try:
+                _endpoint(cfg["proxy_url"])
+            except ValueError as exc:
+                raise ConfigError(f"{where}.proxy_url: {exc}") from None
+            kw["proxy_url"] = cfg["proxy_url"]
+
+        # transport
+        compression = cfg.get("compression", "gzip")
+        if compression in ("", None):
+            compression = "none"
+        if compression not in _COMPRESSIONS:
+            raise ConfigError(f"{where}.compression: {compression!r} is not supported; use gzip or none")
+        kw["compression"] = compression == "gzip"
+        common = common_settings(cfg, where)
+        if "retry" in cfg and cfg["retry"] is not None:
+            if cfg.get("retry_on_failure") is not None:
+                raise ConfigError(f"{where}.retry: retry_on_failure is set too; give only one of them "
+                                  "(retry is the contrib elasticsearch exporter's name)")
+            common["retry"], statuses = _retry_block(cfg["retry"], f"{where}.retry")
+            if statuses is not None:
+                kw["retry_on_status"] = statuses
+        if "timeout" in common and not common["timeout"] > 0:
+            raise ConfigError(f"{where}.timeout: must be above zero; use e.g. 90s")
+        kw.update(common)
+        try:
+            return cls(**kw)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
+    # building requests
+
+    def _route(self, readable: ReadableLogRecord) -> tuple[str, tuple[str, str] | None]:
+        """The target index of a record and, for a data stream, its (dataset, namespace)."""
+        if self.logs_index:
+            return self.logs_index, data_stream_of(self.logs_index)
+        layers = [readable.log_record.attributes or {}]
+        scope = readable.instrumentation_scope
+        if scope is not None and scope.attributes:
+            layers.append(scope.attributes)
+        if readable.resource is not None:
+            layers.append(readable.resource.attributes)
+        for layer in layers:
+            index = layer.get("elasticsearch.index")
+            if isinstance(index, str) and index:
+                problem = index_name_problem(index)
+                if problem is None:
+                    return index, data_stream_of(index)
+                if index not in self._warned_routes and len(self._warned_routes) < 100:
+                    self._warned_routes.add(index)
+                    _log.warning("elasticsearch.index %r is not a valid index name (%s); such records go to "
+                                 "the default data stream instead", index, problem)
+                break
+        dataset, namespace = self.dataset, self.namespace
+        for key in ("data_stream.dataset", "data_stream.namespace"):
+            for layer in layers:
+                value = layer.get(key)
+                if isinstance(value, str) and value:
+                    if key == "data_stream.dataset":
+                        dataset = _sanitize_ds_field(value)
+                    else:
+                        namespace = _sanitize_ds_field(value)
+                    break
+        return f"logs-{dataset}-{namespace}", (dataset, namespace)
+
+    def _item(self, readable: ReadableLogRecord) -> _Item:
+        index, ds = self._route(readable)
+        attrs = readable.log_record.attributes or {}
+        doc_id = audit_id(attrs)
+        if doc_id is None and self.dynamic_id:
+            value = attrs.get("elasticsearch.document_id")
+            doc_id = value if isinstance(value, str) and value else None
+        action: dict[str, Any] = {"_index": index}
+        if doc_id is not None:
+            action["_id"] = doc_id
+        source = orjson.dumps(document(readable, data_stream=ds))
+        line = b'{"create":' + orjson.dumps(action) + b"}\n" + source + b"\n"
+        return _Item(index, doc_id, line)
+
+    def _requests(self, batch: Sequence[ReadableLogRecord]) -> list[Request]:
+        items: list[_Item] = []
+        for readable in batch:
+            try:
+                items.append(self._item(readable))
+            except Exception as exc:  # one bad record must not hold back the others
+                self._unencodable.count = getattr(self._unencodable, "count", 0) + 1
+                self.counters.rejected += 1
+                reason = f"audit record {readable.log_record.event_name!r} cannot be encoded: {exc}"
+                self._reason(reason)
+                _log.error("%s: %s", self.name, reason)
+        out: list[Request] = []
+        chunk: list[_Item] = []
+        size = 0
+        for item in items:
+            if chunk and size + len(item.line) > self.max_bulk_bytes:
+                out.append(self._request(chunk))
+                chunk, size = [], 0
+            chunk.append(item)
+            size += len(item.line)
+        if chunk:
+            out.append(self._request(chunk))
+        return out
+
+    def _request(self, items: list[_Item]) -> Request:
+        endpoint = self._endpoints[next(self._cursor) % len(self._endpoints)]
+        headers = {"Content-Type": NDJSON, "Accept": "application/json", **self.extra_headers}
+        body = self.gzip(b"".join(i.line for i in items), headers)
+        return Request("POST", f"{endpoint}/_bulk{self._query}", body, headers, len(items), context=items)
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        self._unencodable.count = 0
+        result = super().export(batch)
+        if self._unencodable.count and result is LogRecordExportResult.SUCCESS:
+            self.last_permanent = True  # the rest went through; the unencodable ones are counted and logged
+            return LogRecordExportResult.FAILURE
+        return result
+
+    # judging answers
+
+    def _judge(self, request: Request, response: requests.Response) -> Verdict:
+        status = response.status_code
+        items: list[_Item] = request.context
+        if status == 200:
+            return self._judge_items(request, items, response)
+        reason = f"_bulk answered HTTP {status}: {_error_text(response)}"
+        if status in self.retry_on_status:
+            return Verdict(retry=self._request(items), retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+                           reason=reason)
+        if status in (401, 403):
+            reason += ("; check api_key or user/password" if status == 401
+                       else "; the credentials lack the privilege to create documents in the target")
+        elif status == 413:
+            reason += "; the bulk body is above http.max_content_length: lower max_bulk_bytes"
+        return Verdict(rejected=len(items), reason=reason)
+
+    def _judge_items(self, request: Request, items: list[_Item], response: requests.Response) -> Verdict:
+        try:
+            doc = orjson.loads(response.content)
+            results = doc["items"]
+            if not isinstance(results, list):
+                raise TypeError("items is not a list")
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            # Nothing says which documents were stored: send them all again (duplicates are 409s).
+            return Verdict(retry=self._request(items), reason=f"_bulk answered 200 with an unreadable body ({exc})")
+        if len(results) != len(items):
+            return Verdict(retry=self._request(items),
+                           reason=f"_bulk answered {len(results)} item result(s) for {len(items)} action(s)")
+        if not doc.get("errors"):
+            delivered = sum(1 for r in results if 200 <= _item_status(r) < 300)
+            if delivered == len(items):
+                return Verdict(delivered=delivered)
+        delivered = rejected = conflicts = 0
+        retry: list[_Item] = []
+        retry_reasons: list[str] = []
+        reasons: list[str] = []
+        for item, result in zip(items, results):
+            st = _item_status(result)
+            if 200 <= st < 300:
+                delivered += 1
+            elif st == 409:
+                delivered += 1
+                conflicts += 1
+            elif st in self.retry_on_status:
+                retry.append(item)
+                if len(retry_reasons) < 3:
+                    retry_reasons.append(_item_reason(item, result, st))
+            else:
+                rejected += 1
+                if len(reasons) < 5:
+                    reasons.append(_item_reason(item, result, st))
+        self.duplicates += conflicts
+        parts: list[str] = []
+        if rejected:
+            more = f"; and {rejected - len(reasons)} more" if rejected > len(reasons) else ""
+            parts.append(f"{rejected} document(s) refused: " + "; ".join(reasons) + more)
+        if retry:
+            more = f"; and {len(retry) - len(retry_reasons)} more" if len(retry) > len(retry_reasons) else ""
+            parts.append(f"{len(retry)} document(s) to retry: " + "; ".join(retry_reasons) + more)
+        return Verdict(
+            delivered=delivered,
+            retry=self._request(retry) if retry else None,
+            rejected=rejected,
+            reason=" | ".join(parts),
+        )
+
+
+def _item_status(result: Any) -> int:
+    try:
+        body = next(iter(result.values()))
+        st = body.get("status")
+        return st if isinstance(st, int) else 0
+    except (AttributeError, StopIteration, TypeError):
+        return 0
+
+
+def _item_reason(item: _Item, result: Any, status: int) -> str:
+    try:
+        error = next(iter(result.values())).get("error") or {}
+    except (AttributeError, StopIteration, TypeError):
+        error = {}
+    if isinstance(error, Mapping):
+        text = f"{error.get('type', 'error')}: {error.get('reason', '')}"
+        cause = error.get("caused_by")
+        if isinstance(cause, Mapping) and cause.get("reason"):
+            text += f" (caused by {cause.get('type', '')}: {cause.get('reason')})"
+    else:
+        text = str(error)
+    return f"[{item.index}][{item.id or 'auto id'}] {status} {_clip(text)}"
+
+
+def _error_text(response: requests.Response) -> str:
+    try:
+        doc = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        text = response.text.strip()
+        return _clip(text) if text else (response.reason or "no body")
+    error = doc.get("error") if isinstance(doc, Mapping) else None
+    if isinstance(error, Mapping):
+        return _clip(f"{error.get('type', 'error')}: {error.get('reason', '')}")
+    if isinstance(error, str):
+        return _clip(error)
+    return _clip(orjson.dumps(doc).decode())
+
+
+def _clip(text: str, limit: int = 400) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+# -- config helpers ---------------------------------------------------------------------------------
+
+
+def _env_duration(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = duration(raw, name)
+    except ConfigError:
+        value = 0.0
+    if not value > 0:
+        _log.warning("%s=%r is not a duration above zero (e.g. 30s); using %ss", name, raw, default)
+        return default
+    return value
+
+
+def _env_choice(name: str, choices: Sequence[str], default: str) -> str:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in choices:
+        _log.warning("%s=%r is not one of %s; using %s", name, raw, ", ".join(choices), default)
+        return default
+    return raw
+
+
+def _env_checked(name: str, problem_of: Any) -> str | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    problem = problem_of(raw)
+    if problem:
+        _log.warning("%s=%r is not usable (%s); ignored", name, raw, problem)
+        return None
+    return raw
+
+
+def _enabled_block(value: Any, where: str, extra: Sequence[str] = ()) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: expected a mapping such as {{enabled: true}}")
+    for key, item in value.items():
+        if key == "enabled":
+            if not isinstance(item, bool):
+                raise ConfigError(f"{where}.enabled: expected true or false")
+        elif key not in extra:
+            raise ConfigError(f"{where}.{key}: unknown key; valid keys are {', '.join(('enabled', *extra))}")
+    return bool(value.get("enabled", False))
+
+
+def _mapping(value: Any, where: str) -> None:
+    if value is None:
+        return
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: expected a mapping (mode, allowed_modes)")
+    for key, item in value.items():
+        if key == "mode":
+            if item not in _MAPPING_MODES:
+                raise ConfigError(f"{where}.mode: {item!r} is not a mapping mode; use one of {', '.join(_MAPPING_MODES)}")
+            _log.warning("%s.mode is ignored: documents always carry ECS fields next to the OTel attributes "
+                         "(attributes.*) and the signed record (audit.otlp)", where)
+        elif key == "allowed_modes":
+            if not isinstance(item, list) or not all(m in _MAPPING_MODES for m in item):
+                raise ConfigError(f"{where}.allowed_modes: expected a list of {', '.join(_MAPPING_MODES)}")
+        elif key in ("dedot", "dedup"):  # deprecated upstream; no effect on our documents
+            if not isinstance(item, bool):
+                raise ConfigError(f"{where}.{key}: expected true or false")
+        else:
+            raise ConfigError(f"{where}.{key}: unknown key; valid keys are mode, allowed_modes, dedot, dedup")
+
+
+def _retry_block(value: Any, where: str) -> tuple[RetrySettings, frozenset[int] | None]:
+    """The contrib exporter's `retry` block, as RetrySettings and retry_on_status."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: expected a mapping (enabled, initial_interval, max_interval, retry_on_status)")
+    kw: dict[str, Any] = {}
+    statuses: frozenset[int] | None = None
+    for key, item in value.items():
+        w = f"{where}.{key}"
+        if key == "enabled":
+            if not isinstance(item, bool):
+                raise ConfigError(f"{w}: expected true or false")
+            kw["enabled"] = item
+        elif key in ("initial_interval", "max_interval", "max_elapsed_time"):
+            kw[key] = duration(item, w)
+        elif key in ("max_retries", "max_requests"):
+            if isinstance(item, bool) or not isinstance(item, int) or item < 0:
+                raise ConfigError(f"{w}: expected a whole number of zero or more")
+            # An audit record is not given up on after N tries: the time limit decides.
+            _log.warning("%s is not applied: audit records are retried until max_elapsed_time (%.0fs) has passed",
+                         w, kw.get("max_elapsed_time", RetrySettings().max_elapsed_time))
+        elif key == "retry_on_status":
+            if not isinstance(item, list) or not all(
+                    isinstance(s, int) and not isinstance(s, bool) and 100 <= s <= 599 for s in item):
+                raise ConfigError(f"{w}: expected a list of HTTP status codes such as [429, 503]")
+            statuses = frozenset(item)
+        else:
+            raise ConfigError(f"{w}: unknown key; valid keys are enabled, initial_interval, max_interval, "
+                              "max_elapsed_time, max_retries, retry_on_status")
+    return RetrySettings(**kw), statuses
