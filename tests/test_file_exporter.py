@@ -288,13 +288,21 @@ def test_concurrent_exports_do_not_interleave(tmp_path: Path) -> None:
     assert sorted(_read_indices(_archive(tmp_path))) == list(range(400))
 
 
-def test_path_that_is_a_directory_fails_without_raising(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Exporting to a path that is a directory returns FAILURE and logs an error naming the path."""
+def test_path_that_is_a_directory_is_refused_at_construction(tmp_path: Path) -> None:
+    """A path that is an existing directory is refused when the exporter is built, naming the argument."""
     target = tmp_path / "is-a-dir"
     target.mkdir()
+    with pytest.raises(ValueError, match="path: must name a file"):
+        FileLogRecordExporter(path=target)
+
+
+def test_path_that_becomes_a_directory_fails_without_raising(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Exporting to a path that became a directory after construction returns FAILURE and logs an error."""
+    target = tmp_path / "is-a-dir"
     exporter = FileLogRecordExporter(path=target)
+    target.mkdir()
     with caplog.at_level(logging.ERROR, logger="otel_audit.exporters.file"):
         assert exporter.export(_records(1)) is LogRecordExportResult.FAILURE
     assert any(str(target) in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
