@@ -400,11 +400,15 @@ def _pipeline(doc: Mapping[str, Any], src: str) -> tuple[list[str], list[str]]:
                 raise ConfigError(f"{where}.{kind}: {cid!r} is listed twice; list each component once")
     types = [p.split("/", 1)[0] for p in procs]
     for t, p in zip(types, procs, strict=True):
-        if t not in ("signing", "redaction"):
+        if t not in ("signing", "redaction", "delivery"):
             hint = "; batching is set per exporter here (exporters.<id>.batch)" if t == "batch" else ""
             raise ConfigError(
-                f"{where}.processors: unknown processor type {t!r} in {p!r}; known: redaction, signing{hint}"
+                f"{where}.processors: unknown processor type {t!r} in {p!r}; known: redaction, signing, delivery{hint}"
             )
+    if "delivery" in types:
+        if types.count("delivery") != 1 or types[-1] != "delivery":
+            raise ConfigError(f"{where}.processors: one 'delivery' processor at most, and it comes last (after signing)")
+        types = types[:-1]
     if types.count("signing") != 1:
         raise ConfigError(
             f"{where}.processors: exactly one 'signing' processor is needed, found {types.count('signing')}; "
@@ -415,6 +419,40 @@ def _pipeline(doc: Mapping[str, Any], src: str) -> tuple[list[str], list[str]]:
             f"{where}.processors: 'signing' must come last; a processor after it would change signed records"
         )
     return [str(p) for p in procs], [str(e) for e in exps]
+
+
+_DELIVERY_KEYS = ("directory", "fsync_interval", "max_size_mib", "segment_size_mib", "mode", "block_timeout",
+                  "memory_records")
+
+
+def _delivery_plan(cfg: Mapping[str, Any], where: str, base: Path) -> dict[str, Any]:
+    """The durable spool's settings (processors.delivery)."""
+    from otel_audit.exporters.file import parse_duration
+    from otel_audit.processors.spool import MODES
+
+    _check_keys(cfg, _DELIVERY_KEYS, where)
+    if "directory" not in cfg:
+        raise ConfigError(f"{where}.directory: required; a folder of its own for the spool (e.g. /var/lib/otel-audit/spool)")
+    kw: dict[str, Any] = {"directory": _relative(base, cfg["directory"], f"{where}.directory")}
+    if "fsync_interval" in cfg:
+        kw["fsync_interval"] = parse_duration(cfg["fsync_interval"], where=f"{where}.fsync_interval")
+    if "block_timeout" in cfg:
+        kw["block_timeout"] = parse_duration(cfg["block_timeout"], where=f"{where}.block_timeout")
+    for key, arg in (("max_size_mib", "max_bytes"), ("segment_size_mib", "segment_bytes")):
+        if key in cfg:
+            v = cfg[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise ConfigError(f"{where}.{key}: expected a positive number of MiB, got {v!r}")
+            kw[arg] = int(v * (1 << 20))
+    if "memory_records" in cfg:
+        kw["memory_records"] = _positive_int(cfg["memory_records"], f"{where}.memory_records")
+    if "mode" in cfg:
+        if cfg["mode"] not in MODES:
+            raise ConfigError(f"{where}.mode: expected one of {', '.join(MODES)}, got {cfg['mode']!r}")
+        kw["mode"] = cfg["mode"]
+    if kw.get("max_bytes", 1 << 30) < 1 << 16 or kw.get("segment_bytes", 1 << 25) < 1 << 12:
+        raise ConfigError(f"{where}: max_size_mib must be at least 0.0625 and segment_size_mib at least 0.004")
+    return kw
 
 
 def _check_keys(cfg: Mapping[str, Any], valid: tuple[str, ...], where: str) -> None:
@@ -447,6 +485,7 @@ class _Plan:
     signing: dict[str, Any]  # SigningProcessor kwargs, keys folder first
     key_name: str
     exporters: list[tuple[str, str, dict[str, Any], dict[str, Any]]]  # (id, type, settings, batch kwargs)
+    delivery: tuple[str, dict[str, Any]] | None = None  # (id, SpoolProcessor kwargs)
 
 
 def _resource(doc: Mapping[str, Any], src: str) -> dict[str, Any]:
@@ -553,6 +592,10 @@ def _plan(doc: Mapping[str, Any], src: str, base: Path) -> _Plan:
                     f"{src}: exporters.{eid}.path: the same file as exporters.{other}.path; "
                     "two writers would interleave and rotate one file: give each its own path"
                 )
+    delivery = None
+    if procs[-1].split("/", 1)[0] == "delivery":
+        did = procs.pop()
+        delivery = (did, _delivery_plan(_plain(_block(doc, "processors", did, src)), f"{src}: processors.{did}", base))
     redactions = []
     for pid in procs[:-1]:
         kwargs, pii = _redaction_plan(_plain(_block(doc, "processors", pid, src)), f"{src}: processors.{pid}", base)
@@ -561,7 +604,7 @@ def _plan(doc: Mapping[str, Any], src: str, base: Path) -> _Plan:
     signing, key_name = _signing_plan(
         _plain(_block(doc, "processors", signing_id, src)), f"{src}: processors.{signing_id}", base
     )
-    return _Plan(resource, redactions, signing_id, signing, key_name, exporters)
+    return _Plan(resource, redactions, signing_id, signing, key_name, exporters, delivery)
 
 
 def _redaction_processor(kwargs: Mapping[str, Any], where: str, logger: Any) -> Any:
@@ -601,6 +644,8 @@ def build(
             pid: _redaction_processor(kw, f"{src}: processors.{pid}", None) for pid, kw, _ in plan.redactions
         }
         procs[plan.signing_id] = None  # checked (the key loads, the settings are valid), not started
+        if plan.delivery is not None:
+            procs[plan.delivery[0]] = None
         return Built(None, None, exporters, procs, key_name=plan.key_name, dry_run=True)
     return _construct(plan, src, factories)
 
@@ -623,6 +668,9 @@ def _construct(plan: _Plan, src: str, factories: Mapping[str, Any]) -> Built:
             where = f"{src}: exporters.{eid}"
             exporter = factories[etype](cfg, where)
             exporters[eid] = exporter
+            if plan.delivery is not None:
+                started.append(exporter)
+                continue  # the spool ships to it
             try:
                 batcher = BatchLogRecordProcessor(exporter, **qopts)
             except ValueError as exc:
@@ -633,10 +681,23 @@ def _construct(plan: _Plan, src: str, factories: Mapping[str, Any]) -> Built:
         for pid, kwargs, pii in plan.redactions:
             logger = provider.get_logger("otel_audit.redaction") if pii else None
             procs[pid] = _redaction_processor(kwargs, f"{src}: processors.{pid}", logger)
+        spool = None
+        if plan.delivery is not None:
+            from otel_audit.processors.spool import SpoolProcessor
+
+            did, dkw = plan.delivery
+            dkw = dict(dkw)
+            try:
+                spool = SpoolProcessor(dkw.pop("directory"), exporters, **dkw)
+            except ValueError as exc:
+                raise ConfigError(f"{src}: processors.{did}: {exc}") from None
+            started.append(spool)
+            procs[did] = spool
         where = f"{src}: processors.{plan.signing_id}"
         kw = dict(plan.signing)
         try:
-            signing = SigningProcessor(kw.pop("signer"), downstream=batchers, resource=resource, **kw)
+            signing = SigningProcessor(kw.pop("signer"), downstream=spool if spool is not None else batchers,
+                                       resource=resource, **kw)
         except KeyringError as exc:
             raise ConfigError(f"{where}.keys_dir: {exc}") from None
         except ValueError as exc:  # ConfigError too: the state_dir is in use or cannot be made
@@ -644,8 +705,11 @@ def _construct(plan: _Plan, src: str, factories: Mapping[str, Any]) -> Built:
     except BaseException:
         _shutdown_all(started)
         raise
-    for rp in procs.values():
-        provider.add_log_record_processor(rp)
+    if spool is not None:
+        spool.on_drop = signing.record_gap
+    for pid, rp in procs.items():
+        if plan.delivery is None or pid != plan.delivery[0]:
+            provider.add_log_record_processor(rp)
     procs[plan.signing_id] = signing
     provider.add_log_record_processor(signing)
     return Built(provider, signing, exporters, procs, key_name=plan.key_name)

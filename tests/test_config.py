@@ -540,3 +540,49 @@ def test_copied_demo_style_folder_is_relocatable(tmp_path: Path, shared_keys: Pa
     conf.rename(moved)
     emit_some(otel_audit.configure(moved / "audit.yaml"))
     assert_verifies(moved / "out" / "a.jsonl", moved / "keys")
+
+
+def delivery_config(keys_dir: Path, archive: Path, spool: Path, extra: str = "") -> str:
+    return yaml_config(keys_dir, archive).replace(
+        "processors: [redaction, signing]", "processors: [redaction, signing, delivery]"
+    ).replace("exporters:\n  file:", f"  delivery:\n    directory: {q(spool)}\n    fsync_interval: 10ms{extra}\nexporters:\n  file:")
+
+
+def test_delivery_processor_puts_the_durable_spool_in_front_of_the_exporters(tmp_path: Path, shared_keys: Path) -> None:
+    """processors.delivery after signing ships through the disk spool; the archive verifies and the spool empties."""
+    archive = tmp_path / "archive" / "audit.jsonl"
+    cfg = write(tmp_path / "audit.yaml", delivery_config(shared_keys, archive, tmp_path / "spool"))
+    audit = otel_audit.configure(cfg)
+    from otel_audit.processors.spool import SpoolProcessor
+
+    assert isinstance(audit.signing._downstream[0], SpoolProcessor)
+    emit_some(audit, 50)
+    audit.shutdown()
+    assert_verifies(archive, shared_keys)
+    assert (tmp_path / "spool" / "segments").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        ("\n    mode: sometimes", "processors.delivery.mode"),
+        ("\n    max_size_mib: -1", "processors.delivery.max_size_mib"),
+        ("\n    colour: blue", "processors.delivery.colour"),
+        ("\n    block_timeout: soon", "processors.delivery.block_timeout"),
+    ],
+)
+def test_delivery_errors_name_the_key(tmp_path: Path, shared_keys: Path, extra: str, needle: str) -> None:
+    """A bad delivery block gives a ConfigError naming the file and the key."""
+    cfg = write(tmp_path / "audit.yaml", delivery_config(shared_keys, tmp_path / "a.jsonl", tmp_path / "spool", extra))
+    with pytest.raises(ConfigError) as exc:
+        config.build_from_file(cfg, dry_run=True)
+    assert str(cfg) in str(exc.value) and needle in str(exc.value)
+
+
+def test_delivery_must_come_last(tmp_path: Path, shared_keys: Path) -> None:
+    """delivery before signing is refused: it must receive the signed records."""
+    text = delivery_config(shared_keys, tmp_path / "a.jsonl", tmp_path / "spool").replace(
+        "[redaction, signing, delivery]", "[redaction, delivery, signing]")
+    cfg = write(tmp_path / "audit.yaml", text)
+    with pytest.raises(ConfigError, match="delivery"):
+        config.build_from_file(cfg, dry_run=True)
