@@ -37,6 +37,10 @@ processors:
     state_dir: state                 # lets a restart name the previous stream
     checkpoint_every: 200
     checkpoint_interval: 5s
+  delivery:
+    directory: spool                 # records reach this disk spool before emit returns
+    fsync_interval: 10ms             # group commit
+    mode: fail_closed                # a full spool refuses records rather than dropping them
 exporters:
   file:
     path: archive/audit.jsonl        # the collector file exporter's OTLP JSON lines
@@ -44,7 +48,7 @@ exporters:
 service:
   pipelines:
     logs/audit:
-      processors: [redaction, signing]
+      processors: [redaction, signing, delivery]
       exporters: [file]
 """
 
