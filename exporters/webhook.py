@@ -1,0 +1,1009 @@
+"""Export audit records as Standard Webhooks: signed JSON batches POSTed to an HTTP endpoint.
+
+Each message is one POST of `application/json` (UTF-8, minified) to `endpoint`:
+
+    {"type": "audit.events",
+     "timestamp": "2025-05-06T07:08:09.123456789Z",   # time of the message's first record
+     "data": [
+       {"event_name": "authentication.login.succeeded",
+        "time": "2025-05-06T07:08:09.123456789Z",       # the record's timestamp, RFC 3339, ns
+        "observed_time": "2025-05-06T07:08:09.123460000Z",
+        "severity": "INFO", "severity_number": 9,
+        "body": "...",                                   # any JSON value; bytes as base64
+        "attributes": {"user.id": "u-1", "audit.outcome": "success",
+                       "audit.stream.id": "...", "audit.stream.seq": 41, ...},
+        "resource": {"service.name": "gateway", ...},
+        "trace_id": "...", "span_id": "...",             # hex, when the record has them
+        "audit.otlp": "{\"timeUnixNano\":\"...\",...}"},  # the record's own OTLP/JSON logRecord
+       ...]}
+
+The fields next to `audit.otlp` are for searching and alerting; a receiver may flatten or
+retype them. `audit.otlp` is the signed record exactly as the file exporter writes it:
+`read_payload` gives those records back for `otel_audit.verify.Verifier.add_record` and
+reports any searchable field that no longer agrees with its record.
+
+Signing (https://www.standardwebhooks.com, spec/standard-webhooks.md):
+
+* `webhook-id`: `msg_` + 32 hex digits of SHA-256 over the JSON payload. It names the content:
+  a retry, or a replay of the same batch from a durable spool, carries the same id, so a
+  receiver that dedupes on it stores the message once; two different batches never share one.
+* `webhook-timestamp`: unix seconds of the attempt, refreshed at every retry (receivers refuse
+  timestamps more than five minutes away from their clock), and signed anew with it.
+* `webhook-signature`: space-separated `v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<payload>")>`
+  for each `whsec_` secret (several during a rotation: the receiver accepts any match), then
+  `v1a,<base64 Ed25519 signature>` of the same content when a `whsk_` signing key is set
+  (receivers verify it with the `whpk_` public key, `WebhookLogExporter.public_key`).
+  With `compression: gzip` the signature covers the JSON payload before gzip: a receiver
+  decodes `Content-Encoding` first, then verifies.
+
+Delivery: 2xx is delivered. 408, 425, 429 and every 5xx, timeouts and connection failures are
+retried per `retry_on_failure` (honouring `Retry-After`). A redirect is not followed and, like
+any other 4xx, is a permanent rejection: counted and logged with the receiver's answer.
+`410 Gone` means the receiver wants no more webhooks: the exporter logs an ERROR, sets
+`disabled`, and from then on every export returns FAILURE at once (counted in
+`counters.failed` and logged), without a request; a durable spool keeps those records until
+the endpoint is fixed and the exporter restarted (or `enable()` is called).
+
+Configuration keys (`from_config`): `endpoint`, `secrets` (list of `whsec_...`),
+`signing_key` (`whsk_...`), `max_batch_size` (records per message, default 100),
+`max_body_bytes` (payload bytes before gzip, default 1000000: under nginx's default
+client_max_body_size), `compression` (none | gzip; default none: many receivers do not decode
+gzip), `proxy_url`, and the collector's `timeout` (default 15s), `tls`, `headers`,
+`retry_on_failure`, `sending_queue`, `batch`.
+
+Environment (used when an argument is not given; a bad value logs a warning and falls back):
+`OTEL_AUDIT_WEBHOOK_ENDPOINT`, `OTEL_AUDIT_WEBHOOK_SECRETS` (whitespace- or comma-separated),
+`OTEL_AUDIT_WEBHOOK_SIGNING_KEY`, `OTEL_AUDIT_WEBHOOK_MAX_BATCH_SIZE`,
+`OTEL_AUDIT_WEBHOOK_MAX_BODY_BYTES`, `OTEL_AUDIT_WEBHOOK_TIMEOUT`,
+`OTEL_AUDIT_WEBHOOK_COMPRESSION`, `OTEL_AUDIT_WEBHOOK_HEADERS` (`name=value,...`, values
+URL-encoded as in OTEL_EXPORTER_OTLP_HEADERS), `OTEL_AUDIT_WEBHOOK_CA_FILE`.
+
+Secrets (`whsec_`, `whsk_`, header values) never appear in a message, an exception or a repr;
+a query string in `endpoint` is shown as `?...` in our messages, but urllib3's own DEBUG log
+prints the request line: put tokens in `headers`, not in the URL.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as _dt
+import gzip
+import hashlib
+import hmac
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import orjson
+import requests
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from opentelemetry.sdk._logs.export import LogRecordExportResult
+
+from otel_audit.canonical import STREAM_ID, STREAM_SEQ
+from otel_audit.errors import ConfigError
+from otel_audit.exporters._http import (
+    COMMON_KEYS,
+    RETRYABLE_STATUSES,
+    HttpLogExporter,
+    Request,
+    RetrySettings,
+    TlsSettings,
+    Verdict,
+    common_settings,
+    duration,
+    retry_after_seconds,
+)
+from otel_audit.otlpjson import _encode_log_record as encode_log_record
+from otel_audit.otlpjson import decode_attributes
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk._logs import ReadableLogRecord
+
+__all__ = [
+    "ENV_ENDPOINT",
+    "ENV_SECRETS",
+    "ENV_SIGNING_KEY",
+    "PAYLOAD_TYPE",
+    "ReadBack",
+    "WebhookLogExporter",
+    "event",
+    "iter_records",
+    "public_key_of",
+    "read_payload",
+    "signature_header",
+]
+
+_log = logging.getLogger(__name__)
+
+ENV_ENDPOINT = "OTEL_AUDIT_WEBHOOK_ENDPOINT"
+ENV_SECRETS = "OTEL_AUDIT_WEBHOOK_SECRETS"
+ENV_SIGNING_KEY = "OTEL_AUDIT_WEBHOOK_SIGNING_KEY"
+ENV_MAX_BATCH_SIZE = "OTEL_AUDIT_WEBHOOK_MAX_BATCH_SIZE"
+ENV_MAX_BODY_BYTES = "OTEL_AUDIT_WEBHOOK_MAX_BODY_BYTES"
+ENV_TIMEOUT = "OTEL_AUDIT_WEBHOOK_TIMEOUT"
+ENV_COMPRESSION = "OTEL_AUDIT_WEBHOOK_COMPRESSION"
+ENV_HEADERS = "OTEL_AUDIT_WEBHOOK_HEADERS"
+ENV_CA_FILE = "OTEL_AUDIT_WEBHOOK_CA_FILE"
+
+#: The `type` of every payload: a batch of audit events.
+PAYLOAD_TYPE = "audit.events"
+DEFAULT_MAX_BATCH_SIZE = 100
+#: Below nginx's default client_max_body_size (1 MiB), the most common limit in front of a receiver.
+DEFAULT_MAX_BODY_BYTES = 1_000_000
+#: The spec recommends receivers be given 15 to 30 seconds.
+DEFAULT_TIMEOUT = 15.0
+MIN_MAX_BODY_BYTES = 1024
+
+SECRET_PREFIX = "whsec_"
+SIGNING_KEY_PREFIX = "whsk_"
+PUBLIC_KEY_PREFIX = "whpk_"
+#: The spec's symmetric secrets: at least 192 random bits, at most 512.
+SECRET_MIN_BYTES = 24
+SECRET_MAX_BYTES = 64
+
+#: Statuses retried besides every 5xx: throttling and the transient client-side ones.
+RETRY_STATUSES = RETRYABLE_STATUSES | {408, 425, 429}
+
+_COMPRESSIONS = ("none", "gzip")
+_KEYS = ("endpoint", "secrets", "signing_key", "max_batch_size", "max_body_bytes", "compression", "proxy_url")
+# confighttp client tuning with no effect on what reaches the receiver or how reliably;
+# accepted and ignored so that a collector-shaped block moves here unchanged.
+_IGNORED_KEYS = (
+    "read_buffer_size", "write_buffer_size", "max_idle_conns", "max_idle_conns_per_host", "max_conns_per_host",
+    "idle_conn_timeout", "disable_keep_alives", "http2_read_idle_timeout", "http2_ping_timeout",
+    "compression_params", "include_metadata", "cookies",
+)
+# Headers this exporter owns: a `headers` entry may not replace them.
+_OWN_HEADERS = frozenset({
+    "webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "content-encoding", "content-length",
+    "host", "transfer-encoding",
+})
+_SECRET_HINT = f"a Standard Webhooks secret is '{SECRET_PREFIX}' followed by the base64 of {SECRET_MIN_BYTES} " \
+               f"to {SECRET_MAX_BYTES} random bytes"
+_SIGNING_KEY_HINT = f"an Ed25519 signing key is '{SIGNING_KEY_PREFIX}' followed by the base64 of its 32-byte seed"
+
+
+# -- keys and signatures ----------------------------------------------------------------------------
+
+
+def _b64decode(text: str) -> bytes:
+    """Standard base64; missing padding is tolerated, as the reference libraries do."""
+    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+
+
+def _secret_bytes(value: object) -> bytes:
+    """The HMAC key of a `whsec_` secret. ValueError says what is wrong, never what the value is."""
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string, not a {type(value).__name__}; {_SECRET_HINT}")
+    if not value.startswith(SECRET_PREFIX):
+        if value.startswith((SIGNING_KEY_PREFIX, PUBLIC_KEY_PREFIX)):
+            raise ValueError(f"is an Ed25519 key, not an HMAC secret; give it as signing_key. {_SECRET_HINT}")
+        raise ValueError(f"does not start with '{SECRET_PREFIX}'; {_SECRET_HINT}")
+    try:
+        key = _b64decode(value[len(SECRET_PREFIX):])
+    except (binascii.Error, ValueError):
+        raise ValueError(f"is not base64 after '{SECRET_PREFIX}'; {_SECRET_HINT}") from None
+    if not SECRET_MIN_BYTES <= len(key) <= SECRET_MAX_BYTES:
+        raise ValueError(f"holds {len(key)} bytes; {_SECRET_HINT}")
+    return key
+
+
+def _signing_key(value: object) -> Ed25519PrivateKey:
+    """The Ed25519 key of a `whsk_` string (the 32-byte seed; seed + public key is accepted too)."""
+    if isinstance(value, Ed25519PrivateKey):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string, not a {type(value).__name__}; {_SIGNING_KEY_HINT}")
+    if value.startswith(PUBLIC_KEY_PREFIX):
+        raise ValueError(f"is a public key ('{PUBLIC_KEY_PREFIX}'), which only verifies; give the secret key. "
+                         f"{_SIGNING_KEY_HINT}")
+    if value.startswith(SECRET_PREFIX):
+        raise ValueError(f"is an HMAC secret; give it under secrets. {_SIGNING_KEY_HINT}")
+    if not value.startswith(SIGNING_KEY_PREFIX):
+        raise ValueError(f"does not start with '{SIGNING_KEY_PREFIX}'; {_SIGNING_KEY_HINT}")
+    try:
+        raw = _b64decode(value[len(SIGNING_KEY_PREFIX):])
+    except (binascii.Error, ValueError):
+        raise ValueError(f"is not base64 after '{SIGNING_KEY_PREFIX}'; {_SIGNING_KEY_HINT}") from None
+    if len(raw) not in (32, 64):
+        raise ValueError(f"holds {len(raw)} bytes; {_SIGNING_KEY_HINT}")
+    key = Ed25519PrivateKey.from_private_bytes(raw[:32])
+    if len(raw) == 64 and key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw) != raw[32:]:
+        raise ValueError("holds 64 bytes whose second half is not the public key of the first; "
+                         f"{_SIGNING_KEY_HINT}")
+    return key
+
+
+def public_key_of(signing_key: str | Ed25519PrivateKey) -> str:
+    """The `whpk_` public key that receivers verify `v1a` signatures with."""
+    raw = _signing_key(signing_key).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return PUBLIC_KEY_PREFIX + base64.b64encode(raw).decode("ascii")
+
+
+class _Keys:
+    """The signing material; its repr and str never show it."""
+
+    __slots__ = ("_ed25519", "_hmac")
+
+    def __init__(self, hmac_keys: Sequence[bytes], ed25519: Ed25519PrivateKey | None) -> None:
+        self._hmac = tuple(hmac_keys)
+        self._ed25519 = ed25519
+
+    def __repr__(self) -> str:
+        return f"<signing keys: {len(self._hmac)} secret(s){', ed25519' if self._ed25519 else ''}>"
+
+    __str__ = __repr__
+
+    @property
+    def count(self) -> int:
+        return len(self._hmac)
+
+    def public_key(self) -> str | None:
+        return None if self._ed25519 is None else public_key_of(self._ed25519)
+
+    def header(self, msg_id: str, timestamp: int, payload: bytes) -> str:
+        head = f"{msg_id}.{timestamp}.".encode()
+        parts: list[str] = []
+        for key in self._hmac:
+            mac = hmac.new(key, head, hashlib.sha256)
+            mac.update(payload)
+            parts.append("v1," + base64.b64encode(mac.digest()).decode("ascii"))
+        if self._ed25519 is not None:
+            parts.append("v1a," + base64.b64encode(self._ed25519.sign(head + payload)).decode("ascii"))
+        return " ".join(parts)
+
+
+def signature_header(
+    msg_id: str,
+    timestamp: int,
+    payload: bytes,
+    *,
+    secrets: Sequence[str] = (),
+    signing_key: str | None = None,
+) -> str:
+    """The `webhook-signature` value of one message: a `v1` entry per secret, then `v1a` when a key is given."""
+    if "." in msg_id or not msg_id:
+        raise ValueError("a webhook id must be non-empty and hold no '.'")
+    keys = _Keys([_secret_bytes(s) for s in secrets], _signing_key(signing_key) if signing_key is not None else None)
+    return keys.header(msg_id, int(timestamp), payload)
+
+
+# -- payloads ---------------------------------------------------------------------------------------
+
+
+_last_second: tuple[int, str] = (-1, "")
+
+
+def _iso(ns: int) -> str:
+    """RFC 3339 UTC with nanoseconds, always 30 characters for years 1000-9999."""
+    global _last_second
+    seconds, frac = divmod(ns, 1_000_000_000)
+    cached = _last_second  # records of a batch mostly share their second: format it once
+    if cached[0] == seconds:
+        stamp = cached[1]
+    else:
+        stamp = _dt.datetime.fromtimestamp(seconds, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        _last_second = (seconds, stamp)
+    return f"{stamp}.{frac:09d}Z"
+
+
+def _iso_ns(text: str) -> int | None:
+    """Nanoseconds since the epoch of an RFC 3339 UTC time as `_iso` writes it, else None."""
+    if not isinstance(text, str) or not text.endswith("Z"):
+        return None
+    main, _, frac = text[:-1].partition(".")
+    try:
+        when = _dt.datetime.strptime(main, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=_dt.timezone.utc)
+    except ValueError:
+        return None
+    if frac and (not frac.isdigit() or len(frac) > 9):
+        return None
+    return int(when.timestamp()) * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
+
+
+def _jsonable(value: Any) -> Any:
+    """A value as JSON can carry it: bytes as base64, non-finite floats as their OTLP/JSON names."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    raise TypeError(f"a value of type {type(value).__name__} has no JSON form")
+
+
+def _json_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Attributes as a JSON object; the scalar types that make up nearly every attribute go as they are."""
+    out: dict[str, Any] = {}
+    if not attributes:
+        return out
+    for key, value in attributes.items():
+        cls = type(value)
+        out[key] = value if cls is str or cls is int or cls is bool else _jsonable(value)
+    return out
+
+
+def event(
+    readable: ReadableLogRecord,
+    *,
+    otlp: Mapping[str, Any] | None = None,
+    resource: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The payload entry of one SDK log record (see the module docstring for its fields).
+
+    `otlp` and `resource` (the JSON form of the resource attributes) save work when known already.
+    """
+    record = readable.log_record
+    rec = otlp if otlp is not None else encode_log_record(readable)
+    out: dict[str, Any] = {}
+    if record.event_name:
+        out["event_name"] = record.event_name
+    ns = record.timestamp or record.observed_timestamp
+    if ns:
+        out["time"] = _iso(ns)
+    if record.observed_timestamp:
+        out["observed_time"] = _iso(record.observed_timestamp)
+    sev = record.severity_number
+    text = record.severity_text or (sev.name if sev is not None and sev.value else None)
+    if text:
+        out["severity"] = text
+    if sev is not None and sev.value:
+        out["severity_number"] = sev.value
+    if record.body is not None:
+        out["body"] = _jsonable(record.body)
+    out["attributes"] = _json_attributes(record.attributes)
+    if resource is None and readable.resource is not None:
+        resource = _json_attributes(readable.resource.attributes)
+    if resource:
+        out["resource"] = resource
+    if record.trace_id:
+        out["trace_id"] = format(record.trace_id, "032x")
+    if record.span_id:
+        out["span_id"] = format(record.span_id, "016x")
+    out["audit.otlp"] = orjson.dumps(rec).decode()
+    return out
+
+
+@dataclass
+class ReadBack:
+    """What `read_payload` found: the signed records, and every disagreement worth a look."""
+
+    records: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (where, OTLP/JSON logRecord)
+    mismatches: list[str] = field(default_factory=list)
+
+
+# Searchable attributes compared with the signed record (besides event name and time).
+_CHECKED_ATTRS = ("user.id", "audit.outcome", STREAM_ID, STREAM_SEQ)
+
+
+def _same(searchable: Any, signed: Any) -> bool:
+    if searchable == signed and type(searchable) is type(signed):
+        return True
+    # a receiver's store may have retyped a number as text (or the reverse): same digits are the same value
+    if isinstance(searchable, (int, str)) and isinstance(signed, (int, str)) \
+            and not isinstance(searchable, bool) and not isinstance(signed, bool):
+        return str(searchable) == str(signed)
+    return False
+
+
+def read_payload(payload: bytes | str | Mapping[str, Any], where: str) -> ReadBack:
+    """The OTLP/JSON records of one webhook payload as a receiver stored it, checked against its fields.
+
+    Every event's `audit.otlp` is parsed into a logRecord for `Verifier.add_record(rec, where)`.
+    A mismatch is reported when the event name, the time, `user.id`, `audit.outcome`,
+    `audit.stream.id` or `audit.stream.seq` next to it differ from the signed record (altered at
+    rest while `audit.otlp` was left alone), and when an event carries no readable `audit.otlp`.
+    """
+    out = ReadBack()
+    if isinstance(payload, (bytes, str)):
+        try:
+            payload = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            out.mismatches.append(f"{where}: the payload is not JSON ({exc})")
+            return out
+    data = payload.get("data") if isinstance(payload, Mapping) else None
+    if not isinstance(data, list):
+        out.mismatches.append(f"{where}: not an {PAYLOAD_TYPE} payload (no data list)")
+        return out
+    for i, ev in enumerate(data):
+        loc = f"{where}#data[{i}]"
+        if not isinstance(ev, Mapping):
+            out.mismatches.append(f"{loc}: the event is not a JSON object")
+            continue
+        raw = ev.get("audit.otlp")
+        try:
+            rec = orjson.loads(raw) if isinstance(raw, str) else None
+        except orjson.JSONDecodeError:
+            rec = None
+        if not isinstance(rec, dict):
+            out.mismatches.append(f"{loc}: no readable audit.otlp (the signed record); this event cannot be verified")
+            continue
+        out.records.append((loc, rec))
+        out.mismatches.extend(f"{loc}: {m}" for m in _event_mismatches(ev, rec))
+    return out
+
+
+def _event_mismatches(ev: Mapping[str, Any], rec: Mapping[str, Any]) -> list[str]:
+    found: list[str] = []
+    try:
+        attrs = decode_attributes(rec.get("attributes"))
+    except ValueError:
+        return ["audit.otlp has unreadable attributes"]
+    seq = attrs.get(STREAM_SEQ)
+    label = f" (seq {seq})" if seq is not None else ""
+    if ev.get("event_name") != rec.get("eventName"):
+        found.append(f"event_name is {ev.get('event_name')!r} but the signed record says "
+                     f"{rec.get('eventName')!r}{label}")
+    signed_ns = int(rec.get("timeUnixNano") or rec.get("observedTimeUnixNano") or 0)
+    shown = ev.get("time")
+    if signed_ns and (shown is None or _iso_ns(shown) != signed_ns):
+        found.append(f"time is {shown!r} but the signed record says {_iso(signed_ns)}{label}")
+    shown_attrs = ev.get("attributes")
+    shown_attrs = shown_attrs if isinstance(shown_attrs, Mapping) else {}
+    for key in _CHECKED_ATTRS:
+        if key not in attrs and key not in shown_attrs:
+            continue
+        if not _same(shown_attrs.get(key), attrs.get(key)):
+            found.append(f"attributes.{key} is {shown_attrs.get(key)!r} but the signed record says "
+                         f"{attrs.get(key)!r}{label}")
+    return found
+
+
+# -- transport --------------------------------------------------------------------------------------
+
+
+class _SigningSession:
+    """The exporter's session, signing each attempt just before it leaves.
+
+    The spec wants the attempt's time in `webhook-timestamp`, and receivers refuse one that is
+    more than five minutes old: a request retried after a long outage is signed anew. Redirects
+    are never followed (the spec counts them as failures). A query string in the endpoint may
+    hold a token; it is taken out of transport errors before anyone logs them.
+    """
+
+    def __init__(self, session: requests.Session, keys: _Keys, secret_query: str) -> None:
+        self._session = session
+        self._keys = keys
+        self._query = secret_query
+
+    def request(self, method: str, url: str, *, data: bytes, headers: Mapping[str, str], timeout: float,
+                **kw: Any) -> requests.Response:
+        sent = dict(headers)
+        payload = gzip.decompress(data) if sent.get("Content-Encoding") == "gzip" else data
+        now = int(time.time())
+        sent["webhook-timestamp"] = str(now)
+        sent["webhook-signature"] = self._keys.header(sent["webhook-id"], now, payload)
+        kw["allow_redirects"] = False
+        try:
+            return self._session.request(method, url, data=data, headers=sent, timeout=timeout, **kw)
+        except requests.RequestException as exc:
+            if self._query and self._query in str(exc):
+                raise type(exc)(str(exc).replace(self._query, "<query hidden>")) from None
+            raise
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+    def __repr__(self) -> str:
+        return f"<signing session, {self._keys!r}>"
+
+
+def _check_endpoint(url: object) -> str:
+    """An http(s) URL without credentials; ValueError says what is wrong."""
+    if not isinstance(url, str) or not url.strip():
+        raise ValueError("must be the receiver's URL, such as https://hooks.example.com/audit")
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{_safe_url(url)!r} is not an http(s) URL; write e.g. https://hooks.example.com/audit")
+    if "@" in parts.netloc:
+        raise ValueError("credentials in the URL would show in logs; send them with headers (Authorization) instead")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise ValueError(f"{_safe_url(url)!r} has a bad port") from None
+    if parts.fragment:
+        raise ValueError(f"{_safe_url(url)!r} has a #fragment, which is never sent; remove it")
+    return url.strip()
+
+
+def _safe_url(url: str) -> str:
+    """The URL for messages: no credentials, and no query (it may carry a token)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, netloc, parts.path, "..." if parts.query else "", ""))
+
+
+def _check_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not name or not isinstance(value, str):
+            raise ValueError("headers must map names to string values")
+        if name.lower() in _OWN_HEADERS:
+            raise ValueError(f"header {name!r} is set by the exporter itself and cannot be configured")
+        out[name] = value
+    return out
+
+
+def _int_setting(value: object, minimum: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{what} must be a whole number of at least {minimum}, got {value!r}")
+    return value
+
+
+def _response_text(response: requests.Response, limit: int = 300) -> str:
+    text = " ".join(response.text.split()) if response.content else ""
+    if not text:
+        return response.reason or "no body"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+# -- the exporter -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Message:
+    payload: bytes  # the JSON payload, before any gzip
+    first_ns: int
+
+
+class WebhookLogExporter(HttpLogExporter):
+    """POSTs audit records to a webhook receiver as signed Standard Webhooks messages.
+
+    Args:
+        endpoint: the receiver's http(s) URL.
+        secrets: `whsec_` secrets; each signs a `v1` entry (give two while rotating).
+        signing_key: a `whsk_` Ed25519 key for a `v1a` entry (receivers verify with `public_key`);
+            "" for none without looking at the environment.
+        max_batch_size: records per message (at least 1; default 100).
+        max_body_bytes: payload bytes per message before gzip (at least 1024; default 1000000). A
+            single record larger than that is sent alone; the receiver may refuse it (413).
+        compression: "gzip" or "none" (default; also True / False).
+        proxy_url: an HTTP(S) proxy for every request.
+        timeout, tls, retry, headers, session: as `HttpLogExporter`.
+
+    At least one secret or a signing key is required: the spec has no unsigned messages.
+    Raises ConfigError (a ValueError) naming the setting for a bad one, never showing a secret.
+    """
+
+    name = "webhook"
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        *,
+        secrets: Sequence[str] | str | None = None,
+        signing_key: str | None = None,
+        max_batch_size: int | None = None,
+        max_body_bytes: int | None = None,
+        compression: str | bool | None = None,
+        proxy_url: str | None = None,
+        timeout: float | None = None,
+        tls: TlsSettings | None = None,
+        retry: RetrySettings | None = None,
+        headers: Mapping[str, str] | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        env = os.environ
+        # everything from arguments or the environment first: a bad argument raises before any I/O
+        if endpoint is None:
+            endpoint = _env_endpoint()
+        try:
+            endpoint = _check_endpoint(endpoint)
+        except ValueError as exc:
+            raise ConfigError(f"endpoint: {exc}") from None
+        hmac_keys = _hmac_keys(secrets, "secrets") if secrets is not None else _env_secrets()
+        ed_key: Ed25519PrivateKey | None = None
+        if signing_key is None:
+            ed_key = _env_signing_key()
+        elif signing_key != "":  # "": none, and no look at the environment
+            try:
+                ed_key = _signing_key(signing_key)
+            except ValueError as exc:
+                raise ConfigError(f"signing_key: {exc}") from None
+        if not hmac_keys and ed_key is None:
+            raise ConfigError(f"secrets: no signing secret; give secrets (whsec_...) or signing_key (whsk_...), "
+                              f"or set {ENV_SECRETS} / {ENV_SIGNING_KEY}")
+        if max_batch_size is None:
+            max_batch_size = _env_int(ENV_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_SIZE, 1)
+        if max_body_bytes is None:
+            max_body_bytes = _env_int(ENV_MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES, MIN_MAX_BODY_BYTES)
+        try:
+            self.max_batch_size = _int_setting(max_batch_size, 1, "max_batch_size")
+        except ValueError as exc:
+            raise ConfigError(f"max_batch_size: {exc}") from None
+        try:
+            self.max_body_bytes = _int_setting(max_body_bytes, MIN_MAX_BODY_BYTES, "max_body_bytes")
+        except ValueError as exc:
+            raise ConfigError(f"max_body_bytes: {exc}") from None
+        if compression is None:
+            compression = _env_choice(ENV_COMPRESSION, _COMPRESSIONS, "none")
+        if isinstance(compression, str):
+            if compression not in _COMPRESSIONS:
+                raise ConfigError(f"compression: {compression!r} is not supported; use gzip or none")
+            compression = compression == "gzip"
+        if not isinstance(compression, bool):
+            raise ConfigError("compression: use 'gzip' or 'none'")
+        if timeout is None:
+            timeout = _env_timeout()
+        if tls is None and env.get(ENV_CA_FILE, "").strip():
+            tls = TlsSettings(ca_file=env[ENV_CA_FILE].strip())
+        if headers is None:
+            headers = _env_headers()
+        try:
+            headers = _check_headers(headers)
+        except ValueError as exc:
+            raise ConfigError(f"headers: {exc}") from None
+        if proxy_url is not None:
+            try:
+                proxy_url = _check_endpoint(proxy_url)
+            except ValueError as exc:
+                raise ConfigError(f"proxy_url: {exc}") from None
+
+        super().__init__(timeout=timeout, tls=tls, retry=retry, compression=compression, headers=headers,
+                         session=session)
+        self.endpoint = endpoint
+        self._safe_endpoint = _safe_url(endpoint)
+        self._keys = _Keys(hmac_keys, ed_key)
+        if proxy_url is not None:
+            self.session.proxies = {"http": proxy_url, "https": proxy_url}
+        self.session.headers["User-Agent"] = "otel-audit-webhook"
+        self.session = _SigningSession(self.session, self._keys, urlsplit(endpoint).query)  # type: ignore[assignment]
+        self.disabled_reason: str | None = None  # set by 410 Gone
+        self.refused_while_disabled = 0  # records export() turned away because the endpoint is disabled
+        self._local = threading.local()
+
+    # public state
+
+    @property
+    def disabled(self) -> bool:
+        """True once the receiver answered 410 Gone: every export fails at once until `enable()`."""
+        return self.disabled_reason is not None
+
+    def enable(self) -> None:
+        """Send again after a 410 Gone (the receiver was fixed); records kept by a spool then flow."""
+        if self.disabled_reason is not None:
+            _log.warning("webhook endpoint %s enabled again after: %s", self._safe_endpoint, self.disabled_reason)
+        self.disabled_reason = None
+
+    @property
+    def public_key(self) -> str | None:
+        """The `whpk_` key receivers verify `v1a` signatures with; None without a signing key."""
+        return self._keys.public_key()
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(endpoint={self._safe_endpoint!r}, secrets={self._keys.count}, "
+                f"v1a={self.public_key is not None}, max_batch_size={self.max_batch_size}, "
+                f"max_body_bytes={self.max_body_bytes}, compression={'gzip' if self.compression else 'none'}"
+                f"{', DISABLED' if self.disabled else ''})")
+
+    # configuration
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any] | None, *, where: str) -> WebhookLogExporter:
+        """Build the exporter from a collector-shaped block (see the module docstring for the keys).
+
+        Raises ConfigError naming the key for an unknown key, a wrong type or a bad value; a
+        secret's value is never part of the message.
+        """
+        if cfg is None:
+            cfg = {}
+        if not isinstance(cfg, Mapping):
+            raise ConfigError(f"{where}: expected a mapping of settings, got {type(cfg).__name__}")
+        valid = (*_KEYS, *COMMON_KEYS)
+        for key in cfg:
+            if key in _IGNORED_KEYS:
+                continue  # client tuning of the collector's HTTP client (see _IGNORED_KEYS)
+            if key == "auth":
+                raise ConfigError(f"{where}.auth: authenticator extensions are not available here; "
+                                  "messages are signed with secrets / signing_key, and headers can carry a token")
+            if key not in valid:
+                raise ConfigError(f"{where}.{key}: unknown key; valid keys are {', '.join(sorted(valid))}")
+        kw: dict[str, Any] = {}
+        if cfg.get("endpoint") in (None, ""):
+            raise ConfigError(f"{where}.endpoint: missing; give the receiver's URL, such as "
+                              "https://hooks.example.com/audit")
+        try:
+            kw["endpoint"] = _check_endpoint(cfg["endpoint"])
+        except ValueError as exc:
+            raise ConfigError(f"{where}.endpoint: {exc}") from None
+
+        # The block decides everything: nothing below falls back to the environment.
+        secrets = cfg.get("secrets")
+        kw["secrets"] = []
+        if secrets is not None:
+            _hmac_keys(secrets, f"{where}.secrets")
+            kw["secrets"] = secrets
+        signing_key = cfg.get("signing_key")
+        kw["signing_key"] = ""
+        if signing_key not in (None, ""):
+            try:
+                _signing_key(signing_key)
+            except ValueError as exc:
+                raise ConfigError(f"{where}.signing_key: {exc}") from None
+            kw["signing_key"] = signing_key
+        if not kw["secrets"] and kw["signing_key"] == "":
+            raise ConfigError(f"{where}.secrets: missing; give at least one whsec_ secret (or a whsk_ signing_key): "
+                              "Standard Webhooks messages are always signed")
+
+        kw["max_batch_size"], kw["max_body_bytes"] = DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_BODY_BYTES
+        for key, minimum in (("max_batch_size", 1), ("max_body_bytes", MIN_MAX_BODY_BYTES)):
+            if cfg.get(key) is not None:
+                value = cfg[key]
+                if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                    raise ConfigError(f"{where}.{key}: expected a whole number of at least {minimum}, got {value!r}")
+                kw[key] = value
+        compression = cfg.get("compression", "none")
+        if compression in ("", None):
+            compression = "none"
+        if compression not in _COMPRESSIONS:
+            raise ConfigError(f"{where}.compression: {compression!r} is not supported; use none or gzip")
+        kw["compression"] = compression
+        if cfg.get("proxy_url") not in (None, ""):
+            try:
+                kw["proxy_url"] = _check_endpoint(cfg["proxy_url"])
+            except ValueError as exc:
+                raise ConfigError(f"{where}.proxy_url: {exc}") from None
+
+        common = common_settings(cfg, where)
+        common.setdefault("timeout", DEFAULT_TIMEOUT)
+        if not common["timeout"] > 0:
+            raise ConfigError(f"{where}.timeout: must be above zero; use e.g. 15s")
+        if "headers" in common:
+            try:
+                _check_headers(common["headers"])
+            except ValueError as exc:
+                raise ConfigError(f"{where}.headers: {exc}") from None
+        else:
+            common["headers"] = {}
+        kw.update(common)
+        try:
+            return cls(**kw)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}.{exc}") from None
+
+    # building messages
+
+    def _requests(self, batch: Sequence[ReadableLogRecord]) -> list[Request]:
+        encoded: list[tuple[bytes, int]] = []
+        resources: dict[int, tuple[Any, dict[str, Any]]] = {}  # a batch nearly always holds one Resource
+        for readable in batch:
+            try:
+                record = readable.log_record
+                res = readable.resource
+                known = resources.get(id(res))
+                if known is None:
+                    known = resources[id(res)] = (res, _json_attributes(res.attributes if res is not None else None))
+                encoded.append((orjson.dumps(event(readable, resource=known[1])),
+                                record.timestamp or record.observed_timestamp or 0))
+            except Exception as exc:  # one bad record must not hold back the others
+                self._local.unencodable = getattr(self._local, "unencodable", 0) + 1
+                self.counters.rejected += 1
+                reason = f"audit record {readable.log_record.event_name!r} cannot be encoded: {exc}"
+                self._reason(reason)
+                _log.error("%s: %s", self.name, reason)
+        # payload = head (fixed width: the timestamp is always 30 characters) + events joined by ","
+        overhead = len(self._head(0)) + len(b"]}")
+        out: list[Request] = []
+        chunk: list[bytes] = []
+        first_ns = 0
+        size = overhead
+        for line, ns in encoded:
+            if chunk and (len(chunk) >= self.max_batch_size or size + 1 + len(line) > self.max_body_bytes):
+                out.append(self._request(chunk, first_ns))
+                chunk, size = [], overhead
+            if not chunk:
+                first_ns = ns
+                if overhead + len(line) > self.max_body_bytes:
+                    _log.warning("%s: an audit record of %d bytes is above max_body_bytes (%d); it is sent alone "
+                                 "and the receiver may refuse it", self.name, len(line), self.max_body_bytes)
+            chunk.append(line)
+            size += len(line) + (1 if len(chunk) > 1 else 0)
+        if chunk:
+            out.append(self._request(chunk, first_ns))
+        return out
+
+    @staticmethod
+    def _head(first_ns: int) -> bytes:
+        return b'{"type":"' + PAYLOAD_TYPE.encode() + b'","timestamp":"' + _iso(first_ns).encode() + b'","data":['
+
+    def _request(self, events: list[bytes], first_ns: int) -> Request:
+        payload = self._head(first_ns) + b",".join(events) + b"]}"
+        msg_id = "msg_" + hashlib.sha256(payload).hexdigest()[:32]
+        headers = {"Content-Type": "application/json", **self.extra_headers, "webhook-id": msg_id}
+        # webhook-timestamp and webhook-signature are added at each attempt (_SigningSession)
+        body = self.gzip(payload, headers)
+        return Request("POST", self.endpoint, body, headers, len(events), context=_Message(payload, first_ns))
+
+    # sending
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        if self.disabled_reason is not None and not self._stop.is_set():
+            self.counters.failed += len(batch)
+            self.refused_while_disabled += len(batch)
+            self.last_permanent = False  # not refused by the receiver: a durable spool keeps them
+            _log.error("%s endpoint %s is DISABLED (%s); %d audit record(s) not sent. Fix the receiver, then "
+                       "restart the exporter or call enable()", self.name, self._safe_endpoint,
+                       self.disabled_reason, len(batch))
+            return LogRecordExportResult.FAILURE
+        self._local.unencodable = 0
+        self._local.gone = 0
+        result = super().export(batch)
+        if self._local.gone:
+            # the message that met 410 was not refused for its content: count it as not delivered,
+            # so that a durable spool keeps it for when the endpoint is fixed
+            self.counters.rejected -= self._local.gone
+            self.counters.failed += self._local.gone
+            self.last_permanent = False
+        elif self._local.unencodable and result is LogRecordExportResult.SUCCESS:
+            self.last_permanent = True  # the rest went through; the unencodable ones are counted and logged
+            return LogRecordExportResult.FAILURE
+        return result
+
+    def _send(self, req: Request) -> bool:
+        if self.disabled_reason is not None:  # a 410 earlier in this batch: the rest stays unsent
+            self.counters.failed += req.records
+            return False
+        return super()._send(req)
+
+    def _judge(self, request: Request, response: requests.Response) -> Verdict:
+        status = response.status_code
+        if 200 <= status < 300:
+            return Verdict(delivered=request.records)
+        reason = f"{self._safe_endpoint} answered HTTP {status}: {_response_text(response)}"
+        if status == 410:
+            self.disabled_reason = f"it answered 410 Gone at {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ}"
+            self._local.gone = getattr(self._local, "gone", 0) + request.records
+            _log.error("%s: the receiver %s answered 410 Gone: it wants no more webhooks. The exporter is now "
+                       "DISABLED: every later export fails at once and is logged (a durable spool keeps the "
+                       "records). Fix or replace the endpoint, then restart the exporter.",
+                       self.name, self._safe_endpoint)
+            return Verdict(rejected=request.records, reason=reason + "; endpoint disabled")
+        if status in RETRY_STATUSES or 500 <= status < 600:
+            return Verdict(retry=request, retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+                           reason=reason)
+        if 300 <= status < 400:
+            location = response.headers.get("Location")
+            reason += (f"; redirects are not followed (Location: {_safe_url(location)}): "
+                       "set endpoint to the new URL" if location else "; redirects are not followed")
+        elif status in (401, 403):
+            reason += ("; the receiver refused the signature or the credentials: check secrets / signing_key "
+                       "against the receiver's, and both clocks (webhook-timestamp must be within 5 minutes)")
+        elif status == 413:
+            reason += "; the message is above the receiver's size limit: lower max_body_bytes or max_batch_size"
+        return Verdict(rejected=request.records, reason=reason)
+
+
+# -- settings helpers -------------------------------------------------------------------------------
+
+
+def _hmac_keys(secrets: object, where: str) -> list[bytes]:
+    if isinstance(secrets, str):
+        secrets = [secrets]
+    if not isinstance(secrets, (list, tuple)):
+        raise ConfigError(f"{where}: expected a list of whsec_ secrets, got a {type(secrets).__name__}")
+    keys: list[bytes] = []
+    for i, secret in enumerate(secrets):
+        try:
+            key = _secret_bytes(secret)
+        except ValueError as exc:
+            raise ConfigError(f"{where}[{i}]: {exc}") from None
+        if key in keys:
+            raise ConfigError(f"{where}[{i}]: repeats {where}[{keys.index(key)}]; list each secret once")
+        keys.append(key)
+    return keys
+
+
+def _env_endpoint() -> str:
+    raw = os.environ.get(ENV_ENDPOINT, "").strip()
+    if not raw:
+        raise ConfigError(f"endpoint: missing; pass endpoint= or set {ENV_ENDPOINT} to the receiver's URL")
+    try:
+        return _check_endpoint(raw)
+    except ValueError as exc:
+        raise ConfigError(f"endpoint: {ENV_ENDPOINT} is not usable: {exc}") from None
+
+
+def _env_secrets() -> list[bytes]:
+    raw = os.environ.get(ENV_SECRETS, "")
+    keys: list[bytes] = []
+    for i, item in enumerate(raw.replace(",", " ").split()):
+        try:
+            key = _secret_bytes(item)
+        except ValueError as exc:  # never echo the value
+            _log.warning("%s: entry %d %s; it is ignored", ENV_SECRETS, i, exc)
+            continue
+        if key not in keys:
+            keys.append(key)
+    return keys
+
+
+def _env_signing_key() -> Ed25519PrivateKey | None:
+    raw = os.environ.get(ENV_SIGNING_KEY, "").strip()
+    if not raw:
+        return None
+    try:
+        return _signing_key(raw)
+    except ValueError as exc:
+        _log.warning("%s %s; it is ignored", ENV_SIGNING_KEY, exc)
+        return None
+
+
+def _env_int(name: str, default: int, minimum: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        _log.warning("%s=%r is not a whole number of at least %d; using %d", name, raw, minimum, default)
+        return default
+    return value
+
+
+def _env_timeout() -> float:
+    raw = os.environ.get(ENV_TIMEOUT, "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT
+    try:
+        value = duration(raw, ENV_TIMEOUT)
+    except ConfigError:
+        value = 0.0
+    if not value > 0:
+        _log.warning("%s=%r is not a duration above zero (e.g. 15s); using %ss", ENV_TIMEOUT, raw, DEFAULT_TIMEOUT)
+        return DEFAULT_TIMEOUT
+    return value
+
+
+def _env_choice(name: str, choices: Sequence[str], default: str) -> str:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in choices:
+        _log.warning("%s=%r is not one of %s; using %s", name, raw, ", ".join(choices), default)
+        return default
+    return raw
+
+
+def _env_headers() -> dict[str, str]:
+    """`name=value,...` with URL-encoded values, as OTEL_EXPORTER_OTLP_HEADERS; bad entries are skipped."""
+    out: dict[str, str] = {}
+    for i, item in enumerate(os.environ.get(ENV_HEADERS, "").split(",")):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name or name.lower() in _OWN_HEADERS:
+            # the value may be a secret: name the entry by position and header name only
+            _log.warning("%s: entry %d (%r) is not 'name=value' with a header the exporter does not set; ignored",
+                         ENV_HEADERS, i, name if sep else "?")
+            continue
+        out[name] = unquote(value.strip())
+    return out
+
+
+def iter_records(payloads: Sequence[tuple[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, OTLP/JSON logRecord) of every event of several `(where, payload)`; see `read_payload`."""
+    for where, payload in payloads:
+        yield from read_payload(payload, where).records
