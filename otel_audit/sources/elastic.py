@@ -1,0 +1,374 @@
+"""Read audit records back from Elasticsearch search results, for the verifier.
+
+Accepted input (a path, bytes, text, parsed JSON, or an iterable such as `helpers.scan(...)`):
+
+* one `_search` / scroll / `search_after` response: a JSON object with `hits.hits[]._source`;
+* a JSON array of such responses, or of hits;
+* NDJSON: one hit or one response per line (optionally gzip-compressed).
+
+Every hit's `_source["audit"]["otlp"]` (or a flat `"audit.otlp"` key) holds the record's own
+OTLP/JSON logRecord, written by `otel_audit.exporters.elastic`; it is what the verifier checks.
+The searchable fields next to it may have been remapped or retyped by the cluster, so they are
+only cross-checked: the event name, `user.id`, `audit.outcome`, `@timestamp`, `audit.stream.id`,
+`audit.stream.seq` and the document id must say what the signed record says (a number stored
+as a string is the same number). A field altered at rest while `audit.otlp` was left alone is
+reported as a mismatch.
+
+No OpenTelemetry SDK imports: a verifier needs only the data and the public keys.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import gzip
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from otel_audit.canonical import STREAM_ID, STREAM_SEQ
+from otel_audit.errors import InputError
+from otel_audit.keys import Keyring
+from otel_audit.otlpjson import decode_attributes
+from otel_audit.verify import Report, Verifier
+
+__all__ = ["ElasticReader", "cross_check", "iter_hits", "record_of", "verify_export"]
+
+_ISO = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?\s*(Z|[+-]\d{2}:?\d{2})?$"
+)
+_MAX_LISTED = 100
+
+
+# -- input shapes ----------------------------------------------------------------------------------
+
+
+def _load_text(data: bytes) -> Any:
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    return data
+
+
+def _documents(data: Any, name: str) -> Iterator[tuple[str, Any]]:
+    """(where, parsed JSON value) of each top-level document of the input."""
+    if isinstance(data, (str, os.PathLike)) and not (isinstance(data, str) and data.lstrip()[:1] in ("{", "[")):
+        path = Path(data)
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read: {exc.strerror}") from exc
+        yield from _documents(raw, name if name != "elasticsearch" else str(path))
+        return
+    if isinstance(data, str):
+        data = data.encode()
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        raw = _load_text(bytes(data))
+        try:
+            yield name, orjson.loads(raw)
+            return
+        except orjson.JSONDecodeError:
+            pass  # not one JSON value: NDJSON
+        for n, line in enumerate(raw.split(b"\n"), 1):
+            if not line.strip():
+                continue
+            try:
+                yield f"{name}:{n}", orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                yield f"{name}:{n}", _Bad(f"not JSON ({exc})")
+        return
+    if isinstance(data, Mapping):
+        yield name, data
+        return
+    if isinstance(data, Iterable):
+        for n, item in enumerate(data):
+            yield f"{name}[{n}]", item
+        return
+    raise InputError(f"{name}: cannot read a {type(data).__name__} as Elasticsearch search results")
+
+
+@dataclass
+class _Bad:
+    why: str
+
+
+def iter_hits(data: Any, *, name: str = "elasticsearch") -> Iterator[tuple[str, Any]]:
+    """(where, hit) for every hit of the input; a value that is neither a hit nor a response gives _Bad."""
+    for where, doc in _documents(data, name):
+        yield from _hits_of(doc, where)
+
+
+def _hits_of(doc: Any, where: str) -> Iterator[tuple[str, Any]]:
+    if isinstance(doc, list):
+        for n, item in enumerate(doc):
+            yield from _hits_of(item, f"{where}[{n}]")
+        return
+    if isinstance(doc, Mapping):
+        if "_source" in doc:
+            yield where, doc
+            return
+        hits = doc.get("hits")
+        if isinstance(hits, Mapping) and isinstance(hits.get("hits"), list):
+            for n, hit in enumerate(hits["hits"]):
+                yield f"{where} hit {n}", hit
+            return
+        if "error" in doc:
+            yield where, _Bad(f"an error response, not search results: {str(doc.get('error'))[:200]}")
+            return
+    if isinstance(doc, _Bad):
+        yield where, doc
+        return
+    yield where, _Bad("neither a search response (hits.hits) nor a hit (_source)")
+
+
+# -- one hit ---------------------------------------------------------------------------------------
+
+
+def _lookup(node: Any, dotted: str) -> tuple[bool, Any]:
+    """A field by its dotted name, whether stored nested ({"a": {"b": 1}}) or flat ({"a.b": 1}) or mixed."""
+    if not isinstance(node, Mapping):
+        return False, None
+    if dotted in node:
+        return True, node[dotted]
+    parts = dotted.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        head = ".".join(parts[:i])
+        if head in node:
+            found, value = _lookup(node[head], ".".join(parts[i:]))
+            if found:
+                return True, value
+    return False, None
+
+
+def record_of(hit: Mapping[str, Any]) -> dict[str, Any]:
+    """The OTLP/JSON logRecord embedded in a hit's `audit.otlp`; ValueError saying why when there is none."""
+    source = hit.get("_source")
+    if not isinstance(source, Mapping):
+        raise ValueError("the hit has no _source (was it fetched with _source: false?)")
+    found, text = _lookup(source, "audit.otlp")
+    if not found:
+        raise ValueError("no audit.otlp field: not a document written by otel-audit, or the field was removed")
+    if isinstance(text, list) and len(text) == 1:
+        text = text[0]
+    if not isinstance(text, str):
+        raise ValueError(f"audit.otlp is a {type(text).__name__}, not the text of an OTLP/JSON logRecord")
+    try:
+        rec = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"audit.otlp is not JSON ({exc})") from None
+    if not isinstance(rec, dict):
+        raise ValueError("audit.otlp is not a JSON object")
+    return rec
+
+
+def _one(value: Any) -> Any:
+    return value[0] if isinstance(value, list) and len(value) == 1 else value
+
+
+def _text(value: Any) -> str:
+    value = _one(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _same_number(a: Any, b: Any) -> bool:
+    try:
+        return float(_text(a)) == float(_text(b))
+    except ValueError:
+        return False
+
+
+def _iso_ns(text: str) -> tuple[int, int] | None:
+    """(nanoseconds since the epoch, fraction digits given) of an RFC 3339 / ISO 8601 date."""
+    m = _ISO.match(text.strip())
+    if not m:
+        return None
+    y, mo, d, h, mi, s, frac, tz = m.groups()
+    try:
+        base = _dt.datetime(int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(s or 0), tzinfo=_dt.timezone.utc)
+    except ValueError:
+        return None
+    offset = 0
+    if tz and tz != "Z":
+        sign = -1 if tz[0] == "-" else 1
+        digits = tz[1:].replace(":", "")
+        offset = sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
+    seconds = int((base - _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)).total_seconds()) - offset
+    frac = frac or ""
+    return seconds * 1_000_000_000 + int((frac + "0" * 9)[:9]), len(frac)
+
+
+def _timestamp_matches(value: Any, ns: int) -> bool:
+    value = _one(value)
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)) or (isinstance(value, str) and re.fullmatch(r"-?\d+(\.\d+)?", value)):
+        # epoch_millis, as a date field may hold it
+        return bool(int(float(value)) == ns // 1_000_000)
+    if not isinstance(value, str):
+        return False
+    parsed = _iso_ns(value)
+    if parsed is None:
+        return False
+    got, digits = parsed
+    unit = int(10 ** (9 - digits))
+    return got == ns // unit * unit
+
+
+def cross_check(hit: Mapping[str, Any], record: Mapping[str, Any]) -> list[str]:
+    """How the hit's searchable fields differ from its signed record (messages without a location)."""
+    source = hit.get("_source") or {}
+    out: list[str] = []
+    try:
+        attrs = decode_attributes(record.get("attributes"))
+    except ValueError as exc:
+        return [f"the signed record's attributes cannot be read ({exc})"]
+    stream, seq = attrs.get(STREAM_ID), attrs.get(STREAM_SEQ)
+    who = f" (stream {stream} seq {seq})" if stream is not None else ""
+
+    def differs(name: str, got: Any, want: Any) -> None:
+        out.append(f"searchable field {name} is {_text(got)!r} but the signed record says {_text(want)!r}{who}")
+
+    event = record.get("eventName") or ""
+    for name in ("event.action", "event_name"):
+        found, got = _lookup(source, name)
+        if found and _text(got) != event:
+            differs(name, got, event)
+
+    for attr, names in (
+        ("user.id", ("user.id", "attributes.user.id")),
+        ("audit.outcome", ("event.outcome", "attributes.audit.outcome")),
+        (STREAM_ID, (f"attributes.{STREAM_ID}",)),
+    ):
+        for name in names:
+            found, got = _lookup(source, name)
+            if not found or got is None:
+                continue
+            if attr not in attrs:
+                out.append(f"searchable field {name} is {_text(got)!r} but the signed record has no {attr}{who}")
+            elif _text(got) != _text(attrs[attr]):
+                differs(name, got, attrs[attr])
+
+    found, got = _lookup(source, f"attributes.{STREAM_SEQ}")
+    if found and got is not None and (seq is None or not _same_number(got, seq)):
+        differs(f"attributes.{STREAM_SEQ}", got, seq)
+
+    found, got = _lookup(source, "@timestamp")
+    try:
+        ns = int(record.get("timeUnixNano") or 0)
+    except (TypeError, ValueError):
+        ns = 0
+    if found and ns and not _timestamp_matches(got, ns):
+        want = _dt.datetime.fromtimestamp(ns // 1_000_000_000, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        differs("@timestamp", got, f"{want}.{ns % 1_000_000_000:09d}Z")
+
+    if isinstance(stream, str) and isinstance(seq, int):
+        audit_id = f"{stream}-{seq}"
+        doc_id = hit.get("_id")
+        if doc_id is not None and doc_id != audit_id:
+            differs("_id", doc_id, audit_id)
+        found, got = _lookup(source, "event.id")
+        if found and _text(got) != audit_id:
+            differs("event.id", got, audit_id)
+    return out
+
+
+# -- the reader ------------------------------------------------------------------------------------
+
+
+def _label(where: str, hit: Mapping[str, Any]) -> str:
+    index, doc_id = hit.get("_index"), hit.get("_id")
+    if index is None and doc_id is None:
+        return where
+    return f"{where} [{index}/{doc_id}]"
+
+
+_AUDIT_ID = re.compile(r"^[0-9a-f]{32}-\d+$")
+
+
+def _looks_ours(hit: Mapping[str, Any]) -> bool:
+    """A hit of an otel-audit document (integrity attributes or the event id the exporter sets)."""
+    source = hit.get("_source")
+    for name in (f"attributes.{STREAM_ID}", "event.id"):
+        found, value = _lookup(source, name)
+        if found and value is not None and (name != "event.id" or _AUDIT_ID.match(_text(value))):
+            return True
+    return False
+
+
+
+class ElasticReader:
+    """Turns Elasticsearch hits into ``(where, OTLP/JSON logRecord)`` pairs, collecting what is wrong.
+
+    ``mismatches``: searchable fields that disagree with the signed record (tampering at rest, or
+    an ingest pipeline rewriting them). ``problems``: hits of ours that cannot be verified
+    (``audit.otlp`` missing or broken, input that is not search results). ``skipped``: hits that
+    are not audit records.
+    """
+
+    def __init__(self) -> None:
+        self.mismatches: list[str] = []
+        self.problems: list[str] = []
+        self.hits = 0
+        self.records = 0
+        self.skipped = 0
+
+    def records_of(self, hits: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+        for where, hit in hits:
+            self.hits += 1
+            if isinstance(hit, _Bad):
+                self.problems.append(f"{where}: {hit.why}")
+                continue
+            if not isinstance(hit, Mapping):
+                self.problems.append(f"{where}: a hit must be a JSON object")
+                continue
+            label = _label(where, hit)
+            try:
+                rec = record_of(hit)
+            except ValueError as exc:
+                if _looks_ours(hit):
+                    self.problems.append(f"{label}: {exc}; it cannot be verified")
+                else:
+                    self.skipped += 1
+                continue
+            self.records += 1
+            self.mismatches.extend(f"{label}: {msg}" for msg in cross_check(hit, rec))
+            yield label, rec
+
+    def records_in(self, source: Any, where: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Records of a file path, raw bytes or text, parsed JSON, or an iterable of hits or responses."""
+        return self.records_of(iter_hits(source, name=where or "elasticsearch"))
+
+
+def verify_export(sources: Iterable[Any], keyring: Keyring, *, allow_open: bool = False,
+                  ignore_unsigned: bool = False) -> tuple[Report, ElasticReader]:
+    """Verify the audit records in Elasticsearch search results or dumps; mismatches and unverifiable
+    hits are added to the report's problems, so the report is ok only when all is well.
+
+    Each source is anything `ElasticReader.records_in` takes; the hits of `helpers.scan(...)`
+    can be passed directly as `sources`.
+    """
+    reader = ElasticReader()
+    verifier = Verifier(keyring, allow_open=allow_open, ignore_unsigned=ignore_unsigned)
+    for src in sources:
+        if isinstance(src, os.PathLike) or (isinstance(src, str) and src.lstrip()[:1] not in ("{", "[")):
+            verifier.report.files += 1
+        for where, record in reader.records_in(src):
+            verifier.add_record(record, where)
+    if reader.records == 0:
+        raise InputError(f"no audit records found in the Elasticsearch data ({reader.hits} hits, "
+                         f"{len(reader.problems)} without a readable audit.otlp)"
+                         + (f"; first: {reader.problems[0]}" if reader.problems else ""))
+    report = verifier.finish()
+    report.problems.extend(f"elasticsearch: {p}" for p in reader.problems[:_MAX_LISTED])
+    report.problems.extend(f"elasticsearch: {m}" for m in reader.mismatches[:_MAX_LISTED])
+    hidden = max(0, len(reader.problems) - _MAX_LISTED) + max(0, len(reader.mismatches) - _MAX_LISTED)
+    if hidden:
+        report.problems.append(f"elasticsearch: ... and {hidden} more (see the reader's lists)")
+    return report, reader
