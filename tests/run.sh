@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Sets up everything the tests need on a fresh machine, then runs them.
+# Sets up everything the tests need on a fresh machine, then runs them:
+#   - a virtualenv with the package and its test extras,
+#   - the stock OpenTelemetry Collector built from its official modules (collector-config/build.sh,
+#     cached outside the repo by manifest hash; the first build takes a few minutes),
 # Used by the README's test command and by .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,4 +12,9 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[test]"
+
+echo "tests/run.sh: building the stock OpenTelemetry Collector (cached after the first build)" >&2
+bash collector-config/build.sh collector-config/builder-config.yaml >/dev/null
+bash collector-config/build.sh collector-config/builder-config-datadog.yaml >/dev/null
+
 exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
