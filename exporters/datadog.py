@@ -1,0 +1,914 @@
+"""Export audit records to the Datadog Logs intake API v2 (``POST /api/v2/logs``).
+
+Each record becomes one Datadog log entry: the searchable fields Datadog knows (``ddsource``,
+``ddtags``, ``service``, ``hostname``, ``status``, ``message``, ``timestamp``), the record's
+attributes flattened with dotted keys as the contrib ``datadog`` exporter flattens them, a few
+Datadog standard attributes (``evt.name``, ``evt.outcome``, ``usr.id``, ``network.client.ip``),
+and ``audit.otlp``: the record's own OTLP/JSON logRecord, from which ``otel-audit verify``
+proves the record whatever Datadog's pipelines did to the searchable fields
+(see ``otel_audit.sources.datadog``).
+
+The wire contract (docs.datadoghq.com/api/latest/logs/send-logs): header ``DD-API-KEY``,
+``Content-Type: application/json``, optional ``Content-Encoding: gzip``; a JSON array of at most
+1000 entries and 5 MB uncompressed; a log over 1 MB is accepted and truncated; ``202 {}`` on
+success; 400, 401, 403 and 413 are not worth the same request again, 408, 429, 500 and 503 are.
+
+Configuration is the contrib ``datadog`` exporter's block, so it moves between a collector and
+otel-audit unchanged::
+
+    exporters:
+      datadog:
+        api: {key: ${env:DD_API_KEY}, site: datadoghq.eu}
+        hostname: gateway-1                     # fallback when the resource has no host.name
+        logs: {use_compression: true, compression_level: 6}
+        host_metadata: {tags: ["team:platform"]}  # added to every entry's ddtags
+        timeout: 15s
+
+The API key never appears in a log line, an error, a repr or an exception.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import logging
+import math
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+import requests
+from opentelemetry.sdk._logs.export import LogRecordExportResult
+
+from otel_audit.errors import ConfigError
+from otel_audit.exporters._http import (
+    HttpLogExporter,
+    Request,
+    RetrySettings,
+    TlsSettings,
+    Verdict,
+    common_settings,
+    duration,
+    retry_after_seconds,
+)
+from otel_audit.otlpjson import _encode_log_record
+
+__all__ = [
+    "DEFAULT_SITE",
+    "DEFAULT_SOURCE",
+    "MAX_ENTRIES",
+    "MAX_ENTRY_BYTES",
+    "MAX_PAYLOAD_BYTES",
+    "SITES",
+    "DatadogLogExporter",
+    "InvalidKeyError",
+    "intake_url",
+    "status_of",
+]
+
+_log = logging.getLogger(__name__)
+
+#: Every Datadog site (``DD_SITE``) and its name; the logs intake is ``https://http-intake.logs.<site>``.
+SITES: Mapping[str, str] = {
+    "datadoghq.com": "US1",
+    "us3.datadoghq.com": "US3",
+    "us5.datadoghq.com": "US5",
+    "datadoghq.eu": "EU1",
+    "ap1.datadoghq.com": "AP1",
+    "ap2.datadoghq.com": "AP2",
+    "uk1.datadoghq.com": "UK1",
+    "ddog-gov.com": "US1-FED",
+    "us2.ddog-gov.com": "US2-FED",
+}
+DEFAULT_SITE = "datadoghq.com"
+DEFAULT_SOURCE = "otel_audit"
+DEFAULT_TIMEOUT = 15.0  # the contrib exporter's default
+INTAKE_PATH = "/api/v2/logs"
+VALIDATE_PATH = "/api/v1/validate"
+
+# The documented limits. "MB" is read as 10^6 bytes, the smaller reading, so that nothing we
+# send can be over the limit whichever one Datadog means.
+MAX_ENTRIES = 1000
+MAX_PAYLOAD_BYTES = 5_000_000
+MAX_ENTRY_BYTES = 1_000_000
+#: Datadog takes logs with a timestamp up to 18 h in the past; older ones are re-stamped (below).
+MAX_AGE_NS = 18 * 3600 * 10**9
+_RESTAMP_AFTER_NS = MAX_AGE_NS - 3600 * 10**9  # an hour of margin for clock skew and the trip
+
+ENV_PREFIX = "OTEL_AUDIT_DATADOG_"
+#: Environment variables of the no-argument construction: (ours, Datadog's generic one or None).
+ENV_VARS: Mapping[str, tuple[str, str | None]] = {
+    "api_key": ("OTEL_AUDIT_DATADOG_API_KEY", "DD_API_KEY"),
+    "site": ("OTEL_AUDIT_DATADOG_SITE", "DD_SITE"),
+    "endpoint": ("OTEL_AUDIT_DATADOG_LOGS_ENDPOINT", None),
+    "hostname": ("OTEL_AUDIT_DATADOG_HOSTNAME", "DD_HOSTNAME"),
+    "tags": ("OTEL_AUDIT_DATADOG_TAGS", "DD_TAGS"),
+    "env": ("OTEL_AUDIT_DATADOG_ENV", "DD_ENV"),
+    "source": ("OTEL_AUDIT_DATADOG_SOURCE", None),
+    "use_compression": ("OTEL_AUDIT_DATADOG_USE_COMPRESSION", None),
+    "compression_level": ("OTEL_AUDIT_DATADOG_COMPRESSION_LEVEL", None),
+    "timeout": ("OTEL_AUDIT_DATADOG_TIMEOUT", None),
+    "fail_on_invalid_key": ("OTEL_AUDIT_DATADOG_FAIL_ON_INVALID_KEY", None),
+}
+
+# Keys Datadog's preprocessing reads as the log's host, service, status, message, date or trace:
+# a record attribute of that name would silently become one of them, so it travels as
+# "otel.attr.<name>" instead. Our own added keys are reserved for the same reason.
+_RESERVED = frozenset({
+    "host", "hostname", "syslog.hostname", "service", "syslog.appname", "dd.service",
+    "status", "severity", "level", "syslog.severity", "message", "msg", "log",
+    "timestamp", "@timestamp", "_timestamp", "Timestamp", "eventTime", "date", "published_date",
+    "syslog.timestamp", "source", "ddsource", "ddtags", "trace_id", "dd.trace_id", "dd.span_id",
+    "evt.name", "evt.outcome", "usr.id", "network.client.ip", "audit.otlp",
+    "otel.timestamp", "otel.severity_text", "otel.severity_number", "otel.trace_id", "otel.span_id",
+    "otel_audit.restamped", "otel_audit.shrunk",
+})
+#: Record attributes copied to Datadog standard attributes, so Datadog's own views and Cloud SIEM
+#: rules find them.
+STANDARD_ALIASES: Mapping[str, str] = {
+    "audit.outcome": "evt.outcome",
+    "user.id": "usr.id",
+    "client.address": "network.client.ip",
+}
+_MAX_DEPTH = 10  # nested maps are flattened this deep, as the contrib exporter does
+_PREVIEW_CHARS = 2048
+_BIG_VALUE_BYTES = 1024
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_SITE = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+")
+_TAG_BAD = re.compile(r"[^a-z0-9_:./-]")
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+
+
+def intake_url(site: str) -> str:
+    """The logs intake URL of a Datadog site: ``https://http-intake.logs.<site>/api/v2/logs``."""
+    return f"https://http-intake.logs.{_check_site(site)}{INTAKE_PATH}"
+
+
+def _check_site(site: str) -> str:
+    if not isinstance(site, str):
+        raise ValueError(f"site must be a string such as datadoghq.eu, not {type(site).__name__}")
+    s = site.strip().lower().rstrip(".")
+    if "://" in s or "/" in s:
+        raise ValueError(f"site {site!r} is a URL; give the site alone (e.g. datadoghq.eu), "
+                         "or the full intake URL as logs.endpoint")
+    for prefix in ("app.", "api.", "http-intake.logs."):
+        if s.startswith(prefix) and s[len(prefix):] in SITES:
+            raise ValueError(f"site {site!r} is a host name; the site is {s[len(prefix):]!r}")
+    if not _SITE.fullmatch(s):
+        raise ValueError(f"site {site!r} is not a domain name; known sites: {', '.join(SITES)}")
+    if s not in SITES:
+        _log.warning("Datadog site %r is not one of the sites known here (%s); sending to "
+                     "https://http-intake.logs.%s", s, ", ".join(SITES), s)
+    return s
+
+
+def _check_endpoint(endpoint: str) -> str:
+    """A full intake URL from `logs.endpoint`: the path /api/v2/logs is added unless present."""
+    if not isinstance(endpoint, str) or not endpoint.strip():
+        raise ValueError("logs endpoint must be a non-empty URL such as https://http-intake.logs.datadoghq.eu")
+    url = endpoint.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"logs endpoint {endpoint!r} must be an http(s) URL with a host")
+    if parts.query or parts.fragment:
+        raise ValueError(f"logs endpoint {endpoint!r} must not have a query or fragment")
+    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        _log.warning("logs endpoint %s is plain http: the API key travels unencrypted", url)
+    path = parts.path.rstrip("/")
+    if not path.endswith(INTAKE_PATH):
+        path += INTAKE_PATH
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def _check_key(key: str) -> str:
+    # The collector's offline check: present and hexadecimal. The key itself is never echoed.
+    if not isinstance(key, str):
+        raise ValueError(f"the Datadog API key must be a string, not {type(key).__name__}")
+    k = key.strip()
+    if not k:
+        raise ValueError("the Datadog API key is empty; set api.key (or $DD_API_KEY)")
+    if not _HEX.fullmatch(k):
+        raise ValueError("the Datadog API key contains characters that are not hexadecimal; "
+                         "copy it again from Organization Settings > API Keys")
+    return k
+
+
+def _check_tags(tags: Sequence[str], what: str) -> tuple[str, ...]:
+    if isinstance(tags, str) or not isinstance(tags, Sequence):
+        raise ValueError(f"{what} must be a list of tags such as ['team:platform']")
+    out = []
+    for t in tags:
+        if not isinstance(t, str) or not t.strip() or "," in t:
+            raise ValueError(f"{what}: {t!r} is not a tag; a tag is a non-empty 'key:value' without commas")
+        out.append(_normalize_tag(t.strip()))
+    return tuple(out)
+
+
+def _normalize_tag(tag: str) -> str:
+    """A tag as Datadog stores it: lower case, disallowed characters as '_', at most 200 characters."""
+    return _TAG_BAD.sub("_", tag.lower())[:200]
+
+
+def _split_tags(text: str) -> list[str]:
+    # DD_TAGS is space separated; commas are accepted as well.
+    return [t for t in re.split(r"[\s,]+", text) if t]
+
+
+# -- severity -> Datadog status --------------------------------------------------------------------
+
+
+def status_of(severity_number: int, severity_text: str = "") -> str:
+    """The Datadog status of an OTel severity, by the inverse of the OTel data model's syslog mapping.
+
+    1-8 (TRACE, DEBUG) debug; 9 info; 10-12 (INFO2-4) notice; 13-16 warning; 17 error;
+    18 critical; 19-20 alert; 21-24 (FATAL) emergency. With no severity number the severity
+    text is passed on for Datadog's status remapper, else ``info``.
+    """
+    n = severity_number
+    if n <= 0:
+        return severity_text.strip().lower() if severity_text and severity_text.strip() else "info"
+    if n <= 8:
+        return "debug"
+    if n == 9:
+        return "info"
+    if n <= 12:
+        return "notice"
+    if n <= 16:
+        return "warning"
+    if n == 17:
+        return "error"
+    if n == 18:
+        return "critical"
+    if n <= 20:
+        return "alert"
+    return "emergency"
+
+
+# -- values as Datadog shows them ------------------------------------------------------------------
+
+
+def _scalar(value: Any) -> Any:
+    """A JSON value Datadog can index: bytes as base64, special doubles as strings."""
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return float(value)
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    return orjson.dumps(_jsonable(value)).decode()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float):
+        return _scalar(value)
+    return value
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any], depth: int = 0) -> None:
+    """Maps become dotted keys (as the contrib exporter does, to depth 10); lists keep scalar items."""
+    if value is None:
+        return
+    if isinstance(value, Mapping):
+        if depth >= _MAX_DEPTH:
+            out[prefix] = orjson.dumps(_jsonable(value)).decode()
+            return
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}", v, out, depth + 1)
+        return
+    if isinstance(value, (list, tuple)):
+        out[prefix] = [_scalar(v) if not isinstance(v, (Mapping, list, tuple)) else
+                       orjson.dumps(_jsonable(v)).decode() for v in value if v is not None]
+        return
+    out[prefix] = _scalar(value)
+
+
+def _plain(attributes: Any) -> Mapping[str, Any]:
+    """A record's or resource's attributes as a plain mapping (BoundedAttributes iterates slowly)."""
+    if not attributes:
+        return {}
+    inner = getattr(attributes, "_dict", None)
+    return inner if isinstance(inner, dict) else dict(attributes)
+
+
+def _message(body: Any) -> str:
+    if body is None:
+        return ""
+    if isinstance(body, str):
+        return body
+    value = _scalar(body) if not isinstance(body, (Mapping, list, tuple)) else orjson.dumps(_jsonable(body)).decode()
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+class InvalidKeyError(ValueError):
+    """Datadog said the API key is invalid (fail_on_invalid_key)."""
+
+
+class _TooLarge(ValueError):
+    """A record whose own OTLP/JSON is too big for one Datadog log."""
+
+
+@dataclass
+class _Batch:
+    """What a Request carries: the encoded entries, so a 413 can split it."""
+
+    entries: list[bytes]
+    split: list[Request] | None = None
+
+
+@dataclass
+class DatadogCounters:
+    """What only this exporter counts (the shared ones are in `exporter.counters`)."""
+
+    restamped: int = 0  # records older than 18 h, sent with the current time as Datadog's timestamp
+    shrunk: int = 0  # records over 1 MB whose searchable copies were cut down (audit.otlp intact)
+    too_large: int = 0  # records refused because their OTLP/JSON alone is over 1 MB
+    splits: int = 0  # requests split in two after a 413
+    examples: list[str] = field(default_factory=list)
+
+
+# -- environment -----------------------------------------------------------------------------------
+
+
+def _env(name: str) -> str | None:
+    ours, generic = ENV_VARS[name]
+    value = os.environ.get(ours)
+    if value is not None and value.strip():
+        return value.strip()
+    if generic:
+        value = os.environ.get(generic)
+        if value is not None and value.strip():
+            return value.strip()
+    return None
+
+
+def _env_var_name(name: str) -> str:
+    ours, generic = ENV_VARS[name]
+    return ours if os.environ.get(ours, "").strip() or not generic else generic
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = _env(name)
+    if value is None:
+        return default
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    _log.warning("%s=%r is not true or false; using %s", _env_var_name(name), value, default)
+    return default
+
+
+class DatadogLogExporter(HttpLogExporter):
+    """Sends audit records to the Datadog Logs intake, each with its verifiable OTLP/JSON copy.
+
+    Every argument falls back to its environment variable (``OTEL_AUDIT_DATADOG_<NAME>``, then
+    Datadog's own ``DD_API_KEY``, ``DD_SITE``, ``DD_HOSTNAME``, ``DD_TAGS``, ``DD_ENV``), then
+    to the default, so ``DatadogLogExporter()`` works from the environment alone.
+
+    Args:
+        api_key: the Datadog API key (hexadecimal). Required.
+        site: the Datadog site, one of `SITES` (default ``datadoghq.com``).
+        endpoint: the intake URL instead of the site's (``logs.endpoint``); ``/api/v2/logs`` is
+            added unless the path ends with it.
+        hostname: the ``hostname`` of records whose resource has neither ``datadog.host.name``
+            nor ``host.name``; "" or unset: this machine's name.
+        tags: ``key:value`` tags added to every entry's ``ddtags``.
+        env: the ``env:`` tag when the resource has no ``deployment.environment.name``.
+        source: ``ddsource`` (default ``otel_audit``); a resource's ``datadog.log.source`` wins.
+        use_compression, compression_level: gzip the body, at this level (0-9, default 6).
+        fail_on_invalid_key: ask Datadog (``GET /api/v1/validate``) at construction and raise
+            `ValueError` when it says the key is invalid.
+        api_endpoint: where that check goes (default ``https://api.<site>``).
+        timeout, tls, retry, proxy_url, session: transport, as in `HttpLogExporter`.
+    """
+
+    name = "datadog"
+    #: 401, 403, 404, 405 and 407 say the request did not reach an intake that would take it
+    #: (a wrong or revoked key, a wrong endpoint): the records are fine, so they are retried per
+    #: retry_on_failure and then given up as "failed" (kept by a durable spool, which tries again
+    #: later), never "rejected" (which a spool drops). Set to False to treat them as rejections.
+    RETRY_REFUSALS = True
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        site: str | None = None,
+        endpoint: str | None = None,
+        hostname: str | None = None,
+        tags: Sequence[str] | None = None,
+        env: str | None = None,
+        source: str | None = None,
+        use_compression: bool | None = None,
+        compression_level: int | None = None,
+        fail_on_invalid_key: bool | None = None,
+        api_endpoint: str | None = None,
+        timeout: float | None = None,
+        tls: TlsSettings | None = None,
+        retry: RetrySettings | None = None,
+        proxy_url: str | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        if api_key is None:
+            api_key = _env("api_key")
+            if api_key is None:
+                raise ValueError("no Datadog API key: pass api_key, or set OTEL_AUDIT_DATADOG_API_KEY or DD_API_KEY")
+        self._api_key = _check_key(api_key)
+
+        if site is None:
+            env_site = _env("site")
+            site = DEFAULT_SITE
+            if env_site is not None:
+                try:
+                    site = _check_site(env_site)
+                except ValueError as exc:
+                    _log.warning("%s: %s; using %s", _env_var_name("site"), exc, DEFAULT_SITE)
+        self.site = _check_site(site)
+
+        if endpoint is None:
+            env_endpoint = _env("endpoint")
+            if env_endpoint is not None:
+                try:
+                    endpoint = _check_endpoint(env_endpoint)
+                except ValueError as exc:
+                    _log.warning("%s: %s; using the site's intake", _env_var_name("endpoint"), exc)
+        self.url = _check_endpoint(endpoint) if endpoint is not None else intake_url(self.site)
+        self.api_endpoint = (api_endpoint or f"https://api.{self.site}").rstrip("/")
+
+        if hostname is None:
+            hostname = _env("hostname") or ""
+        if not isinstance(hostname, str) or len(hostname) > 255 or any(c.isspace() for c in hostname):
+            raise ValueError(f"hostname {hostname!r} must be a host name without spaces, at most 255 characters")
+        self.hostname = hostname or socket.gethostname()
+
+        if tags is None:
+            env_tags = _env("tags")
+            tags = ()
+            if env_tags is not None:
+                try:
+                    tags = _check_tags(_split_tags(env_tags), _env_var_name("tags"))
+                except ValueError as exc:
+                    _log.warning("%s; no tags added", exc)
+                    tags = ()
+        self.tags = _check_tags(tags, "tags")
+
+        if env is None:
+            env = _env("env") or ""
+        if not isinstance(env, str) or "," in env:
+            raise ValueError(f"env must be a string without commas, got {env!r}")
+        self.env = env.strip()
+
+        if source is None:
+            source = _env("source") or DEFAULT_SOURCE
+        if not isinstance(source, str) or not source.strip():
+            raise ValueError(f"source (ddsource) must be a non-empty string, got {source!r}")
+        self.source = source.strip()
+
+        if use_compression is None:
+            use_compression = _env_bool("use_compression", True)
+        if not isinstance(use_compression, bool):
+            raise ValueError(f"use_compression must be true or false, got {use_compression!r}")
+        if compression_level is None:
+            compression_level = 6
+            text = _env("compression_level")
+            if text is not None:
+                if text.isdigit() and 0 <= int(text) <= 9:
+                    compression_level = int(text)
+                else:
+                    _log.warning("%s=%r is not a level from 0 to 9; using 6", _env_var_name("compression_level"), text)
+        level = compression_level
+        if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 9:
+            raise ValueError(f"compression_level must be an integer from 0 to 9, got {compression_level!r}")
+        self.compression_level = compression_level
+
+        if timeout is None:
+            timeout = DEFAULT_TIMEOUT
+            text = _env("timeout")
+            if text is not None:
+                try:
+                    seconds = duration(text, _env_var_name("timeout"))
+                    if seconds <= 0:
+                        raise ConfigError(f"{_env_var_name('timeout')}: must be more than zero")
+                    timeout = seconds
+                except ConfigError as exc:
+                    _log.warning("%s; using %.0fs", exc, DEFAULT_TIMEOUT)
+        if fail_on_invalid_key is None:
+            fail_on_invalid_key = _env_bool("fail_on_invalid_key", False)
+        self.fail_on_invalid_key = bool(fail_on_invalid_key)
+
+        super().__init__(timeout=timeout, tls=tls, retry=retry, compression=use_compression, session=session)
+        if proxy_url:
+            self.session.proxies = {"http": proxy_url, "https": proxy_url}
+        self.dd_counters = DatadogCounters()
+        self._local = threading.local()
+        self._resources: dict[int, tuple[Any, tuple[str, str, str, str, dict[str, str]]]] = {}
+        self._headers = {
+            "DD-API-KEY": self._api_key,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": "otel-audit-datadog-exporter",
+        }
+        if self.fail_on_invalid_key:
+            self.check_key()
+
+    def __repr__(self) -> str:
+        return f"DatadogLogExporter(site={self.site!r}, url={self.url!r}, source={self.source!r})"
+
+    # -- configuration ----------------------------------------------------------------------------
+
+    #: Keys of the contrib block that configure metrics, traces or host metadata, not logs:
+    #: accepted and ignored, so that a collector's block works here unchanged.
+    IGNORED_KEYS = ("metrics", "traces", "only_metadata")
+    #: confighttp settings of connection pooling that requests manages itself: accepted, ignored.
+    IGNORED_HTTP_KEYS = ("read_buffer_size", "write_buffer_size", "max_idle_conns", "max_idle_conns_per_host",
+                         "max_conns_per_host", "idle_conn_timeout", "disable_keep_alives", "force_attempt_http2")
+    #: confighttp settings the contrib exporter refuses ("not respected by Datadog exporter").
+    REJECTED_HTTP_KEYS = ("endpoint", "headers", "compression", "auth", "http2_read_idle_timeout",
+                          "http2_ping_timeout")
+    KEYS = ("api", "hostname", "logs", "host_metadata", "timeout", "tls", "retry_on_failure", "proxy_url",
+            "sending_queue", "batch", *IGNORED_KEYS, *IGNORED_HTTP_KEYS)
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any], *, where: str) -> DatadogLogExporter:
+        """Build the exporter from a contrib ``datadog`` exporter block; ConfigError names the key."""
+        if cfg is None:
+            cfg = {}
+        if not isinstance(cfg, Mapping):
+            raise ConfigError(f"{where}: expected a mapping of settings, got {type(cfg).__name__}")
+        for key in cfg:
+            if key in cls.REJECTED_HTTP_KEYS:
+                hint = {"endpoint": "set logs.endpoint (or api.site) instead",
+                        "compression": "use logs.use_compression and logs.compression_level",
+                        "headers": "the API key goes in api.key"}.get(key, "remove it")
+                raise ConfigError(f"{where}.{key}: not supported by the datadog exporter (as in the collector); {hint}")
+            if key == "tags":
+                raise ConfigError(f"{where}.tags: the collector moved this key to host_metadata.tags; use that")
+            if key not in cls.KEYS:
+                raise ConfigError(f"{where}.{key}: unknown key; valid keys: api, hostname, logs, host_metadata, "
+                                  "timeout, tls, retry_on_failure, proxy_url")
+        kw: dict[str, Any] = {}
+        common = common_settings({k: v for k, v in cfg.items() if k in ("timeout", "tls", "retry_on_failure")}, where)
+        kw["tls"] = common["tls"]
+        kw["retry"] = common["retry"]
+        kw["timeout"] = common.get("timeout", DEFAULT_TIMEOUT)
+        if kw["timeout"] <= 0:
+            raise ConfigError(f"{where}.timeout: must be more than zero, e.g. 15s")
+
+        api = _section(cfg, "api", where, ("key", "site", "fail_on_invalid_key"))
+        w = f"{where}.api.key"
+        key = api.get("key")
+        if key is None or (isinstance(key, str) and not key.strip()):
+            raise ConfigError(f"{w}: missing; set it to your Datadog API key, e.g. key: ${{env:DD_API_KEY}}")
+        try:
+            kw["api_key"] = _check_key(key)
+        except ValueError as exc:
+            raise ConfigError(f"{w}: {exc}") from None
+        site = api.get("site", DEFAULT_SITE)
+        try:
+            kw["site"] = _check_site(site)
+        except ValueError as exc:
+            raise ConfigError(f"{where}.api.site: {exc}") from None
+        kw["fail_on_invalid_key"] = _bool(api.get("fail_on_invalid_key", False), f"{where}.api.fail_on_invalid_key")
+
+        hostname = cfg.get("hostname", "")
+        if not isinstance(hostname, str) or len(hostname) > 255 or any(c.isspace() for c in hostname):
+            raise ConfigError(f"{where}.hostname: must be a host name without spaces, got {hostname!r}")
+        kw["hostname"] = hostname
+
+        logs = _section(cfg, "logs", where, ("endpoint", "use_compression", "compression_level", "batch_wait",
+                                              "dump_payloads"))
+        if "endpoint" in logs:
+            try:
+                kw["endpoint"] = _check_endpoint(logs["endpoint"])
+            except ValueError as exc:
+                raise ConfigError(f"{where}.logs.endpoint: {exc}") from None
+        kw["use_compression"] = _bool(logs.get("use_compression", True), f"{where}.logs.use_compression")
+        level = logs.get("compression_level", 6)
+        if isinstance(level, str) and level.strip().isdigit():
+            level = int(level)
+        if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 9:
+            raise ConfigError(f"{where}.logs.compression_level: must be an integer from 0 to 9, got {level!r}")
+        kw["compression_level"] = level
+        if "batch_wait" in logs:
+            # The logs agent's batching window, in seconds (1-60). Batching here is the
+            # BatchLogRecordProcessor's (batch.flush_timeout); the value is checked, then unused.
+            bw = logs["batch_wait"]
+            if isinstance(bw, bool) or not isinstance(bw, int) or not 1 <= bw <= 60:
+                raise ConfigError(f"{where}.logs.batch_wait: must be a whole number of seconds from 1 to 60")
+        if "dump_payloads" in logs:
+            _bool(logs["dump_payloads"], f"{where}.logs.dump_payloads")  # a collector debug switch; unused
+
+        hm = _section(cfg, "host_metadata", where, ("enabled", "hostname_source", "tags", "reporter_period"))
+        # Host tags: Datadog puts them on every log of the host, so they go into ddtags here.
+        tags = hm.get("tags", [])
+        try:
+            kw["tags"] = _check_tags(tags, f"{where}.host_metadata.tags")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+        proxy = cfg.get("proxy_url")
+        if proxy is not None:
+            if not isinstance(proxy, str) or urlsplit(proxy).scheme not in ("http", "https", "socks5", "socks5h"):
+                raise ConfigError(f"{where}.proxy_url: must be a proxy URL such as http://proxy:3128")
+            kw["proxy_url"] = proxy
+        metrics = cfg.get("metrics")
+        if isinstance(metrics, Mapping) and isinstance(metrics.get("endpoint"), str):
+            kw["api_endpoint"] = metrics["endpoint"]  # the collector checks the key against it too
+        kw["env"] = ""  # a config block says everything: no DD_ENV from the environment
+        kw["source"] = DEFAULT_SOURCE
+        try:
+            return cls(**kw)
+        except InvalidKeyError as exc:
+            raise ConfigError(f"{where}.api.key: {exc}") from None
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
+    def check_key(self) -> None:
+        """Ask Datadog whether the API key is valid; raises ValueError when it says no.
+
+        A network failure is logged and passed over: it says nothing about the key.
+        """
+        url = f"{self.api_endpoint}{VALIDATE_PATH}"
+        try:
+            resp = self.session.get(url, headers={"DD-API-KEY": self._api_key, "Accept": "application/json"},
+                                    timeout=self.timeout)
+        except requests.RequestException as exc:
+            _log.warning("cannot check the Datadog API key at %s (%s); going on", url, type(exc).__name__)
+            return
+        if resp.status_code in (401, 403):
+            raise InvalidKeyError(f"Datadog says the API key is invalid for site {self.site} "
+                             f"(HTTP {resp.status_code} from {url}); check api.key and api.site")
+        if resp.status_code != 200:
+            _log.warning("cannot check the Datadog API key at %s: HTTP %d; going on", url, resp.status_code)
+
+    # -- encoding ---------------------------------------------------------------------------------
+
+    def _resource_part(self, resource: Any) -> tuple[str, str, str, str, dict[str, str]]:
+        """(ddsource, ddtags so far, hostname, service, other resource attributes) of a resource, cached."""
+        hit = self._resources.get(id(resource))
+        if hit is not None and hit[0] is resource:
+            return hit[1]
+        res = _plain(resource.attributes) if resource is not None else {}
+        extra: dict[str, str] = {}
+        # Resource attributes travel as strings, as the contrib exporter sends them.
+        for k, v in res.items():
+            if k not in ("service.name", "host.name", "datadog.host.name", "datadog.log.source") and v is not None:
+                extra[f"otel.attr.{k}" if k in _RESERVED else k] = v if isinstance(v, str) else str(v)
+        tags = list(self.tags)
+        env = res.get("deployment.environment.name") or res.get("deployment.environment") or self.env
+        if env:
+            tags.append(_normalize_tag(f"env:{env}"))
+        part = (str(res.get("datadog.log.source") or self.source), ",".join(tags),
+                str(res.get("datadog.host.name") or res.get("host.name") or self.hostname),
+                str(res.get("service.name") or ""), extra)
+        if len(self._resources) > 64:
+            self._resources.clear()
+        self._resources[id(resource)] = (resource, part)
+        return part
+
+    def _entry(self, readable: Any, now_ns: int) -> bytes:
+        """One record as one Datadog log entry (JSON bytes), at most MAX_ENTRY_BYTES long."""
+        lr = readable.log_record
+        otlp = _encode_log_record(readable)
+        otlp_text = orjson.dumps(otlp).decode()
+        source, tags, host, service, extra = self._resource_part(readable.resource)
+        attrs = _plain(lr.attributes)
+        ts = lr.timestamp or lr.observed_timestamp or now_ns
+        sev = lr.severity_number.value if lr.severity_number is not None else 0
+        category = attrs.get("audit.category")
+        if isinstance(category, str) and category:
+            cat = _normalize_tag(f"audit_category:{category}")
+            tags = f"{tags},{cat}" if tags else cat
+
+        entry: dict[str, Any] = {
+            "ddsource": source,
+            "ddtags": tags,
+            "hostname": host,
+            "service": service,
+            "status": status_of(sev, lr.severity_text or ""),
+            "message": _message(lr.body),
+        }
+        if now_ns - ts > _RESTAMP_AFTER_NS:
+            # Datadog takes a timestamp at most 18 h old; an older record (a long outage drained
+            # from a spool) is stamped with now, flagged, and keeps its own time in otel.timestamp
+            # and in audit.otlp, so that it is still indexed and still verifies.
+            entry["timestamp"] = now_ns // 1_000_000
+            entry["otel_audit.restamped"] = True
+            self.dd_counters.restamped += 1
+        else:
+            entry["timestamp"] = ts // 1_000_000
+        entry["otel.timestamp"] = str(ts)
+        if sev:
+            entry["otel.severity_number"] = sev
+        if lr.severity_text:
+            entry["otel.severity_text"] = lr.severity_text
+        if lr.trace_id:
+            entry["otel.trace_id"] = format(lr.trace_id, "032x")
+            entry["dd.trace_id"] = str(lr.trace_id & 0xFFFFFFFFFFFFFFFF)
+        if lr.span_id:
+            entry["otel.span_id"] = format(lr.span_id, "016x")
+            entry["dd.span_id"] = str(lr.span_id)
+        if lr.event_name:
+            entry["evt.name"] = lr.event_name
+        entry.update(extra)  # the record's own attributes come after, and win
+        for k, v in attrs.items():
+            t = type(v)
+            if t is str or t is int or t is bool:
+                entry[f"otel.attr.{k}" if k in _RESERVED else k] = v
+                continue
+            flat: dict[str, Any] = {}
+            _flatten(k, v, flat)
+            for fk, fv in flat.items():
+                entry[f"otel.attr.{fk}" if fk in _RESERVED else fk] = fv
+        for k, alias in STANDARD_ALIASES.items():
+            v = attrs.get(k)
+            if isinstance(v, (str, int, float)) and not isinstance(v, bool):
+                entry[alias] = v
+        entry["audit.otlp"] = otlp_text
+        data = orjson.dumps(entry)
+        if len(data) <= MAX_ENTRY_BYTES:
+            return data
+        return self._shrink(entry, len(data), attrs)
+
+    def _shrink(self, entry: dict[str, Any], size: int, attrs: Mapping[str, Any]) -> bytes:
+        # Datadog would truncate this log, cutting audit.otlp short and the record with it. The
+        # searchable copies are expendable, the signed one is not: the message becomes a preview
+        # and every big searchable value is dropped (named in otel_audit.shrunk). If audit.otlp
+        # alone is still too big, the record is refused here, loudly, rather than sent to be cut:
+        # a truncated record could never verify, and a refusal is counted and shows as a missing
+        # seq in verification instead of passing unnoticed.
+        dropped = []
+        msg = entry["message"]
+        if len(msg) > _PREVIEW_CHARS:
+            entry["message"] = msg[:_PREVIEW_CHARS] + " [cut by otel-audit: the full body is in audit.otlp]"
+            dropped.append("message")
+        for k in list(entry):
+            if k in ("audit.otlp", "message", "ddtags"):
+                continue
+            if len(orjson.dumps(entry[k])) > _BIG_VALUE_BYTES:
+                del entry[k]
+                dropped.append(k)
+        entry["otel_audit.shrunk"] = dropped
+        data = orjson.dumps(entry)
+        if len(data) > MAX_ENTRY_BYTES:
+            raise _TooLarge(
+                f"its OTLP/JSON is {len(entry['audit.otlp'])} bytes and the entry {len(data)} bytes; Datadog "
+                f"truncates logs over {MAX_ENTRY_BYTES} bytes, which would make the record unverifiable, so it "
+                "was not sent (make the body or attributes smaller, e.g. hash large values in redaction)")
+        self.dd_counters.shrunk += 1
+        _log.warning("datadog: audit record seq %s of stream %s is %d bytes, over Datadog's 1 MB log limit; its "
+                     "searchable copies were cut (%s), audit.otlp is intact", attrs.get("audit.stream.seq", "?"),
+                     attrs.get("audit.stream.id", "?"), size, ", ".join(dropped))
+        return data
+
+    def _requests(self, batch: Sequence[Any]) -> list[Request]:
+        now = time.time_ns()
+        entries: list[bytes] = []
+        refused = 0
+        for readable in batch:
+            try:
+                entries.append(self._entry(readable, now))
+            except (TypeError, ValueError) as exc:  # _TooLarge, or a value OTLP cannot carry
+                refused += 1
+                self._refuse(readable, exc)
+        self._local.refused = getattr(self._local, "refused", 0) + refused
+        out: list[Request] = []
+        chunk: list[bytes] = []
+        size = 2
+        for data in entries:
+            if chunk and (len(chunk) >= MAX_ENTRIES or size + len(data) + 1 > MAX_PAYLOAD_BYTES):
+                out.append(self._request(chunk))
+                chunk, size = [], 2
+            chunk.append(data)
+            size += len(data) + 1
+        if chunk:
+            out.append(self._request(chunk))
+        return out
+
+    def _refuse(self, readable: Any, exc: Exception) -> None:
+        lr = readable.log_record
+        attrs = lr.attributes or {}
+        sid, seq = attrs.get("audit.stream.id", "?"), attrs.get("audit.stream.seq", "?")
+        which = f"{lr.event_name or 'record'} (stream {sid} seq {seq})"
+        reason = f"{which} not sent: {exc}"
+        if isinstance(exc, _TooLarge):
+            self.dd_counters.too_large += 1
+        self.counters.rejected += 1
+        self._reason(reason)
+        _log.error("datadog refused to send an audit record: %s", reason)
+
+    def _request(self, entries: list[bytes]) -> Request:
+        body = b"[" + b",".join(entries) + b"]"
+        headers = dict(self._headers)
+        if self.compression:
+            headers["Content-Encoding"] = "gzip"
+            body = gzip.compress(body, compresslevel=self.compression_level)
+        return Request("POST", self.url, body, headers, len(entries), _Batch(entries))
+
+    # -- judging Datadog's answers ----------------------------------------------------------------
+
+    def _judge(self, request: Request, response: requests.Response) -> Verdict:
+        status = response.status_code
+        if 200 <= status < 300:
+            return Verdict(delivered=request.records)
+        reason = f"HTTP {status} {_error_text(response)}"
+        if status == 413:
+            ctx: _Batch = request.context
+            if len(ctx.entries) > 1:
+                half = len(ctx.entries) // 2
+                ctx.split = [self._request(ctx.entries[:half]), self._request(ctx.entries[half:])]
+                self.dd_counters.splits += 1
+                _log.warning("datadog: %s for %d entries; sending them in two halves", reason, len(ctx.entries))
+                return Verdict(reason=reason)
+            return Verdict(rejected=1, reason=f"{reason}: one entry is too large for the intake")
+        if status in (401, 403, 404, 405, 407) or 300 <= status < 400:
+            hint = ("check api.key and api.site (a key works only on its own site)" if status in (401, 403)
+                    else "check logs.endpoint and proxy_url")
+            if self.RETRY_REFUSALS:
+                return Verdict(retry=request, reason=f"{reason}; {hint}")
+            return Verdict(rejected=request.records, reason=f"{reason}; {hint}")
+        if status in (408, 425, 429) or status >= 500:
+            wait = retry_after_seconds(response.headers.get("Retry-After"))
+            if wait is None and status == 429:
+                # Datadog's rate limit headers: X-RateLimit-Reset is the seconds until the window resets.
+                wait = retry_after_seconds(response.headers.get("X-RateLimit-Reset"))
+            return Verdict(retry=request, retry_after=wait, reason=reason)
+        return Verdict(rejected=request.records, reason=reason)
+
+    def _send(self, req: Request) -> bool:
+        ok = super()._send(req)
+        ctx = req.context
+        if isinstance(ctx, _Batch) and ctx.split:
+            halves, ctx.split = ctx.split, None
+            for half in halves:
+                ok = self._send(half) and ok
+        return ok
+
+    def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
+        self._local.refused = 0
+        result = super().export(batch)
+        if self._local.refused and result is LogRecordExportResult.SUCCESS:
+            # records refused before sending (too large, unencodable) are permanent rejections
+            self.last_permanent = True
+            return LogRecordExportResult.FAILURE
+        return result
+
+
+def _error_text(response: requests.Response) -> str:
+    """Datadog's reason: errors[].title/detail (intake) or errors[] strings (other APIs), shortened."""
+    text = ""
+    try:
+        doc = response.json()
+    except ValueError:
+        doc = None
+    if isinstance(doc, Mapping) and isinstance(doc.get("errors"), list):
+        parts = []
+        for e in doc["errors"][:3]:
+            if isinstance(e, Mapping):
+                parts.append(": ".join(str(e[k]) for k in ("title", "detail") if e.get(k)))
+            else:
+                parts.append(str(e))
+        text = "; ".join(p for p in parts if p)
+    if not text:
+        text = (response.reason or "") + (f": {response.text.strip()}" if response.text.strip() else "")
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
+def _section(cfg: Mapping[str, Any], name: str, where: str, keys: Sequence[str]) -> Mapping[str, Any]:
+    value = cfg.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}.{name}: expected a mapping ({', '.join(keys)})")
+    for k in value:
+        if k not in keys:
+            raise ConfigError(f"{where}.{name}.{k}: unknown key; valid keys: {', '.join(keys)}")
+    return value
+
+
+def _bool(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ConfigError(f"{where}: must be true or false, got {value!r}")

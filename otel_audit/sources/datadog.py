@@ -1,0 +1,517 @@
+"""Read audit records back out of Datadog, for verification.
+
+The Datadog exporter puts each record's own OTLP/JSON logRecord into the log's ``audit.otlp``
+attribute. This module finds it again in what Datadog gives back:
+
+* a Logs Search API v2 response page (``POST /api/v2/logs/events/search``)::
+
+      {"data": [{"id": "...", "type": "log",
+                 "attributes": {"attributes": {...}, "message": "...", "service": "...",
+                                "status": "...", "tags": [...], "timestamp": "...", "host": "..."}}],
+       "links": {"next": "..."}, "meta": {"page": {"after": "..."}, ...}}
+
+* a JSON array of such pages, a JSON array of their ``data`` items, or either one per line
+  (NDJSON), as tools that page through the API save them;
+* a v1 log list response (``{"logs": [{"id": ..., "content": {...}}], "nextLogId": ...}``);
+* a CSV download of the Log Explorer, if it has an ``audit.otlp`` (or ``@audit.otlp``) column.
+  Datadog does not document the CSV's columns: this is read on a best-effort basis, columns
+  named like the attributes (``@user.id`` or ``user.id``) being cross-checked when present.
+
+Datadog may show dotted attribute names nested (``{"audit": {"stream": {"seq": 4}}}``) or flat
+(``{"audit.stream.seq": 4}``); both are read.
+
+Next to every record it cross-checks the searchable fields an analyst sees against the signed
+record: event name, ``user.id``, ``audit.outcome``, the timestamp, ``audit.stream.id`` and
+``audit.stream.seq``. A searchable field altered at rest while ``audit.otlp`` was left alone
+is a mismatch, reported with the stream and seq.
+
+No OpenTelemetry SDK imports: a verifier needs only the data and the public keys.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import gzip
+import io
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from otel_audit.errors import InputError
+from otel_audit.otlpjson import decode_attributes
+from otel_audit.verify import Report, Verifier
+
+__all__ = [
+    "SEARCH_PATH",
+    "DatadogReader",
+    "Event",
+    "cross_check",
+    "is_missing",
+    "iter_events",
+    "load_events",
+    "lookup",
+    "search_pages",
+    "verify_export",
+]
+
+_log = logging.getLogger(__name__)
+
+SEARCH_PATH = "/api/v2/logs/events/search"
+OTLP_FIELD = "audit.otlp"
+_MAX_LISTED = 100  # problems and mismatches copied into a report
+_MISSING: Any = object()
+
+
+@dataclass
+class Event:
+    """One Datadog log event, whatever format it came in."""
+
+    where: str
+    id: str | None
+    attributes: Mapping[str, Any]  # the log's own attributes (``attributes.attributes``)
+    timestamp: Any = None  # Datadog's official date: ISO 8601 text or epoch milliseconds
+    message: Any = None
+    service: Any = None
+    host: Any = None
+    status: Any = None
+    tags: list[str] = field(default_factory=list)
+    columns: frozenset[str] | None = None  # a CSV's columns: only these fields can be checked
+
+
+def lookup(attributes: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted attribute path, whether Datadog shows it flat, nested or mixed.
+
+    Returns the module's ``_MISSING`` sentinel when it is absent.
+    """
+    if path in attributes:
+        return attributes[path]
+    parts = path.split(".")
+    for i in range(1, len(parts)):
+        sub = attributes.get(".".join(parts[:i]))
+        if isinstance(sub, Mapping):
+            found = lookup(sub, ".".join(parts[i:]))
+            if found is not _MISSING:
+                return found
+    return _MISSING
+
+
+def is_missing(value: Any) -> bool:
+    """True for the value `lookup` returns when a path is absent."""
+    return value is _MISSING
+
+
+# -- the formats -----------------------------------------------------------------------------------
+
+
+def _event_of(item: Any, where: str) -> Event | None:
+    if not isinstance(item, Mapping):
+        return None
+    eid = item.get("id")
+    if "content" in item and isinstance(item["content"], Mapping):  # v1 log list
+        body = item["content"]
+    elif isinstance(item.get("attributes"), Mapping):  # v2 search
+        body = item["attributes"]
+    else:
+        return None
+    attrs = body.get("attributes")
+    tags = body.get("tags")
+    return Event(
+        where=f"{where} (id {eid})" if eid else where,
+        id=eid if isinstance(eid, str) else None,
+        attributes=attrs if isinstance(attrs, Mapping) else {},
+        timestamp=body.get("timestamp"),
+        message=body.get("message"),
+        service=body.get("service"),
+        host=body.get("host"),
+        status=body.get("status"),
+        tags=[t for t in tags if isinstance(t, str)] if isinstance(tags, list) else [],
+    )
+
+
+def iter_events(doc: Any, where: str = "<datadog>") -> Iterator[Event]:
+    """Every log event of a decoded Datadog document: a search page, a list of pages or of events,
+    or a v1 log list. Raises InputError for anything else."""
+    if isinstance(doc, Mapping):
+        if isinstance(doc.get("data"), list):
+            for i, item in enumerate(doc["data"]):
+                ev = _event_of(item, f"{where} #{i}")
+                if ev is None:
+                    raise InputError(f"{where} #{i}: not a Datadog log event (no attributes)")
+                yield ev
+            return
+        if isinstance(doc.get("logs"), list):
+            for i, item in enumerate(doc["logs"]):
+                ev = _event_of(item, f"{where} #{i}")
+                if ev is None:
+                    raise InputError(f"{where} #{i}: not a Datadog log (no content)")
+                yield ev
+            return
+        if "errors" in doc and "data" not in doc:
+            raise InputError(f"{where}: a Datadog error response, not logs: {str(doc['errors'])[:200]}")
+        ev = _event_of(doc, where)
+        if ev is None:
+            raise InputError(f"{where}: not a Datadog log search response (no data) nor a log event")
+        yield ev
+        return
+    if isinstance(doc, list):
+        for i, item in enumerate(doc):
+            if isinstance(item, Mapping) and ("data" in item or "logs" in item):
+                yield from iter_events(item, f"{where} page {i}")
+            else:
+                ev = _event_of(item, f"{where} #{i}")
+                if ev is None:
+                    raise InputError(f"{where} #{i}: neither a Datadog log event nor a search response page")
+                yield ev
+        return
+    raise InputError(f"{where}: expected a Datadog search response (a JSON object or array), "
+                     f"got {type(doc).__name__}")
+
+
+def _csv_events(text: str, where: str) -> Iterator[Event]:
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames or not any(_column(h) == OTLP_FIELD for h in reader.fieldnames):
+        raise InputError(f"{where}: a CSV without an audit.otlp column; add the @audit.otlp column to the "
+                         "Log Explorer's list before downloading, or use the Logs Search API")
+    columns = frozenset(_column(h) for h in reader.fieldnames)
+    for n, row in enumerate(reader, 2):
+        attrs: dict[str, Any] = {}
+        ev = Event(where=f"{where}:{n}", id=None, attributes=attrs, columns=columns)
+        for header, value in row.items():
+            if header is None or value is None or value == "":
+                continue
+            name = _column(header)
+            low = name.lower()
+            if low in ("date", "timestamp"):
+                ev.timestamp = value
+            elif low == "host":
+                ev.host = value
+            elif low == "service":
+                ev.service = value
+            elif low in ("message", "content"):
+                ev.message = value
+            elif low == "status":
+                ev.status = value
+            elif low == "tags":
+                ev.tags = [t.strip() for t in value.split(",") if t.strip()]
+            else:
+                attrs[name] = value
+        yield ev
+
+
+def _column(header: str) -> str:
+    h = header.strip()
+    return h[1:] if h.startswith("@") else h
+
+
+def load_events(source: str | os.PathLike[str] | bytes, where: str | None = None) -> Iterator[Event]:
+    """The events of a file (or its bytes): JSON, NDJSON or CSV, optionally gzip-compressed."""
+    if isinstance(source, bytes):
+        data, name = source, where or "<bytes>"
+    else:
+        path = Path(source)
+        name = where or str(path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise InputError(f"{name}: broken gzip data: {exc}") from None
+    stripped = data.lstrip()
+    if not stripped:
+        raise InputError(f"{name}: empty")
+    if stripped[:1] in (b"{", b"["):
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            doc = _MISSING
+        if doc is not _MISSING:
+            yield from iter_events(doc, name)
+            return
+        for n, line in enumerate(data.splitlines(), 1):  # NDJSON: a page or an event per line
+            if not line.strip():
+                continue
+            try:
+                doc = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise InputError(f"{name}:{n}: not JSON: {exc}") from None
+            yield from iter_events(doc, f"{name}:{n}")
+        return
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(f"{name}: neither JSON nor UTF-8 CSV") from None
+    yield from _csv_events(text, name)
+
+
+# -- cross-checks ----------------------------------------------------------------------------------
+
+
+def _same(expected: Any, actual: Any) -> bool:
+    """Equal as Datadog keeps values: numbers as doubles, CSV cells as text."""
+    if isinstance(expected, bool):
+        return actual is expected or (isinstance(actual, str) and actual.lower() == str(expected).lower())
+    if isinstance(expected, (int, float)):
+        if isinstance(actual, bool):
+            return False
+        try:
+            return float(actual) == float(expected)
+        except (TypeError, ValueError):
+            return False
+    if isinstance(expected, str):
+        if isinstance(actual, str):
+            return actual == expected
+        return isinstance(actual, (int, float)) and not isinstance(actual, bool) and str(actual) == expected
+    return bool(actual == expected)
+
+
+def _millis(value: Any) -> int | None:
+    """Datadog's date as epoch milliseconds: ISO 8601 text or a number of milliseconds."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return int(text)
+        try:
+            when = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=_dt.timezone.utc)
+        delta = when - _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+        return (delta.days * 86400 + delta.seconds) * 1000 + delta.microseconds // 1000
+    return None
+
+
+def cross_check(event: Event, record: Mapping[str, Any]) -> list[str]:
+    """Mismatches between an event's searchable fields and its signed record, one message each."""
+    try:
+        attrs = decode_attributes(record.get("attributes"))
+    except ValueError as exc:
+        return [f"{event.where}: audit.otlp has malformed attributes: {exc}"]
+    sid, seq = attrs.get("audit.stream.id"), attrs.get("audit.stream.seq")
+    which = f"stream {sid} seq {seq}" if sid is not None else "an unsigned record"
+    searchable = event.attributes
+    shrunk = lookup(searchable, "otel_audit.shrunk")
+    dropped = set(shrunk) if isinstance(shrunk, list) else set()
+    out: list[str] = []
+
+    def check(path: str, expected: Any, *, required: bool = True) -> None:
+        if event.columns is not None and path not in event.columns:
+            return  # a CSV download without this column says nothing about it
+        actual = lookup(searchable, path)
+        if actual is _MISSING:
+            if expected is not None and required and path not in dropped:
+                out.append(f"{event.where}: searchable field {path} is missing; the signed record has "
+                           f"{expected!r} ({which})")
+            return
+        if expected is None:
+            if required:
+                out.append(f"{event.where}: searchable field {path} is {actual!r} but the signed record has "
+                           f"no such value ({which})")
+            return
+        if not _same(expected, actual):
+            out.append(f"{event.where}: searchable field {path} is {actual!r} but the signed record has "
+                       f"{expected!r} ({which})")
+
+    check("evt.name", record.get("eventName") or None)
+    check("user.id", attrs.get("user.id"))
+    check("usr.id", attrs.get("user.id"), required=False)
+    check("audit.outcome", attrs.get("audit.outcome"))
+    check("evt.outcome", attrs.get("audit.outcome"), required=False)
+    check("audit.stream.id", sid)
+    check("audit.stream.seq", seq)
+
+    ns_text = record.get("timeUnixNano")
+    try:
+        ns = int(ns_text) if ns_text is not None else None
+    except (TypeError, ValueError):
+        ns = None
+    if ns:
+        otel_ts = lookup(searchable, "otel.timestamp")
+        if otel_ts is not _MISSING and not _same(str(ns), str(otel_ts)):
+            out.append(f"{event.where}: searchable field otel.timestamp is {otel_ts!r} but the signed record "
+                       f"has {ns} ({which})")
+        restamped = lookup(searchable, "otel_audit.restamped")
+        ms = _millis(event.timestamp)
+        if ms is not None and restamped not in (True, "true") and ms != ns // 1_000_000:
+            out.append(f"{event.where}: Datadog's timestamp is {event.timestamp!r} but the signed record's "
+                       f"time is {_dt.datetime.fromtimestamp(ns / 1e9, _dt.timezone.utc).isoformat()} ({which})")
+    return out
+
+
+# -- the reader ------------------------------------------------------------------------------------
+
+
+class DatadogReader:
+    """Turns Datadog events into ``(where, OTLP/JSON logRecord)`` pairs, collecting what is wrong.
+
+    ``mismatches``: searchable fields that disagree with the signed record (tampering at rest, or
+    a Datadog pipeline rewriting them). ``problems``: events of ours that cannot be verified
+    (``audit.otlp`` missing or cut short). ``skipped``: events that are not audit records.
+    """
+
+    def __init__(self, *, source: str | None = None) -> None:
+        self.source = source  # ddsource of our events, to tell "not ours" from "ours but broken"
+        self.mismatches: list[str] = []
+        self.problems: list[str] = []
+        self.events = 0
+        self.records = 0
+        self.skipped = 0
+
+    def records_of(self, events: Iterable[Event]) -> Iterator[tuple[str, dict[str, Any]]]:
+        for ev in events:
+            self.events += 1
+            text = lookup(ev.attributes, OTLP_FIELD)
+            if text is _MISSING:
+                if self._looks_ours(ev):
+                    self.problems.append(f"{ev.where}: an audit record without its audit.otlp field; it cannot "
+                                         "be verified (removed at rest, or by a Datadog pipeline)")
+                else:
+                    self.skipped += 1
+                continue
+            try:
+                record = orjson.loads(text) if isinstance(text, (str, bytes)) else _MISSING
+            except orjson.JSONDecodeError as exc:
+                record = _MISSING
+                reason = f"not valid JSON ({exc}); was the log truncated?"
+            else:
+                reason = "not a JSON object"
+            if not isinstance(record, dict):
+                self.problems.append(f"{ev.where}: audit.otlp is {reason}")
+                continue
+            self.records += 1
+            self.mismatches.extend(cross_check(ev, record))
+            yield ev.where, record
+
+    def records_in(self, source: Any, where: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Records of a file path, raw bytes, or an already-decoded document (page, list of pages)."""
+        if isinstance(source, (str, os.PathLike, bytes)):
+            return self.records_of(load_events(source, where))
+        return self.records_of(iter_events(source, where or "<datadog>"))
+
+    def _looks_ours(self, ev: Event) -> bool:
+        if not is_missing(lookup(ev.attributes, "audit.stream.id")):
+            return True
+        return bool(self.source) and f"source:{self.source}" in ev.tags
+
+
+def verify_export(sources: Iterable[Any], keyring: Any, *, allow_open: bool = False,
+                  ignore_unsigned: bool = False, source: str | None = "otel_audit") -> tuple[Report, DatadogReader]:
+    """Verify the audit records in Datadog exports or search pages; mismatches and unverifiable
+    events are added to the report's problems, so the report is ok only when all is well."""
+    reader = DatadogReader(source=source)
+    verifier = Verifier(keyring, allow_open=allow_open, ignore_unsigned=ignore_unsigned)
+    for src in sources:
+        if isinstance(src, (str, os.PathLike)):
+            verifier.report.files += 1
+        for where, record in reader.records_in(src):
+            verifier.add_record(record, where)
+    if reader.records == 0:
+        raise InputError(f"no audit records found in the Datadog data ({reader.events} events, "
+                         f"{len(reader.problems)} without a readable audit.otlp)"
+                         + (f"; first: {reader.problems[0]}" if reader.problems else ""))
+    report = verifier.finish()
+    # A Datadog pipeline rewriting one field would make every event a mismatch: list the first ones
+    report.problems.extend(f"datadog: {p}" for p in reader.problems[:_MAX_LISTED])
+    report.problems.extend(f"datadog: {m}" for m in reader.mismatches[:_MAX_LISTED])
+    hidden = max(0, len(reader.problems) - _MAX_LISTED) + max(0, len(reader.mismatches) - _MAX_LISTED)
+    if hidden:
+        report.problems.append(f"datadog: ... and {hidden} more (see the reader's problems and mismatches)")
+    return report, reader
+
+
+# -- the Logs Search API ---------------------------------------------------------------------------
+
+
+def search_pages(
+    base_url: str,
+    *,
+    api_key: str,
+    app_key: str,
+    query: str = "source:otel_audit",
+    from_: str = "now-15m",
+    to: str = "now",
+    limit: int = 1000,
+    sort: str = "timestamp",
+    indexes: list[str] | None = None,
+    session: Any = None,
+    timeout: float = 30.0,
+    max_wait: float = 300.0,
+) -> Iterator[dict[str, Any]]:
+    """Page through ``POST /api/v2/logs/events/search`` (cursor pagination); yields each response.
+
+    ``base_url`` is the site's API, e.g. ``https://api.datadoghq.eu``. A 429 waits for
+    ``Retry-After`` or ``X-RateLimit-Reset`` (at most ``max_wait`` seconds in all); any other
+    error raises InputError with Datadog's reason. The keys never appear in a message.
+    """
+    import requests  # only this function talks to the network
+
+    if not 1 <= limit <= 1000:
+        raise ValueError(f"limit must be 1 to 1000 (the API's maximum page), got {limit}")
+    own = session is None
+    http = session or requests.Session()
+    url = base_url.rstrip("/") + SEARCH_PATH
+    headers = {"DD-API-KEY": api_key, "DD-APPLICATION-KEY": app_key, "Content-Type": "application/json",
+               "Accept": "application/json"}
+    body: dict[str, Any] = {"filter": {"query": query, "from": from_, "to": to}, "page": {"limit": limit},
+                            "sort": sort}
+    if indexes:
+        body["filter"]["indexes"] = indexes
+    waited = 0.0
+    try:
+        while True:
+            try:
+                resp = http.post(url, data=orjson.dumps(body), headers=headers, timeout=timeout)
+            except requests.RequestException as exc:
+                raise InputError(f"{url}: {type(exc).__name__}") from None
+            if resp.status_code == 429:
+                wait = _wait_of(resp.headers)
+                if waited + wait > max_wait:
+                    raise InputError(f"{url}: rate limited (429) for more than {max_wait:.0f}s")
+                time.sleep(wait)
+                waited += wait
+                continue
+            if resp.status_code != 200:
+                raise InputError(f"{url}: HTTP {resp.status_code}: {_errors(resp)}")
+            try:
+                page = resp.json()
+            except ValueError:
+                raise InputError(f"{url}: the response is not JSON") from None
+            yield page
+            after = ((page.get("meta") or {}).get("page") or {}).get("after")
+            if not after or not page.get("data"):
+                return
+            body["page"]["cursor"] = after
+    finally:
+        if own:
+            http.close()
+
+
+def _wait_of(headers: Mapping[str, str]) -> float:
+    for name in ("Retry-After", "X-RateLimit-Reset"):
+        value = headers.get(name)
+        if value and value.strip().isdigit():
+            return max(0.1, float(value.strip()))
+    return 1.0
+
+
+def _errors(resp: Any) -> str:
+    try:
+        doc = resp.json()
+    except ValueError:
+        return (resp.text or resp.reason or "")[:200]
+    errors = doc.get("errors") if isinstance(doc, Mapping) else None
+    return "; ".join(str(e) for e in errors[:3])[:300] if isinstance(errors, list) else str(doc)[:200]
