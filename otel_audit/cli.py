@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="accept streams without an end checkpoint (a live producer); still checks all else")
     v.add_argument("--ignore-unsigned", action="store_true", help="do not fail on records without integrity attributes")
     v.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    v.add_argument("--source", choices=("auto", "otlp", "splunk", "elastic", "datadog"), default="auto",
+                   help="what the files are: OTLP JSON archives, or Splunk / Elasticsearch / Datadog exports "
+                        "(default: told apart by content)")
 
     k = sub.add_parser("keys", help="manage Ed25519 signing keys and the public keyring")
     ks = k.add_subparsers(dest="keys_command", metavar="ACTION", parser_class=_Parser)
@@ -94,7 +97,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     ring = Keyring.load(args.keys)
     rep = verify_paths(
         args.paths, ring, allow_open=args.allow_open, ignore_unsigned=args.ignore_unsigned,
-        progress=not args.no_progress,
+        progress=not args.no_progress, source=args.source,
     )
     code = EXIT_OK if rep.ok else EXIT_INTEGRITY
     try:

@@ -231,11 +231,24 @@ def _exporter_factories() -> dict[str, Callable[[Mapping[str, Any], str], Any]]:
     from otel_audit.exporters.file import FileLogRecordExporter
     from otel_audit.exporters.otlp import create_otlp_exporter
 
+    from otel_audit.exporters.datadog import DatadogLogExporter
+    from otel_audit.exporters.elastic import ElasticLogExporter
+    from otel_audit.exporters.splunk_hec import SplunkHecLogExporter
+    from otel_audit.exporters.webhook import WebhookLogExporter
+
     return {
         "file": lambda cfg, where: FileLogRecordExporter.from_config(cfg, where=where),
         "otlp": lambda cfg, where: create_otlp_exporter(cfg, where=where, protocol="grpc"),
         "otlphttp": lambda cfg, where: create_otlp_exporter(cfg, where=where, protocol="http"),
+        "splunk_hec": lambda cfg, where: SplunkHecLogExporter.from_config(cfg, where=where),
+        "datadog": lambda cfg, where: DatadogLogExporter.from_config(cfg, where=where),
+        "elasticsearch": lambda cfg, where: ElasticLogExporter.from_config(cfg, where=where),
+        "webhook": lambda cfg, where: WebhookLogExporter.from_config(cfg, where=where),
     }
+
+
+#: exporters that apply `retry_on_failure` themselves (the shared HTTP base); the others get it checked only
+_OWN_RETRY = frozenset({"splunk_hec", "datadog", "elasticsearch", "webhook"})
 
 
 _QUEUE_KEYS = ("sending_queue", "batch", "retry_on_failure")
@@ -512,7 +525,10 @@ def _exporter_plan(
     etype = eid.split("/", 1)[0]
     if etype not in factories:
         raise ConfigError(f"{where}: unknown exporter type {etype!r}; known: {', '.join(sorted(factories))}")
-    cfg, qopts = _split_queue(_plain(_block(doc, "exporters", eid, src)), where)
+    block = _plain(_block(doc, "exporters", eid, src))
+    cfg, qopts = _split_queue(block, where)
+    if etype in _OWN_RETRY and "retry_on_failure" in block:
+        cfg["retry_on_failure"] = block["retry_on_failure"]
     if etype == "file" and cfg.get("path") is not None:
         cfg["path"] = _relative(base, cfg["path"], f"{where}.path")
         if Path(cfg["path"]).is_dir():

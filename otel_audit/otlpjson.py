@@ -250,6 +250,11 @@ def _encode_scope(scope: InstrumentationScope | None) -> dict[str, Any]:
     return out
 
 
+def encode_log_record(readable: ReadableLogRecord) -> dict[str, Any]:
+    """One record as its OTLP/JSON logRecord object (what `logRecords` holds)."""
+    return _encode_log_record(readable)
+
+
 def _encode_log_record(readable: ReadableLogRecord) -> dict[str, Any]:
     record = readable.log_record
     out: dict[str, Any] = {}

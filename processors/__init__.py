@@ -1,6 +1,7 @@
-"""OTel LogRecordProcessors of otel-audit: redaction, then signing."""
+"""OTel LogRecordProcessors of otel-audit: redaction, then signing, then delivery."""
 
 from otel_audit.processors.redaction import RedactionProcessor
 from otel_audit.processors.signing import SigningProcessor
+from otel_audit.processors.spool import SpoolProcessor
 
-__all__ = ["RedactionProcessor", "SigningProcessor"]
+__all__ = ["RedactionProcessor", "SigningProcessor", "SpoolProcessor"]
