@@ -381,13 +381,19 @@ class SpoolProcessor(LogRecordProcessor):
 
     def _flush_retired(self) -> None:
         while self._retired:
-            mm, path, size = self._retired.pop(0)
-            try:
-                mm.flush()
-                mm.close()
-                os.truncate(path, size)
-            except (OSError, ValueError) as exc:
-                _log.error("closing spool segment %s failed: %s", path, exc)
+            self._close_segment(*self._retired.pop(0))
+
+    @staticmethod
+    def _close_segment(mm: mmap.mmap, path: Path, size: int) -> None:
+        """Flush and unmap a finished segment and trim it to its data (it may be delivered and gone)."""
+        try:
+            mm.flush()
+            mm.close()
+            os.truncate(path, size)
+        except FileNotFoundError:
+            pass  # every exporter had it already and it was collected
+        except (OSError, ValueError) as exc:
+            _log.error("closing spool segment %s failed: %s", path, exc)
 
     def _sync_loop(self) -> None:
         """Group commit: msync what was written since the last pass, outside the write lock."""
@@ -401,12 +407,7 @@ class SpoolProcessor(LogRecordProcessor):
             dirty, self._dirty = self._dirty, False
             mm, upto = self._mm, self._sizes[self._seg]
         for old_mm, path, size in retired:
-            try:
-                old_mm.flush()
-                old_mm.close()
-                os.truncate(path, size)
-            except (OSError, ValueError) as exc:
-                _log.error("closing spool segment %s failed: %s", path, exc)
+            self._close_segment(old_mm, path, size)
         if dirty and upto:
             try:
                 mm.flush(0, min(upto + mmap.PAGESIZE - upto % mmap.PAGESIZE, len(mm)))
