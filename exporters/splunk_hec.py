@@ -1,0 +1,1054 @@
+"""Export audit records to Splunk's HTTP Event Collector (``POST /services/collector/event``).
+
+Each record becomes one HEC event envelope::
+
+    {"time": 1700000000.123, "host": "gw-1", "source": "otel-audit", "sourcetype": "_json",
+     "index": "audit",
+     "event": {"event_name": "...", "otel.log.severity.text": "INFO", "otel.log.severity.number": 9,
+               "body": ..., "user.id": "u-1", "audit.outcome": "success", ...,
+               "audit.otlp": "{\\"timeUnixNano\\":\\"...\\", ...}"},
+     "fields": {"event_name": "...", "audit.stream.id": "...", "audit.stream.seq": "12",
+                "audit.outcome": "success", "user.id": "u-1"}}
+
+``event`` holds what an analyst searches: the event name, the severity, the body, the record's
+(and its resource's) attributes flattened to dotted keys, and ``audit.otlp``, the record's own
+OTLP/JSON logRecord, from which ``otel-audit verify`` proves the record whatever happened to the
+searchable copies (see ``otel_audit.sources.splunk``). ``fields`` are index-time fields: flat,
+string values only, as HEC requires (anything else is refused with code 15).
+
+Envelopes are concatenated (HEC's batch format, not a JSON array) into requests of at most
+``max_content_length_logs`` bytes before compression, so a request is never over the limit
+whatever gzip makes of it; an event larger than the limit, or than ``max_event_size``, is refused
+here for good, logged and counted.
+
+Answers are sorted by Splunk's status codes ("Troubleshoot HTTP Event Collector", possible error
+codes): 2xx delivered; 429 and 503 (code 9 server busy, 18-20, 23) and the other 5xx retried per
+``retry_on_failure``, honouring ``Retry-After``; 413 splits the request in two and sends both
+halves; a 400 naming an ``invalid-event-number`` refuses that event and sends the rest again;
+any other 400, 401 and 403 (codes 1-7, 10-16: token, index, format) are refused for good, logged
+with Splunk's ``text`` and counted, never retried.
+
+Indexer acknowledgement (``use_ack: true``; Splunk's token setting is ``useACK``): every request
+carries the ``X-Splunk-Request-Channel`` header (always, because an ack-enabled token refuses
+requests without one), the ``ackId`` of each answer is polled at
+``/services/collector/ack`` with ``{"acks": [...]}``, and ``export()`` returns only once every
+request is acknowledged. A request not acknowledged within ``ack_timeout`` is sent again (a
+possible duplicate, which the verifier accepts), unless ``retry_on_failure`` is disabled or its
+``max_elapsed_time`` (counted from the start of the export; 0: never) has passed: then the
+records count as failed, which a durable spool keeps and exports again later. So set
+``max_elapsed_time`` above ``ack_timeout`` (or to 0) for resends within one export.
+
+Configuration is the contrib ``splunk_hec`` exporter's block, so it moves between a collector and
+otel-audit unchanged::
+
+    exporters:
+      splunk_hec:
+        endpoint: https://splunk.example.com:8088      # /services/collector is added to a bare host
+        token: ${env:SPLUNK_HEC_TOKEN}
+        index: audit
+        sourcetype: _json
+        use_ack: true          # ours: needs useACK on the token
+        ack_timeout: 5m        # ours
+
+With no arguments, ``SplunkHecLogExporter()`` (the ``opentelemetry_logs_exporter`` entry point)
+reads ``OTEL_AUDIT_SPLUNK_HEC_`` + ``ENDPOINT`` (else ``SPLUNK_HEC_URL``), ``TOKEN`` (else
+``SPLUNK_HEC_TOKEN``), ``SOURCE``, ``SOURCETYPE``, ``INDEX``, ``DISABLE_COMPRESSION``,
+``MAX_CONTENT_LENGTH_LOGS``, ``MAX_EVENT_SIZE``, ``TIMEOUT``, ``HEALTH_PATH``,
+``HEALTH_CHECK_ENABLED``, ``USE_ACK``, ``ACK_TIMEOUT``, ``ACK_POLL_INTERVAL``, ``TLS_CA_FILE``,
+``TLS_INSECURE_SKIP_VERIFY``; a bad value logs a warning and the default is used.
+
+The token never appears in a log line, an error, a repr or an exception.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.metadata
+import logging
+import math
+import os
+import re
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+import requests
+from opentelemetry.sdk._logs.export import LogRecordExportResult
+
+from otel_audit.errors import ConfigError
+from otel_audit.exporters._http import (
+    COMMON_KEYS,
+    HttpLogExporter,
+    Request,
+    RetrySettings,
+    TlsSettings,
+    Verdict,
+    common_settings,
+    duration,
+    retry_after_seconds,
+)
+from otel_audit.otlpjson import _encode_log_record
+
+__all__ = [
+    "DEFAULT_HEALTH_PATH",
+    "DEFAULT_MAX_CONTENT_LENGTH_LOGS",
+    "DEFAULT_MAX_EVENT_SIZE",
+    "HEC_CODES",
+    "INDEXED_FIELDS",
+    "SplunkCounters",
+    "SplunkHecLogExporter",
+]
+
+_log = logging.getLogger(__name__)
+
+HEC_PATH = "/services/collector"
+EVENT_PATH = HEC_PATH + "/event"
+ACK_PATH = HEC_PATH + "/ack"
+DEFAULT_HEALTH_PATH = HEC_PATH + "/health"
+DEFAULT_MAX_CONTENT_LENGTH_LOGS = 2 * 1024 * 1024  # the contrib default (Splunk Observability's limit)
+DEFAULT_MAX_EVENT_SIZE = 5 * 1024 * 1024
+MAX_LIMIT = 800 * 1024 * 1024  # the largest value the contrib exporter accepts for both
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_APP_NAME = "otel-audit"
+try:
+    DEFAULT_APP_VERSION = importlib.metadata.version("otel-audit")
+except importlib.metadata.PackageNotFoundError:  # running from a source tree
+    DEFAULT_APP_VERSION = "0.0.0"
+#: Splunk's client guidance: resend what is not acknowledged within about five minutes,
+#: polling about every ten seconds (we start polling sooner and slow down to that).
+DEFAULT_ACK_TIMEOUT = 300.0
+DEFAULT_ACK_POLL_INTERVAL = 10.0
+_FIRST_POLL = 0.05
+_ACKS_PER_QUERY = 1000
+
+#: HEC status codes and their texts, from Splunk's table of possible error codes.
+HEC_CODES: Mapping[int, str] = {
+    0: "Success", 1: "Token disabled", 2: "Token is required", 3: "Invalid authorization",
+    4: "Invalid token", 5: "No data", 6: "Invalid data format", 7: "Incorrect index",
+    8: "Internal server error", 9: "Server is busy", 10: "Data channel is missing",
+    11: "Invalid data channel", 12: "Event field is required", 13: "Event field cannot be blank",
+    14: "ACK is disabled", 15: "Error in handling indexed fields",
+    16: "Query string authorization is not enabled", 17: "HEC is healthy",
+    18: "HEC is unhealthy, queues are full", 19: "HEC is unhealthy, ack service unavailable",
+    20: "HEC is unhealthy, queues are full, ack service unavailable", 21: "Invalid token",
+    22: "Token disabled", 23: "Server is shutting down",
+    24: "HEC queue is approaching its capacity limit", 25: "HEC ACK is approaching its capacity limit",
+    26: "HEC queue is at capacity", 27: "HEC ACK channel is at capacity",
+}
+#: Codes that say the token is wrong, missing or disabled (401 and 403).
+TOKEN_CODES = frozenset({1, 2, 3, 4})
+#: Codes that say the ack channel was lost: what was sent on it must be sent again.
+CHANNEL_CODES = frozenset({10, 11})
+
+#: Record attributes copied to the index-time ``fields`` (as strings), next to ``event_name``.
+INDEXED_FIELDS = ("audit.stream.id", "audit.stream.seq", "audit.category", "audit.action",
+                  "audit.outcome", "user.id")
+#: The contrib defaults of ``otel_attrs_to_hec_metadata``: attribute -> envelope key.
+DEFAULT_HEC_METADATA: Mapping[str, str] = {
+    "source": "com.splunk.source", "sourcetype": "com.splunk.sourcetype",
+    "index": "com.splunk.index", "host": "host.name",
+}
+DEFAULT_HEC_FIELDS: Mapping[str, str] = {
+    "severity_text": "otel.log.severity.text", "severity_number": "otel.log.severity.number",
+}
+#: A per-resource token in the contrib exporter: a secret, never copied into an event.
+ACCESS_TOKEN_ATTR = "com.splunk.hec.access_token"
+OTLP_FIELD = "audit.otlp"
+EVENT_NAME_FIELD = "event_name"
+
+_MAX_DEPTH = 10
+_PLAIN = frozenset({str, int, bool})
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+
+ENV_PREFIX = "OTEL_AUDIT_SPLUNK_HEC_"
+#: Environment variables of the no-argument construction: (ours, the Splunk distribution's or None).
+ENV_VARS: Mapping[str, tuple[str, str | None]] = {
+    "endpoint": (ENV_PREFIX + "ENDPOINT", "SPLUNK_HEC_URL"),
+    "token": (ENV_PREFIX + "TOKEN", "SPLUNK_HEC_TOKEN"),
+    "source": (ENV_PREFIX + "SOURCE", None),
+    "sourcetype": (ENV_PREFIX + "SOURCETYPE", None),
+    "index": (ENV_PREFIX + "INDEX", None),
+    "disable_compression": (ENV_PREFIX + "DISABLE_COMPRESSION", None),
+    "max_content_length_logs": (ENV_PREFIX + "MAX_CONTENT_LENGTH_LOGS", None),
+    "max_event_size": (ENV_PREFIX + "MAX_EVENT_SIZE", None),
+    "timeout": (ENV_PREFIX + "TIMEOUT", None),
+    "health_path": (ENV_PREFIX + "HEALTH_PATH", None),
+    "health_check_enabled": (ENV_PREFIX + "HEALTH_CHECK_ENABLED", None),
+    "use_ack": (ENV_PREFIX + "USE_ACK", None),
+    "ack_timeout": (ENV_PREFIX + "ACK_TIMEOUT", None),
+    "ack_poll_interval": (ENV_PREFIX + "ACK_POLL_INTERVAL", None),
+    "ca_file": (ENV_PREFIX + "TLS_CA_FILE", None),
+    "insecure_skip_verify": (ENV_PREFIX + "TLS_INSECURE_SKIP_VERIFY", None),
+}
+
+# Keys of the contrib block that change nothing here: connection pooling, other signals, the
+# collector's own telemetry. Accepted so a block moves unchanged, and ignored.
+_IGNORED_KEYS = frozenset({
+    "max_idle_conns", "max_idle_conns_per_host", "max_conns_per_host", "idle_conn_timeout",
+    "max_connections", "disable_keep_alives", "http2_read_idle_timeout", "http2_ping_timeout",
+    "read_buffer_size", "write_buffer_size", "compression", "profiling_data_enabled",
+    "max_content_length_metrics", "max_content_length_traces", "use_multi_metric_format",
+    "telemetry", "heartbeat",
+})
+_KEYS = frozenset({
+    "endpoint", "token", "source", "sourcetype", "index", "disable_compression",
+    "max_content_length_logs", "max_event_size", "health_path", "health_check_enabled",
+    "splunk_app_name", "splunk_app_version", "otel_attrs_to_hec_metadata", "hec_metadata_to_otel_attrs",
+    "otel_to_hec_fields", "log_data_enabled", "export_raw", "use_ack", "ack_timeout", "ack_poll_interval",
+}) | frozenset(COMMON_KEYS) | _IGNORED_KEYS
+
+
+# -- values as HEC carries them ----------------------------------------------------------------------
+
+
+def _scalar(value: Any) -> Any:
+    """A JSON scalar: bytes as base64, the special doubles as strings."""
+    if isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    return orjson.dumps(_jsonable(value)).decode()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None:
+        return None
+    return _scalar(value)
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any], depth: int = 0) -> None:
+    """Maps become dotted keys and lists keep their scalar items, as the contrib exporter does;
+    a list holding lists or maps becomes its JSON text."""
+    if value is None:
+        return
+    if isinstance(value, Mapping):
+        if depth >= _MAX_DEPTH:
+            out[prefix] = orjson.dumps(_jsonable(value)).decode()
+            return
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}", v, out, depth + 1)
+        return
+    if isinstance(value, (list, tuple)):
+        if any(isinstance(v, (Mapping, list, tuple)) for v in value):
+            out[prefix] = orjson.dumps(_jsonable(value)).decode()
+        else:
+            out[prefix] = [_scalar(v) for v in value if v is not None]
+        return
+    out[prefix] = _scalar(value)
+
+
+def _field_text(value: Any) -> str | None:
+    """An index-time field value: a string, or None for what has no flat string form."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return None
+
+
+# -- settings ----------------------------------------------------------------------------------------
+
+
+def hec_urls(endpoint: str) -> tuple[str, str, str]:
+    """(event URL, ack URL, base URL) of an ``endpoint``.
+
+    A bare host gets ``/services/collector`` (as the contrib exporter does); a path ending in
+    ``/services/collector`` gets ``/event``; a path ending in ``/event`` or ``/event/1.0`` is used
+    as it is; any other path (a proxy's) is used as it is, with ``/ack`` next to it.
+    """
+    if not isinstance(endpoint, str) or not endpoint.strip():
+        raise ValueError("endpoint must be a URL such as https://splunk.example.com:8088")
+    parts = urlsplit(endpoint.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"endpoint {endpoint!r} must be an http(s) URL with a host")
+    if parts.username or parts.password:
+        raise ValueError("endpoint must not carry credentials; give the HEC token as token")
+    if parts.query or parts.fragment:
+        raise ValueError(f"endpoint {endpoint!r} must not have a query or fragment")
+    path = parts.path.rstrip("/")
+    if path == "":
+        path = HEC_PATH
+    if path.endswith((HEC_PATH + "/raw", HEC_PATH + "/raw/1.0")):
+        raise ValueError(f"endpoint {endpoint!r} is HEC's raw endpoint, which drops the envelope and audit.otlp; "
+                         "give the host (or .../services/collector) instead")
+    if path.endswith(HEC_PATH):
+        base, event = path, path + "/event"
+    elif path.endswith(EVENT_PATH) or path.endswith(EVENT_PATH + "/1.0"):
+        base, event = path[: path.rindex(EVENT_PATH) + len(HEC_PATH)], path
+    else:
+        base, event = path, path
+    ack = base + "/ack"
+
+    def url(p: str) -> str:
+        return urlunsplit((parts.scheme, parts.netloc, p, "", ""))
+
+    return url(event), url(ack), url(base)
+
+
+def _check_token(token: Any) -> str:
+    if not isinstance(token, str):
+        raise ValueError(f"the HEC token must be a string, not {type(token).__name__}")
+    t = token.strip()
+    if t.lower().startswith("splunk "):
+        t = t[7:].strip()
+    if not t:
+        raise ValueError("the HEC token is empty; set token (or $OTEL_AUDIT_SPLUNK_HEC_TOKEN / $SPLUNK_HEC_TOKEN)")
+    if any(c.isspace() or ord(c) < 32 for c in t):
+        # never echo the token itself
+        raise ValueError("the HEC token contains spaces or control characters; copy it again from "
+                         "Settings > Data inputs > HTTP Event Collector")
+    return t
+
+
+def _check_limit(value: Any, what: str, *, zero_ok: bool) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} must be a whole number of bytes, got {value!r}")
+    low = 0 if zero_ok else 1
+    if not low <= value <= MAX_LIMIT:
+        raise ValueError(f"{what} must be from {low} to {MAX_LIMIT} bytes, got {value}")
+    return value
+
+
+def _check_name(value: Any, what: str) -> str:
+    if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
+        raise ValueError(f"{what} must be a string on one line, got {value!r}")
+    return value
+
+
+def _check_mapping(value: Any, what: str, defaults: Mapping[str, str]) -> dict[str, str]:
+    out = dict(defaults)
+    if value is None:
+        return out
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{what} must be a mapping with keys {', '.join(defaults)}")
+    for k, v in value.items():
+        if k not in defaults:
+            raise ValueError(f"{what}.{k}: unknown key; valid keys: {', '.join(defaults)}")
+        if not isinstance(v, str) or not v:
+            raise ValueError(f"{what}.{k}: expected an attribute name")
+        out[k] = v
+    return out
+
+
+def _env(name: str) -> str | None:
+    ours, generic = ENV_VARS[name]
+    for var in (ours, generic):
+        if var:
+            value = os.environ.get(var)
+            if value is not None and value.strip():
+                return value.strip()
+    return None
+
+
+def _env_var_name(name: str) -> str:
+    ours, generic = ENV_VARS[name]
+    return ours if os.environ.get(ours, "").strip() or not generic else generic
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = _env(name)
+    if value is None:
+        return default
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    _log.warning("%s=%r is not true or false; using %s", _env_var_name(name), value, default)
+    return default
+
+
+def _env_int(name: str, default: int, check: Any) -> int:
+    value = _env(name)
+    if value is None:
+        return default
+    try:
+        return int(check(int(value)))
+    except ValueError as exc:
+        _log.warning("%s=%r: %s; using %d", _env_var_name(name), value, exc, default)
+        return default
+
+
+def _env_seconds(name: str, default: float) -> float:
+    value = _env(name)
+    if value is None:
+        return default
+    try:
+        seconds = duration(value, _env_var_name(name))
+        if not seconds > 0:
+            raise ConfigError(f"{_env_var_name(name)}: must be more than zero")
+        return seconds
+    except ConfigError as exc:
+        _log.warning("%s; using %gs", exc, default)
+        return default
+
+
+# -- bookkeeping -------------------------------------------------------------------------------------
+
+
+@dataclass
+class SplunkCounters:
+    """What only this exporter counts (the shared counts are in `exporter.counters`)."""
+
+    acked: int = 0  # records Splunk confirmed as indexed (use_ack)
+    resent: int = 0  # records sent again because their ackId was not acknowledged in time
+    splits: int = 0  # requests split in two after a 413
+    too_large: int = 0  # events refused here: over max_event_size or max_content_length_logs
+    unacknowledged: int = 0  # records taken with no ackId although use_ack is on (token without useACK)
+
+
+@dataclass
+class _Sent:
+    events: list[bytes]
+    at: float
+
+
+@dataclass
+class _Group:
+    """One export() call: parts still to send, and (use_ack) what awaits its acknowledgement."""
+
+    todo: list[list[bytes]] = field(default_factory=list)
+    sent: list[tuple[int, _Sent]] = field(default_factory=list)
+    refused: int = 0  # records refused while encoding
+
+
+@dataclass
+class _Part:
+    """What one Request carries: its encoded envelopes, so a 413 or a bad event can split it."""
+
+    events: list[bytes]
+    group: _Group
+
+
+def _hec_answer(resp: requests.Response) -> tuple[int | None, str, Any]:
+    """(code, text, the parsed body) of a HEC answer; code None when the body is not HEC's JSON."""
+    try:
+        doc = resp.json()
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict):
+        code = doc.get("code")
+        code = code if isinstance(code, int) and not isinstance(code, bool) else None
+        text = doc.get("text")
+        text = text if isinstance(text, str) else (HEC_CODES.get(code, "") if code is not None else "")
+        return code, text, doc
+    text = (resp.text or "").strip().replace("\n", " ")
+    return None, text[:200], doc
+
+
+def _describe(resp: requests.Response, code: int | None, text: str) -> str:
+    what = f"HTTP {resp.status_code}"
+    if code is not None:
+        what += f" code {code}"
+    return f"{what}: {text}" if text else what
+
+
+class SplunkHecLogExporter(HttpLogExporter):
+    """Sends audit records to Splunk HEC, each with its verifiable OTLP/JSON copy in ``audit.otlp``.
+
+    Every argument falls back to its environment variable (``OTEL_AUDIT_SPLUNK_HEC_<NAME>``, then
+    the Splunk distribution's ``SPLUNK_HEC_URL`` and ``SPLUNK_HEC_TOKEN``), then to the default,
+    so ``SplunkHecLogExporter()`` works from the environment alone.
+
+    Args:
+        endpoint: the HEC URL (``https://host:8088``; ``/services/collector/event`` is added as
+            `hec_urls` says). Required.
+        token: the HEC token (a GUID). Required; never logged.
+        source, sourcetype, index: the envelope's metadata; a record's (or its resource's)
+            ``com.splunk.source`` / ``com.splunk.sourcetype`` / ``com.splunk.index`` attribute wins,
+            as in the contrib exporter. Unset: Splunk uses the token's defaults.
+        disable_compression: send the body as it is instead of gzip.
+        max_content_length_logs: the largest request body before compression (0: no limit).
+        max_event_size: the largest single event; larger ones are refused (counted, logged).
+        health_path, health_check_enabled: `health_check` asks this path; when enabled, it is
+            asked before the first export and an unhealthy answer is logged.
+        splunk_app_name, splunk_app_version: the ``__splunk_app_*`` headers and the User-Agent.
+        use_ack: use indexer acknowledgement (the token needs ``useACK``).
+        ack_timeout: how long to wait for an acknowledgement before sending a request again.
+        ack_poll_interval: the longest wait between two acknowledgement queries.
+        otel_attrs_to_hec_metadata, otel_to_hec_fields: as the contrib exporter's keys.
+        timeout, tls, retry, headers, session: transport, as in `HttpLogExporter`.
+    """
+
+    name = "splunk_hec"
+    #: 401 and 403 (codes 1-4: the token is missing, wrong or disabled) are refusals of every
+    #: request, whatever the records: by default they are rejections (logged with Splunk's text,
+    #: counted, never retried), as in the contrib exporter. True: retry them per retry_on_failure
+    #: and then give up as "failed", which a durable spool keeps and tries again later.
+    RETRY_REFUSALS = False
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        token: str | None = None,
+        *,
+        source: str | None = None,
+        sourcetype: str | None = None,
+        index: str | None = None,
+        disable_compression: bool | None = None,
+        max_content_length_logs: int | None = None,
+        max_event_size: int | None = None,
+        health_path: str | None = None,
+        health_check_enabled: bool | None = None,
+        splunk_app_name: str | None = None,
+        splunk_app_version: str | None = None,
+        use_ack: bool | None = None,
+        ack_timeout: float | None = None,
+        ack_poll_interval: float | None = None,
+        otel_attrs_to_hec_metadata: Mapping[str, str] | None = None,
+        otel_to_hec_fields: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        tls: TlsSettings | None = None,
+        retry: RetrySettings | None = None,
+        headers: Mapping[str, str] | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        if endpoint is None:
+            endpoint = _env("endpoint")
+            if endpoint is None:
+                raise ValueError("no Splunk HEC endpoint: pass endpoint, or set "
+                                 "OTEL_AUDIT_SPLUNK_HEC_ENDPOINT or SPLUNK_HEC_URL")
+        self.url, self.ack_url, self.base_url = hec_urls(endpoint)
+        if urlsplit(self.url).scheme == "http" and urlsplit(self.url).hostname not in ("127.0.0.1", "localhost", "::1"):
+            _log.warning("Splunk HEC endpoint %s is plain http: the token travels unencrypted", self.url)
+
+        if token is None:
+            token = _env("token")
+            if token is None:
+                raise ValueError("no Splunk HEC token: pass token, or set OTEL_AUDIT_SPLUNK_HEC_TOKEN "
+                                 "or SPLUNK_HEC_TOKEN")
+        self._token = _check_token(token)
+
+        self.source = _check_name(source if source is not None else (_env("source") or ""), "source")
+        self.sourcetype = _check_name(sourcetype if sourcetype is not None else (_env("sourcetype") or ""),
+                                      "sourcetype")
+        self.index = _check_name(index if index is not None else (_env("index") or ""), "index")
+
+        if disable_compression is None:
+            disable_compression = _env_bool("disable_compression", False)
+        if not isinstance(disable_compression, bool):
+            raise ValueError(f"disable_compression must be true or false, got {disable_compression!r}")
+
+        if max_content_length_logs is None:
+            max_content_length_logs = _env_int(
+                "max_content_length_logs", DEFAULT_MAX_CONTENT_LENGTH_LOGS,
+                lambda v: _check_limit(v, "max_content_length_logs", zero_ok=True))
+        self.max_content_length = _check_limit(max_content_length_logs, "max_content_length_logs", zero_ok=True)
+        if max_event_size is None:
+            max_event_size = _env_int("max_event_size", DEFAULT_MAX_EVENT_SIZE,
+                                      lambda v: _check_limit(v, "max_event_size", zero_ok=False))
+        self.max_event_size = _check_limit(max_event_size, "max_event_size", zero_ok=False)
+
+        if health_path is None:
+            health_path = _env("health_path") or DEFAULT_HEALTH_PATH
+        if not isinstance(health_path, str) or not health_path.startswith("/"):
+            raise ValueError(f"health_path must be a path starting with '/', got {health_path!r}")
+        parts = urlsplit(self.url)
+        self.health_url = urlunsplit((parts.scheme, parts.netloc, health_path, "", ""))
+        if health_check_enabled is None:
+            health_check_enabled = _env_bool("health_check_enabled", False)
+        self.health_check_enabled = bool(health_check_enabled)
+        self._health_checked = False
+
+        self.app_name = _check_name(splunk_app_name or DEFAULT_APP_NAME, "splunk_app_name")
+        self.app_version = _check_name(splunk_app_version or DEFAULT_APP_VERSION, "splunk_app_version")
+
+        if use_ack is None:
+            use_ack = _env_bool("use_ack", False)
+        if not isinstance(use_ack, bool):
+            raise ValueError(f"use_ack must be true or false, got {use_ack!r}")
+        self.use_ack = use_ack
+        if ack_timeout is None:
+            ack_timeout = _env_seconds("ack_timeout", DEFAULT_ACK_TIMEOUT)
+        if ack_poll_interval is None:
+            ack_poll_interval = _env_seconds("ack_poll_interval", DEFAULT_ACK_POLL_INTERVAL)
+        for what, v in (("ack_timeout", ack_timeout), ("ack_poll_interval", ack_poll_interval)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise ValueError(f"{what} must be a positive number of seconds, got {v!r}")
+        self.ack_timeout = float(ack_timeout)
+        self.ack_poll_interval = float(ack_poll_interval)
+
+        self.hec_metadata = _check_mapping(otel_attrs_to_hec_metadata, "otel_attrs_to_hec_metadata",
+                                           DEFAULT_HEC_METADATA)
+        self.hec_fields = _check_mapping(otel_to_hec_fields, "otel_to_hec_fields", DEFAULT_HEC_FIELDS)
+        # the attributes that became the envelope's source, sourcetype and index stay out of the event
+        self._skip = frozenset({*(self.hec_metadata[k] for k in ("source", "sourcetype", "index")),
+                                ACCESS_TOKEN_ATTR})
+        self._reserved = frozenset({EVENT_NAME_FIELD, "body", "trace_id", "span_id", OTLP_FIELD,
+                                    *self.hec_fields.values()})
+
+        if timeout is None:
+            timeout = _env_seconds("timeout", DEFAULT_TIMEOUT)
+        if tls is None:
+            ca_file = _env("ca_file")
+            insecure = _env_bool("insecure_skip_verify", False)
+            if ca_file or insecure:
+                tls = TlsSettings(ca_file=ca_file, insecure_skip_verify=insecure)
+        super().__init__(timeout=timeout, tls=tls, retry=retry, compression=not disable_compression,
+                         headers=headers, session=session)
+        self.splunk_counters = SplunkCounters()
+        self.channel = str(uuid.uuid4())
+        self.hostname = socket.gethostname() or "unknown"
+        self._export_lock = threading.Lock()
+        self._warned_no_ack = False
+        self._headers = {
+            **self.extra_headers,
+            "Content-Type": "application/json",
+            "User-Agent": f"{self.app_name}/{self.app_version}",
+            "__splunk_app_name": self.app_name,
+            "__splunk_app_version": self.app_version,
+            # always: a token with useACK refuses requests without a channel (code 10)
+            "X-Splunk-Request-Channel": self.channel,
+            "Authorization": f"Splunk {self._token}",
+        }
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(endpoint={self.url!r}, index={self.index!r}, "
+                f"use_ack={self.use_ack}, token=<redacted>)")
+
+    # -- configuration ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any], *, where: str) -> SplunkHecLogExporter:
+        """The exporter of a collector-shaped ``splunk_hec`` block; `ConfigError` names the key."""
+        if not isinstance(cfg, Mapping):
+            raise ConfigError(f"{where}: expected a mapping of settings (endpoint, token, index, ...)")
+        for key in cfg:
+            if key not in _KEYS:
+                raise ConfigError(f"{where}.{key}: unknown key for the splunk_hec exporter; valid keys: "
+                                  f"{', '.join(sorted(_KEYS - _IGNORED_KEYS))}")
+        for key in ("endpoint", "token"):
+            if key not in cfg or cfg[key] in (None, ""):
+                raise ConfigError(f"{where}.{key}: required; set it to the HEC "
+                                  f"{'URL, e.g. https://splunk:8088' if key == 'endpoint' else 'token'}")
+        if cfg.get("log_data_enabled", True) is not True:
+            raise ConfigError(f"{where}.log_data_enabled: false would make this exporter send nothing; "
+                              "remove the exporter from the pipeline instead")
+        if cfg.get("export_raw", False) is not False:
+            raise ConfigError(f"{where}.export_raw: not supported: the raw endpoint sends the body alone, "
+                              "without audit.otlp, so Splunk's copy could not be verified; remove it")
+        kw: dict[str, Any] = common_settings(cfg, where)
+
+        def string(key: str) -> None:
+            if key in cfg and cfg[key] is not None:
+                if not isinstance(cfg[key], str):
+                    raise ConfigError(f"{where}.{key}: expected a string")
+                kw[key] = cfg[key]
+
+        def boolean(key: str) -> None:
+            if key in cfg:
+                if not isinstance(cfg[key], bool):
+                    raise ConfigError(f"{where}.{key}: expected true or false")
+                kw[key] = cfg[key]
+
+        def integer(key: str) -> None:
+            if key in cfg:
+                v = cfg[key]
+                if isinstance(v, bool) or not isinstance(v, int):
+                    raise ConfigError(f"{where}.{key}: expected a whole number of bytes")
+                kw[key] = v
+
+        def seconds(key: str) -> None:
+            if key in cfg:
+                v = duration(cfg[key], f"{where}.{key}")
+                if not v > 0:
+                    raise ConfigError(f"{where}.{key}: must be more than zero")
+                kw[key] = v
+
+        for key in ("endpoint", "token", "source", "sourcetype", "index", "health_path",
+                    "splunk_app_name", "splunk_app_version"):
+            string(key)
+        for key in ("disable_compression", "health_check_enabled", "use_ack"):
+            boolean(key)
+        for key in ("max_content_length_logs", "max_event_size"):
+            integer(key)
+        for key in ("ack_timeout", "ack_poll_interval"):
+            seconds(key)
+        meta_key = "otel_attrs_to_hec_metadata"
+        if "hec_metadata_to_otel_attrs" in cfg:
+            if meta_key in cfg:
+                raise ConfigError(f"{where}.hec_metadata_to_otel_attrs: the deprecated name of "
+                                  f"{meta_key}; give only {meta_key}")
+            meta_key = "hec_metadata_to_otel_attrs"
+        if meta_key in cfg:
+            kw["otel_attrs_to_hec_metadata"] = cfg[meta_key]
+        if "otel_to_hec_fields" in cfg:
+            kw["otel_to_hec_fields"] = cfg["otel_to_hec_fields"]
+        try:
+            return cls(**kw)
+        except ValueError as exc:
+            raise _config_error(str(exc), where, kw, meta_key) from None
+
+    # -- encoding --------------------------------------------------------------------------------
+
+    def _metadata(self, name: str, attrs: Mapping[str, Any], res: Mapping[str, Any], default: str) -> str:
+        key = self.hec_metadata[name]
+        value = attrs.get(key)
+        if value is None:
+            value = res.get(key)
+        return value if isinstance(value, str) and value else default
+
+    def encode(self, readable: Any) -> bytes:
+        """The HEC envelope of one SDK log record, as JSON bytes."""
+        rec = readable.log_record
+        otlp = orjson.dumps(_encode_log_record(readable)).decode()
+        attrs: Mapping[str, Any] = rec.attributes or {}
+        resource = getattr(readable, "resource", None)
+        res: Mapping[str, Any] = resource.attributes if resource is not None else {}
+
+        event: dict[str, Any] = {}
+        if rec.event_name:
+            event[EVENT_NAME_FIELD] = rec.event_name
+        if rec.severity_text:
+            event[self.hec_fields["severity_text"]] = rec.severity_text
+        if rec.severity_number is not None and rec.severity_number.value:
+            event[self.hec_fields["severity_number"]] = rec.severity_number.value
+        if rec.body is not None:
+            event["body"] = _jsonable(rec.body)
+        if rec.trace_id:
+            event["trace_id"] = format(rec.trace_id, "032x")
+        if rec.span_id:
+            event["span_id"] = format(rec.span_id, "016x")
+        flat: dict[str, Any] = {}
+        skip = self._skip
+        # resource attributes first: the record's own win
+        for source in (res, attrs):
+            for k, v in source.items():
+                if type(v) in _PLAIN:  # nearly every attribute: no flattening to do
+                    flat[k] = v
+                elif k not in skip:
+                    _flatten(k, v, flat)
+        reserved = self._reserved
+        for k in skip.intersection(flat):
+            del flat[k]
+        for k in reserved.intersection(flat):
+            flat[f"otel.attr.{k}"] = flat.pop(k)
+        event.update(flat)
+        event[OTLP_FIELD] = otlp
+
+        fields: dict[str, str] = {}
+        if rec.event_name:
+            fields[EVENT_NAME_FIELD] = rec.event_name
+        for k in INDEXED_FIELDS:
+            text = _field_text(attrs.get(k))
+            if text is not None:
+                fields[k] = text
+
+        envelope: dict[str, Any] = {}
+        ts = rec.timestamp or rec.observed_timestamp
+        if ts:
+            envelope["time"] = ts // 1_000_000 / 1000  # seconds with milliseconds, as HEC wants
+        envelope["host"] = self._metadata("host", attrs, res, self.hostname)
+        for name, default in (("source", self.source), ("sourcetype", self.sourcetype), ("index", self.index)):
+            value = self._metadata(name, attrs, res, default)
+            if value:
+                envelope[name] = value
+        envelope["event"] = event
+        envelope["fields"] = fields
+        return orjson.dumps(envelope)
+
+    def _build(self, batch: Sequence[Any]) -> tuple[_Group, list[Request]]:
+        group = _Group()
+        limit = self.max_content_length
+        parts: list[list[bytes]] = []
+        current: list[bytes] = []
+        size = 0
+        for readable in batch:
+            try:
+                ev = self.encode(readable)
+            except Exception as exc:  # one record we cannot encode: refused alone, loudly
+                self._refuse(group, f"cannot encode an audit record as a HEC event: {exc}")
+                continue
+            n = len(ev) + 1  # the newline between envelopes
+            if len(ev) > self.max_event_size or (limit and n > limit):
+                which = "max_event_size" if len(ev) > self.max_event_size else "max_content_length_logs"
+                cap = self.max_event_size if which == "max_event_size" else limit
+                self.splunk_counters.too_large += 1
+                self._refuse(group, f"event of {len(ev)} bytes is over {which} ({cap} bytes); "
+                                    f"{_identify(readable)}")
+                continue
+            if current and limit and size + n > limit:
+                parts.append(current)
+                current, size = [], 0
+            current.append(ev)
+            size += n
+        if current:
+            parts.append(current)
+        return group, [self._request(p, group) for p in parts]
+
+    def _refuse(self, group: _Group, reason: str) -> None:
+        group.refused += 1
+        self.counters.rejected += 1
+        self._reason(reason)
+        _log.error("%s refused 1 audit record for good: %s", self.name, reason)
+
+    def _request(self, events: list[bytes], group: _Group) -> Request:
+        headers = dict(self._headers)
+        body = self.gzip(b"\n".join(events), headers)
+        return Request("POST", self.url, body, headers, len(events), context=_Part(events, group))
+
+    def _requests(self, batch: Sequence[Any]) -> list[Request]:
+        return self._build(batch)[1]
+
+    # -- answers ---------------------------------------------------------------------------------
+
+    def _judge(self, request: Request, response: requests.Response) -> Verdict:
+        status = response.status_code
+        part: _Part = request.context
+        if 200 <= status < 300:
+            code, text, doc = _hec_answer(response)
+            if code not in (None, 0, 24, 25):  # 24, 25: taken, but Splunk's queue is filling
+                _log.warning("%s: Splunk answered %s", self.name, _describe(response, code, text))
+            ack = doc.get("ackId") if isinstance(doc, dict) else None
+            if self.use_ack:
+                if isinstance(ack, int) and not isinstance(ack, bool):
+                    part.group.sent.append((ack, _Sent(part.events, time.monotonic())))
+                    return Verdict()
+                self.splunk_counters.unacknowledged += request.records
+                if not self._warned_no_ack:
+                    self._warned_no_ack = True
+                    _log.warning("%s: use_ack is on but Splunk's answer has no ackId: indexer acknowledgement "
+                                 "is not enabled on this token (useACK); records count as delivered on receipt",
+                                 self.name)
+            return Verdict(delivered=request.records)
+
+        code, text, doc = _hec_answer(response)
+        reason = _describe(response, code, text)
+        wait = retry_after_seconds(response.headers.get("Retry-After"))
+        if status == 413:
+            if len(part.events) > 1:
+                half = len(part.events) // 2
+                self.splunk_counters.splits += 1
+                _log.warning("%s: Splunk refused a request of %d bytes as too large (%s); sending it in two "
+                             "halves: lower max_content_length_logs to Splunk's max_content_length",
+                             self.name, len(request.body), reason)
+                part.group.todo.extend([part.events[:half], part.events[half:]])
+                return Verdict()
+            return Verdict(rejected=1, reason=f"{reason} (one event of {len(part.events[0])} bytes is over "
+                                              "Splunk's max_content_length)")
+        if status == 400 and isinstance(doc, dict):
+            bad = doc.get("invalid-event-number")
+            if isinstance(bad, int) and not isinstance(bad, bool) and 0 <= bad < len(part.events):
+                if code == 7:  # the index is wrong for every event that names it, not only this one
+                    index = _index_of(part.events[bad])
+                    refused = [e for e in part.events if _index_of(e) == index]
+                    rest = [e for e in part.events if _index_of(e) != index]
+                    what = f"{len(refused)} event(s) for index {index!r}"
+                else:
+                    refused = [part.events[bad]]
+                    rest = part.events[:bad] + part.events[bad + 1:]
+                    what = f"event {bad} of the request; {_identify_bytes(part.events[bad])}"
+                if rest:
+                    part.group.todo.append(rest)
+                return Verdict(rejected=len(refused), reason=f"{reason} ({what})")
+        if status in (401, 403) and self.RETRY_REFUSALS:
+            return Verdict(retry=request, retry_after=wait, reason=reason)
+        if status in (400, 401, 403):
+            return Verdict(rejected=request.records, reason=reason)
+        # 429, 503 (code 9 busy, 18-20, 23), the other 5xx, and whatever else: worth another try
+        return Verdict(retry=request, retry_after=wait, reason=reason)
+
+    # -- export ----------------------------------------------------------------------------------
+
+    def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
+        if self._stop.is_set():
+            _log.error("%s exporter is shut down; %d audit record(s) not sent", self.name, len(batch))
+            self.counters.failed += len(batch)
+            return LogRecordExportResult.FAILURE
+        with self._export_lock:  # one ack conversation at a time on our channel
+            if self.health_check_enabled and not self._health_checked:
+                self._health_checked = True
+                if not self.health_check():
+                    _log.error("%s: Splunk HEC at %s is not healthy; sending anyway, with retries",
+                               self.name, self.health_url)
+            started = time.monotonic()
+            failed_before = self.counters.failed
+            try:
+                group, reqs = self._build(batch)
+            except Exception as exc:  # never raise out of export
+                _log.error("%s exporter cannot encode a batch of %d audit record(s): %s", self.name, len(batch), exc)
+                self.counters.rejected += len(batch)
+                self.last_permanent = True
+                return LogRecordExportResult.FAILURE
+            ok = group.refused == 0
+            for req in reqs:
+                ok = self._send_all(req, group) and ok
+            if self.use_ack:
+                ok = self._await_acks(group, started) and ok
+            self.last_permanent = not ok and self.counters.failed == failed_before
+            return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
+
+    def _send_all(self, req: Request, group: _Group) -> bool:
+        """Send a request, then the parts a split or a refused event left to send."""
+        ok = self._send(req)
+        while group.todo and not self._stop.is_set():
+            ok = self._send(self._request(group.todo.pop(0), group)) and ok
+        if group.todo:
+            n = sum(len(p) for p in group.todo)
+            group.todo.clear()
+            self.counters.failed += n
+            _log.error("%s shut down while sending; %d audit record(s) not delivered", self.name, n)
+            ok = False
+        return ok
+
+    def _await_acks(self, group: _Group, started: float) -> bool:
+        """Poll Splunk until every ackId of the group is acknowledged; resend what times out."""
+        ok = True
+        pending: dict[int, _Sent] = {}
+        stale: list[_Sent] = []
+
+        def collect() -> None:
+            for ack, sent in group.sent:
+                old = pending.pop(ack, None)
+                if old is not None:  # an id given out again: Splunk forgot the old one (a restart)
+                    stale.append(old)
+                pending[ack] = sent
+            group.sent.clear()
+
+        collect()
+        interval = min(_FIRST_POLL, self.ack_poll_interval)
+        failures = 0
+        while pending or stale:
+            if pending:
+                if self._stop.wait(interval):
+                    n = sum(len(s.events) for s in [*pending.values(), *stale])
+                    self.counters.failed += n
+                    _log.error("%s shut down while waiting for indexer acknowledgement; %d audit record(s) "
+                               "not confirmed", self.name, n)
+                    return False
+                interval = min(interval * 2, self.ack_poll_interval)
+                acked, channel_lost, failure = self._query_acks(sorted(pending))
+                if failure:
+                    # once per wait at WARNING: an outage would otherwise log every poll
+                    level = logging.DEBUG if failures else logging.WARNING
+                    failures += 1
+                    _log.log(level, "%s: acknowledgement query failed (%s); asking again", self.name, failure)
+                for ack in acked:
+                    sent = pending.pop(ack, None)
+                    if sent is not None:
+                        self.counters.delivered += len(sent.events)
+                        self.splunk_counters.acked += len(sent.events)
+                now = time.monotonic()
+                expired = [a for a, s in pending.items() if channel_lost or now - s.at >= self.ack_timeout]
+                stale.extend(pending.pop(a) for a in expired)
+            if not stale:
+                continue
+            n = sum(len(s.events) for s in stale)
+            elapsed = time.monotonic() - started
+            limit = self.retry.max_elapsed_time
+            if not self.retry.enabled or (limit and elapsed > limit):
+                self.counters.failed += n
+                _log.error("%s gave up on %d audit record(s): not acknowledged by Splunk within %gs "
+                           "(retry_on_failure allows no more)", self.name, n, self.ack_timeout)
+                stale.clear()
+                ok = False
+                continue
+            self.splunk_counters.resent += n
+            self.counters.retries += len(stale)
+            _log.warning("%s: %d audit record(s) not acknowledged by Splunk within %gs; sending them again "
+                         "(possible duplicates)", self.name, n, self.ack_timeout)
+            again, stale = stale, []
+            for sent in again:
+                ok = self._send_all(self._request(sent.events, group), group) and ok
+            collect()
+            interval = min(_FIRST_POLL, self.ack_poll_interval)
+        return ok
+
+    def _query_acks(self, ids: list[int]) -> tuple[set[int], bool, str]:
+        """(the ids Splunk says are indexed, whether the channel is gone, why the query failed or "")."""
+        acked: set[int] = set()
+        headers = {k: v for k, v in self._headers.items() if k != "Content-Encoding"}
+        for i in range(0, len(ids), _ACKS_PER_QUERY):
+            chunk = ids[i:i + _ACKS_PER_QUERY]
+            try:
+                resp = self.session.post(self.ack_url, data=orjson.dumps({"acks": chunk}), headers=headers,
+                                         timeout=self.timeout)
+            except requests.RequestException as exc:
+                return acked, False, type(exc).__name__
+            code, text, doc = _hec_answer(resp)
+            if resp.status_code != 200 or not isinstance(doc, dict) or not isinstance(doc.get("acks"), dict):
+                reason = _describe(resp, code, text)
+                if code in CHANNEL_CODES or code == 14:
+                    # the channel, or acknowledgement on the token, is gone: what awaits an ack never
+                    # will be acknowledged; send it again
+                    _log.warning("%s: acknowledgement query refused (%s); sending the unacknowledged "
+                                 "records again", self.name, reason)
+                    return acked, True, ""
+                return acked, False, reason
+            for key, value in doc["acks"].items():
+                if value is True and str(key).isdigit():
+                    acked.add(int(key))
+        return acked, False, ""
+
+    # -- health ----------------------------------------------------------------------------------
+
+    def health_check(self) -> bool:
+        """GET ``health_path``: True when Splunk answers 200 (code 17, or 24/25: healthy but filling)."""
+        try:
+            resp = self.session.get(self.health_url, timeout=self.timeout,
+                                    headers={"User-Agent": self._headers["User-Agent"]})
+        except requests.RequestException as exc:
+            _log.warning("%s: health check of %s failed: %s", self.name, self.health_url, type(exc).__name__)
+            return False
+        if resp.status_code == 200:
+            return True
+        code, text, _ = _hec_answer(resp)
+        _log.warning("%s: health check of %s: %s", self.name, self.health_url, _describe(resp, code, text))
+        return False
+
+
+def _config_error(text: str, where: str, kw: Mapping[str, Any], meta_key: str) -> ConfigError:
+    """A constructor's ValueError as a ConfigError naming the key it is about."""
+    head = re.split(r"[ .:]", text, maxsplit=1)[0]
+    if head in kw:
+        key, rest = head, text[len(head):]
+    else:
+        key, rest = ("token" if "token" in text.lower() else ""), text
+    if key == "otel_attrs_to_hec_metadata":
+        key = meta_key
+    if not key:
+        return ConfigError(f"{where}: {text}")
+    rest = rest if rest.startswith(".") else ": " + rest.lstrip(" :")
+    return ConfigError(f"{where}.{key}{rest}")
+
+
+def _identify(readable: Any) -> str:
+    rec = readable.log_record
+    attrs = rec.attributes or {}
+    sid, seq = attrs.get("audit.stream.id"), attrs.get("audit.stream.seq")
+    what = f"event {rec.event_name!r}" if rec.event_name else "a record"
+    return f"{what} stream {sid} seq {seq}" if sid is not None else what
+
+
+def _index_of(envelope: bytes) -> str | None:
+    try:
+        index = orjson.loads(envelope).get("index")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return index if isinstance(index, str) else None
+
+
+def _identify_bytes(envelope: bytes) -> str:
+    try:
+        fields = orjson.loads(envelope).get("fields") or {}
+    except (orjson.JSONDecodeError, AttributeError):
+        return "an unreadable event"
+    sid, seq = fields.get("audit.stream.id"), fields.get("audit.stream.seq")
+    what = f"event {fields.get(EVENT_NAME_FIELD)!r}"
+    return f"{what} stream {sid} seq {seq}" if sid is not None else what
