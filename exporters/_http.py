@@ -263,6 +263,7 @@ class HttpLogExporter(LogRecordExporter):
             limit = self.retry.max_elapsed_time
             if not self.retry.enabled or (limit and elapsed + wait > limit):
                 self.counters.failed += current.records
+                self._reason(verdict.reason)
                 _log.error("%s gave up on %d audit record(s) after %.0fs: %s", self.name, current.records,
                            elapsed, verdict.reason)
                 return False

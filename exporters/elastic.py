@@ -946,7 +946,10 @@ class ElasticLogExporter(HttpLogExporter):
         if status in (401, 403):
             reason += ("; check api_key or user/password" if status == 401
                        else "; the credentials lack the privilege to create documents in the target")
-        elif status == 413:
+            # the records are fine, the credentials are not: retried per retry_on_failure, then
+            # given up as "failed" (a durable spool keeps them and tries again), never dropped
+            return Verdict(retry=self._request(items), reason=reason)
+        if status == 413:
             reason += "; the bulk body is above http.max_content_length: lower max_bulk_bytes"
         return Verdict(rejected=len(items), reason=reason)
 

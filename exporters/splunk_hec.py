@@ -488,10 +488,11 @@ class SplunkHecLogExporter(HttpLogExporter):
 
     name = "splunk_hec"
     #: 401 and 403 (codes 1-4: the token is missing, wrong or disabled) are refusals of every
-    #: request, whatever the records: by default they are rejections (logged with Splunk's text,
-    #: counted, never retried), as in the contrib exporter. True: retry them per retry_on_failure
-    #: and then give up as "failed", which a durable spool keeps and tries again later.
-    RETRY_REFUSALS = False
+    #: request, whatever the records. By default (as the datadog and elasticsearch exporters do)
+    #: they are retried per retry_on_failure and then given up as "failed", which a durable spool
+    #: keeps and tries again later: a revoked token must not discard audit records. False makes
+    #: them rejections (logged with Splunk's text, counted, never retried), as the contrib exporter does.
+    RETRY_REFUSALS = True
 
     def __init__(
         self,
