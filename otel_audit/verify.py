@@ -581,16 +581,24 @@ class Verifier:
             else:
                 anchor = None
         sr.sealed = len(sealed)
-        # Merkle roots where the tree can be rebuilt (every leaf from 0 present)
+        # Merkle roots where the tree can be rebuilt (every leaf from 0 present). The leaves are the
+        # digests the records carry: a signed root over them proves every one of them, so a record
+        # whose content gives its carried digest is proven even when a neighbour was altered.
         tree = CompactRange()
-        explained = min(set(sr.modified) | set(sr.conflicting) | {s for ab in sr.broken_links for s in ab}, default=None)
+        proven_below = 0
         for s in seqs:
             if s != tree.size:
                 break
             sn = valid.get(s)
-            if sn is not None and tree.root() != sn.checkpoint.root and (explained is None or explained >= s):
-                sr.root_mismatch.append(s)
-            tree.append(chosen[s][CALC])
+            if sn is not None:
+                if tree.root() == sn.checkpoint.root:
+                    proven_below = s
+                else:
+                    sr.root_mismatch.append(s)
+            tree.append(chosen[s][DIG])
+        if proven_below:
+            sealed.update(q for q in seqs if q < proven_below and q not in bad)
+            sr.sealed = len(sealed)
         # records the producer itself declared dropped (a full spool in fail_open mode), in a sealed marker
         declared: list[list[int]] = []
         for mseq, text, _ in self._gap_claims.get(sr.stream_id, ()):

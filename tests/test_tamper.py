@@ -140,6 +140,7 @@ def test_changed_record_is_named(archive: Archive, keyring: Keyring, edit: Any) 
     assert s.missing == [] and s.conflicting == [] and s.inserted == [] and s.bad_signatures == []
     assert s.root_mismatch == [], "a root mismatch explained by the modified record is not reported again"
     assert any("modified: seq 123" in p for p in s.problems)
+    assert s.sealed == s.records - 1, "every other record stays proven by the signed Merkle roots"
 
 
 def test_changed_records_in_several_places(archive: Archive, keyring: Keyring) -> None:
