@@ -30,8 +30,6 @@ from otel_audit import keys
 from otel_audit.keys import Keyring
 from otel_audit.processors.signing import SigningProcessor
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and the collector build are POSIX")
-
 KEY_NAME = "collector-e2e"
 
 #: The first path: OTLP/HTTP in, a resource attribute added in transit, batched, written as

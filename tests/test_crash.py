@@ -20,8 +20,6 @@ from conftest import Archive, assert_clean, child_env, is_checkpoint, seq_of, st
 
 from otel_audit.keys import Keyring
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and flock are POSIX")
-
 PRODUCER = textwrap.dedent(
     """
     import sys

@@ -14,13 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 from conftest import Archive, child_env, reseal, set_attr
-
-pytestmark = pytest.mark.skipif(
-    not (Path(__file__).resolve().parents[1] / "otel_audit" / "cli.py").exists(),
-    reason="otel_audit/cli.py is not written yet",
-)
 
 K = 123
 END = 307  # 300 events and 8 checkpoints: start, one after every 50 events, end
