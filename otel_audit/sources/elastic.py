@@ -19,8 +19,10 @@ No OpenTelemetry SDK imports: a verifier needs only the data and the public keys
 
 from __future__ import annotations
 
+import base64
 import datetime as _dt
 import gzip
+import itertools
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -36,7 +38,8 @@ from otel_audit.keys import Keyring
 from otel_audit.otlpjson import decode_attributes
 from otel_audit.verify import Report, Verifier
 
-__all__ = ["ElasticReader", "cross_check", "iter_hits", "record_of", "verify_export"]
+__all__ = ["ElasticReader", "cross_check", "iter_hits", "otel_document_record", "record_of",
+           "records_from_otel_documents", "verify_export"]
 
 _ISO = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?\s*(Z|[+-]\d{2}:?\d{2})?$"
@@ -372,3 +375,135 @@ def verify_export(sources: Iterable[Any], keyring: Keyring, *, allow_open: bool 
     if hidden:
         report.problems.append(f"elasticsearch: ... and {hidden} more (see the reader's lists)")
     return report, reader
+
+
+# -- documents of the collector's own elasticsearch exporter (mapping mode "otel") ----------------
+#
+# The contrib `elasticsearch` exporter (v0.147.0, `mapping: {mode: otel}`) writes no `audit.otlp`;
+# its document carries the record's parts in typed JSON: `event_name`, `@timestamp` as the string
+# "<milliseconds>.<remaining nanoseconds, unpadded>", `severity_text`, `severity_number` (both left
+# out when empty/0), `attributes` (a JSON object with each value in its own type: a double keeps a
+# radix point, a map stays a nested object, a list a list) and `body.text` (a scalar) or
+# `body.structured` (a map, or a list wrapped as {"value": [...]}). Two things are not told apart:
+#   * bytes are written as lower-case hex strings, like a string of hex digits;
+#   * a list body is wrapped as {"value": [...]}, like a map body with one key "value".
+# `records_from_otel_documents` rebuilds the OTLP/JSON logRecord and resolves those two ambiguities
+# only where the record's own chained digest (audit.integrity.prev/digest, both carried) confirms
+# one reading; where none does, the plain reading (string / map) is kept and the verifier reports the
+# record as modified. A digest match is a proof (SHA-256), not a guess that could pass tampering.
+
+_HEX = re.compile(r"^(?:[0-9a-f]{2})+$")
+_MAX_READINGS = 256
+
+
+def _anyvalue(value: Any, as_bytes: bool = False) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, bool):
+        return {"boolValue": value}
+    if isinstance(value, int):
+        return {"intValue": str(value)}
+    if isinstance(value, float):
+        return {"doubleValue": value}
+    if isinstance(value, str):
+        if as_bytes:
+            return {"bytesValue": base64.b64encode(bytes.fromhex(value)).decode("ascii")}
+        return {"stringValue": value}
+    if isinstance(value, list):
+        return {"arrayValue": {"values": [_anyvalue(v) for v in value]}}
+    if isinstance(value, Mapping):
+        return {"kvlistValue": {"values": [{"key": k, "value": _anyvalue(v)} for k, v in value.items()]}}
+    raise ValueError(f"a {type(value).__name__} is not a JSON value")
+
+
+def _otel_timestamp_ns(value: Any) -> int:
+    text = _text(value)
+    ms, _, rest = text.partition(".")
+    return int(ms) * 1_000_000 + (int(rest) if rest else 0)
+
+
+def otel_document_record(source: Mapping[str, Any], *, bytes_keys: frozenset[str] = frozenset(),
+                         body_bytes: bool = False, body_list: bool = False) -> dict[str, Any]:
+    """One reading of an otel-mode document as an OTLP/JSON logRecord (see above for the choices)."""
+    rec: dict[str, Any] = {}
+    found, ts = _lookup(source, "@timestamp")
+    if found and ts is not None:
+        rec["timeUnixNano"] = str(_otel_timestamp_ns(ts))
+    if source.get("severity_number"):
+        rec["severityNumber"] = int(source["severity_number"])
+    if source.get("severity_text"):
+        rec["severityText"] = str(source["severity_text"])
+    if source.get("event_name"):
+        rec["eventName"] = str(source["event_name"])
+    attrs = source.get("attributes") or {}
+    rec["attributes"] = [{"key": k, "value": _anyvalue(v, k in bytes_keys)} for k, v in attrs.items()]
+    body = source.get("body")
+    if isinstance(body, Mapping):
+        if "text" in body:
+            rec["body"] = _anyvalue(body["text"], body_bytes)
+        elif "structured" in body:
+            s = body["structured"]
+            if body_list and isinstance(s, Mapping) and list(s) == ["value"] and isinstance(s["value"], list):
+                rec["body"] = _anyvalue(s["value"])
+            else:
+                rec["body"] = _anyvalue(s)
+    return rec
+
+
+def _digest_matches(rec: Mapping[str, Any]) -> bool:
+    from otel_audit import canonical
+    from otel_audit.canonical import DIGEST, PREV_DIGEST
+    from otel_audit.verify import decode_value
+
+    attrs = {kv["key"]: decode_value(kv["value"]) for kv in rec.get("attributes") or ()}
+    try:
+        stream, seq = attrs[STREAM_ID], attrs[STREAM_SEQ]
+        prev, digest = bytes.fromhex(attrs[PREV_DIGEST]), bytes.fromhex(attrs[DIGEST])
+        body = rec.get("body")
+        content = canonical.canonical_bytes(
+            stream, seq, rec.get("eventName", ""), int(rec.get("timeUnixNano") or 0),
+            int(rec.get("severityNumber") or 0), rec.get("severityText", ""),
+            None if body is None else decode_value(body), attrs)
+    except (KeyError, TypeError, ValueError):
+        return False
+    return canonical.record_digest(prev, content) == digest
+
+
+def records_from_otel_documents(sources: Iterable[Mapping[str, Any]], *, name: str = "elasticsearch"
+                                ) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, OTLP/JSON logRecord) for each `_source` written by the contrib exporter in otel mode.
+
+    Accepts `_source` objects or hits (`{"_id":..., "_source": {...}}`). Ambiguous hex strings (bytes?)
+    and a {"value": [...]} body (a list?) are read the way the record's own digest confirms.
+    """
+    for n, item in enumerate(sources):
+        source = item.get("_source", item) if isinstance(item, Mapping) else item
+        where = f"{name}[{n}]" + (f" [{item.get('_id')}]" if isinstance(item, Mapping) and "_id" in item else "")
+        if not isinstance(source, Mapping):
+            raise InputError(f"{where}: not a JSON object")
+        plain = otel_document_record(source)
+        if _digest_matches(plain):
+            yield where, plain
+            continue
+        readings = itertools.islice(_other_readings(source), _MAX_READINGS)
+        yield where, next((c for c in readings if _digest_matches(c)), plain)
+
+
+def _other_readings(source: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """The readings of an otel-mode document other than the plain one, fewest reinterpretations first."""
+    attrs = source.get("attributes") or {}
+    hexy = [k for k, v in attrs.items() if isinstance(v, str) and _HEX.match(v)
+            and k not in (STREAM_ID, "audit.integrity.prev", "audit.integrity.digest")]
+    body = source.get("body") if isinstance(source.get("body"), Mapping) else {}
+    body_opts = [(False, False)]
+    if isinstance(body.get("text"), str) and _HEX.match(body["text"]):
+        body_opts.append((True, False))
+    structured = body.get("structured")
+    if isinstance(structured, Mapping) and list(structured) == ["value"] and isinstance(structured["value"], list):
+        body_opts.append((False, True))
+    for r in range(len(hexy) + 1):
+        for keys in itertools.combinations(hexy, r):
+            for as_bytes, as_list in body_opts:
+                if keys or as_bytes or as_list:
+                    yield otel_document_record(source, bytes_keys=frozenset(keys), body_bytes=as_bytes,
+                                               body_list=as_list)

@@ -47,10 +47,12 @@ from otel_audit.verify import Report, Verifier
 
 __all__ = [
     "SplunkReader",
+    "contrib_hec_mismatches",
     "cross_check",
     "iter_results",
     "load_results",
     "record_of",
+    "records_from_contrib_hec",
     "verify_export",
 ]
 
@@ -336,3 +338,144 @@ def verify_export(sources: Iterable[Any], keyring: Any, *, allow_open: bool = Fa
     report.problems.extend(f"splunk: {p}" for p in reader.problems)
     report.problems.extend(f"splunk: {m}" for m in reader.mismatches)
     return report, reader
+
+
+# -- events of the collector's own splunk_hec exporter ---------------------------------------------
+#
+# The contrib `splunk_hec` exporter (v0.147.0, pkg/translator/splunk LogToSplunkEvent) writes no
+# `audit.otlp`. Per log record it sends {"event": <body as raw JSON>, "fields": {...}, "time":
+# <seconds, rounded to the millisecond>, "host", "source", "sourcetype", "index"}, where `fields` holds
+# the resource attributes and the record attributes merged into one flat object (maps flattened to
+# "key.sub", lists of lists/maps as JSON text, bytes as base64 text, every double that happens to be
+# whole written as an integer) plus "otel.log.severity.text" / "otel.log.severity.number".
+# What that loses for good, so that the signed canonical form cannot be rebuilt exactly:
+#   * the event name: not sent at all;
+#   * the timestamp below the millisecond (the canonical form signs nanoseconds);
+#   * records whose body is empty or "": dropped by the exporter, never sent;
+#   * which fields were resource attributes and which record attributes; the type of a bytes value
+#     or of a whole double; whether a dotted key was a map.
+# `records_from_contrib_hec` rebuilds what IS carried; the verifier then reports such records as
+# modified unless the lost parts happened to be empty (no event name, a whole-millisecond time).
+
+CONTRIB_SEVERITY_TEXT = "otel.log.severity.text"
+CONTRIB_SEVERITY_NUMBER = "otel.log.severity.number"
+
+
+def _contrib_anyvalue(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, bool):
+        return {"boolValue": value}
+    if isinstance(value, int):
+        return {"intValue": str(value)}
+    if isinstance(value, float):
+        return {"doubleValue": value}
+    if isinstance(value, str):
+        return {"stringValue": value}
+    if isinstance(value, list):
+        return {"arrayValue": {"values": [_contrib_anyvalue(v) for v in value]}}
+    if isinstance(value, dict):
+        return {"kvlistValue": {"values": [{"key": k, "value": _contrib_anyvalue(v)} for k, v in value.items()]}}
+    raise ValueError(f"a {type(value).__name__} is not a JSON value")
+
+
+def records_from_contrib_hec(events: Any, *, resource_keys: Any = (), name: str = "splunk"
+                             ) -> Any:
+    """(where, OTLP/JSON logRecord) rebuilt from HEC envelopes sent by the contrib splunk_hec exporter.
+
+    `resource_keys`: field names known to be resource attributes (left out of the record's attributes).
+    No event name is set (none is carried); `timeUnixNano` is the millisecond the envelope gives.
+    """
+    skip = {CONTRIB_SEVERITY_TEXT, CONTRIB_SEVERITY_NUMBER, *resource_keys}
+    for n, env in enumerate(events):
+        where = f"{name}[{n}]"
+        fields = dict(env.get("fields") or {})
+        rec: dict[str, Any] = {}
+        t = env.get("time")
+        if t is not None:
+            rec["timeUnixNano"] = str(round(float(t) * 1000) * 1_000_000)
+        if fields.get(CONTRIB_SEVERITY_NUMBER) is not None:
+            rec["severityNumber"] = int(fields[CONTRIB_SEVERITY_NUMBER])
+        if fields.get(CONTRIB_SEVERITY_TEXT):
+            rec["severityText"] = str(fields[CONTRIB_SEVERITY_TEXT])
+        rec["attributes"] = [{"key": k, "value": _contrib_anyvalue(v)} for k, v in fields.items() if k not in skip]
+        if env.get("event") is not None:
+            rec["body"] = _contrib_anyvalue(env["event"])
+        yield where, rec
+
+
+def _contrib_form(value: Any) -> Any:
+    """A decoded AnyValue as the contrib exporter writes it into JSON (bytes base64, whole doubles as ints)."""
+    import base64
+
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_contrib_form(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _contrib_form(v) for k, v in value.items()}
+    return value
+
+
+def _contrib_fields(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """Record attributes as the contrib exporter's `fields`: maps flattened to dotted keys; a list holding a
+    list or map becomes JSON text, whose exact bytes (Go's encoder) are not rebuilt: such keys map to None."""
+    out: dict[str, Any] = {}
+
+    def put(key: str, v: Any) -> None:
+        if isinstance(v, dict):
+            for k, sub in v.items():
+                put(f"{key}.{k}", sub)
+        elif isinstance(v, list) and any(isinstance(x, (list, dict)) for x in v):
+            out[key] = None
+        else:
+            out[key] = _contrib_form(v)
+
+    for k, v in attrs.items():
+        put(k, v)
+    return out
+
+
+def contrib_hec_mismatches(events: Iterable[Mapping[str, Any]], verified: Iterable[Mapping[str, Any]]) -> list[str]:
+    """What the contrib splunk_hec exporter's events say differently from verified OTLP/JSON records.
+
+    `verified`: the same stream's records from a copy that verifies (e.g. the collector's file archive).
+    Compares every part the exporter carries: body, severity, the millisecond time and each attribute's
+    value (a list nested in a list or map is compared only for presence). An event whose seq the
+    verified copy lacks, or whose digest differs from it, is named too. Messages name stream and seq.
+    """
+    from otel_audit.verify import decode_value
+
+    by_key: dict[tuple[str, int], Mapping[str, Any]] = {}
+    for rec in verified:
+        attrs = {kv["key"]: decode_value(kv.get("value") or {}) for kv in rec.get("attributes") or ()}
+        by_key[(attrs.get("audit.stream.id"), attrs.get("audit.stream.seq"))] = rec  # type: ignore[index]
+    out: list[str] = []
+    for env in events:
+        fields = dict(env.get("fields") or {})
+        key = (fields.get("audit.stream.id"), fields.get("audit.stream.seq"))
+        who = f"stream {key[0]} seq {key[1]}"
+        rec = by_key.get(key)  # type: ignore[arg-type]
+        if rec is None:
+            out.append(f"{who}: not in the verified records")
+            continue
+        want_attrs = {kv["key"]: decode_value(kv.get("value") or {}) for kv in rec.get("attributes") or ()}
+        body = rec.get("body")
+        want_body = None if body is None else _contrib_form(decode_value(body))
+        if env.get("event") != want_body:
+            out.append(f"{who}: event (the body) differs from the signed record")
+        ns = int(rec.get("timeUnixNano") or rec.get("observedTimeUnixNano") or 0)
+        t = env.get("time")
+        if t is not None and round(float(t) * 1000) != (ns + 500_000) // 1_000_000:
+            out.append(f"{who}: time differs from the signed record")
+        if fields.pop(CONTRIB_SEVERITY_NUMBER, None) not in (rec.get("severityNumber"), None) or (
+                fields.pop(CONTRIB_SEVERITY_TEXT, None) or "") != (rec.get("severityText") or ""):
+            out.append(f"{who}: severity differs from the signed record")
+        for k, v in _contrib_fields(want_attrs).items():
+            if k not in fields:
+                out.append(f"{who}: field {k} is missing")
+            elif v is not None and fields[k] != v:
+                out.append(f"{who}: field {k} differs from the signed record")
+    return out
