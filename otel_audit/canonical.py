@@ -31,7 +31,10 @@ STREAM_ID = "audit.stream.id"
 STREAM_SEQ = "audit.stream.seq"
 PREV_DIGEST = "audit.integrity.prev"
 DIGEST = "audit.integrity.digest"
-INTEGRITY_KEYS = frozenset({STREAM_ID, STREAM_SEQ, PREV_DIGEST, DIGEST})
+#: Optional: the record's canonical content array itself, for exporters that cannot carry typed
+#: values (the collector's splunk_hec flattens and retypes attributes and drops the event name).
+RECORD = "audit.integrity.record"
+INTEGRITY_KEYS = frozenset({STREAM_ID, STREAM_SEQ, PREV_DIGEST, DIGEST, RECORD})
 
 #: The event name of checkpoint records.
 CHECKPOINT_EVENT = "audit.checkpoint"

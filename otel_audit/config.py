@@ -474,7 +474,8 @@ def _check_keys(cfg: Mapping[str, Any], valid: tuple[str, ...], where: str) -> N
             raise ConfigError(f"{where}.{k}: unknown key; valid keys: {', '.join(valid)}")
 
 
-_SIGNING_KEYS = ("keys_dir", "key_name", "state_dir", "checkpoint_every", "checkpoint_interval", "origin")
+_SIGNING_KEYS = ("keys_dir", "key_name", "state_dir", "checkpoint_every", "checkpoint_interval", "origin",
+                 "embed_record")
 _REDACTION_KEYS = ("mode", "hmac_key", "rules", "redact_client_ip", "sensitive_keys", "allow_keys",
                    "custom_patterns", "pii_event")
 _TLS_FILES = ("ca_file", "cert_file", "key_file")
@@ -591,7 +592,8 @@ def _signing_plan(cfg: Mapping[str, Any], where: str, base: Path) -> tuple[dict[
     except KeyringError as exc:
         raise ConfigError(f"{where}.keys_dir: {exc}") from None
     kwargs = {"signer": keys_dir, "checkpoint_every": every, "checkpoint_interval": interval,
-              "state_dir": state_dir, "origin": origin, "key_name": key_name}
+              "state_dir": state_dir, "origin": origin, "key_name": key_name,
+              "embed_record": _boolean(cfg.get("embed_record", False), f"{where}.embed_record")}
     return kwargs, signer.name
 
 

@@ -373,19 +373,55 @@ class Verifier:
         except (KeyError, TypeError, ValueError, AttributeError, binascii.Error, canonical.CanonicalError) as exc:
             self._malformed(f"{_loc(where, index)}: record cannot be read ({type(exc).__name__}: {exc})")
             return
+        self._store(stream, seq, t, r, per)  # type: ignore[arg-type]
+
+    def _store(self, stream: str, seq: int, t: int, r: _Rec, per: dict[int, _Rec] | None) -> None:
         if per is None:
-            per = self._streams[stream] = {}  # type: ignore[index]
-            self._times[stream] = [t, t]  # type: ignore[index]
+            per = self._streams[stream] = {}
+            self._times[stream] = [t, t]
         else:
-            tt = self._times[stream]  # type: ignore[index]
+            tt = self._times[stream]
             if t and (not tt[0] or t < tt[0]):
                 tt[0] = t
             if t > tt[1]:
                 tt[1] = t
         if seq in per:
-            self._extra.setdefault((stream, seq), []).append(r)  # type: ignore[arg-type]
+            self._extra.setdefault((stream, seq), []).append(r)
         else:
             per[seq] = r
+
+    def add_canonical(self, stream: Any, seq: Any, prev: Any, digest: Any, content: Any, where: str) -> None:
+        """A record known by its carried canonical content (`audit.integrity.record`) and integrity fields,
+        as a backend that flattens attributes holds it; the digest is checked over exactly those bytes."""
+        self.report.records += 1
+        try:
+            if isinstance(seq, str) and seq.isascii() and seq.isdigit():
+                seq = int(seq)
+            if (type(stream) is not str or len(stream) != 32 or not _is_hex(stream) or type(seq) is not int
+                    or seq < 0 or type(prev) is not str or type(digest) is not str or type(content) is not str):
+                self._malformed(f"{where}: integrity fields have the wrong form")
+                return
+            raw = content.encode("utf-8")
+            item = _loads(raw)
+            if not isinstance(item, list) or len(item) != 6 or not raw.startswith(b"["):
+                raise ValueError("audit.integrity.record is not a canonical content array")
+            event, t_text, _, _, body, attrs = item
+            pb, db = bytes.fromhex(prev), bytes.fromhex(digest)
+            if len(pb) != 32 or len(db) != 32:
+                raise ValueError("a digest is not 32 bytes")
+            head = self._heads.get(stream)
+            if head is None:
+                head = self._heads[stream] = b'\x00["v1","' + stream.encode() + b'",'
+            calc = _sha256(pb.join((b"\x00", head[1:])) + str(seq).encode() + b"," + raw[1:]).digest()
+            t = int(t_text) if isinstance(t_text, str) and t_text.isdigit() else 0
+            r = (calc, pb, db, body if event == CHECKPOINT_EVENT and type(body) is str else None)
+            if event == GAP_EVENT and isinstance(attrs, dict):
+                self._gap_claims.setdefault(stream, []).append(
+                    (seq, attrs.get("audit.gap.seqs"), attrs.get("audit.gap.chain")))
+        except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
+            self._malformed(f"{where}: record cannot be read ({type(exc).__name__}: {exc})")
+            return
+        self._store(stream, seq, t, r, self._streams.get(stream))
 
     # proving
 
@@ -816,7 +852,10 @@ def verify_paths(
                 bar(f.stat().st_size)
             try:
                 for where, record in reader.records_in(data, str(f)):
-                    v.add_record(record, where)
+                    if "__canonical__" in record:  # a record known by its embedded canonical content
+                        v.add_canonical(*record["__canonical__"], where)
+                    else:
+                        v.add_record(record, where)
             except (ValueError, TypeError) as exc:
                 raise InputError(f"{f}: not a readable {kind} export: {exc}") from exc
         if v.report.records:

@@ -31,7 +31,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_audit import canonical
-from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, PREV_DIGEST, STREAM_ID, STREAM_SEQ
+from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, PREV_DIGEST, RECORD, STREAM_ID, STREAM_SEQ
 from otel_audit.errors import ConfigError, DeliveryError, KeyringError
 from otel_audit.keys import KEYRING_FILE, Signer
 from otel_audit.merkle import CompactRange
@@ -163,6 +163,7 @@ class SigningProcessor(LogRecordProcessor):
         origin: str = "otel-audit",
         resource: Resource | None = None,
         key_name: str | None = None,
+        embed_record: bool = False,
     ) -> None:
         if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be a positive integer, got {checkpoint_every!r}")
@@ -178,6 +179,9 @@ class SigningProcessor(LogRecordProcessor):
         self._single = self._downstream[0].on_emit if len(self._downstream) == 1 else None
         self._keys = _KeySource(signer, key_name)
         self._every = checkpoint_every
+        # carry the canonical content as an attribute, so that a backend that flattens or retypes
+        # attributes (or drops the event name) still holds what the digest was computed over
+        self._embed = bool(embed_record)
         self._interval = float(checkpoint_interval)
         self._resource = resource if resource is not None else Resource.create({})
         self.stream_id = secrets.token_hex(16)
@@ -268,6 +272,8 @@ class SigningProcessor(LogRecordProcessor):
         d[STREAM_SEQ] = seq
         d[PREV_DIGEST] = prev_hex
         d[DIGEST] = digest_hex
+        if self._embed:
+            d[RECORD] = content.decode("utf-8")
         if self._single is not None:
             try:
                 self._single(log_record)
@@ -381,6 +387,8 @@ class SigningProcessor(LogRecordProcessor):
         attributes[STREAM_SEQ] = seq
         attributes[PREV_DIGEST] = prev.hex()
         attributes[DIGEST] = digest.hex()
+        if self._embed:
+            attributes[RECORD] = content.decode("utf-8")
         record = ReadWriteLogRecord(
             LogRecord(
                 timestamp=now,

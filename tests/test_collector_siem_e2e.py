@@ -91,7 +91,7 @@ def siem_record(i: int) -> dict[str, Any]:
 
 def produce(endpoint: str, keys_dir: Path, n: int, *, record: Callable[[int], dict[str, Any]] = siem_record,
             instance: str = "producer-1", pause_every: int = 0, pause_s: float = 0.0,
-            progress: list[int] | None = None) -> Produced:
+            progress: list[int] | None = None, embed_record: bool = False) -> Produced:
     """Emit n signed records to an OTLP/HTTP base URL, then shut down (end checkpoint)."""
     exporter = OTLPLogExporter(endpoint=f"{endpoint}/v1/logs", timeout=30)
     batch = BatchLogRecordProcessor(exporter, max_queue_size=100_000, max_export_batch_size=64,
@@ -99,7 +99,7 @@ def produce(endpoint: str, keys_dir: Path, n: int, *, record: Callable[[int], di
     resource = Resource.create({"service.name": "collector-siem-e2e", "service.instance.id": instance})
     provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
     sp = SigningProcessor(keys_dir, downstream=batch, checkpoint_every=50, checkpoint_interval=3600.0,
-                          resource=resource)
+                          resource=resource, embed_record=embed_record)
     provider.add_log_record_processor(sp)
     logger = provider.get_logger("otel_audit.tests.collector_siem")
     for i in range(n):
@@ -510,3 +510,43 @@ def test_splunk_down_30s_loses_nothing(tmp_path: Path, siem_keys: Path) -> None:
         assert seen.setdefault(f[STREAM_SEQ], f[DIGEST]) == f[DIGEST]  # a duplicate is the same record
     assert seen == digests and sorted(seen) == list(range(produced.length))
     assert len([s for s, r in archived.items() if not is_checkpoint(r)]) == n
+
+
+# -- 1b. splunk_hec with the signing processor's embed_record: verifiable from Splunk alone ------------
+
+
+def test_hec_with_embedded_records_verifies_from_splunk_alone(tmp_path: Path, siem_keys: Path) -> None:
+    """With embed_record, what the collector's splunk_hec exporter leaves in Splunk verifies on its own
+    (exit 0 from a search export), and an edit of one stored record is named by seq (exit 1)."""
+    import subprocess
+    import sys
+
+    cfg = PIPELINE % {"exporters": HEC_EXPORTER, "names": "splunk_hec"}
+    with LenientHec() as hec:
+        with Collector(cfg, env={"HEC_URL": hec.url, "HEC_TOKEN": DEFAULT_TOKEN},
+                       endpoints=["OTLP_HTTP"], workdir=tmp_path / "otelcol") as c:
+            produced = produce(c.url("OTLP_HTTP"), siem_keys, 80, embed_record=True)
+            _wait(lambda: hec.count >= produced.length, 30, "every record at the HEC stand-in")
+        export = tmp_path / "splunk-export.json"
+        export.write_bytes(hec.search_export())
+    cmd = [sys.executable, "-m", "otel_audit.cli", "verify", "--no-progress", "--keys", str(siem_keys)]
+    ok = subprocess.run([*cmd, str(export)], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "closed" in ok.stdout and "VERIFIED" in ok.stdout, ok.stdout
+    # alter one stored record's canonical content at rest (a user id inside it)
+    lines = export.read_text().splitlines()
+    for i, line in enumerate(lines):
+        doc = json.loads(line)
+        res = doc.get("result") or {}
+        rec = res.get("audit.integrity.record")
+        if isinstance(rec, str) and '"user.id":"' in rec:
+            res["audit.integrity.record"] = rec.replace('"user.id":"', '"user.id":"x', 1)
+            seq = int(res["audit.stream.seq"])
+            lines[i] = json.dumps(doc)
+            break
+    else:
+        raise AssertionError("no stored record with a user.id")
+    export.write_text("\n".join(lines) + "\n")
+    bad = subprocess.run([*cmd, "--format", "json", str(export)], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert json.loads(bad.stdout)["streams"][0]["modified"] == [seq]

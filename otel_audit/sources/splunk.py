@@ -144,6 +144,15 @@ def _event_of(result: Mapping[str, Any]) -> dict[str, Any] | None:
     return event if isinstance(event, dict) else None
 
 
+#: the signing processor's embedded canonical content (embed_record), and how a reader hands it on
+CANONICAL_FIELD = "audit.integrity.record"
+CANONICAL_KEY = "__canonical__"
+
+
+def _one(value: Any) -> Any:
+    return value[0] if isinstance(value, list) and len(value) == 1 else value
+
+
 def record_of(result: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:
     """(the signed OTLP/JSON logRecord of a result, "") or (None, why it cannot be read).
 
@@ -161,6 +170,12 @@ def record_of(result: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:
             text = text[0] if len(distinct) == 1 else _MISSING
             if text is _MISSING:
                 return None, "audit.otlp has several differing values"
+    if text is _MISSING and CANONICAL_FIELD in result:
+        # sent by the collector's splunk_hec exporter with the signing processor's embed_record:
+        # the canonical content and the integrity fields are index-time fields of the result
+        vals = [_one(result.get(k)) for k in ("audit.stream.id", "audit.stream.seq", "audit.integrity.prev",
+                                              "audit.integrity.digest", CANONICAL_FIELD)]
+        return {CANONICAL_KEY: tuple(vals)}, ""
     if text is _MISSING:
         ours = (event is not None and "audit.stream.id" in event) or "audit.stream.id" in result
         if ours:
@@ -309,7 +324,8 @@ class SplunkReader:
                     self.skipped += 1
                 continue
             self.records += 1
-            self.mismatches.extend(cross_check(result, record, where))
+            if CANONICAL_KEY not in record:
+                self.mismatches.extend(cross_check(result, record, where))
             yield where, record
 
     def records_in(self, source: Any, where: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -329,7 +345,10 @@ def verify_export(sources: Iterable[Any], keyring: Any, *, allow_open: bool = Fa
         if isinstance(src, (str, os.PathLike)):
             verifier.report.files += 1
         for where, record in reader.records_in(src):
-            verifier.add_record(record, where)
+            if CANONICAL_KEY in record:
+                verifier.add_canonical(*record[CANONICAL_KEY], where)
+            else:
+                verifier.add_record(record, where)
     if reader.records == 0:
         raise InputError(f"no audit records found in the Splunk results ({reader.results} results, "
                          f"{len(reader.problems)} without a readable audit.otlp)"
