@@ -33,7 +33,6 @@ import base64
 import gzip
 import logging
 import math
-import os
 import re
 import socket
 import threading
@@ -48,6 +47,7 @@ import requests
 from opentelemetry.sdk._logs.export import LogRecordExportResult
 
 from otel_audit.errors import ConfigError
+from otel_audit.exporters._env import EnvSettings
 from otel_audit.exporters._http import (
     HttpLogExporter,
     Request,
@@ -143,8 +143,6 @@ _BIG_VALUE_BYTES = 1024
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _SITE = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+")
 _TAG_BAD = re.compile(r"[^a-z0-9_:./-]")
-_TRUE = ("true", "1", "yes", "on")
-_FALSE = ("false", "0", "no", "off")
 
 
 def intake_url(site: str) -> str:
@@ -349,33 +347,8 @@ class DatadogCounters:
 # -- environment -----------------------------------------------------------------------------------
 
 
-def _env(name: str) -> str | None:
-    ours, generic = ENV_VARS[name]
-    value = os.environ.get(ours)
-    if value is not None and value.strip():
-        return value.strip()
-    if generic:
-        value = os.environ.get(generic)
-        if value is not None and value.strip():
-            return value.strip()
-    return None
-
-
-def _env_var_name(name: str) -> str:
-    ours, generic = ENV_VARS[name]
-    return ours if os.environ.get(ours, "").strip() or not generic else generic
-
-
-def _env_bool(name: str, default: bool) -> bool:
-    value = _env(name)
-    if value is None:
-        return default
-    if value.lower() in _TRUE:
-        return True
-    if value.lower() in _FALSE:
-        return False
-    _log.warning("%s=%r is not true or false; using %s", _env_var_name(name), value, default)
-    return default
+_ENV = EnvSettings(ENV_VARS, _log)
+_env, _env_var_name, _env_bool = _ENV.get, _ENV.var_name, _ENV.bool
 
 
 class DatadogLogExporter(HttpLogExporter):

@@ -61,6 +61,7 @@ from opentelemetry.sdk._logs.export import LogRecordExportResult
 from otel_audit.canonical import STREAM_ID, STREAM_SEQ
 from otel_audit.catalog import EVENTS, OUTCOMES
 from otel_audit.errors import ConfigError
+from otel_audit.exporters._env import env_choice, env_duration
 from otel_audit.exporters._http import (
     COMMON_KEYS,
     RETRYABLE_STATUSES,
@@ -1050,27 +1051,11 @@ def _clip(text: str, limit: int = 400) -> str:
 
 
 def _env_duration(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = duration(raw, name)
-    except ConfigError:
-        value = 0.0
-    if not value > 0:
-        _log.warning("%s=%r is not a duration above zero (e.g. 30s); using %ss", name, raw, default)
-        return default
-    return value
+    return env_duration(name, default, _log)
 
 
 def _env_choice(name: str, choices: Sequence[str], default: str) -> str:
-    raw = os.environ.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw not in choices:
-        _log.warning("%s=%r is not one of %s; using %s", name, raw, ", ".join(choices), default)
-        return default
-    return raw
+    return env_choice(name, choices, default, _log)
 
 
 def _env_checked(name: str, problem_of: Any) -> str | None:

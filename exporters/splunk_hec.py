@@ -66,7 +66,6 @@ import base64
 import importlib.metadata
 import logging
 import math
-import os
 import re
 import socket
 import threading
@@ -82,6 +81,7 @@ import requests
 from opentelemetry.sdk._logs.export import LogRecordExportResult
 
 from otel_audit.errors import ConfigError
+from otel_audit.exporters._env import EnvSettings
 from otel_audit.exporters._http import (
     COMMON_KEYS,
     HttpLogExporter,
@@ -164,8 +164,6 @@ EVENT_NAME_FIELD = "event_name"
 
 _MAX_DEPTH = 10
 _PLAIN = frozenset({str, int, bool})
-_TRUE = ("true", "1", "yes", "on")
-_FALSE = ("false", "0", "no", "off")
 
 ENV_PREFIX = "OTEL_AUDIT_SPLUNK_HEC_"
 #: Environment variables of the no-argument construction: (ours, the Splunk distribution's or None).
@@ -347,56 +345,8 @@ def _check_mapping(value: Any, what: str, defaults: Mapping[str, str]) -> dict[s
     return out
 
 
-def _env(name: str) -> str | None:
-    ours, generic = ENV_VARS[name]
-    for var in (ours, generic):
-        if var:
-            value = os.environ.get(var)
-            if value is not None and value.strip():
-                return value.strip()
-    return None
-
-
-def _env_var_name(name: str) -> str:
-    ours, generic = ENV_VARS[name]
-    return ours if os.environ.get(ours, "").strip() or not generic else generic
-
-
-def _env_bool(name: str, default: bool) -> bool:
-    value = _env(name)
-    if value is None:
-        return default
-    if value.lower() in _TRUE:
-        return True
-    if value.lower() in _FALSE:
-        return False
-    _log.warning("%s=%r is not true or false; using %s", _env_var_name(name), value, default)
-    return default
-
-
-def _env_int(name: str, default: int, check: Any) -> int:
-    value = _env(name)
-    if value is None:
-        return default
-    try:
-        return int(check(int(value)))
-    except ValueError as exc:
-        _log.warning("%s=%r: %s; using %d", _env_var_name(name), value, exc, default)
-        return default
-
-
-def _env_seconds(name: str, default: float) -> float:
-    value = _env(name)
-    if value is None:
-        return default
-    try:
-        seconds = duration(value, _env_var_name(name))
-        if not seconds > 0:
-            raise ConfigError(f"{_env_var_name(name)}: must be more than zero")
-        return seconds
-    except ConfigError as exc:
-        _log.warning("%s; using %gs", exc, default)
-        return default
+_ENV = EnvSettings(ENV_VARS, _log)
+_env, _env_var_name, _env_bool, _env_int, _env_seconds = _ENV.get, _ENV.var_name, _ENV.bool, _ENV.int, _ENV.seconds
 
 
 # -- bookkeeping -------------------------------------------------------------------------------------

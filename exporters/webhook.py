@@ -89,6 +89,7 @@ from opentelemetry.sdk._logs.export import LogRecordExportResult
 
 from otel_audit.canonical import STREAM_ID, STREAM_SEQ
 from otel_audit.errors import ConfigError
+from otel_audit.exporters._env import env_choice, env_duration
 from otel_audit.exporters._http import (
     COMMON_KEYS,
     RETRYABLE_STATUSES,
@@ -98,7 +99,6 @@ from otel_audit.exporters._http import (
     TlsSettings,
     Verdict,
     common_settings,
-    duration,
     retry_after_seconds,
 )
 from otel_audit.otlpjson import _encode_log_record as encode_log_record
@@ -963,27 +963,11 @@ def _env_int(name: str, default: int, minimum: int) -> int:
 
 
 def _env_timeout() -> float:
-    raw = os.environ.get(ENV_TIMEOUT, "").strip()
-    if not raw:
-        return DEFAULT_TIMEOUT
-    try:
-        value = duration(raw, ENV_TIMEOUT)
-    except ConfigError:
-        value = 0.0
-    if not value > 0:
-        _log.warning("%s=%r is not a duration above zero (e.g. 15s); using %ss", ENV_TIMEOUT, raw, DEFAULT_TIMEOUT)
-        return DEFAULT_TIMEOUT
-    return value
+    return env_duration(ENV_TIMEOUT, DEFAULT_TIMEOUT, _log)
 
 
 def _env_choice(name: str, choices: Sequence[str], default: str) -> str:
-    raw = os.environ.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw not in choices:
-        _log.warning("%s=%r is not one of %s; using %s", name, raw, ", ".join(choices), default)
-        return default
-    return raw
+    return env_choice(name, choices, default, _log)
 
 
 def _env_headers() -> dict[str, str]:

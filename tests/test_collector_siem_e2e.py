@@ -46,8 +46,6 @@ from otel_audit.sources.elastic import records_from_otel_documents
 from otel_audit.sources.splunk import contrib_hec_mismatches, records_from_contrib_hec
 from otel_audit.verify import Verifier
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the collector build is POSIX")
-
 KEY_NAME = "collector-siem-e2e"
 RESOURCE_ATTR = ("collector.e2e", "added-in-transit")
 
@@ -519,7 +517,6 @@ def test_hec_with_embedded_records_verifies_from_splunk_alone(tmp_path: Path, si
     """With embed_record, what the collector's splunk_hec exporter leaves in Splunk verifies on its own
     (exit 0 from a search export), and an edit of one stored record is named by seq (exit 1)."""
     import subprocess
-    import sys
 
     cfg = PIPELINE % {"exporters": HEC_EXPORTER, "names": "splunk_hec"}
     with LenientHec() as hec:
