@@ -7,7 +7,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import Config, Figures, NullExporter, batch_processor, benchmark, emit_all, make_records, median, provider_with
+from _common import (
+    Config,
+    Figures,
+    NullExporter,
+    batch_processor,
+    benchmark,
+    emit_all,
+    make_records,
+    median,
+    provider_with,
+)
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
 from otel_audit.keys import Signer

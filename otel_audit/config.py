@@ -228,11 +228,10 @@ class Built:
 
 
 def _exporter_factories() -> dict[str, Callable[[Mapping[str, Any], str], Any]]:
-    from otel_audit.exporters.file import FileLogRecordExporter
-    from otel_audit.exporters.otlp import create_otlp_exporter
-
     from otel_audit.exporters.datadog import DatadogLogExporter
     from otel_audit.exporters.elastic import ElasticLogExporter
+    from otel_audit.exporters.file import FileLogRecordExporter
+    from otel_audit.exporters.otlp import create_otlp_exporter
     from otel_audit.exporters.splunk_hec import SplunkHecLogExporter
     from otel_audit.exporters.webhook import WebhookLogExporter
 

@@ -461,7 +461,7 @@ class SpoolProcessor(LogRecordProcessor):
                 continue
             # keep the records; try again later (the exporter logged why)
             self.stats.retries[name] = self.stats.retries.get(name, 0) + 1
-            if self._stop.wait(backoff * (0.5 + random.random())) and self._closing_deadline_passed():
+            if self._stop.wait(backoff * (0.5 + random.random())):  # shut down: the records stay spooled
                 if cur.dirty:
                     cur.save()
                 return
@@ -497,9 +497,6 @@ class SpoolProcessor(LogRecordProcessor):
                     e = self._mem[j]
                     self._mem[j] = (e[0], e[1], e[2], None)
                 self._mem_head = low
-
-    def _closing_deadline_passed(self) -> bool:
-        return time.monotonic() > getattr(self, "_deadline", 0)
 
     def _export(self, exporter: LogRecordExporter, name: str, batch: list[tuple[ReadableLogRecord, int]]) -> bool:
         try:
@@ -638,7 +635,6 @@ class SpoolProcessor(LogRecordProcessor):
         with self._wlock:
             self._closing = True
             self._space.notify_all()
-        self._deadline = time.monotonic()
         self._stop.set()
         for ev in self._event_list:
             ev.set()

@@ -7,7 +7,6 @@ checks, from the YAML alone, the delivery guarantees the audit pipelines promise
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
