@@ -105,6 +105,7 @@ class SpoolProcessor(LogRecordProcessor):
         retry_max: float = 30.0,
         on_drop: Callable[[str, int, str, str], None] | None = None,
         memory_records: int = 16384,
+        meter_provider: Any = None,
     ) -> None:
         if not exporters:
             raise ValueError("exporters: at least one, or the spool would only grow")
@@ -177,7 +178,7 @@ class SpoolProcessor(LogRecordProcessor):
                                                   name=f"otel-audit-spool-{name}"))
         for t in self._threads:
             t.start()
-        self._register_metrics()
+        self._register_metrics(meter_provider)
 
     # -- files ------------------------------------------------------------------------------------
 
@@ -659,11 +660,11 @@ class SpoolProcessor(LogRecordProcessor):
 
     # -- metrics ----------------------------------------------------------------------------------
 
-    def _register_metrics(self) -> None:
+    def _register_metrics(self, meter_provider: Any) -> None:
         from opentelemetry import metrics
         from opentelemetry.metrics import CallbackOptions, Observation
 
-        meter = metrics.get_meter("otel_audit.spool")
+        meter = (meter_provider or metrics.get_meter_provider()).get_meter("otel_audit.spool")
 
         def depth(_: CallbackOptions) -> list[Observation]:
             return [Observation(self.pending(n), {"exporter": n}) for n in self.exporters]

@@ -283,3 +283,41 @@ def test_burst_sdk_batch_drops_but_spool_does_not(tmp_path: Path, kdir: Path) ->
           f"spool delivered {ours_rx.events} (dropped {spool.stats.dropped})")
     assert ours_rx.events == n and spool.stats.dropped == 0
     assert sdk_rx.events < n, "the SDK batch processor is expected to drop part of a burst this size"
+
+
+def test_spool_reports_depth_delivered_retries_and_drops_as_otel_metrics(tmp_path: Path, kdir: Path) -> None:
+    """The spool's depth, delivered, retries, dropped and refused counts are OTel metrics a reader collects."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[reader])
+    blocker = tmp_path / "dest"
+    blocker.write_text("down for a while")
+    spool = SpoolProcessor(tmp_path / "spool", {"file": FileLogRecordExporter(path=blocker / "a.jsonl")},
+                           retry_initial=0.05, retry_max=0.1, meter_provider=meters)
+    provider, _ = _pipeline(kdir, spool)
+    log = provider.get_logger("t")
+    for i in range(300):
+        log.emit(event_name="authentication.login.succeeded", body=f"login {i}", attributes=ATTRS)
+    time.sleep(0.3)
+
+    def figures() -> dict[str, float]:
+        out: dict[str, float] = {}
+        for rm in reader.get_metrics_data().resource_metrics:
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    out[m.name] = sum(p.value for p in m.data.data_points)
+        return out
+
+    during = figures()
+    assert during["otel_audit.spool.depth"] > 0
+    assert during["otel_audit.spool.retries"] >= 1
+    assert during["otel_audit.spool.delivered"] == 0
+    blocker.unlink()
+    assert spool.force_flush(30_000)
+    after = figures()
+    assert after["otel_audit.spool.depth"] == 0
+    assert after["otel_audit.spool.delivered"] >= 300
+    assert after["otel_audit.spool.dropped"] == 0 and after["otel_audit.spool.refused"] == 0
+    provider.shutdown()
