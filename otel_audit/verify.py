@@ -774,6 +774,46 @@ class Progress:
 
 
 SOURCES = ("auto", "otlp", "splunk", "elastic", "datadog")
+MAX_LISTED = 100  # a reader's problems and mismatches copied into a report
+CANONICAL = "__canonical__"  # a reader's record known by its embedded canonical content
+
+
+def feed(verifier: Verifier, records: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+    """Hand a SIEM reader's (where, record) pairs to the verifier: OTLP/JSON records, or records a
+    reader found as embedded canonical content (`audit.integrity.record`)."""
+    for where, record in records:
+        if CANONICAL in record:
+            verifier.add_canonical(*record[CANONICAL], where)
+        else:
+            verifier.add_record(record, where)
+
+
+def add_findings(report: Report, label: str, reader: Any) -> None:
+    """A reader's unverifiable records and searchable-field mismatches become the report's problems."""
+    report.problems.extend(f"{label}: {p}" for p in list(reader.problems)[:MAX_LISTED])
+    report.problems.extend(f"{label}: {m}" for m in list(reader.mismatches)[:MAX_LISTED])
+    hidden = max(0, len(reader.problems) - MAX_LISTED) + max(0, len(reader.mismatches) - MAX_LISTED)
+    if hidden:
+        report.problems.append(f"{label}: ... and {hidden} more (see the reader's problems and mismatches)")
+
+
+def verify_export(
+    reader: Any, sources: Iterable[Any], keyring: Keyring, *, label: str, what: Callable[[], str],
+    is_file: Callable[[Any], bool] | None = None, allow_open: bool = False, ignore_unsigned: bool = False,
+) -> Report:
+    """Verify what a SIEM reader finds in `sources`; `what()` says what was read when nothing was."""
+    verifier = Verifier(keyring, allow_open=allow_open, ignore_unsigned=ignore_unsigned)
+    for src in sources:
+        if (is_file or (lambda x: isinstance(x, (str, os.PathLike))))(src):
+            verifier.report.files += 1
+        feed(verifier, reader.records_in(src))
+    if reader.records == 0:
+        raise InputError(f"no audit records found in {what()}, "
+                         f"{len(reader.problems)} without a readable audit.otlp)"
+                         + (f"; first: {reader.problems[0]}" if reader.problems else ""))
+    report = verifier.finish()
+    add_findings(report, label, reader)
+    return report
 
 
 def _reader(kind: str) -> Any:
@@ -851,11 +891,7 @@ def verify_paths(
             if bar is not None:
                 bar(f.stat().st_size)
             try:
-                for where, record in reader.records_in(data, str(f)):
-                    if "__canonical__" in record:  # a record known by its embedded canonical content
-                        v.add_canonical(*record["__canonical__"], where)
-                    else:
-                        v.add_record(record, where)
+                feed(v, reader.records_in(data, str(f)))
             except (ValueError, TypeError) as exc:
                 raise InputError(f"{f}: not a readable {kind} export: {exc}") from exc
         if v.report.records:
@@ -866,13 +902,7 @@ def verify_paths(
         if bar is not None:
             bar.close()
     for kind, reader in readers.items():
-        for p in list(reader.problems)[:50]:
-            v.report.problems.append(f"{kind}: {p}")
-        for m in list(reader.mismatches)[:50]:
-            v.report.problems.append(f"{kind}: searchable field differs from the signed record: {m}")
-        hidden = max(0, len(reader.problems) - 50) + max(0, len(reader.mismatches) - 50)
-        if hidden:
-            v.report.problems.append(f"{kind}: ... and {hidden} more")
+        add_findings(v.report, kind, reader)
     if v.report.records == 0 and not v.report.malformed:
         what = ", ".join(sorted(set(kinds.values())))
         raise InputError(f"no audit records found in {', '.join(map(str, files))} (read as {what})")

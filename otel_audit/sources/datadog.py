@@ -44,9 +44,10 @@ from typing import Any
 
 import orjson
 
+from otel_audit import verify
 from otel_audit.errors import InputError
 from otel_audit.otlpjson import decode_attributes
-from otel_audit.verify import Report, Verifier
+from otel_audit.verify import Report
 
 __all__ = [
     "SEARCH_PATH",
@@ -65,7 +66,6 @@ _log = logging.getLogger(__name__)
 
 SEARCH_PATH = "/api/v2/logs/events/search"
 OTLP_FIELD = "audit.otlp"
-_MAX_LISTED = 100  # problems and mismatches copied into a report
 _MISSING: Any = object()
 
 
@@ -413,23 +413,9 @@ def verify_export(sources: Iterable[Any], keyring: Any, *, allow_open: bool = Fa
     """Verify the audit records in Datadog exports or search pages; mismatches and unverifiable
     events are added to the report's problems, so the report is ok only when all is well."""
     reader = DatadogReader(source=source)
-    verifier = Verifier(keyring, allow_open=allow_open, ignore_unsigned=ignore_unsigned)
-    for src in sources:
-        if isinstance(src, (str, os.PathLike)):
-            verifier.report.files += 1
-        for where, record in reader.records_in(src):
-            verifier.add_record(record, where)
-    if reader.records == 0:
-        raise InputError(f"no audit records found in the Datadog data ({reader.events} events, "
-                         f"{len(reader.problems)} without a readable audit.otlp)"
-                         + (f"; first: {reader.problems[0]}" if reader.problems else ""))
-    report = verifier.finish()
-    # A Datadog pipeline rewriting one field would make every event a mismatch: list the first ones
-    report.problems.extend(f"datadog: {p}" for p in reader.problems[:_MAX_LISTED])
-    report.problems.extend(f"datadog: {m}" for m in reader.mismatches[:_MAX_LISTED])
-    hidden = max(0, len(reader.problems) - _MAX_LISTED) + max(0, len(reader.mismatches) - _MAX_LISTED)
-    if hidden:
-        report.problems.append(f"datadog: ... and {hidden} more (see the reader's problems and mismatches)")
+    report = verify.verify_export(reader, sources, keyring, label="datadog",
+                                  what=lambda: f"the Datadog data ({reader.events} events",
+                                  allow_open=allow_open, ignore_unsigned=ignore_unsigned)
     return report, reader
 
 

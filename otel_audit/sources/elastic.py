@@ -32,11 +32,12 @@ from typing import Any
 
 import orjson
 
+from otel_audit import verify
 from otel_audit.canonical import STREAM_ID, STREAM_SEQ
 from otel_audit.errors import InputError
 from otel_audit.keys import Keyring
 from otel_audit.otlpjson import decode_attributes
-from otel_audit.verify import Report, Verifier
+from otel_audit.verify import Report
 
 __all__ = ["ElasticReader", "cross_check", "iter_hits", "otel_document_record", "record_of",
            "records_from_otel_documents", "verify_export"]
@@ -44,7 +45,6 @@ __all__ = ["ElasticReader", "cross_check", "iter_hits", "otel_document_record", 
 _ISO = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?\s*(Z|[+-]\d{2}:?\d{2})?$"
 )
-_MAX_LISTED = 100
 
 
 # -- input shapes ----------------------------------------------------------------------------------
@@ -358,22 +358,12 @@ def verify_export(sources: Iterable[Any], keyring: Keyring, *, allow_open: bool 
     can be passed directly as `sources`.
     """
     reader = ElasticReader()
-    verifier = Verifier(keyring, allow_open=allow_open, ignore_unsigned=ignore_unsigned)
-    for src in sources:
-        if isinstance(src, os.PathLike) or (isinstance(src, str) and src.lstrip()[:1] not in ("{", "[")):
-            verifier.report.files += 1
-        for where, record in reader.records_in(src):
-            verifier.add_record(record, where)
-    if reader.records == 0:
-        raise InputError(f"no audit records found in the Elasticsearch data ({reader.hits} hits, "
-                         f"{len(reader.problems)} without a readable audit.otlp)"
-                         + (f"; first: {reader.problems[0]}" if reader.problems else ""))
-    report = verifier.finish()
-    report.problems.extend(f"elasticsearch: {p}" for p in reader.problems[:_MAX_LISTED])
-    report.problems.extend(f"elasticsearch: {m}" for m in reader.mismatches[:_MAX_LISTED])
-    hidden = max(0, len(reader.problems) - _MAX_LISTED) + max(0, len(reader.mismatches) - _MAX_LISTED)
-    if hidden:
-        report.problems.append(f"elasticsearch: ... and {hidden} more (see the reader's lists)")
+    report = verify.verify_export(
+        reader, sources, keyring, label="elasticsearch",
+        what=lambda: f"the Elasticsearch data ({reader.hits} hits",
+        is_file=lambda src: isinstance(src, os.PathLike)
+        or (isinstance(src, str) and src.lstrip()[:1] not in ("{", "[")),
+        allow_open=allow_open, ignore_unsigned=ignore_unsigned)
     return report, reader
 
 

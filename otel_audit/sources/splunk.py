@@ -41,9 +41,10 @@ from typing import Any
 
 import orjson
 
+from otel_audit import verify
 from otel_audit.errors import InputError
 from otel_audit.otlpjson import decode_attributes
-from otel_audit.verify import Report, Verifier
+from otel_audit.verify import Report
 
 __all__ = [
     "SplunkReader",
@@ -146,7 +147,7 @@ def _event_of(result: Mapping[str, Any]) -> dict[str, Any] | None:
 
 #: the signing processor's embedded canonical content (embed_record), and how a reader hands it on
 CANONICAL_FIELD = "audit.integrity.record"
-CANONICAL_KEY = "__canonical__"
+CANONICAL_KEY = verify.CANONICAL
 
 
 def _one(value: Any) -> Any:
@@ -340,22 +341,9 @@ def verify_export(sources: Iterable[Any], keyring: Any, *, allow_open: bool = Fa
     """Verify the audit records in Splunk search exports; mismatches and unverifiable results are
     added to the report's problems, so the report is ok only when all is well."""
     reader = SplunkReader()
-    verifier = Verifier(keyring, allow_open=allow_open, ignore_unsigned=ignore_unsigned)
-    for src in sources:
-        if isinstance(src, (str, os.PathLike)):
-            verifier.report.files += 1
-        for where, record in reader.records_in(src):
-            if CANONICAL_KEY in record:
-                verifier.add_canonical(*record[CANONICAL_KEY], where)
-            else:
-                verifier.add_record(record, where)
-    if reader.records == 0:
-        raise InputError(f"no audit records found in the Splunk results ({reader.results} results, "
-                         f"{len(reader.problems)} without a readable audit.otlp)"
-                         + (f"; first: {reader.problems[0]}" if reader.problems else ""))
-    report = verifier.finish()
-    report.problems.extend(f"splunk: {p}" for p in reader.problems)
-    report.problems.extend(f"splunk: {m}" for m in reader.mismatches)
+    report = verify.verify_export(reader, sources, keyring, label="splunk",
+                                  what=lambda: f"the Splunk results ({reader.results} results",
+                                  allow_open=allow_open, ignore_unsigned=ignore_unsigned)
     return report, reader
 
 
