@@ -58,7 +58,7 @@ from otel_audit.exporters._http import (
     duration,
     retry_after_seconds,
 )
-from otel_audit.otlpjson import _encode_log_record
+from otel_audit.otlpjson import encode_log_record
 
 __all__ = [
     "DEFAULT_SITE",
@@ -662,7 +662,7 @@ class DatadogLogExporter(HttpLogExporter):
     def _entry(self, readable: Any, now_ns: int) -> bytes:
         """One record as one Datadog log entry (JSON bytes), at most MAX_ENTRY_BYTES long."""
         lr = readable.log_record
-        otlp = _encode_log_record(readable)
+        otlp = encode_log_record(readable)
         otlp_text = orjson.dumps(otlp).decode()
         source, tags, host, service, extra = self._resource_part(readable.resource)
         attrs = _plain(lr.attributes)

@@ -76,7 +76,7 @@ from otel_audit.exporters._http import (
 )
 
 # The per-record OTLP/JSON encoder; `audit.otlp` must be exactly what the file exporter writes.
-from otel_audit.otlpjson import _encode_log_record as encode_log_record
+from otel_audit.otlpjson import encode_log_record
 
 if TYPE_CHECKING:
     from opentelemetry.sdk._logs import ReadableLogRecord

@@ -62,10 +62,8 @@ The token never appears in a log line, an error, a repr or an exception.
 
 from __future__ import annotations
 
-import base64
 import importlib.metadata
 import logging
-import math
 import re
 import socket
 import threading
@@ -93,7 +91,7 @@ from otel_audit.exporters._http import (
     duration,
     retry_after_seconds,
 )
-from otel_audit.otlpjson import _encode_log_record
+from otel_audit.otlpjson import encode_log_record, plain_json
 
 __all__ = [
     "DEFAULT_HEALTH_PATH",
@@ -207,26 +205,13 @@ _KEYS = frozenset({
 
 
 def _scalar(value: Any) -> Any:
-    """A JSON scalar: bytes as base64, the special doubles as strings."""
-    if isinstance(value, (str, bool, int)):
-        return value
-    if isinstance(value, float):
-        if math.isfinite(value):
-            return value
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    return orjson.dumps(_jsonable(value)).decode()
+    """A JSON scalar: bytes as base64, the special doubles as strings, anything nested as JSON text."""
+    if isinstance(value, (str, bool, int, float, bytes, bytearray, memoryview)):
+        return plain_json(value)
+    return orjson.dumps(plain_json(value)).decode()
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if value is None:
-        return None
-    return _scalar(value)
+_jsonable = plain_json
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any], depth: int = 0) -> None:
@@ -658,7 +643,7 @@ class SplunkHecLogExporter(HttpLogExporter):
     def encode(self, readable: Any) -> bytes:
         """The HEC envelope of one SDK log record, as JSON bytes."""
         rec = readable.log_record
-        otlp = orjson.dumps(_encode_log_record(readable)).decode()
+        otlp = orjson.dumps(encode_log_record(readable)).decode()
         attrs: Mapping[str, Any] = rec.attributes or {}
         resource = getattr(readable, "resource", None)
         res: Mapping[str, Any] = resource.attributes if resource is not None else {}

@@ -72,7 +72,6 @@ import gzip
 import hashlib
 import hmac
 import logging
-import math
 import os
 import threading
 import time
@@ -101,8 +100,7 @@ from otel_audit.exporters._http import (
     common_settings,
     retry_after_seconds,
 )
-from otel_audit.otlpjson import _encode_log_record as encode_log_record
-from otel_audit.otlpjson import decode_attributes
+from otel_audit.otlpjson import decode_attributes, encode_log_record, plain_json
 
 if TYPE_CHECKING:
     from opentelemetry.sdk._logs import ReadableLogRecord
@@ -309,21 +307,7 @@ def _iso_ns(text: str) -> int | None:
     return int(when.timestamp()) * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
 
 
-def _jsonable(value: Any) -> Any:
-    """A value as JSON can carry it: bytes as base64, non-finite floats as their OTLP/JSON names."""
-    if value is None or isinstance(value, (str, bool, int)):
-        return value
-    if isinstance(value, float):
-        if math.isfinite(value):
-            return value
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    raise TypeError(f"a value of type {type(value).__name__} has no JSON form")
+_jsonable = plain_json
 
 
 def _json_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:

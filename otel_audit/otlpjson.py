@@ -48,6 +48,22 @@ def _encode_double(value: float) -> float | str:
     return "Infinity" if value > 0 else "-Infinity"
 
 
+def plain_json(value: Any) -> Any:
+    """A value as plain JSON can carry it (not type-tagged): bytes as base64, non-finite doubles as
+    their OTLP/JSON names, maps and sequences recursively; what the SIEM exporters put in fields."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return _encode_double(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, Mapping):
+        return {str(k): plain_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_json(v) for v in value]
+    raise TypeError(f"a value of type {type(value).__name__} has no JSON form")
+
+
 def encode_anyvalue(value: object) -> dict[str, Any]:
     """Return the OTLP/JSON ``AnyValue`` object for a Python value.
 
