@@ -79,8 +79,10 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--users", type=int, default=6, help="simulated users (default 6)")
     d.add_argument("--seed", type=int, default=7)
 
-    cc = sub.add_parser("check-config", help="check a config file (a dry run: nothing is written or sent)")
+    cc = sub.add_parser("check-config", help="check a config file (a dry run: nothing is written or sent); "
+                                             "warns on stderr about setups that can lose records")
     cc.add_argument("config")
+    cc.add_argument("--strict", action="store_true", help="exit 1 if there is any warning")
     return p
 
 
@@ -183,6 +185,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"  processors: {' -> '.join(built.processors)} (signing key {built.key_name})")
     print(f"  exporters:  {', '.join(exporters)}")
     print("  checked without side effects: nothing was written, locked or sent")
+    sys.stdout.flush()
+    # Usable, but unable to keep the "nothing lost" promise: stderr, so stdout stays the same.
+    for w in built.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if built.warnings and args.strict:
+        print(f"otel-audit check-config: {len(built.warnings)} warning(s) and --strict: exit 1", file=sys.stderr)
+        return 1  # --strict: a warning fails the check, as a problem does (2 stays unusable input)
     return EXIT_OK
 
 

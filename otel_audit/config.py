@@ -5,13 +5,14 @@
     processors:
       redaction:   {mode: hmac, hmac_key: "${env:OTEL_AUDIT_HMAC_KEY}"}
       signing:     {keys_dir: ./keys, state_dir: ./state, checkpoint_every: 1000, checkpoint_interval: 5s}
+      delivery:    {directory: ./spool, max_size_mib: 1024, mode: fail_closed, shutdown_timeout: 5s}
     exporters:
       file:        {path: ./archive/audit.jsonl}
       otlp:        {endpoint: "localhost:4317", tls: {insecure: true}}
     service:
       pipelines:
         logs/audit:
-          processors: [redaction, signing]
+          processors: [redaction, signing, delivery]
           exporters: [file, otlp]
 
 Component ids are `type` or `type/name`, as in the collector, so an exporter block moves between
@@ -25,6 +26,11 @@ is wrong.
 `build(doc, dry_run=True)` checks a config as far as it can without side effects: every block
 is validated (each exporter is constructed by its own factory, then shut down unused), the
 signing key is loaded; no thread starts, no file is opened for writing, nothing connects.
+
+A config that works but cannot keep the "nothing lost" promise (no delivery processor, no
+signing state_dir, delivery mode fail_open, a spool larger than its filesystem's free space)
+gets warnings, each `<file>: <key>: <what to do>`, in `Built.warnings`; a real build also logs
+them at WARNING.
 """
 
 from __future__ import annotations
@@ -225,6 +231,8 @@ class Built:
     processors: dict[str, Any] = field(default_factory=dict)
     key_name: str = ""  # the signing key the stream starts with
     dry_run: bool = False
+    #: setups that work but cannot keep the "nothing lost" promise, each "<file>: <key>: <what>"
+    warnings: list[str] = field(default_factory=list)
 
 
 def _exporter_factories() -> dict[str, Callable[[Mapping[str, Any], str], Any]]:
@@ -382,7 +390,7 @@ def _block(doc: Mapping[str, Any], section: str, cid: str, src: str) -> dict[str
     return dict(cfg)
 
 
-def _pipeline(doc: Mapping[str, Any], src: str) -> tuple[list[str], list[str]]:
+def _pipeline(doc: Mapping[str, Any], src: str) -> tuple[list[str], list[str], str]:
     svc = doc.get("service")
     if not isinstance(svc, Mapping) or not isinstance(svc.get("pipelines"), Mapping):
         raise ConfigError(f"{src}: service.pipelines is missing; add a logs pipeline with processors and exporters")
@@ -430,11 +438,28 @@ def _pipeline(doc: Mapping[str, Any], src: str) -> tuple[list[str], list[str]]:
         raise ConfigError(
             f"{where}.processors: 'signing' must come last; a processor after it would change signed records"
         )
-    return [str(p) for p in procs], [str(e) for e in exps]
+    return [str(p) for p in procs], [str(e) for e in exps], str(name)
 
 
 _DELIVERY_KEYS = ("directory", "fsync_interval", "max_size_mib", "segment_size_mib", "mode", "block_timeout",
-                  "memory_records")
+                  "memory_records", "shutdown_timeout")
+_MIB = 1 << 20
+_DEFAULT_MAX_BYTES = 1 << 30  # the spool's own default (max_size_mib: 1024)
+_MAX_SEGMENT_BYTES = 32 << 20  # the default segment size of a large spool
+_PAGE = 4096
+_DEFAULT_SHUTDOWN_TIMEOUT = 5.0
+_MAX_SHUTDOWN_TIMEOUT = 600.0
+
+
+def default_segment_bytes(max_bytes: int) -> int:
+    """The segment size of a spool of `max_bytes` when none is configured: at most 32 MiB and an
+    eighth of the spool, rounded down to 4 KiB, so that a full spool is always several segments."""
+    return min(_MAX_SEGMENT_BYTES, max_bytes // 8) // _PAGE * _PAGE
+
+
+def _mib(n: float) -> str:
+    """Bytes as MiB the way a config writes them: 1024, 0.5, 0.0625."""
+    return f"{n / _MIB:.4f}".rstrip("0").rstrip(".")
 
 
 def _delivery_plan(cfg: Mapping[str, Any], where: str, base: Path) -> dict[str, Any]:
@@ -450,21 +475,87 @@ def _delivery_plan(cfg: Mapping[str, Any], where: str, base: Path) -> dict[str, 
         kw["fsync_interval"] = parse_duration(cfg["fsync_interval"], where=f"{where}.fsync_interval")
     if "block_timeout" in cfg:
         kw["block_timeout"] = parse_duration(cfg["block_timeout"], where=f"{where}.block_timeout")
+    timeout = parse_duration(cfg.get("shutdown_timeout", _DEFAULT_SHUTDOWN_TIMEOUT),
+                             where=f"{where}.shutdown_timeout")
+    if not 0 < timeout <= _MAX_SHUTDOWN_TIMEOUT:
+        raise ConfigError(
+            f"{where}.shutdown_timeout: must be more than zero and at most 10m (how long shutdown waits for the "
+            f"exporters to take what is spooled), got {cfg.get('shutdown_timeout')!r}; e.g. 5s"
+        )
+    kw["shutdown_timeout"] = float(timeout)
     for key, arg in (("max_size_mib", "max_bytes"), ("segment_size_mib", "segment_bytes")):
         if key in cfg:
             v = cfg[key]
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
                 raise ConfigError(f"{where}.{key}: expected a positive number of MiB, got {v!r}")
-            kw[arg] = int(v * (1 << 20))
+            kw[arg] = int(v * _MIB)
     if "memory_records" in cfg:
         kw["memory_records"] = _positive_int(cfg["memory_records"], f"{where}.memory_records")
     if "mode" in cfg:
         if cfg["mode"] not in MODES:
             raise ConfigError(f"{where}.mode: expected one of {', '.join(MODES)}, got {cfg['mode']!r}")
         kw["mode"] = cfg["mode"]
-    if kw.get("max_bytes", 1 << 30) < 1 << 16 or kw.get("segment_bytes", 1 << 25) < 1 << 12:
-        raise ConfigError(f"{where}: max_size_mib must be at least 0.0625 and segment_size_mib at least 0.004")
+    max_bytes = kw.get("max_bytes", _DEFAULT_MAX_BYTES)
+    if max_bytes < 1 << 16:
+        raise ConfigError(f"{where}.max_size_mib: must be at least 0.0625 (64 KiB), got {cfg['max_size_mib']!r}")
+    if "segment_bytes" in kw:
+        if kw["segment_bytes"] < _PAGE:
+            raise ConfigError(
+                f"{where}.segment_size_mib: must be at least 0.004 (4 KiB), got {cfg['segment_size_mib']!r}"
+            )
+        if kw["segment_bytes"] * 2 > max_bytes:
+            size = f"{'' if 'max_bytes' in kw else 'the default '}max_size_mib ({_mib(max_bytes)})"
+            raise ConfigError(
+                f"{where}.segment_size_mib: {_mib(kw['segment_bytes'])} MiB is more than half of {size}; the spool "
+                "needs at least two segments (it frees space a whole delivered segment at a time, so with one it "
+                f"stays full and refuses records); set segment_size_mib to at most {_mib(max_bytes // 2)}, or "
+                "remove it to get a fitting size"
+            )
+    else:
+        kw["segment_bytes"] = default_segment_bytes(max_bytes)
     return kw
+
+
+def _free_bytes(directory: str) -> tuple[str, int] | None:
+    """(the folder measured, bytes free to us) on the filesystem that holds or will hold `directory`,
+    counting what a spool already there occupies as usable (it is part of max_size_mib); None if unknown."""
+    p = Path(directory)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        st = os.statvfs(p)
+    except OSError:
+        return None
+    free = st.f_bavail * st.f_frsize
+    if os.path.isdir(directory):
+        for root, _, files in os.walk(directory):
+            for name in files:
+                try:
+                    free += os.lstat(os.path.join(root, name)).st_blocks * 512
+                except OSError:
+                    pass
+    return str(p), free
+
+
+def _delivery_warnings(cfg: Mapping[str, Any], kw: Mapping[str, Any], where: str) -> list[str]:
+    out = []
+    if kw.get("mode") == "fail_open":
+        out.append(
+            f"{where}.mode: fail_open drops records when the spool is full or cannot be written (each loss is "
+            "declared by a signed audit.gap marker, but the records are gone); use fail_closed to keep every "
+            "record (emit then raises DeliveryError instead)"
+        )
+    max_bytes = kw.get("max_bytes", _DEFAULT_MAX_BYTES)
+    measured = _free_bytes(kw["directory"])
+    if measured is not None and max_bytes > measured[1]:
+        folder, free = measured
+        size = f"{_mib(max_bytes)} MiB" if "max_size_mib" in cfg else f"{_mib(max_bytes)} MiB (the default)"
+        out.append(
+            f"{where}.max_size_mib: {size} is more than the {free // _MIB} MiB free on the filesystem holding "
+            f"{folder}, so the disk fills before the spool reaches its limit; free space there, or lower "
+            "max_size_mib to what the disk holds"
+        )
+    return out
 
 
 def _check_keys(cfg: Mapping[str, Any], valid: tuple[str, ...], where: str) -> None:
@@ -499,6 +590,7 @@ class _Plan:
     key_name: str
     exporters: list[tuple[str, str, dict[str, Any], dict[str, Any]]]  # (id, type, settings, batch kwargs)
     delivery: tuple[str, dict[str, Any]] | None = None  # (id, SpoolProcessor kwargs)
+    warnings: list[str] = field(default_factory=list)  # "<file>: <key>: <what>"
 
 
 def _resource(doc: Mapping[str, Any], src: str) -> dict[str, Any]:
@@ -597,7 +689,7 @@ def _signing_plan(cfg: Mapping[str, Any], where: str, base: Path) -> tuple[dict[
 
 
 def _plan(doc: Mapping[str, Any], src: str, base: Path) -> _Plan:
-    procs, exps = _pipeline(doc, src)
+    procs, exps, pipe_name = _pipeline(doc, src)
     resource = _resource(doc, src)
     factories = _exporter_factories()
     exporters = [_exporter_plan(doc, eid, src, base, factories) for eid in exps]
@@ -610,18 +702,31 @@ def _plan(doc: Mapping[str, Any], src: str, base: Path) -> _Plan:
                     "two writers would interleave and rotate one file: give each its own path"
                 )
     delivery = None
+    warnings: list[str] = []
     if procs[-1].split("/", 1)[0] == "delivery":
         did = procs.pop()
-        delivery = (did, _delivery_plan(_plain(_block(doc, "processors", did, src)), f"{src}: processors.{did}", base))
+        dcfg, dwhere = _plain(_block(doc, "processors", did, src)), f"{src}: processors.{did}"
+        delivery = (did, _delivery_plan(dcfg, dwhere, base))
+        warnings += _delivery_warnings(dcfg, delivery[1], dwhere)
+    else:
+        warnings.append(
+            f"{src}: service.pipelines.{pipe_name}.processors: no delivery processor, so records wait in memory "
+            "on their way to the exporters and a burst or a crash loses them; add a delivery processor last "
+            "(processors: delivery: {directory: /var/lib/otel-audit/spool}) for a durable spool on disk"
+        )
     redactions = []
     for pid in procs[:-1]:
         kwargs, pii = _redaction_plan(_plain(_block(doc, "processors", pid, src)), f"{src}: processors.{pid}", base)
         redactions.append((pid, kwargs, pii))
     signing_id = procs[-1]
-    signing, key_name = _signing_plan(
-        _plain(_block(doc, "processors", signing_id, src)), f"{src}: processors.{signing_id}", base
-    )
-    return _Plan(resource, redactions, signing_id, signing, key_name, exporters, delivery)
+    swhere = f"{src}: processors.{signing_id}"
+    signing, key_name = _signing_plan(_plain(_block(doc, "processors", signing_id, src)), swhere, base)
+    if signing["state_dir"] is None:
+        warnings.insert(0,
+            f"{swhere}.state_dir: not set, so a restart cannot name the previous stream and a deleted tail "
+            "cannot be told from a crash; set state_dir to a folder of its own (e.g. /var/lib/otel-audit/state)"
+        )
+    return _Plan(resource, redactions, signing_id, signing, key_name, exporters, delivery, warnings)
 
 
 def _redaction_processor(kwargs: Mapping[str, Any], where: str, logger: Any) -> Any:
@@ -663,8 +768,12 @@ def build(
         procs[plan.signing_id] = None  # checked (the key loads, the settings are valid), not started
         if plan.delivery is not None:
             procs[plan.delivery[0]] = None
-        return Built(None, None, exporters, procs, key_name=plan.key_name, dry_run=True)
-    return _construct(plan, src, factories)
+        return Built(None, None, exporters, procs, key_name=plan.key_name, dry_run=True,
+                     warnings=list(plan.warnings))
+    built = _construct(plan, src, factories)
+    for w in plan.warnings:
+        _log.warning("%s", w)
+    return built
 
 
 def _construct(plan: _Plan, src: str, factories: Mapping[str, Any]) -> Built:
@@ -719,17 +828,19 @@ def _construct(plan: _Plan, src: str, factories: Mapping[str, Any]) -> Built:
             raise ConfigError(f"{where}.keys_dir: {exc}") from None
         except ValueError as exc:  # ConfigError too: the state_dir is in use or cannot be made
             raise ConfigError(f"{where}: {exc}") from None
+        started.append(signing)
+        if spool is not None:  # the spool names what it dropped or had refused to the stream, which seals markers
+            spool.on_drop = signing.record_gap
+            spool.on_reject = signing.record_rejected
     except BaseException:
         _shutdown_all(started)
         raise
-    if spool is not None:
-        spool.on_drop = signing.record_gap
     for pid, rp in procs.items():
         if plan.delivery is None or pid != plan.delivery[0]:
             provider.add_log_record_processor(rp)
     procs[plan.signing_id] = signing
     provider.add_log_record_processor(signing)
-    return Built(provider, signing, exporters, procs, key_name=plan.key_name)
+    return Built(provider, signing, exporters, procs, key_name=plan.key_name, warnings=list(plan.warnings))
 
 
 def redaction_hmac_key(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> bytes:

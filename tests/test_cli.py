@@ -1,9 +1,9 @@
 """The `otel-audit` command line, run as a real child process (`python -m otel_audit.cli`).
 
-Exit codes: verify 0 verified, 1 integrity problem, 2 unusable input or usage; every other
-command 0 or 2. Every error is one line on stderr, never a traceback, and no secret (HMAC key,
-private key, header token) appears in any output. Starts one short-lived Python process per
-call; no network.
+Exit codes: verify 0 verified, 1 integrity problem, 2 unusable input or usage; check-config
+--strict 1 on warnings; every other command 0 or 2. Every error is one line on stderr, never a
+traceback, and no secret (HMAC key, private key, header token) appears in any output. Starts one
+short-lived Python process per call; no network.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import Written, child_env
@@ -254,6 +255,135 @@ def test_check_config_bad_file(tmp_path: Path, shared_keys: Path, text: str, par
 def test_check_config_missing_file() -> None:
     """check-config on a missing file exits 2 naming it."""
     assert_usage_error(run("check-config", "/nonexistent/audit.yaml"), "/nonexistent/audit.yaml", "not found")
+
+
+def durable_config(keys_dir: Path, tmp: Path, *, state_dir: bool = True, max_size_mib: str | None = "1",
+                   delivery: str = "", processors: str = "[redaction, signing, delivery]") -> str:
+    """A config that keeps the "nothing lost" promise (state_dir, a fail_closed spool that fits the disk),
+    with `delivery` settings appended to its block (`, key: value`) and its own processor list."""
+    state = f", state_dir: {json.dumps(str(tmp / 'state'))}" if state_dir else ""
+    size = f", max_size_mib: {max_size_mib}" if max_size_mib is not None else ""
+    return f"""\
+processors:
+  redaction: {{mode: hmac, hmac_key: "{HMAC_KEY}"}}
+  signing: {{keys_dir: {json.dumps(str(keys_dir))}{state}}}
+  delivery: {{directory: {json.dumps(str(tmp / "spool"))}{size}{delivery}}}
+exporters:
+  file: {{path: {json.dumps(str(tmp / "audit.jsonl"))}, fsync: never}}
+service:
+  pipelines:
+    logs/audit: {{processors: {processors}, exporters: [file]}}
+"""
+
+
+def check_in_process(cfg: Path, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """otel_audit.cli.main(["check-config", cfg, *args]) in this process: (exit code, stdout, stderr)."""
+    from otel_audit.cli import main
+
+    capsys.readouterr()
+    code = main(["check-config", str(cfg), *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_check_config_durable_file_prints_no_warning(tmp_path: Path, shared_keys: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """A config with state_dir and a fail_closed spool that fits the disk exits 0, stderr empty, --strict too."""
+    cfg = tmp_path / "audit.yaml"
+    cfg.write_text(durable_config(shared_keys, tmp_path, delivery=", mode: fail_closed, shutdown_timeout: 5s"))
+    proc = run("check-config", str(cfg))
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert proc.stdout.startswith(f"{cfg}: OK\n") and "redaction -> signing -> delivery" in proc.stdout
+    assert check_in_process(cfg, "--strict", capsys=capsys) == (0, proc.stdout, "")
+    assert not (tmp_path / "spool").exists() and not (tmp_path / "state").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "needle"),
+    [
+        ({"processors": "[redaction, signing]"}, "service.pipelines.logs/audit.processors", "no delivery processor"),
+        ({"state_dir": False}, "processors.signing.state_dir", "cannot name the previous stream"),
+        ({"delivery": ", mode: fail_open"}, "processors.delivery.mode", "audit.gap"),
+        ({"max_size_mib": "1000000000", "delivery": ", segment_size_mib: 32"}, "processors.delivery.max_size_mib",
+         "MiB free on the filesystem holding"),
+    ],
+    ids=["no_delivery", "no_state_dir", "fail_open", "larger_than_the_disk"],
+)
+def test_check_config_warns_about_setups_that_can_lose_records(
+    tmp_path: Path, shared_keys: Path, capsys: pytest.CaptureFixture[str],
+    change: dict[str, Any], key: str, needle: str,
+) -> None:
+    """A usable config that can lose records exits 0 with one warning naming file and key (1 with --strict)."""
+    cfg = tmp_path / "audit.yaml"
+    cfg.write_text(durable_config(shared_keys, tmp_path, **change))
+    good = tmp_path / "good" / "audit.yaml"
+    good.parent.mkdir()
+    good.write_text(durable_config(shared_keys, good.parent))
+    proc = run("check-config", str(cfg))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"warning: {cfg}: {key}: ") and needle in lines[0], lines[0]
+    assert "Traceback" not in proc.stderr and HMAC_KEY[4:] not in proc.stderr
+    # stdout is what it is without the warning: the same lines as a good file's, but for the paths
+    assert proc.stdout.startswith(f"{cfg}: OK\n") and "warning" not in proc.stdout
+    assert len(proc.stdout.splitlines()) == len(run("check-config", str(good)).stdout.splitlines())
+    code, out, err = check_in_process(cfg, "--strict", capsys=capsys)
+    assert code == 1 and out == proc.stdout
+    assert err.splitlines()[0].startswith(f"warning: {cfg}: {key}: ") and "--strict" in err.splitlines()[-1]
+
+
+def test_check_config_lists_every_warning(tmp_path: Path, shared_keys: Path) -> None:
+    """Several problems give one warning line each, in the order of the config's keys."""
+    cfg = tmp_path / "audit.yaml"
+    cfg.write_text(durable_config(shared_keys, tmp_path, state_dir=False, delivery=", mode: fail_open"))
+    proc = run("check-config", "--strict", str(cfg))
+    assert proc.returncode == 1, proc.stderr
+    keys_named = [line.split(": ")[2] for line in proc.stderr.splitlines() if line.startswith("warning: ")]
+    assert keys_named == ["processors.signing.state_dir", "processors.delivery.mode"]
+
+
+@pytest.mark.parametrize(
+    ("size", "delivery", "key", "needle"),
+    [
+        ("64", ", segment_size_mib: 33", "processors.delivery.segment_size_mib", "at most 32"),
+        ("64", ", segment_size_mib: 64", "processors.delivery.segment_size_mib", "two segments"),
+        ("4", ", segment_size_mib: 8", "processors.delivery.segment_size_mib", "two segments"),
+        (None, ", segment_size_mib: 600", "processors.delivery.segment_size_mib", "the default max_size_mib (1024)"),
+        ("1", ", shutdown_timeout: 0s", "processors.delivery.shutdown_timeout", "more than zero"),
+        ("1", ", shutdown_timeout: 601s", "processors.delivery.shutdown_timeout", "at most 10m"),
+        ("1", ", shutdown_timeout: -1s", "processors.delivery.shutdown_timeout", "negative"),
+        ("1", ", shutdown_timeout: soon", "processors.delivery.shutdown_timeout", "duration"),
+    ],
+    ids=["segment_over_half", "segment_equal_to_max", "segment_over_max", "segment_over_half_the_default",
+         "shutdown_zero", "shutdown_too_long", "shutdown_negative", "shutdown_not_a_duration"],
+)
+def test_check_config_impossible_delivery_settings_are_errors(
+    tmp_path: Path, shared_keys: Path, size: str | None, delivery: str, key: str, needle: str
+) -> None:
+    """An impossible spool size or shutdown_timeout exits 2 with one line naming the file and the key."""
+    cfg = tmp_path / "audit.yaml"
+    cfg.write_text(durable_config(shared_keys, tmp_path, max_size_mib=size, delivery=delivery))
+    proc = run("check-config", str(cfg))
+    assert_usage_error(proc, f"{cfg}: {key}: ", needle)
+    assert proc.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("size", "delivery"),
+    [("64", ", segment_size_mib: 32"), ("0.0625", ""), ("1", ", shutdown_timeout: 10m"),
+     ("1", ", shutdown_timeout: 250ms")],
+    ids=["segment_exactly_half", "smallest_spool_default_segment", "shutdown_at_most", "shutdown_short"],
+)
+def test_check_config_delivery_settings_at_their_limits_pass(
+    tmp_path: Path, shared_keys: Path, capsys: pytest.CaptureFixture[str], size: str, delivery: str
+) -> None:
+    """Exactly two segments, the smallest spool, and shutdown_timeout up to 10m all pass --strict."""
+    cfg = tmp_path / "audit.yaml"
+    cfg.write_text(durable_config(shared_keys, tmp_path, max_size_mib=size, delivery=delivery))
+    code, out, err = check_in_process(cfg, "--strict", capsys=capsys)
+    assert (code, err) == (0, ""), err
+    assert out.startswith(f"{cfg}: OK\n")
 
 
 # -- verify ----------------------------------------------------------------------------------------

@@ -586,3 +586,98 @@ def test_delivery_must_come_last(tmp_path: Path, shared_keys: Path) -> None:
     cfg = write(tmp_path / "audit.yaml", text)
     with pytest.raises(ConfigError, match="delivery"):
         config.build_from_file(cfg, dry_run=True)
+
+
+# -- warnings about setups that can lose records, and the spool's sizes -------------------------------------
+
+
+def test_configure_logs_the_check_config_warnings(
+    tmp_path: Path, shared_keys: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """configure() without delivery and state_dir logs both warnings at WARNING, naming file and key."""
+    archive = tmp_path / "a.jsonl"
+    cfg = write(tmp_path / "audit.yaml", yaml_config(shared_keys, archive))
+    with caplog.at_level("WARNING", logger="otel_audit.config"):
+        audit = otel_audit.configure(cfg)
+    emit_some(audit)
+    ours = [r for r in caplog.records if r.name == "otel_audit.config"]
+    assert all(r.levelname == "WARNING" for r in ours)
+    assert [r.getMessage().split(": ")[:2] for r in ours] == [
+        [str(cfg), "processors.signing.state_dir"], [str(cfg), "service.pipelines.logs/audit.processors"]]
+    assert_verifies(archive, shared_keys)  # usable all the same
+
+
+def test_dry_run_returns_the_warnings_and_logs_none(
+    tmp_path: Path, shared_keys: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A dry run returns the warnings in Built.warnings without logging them (check-config prints them itself)."""
+    cfg = write(tmp_path / "audit.yaml", delivery_config(shared_keys, tmp_path / "a.jsonl", tmp_path / "spool",
+                                                         "\n    mode: fail_open"))
+    with caplog.at_level("WARNING"):
+        built = config.build_from_file(cfg, dry_run=True)
+    assert [w.split(": ")[1] for w in built.warnings] == ["processors.signing.state_dir", "processors.delivery.mode"]
+    assert not [r for r in caplog.records if r.name == "otel_audit.config"]
+
+
+@pytest.mark.parametrize(
+    ("max_size_mib", "segment_bytes"),
+    [(None, 32 << 20), (1024, 32 << 20), (256, 32 << 20), (100, 13_107_200),
+     (1, 128 << 10), (0.0625, 8192), (0.1, 12_288)],
+)
+def test_default_segment_size_fits_the_spool(
+    tmp_path: Path, shared_keys: Path, max_size_mib: float | None, segment_bytes: int
+) -> None:
+    """Without segment_size_mib the spool gets min(32 MiB, max_bytes // 8) rounded down to 4 KiB."""
+    extra = "" if max_size_mib is None else f"\n    max_size_mib: {max_size_mib}"
+    spool = tmp_path / "spool"
+    cfg = write(tmp_path / "audit.yaml", delivery_config(shared_keys, tmp_path / "a.jsonl", spool, extra))
+    kw = config._plan(config.load(cfg), str(cfg), tmp_path).delivery[1]  # type: ignore[index]
+    max_bytes = kw.get("max_bytes", 1 << 30)
+    assert kw["segment_bytes"] == segment_bytes == config.default_segment_bytes(max_bytes)
+    assert kw["segment_bytes"] % 4096 == 0 and kw["segment_bytes"] * 8 <= max_bytes
+
+
+@pytest.mark.parametrize(("text", "seconds"), [(None, 5.0), ("2500ms", 2.5), ("1m", 60.0), ("10m", 600.0), (3, 3.0)])
+def test_shutdown_timeout_is_passed_as_seconds(
+    tmp_path: Path, shared_keys: Path, text: str | int | None, seconds: float
+) -> None:
+    """delivery.shutdown_timeout (default 5s) reaches the SpoolProcessor kwargs as a float of seconds."""
+    extra = "" if text is None else f"\n    shutdown_timeout: {text}"
+    spool = tmp_path / "spool"
+    cfg = write(tmp_path / "audit.yaml", delivery_config(shared_keys, tmp_path / "a.jsonl", spool, extra))
+    kw = config._plan(config.load(cfg), str(cfg), tmp_path).delivery[1]  # type: ignore[index]
+    assert type(kw["shutdown_timeout"]) is float and kw["shutdown_timeout"] == seconds
+
+
+def test_segment_size_over_half_the_spool_is_a_config_error(tmp_path: Path, shared_keys: Path) -> None:
+    """segment_size_mib * 2 > max_size_mib is a ConfigError naming file and key, in a real build too."""
+    cfg = write(tmp_path / "audit.yaml", delivery_config(
+        shared_keys, tmp_path / "a.jsonl", tmp_path / "spool", "\n    max_size_mib: 8\n    segment_size_mib: 5"))
+    with pytest.raises(ConfigError) as err:
+        otel_audit.configure(cfg)
+    assert f"{cfg}: processors.delivery.segment_size_mib: " in str(err.value)
+    assert not (tmp_path / "spool").exists() and not (tmp_path / "a.jsonl").exists()
+
+
+def test_delivery_pipeline_wires_shutdown_timeout_on_reject_and_segment_size(
+    tmp_path: Path, shared_keys: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A durable config wires shutdown_timeout, on_reject and a fitting segment into the spool, warning-free."""
+    archive = tmp_path / "archive" / "audit.jsonl"
+    extra = "\n    max_size_mib: 1\n    shutdown_timeout: 2s"
+    text = delivery_config(shared_keys, archive, tmp_path / "spool", extra).replace(
+        "    checkpoint_every: 10", f"    state_dir: {q(tmp_path / 'state')}\n    checkpoint_every: 10")
+    cfg = write(tmp_path / "audit.yaml", text)
+    with caplog.at_level("WARNING", logger="otel_audit.config"):
+        audit = otel_audit.configure(cfg)
+    try:
+        assert not [r for r in caplog.records if r.name == "otel_audit.config"]
+        spool = audit.signing._downstream[0]
+        assert spool.on_reject == audit.signing.record_rejected
+        assert spool.on_drop == audit.signing.record_gap
+        assert spool.segment_bytes == 128 << 10
+        assert spool.shutdown_timeout == 2.0
+        emit_some(audit, 20)
+    finally:
+        audit.shutdown()
+    assert_verifies(archive, shared_keys)
