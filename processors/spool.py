@@ -5,23 +5,43 @@ ships from its own cursor, with retries, and a record leaves the spool only when
 
 Layout of the spool folder (one process owns it: an flock guards it):
 
-    segments/<id>.spool     append-only lines; a new segment every `segment_bytes`
-    cursors/<exporter>.json where that exporter stands (segment id, byte offset)
+    spool.json              the highest segment number ever made (a deleted newest segment shows)
+    segments/<id>.spool     checksummed lines; a new segment every `segment_bytes`
+    cursors/<exporter>.json where that exporter stands (segment id, byte offset), checksummed
+    quarantine/             damaged lines and files, set aside with a note of where they were
+    drops.jsonl             backlogs an operator dropped with `otel-audit spool drop`
+    worker-<k>/             the spool of another process configured with the same folder (a
+                            gunicorn worker, a forked child): each process takes the first free slot
 
-A line is written with one write(2) before on_emit returns, so a `kill -9` of the producer loses
-nothing it acknowledged; an fsync every `fsync_interval` (group commit) bounds what a machine
-crash can lose. On restart the segments are replayed from each cursor (at-least-once: the
-verifier accepts the duplicates this can make).
+Every line is `<crc32 hex, 8 chars><JSON>\\n`; a segment ends with an `E` line counting its
+records, so a byte flip, a truncated or edited segment, a deleted segment and a cursor that points
+nowhere are all detected: the damage is quarantined and reported loudly with counts, and delivery of
+everything undamaged goes on. Nothing is skipped or deleted that an exporter has not acknowledged,
+at any restart and whatever its lag; an exporter removed from the configuration keeps its backlog
+(named at every start) until `otel-audit spool drop` says otherwise.
 
-When the spool holds `max_bytes`, `mode` decides: "fail_closed" blocks emit up to
-`block_timeout` seconds and then raises DeliveryError (like Vault, the caller learns its audit
-record was refused); "fail_open" drops the record, counts and logs it, and tells the signing
-processor, which seals a signed `audit.gap` record naming the dropped seqs.
+Segments are preallocated with posix_fallocate and then written through a memory map, so that a
+write is a memory copy (no system call per record) and a full disk shows as ENOSPC when a segment
+is allocated — never as SIGBUS on a page of a sparse file. The next segment is allocated ahead of
+need; without it, ordinary records stop short of a small reserve that keeps room for checkpoints
+and gap markers. A full disk is handled like a full spool, and the spool recovers by itself when
+space returns.
+
+When the spool holds `max_bytes`, or the disk is full, `mode` decides: "fail_closed" blocks emit up
+to `block_timeout` seconds and then raises DeliveryError (like Vault, the caller learns its audit
+record was refused; the signing processor seals the refusal into the chain); "fail_open" drops the
+record, counts and logs it, and tells the signing processor, which seals a signed `audit.gap`
+record naming the dropped seqs.
+
+An exporter reports records its destination refused for good in `last_rejected` (indices into the
+batch); they are counted apart from delivered and named to `on_reject`, which seals a marker, so the
+verifier does not call them missing. Everything else is retried until delivered.
 """
 
 from __future__ import annotations
 
 import bisect
+import errno
 import fcntl
 import logging
 import mmap
@@ -29,7 +49,9 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+import weakref
+import zlib
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +68,21 @@ from otel_audit.otlpjson import decode_anyvalue, decode_attributes, encode_anyva
 
 _log = logging.getLogger(__name__)
 _dumps = orjson.dumps
+_crc = zlib.crc32
 _PLAIN = frozenset({str, int, bool})
 MODES = ("fail_closed", "fail_open")
 _INTEGRITY_EVENTS = frozenset({CHECKPOINT_EVENT, GAP_EVENT})
 _SEG = ".spool"
+MANIFEST = "spool.json"
+DROPS = "drops.jsonl"
+MAX_SLOTS = 256
+DEFAULT_SEGMENT = 32 << 20
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+#: how often a failing allocation is tried again while the disk is full
+_ALLOC_RETRY = 0.2
+_CHUNK = 4 << 20
+
+Integrity = tuple[str, int, str, str]  # stream id, seq, prev digest, digest
 
 
 def _seg_name(n: int) -> str:
@@ -60,6 +93,70 @@ def _mem_key(e: tuple[int, int, int, Any]) -> tuple[int, int]:
     return e[0], e[1]
 
 
+def frame(payload: bytes) -> bytes:
+    """One spool line: the CRC-32 of the JSON payload in hex, the payload, a newline."""
+    return b"%08x" % _crc(payload) + payload + b"\n"
+
+
+def unframe(line: bytes) -> bytes | None:
+    """The payload of a spool line (with or without its newline), or None if it is damaged."""
+    if line.endswith(b"\n"):
+        line = line[:-1]
+    if len(line) < 9:
+        return None
+    payload = line[8:]
+    try:
+        ok = int(line[:8], 16) == _crc(payload)
+    except ValueError:
+        return None
+    return payload if ok else None
+
+
+def default_segment_bytes(max_bytes: int) -> int:
+    """The segment size when none is given: 32 MiB, or an eighth of the spool when that is smaller."""
+    return max(1 << 12, min(DEFAULT_SEGMENT, max_bytes // 8) // 4096 * 4096)
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    """Replace `path` with a checksummed JSON document (atomic rename; OSError on failure)."""
+    body = _dumps(doc, option=orjson.OPT_SORT_KEYS)
+    data = _dumps({"crc": _crc(body), "doc": orjson.Fragment(body)})
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A document written by _write_json; ValueError if it is damaged."""
+    raw = path.read_bytes()
+    outer = orjson.loads(raw)
+    if not isinstance(outer, dict) or set(outer) != {"crc", "doc"}:
+        raise ValueError("not a checksummed spool document")
+    start = raw.index(b'"doc":') + 6
+    body = raw[start:-1]
+    if _crc(body) != outer["crc"]:
+        raise ValueError("checksum mismatch")
+    doc = outer["doc"]
+    if not isinstance(doc, dict):
+        raise ValueError("not a mapping")
+    return doc
+
+
+def _cursor_file(name: str) -> str:
+    return f"{name.replace('/', '__')}.json"
+
+
+def _cursor_name(filename: str) -> str:
+    return filename[: -len(".json")].replace("__", "/")
+
+
 class _Cursor:
     __slots__ = ("name", "segment", "offset", "path", "dirty")
 
@@ -67,11 +164,14 @@ class _Cursor:
         self.name, self.path, self.segment, self.offset = name, path, segment, offset
         self.dirty = False
 
-    def save(self) -> None:
+    def save(self) -> bool:
+        try:
+            _write_json(self.path, {"segment": self.segment, "offset": self.offset})
+        except OSError as exc:  # a full disk: the old cursor stays; a restart replays (duplicates, not loss)
+            _log.warning("cannot save spool cursor %s: %s", self.path, exc.strerror)
+            return False
         self.dirty = False
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_bytes(_dumps({"segment": self.segment, "offset": self.offset}))
-        os.replace(tmp, self.path)
+        return True
 
 
 class SpoolStats:
@@ -79,11 +179,38 @@ class SpoolStats:
 
     def __init__(self) -> None:
         self.written = 0
-        self.dropped = 0
-        self.refused = 0
+        self.dropped = 0  # fail_open: dropped by a full spool or disk (declared by gap markers)
+        self.refused = 0  # fail_closed: refused to the caller with DeliveryError
+        self.disk_full = 0  # times a segment could not be allocated
+        self.corrupt_lines = 0  # damaged lines found in segments and set aside
+        self.damaged = 0  # damaged or missing segments, cursors and manifests found
         self.delivered: dict[str, int] = {}
+        self.rejected: dict[str, int] = {}  # refused for good by the destination, named to on_reject
         self.retries: dict[str, int] = {}
         self.failed_batches: dict[str, int] = {}
+
+
+def claim_slot(base: Path, what: str) -> tuple[Path, Any]:
+    """Lock `base`, or the first free `base/worker-<k>` when another live process holds it.
+
+    Returns the folder and the open lock file (its flock held for the lifetime of the process)."""
+    for k in range(MAX_SLOTS + 1):
+        d = base if k == 0 else base / f"worker-{k}"
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            fh = open(d / "lock", "a+b")  # noqa: SIM115 - held for the lifetime
+        except OSError as exc:
+            raise ConfigError(f"{what} {d}: cannot create or open: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            continue
+        if k:
+            _log.info("%s %s is held by another process; this process (pid %d) uses slot %s",
+                      what, base, os.getpid(), d)
+        return d, fh
+    raise ConfigError(f"{what} {base}: all {MAX_SLOTS} worker slots are held by other processes")
 
 
 class SpoolProcessor(LogRecordProcessor):
@@ -96,7 +223,7 @@ class SpoolProcessor(LogRecordProcessor):
         *,
         fsync_interval: float = 0.01,
         max_bytes: int = 1 << 30,
-        segment_bytes: int = 32 << 20,
+        segment_bytes: int | None = None,
         mode: str = "fail_closed",
         block_timeout: float = 5.0,
         max_batch: int = 512,
@@ -104,35 +231,32 @@ class SpoolProcessor(LogRecordProcessor):
         retry_initial: float = 1.0,
         retry_max: float = 30.0,
         on_drop: Callable[[str, int, str, str], None] | None = None,
+        on_reject: Callable[[str, list[Integrity]], None] | None = None,
         memory_records: int = 16384,
         meter_provider: Any = None,
+        shutdown_timeout: float = 5.0,
     ) -> None:
         if not exporters:
             raise ValueError("exporters: at least one, or the spool would only grow")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         for name in exporters:
-            if not name or not all(c.isalnum() or c in "._-/" for c in name):
-                raise ValueError(f"exporter name {name!r}: use letters, digits, '.', '_', '-' or '/'")
+            if not name or not all(c.isalnum() or c in "._-/" for c in name) or "__" in name:
+                raise ValueError(f"exporter name {name!r}: use letters, digits, '.', '_', '-' or '/' (no '__')")
         if not fsync_interval >= 0:
             raise ValueError("fsync_interval must be zero (fsync every record) or more seconds")
-        if max_bytes < 1 << 16 or segment_bytes < 1 << 12:
-            raise ValueError("max_bytes must be at least 64 KiB and segment_bytes at least 4 KiB")
-        self.dir = Path(directory)
-        self._segdir = self.dir / "segments"
-        self._curdir = self.dir / "cursors"
-        try:
-            self._segdir.mkdir(parents=True, exist_ok=True)
-            self._curdir.mkdir(parents=True, exist_ok=True)
-            os.chmod(self.dir, 0o700)
-            self._lockfh = open(self.dir / "lock", "a+b")  # noqa: SIM115 - held for the lifetime
-        except OSError as exc:
-            raise ConfigError(f"spool directory {self.dir}: cannot create or open: {exc.strerror}") from exc
-        try:
-            fcntl.flock(self._lockfh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            self._lockfh.close()
-            raise ConfigError(f"spool directory {self.dir}: another process holds it; give each process its own") from exc
+        if max_bytes < 1 << 16:
+            raise ValueError("max_bytes must be at least 64 KiB")
+        if segment_bytes is None:
+            segment_bytes = default_segment_bytes(max_bytes)
+        if segment_bytes < 1 << 12:
+            raise ValueError("segment_bytes must be at least 4 KiB")
+        if segment_bytes * 2 > max_bytes:
+            raise ValueError(f"segment_bytes ({segment_bytes}) must be at most half of max_bytes ({max_bytes}): "
+                             "the spool needs room for two segments to free one")
+        if not shutdown_timeout > 0:
+            raise ValueError(f"shutdown_timeout must be a positive number of seconds, got {shutdown_timeout!r}")
+        self.base = Path(directory)
         self.exporters = dict(exporters)
         self.mode = mode
         self.max_bytes = max_bytes
@@ -144,23 +268,57 @@ class SpoolProcessor(LogRecordProcessor):
         self.retry_initial = retry_initial
         self.retry_max = retry_max
         self.on_drop = on_drop
+        self.on_reject = on_reject
+        self.memory_records = memory_records
+        self.shutdown_timeout = shutdown_timeout
+        # room kept in the current segment for checkpoints and gap markers when no next segment exists
+        self._reserve = min(256 << 10, segment_bytes // 4)
+        self._start()
+        self._register_metrics(meter_provider)
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: (lambda s: s and s._after_fork_in_child())(ref()))
+
+    # -- start, replay ------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        """Claim a slot, check and replay what is there, start the threads (also in a forked child)."""
         self.stats = SpoolStats()
         self._wlock = threading.Lock()
         self._space = threading.Condition(self._wlock)
-        self._events = {name: threading.Event() for name in exporters}
+        self._cursor_lock = threading.Lock()
+        self._events = {name: threading.Event() for name in self.exporters}
         self._event_list = list(self._events.values())
         self._stop = threading.Event()
         self._closing = False
+        self._closed = False
         self._resources: dict[int, tuple[Resource, int, bytes]] = {}
         self._defs: dict[tuple[int, int], tuple[Any, Any, int, bytes, int, bytes]] = {}
         self._scopes: dict[int, tuple[Any, int, bytes]] = {}
-        # what exists already: replay it
+        self._quarantined: set[tuple[int, int]] = set()
+        self.dir, self._lockfh = claim_slot(self.base, "spool directory")
+        self._segdir = self.dir / "segments"
+        self._curdir = self.dir / "cursors"
+        self._qdir = self.dir / "quarantine"
+        try:
+            self._segdir.mkdir(exist_ok=True)
+            self._curdir.mkdir(exist_ok=True)
+            os.chmod(self.dir, 0o700)
+        except OSError as exc:
+            self._lockfh.close()
+            raise ConfigError(f"spool directory {self.dir}: cannot create: {exc.strerror}") from exc
         existing = self._segments()
+        made = self._read_manifest(existing)
+        self._check_sequence(existing, made)
+        self._next = max(made, existing[-1] if existing else -1) + 1
+        newest = (made if made >= 0 else (existing[-1] if existing else 0)) - 1
+        self._sizes: dict[int, int] = {}
+        self._counts: dict[int, int] = {}  # records in each segment (for the E line of this run's)
         for n in existing:
-            self._cut_torn_tail(self._segdir / _seg_name(n))
-        self._sizes = {n: (self._segdir / _seg_name(n)).stat().st_size for n in existing}
+            self._sizes[n] = self._recover_segment(n, n >= newest)
         self._total = sum(self._sizes.values())
+        self._orphans: dict[str, _Cursor] = {}
         self._cursors = {name: self._load_cursor(name, existing) for name in self.exporters}
+        self._load_orphans(existing)
         self._retired: list[tuple[mmap.mmap, Path, int]] = []
         # what was written in this run, newest last, so readers need not decode it from disk:
         # (segment, start, end, record); _mem_base is the absolute index of _mem[0]
@@ -168,19 +326,38 @@ class SpoolProcessor(LogRecordProcessor):
         self._mem_base = 0
         self._mem_head = 0
         self._mem_pos: dict[str, int] = {}
-        self.memory_records = memory_records
-        self._seg = (existing[-1] + 1) if existing else 0
-        self._open_segment(self._seg)
+        self._spare: tuple[int, mmap.mmap, int] | None = None
+        self._alloc_failed_at = 0.0
+        self._mm: mmap.mmap | None = None
+        self._cap = 0
+        self._seg = self._next
+        self._sizes[self._seg] = 0
+        self._counts[self._seg] = 0
+        self._seg_defs: set[bytes] = set()
+        self._made = max(made, self._seg - 1)
+        got = self._allocate(self._seg)
+        if got is not None:
+            self._mm, self._cap = got
+            self._prepare_spare()
         self._dirty = False
+        self._notices = self._read_drops()
         self._threads = [threading.Thread(target=self._sync_loop, name="otel-audit-spool-fsync", daemon=True)]
         for name in self.exporters:
             self._threads.append(threading.Thread(target=self._ship_loop, args=(name,), daemon=True,
                                                   name=f"otel-audit-spool-{name}"))
         for t in self._threads:
             t.start()
-        self._register_metrics(meter_provider)
 
-    # -- files ------------------------------------------------------------------------------------
+    def _after_fork_in_child(self) -> None:
+        """A forked child: leave the parent's spool to the parent (never unlock its flock, never touch
+        its map) and open a spool of our own in a free slot of the same folder."""
+        if self._closed or self._closing:
+            return
+        self._lockfh.close()  # closes our copy only: the parent's flock stays (never LOCK_UN here)
+        self._mm = None  # the child's copy of the mapping goes with the process
+        self._retired = []
+        self._spare = None
+        self._start()
 
     def _segments(self) -> list[int]:
         out = []
@@ -189,61 +366,324 @@ class SpoolProcessor(LogRecordProcessor):
                 out.append(int(p.name[: -len(_SEG)]))
         return sorted(out)
 
-    @staticmethod
-    def _cut_torn_tail(path: Path) -> None:
-        """A segment left by a crash: drop the unwritten (zero) space and a partial last line."""
-        data = path.read_bytes()
-        end = len(data.rstrip(b"\x00"))
-        keep = data.rfind(b"\n", 0, end) + 1
-        if keep < end:
-            _log.warning("spool segment %s ended in a partial line (a crash mid-write); %d bytes cut",
-                         path, end - keep)
-        if keep != len(data):
+    def _read_manifest(self, existing: list[int]) -> int:
+        path = self.dir / MANIFEST
+        if not path.exists():
+            if existing:
+                self._damage(f"spool manifest {path} is missing; segments on disk are taken as they are")
+            return -1
+        try:
+            return int(_read_json(path)["made"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            self._damage(f"spool manifest {path} is damaged ({exc}); segments on disk are taken as they are")
+            self._quarantine_file(path)
+            return -1
+
+    def _write_manifest(self) -> None:
+        try:
+            _write_json(self.dir / MANIFEST, {"made": self._made})
+        except OSError as exc:
+            _log.warning("cannot write spool manifest %s: %s", self.dir / MANIFEST, exc.strerror)
+
+    def _check_sequence(self, existing: list[int], made: int) -> None:
+        """Segments are numbered without holes from the oldest kept one to the newest made one."""
+        if not existing:
+            if made >= 0:
+                cursors = [p for p in self._curdir.glob("*.json")]
+                if cursors:  # segments were made and cursors remain, yet no segment is left
+                    self._check_cursors_against([], made)
+            return
+        have = set(existing)
+        holes = [n for n in range(existing[0], max(existing[-1], made) + 1) if n not in have]
+        if holes:
+            self._damage(f"spool {self.dir}: segment(s) {_ranges(holes)} are missing (deleted or lost); "
+                         f"records in them that an exporter had not delivered are lost there")
+
+    def _check_cursors_against(self, existing: list[int], made: int) -> None:
+        for p in self._curdir.glob("*.json"):
+            try:
+                doc = _read_json(p)
+                seg, off = int(doc["segment"]), int(doc["offset"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if seg <= made and (seg, off) != (made, 0):
+                self._damage(f"spool {self.dir}: every segment is missing, but cursor {p.name} stands in "
+                             f"segment {seg}: records it had not delivered are lost")
+
+    def _recover_segment(self, n: int, may_be_unsealed: bool) -> int:
+        """Check a segment of an earlier run: cut a torn tail, set damaged lines aside, seal it.
+
+        Returns its size on disk. A segment that is not among the newest two (the earlier run's
+        current and next one) and lacks its end line was truncated: that is reported."""
+        path = self._segdir / _seg_name(n)
+        try:
             with open(path, "r+b") as fh:
-                fh.truncate(keep)
+                size = os.fstat(fh.fileno()).st_size
+                end = self._data_end(fh, size)
+                fh.seek(0)
+                data = fh.read(end)
+                keep = data.rfind(b"\n") + 1
+                sealed = False
+                count = 0
+                if keep:
+                    last_start = data.rfind(b"\n", 0, keep - 1) + 1
+                    payload = unframe(data[last_start:keep])
+                    if payload is not None and payload.startswith(b'["E"'):
+                        sealed = True
+                        count = int(orjson.loads(payload)[1])
+                if keep < len(data):
+                    self._quarantine_bytes(n, keep, data[keep:], "a partial last line (a crash mid-write)")
+                if keep != size:
+                    fh.truncate(keep)
+                if not sealed:
+                    count = sum(1 for ln in data[:keep].splitlines() if ln[8:12] == b'["L"')
+                    if not may_be_unsealed:
+                        self._damage(f"spool segment {path} has no end line: it was truncated or damaged; "
+                                     f"records after byte {keep} are lost there")
+                    fh.seek(keep)
+                    fh.write(frame(_dumps(["E", count])))
+                    keep = fh.tell()
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                self._counts[n] = count
+                return keep
+        except OSError as exc:
+            self._damage(f"spool segment {path} cannot be read ({exc.strerror}); it is skipped")
+            return 0
+
+    @staticmethod
+    def _data_end(fh: Any, size: int) -> int:
+        """Where the data of a preallocated segment ends (the rest is zeros never written)."""
+        pos = size
+        while pos > 0:
+            start = max(0, pos - (1 << 20))
+            fh.seek(start)
+            chunk = fh.read(pos - start).rstrip(b"\x00")
+            if chunk:
+                return start + len(chunk)
+            pos = start
+        return 0
 
     def _load_cursor(self, name: str, existing: list[int]) -> _Cursor:
-        path = self._curdir / f"{name.replace('/', '__')}.json"
-        first = existing[0] if existing else 0
-        if path.exists():
-            try:
-                doc = orjson.loads(path.read_bytes())
-                seg, off = int(doc["segment"]), int(doc["offset"])
-                if seg < first:  # its segment is gone: everything there was delivered everywhere
-                    seg, off = first, 0
-                return _Cursor(name, path, seg, off)
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                _log.error("spool cursor %s is unreadable (%s); replaying the whole spool to %s", path, exc, name)
-        return _Cursor(name, path, first, 0)
-
-    def _open_segment(self, n: int, need: int = 0) -> None:
-        """A new segment, preallocated and mapped: a write is a memory copy into the page cache,
-        which outlives the process (kill -9) without a system call per record."""
-        path = self._segdir / _seg_name(n)
-        cap = max(self.segment_bytes, need)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+        path = self._curdir / _cursor_file(name)
+        first = existing[0] if existing else self._seg_after(existing)
+        if not path.exists():
+            return _Cursor(name, path, first, 0)
         try:
-            os.ftruncate(fd, cap)
-            self._mm = mmap.mmap(fd, cap)
+            doc = _read_json(path)
+            seg, off = int(doc["segment"]), int(doc["offset"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            self._damage(f"spool cursor {path} is damaged ({exc}); replaying the whole spool to {name} "
+                         "(duplicates, not loss)")
+            self._quarantine_file(path)
+            return _Cursor(name, path, first, 0)
+        cur = _Cursor(name, path, seg, off)
+        if existing and seg < first:
+            self._damage(f"spool cursor of {name} stands in segment {seg}, but the spool starts at {first}: "
+                         f"segments {seg}-{first - 1}, not delivered to {name}, are missing")
+            cur.segment, cur.offset = first, 0
+        elif seg > self._seg_after(existing) or (seg == self._seg_after(existing) and off):
+            self._damage(f"spool cursor of {name} points past the end of the spool (segment {seg}); "
+                         f"replaying the whole spool to {name} (duplicates, not loss)")
+            cur.segment, cur.offset = first, 0
+        elif seg in self._sizes and not self._at_line_start(seg, off):
+            self._damage(f"spool cursor of {name} points into the middle of a line or past the end of segment "
+                         f"{seg}; {name} resumes at the line before (duplicates, not loss)")
+            cur.offset = self._line_before(seg, off)
+        return cur
+
+    def _seg_after(self, existing: list[int]) -> int:
+        return self._next
+
+    def _at_line_start(self, seg: int, off: int) -> bool:
+        if off == 0:
+            return True
+        if off > self._sizes.get(seg, 0):
+            return False
+        with open(self._segdir / _seg_name(seg), "rb") as fh:
+            fh.seek(off - 1)
+            return fh.read(1) == b"\n"
+
+    def _line_before(self, seg: int, off: int) -> int:
+        off = min(off, self._sizes.get(seg, 0))
+        with open(self._segdir / _seg_name(seg), "rb") as fh:
+            start = max(0, off - (1 << 20))
+            fh.seek(start)
+            data = fh.read(off - start)
+        nl = data.rfind(b"\n")
+        return start + nl + 1 if nl >= 0 else 0
+
+    def _load_orphans(self, existing: list[int]) -> None:
+        """Cursors of exporters no longer configured: their backlog is kept and named."""
+        for p in sorted(self._curdir.glob("*.json")):
+            name = _cursor_name(p.name)
+            if name in self.exporters:
+                continue
+            cur = self._load_cursor(name, existing)
+            self._orphans[name] = cur
+            behind = self._behind(cur, dict(self._sizes))
+            _log.warning(
+                "spool %s: exporter %r is no longer configured; its backlog of %d byte(s) is kept. Configure it "
+                "again to deliver it, or drop it with: otel-audit spool drop %s --exporter %s",
+                self.dir, name, behind, self.dir, name)
+
+    def _read_drops(self) -> list[dict[str, Any]]:
+        """Drops an operator made since the last start, for the pipeline to record as signed events."""
+        path = self.dir / DROPS
+        out: list[dict[str, Any]] = []
+        if not path.exists():
+            return out
+        try:
+            lines = path.read_bytes().splitlines()
+        except OSError:
+            return out
+        for ln in lines:
+            payload = unframe(ln)
+            if payload is None:
+                self._damage(f"spool drop log {path} has a damaged line")
+                continue
+            doc = orjson.loads(payload)
+            if not doc.get("reported"):
+                out.append(doc)
+        return out
+
+    def take_notices(self) -> list[dict[str, Any]]:
+        """Backlogs dropped by an operator since the last start (each once): the pipeline signs them."""
+        out, self._notices = self._notices, []
+        if out:
+            path = self.dir / DROPS
+            try:
+                with open(path, "ab") as fh:
+                    for d in out:
+                        fh.write(frame(_dumps({**d, "reported": True})))
+            except OSError as exc:
+                _log.warning("cannot update %s: %s", path, exc.strerror)
+        return out
+
+    def _damage(self, message: str) -> None:
+        self.stats.damaged += 1
+        _log.error("%s", message)
+
+    # -- quarantine -------------------------------------------------------------------------------
+
+    def _quarantine_bytes(self, seg: int, offset: int, data: bytes, why: str) -> None:
+        try:
+            self._qdir.mkdir(exist_ok=True)
+            (self._qdir / f"{seg:016d}-{offset}.bad").write_bytes(data)
+            where = f"quarantined in {self._qdir}"
+        except OSError as exc:
+            where = f"could not be quarantined ({exc.strerror})"
+        _log.error("spool segment %s: %d byte(s) at offset %d set aside: %s; %s",
+                   self._segdir / _seg_name(seg), len(data), offset, why, where)
+
+    def _quarantine_file(self, path: Path) -> None:
+        try:
+            self._qdir.mkdir(exist_ok=True)
+            os.replace(path, self._qdir / f"{path.name}.{time.time_ns()}.bad")
+        except OSError:
+            pass
+
+    # -- segments ------------------------------------------------------------------------------------
+
+    def _allocate(self, n: int) -> tuple[mmap.mmap, int] | None:
+        """A new segment with its blocks allocated, mapped; None if the disk is full."""
+        path = self._segdir / _seg_name(n)
+        cap = self.segment_bytes
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+        except OSError as exc:
+            self._alloc_failed(path, exc)
+            return None
+        try:
+            os.posix_fallocate(fd, 0, cap)
+            mm = mmap.mmap(fd, cap)
+            if n > self._made:
+                self._made = n
+                self._write_manifest()
+            return mm, cap
+        except OSError as exc:
+            try:
+                os.ftruncate(fd, 0)
+            except OSError:
+                pass
+            self._alloc_failed(path, exc)
+            return None
         finally:
             os.close(fd)
-        self._cap = cap
-        self._sizes[n] = 0
-        self._seg = n
-        self._seg_defs: set[bytes] = set()
+
+    def _alloc_failed(self, path: Path, exc: OSError) -> None:
+        self._alloc_failed_at = time.monotonic()
+        self.stats.disk_full += 1
+        if self.stats.disk_full == 1 or self.stats.disk_full % 100 == 0:
+            _log.error("audit spool %s: cannot allocate segment %s (%s); %s until space returns "
+                       "(%d failed allocation(s) so far)", self.dir, path.name, exc.strerror or exc,
+                       "emit raises DeliveryError (fail_closed)" if self.mode == "fail_closed"
+                       else "records are dropped and declared in signed gap markers (fail_open)",
+                       self.stats.disk_full)
+
+    def _prepare_spare(self) -> None:
+        """Allocate the next segment ahead of need (called with the write lock held)."""
+        if self._spare is not None or time.monotonic() - self._alloc_failed_at < _ALLOC_RETRY:
+            return
+        n = self._seg + 1
+        got = self._allocate(n)
+        if got is not None:
+            self._spare = (n, got[0], got[1])
+
+    def _ensure_current(self) -> bool:
+        """A mapped current segment exists (it may not after a full disk at start)."""
+        if self._mm is not None:
+            return True
+        if time.monotonic() - self._alloc_failed_at < _ALLOC_RETRY:
+            return False
+        got = self._allocate(self._seg)
+        if got is None:
+            return False
+        self._mm, self._cap = got
+        _log.warning("audit spool %s: space is back; writing again", self.dir)
+        return True
+
+    def _room(self, need: int, marker: bool) -> bool:
+        """Can `need` bytes be written now (called with the write lock held)?"""
+        if not self._ensure_current():
+            return False
+        left = self._cap - self._sizes[self._seg] - 64  # the end line
+        if need <= left - (0 if marker or self._spare is not None else self._reserve):
+            return True
+        if self._spare is None:
+            self._prepare_spare()
+        return self._spare is not None and need <= self._spare[2] - 64
+
+    def _rotate(self) -> None:
+        """Seal the current segment and continue in the spare one (called with the write lock held)."""
+        assert self._spare is not None and self._mm is not None
+        pos = self._sizes[self._seg]
+        end = frame(_dumps(["E", self._counts[self._seg]]))
+        self._mm[pos : pos + len(end)] = end
+        self._sizes[self._seg] = pos + len(end)
+        self._total += len(end)
+        self._retired.append((self._mm, self._segdir / _seg_name(self._seg), pos + len(end)))
+        self._seg, self._mm, self._cap = self._spare
+        self._spare = None
+        self._sizes[self._seg] = 0
+        self._counts[self._seg] = 0
+        self._seg_defs = set()
+        self._prepare_spare()
+        if self.fsync_interval == 0:
+            self._flush_retired()
 
     @property
     def bytes(self) -> int:
-        """Bytes the spool holds on disk now."""
+        """Bytes of data the spool holds on disk now."""
         return self._total
 
     # -- encoding ---------------------------------------------------------------------------------
 
-    def _def_line(self, kind: bytes, table: dict[int, Any], obj: Any, encode: Callable[[Any], list[Any]]) -> tuple[int, bytes]:
+    def _def_line(self, kind: str, table: dict[int, Any], obj: Any, encode: Callable[[Any], list[Any]]) -> tuple[int, bytes]:
         got = table.get(id(obj))
         if got is None or got[0] is not obj:
             rid = len(table)
-            got = (obj, rid, _dumps([kind.decode(), rid, *encode(obj)]) + b"\n")
+            got = (obj, rid, frame(_dumps([kind, rid, *encode(obj)])))
             table[id(obj)] = got
         return got[1], got[2]
 
@@ -277,11 +717,12 @@ class SpoolProcessor(LogRecordProcessor):
         else:
             b = encode_anyvalue(body)
             bf = 1
-        return _dumps([
+        payload = _dumps([
             "L", rid, sid, lr.timestamp or 0, lr.observed_timestamp or 0, sev._value_ if sev is not None else 0,
             lr.severity_text or "", lr.event_name or "", bf, b, af, a, lr.trace_id or 0, lr.span_id or 0,
             int(lr.trace_flags or 0),
-        ]) + b"\n"
+        ])
+        return b"%08x" % _crc(payload) + payload + b"\n"
 
     # -- the hot path -----------------------------------------------------------------------------
 
@@ -291,23 +732,33 @@ class SpoolProcessor(LogRecordProcessor):
         scope = log_record.instrumentation_scope
         defs = self._defs.get((id(res), id(scope)))
         if defs is None or defs[0] is not res or defs[1] is not scope:
-            rid, rline = self._def_line(b"R", self._resources, res or Resource.get_empty(), self._encode_resource)
-            sid, sline = self._def_line(b"S", self._scopes, scope, self._encode_scope)
+            rid, rline = self._def_line("R", self._resources, res or Resource.get_empty(), self._encode_resource)
+            sid, sline = self._def_line("S", self._scopes, scope, self._encode_scope)
             defs = self._defs[(id(res), id(scope))] = (res, scope, rid, rline, sid, sline)
         _, _, rid, rline, sid, sline = defs
         try:
             line = self._encode(lr, rid, sid)
         except (TypeError, ValueError) as exc:
             self.stats.refused += 1
-            _log.error("audit record %r cannot be spooled (%s); it is lost here", lr.event_name, exc)
+            _log.error("audit record %r cannot be spooled (%s); it is refused", lr.event_name, exc)
             raise DeliveryError(f"audit record {lr.event_name!r} cannot be spooled: {exc}") from exc
         # checkpoints and gap markers are small and carry the proof: a full spool still takes them
         marker = lr.event_name in _INTEGRITY_EVENTS
         with self._wlock:
             if self._closing:
                 raise DeliveryError("the audit spool is shut down; the record was not accepted")
-            if not marker and self._total + len(line) > self.max_bytes and not self._make_room(len(line), lr):
-                return
+            need = len(line) + len(rline) + len(sline)
+            if need > self.segment_bytes - 128:
+                self.stats.refused += 1
+                _log.error("audit record %r is %d bytes, more than a spool segment holds (%d): refused",
+                           lr.event_name, need, self.segment_bytes)
+                raise DeliveryError(f"audit record {lr.event_name!r} is {need} bytes, more than a spool segment "
+                                    f"holds ({self.segment_bytes}); raise segment_size_mib")
+            if (not marker and self._total + need > self.max_bytes) or not self._room(need, marker):
+                if not self._make_room(need, lr, marker):
+                    return
+            if self._sizes[self._seg] + need > self._cap - 64 - (0 if marker or self._spare else self._reserve):
+                self._rotate()
             head = b""
             if rline not in self._seg_defs:
                 head += rline
@@ -316,14 +767,20 @@ class SpoolProcessor(LogRecordProcessor):
                 head += sline
                 self._seg_defs.add(sline)
             data = head + line if head else line
-            seg, pos = self._write(data)
+            seg = self._seg
+            pos = self._sizes[seg]
+            end = pos + len(data)
+            self._mm[pos:end] = data  # type: ignore[index]
+            self._sizes[seg] = end
+            self._counts[seg] += 1
+            self._total += len(data)
             self.stats.written += 1
             if self.fsync_interval == 0:
-                self._mm.flush()
+                self._mm.flush()  # type: ignore[union-attr]
             else:
                 self._dirty = True
             mem = self._mem
-            mem.append((seg, pos, pos + len(data), log_record))
+            mem.append((seg, pos, end, log_record))
             if len(mem) - self._mem_head > self.memory_records:
                 e = mem[self._mem_head]
                 mem[self._mem_head] = (e[0], e[1], e[2], None)
@@ -336,33 +793,21 @@ class SpoolProcessor(LogRecordProcessor):
             if not ev.is_set():
                 ev.set()
 
-    def _write(self, data: bytes) -> tuple[int, int]:
-        """Copy into the mapped segment; (segment, offset) where it starts."""
-        pos = self._sizes[self._seg]
-        end = pos + len(data)
-        if end > self._cap:
-            self._rotate(len(data))
-            pos, end = 0, len(data)
-        self._mm[pos:end] = data
-        self._sizes[self._seg] = end
-        self._total += len(data)
-        return self._seg, pos
-
-    def _make_room(self, need: int, lr: Any) -> bool:
-        """Called with the write lock held and the spool full. True: go on and write."""
-        if self.mode == "fail_closed":
-            deadline = time.monotonic() + self.block_timeout
-            while self._total + need > self.max_bytes:
+    def _make_room(self, need: int, lr: Any, marker: bool) -> bool:
+        """Called with the write lock held and the spool or disk full. True: go on and write."""
+        if self.mode == "fail_closed" or marker:
+            deadline = time.monotonic() + (self.block_timeout if self.mode == "fail_closed" else 0)
+            while (not marker and self._total + need > self.max_bytes) or not self._room(need, marker):
                 left = deadline - time.monotonic()
                 if left <= 0 or self._closing:
                     self.stats.refused += 1
-                    _log.error("audit spool %s is full (%d bytes) and fail_closed: record %r refused",
-                               self.dir, self.max_bytes, lr.event_name)
-                    raise DeliveryError(
-                        f"audit spool {self.dir} is full ({self.max_bytes} bytes) and the destinations are not "
-                        f"taking records: the audit record was refused (mode fail_closed)"
-                    )
-                self._space.wait(min(left, 0.5))
+                    full = "the disk is full" if self._total + need <= self.max_bytes or marker else \
+                        f"it is full ({self.max_bytes} bytes) and the destinations are not taking records"
+                    _log.error("audit spool %s: %s: record %r refused (%d refused so far)",
+                               self.dir, full, lr.event_name, self.stats.refused)
+                    raise DeliveryError(f"audit spool {self.dir}: {full}: the audit record was refused "
+                                        f"(mode {self.mode})")
+                self._space.wait(min(left, _ALLOC_RETRY))
             return True
         self.stats.dropped += 1
         if self.stats.dropped == 1 or self.stats.dropped % 1000 == 0:
@@ -372,13 +817,6 @@ class SpoolProcessor(LogRecordProcessor):
         if self.on_drop is not None and STREAM_ID in attrs:
             self.on_drop(str(attrs[STREAM_ID]), int(attrs[STREAM_SEQ]), str(attrs[PREV_DIGEST]), str(attrs[DIGEST]))
         return False
-
-    def _rotate(self, need: int = 0) -> None:
-        # the sync thread flushes, unmaps and trims the old segment to its data
-        self._retired.append((self._mm, self._segdir / _seg_name(self._seg), self._sizes[self._seg]))
-        self._open_segment(self._seg + 1, need)
-        if self.fsync_interval == 0:
-            self._flush_retired()
 
     def _flush_retired(self) -> None:
         while self._retired:
@@ -401,6 +839,11 @@ class SpoolProcessor(LogRecordProcessor):
         interval = self.fsync_interval or 0.5
         while not self._stop.wait(interval):
             self._sync()
+            if self._spare is None or self._mm is None:
+                with self._wlock:  # the disk was full: try again, and wake writers waiting for room
+                    if self._mm is not None:
+                        self._prepare_spare()
+                    self._space.notify_all()
 
     def _sync(self) -> None:
         with self._wlock:
@@ -409,7 +852,7 @@ class SpoolProcessor(LogRecordProcessor):
             mm, upto = self._mm, self._sizes[self._seg]
         for old_mm, path, size in retired:
             self._close_segment(old_mm, path, size)
-        if dirty and upto:
+        if dirty and upto and mm is not None:
             try:
                 mm.flush(0, min(upto + mmap.PAGESIZE - upto % mmap.PAGESIZE, len(mm)))
             except (OSError, ValueError) as exc:  # ValueError: closed by shutdown meanwhile
@@ -426,22 +869,25 @@ class SpoolProcessor(LogRecordProcessor):
         backoff = self.retry_initial
         saved = time.monotonic()
         while True:
-            batch, end, mem_next = self._read_mem(cur)
-            if not batch and end is None and mem_next is None:
+            batch, mem_next = self._read_mem(cur)
+            nxt: int | None = None
+            if not batch:
                 if cur.offset and not resources:
                     self._scan_defs(cur, resources, scopes)
-                batch, end = self._read(cur, resources, scopes)
+                batch, nxt = self._read(cur, resources, scopes)
+            if nxt is not None:  # a finished segment: move on
+                with self._cursor_lock:
+                    cur.segment, cur.offset = nxt, 0
+                    if not self._closed:
+                        cur.save()
+                resources.clear()
+                scopes.clear()
+                saved = time.monotonic()
+                self._collect()
+                continue
             if not batch:
-                if end is not None:  # a finished segment: move on
-                    cur.segment, cur.offset = end, 0
-                    resources.clear()
-                    scopes.clear()
-                    cur.save()
-                    saved = time.monotonic()
-                    self._collect()
-                    continue
                 if cur.dirty:
-                    cur.save()
+                    self._save(cur)
                     saved = time.monotonic()
                 if self._stop.is_set():
                     return
@@ -449,44 +895,46 @@ class SpoolProcessor(LogRecordProcessor):
                 data_ready.wait(self.batch_wait)
                 continue
             if self._export(exporter, name, batch):
-                cur.offset += sum(n for _, n in batch)
-                cur.dirty = True
+                with self._cursor_lock:
+                    cur.offset = batch[-1][1]
+                    cur.dirty = True
                 if mem_next is not None:
                     self._advance_mem(name, mem_next)
                 now = time.monotonic()
                 if now - saved > 0.1:  # a crash replays at most this much again: duplicates, not loss
-                    cur.save()
+                    self._save(cur)
                     saved = now
-                self.stats.delivered[name] = self.stats.delivered.get(name, 0) + len(batch)
                 backoff = self.retry_initial
                 continue
             # keep the records; try again later (the exporter logged why)
             self.stats.retries[name] = self.stats.retries.get(name, 0) + 1
             if self._stop.wait(backoff * (0.5 + random.random())):  # shut down: the records stay spooled
-                if cur.dirty:
-                    cur.save()
+                self._save(cur)
                 return
             backoff = min(backoff * 2, self.retry_max)
 
-    def _read_mem(self, cur: _Cursor) -> tuple[list[tuple[Any, int]], int | None, int | None]:
-        """Records written in this run, straight from memory: (batch, next segment, next memory index)."""
+    def _save(self, cur: _Cursor) -> None:
+        with self._cursor_lock:
+            if cur.dirty and not self._closed:
+                cur.save()
+
+    def _read_mem(self, cur: _Cursor) -> tuple[list[tuple[Any, int]], int | None]:
+        """Records written in this run, straight from memory: (batch of (record, end offset), next index)."""
         with self._wlock:
             mem, head = self._mem, self._mem_head
             i = bisect.bisect_left(mem, (cur.segment, cur.offset), lo=head, key=_mem_key)
             if i >= len(mem):
-                return [], None, None
+                return [], None
             seg, start = mem[i][0], mem[i][1]
-            if seg == cur.segment and start == cur.offset:
-                stop = min(len(mem), i + self.max_batch)
-                out = []
-                while i < stop and mem[i][0] == seg:
-                    e = mem[i]
-                    out.append((e[3], e[2] - e[1]))
-                    i += 1
-                return out, None, i + self._mem_base
-            if seg > cur.segment and start == 0 and cur.offset >= self._sizes.get(cur.segment, 0):
-                return [], seg, None
-        return [], None, None
+            if seg != cur.segment or start != cur.offset:
+                return [], None
+            stop = min(len(mem), i + self.max_batch)
+            out = []
+            while i < stop and mem[i][0] == seg:
+                e = mem[i]
+                out.append((e[3], e[2]))
+                i += 1
+            return out, i + self._mem_base
 
     def _advance_mem(self, name: str, absolute: int) -> None:
         with self._wlock:
@@ -500,20 +948,35 @@ class SpoolProcessor(LogRecordProcessor):
                 self._mem_head = low
 
     def _export(self, exporter: LogRecordExporter, name: str, batch: list[tuple[ReadableLogRecord, int]]) -> bool:
+        records = [r for r, _ in batch]
         try:
-            res = exporter.export([r for r, _ in batch])
+            res = exporter.export(records)
         except Exception:
             _log.exception("exporter %s raised on a batch of %d audit record(s); kept in the spool", name, len(batch))
+            self.stats.failed_batches[name] = self.stats.failed_batches.get(name, 0) + 1
             return False
-        if res is LogRecordExportResult.SUCCESS:
-            return True
-        counters = getattr(exporter, "counters", None)
-        if counters is not None and getattr(exporter, "last_permanent", False):
-            # everything not delivered in that batch was refused for good, and counted and logged
-            # with the vendor's reason by the exporter: retrying would never end
-            return True
-        self.stats.failed_batches[name] = self.stats.failed_batches.get(name, 0) + 1
-        return False
+        if res is not LogRecordExportResult.SUCCESS:
+            self.stats.failed_batches[name] = self.stats.failed_batches.get(name, 0) + 1
+            return False
+        rejected = sorted(set(getattr(exporter, "last_rejected", ()) or ()))
+        rejected = [i for i in rejected if isinstance(i, int) and 0 <= i < len(records)]
+        self.stats.delivered[name] = self.stats.delivered.get(name, 0) + len(records) - len(rejected)
+        if rejected:
+            self.stats.rejected[name] = self.stats.rejected.get(name, 0) + len(rejected)
+            items: list[Integrity] = []
+            for i in rejected:
+                a = records[i].log_record.attributes or {}
+                if STREAM_ID in a:
+                    items.append((str(a[STREAM_ID]), int(a[STREAM_SEQ]), str(a[PREV_DIGEST]), str(a[DIGEST])))
+            _log.error("destination %s refused %d audit record(s) for good (logged with its reason above); "
+                       "they are counted as rejected, not delivered%s", name, len(rejected),
+                       ", and a signed marker names them" if self.on_reject and items else "")
+            if self.on_reject is not None and items:
+                try:
+                    self.on_reject(name, items)
+                except Exception:
+                    _log.exception("on_reject failed for %d record(s) of %s", len(items), name)
+        return True
 
     def _scan_defs(self, cur: _Cursor, resources: dict[int, Resource], scopes: dict[int, Any]) -> None:
         """Before resuming mid-segment, read the resource and scope definitions ahead of the cursor."""
@@ -523,8 +986,10 @@ class SpoolProcessor(LogRecordProcessor):
         with open(path, "rb") as fh:
             data = fh.read(cur.offset)
         for line in data.splitlines():
-            if line.startswith((b'["R"', b'["S"')):
-                self._define(orjson.loads(line), resources, scopes)
+            if line[8:13] in (b'["R",', b'["S",'):
+                payload = unframe(line)
+                if payload is not None:
+                    self._define(orjson.loads(payload), resources, scopes)
 
     @staticmethod
     def _define(item: list[Any], resources: dict[int, Resource], scopes: dict[int, Any]) -> None:
@@ -535,43 +1000,99 @@ class SpoolProcessor(LogRecordProcessor):
 
     def _read(self, cur: _Cursor, resources: dict[int, Resource], scopes: dict[int, Any]
               ) -> tuple[list[tuple[ReadableLogRecord, int]], int | None]:
-        """Up to max_batch records from the cursor; (batch, next segment id if this one is done)."""
-        path = self._segdir / _seg_name(cur.segment)
+        """Up to max_batch records from disk at the cursor: (batch of (record, end offset), next segment).
+
+        The next segment is given once this one is read to its end line (or, damaged, to its end)."""
+        seg = cur.segment
         with self._wlock:
             writing = self._seg
-            known = self._sizes.get(cur.segment)
-        if known is None:
-            later = [n for n in self._sizes if n > cur.segment]
-            return [], (min(later) if later else None)
+            known = self._sizes.get(seg)
+            nxt_exists = (seg + 1) in self._sizes
+        if known is None:  # not on disk (damaged at start): on to the next one that is
+            return [], (seg + 1 if nxt_exists or seg < writing else None)
         out: list[tuple[ReadableLogRecord, int]] = []
-        pending = 0  # bytes of definition lines read along the way, owed to the next record
+        if cur.offset >= known:
+            if seg != writing and nxt_exists:
+                # the segment is finished but its end line was not read: it must have been lost
+                return [], seg + 1
+            return [], None
+        path = self._segdir / _seg_name(seg)
         try:
             with open(path, "rb") as fh:
                 fh.seek(cur.offset)
-                data = fh.read(min(known - cur.offset, 4 << 20))
+                data = fh.read(min(known - cur.offset, _CHUNK))
         except FileNotFoundError:
-            return [], None
+            self._damage(f"spool segment {path} disappeared while {cur.name} was reading it; "
+                         "records in it not yet delivered there are lost")
+            with self._wlock:
+                self._total -= self._sizes.pop(seg, 0)
+            return [], seg + 1
         pos = 0
+        base = cur.offset
         while len(out) < self.max_batch:
             nl = data.find(b"\n", pos)
             if nl < 0:
+                if pos == 0 and len(data) == _CHUNK:  # a line longer than a chunk: read it whole
+                    data = self._read_long_line(path, base)
+                    if data.find(b"\n") < 0:
+                        break
+                    continue
                 break
             line = data[pos : nl + 1]
+            start = base + pos
             pos = nl + 1
-            item = orjson.loads(line)
-            if item[0] != "L":
-                self._define(item, resources, scopes)
-                pending += len(line)
+            payload = unframe(line)
+            if payload is None:
+                self._corrupt(seg, start, line)
+                if not out:
+                    with self._cursor_lock:
+                        cur.offset = base + pos
+                        cur.dirty = True
                 continue
-            out.append((self._record(item, resources, scopes), len(line) + pending))
-            pending = 0
-        if not out and pending:
-            cur.offset += pending  # only definitions were left: step over them
-        done = not out and cur.offset >= known and cur.segment != writing
-        if done:
-            later = [n for n in self._sizes if n > cur.segment]
-            return [], (min(later) if later else None)
+            try:
+                item = orjson.loads(payload)
+                kind = item[0]
+                if kind == "E":
+                    if out:
+                        pos = start - base  # deliver the batch first; the end line is read again
+                        break
+                    return [], seg + 1
+                if kind != "L":
+                    self._define(item, resources, scopes)
+                    if not out:
+                        with self._cursor_lock:
+                            cur.offset = base + pos
+                            cur.dirty = True
+                    continue
+                out.append((self._record(item, resources, scopes), base + pos))
+            except (ValueError, TypeError, IndexError, KeyError) as exc:
+                self._corrupt(seg, start, line, f"checksum matches but the line cannot be read: {exc}")
+                if not out:
+                    with self._cursor_lock:
+                        cur.offset = base + pos
+                        cur.dirty = True
         return out, None
+
+    @staticmethod
+    def _read_long_line(path: Path, offset: int) -> bytes:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            buf = b""
+            while True:
+                chunk = fh.read(_CHUNK)
+                if not chunk:
+                    return buf
+                buf += chunk
+                if b"\n" in chunk:
+                    return buf
+
+    def _corrupt(self, seg: int, offset: int, line: bytes, why: str = "checksum mismatch") -> None:
+        with self._wlock:
+            first = (seg, offset) not in self._quarantined
+            self._quarantined.add((seg, offset))
+        if first:
+            self.stats.corrupt_lines += 1
+            self._quarantine_bytes(seg, offset, line, f"a damaged line ({why}); the record in it is lost here")
 
     @staticmethod
     def _record(item: list[Any], resources: dict[int, Resource], scopes: dict[int, Any]) -> ReadableLogRecord:
@@ -592,29 +1113,44 @@ class SpoolProcessor(LogRecordProcessor):
         return ReadableLogRecord(lr, resources.get(rid) or Resource.get_empty(), scopes.get(sid))
 
     def _collect(self) -> None:
-        """Delete the segments every exporter has passed."""
+        """Delete the segments every exporter — configured or removed — has passed."""
         with self._wlock:
-            low = min(c.segment for c in self._cursors.values())
+            low = min(c.segment for c in (*self._cursors.values(), *self._orphans.values()))
             for n in sorted(self._sizes):
-                if n >= low or n == self._seg:
+                if n >= low or n >= self._seg:
                     break
                 try:
                     (self._segdir / _seg_name(n)).unlink()
                 except FileNotFoundError:
                     pass
+                except OSError as exc:
+                    _log.error("cannot delete delivered spool segment %s: %s", n, exc.strerror)
+                    break
                 self._total -= self._sizes.pop(n)
+                self._counts.pop(n, None)
             self._space.notify_all()
 
     # -- lifecycle --------------------------------------------------------------------------------
 
+    @staticmethod
+    def _behind(c: _Cursor, sizes: Mapping[int, int]) -> int:
+        return max(0, sum(s for n, s in sizes.items() if n >= c.segment) - c.offset)
+
     def pending(self, name: str | None = None) -> int:
-        """Bytes not yet delivered to `name` (or to the slowest exporter)."""
+        """Bytes not yet delivered to `name` (or to the slowest configured exporter)."""
         with self._wlock:
             sizes = dict(self._sizes)
-        def behind(c: _Cursor) -> int:
-            return sum(s for n, s in sizes.items() if n >= c.segment) - c.offset
         cursors = [self._cursors[name]] if name else list(self._cursors.values())
-        return max(behind(c) for c in cursors)
+        return max(self._behind(c, sizes) for c in cursors)
+
+    def _caught_up(self) -> bool:
+        with self._wlock:
+            sizes = dict(self._sizes)
+            writing = self._seg
+        for c in self._cursors.values():
+            if c.segment < writing or c.offset < sizes.get(writing, 0):
+                return False
+        return True
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Wait until every exporter has everything written so far (or the timeout passes)."""
@@ -623,40 +1159,62 @@ class SpoolProcessor(LogRecordProcessor):
         for ev in self._event_list:
             ev.set()
         while time.monotonic() < deadline:
-            if self.pending() <= 0:
+            if self._caught_up():
                 return all(e.force_flush(max(0, int((deadline - time.monotonic()) * 1000)))
                            for e in self.exporters.values())
             time.sleep(0.01)
         return False
 
-    def shutdown(self, timeout_millis: int = 30000) -> None:
+    def shutdown(self, timeout_millis: int | None = None) -> None:
+        """Deliver what can be delivered within `timeout_millis` (default: shutdown_timeout), then stop;
+        whatever is undelivered stays on disk for the next start."""
         if self._closing:
             return
-        self.force_flush(timeout_millis)
+        timeout = self.shutdown_timeout if timeout_millis is None else timeout_millis / 1000
+        deadline = time.monotonic() + timeout
+        self.force_flush(int(timeout * 1000 * 0.8))
         with self._wlock:
             self._closing = True
             self._space.notify_all()
         self._stop.set()
         for ev in self._event_list:
             ev.set()
-        for t in self._threads:
-            t.join(timeout=5)
-        for c in self._cursors.values():
-            c.save()
-        with self._wlock:
-            self._retired.append((self._mm, self._segdir / _seg_name(self._seg), self._sizes[self._seg]))
-        self._sync()
-        left = self.pending()
-        if left > 0:
-            _log.warning("audit spool %s shut down with %d byte(s) not yet delivered; they are kept and "
-                         "replayed at the next start", self.dir, left)
-        for e in self.exporters.values():
+        for e in self.exporters.values():  # interrupts exporters waiting out a retry
             try:
                 e.shutdown()
             except Exception:
                 _log.exception("exporter shutdown failed")
-        fcntl.flock(self._lockfh, fcntl.LOCK_UN)
-        self._lockfh.close()
+        for t in self._threads:
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+        with self._cursor_lock:
+            self._closed = True
+            for c in self._cursors.values():
+                c.save()
+        left = self.pending()
+        with self._wlock:
+            if self._mm is not None:
+                pos = self._sizes[self._seg]
+                end = frame(_dumps(["E", self._counts[self._seg]]))
+                if pos + len(end) <= self._cap:
+                    self._mm[pos : pos + len(end)] = end
+                    self._sizes[self._seg] = pos + len(end)
+                self._retired.append((self._mm, self._segdir / _seg_name(self._seg), self._sizes[self._seg]))
+                self._mm = None
+            if self._spare is not None:
+                n, mm, _ = self._spare
+                end = frame(_dumps(["E", 0]))
+                mm[0 : len(end)] = end
+                self._retired.append((mm, self._segdir / _seg_name(n), len(end)))
+                self._sizes[n] = len(end)
+                self._spare = None
+        self._sync()
+        if left > 0:
+            _log.warning("audit spool %s shut down with %d byte(s) not yet delivered; they are kept and "
+                         "replayed at the next start", self.dir, left)
+        if self._lockfh is not None:
+            fcntl.flock(self._lockfh, fcntl.LOCK_UN)
+            self._lockfh.close()
+            self._lockfh = None
 
     # -- metrics ----------------------------------------------------------------------------------
 
@@ -675,18 +1233,36 @@ class SpoolProcessor(LogRecordProcessor):
                 return [Observation(d.get(n, 0), {"exporter": n}) for n in self.exporters]
             return cb
 
+        def total(attr: str) -> Callable[[CallbackOptions], list[Observation]]:
+            return lambda _: [Observation(getattr(self.stats, attr))]
+
         meter.create_observable_gauge("otel_audit.spool.depth", [depth], unit="By",
                                       description="bytes spooled but not yet delivered, per exporter")
         meter.create_observable_counter("otel_audit.spool.delivered", [counts("delivered")], unit="{record}")
+        meter.create_observable_counter(
+            "otel_audit.spool.rejected", [counts("rejected")], unit="{record}",
+            description="records a destination refused for good (named in signed markers), per exporter")
         meter.create_observable_counter("otel_audit.spool.retries", [counts("retries")], unit="{batch}")
         meter.create_observable_counter(
-            "otel_audit.spool.dropped",
-            [lambda _: [Observation(self.stats.dropped), ]], unit="{record}",
-            description="records dropped by a full spool in fail_open mode")
+            "otel_audit.spool.dropped", [total("dropped")], unit="{record}",
+            description="records dropped by a full spool or disk in fail_open mode")
         meter.create_observable_counter(
-            "otel_audit.spool.refused",
-            [lambda _: [Observation(self.stats.refused), ]], unit="{record}",
-            description="records refused by a full spool in fail_closed mode")
+            "otel_audit.spool.refused", [total("refused")], unit="{record}",
+            description="records refused by a full spool or disk in fail_closed mode")
+        meter.create_observable_counter(
+            "otel_audit.spool.corrupt", [total("corrupt_lines")], unit="{line}",
+            description="damaged spool lines found and quarantined")
 
 
-__all__ = ["MODES", "SpoolProcessor", "SpoolStats"]
+def _ranges(ns: Sequence[int]) -> str:
+    """1,2,3,7 -> '1-3,7'."""
+    runs: list[list[int]] = []
+    for n in sorted(ns):
+        if runs and runs[-1][1] == n - 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+__all__ = ["MODES", "SpoolProcessor", "SpoolStats", "claim_slot", "default_segment_bytes", "frame", "unframe"]
