@@ -10,10 +10,14 @@ A checkpoint body is
     kind <start|size|time|heartbeat|flush|end>
     producer <JSON object: service.name, host.name, process.pid ...>
     [prev <stream id> <size> <base64 root> <base64 chain> <clean|crash>]
+    [parent <stream id> <size> <base64 root> <base64 chain>]
     [end]
 
 followed by a blank line and one signature line per key, `— <key name> <base64(key id || sig)>`,
 where key id = SHA-256(name || 0x0A || 0x01 || public key)[:4] (the signed-note Ed25519 type).
+`prev` names the stream this one follows on the same producer (a restart); `parent` (start
+checkpoints of a forked child only) names the stream of the process it was forked from and that
+stream's last checkpoint before the fork (size, root, chain). docs/checkpoints.md has the details.
 No OpenTelemetry imports: verifiers use this alone.
 """
 
@@ -60,6 +64,16 @@ class Predecessor:
 
 
 @dataclass(frozen=True)
+class Parent:
+    """What a forked child's stream says of its parent's stream: its last checkpoint before the fork."""
+
+    stream_id: str
+    size: int
+    root: bytes
+    chain: bytes
+
+
+@dataclass(frozen=True)
 class Checkpoint:
     origin: str
     size: int
@@ -70,6 +84,7 @@ class Checkpoint:
     producer: Mapping[str, Any] = field(default_factory=dict)
     prev: Predecessor | None = None
     end: bool = False
+    parent: Parent | None = None
 
     def body(self) -> str:
         lines = [
@@ -86,6 +101,11 @@ class Checkpoint:
             lines.append(
                 f"prev {p.stream_id} {p.size} {base64.b64encode(p.root).decode()} "
                 f"{base64.b64encode(p.chain).decode()} {'clean' if p.closed else 'crash'}"
+            )
+        if self.parent is not None:
+            q = self.parent
+            lines.append(
+                f"parent {q.stream_id} {q.size} {base64.b64encode(q.root).decode()} {base64.b64encode(q.chain).decode()}"
             )
         if self.end:
             lines.append("end")
@@ -188,6 +208,13 @@ def parse_note(note: str) -> SignedNote:
             _b64(parts[3], "prev chain", 32),
             parts[4] == "clean",
         )
+    parent = None
+    if "parent" in ext:
+        parts = ext["parent"].split(" ")
+        if len(parts) != 4 or not parts[0]:
+            raise NoteError("parent line must be '<stream> <size> <root> <chain>'")
+        parent = Parent(parts[0], _int(parts[1], "parent size"), _b64(parts[2], "parent root", 32),
+                        _b64(parts[3], "parent chain", 32))
     if "end" in ext and ext["end"]:
         raise NoteError("end line takes no value")
     cp = Checkpoint(
@@ -200,5 +227,6 @@ def parse_note(note: str) -> SignedNote:
         producer=producer,
         prev=prev,
         end="end" in ext,
+        parent=parent,
     )
     return SignedNote(text, tuple(sigs), cp)

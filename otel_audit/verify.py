@@ -28,7 +28,7 @@ from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, GAP_EVENT, PREV_DIGES
 from otel_audit.errors import InputError
 from otel_audit.keys import InvalidSignature, Keyring
 from otel_audit.merkle import CompactRange
-from otel_audit.note import NoteError, Predecessor, SignedNote, parse_note
+from otel_audit.note import NoteError, Parent, Predecessor, SignedNote, parse_note
 
 _sha256 = hashlib.sha256
 _loads = orjson.loads
@@ -125,10 +125,15 @@ class StreamReport:
     last_time_ns: int | None = None
     predecessor: str | None = None
     successor: str | None = None
+    parent: str | None = None  # the stream of the process this one's was forked from
+    children: list[str] = field(default_factory=list)  # streams of processes forked from this one
     duplicates: int = 0
     modified: list[int] = field(default_factory=list)
     missing: list[list[int]] = field(default_factory=list)  # inclusive ranges
     dropped: list[list[int]] = field(default_factory=list)  # missing, but declared by a signed gap marker
+    # every sealed gap marker: {"marker": seq, "seqs": ranges, "reason": text, "destination": name or None,
+    # "missing": the declared seqs absent from the input}
+    declared: list[dict[str, Any]] = field(default_factory=list)
     conflicting: list[int] = field(default_factory=list)
     inserted: list[int] = field(default_factory=list)
     broken_links: list[list[int]] = field(default_factory=list)
@@ -266,8 +271,8 @@ class Verifier:
         self._streams: dict[str, dict[int, _Rec]] = {}
         self._extra: dict[tuple[str, int], list[_Rec]] = {}  # more records at a seq already seen
         self._heads: dict[str, bytes] = {}
-        # stream -> (marker seq, "a-b,c", "a-b:<prev of a>:<digest of b>;...")
-        self._gap_claims: dict[str, list[tuple[int, Any, Any]]] = {}
+        # stream -> (marker seq, "a-b,c", "a-b:<prev of a>:<digest of b>;...", reason, destination)
+        self._gap_claims: dict[str, list[tuple[int, Any, Any, Any, Any]]] = {}
         self._times: dict[str, list[int]] = {}
 
     # reading
@@ -368,8 +373,7 @@ class Verifier:
             calc = _sha256(pb.join((b"\x00", head[1:])) + str(seq).encode() + b"," + content[1:]).digest()
             r = (calc, pb, db, body if event == CHECKPOINT_EVENT and type(body) is str else None)
             if event == GAP_EVENT:
-                self._gap_claims.setdefault(stream, []).append(  # type: ignore[arg-type]
-                    (seq, attrs.get("audit.gap.seqs"), attrs.get("audit.gap.chain")))
+                self._gap_claims.setdefault(stream, []).append(_gap_claim(seq, attrs))  # type: ignore[arg-type]
         except (KeyError, TypeError, ValueError, AttributeError, binascii.Error, canonical.CanonicalError) as exc:
             self._malformed(f"{_loc(where, index)}: record cannot be read ({type(exc).__name__}: {exc})")
             return
@@ -416,8 +420,7 @@ class Verifier:
             t = int(t_text) if isinstance(t_text, str) and t_text.isdigit() else 0
             r = (calc, pb, db, body if event == CHECKPOINT_EVENT and type(body) is str else None)
             if event == GAP_EVENT and isinstance(attrs, dict):
-                self._gap_claims.setdefault(stream, []).append(
-                    (seq, attrs.get("audit.gap.seqs"), attrs.get("audit.gap.chain")))
+                self._gap_claims.setdefault(stream, []).append(_gap_claim(seq, attrs))
         except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
             self._malformed(f"{where}: record cannot be read ({type(exc).__name__}: {exc})")
             return
@@ -428,7 +431,8 @@ class Verifier:
     def finish(self) -> Report:
         rep = self.report
         notes: dict[str, dict[int, SignedNote]] = {}
-        claims: dict[str, tuple[str, Predecessor]] = {}  # predecessor id -> (successor id, claim)
+        claims: dict[str, list[tuple[str, Predecessor]]] = {}  # predecessor id -> [(successor id, claim)]
+        forks: dict[str, list[tuple[str, Parent]]] = {}  # parent id -> [(child id, claim)]
         prepared: dict[str, tuple[StreamReport, dict[int, _Rec]]] = {}
         for sid, per in self._streams.items():
             sr = StreamReport(sid)
@@ -436,22 +440,32 @@ class Verifier:
             notes[sid] = self._checkpoints(sr, chosen)
             start = notes[sid].get(0)
             if start is not None and start.checkpoint.prev is not None:
-                claims[start.checkpoint.prev.stream_id] = (sid, start.checkpoint.prev)
+                claims.setdefault(start.checkpoint.prev.stream_id, []).append((sid, start.checkpoint.prev))
                 sr.predecessor = start.checkpoint.prev.stream_id
+            if start is not None and start.checkpoint.parent is not None:
+                forks.setdefault(start.checkpoint.parent.stream_id, []).append((sid, start.checkpoint.parent))
+                sr.parent = start.checkpoint.parent.stream_id
             tt = self._times[sid]
             sr.first_time_ns, sr.last_time_ns = tt[0] or None, tt[1] or None
             prepared[sid] = (sr, chosen)
         for sid, (sr, chosen) in prepared.items():
-            self._prove(sr, chosen, notes[sid], claims.get(sid))
+            self._prove(sr, chosen, notes[sid], claims.get(sid, []), forks.get(sid, []))
             rep.streams.append(sr)
-        for pred, (succ, claim) in claims.items():
+        by_id = {s.stream_id: s for s in rep.streams}
+        for pred, succs in claims.items():
             if pred not in self._streams:
-                for s in rep.streams:
-                    if s.stream_id == succ:
-                        s.warnings.append(
-                            f"predecessor stream {pred} ({'closed' if claim.closed else 'crashed'} at seq "
-                            f"{claim.size}) is not in the input"
-                        )
+                for succ, claim in succs:
+                    by_id[succ].warnings.append(
+                        f"predecessor stream {pred} ({'closed' if claim.closed else 'crashed'} at seq "
+                        f"{claim.size}) is not in the input"
+                    )
+        for parent, kids in forks.items():
+            if parent not in self._streams:
+                for kid, pclaim in kids:
+                    # like a missing predecessor: the lineage cannot be checked from this input
+                    by_id[kid].warnings.append(
+                        f"parent stream {parent} (forked after its checkpoint at seq {pclaim.size}) is not in the input"
+                    )
         rep.streams.sort(key=lambda s: (s.first_time_ns or 0, s.stream_id))
         if rep.malformed:
             rep.problems.append(f"{len(rep.malformed)} malformed line(s) or record(s)")
@@ -544,7 +558,8 @@ class Verifier:
         sr: StreamReport,
         chosen: dict[int, _Rec],
         valid: dict[int, SignedNote],
-        claim: tuple[str, Predecessor] | None,
+        successors: list[tuple[str, Predecessor]],
+        children: list[tuple[str, Parent]],
     ) -> None:
         seqs = sorted(chosen)
         top = seqs[-1] if seqs else -1
@@ -562,9 +577,14 @@ class Verifier:
         length = top + 1
         if valid:
             length = max(length, max(valid) + 1)
-        if claim is not None:
-            succ, pred = claim
-            sr.successor = succ
+        claim = successors[0] if successors else None
+        if len(successors) > 1:
+            sr.problems.append(
+                "forked lineage: streams " + ", ".join(sorted(s for s, _ in successors))
+                + " each name this stream as their predecessor (a copied or restored chain state)"
+            )
+        for succ, pred in successors:
+            sr.successor = sr.successor or succ
             length = max(length, pred.size + 1)
             got = valid.get(pred.size)
             if got is None or got.checkpoint.root != pred.root or got.checkpoint.chain != pred.chain:
@@ -574,6 +594,16 @@ class Verifier:
                 )
             if pred.closed and got is not None and not got.checkpoint.end:
                 sr.problems.append(f"successor says this stream closed at seq {pred.size}, but that is no end checkpoint")
+        # forked children: the parent goes on with its own records, so they say nothing of its end
+        sr.children = sorted({kid for kid, _ in children})
+        for kid, fork in children:
+            length = max(length, fork.size + 1)
+            got = valid.get(fork.size)
+            if got is None or got.checkpoint.root != fork.root or got.checkpoint.chain != fork.chain:
+                sr.problems.append(
+                    f"child stream {kid} says it was forked from this stream after a checkpoint at seq {fork.size} "
+                    "that is missing or differs here"
+                )
         if end_seq is not None:
             sr.state = "closed"
             sr.inserted = [s for s in seqs if s > end_seq]
@@ -589,7 +619,7 @@ class Verifier:
         below: int | None = None  # the seq handled just before (one above this one, if no gap)
         # chain links across runs of records the producer declared dropped: b -> (a, prev of a, digest of b)
         bridges: dict[int, tuple[int, int, bytes, bytes]] = {}
-        for mseq, _, chain in self._gap_claims.get(sr.stream_id, ()):
+        for mseq, _, chain, _, _ in self._gap_claims.get(sr.stream_id, ()):
             for a, b, pa, db in _parse_bridges(chain):
                 bridges[b] = (mseq, a, pa, db)
         for s in reversed(seqs):  # sparse: a forged huge seq must not make us walk a huge range
@@ -635,11 +665,17 @@ class Verifier:
         if proven_below:
             sealed.update(q for q in seqs if q < proven_below and q not in bad)
             sr.sealed = len(sealed)
-        # records the producer itself declared dropped (a full spool in fail_open mode), in a sealed marker
+        # records the producer itself declared not delivered (a full spool in fail_open mode, a fail_closed
+        # refusal, a destination's rejection), in a sealed gap marker
         declared: list[list[int]] = []
-        for mseq, text, _ in self._gap_claims.get(sr.stream_id, ()):
+        present = set(seqs)
+        for mseq, text, _, reason, dest in sorted(self._gap_claims.get(sr.stream_id, ()), key=lambda c: c[0]):
             if mseq in sealed and isinstance(text, str):
-                declared.extend(_parse_ranges(text))
+                rs = _parse_ranges(text)
+                declared.extend(rs)
+                absent = _ranges(q for a, b in rs for q in range(a, min(b, a + 100_000) + 1) if q not in present)
+                sr.declared.append({"marker": mseq, "seqs": rs, "reason": reason, "destination": dest,
+                                    "missing": absent})
         if declared and sr.missing:
             sr.missing, sr.dropped = _subtract(sr.missing, declared)
         inserted = set(sr.inserted)
@@ -686,14 +722,35 @@ class Verifier:
             )
         elif sr.unsealed and sr.state != "open" and not p:
             p.append(f"unsealed records: seq {_fmt_ranges(sr.unsealed)}")
-        if sr.dropped:
-            sr.warnings.append(
-                f"dropped by the producer's full delivery spool (fail_open), as its signed gap marker declares: "
-                f"seq {_fmt_ranges(sr.dropped)}"
-            )
+        for d in sr.declared:
+            what = d["reason"]
+            if d["missing"]:
+                sr.warnings.append(
+                    f"dropped (declared): seq {_fmt_ranges(d['missing'])} {what}, as the signed gap marker at seq "
+                    f"{d['marker']} declares"
+                )
+            gone = {q for a, b in d["missing"] for q in range(a, b + 1)}
+            here = _ranges(q for a, b in d["seqs"] for q in range(a, min(b, a + 100_000) + 1) if q not in gone)
+            if here:
+                sr.warnings.append(
+                    f"declared: seq {_fmt_ranges(here)} {what}, as the signed gap marker at seq {d['marker']} "
+                    "declares; present in this input"
+                )
         if sr.duplicates:
             sr.warnings.append(f"{sr.duplicates} exact duplicate(s), as at-least-once delivery makes (harmless)")
         sr.status = "failed" if p else "verified"
+
+
+OLD_GAP_REASON = "dropped by the producer's full delivery spool (fail_open)"  # markers without audit.gap.reason
+
+
+def _gap_claim(seq: int, attrs: Mapping[str, Any]) -> tuple[int, Any, Any, str, str | None]:
+    """What a gap marker declares: (its seq, seqs, chain links, reason, destination)."""
+    reason = attrs.get("audit.gap.reason")
+    dest = attrs.get("audit.gap.destination")
+    return (seq, attrs.get("audit.gap.seqs"), attrs.get("audit.gap.chain"),
+            reason if isinstance(reason, str) and reason else OLD_GAP_REASON,
+            dest if isinstance(dest, str) and dest else None)
 
 
 def _is_hex(s: str) -> bool:
@@ -727,6 +784,10 @@ def render_text(rep: Report) -> str:
             lines.append(f"    follows stream {s.predecessor}")
         if s.successor:
             lines.append(f"    followed by stream {s.successor}")
+        if s.parent:
+            lines.append(f"    child of stream {s.parent}")
+        if s.children:
+            lines.append(f"    parent of stream{'s' if len(s.children) > 1 else ''} {', '.join(s.children)}")
         lines.extend(f"    PROBLEM: {p}" for p in s.problems)
         lines.extend(f"    note: {w}" for w in s.warnings)
     if rep.unsigned:

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import inspect
 import logging
 import os
 import secrets
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,12 +32,12 @@ from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from otel_audit import canonical
+from otel_audit import canonical, lifecycle
 from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, PREV_DIGEST, RECORD, STREAM_ID, STREAM_SEQ
 from otel_audit.errors import ConfigError, DeliveryError, KeyringError
 from otel_audit.keys import KEYRING_FILE, Signer
 from otel_audit.merkle import CompactRange
-from otel_audit.note import Checkpoint, Predecessor, format_note
+from otel_audit.note import Checkpoint, Parent, Predecessor, format_note
 
 _log = logging.getLogger(__name__)
 _sha256 = hashlib.sha256
@@ -48,43 +50,106 @@ _PLAIN = frozenset({str, int, bool})
 _dumps = orjson.dumps
 _SORT = orjson.OPT_SORT_KEYS
 _PRODUCER_KEYS = ("service.name", "service.namespace", "service.instance.id", "service.version", "host.name")
+# why records are missing, as a gap marker's audit.gap.reason says it
+REASON_SPOOL_FULL = "dropped by a full delivery spool (fail_open)"
+REASON_REFUSED = "refused by delivery (fail_closed)"
+REASON_INTERRUPTED = "interrupted while being handed on (the process was stopping)"
+
+
+MAX_SLOTS = 256  # worker-1 ... worker-256 next to the configured state_dir
+STATE_FILE = "state.json"
+LOCK_FILE = "lock"
 
 
 class StreamState:
-    """The chain state a restart needs, kept in `state_dir/state.json` under an exclusive lock."""
+    """The chain state a restart needs, kept in `state.json` under an exclusive lock (flock).
+
+    Several producer processes may share one configured `state_dir` (gunicorn or uvicorn
+    workers, a forked child): the first takes `state_dir` itself, each other one the first free
+    slot `state_dir/worker-<k>` (k = 1 ... MAX_SLOTS), each with its own lock and state file, so
+    that each keeps its own lineage of streams.
+    """
 
     def __init__(self, state_dir: str | os.PathLike[str]) -> None:
-        self.dir = Path(state_dir)
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            self._lock_fh = open(self.dir / "lock", "a+b")  # noqa: SIM115 - held for the process lifetime
-        except OSError as exc:
-            raise ConfigError(f"state_dir {self.dir}: cannot create or open: {exc.strerror}") from exc
-        try:
-            fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            self._lock_fh.close()
+        self.base = Path(state_dir)
+        for k in range(MAX_SLOTS + 1):
+            d = self.base if k == 0 else self.base / f"worker-{k}"
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+                lock = d / LOCK_FILE
+                self.used_before = lock.exists() or (d / STATE_FILE).exists()
+                fh = open(lock, "a+b")  # noqa: SIM115 - held for the process lifetime
+            except OSError as exc:
+                raise ConfigError(f"state_dir {d}: cannot create or open: {exc.strerror}") from exc
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.close()
+                continue  # held by a live process: try the next slot
+            except OSError as exc:
+                fh.close()
+                raise ConfigError(f"state_dir {d}: cannot lock {lock}: {exc.strerror}") from exc
+            self._lock_fh: Any = fh
+            self.dir = d
+            self.slot = k
+            if k:
+                _log.info("state_dir %s is held by another process; this stream keeps its chain state in slot %s",
+                          self.base, d)
+            break
+        else:
             raise ConfigError(
-                f"state_dir {self.dir}: another process holds it; give each producer process its own state_dir"
-            ) from exc
-        self.path = self.dir / "state.json"
+                f"state_dir {self.base}: it and all {MAX_SLOTS} worker slots (worker-1 ... worker-{MAX_SLOTS}) "
+                "are held by live processes; give this producer its own state_dir"
+            )
+        self.path = self.dir / STATE_FILE
+
+    @staticmethod
+    def _checksum(doc: dict[str, Any]) -> str:
+        return "sha256:" + _sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
     def read(self) -> Predecessor | None:
-        if not self.path.exists():
+        """The previous stream of this slot, or None (first start; a missing or damaged file is logged)."""
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            if self.used_before:
+                _log.warning(
+                    "chain state file %s is missing although %s was used before (its lock file exists); "
+                    "the new stream will not name a predecessor, so a verifier cannot link it to the last one",
+                    self.path, self.dir)
+            return None
+        except OSError as exc:
+            _log.error("chain state file %s cannot be read (%s); the new stream will not name a predecessor",
+                       self.path, exc.strerror)
             return None
         try:
-            doc = orjson.loads(self.path.read_bytes())
-            return Predecessor(
+            doc = orjson.loads(raw)
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
+            checksum = doc.pop("checksum", None)  # files written before the checksum have none
+            if checksum is not None and checksum != self._checksum(doc):
+                raise ValueError("checksum does not match its content")
+            prev = Predecessor(
                 doc["stream_id"], int(doc["size"]), bytes.fromhex(doc["root"]), bytes.fromhex(doc["chain"]),
                 bool(doc["closed"]),
             )
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            _log.error("state file %s is unreadable (%s); the new stream will not name a predecessor", self.path, exc)
+            if len(prev.root) != 32 or len(prev.chain) != 32 or not isinstance(prev.stream_id, str):
+                raise ValueError("a digest is not 32 bytes")
+            return prev
+        except (ValueError, KeyError, TypeError) as exc:
+            keep = self.path.with_name(f"{STATE_FILE}.damaged-{time.time_ns()}")
+            try:
+                os.replace(self.path, keep)
+            except OSError:
+                keep = self.path
+            _log.error("chain state file %s is damaged (%s; kept as %s); the new stream will not name a predecessor",
+                       self.path, exc, keep)
             return None
 
     def write(self, state: Predecessor, *, sync: bool) -> None:
-        doc = {"stream_id": state.stream_id, "size": state.size, "root": state.root.hex(),
-               "chain": state.chain.hex(), "closed": state.closed, "updated_ns": time.time_ns()}
+        doc: dict[str, Any] = {"stream_id": state.stream_id, "size": state.size, "root": state.root.hex(),
+                               "chain": state.chain.hex(), "closed": state.closed, "updated_ns": time.time_ns()}
+        doc["checksum"] = self._checksum(doc)
         tmp = self.path.with_suffix(".tmp")
         try:
             with open(tmp, "wb") as fh:
@@ -101,6 +166,14 @@ class StreamState:
             fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
         finally:
             self._lock_fh.close()
+
+    def abandon(self) -> None:
+        """In a fork child: close the inherited descriptor. Never LOCK_UN it: the lock belongs to the
+        open file the parent shares, and unlocking would release the parent's lock."""
+        try:
+            self._lock_fh.close()
+        except OSError:
+            pass
 
 
 class _KeySource:
@@ -150,6 +223,12 @@ class SigningProcessor(LogRecordProcessor):
         state_dir: where the chain state lives so that a restart names the previous stream.
         origin: the checkpoint origin prefix; the stream id is appended.
         resource: the producer's resource, named in checkpoints (default: the SDK default).
+        handle_signals: seal the stream on SIGTERM/SIGINT and at interpreter exit without a handler
+            of the application's (otel_audit.lifecycle); the signal handlers are installed once per
+            process, from the main thread, chaining to the ones already there.
+
+    After `os.fork()` the child starts its own stream (new id, seq from 0) whose start checkpoint
+    names the parent's stream; it takes its own state slot and never touches the parent's lock.
     """
 
     def __init__(
@@ -164,6 +243,7 @@ class SigningProcessor(LogRecordProcessor):
         resource: Resource | None = None,
         key_name: str | None = None,
         embed_record: bool = False,
+        handle_signals: bool = True,
     ) -> None:
         if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be a positive integer, got {checkpoint_every!r}")
@@ -184,8 +264,35 @@ class SigningProcessor(LogRecordProcessor):
         self._embed = bool(embed_record)
         self._interval = float(checkpoint_interval)
         self._resource = resource if resource is not None else Resource.create({})
+        self._origin_prefix = origin
+        self._new_stream()
+        self._shutdown = False  # set under the lock when the end checkpoint takes its seq
+        self._closing = False  # shutdown() has begun
+        self.dropped = 0  # records a downstream raised on; logged loudly as well
+        self.refused = 0  # records delivery refused (fail_closed); the caller got DeliveryError
+        self._state = StreamState(state_dir) if state_dir is not None else None
+        prev = self._state.read() if self._state else None
+        try:
+            self._emit_checkpoint("start", prev=prev)
+        except BaseException:
+            if self._state is not None:
+                self._state.close()
+            raise
+        self._start_ticker()
+        ref = weakref.ref(self)
+
+        def after_fork_in_child() -> None:
+            p = ref()
+            if p is not None:
+                p._after_fork_in_child()
+
+        os.register_at_fork(after_in_child=after_fork_in_child)
+        lifecycle.register(self, handle_signals=handle_signals)
+
+    def _new_stream(self) -> None:
+        """A fresh stream: random id, seq from 0, empty tree, fresh locks."""
         self.stream_id = secrets.token_hex(16)
-        self._origin = f"{origin}/{self.stream_id}"
+        self._origin = f"{self._origin_prefix}/{self.stream_id}"
         self._head = canonical.prefix(self.stream_id, 0)[:-2]  # '["v1","<stream>",' ; seq follows
         self._producer = self._producer_of(self._resource)
         self._lock = threading.Lock()
@@ -196,23 +303,42 @@ class SigningProcessor(LogRecordProcessor):
         self._unsealed = 0  # events since the last checkpoint
         self._tree = CompactRange()
         self._last_cp = time.monotonic()
-        self._shutdown = False
-        self.dropped = 0  # records a downstream raised on; logged loudly as well
-        self.refused = 0  # records delivery refused (fail_closed); the caller got DeliveryError
         self._gap_lock = threading.Lock()
-        self._gaps: list[tuple[int, str, str]] = []
+        # (seq, prev hex, digest hex, reason, destination) of records a downstream did not take
+        self._gaps: list[tuple[int, str, str, str, str]] = []
         self._sealed: tuple[int, bytes, bytes] = (0, b"", ZERO)
-        self._state = StreamState(state_dir) if state_dir is not None else None
-        prev = self._state.read() if self._state else None
-        try:
-            self._emit_checkpoint("start", prev=prev)
-        except BaseException:
-            if self._state is not None:
-                self._state.close()
-            raise
+
+    def _start_ticker(self) -> None:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._tick, name="otel-audit-checkpoints", daemon=True)
         self._thread.start()
+
+    def _after_fork_in_child(self) -> None:
+        """In a fork child: a stream of its own, naming the parent's stream and last checkpoint."""
+        if self._shutdown or self._closing:
+            self._lock = threading.Lock()
+            self._gap_lock = threading.Lock()
+            return
+        size, root, chain = self._sealed
+        parent = Parent(self.stream_id, size, root, chain) if len(root) == 32 else None
+        parent_id = self.stream_id
+        if self._state is not None:
+            inherited, self._state = self._state, None
+            inherited.abandon()
+            try:
+                self._state = StreamState(inherited.base)
+            except ConfigError as exc:
+                _log.error("forked child %s: %s; its stream will not be linked to a restart", os.getpid(), exc)
+        self._new_stream()
+        self.dropped = 0
+        self.refused = 0
+        try:
+            prev = self._state.read() if self._state else None
+            self._emit_checkpoint("start", prev=prev, parent=parent)
+        except Exception:  # noqa: BLE001 - an at-fork hook must not raise
+            _log.exception("forked child %s: the start checkpoint of its stream failed", os.getpid())
+        _log.info("forked child %s: audit stream %s, child of stream %s", os.getpid(), self.stream_id, parent_id)
+        self._start_ticker()
 
     @staticmethod
     def _producer_of(resource: Resource) -> dict[str, Any]:
@@ -258,6 +384,11 @@ class SigningProcessor(LogRecordProcessor):
         else:
             content = self._content_slow(lr, d)
         with self._lock:
+            if self._shutdown:
+                raise DeliveryError(
+                    f"the audit pipeline is shut down (stream {self.stream_id} is sealed); "
+                    f"audit record {lr.event_name!r} was not accepted"
+                )
             seq = self._seq
             self._seq = seq + 1
             prev_hex = self._prev_hex
@@ -278,12 +409,15 @@ class SigningProcessor(LogRecordProcessor):
             try:
                 self._single(log_record)
             except DeliveryError:
-                self._refused(seq)
+                self._refused(seq, prev_hex, digest_hex)
                 raise  # fail closed: the caller learns its audit record was refused
             except Exception:
-                self._lost(self._downstream[0], seq)
+                self._lost(self._downstream[0], seq, prev_hex, digest_hex)
+            except BaseException:  # SystemExit / KeyboardInterrupt inside the downstream: say so, then stop
+                self._add_gap(seq, prev_hex, digest_hex, REASON_INTERRUPTED, "")
+                raise
         else:
-            self._forward(log_record, seq)
+            self._forward(log_record, raise_refusal=True)
         if due:
             self._emit_checkpoint("size")
 
@@ -311,31 +445,39 @@ class SigningProcessor(LogRecordProcessor):
                 lr.event_name, lr.timestamp, sev.value if sev is not None else 0, lr.severity_text, lr.body, d
             )
 
-    def _lost(self, p: LogRecordProcessor, seq: int) -> None:
+    def _lost(self, p: LogRecordProcessor, seq: Any, prev_hex: Any, digest_hex: Any) -> None:
         self.dropped += 1
         _log.exception("downstream %s failed on audit record seq %s; %d lost so far", type(p).__name__, seq, self.dropped)
+        name = type(p).__name__
+        self._add_gap(seq, prev_hex, digest_hex, f"lost by downstream {name}, which raised", name)
 
-    def _forward(self, record: ReadWriteLogRecord, seq: int | None = None) -> None:
+    def _forward(self, record: ReadWriteLogRecord, *, raise_refusal: bool = False) -> None:
         refused: DeliveryError | None = None
+        a = record.log_record.attributes
+        link = (a.get(STREAM_SEQ), a.get(PREV_DIGEST), a.get(DIGEST))
         for p in self._downstream:
             try:
                 p.on_emit(record)
             except DeliveryError as exc:
                 refused = exc
             except Exception:  # a broken downstream must not silence the others
-                self._lost(p, record.log_record.attributes.get(STREAM_SEQ))
+                self._lost(p, *link)
+            except BaseException:
+                self._add_gap(*link, REASON_INTERRUPTED, "")
+                raise
         if refused is not None:
-            self._refused(record.log_record.attributes.get(STREAM_SEQ))
-            if seq is not None:
+            self._refused(*link)
+            if raise_refusal:
                 raise refused
 
-    def _refused(self, seq: Any) -> None:
+    def _refused(self, seq: Any, prev_hex: Any, digest_hex: Any) -> None:
         self.refused += 1
         _log.error("audit record seq %s was refused by delivery (fail_closed); %d refused so far", seq, self.refused)
+        self._add_gap(seq, prev_hex, digest_hex, REASON_REFUSED, "")
 
     # -- checkpoints ------------------------------------------------------------------------------
 
-    def _emit_checkpoint(self, kind: str, prev: Predecessor | None = None) -> None:
+    def _emit_checkpoint(self, kind: str, prev: Predecessor | None = None, parent: Parent | None = None) -> None:
         self._emit_gap_marker()
         now = time.time_ns()
         signer = self._keys.current()
@@ -347,7 +489,10 @@ class SigningProcessor(LogRecordProcessor):
                 self._tree.extend(self._pending)
                 self._pending = []
             self._sealed = (seq, self._tree.root(), self._prev)
-            cp = Checkpoint(self._origin, seq, self._sealed[1], self._prev, now, kind, self._producer, prev, end)
+            if end:
+                self._shutdown = True  # nothing may take a seq after the end checkpoint
+            cp = Checkpoint(self._origin, seq, self._sealed[1], self._prev, now, kind, self._producer, prev, end,
+                            parent)
             body = cp.body()
             note = format_note(body, [signer.sign(body.encode("utf-8"))])
             return note, {
@@ -369,6 +514,8 @@ class SigningProcessor(LogRecordProcessor):
     ) -> None:
         """Chain a record of our own (checkpoint, gap marker); `make(seq)` gives its body and attributes."""
         with self._lock:
+            if self._shutdown:
+                raise DeliveryError(f"the audit stream {self.stream_id} is sealed; no record of its own follows")
             seq = self._seq
             body, attributes = make(seq)
             content = canonical.content_bytes(event, now, SeverityNumber.INFO.value, "INFO", body, attributes)
@@ -404,39 +551,70 @@ class SigningProcessor(LogRecordProcessor):
         )
         self._forward(record)
 
-    # -- gaps: records a downstream had to drop (a full spool in fail_open mode) -------------------
+    # -- gaps: records a downstream did not take, sealed into the chain ---------------------------
 
-    def record_gap(self, stream_id: str, seq: int, prev_hex: str, digest_hex: str) -> None:
+    def record_gap(self, stream_id: str, seq: int, prev_hex: str, digest_hex: str,
+                   reason: str = REASON_SPOOL_FULL) -> None:
         """A downstream dropped record `seq`; a signed audit.gap marker will name it and carry the
         chain link across it, so that the records before the gap stay provable."""
         if stream_id != self.stream_id:
             return
+        self._add_gap(seq, prev_hex, digest_hex, reason, "")
+
+    def record_rejected(self, destination: str, items: Sequence[tuple[str, int, str, str]]) -> None:
+        """A destination permanently refused these records, given as (stream id, seq, prev hex,
+        digest hex); a signed gap marker names them with audit.gap.reason "rejected by destination
+        <name>" and audit.gap.destination. Other destinations may still hold them."""
+        reason = f"rejected by destination {destination}"
+        mine = [it for it in items if it[0] == self.stream_id]
+        if len(mine) != len(items):
+            _log.error("destination %s rejected %d record(s) of other streams than %s; they cannot be declared here",
+                       destination, len(items) - len(mine), self.stream_id)
+        if mine and self._shutdown:
+            _log.error("destination %s rejected %d record(s) of stream %s after it was sealed; no gap marker can "
+                       "declare them", destination, len(mine), self.stream_id)
+            return
+        for _, seq, prev_hex, digest_hex in mine:
+            self._add_gap(seq, prev_hex, digest_hex, reason, str(destination))
+
+    def _add_gap(self, seq: Any, prev_hex: Any, digest_hex: Any, reason: str, destination: str) -> None:
+        if type(seq) is not int or not isinstance(prev_hex, str) or not isinstance(digest_hex, str):
+            return
         with self._gap_lock:
-            self._gaps.append((seq, prev_hex, digest_hex))
+            self._gaps.append((seq, prev_hex, digest_hex, reason, destination))
 
     def _emit_gap_marker(self) -> None:
         with self._gap_lock:
-            gaps, self._gaps = sorted(self._gaps), []
+            gaps, self._gaps = self._gaps, []
         if not gaps:
             return
-        seqs = [g[0] for g in gaps]
-        runs: list[list[Any]] = []  # [first, last, prev of first, digest of last]
-        for q, prev_hex, digest_hex in gaps:
-            if runs and runs[-1][1] == q - 1:
-                runs[-1][1] = q
-                runs[-1][3] = digest_hex
-            else:
-                runs.append([q, q, prev_hex, digest_hex])
-        text = ",".join(str(a) if a == b else f"{a}-{b}" for a, b, _, _ in runs)
-        chain = ";".join(f"{a}-{b}:{p}:{d}" for a, b, p, d in runs)
-        _log.error("audit stream %s: %d record(s) were dropped downstream (seq %s); sealing a gap marker",
-                   self.stream_id, len(seqs), text)
-        self._emit_internal(GAP_EVENT, time.time_ns(), lambda seq: (
-            f"{len(seqs)} audit record(s) of this stream were dropped by a full delivery spool (fail_open)",
-            {"audit.category": "integrity", "audit.action": "gap", "audit.outcome": "failure",
-             "audit.gap.seqs": text, "audit.gap.chain": chain, "audit.gap.count": len(seqs),
-             "audit.reason": "delivery spool full"},
-        ))
+        groups: dict[tuple[str, str], dict[int, tuple[str, str]]] = {}
+        for q, prev_hex, digest_hex, reason, dest in gaps:
+            groups.setdefault((reason, dest), {})[q] = (prev_hex, digest_hex)
+        for (reason, dest), by_seq in groups.items():
+            runs: list[list[Any]] = []  # [first, last, prev of first, digest of last]
+            for q in sorted(by_seq):
+                prev_hex, digest_hex = by_seq[q]
+                if runs and runs[-1][1] == q - 1:
+                    runs[-1][1] = q
+                    runs[-1][3] = digest_hex
+                else:
+                    runs.append([q, q, prev_hex, digest_hex])
+            text = ",".join(str(a) if a == b else f"{a}-{b}" for a, b, _, _ in runs)
+            chain = ";".join(f"{a}-{b}:{p}:{d}" for a, b, p, d in runs)
+            n = len(by_seq)
+            _log.error("audit stream %s: %d record(s) %s (seq %s); sealing a gap marker",
+                       self.stream_id, n, reason, text)
+            attrs: dict[str, Any] = {
+                "audit.category": "integrity", "audit.action": "gap", "audit.outcome": "failure",
+                "audit.gap.seqs": text, "audit.gap.chain": chain, "audit.gap.count": n,
+                "audit.gap.reason": reason,
+                "audit.reason": "delivery spool full" if reason == REASON_SPOOL_FULL else reason,
+            }
+            if dest:
+                attrs["audit.gap.destination"] = dest
+            body = f"{n} audit record(s) of this stream were {reason}"
+            self._emit_internal(GAP_EVENT, time.time_ns(), lambda seq, b=body, a=attrs: (b, a))
 
     def _tick(self) -> None:
         while not self._stop.wait(min(self._interval, 1.0)):
@@ -452,27 +630,57 @@ class SigningProcessor(LogRecordProcessor):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         deadline = time.monotonic() + timeout_millis / 1000
         if self._unsealed and not self._shutdown:
-            self._emit_checkpoint("flush")
+            try:
+                self._emit_checkpoint("flush")
+            except DeliveryError:  # shut down meanwhile
+                pass
         ok = True
         for p in self._downstream:
             remaining = max(0, int((deadline - time.monotonic()) * 1000))
             ok = p.force_flush(remaining) and ok
         return ok
 
-    def shutdown(self) -> None:
-        if self._shutdown:
+    def shutdown(self, timeout_millis: int | None = None) -> None:
+        """Seal the stream (end checkpoint), then shut the downstream processors down.
+
+        With `timeout_millis`, the time left of it is passed to each downstream whose shutdown
+        takes a timeout (the spool keeps what it could not deliver for the next start); without,
+        each downstream uses its own default.
+        """
+        if self._closing:
             return
+        self._closing = True
+        deadline = None if timeout_millis is None else time.monotonic() + max(0, timeout_millis) / 1000
         self._stop.set()
-        self._thread.join(timeout=5)
-        self._emit_checkpoint("end")
-        self._shutdown = True
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=5 if deadline is None else max(0.0, min(5.0, deadline - time.monotonic())))
+        try:
+            self._emit_checkpoint("end")
+        except DeliveryError:
+            pass  # already sealed
+        finally:
+            self._shutdown = True
+            lifecycle.unregister(self)
         for p in self._downstream:
             try:
-                p.shutdown()
+                if deadline is not None and _takes_timeout(p.shutdown):
+                    p.shutdown(timeout_millis=max(0, int((deadline - time.monotonic()) * 1000)))
+                else:
+                    p.shutdown()
             except Exception:
                 _log.exception("downstream %s failed to shut down", type(p).__name__)
         if self._state is not None:
             self._state.close()
+
+    @property
+    def is_shut_down(self) -> bool:
+        """True once shutdown() has begun: the stream is (being) sealed."""
+        return self._closing
+
+    @property
+    def state_dir(self) -> Path | None:
+        """The folder (state_dir itself or one of its worker-<k> slots) holding this stream's chain state."""
+        return self._state.dir if self._state is not None else None
 
     @property
     def seq(self) -> int:
@@ -480,4 +688,17 @@ class SigningProcessor(LogRecordProcessor):
         return self._seq
 
 
-__all__ = ["SigningProcessor", "StreamState"]
+def _takes_timeout(fn: Any) -> bool:
+    try:
+        return "timeout_millis" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+lifecycle.mark_critical([
+    SigningProcessor.on_emit, SigningProcessor._emit_internal, SigningProcessor._emit_checkpoint,
+    SigningProcessor._forward, SigningProcessor._emit_gap_marker, SigningProcessor.shutdown,
+    SigningProcessor.force_flush, SigningProcessor._after_fork_in_child, StreamState.write,
+])
+
+__all__ = ["MAX_SLOTS", "REASON_REFUSED", "REASON_SPOOL_FULL", "SigningProcessor", "StreamState"]

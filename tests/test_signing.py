@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from conftest import (
     KEY_NAME,
@@ -35,11 +36,11 @@ from opentelemetry.sdk.resources import Resource
 
 from otel_audit import keys, merkle
 from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, STREAM_ID, STREAM_SEQ
-from otel_audit.errors import ConfigError
+from otel_audit.errors import ConfigError, DeliveryError
 from otel_audit.exporters.file import FileLogRecordExporter
 from otel_audit.keys import Keyring, Signer
 from otel_audit.note import parse_note
-from otel_audit.processors.signing import SigningProcessor
+from otel_audit.processors.signing import MAX_SLOTS, SigningProcessor, StreamState
 
 
 class Rig:
@@ -301,7 +302,7 @@ def test_concurrent_emitters(tmp_path: Path, keys_dir: Path, ring: Keyring) -> N
 
 
 def test_all_downstreams_receive_every_record(tmp_path: Path, keys_dir: Path) -> None:
-    """A downstream that raises does not stop the others; the loss is counted."""
+    """A downstream that raises does not stop the others; the loss is counted and sealed as a gap marker naming it."""
 
     class Broken(LogRecordProcessor):
         def on_emit(self, log_record: ReadWriteLogRecord) -> None:
@@ -320,8 +321,13 @@ def test_all_downstreams_receive_every_record(tmp_path: Path, keys_dir: Path) ->
     provider.add_log_record_processor(sp)
     provider.get_logger("t").emit(body="x")
     provider.shutdown()
-    assert len(memory.get_finished_logs()) == 3  # start, the event, end
-    assert sp.dropped == 3
+    logs = [r.log_record for r in memory.get_finished_logs()]
+    assert len(logs) == 4  # start, the event, the gap marker declaring what Broken lost, end
+    assert sp.dropped == 4
+    gap = logs[2]
+    assert gap.event_name == "audit.gap" and gap.attributes["audit.gap.seqs"] == "0-1"
+    assert gap.attributes["audit.gap.reason"] == "lost by downstream Broken, which raised"
+    assert gap.attributes["audit.gap.destination"] == "Broken"
 
 
 @pytest.mark.parametrize(
@@ -394,29 +400,46 @@ def test_key_not_yet_valid(tmp_path: Path) -> None:
 # -- state dir -------------------------------------------------------------------------------------
 
 
-def test_state_dir_is_exclusive_in_one_process(tmp_path: Path, keys_dir: Path) -> None:
-    """A second processor on a state_dir in use raises ConfigError naming the folder."""
-    rig = Rig(tmp_path, keys_dir, state_dir=tmp_path / "state", checkpoint_interval=3600)
+def _memory_sp(state: Path, keys_dir: Path) -> SigningProcessor:
+    return SigningProcessor(keys_dir, downstream=SimpleLogRecordProcessor(InMemoryLogRecordExporter()),
+                            state_dir=state, checkpoint_interval=3600, handle_signals=False)
+
+
+def _start_prev(sp: SigningProcessor) -> Any:
+    """The predecessor named by the start checkpoint of a processor writing to an in-memory exporter."""
+    mem = sp._downstream[0]._exporter  # the test's own exporter, handed in above
+    first = mem.get_finished_logs()[0].log_record
+    return parse_note(first.body).checkpoint.prev
+
+
+def test_second_processor_on_a_state_dir_takes_a_worker_slot(
+    tmp_path: Path, keys_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A second processor on a state_dir in use takes slot worker-1 (logged at INFO), and each slot keeps its own lineage."""
+    state = tmp_path / "state"
+    with caplog.at_level(logging.INFO, logger="otel_audit.processors.signing"):
+        a, b = _memory_sp(state, keys_dir), _memory_sp(state, keys_dir)
+    assert (a.state_dir, b.state_dir) == (state, state / "worker-1")
+    assert any("worker-1" in r.getMessage() and r.levelno == logging.INFO for r in caplog.records)
+    a.shutdown()
+    b.shutdown()
+    a2, b2 = _memory_sp(state, keys_dir), _memory_sp(state, keys_dir)
     try:
-        with pytest.raises(ConfigError, match="state"):
-            SigningProcessor(keys_dir, downstream=SimpleLogRecordProcessor(InMemoryLogRecordExporter()),
-                             state_dir=tmp_path / "state")
+        assert (_start_prev(a2).stream_id, _start_prev(b2).stream_id) == (a.stream_id, b.stream_id)
+        assert _start_prev(a2).closed and _start_prev(b2).closed
     finally:
-        rig.close()
-    # released at shutdown: a new processor may take it
-    (tmp_path / "again").mkdir()
-    again = Rig(tmp_path / "again", keys_dir, state_dir=tmp_path / "state", checkpoint_interval=3600)
-    again.close()
+        a2.shutdown()
+        b2.shutdown()
 
 
-def test_state_dir_is_exclusive_across_processes(tmp_path: Path, keys_dir: Path) -> None:
-    """While a child process holds a state_dir, a processor here raises ConfigError (starts one python child)."""
+def test_state_dir_held_by_another_process_gives_a_slot(tmp_path: Path, keys_dir: Path) -> None:
+    """While a child process holds a state_dir, a processor here takes worker-1 instead of failing (starts one python child)."""
     state = tmp_path / "state"
     script = tmp_path / "holder.py"
     script.write_text(textwrap.dedent(f"""
         import sys, time
         from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor, InMemoryLogRecordExporter
-        from otel_audit.processors.signing import SigningProcessor
+        from otel_audit.processors.signing import MAX_SLOTS, SigningProcessor, StreamState
         sp = SigningProcessor({str(keys_dir)!r}, downstream=SimpleLogRecordProcessor(InMemoryLogRecordExporter()),
                               state_dir={str(state)!r}, checkpoint_interval=3600)
         print("ready", flush=True)
@@ -427,15 +450,131 @@ def test_state_dir_is_exclusive_across_processes(tmp_path: Path, keys_dir: Path)
                              text=True, env=child_env())
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "ready"
-        with pytest.raises(ConfigError, match="another process"):
-            SigningProcessor(keys_dir, downstream=SimpleLogRecordProcessor(InMemoryLogRecordExporter()),
-                             state_dir=state)
+        sp = _memory_sp(state, keys_dir)
+        assert sp.state_dir == state / "worker-1"
+        sp.shutdown()
     finally:
         assert child.stdin is not None
         child.stdin.write("\n")
         child.stdin.flush()
         child.wait(timeout=30)
     assert child.returncode == 0
+    assert (state / "state.json").exists() and (state / "worker-1" / "state.json").exists()
+
+
+def test_all_slots_held_raises_config_error(tmp_path: Path) -> None:
+    """When state_dir and all 256 worker slots are held, StreamState raises a ConfigError naming the bound."""
+    state = tmp_path / "state"
+    held = [StreamState(state) for _ in range(MAX_SLOTS + 1)]
+    try:
+        assert held[-1].dir == state / f"worker-{MAX_SLOTS}"
+        with pytest.raises(ConfigError, match=f"all {MAX_SLOTS} worker slots"):
+            StreamState(state)
+    finally:
+        for h in held:
+            h.close()
+
+
+def test_missing_state_file_in_a_used_state_dir_warns(
+    tmp_path: Path, keys_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A deleted state.json in a state_dir that was used before is a WARNING naming the file; the new stream has no predecessor."""
+    state = tmp_path / "state"
+    _memory_sp(state, keys_dir).shutdown()
+    (state / "state.json").unlink()
+    with caplog.at_level(logging.WARNING, logger="otel_audit.processors.signing"):
+        sp = _memory_sp(state, keys_dir)
+    sp.shutdown()
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING and str(state / "state.json") in r.getMessage()]
+    assert warned and "will not name a predecessor" in warned[0].getMessage()
+    assert _start_prev(sp) is None
+
+
+def test_first_start_in_a_new_state_dir_is_silent(
+    tmp_path: Path, keys_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A first start in an empty (even pre-created) state_dir logs no warning."""
+    (tmp_path / "state").mkdir()
+    with caplog.at_level(logging.WARNING, logger="otel_audit.processors.signing"):
+        _memory_sp(tmp_path / "state", keys_dir).shutdown()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "edit"])
+def test_damaged_state_file_is_an_error(
+    tmp_path: Path, keys_dir: Path, caplog: pytest.LogCaptureFixture, damage: str
+) -> None:
+    """A cut-short or edited state.json (caught by its checksum) is an ERROR naming the file; the new stream has no predecessor."""
+    state = tmp_path / "state"
+    _memory_sp(state, keys_dir).shutdown()
+    path = state / "state.json"
+    raw = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(raw[: len(raw) // 2])
+    else:
+        doc = orjson.loads(raw)
+        doc["size"] = doc["size"] + 1  # still valid JSON: only the checksum tells
+        path.write_bytes(orjson.dumps(doc))
+    with caplog.at_level(logging.ERROR, logger="otel_audit.processors.signing"):
+        sp = _memory_sp(state, keys_dir)
+    sp.shutdown()
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any(str(path) in m and "damaged" in m and "will not name a predecessor" in m for m in errors), errors
+    assert _start_prev(sp) is None
+    assert list(state.glob("state.json.damaged-*"))  # kept for inspection
+
+
+def test_state_file_without_checksum_is_still_read(tmp_path: Path, keys_dir: Path) -> None:
+    """A state.json written before the checksum field existed still names the predecessor."""
+    state = tmp_path / "state"
+    first = _memory_sp(state, keys_dir)
+    first.shutdown()
+    doc = orjson.loads((state / "state.json").read_bytes())
+    assert doc.pop("checksum").startswith("sha256:")
+    (state / "state.json").write_bytes(orjson.dumps(doc))
+    sp = _memory_sp(state, keys_dir)
+    sp.shutdown()
+    assert _start_prev(sp).stream_id == first.stream_id
+
+
+# -- shutdown --------------------------------------------------------------------------------------
+
+
+def test_emit_after_shutdown_raises_delivery_error(tmp_path: Path, keys_dir: Path) -> None:
+    """Without a delivery processor, an emit after shutdown raises DeliveryError saying the pipeline is shut down."""
+    rig = Rig(tmp_path, keys_dir, checkpoint_interval=3600)
+    rig.emit(2)
+    rig.close()
+    with pytest.raises(DeliveryError, match="shut down"):
+        rig.logger.emit(body="too late", event_name="config.changed")
+    s = only_stream(verify(rig.path, Keyring.load(keys_dir)))
+    assert s.status == "verified" and s.inserted == [] and s.events == 2
+
+
+def test_shutdown_passes_the_remaining_deadline_down(keys_dir: Path) -> None:
+    """shutdown(timeout_millis) hands each downstream that takes a timeout what is left of it, and calls the others plainly."""
+    seen: list[Any] = []
+
+    class Timed(LogRecordProcessor):
+        def on_emit(self, log_record: ReadWriteLogRecord) -> None:
+            pass
+
+        def shutdown(self, timeout_millis: int = 30000) -> None:
+            seen.append(timeout_millis)
+
+        def force_flush(self, timeout_millis: int = 30000) -> bool:
+            return True
+
+    class Plain(Timed):
+        def shutdown(self) -> None:  # type: ignore[override]
+            seen.append("plain")
+
+    sp = SigningProcessor(keys_dir, downstream=[Timed(), Plain()], checkpoint_interval=3600, handle_signals=False)
+    sp.shutdown(timeout_millis=2000)
+    assert seen[1] == "plain" and isinstance(seen[0], int) and 1000 < seen[0] <= 2000
+    sp2 = SigningProcessor(keys_dir, downstream=[Timed()], checkpoint_interval=3600, handle_signals=False)
+    sp2.shutdown()
+    assert seen[2] == 30000  # no deadline given: the downstream's own default
 
 
 def test_seq_counts_every_record(tmp_path: Path, keys_dir: Path) -> None:

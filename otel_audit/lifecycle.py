@@ -1,0 +1,203 @@
+"""How audit streams meet the end of their process: SIGTERM/SIGINT, interpreter exit, fork children.
+
+A stream is sealed by an end checkpoint, written by `SigningProcessor.shutdown()`. This module
+makes sure that happens on the stops a deployment actually uses, without the application
+writing a handler:
+
+* **Signals.** Once per process, from the main thread, the first `SigningProcessor` created
+  installs a handler for SIGTERM and SIGINT that chains to whatever handler was there before:
+  - the previous handler was SIG_DFL: raise `SystemExit(128 + signum)`, so the stack unwinds and
+    the interpreter's exit path (atexit) seals every live stream;
+  - it was a callable (gunicorn's and uvicorn's graceful stop, an application's own handler,
+    Python's `default_int_handler`): call it. A server that, after its graceful stop, restores
+    SIG_DFL and re-raises the signal at itself (uvicorn does) would die by the signal before
+    atexit runs, so after such a handler returns the signal is blocked in the main thread: the
+    re-raise stays pending, the process ends through the normal interpreter exit (status 0),
+    and the stream is sealed. Signals sent from outside still arrive (another thread takes them);
+  - it was SIG_IGN: nothing is installed, the signal stays ignored.
+  The handler never seals: it runs in the main thread between two bytecodes, possibly while that
+  thread holds the signing lock or is half-way through numbering a record. When the interrupted
+  frame is inside the signing code, the handler does nothing yet and re-sends the signal a few
+  milliseconds later, so neither the chain nor the caller's record is cut in half.
+* **Interpreter exit.** An atexit hook shuts down every live `SigningProcessor` not yet shut
+  down (the SDK's `LoggerProvider(shutdown_on_exit=True)` does the same through the provider).
+* **multiprocessing fork children** leave through `os._exit` after multiprocessing's own
+  finalizers, never through atexit: in each such child a `multiprocessing.util.Finalize` seals.
+
+No OpenTelemetry imports; the signing processor registers itself here.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import signal
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from types import CodeType, FrameType
+from typing import Any
+
+_log = logging.getLogger(__name__)
+
+SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)
+RETRY_SECONDS = 0.005  # how soon a signal that arrived inside signing code is delivered again
+MAX_RETRIES = 2000  # then it is handled wherever the main thread is (10 s of a stuck emit)
+
+_live: weakref.WeakSet[Any] = weakref.WeakSet()  # SigningProcessors that seal at exit
+_previous: dict[int, Any] = {}  # signal -> the handler ours chains to
+_blocked: set[int] = set()  # signals blocked in the main thread after a server's graceful stop
+_critical: set[CodeType] = set()  # code during which a signal must wait
+_retries: dict[int, int] = {}
+_lock = threading.Lock()
+_installed_pid: int | None = None
+_hooks_installed = False
+
+
+class _Token:
+    """A weak-referenceable key for multiprocessing's after-fork registry."""
+
+
+_TOKEN = _Token()
+
+
+def mark_critical(functions: Iterable[Callable[..., Any]]) -> None:
+    """Code a signal must not interrupt with an exception (numbering and handing on a record)."""
+    for f in functions:
+        code = getattr(f, "__code__", None)
+        if code is not None:
+            _critical.add(code)
+
+
+def register(processor: Any, *, handle_signals: bool = True) -> None:
+    """Seal `processor` at interpreter exit and in multiprocessing children; with handle_signals,
+    also install the SIGTERM/SIGINT handlers (once per process, main thread only)."""
+    _ensure_exit_hooks()
+    _live.add(processor)
+    if handle_signals:
+        install_signal_handlers()
+
+
+def unregister(processor: Any) -> None:
+    _live.discard(processor)
+
+
+def seal_all(why: str = "interpreter exit") -> None:
+    """Shut down every live, registered SigningProcessor not yet shut down."""
+    for p in list(_live):
+        if getattr(p, "is_shut_down", True):
+            continue
+        try:
+            _log.debug("sealing audit stream %s at %s", getattr(p, "stream_id", "?"), why)
+            p.shutdown()
+        except Exception:  # noqa: BLE001 - one broken pipeline must not keep the others unsealed
+            _log.exception("could not seal audit stream %s at %s", getattr(p, "stream_id", "?"), why)
+
+
+def install_signal_handlers() -> bool:
+    """Install the chaining SIGTERM/SIGINT handler; True if this process has it (now or before)."""
+    global _installed_pid
+    pid = os.getpid()
+    if _installed_pid == pid:
+        return True
+    if threading.current_thread() is not threading.main_thread():
+        _log.debug("audit signal handlers not installed: not in the main thread")
+        return False
+    with _lock:
+        if _installed_pid == pid:
+            return True
+        for sig in SIGNALS:
+            try:
+                current = signal.getsignal(sig)
+                if current is _handle or current == signal.SIG_IGN:
+                    continue  # ours already (a fork child), or deliberately ignored
+                _previous[int(sig)] = signal.SIG_DFL if current is None else current
+                signal.signal(sig, _handle)
+            except (ValueError, OSError) as exc:  # e.g. an embedded interpreter
+                _log.debug("cannot install the audit handler for %s: %s", sig.name, exc)
+        _installed_pid = pid
+    return True
+
+
+def previous_handler(sig: int) -> Any:
+    """The handler ours chains to for `sig` (for tests and diagnostics)."""
+    return _previous.get(int(sig))
+
+
+def _in_critical(frame: FrameType | None) -> bool:
+    f = frame
+    while f is not None:
+        if f.f_code in _critical:
+            return True
+        f = f.f_back
+    return False
+
+
+def _resend(signum: int) -> None:
+    time.sleep(RETRY_SECONDS)
+    try:
+        os.kill(os.getpid(), signum)
+    except OSError:
+        pass
+
+
+def _handle(signum: int, frame: FrameType | None) -> None:
+    if _in_critical(frame) and _retries.get(signum, 0) < MAX_RETRIES:
+        _retries[signum] = _retries.get(signum, 0) + 1
+        threading.Thread(target=_resend, args=(signum,), name="otel-audit-signal", daemon=True).start()
+        return
+    _retries.pop(signum, None)
+    prev = _previous.get(signum, signal.SIG_DFL)
+    if callable(prev):
+        prev(signum, frame)
+        if prev is not signal.default_int_handler and hasattr(signal, "pthread_sigmask"):
+            # The handler started a graceful stop. If it ends by re-raising the signal at itself
+            # with SIG_DFL restored, that must not kill the process before atexit seals.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signum})
+            _blocked.add(signum)
+        return
+    if prev == signal.SIG_IGN:
+        return
+    raise SystemExit(128 + signum)
+
+
+def _at_exit() -> None:
+    seal_all("interpreter exit")
+
+
+def _in_multiprocessing_child(_token: object) -> None:
+    import multiprocessing.util as mpu
+
+    mpu.Finalize(None, seal_all, args=("multiprocessing child exit",), exitpriority=50)
+
+
+def _after_fork_in_child() -> None:
+    _retries.clear()
+    if _blocked and hasattr(signal, "pthread_sigmask"):
+        try:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, set(_blocked))
+        except (ValueError, OSError):
+            pass
+    _blocked.clear()
+
+
+def _ensure_exit_hooks() -> None:
+    global _hooks_installed
+    if _hooks_installed:
+        return
+    with _lock:
+        if _hooks_installed:
+            return
+        atexit.register(_at_exit)
+        import multiprocessing.util as mpu
+
+        # multiprocessing clears its finalizers in a new fork child, then runs these
+        mpu.register_after_fork(_TOKEN, _in_multiprocessing_child)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_after_fork_in_child)
+        _hooks_installed = True
+
+
+__all__ = ["SIGNALS", "install_signal_handlers", "mark_critical", "register", "seal_all", "unregister"]
