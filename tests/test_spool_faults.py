@@ -1,0 +1,332 @@
+"""The spool under an operator's bad day, each fault made for real: a producer process (started with the
+test's Python) writes into a spool on disk, a destination lags or is down, the process is stopped cleanly
+or with SIGKILL, the disk fills (a small tmpfs mounted for the test), segments and cursors are damaged
+on disk. Every test ends by counting each acknowledged emit at the destination and by running
+`otel-audit verify` on what arrived."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from otel_audit import keys
+from otel_audit.verify import iter_records
+
+PRODUCER = r'''
+import json, os, sys, time
+from opentelemetry.sdk._logs import LoggerProvider
+from otel_audit.errors import DeliveryError
+from otel_audit.processors.signing import SigningProcessor
+from otel_audit.processors.spool import SpoolProcessor
+from otel_audit.exporters.file import FileLogRecordExporter
+
+cfg = json.loads(sys.argv[1])
+exporters = {name: FileLogRecordExporter(path=path) for name, path in cfg["exporters"].items()}
+spool = SpoolProcessor(cfg["spool"], exporters, segment_bytes=cfg.get("segment_bytes", 64 << 10),
+                       max_bytes=cfg.get("max_bytes", 1 << 30), mode=cfg.get("mode", "fail_closed"),
+                       block_timeout=cfg.get("block_timeout", 0.2), retry_initial=0.05, retry_max=0.2,
+                       shutdown_timeout=cfg.get("shutdown_timeout", 2.0))
+provider = LoggerProvider()
+# checkpoints only by count, so that they are made inside emit and an event's seq is known exactly
+signing = SigningProcessor(cfg["keys"], downstream=spool, checkpoint_every=200, checkpoint_interval=3600,
+                           state_dir=cfg["state"])
+spool.on_drop = signing.record_gap
+if hasattr(signing, "record_rejected"):
+    spool.on_reject = signing.record_rejected
+provider.add_log_record_processor(signing)
+log = provider.get_logger("faults")
+print("running " + signing.stream_id, flush=True)
+n = cfg["count"]
+i = 0
+refused = 0
+while n < 0 or i < n:
+    seq = signing.seq
+    try:
+        log.emit(event_name="authentication.login.succeeded", body=f"event {i}", attributes={"user.id": "u", "n": i})
+    except DeliveryError:
+        refused += 1
+        sys.stdout.write("refused\n")
+    else:
+        # the emit returned: the record is acknowledged. Say so only now.
+        sys.stdout.write(f"ack {signing.stream_id} {seq}\n")
+    sys.stdout.flush()
+    i += 1
+    if cfg.get("pause_file") and os.path.exists(cfg["pause_file"]):
+        while os.path.exists(cfg["pause_file"]):
+            time.sleep(0.05)
+if cfg.get("flush"):
+    provider.force_flush(60000)
+stats = spool.stats
+provider.shutdown()
+print("stats " + json.dumps({"delivered": stats.delivered, "refused": stats.refused, "dropped": stats.dropped,
+                             "disk_full": stats.disk_full, "corrupt": stats.corrupt_lines,
+                             "damaged": stats.damaged, "rejected": stats.rejected}), flush=True)
+'''
+
+
+@pytest.fixture
+def kdir(tmp_path: Path) -> Path:
+    d = tmp_path / "keys"
+    keys.generate(d, "faults")
+    return d
+
+
+def _run(tmp_path: Path, cfg: dict, *, kill_after: float | None = None) -> tuple[set[tuple[str, int]], dict, str]:
+    """Run the producer once; (acknowledged (stream, seq), final stats or {}, stderr)."""
+    script = tmp_path / "producer.py"
+    script.write_text(PRODUCER)
+    proc = subprocess.Popen([sys.executable, str(script), json.dumps(cfg)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    if kill_after is not None:
+        time.sleep(kill_after)
+        os.kill(proc.pid, signal.SIGKILL)
+    out, err = proc.communicate(timeout=240)
+    if kill_after is None:
+        assert proc.returncode == 0, err[-3000:]
+    acked = set()
+    stats: dict = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "ack":
+            acked.add((parts[1], int(parts[2])))
+        elif line.startswith("stats "):
+            stats = json.loads(line[6:])
+    return acked, stats, err
+
+
+def _arrived(archive_dir: Path) -> set[tuple[str, int]]:
+    got = set()
+    files = sorted(p for p in archive_dir.rglob("*") if p.is_file()) if archive_dir.is_dir() else []
+    for _, rec in iter_records(files):
+        a = {kv["key"]: kv["value"] for kv in rec["attributes"]}
+        got.add((a["audit.stream.id"]["stringValue"], int(a["audit.stream.seq"]["intValue"])))
+    return got
+
+
+def _verify(kdir: Path, archive_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).parent / "otel-audit"
+    return subprocess.run([str(exe), "verify", "--keys", str(kdir), "--format", "json", *extra, str(archive_dir)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def _cfg(tmp_path: Path, kdir: Path, count: int, **kw: object) -> dict:
+    cfg = {"keys": str(kdir), "state": str(tmp_path / "state"), "spool": str(tmp_path / "spool"), "count": count,
+           "exporters": {"fast": str(tmp_path / "fast" / "audit.jsonl"), "slow": str(tmp_path / "slow" / "audit.jsonl")}}
+    cfg.update(kw)
+    return cfg
+
+
+@pytest.mark.parametrize("stop", ["clean", "kill"])
+def test_a_lagging_exporter_keeps_its_whole_backlog_across_a_restart(tmp_path: Path, kdir: Path, stop: str) -> None:
+    """An exporter whose destination is down while many segments are written (clean stop or SIGKILL) gets
+    every acknowledged record after the restart; nothing it had not acknowledged is skipped or deleted."""
+    (tmp_path / "slow").write_text("the slow destination is down: its folder is a file")
+    if stop == "clean":
+        acked, stats, _ = _run(tmp_path, _cfg(tmp_path, kdir, 3000))
+        assert stats["delivered"].get("slow", 0) == 0
+    else:
+        acked, _, _ = _run(tmp_path, _cfg(tmp_path, kdir, -1), kill_after=2.5)
+    assert len(acked) > 500
+    segments = list((tmp_path / "spool" / "segments").iterdir())
+    assert len(segments) > 3, "the backlog spans several segments"
+    (tmp_path / "slow").unlink()
+    acked2, _, _ = _run(tmp_path, _cfg(tmp_path, kdir, 10, flush=True))
+    for name in ("slow", "fast"):
+        missing = (acked | acked2) - _arrived(tmp_path / name)
+        assert not missing, f"{name}: {len(missing)} acknowledged record(s) lost, e.g. {sorted(missing)[:5]}"
+        rep = _verify(kdir, tmp_path / name)
+        assert rep.returncode == 0, rep.stdout[-3000:]
+
+
+def test_a_removed_exporter_keeps_its_backlog_and_is_named_at_every_start(tmp_path: Path, kdir: Path) -> None:
+    """An exporter dropped from the configuration while behind keeps its backlog on disk; every start names
+    it; configured again, it gets everything it was owed."""
+    (tmp_path / "slow").write_text("down")
+    acked, _, _ = _run(tmp_path, _cfg(tmp_path, kdir, 1500))
+    only_fast = _cfg(tmp_path, kdir, 1500, flush=True)
+    only_fast["exporters"] = {"fast": only_fast["exporters"]["fast"]}
+    for _ in range(2):
+        more, _, err = _run(tmp_path, only_fast)
+        acked |= more
+        assert "'slow' is no longer configured" in err and "otel-audit spool drop" in err
+    (tmp_path / "slow").unlink()
+    final, _, _ = _run(tmp_path, _cfg(tmp_path, kdir, 5, flush=True))
+    missing = (acked | final) - _arrived(tmp_path / "slow")
+    assert not missing, f"{len(missing)} record(s) owed to the removed exporter were lost"
+    assert _verify(kdir, tmp_path / "slow").returncode == 0
+
+
+def _spool_files(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "spool" / "segments").iterdir())
+
+
+def test_damaged_segments_and_cursors_are_detected_and_the_rest_is_delivered(tmp_path: Path, kdir: Path) -> None:
+    """A flipped byte, a truncated segment, a deleted segment and a garbled cursor are each reported
+    with counts and set aside; every record in the undamaged lines still reaches the destination, and the
+    verifier names exactly the lost seqs (never the undamaged ones)."""
+    (tmp_path / "slow").write_text("down")
+    acked, _, _ = _run(tmp_path, _cfg(tmp_path, kdir, 3000))
+    segs = _spool_files(tmp_path)
+    assert len(segs) >= 6
+    # a byte flipped in the middle of segment 1
+    data = bytearray(segs[1].read_bytes())
+    mid = len(data) // 2
+    data[mid] = data[mid] ^ 0x20 if data[mid] not in (0x0A, 0x2A) else 0x41
+    segs[1].write_bytes(bytes(data))
+    # segment 2 loses its last third, segment 3 is deleted
+    size = segs[2].stat().st_size
+    os.truncate(segs[2], size * 2 // 3)
+    segs[3].unlink()
+    # the slow exporter's cursor is garbled
+    cursor = tmp_path / "spool" / "cursors" / "slow.json"
+    cursor.write_bytes(cursor.read_bytes().replace(b'"offset":', b'"offset":9'))
+    (tmp_path / "slow").unlink()
+    acked2, stats, err = _run(tmp_path, _cfg(tmp_path, kdir, 10, flush=True))
+    assert stats["damaged"] >= 3, err[-2000:]
+    assert stats["corrupt"] >= 1
+    assert "no end line" in err and "missing" in err and "cursor" in err
+    assert any((tmp_path / "spool" / "quarantine").iterdir())
+    got = _arrived(tmp_path / "slow")
+    lost = (acked | acked2) - got
+    # what was lost is the damaged line(s), the cut third and the deleted segment: a minority, never the rest
+    assert 0 < len(lost) < len(acked) // 2
+    rep = _verify(kdir, tmp_path / "slow")
+    assert rep.returncode == 1, "lost records are reported, never passed"
+    doc = json.loads(rep.stdout)
+    missing = set()
+    for s in doc["streams"]:
+        for a, b in s.get("missing", []):
+            missing.update((s["stream_id"], q) for q in range(a, b + 1))
+    assert {x for x in lost} <= missing | {x for x in lost if x not in acked}
+
+
+def test_a_cursor_beyond_the_spool_replays_instead_of_skipping(tmp_path: Path, kdir: Path) -> None:
+    """A cursor naming a segment past the end of the spool is reported and the spool is replayed to that
+    exporter (duplicates, not loss); force_flush does not claim success before it is delivered."""
+    (tmp_path / "slow").write_text("down")
+    acked, _, _ = _run(tmp_path, _cfg(tmp_path, kdir, 1000))
+    cursor = tmp_path / "spool" / "cursors" / "slow.json"
+    doc = json.loads(cursor.read_bytes())
+    body = json.dumps({"offset": 0, "segment": 999}, separators=(",", ":"), sort_keys=True).encode()
+    import zlib
+    cursor.write_bytes(json.dumps({"crc": zlib.crc32(body), "doc": json.loads(body)}).encode())
+    assert doc["crc"] != zlib.crc32(body)
+    (tmp_path / "slow").unlink()
+    acked2, stats, err = _run(tmp_path, _cfg(tmp_path, kdir, 10, flush=True))
+    assert "past the end of the spool" in err
+    assert not (acked | acked2) - _arrived(tmp_path / "slow")
+    assert _verify(kdir, tmp_path / "slow").returncode == 0
+
+
+def test_a_spool_smaller_than_two_segments_is_refused(tmp_path: Path) -> None:
+    """max_bytes below two segments cannot free a segment: it is an error naming both sizes, and without a
+    segment size the spool picks one that fits."""
+    from otel_audit.exporters.file import FileLogRecordExporter
+    from otel_audit.processors.spool import SpoolProcessor
+
+    exp = {"f": FileLogRecordExporter(path=tmp_path / "a.jsonl")}
+    with pytest.raises(ValueError, match=r"segment_bytes \(1048576\) must be at most half of max_bytes \(1048576\)"):
+        SpoolProcessor(tmp_path / "s", exp, max_bytes=1 << 20, segment_bytes=1 << 20)
+    s = SpoolProcessor(tmp_path / "s", exp, max_bytes=1 << 20)
+    try:
+        assert s.segment_bytes * 8 <= 1 << 20
+    finally:
+        s.shutdown()
+
+
+def test_a_small_spool_with_a_healthy_destination_never_refuses(tmp_path: Path, kdir: Path) -> None:
+    """A 1 MiB spool in front of a healthy destination takes 3000 records without refusing one: delivered
+    segments are freed, so a small spool is never full of delivered bytes."""
+    cfg = _cfg(tmp_path, kdir, 3000, max_bytes=1 << 20, segment_bytes=64 << 10, flush=True, block_timeout=5.0)
+    cfg["exporters"] = {"fast": cfg["exporters"]["fast"]}
+    acked, stats, _ = _run(tmp_path, cfg)
+    assert stats["refused"] == 0 and len(acked) == 3000
+    assert not acked - _arrived(tmp_path / "fast")
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 4 MiB tmpfs mounted for the test (CI runs as root), unmounted after."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _fill(mnt: Path, leave: int) -> Path:
+    st = os.statvfs(mnt)
+    free = st.f_bavail * st.f_frsize
+    filler = mnt / "filler"
+    with open(filler, "wb") as fh:
+        fh.write(b"\x01" * max(0, free - leave))
+    return filler
+
+
+@pytest.mark.parametrize("mode", ["fail_closed", "fail_open"])
+def test_a_full_disk_never_kills_the_process_and_recovers_when_space_returns(
+        tmp_path: Path, kdir: Path, small_disk: Path, mode: str) -> None:
+    """With the spool on a full disk the producer stays alive: fail_closed refuses with DeliveryError,
+    fail_open drops and declares; when space returns writing resumes by itself; every acknowledged record
+    arrives and the archive verifies."""
+    filler = _fill(small_disk, 300 << 10)
+    pause = tmp_path / "pause"
+    cfg = _cfg(tmp_path, kdir, 4000, spool=str(small_disk / "spool"), segment_bytes=128 << 10, mode=mode,
+               flush=True, pause_file=str(pause))
+    cfg["exporters"] = {"slow": cfg["exporters"]["slow"]}
+    (tmp_path / "slow").write_text("down, so the spool must hold everything")
+    script = tmp_path / "producer.py"
+    script.write_text(PRODUCER)
+    proc = subprocess.Popen([sys.executable, str(script), json.dumps(cfg)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    acked: set[tuple[str, int]] = set()
+    refused = 0
+    stats: dict = {}
+    freed = False
+    for line in proc.stdout:
+        parts = line.split()
+        if parts[:1] == ["ack"]:
+            acked.add((parts[1], int(parts[2])))
+        elif parts[:1] == ["refused"]:
+            refused += 1
+        elif line.startswith("stats "):
+            stats = json.loads(line[6:])
+        if not freed and (refused >= 20 or (mode == "fail_open" and len(acked) > 1200)):
+            pause.write_text("")
+            time.sleep(0.5)
+            filler.unlink()  # space returns
+            (tmp_path / "slow").unlink()  # and the destination
+            freed = True
+            pause.unlink()
+    err = proc.stderr.read() if proc.stderr else ""
+    assert proc.wait(timeout=120) == 0, f"the producer died: {proc.returncode}\n{err[-3000:]}"
+    assert "SIGBUS" not in err and "Traceback" not in err, err[-3000:]
+    assert freed and stats["disk_full"] >= 1, err[-2000:]
+    if mode == "fail_closed":
+        assert refused >= 20 and stats["refused"] == refused
+    else:
+        assert stats["dropped"] >= 1
+    assert len(acked) > 1000
+    rep = _verify(kdir, tmp_path / "slow")
+    assert rep.returncode == 0, rep.stdout[-3000:]
+    declared = set()
+    for s in json.loads(rep.stdout)["streams"]:
+        for a, b in s.get("dropped", []):
+            declared.update((s["stream_id"], q) for q in range(a, b + 1))
+    missing = acked - _arrived(tmp_path / "slow")
+    # fail_open returns from emit for a record it drops: each such record is declared in a signed gap marker
+    assert missing == (declared & acked), f"{len(missing - declared)} acknowledged record(s) lost undeclared"
+    if mode == "fail_closed":
+        assert not missing
+    else:
+        assert len(missing) == stats["dropped"], (sorted(declared - missing)[:20], len(declared))
