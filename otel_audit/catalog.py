@@ -531,6 +531,17 @@ _SPECS: tuple[EventSpec, ...] = (
         (("process",), ("info",)),
         category="integrity",
     ),
+    _event(
+        "audit.spool.backlog_dropped",
+        "An operator gave up an exporter's undelivered backlog in the delivery spool (otel-audit spool drop); "
+        "the records it held did not reach that destination.",
+        ("delete", "success"),
+        (("configuration",), ("deletion",)),
+        required=("audit.actor.id", "audit.reason", "audit.spool.exporter", "audit.spool.records"),
+        optional=("audit.spool.bytes", "host.name", "audit.spool.dropped_at"),
+        severity="WARN",
+        category="integrity",
+    ),
 )
 
 EVENTS: Mapping[str, EventSpec] = MappingProxyType({spec.name: spec for spec in _SPECS})

@@ -83,7 +83,43 @@ def _parser() -> argparse.ArgumentParser:
                                              "warns on stderr about setups that can lose records")
     cc.add_argument("config")
     cc.add_argument("--strict", action="store_true", help="exit 1 if there is any warning")
+    sp = sub.add_parser("spool", help="inspect a delivery spool, or drop a backlog (audited)")
+    sps = sp.add_subparsers(dest="spool_command", required=True, parser_class=_Parser)
+    st = sps.add_parser("status", help="what the spool holds, per exporter (also ones no longer configured)")
+    st.add_argument("directory")
+    st.add_argument("--format", choices=("text", "json"), default="text")
+    dr = sps.add_parser("drop", help="give up one exporter's undelivered backlog; the producer must be "
+                                     "stopped, and its next start seals the drop into the signed stream")
+    dr.add_argument("directory")
+    dr.add_argument("--exporter", required=True)
+    dr.add_argument("--reason", required=True, help="why; recorded in the signed audit trail")
     return p
+
+
+def cmd_spool(args: argparse.Namespace) -> int:
+    from otel_audit.processors import spool
+
+    if args.spool_command == "drop":
+        entry = spool.drop(args.directory, args.exporter, reason=args.reason)
+        print(f"dropped the backlog of {entry['exporter']}: {entry['records']} record(s), {entry['bytes']} bytes; "
+              "the producer's next start records this in its signed stream")
+        return EXIT_OK
+    doc = spool.status(args.directory)
+    if args.format == "json":
+        sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return EXIT_OK
+    for s in doc["slots"]:
+        print(f"{s['directory']}: {s['segments']} segment(s), {s['bytes']} bytes, "
+              f"{'in use by a running producer' if s['in_use'] else 'not in use'}"
+              + (f", {s['quarantined']} file(s) quarantined" if s["quarantined"] else ""))
+        for c in s["cursors"]:
+            if "damaged" in c:
+                print(f"  {c['exporter']}: cursor damaged ({c['damaged']}); the next start replays everything to it")
+            else:
+                print(f"  {c['exporter']}: {c['records_behind']} record(s), {c['bytes_behind']} bytes not delivered")
+        for d in s["drops_not_yet_signed"]:
+            print(f"  dropped by {d['actor']}: {d['exporter']} ({d['records']} record(s)); not yet signed")
+    return EXIT_OK
 
 
 def _version() -> str:
@@ -213,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     handlers = {
         "verify": cmd_verify, "keys": cmd_keys, "catalog": cmd_catalog, "hash": cmd_hash,
-        "demo": cmd_demo, "check-config": cmd_check_config,
+        "demo": cmd_demo, "check-config": cmd_check_config, "spool": cmd_spool,
     }
     prog = f"otel-audit {args.command}"
     try:

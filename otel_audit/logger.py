@@ -29,7 +29,7 @@ RESERVED_PREFIXES: tuple[str, ...] = ("audit.integrity.", "audit.stream.")
 
 # Set from the catalog and the call's arguments, never from the attributes mapping.
 _MANAGED = {"audit.category": "the catalog", "audit.action": "the catalog", "audit.outcome": "outcome="}
-_SYSTEM_EVENTS = frozenset({"audit.checkpoint"})
+_SYSTEM_EVENTS = frozenset({"audit.checkpoint", "audit.spool.backlog_dropped"})
 _PRIMITIVES = (str, bool, int, float, bytes)
 
 

@@ -1259,4 +1259,132 @@ def _ranges(ns: Sequence[int]) -> str:
     return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
-__all__ = ["MODES", "SpoolProcessor", "SpoolStats", "claim_slot", "default_segment_bytes", "frame", "unframe"]
+# -- operators: `otel-audit spool status|drop` ------------------------------------------------------
+
+
+def _slots(base: Path) -> list[Path]:
+    out = [base] if (base / "segments").is_dir() else []
+    out += sorted((p for p in base.glob("worker-*") if (p / "segments").is_dir()),
+                  key=lambda p: int(p.name.split("-", 1)[1]) if p.name.split("-", 1)[1].isdigit() else 1 << 30)
+    return out
+
+
+def _held(d: Path) -> bool:
+    try:
+        fh = open(d / "lock", "a+b")  # noqa: SIM115
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
+    except OSError:
+        return True
+    finally:
+        fh.close()
+
+
+def _records_behind(segdir: Path, segment: int, offset: int) -> tuple[int, int]:
+    """(records, bytes) from a cursor to the end of the spool, reading the segments."""
+    records = size = 0
+    for p in sorted(segdir.glob(f"*{_SEG}")):
+        n = int(p.name[: -len(_SEG)]) if p.name[: -len(_SEG)].isdigit() else -1
+        if n < segment:
+            continue
+        data = p.read_bytes().rstrip(b"\x00")
+        if n == segment:
+            data = data[offset:]
+        size += len(data)
+        records += sum(1 for ln in data.splitlines() if ln[8:12] == b'["L"')
+    return records, size
+
+
+def status(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """What a spool folder holds, per slot and per cursor (configured or not), read without changing it."""
+    base = Path(directory)
+    if not base.is_dir():
+        raise ConfigError(f"spool directory {base}: no such folder")
+    slots = []
+    for d in _slots(base):
+        segdir = d / "segments"
+        segs = sorted(p for p in segdir.glob(f"*{_SEG}"))
+        cursors = []
+        for p in sorted((d / "cursors").glob("*.json")):
+            entry: dict[str, Any] = {"exporter": _cursor_name(p.name)}
+            try:
+                doc = _read_json(p)
+                entry.update(segment=int(doc["segment"]), offset=int(doc["offset"]))
+                entry["records_behind"], entry["bytes_behind"] = _records_behind(segdir, entry["segment"],
+                                                                                  entry["offset"])
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                entry["damaged"] = str(exc)
+            cursors.append(entry)
+        q = d / "quarantine"
+        drops = []
+        if (d / DROPS).exists():
+            for ln in (d / DROPS).read_bytes().splitlines():
+                payload = unframe(ln)
+                if payload is not None:
+                    doc = orjson.loads(payload)
+                    if not doc.get("reported"):
+                        drops.append(doc)
+        slots.append({
+            "directory": str(d), "in_use": _held(d), "segments": len(segs),
+            "bytes": sum(p.stat().st_size for p in segs), "cursors": cursors,
+            "quarantined": len(list(q.iterdir())) if q.is_dir() else 0, "drops_not_yet_signed": drops,
+        })
+    if not slots:
+        raise ConfigError(f"spool directory {base}: not a spool (no segments/ folder)")
+    return {"spool": str(base), "slots": slots}
+
+
+def drop(directory: str | os.PathLike[str], exporter: str, *, reason: str, actor: str | None = None
+         ) -> dict[str, Any]:
+    """Give up an exporter's backlog: its cursor goes, the drop is logged in the spool's drops.jsonl, and the
+    next start of the producer seals it into its signed stream. The producer must be stopped."""
+    import getpass
+    import socket
+
+    d = Path(directory)
+    if not (d / "segments").is_dir():
+        raise ConfigError(f"spool directory {d}: not a spool (no segments/ folder)")
+    if not reason or not reason.strip():
+        raise ConfigError("a reason is required: it goes into the signed audit trail")
+    path = d / "cursors" / _cursor_file(exporter)
+    if not path.exists():
+        names = sorted(_cursor_name(p.name) for p in (d / "cursors").glob("*.json"))
+        raise ConfigError(f"spool {d}: no exporter {exporter!r} (it has: {', '.join(names) or 'none'})")
+    try:
+        fh = open(d / "lock", "a+b")  # noqa: SIM115
+    except OSError as exc:
+        raise ConfigError(f"spool directory {d}: cannot open its lock: {exc.strerror}") from exc
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ConfigError(f"spool directory {d} is in use by a running producer; stop it first") from None
+        try:
+            doc = _read_json(path)
+            records, size = _records_behind(d / "segments", int(doc["segment"]), int(doc["offset"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            records, size = _records_behind(d / "segments", 0, 0)
+        try:
+            who = actor or getpass.getuser()
+        except (KeyError, OSError):
+            who = f"uid {os.getuid()}"
+        entry = {"time_ns": time.time_ns(), "exporter": exporter, "records": records, "bytes": size,
+                 "actor": who, "host": socket.gethostname(), "reason": reason.strip()}
+        with open(d / DROPS, "ab") as out:
+            out.write(frame(_dumps(entry)))
+            out.flush()
+            os.fsync(out.fileno())
+        path.unlink()
+        _log.warning("spool %s: the backlog of %s (%d record(s), %d bytes) was dropped by %s: %s",
+                     d, exporter, records, size, who, entry["reason"])
+        return entry
+    finally:
+        fh.close()
+
+
+__all__ = ["MODES", "SpoolProcessor", "SpoolStats", "claim_slot", "default_segment_bytes", "drop", "frame",
+           "status", "unframe"]

@@ -330,3 +330,82 @@ def test_a_full_disk_never_kills_the_process_and_recovers_when_space_returns(
         assert not missing
     else:
         assert len(missing) == stats["dropped"], (sorted(declared - missing)[:20], len(declared))
+
+
+CONFIG = """
+processors:
+  signing: {{keys_dir: {keys}, state_dir: {state}, checkpoint_every: 100}}
+  delivery: {{directory: {spool}, segment_size_mib: 0.0625, shutdown_timeout: 2s}}
+exporters:
+{exporters}
+service:
+  pipelines:
+    logs/audit:
+      processors: [signing, delivery]
+      exporters: [{names}]
+"""
+
+
+def _configured_run(tmp_path: Path, kdir: Path, names: list[str], count: int) -> subprocess.CompletedProcess[str]:
+    exporters = "".join(f"  file/{n}: {{path: {tmp_path / n / 'audit.jsonl'}}}\n" for n in names)
+    cfg = tmp_path / "audit.yaml"
+    cfg.write_text(CONFIG.format(keys=kdir, state=tmp_path / "state", spool=tmp_path / "spool",
+                                 exporters=exporters, names=", ".join(f"file/{n}" for n in names)))
+    code = ("import sys, otel_audit\n"
+            f"a = otel_audit.configure({str(cfg)!r})\n"
+            f"for i in range({count}):\n"
+            "    a.logger.login_succeeded('alice', client_address='203.0.113.7')\n"
+            "a.force_flush(3000)\n"
+            "a.shutdown()\n")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).parent / "otel-audit"
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=60)
+
+
+def test_spool_status_and_an_audited_drop_of_a_removed_exporters_backlog(tmp_path: Path, kdir: Path) -> None:
+    """`otel-audit spool status` names a removed exporter's backlog; `spool drop` refuses while a producer
+    holds the spool and needs a reason; after the drop the next start seals who dropped what into the
+    signed stream, and the backlog stops being kept."""
+    (tmp_path / "slow").write_text("down")
+    first = _configured_run(tmp_path, kdir, ["fast", "slow"], 300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    (tmp_path / "slow").unlink()
+    second = _configured_run(tmp_path, kdir, ["fast"], 10)
+    assert "'file/slow' is no longer configured" in second.stderr
+    st = _cli("spool", "status", str(tmp_path / "spool"), "--format", "json")
+    assert st.returncode == 0, st.stderr
+    doc = json.loads(st.stdout)
+    slow = next(c for c in doc["slots"][0]["cursors"] if c["exporter"] == "file/slow")
+    assert slow["records_behind"] >= 300
+    text = _cli("spool", "status", str(tmp_path / "spool"))
+    assert "file/slow:" in text.stdout and "not delivered" in text.stdout
+    from otel_audit.exporters.file import FileLogRecordExporter
+    from otel_audit.processors.spool import SpoolProcessor
+
+    holder = SpoolProcessor(tmp_path / "spool", {"file/fast": FileLogRecordExporter(path=tmp_path / "x.jsonl")})
+    try:
+        busy = _cli("spool", "drop", str(tmp_path / "spool"), "--exporter", "file/slow", "--reason", "x")
+        assert busy.returncode == 2 and "in use by a running producer" in busy.stderr
+    finally:
+        holder.shutdown()
+    unknown = _cli("spool", "drop", str(tmp_path / "spool"), "--exporter", "nope", "--reason", "x")
+    assert unknown.returncode == 2 and "no exporter 'nope'" in unknown.stderr and "file/slow" in unknown.stderr
+    dropped = _cli("spool", "drop", str(tmp_path / "spool"), "--exporter", "file/slow",
+                   "--reason", "SIEM decommissioned, ticket OPS-1")
+    assert dropped.returncode == 0, dropped.stderr
+    third = _configured_run(tmp_path, kdir, ["fast"], 5)
+    assert "no longer configured" not in third.stderr
+    events = []
+    for _, rec in iter_records(sorted((tmp_path / "fast").glob("*.jsonl"))):
+        if rec.get("eventName") == "audit.spool.backlog_dropped":
+            events.append({kv["key"]: kv["value"] for kv in rec["attributes"]})
+    assert len(events) == 1
+    assert events[0]["audit.spool.exporter"] == {"stringValue": "file/slow"}
+    assert events[0]["audit.reason"] == {"stringValue": "SIEM decommissioned, ticket OPS-1"}
+    assert int(events[0]["audit.spool.records"]["intValue"]) >= 300
+    assert _verify(kdir, tmp_path / "fast").returncode == 0
+    after = json.loads(_cli("spool", "status", str(tmp_path / "spool"), "--format", "json").stdout)
+    assert [c["exporter"] for c in after["slots"][0]["cursors"]] == ["file/fast"]
