@@ -741,28 +741,27 @@ class SpoolProcessor(LogRecordProcessor):
         with self._wlock:
             if self._closing:
                 raise DeliveryError("the audit spool is shut down; the record was not accepted")
-            need = len(line) + len(rline) + len(sline)
-            if need > self.segment_bytes - 128:
-                self.stats.refused += 1
-                _log.error("audit record %r is %d bytes, more than a spool segment holds (%d): refused",
-                           lr.event_name, need, self.segment_bytes)
-                raise DeliveryError(f"audit record {lr.event_name!r} is {need} bytes, more than a spool segment "
-                                    f"holds ({self.segment_bytes}); raise segment_size_mib")
-            if (not marker and self._total + need > self.max_bytes) or not self._room(need, marker):
-                if not self._make_room(need, lr, marker):
-                    return
-            if self._sizes[self._seg] + need > self._cap - 64 - (0 if marker or self._spare else self._reserve):
-                self._rotate()
-            head = b""
-            if rline not in self._seg_defs:
-                head += rline
-                self._seg_defs.add(rline)
-            if sline not in self._seg_defs:
-                head += sline
-                self._seg_defs.add(sline)
-            data = head + line if head else line
             seg = self._seg
             pos = self._sizes[seg]
+            need = len(line) + len(rline) + len(sline)
+            # the fast path: room in the current segment (keeping the reserve when no next one is ready)
+            if (self._mm is None or pos + need > self._cap - (64 if marker or self._spare else 64 + self._reserve)
+                    or (not marker and self._total + need > self.max_bytes)):
+                if not self._slow_path(need, lr, marker):
+                    return
+                seg = self._seg
+                pos = self._sizes[seg]
+            if rline in self._seg_defs and sline in self._seg_defs:
+                data = line
+            else:
+                head = b""
+                if rline not in self._seg_defs:
+                    head += rline
+                    self._seg_defs.add(rline)
+                if sline not in self._seg_defs:
+                    head += sline
+                    self._seg_defs.add(sline)
+                data = head + line
             end = pos + len(data)
             self._mm[pos:end] = data  # type: ignore[index]
             self._sizes[seg] = end
@@ -786,6 +785,21 @@ class SpoolProcessor(LogRecordProcessor):
         for ev in self._event_list:
             if not ev.is_set():
                 ev.set()
+
+    def _slow_path(self, need: int, lr: Any, marker: bool) -> bool:
+        """The record does not fit as things are: rotate, wait, refuse or drop. True: go on and write."""
+        if need > self.segment_bytes - 128:
+            self.stats.refused += 1
+            _log.error("audit record %r is %d bytes, more than a spool segment holds (%d): refused",
+                       lr.event_name, need, self.segment_bytes)
+            raise DeliveryError(f"audit record {lr.event_name!r} is {need} bytes, more than a spool segment "
+                                f"holds ({self.segment_bytes}); raise segment_size_mib")
+        if ((not marker and self._total + need > self.max_bytes) or not self._room(need, marker)) \
+                and not self._make_room(need, lr, marker):
+            return False
+        if self._sizes[self._seg] + need > self._cap - 64 - (0 if marker or self._spare else self._reserve):
+            self._rotate()
+        return True
 
     def _make_room(self, need: int, lr: Any, marker: bool) -> bool:
         """Called with the write lock held and the spool or disk full. True: go on and write."""
