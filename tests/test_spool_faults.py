@@ -409,3 +409,44 @@ def test_spool_status_and_an_audited_drop_of_a_removed_exporters_backlog(tmp_pat
     assert _verify(kdir, tmp_path / "fast").returncode == 0
     after = json.loads(_cli("spool", "status", str(tmp_path / "spool"), "--format", "json").stdout)
     assert [c["exporter"] for c in after["slots"][0]["cursors"]] == ["file/fast"]
+
+
+def test_shutdown_with_a_dead_destination_is_bounded_and_keeps_the_backlog(tmp_path: Path, kdir: Path) -> None:
+    """A destination that accepts connections and never answers cannot hold shutdown past shutdown_timeout
+    (plus a little): the stream is sealed, and the undelivered records are replayed at the next start."""
+    import socket
+
+    from opentelemetry.sdk._logs import LoggerProvider
+
+    from otel_audit.exporters.file import FileLogRecordExporter
+    from otel_audit.exporters.webhook import WebhookLogExporter
+    from otel_audit.processors.signing import SigningProcessor
+    from otel_audit.processors.spool import SpoolProcessor
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)  # connections are queued by the kernel and never answered
+    try:
+        hook = WebhookLogExporter(endpoint=f"http://127.0.0.1:{silent.getsockname()[1]}/hook",
+                                  secrets=["whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"], timeout=30)
+        spool = SpoolProcessor(tmp_path / "spool", {"hook": hook}, shutdown_timeout=1.5, retry_initial=0.05)
+        provider = LoggerProvider()
+        signing = SigningProcessor(kdir, downstream=spool, state_dir=tmp_path / "state", checkpoint_interval=3600)
+        provider.add_log_record_processor(signing)
+        log = provider.get_logger("t")
+        for i in range(50):
+            log.emit(event_name="authentication.login.succeeded", body="b", attributes={"user.id": "u", "n": i})
+        time.sleep(0.3)  # the exporter is now stuck in a request
+        t0 = time.monotonic()
+        provider.shutdown()
+        took = time.monotonic() - t0
+    finally:
+        silent.close()
+    assert took < 1.5 + 2.0, f"shutdown took {took:.1f} s with shutdown_timeout 1.5 s"
+    state = json.loads((tmp_path / "state" / "state.json").read_bytes())
+    assert state["closed"] is True and state["stream_id"] == signing.stream_id
+    archive = tmp_path / "replayed" / "audit.jsonl"
+    again = SpoolProcessor(tmp_path / "spool", {"hook": FileLogRecordExporter(path=archive)})
+    assert again.force_flush(30_000)
+    again.shutdown()
+    assert len([q for s, q in _arrived(archive.parent) if s == signing.stream_id]) == signing.seq
