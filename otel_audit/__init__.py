@@ -43,7 +43,12 @@ class AuditPipeline:
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return bool(self.provider.force_flush(timeout_millis))
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout_millis: int | None = None) -> None:
+        """Seal the stream, then shut the pipeline down; with timeout_millis, within that time
+        (the delivery spool keeps what it could not deliver for the next start). Later emits raise
+        DeliveryError."""
+        if timeout_millis is not None:
+            self.signing.shutdown(timeout_millis=timeout_millis)
         self.provider.shutdown()
 
     def __enter__(self) -> AuditPipeline:

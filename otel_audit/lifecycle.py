@@ -17,8 +17,9 @@ writing a handler:
   - it was SIG_IGN: nothing is installed, the signal stays ignored.
   The handler never seals: it runs in the main thread between two bytecodes, possibly while that
   thread holds the signing lock or is half-way through numbering a record. When the interrupted
-  frame is inside the signing code, the handler does nothing yet and re-sends the signal a few
-  milliseconds later, so neither the chain nor the caller's record is cut in half.
+  frame is inside the signing code, the handler only notes the signal; the processor acts on it
+  as soon as the record in hand is fully handed on (or, when no record completes, the signal is
+  sent again a few milliseconds later), so neither the chain nor the caller's record is cut in half.
 * **Interpreter exit.** An atexit hook shuts down every live `SigningProcessor` not yet shut
   down (the SDK's `LoggerProvider(shutdown_on_exit=True)` does the same through the provider).
 * **multiprocessing fork children** leave through `os._exit` after multiprocessing's own
@@ -43,8 +44,8 @@ from typing import Any
 _log = logging.getLogger(__name__)
 
 SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)
-RETRY_SECONDS = 0.005  # how soon a signal that arrived inside signing code is delivered again
-MAX_RETRIES = 2000  # then it is handled wherever the main thread is (10 s of a stuck emit)
+RETRY_SECONDS = 0.02  # how soon a deferred signal is sent again when no record completes meanwhile
+MAX_RETRIES = 500  # then it is handled wherever the main thread is (about 10 s of a stuck emit)
 
 _live: weakref.WeakSet[Any] = weakref.WeakSet()  # SigningProcessors that seal at exit
 _previous: dict[int, Any] = {}  # signal -> the handler ours chains to
@@ -135,20 +136,42 @@ def _in_critical(frame: FrameType | None) -> bool:
     return False
 
 
+pending: list[int] = []  # signals that arrived inside signing code, not handled yet (read per record)
+_resenders: set[int] = set()
+
+
 def _resend(signum: int) -> None:
-    time.sleep(RETRY_SECONDS)
+    """Fallback for a signal deferred where no record is being emitted (e.g. during shutdown)."""
     try:
-        os.kill(os.getpid(), signum)
-    except OSError:
-        pass
+        while signum in pending:
+            time.sleep(RETRY_SECONDS)
+            if signum in pending:
+                try:
+                    os.kill(os.getpid(), signum)
+                except OSError:
+                    return
+    finally:
+        _resenders.discard(signum)
+
+
+def deliver_pending(frame: FrameType | None) -> None:
+    """Called by the signing processor right after a record was fully handed on: act on deferred signals."""
+    for signum in list(pending):
+        _handle(signum, frame)
 
 
 def _handle(signum: int, frame: FrameType | None) -> None:
     if _in_critical(frame) and _retries.get(signum, 0) < MAX_RETRIES:
         _retries[signum] = _retries.get(signum, 0) + 1
-        threading.Thread(target=_resend, args=(signum,), name="otel-audit-signal", daemon=True).start()
+        if signum not in pending:
+            pending.append(signum)
+        if signum not in _resenders:
+            _resenders.add(signum)
+            threading.Thread(target=_resend, args=(signum,), name="otel-audit-signal", daemon=True).start()
         return
     _retries.pop(signum, None)
+    while signum in pending:
+        pending.remove(signum)
     prev = _previous.get(signum, signal.SIG_DFL)
     if callable(prev):
         prev(signum, frame)
@@ -175,6 +198,8 @@ def _in_multiprocessing_child(_token: object) -> None:
 
 def _after_fork_in_child() -> None:
     _retries.clear()
+    pending.clear()
+    _resenders.clear()
     if _blocked and hasattr(signal, "pthread_sigmask"):
         try:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, set(_blocked))

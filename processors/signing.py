@@ -19,6 +19,7 @@ import logging
 import os
 import secrets
 import socket
+import sys
 import threading
 import time
 import weakref
@@ -40,6 +41,7 @@ from otel_audit.merkle import CompactRange
 from otel_audit.note import Checkpoint, Parent, Predecessor, format_note
 
 _log = logging.getLogger(__name__)
+_pending = lifecycle.pending  # the same list object: deferred signals
 _sha256 = hashlib.sha256
 ZERO = bytes(32)
 FOREIGN_CHECKPOINT_EVENT = "audit.checkpoint.foreign"
@@ -351,6 +353,11 @@ class SigningProcessor(LogRecordProcessor):
     # -- the hot path -------------------------------------------------------------------------
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
+        self._on_emit(log_record)
+        if _pending:  # a SIGTERM/SIGINT arrived while this record was being numbered and handed on
+            lifecycle.deliver_pending(sys._getframe())
+
+    def _on_emit(self, log_record: ReadWriteLogRecord) -> None:
         lr = log_record.log_record
         ts = lr.timestamp
         if ts is None:
@@ -696,7 +703,7 @@ def _takes_timeout(fn: Any) -> bool:
 
 
 lifecycle.mark_critical([
-    SigningProcessor.on_emit, SigningProcessor._emit_internal, SigningProcessor._emit_checkpoint,
+    SigningProcessor._on_emit, SigningProcessor._emit_internal, SigningProcessor._emit_checkpoint,
     SigningProcessor._forward, SigningProcessor._emit_gap_marker, SigningProcessor.shutdown,
     SigningProcessor.force_flush, SigningProcessor._after_fork_in_child, StreamState.write,
 ])

@@ -27,6 +27,7 @@ from conftest import (
     seq_of,
     set_attr,
     stream,
+    stream_of,
     verify,
     write_archive,
 )
@@ -641,3 +642,95 @@ def test_events_of_every_kind_are_in_the_archive(archive: Archive) -> None:
     assert kinds == {"stringValue", "intValue", "doubleValue", "boolValue", "bytesValue", "arrayValue",
                      "kvlistValue", "none"}
     assert {seq_of(r) for r in archive.records()} == set(range(END + 1))
+
+
+# -- records a downstream did not take, declared by signed gap markers ------------------------------
+
+
+def _declaring_pipeline(path: Path, shared_keys: Path, refuse: set[int]) -> tuple[Any, Any]:
+    """SigningProcessor -> [a processor refusing the given event indexes with DeliveryError, file archive]."""
+    from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
+    from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+
+    from otel_audit.errors import DeliveryError
+    from otel_audit.exporters.file import FileLogRecordExporter
+    from otel_audit.processors.signing import SigningProcessor
+
+    archive_proc = SimpleLogRecordProcessor(FileLogRecordExporter(path, fsync="never"))
+
+    class Refusing(LogRecordProcessor):  # a stand-in for a full fail_closed spool in front of the archive
+        def on_emit(self, log_record: Any) -> None:
+            if (log_record.log_record.attributes or {}).get("i") in refuse:
+                raise DeliveryError("spool full")
+            archive_proc.on_emit(log_record)
+
+        def shutdown(self) -> None:
+            archive_proc.shutdown()
+
+        def force_flush(self, timeout_millis: int = 30000) -> bool:
+            return archive_proc.force_flush(timeout_millis)
+
+    provider = LoggerProvider()
+    sp = SigningProcessor(shared_keys, downstream=Refusing(), checkpoint_every=5, checkpoint_interval=3600,
+                          handle_signals=False)
+    provider.add_log_record_processor(sp)
+    return provider, sp
+
+
+def test_fail_closed_refusal_is_declared_not_missing(tmp_path: Path, shared_keys: Path, keyring: Keyring) -> None:
+    """A record refused with DeliveryError (fail_closed) is sealed as a gap, so the verifier says "dropped (declared)" and passes."""
+    from otel_audit.errors import DeliveryError
+
+    provider, sp = _declaring_pipeline(tmp_path / "audit.jsonl", shared_keys, {3, 4})
+    logger = provider.get_logger("t")
+    refused = 0
+    for i in range(12):
+        try:
+            logger.emit(body=f"e{i}", attributes={"i": i})
+        except DeliveryError:
+            refused += 1
+    provider.shutdown()
+    assert refused == 2 == sp.refused
+    s = only_stream(verify(tmp_path / "audit.jsonl", keyring))
+    assert s.status == "verified" and s.missing == [] and len(s.dropped) == 1
+    assert s.declared[0]["reason"] == "refused by delivery (fail_closed)"
+    assert any(w.startswith("dropped (declared)") and "refused by delivery (fail_closed)" in w for w in s.warnings)
+
+
+def test_rejected_records_are_declared_present_or_missing(tmp_path: Path, shared_keys: Path, keyring: Keyring) -> None:
+    """record_rejected seals a marker naming the destination: a missing rejected record and a present one both verify, named."""
+    provider, sp = _declaring_pipeline(tmp_path / "audit.jsonl", shared_keys, {6})
+    logger = provider.get_logger("t")
+    sent: dict[int, tuple[str, int, str, str]] = {}
+
+    for i in range(10):
+        try:
+            logger.emit(body=f"e{i}", attributes={"i": i})
+        except Exception:  # noqa: BLE001 - event 6 is refused; the test declares it rejected instead
+            pass
+    arch = Archive.load(tmp_path / "audit.jsonl")
+    for r in [r for r in arch.events() if attr_value(r, "i") is not None]:
+        sent[int(attr_value(r, "i"))] = (stream_of(r), seq_of(r), str(attr_value(r, "audit.integrity.prev")),
+                                         str(attr_value(r, "audit.integrity.digest")))
+    sp.record_rejected("splunk_hec", [sent[2]])  # present in this archive, rejected by Splunk
+    provider.shutdown()
+    s = only_stream(verify(tmp_path / "audit.jsonl", keyring))
+    assert s.status == "verified", s.problems
+    rejected = [d for d in s.declared if d["destination"] == "splunk_hec"]
+    assert rejected and rejected[0]["reason"] == "rejected by destination splunk_hec" and rejected[0]["missing"] == []
+    assert any("rejected by destination splunk_hec" in w and "present in this input" in w for w in s.warnings)
+    # the same marker with the record deleted from the archive: missing but declared, still exit 0 from the CLI
+    arch = Archive.load(tmp_path / "audit.jsonl")
+    arch.remove(arch.find(sent[2][1]))
+    arch.save()
+    s = only_stream(verify(tmp_path / "audit.jsonl", keyring))
+    assert s.status == "verified" and [sent[2][1], sent[2][1]] in s.dropped
+    assert any(w.startswith("dropped (declared)") and "splunk_hec" in w for w in s.warnings)
+
+
+def test_old_gap_marker_without_a_reason_keeps_its_wording(archive: Archive, keyring: Keyring) -> None:
+    """A gap marker written before audit.gap.reason existed is read as a full fail_open spool, as it was."""
+    from otel_audit.verify import OLD_GAP_REASON, _gap_claim
+
+    assert _gap_claim(7, {"audit.gap.seqs": "3"})[3] == OLD_GAP_REASON
+    assert "full delivery spool (fail_open)" in OLD_GAP_REASON
