@@ -2,10 +2,33 @@
 retries with backoff and jitter that honour Retry-After, and an export() that never raises.
 
 A vendor exporter subclasses `HttpLogExporter` and provides
-  * `_requests(batch)`: the HTTP requests one batch becomes (each a `Request`), and
-  * `_judge(request, response)`: a `Verdict` — delivered, retry (maybe after N seconds), or a
-    permanent rejection with the vendor's reason. Partial failures return a smaller request to
-    retry (e.g. the Elasticsearch items that got 429).
+  * `_requests(batch)`: the HTTP requests one batch becomes (each a `Request` naming the
+    positions in the batch of the records it carries), and
+  * `_judge(request, response)`: a `Verdict` — which records were delivered, what to retry
+    (maybe after N seconds), which records were refused for good with the vendor's reason, and
+    which smaller requests to send instead (a split, so that a refusal lands on single records).
+
+The refusal policy, the same for every exporter of otel-audit (a durable spool relies on it):
+
+* after each `export(batch)`, `last_rejected` is the tuple of the positions in `batch` of the
+  records refused for good: ones the destination judged malformed (a 400 for that record, an
+  Elasticsearch mapping error, a Datadog entry too large to send), or that cannot be encoded at
+  all. Each is logged with the reason and counted in `counters.rejected`. `()` when none;
+* `export` returns SUCCESS only when every record of the batch was delivered or is in
+  `last_rejected`; otherwise FAILURE, and a spool sends the whole batch again later (duplicates
+  are fine: the verifier accepts them);
+* a refusal of the credentials (401, 403, a revoked token) or of the configuration (a redirect,
+  404, an unknown index) says nothing about the records: it is retried per `retry_on_failure`,
+  then the export returns FAILURE and the records stay in the spool. It is never a rejection;
+* a content refusal of a request of several records that does not say which record is to blame
+  (a 400, a 413) splits the request in halves (`_split`) until the blame lands on single
+  records; those that go through on their own are delivered.
+
+Fork safety: after `os.fork()` (gunicorn `--preload`, multiprocessing's fork start method) the
+child must not use the parent's pooled connections, locks or threads. Every exporter registers an
+`os.register_at_fork(after_in_child=...)` hook that holds only a weak reference to it; in the
+child it gets a fresh `requests.Session` (same TLS, proxies and headers, no connections) and fresh
+locks (`_after_fork_in_child`, which subclasses extend).
 """
 
 from __future__ import annotations
@@ -13,9 +36,11 @@ from __future__ import annotations
 import email.utils
 import gzip
 import logging
+import os
 import random
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +54,8 @@ _log = logging.getLogger(__name__)
 
 #: Statuses worth another try: throttling, and the server's or a proxy's transient failures.
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+#: Statuses that refuse the credentials, never the records: retried, then FAILURE, never a rejection.
+CREDENTIAL_STATUSES = frozenset({401, 403, 407})
 
 
 # -- settings -------------------------------------------------------------------------------------
@@ -126,23 +153,29 @@ class TlsSettings:
 
 @dataclass
 class Request:
-    """One HTTP request an exporter wants sent; `records` is how many audit records it carries."""
+    """One HTTP request an exporter wants sent; `indices` are the positions, in the batch given to
+    export(), of the audit records it carries."""
 
     method: str
     url: str
     body: bytes
     headers: dict[str, str]
-    records: int
+    indices: tuple[int, ...]
     context: Any = None  # the subclass's own bookkeeping (e.g. which items are in it)
+
+    @property
+    def records(self) -> int:
+        return len(self.indices)
 
 
 @dataclass
 class Verdict:
-    delivered: int = 0  # records now safely at the destination (incl. duplicates it already had)
+    delivered: Sequence[int] = ()  # batch positions now safely at the destination (incl. duplicates)
     retry: Request | None = None  # what to send again; None: nothing
     retry_after: float | None = None  # seconds the server asked us to wait
-    rejected: int = 0  # records refused for good
+    rejected: Sequence[int] = ()  # batch positions refused for good (malformed for the destination)
     reason: str = ""  # the vendor's words, for the log and the counters
+    split: Sequence[Request] = ()  # smaller requests to send instead, each with its own retries
 
 
 @dataclass
@@ -170,8 +203,48 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+class _Outcome:
+    """What became of the records of one export() call, by position in its batch."""
+
+    __slots__ = ("delivered", "rejected")
+
+    def __init__(self) -> None:
+        self.delivered: set[int] = set()
+        self.rejected: set[int] = set()
+
+
+def register_after_fork(obj: Any, method: str = "_after_fork_in_child") -> None:
+    """Call `obj.<method>()` in the child after every os.fork(), holding only a weak reference to obj."""
+    if not hasattr(os, "register_at_fork"):
+        return
+    ref = weakref.ref(obj)
+
+    def _after_in_child() -> None:
+        target = ref()
+        if target is not None:
+            try:
+                getattr(target, method)()
+            except Exception:  # a fork hook has nobody to raise to
+                _log.exception("%r could not prepare itself for the forked child", type(target).__name__)
+
+    os.register_at_fork(after_in_child=_after_in_child)
+
+
+def fresh_session(old: requests.Session) -> requests.Session:
+    """A new session with the settings of `old` (TLS, proxies, headers, auth) and none of its connections."""
+    new = requests.Session()
+    new.headers.clear()
+    new.headers.update(old.headers)
+    for attr in ("auth", "proxies", "verify", "cert", "trust_env", "max_redirects", "params", "stream"):
+        setattr(new, attr, getattr(old, attr))
+    if isinstance(new.proxies, dict):
+        new.proxies = dict(new.proxies)
+    return new
+
+
 class HttpLogExporter(LogRecordExporter):
-    """Base of the vendor exporters. Subclasses set `name` and implement _requests and _judge."""
+    """Base of the vendor exporters. Subclasses set `name` and implement _requests and _judge
+    (and `_split` when a content refusal of several records can be narrowed down)."""
 
     name = "http"
 
@@ -195,9 +268,12 @@ class HttpLogExporter(LogRecordExporter):
         self.session.trust_env = False
         (tls or TlsSettings()).apply(self.session)
         self.counters = Counters()
-        self.last_permanent = False  # did the last failed export fail only on permanent rejections?
+        #: positions in the last export()'s batch of the records refused for good (see the module docstring)
+        self.last_rejected: tuple[int, ...] = ()
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._calls = threading.local()
+        register_after_fork(self)
 
     # subclass hooks
 
@@ -207,6 +283,25 @@ class HttpLogExporter(LogRecordExporter):
     def _judge(self, request: Request, response: requests.Response) -> Verdict:
         raise NotImplementedError
 
+    def _split(self, request: Request) -> list[Request]:
+        """Smaller requests carrying the records of `request` (halves), or [] when it cannot be split."""
+        return []
+
+    # fork safety
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: no connection, lock or thread-local state of the parent is used again."""
+        self._renew_session()
+        self._lock = threading.Lock()
+        self._calls = threading.local()
+        stopped = self._stop.is_set()
+        self._stop = threading.Event()
+        if stopped:
+            self._stop.set()
+
+    def _renew_session(self) -> None:
+        self.session = fresh_session(self.session)
+
     # shared machinery
 
     def gzip(self, body: bytes, headers: dict[str, str]) -> bytes:
@@ -215,31 +310,72 @@ class HttpLogExporter(LogRecordExporter):
         headers["Content-Encoding"] = "gzip"
         return gzip.compress(body, compresslevel=6)
 
+    def _outcome(self) -> _Outcome:
+        out = getattr(self._calls, "outcome", None)
+        if out is None:  # used outside export() (e.g. a subclass's own request): kept, not reported
+            out = self._calls.outcome = _Outcome()
+        return out
+
+    def _delivered(self, indices: Sequence[int]) -> None:
+        if indices:
+            self.counters.delivered += len(indices)
+            self._outcome().delivered.update(indices)
+
+    def _rejected(self, indices: Sequence[int], reason: str) -> None:
+        """Records refused for good: counted, logged with the reason, reported in last_rejected."""
+        if not indices:
+            return
+        self.counters.rejected += len(indices)
+        self._outcome().rejected.update(indices)
+        self._reason(reason)
+        _log.error("%s rejected %d audit record(s) for good: %s", self.name, len(indices), reason)
+
+    def _blame(self, request: Request, reason: str) -> Verdict:
+        """A refusal of the content of `request`: its single record is rejected; several are split
+        (so the blame lands on single records and the others are delivered)."""
+        if request.records > 1:
+            parts = self._split(request)
+            if parts:
+                _log.warning("%s: %s for %d records; sending them in smaller requests to find the one(s) "
+                             "refused", self.name, reason, request.records)
+                return Verdict(split=parts, reason=reason)
+        return Verdict(rejected=request.indices, reason=reason)
+
+    def _begin(self) -> _Outcome:
+        self.last_rejected = ()
+        out = self._calls.outcome = _Outcome()
+        return out
+
+    def _finish(self, out: _Outcome, size: int) -> LogRecordExportResult:
+        self._calls.outcome = None
+        rejected = out.rejected - out.delivered
+        self.last_rejected = tuple(sorted(rejected))
+        done = len(out.delivered | rejected)
+        return LogRecordExportResult.SUCCESS if done >= size else LogRecordExportResult.FAILURE
+
     def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
+        out = self._begin()
         if self._stop.is_set():
             _log.error("%s exporter is shut down; %d audit record(s) not sent", self.name, len(batch))
             self.counters.failed += len(batch)
-            return LogRecordExportResult.FAILURE
+            return self._finish(out, max(1, len(batch)))
         try:
             reqs = self._requests(batch)
-        except Exception as exc:  # a record we cannot encode: loud, counted, never a raise
+        except Exception as exc:  # a bug, not a judgement of the records: loud, kept, never a raise
             _log.error("%s exporter cannot encode a batch of %d audit record(s): %s", self.name, len(batch), exc)
-            self.counters.rejected += len(batch)
-            return LogRecordExportResult.FAILURE
-        ok = True
-        failed_before = self.counters.failed
+            self.counters.failed += len(batch)
+            return self._finish(out, max(1, len(batch)))
         for req in reqs:
-            ok = self._send(req) and ok
-        # FAILURE with nothing given up on means: the rest was refused for good (counted, logged);
-        # a durable spool then moves on instead of retrying forever
-        self.last_permanent = not ok and self.counters.failed == failed_before
-        return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
+            self._send(req)
+        return self._finish(out, len(batch))
 
     def _send(self, req: Request) -> bool:
+        """Send one request with retries, then whatever it was split into; False if records were given up."""
         delays = self.retry.delays()
         started = time.monotonic()
         current: Request | None = req
         ok = True
+        split: list[Request] = []
         while current is not None:
             try:
                 resp = self.session.request(current.method, current.url, data=current.body,
@@ -247,12 +383,9 @@ class HttpLogExporter(LogRecordExporter):
                 verdict = self._judge(current, resp)
             except requests.RequestException as exc:
                 verdict = Verdict(retry=current, reason=f"{type(exc).__name__}: {_short(exc)}")
-            self.counters.delivered += verdict.delivered
-            if verdict.rejected:
-                ok = False
-                self.counters.rejected += verdict.rejected
-                self._reason(verdict.reason)
-                _log.error("%s rejected %d audit record(s) for good: %s", self.name, verdict.rejected, verdict.reason)
+            self._delivered(verdict.delivered)
+            self._rejected(verdict.rejected, verdict.reason)
+            split.extend(verdict.split)
             current = verdict.retry
             if current is None:
                 break
@@ -264,15 +397,23 @@ class HttpLogExporter(LogRecordExporter):
             if not self.retry.enabled or (limit and elapsed + wait > limit):
                 self.counters.failed += current.records
                 self._reason(verdict.reason)
-                _log.error("%s gave up on %d audit record(s) after %.0fs: %s", self.name, current.records,
-                           elapsed, verdict.reason)
-                return False
+                _log.error("%s gave up on %d audit record(s) after %.0fs (they are not delivered; a durable "
+                           "spool keeps them): %s", self.name, current.records, elapsed, verdict.reason)
+                ok = False
+                break
             self.counters.retries += 1
             _log.warning("%s: %s; retrying %d record(s) in %.1fs", self.name, verdict.reason, current.records, wait)
             if self._stop.wait(wait):
                 self.counters.failed += current.records
                 _log.error("%s shut down while retrying; %d audit record(s) not delivered", self.name, current.records)
-                return False
+                ok = False
+                break
+        for part in split:
+            if self._stop.is_set():
+                self.counters.failed += part.records
+                ok = False
+                continue
+            ok = self._send(part) and ok
         return ok
 
     def _reason(self, reason: str) -> None:

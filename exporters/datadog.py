@@ -13,6 +13,13 @@ The wire contract (docs.datadoghq.com/api/latest/logs/send-logs): header ``DD-AP
 1000 entries and 5 MB uncompressed; a log over 1 MB is accepted and truncated; ``202 {}`` on
 success; 400, 401, 403 and 413 are not worth the same request again, 408, 429, 500 and 503 are.
 
+Refusals follow the policy of ``otel_audit.exporters._http`` (``last_rejected``): a 400 or 413
+for several entries splits the request in halves until the refusal lands on single entries; a
+single entry refused that way, or one too large to send even shrunk (refused here, before
+sending), is rejected for good, logged with Datadog's reason and counted. 401 and 403 (a wrong
+or revoked API key, or a key of another site), 404, 405, 407 and redirects say nothing about the
+records: retried per ``retry_on_failure``, then FAILURE, and a durable spool keeps the records.
+
 Configuration is the contrib ``datadog`` exporter's block, so it moves between a collector and
 otel-audit unchanged::
 
@@ -35,7 +42,6 @@ import logging
 import math
 import re
 import socket
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,7 +50,6 @@ from urllib.parse import urlsplit
 
 import orjson
 import requests
-from opentelemetry.sdk._logs.export import LogRecordExportResult
 
 from otel_audit.errors import ConfigError
 from otel_audit.exporters._env import EnvSettings
@@ -327,10 +332,9 @@ class _TooLarge(ValueError):
 
 @dataclass
 class _Batch:
-    """What a Request carries: the encoded entries, so a 413 can split it."""
+    """What a Request carries: the encoded entries, so a 400 or 413 can split it."""
 
     entries: list[bytes]
-    split: list[Request] | None = None
 
 
 @dataclass
@@ -376,11 +380,6 @@ class DatadogLogExporter(HttpLogExporter):
     """
 
     name = "datadog"
-    #: 401, 403, 404, 405 and 407 say the request did not reach an intake that would take it
-    #: (a wrong or revoked key, a wrong endpoint): the records are fine, so they are retried per
-    #: retry_on_failure and then given up as "failed" (kept by a durable spool, which tries again
-    #: later), never "rejected" (which a spool drops). Set to False to treat them as rejections.
-    RETRY_REFUSALS = True
 
     def __init__(
         self,
@@ -493,7 +492,6 @@ class DatadogLogExporter(HttpLogExporter):
         if proxy_url:
             self.session.proxies = {"http": proxy_url, "https": proxy_url}
         self.dd_counters = DatadogCounters()
-        self._local = threading.local()
         self._resources: dict[int, tuple[Any, tuple[str, str, str, str, dict[str, str]]]] = {}
         self._headers = {
             "DD-API-KEY": self._api_key,
@@ -756,95 +754,75 @@ class DatadogLogExporter(HttpLogExporter):
 
     def _requests(self, batch: Sequence[Any]) -> list[Request]:
         now = time.time_ns()
-        entries: list[bytes] = []
-        refused = 0
-        for readable in batch:
+        entries: list[tuple[bytes, int]] = []
+        for i, readable in enumerate(batch):
             try:
-                entries.append(self._entry(readable, now))
+                entries.append((self._entry(readable, now), i))
             except (TypeError, ValueError) as exc:  # _TooLarge, or a value OTLP cannot carry
-                refused += 1
-                self._refuse(readable, exc)
-        self._local.refused = getattr(self._local, "refused", 0) + refused
+                self._refuse(i, readable, exc)
         out: list[Request] = []
-        chunk: list[bytes] = []
+        chunk: list[tuple[bytes, int]] = []
         size = 2
-        for data in entries:
+        for data, i in entries:
             if chunk and (len(chunk) >= MAX_ENTRIES or size + len(data) + 1 > MAX_PAYLOAD_BYTES):
                 out.append(self._request(chunk))
                 chunk, size = [], 2
-            chunk.append(data)
+            chunk.append((data, i))
             size += len(data) + 1
         if chunk:
             out.append(self._request(chunk))
         return out
 
-    def _refuse(self, readable: Any, exc: Exception) -> None:
+    def _refuse(self, index: int, readable: Any, exc: Exception) -> None:
         lr = readable.log_record
         attrs = lr.attributes or {}
         sid, seq = attrs.get("audit.stream.id", "?"), attrs.get("audit.stream.seq", "?")
         which = f"{lr.event_name or 'record'} (stream {sid} seq {seq})"
-        reason = f"{which} not sent: {exc}"
         if isinstance(exc, _TooLarge):
             self.dd_counters.too_large += 1
-        self.counters.rejected += 1
-        self._reason(reason)
-        _log.error("datadog refused to send an audit record: %s", reason)
+        self._rejected((index,), f"{which} not sent: {exc}")
 
-    def _request(self, entries: list[bytes]) -> Request:
+    def _request(self, chunk: Sequence[tuple[bytes, int]]) -> Request:
+        entries = [data for data, _ in chunk]
         body = b"[" + b",".join(entries) + b"]"
         headers = dict(self._headers)
         if self.compression:
             headers["Content-Encoding"] = "gzip"
             body = gzip.compress(body, compresslevel=self.compression_level)
-        return Request("POST", self.url, body, headers, len(entries), _Batch(entries))
+        return Request("POST", self.url, body, headers, tuple(i for _, i in chunk), _Batch(entries))
+
+    def _split(self, request: Request) -> list[Request]:
+        chunk = list(zip(request.context.entries, request.indices, strict=True))
+        half = len(chunk) // 2
+        if not half:
+            return []
+        self.dd_counters.splits += 1
+        return [self._request(chunk[:half]), self._request(chunk[half:])]
 
     # -- judging Datadog's answers ----------------------------------------------------------------
 
     def _judge(self, request: Request, response: requests.Response) -> Verdict:
         status = response.status_code
         if 200 <= status < 300:
-            return Verdict(delivered=request.records)
+            return Verdict(delivered=request.indices)
         reason = f"HTTP {status} {_error_text(response)}"
         if status == 413:
-            ctx: _Batch = request.context
-            if len(ctx.entries) > 1:
-                half = len(ctx.entries) // 2
-                ctx.split = [self._request(ctx.entries[:half]), self._request(ctx.entries[half:])]
-                self.dd_counters.splits += 1
-                _log.warning("datadog: %s for %d entries; sending them in two halves", reason, len(ctx.entries))
-                return Verdict(reason=reason)
-            return Verdict(rejected=1, reason=f"{reason}: one entry is too large for the intake")
-        if status in (401, 403, 404, 405, 407) or 300 <= status < 400:
-            hint = ("check api.key and api.site (a key works only on its own site)" if status in (401, 403)
-                    else "check logs.endpoint and proxy_url")
-            if self.RETRY_REFUSALS:
-                return Verdict(retry=request, reason=f"{reason}; {hint}")
-            return Verdict(rejected=request.records, reason=f"{reason}; {hint}")
+            if request.records == 1:
+                reason += ": one entry is too large for the intake"
+            return self._blame(request, reason)
+        if status == 400:
+            return self._blame(request, reason)
         if status in (408, 425, 429) or status >= 500:
             wait = retry_after_seconds(response.headers.get("Retry-After"))
             if wait is None and status == 429:
                 # Datadog's rate limit headers: X-RateLimit-Reset is the seconds until the window resets.
                 wait = retry_after_seconds(response.headers.get("X-RateLimit-Reset"))
             return Verdict(retry=request, retry_after=wait, reason=reason)
-        return Verdict(rejected=request.records, reason=reason)
-
-    def _send(self, req: Request) -> bool:
-        ok = super()._send(req)
-        ctx = req.context
-        if isinstance(ctx, _Batch) and ctx.split:
-            halves, ctx.split = ctx.split, None
-            for half in halves:
-                ok = self._send(half) and ok
-        return ok
-
-    def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
-        self._local.refused = 0
-        result = super().export(batch)
-        if self._local.refused and result is LogRecordExportResult.SUCCESS:
-            # records refused before sending (too large, unencodable) are permanent rejections
-            self.last_permanent = True
-            return LogRecordExportResult.FAILURE
-        return result
+        # 401, 403 (the key), 404, 405, 407, 3xx (the endpoint or proxy) and anything else: not the
+        # records. Retried, then FAILURE: a durable spool keeps them; a revoked key drops nothing.
+        hint = ("check api.key and api.site (a key works only on its own site)" if status in (401, 403)
+                else "check logs.endpoint and proxy_url")
+        return Verdict(retry=request, reason=f"{reason}; {hint}")
 
 
 def _error_text(response: requests.Response) -> str:

@@ -20,10 +20,17 @@ follows it too: `logs_index` when set, else the `elasticsearch.index` attribute,
 stream from the `data_stream.dataset` / `data_stream.namespace` attributes (record > scope >
 resource) with this exporter's defaults.
 
-Per item of a `_bulk` answer: 2xx and 409 are delivered; a status in `retry_on_status` (429 and
-the transient 5xx by default) is sent again, alone; any other status is a permanent rejection,
-logged with the item's `error.type` / `error.reason` and counted. For the whole request: 401/403
-and other 4xx are permanent, 429/5xx and connection failures are retried per `retry_on_failure`.
+Refusals follow the policy of `otel_audit.exporters._http` (`last_rejected`). Per item of a
+`_bulk` answer: 2xx and 409 are delivered; a status in `retry_on_status` (429 and the transient
+5xx by default), and 401, 403 and 404 (the credentials lack a privilege on that index, or the
+index or data stream is missing: not the document's fault) are sent again, alone; any other
+status (a `mapper_parsing_exception`, a `document_parsing_exception` ...) is a permanent
+rejection of that document, logged with the item's `error.type` / `error.reason` and counted.
+For the whole request: `retry_on_status` and connection failures are retried per
+`retry_on_failure`; 400 and 413 say nothing of which document is to blame, so a request of
+several documents is split in halves and a single document is rejected; 401, 403 and every
+other status are retried, then the export returns FAILURE and a durable spool keeps the records.
+After `os.fork()` the child sends through a fresh session (see `_http`).
 
 Environment (used when an argument is not given; a bad value logs a warning and falls back):
 `OTEL_AUDIT_ELASTIC_ENDPOINT` (comma-separated URLs), then the contrib exporter's
@@ -47,7 +54,6 @@ import itertools
 import logging
 import math
 import os
-import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -56,7 +62,6 @@ from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
 
 import orjson
 import requests
-from opentelemetry.sdk._logs.export import LogRecordExportResult
 
 from otel_audit.canonical import STREAM_ID, STREAM_SEQ
 from otel_audit.catalog import EVENTS, OUTCOMES
@@ -503,6 +508,7 @@ class _Item:
     index: str
     id: str | None
     line: bytes  # action line + "\n" + source line + "\n"
+    pos: int = -1  # the record's position in the batch given to export()
 
 
 class ElasticLogExporter(HttpLogExporter):
@@ -602,7 +608,6 @@ class ElasticLogExporter(HttpLogExporter):
         self.session.headers["User-Agent"] = "otel-audit-elasticsearch"
         self._query = self._bulk_query()
         self.duplicates = 0  # items Elasticsearch already had (409): delivered before, e.g. by a retry
-        self._unencodable = threading.local()
         self._warned_routes: set[str] = set()
 
     # configuration helpers
@@ -889,15 +894,14 @@ class ElasticLogExporter(HttpLogExporter):
 
     def _requests(self, batch: Sequence[ReadableLogRecord]) -> list[Request]:
         items: list[_Item] = []
-        for readable in batch:
+        for pos, readable in enumerate(batch):
             try:
-                items.append(self._item(readable))
+                item = self._item(readable)
             except Exception as exc:  # one bad record must not hold back the others
-                self._unencodable.count = getattr(self._unencodable, "count", 0) + 1
-                self.counters.rejected += 1
-                reason = f"audit record {readable.log_record.event_name!r} cannot be encoded: {exc}"
-                self._reason(reason)
-                _log.error("%s: %s", self.name, reason)
+                self._rejected((pos,), f"audit record {readable.log_record.event_name!r} cannot be encoded: {exc}")
+                continue
+            item.pos = pos
+            items.append(item)
         out: list[Request] = []
         chunk: list[_Item] = []
         size = 0
@@ -923,15 +927,13 @@ class ElasticLogExporter(HttpLogExporter):
         endpoint = self._endpoints[next(self._cursor) % len(self._endpoints)]
         headers = {"Accept": "application/json", **self.extra_headers, "Content-Type": NDJSON}
         body = self.gzip(b"".join(i.line for i in items), headers)
-        return Request("POST", f"{endpoint}/_bulk{self._query}", body, headers, len(items), context=items)
+        return Request("POST", f"{endpoint}/_bulk{self._query}", body, headers, tuple(i.pos for i in items),
+                       context=items)
 
-    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        self._unencodable.count = 0
-        result = super().export(batch)
-        if self._unencodable.count and result is LogRecordExportResult.SUCCESS:
-            self.last_permanent = True  # the rest went through; the unencodable ones are counted and logged
-            return LogRecordExportResult.FAILURE
-        return result
+    def _split(self, request: Request) -> list[Request]:
+        items: list[_Item] = request.context
+        half = len(items) // 2
+        return [self._request(items[:half]), self._request(items[half:])] if half else []
 
     # judging answers
 
@@ -944,15 +946,16 @@ class ElasticLogExporter(HttpLogExporter):
         if status in self.retry_on_status:
             wait = retry_after_seconds(response.headers.get("Retry-After"))
             return Verdict(retry=self._request(items), retry_after=wait, reason=reason)
+        if status in (400, 413):
+            if status == 413:
+                reason += "; the bulk body is above http.max_content_length: lower max_bulk_bytes"
+            return self._blame(request, reason)
         if status in (401, 403):
             reason += ("; check api_key or user/password" if status == 401
                        else "; the credentials lack the privilege to create documents in the target")
-            # the records are fine, the credentials are not: retried per retry_on_failure, then
-            # given up as "failed" (a durable spool keeps them and tries again), never dropped
-            return Verdict(retry=self._request(items), reason=reason)
-        if status == 413:
-            reason += "; the bulk body is above http.max_content_length: lower max_bulk_bytes"
-        return Verdict(rejected=len(items), reason=reason)
+        # the records are fine, the credentials or the endpoint are not: retried per
+        # retry_on_failure, then given up as "failed" (a durable spool keeps them), never dropped
+        return Verdict(retry=self._request(items), reason=reason)
 
     def _judge_items(self, request: Request, items: list[_Item], response: requests.Response) -> Verdict:
         try:
@@ -969,31 +972,33 @@ class ElasticLogExporter(HttpLogExporter):
         if not doc.get("errors"):
             delivered = sum(1 for r in results if 200 <= _item_status(r) < 300)
             if delivered == len(items):
-                return Verdict(delivered=delivered)
-        delivered = rejected = conflicts = 0
+                return Verdict(delivered=request.indices)
+        delivered: list[int] = []
+        rejected: list[int] = []
+        conflicts = 0
         retry: list[_Item] = []
         retry_reasons: list[str] = []
         reasons: list[str] = []
         for item, result in zip(items, results, strict=True):
             st = _item_status(result)
             if 200 <= st < 300:
-                delivered += 1
+                delivered.append(item.pos)
             elif st == 409:
-                delivered += 1
+                delivered.append(item.pos)
                 conflicts += 1
-            elif st in self.retry_on_status or st == 0:  # 0: an item result without a status, unknown fate
+            elif st in self.retry_on_status or st in _ITEM_RETRIED:
                 retry.append(item)
                 if len(retry_reasons) < 3:
                     retry_reasons.append(_item_reason(item, result, st))
             else:
-                rejected += 1
+                rejected.append(item.pos)
                 if len(reasons) < 5:
                     reasons.append(_item_reason(item, result, st))
         self.duplicates += conflicts
         parts: list[str] = []
         if rejected:
-            more = f"; and {rejected - len(reasons)} more" if rejected > len(reasons) else ""
-            parts.append(f"{rejected} document(s) refused: " + "; ".join(reasons) + more)
+            more = f"; and {len(rejected) - len(reasons)} more" if len(rejected) > len(reasons) else ""
+            parts.append(f"{len(rejected)} document(s) refused: " + "; ".join(reasons) + more)
         if retry:
             more = f"; and {len(retry) - len(retry_reasons)} more" if len(retry) > len(retry_reasons) else ""
             parts.append(f"{len(retry)} document(s) to retry: " + "; ".join(retry_reasons) + more)
@@ -1003,6 +1008,11 @@ class ElasticLogExporter(HttpLogExporter):
             rejected=rejected,
             reason=" | ".join(parts),
         )
+
+
+#: Item statuses that are not the document's fault, sent again besides retry_on_status: 0 (an item
+#: result without a status, fate unknown), 401 / 403 (no privilege on that index), 404 (no such index).
+_ITEM_RETRIED = frozenset({0, 401, 403, 404})
 
 
 def _item_status(result: Any) -> int:

@@ -8,6 +8,18 @@ decides when it reaches the disk: after every line (``always``), at most every
 ``fsync_interval`` seconds from a background thread (``interval``), or when the OS decides
 (``never``). Rotation follows the collector's (lumberjack's) naming: ``audit.jsonl`` becomes
 ``audit-2006-01-02T15-04-05.000.jsonl``, optionally gzipped in the background.
+
+After ``os.fork()`` (gunicorn ``--preload``, multiprocessing's fork start method) a child never
+writes to, rotates or prunes the parent's file: in the child the exporter appends to its own file
+next to the parent's, ``<stem>.<pid><suffix>`` (``audit.jsonl`` -> ``audit.12345.jsonl``), with
+its own rotation (``audit.12345-2006-01-02T15-04-05.000.jsonl``), its own lock, and its own
+fsync and backup threads (started when it first writes). The parent's descriptor is closed in
+the child. The child's records are a stream of their own anyway (it signs its own).
+
+Refusals follow the policy of ``otel_audit.exporters._http``: ``last_rejected`` holds the
+positions of records that cannot be written as OTLP JSON at all (logged and counted in
+``counters.rejected``; the rest of the batch is written); an I/O error is FAILURE, never a
+rejection.
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ from typing import TYPE_CHECKING
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
 from otel_audit.errors import ConfigError
+from otel_audit.exporters._http import Counters, register_after_fork
 from otel_audit.otlpjson import dumps_line
 
 if TYPE_CHECKING:
@@ -373,12 +386,23 @@ class FileLogRecordExporter(LogRecordExporter):
             raise ValueError(f"{name}: must be a number of seconds above 0, got {interval!r}")
         self._fsync_interval = float(interval)
 
-        directory, filename = os.path.split(self._path)
+        self._set_path(self._path)
+        self._base_stem = self._stem
+        self.counters = Counters()
+        #: positions in the last export()'s batch of the records that cannot be written (see the module docstring)
+        self.last_rejected: tuple[int, ...] = ()
+        self._reset_state()
+        register_after_fork(self)
+
+    def _set_path(self, path: str) -> None:
+        self._path = path
+        directory, filename = os.path.split(path)
         self._directory = directory
         stem, ext = os.path.splitext(filename)
         self._stem, self._ext = stem, ext
         self._backup_re = re.compile(rf"^{re.escape(stem)}-{_BACKUP_TIME_RE}{re.escape(ext)}(\.gz(\.tmp)?)?$")
 
+    def _reset_state(self) -> None:
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._size = 0
@@ -393,6 +417,18 @@ class FileLogRecordExporter(LogRecordExporter):
         self._mill_done = 0
         self._mill_stop = False
         self._mill_thread: threading.Thread | None = None
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: a file of its own next to the parent's, fresh locks, no inherited thread or fd."""
+        fd, shut_down = self._fd, self._is_shutdown
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)  # the child's copy only: the parent's descriptor stays open
+        self._set_path(os.path.join(self._directory, f"{self._base_stem}.{os.getpid()}{self._ext}"))
+        self._reset_state()  # the fsync and backup threads start again when the child first writes
+        self._is_shutdown = shut_down
+        if shut_down:
+            self._stop.set()
 
     # ------------------------------------------------------------------ configuration
 
@@ -491,6 +527,7 @@ class FileLogRecordExporter(LogRecordExporter):
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         """Append the batch as one OTLP JSON line; ``FAILURE`` (logged) if it cannot be written."""
+        self.last_rejected = ()
         if self._is_shutdown:
             _logger.warning(
                 "file exporter for %s is shut down; %d log records not written", self._path, len(batch)
@@ -500,9 +537,12 @@ class FileLogRecordExporter(LogRecordExporter):
             return LogRecordExportResult.SUCCESS
         try:
             line = dumps_line(batch)
-        except (TypeError, ValueError) as exc:
-            _logger.error("cannot encode %d log records as OTLP JSON for %s: %s", len(batch), self._path, exc)
-            return LogRecordExportResult.FAILURE
+            rejected: tuple[int, ...] = ()
+        except (TypeError, ValueError):
+            line, rejected = self._encode_apart(batch)
+            if line is None:
+                self.last_rejected = rejected
+                return LogRecordExportResult.SUCCESS
         with self._lock:
             if self._is_shutdown:
                 _logger.warning(
@@ -520,8 +560,29 @@ class FileLogRecordExporter(LogRecordExporter):
                     exc,
                 )
                 self._close_locked()
+                self.counters.failed += len(batch) - len(rejected)
                 return LogRecordExportResult.FAILURE
+        self.counters.delivered += len(batch) - len(rejected)
+        self.last_rejected = rejected
         return LogRecordExportResult.SUCCESS
+
+    def _encode_apart(self, batch: Sequence[ReadableLogRecord]) -> tuple[bytes | None, tuple[int, ...]]:
+        """The line of the records that can be encoded, and the positions of those that cannot (logged, counted)."""
+        good: list[ReadableLogRecord] = []
+        bad: list[int] = []
+        for i, record in enumerate(batch):
+            try:
+                dumps_line([record])
+            except (TypeError, ValueError) as exc:
+                bad.append(i)
+                reason = f"audit record {record.log_record.event_name!r} cannot be encoded as OTLP JSON: {exc}"
+                self.counters.rejected += 1
+                if len(self.counters.reasons) < 50:
+                    self.counters.reasons.append(reason)
+                _logger.error("file exporter for %s: %s; it is not written", self._path, reason)
+            else:
+                good.append(record)
+        return (dumps_line(good) if good else None), tuple(bad)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Fsync what was written (unless ``fsync="never"``) and wait for pending backup work."""

@@ -5,25 +5,49 @@ The collector's ``otlp`` (gRPC) and ``otlphttp`` exporter blocks map onto the co
 leaves out fall back to the SDK's ``OTEL_EXPORTER_OTLP_*`` environment variables and defaults.
 
 Header values are credentials more often than not, so no message here ever contains one.
+
+The exporters returned are the SDK's ``OTLPLogExporter`` classes, subclassed only to follow the
+refusal policy of ``otel_audit.exporters._http`` (``last_rejected``, ``counters``): the SDK still
+sends, retries and decides what is retryable. When it gives up on a status that judges the data
+(HTTP 400 Bad Request or 413 Payload Too Large, gRPC ``INVALID_ARGUMENT``), a batch of several
+records is split in halves and exported again until the refusal lands on single records, which
+are then rejected for good (logged, counted, their positions in ``last_rejected``; the export is
+SUCCESS when every other record went through). Every other failure, in particular HTTP 401 / 403
+and gRPC ``UNAUTHENTICATED`` / ``PERMISSION_DENIED`` (credentials), a 404 or ``UNIMPLEMENTED``
+(configuration), an outage or a timeout, is FAILURE with ``last_rejected == ()``: a durable
+spool keeps the records. To learn the status the SDK does not return, each exporter wraps the
+SDK's private transport client (HTTP ``_client``) or stub (gRPC ``_client``) and records the last
+answer; nothing else of the SDK's internals is touched.
+
+Fork safety: the SDK re-initialises its own batch processor (worker thread, lock, queue) and the
+LoggerProvider's locks after ``os.fork()``, but nothing of its exporters. So in a forked child
+the HTTP exporter gets a fresh ``requests.Session`` (without it the child writes on the parent's
+pooled keep-alive connection), and the gRPC exporter a new channel and stub: gRPC's documentation
+says a channel created before ``fork()`` must not be used in the child, and grpcio's own fork
+handlers are best effort (they are skipped when another thread is inside gRPC at the fork). The
+parent's channel is left alone, not closed, so that nothing the child does reaches the parent's
+connection.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Literal
+import threading
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
-from opentelemetry.sdk._logs.export import LogRecordExporter
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
 from otel_audit.errors import ConfigError
+from otel_audit.exporters._http import Counters, fresh_session, register_after_fork
 from otel_audit.exporters.file import parse_duration
 
 if TYPE_CHECKING:
     import requests
 
-__all__ = ["GRPC_KEYS", "HTTP_KEYS", "TLS_KEYS", "create_otlp_exporter"]
+__all__ = ["GRPC_KEYS", "HTTP_KEYS", "TLS_KEYS", "create_otlp_exporter", "grpc_exporter_class", "http_exporter_class"]
 
 _logger = logging.getLogger(__name__)
 
@@ -74,6 +98,171 @@ def create_otlp_exporter(
     if protocol == "grpc":
         return _grpc_exporter(cfg, where, headers, compression, timeout, tls)
     return _http_exporter(cfg, where, headers, compression, timeout, tls)
+
+
+# --------------------------------------------------------------------------- the refusal policy
+
+
+#: HTTP statuses that judge the data (OTLP/HTTP: 400 "the data is invalid", 413 "too large").
+_HTTP_CONTENT_STATUSES = frozenset({400, 413})
+#: gRPC status names that judge the data. UNAUTHENTICATED and PERMISSION_DENIED never do.
+_GRPC_CONTENT_CODES = frozenset({"INVALID_ARGUMENT"})
+
+
+class _Judging:
+    """The refusal policy over an SDK OTLP exporter whose last answer `_last_refusal()` names."""
+
+    kind = "otlp"
+
+    def _init_judging(self) -> None:
+        self.counters = Counters()
+        #: positions in the last export()'s batch of the records refused for good
+        self.last_rejected: tuple[int, ...] = ()
+        self._answers = threading.local()
+        register_after_fork(self)
+
+    def _after_fork_in_child(self) -> None:
+        self._answers = threading.local()
+
+    def _record(self, answer: Any) -> None:
+        self._answers.last = answer
+
+    def _refusal(self) -> Any:
+        """The last status the SDK met, if it judges the data; else None."""
+        raise NotImplementedError
+
+    def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
+        self.last_rejected = ()
+        rejected: list[int] = []
+        result = self._export_part(list(batch), 0, rejected)
+        self.last_rejected = tuple(sorted(rejected))
+        return result
+
+    def _export_part(self, batch: list[Any], offset: int, rejected: list[int]) -> LogRecordExportResult:
+        self._answers.last = None
+        result = super().export(batch)  # type: ignore[misc]
+        if result is LogRecordExportResult.SUCCESS:
+            self.counters.delivered += len(batch)
+            return result
+        refusal = self._refusal()
+        if refusal is None or not batch:
+            self.counters.failed += len(batch)
+            return LogRecordExportResult.FAILURE
+        if len(batch) > 1:
+            half = len(batch) // 2
+            _logger.warning("%s exporter: the receiver refused a batch of %d records (%s); exporting it in halves "
+                            "to find the record(s) refused", self.kind, len(batch), refusal)
+            first = self._export_part(batch[:half], offset, rejected)
+            second = self._export_part(batch[half:], offset + half, rejected)
+            ok = first is LogRecordExportResult.SUCCESS and second is LogRecordExportResult.SUCCESS
+            return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
+        rejected.append(offset)
+        self.counters.rejected += 1
+        reason = f"the receiver refused an audit record for good ({refusal})"
+        if len(self.counters.reasons) < 50:
+            self.counters.reasons.append(reason)
+        _logger.error("%s exporter: %s; record %r not delivered", self.kind, reason, batch[0].log_record.event_name)
+        return LogRecordExportResult.SUCCESS
+
+
+class _RecordingHttpClient:
+    """The SDK's OTLP/HTTP client, remembering its last result for the exporter's judgement."""
+
+    def __init__(self, inner: Any, owner: _Judging) -> None:
+        self._inner = inner
+        self._owner = owner
+
+    def export(self, data: bytes) -> Any:
+        result = self._inner.export(data)
+        self._owner._record(result)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class _RecordingStub:
+    """The SDK's gRPC LogsService stub, remembering the status of its last failed call."""
+
+    def __init__(self, inner: Any, owner: _Judging) -> None:
+        self._inner = inner
+        self._owner = owner
+
+    def Export(self, *args: Any, **kwargs: Any) -> Any:  # noqa: N802 - the stub's name
+        import grpc
+
+        try:
+            return self._inner.Export(*args, **kwargs)
+        except grpc.RpcError as error:
+            self._owner._record(error)
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+_CLASSES: dict[str, type] = {}
+
+
+def http_exporter_class() -> type:
+    """The SDK's OTLP/HTTP log exporter with the refusal policy and fork safety (built on first use)."""
+    if "http" not in _CLASSES:
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+
+        class OtlpHttpLogExporter(_Judging, OTLPLogExporter):  # type: ignore[misc]
+            kind = "otlphttp"
+
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                self._client = _RecordingHttpClient(self._client, self)
+                self._init_judging()
+
+            def _refusal(self) -> Any:
+                last = getattr(self._answers, "last", None)
+                status = getattr(last, "status_code", None)
+                return f"HTTP {status}" if status in _HTTP_CONTENT_STATUSES else None
+
+            def _after_fork_in_child(self) -> None:
+                super()._after_fork_in_child()
+                transport = getattr(self._client, "_transport", None)
+                session = getattr(transport, "_session", None)
+                if session is not None:
+                    transport._session = fresh_session(session)  # type: ignore[union-attr]
+
+        _CLASSES["http"] = OtlpHttpLogExporter
+    return _CLASSES["http"]
+
+
+def grpc_exporter_class() -> type:
+    """The SDK's OTLP/gRPC log exporter with the refusal policy and fork safety (built on first use)."""
+    if "grpc" not in _CLASSES:
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+
+        class OtlpGrpcLogExporter(_Judging, OTLPLogExporter):  # type: ignore[misc]
+            kind = "otlp"
+
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                self._answers = threading.local()
+                super().__init__(*args, **kwargs)
+                self._init_judging()
+
+            def _initialize_channel_and_stub(self) -> None:
+                super()._initialize_channel_and_stub()
+                self._client = _RecordingStub(self._client, self)
+
+            def _refusal(self) -> Any:
+                last = getattr(self._answers, "last", None)
+                code = getattr(last, "code", None)
+                name = getattr(code(), "name", None) if callable(code) else None
+                return f"gRPC {name}" if name in _GRPC_CONTENT_CODES else None
+
+            def _after_fork_in_child(self) -> None:
+                super()._after_fork_in_child()
+                if not self._shutdown:
+                    self._initialize_channel_and_stub()  # the parent's channel is left alone, not closed
+
+        _CLASSES["grpc"] = OtlpGrpcLogExporter
+    return _CLASSES["grpc"]
 
 
 # --------------------------------------------------------------------------- shared keys
@@ -161,7 +350,6 @@ def _grpc_exporter(
     tls: dict[str, object],
 ) -> LogRecordExporter:
     import grpc
-    from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 
     endpoint = cfg.get("endpoint")
     if endpoint is not None and (not isinstance(endpoint, str) or not endpoint.strip()):
@@ -188,7 +376,7 @@ def _grpc_exporter(
     # gRPC metadata keys must be lowercase; HTTP/2 header names are case-insensitive anyway.
     metadata = {name.lower(): value for name, value in headers.items()} if headers is not None else None
 
-    return OTLPLogExporter(
+    return grpc_exporter_class()(
         endpoint=endpoint.strip() if isinstance(endpoint, str) else None,
         insecure=None if insecure is None else bool(insecure),
         credentials=credentials,
@@ -232,7 +420,6 @@ def _http_exporter(
     tls: dict[str, object],
 ) -> LogRecordExporter:
     from opentelemetry.exporter.otlp.proto.http import Compression
-    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 
     url: str | None = None
     if cfg.get("logs_endpoint") is not None:
@@ -253,7 +440,7 @@ def _http_exporter(
     skip_verify = bool(tls.get("insecure_skip_verify"))
 
     session = _pinned_verify_session() if (ca_file is not None or skip_verify) else None
-    exporter = OTLPLogExporter(
+    exporter = http_exporter_class()(
         endpoint=url,
         certificate_file=None if ca_file is None else str(ca_file),
         client_key_file=None if key_file is None else str(key_file),

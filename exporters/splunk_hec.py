@@ -22,11 +22,20 @@ whatever gzip makes of it; an event larger than the limit, or than ``max_event_s
 here for good, logged and counted.
 
 Answers are sorted by Splunk's status codes ("Troubleshoot HTTP Event Collector", possible error
-codes): 2xx delivered; 429 and 503 (code 9 server busy, 18-20, 23) and the other 5xx retried per
-``retry_on_failure``, honouring ``Retry-After``; 413 splits the request in two and sends both
-halves; a 400 naming an ``invalid-event-number`` refuses that event and sends the rest again;
-any other 400, 401 and 403 (codes 1-7, 10-16: token, index, format) are refused for good, logged
-with Splunk's ``text`` and counted, never retried.
+codes) under the refusal policy of ``otel_audit.exporters._http`` (``last_rejected``): 2xx
+delivered; 429 and 503 (code 9 server busy, 18-20, 23) and the other 5xx retried per
+``retry_on_failure``, honouring ``Retry-After``. A judgement of the events (codes 5, 6, 12, 13,
+15: no data, invalid format, event field missing or blank, bad indexed fields): a 400 naming an
+``invalid-event-number`` rejects that event for good and sends the rest again; without it, a
+request of several events is split in halves until the refusal lands on single events; 413
+splits the same way, and a single event over Splunk's limit is rejected. Each rejection is
+logged with Splunk's ``text`` and counted. The token and the configuration are never the events'
+fault: 401, 403 and codes 1-4, 21, 22 (token missing, invalid, disabled), 7 (an index the token
+may not write), 10, 11, 14, 16 (channel, acknowledgement, query-string auth) are retried per
+``retry_on_failure``, then the export returns FAILURE and a durable spool keeps the records: a
+revoked token never discards an audit record.
+
+After ``os.fork()`` the child uses a fresh session and a channel of its own (acks are per channel).
 
 Indexer acknowledgement (``use_ack: true``; Splunk's token setting is ``useACK``): every request
 carries the ``X-Splunk-Request-Channel`` header (always, because an ack-enabled token refuses
@@ -143,6 +152,8 @@ HEC_CODES: Mapping[int, str] = {
 TOKEN_CODES = frozenset({1, 2, 3, 4})
 #: Codes that say the ack channel was lost: what was sent on it must be sent again.
 CHANNEL_CODES = frozenset({10, 11})
+#: Codes that judge the events themselves: the only ones that reject a record for good.
+CONTENT_CODES = frozenset({5, 6, 12, 13, 15})
 
 #: Record attributes copied to the index-time ``fields`` (as strings), next to ``event_name``.
 INDEXED_FIELDS = ("audit.stream.id", "audit.stream.seq", "audit.category", "audit.action",
@@ -351,16 +362,15 @@ class SplunkCounters:
 @dataclass
 class _Sent:
     events: list[bytes]
+    indices: tuple[int, ...]
     at: float
 
 
 @dataclass
 class _Group:
-    """One export() call: parts still to send, and (use_ack) what awaits its acknowledgement."""
+    """One export() call: (use_ack) what awaits its acknowledgement."""
 
-    todo: list[list[bytes]] = field(default_factory=list)
     sent: list[tuple[int, _Sent]] = field(default_factory=list)
-    refused: int = 0  # records refused while encoding
 
 
 @dataclass
@@ -422,12 +432,6 @@ class SplunkHecLogExporter(HttpLogExporter):
     """
 
     name = "splunk_hec"
-    #: 401 and 403 (codes 1-4: the token is missing, wrong or disabled) are refusals of every
-    #: request, whatever the records. By default (as the datadog and elasticsearch exporters do)
-    #: they are retried per retry_on_failure and then given up as "failed", which a durable spool
-    #: keeps and tries again later: a revoked token must not discard audit records. False makes
-    #: them rejections (logged with Splunk's text, counted, never retried), as the contrib exporter does.
-    RETRY_REFUSALS = True
 
     def __init__(
         self,
@@ -702,45 +706,54 @@ class SplunkHecLogExporter(HttpLogExporter):
     def _build(self, batch: Sequence[Any]) -> tuple[_Group, list[Request]]:
         group = _Group()
         limit = self.max_content_length
-        parts: list[list[bytes]] = []
-        current: list[bytes] = []
+        parts: list[list[tuple[bytes, int]]] = []
+        current: list[tuple[bytes, int]] = []
         size = 0
-        for readable in batch:
+        for i, readable in enumerate(batch):
             try:
                 ev = self.encode(readable)
             except Exception as exc:  # one record we cannot encode: refused alone, loudly
-                self._refuse(group, f"cannot encode an audit record as a HEC event: {exc}")
+                self._rejected((i,), f"cannot encode an audit record as a HEC event: {exc}")
                 continue
             n = len(ev) + 1  # the newline between envelopes
             if len(ev) > self.max_event_size or (limit and n > limit):
                 which = "max_event_size" if len(ev) > self.max_event_size else "max_content_length_logs"
                 cap = self.max_event_size if which == "max_event_size" else limit
                 self.splunk_counters.too_large += 1
-                self._refuse(group, f"event of {len(ev)} bytes is over {which} ({cap} bytes); "
-                                    f"{_identify(readable)}")
+                self._rejected((i,), f"event of {len(ev)} bytes is over {which} ({cap} bytes); {_identify(readable)}")
                 continue
             if current and limit and size + n > limit:
                 parts.append(current)
                 current, size = [], 0
-            current.append(ev)
+            current.append((ev, i))
             size += n
         if current:
             parts.append(current)
-        return group, [self._request(p, group) for p in parts]
+        return group, [self._request([e for e, _ in p], tuple(i for _, i in p), group) for p in parts]
 
-    def _refuse(self, group: _Group, reason: str) -> None:
-        group.refused += 1
-        self.counters.rejected += 1
-        self._reason(reason)
-        _log.error("%s refused 1 audit record for good: %s", self.name, reason)
-
-    def _request(self, events: list[bytes], group: _Group) -> Request:
+    def _request(self, events: list[bytes], indices: tuple[int, ...], group: _Group) -> Request:
         headers = dict(self._headers)
         body = self.gzip(b"\n".join(events), headers)
-        return Request("POST", self.url, body, headers, len(events), context=_Part(events, group))
+        return Request("POST", self.url, body, headers, indices, context=_Part(events, group))
 
     def _requests(self, batch: Sequence[Any]) -> list[Request]:
         return self._build(batch)[1]
+
+    def _split(self, request: Request) -> list[Request]:
+        part: _Part = request.context
+        half = len(part.events) // 2
+        if not half:
+            return []
+        self.splunk_counters.splits += 1
+        return [self._request(part.events[:half], request.indices[:half], part.group),
+                self._request(part.events[half:], request.indices[half:], part.group)]
+
+    def _after_fork_in_child(self) -> None:
+        super()._after_fork_in_child()
+        self._export_lock = threading.Lock()
+        # indexer acknowledgements are per channel: the child must not poll, or be given, the parent's ackIds
+        self.channel = str(uuid.uuid4())
+        self._headers["X-Splunk-Request-Channel"] = self.channel
 
     # -- answers ---------------------------------------------------------------------------------
 
@@ -754,7 +767,7 @@ class SplunkHecLogExporter(HttpLogExporter):
             ack = doc.get("ackId") if isinstance(doc, dict) else None
             if self.use_ack:
                 if isinstance(ack, int) and not isinstance(ack, bool):
-                    part.group.sent.append((ack, _Sent(part.events, time.monotonic())))
+                    part.group.sent.append((ack, _Sent(part.events, request.indices, time.monotonic())))
                     return Verdict()
                 self.splunk_counters.unacknowledged += request.records
                 if not self._warned_no_ack:
@@ -762,48 +775,54 @@ class SplunkHecLogExporter(HttpLogExporter):
                     _log.warning("%s: use_ack is on but Splunk's answer has no ackId: indexer acknowledgement "
                                  "is not enabled on this token (useACK); records count as delivered on receipt",
                                  self.name)
-            return Verdict(delivered=request.records)
+            return Verdict(delivered=request.indices)
 
         code, text, doc = _hec_answer(response)
         reason = _describe(response, code, text)
         wait = retry_after_seconds(response.headers.get("Retry-After"))
         if status == 413:
-            if len(part.events) > 1:
-                half = len(part.events) // 2
-                self.splunk_counters.splits += 1
-                _log.warning("%s: Splunk refused a request of %d bytes as too large (%s); sending it in two "
-                             "halves: lower max_content_length_logs to Splunk's max_content_length",
-                             self.name, len(request.body), reason)
-                part.group.todo.extend([part.events[:half], part.events[half:]])
-                return Verdict()
-            return Verdict(rejected=1, reason=f"{reason} (one event of {len(part.events[0])} bytes is over "
-                                              "Splunk's max_content_length)")
+            if request.records > 1:
+                _log.warning("%s: Splunk refused a request of %d bytes as too large (%s); lower "
+                             "max_content_length_logs to Splunk's max_content_length", self.name,
+                             len(request.body), reason)
+            else:
+                reason += f" (one event of {len(part.events[0])} bytes is over Splunk's max_content_length)"
+            return self._blame(request, reason)
         if status == 400 and isinstance(doc, dict):
             bad = doc.get("invalid-event-number")
             if isinstance(bad, int) and not isinstance(bad, bool) and 0 <= bad < len(part.events):
-                if code == 7:  # the index is wrong for every event that names it, not only this one
+                if code == 7:
+                    # an index the token may not write: not the events' fault. Those for that index are
+                    # retried (then FAILURE, kept by a spool); the others are sent on their own.
                     index = _index_of(part.events[bad])
-                    refused = [e for e in part.events if _index_of(e) == index]
-                    rest = [e for e in part.events if _index_of(e) != index]
-                    what = f"{len(refused)} event(s) for index {index!r}"
-                else:
-                    refused = [part.events[bad]]
-                    rest = part.events[:bad] + part.events[bad + 1:]
-                    what = f"event {bad} of the request; {_identify_bytes(part.events[bad])}"
-                if rest:
-                    part.group.todo.append(rest)
-                return Verdict(rejected=len(refused), reason=f"{reason} ({what})")
-        if status in (401, 403) and self.RETRY_REFUSALS:
-            return Verdict(retry=request, retry_after=wait, reason=reason)
-        if status in (400, 401, 403):
-            return Verdict(rejected=request.records, reason=reason)
-        # 429, 503 (code 9 busy, 18-20, 23), the other 5xx, and whatever else: worth another try
+                    mine = [k for k, e in enumerate(part.events) if _index_of(e) == index]
+                    rest = [k for k in range(len(part.events)) if k not in set(mine)]
+                    retry = self._subset(request, mine)
+                    return Verdict(retry=retry, retry_after=wait, split=[self._subset(request, rest)] if rest else [],
+                                   reason=f"{reason} ({len(mine)} event(s) for index {index!r}: check the "
+                                          "token's allowed indexes)")
+                if code in CONTENT_CODES or code is None:
+                    rest = [k for k in range(len(part.events)) if k != bad]
+                    return Verdict(rejected=(request.indices[bad],),
+                                   split=[self._subset(request, rest)] if rest else [],
+                                   reason=f"{reason} (event {bad} of the request; "
+                                          f"{_identify_bytes(part.events[bad])})")
+        if status == 400 and (code in CONTENT_CODES or code is None):
+            return self._blame(request, reason)
+        # 401, 403, the token codes (1-4, 21, 22), index / channel / ack / query-string auth (7, 10,
+        # 11, 14, 16), 429, 503 (code 9 busy, 18-20, 23), the other 5xx, and whatever else: not the
+        # events' fault; retried, then FAILURE (a durable spool keeps them)
         return Verdict(retry=request, retry_after=wait, reason=reason)
+
+    def _subset(self, request: Request, which: Sequence[int]) -> Request:
+        part: _Part = request.context
+        return self._request([part.events[k] for k in which], tuple(request.indices[k] for k in which), part.group)
 
     # -- export ----------------------------------------------------------------------------------
 
     def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
         if self._stop.is_set():
+            self.last_rejected = ()
             _log.error("%s exporter is shut down; %d audit record(s) not sent", self.name, len(batch))
             self.counters.failed += len(batch)
             return LogRecordExportResult.FAILURE
@@ -814,34 +833,18 @@ class SplunkHecLogExporter(HttpLogExporter):
                     _log.error("%s: Splunk HEC at %s is not healthy; sending anyway, with retries",
                                self.name, self.health_url)
             started = time.monotonic()
-            failed_before = self.counters.failed
+            out = self._begin()
             try:
                 group, reqs = self._build(batch)
-            except Exception as exc:  # never raise out of export
+            except Exception as exc:  # a bug, not a judgement of the records: kept, never a raise
                 _log.error("%s exporter cannot encode a batch of %d audit record(s): %s", self.name, len(batch), exc)
-                self.counters.rejected += len(batch)
-                self.last_permanent = True
-                return LogRecordExportResult.FAILURE
-            ok = group.refused == 0
+                self.counters.failed += len(batch)
+                return self._finish(out, max(1, len(batch)))
             for req in reqs:
-                ok = self._send_all(req, group) and ok
+                self._send(req)
             if self.use_ack:
-                ok = self._await_acks(group, started) and ok
-            self.last_permanent = not ok and self.counters.failed == failed_before
-            return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
-
-    def _send_all(self, req: Request, group: _Group) -> bool:
-        """Send a request, then the parts a split or a refused event left to send."""
-        ok = self._send(req)
-        while group.todo and not self._stop.is_set():
-            ok = self._send(self._request(group.todo.pop(0), group)) and ok
-        if group.todo:
-            n = sum(len(p) for p in group.todo)
-            group.todo.clear()
-            self.counters.failed += n
-            _log.error("%s shut down while sending; %d audit record(s) not delivered", self.name, n)
-            ok = False
-        return ok
+                self._await_acks(group, started)
+            return self._finish(out, len(batch))
 
     def _await_acks(self, group: _Group, started: float) -> bool:
         """Poll Splunk until every ackId of the group is acknowledged; resend what times out."""
@@ -878,7 +881,7 @@ class SplunkHecLogExporter(HttpLogExporter):
                 for ack in acked:
                     sent = pending.pop(ack, None)
                     if sent is not None:
-                        self.counters.delivered += len(sent.events)
+                        self._delivered(sent.indices)
                         self.splunk_counters.acked += len(sent.events)
                 now = time.monotonic()
                 expired = [a for a, s in pending.items() if channel_lost or now - s.at >= self.ack_timeout]
@@ -901,7 +904,7 @@ class SplunkHecLogExporter(HttpLogExporter):
                          "(possible duplicates)", self.name, n, self.ack_timeout)
             again, stale = stale, []
             for sent in again:
-                ok = self._send_all(self._request(sent.events, group), group) and ok
+                ok = self._send(self._request(sent.events, sent.indices, group)) and ok
             collect()
             interval = min(_FIRST_POLL, self.ack_poll_interval)
         return ok

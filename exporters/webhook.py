@@ -36,13 +36,21 @@ Signing (https://www.standardwebhooks.com, spec/standard-webhooks.md):
   With `compression: gzip` the signature covers the JSON payload before gzip: a receiver
   decodes `Content-Encoding` first, then verifies.
 
-Delivery: 2xx is delivered. 408, 425, 429 and every 5xx, timeouts and connection failures are
-retried per `retry_on_failure` (honouring `Retry-After`). A redirect is not followed and, like
-any other 4xx, is a permanent rejection: counted and logged with the receiver's answer.
-`410 Gone` means the receiver wants no more webhooks: the exporter logs an ERROR, sets
-`disabled`, and from then on every export returns FAILURE at once (counted in
-`counters.failed` and logged), without a request; a durable spool keeps those records until
-the endpoint is fixed and the exporter restarted (or `enable()` is called).
+Delivery (the refusal policy of `otel_audit.exporters._http`): 2xx is delivered. 408, 425, 429
+and every 5xx, timeouts and connection failures are retried per `retry_on_failure` (honouring
+`Retry-After`). A judgement of the content (400, 413, 422) on a message of one record
+rejects that record for good (its position in `last_rejected`, counted and logged with the
+receiver's answer); on a message of several, the message is split in halves until the refusal
+lands on single records, and the others are delivered. Every other answer (401 and 403: a
+signature or credential refusal; a redirect, which is never followed; 404; 415, a refused
+encoding; any other 4xx) says
+nothing about the records: it is retried per `retry_on_failure`, then the export returns FAILURE
+and a durable spool keeps the records. `410 Gone` means the receiver wants no more webhooks: the
+exporter logs an ERROR, sets `disabled`, and from then on every export returns FAILURE at once
+(counted in `counters.failed` and logged), without a request; a durable spool keeps those records
+until the endpoint is fixed and the exporter restarted (or `enable()` is called).
+
+After `os.fork()` the child signs and sends through a fresh session of its own (see `_http`).
 
 Configuration keys (`from_config`): `endpoint`, `secrets` (list of `whsec_...`),
 `signing_key` (`whsk_...`), `max_batch_size` (records per message, default 100),
@@ -73,7 +81,6 @@ import hashlib
 import hmac
 import logging
 import os
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -98,6 +105,7 @@ from otel_audit.exporters._http import (
     TlsSettings,
     Verdict,
     common_settings,
+    fresh_session,
     retry_after_seconds,
 )
 from otel_audit.otlpjson import decode_attributes, encode_log_record, plain_json
@@ -149,6 +157,9 @@ SECRET_MAX_BYTES = 64
 
 #: Statuses retried besides every 5xx: throttling and the transient client-side ones.
 RETRY_STATUSES = RETRYABLE_STATUSES | {408, 425, 429}
+#: Statuses that judge the content of the message: its records, one by one, are rejected for good.
+#: (415 is not one: it refuses the Content-Type or Content-Encoding, a setting, never a record.)
+CONTENT_STATUSES = frozenset({400, 413, 422})
 
 _COMPRESSIONS = ("none", "gzip")
 _KEYS = ("endpoint", "secrets", "signing_key", "max_batch_size", "max_body_bytes", "compression", "proxy_url")
@@ -548,6 +559,8 @@ def _response_text(response: requests.Response, limit: int = 300) -> str:
 class _Message:
     payload: bytes  # the JSON payload, before any gzip
     first_ns: int
+    events: list[bytes]  # the encoded events, so that a content refusal can split the message
+    times: list[int]  # each event's time, so that a half has the right `timestamp`
 
 
 class WebhookLogExporter(HttpLogExporter):
@@ -654,7 +667,11 @@ class WebhookLogExporter(HttpLogExporter):
         self.session = _SigningSession(self.session, self._keys, urlsplit(endpoint).query)  # type: ignore[assignment]
         self.disabled_reason: str | None = None  # set by 410 Gone
         self.refused_while_disabled = 0  # records export() turned away because the endpoint is disabled
-        self._local = threading.local()
+
+    def _renew_session(self) -> None:
+        inner = self.session._session if isinstance(self.session, _SigningSession) else self.session
+        self.session = _SigningSession(fresh_session(inner), self._keys,  # type: ignore[assignment]
+                                       urlsplit(self.endpoint).query)
 
     # public state
 
@@ -768,9 +785,9 @@ class WebhookLogExporter(HttpLogExporter):
     # building messages
 
     def _requests(self, batch: Sequence[ReadableLogRecord]) -> list[Request]:
-        encoded: list[tuple[bytes, int]] = []
+        encoded: list[tuple[bytes, int, int]] = []
         resources: dict[int, tuple[Any, dict[str, Any]]] = {}  # a batch nearly always holds one Resource
-        for readable in batch:
+        for i, readable in enumerate(batch):
             try:
                 record = readable.log_record
                 res = readable.resource
@@ -778,70 +795,60 @@ class WebhookLogExporter(HttpLogExporter):
                 if known is None:
                     known = resources[id(res)] = (res, _json_attributes(res.attributes if res is not None else None))
                 encoded.append((orjson.dumps(event(readable, resource=known[1])),
-                                record.timestamp or record.observed_timestamp or 0))
+                                record.timestamp or record.observed_timestamp or 0, i))
             except Exception as exc:  # one bad record must not hold back the others
-                self._local.unencodable = getattr(self._local, "unencodable", 0) + 1
-                self.counters.rejected += 1
-                reason = f"audit record {readable.log_record.event_name!r} cannot be encoded: {exc}"
-                self._reason(reason)
-                _log.error("%s: %s", self.name, reason)
+                self._rejected((i,), f"audit record {readable.log_record.event_name!r} cannot be encoded: {exc}")
         # payload = head (fixed width: the timestamp is always 30 characters) + events joined by ","
         overhead = len(self._head(0)) + len(b"]}")
         out: list[Request] = []
-        chunk: list[bytes] = []
-        first_ns = 0
+        chunk: list[tuple[bytes, int, int]] = []
         size = overhead
-        for line, ns in encoded:
+        for line, ns, i in encoded:
             if chunk and (len(chunk) >= self.max_batch_size or size + 1 + len(line) > self.max_body_bytes):
-                out.append(self._request(chunk, first_ns))
+                out.append(self._request(chunk))
                 chunk, size = [], overhead
-            if not chunk:
-                first_ns = ns
-                if overhead + len(line) > self.max_body_bytes:
-                    _log.warning("%s: an audit record of %d bytes is above max_body_bytes (%d); it is sent alone "
-                                 "and the receiver may refuse it", self.name, len(line), self.max_body_bytes)
-            chunk.append(line)
+            if not chunk and overhead + len(line) > self.max_body_bytes:
+                _log.warning("%s: an audit record of %d bytes is above max_body_bytes (%d); it is sent alone "
+                             "and the receiver may refuse it", self.name, len(line), self.max_body_bytes)
+            chunk.append((line, ns, i))
             size += len(line) + (1 if len(chunk) > 1 else 0)
         if chunk:
-            out.append(self._request(chunk, first_ns))
+            out.append(self._request(chunk))
         return out
 
     @staticmethod
     def _head(first_ns: int) -> bytes:
         return b'{"type":"' + PAYLOAD_TYPE.encode() + b'","timestamp":"' + _iso(first_ns).encode() + b'","data":['
 
-    def _request(self, events: list[bytes], first_ns: int) -> Request:
+    def _request(self, chunk: Sequence[tuple[bytes, int, int]]) -> Request:
+        events = [line for line, _, _ in chunk]
+        first_ns = chunk[0][1]
         payload = self._head(first_ns) + b",".join(events) + b"]}"
         msg_id = "msg_" + hashlib.sha256(payload).hexdigest()[:32]
         headers = {"Content-Type": "application/json", **self.extra_headers, "webhook-id": msg_id}
         # webhook-timestamp and webhook-signature are added at each attempt (_SigningSession)
         body = self.gzip(payload, headers)
-        return Request("POST", self.endpoint, body, headers, len(events), context=_Message(payload, first_ns))
+        return Request("POST", self.endpoint, body, headers, tuple(i for _, _, i in chunk),
+                       context=_Message(payload, first_ns, events, [ns for _, ns, _ in chunk]))
+
+    def _split(self, request: Request) -> list[Request]:
+        msg: _Message = request.context
+        chunk = list(zip(msg.events, msg.times, request.indices, strict=True))
+        half = len(chunk) // 2
+        return [self._request(chunk[:half]), self._request(chunk[half:])] if half else []
 
     # sending
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         if self.disabled_reason is not None and not self._stop.is_set():
+            self.last_rejected = ()  # not refused by the receiver: a durable spool keeps them
             self.counters.failed += len(batch)
             self.refused_while_disabled += len(batch)
-            self.last_permanent = False  # not refused by the receiver: a durable spool keeps them
             _log.error("%s endpoint %s is DISABLED (%s); %d audit record(s) not sent. Fix the receiver, then "
                        "restart the exporter or call enable()", self.name, self._safe_endpoint,
                        self.disabled_reason, len(batch))
             return LogRecordExportResult.FAILURE
-        self._local.unencodable = 0
-        self._local.gone = 0
-        result = super().export(batch)
-        if self._local.gone:
-            # the message that met 410 was not refused for its content: count it as not delivered,
-            # so that a durable spool keeps it for when the endpoint is fixed
-            self.counters.rejected -= self._local.gone
-            self.counters.failed += self._local.gone
-            self.last_permanent = False
-        elif self._local.unencodable and result is LogRecordExportResult.SUCCESS:
-            self.last_permanent = True  # the rest went through; the unencodable ones are counted and logged
-            return LogRecordExportResult.FAILURE
-        return result
+        return super().export(batch)
 
     def _send(self, req: Request) -> bool:
         if self.disabled_reason is not None:  # a 410 earlier in this batch: the rest stays unsent
@@ -852,19 +859,26 @@ class WebhookLogExporter(HttpLogExporter):
     def _judge(self, request: Request, response: requests.Response) -> Verdict:
         status = response.status_code
         if 200 <= status < 300:
-            return Verdict(delivered=request.records)
+            return Verdict(delivered=request.indices)
         reason = f"{self._safe_endpoint} answered HTTP {status}: {_response_text(response)}"
         if status == 410:
             self.disabled_reason = f"it answered 410 Gone at {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ}"
-            self._local.gone = getattr(self._local, "gone", 0) + request.records
+            # not a judgement of the records: not delivered, so that a durable spool keeps them
+            self.counters.failed += request.records
+            self._reason(reason + "; endpoint disabled")
             _log.error("%s: the receiver %s answered 410 Gone: it wants no more webhooks. The exporter is now "
                        "DISABLED: every later export fails at once and is logged (a durable spool keeps the "
                        "records). Fix or replace the endpoint, then restart the exporter.",
                        self.name, self._safe_endpoint)
-            return Verdict(rejected=request.records, reason=reason + "; endpoint disabled")
+            return Verdict(reason=reason + "; endpoint disabled")
+        wait = retry_after_seconds(response.headers.get("Retry-After"))
         if status in RETRY_STATUSES or 500 <= status < 600:
-            return Verdict(retry=request, retry_after=retry_after_seconds(response.headers.get("Retry-After")),
-                           reason=reason)
+            return Verdict(retry=request, retry_after=wait, reason=reason)
+        if status in CONTENT_STATUSES:
+            if status == 413:
+                reason += "; the message is above the receiver's size limit: lower max_body_bytes or max_batch_size"
+            return self._blame(request, reason)
+        # the credentials or the configuration, not the records: retried, then FAILURE (kept by a spool)
         if 300 <= status < 400:
             location = response.headers.get("Location")
             reason += (f"; redirects are not followed (Location: {_safe_url(location)}): "
@@ -872,9 +886,7 @@ class WebhookLogExporter(HttpLogExporter):
         elif status in (401, 403):
             reason += ("; the receiver refused the signature or the credentials: check secrets / signing_key "
                        "against the receiver's, and both clocks (webhook-timestamp must be within 5 minutes)")
-        elif status == 413:
-            reason += "; the message is above the receiver's size limit: lower max_body_bytes or max_batch_size"
-        return Verdict(rejected=request.records, reason=reason)
+        return Verdict(retry=request, retry_after=wait, reason=reason)
 
 
 # -- settings helpers -------------------------------------------------------------------------------

@@ -38,10 +38,13 @@ from otel_audit.keys import Keyring
 from otel_audit.processors.signing import SigningProcessor
 from otel_audit.sources.datadog import DatadogReader, load_events, search_pages, verify_export
 from tests.conftest import mixed_record
+from tests.standins import export_in_forked_child
 from tests.standins.datadog import DEFAULT_API_KEY, DEFAULT_APP_KEY, DatadogStandIn, gzip_json
 
 WRONG_KEY = "deadbeefdeadbeefdeadbeefdeadbeef"
 FAST = RetrySettings(initial_interval=0.05, max_interval=0.2, max_elapsed_time=20, randomization_factor=0.1)
+#: Gives up within about half a second: for refusals that are retried and then reported as FAILURE.
+GIVE_UP = RetrySettings(initial_interval=0.05, max_interval=0.1, max_elapsed_time=0.5, randomization_factor=0)
 
 
 @pytest.fixture
@@ -364,37 +367,82 @@ def test_a_413_splits_the_request_in_halves(standin: DatadogStandIn, shared_keys
 
 
 def test_a_413_for_one_entry_is_a_permanent_rejection(standin: DatadogStandIn, shared_keys: Path) -> None:
-    """A 413 for a single entry cannot be split: it is rejected for good and counted."""
+    """A 413 for a single entry cannot be split: its index is in last_rejected, counted, and the export is SUCCESS."""
     exp = exporter(standin)
     standin.fail(413)
-    assert exp.export(_records(shared_keys, 1)) is LogRecordExportResult.FAILURE
-    assert exp.counters.rejected == 1 and exp.last_permanent and "HTTP 413" in exp.counters.reasons[0]
+    assert exp.export(_records(shared_keys, 1)) is LogRecordExportResult.SUCCESS
+    assert exp.last_rejected == (0,) and exp.counters.rejected == 1 and "HTTP 413" in exp.counters.reasons[0]
 
 
-def test_a_400_is_rejected_with_datadogs_reason_and_not_retried(standin: DatadogStandIn, shared_keys: Path,
-                                                                caplog: pytest.LogCaptureFixture) -> None:
-    """A 400 is a permanent rejection: logged with Datadog's reason, counted, never sent again."""
-    exp2 = exporter(standin)
+def test_a_400_for_one_entry_is_rejected_with_datadogs_reason_and_not_retried(
+        standin: DatadogStandIn, shared_keys: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A 400 for a request of one entry rejects that entry for good: its index in last_rejected, logged with
+    Datadog's reason, counted, never sent again; the others of the batch are delivered."""
+    exp = exporter(standin)
+    batch = _records(shared_keys, 3)
     standin.fail(400, detail="ddtags is not a string")
-    batch = _records(shared_keys, 30)
-    result = exp2.export(batch)
-    assert result is LogRecordExportResult.FAILURE and exp2.last_permanent
-    assert exp2.counters.rejected == 30 and exp2.counters.retries == 0
-    assert "HTTP 400 Bad Request: ddtags is not a string" in exp2.counters.reasons[0]
+    result = exp.export(batch[:1])
+    assert result is LogRecordExportResult.SUCCESS and exp.last_rejected == (0,)
+    assert exp.counters.rejected == 1 and exp.counters.retries == 0 and exp.counters.delivered == 0
+    assert "HTTP 400 Bad Request: ddtags is not a string" in exp.counters.reasons[0]
     assert "ddtags is not a string" in caplog.text
-    assert len([s for s in standin.seen if s.status == 400]) == 1
+    assert len([s for s in standin.seen if s.status == 400]) == 1 and standin.count() == 0
+    assert exp.export(batch[1:]) is LogRecordExportResult.SUCCESS and exp.last_rejected == ()
+
+
+def test_a_400_for_several_entries_splits_until_the_blame_lands(standin: DatadogStandIn, shared_keys: Path) -> None:
+    """A 400 for a request of several entries splits it in halves; those that go through alone are delivered."""
+    exp = exporter(standin)
+    standin.fail(400, times=2, detail="one of the logs is malformed")
+    batch = _records(shared_keys, 4)
+    assert exp.export(batch) is LogRecordExportResult.SUCCESS
+    # 4 -> 400; halves [0, 1] -> 400 and [2, 3] -> 202; [0] and [1] -> 202
+    assert [s.status for s in standin.seen] == [400, 400, 202, 202, 202]
+    assert exp.last_rejected == () and exp.counters.delivered == 4 and standin.count() == 4
 
 
 def test_a_refused_key_is_retried_then_given_up_not_rejected(standin: DatadogStandIn, shared_keys: Path,
                                                              caplog: pytest.LogCaptureFixture) -> None:
-    """A 403 (wrong key) is retried per retry_on_failure, then given up as failed (kept by a spool), not rejected."""
-    exp = exporter(standin, api_key=WRONG_KEY,
-                   retry=RetrySettings(initial_interval=0.05, max_interval=0.1, max_elapsed_time=0.5))
-    result = exp.export(_records(shared_keys, 10))
-    assert result is LogRecordExportResult.FAILURE and not exp.last_permanent
+    """A 403 (wrong key) is retried per retry_on_failure, then FAILURE with nothing rejected; with the right key
+    the same records are delivered."""
+    exp = exporter(standin, api_key=WRONG_KEY, retry=GIVE_UP)
+    batch = _records(shared_keys, 10)
+    result = exp.export(batch)
+    assert result is LogRecordExportResult.FAILURE and exp.last_rejected == ()
     assert exp.counters.failed == 10 and exp.counters.rejected == 0 and exp.counters.retries >= 2
+    assert exp.counters.delivered == 0 and standin.count() == 0
     assert "HTTP 403 Forbidden: API key is invalid; check api.key and api.site" in caplog.text
     assert WRONG_KEY not in caplog.text
+    fixed = exporter(standin)
+    assert fixed.export(batch) is LogRecordExportResult.SUCCESS and fixed.last_rejected == ()
+    assert standin.count() == 10
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_credential_refusals_are_failure_and_the_records_are_kept(standin: DatadogStandIn, shared_keys: Path,
+                                                                  status: int) -> None:
+    """A 401 or 403 is retried with backoff, then FAILURE with last_rejected empty and nothing counted delivered;
+    once the intake accepts again the same records are delivered."""
+    exp = exporter(standin, retry=GIVE_UP)
+    batch = _records(shared_keys, 5)
+    standin.fail(status, times=1000, detail="API key revoked")
+    assert exp.export(batch) is LogRecordExportResult.FAILURE
+    assert exp.last_rejected == () and exp.counters.rejected == 0 and exp.counters.delivered == 0
+    assert standin.count() == 0 and f"HTTP {status}" in exp.counters.reasons[0]
+    standin.clear_faults()
+    assert exp.export(batch) is LogRecordExportResult.SUCCESS and exp.last_rejected == ()
+    assert exp.counters.delivered == 5 and standin.count() == 5
+
+
+def test_a_too_large_record_is_in_last_rejected_and_the_rest_is_delivered(standin: DatadogStandIn,
+                                                                          shared_keys: Path) -> None:
+    """A record too large to send even shrunk is refused before sending: its index in last_rejected, SUCCESS."""
+    batch = _records(shared_keys, 3)
+    big = _records(shared_keys, 1)[0]
+    big.log_record.body = "w" * 1_100_000
+    exp = exporter(standin)
+    assert exp.export([batch[0], big, batch[1], batch[2]]) is LogRecordExportResult.SUCCESS
+    assert exp.last_rejected == (1,) and exp.dd_counters.too_large == 1 and standin.count() == 3
 
 
 def test_a_slow_intake_is_timed_out_and_retried_with_duplicates_only(standin: DatadogStandIn, shared_keys: Path,
@@ -743,3 +791,19 @@ def _records(keys_dir: Path, n: int) -> list[Any]:
         logger.emit(**mixed_record(i))
     provider.shutdown()
     return got
+
+
+# -- fork safety ----------------------------------------------------------------------------------
+
+
+def test_a_forked_child_delivers_through_its_own_connection(standin: DatadogStandIn, shared_keys: Path) -> None:
+    """After os.fork() the child sends through a fresh session on a new TCP connection, the parent keeps its
+    own pool, and the deliveries of both arrive."""
+    batch = _records(shared_keys, 6)
+    exp = exporter(standin)
+    assert exp.export(batch[:2]) is LogRecordExportResult.SUCCESS
+    child = export_in_forked_child(exp, batch[2:4])
+    assert child["exit_code"] == 0 and child["result"] == "SUCCESS" and child["fresh_session"], child
+    assert exp.export(batch[4:]) is LogRecordExportResult.SUCCESS
+    assert len(standin.client_ports) == 2 and standin.client_ports[0] != standin.client_ports[1]
+    assert standin.count() == 6

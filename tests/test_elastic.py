@@ -35,6 +35,7 @@ from otel_audit.exporters.file import FileLogRecordExporter
 from otel_audit.keys import Keyring
 from otel_audit.processors.signing import SigningProcessor
 from otel_audit.sources import elastic as source
+from tests.standins import export_in_forked_child
 from tests.standins.elastic import DEFAULT_API_KEY, ElasticStandIn
 
 FAST = RetrySettings(initial_interval=0.05, max_interval=0.5, max_elapsed_time=60)
@@ -328,8 +329,9 @@ def test_standin_is_strict_about_the_bulk_contract(es: ElasticStandIn) -> None:
     assert banner["tagline"] == "You Know, for Search" and banner["version"]["number"].startswith("9.")
 
 
-def test_batches_are_cut_below_max_bulk_bytes_and_413_is_permanent(shared_keys: Path) -> None:
-    """Bodies stay under max_bulk_bytes (several _bulk requests); a body over http.max_content_length is a 413."""
+def test_batches_are_cut_below_max_bulk_bytes_and_413_splits(shared_keys: Path) -> None:
+    """Bodies stay under max_bulk_bytes (several _bulk requests); a body over http.max_content_length is a 413,
+    after which the request is split in halves until the parts fit, and every document is stored."""
     records = signed_records(shared_keys, 40)
     with ElasticStandIn(max_content_length=20_000) as small:
         exp = ElasticLogExporter(small.url, api_key=DEFAULT_API_KEY, compression=False, max_bulk_bytes=15_000,
@@ -337,10 +339,12 @@ def test_batches_are_cut_below_max_bulk_bytes_and_413_is_permanent(shared_keys: 
         assert exp.export(records) is LogRecordExportResult.SUCCESS
         sizes = [s.body_bytes for s in bulk_requests(small)]
         assert len(sizes) > 1 and max(sizes) <= 15_000 and len(small.documents(DS)) == len(records)
+    with ElasticStandIn(max_content_length=20_000) as small:
         big = ElasticLogExporter(small.url, api_key=DEFAULT_API_KEY, compression=False, retry=FAST, timeout=5)
-        assert big.export(signed_records(shared_keys, 40)) is LogRecordExportResult.FAILURE
-        assert big.counters.rejected == 41 and big.counters.retries == 0
-        assert "HTTP 413" in big.counters.reasons[0] and "max_bulk_bytes" in big.counters.reasons[0]
+        assert big.export(records) is LogRecordExportResult.SUCCESS and big.last_rejected == ()
+        assert big.counters.rejected == 0 and big.counters.retries == 0 and big.counters.delivered == len(records)
+        statuses = [s.status for s in bulk_requests(small)]
+        assert statuses[0] == 413 and len(statuses) > 2 and len(small.documents(DS)) == len(records)
 
 
 def test_official_client_reads_back_with_search_after_count_and_scan(es: ElasticStandIn, shared_keys: Path) -> None:
@@ -464,7 +468,8 @@ def test_per_item_5xx_is_retried(es: ElasticStandIn, shared_keys: Path) -> None:
 
 def test_per_item_400_is_reported_with_reason_counted_and_not_retried(
         es: ElasticStandIn, shared_keys: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """A mapper_parsing_exception item is a permanent rejection: logged with type and reason, counted, not resent."""
+    """A mapper_parsing_exception item is a permanent rejection: its index in last_rejected, logged with type and
+    reason, counted, not resent, and the export is SUCCESS."""
     records = signed_records(shared_keys, 8)
     victim = records[4].log_record.attributes
     victim_id = f"{victim['audit.stream.id']}-{victim['audit.stream.seq']}"
@@ -472,7 +477,7 @@ def test_per_item_400_is_reported_with_reason_counted_and_not_retried(
     exporter = exporter_for(es)
     with caplog.at_level(logging.ERROR, logger="otel_audit.exporters"):
         result = exporter.export(records)
-    assert result is LogRecordExportResult.FAILURE and exporter.last_permanent
+    assert result is LogRecordExportResult.SUCCESS and exporter.last_rejected == (4,)
     assert exporter.counters.rejected == 1 and exporter.counters.delivered == len(records) - 1
     assert exporter.counters.retries == 0 and len(bulk_requests(es)) == 1
     assert "mapper_parsing_exception" in caplog.text and victim_id in caplog.text
@@ -504,7 +509,7 @@ def test_401_is_kept_for_later_and_never_shows_the_key(shared_keys: Path, caplog
         with caplog.at_level(logging.DEBUG):
             assert exporter.export(records) is LogRecordExportResult.FAILURE
         assert exporter.counters.failed == len(records) and exporter.counters.rejected == 0
-        assert not exporter.last_permanent
+        assert exporter.last_rejected == () and exporter.counters.delivered == 0
         assert "security_exception" in exporter.counters.reasons[0] and "check api_key" in exporter.counters.reasons[0]
         assert len(bulk_requests(standin)) >= 1
         text = caplog.text + repr(exporter) + str(exporter.counters)
@@ -516,8 +521,52 @@ def test_403_for_a_read_only_key_is_failed_not_dropped(shared_keys: Path) -> Non
     """A key without write privileges gets 403 security_exception: retried, then failed and counted, reason kept."""
     with ElasticStandIn(api_keys=(), readonly_api_keys=(SECRET_KEY,)) as standin:
         exporter = ElasticLogExporter(standin.url, api_key=SECRET_KEY, retry=BRIEF, timeout=5)
-        assert exporter.export(signed_records(shared_keys, 3)) is LogRecordExportResult.FAILURE
+        records = signed_records(shared_keys, 3)
+        assert exporter.export(records) is LogRecordExportResult.FAILURE and exporter.last_rejected == ()
         assert exporter.counters.failed == 4 and "is unauthorized" in exporter.counters.reasons[0]
+        assert exporter.counters.delivered == 0 and standin.documents(DS) == []
+        standin.api_keys.add(SECRET_KEY)  # the key is given the privilege: the same records go through
+        assert exporter.export(records) is LogRecordExportResult.SUCCESS and exporter.last_rejected == ()
+        assert len(standin.documents(DS)) == len(records)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_credential_refusal_of_the_bulk_request_is_failure_never_rejection(es: ElasticStandIn, shared_keys: Path,
+                                                                           status: int) -> None:
+    """A 401 or 403 for the whole _bulk request is retried, then FAILURE with last_rejected empty and nothing
+    delivered; once Elasticsearch accepts again the same records are delivered."""
+    records = signed_records(shared_keys, 5)
+    es.fail_requests(status, times=1000)
+    exporter = exporter_for(es, retry=BRIEF)
+    assert exporter.export(records) is LogRecordExportResult.FAILURE
+    assert exporter.last_rejected == () and exporter.counters.rejected == 0 and exporter.counters.delivered == 0
+    assert exporter.counters.retries >= 1 and es.documents(DS) == []
+    es.clear_faults()
+    assert exporter.export(records) is LogRecordExportResult.SUCCESS and exporter.last_rejected == ()
+    assert exporter.counters.delivered == len(records) and len(es.documents(DS)) == len(records)
+
+
+def test_per_item_403_is_retried_not_rejected(es: ElasticStandIn, shared_keys: Path) -> None:
+    """An item refused with 403 (no privilege on its index) is retried, then FAILURE, never in last_rejected."""
+    records = signed_records(shared_keys, 4)
+    es.fail_items(403, times=None, match=lambda _id, _src: True)
+    exporter = exporter_for(es, retry=BRIEF)
+    assert exporter.export(records) is LogRecordExportResult.FAILURE and exporter.last_rejected == ()
+    assert exporter.counters.rejected == 0 and exporter.counters.failed == len(records)
+    es.clear_faults()
+    assert exporter.export(records) is LogRecordExportResult.SUCCESS and len(es.documents(DS)) == len(records)
+
+
+def test_a_400_for_the_whole_request_of_one_record_rejects_it(es: ElasticStandIn, shared_keys: Path) -> None:
+    """A 400 for a _bulk request of one document puts its index in last_rejected and the export is SUCCESS."""
+    records = signed_records(shared_keys, 2)
+    es.fail_requests(400, times=2)
+    exporter = exporter_for(es)
+    assert exporter.export(records) is LogRecordExportResult.SUCCESS
+    # 3 documents -> 400; halves [0] -> 400 (rejected) and [1, 2] -> stored
+    assert [s.status for s in bulk_requests(es)] == [400, 400, 200]
+    assert exporter.last_rejected == (0,) and exporter.counters.rejected == 1
+    assert len(es.documents(DS)) == len(records) - 1
 
 
 def test_slow_server_times_out_then_duplicates_are_409s(es: ElasticStandIn, shared_keys: Path) -> None:
@@ -740,3 +789,19 @@ def test_secrets_never_appear_in_errors_or_reprs(caplog: pytest.LogCaptureFixtur
     text = " ".join(msgs) + caplog.text
     for secret in (SECRET_KEY, SECRET_VALUE, SECRET_PASSWORD, "12345678"):
         assert secret not in text
+
+
+# fork safety --------------------------------------------------------------------------------------
+
+
+def test_a_forked_child_delivers_through_its_own_connection(es: ElasticStandIn, shared_keys: Path) -> None:
+    """After os.fork() the child sends through a fresh session on a new TCP connection, the parent keeps its
+    own pool, and the deliveries of both arrive."""
+    records = signed_records(shared_keys, 5)
+    exporter = exporter_for(es)
+    assert exporter.export(records[:2]) is LogRecordExportResult.SUCCESS
+    child = export_in_forked_child(exporter, records[2:4])
+    assert child["exit_code"] == 0 and child["result"] == "SUCCESS" and child["fresh_session"], child
+    assert exporter.export(records[4:]) is LogRecordExportResult.SUCCESS
+    assert len(es.client_ports) == 2 and es.client_ports[0] != es.client_ports[1]
+    assert len(es.documents(DS)) == len(records)

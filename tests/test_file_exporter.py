@@ -528,3 +528,80 @@ def test_parse_duration_rejects_the_rest(value: object) -> None:
     """parse_duration raises ConfigError naming where, for non-durations and negative ones."""
     with pytest.raises(ConfigError, match=r"^exporters\.file\.flush_interval: "):
         parse_duration(value, where="exporters.file.flush_interval")
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+def test_last_rejected_is_empty_when_the_batch_is_written(tmp_path: Path) -> None:
+    """A written batch is SUCCESS with last_rejected empty and every record counted delivered."""
+    exporter = FileLogRecordExporter(path=tmp_path / "audit.jsonl", fsync="never")
+    assert exporter.export(_records(3)) is LogRecordExportResult.SUCCESS
+    assert exporter.last_rejected == () and exporter.counters.delivered == 3
+    exporter.shutdown()
+
+
+def test_an_unencodable_record_is_rejected_and_the_rest_is_written(tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """A record with no OTLP JSON form is in last_rejected, logged and counted; the others are written: SUCCESS."""
+    path = tmp_path / "audit.jsonl"
+    exporter = FileLogRecordExporter(path=path, fsync="never")
+    records = _records(3)
+    records[1].log_record.body = object()
+    with caplog.at_level(logging.ERROR):
+        assert exporter.export(records) is LogRecordExportResult.SUCCESS
+    assert exporter.last_rejected == (1,) and exporter.counters.rejected == 1
+    assert "no OTLP AnyValue form" in caplog.text
+    exporter.shutdown()
+    assert _read_indices([path]) == [0, 2]
+
+
+def test_an_io_error_is_failure_never_a_rejection(tmp_path: Path) -> None:
+    """A write that fails on the file system is FAILURE with last_rejected empty: the records are kept upstream."""
+    path = tmp_path / "audit.jsonl"
+    exporter = FileLogRecordExporter(path=path, fsync="never")
+    path.mkdir()
+    assert exporter.export(_records(2)) is LogRecordExportResult.FAILURE and exporter.last_rejected == ()
+    exporter.shutdown()
+
+
+# --------------------------------------------------------------------------- fork safety
+
+
+def test_a_forked_child_writes_and_rotates_its_own_file(tmp_path: Path) -> None:
+    """After os.fork() the child appends to <stem>.<pid><suffix> next to the parent's file and rotates it on its
+    own; the parent's file and backups hold only the parent's records, and every record is written once."""
+    path = tmp_path / "audit.jsonl"
+    exporter = FileLogRecordExporter(path=path, rotation={"max_megabytes": 0.005}, fsync="interval",
+                                     fsync_interval=0.05)
+    records = _records(120, body_size=200)
+    assert exporter.export(records[:10]) is LogRecordExportResult.SUCCESS
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: export, report, and never return into pytest
+        code = 1
+        try:
+            os.close(r)
+            ok = all(exporter.export(records[i:i + 10]) is LogRecordExportResult.SUCCESS for i in range(10, 60, 10))
+            exporter.shutdown()
+            os.write(w, json.dumps({"ok": ok, "path": exporter.path}).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as pipe:
+        child = json.loads(pipe.read() or b"{}")
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and child["ok"], child
+    for i in range(60, 120, 10):
+        assert exporter.export(records[i:i + 10]) is LogRecordExportResult.SUCCESS
+    exporter.shutdown()
+
+    child_path = tmp_path / f"audit.{pid}.jsonl"
+    assert child["path"] == str(child_path) and child_path.exists() and exporter.path == str(path)
+    child_files = sorted(tmp_path.glob(f"audit.{pid}*"))
+    parent_files = [p for p in _archive(tmp_path) if p not in child_files]
+    assert len(child_files) > 1 and len(parent_files) > 1  # both rotated
+    assert all(re.fullmatch(rf"audit\.{pid}(-.+)?\.jsonl", p.name) for p in child_files)
+    assert sorted(_read_indices(child_files)) == list(range(10, 60))
+    assert sorted(_read_indices(parent_files)) == [*range(10), *range(60, 120)]

@@ -32,7 +32,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import LogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult, SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
 from otel_audit.errors import ConfigError
@@ -60,12 +60,30 @@ class Received:
 
     calls: list[tuple[str, dict[str, str], ExportLogsServiceRequest]] = field(default_factory=list)
     event: threading.Event = field(default_factory=threading.Event)
+    #: statuses (HTTP int, or gRPC StatusCode) to answer the next requests with, before anything else
+    faults: list[object] = field(default_factory=list)
+    #: a record for which this is true makes the whole request invalid (HTTP 400 / INVALID_ARGUMENT)
+    malformed: object = None
+    #: the client port of every request, in order
+    ports: list[int] = field(default_factory=list)
+
+    def refusal(self, request: ExportLogsServiceRequest) -> object:
+        if self.faults:
+            return self.faults.pop(0)
+        if self.malformed is not None:
+            for rl in request.resource_logs:
+                for sl in rl.scope_logs:
+                    if any(self.malformed(record) for record in sl.log_records):  # type: ignore[operator]
+                        return "malformed"
+        return None
 
 
 def _http_server(tls_context: ssl.SSLContext | None = None) -> tuple[ThreadingHTTPServer, Received]:
     received = Received()
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as a collector's receiver: clients pool connections
+
         def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             encoding = (self.headers.get("Content-Encoding") or "").lower()
@@ -75,6 +93,14 @@ def _http_server(tls_context: ssl.SSLContext | None = None) -> tuple[ThreadingHT
                 body = zlib.decompress(body)
             request = ExportLogsServiceRequest()
             request.ParseFromString(body)
+            received.ports.append(self.client_address[1])
+            refusal = received.refusal(request)
+            if refusal is not None:
+                status = 400 if refusal == "malformed" else int(refusal)  # type: ignore[call-overload]
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             headers = {k.lower(): v for k, v in self.headers.items()}
             received.calls.append((self.path, headers, request))
             payload = ExportLogsServiceResponse().SerializeToString()
@@ -103,6 +129,11 @@ class _Logs(logs_service_pb2_grpc.LogsServiceServicer):
         self, request: ExportLogsServiceRequest, context: grpc.ServicerContext
     ) -> ExportLogsServiceResponse:  # noqa: N802
         metadata = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
+        self.received.ports.append(int(context.peer().rsplit(":", 1)[1]))
+        refusal = self.received.refusal(request)
+        if refusal is not None:
+            code = grpc.StatusCode.INVALID_ARGUMENT if refusal == "malformed" else refusal
+            context.abort(code, "refused by the test receiver")  # type: ignore[arg-type]
         self.received.calls.append(
             ("/opentelemetry.proto.collector.logs.v1.LogsService/Export", metadata, request)
         )
@@ -426,3 +457,127 @@ def test_header_values_never_appear_in_errors(protocol: str) -> None:
         )
     assert str(info.value).startswith("exporters.x.headers.authorization: must be a string")
     assert "s3cr3t" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- refusal policy
+
+
+def _records(count: int) -> list:
+    """count SDK records as a processor hands them to an exporter, attribute audit.seq = 0..count-1."""
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+
+    memory = InMemoryLogRecordExporter()
+    provider = LoggerProvider(resource=Resource.create({"service.name": "gateway"}))
+    provider.add_log_record_processor(SimpleLogRecordProcessor(memory))
+    logger = provider.get_logger("otel_audit.test")
+    for i in range(count):
+        logger.emit(body=f"event {i}", attributes={"audit.seq": i}, event_name="user.login")
+    provider.shutdown()
+    return list(memory.get_finished_logs())
+
+
+def _seqs(received: Received) -> list[int]:
+    return sorted(a["audit.seq"].int_value for _, _, request in received.calls for a in _attributes(request))
+
+
+def _exporter(protocol: str, http_server: tuple[str, Received], grpc_server: tuple[int, Received]) -> tuple:
+    if protocol == "http":
+        url, received = http_server
+        cfg: dict = {"endpoint": url, "timeout": "5s"}
+    else:
+        port, received = grpc_server
+        cfg = {"endpoint": f"127.0.0.1:{port}", "tls": {"insecure": True}, "timeout": "5s"}
+    return create_otlp_exporter(cfg, where=f"exporters.{protocol}", protocol=protocol), received
+
+
+CREDENTIAL_REFUSALS = [("http", 401), ("http", 403), ("grpc", grpc.StatusCode.UNAUTHENTICATED),
+                       ("grpc", grpc.StatusCode.PERMISSION_DENIED)]
+
+
+@pytest.mark.parametrize("protocol, refusal", CREDENTIAL_REFUSALS)
+def test_credential_refusals_are_failure_never_rejection(protocol: str, refusal: object,
+                                                         http_server: tuple[str, Received],
+                                                         grpc_server: tuple[int, Received]) -> None:
+    """401 / 403 / UNAUTHENTICATED / PERMISSION_DENIED is FAILURE with last_rejected empty and nothing counted
+    delivered; once the receiver accepts again the same records are delivered."""
+    exporter, received = _exporter(protocol, http_server, grpc_server)
+    records = _records(4)
+    received.faults.extend([refusal] * 10)
+    assert exporter.export(records) is LogRecordExportResult.FAILURE
+    assert exporter.last_rejected == () and exporter.counters.rejected == 0 and exporter.counters.delivered == 0
+    assert received.calls == []
+    received.faults.clear()
+    assert exporter.export(records) is LogRecordExportResult.SUCCESS and exporter.last_rejected == ()
+    assert exporter.counters.delivered == 4 and _seqs(received) == [0, 1, 2, 3]
+    exporter.shutdown()
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_malformed_record_is_rejected_alone_and_the_rest_delivered(protocol: str,
+                                                                     http_server: tuple[str, Received],
+                                                                     grpc_server: tuple[int, Received]) -> None:
+    """A batch refused as invalid (HTTP 400, INVALID_ARGUMENT) is split until the refusal lands on the malformed
+    record: its index is in last_rejected, the others are delivered, and the export is SUCCESS."""
+    exporter, received = _exporter(protocol, http_server, grpc_server)
+    received.malformed = lambda record: any(kv.key == "audit.seq" and kv.value.int_value == 2
+                                            for kv in record.attributes)
+    assert exporter.export(_records(5)) is LogRecordExportResult.SUCCESS
+    assert exporter.last_rejected == (2,) and exporter.counters.rejected == 1
+    assert _seqs(received) == [0, 1, 3, 4]
+    exporter.shutdown()
+
+
+def test_a_single_record_refused_as_invalid_is_rejected(http_server: tuple[str, Received],
+                                                        grpc_server: tuple[int, Received]) -> None:
+    """A 400 for a batch of one record puts index 0 in last_rejected and the export is SUCCESS."""
+    exporter, received = _exporter("http", http_server, grpc_server)
+    received.faults.append(400)
+    assert exporter.export(_records(1)) is LogRecordExportResult.SUCCESS and exporter.last_rejected == (0,)
+    assert exporter.export(_records(1)) is LogRecordExportResult.SUCCESS and exporter.last_rejected == ()
+    exporter.shutdown()
+
+
+def test_an_unreachable_receiver_is_failure(http_server: tuple[str, Received]) -> None:
+    """A receiver that answers 404 (a wrong path) is FAILURE with last_rejected empty: the records are kept."""
+    url, received = http_server
+    exporter = create_otlp_exporter({"endpoint": url, "timeout": "2s"}, where="exporters.otlphttp", protocol="http")
+    received.faults.append(404)
+    assert exporter.export(_records(2)) is LogRecordExportResult.FAILURE and exporter.last_rejected == ()
+    exporter.shutdown()
+
+
+# --------------------------------------------------------------------------- fork safety
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_forked_child_exports_on_a_connection_of_its_own(protocol: str, http_server: tuple[str, Received],
+                                                           grpc_server: tuple[int, Received]) -> None:
+    """After os.fork() the child exports through its own connection (not the parent's pooled one), the parent
+    keeps its own, and the records of both arrive."""
+    import json
+    import os
+
+    exporter, received = _exporter(protocol, http_server, grpc_server)
+    records = _records(5)
+    assert exporter.export(records[:2]) is LogRecordExportResult.SUCCESS
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: export, report, and never return into pytest
+        code = 1
+        try:
+            os.close(r)
+            result = exporter.export(records[2:4])
+            os.write(w, json.dumps({"result": result.name}).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as pipe:
+        child = json.loads(pipe.read() or b"{}")
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and child == {"result": "SUCCESS"}
+    assert exporter.export(records[4:]) is LogRecordExportResult.SUCCESS
+    parent_port, child_port, parent_again = received.ports
+    assert child_port != parent_port and parent_again == parent_port
+    assert _seqs(received) == [0, 1, 2, 3, 4]
+    exporter.shutdown()

@@ -27,6 +27,7 @@ from opentelemetry.sdk._logs.export import (
     SimpleLogRecordProcessor,
 )
 from opentelemetry.sdk.resources import Resource
+from standins import export_in_forked_child
 from standins.splunk import DEFAULT_TOKEN, SplunkHecStandIn, Token
 
 from otel_audit.errors import ConfigError, InputError
@@ -38,6 +39,8 @@ from otel_audit.sources.splunk import SplunkReader, cross_check, load_results, r
 
 ACK_TOKEN = "9d3c1b2a-4e5f-4a6b-8c7d-0e1f2a3b4c5d"
 FAST = RetrySettings(initial_interval=0.05, max_interval=0.3, max_elapsed_time=30)
+#: Gives up within about half a second: for refusals that are retried and then reported as FAILURE.
+GIVE_UP = RetrySettings(initial_interval=0.05, max_interval=0.1, max_elapsed_time=0.5, randomization_factor=0)
 RESOURCE = Resource.create({"service.name": "gateway", "host.name": "gw-1"})
 
 
@@ -236,13 +239,14 @@ def test_batches_stay_under_max_content_length_logs(hec: SplunkHecStandIn, share
 
 def test_an_event_over_the_limits_is_refused_for_good_and_counted(
         hec: SplunkHecStandIn, shared_keys: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """An event bigger than max_event_size is refused here (logged, counted), the others are sent."""
+    """An event bigger than max_event_size is refused here (its index in last_rejected, logged, counted), the
+    others are sent, and the export is SUCCESS."""
     recs = signed_records(shared_keys, 3)
     big = signed_records(shared_keys, 1, padding="x" * 20_000)[0]
     exp = exporter(hec, max_event_size=16_000)
     with caplog.at_level(logging.ERROR):
-        assert exp.export([*recs, big]) is LogRecordExportResult.FAILURE
-    assert exp.last_permanent and exp.counters.rejected == 1 and exp.splunk_counters.too_large == 1
+        assert exp.export([*recs, big]) is LogRecordExportResult.SUCCESS
+    assert exp.last_rejected == (3,) and exp.counters.rejected == 1 and exp.splunk_counters.too_large == 1
     assert hec.count == 3
     assert "over max_event_size (16000 bytes)" in caplog.text and "seq 1" in caplog.text
 
@@ -263,58 +267,78 @@ def test_a_413_splits_the_request_and_delivers_every_event(shared_keys: Path) ->
     (lambda s: None, "00000000-0000-0000-0000-000000000000", "Invalid token", 4, 403),
     (lambda s: s.disable_token(), DEFAULT_TOKEN, "Token disabled", 1, 403),
 ])
-def test_token_refusals_are_permanent_and_logged_with_splunks_text(
+def test_token_refusals_are_retried_then_failure_and_logged_with_splunks_text(
         hec: SplunkHecStandIn, shared_keys: Path, caplog: pytest.LogCaptureFixture,
         setup: Any, token: str, text: str, code: int, status: int) -> None:
-    """With RETRY_REFUSALS off, 403 Invalid token / Token disabled: refused for good, counted, Splunk's text
-    in the log, not retried."""
-
-    class Strict(SplunkHecLogExporter):
-        RETRY_REFUSALS = False
-
+    """403 Invalid token / Token disabled is retried with backoff, then FAILURE with nothing rejected and Splunk's
+    text in the log; once the token works the same records are delivered."""
     setup(hec)
-    exp = Strict(hec.url, token, retry=RetrySettings(initial_interval=0.05, max_interval=0.1, max_elapsed_time=0.4))
+    exp = SplunkHecLogExporter(hec.url, token, retry=GIVE_UP)
+    records = signed_records(shared_keys, 4)
     with caplog.at_level(logging.ERROR):
-        assert exp.export(signed_records(shared_keys, 4)) is LogRecordExportResult.FAILURE
-    assert exp.counters.rejected == 4 and exp.counters.retries == 0 and exp.last_permanent
-    assert len(hec.seen) == 1
+        assert exp.export(records) is LogRecordExportResult.FAILURE
+    assert exp.last_rejected == () and exp.counters.rejected == 0 and exp.counters.delivered == 0
+    assert exp.counters.failed == 4 and exp.counters.retries > 0 and len(hec.seen) > 1 and hec.count == 0
     assert f"HTTP {status} code {code}: {text}" in caplog.text
     assert exp.counters.reasons == [f"HTTP {status} code {code}: {text}"]
+    hec.disable_token(disabled=False)
+    fixed = SplunkHecLogExporter(hec.url, DEFAULT_TOKEN, retry=GIVE_UP)
+    assert fixed.export(records) is LogRecordExportResult.SUCCESS and fixed.last_rejected == ()
+    assert sorted(seqs(hec)) == [1, 2, 3, 4]
 
 
-def test_retry_refusals_turns_token_refusals_into_failures_a_spool_keeps(hec: SplunkHecStandIn,
-                                                                         shared_keys: Path) -> None:
-    """By default a 403 (a token problem, not the records') is retried per retry_on_failure and then counted
-    as failed, not rejected: a durable spool keeps the records until the token is fixed."""
+@pytest.mark.parametrize("status, code", [(401, 2), (401, 3), (403, 4), (403, 1)])
+def test_credential_refusals_are_failure_never_rejection(hec: SplunkHecStandIn, shared_keys: Path,
+                                                         status: int, code: int) -> None:
+    """A 401 or 403 with a token code is retried, then FAILURE with last_rejected empty and nothing counted
+    delivered; after Splunk accepts again the same records are delivered."""
+    hec.fail(status, times=1000, code=code)
+    exp = exporter(hec, retry=GIVE_UP)
+    records = signed_records(shared_keys, 3)
+    assert exp.export(records) is LogRecordExportResult.FAILURE
+    assert exp.last_rejected == () and exp.counters.rejected == 0 and exp.counters.delivered == 0
+    assert hec.count == 0
+    hec.clear_faults()
+    assert exp.export(records) is LogRecordExportResult.SUCCESS and exp.last_rejected == ()
+    assert exp.counters.delivered == 3 and sorted(seqs(hec)) == [1, 2, 3]
 
-    hec.disable_token()
-    exp = SplunkHecLogExporter(hec.url, DEFAULT_TOKEN, retry=RetrySettings(initial_interval=0.05, max_interval=0.1,
-                                                              max_elapsed_time=0.4))
-    assert exp.export(signed_records(shared_keys, 2)) is LogRecordExportResult.FAILURE
-    assert exp.counters.failed == 2 and exp.counters.rejected == 0 and exp.counters.retries > 0
-    assert not exp.last_permanent
 
-
-def test_an_unknown_index_is_refused_with_code_7(hec: SplunkHecStandIn, shared_keys: Path,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
-    """An index the token may not write: 400 code 7 "Incorrect index", refused for good."""
-    exp = exporter(hec, index="nope")
+def test_an_unknown_index_is_kept_not_rejected(hec: SplunkHecStandIn, shared_keys: Path,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    """An index the token may not write (400 code 7 "Incorrect index") is the token's setting, not the events'
+    fault: retried, then FAILURE with nothing rejected."""
+    exp = exporter(hec, index="nope", retry=GIVE_UP)
     with caplog.at_level(logging.ERROR):
         assert exp.export(signed_records(shared_keys, 2)) is LogRecordExportResult.FAILURE
-    assert exp.counters.rejected == 2 and len(hec.seen) == 1
-    assert "code 7: Incorrect index (2 event(s) for index 'nope')" in caplog.text
+    assert exp.counters.rejected == 0 and exp.last_rejected == () and exp.counters.failed == 2
+    assert len(hec.seen) > 1 and hec.count == 0
+    assert "code 7: Incorrect index (2 event(s) for index 'nope'" in caplog.text
 
 
 def test_one_bad_event_is_refused_and_the_rest_of_the_batch_delivered(
         hec: SplunkHecStandIn, shared_keys: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """A 400 naming invalid-event-number refuses that event only; the others are sent again and delivered."""
+    """A 400 naming invalid-event-number rejects that event only (its index in last_rejected); the others are
+    sent again and delivered, and the export is SUCCESS."""
     hec.reject_events(lambda env: env["fields"].get("audit.stream.seq") == "4", times=1)
     exp = exporter(hec)
     with caplog.at_level(logging.ERROR):
-        assert exp.export(signed_records(shared_keys, 10)) is LogRecordExportResult.FAILURE
+        assert exp.export(signed_records(shared_keys, 10)) is LogRecordExportResult.SUCCESS
+    assert exp.last_rejected == (3,)
     assert exp.counters.rejected == 1 and exp.counters.delivered == 9
     assert sorted(seqs(hec)) == [s for s in range(1, 11) if s != 4]
     assert "code 6: Invalid data format (event 3 of the request" in caplog.text and "seq 4" in caplog.text
+
+
+def test_a_400_without_an_event_number_splits_until_the_blame_lands(hec: SplunkHecStandIn,
+                                                                    shared_keys: Path) -> None:
+    """A 400 code 6 that names no event splits the request in halves; events that go through alone are
+    delivered, and a single event refused that way is in last_rejected."""
+    hec.fail(400, times=3, code=6)
+    exp = exporter(hec)
+    assert exp.export(signed_records(shared_keys, 4)) is LogRecordExportResult.SUCCESS
+    # [0..3] -> 400; [0, 1] -> 400; [0] -> 400 (rejected); [1], [2, 3] -> delivered
+    assert [s.status for s in hec.seen] == [400, 400, 400, 200, 200]
+    assert exp.last_rejected == (0,) and exp.counters.rejected == 1 and sorted(seqs(hec)) == [2, 3, 4]
 
 
 def test_server_busy_is_retried_until_delivered(hec: SplunkHecStandIn, shared_keys: Path) -> None:
@@ -341,7 +365,7 @@ def test_an_outage_longer_than_max_elapsed_time_is_given_up_as_failed(hec: Splun
     hec.go_down()
     exp = exporter(hec, retry=RetrySettings(initial_interval=0.05, max_interval=0.1, max_elapsed_time=0.5))
     assert exp.export(signed_records(shared_keys, 3)) is LogRecordExportResult.FAILURE
-    assert exp.counters.failed == 3 and exp.counters.rejected == 0 and not exp.last_permanent
+    assert exp.counters.failed == 3 and exp.counters.rejected == 0 and exp.last_rejected == ()
 
 
 def test_an_answer_lost_after_storing_gives_duplicates_not_gaps(hec: SplunkHecStandIn, shared_keys: Path,
@@ -409,7 +433,7 @@ def test_lost_acks_are_given_up_when_retries_are_off(hec_ack: SplunkHecStandIn, 
                    retry=RetrySettings(enabled=False))
     with caplog.at_level(logging.ERROR):
         assert exp.export(signed_records(shared_keys, 4)) is LogRecordExportResult.FAILURE
-    assert exp.counters.failed == 4 and not exp.last_permanent
+    assert exp.counters.failed == 4 and exp.last_rejected == ()
     assert "gave up on 4 audit record(s): not acknowledged by Splunk within 0.3s" in caplog.text
 
 
@@ -822,3 +846,22 @@ def test_the_token_never_appears_in_logs_errors_or_reprs(
     for text in (caplog.text, repr(exp), str(exp.counters), *errors, repr(exp.__dict__.get("url"))):
         assert secret not in text
     assert "<redacted>" in repr(exp)
+
+
+# -- fork safety -----------------------------------------------------------------------------------
+
+
+def test_a_forked_child_delivers_through_its_own_connection_and_channel(hec_ack: SplunkHecStandIn,
+                                                                        shared_keys: Path) -> None:
+    """After os.fork() the child sends through a fresh session on a new TCP connection and its own ack channel,
+    the parent keeps its own pool, and the acknowledged deliveries of both arrive."""
+    records = signed_records(shared_keys, 5)
+    exp = exporter(hec_ack, use_ack=True, ack_poll_interval=0.05)
+    parent_channel = exp.channel
+    assert exp.export(records[:2]) is LogRecordExportResult.SUCCESS
+    child = export_in_forked_child(exp, records[2:4])
+    assert child["exit_code"] == 0 and child["result"] == "SUCCESS" and child["fresh_session"], child
+    assert exp.export(records[4:]) is LogRecordExportResult.SUCCESS and exp.channel == parent_channel
+    assert len(hec_ack.client_ports) == 2 and hec_ack.client_ports[0] != hec_ack.client_ports[1]
+    assert sorted(seqs(hec_ack)) == [1, 2, 3, 4, 5]
+    assert len({s.channel for s in hec_ack.accepted}) == 2

@@ -47,9 +47,12 @@ from otel_audit.keys import Keyring
 from otel_audit.processors.signing import SigningProcessor
 from otel_audit.processors.spool import SpoolProcessor
 from otel_audit.verify import Report, Verifier
+from tests.standins import export_in_forked_child
 from tests.standins.webhook import WebhookReceiver
 
 FAST = RetrySettings(initial_interval=0.05, max_interval=0.3, max_elapsed_time=30, randomization_factor=0)
+#: Gives up within about half a second: for refusals that are retried and then reported as FAILURE.
+GIVE_UP = RetrySettings(initial_interval=0.05, max_interval=0.1, max_elapsed_time=0.5, randomization_factor=0)
 
 
 def _secret(seed: bytes, n: int = 32) -> str:
@@ -259,17 +262,39 @@ def test_v1a_signature_verifies_with_the_public_key(shared_keys: Path, keyring: 
         assert report.ok and not mismatches
 
 
-def test_wrong_secret_is_a_permanent_rejection_with_the_receivers_reason(shared_keys: Path) -> None:
-    """A receiver that cannot verify answers 401; the exporter counts it, logs why, and does not retry."""
+def test_wrong_secret_is_retried_then_failure_and_kept(shared_keys: Path) -> None:
+    """A receiver that cannot verify the signature (401) is retried, then FAILURE with nothing rejected, and the
+    same records go through once the secrets agree."""
     records = signed_records(shared_keys, 10)
     with WebhookReceiver(secrets=[SECRET_B]) as rx:
-        exporter = exporter_for(rx, secrets=[SECRET_C])
+        exporter = exporter_for(rx, secrets=[SECRET_C], retry=GIVE_UP)
         assert exporter.export(records) is LogRecordExportResult.FAILURE
-        assert len(rx.attempts) == 1 and rx.attempts[0].status == 401 and not rx.messages
-        assert exporter.counters.rejected == len(records) and exporter.counters.retries == 0
-        assert exporter.last_permanent
+        assert exporter.last_rejected == () and not rx.messages
+        assert len(rx.attempts) > 1 and all(a.status == 401 for a in rx.attempts)
+        assert exporter.counters.rejected == 0 and exporter.counters.delivered == 0
+        assert exporter.counters.failed == len(records)
         reason = exporter.counters.reasons[0]
         assert "401" in reason and "No matching signature found" in reason and "check secrets" in reason
+        fixed = exporter_for(rx, secrets=[SECRET_B])
+        assert fixed.export(records) is LogRecordExportResult.SUCCESS and fixed.last_rejected == ()
+        assert len(rx.events()) == len(records)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_credential_refusal_is_failure_never_rejection(rx: WebhookReceiver, shared_keys: Path, status: int) -> None:
+    """A 401 or 403 is retried with backoff, then FAILURE with last_rejected empty; after the receiver accepts
+    again the same records are delivered."""
+    records = signed_records(shared_keys, 10)
+    rx.fail_requests(status, times=1000, body={"error": "token revoked"})
+    exporter = exporter_for(rx, retry=GIVE_UP)
+    assert exporter.export(records) is LogRecordExportResult.FAILURE
+    assert exporter.last_rejected == () and exporter.counters.rejected == 0
+    assert exporter.counters.delivered == 0 and exporter.counters.retries >= 1 and not rx.messages
+    assert f"HTTP {status}" in exporter.counters.reasons[0] and "token revoked" in exporter.counters.reasons[0]
+    rx.clear_faults()
+    assert exporter.export(records) is LogRecordExportResult.SUCCESS and exporter.last_rejected == ()
+    assert exporter.counters.delivered == len(records)
+    assert sorted(ev["attributes"][STREAM_SEQ] for ev in rx.events()) == list(range(len(records)))
 
 
 # retries and idempotency --------------------------------------------------------------------------
@@ -416,7 +441,7 @@ def test_410_gone_disables_the_endpoint_loudly(rx: WebhookReceiver, shared_keys:
         assert exporter.export(records) is LogRecordExportResult.FAILURE
         assert exporter.disabled
         assert any("410 Gone" in r.getMessage() and "DISABLED" in r.getMessage() for r in caplog.records)
-        assert not exporter.last_permanent  # a durable spool keeps them for when the endpoint is fixed
+        assert exporter.last_rejected == ()  # a durable spool keeps them for when the endpoint is fixed
         assert rx.statuses() == [410]
         caplog.clear()
         for _ in range(3):
@@ -465,41 +490,76 @@ def test_410_in_a_split_batch_stops_the_rest(rx: WebhookReceiver, shared_keys: P
     assert rx.statuses() == [410] and exporter.counters.failed == len(records)
 
 
-def test_client_error_is_permanent_with_the_receivers_text(rx: WebhookReceiver, shared_keys: Path,
-                                                          caplog: pytest.LogCaptureFixture) -> None:
-    """A 400 is not retried: counted as rejected and logged with the receiver's words, trimmed."""
-    records = signed_records(shared_keys, 10)
+def test_client_error_on_one_record_rejects_it_with_the_receivers_text(rx: WebhookReceiver, shared_keys: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """A 400 for a message of one record is not retried: its index is in last_rejected, logged with the receiver's
+    words, trimmed, and the export is SUCCESS."""
+    records = signed_records(shared_keys, 3)
     rx.fail_requests(400, body={"error": "schema check failed: data[0].attributes " + "x" * 2000})
-    exporter = exporter_for(rx)
+    exporter = exporter_for(rx, max_batch_size=1)
     with caplog.at_level(logging.ERROR, logger="otel_audit.exporters"):
-        assert exporter.export(records) is LogRecordExportResult.FAILURE
-    assert rx.statuses() == [400]
-    assert exporter.counters.rejected == len(records) and exporter.last_permanent
+        assert exporter.export(records) is LogRecordExportResult.SUCCESS
+    assert rx.statuses() == [400] + [200] * (len(records) - 1) and exporter.last_rejected == (0,)
+    assert exporter.counters.rejected == 1 and exporter.counters.delivered == len(records) - 1
     reason = exporter.counters.reasons[0]
     assert "HTTP 400" in reason and "schema check failed" in reason and len(reason) < 500
     assert any("schema check failed" in r.getMessage() for r in caplog.records)
 
 
+def test_client_error_on_several_records_splits_the_message(rx: WebhookReceiver, shared_keys: Path) -> None:
+    """A 400 for a message of several records splits it in halves; records that go through on their own are
+    delivered and nothing is rejected."""
+    records = signed_records(shared_keys, 10)
+    rx.fail_requests(400, body={"error": "schema check failed"})
+    exporter = exporter_for(rx)
+    assert exporter.export(records) is LogRecordExportResult.SUCCESS
+    assert rx.statuses() == [400, 200, 200] and exporter.last_rejected == ()
+    assert [len(m.payload["data"]) for m in rx.messages] == [5, 6]
+    assert exporter.counters.delivered == len(records) and exporter.counters.rejected == 0
+
+
 def test_redirect_is_not_followed(rx: WebhookReceiver, shared_keys: Path) -> None:
-    """A 308 is a failure to fix the URL, never followed: the new location receives nothing."""
+    """A 308 is a failure to fix the URL, never followed and never a rejection: the new location receives nothing."""
     records = signed_records(shared_keys, 5)
     with WebhookReceiver(secrets=[SECRET_A]) as other:
         rx.redirect(other.url)
-        exporter = exporter_for(rx)
+        exporter = exporter_for(rx, retry=GIVE_UP)
         assert exporter.export(records) is LogRecordExportResult.FAILURE
-        assert rx.statuses() == [308] and other.attempts == []
+        assert set(rx.statuses()) == {308} and other.attempts == [] and exporter.last_rejected == ()
         assert "not followed" in exporter.counters.reasons[0] and other.url in exporter.counters.reasons[0]
 
 
-def test_message_over_the_receivers_limit_is_reported(shared_keys: Path) -> None:
-    """A 413 is a permanent rejection whose reason says to lower max_body_bytes."""
+def test_message_over_the_receivers_limit_is_split(shared_keys: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A 413 for a message of several records splits it until the parts fit; all are delivered."""
     records = signed_records(shared_keys, 40)
     with WebhookReceiver(secrets=[SECRET_A], max_body_bytes=4096) as rx:
         exporter = exporter_for(rx)
-        assert exporter.export(records) is LogRecordExportResult.FAILURE
-        assert rx.statuses() == [413]
-        assert "lower max_body_bytes" in exporter.counters.reasons[0]
-        assert exporter.counters.rejected == len(records)
+        with caplog.at_level(logging.WARNING, logger="otel_audit.exporters"):
+            assert exporter.export(records) is LogRecordExportResult.SUCCESS and exporter.last_rejected == ()
+        assert rx.statuses()[0] == 413
+        assert any("lower max_body_bytes" in r.getMessage() for r in caplog.records)
+        assert exporter.counters.rejected == 0 and len(rx.events()) == len(records)
+
+
+def test_a_record_over_the_receivers_limit_is_rejected_alone(shared_keys: Path) -> None:
+    """A record that alone is above the receiver's size limit (413) is in last_rejected; the others are delivered
+    and the export is SUCCESS."""
+    def record(i: int) -> dict[str, Any]:
+        rec = audit_record(i)
+        if i == 2:
+            rec["body"] = "x" * 8000
+        return rec
+
+    records = signed_records(shared_keys, 6, record=record)
+    big = next(i for i, r in enumerate(records) if r.log_record.body == "x" * 8000)
+    with WebhookReceiver(secrets=[SECRET_A], max_body_bytes=4096) as rx:
+        exporter = exporter_for(rx)
+        assert exporter.export(records) is LogRecordExportResult.SUCCESS
+        assert exporter.last_rejected == (big,) and exporter.counters.rejected == 1
+        assert exporter.counters.delivered == len(records) - 1
+        assert "HTTP 413" in exporter.counters.reasons[-1]
+        seqs = {ev["attributes"][STREAM_SEQ] for ev in rx.events()}
+        assert records[big].log_record.attributes[STREAM_SEQ] not in seqs and len(seqs) == len(records) - 1
 
 
 # batching and compression -------------------------------------------------------------------------
@@ -529,9 +589,10 @@ def test_gzip_bodies_are_signed_before_compression(shared_keys: Path, keyring: K
         assert len(rx.events()) == expected_records(sp)
         assert verify_stored(rx, keyring)[0].ok
     with WebhookReceiver(secrets=[SECRET_A], accept_gzip=False) as rx:
-        exporter = exporter_for(rx, compression="gzip")
+        exporter = exporter_for(rx, compression="gzip", retry=GIVE_UP)
         assert exporter.export(signed_records(shared_keys, 5)) is LogRecordExportResult.FAILURE
-        assert rx.statuses() == [415] and "Content-Encoding gzip" in exporter.counters.reasons[0]
+        assert set(rx.statuses()) == {415} and exporter.last_rejected == ()  # a setting, not the records
+        assert "Content-Encoding gzip" in exporter.counters.reasons[0]
 
 
 def test_compression_is_off_by_default(rx: WebhookReceiver, shared_keys: Path) -> None:
@@ -776,3 +837,19 @@ def test_payload_timestamp_and_id_are_deterministic(shared_keys: Path) -> None:
     payload = orjson.loads(ra.body)
     assert payload["timestamp"] == payload["data"][0]["time"]
 
+
+
+# fork safety --------------------------------------------------------------------------------------
+
+
+def test_a_forked_child_delivers_through_its_own_connection(rx: WebhookReceiver, shared_keys: Path) -> None:
+    """After os.fork() the child sends through a fresh session on a new TCP connection, the parent keeps its
+    own pool, and the deliveries of both arrive."""
+    records = signed_records(shared_keys, 5)
+    exporter = exporter_for(rx)
+    assert exporter.export(records[:2]) is LogRecordExportResult.SUCCESS
+    child = export_in_forked_child(exporter, records[2:4])
+    assert child["exit_code"] == 0 and child["result"] == "SUCCESS" and child["fresh_session"], child
+    assert exporter.export(records[4:]) is LogRecordExportResult.SUCCESS
+    assert len(rx.client_ports) == 2 and rx.client_ports[0] != rx.client_ports[1]  # the parent reused its own
+    assert sorted(ev["attributes"][STREAM_SEQ] for ev in rx.events()) == list(range(len(records)))

@@ -134,6 +134,7 @@ class _Server(ThreadingHTTPServer):
     def process_request(self, request: Any, client_address: Any) -> None:
         with self.conns_lock:
             self.conns.add(request)
+            self.standin.client_ports.append(client_address[1])  # one entry per TCP connection
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
@@ -159,6 +160,8 @@ class DatadogStandIn:
         self.received = 0  # logs answered 202, kept or not
         self.app_keys = frozenset(app_keys)
         self.port = 0
+        #: the client port of every TCP connection accepted, in order (a new pool, a new port)
+        self.client_ports: list[int] = []
         self._state = _State()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None

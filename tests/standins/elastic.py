@@ -243,6 +243,8 @@ class ElasticStandIn:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._conns: set[socket.socket] = set()
+        #: the client port of every TCP connection accepted, in order (a new pool, a new port)
+        self.client_ports: list[int] = []
         self._stopping = threading.Event()
         self.port = 0
         self.cluster_uuid = base64.urlsafe_b64encode(secrets.token_bytes(16)).decode()[:22]
@@ -278,6 +280,7 @@ class ElasticStandIn:
             def process_request(self, request: Any, client_address: Any) -> None:
                 with standin._lock:
                     standin._conns.add(request)
+                    standin.client_ports.append(client_address[1])  # one entry per TCP connection
                 super().process_request(request, client_address)
 
             def shutdown_request(self, request: Any) -> None:

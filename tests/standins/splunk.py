@@ -169,6 +169,7 @@ class _Server(ThreadingHTTPServer):
     def process_request(self, request: Any, client_address: Any) -> None:
         with self.conns_lock:
             self.conns.add(request)
+            self.standin.client_ports.append(client_address[1])  # one entry per TCP connection
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
@@ -201,6 +202,8 @@ class SplunkHecStandIn:
         self.max_content_length = max_content_length
         self.ack_delay = ack_delay  # seconds from receipt until an ackId turns true
         self.port = 0
+        #: the client port of every TCP connection accepted, in order (a new pool, a new port)
+        self.client_ports: list[int] = []
         self.delay = 0.0
         self.healthy = True
         self._lock = threading.Lock()

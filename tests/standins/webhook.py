@@ -148,6 +148,8 @@ class WebhookReceiver:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._conns: set[socket.socket] = set()
+        #: the client port of every TCP connection accepted, in order (a new pool, a new port)
+        self.client_ports: list[int] = []
         self.port = 0
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -180,6 +182,7 @@ class WebhookReceiver:
             def process_request(self, request: Any, client_address: Any) -> None:
                 with receiver._lock:
                     receiver._conns.add(request)
+                    receiver.client_ports.append(client_address[1])  # one entry per TCP connection
                 super().process_request(request, client_address)
 
             def shutdown_request(self, request: Any) -> None:
