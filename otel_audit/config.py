@@ -832,6 +832,7 @@ def _construct(plan: _Plan, src: str, factories: Mapping[str, Any]) -> Built:
         if spool is not None:  # the spool names what it dropped or had refused to the stream, which seals markers
             spool.on_drop = signing.record_gap
             spool.on_reject = signing.record_rejected
+            spool.on_lost = signing.record_lost
     except BaseException:
         _shutdown_all(started)
         raise

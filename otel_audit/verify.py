@@ -271,8 +271,11 @@ class Verifier:
         self._streams: dict[str, dict[int, _Rec]] = {}
         self._extra: dict[tuple[str, int], list[_Rec]] = {}  # more records at a seq already seen
         self._heads: dict[str, bytes] = {}
-        # stream -> (marker seq, "a-b,c", "a-b:<prev of a>:<digest of b>;...", reason, destination)
-        self._gap_claims: dict[str, list[tuple[int, Any, Any, Any, Any]]] = {}
+        # declared stream -> (marker seq, "a-b,c", "a-b:<prev of a>:<digest of b>;...", reason, destination,
+        # the marker's own stream): a marker declares seqs of its own stream or, with audit.gap.stream, of an
+        # earlier one (records replayed from a spool after a restart)
+        self._gap_claims: dict[str, list[tuple[int, Any, Any, Any, Any, str]]] = {}
+        self._sealed_in: dict[str, set[int]] = {}  # stream -> seqs proven there (gap markers of later streams)
         self._times: dict[str, list[int]] = {}
 
     # reading
@@ -373,11 +376,17 @@ class Verifier:
             calc = _sha256(pb.join((b"\x00", head[1:])) + str(seq).encode() + b"," + content[1:]).digest()
             r = (calc, pb, db, body if event == CHECKPOINT_EVENT and type(body) is str else None)
             if event == GAP_EVENT:
-                self._gap_claims.setdefault(stream, []).append(_gap_claim(seq, attrs))  # type: ignore[arg-type]
+                self._add_gap_claim(stream, seq, attrs)  # type: ignore[arg-type]
         except (KeyError, TypeError, ValueError, AttributeError, binascii.Error, canonical.CanonicalError) as exc:
             self._malformed(f"{_loc(where, index)}: record cannot be read ({type(exc).__name__}: {exc})")
             return
         self._store(stream, seq, t, r, per)  # type: ignore[arg-type]
+
+    def _add_gap_claim(self, stream: str, seq: int, attrs: Mapping[str, Any]) -> None:
+        target = attrs.get("audit.gap.stream")
+        if not isinstance(target, str) or not target:
+            target = stream
+        self._gap_claims.setdefault(target, []).append((*_gap_claim(seq, attrs), stream))
 
     def _store(self, stream: str, seq: int, t: int, r: _Rec, per: dict[int, _Rec] | None) -> None:
         if per is None:
@@ -420,7 +429,7 @@ class Verifier:
             t = int(t_text) if isinstance(t_text, str) and t_text.isdigit() else 0
             r = (calc, pb, db, body if event == CHECKPOINT_EVENT and type(body) is str else None)
             if event == GAP_EVENT and isinstance(attrs, dict):
-                self._gap_claims.setdefault(stream, []).append(_gap_claim(seq, attrs))
+                self._add_gap_claim(stream, seq, attrs)
         except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
             self._malformed(f"{where}: record cannot be read ({type(exc).__name__}: {exc})")
             return
@@ -448,7 +457,8 @@ class Verifier:
             tt = self._times[sid]
             sr.first_time_ns, sr.last_time_ns = tt[0] or None, tt[1] or None
             prepared[sid] = (sr, chosen)
-        for sid, (sr, chosen) in prepared.items():
+        for sid in self._proving_order(prepared):
+            sr, chosen = prepared[sid]
             self._prove(sr, chosen, notes[sid], claims.get(sid, []), forks.get(sid, []))
             rep.streams.append(sr)
         by_id = {s.stream_id: s for s in rep.streams}
@@ -472,6 +482,32 @@ class Verifier:
         if rep.unsigned and not self.ignore_unsigned:
             rep.problems.append(f"{rep.unsigned} record(s) carry no integrity attributes (unsigned)")
         return rep
+
+    def _proving_order(self, streams: Mapping[str, Any]) -> list[str]:
+        """Streams whose gap markers declare records of other streams are proven before those streams."""
+        after: dict[str, set[str]] = {}
+        for target, cl in self._gap_claims.items():
+            for c in cl:
+                if c[5] != target:
+                    after.setdefault(target, set()).add(c[5])
+        order: list[str] = []
+        state: dict[str, int] = {}  # 1 visiting, 2 done; a cycle (only a forgery makes one) is cut
+        for root in streams:
+            stack = [(root, iter(sorted(after.get(root, ()))))]
+            if state.get(root):
+                continue
+            state[root] = 1
+            while stack:
+                node, deps = stack[-1]
+                nxt = next((d for d in deps if d in streams and not state.get(d)), None)
+                if nxt is not None:
+                    state[nxt] = 1
+                    stack.append((nxt, iter(sorted(after.get(nxt, ())))))
+                    continue
+                stack.pop()
+                state[node] = 2
+                order.append(node)
+        return order
 
     def _choose(self, sr: StreamReport, sid: str, per: dict[int, _Rec]) -> dict[int, _Rec]:
         """One record per seq: duplicates are fine, differing variants are conflicts."""
@@ -618,17 +654,23 @@ class Verifier:
         anchor: bytes | None = None
         below: int | None = None  # the seq handled just before (one above this one, if no gap)
         # chain links across runs of records the producer declared dropped: b -> (a, prev of a, digest of b)
-        bridges: dict[int, tuple[int, int, bytes, bytes]] = {}
-        for mseq, _, chain, _, _ in self._gap_claims.get(sr.stream_id, ()):
+        own = sr.stream_id
+        claims = self._gap_claims.get(own, ())
+
+        def proven(mseq: int, mstream: str) -> bool:
+            return mseq in sealed if mstream == own else mseq in self._sealed_in.get(mstream, ())
+
+        bridges: dict[int, tuple[int, int, bytes, bytes, str]] = {}
+        for mseq, _, chain, _, _, mstream in claims:
             for a, b, pa, db in _parse_bridges(chain):
-                bridges[b] = (mseq, a, pa, db)
+                bridges[b] = (mseq, a, pa, db, mstream)
         for s in reversed(seqs):  # sparse: a forged huge seq must not make us walk a huge range
             if below is not None and below != s + 1 and anchor is not None:
                 # a gap: cross it only over runs a sealed gap marker declares, link by link
                 at = below - 1
                 while at > s and anchor is not None:
                     br = bridges.get(at)
-                    if br is None or br[0] not in sealed or br[3] != anchor or br[1] <= s:
+                    if br is None or not proven(br[0], br[4]) or br[3] != anchor or br[1] <= s:
                         anchor = None
                         break
                     anchor = br[2]
@@ -665,17 +707,20 @@ class Verifier:
         if proven_below:
             sealed.update(q for q in seqs if q < proven_below and q not in bad)
             sr.sealed = len(sealed)
+        self._sealed_in[own] = sealed
         # records the producer itself declared not delivered (a full spool in fail_open mode, a fail_closed
         # refusal, a destination's rejection), in a sealed gap marker
         declared: list[list[int]] = []
         present = set(seqs)
-        for mseq, text, _, reason, dest in sorted(self._gap_claims.get(sr.stream_id, ()), key=lambda c: c[0]):
-            if mseq in sealed and isinstance(text, str):
+        for mseq, text, _, reason, dest, mstream in sorted(claims, key=lambda c: (c[5] != own, c[5], c[0])):
+            if proven(mseq, mstream) and isinstance(text, str):
                 rs = _parse_ranges(text)
                 declared.extend(rs)
                 absent = _ranges(q for a, b in rs for q in range(a, min(b, a + 100_000) + 1) if q not in present)
-                sr.declared.append({"marker": mseq, "seqs": rs, "reason": reason, "destination": dest,
-                                    "missing": absent})
+                entry = {"marker": mseq, "seqs": rs, "reason": reason, "destination": dest, "missing": absent}
+                if mstream != own:
+                    entry["marker_stream"] = mstream
+                sr.declared.append(entry)
         if declared and sr.missing:
             sr.missing, sr.dropped = _subtract(sr.missing, declared)
         inserted = set(sr.inserted)
@@ -724,16 +769,17 @@ class Verifier:
             p.append(f"unsealed records: seq {_fmt_ranges(sr.unsealed)}")
         for d in sr.declared:
             what = d["reason"]
+            at = f"seq {d['marker']}" + (f" of stream {d['marker_stream']}" if "marker_stream" in d else "")
             if d["missing"]:
                 sr.warnings.append(
-                    f"dropped (declared): seq {_fmt_ranges(d['missing'])} {what}, as the signed gap marker at seq "
-                    f"{d['marker']} declares"
+                    f"dropped (declared): seq {_fmt_ranges(d['missing'])} {what}, as the signed gap marker at {at} "
+                    "declares"
                 )
             gone = {q for a, b in d["missing"] for q in range(a, b + 1)}
             here = _ranges(q for a, b in d["seqs"] for q in range(a, min(b, a + 100_000) + 1) if q not in gone)
             if here:
                 sr.warnings.append(
-                    f"declared: seq {_fmt_ranges(here)} {what}, as the signed gap marker at seq {d['marker']} "
+                    f"declared: seq {_fmt_ranges(here)} {what}, as the signed gap marker at {at} "
                     "declares; present in this input"
                 )
         if sr.duplicates:

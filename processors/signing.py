@@ -280,6 +280,14 @@ class SigningProcessor(LogRecordProcessor):
             if self._state is not None:
                 self._state.close()
             raise
+        # a delivery spool downstream tells this stream what it dropped, had rejected or found destroyed,
+        # so that signed gap markers declare it: wire it (after the start checkpoint, which is seq 0)
+        # unless the caller did
+        for p in self._downstream:
+            for attr, fn in (("on_drop", self.record_gap), ("on_reject", self.record_rejected),
+                             ("on_lost", self.record_lost)):
+                if hasattr(p, attr) and getattr(p, attr) is None:
+                    setattr(p, attr, fn)
         self._start_ticker()
         ref = weakref.ref(self)
 
@@ -306,8 +314,9 @@ class SigningProcessor(LogRecordProcessor):
         self._tree = CompactRange()
         self._last_cp = time.monotonic()
         self._gap_lock = threading.Lock()
-        # (seq, prev hex, digest hex, reason, destination) of records a downstream did not take
-        self._gaps: list[tuple[int, str, str, str, str]] = []
+        # records a downstream did not take: (stream, "" for this one; first seq; last seq; prev hex of the
+        # first; digest hex of the last; reason; destination)
+        self._gaps: list[tuple[str, int, int, str, str, str, str]] = []
         self._sealed: tuple[int, bytes, bytes] = (0, b"", ZERO)
 
     def _start_ticker(self) -> None:
@@ -421,7 +430,7 @@ class SigningProcessor(LogRecordProcessor):
             except Exception:
                 self._lost(self._downstream[0], seq, prev_hex, digest_hex)
             except BaseException:  # SystemExit / KeyboardInterrupt inside the downstream: say so, then stop
-                self._add_gap(seq, prev_hex, digest_hex, REASON_INTERRUPTED, "")
+                self._add_gap(seq, seq, prev_hex, digest_hex, REASON_INTERRUPTED, "")
                 raise
         else:
             self._forward(log_record, raise_refusal=True)
@@ -456,7 +465,7 @@ class SigningProcessor(LogRecordProcessor):
         self.dropped += 1
         _log.exception("downstream %s failed on audit record seq %s; %d lost so far", type(p).__name__, seq, self.dropped)
         name = type(p).__name__
-        self._add_gap(seq, prev_hex, digest_hex, f"lost by downstream {name}, which raised", name)
+        self._add_gap(seq, seq, prev_hex, digest_hex, f"lost by downstream {name}, which raised", name)
 
     def _forward(self, record: ReadWriteLogRecord, *, raise_refusal: bool = False) -> None:
         refused: DeliveryError | None = None
@@ -470,7 +479,7 @@ class SigningProcessor(LogRecordProcessor):
             except Exception:  # a broken downstream must not silence the others
                 self._lost(p, *link)
             except BaseException:
-                self._add_gap(*link, REASON_INTERRUPTED, "")
+                self._add_gap(link[0], link[0], link[1], link[2], REASON_INTERRUPTED, "")
                 raise
         if refused is not None:
             self._refused(*link)
@@ -480,7 +489,7 @@ class SigningProcessor(LogRecordProcessor):
     def _refused(self, seq: Any, prev_hex: Any, digest_hex: Any) -> None:
         self.refused += 1
         _log.error("audit record seq %s was refused by delivery (fail_closed); %d refused so far", seq, self.refused)
-        self._add_gap(seq, prev_hex, digest_hex, REASON_REFUSED, "")
+        self._add_gap(seq, seq, prev_hex, digest_hex, REASON_REFUSED, "")
 
     # -- checkpoints ------------------------------------------------------------------------------
 
@@ -566,52 +575,65 @@ class SigningProcessor(LogRecordProcessor):
         chain link across it, so that the records before the gap stay provable."""
         if stream_id != self.stream_id:
             return
-        self._add_gap(seq, prev_hex, digest_hex, reason, "")
+        self._add_gap(seq, seq, prev_hex, digest_hex, reason, "")
 
     def record_rejected(self, destination: str, items: Sequence[tuple[str, int, str, str]]) -> None:
         """A destination permanently refused these records, given as (stream id, seq, prev hex,
         digest hex); a signed gap marker names them with audit.gap.reason "rejected by destination
-        <name>" and audit.gap.destination. Other destinations may still hold them."""
+        <name>" and audit.gap.destination. Other destinations may still hold them. Records of an
+        earlier stream (replayed from the spool after a restart) are declared by this stream, in a
+        marker naming theirs (audit.gap.stream)."""
         reason = f"rejected by destination {destination}"
-        mine = [it for it in items if it[0] == self.stream_id]
-        if len(mine) != len(items):
-            _log.error("destination %s rejected %d record(s) of other streams than %s; they cannot be declared here",
-                       destination, len(items) - len(mine), self.stream_id)
-        if mine and self._shutdown:
-            _log.error("destination %s rejected %d record(s) of stream %s after it was sealed; no gap marker can "
-                       "declare them", destination, len(mine), self.stream_id)
-            return
-        for _, seq, prev_hex, digest_hex in mine:
-            self._add_gap(seq, prev_hex, digest_hex, reason, str(destination))
+        for stream, seq, prev_hex, digest_hex in items:
+            self._add_gap(seq, seq, prev_hex, digest_hex, reason, str(destination), str(stream))
 
-    def _add_gap(self, seq: Any, prev_hex: Any, digest_hex: Any, reason: str, destination: str) -> None:
-        if type(seq) is not int or not isinstance(prev_hex, str) or not isinstance(digest_hex, str):
+    def record_lost(self, destination: str, stream_id: str, first: int, last: int, prev_hex: str,
+                    digest_hex: str) -> None:
+        """Records first..last of `stream_id` were destroyed by damage to the delivery spool before they
+        reached `destination`; prev_hex is the digest before `first`, digest_hex the prev digest of the
+        record after `last` (read from the undamaged neighbours), so a marker can carry the chain across."""
+        if type(first) is not int or type(last) is not int or not 0 <= first <= last:
             return
+        self._add_gap(first, last, prev_hex, digest_hex, f"lost to damage in the delivery spool before "
+                      f"destination {destination}", str(destination), str(stream_id))
+
+    def _add_gap(self, first: Any, last: Any, prev_hex: Any, digest_hex: Any, reason: str, destination: str,
+                 stream: str = "") -> None:
+        if type(first) is not int or type(last) is not int or not isinstance(prev_hex, str) \
+                or not isinstance(digest_hex, str):
+            return
+        stream = "" if stream == self.stream_id else stream
         with self._gap_lock:
-            self._gaps.append((seq, prev_hex, digest_hex, reason, destination))
+            if self._shutdown:
+                _log.error("audit stream %s is sealed: %d record(s) %s (stream %s, seq %d-%d) cannot be declared "
+                           "in a gap marker", self.stream_id, last - first + 1, reason, stream or self.stream_id,
+                           first, last)
+                return
+            self._gaps.append((stream, first, last, prev_hex, digest_hex, reason, destination))
 
     def _emit_gap_marker(self) -> None:
         with self._gap_lock:
             gaps, self._gaps = self._gaps, []
         if not gaps:
             return
-        groups: dict[tuple[str, str], dict[int, tuple[str, str]]] = {}
-        for q, prev_hex, digest_hex, reason, dest in gaps:
-            groups.setdefault((reason, dest), {})[q] = (prev_hex, digest_hex)
-        for (reason, dest), by_seq in groups.items():
+        groups: dict[tuple[str, str, str], list[tuple[int, int, str, str]]] = {}
+        for stream, a, b, prev_hex, digest_hex, reason, dest in gaps:
+            groups.setdefault((stream, reason, dest), []).append((a, b, prev_hex, digest_hex))
+        for (stream, reason, dest), found in groups.items():
             runs: list[list[Any]] = []  # [first, last, prev of first, digest of last]
-            for q in sorted(by_seq):
-                prev_hex, digest_hex = by_seq[q]
-                if runs and runs[-1][1] == q - 1:
-                    runs[-1][1] = q
+            for a, b, prev_hex, digest_hex in sorted(found):
+                if runs and a <= runs[-1][1]:
+                    continue  # the same record named twice
+                if runs and runs[-1][1] == a - 1:
+                    runs[-1][1] = b
                     runs[-1][3] = digest_hex
                 else:
-                    runs.append([q, q, prev_hex, digest_hex])
+                    runs.append([a, b, prev_hex, digest_hex])
             text = ",".join(str(a) if a == b else f"{a}-{b}" for a, b, _, _ in runs)
             chain = ";".join(f"{a}-{b}:{p}:{d}" for a, b, p, d in runs)
-            n = len(by_seq)
-            _log.error("audit stream %s: %d record(s) %s (seq %s); sealing a gap marker",
-                       self.stream_id, n, reason, text)
+            n = sum(b - a + 1 for a, b, _, _ in runs)
+            _log.error("audit stream %s: %d record(s)%s %s (seq %s); sealing a gap marker",
+                       self.stream_id, n, f" of stream {stream}" if stream else "", reason, text)
             attrs: dict[str, Any] = {
                 "audit.category": "integrity", "audit.action": "gap", "audit.outcome": "failure",
                 "audit.gap.seqs": text, "audit.gap.chain": chain, "audit.gap.count": n,
@@ -620,7 +642,9 @@ class SigningProcessor(LogRecordProcessor):
             }
             if dest:
                 attrs["audit.gap.destination"] = dest
-            body = f"{n} audit record(s) of this stream were {reason}"
+            if stream:
+                attrs["audit.gap.stream"] = stream
+            body = f"{n} audit record(s) of {'stream ' + stream if stream else 'this stream'} were {reason}"
             self._emit_internal(GAP_EVENT, time.time_ns(), lambda seq, b=body, a=attrs: (b, a))
 
     def _tick(self) -> None:

@@ -112,6 +112,11 @@ def unframe(line: bytes) -> bytes | None:
     return payload if ok else None
 
 
+def _header(n: int) -> bytes:
+    """The first line of segment n: its own number, so a segment copied or renamed over another shows."""
+    return frame(_dumps(["H", n]))
+
+
 def default_segment_bytes(max_bytes: int) -> int:
     """The segment size when none is given: 32 MiB, or an eighth of the spool when that is smaller."""
     return max(1 << 12, min(DEFAULT_SEGMENT, max_bytes // 8) // 4096 * 4096)
@@ -166,6 +171,32 @@ class _Cursor:
             return False
         self.dirty = False
         return True
+
+
+class _Reader:
+    """What one exporter's reader last read, so that records destroyed by damage between two undamaged
+    neighbours of one stream can be named exactly (and declared in a signed marker)."""
+
+    __slots__ = ("last", "damaged")
+
+    def __init__(self) -> None:
+        self.last: tuple[str, int, str] | None = None  # stream, seq, digest
+        self.damaged = False
+
+    def saw(self, record: Any) -> tuple[str, int, int, str, str] | None:
+        """Note a record read in order; (stream, first, last, prev, digest) of what damage destroyed before it."""
+        a = record.log_record.attributes or {}
+        try:
+            stream, seq, prev, digest = str(a[STREAM_ID]), int(a[STREAM_SEQ]), str(a[PREV_DIGEST]), str(a[DIGEST])
+        except (KeyError, TypeError, ValueError):
+            return None
+        lost = None
+        if self.damaged and self.last is not None and self.last[0] == stream and seq > self.last[1] + 1:
+            lost = (stream, self.last[1] + 1, seq - 1, self.last[2], prev)
+        self.damaged = False
+        if self.last is None or self.last[0] != stream or seq > self.last[1]:
+            self.last = (stream, seq, digest)
+        return lost
 
 
 class SpoolStats:
@@ -226,6 +257,7 @@ class SpoolProcessor(LogRecordProcessor):
         retry_max: float = 30.0,
         on_drop: Callable[[str, int, str, str], None] | None = None,
         on_reject: Callable[[str, list[Integrity]], None] | None = None,
+        on_lost: Callable[[str, str, int, int, str, str], None] | None = None,
         memory_records: int = 16384,
         meter_provider: Any = None,
         shutdown_timeout: float = 5.0,
@@ -262,7 +294,8 @@ class SpoolProcessor(LogRecordProcessor):
         self.retry_initial = retry_initial
         self.retry_max = retry_max
         self.on_drop = on_drop
-        self.on_reject = on_reject
+        self._on_reject = on_reject
+        self._on_lost = on_lost
         self.memory_records = memory_records
         self.shutdown_timeout = shutdown_timeout
         # room kept in the current segment for checkpoints and gap markers when no next segment exists
@@ -272,6 +305,56 @@ class SpoolProcessor(LogRecordProcessor):
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: (lambda s: s and s._after_fork_in_child())(ref()))
 
+    # -- the stream that declares what did not arrive ------------------------------------------------
+    # The signing processor is made after its downstream spool, whose readers may meet damage or a
+    # rejection at once: what is found before the callbacks are set is held and handed over then.
+
+    @property
+    def on_reject(self) -> Callable[[str, list[Integrity]], None] | None:
+        return self._on_reject
+
+    @on_reject.setter
+    def on_reject(self, fn: Callable[[str, list[Integrity]], None] | None) -> None:
+        self._on_reject = fn
+        with self._cursor_lock:
+            held, self._held_rejects = self._held_rejects, []
+        for name, items in held:
+            self._tell_rejected(name, items)
+
+    @property
+    def on_lost(self) -> Callable[[str, str, int, int, str, str], None] | None:
+        return self._on_lost
+
+    @on_lost.setter
+    def on_lost(self, fn: Callable[[str, str, int, int, str, str], None] | None) -> None:
+        self._on_lost = fn
+        with self._cursor_lock:
+            held, self._held_lost = self._held_lost, []
+        for args in held:
+            self._tell_lost(*args)
+
+    def _tell_rejected(self, name: str, items: list[Integrity]) -> None:
+        fn = self._on_reject
+        if fn is None:
+            with self._cursor_lock:
+                self._held_rejects.append((name, items))
+            return
+        try:
+            fn(name, items)
+        except Exception:
+            _log.exception("on_reject failed for %d record(s) of %s", len(items), name)
+
+    def _tell_lost(self, name: str, stream: str, first: int, last: int, prev: str, digest: str) -> None:
+        fn = self._on_lost
+        if fn is None:
+            with self._cursor_lock:
+                self._held_lost.append((name, stream, first, last, prev, digest))
+            return
+        try:
+            fn(name, stream, first, last, prev, digest)
+        except Exception:
+            _log.exception("on_lost failed for seq %d-%d of stream %s", first, last, stream)
+
     # -- start, replay ------------------------------------------------------------------------------
 
     def _start(self) -> None:
@@ -280,6 +363,8 @@ class SpoolProcessor(LogRecordProcessor):
         self._wlock = threading.Lock()
         self._space = threading.Condition(self._wlock)
         self._cursor_lock = threading.Lock()
+        self._held_rejects: list[tuple[str, list[Integrity]]] = []  # found before on_reject was set
+        self._held_lost: list[tuple[str, str, int, int, str, str]] = []  # found before on_lost was set
         self._events = {name: threading.Event() for name in self.exporters}
         self._event_list = list(self._events.values())
         self._stop = threading.Event()
@@ -289,6 +374,7 @@ class SpoolProcessor(LogRecordProcessor):
         self._defs: dict[tuple[int, int], tuple[Any, Any, int, bytes, int, bytes]] = {}
         self._scopes: dict[int, tuple[Any, int, bytes]] = {}
         self._quarantined: set[tuple[int, int]] = set()
+        self._truncated: set[int] = set()  # segments of an earlier run found cut short
         self.dir, self._lockfh = claim_slot(self.base, "spool directory")
         self._segdir = self.dir / "segments"
         self._curdir = self.dir / "cursors"
@@ -312,6 +398,9 @@ class SpoolProcessor(LogRecordProcessor):
         self._total = sum(self._sizes.values())
         self._orphans: dict[str, _Cursor] = {}
         self._cursors = {name: self._load_cursor(name, existing) for name in self.exporters}
+        for c in self._cursors.values():
+            if not c.path.exists():  # so that an exporter removed before it delivered anything is still known
+                c.save()
         self._load_orphans(existing)
         self._retired: list[tuple[mmap.mmap, Path, int]] = []
         # what was written in this run, newest last, so readers need not decode it from disk:
@@ -332,6 +421,8 @@ class SpoolProcessor(LogRecordProcessor):
         got = self._allocate(self._seg)
         if got is not None:
             self._mm, self._cap = got
+            self._sizes[self._seg] = len(_header(self._seg))
+            self._total += self._sizes[self._seg]
             self._prepare_spare()
         self._dirty = False
         self._notices = self._read_drops()
@@ -357,6 +448,10 @@ class SpoolProcessor(LogRecordProcessor):
         out = []
         for p in self._segdir.iterdir():
             if p.name.endswith(_SEG) and p.name[: -len(_SEG)].isdigit():
+                if p.is_symlink() or not p.is_file():
+                    self._damage(f"spool segment {p} is not a regular file; it is set aside")
+                    self._quarantine_file(p)
+                    continue
                 out.append(int(p.name[: -len(_SEG)]))
         return sorted(out)
 
@@ -429,9 +524,23 @@ class SpoolProcessor(LogRecordProcessor):
                     self._quarantine_bytes(n, keep, data[keep:], "a partial last line (a crash mid-write)")
                 if keep != size:
                     fh.truncate(keep)
+                actual = sum(1 for ln in data[:keep].splitlines() if ln[8:12] == b'["L"')
+                first = unframe(data[: data.find(b"\n") + 1]) if keep else None
+                if first is not None and first.startswith(b'["H"') and orjson.loads(first)[1] != n:
+                    self._truncated.add(n)
+                    self._damage(f"spool segment {path} holds the records of segment {orjson.loads(first)[1]} "
+                                 "(copied or renamed over it): its own records are lost; these are delivered again")
+                elif keep and (first is None or not first.startswith(b'["H"')):
+                    self._truncated.add(n)
+                    self._damage(f"spool segment {path} does not begin with its header line: it was damaged")
+                if sealed and actual != count:
+                    self._truncated.add(n)
+                    self._damage(f"spool segment {path} holds {actual} record(s) but was sealed with {count}: "
+                                 f"{'lines were removed' if actual < count else 'lines were added'}")
                 if not sealed:
-                    count = sum(1 for ln in data[:keep].splitlines() if ln[8:12] == b'["L"')
+                    count = actual
                     if not may_be_unsealed:
+                        self._truncated.add(n)
                         self._damage(f"spool segment {path} has no end line: it was truncated or damaged; "
                                      f"records after byte {keep} are lost there")
                     fh.seek(keep)
@@ -472,7 +581,11 @@ class SpoolProcessor(LogRecordProcessor):
             self._quarantine_file(path)
             return _Cursor(name, path, first, 0)
         cur = _Cursor(name, path, seg, off)
-        if existing and seg < first:
+        if seg < 0 or off < 0:
+            self._damage(f"spool cursor of {name} is impossible (segment {seg}, offset {off}); replaying the whole "
+                         f"spool to {name} (duplicates, not loss)")
+            cur.segment, cur.offset = first, 0
+        elif existing and seg < first:
             self._damage(f"spool cursor of {name} stands in segment {seg}, but the spool starts at {first}: "
                          f"segments {seg}-{first - 1}, not delivered to {name}, are missing")
             cur.segment, cur.offset = first, 0
@@ -480,9 +593,13 @@ class SpoolProcessor(LogRecordProcessor):
             self._damage(f"spool cursor of {name} points past the end of the spool (segment {seg}); "
                          f"replaying the whole spool to {name} (duplicates, not loss)")
             cur.segment, cur.offset = first, 0
+        elif seg in self._sizes and off > self._sizes[seg]:
+            self._damage(f"spool cursor of {name} points past the end of segment {seg}; {name} replays that "
+                         "segment (duplicates, not loss)")
+            cur.offset = 0
         elif seg in self._sizes and not self._at_line_start(seg, off):
-            self._damage(f"spool cursor of {name} points into the middle of a line or past the end of segment "
-                         f"{seg}; {name} resumes at the line before (duplicates, not loss)")
+            self._damage(f"spool cursor of {name} points into the middle of a line of segment {seg}; {name} resumes "
+                         "at the start of that line (duplicates, not loss)")
             cur.offset = self._line_before(seg, off)
         return cur
 
@@ -591,6 +708,8 @@ class SpoolProcessor(LogRecordProcessor):
         try:
             os.posix_fallocate(fd, 0, cap)
             mm = mmap.mmap(fd, cap)
+            head = _header(n)
+            mm[0 : len(head)] = head
             if n > self._made:
                 self._made = n
                 self._write_manifest()
@@ -634,6 +753,8 @@ class SpoolProcessor(LogRecordProcessor):
         if got is None:
             return False
         self._mm, self._cap = got
+        self._sizes[self._seg] = len(_header(self._seg))
+        self._total += self._sizes[self._seg]
         _log.warning("audit spool %s: space is back; writing again", self.dir)
         return True
 
@@ -659,7 +780,8 @@ class SpoolProcessor(LogRecordProcessor):
         self._retired.append((self._mm, self._segdir / _seg_name(self._seg), pos + len(end)))
         self._seg, self._mm, self._cap = self._spare
         self._spare = None
-        self._sizes[self._seg] = 0
+        self._sizes[self._seg] = len(_header(self._seg))
+        self._total += self._sizes[self._seg]
         self._counts[self._seg] = 0
         self._seg_defs = set()
         self._prepare_spare()
@@ -874,16 +996,22 @@ class SpoolProcessor(LogRecordProcessor):
         data_ready = self._events[name]
         resources: dict[int, Resource] = {}
         scopes: dict[int, InstrumentationScope] = {}
+        reader = _Reader()
         backoff = self.retry_initial
         saved = time.monotonic()
         while True:
             batch, mem_next = self._read_mem(cur)
             nxt: int | None = None
-            if not batch:
+            if batch:
+                reader.last = None  # this run's records: nothing damaged lies between them
+                reader.saw(batch[-1][0])
+            else:
                 if cur.offset and not resources:
                     self._scan_defs(cur, resources, scopes)
-                batch, nxt = self._read(cur, resources, scopes)
+                batch, nxt = self._read(cur, resources, scopes, reader)
             if nxt is not None:  # a finished segment: move on
+                if cur.segment in self._truncated:
+                    reader.damaged = True
                 with self._cursor_lock:
                     cur.segment, cur.offset = nxt, 0
                     if not self._closed:
@@ -966,8 +1094,14 @@ class SpoolProcessor(LogRecordProcessor):
         if res is not LogRecordExportResult.SUCCESS:
             self.stats.failed_batches[name] = self.stats.failed_batches.get(name, 0) + 1
             return False
-        rejected = sorted(set(getattr(exporter, "last_rejected", ()) or ()))
-        rejected = [i for i in rejected if isinstance(i, int) and 0 <= i < len(records)]
+        try:
+            named = list(getattr(exporter, "last_rejected", ()) or ())
+        except TypeError:
+            named = []
+        rejected = sorted({i for i in named if type(i) is int and 0 <= i < len(records)})
+        if len(rejected) != len(named):
+            _log.error("exporter %s named %d rejected record(s) that are not indices of its batch; ignored",
+                       name, len(named) - len(rejected))
         self.stats.delivered[name] = self.stats.delivered.get(name, 0) + len(records) - len(rejected)
         if rejected:
             self.stats.rejected[name] = self.stats.rejected.get(name, 0) + len(rejected)
@@ -977,13 +1111,10 @@ class SpoolProcessor(LogRecordProcessor):
                 if STREAM_ID in a:
                     items.append((str(a[STREAM_ID]), int(a[STREAM_SEQ]), str(a[PREV_DIGEST]), str(a[DIGEST])))
             _log.error("destination %s refused %d audit record(s) for good (logged with its reason above); "
-                       "they are counted as rejected, not delivered%s", name, len(rejected),
-                       ", and a signed marker names them" if self.on_reject and items else "")
-            if self.on_reject is not None and items:
-                try:
-                    self.on_reject(name, items)
-                except Exception:
-                    _log.exception("on_reject failed for %d record(s) of %s", len(items), name)
+                       "they are counted as rejected, not delivered, and named to the stream for a signed marker",
+                       name, len(rejected))
+            if items:
+                self._tell_rejected(name, items)
         return True
 
     def _scan_defs(self, cur: _Cursor, resources: dict[int, Resource], scopes: dict[int, Any]) -> None:
@@ -1006,7 +1137,7 @@ class SpoolProcessor(LogRecordProcessor):
         else:
             scopes[item[1]] = InstrumentationScope(item[2], item[3] or None)
 
-    def _read(self, cur: _Cursor, resources: dict[int, Resource], scopes: dict[int, Any]
+    def _read(self, cur: _Cursor, resources: dict[int, Resource], scopes: dict[int, Any], reader: _Reader
               ) -> tuple[list[tuple[ReadableLogRecord, int]], int | None]:
         """Up to max_batch records from disk at the cursor: (batch of (record, end offset), next segment).
 
@@ -1017,11 +1148,14 @@ class SpoolProcessor(LogRecordProcessor):
             known = self._sizes.get(seg)
             nxt_exists = (seg + 1) in self._sizes
         if known is None:  # not on disk (damaged at start): on to the next one that is
+            if seg < writing:
+                reader.damaged = True
             return [], (seg + 1 if nxt_exists or seg < writing else None)
         out: list[tuple[ReadableLogRecord, int]] = []
         if cur.offset >= known:
             if seg != writing and nxt_exists:
                 # the segment is finished but its end line was not read: it must have been lost
+                reader.damaged = True
                 return [], seg + 1
             return [], None
         path = self._segdir / _seg_name(seg)
@@ -1051,6 +1185,7 @@ class SpoolProcessor(LogRecordProcessor):
             pos = nl + 1
             payload = unframe(line)
             if payload is None:
+                reader.damaged = True
                 self._corrupt(seg, start, line)
                 if not out:
                     with self._cursor_lock:
@@ -1066,20 +1201,31 @@ class SpoolProcessor(LogRecordProcessor):
                         break
                     return [], seg + 1
                 if kind != "L":
-                    self._define(item, resources, scopes)
+                    if kind in ("R", "S"):
+                        self._define(item, resources, scopes)
                     if not out:
                         with self._cursor_lock:
                             cur.offset = base + pos
                             cur.dirty = True
                     continue
-                out.append((self._record(item, resources, scopes), base + pos))
+                rec = self._record(item, resources, scopes)
+                lost = reader.saw(rec)
+                if lost is not None:
+                    self._declare_lost(cur.name, *lost)
+                out.append((rec, base + pos))
             except (ValueError, TypeError, IndexError, KeyError) as exc:
+                reader.damaged = True
                 self._corrupt(seg, start, line, f"checksum matches but the line cannot be read: {exc}")
                 if not out:
                     with self._cursor_lock:
                         cur.offset = base + pos
                         cur.dirty = True
         return out, None
+
+    def _declare_lost(self, name: str, stream: str, first: int, last: int, prev: str, digest: str) -> None:
+        _log.error("spool %s: damage destroyed record(s) %d-%d of stream %s before they reached %s; they are "
+                   "named to the stream for a signed gap marker", self.dir, first, last, stream, name)
+        self._tell_lost(name, stream, first, last, prev, digest)
 
     @staticmethod
     def _read_long_line(path: Path, offset: int) -> bytes:
@@ -1210,10 +1356,11 @@ class SpoolProcessor(LogRecordProcessor):
                 self._mm = None
             if self._spare is not None:
                 n, mm, _ = self._spare
+                h = len(_header(n))
                 end = frame(_dumps(["E", 0]))
-                mm[0 : len(end)] = end
-                self._retired.append((mm, self._segdir / _seg_name(n), len(end)))
-                self._sizes[n] = len(end)
+                mm[h : h + len(end)] = end
+                self._retired.append((mm, self._segdir / _seg_name(n), h + len(end)))
+                self._sizes[n] = h + len(end)
                 self._spare = None
         self._sync()
         if left > 0:

@@ -397,22 +397,24 @@ def test_secret_never_in_an_error_message(tmp_path: Path, shared_keys: Path) -> 
     assert "s3cr3t-value" not in str(err.value) and "processors.redaction.hmac_key" in str(err.value)
 
 
-def test_state_dir_in_use_is_refused_and_cleans_up(tmp_path: Path, shared_keys: Path) -> None:
-    """A second pipeline on a state_dir in use fails naming it, starts nothing and writes nothing."""
+def test_a_state_dir_in_use_gives_the_second_pipeline_its_own_slot(tmp_path: Path, shared_keys: Path) -> None:
+    """A second pipeline on a state_dir another holder has locked takes the slot state_dir/worker-1, with a
+    stream and chain state of its own; both archives verify."""
     state = tmp_path / "state"
     first = otel_audit.configure(write(tmp_path / "one.yaml", yaml_config(shared_keys, tmp_path / "one.jsonl",
                                                                          state=state)))
     try:
-        before = our_threads()
-        second = write(tmp_path / "two.yaml", yaml_config(shared_keys, tmp_path / "two.jsonl", state=state))
-        with pytest.raises(ConfigError) as err:
-            otel_audit.configure(second)
-        assert str(second) in str(err.value) and "another process holds it" in str(err.value)
-        assert not (tmp_path / "two.jsonl").exists()
-        assert our_threads() <= before
+        second = otel_audit.configure(write(tmp_path / "two.yaml", yaml_config(shared_keys, tmp_path / "two.jsonl",
+                                                                               state=state)))
+        try:
+            assert second.stream_id != first.stream_id
+            assert (state / "worker-1" / "state.json").exists()
+        finally:
+            second.shutdown()
     finally:
         first.shutdown()
     assert_verifies(tmp_path / "one.jsonl", shared_keys)
+    assert_verifies(tmp_path / "two.jsonl", shared_keys)
 
 
 # -- dry run -------------------------------------------------------------------------------------------
