@@ -43,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--format", choices=("text", "json"), default="text")
     v.add_argument("--allow-open", action="store_true",
                    help="accept streams without an end checkpoint (a live producer); still checks all else")
+    v.add_argument("--partial", action="store_true",
+                   help="accept streams whose predecessor (restart) or parent (fork) is not in the input, "
+                        "for an archive that starts mid-lineage; by default that fails, since the earlier "
+                        "stream may have been deleted whole")
     v.add_argument("--ignore-unsigned", action="store_true", help="do not fail on records without integrity attributes")
     v.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     v.add_argument("--source", choices=("auto", "otlp", "splunk", "elastic", "datadog"), default="auto",
@@ -134,7 +138,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     ring = Keyring.load(args.keys)
     rep = verify_paths(
-        args.paths, ring, allow_open=args.allow_open, ignore_unsigned=args.ignore_unsigned,
+        args.paths, ring, allow_open=args.allow_open, ignore_unsigned=args.ignore_unsigned, partial=args.partial,
         progress=not args.no_progress, source=args.source,
     )
     code = EXIT_OK if rep.ok else EXIT_INTEGRITY

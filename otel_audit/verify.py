@@ -263,7 +263,9 @@ def _fmt_ranges(rs: list[list[int]], limit: int = 12) -> str:
 class Verifier:
     """Collects records from any number of inputs, then proves each stream (`finish`)."""
 
-    def __init__(self, keyring: Keyring, *, allow_open: bool = False, ignore_unsigned: bool = False) -> None:
+    def __init__(self, keyring: Keyring, *, allow_open: bool = False, ignore_unsigned: bool = False,
+                 partial: bool = False) -> None:
+        self.partial = partial
         self.keyring = keyring
         self.allow_open = allow_open
         self.ignore_unsigned = ignore_unsigned
@@ -462,20 +464,27 @@ class Verifier:
             self._prove(sr, chosen, notes[sid], claims.get(sid, []), forks.get(sid, []))
             rep.streams.append(sr)
         by_id = {s.stream_id: s for s in rep.streams}
+
+        def lineage_gap(sr: StreamReport, msg: str) -> None:
+            # a stream that names an earlier one (restart) or its parent (fork) that the input lacks: the
+            # earlier records may have been deleted whole, so it fails unless the audit is partial on purpose
+            if self.partial:
+                sr.warnings.append(msg + " (accepted: --partial)")
+            else:
+                sr.problems.append(msg + "; verify it with them, or pass --partial for an archive that starts "
+                                   "mid-lineage")
+                sr.status = "failed"
+
         for pred, succs in claims.items():
             if pred not in self._streams:
                 for succ, claim in succs:
-                    by_id[succ].warnings.append(
-                        f"predecessor stream {pred} ({'closed' if claim.closed else 'crashed'} at seq "
-                        f"{claim.size}) is not in the input"
-                    )
+                    lineage_gap(by_id[succ], f"predecessor stream {pred} ({'closed' if claim.closed else 'crashed'} "
+                                             f"at seq {claim.size}) is not in the input")
         for parent, kids in forks.items():
             if parent not in self._streams:
                 for kid, pclaim in kids:
-                    # like a missing predecessor: the lineage cannot be checked from this input
-                    by_id[kid].warnings.append(
-                        f"parent stream {parent} (forked after its checkpoint at seq {pclaim.size}) is not in the input"
-                    )
+                    lineage_gap(by_id[kid], f"parent stream {parent} (forked after its checkpoint at seq "
+                                            f"{pclaim.size}) is not in the input")
         rep.streams.sort(key=lambda s: (s.first_time_ns or 0, s.stream_id))
         if rep.malformed:
             rep.problems.append(f"{len(rep.malformed)} malformed line(s) or record(s)")
@@ -907,9 +916,10 @@ def add_findings(report: Report, label: str, reader: Any) -> None:
 def verify_export(
     reader: Any, sources: Iterable[Any], keyring: Keyring, *, label: str, what: Callable[[], str],
     is_file: Callable[[Any], bool] | None = None, allow_open: bool = False, ignore_unsigned: bool = False,
+    partial: bool = False,
 ) -> Report:
     """Verify what a SIEM reader finds in `sources`; `what()` says what was read when nothing was."""
-    verifier = Verifier(keyring, allow_open=allow_open, ignore_unsigned=ignore_unsigned)
+    verifier = Verifier(keyring, allow_open=allow_open, ignore_unsigned=ignore_unsigned, partial=partial)
     for src in sources:
         if (is_file or (lambda x: isinstance(x, (str, os.PathLike))))(src):
             verifier.report.files += 1
@@ -960,7 +970,7 @@ def sniff(path: Path) -> str:
 
 def verify_paths(
     paths: Iterable[str | os.PathLike[str]], keyring: Keyring, *, allow_open: bool = False,
-    ignore_unsigned: bool = False, progress: bool = True, source: str = "auto",
+    ignore_unsigned: bool = False, progress: bool = True, source: str = "auto", partial: bool = False,
 ) -> Report:
     """Verify archives (OTLP JSON lines) and SIEM exports; `source` names the kind or sniffs it per file.
 
@@ -970,7 +980,7 @@ def verify_paths(
     if source not in SOURCES:
         raise InputError(f"unknown source {source!r}; one of {', '.join(SOURCES)}")
     files = expand_paths(paths)
-    v = Verifier(keyring, allow_open=allow_open, ignore_unsigned=ignore_unsigned)
+    v = Verifier(keyring, allow_open=allow_open, ignore_unsigned=ignore_unsigned, partial=partial)
     try:
         total = sum(f.stat().st_size for f in files)
     except OSError as exc:

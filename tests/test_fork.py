@@ -126,8 +126,9 @@ def test_multiprocessing_fork_children_seal_their_streams(tmp_path: Path, keys_d
     assert sorted(stream(rep, sp.stream_id).children) == sorted(s.stream_id for s in kids)
 
 
-def test_child_without_its_parent_in_the_input_verifies_with_a_note(tmp_path: Path, keys_dir: Path) -> None:
-    """A child stream verified without its parent's records verifies, noting the parent is not in the input (like a predecessor)."""
+def test_child_without_its_parent_in_the_input_fails_unless_partial(tmp_path: Path, keys_dir: Path) -> None:
+    """A child stream verified without its parent's records fails, like a missing predecessor (the parent may have
+    been deleted whole); with partial=True it verifies, noting the parent is not in the input."""
     archive = tmp_path / "archive"
     archive.mkdir()
     provider, sp = make_pipeline(archive / "audit.jsonl", keys_dir, simple=True)
@@ -148,7 +149,10 @@ def test_child_without_its_parent_in_the_input_verifies_with_a_note(tmp_path: Pa
         for rec in [r for r in arch.records() if stream_of(r) == parent_id]:
             arch.remove(rec)
         arch.save()
-    rep = verify(archive, Keyring.load(keys_dir))
+    strict = verify(archive, Keyring.load(keys_dir))
+    (child,) = strict.streams
+    assert not strict.ok and any(parent_id in p and "not in the input" in p for p in child.problems)
+    rep = verify(archive, Keyring.load(keys_dir), partial=True)
     (child,) = rep.streams
     assert rep.ok and child.parent == parent_id
     assert any(parent_id in w and "not in the input" in w for w in child.warnings)
