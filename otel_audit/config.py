@@ -841,25 +841,7 @@ def _construct(plan: _Plan, src: str, factories: Mapping[str, Any]) -> Built:
             provider.add_log_record_processor(rp)
     procs[plan.signing_id] = signing
     provider.add_log_record_processor(signing)
-    if spool is not None:
-        _sign_spool_notices(provider, spool)
     return Built(provider, signing, exporters, procs, key_name=plan.key_name, warnings=list(plan.warnings))
-
-
-def _sign_spool_notices(provider: Any, spool: Any) -> None:
-    """Backlogs an operator dropped with `otel-audit spool drop` while the producer was stopped become
-    signed events of the new stream, so that the audit trail says who gave up what, and why."""
-    from opentelemetry._logs import SeverityNumber
-
-    log = provider.get_logger("otel_audit.spool")
-    for n in spool.take_notices():
-        log.emit(event_name="audit.spool.backlog_dropped", severity_number=SeverityNumber.WARN, severity_text="WARN",
-                 body=f"the undelivered backlog of exporter {n['exporter']} ({n['records']} record(s)) was dropped",
-                 attributes={"audit.category": "integrity", "audit.action": "delete", "audit.outcome": "success",
-                             "audit.actor.id": str(n["actor"]), "audit.reason": str(n["reason"]),
-                             "audit.spool.exporter": str(n["exporter"]), "audit.spool.records": int(n["records"]),
-                             "audit.spool.bytes": int(n["bytes"]), "host.name": str(n["host"]),
-                             "audit.spool.dropped_at": int(n["time_ns"])})
 
 
 def redaction_hmac_key(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> bytes:

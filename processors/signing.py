@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ _sha256 = hashlib.sha256
 ZERO = bytes(32)
 FOREIGN_CHECKPOINT_EVENT = "audit.checkpoint.foreign"
 GAP_EVENT = canonical.GAP_EVENT
+DROP_EVENT = "audit.spool.backlog_dropped"
 SCOPE = InstrumentationScope("otel_audit.signing", None)
 _IKEYS = canonical.INTEGRITY_KEYS
 _PLAIN = frozenset({str, int, bool})
@@ -54,7 +55,7 @@ _SORT = orjson.OPT_SORT_KEYS
 _PRODUCER_KEYS = ("service.name", "service.namespace", "service.instance.id", "service.version", "host.name")
 # why records are missing, as a gap marker's audit.gap.reason says it
 REASON_SPOOL_FULL = "dropped by a full delivery spool (fail_open)"
-REASON_REFUSED = "refused by delivery (fail_closed)"
+REASON_REFUSED = "refused by delivery (DeliveryError: a full spool or disk, or a record it cannot hold)"
 REASON_INTERRUPTED = "interrupted while being handed on (the process was stopping)"
 
 
@@ -288,6 +289,11 @@ class SigningProcessor(LogRecordProcessor):
                              ("on_lost", self.record_lost)):
                 if hasattr(p, attr) and getattr(p, attr) is None:
                     setattr(p, attr, fn)
+        for p in self._downstream:
+            take = getattr(p, "take_notices", None)
+            if callable(take):
+                for notice in take():
+                    self._sign_drop_notice(notice)
         self._start_ticker()
         ref = weakref.ref(self)
 
@@ -488,7 +494,7 @@ class SigningProcessor(LogRecordProcessor):
 
     def _refused(self, seq: Any, prev_hex: Any, digest_hex: Any) -> None:
         self.refused += 1
-        _log.error("audit record seq %s was refused by delivery (fail_closed); %d refused so far", seq, self.refused)
+        _log.error("audit record seq %s was refused by delivery; %d refused so far", seq, self.refused)
         self._add_gap(seq, seq, prev_hex, digest_hex, REASON_REFUSED, "")
 
     # -- checkpoints ------------------------------------------------------------------------------
@@ -566,6 +572,24 @@ class SigningProcessor(LogRecordProcessor):
             instrumentation_scope=SCOPE,
         )
         self._forward(record)
+
+    def _sign_drop_notice(self, n: Mapping[str, Any]) -> None:
+        """An operator gave up an exporter's backlog (`otel-audit spool drop`) while the producer was stopped:
+        the new stream records who dropped what, and why, as a signed event."""
+        try:
+            attrs: dict[str, Any] = {
+                "audit.category": "integrity", "audit.action": "delete", "audit.outcome": "success",
+                "audit.actor.id": str(n["actor"]), "audit.reason": str(n["reason"]),
+                "audit.spool.exporter": str(n["exporter"]), "audit.spool.records": int(n["records"]),
+                "audit.spool.bytes": int(n["bytes"]), "host.name": str(n["host"]),
+                "audit.spool.dropped_at": int(n["time_ns"]),
+            }
+        except (KeyError, TypeError, ValueError):
+            _log.error("a spool drop notice cannot be read (%r); it is not signed", n)
+            return
+        body = f"the undelivered backlog of exporter {attrs['audit.spool.exporter']} ({attrs['audit.spool.records']} " \
+               "record(s)) was dropped from the delivery spool"
+        self._emit_internal(DROP_EVENT, time.time_ns(), lambda seq: (body, attrs))
 
     # -- gaps: records a downstream did not take, sealed into the chain ---------------------------
 

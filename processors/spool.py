@@ -639,24 +639,13 @@ class SpoolProcessor(LogRecordProcessor):
                 self.dir, name, behind, self.dir, name)
 
     def _read_drops(self) -> list[dict[str, Any]]:
-        """Drops an operator made since the last start, for the pipeline to record as signed events."""
+        """Drops an operator made since the last start, for the signing processor to record as signed events."""
         path = self.dir / DROPS
-        out: list[dict[str, Any]] = []
-        if not path.exists():
-            return out
         try:
-            lines = path.read_bytes().splitlines()
-        except OSError:
-            return out
-        for ln in lines:
-            payload = unframe(ln)
-            if payload is None:
-                self._damage(f"spool drop log {path} has a damaged line")
-                continue
-            doc = orjson.loads(payload)
-            if not doc.get("reported"):
-                out.append(doc)
-        return out
+            return _unsigned_drops(path)
+        except ValueError as exc:
+            self._damage(f"spool drop log {path}: {exc}")
+            return []
 
     def take_notices(self) -> list[dict[str, Any]]:
         """Backlogs dropped by an operator since the last start (each once): the pipeline signs them."""
@@ -1423,6 +1412,33 @@ def _ranges(ns: Sequence[int]) -> str:
 # -- operators: `otel-audit spool status|drop` ------------------------------------------------------
 
 
+def _unsigned_drops(path: Path) -> list[dict[str, Any]]:
+    """The drops in a drop log that no start has signed yet (each is logged again, marked reported, once signed)."""
+    if not path.exists():
+        return []
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError:
+        return []
+    found: dict[tuple[Any, Any], dict[str, Any]] = {}
+    damaged = 0
+    for ln in lines:
+        payload = unframe(ln)
+        if payload is None:
+            damaged += 1
+            continue
+        doc = orjson.loads(payload)
+        key = (doc.get("time_ns"), doc.get("exporter"))
+        if doc.get("reported"):
+            found.pop(key, None)
+            found[key] = {}
+        elif key not in found:
+            found[key] = doc
+    if damaged:
+        _log.error("spool drop log %s has %d damaged line(s)", path, damaged)
+    return [d for d in found.values() if d]
+
+
 def _slots(base: Path) -> list[Path]:
     out = [base] if (base / "segments").is_dir() else []
     out += sorted((p for p in base.glob("worker-*") if (p / "segments").is_dir()),
@@ -1481,14 +1497,7 @@ def status(directory: str | os.PathLike[str]) -> dict[str, Any]:
                 entry["damaged"] = str(exc)
             cursors.append(entry)
         q = d / "quarantine"
-        drops = []
-        if (d / DROPS).exists():
-            for ln in (d / DROPS).read_bytes().splitlines():
-                payload = unframe(ln)
-                if payload is not None:
-                    doc = orjson.loads(payload)
-                    if not doc.get("reported"):
-                        drops.append(doc)
+        drops = _unsigned_drops(d / DROPS)
         slots.append({
             "directory": str(d), "in_use": _held(d), "segments": len(segs),
             "bytes": sum(p.stat().st_size for p in segs), "cursors": cursors,

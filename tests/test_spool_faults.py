@@ -415,6 +415,7 @@ def test_spool_status_and_an_audited_drop_of_a_removed_exporters_backlog(tmp_pat
     assert _verify(kdir, tmp_path / "fast").returncode == 0
     after = json.loads(_cli("spool", "status", str(tmp_path / "spool"), "--format", "json").stdout)
     assert [c["exporter"] for c in after["slots"][0]["cursors"]] == ["file/fast"]
+    assert after["slots"][0]["drops_not_yet_signed"] == []
 
 
 def test_shutdown_with_a_dead_destination_is_bounded_and_keeps_the_backlog(tmp_path: Path, kdir: Path) -> None:
@@ -456,3 +457,19 @@ def test_shutdown_with_a_dead_destination_is_bounded_and_keeps_the_backlog(tmp_p
     assert again.force_flush(30_000)
     again.shutdown()
     assert len([q for s, q in _arrived(archive.parent) if s == signing.stream_id]) == signing.seq
+
+
+def test_a_drop_is_signed_by_a_plain_sdk_pipeline_too(tmp_path: Path, kdir: Path) -> None:
+    """The signing processor itself seals an operator's drop at the next start, so a pipeline built by hand
+    (no config file) records it as well; a new exporter removed before it delivered anything is kept too."""
+    (tmp_path / "slow").write_text("down")
+    first, _, _ = _run(tmp_path, _cfg(tmp_path, kdir, 200))
+    only_fast = _cfg(tmp_path, kdir, 5, flush=True)
+    only_fast["exporters"] = {"fast": only_fast["exporters"]["fast"]}
+    _, _, err = _run(tmp_path, only_fast)
+    assert "'slow' is no longer configured" in err
+    assert _cli("spool", "drop", str(tmp_path / "spool"), "--exporter", "slow", "--reason", "gone").returncode == 0
+    _run(tmp_path, only_fast)
+    names = [rec.get("eventName") for _, rec in iter_records(sorted((tmp_path / "fast").glob("*.jsonl")))]
+    assert names.count("audit.spool.backlog_dropped") == 1
+    assert _verify(kdir, tmp_path / "fast").returncode == 0

@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from otel_audit.canonical import DIGEST, STREAM_ID, STREAM_SEQ
 from otel_audit.keys import Keyring, Signer
 from otel_audit.note import format_note, parse_note, vkey
+from otel_audit.processors.signing import REASON_REFUSED
 
 K = 123  # an event in the middle
 
@@ -693,8 +694,8 @@ def test_fail_closed_refusal_is_declared_not_missing(tmp_path: Path, shared_keys
     assert refused == 2 == sp.refused
     s = only_stream(verify(tmp_path / "audit.jsonl", keyring))
     assert s.status == "verified" and s.missing == [] and len(s.dropped) == 1
-    assert s.declared[0]["reason"] == "refused by delivery (fail_closed)"
-    assert any(w.startswith("dropped (declared)") and "refused by delivery (fail_closed)" in w for w in s.warnings)
+    assert s.declared[0]["reason"] == REASON_REFUSED
+    assert any(w.startswith("dropped (declared)") and REASON_REFUSED in w for w in s.warnings)
 
 
 def test_rejected_records_are_declared_present_or_missing(tmp_path: Path, shared_keys: Path, keyring: Keyring) -> None:
