@@ -85,6 +85,12 @@ _CHUNK = 4 << 20
 Integrity = tuple[str, int, str, str]  # stream id, seq, prev digest, digest
 
 
+#: what an adopted slot's reader takes over from the spool that adopts it
+_SETTINGS = frozenset({"base", "exporters", "mode", "max_bytes", "segment_bytes", "block_timeout", "fsync_interval",
+                       "max_batch", "batch_wait", "retry_initial", "retry_max", "on_drop", "memory_records",
+                       "shutdown_timeout", "_reserve"})
+
+
 def _seg_name(n: int) -> str:
     return f"{n:016d}{_SEG}"
 
@@ -357,9 +363,13 @@ class SpoolProcessor(LogRecordProcessor):
 
     # -- start, replay ------------------------------------------------------------------------------
 
-    def _start(self) -> None:
-        """Claim a slot, check and replay what is there, start the threads (also in a forked child)."""
+    def _start(self, adopt: tuple[Path, Any] | None = None) -> None:
+        """Claim a slot, check and replay what is there, start the threads (also in a forked child).
+
+        With `adopt` (a slot folder and its lock, held): only ship that abandoned slot's backlog."""
         self.stats = SpoolStats()
+        self._drains: list[SpoolProcessor] = []
+        self._drain_of: SpoolProcessor | None = None
         self._wlock = threading.Lock()
         self._space = threading.Condition(self._wlock)
         self._cursor_lock = threading.Lock()
@@ -375,7 +385,7 @@ class SpoolProcessor(LogRecordProcessor):
         self._scopes: dict[int, tuple[Any, int, bytes]] = {}
         self._quarantined: set[tuple[int, int]] = set()
         self._truncated: set[int] = set()  # segments of an earlier run found cut short
-        self.dir, self._lockfh = claim_slot(self.base, "spool directory")
+        self.dir, self._lockfh = adopt if adopt is not None else claim_slot(self.base, "spool directory")
         self._segdir = self.dir / "segments"
         self._curdir = self.dir / "cursors"
         self._qdir = self.dir / "quarantine"
@@ -418,7 +428,7 @@ class SpoolProcessor(LogRecordProcessor):
         self._counts[self._seg] = 0
         self._seg_defs: set[bytes] = set()
         self._made = max(made, self._seg - 1)
-        got = self._allocate(self._seg)
+        got = self._allocate(self._seg) if adopt is None else None
         if got is not None:
             self._mm, self._cap = got
             self._sizes[self._seg] = len(_header(self._seg))
@@ -426,12 +436,74 @@ class SpoolProcessor(LogRecordProcessor):
             self._prepare_spare()
         self._dirty = False
         self._notices = self._read_drops()
-        self._threads = [threading.Thread(target=self._sync_loop, name="otel-audit-spool-fsync", daemon=True)]
+        if adopt is None:
+            self._export_locks = {name: threading.Lock() for name in self.exporters}
+            self._threads = [threading.Thread(target=self._sync_loop, name="otel-audit-spool-fsync", daemon=True)]
+        else:
+            self._threads = [threading.Thread(target=self._drain_watch, name="otel-audit-spool-drain", daemon=True)]
         for name in self.exporters:
             self._threads.append(threading.Thread(target=self._ship_loop, args=(name,), daemon=True,
                                                   name=f"otel-audit-spool-{name}"))
         for t in self._threads:
             t.start()
+        if adopt is None:
+            self._adopt_abandoned()
+
+    # -- slots left by processes that are gone -------------------------------------------------------
+
+    def _adopt_abandoned(self) -> None:
+        """Ship the backlog of every slot of this folder whose process is gone (a worker that died or is no
+        longer started), with this process's exporters, so that nothing waits for a worker that never returns."""
+        for d in _slots(self.base):
+            if d == self.dir or not any((d / "segments").glob(f"*{_SEG}")):
+                continue
+            try:
+                fh = open(d / "lock", "a+b")  # noqa: SIM115 - held until the drain is done
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                fh.close()  # a live process owns it
+                continue
+            drain = SpoolProcessor.__new__(SpoolProcessor)
+            drain.__dict__.update({k: v for k, v in self.__dict__.items() if k in _SETTINGS})
+            drain._on_reject = self._tell_rejected
+            drain._on_lost = self._tell_lost
+            try:
+                drain._start(adopt=(d, fh))
+            except (ConfigError, OSError) as exc:
+                _log.error("spool slot %s was left by a process that is gone but cannot be read: %s", d, exc)
+                fh.close()
+                continue
+            drain._drain_of = self
+            drain._export_locks = self._export_locks
+            self._notices.extend(drain.take_notices())
+            self._drains.append(drain)
+            _log.warning("spool slot %s was left with a backlog by a process that is gone; this process (pid %d) "
+                         "delivers it", d, os.getpid())
+
+    def _drain_watch(self) -> None:
+        """An adopted slot: once every exporter has everything in it, let it go."""
+        while not self._stop.wait(0.2):
+            if self._caught_up():
+                _log.info("spool slot %s is delivered; released", self.dir)
+                self._finish_drain()
+                return
+
+    def _finish_drain(self) -> None:
+        self._stop.set()
+        for ev in self._event_list:
+            ev.set()
+        with self._cursor_lock:
+            self._closing = self._closed = True
+            for c in self._cursors.values():
+                c.save()
+        self._collect()
+        if self._lockfh is not None:
+            fcntl.flock(self._lockfh, fcntl.LOCK_UN)
+            self._lockfh.close()
+            self._lockfh = None
 
     def _after_fork_in_child(self) -> None:
         """A forked child: leave the parent's spool to the parent (never unlock its flock, never touch
@@ -439,6 +511,9 @@ class SpoolProcessor(LogRecordProcessor):
         if self._closed or self._closing:
             return
         self._lockfh.close()  # closes our copy only: the parent's flock stays (never LOCK_UN here)
+        for d in self._drains:
+            if d._lockfh is not None:
+                d._lockfh.close()
         self._mm = None  # the child's copy of the mapping goes with the process
         self._retired = []
         self._spare = None
@@ -1075,7 +1150,8 @@ class SpoolProcessor(LogRecordProcessor):
     def _export(self, exporter: LogRecordExporter, name: str, batch: list[tuple[ReadableLogRecord, int]]) -> bool:
         records = [r for r, _ in batch]
         try:
-            res = exporter.export(records)
+            with self._export_locks[name]:  # an adopted slot's reader shares the exporter
+                res = exporter.export(records)
         except Exception:
             _log.exception("exporter %s raised on a batch of %d audit record(s); kept in the spool", name, len(batch))
             self.stats.failed_batches[name] = self.stats.failed_batches.get(name, 0) + 1
@@ -1302,7 +1378,7 @@ class SpoolProcessor(LogRecordProcessor):
         for ev in self._event_list:
             ev.set()
         while time.monotonic() < deadline:
-            if self._caught_up():
+            if self._caught_up() and all(d._closed or d._caught_up() for d in self._drains):
                 return all(e.force_flush(max(0, int((deadline - time.monotonic()) * 1000)))
                            for e in self.exporters.values())
             time.sleep(0.01)
@@ -1316,6 +1392,9 @@ class SpoolProcessor(LogRecordProcessor):
         timeout = self.shutdown_timeout if timeout_millis is None else timeout_millis / 1000
         deadline = time.monotonic() + timeout
         self.force_flush(int(timeout * 1000 * 0.8))
+        for d in self._drains:
+            if not d._closed:
+                d._finish_drain()
         with self._wlock:
             self._closing = True
             self._space.notify_all()

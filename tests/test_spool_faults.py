@@ -473,3 +473,35 @@ def test_a_drop_is_signed_by_a_plain_sdk_pipeline_too(tmp_path: Path, kdir: Path
     names = [rec.get("eventName") for _, rec in iter_records(sorted((tmp_path / "fast").glob("*.jsonl")))]
     assert names.count("audit.spool.backlog_dropped") == 1
     assert _verify(kdir, tmp_path / "fast").returncode == 0
+
+
+def test_a_slot_left_by_a_worker_that_is_gone_is_delivered_by_another(tmp_path: Path, kdir: Path) -> None:
+    """Two producers share one spool folder (the second takes worker-1); the destination is down and both
+    are killed; one producer alone then delivers both backlogs, its own slot's and the one left in worker-1."""
+    (tmp_path / "slow").write_text("down")
+    script = tmp_path / "producer.py"
+    script.write_text(PRODUCER)
+    procs = []
+    for i in range(2):
+        cfg = _cfg(tmp_path, kdir, -1, state=str(tmp_path / "state"))
+        cfg["exporters"] = {"slow": cfg["exporters"]["slow"]}
+        procs.append(subprocess.Popen([sys.executable, str(script), json.dumps(cfg)], stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+        time.sleep(0.5)
+    time.sleep(1.0)
+    acked: set[tuple[str, int]] = set()
+    for p in procs:
+        os.kill(p.pid, signal.SIGKILL)
+        out, _ = p.communicate(timeout=60)
+        acked |= {(a[1], int(a[2])) for a in (ln.split() for ln in out.splitlines()) if len(a) == 3 and a[0] == "ack"}
+    assert (tmp_path / "spool" / "worker-1" / "segments").is_dir()
+    assert len({s for s, _ in acked}) == 2
+    (tmp_path / "slow").unlink()
+    cfg = _cfg(tmp_path, kdir, 5, flush=True)
+    cfg["exporters"] = {"slow": cfg["exporters"]["slow"]}
+    more, _, err = _run(tmp_path, cfg)
+    assert "left with a backlog by a process that is gone" in err
+    missing = (acked | more) - _arrived(tmp_path / "slow")
+    assert not missing, f"{len(missing)} acknowledged record(s) stranded, e.g. {sorted(missing)[:3]}"
+    st = json.loads(_cli("spool", "status", str(tmp_path / "spool"), "--format", "json").stdout)
+    assert all(c.get("records_behind") == 0 for s in st["slots"] for c in s["cursors"]), st
