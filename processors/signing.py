@@ -38,6 +38,7 @@ from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, PREV_DIGEST, RECORD, 
 from otel_audit.errors import ConfigError, DeliveryError, KeyringError
 from otel_audit.keys import KEYRING_FILE, Signer
 from otel_audit.merkle import CompactRange
+from otel_audit.slots import MAX_SLOTS, claim_slot
 from otel_audit.note import Checkpoint, Parent, Predecessor, format_note
 
 _log = logging.getLogger(__name__)
@@ -59,9 +60,7 @@ REASON_REFUSED = "refused by delivery (DeliveryError: a full spool or disk, or a
 REASON_INTERRUPTED = "interrupted while being handed on (the process was stopping)"
 
 
-MAX_SLOTS = 256  # worker-1 ... worker-256 next to the configured state_dir
 STATE_FILE = "state.json"
-LOCK_FILE = "lock"
 
 
 class StreamState:
@@ -75,35 +74,8 @@ class StreamState:
 
     def __init__(self, state_dir: str | os.PathLike[str]) -> None:
         self.base = Path(state_dir)
-        for k in range(MAX_SLOTS + 1):
-            d = self.base if k == 0 else self.base / f"worker-{k}"
-            try:
-                d.mkdir(parents=True, exist_ok=True)
-                lock = d / LOCK_FILE
-                self.used_before = lock.exists() or (d / STATE_FILE).exists()
-                fh = open(lock, "a+b")  # noqa: SIM115 - held for the process lifetime
-            except OSError as exc:
-                raise ConfigError(f"state_dir {d}: cannot create or open: {exc.strerror}") from exc
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                fh.close()
-                continue  # held by a live process: try the next slot
-            except OSError as exc:
-                fh.close()
-                raise ConfigError(f"state_dir {d}: cannot lock {lock}: {exc.strerror}") from exc
-            self._lock_fh: Any = fh
-            self.dir = d
-            self.slot = k
-            if k:
-                _log.info("state_dir %s is held by another process; this stream keeps its chain state in slot %s",
-                          self.base, d)
-            break
-        else:
-            raise ConfigError(
-                f"state_dir {self.base}: it and all {MAX_SLOTS} worker slots (worker-1 ... worker-{MAX_SLOTS}) "
-                "are held by live processes; give this producer its own state_dir"
-            )
+        self.dir, self._lock_fh, self.slot, used = claim_slot(self.base, "state_dir")
+        self.used_before = used or (self.dir / STATE_FILE).exists()
         self.path = self.dir / STATE_FILE
 
     @staticmethod

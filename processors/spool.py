@@ -64,6 +64,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, GAP_EVENT, PREV_DIGEST, STREAM_ID, STREAM_SEQ
 from otel_audit.errors import ConfigError, DeliveryError
+from otel_audit.slots import claim_slot, slots
 from otel_audit.otlpjson import decode_anyvalue, decode_attributes, encode_anyvalue, encode_attributes
 
 _log = logging.getLogger(__name__)
@@ -75,7 +76,6 @@ _INTEGRITY_EVENTS = frozenset({CHECKPOINT_EVENT, GAP_EVENT})
 _SEG = ".spool"
 MANIFEST = "spool.json"
 DROPS = "drops.jsonl"
-MAX_SLOTS = 256
 DEFAULT_SEGMENT = 32 << 20
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 #: how often a failing allocation is tried again while the disk is full
@@ -221,29 +221,6 @@ class SpoolStats:
         self.failed_batches: dict[str, int] = {}
 
 
-def claim_slot(base: Path, what: str) -> tuple[Path, Any]:
-    """Lock `base`, or the first free `base/worker-<k>` when another live process holds it.
-
-    Returns the folder and the open lock file (its flock held for the lifetime of the process)."""
-    for k in range(MAX_SLOTS + 1):
-        d = base if k == 0 else base / f"worker-{k}"
-        try:
-            d.mkdir(parents=True, exist_ok=True)
-            fh = open(d / "lock", "a+b")  # noqa: SIM115 - held for the lifetime
-        except OSError as exc:
-            raise ConfigError(f"{what} {d}: cannot create or open: {exc.strerror}") from exc
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.close()
-            continue
-        if k:
-            _log.info("%s %s is held by another process; this process (pid %d) uses slot %s",
-                      what, base, os.getpid(), d)
-        return d, fh
-    raise ConfigError(f"{what} {base}: all {MAX_SLOTS} worker slots are held by other processes")
-
-
 class SpoolProcessor(LogRecordProcessor):
     """Appends each record to a disk spool in on_emit and ships it to every exporter from there."""
 
@@ -385,7 +362,7 @@ class SpoolProcessor(LogRecordProcessor):
         self._scopes: dict[int, tuple[Any, int, bytes]] = {}
         self._quarantined: set[tuple[int, int]] = set()
         self._truncated: set[int] = set()  # segments of an earlier run found cut short
-        self.dir, self._lockfh = adopt if adopt is not None else claim_slot(self.base, "spool directory")
+        self.dir, self._lockfh = adopt if adopt is not None else claim_slot(self.base, "spool directory")[:2]
         self._segdir = self.dir / "segments"
         self._curdir = self.dir / "cursors"
         self._qdir = self.dir / "quarantine"
@@ -1253,9 +1230,7 @@ class SpoolProcessor(LogRecordProcessor):
                 reader.damaged = True
                 self._corrupt(seg, start, line)
                 if not out:
-                    with self._cursor_lock:
-                        cur.offset = base + pos
-                        cur.dirty = True
+                    self._step_over(cur, base + pos)
                 continue
             try:
                 item = orjson.loads(payload)
@@ -1269,9 +1244,7 @@ class SpoolProcessor(LogRecordProcessor):
                     if kind in ("R", "S"):
                         self._define(item, resources, scopes)
                     if not out:
-                        with self._cursor_lock:
-                            cur.offset = base + pos
-                            cur.dirty = True
+                        self._step_over(cur, base + pos)
                     continue
                 rec = self._record(item, resources, scopes)
                 lost = reader.saw(rec)
@@ -1282,10 +1255,14 @@ class SpoolProcessor(LogRecordProcessor):
                 reader.damaged = True
                 self._corrupt(seg, start, line, f"checksum matches but the line cannot be read: {exc}")
                 if not out:
-                    with self._cursor_lock:
-                        cur.offset = base + pos
-                        cur.dirty = True
+                    self._step_over(cur, base + pos)
         return out, None
+
+    def _step_over(self, cur: _Cursor, to: int) -> None:
+        """Move a cursor past lines that hold no record to deliver (definitions, headers, damage)."""
+        with self._cursor_lock:
+            cur.offset = to
+            cur.dirty = True
 
     def _declare_lost(self, name: str, stream: str, first: int, last: int, prev: str, digest: str) -> None:
         _log.error("spool %s: damage destroyed record(s) %d-%d of stream %s before they reached %s; they are "
@@ -1519,10 +1496,7 @@ def _unsigned_drops(path: Path) -> list[dict[str, Any]]:
 
 
 def _slots(base: Path) -> list[Path]:
-    out = [base] if (base / "segments").is_dir() else []
-    out += sorted((p for p in base.glob("worker-*") if (p / "segments").is_dir()),
-                  key=lambda p: int(p.name.split("-", 1)[1]) if p.name.split("-", 1)[1].isdigit() else 1 << 30)
-    return out
+    return [d for d in slots(base) if (d / "segments").is_dir()]
 
 
 def _held(d: Path) -> bool:
@@ -1635,5 +1609,4 @@ def drop(directory: str | os.PathLike[str], exporter: str, *, reason: str, actor
         fh.close()
 
 
-__all__ = ["MODES", "SpoolProcessor", "SpoolStats", "claim_slot", "default_segment_bytes", "drop", "frame",
-           "status", "unframe"]
+__all__ = ["MODES", "SpoolProcessor", "SpoolStats", "default_segment_bytes", "drop", "frame", "status", "unframe"]

@@ -417,7 +417,7 @@ def test_second_processor_on_a_state_dir_takes_a_worker_slot(
 ) -> None:
     """A second processor on a state_dir in use takes slot worker-1 (logged at INFO), and each slot keeps its own lineage."""
     state = tmp_path / "state"
-    with caplog.at_level(logging.INFO, logger="otel_audit.processors.signing"):
+    with caplog.at_level(logging.INFO, logger="otel_audit.slots"):
         a, b = _memory_sp(state, keys_dir), _memory_sp(state, keys_dir)
     assert (a.state_dir, b.state_dir) == (state, state / "worker-1")
     assert any("worker-1" in r.getMessage() and r.levelno == logging.INFO for r in caplog.records)
