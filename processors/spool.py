@@ -11,14 +11,18 @@ Layout of the spool folder (one process owns it: an flock guards it):
     quarantine/             damaged lines and files, set aside with a note of where they were
     drops.jsonl             backlogs an operator dropped with `otel-audit spool drop`
     worker-<k>/             the spool of another process configured with the same folder (a
-                            gunicorn worker, a forked child): each process takes the first free slot
+                            gunicorn worker, a forked child): each process takes the first free slot,
+                            and a slot left with a backlog by a process that is gone is delivered by
+                            a live one (otel_audit.slots)
 
-Every line is `<crc32 hex, 8 chars><JSON>\\n`; a segment ends with an `E` line counting its
-records, so a byte flip, a truncated or edited segment, a deleted segment and a cursor that points
-nowhere are all detected: the damage is quarantined and reported loudly with counts, and delivery of
-everything undamaged goes on. Nothing is skipped or deleted that an exporter has not acknowledged,
-at any restart and whatever its lag; an exporter removed from the configuration keeps its backlog
-(named at every start) until `otel-audit spool drop` says otherwise.
+Every line is `<crc32 hex, 8 chars><JSON>\\n`; a segment begins with an `H` line naming its number
+and ends with an `E` line counting its records, so a byte flip, a truncated, copied or edited
+segment, a deleted segment and a cursor that points nowhere are all detected: the damage is
+quarantined and reported loudly with counts, and delivery of everything undamaged goes on. Records
+the damage destroyed between two undamaged records of one stream are named to `on_lost`, and the
+signing processor declares them in a signed marker. Nothing is skipped or deleted that an exporter
+has not acknowledged, at any restart and whatever its lag; an exporter removed from the
+configuration keeps its backlog (named at every start) until `otel-audit spool drop` says otherwise.
 
 Segments are preallocated with posix_fallocate and then written through a memory map, so that a
 write is a memory copy (no system call per record) and a full disk shows as ENOSPC when a segment
