@@ -36,11 +36,9 @@ from __future__ import annotations
 import email.utils
 import gzip
 import logging
-import os
 import random
 import threading
 import time
-import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +46,7 @@ from typing import Any
 import requests
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
+from otel_audit import lifecycle
 from otel_audit.errors import ConfigError
 
 _log = logging.getLogger(__name__)
@@ -214,20 +213,8 @@ class _Outcome:
 
 
 def register_after_fork(obj: Any, method: str = "_after_fork_in_child") -> None:
-    """Call `obj.<method>()` in the child after every os.fork(), holding only a weak reference to obj."""
-    if not hasattr(os, "register_at_fork"):
-        return
-    ref = weakref.ref(obj)
-
-    def _after_in_child() -> None:
-        target = ref()
-        if target is not None:
-            try:
-                getattr(target, method)()
-            except Exception:  # a fork hook has nobody to raise to
-                _log.exception("%r could not prepare itself for the forked child", type(target).__name__)
-
-    os.register_at_fork(after_in_child=_after_in_child)
+    """Call `obj.<method>()` in the child after every os.fork() (otel_audit.lifecycle.after_fork_in_child)."""
+    lifecycle.after_fork_in_child(obj, method)
 
 
 def fresh_session(old: requests.Session) -> requests.Session:

@@ -42,6 +42,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 
 from otel_audit.errors import ConfigError
 from otel_audit.exporters._http import Counters, register_after_fork
+from otel_audit.lifecycle import background_thread
 from otel_audit.otlpjson import dumps_line
 
 if TYPE_CHECKING:
@@ -642,7 +643,7 @@ class FileLogRecordExporter(LogRecordExporter):
         if not existed and self._fsync != "never":
             _fsync_directory(self._directory)
         if self._fsync == "interval" and self._syncer is None:
-            self._syncer = threading.Thread(target=self._sync_loop, name="otel-audit-file-fsync", daemon=True)
+            self._syncer = background_thread(self._sync_loop, name="otel-audit-file-fsync")
             self._syncer.start()
         if self._rotation is not None and self._mill_thread is None:
             # The first run also finishes what a crash interrupted: leftover backups to compress or prune.
@@ -750,9 +751,7 @@ class FileLogRecordExporter(LogRecordExporter):
         with self._mill_cond:
             self._mill_requested += 1
             if self._mill_thread is None:
-                self._mill_thread = threading.Thread(
-                    target=self._mill_loop, name="otel-audit-file-backups", daemon=True
-                )
+                self._mill_thread = background_thread(self._mill_loop, name="otel-audit-file-backups")
                 self._mill_thread.start()
             self._mill_cond.notify_all()
 

@@ -34,6 +34,7 @@ import atexit
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 import weakref
@@ -62,6 +63,48 @@ class _Token:
 
 
 _TOKEN = _Token()
+
+
+def background_thread(target: Callable[..., Any], *, name: str, args: tuple[Any, ...] = ()) -> threading.Thread:
+    """A daemon thread (not started) that never takes SIGTERM or SIGINT itself.
+
+    A process-directed signal goes to any thread that does not block it. Were it one of ours, the
+    main thread would not be interrupted: a main thread blocked in a C call (a multiprocessing pool
+    worker waiting on its queue's lock, a lock acquire, a read) would never run the Python handler,
+    and a signal meant to stop the process would be swallowed. Every background thread of the
+    pipeline blocks both, so they reach the main thread."""
+
+    def run() -> None:
+        if hasattr(signal, "pthread_sigmask"):
+            try:
+                signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+            except (OSError, ValueError):
+                pass
+        target(*args)
+
+    return threading.Thread(target=run, name=name, daemon=True)
+
+
+def after_fork_in_child(obj: Any, method: str = "_after_fork_in_child") -> None:
+    """Call `obj.<method>()` in the child after every os.fork(), holding only a weak reference to obj.
+
+    The hook counts as signing code: a SIGTERM that arrives while a child is still starting (a pool
+    terminated at once) is deferred and handled once the hooks are done. Raised inside an at-fork
+    hook, the SystemExit would be printed and ignored by the interpreter, and the child would run on."""
+    if not hasattr(os, "register_at_fork"):
+        return
+    ref = weakref.ref(obj)
+
+    def _child_hook() -> None:
+        target = ref()
+        if target is not None:
+            try:
+                getattr(target, method)()
+            except Exception:  # a fork hook has nobody to raise to
+                _log.exception("%r could not prepare itself for the forked child", type(target).__name__)
+
+    _critical.add(_child_hook.__code__)
+    os.register_at_fork(after_in_child=_child_hook)
 
 
 def mark_critical(functions: Iterable[Callable[..., Any]]) -> None:
@@ -160,14 +203,55 @@ def deliver_pending(frame: FrameType | None) -> None:
         _handle(signum, frame)
 
 
+_fork_call: list[Any] = []  # in a fork child: [the frame that called os.fork(), its instruction then]
+
+
+def _in_fork_hooks(frame: FrameType | None) -> bool:
+    """Is the main thread still running at-fork hooks (anyone's: the SDK's, ours, the application's)?
+    The frame that called os.fork() stays at that call until every hook has run."""
+    if not _fork_call:
+        return False
+    caller, lasti = _fork_call
+    f = frame
+    while f is not None:
+        if f is caller:
+            if f.f_lasti == lasti:
+                return True
+            break
+        f = f.f_back
+    _fork_call.clear()  # fork() has returned: hooks are over
+    return False
+
+
+def _in_mp_bootstrap(frame: FrameType | None) -> bool:
+    """Is a multiprocessing child starting up or winding down around its run()? A SystemExit there skips
+    multiprocessing's finalizers (ours seals the stream): before run() they are not armed yet, and
+    raised among them it stops the rest. Only inside run() does the signal act at once."""
+    import multiprocessing.process as mpp
+
+    boot = mpp.BaseProcess._bootstrap.__code__
+    callee = None
+    f = frame
+    while f is not None:
+        if f.f_code is boot:
+            return callee is None or callee.f_code.co_name != "run"
+        callee = f
+        f = f.f_back
+    return False
+
+
+def _must_wait(frame: FrameType | None) -> bool:
+    return _in_critical(frame) or _in_fork_hooks(frame) or _in_mp_bootstrap(frame)
+
+
 def _handle(signum: int, frame: FrameType | None) -> None:
-    if _in_critical(frame) and _retries.get(signum, 0) < MAX_RETRIES:
+    if _must_wait(frame) and _retries.get(signum, 0) < MAX_RETRIES:
         _retries[signum] = _retries.get(signum, 0) + 1
         if signum not in pending:
             pending.append(signum)
         if signum not in _resenders:
             _resenders.add(signum)
-            threading.Thread(target=_resend, args=(signum,), name="otel-audit-signal", daemon=True).start()
+            background_thread(_resend, args=(signum,), name="otel-audit-signal").start()
         return
     _retries.pop(signum, None)
     while signum in pending:
@@ -194,12 +278,51 @@ def _in_multiprocessing_child(_token: object) -> None:
     import multiprocessing.util as mpu
 
     mpu.Finalize(None, seal_all, args=("multiprocessing child exit",), exitpriority=50)
+    # multiprocessing documents Process.terminate() (SIGTERM; Pool.terminate uses it) as an immediate
+    # stop that runs no exit handlers, and a pool relies on it: a worker blocked on a queue lock that
+    # its parent holds must die, not wait there for a Python handler that cannot run. So SIGTERM gets
+    # back its default action in these children: a worker's stream then ends as a crash, and what it
+    # spooled is delivered by the next process to take its slot. Its normal exit still seals.
+    if _previous.get(int(signal.SIGTERM)) == signal.SIG_DFL and signal.getsignal(signal.SIGTERM) is _handle:
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        except (ValueError, OSError):
+            pass
+
+
+_mask_at_fork: list[Any] = []  # the forking thread's signal mask, while SIGTERM/SIGINT are held over a fork
+
+
+def _before_fork() -> None:
+    # A signal that reaches a new child before the interpreter has reinitialised itself there is
+    # recorded and then cleared by that reinitialisation: with our handler installed, the child would
+    # never learn of it (a pool terminated at once would wait forever for a worker). Held blocked over
+    # the fork, such a signal stays pending in the kernel and arrives once the child unblocks it.
+    if _installed_pid == os.getpid() and hasattr(signal, "pthread_sigmask"):
+        try:
+            _mask_at_fork[:] = [signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)]
+        except (OSError, ValueError):
+            _mask_at_fork.clear()
+
+
+def _restore_mask() -> None:
+    if _mask_at_fork:
+        old = _mask_at_fork.pop()
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        except (OSError, ValueError):
+            pass
 
 
 def _after_fork_in_child() -> None:
+    # A signal raised into an at-fork hook is printed and ignored by the interpreter, and the child runs
+    # on as if it never came: until fork() returns, signals wait (see _handle).
+    caller = sys._getframe().f_back
+    _fork_call[:] = [caller, caller.f_lasti] if caller is not None else []
     _retries.clear()
     pending.clear()
     _resenders.clear()
+    _restore_mask()  # a signal held over the fork arrives now, and waits for the hooks (see _handle)
     if _blocked and hasattr(signal, "pthread_sigmask"):
         try:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, set(_blocked))
@@ -220,9 +343,13 @@ def _ensure_exit_hooks() -> None:
 
         # multiprocessing clears its finalizers in a new fork child, then runs these
         mpu.register_after_fork(_TOKEN, _in_multiprocessing_child)
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=_after_fork_in_child)
         _hooks_installed = True
 
+
+# At import, so that in a fork child it runs before every processor's own at-fork hook: it forgets the
+# parent's deferred signals first, and a signal that arrives while a processor starts the child's
+# stream (a pool terminated at once) is deferred and delivered, not cleared afterwards.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_parent=_restore_mask, after_in_child=_after_fork_in_child)
 
 __all__ = ["SIGNALS", "install_signal_handlers", "mark_critical", "register", "seal_all", "unregister"]

@@ -22,7 +22,6 @@ import socket
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,8 +37,8 @@ from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, PREV_DIGEST, RECORD, 
 from otel_audit.errors import ConfigError, DeliveryError, KeyringError
 from otel_audit.keys import KEYRING_FILE, Signer
 from otel_audit.merkle import CompactRange
-from otel_audit.slots import MAX_SLOTS, claim_slot
 from otel_audit.note import Checkpoint, Parent, Predecessor, format_note
+from otel_audit.slots import MAX_SLOTS, claim_slot
 
 _log = logging.getLogger(__name__)
 _pending = lifecycle.pending  # the same list object: deferred signals
@@ -267,14 +266,7 @@ class SigningProcessor(LogRecordProcessor):
                 for notice in take():
                     self._sign_drop_notice(notice)
         self._start_ticker()
-        ref = weakref.ref(self)
-
-        def after_fork_in_child() -> None:
-            p = ref()
-            if p is not None:
-                p._after_fork_in_child()
-
-        os.register_at_fork(after_in_child=after_fork_in_child)
+        lifecycle.after_fork_in_child(self)
         lifecycle.register(self, handle_signals=handle_signals)
 
     def _new_stream(self) -> None:
@@ -299,7 +291,7 @@ class SigningProcessor(LogRecordProcessor):
 
     def _start_ticker(self) -> None:
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._tick, name="otel-audit-checkpoints", daemon=True)
+        self._thread = lifecycle.background_thread(self._tick, name="otel-audit-checkpoints")
         self._thread.start()
 
     def _after_fork_in_child(self) -> None:

@@ -53,7 +53,6 @@ import os
 import random
 import threading
 import time
-import weakref
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -68,8 +67,9 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, GAP_EVENT, PREV_DIGEST, STREAM_ID, STREAM_SEQ
 from otel_audit.errors import ConfigError, DeliveryError
-from otel_audit.slots import claim_slot, slots
+from otel_audit.lifecycle import after_fork_in_child, background_thread
 from otel_audit.otlpjson import decode_anyvalue, decode_attributes, encode_anyvalue, encode_attributes
+from otel_audit.slots import claim_slot, slots
 
 _log = logging.getLogger(__name__)
 _dumps = orjson.dumps
@@ -289,8 +289,7 @@ class SpoolProcessor(LogRecordProcessor):
         self._reserve = min(256 << 10, segment_bytes // 4)
         self._start()
         self._register_metrics(meter_provider)
-        ref = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: (lambda s: s and s._after_fork_in_child())(ref()))
+        after_fork_in_child(self)
 
     # -- the stream that declares what did not arrive ------------------------------------------------
     # The signing processor is made after its downstream spool, whose readers may meet damage or a
@@ -419,12 +418,11 @@ class SpoolProcessor(LogRecordProcessor):
         self._notices = self._read_drops()
         if adopt is None:
             self._export_locks = {name: threading.Lock() for name in self.exporters}
-            self._threads = [threading.Thread(target=self._sync_loop, name="otel-audit-spool-fsync", daemon=True)]
+            self._threads = [background_thread(self._sync_loop, name="otel-audit-spool-fsync")]
         else:
-            self._threads = [threading.Thread(target=self._drain_watch, name="otel-audit-spool-drain", daemon=True)]
+            self._threads = [background_thread(self._drain_watch, name="otel-audit-spool-drain")]
         for name in self.exporters:
-            self._threads.append(threading.Thread(target=self._ship_loop, args=(name,), daemon=True,
-                                                  name=f"otel-audit-spool-{name}"))
+            self._threads.append(background_thread(self._ship_loop, args=(name,), name=f"otel-audit-spool-{name}"))
         for t in self._threads:
             t.start()
         if adopt is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -96,7 +97,9 @@ def _mp_emit(n: int, then_sleep: float) -> None:
 
 
 def test_multiprocessing_fork_children_seal_their_streams(tmp_path: Path, keys_dir: Path) -> None:
-    """multiprocessing fork children (one returning, one terminated by SIGTERM) seal their own streams through its finalizers."""
+    """multiprocessing fork children each start a stream naming the parent: one that returns seals it through
+    multiprocessing's finalizers; one stopped with Process.terminate() (SIGTERM) dies at once, as multiprocessing
+    documents (a pool relies on it), and its stream, every event present, is reported open, not altered."""
     archive = tmp_path / "archive"
     archive.mkdir()
     provider, sp = make_pipeline(archive / "audit.jsonl", keys_dir, state_dir=tmp_path / "state", simple=True)
@@ -116,13 +119,14 @@ def test_multiprocessing_fork_children_seal_their_streams(tmp_path: Path, keys_d
     finally:
         _pipeline.clear()
     assert done.exitcode == 0
-    assert killed.exitcode == 143  # SystemExit(128 + SIGTERM) from the audit handler, then the finalizers
+    assert killed.exitcode == -signal.SIGTERM  # the default action, as Process.terminate() documents
     provider.shutdown()
-    rep = verify(archive, Keyring.load(keys_dir))
+    rep = verify(archive, Keyring.load(keys_dir), allow_open=True)
     assert rep.ok, [(s.stream_id, s.problems) for s in rep.streams]
     kids = [s for s in rep.streams if s.stream_id != sp.stream_id]
     assert sorted(s.events for s in kids) == [4, 7]
-    assert all(s.state == "closed" and s.parent == sp.stream_id and not s.unsealed for s in kids)
+    assert all(s.parent == sp.stream_id for s in kids)
+    assert sorted(s.state for s in kids) == ["closed", "open"]
     assert sorted(stream(rep, sp.stream_id).children) == sorted(s.stream_id for s in kids)
 
 

@@ -314,3 +314,61 @@ def test_handler_is_installed_once_and_chains(tmp_path: Path, keys_dir: Path) ->
     """)
     out = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True, timeout=60, env=child_env())
     assert out.stdout.strip() == "ok", out.stderr
+
+
+_POOL_SCRIPT = """\
+import multiprocessing as mp, os, sys
+import otel_audit
+audit = otel_audit.configure(sys.argv[1])
+
+def work(x):
+    audit.logger.login_succeeded(f"pool-{x}", client_address="203.0.113.7")
+    return x
+
+if __name__ == "__main__":
+    for round in range(int(sys.argv[2])):
+        # leaving the block terminates the pool at once: workers still starting get SIGTERM
+        with mp.get_context("fork").Pool(2) as pool:
+            assert sum(pool.map(work, range(20))) == 190
+    audit.shutdown()
+    print("done", flush=True)
+"""
+
+
+def test_a_fork_pool_terminated_while_its_workers_start_never_hangs(tmp_path: Path, keys_dir: Path) -> None:
+    """multiprocessing fork pools left by their `with` block (Pool.terminate: SIGTERM to workers, some still
+    starting their own stream) end every time instead of waiting forever for a worker; SIGTERM keeps its
+    documented immediate effect there, every record a worker emitted was spooled and is delivered by the
+    next process to take its slot, and the only finding is the terminated workers' open streams."""
+    # with the durable spool, as recommended
+    cfg = tmp_path / "audit.yaml"
+    cfg.write_text(textwrap.dedent(f"""\
+        resource: {{service.name: lifecycle-tests}}
+        processors:
+          signing: {{keys_dir: {json.dumps(str(keys_dir))}, state_dir: {json.dumps(str(tmp_path / "state"))}}}
+          delivery: {{directory: {json.dumps(str(tmp_path / "spool"))}, segment_size_mib: 1}}
+        exporters:
+          file: {{path: "${{env:AUDIT_FILE}}", fsync: never}}
+        service:
+          pipelines:
+            logs/audit: {{processors: [signing, delivery], exporters: [file]}}
+        """))
+    (tmp_path / "archive").mkdir()
+    script = tmp_path / "pool.py"
+    script.write_text(_POOL_SCRIPT)
+    env = {**child_env(), "AUDIT_FILE": str(tmp_path / "archive" / "audit.jsonl")}
+    rounds = 25
+    proc = subprocess.run([sys.executable, str(script), str(cfg), str(rounds)], capture_output=True, text=True,
+                          timeout=240, env=env)
+    assert proc.returncode == 0 and "done" in proc.stdout, proc.stderr[-3000:]
+    # one more start takes over the slots the last workers left and delivers what they spooled
+    again = subprocess.run([sys.executable, str(script), str(cfg), "0"], capture_output=True, text=True,
+                           timeout=120, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    seen = _requests_seen(tmp_path / "archive")
+    assert sorted(set(seen)) == sorted({f"pool-{x}" for x in range(20)}) and len(seen) >= rounds * 20
+    code, doc, text = _verify_cli(keys_dir, tmp_path / "archive")
+    for s in doc["streams"]:
+        assert s["modified"] == [] and s["missing"] == [] and s["conflicting"] == [], text
+        assert s["state"] in ("closed", "crashed", "open"), text
+        assert all("no end-of-stream checkpoint" in p or "not in the input" in p for p in s["problems"]), text
