@@ -120,7 +120,8 @@ def cmd_spool(args: argparse.Namespace) -> int:
             if "damaged" in c:
                 print(f"  {c['exporter']}: cursor damaged ({c['damaged']}); the next start replays everything to it")
             else:
-                print(f"  {c['exporter']}: {c['records_behind']} record(s), {c['bytes_behind']} bytes not delivered")
+                print(f"  {c['exporter']}: " + (f"{c['records_behind']} record(s), {c['bytes_behind']} bytes not delivered"
+                                                if c["records_behind"] else "everything delivered"))
         for d in s["drops_not_yet_signed"]:
             print(f"  dropped by {d['actor']}: {d['exporter']} ({d['records']} record(s)); not yet signed")
     return EXIT_OK

@@ -475,13 +475,17 @@ def _delivery_plan(cfg: Mapping[str, Any], where: str, base: Path) -> dict[str, 
         kw["fsync_interval"] = parse_duration(cfg["fsync_interval"], where=f"{where}.fsync_interval")
     if "block_timeout" in cfg:
         kw["block_timeout"] = parse_duration(cfg["block_timeout"], where=f"{where}.block_timeout")
-    timeout = parse_duration(cfg.get("shutdown_timeout", _DEFAULT_SHUTDOWN_TIMEOUT),
-                             where=f"{where}.shutdown_timeout")
+    raw_timeout = cfg.get("shutdown_timeout", _DEFAULT_SHUTDOWN_TIMEOUT)
+    accepted = ("must be more than zero and at most 10m (how long shutdown waits for the exporters to take what "
+                "is spooled)")
+    try:
+        timeout = parse_duration(raw_timeout, where=f"{where}.shutdown_timeout")
+    except ConfigError:
+        if str(raw_timeout).strip().startswith("-"):  # say the range once, not "zero or more" first
+            raise ConfigError(f"{where}.shutdown_timeout: {raw_timeout!r} is negative; it {accepted}; e.g. 5s") from None
+        raise
     if not 0 < timeout <= _MAX_SHUTDOWN_TIMEOUT:
-        raise ConfigError(
-            f"{where}.shutdown_timeout: must be more than zero and at most 10m (how long shutdown waits for the "
-            f"exporters to take what is spooled), got {cfg.get('shutdown_timeout')!r}; e.g. 5s"
-        )
+        raise ConfigError(f"{where}.shutdown_timeout: {accepted}, got {raw_timeout!r}; e.g. 5s")
     kw["shutdown_timeout"] = float(timeout)
     for key, arg in (("max_size_mib", "max_bytes"), ("segment_size_mib", "segment_bytes")):
         if key in cfg:

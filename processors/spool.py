@@ -68,6 +68,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, GAP_EVENT, PREV_DIGEST, STREAM_ID, STREAM_SEQ
 from otel_audit.errors import ConfigError, DeliveryError
 from otel_audit.lifecycle import after_fork_in_child, background_thread
+from otel_audit.lifecycle import pending as lifecycle_pending
 from otel_audit.otlpjson import decode_anyvalue, decode_attributes, encode_anyvalue, encode_attributes
 from otel_audit.slots import claim_slot, slots
 
@@ -972,7 +973,8 @@ class SpoolProcessor(LogRecordProcessor):
             deadline = time.monotonic() + (self.block_timeout if self.mode == "fail_closed" else 0)
             while (not marker and self._total + need > self.max_bytes) or not self._room(need, marker):
                 left = deadline - time.monotonic()
-                if left <= 0 or self._closing:
+                # a SIGTERM/SIGINT waits while this emit does: refuse now rather than hold the stop back
+                if left <= 0 or self._closing or lifecycle_pending:
                     self.stats.refused += 1
                     full = "the disk is full" if self._total + need <= self.max_bytes or marker else \
                         f"it is full ({self.max_bytes} bytes) and the destinations are not taking records"
@@ -1523,11 +1525,16 @@ def _records_behind(segdir: Path, segment: int, offset: int) -> tuple[int, int]:
         n = int(p.name[: -len(_SEG)]) if p.name[: -len(_SEG)].isdigit() else -1
         if n < segment:
             continue
-        data = p.read_bytes().rstrip(b"\x00")
+        try:
+            data = p.read_bytes().rstrip(b"\x00")
+        except OSError:
+            continue  # not a readable segment: the producer's next start sets it aside and says so
         if n == segment:
             data = data[offset:]
-        size += len(data)
-        records += sum(1 for ln in data.splitlines() if ln[8:12] == b'["L"')
+        for ln in data.splitlines():
+            if ln[8:12] == b'["L"':
+                records += 1
+                size += len(ln) + 1
     return records, size
 
 
@@ -1555,7 +1562,7 @@ def status(directory: str | os.PathLike[str]) -> dict[str, Any]:
         drops = _unsigned_drops(d / DROPS)
         slots.append({
             "directory": str(d), "in_use": _held(d), "segments": len(segs),
-            "bytes": sum(p.stat().st_size for p in segs), "cursors": cursors,
+            "bytes": sum(p.lstat().st_size for p in segs), "cursors": cursors,
             "quarantined": len(list(q.iterdir())) if q.is_dir() else 0, "drops_not_yet_signed": drops,
         })
     if not slots:
