@@ -632,7 +632,7 @@ class Verifier:
             sr.successor = sr.successor or succ
             length = max(length, pred.size + 1)
             got = valid.get(pred.size)
-            if got is None or got.checkpoint.root != pred.root or got.checkpoint.chain != pred.chain:
+            if not _names_checkpoint(got, pred):
                 sr.problems.append(
                     f"successor stream {succ} says this stream reached a checkpoint at seq {pred.size} that is "
                     "missing or differs here"
@@ -643,8 +643,7 @@ class Verifier:
         sr.children = sorted({kid for kid, _ in children})
         for kid, fork in children:
             length = max(length, fork.size + 1)
-            got = valid.get(fork.size)
-            if got is None or got.checkpoint.root != fork.root or got.checkpoint.chain != fork.chain:
+            if not _names_checkpoint(valid.get(fork.size), fork):
                 sr.problems.append(
                     f"child stream {kid} says it was forked from this stream after a checkpoint at seq {fork.size} "
                     "that is missing or differs here"
@@ -797,6 +796,12 @@ class Verifier:
 
 
 OLD_GAP_REASON = "dropped by the producer's full delivery spool (fail_open)"  # markers without audit.gap.reason
+
+
+def _names_checkpoint(got: SignedNote | None, claim: Predecessor | Parent) -> bool:
+    """Does a later stream's claim (a successor's predecessor line, a child's parent line) name this
+    valid checkpoint exactly?"""
+    return got is not None and got.checkpoint.root == claim.root and got.checkpoint.chain == claim.chain
 
 
 def _gap_claim(seq: int, attrs: Mapping[str, Any]) -> tuple[int, Any, Any, str, str | None]:
