@@ -490,6 +490,8 @@ class Verifier:
             rep.problems.append(f"{len(rep.malformed)} malformed line(s) or record(s)")
         if rep.unsigned and not self.ignore_unsigned:
             rep.problems.append(f"{rep.unsigned} record(s) carry no integrity attributes (unsigned)")
+        if not rep.streams and (rep.records or rep.unsigned):
+            rep.problems.append("no signed stream in the input: nothing is proven")
         return rep
 
     def _proving_order(self, streams: Mapping[str, Any]) -> list[str]:

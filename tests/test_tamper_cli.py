@@ -154,3 +154,15 @@ def test_usage_errors_exit_2(archive: Archive) -> None:
     for args in ([str(archive.path)], ["--keys", "k", "--format", "xml", str(archive.path)]):
         proc = subprocess.run(base + args, capture_output=True, text=True, timeout=60, env=child_env(), check=False)
         assert proc.returncode == 2, args
+
+
+def test_an_archive_of_unsigned_logs_is_never_verified(archive: Archive, shared_keys: Path) -> None:
+    """Plain logs without integrity attributes, verified with --ignore-unsigned, prove nothing: exit 1 with
+    "nothing is proven", never "VERIFIED - 0 stream(s)"."""
+    for rec in archive.records():
+        rec["attributes"] = [kv for kv in rec["attributes"] if not kv["key"].startswith(("audit.integrity.",
+                                                                                        "audit.stream."))]
+    archive.save()
+    code, doc = verify_json(shared_keys, archive.path, extra=("--ignore-unsigned",))
+    assert code == 1 and doc["result"] == "failed" and doc["streams"] == []
+    assert "no signed stream in the input: nothing is proven" in doc["problems"]
