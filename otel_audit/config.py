@@ -832,11 +832,7 @@ def _construct(plan: _Plan, src: str, factories: Mapping[str, Any]) -> Built:
             raise ConfigError(f"{where}.keys_dir: {exc}") from None
         except ValueError as exc:  # ConfigError too: the state_dir is in use or cannot be made
             raise ConfigError(f"{where}: {exc}") from None
-        started.append(signing)
-        if spool is not None:  # the spool names what it dropped or had refused to the stream, which seals markers
-            spool.on_drop = signing.record_gap
-            spool.on_reject = signing.record_rejected
-            spool.on_lost = signing.record_lost
+        started.append(signing)  # it wires the spool to itself (on_drop, on_reject, on_lost)
     except BaseException:
         _shutdown_all(started)
         raise

@@ -532,10 +532,8 @@ class SpoolProcessor(LogRecordProcessor):
     def _check_sequence(self, existing: list[int], made: int) -> None:
         """Segments are numbered without holes from the oldest kept one to the newest made one."""
         if not existing:
-            if made >= 0:
-                cursors = [p for p in self._curdir.glob("*.json")]
-                if cursors:  # segments were made and cursors remain, yet no segment is left
-                    self._check_cursors_against([], made)
+            if made >= 0:  # segments were made, yet none is left: a cursor still inside them lost records
+                self._check_cursors_against(made)
             return
         have = set(existing)
         holes = [n for n in range(existing[0], max(existing[-1], made) + 1) if n not in have]
@@ -543,7 +541,7 @@ class SpoolProcessor(LogRecordProcessor):
             self._damage(f"spool {self.dir}: segment(s) {_ranges(holes)} are missing (deleted or lost); "
                          f"records in them that an exporter had not delivered are lost there")
 
-    def _check_cursors_against(self, existing: list[int], made: int) -> None:
+    def _check_cursors_against(self, made: int) -> None:
         for p in self._curdir.glob("*.json"):
             try:
                 doc = _read_json(p)
@@ -624,7 +622,7 @@ class SpoolProcessor(LogRecordProcessor):
 
     def _load_cursor(self, name: str, existing: list[int]) -> _Cursor:
         path = self._curdir / _cursor_file(name)
-        first = existing[0] if existing else self._seg_after(existing)
+        first = existing[0] if existing else self._next
         if not path.exists():
             return _Cursor(name, path, first, 0)
         try:
@@ -644,7 +642,7 @@ class SpoolProcessor(LogRecordProcessor):
             self._damage(f"spool cursor of {name} stands in segment {seg}, but the spool starts at {first}: "
                          f"segments {seg}-{first - 1}, not delivered to {name}, are missing")
             cur.segment, cur.offset = first, 0
-        elif seg > self._seg_after(existing) or (seg == self._seg_after(existing) and off):
+        elif seg > self._next or (seg == self._next and off):
             self._damage(f"spool cursor of {name} points past the end of the spool (segment {seg}); "
                          f"replaying the whole spool to {name} (duplicates, not loss)")
             cur.segment, cur.offset = first, 0
@@ -657,9 +655,6 @@ class SpoolProcessor(LogRecordProcessor):
                          "at the start of that line (duplicates, not loss)")
             cur.offset = self._line_before(seg, off)
         return cur
-
-    def _seg_after(self, existing: list[int]) -> int:
-        return self._next
 
     def _at_line_start(self, seg: int, off: int) -> bool:
         if off == 0:

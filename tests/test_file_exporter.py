@@ -35,6 +35,7 @@ from otel_audit.exporters.file import (
     parse_duration,
 )
 from otel_audit.otlpjson import decode_anyvalue, decode_attributes, iter_log_records
+from tests.standins import in_forked_child
 
 BACKUP_NAME = r"audit-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d{3}\.jsonl"
 
@@ -576,23 +577,15 @@ def test_a_forked_child_writes_and_rotates_its_own_file(tmp_path: Path) -> None:
                                      fsync_interval=0.05)
     records = _records(120, body_size=200)
     assert exporter.export(records[:10]) is LogRecordExportResult.SUCCESS
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: export, report, and never return into pytest
-        code = 1
-        try:
-            os.close(r)
-            ok = all(exporter.export(records[i:i + 10]) is LogRecordExportResult.SUCCESS for i in range(10, 60, 10))
-            exporter.shutdown()
-            os.write(w, json.dumps({"ok": ok, "path": exporter.path}).encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(w)
-    with os.fdopen(r, "rb") as pipe:
-        child = json.loads(pipe.read() or b"{}")
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0 and child["ok"], child
+
+    def work() -> dict[str, object]:
+        ok = all(exporter.export(records[i:i + 10]) is LogRecordExportResult.SUCCESS for i in range(10, 60, 10))
+        exporter.shutdown()
+        return {"ok": ok, "path": exporter.path}
+
+    child = in_forked_child(work)
+    pid = child["pid"]
+    assert child["exit_code"] == 0 and child["ok"], child
     for i in range(60, 120, 10):
         assert exporter.export(records[i:i + 10]) is LogRecordExportResult.SUCCESS
     exporter.shutdown()

@@ -37,6 +37,7 @@ from opentelemetry.sdk.resources import Resource
 
 from otel_audit.errors import ConfigError
 from otel_audit.exporters.otlp import create_otlp_exporter
+from tests.standins import in_forked_child
 
 SECRET = "Bearer s3cr3t-t0ken-value"
 
@@ -554,28 +555,12 @@ def test_a_forked_child_exports_on_a_connection_of_its_own(protocol: str, http_s
                                                            grpc_server: tuple[int, Received]) -> None:
     """After os.fork() the child exports through its own connection (not the parent's pooled one), the parent
     keeps its own, and the records of both arrive."""
-    import json
-    import os
 
     exporter, received = _exporter(protocol, http_server, grpc_server)
     records = _records(5)
     assert exporter.export(records[:2]) is LogRecordExportResult.SUCCESS
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: export, report, and never return into pytest
-        code = 1
-        try:
-            os.close(r)
-            result = exporter.export(records[2:4])
-            os.write(w, json.dumps({"result": result.name}).encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(w)
-    with os.fdopen(r, "rb") as pipe:
-        child = json.loads(pipe.read() or b"{}")
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0 and child == {"result": "SUCCESS"}
+    child = in_forked_child(lambda: {"result": exporter.export(records[2:4]).name})
+    assert child["exit_code"] == 0 and child["result"] == "SUCCESS", child
     assert exporter.export(records[4:]) is LogRecordExportResult.SUCCESS
     parent_port, child_port, parent_again = received.ports
     assert child_port != parent_port and parent_again == parent_port
