@@ -1,260 +1,44 @@
-"""The verifier: reads archives, orders records by (stream, seq) and proves each stream.
+"""Proving streams: orders records by (stream, seq), checks chains, Merkle roots, signed checkpoints,
+gap markers and lineage, and fills in a Report. Inputs (`inputs`) hand it decoded records.
 
-It needs only the public keyring and the data. For every stream it reports what is verified,
-which seq was modified, which ranges are missing, conflicting or inserted records, duplicates
-(allowed: delivery is at least once), an unsealed tail, and bad, unknown or expired signatures.
 No OpenTelemetry SDK imports.
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
-import gc
-import gzip
 import hashlib
-import math
-import os
-import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import orjson
 
 from otel_audit import canonical
 from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, GAP_EVENT, PREV_DIGEST, STREAM_ID, STREAM_SEQ
-from otel_audit.errors import InputError
+from otel_audit.decoding import decode_value
 from otel_audit.keys import InvalidSignature, Keyring
 from otel_audit.merkle import CompactRange
 from otel_audit.note import NoteError, Parent, Predecessor, SignedNote, parse_note
+from otel_audit.verify.report import (
+    CALC,
+    DIG,
+    NOTE,
+    PREV,
+    Report,
+    StreamReport,
+    _fmt_ranges,
+    _gaps,
+    _loc,
+    _parse_bridges,
+    _parse_ranges,
+    _ranges,
+    _Rec,
+    _subtract,
+)
 
 _sha256 = hashlib.sha256
 _loads = orjson.loads
-ARCHIVE_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
-MAX_LINE = 256 * 1024 * 1024
-
-
-# -- reading OTLP JSON ------------------------------------------------------------------------------
-
-
-def _special_double(x: str) -> float:
-    v = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}.get(x)
-    return float(x) if v is None else v
-
-
-def decode_value(v: Mapping[str, Any]) -> Any:
-    """An OTLP/JSON AnyValue as a Python value, tolerant as the OTLP spec asks of decoders."""
-    if "stringValue" in v:
-        return v["stringValue"]
-    if "intValue" in v:
-        return int(v["intValue"])
-    if "boolValue" in v:
-        return bool(v["boolValue"])
-    if "doubleValue" in v:
-        x = v["doubleValue"]
-        return _special_double(x) if isinstance(x, str) else float(x)
-    if "bytesValue" in v:
-        return base64.b64decode(v["bytesValue"])
-    if "arrayValue" in v:
-        return [decode_value(x) for x in (v["arrayValue"] or {}).get("values", ())]
-    if "kvlistValue" in v:
-        return {kv["key"]: decode_value(kv.get("value") or {}) for kv in (v["kvlistValue"] or {}).get("values", ())}
-    return None
-
-
-def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Files as given; a folder means every archive file under it, sorted."""
-    try:
-        return _expand(paths)
-    except OSError as exc:
-        raise InputError(f"{exc.filename or 'input'}: cannot read: {exc.strerror}") from exc
-
-
-def _expand(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(ARCHIVE_SUFFIXES))
-            if not found:
-                raise InputError(f"{p}: folder holds no archive files ({', '.join(ARCHIVE_SUFFIXES)})")
-            out.extend(found)
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise InputError(f"{p}: no such file or folder")
-    return out
-
-
-def _open(path: Path) -> BinaryIO:
-    fh = open(path, "rb")  # noqa: SIM115 - returned to the caller
-    magic = fh.read(2)
-    fh.seek(0)
-    if magic == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=fh)  # type: ignore[return-value]
-    return fh
-
-
-# -- what is kept per record ----------------------------------------------------------------------
-
-
-# One record as kept: (calc, prev, digest, note). calc = SHA-256(0x00 || prev || canonical) is the
-# digest recomputed from the content, and the Merkle leaf; note is a checkpoint's body, else None.
-_Rec = tuple[bytes, bytes, bytes, "str | None"]
-CALC, PREV, DIG, NOTE = 0, 1, 2, 3
-
-
-def _loc(where: str, index: int) -> str:
-    return where if index == 0 else f"{where}#{index}"
-
-
-@dataclass
-class StreamReport:
-    stream_id: str
-    status: str = "verified"  # verified | failed
-    state: str = "open"  # closed | crashed | open
-    records: int = 0  # distinct seqs present
-    events: int = 0
-    checkpoints: int = 0
-    sealed: int = 0
-    length: int = 0  # how many seqs the stream should hold, as far as known
-    producer: dict[str, Any] = field(default_factory=dict)
-    keys: list[str] = field(default_factory=list)
-    first_time_ns: int | None = None
-    last_time_ns: int | None = None
-    predecessor: str | None = None
-    successor: str | None = None
-    parent: str | None = None  # the stream of the process this one's was forked from
-    children: list[str] = field(default_factory=list)  # streams of processes forked from this one
-    duplicates: int = 0
-    modified: list[int] = field(default_factory=list)
-    missing: list[list[int]] = field(default_factory=list)  # inclusive ranges
-    dropped: list[list[int]] = field(default_factory=list)  # missing, but declared by a signed gap marker
-    # every sealed gap marker: {"marker": seq, "seqs": ranges, "reason": text, "destination": name or None,
-    # "missing": the declared seqs absent from the input}
-    declared: list[dict[str, Any]] = field(default_factory=list)
-    conflicting: list[int] = field(default_factory=list)
-    inserted: list[int] = field(default_factory=list)
-    broken_links: list[list[int]] = field(default_factory=list)
-    bad_signatures: list[int] = field(default_factory=list)
-    unknown_keys: list[int] = field(default_factory=list)
-    expired_keys: list[int] = field(default_factory=list)
-    bad_checkpoints: list[dict[str, Any]] = field(default_factory=list)
-    root_mismatch: list[int] = field(default_factory=list)
-    unsealed: list[list[int]] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-@dataclass
-class Report:
-    files: int = 0
-    lines: int = 0
-    records: int = 0
-    streams: list[StreamReport] = field(default_factory=list)
-    unsigned: int = 0
-    unsigned_examples: list[str] = field(default_factory=list)
-    malformed: list[str] = field(default_factory=list)
-    torn: list[str] = field(default_factory=list)  # a last line cut short by a crash: a warning
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems and all(s.status == "verified" for s in self.streams)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "result": "verified" if self.ok else "failed",
-            "files": self.files,
-            "lines": self.lines,
-            "records": self.records,
-            "unsigned": self.unsigned,
-            "unsigned_examples": self.unsigned_examples,
-            "malformed": self.malformed,
-            "torn": self.torn,
-            "problems": self.problems,
-            "streams": [s.to_json() for s in self.streams],
-        }
-
-
-def _ranges(seqs: Iterable[int]) -> list[list[int]]:
-    out: list[list[int]] = []
-    for s in seqs:
-        if out and out[-1][1] == s - 1:
-            out[-1][1] = s
-        else:
-            out.append([s, s])
-    return out
-
-
-def _gaps(seqs: list[int], length: int) -> list[list[int]]:
-    """Inclusive ranges of [0, length) absent from the sorted `seqs`, without walking the range."""
-    out: list[list[int]] = []
-    nxt = 0
-    for s in seqs:
-        if s >= length:
-            break
-        if s > nxt:
-            out.append([nxt, s - 1])
-        nxt = s + 1
-    if nxt < length:
-        out.append([nxt, length - 1])
-    return out
-
-
-def _parse_ranges(text: str) -> list[list[int]]:
-    out: list[list[int]] = []
-    for part in text.split(","):
-        a, _, b = part.strip().partition("-")
-        if a.isascii() and a.isdigit() and (not b or (b.isascii() and b.isdigit())):
-            out.append([int(a), int(b or a)])
-    return out
-
-
-def _parse_bridges(text: Any) -> list[tuple[int, int, bytes, bytes]]:
-    out: list[tuple[int, int, bytes, bytes]] = []
-    if not isinstance(text, str):
-        return out
-    for part in text.split(";"):
-        try:
-            rng, prev, digest = part.split(":")
-            a, _, b = rng.partition("-")
-            out.append((int(a), int(b or a), bytes.fromhex(prev), bytes.fromhex(digest)))
-        except ValueError:
-            continue
-    return out
-
-
-def _subtract(missing: list[list[int]], declared: list[list[int]]) -> tuple[list[list[int]], list[list[int]]]:
-    """Split inclusive ranges `missing` into (not declared, declared)."""
-    decl = sorted(declared)
-    left: list[list[int]] = []
-    covered: list[list[int]] = []
-    for a, b in missing:
-        cur = a
-        for c, d in decl:
-            if d < cur or c > b:
-                continue
-            if c > cur:
-                left.append([cur, c - 1])
-            covered.append([max(c, cur), min(d, b)])
-            cur = min(d, b) + 1
-            if cur > b:
-                break
-        if cur <= b:
-            left.append([cur, b])
-    return left, covered
-
-
-def _fmt_ranges(rs: list[list[int]], limit: int = 12) -> str:
-    parts = [str(a) if a == b else f"{a}-{b}" for a, b in rs[:limit]]
-    if len(rs) > limit:
-        parts.append(f"... ({len(rs) - limit} more)")
-    return ", ".join(parts)
 
 
 # -- the verifier -----------------------------------------------------------------------------------
@@ -283,36 +67,15 @@ class Verifier:
     # reading
 
     def add_files(self, paths: Iterable[Path], progress: Callable[[int], None] | None = None) -> None:
+        from otel_audit.verify.inputs import add_otlp_file
+
         for p in paths:
-            self.add_file(p, progress)
+            add_otlp_file(self, p, progress)
 
     def add_file(self, path: Path, progress: Callable[[int], None] | None = None) -> None:
-        self.report.files += 1
-        try:
-            fh = _open(path)
-        except OSError as exc:
-            raise InputError(f"{path}: cannot open: {exc.strerror}") from exc
-        name = str(path)
-        with fh:
-            try:
-                for n, line in enumerate(fh, 1):
-                    if progress is not None:
-                        progress(len(line))
-                    if not line.strip():
-                        continue
-                    self.report.lines += 1
-                    try:
-                        doc = _loads(line)
-                    except orjson.JSONDecodeError as exc:
-                        if not line.endswith(b"\n") and not fh.read(1):
-                            # the file's last line, cut short: a writer killed mid-write
-                            self.report.torn.append(f"{name}:{n}: last line cut short ({len(line)} bytes)")
-                            continue
-                        self._malformed(f"{name}:{n}: not JSON ({exc.msg})")
-                        continue
-                    self.add_request(doc, f"{name}:{n}")
-            except (OSError, EOFError, gzip.BadGzipFile) as exc:
-                self._malformed(f"{name}: read failed after some lines: {exc}")
+        from otel_audit.verify.inputs import add_otlp_file
+
+        add_otlp_file(self, path, progress)
 
     def _malformed(self, msg: str) -> None:
         if len(self.report.malformed) < 100:
@@ -321,18 +84,9 @@ class Verifier:
             self.report.malformed.append("... more malformed lines not listed")
 
     def add_request(self, doc: Any, where: str) -> None:
-        """One OTLP/JSON ExportLogsServiceRequest (one line of the collector's file exporter)."""
-        if not isinstance(doc, dict) or "resourceLogs" not in doc:
-            self._malformed(f"{where}: not an OTLP logs request (no resourceLogs)")
-            return
-        try:
-            for rl in doc["resourceLogs"] or ():
-                for sl in rl.get("scopeLogs") or ():
-                    add = self.add_record
-                    for i, rec in enumerate(sl.get("logRecords") or ()):
-                        add(rec, where, i)
-        except (AttributeError, TypeError) as exc:
-            self._malformed(f"{where}: OTLP structure is wrong ({exc})")
+        from otel_audit.verify.inputs import add_request
+
+        add_request(self, doc, where)
 
     def add_record(self, rec: Mapping[str, Any], where: str, index: int = 0) -> None:
         """One OTLP/JSON logRecord; `where` and `index` locate it in messages."""
@@ -821,231 +575,3 @@ def _is_hex(s: str) -> bool:
     except ValueError:
         return False
     return s == s.lower()
-
-
-# -- rendering --------------------------------------------------------------------------------------
-
-
-def render_text(rep: Report) -> str:
-    lines = [
-        f"otel-audit verify: {rep.files} file(s), {rep.records:,} record(s), {len(rep.streams)} stream(s)"
-    ]
-    for s in rep.streams:
-        who = s.producer.get("service.name") or "?"
-        host = s.producer.get("host.name")
-        if host:
-            who += f"@{host}"
-        head = (
-            f"stream {s.stream_id} [{who}] {s.state}: {s.records:,} record(s) "
-            f"({s.events:,} events, {s.checkpoints:,} checkpoints), {s.sealed:,} sealed"
-        )
-        lines.append(f"{'VERIFIED' if s.status == 'verified' else 'FAILED  '} {head}")
-        if s.keys:
-            lines.append(f"    signed by: {', '.join(s.keys)}")
-        if s.predecessor:
-            lines.append(f"    follows stream {s.predecessor}")
-        if s.successor:
-            lines.append(f"    followed by stream {s.successor}")
-        if s.parent:
-            lines.append(f"    child of stream {s.parent}")
-        if s.children:
-            lines.append(f"    parent of stream{'s' if len(s.children) > 1 else ''} {', '.join(s.children)}")
-        lines.extend(f"    PROBLEM: {p}" for p in s.problems)
-        lines.extend(f"    note: {w}" for w in s.warnings)
-    if rep.unsigned:
-        ex = "; ".join(rep.unsigned_examples)
-        lines.append(f"{'note' if not any('unsigned' in p for p in rep.problems) else 'PROBLEM'}: "
-                     f"{rep.unsigned} record(s) without integrity attributes, e.g. {ex}")
-    for m in rep.malformed[:20]:
-        lines.append(f"PROBLEM: {m}")
-    for t in rep.torn:
-        lines.append(f"note: {t}; the records in it were never acknowledged as written")
-    bad = [s for s in rep.streams if s.status != "verified"]
-    if rep.ok:
-        lines.append(f"result: VERIFIED - {len(rep.streams)} stream(s), every record proven")
-    else:
-        lines.append(
-            f"result: FAILED - {len(bad)} of {len(rep.streams)} stream(s) with integrity problems"
-            + (f"; {'; '.join(rep.problems)}" if rep.problems else "")
-        )
-    return "\n".join(lines) + "\n"
-
-
-class Progress:
-    """A one-line progress bar on a terminal (stderr); silent elsewhere."""
-
-    def __init__(self, total: int, stream: Any = None) -> None:
-        self.total = max(total, 1)
-        self.done = 0
-        self.stream = stream or sys.stderr
-        self.enabled = hasattr(self.stream, "isatty") and self.stream.isatty() and total > 1 << 20
-        self._next = 0
-
-    def __call__(self, n: int) -> None:
-        self.done += n
-        if self.enabled and self.done >= self._next:
-            self._next = self.done + self.total // 200
-            frac = min(self.done / self.total, 1.0)
-            bar = "#" * int(frac * 30)
-            self.stream.write(f"\rverifying [{bar:<30}] {frac:6.1%} of {self.total / 1e6:.1f} MB")
-            self.stream.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\r" + " " * 70 + "\r")
-            self.stream.flush()
-
-
-SOURCES = ("auto", "otlp", "splunk", "elastic", "datadog")
-MAX_LISTED = 100  # a reader's problems and mismatches copied into a report
-CANONICAL = "__canonical__"  # a reader's record known by its embedded canonical content
-
-
-def feed(verifier: Verifier, records: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
-    """Hand a SIEM reader's (where, record) pairs to the verifier: OTLP/JSON records, or records a
-    reader found as embedded canonical content (`audit.integrity.record`)."""
-    for where, record in records:
-        if CANONICAL in record:
-            verifier.add_canonical(*record[CANONICAL], where)
-        else:
-            verifier.add_record(record, where)
-
-
-def add_findings(report: Report, label: str, reader: Any) -> None:
-    """A reader's unverifiable records and searchable-field mismatches become the report's problems."""
-    report.problems.extend(f"{label}: {p}" for p in list(reader.problems)[:MAX_LISTED])
-    report.problems.extend(f"{label}: {m}" for m in list(reader.mismatches)[:MAX_LISTED])
-    hidden = max(0, len(reader.problems) - MAX_LISTED) + max(0, len(reader.mismatches) - MAX_LISTED)
-    if hidden:
-        report.problems.append(f"{label}: ... and {hidden} more (see the reader's problems and mismatches)")
-
-
-def verify_export(
-    reader: Any, sources: Iterable[Any], keyring: Keyring, *, label: str, what: Callable[[], str],
-    is_file: Callable[[Any], bool] | None = None, allow_open: bool = False, ignore_unsigned: bool = False,
-    partial: bool = False,
-) -> Report:
-    """Verify what a SIEM reader finds in `sources`; `what()` says what was read when nothing was."""
-    verifier = Verifier(keyring, allow_open=allow_open, ignore_unsigned=ignore_unsigned, partial=partial)
-    for src in sources:
-        if (is_file or (lambda x: isinstance(x, (str, os.PathLike))))(src):
-            verifier.report.files += 1
-        feed(verifier, reader.records_in(src))
-    if reader.records == 0:
-        raise InputError(f"no audit records found in {what()}, "
-                         f"{len(reader.problems)} without a readable audit.otlp)"
-                         + (f"; first: {reader.problems[0]}" if reader.problems else ""))
-    report = verifier.finish()
-    add_findings(report, label, reader)
-    return report
-
-
-def _reader(kind: str) -> Any:
-    if kind == "splunk":
-        from otel_audit.sources.splunk import SplunkReader
-
-        return SplunkReader()
-    if kind == "elastic":
-        from otel_audit.sources.elastic import ElasticReader
-
-        return ElasticReader()
-    from otel_audit.sources.datadog import DatadogReader
-
-    return DatadogReader()
-
-
-def sniff(path: Path) -> str:
-    """Which kind of input a file is: an OTLP JSON archive, or a Splunk, Elasticsearch or Datadog export."""
-    try:
-        with _open(path) as fh:
-            head = fh.read(65536)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise InputError(f"{path}: cannot read: {exc}") from exc
-    text = head.lstrip()
-    if path.suffix == ".csv":
-        return "datadog"
-    if b'"resourceLogs"' in head:
-        return "otlp"
-    if b'"_raw"' in head or (text.startswith(b'{"preview"') or b'"result":' in head[:2000]):
-        return "splunk"
-    if b'"_source"' in head or b'"hits"' in head[:2000]:
-        return "elastic"
-    if b'"data"' in head[:2000] or (b'"type":"log"' in head.replace(b" ", b"")):
-        return "datadog"
-    return "otlp"  # let the OTLP reader say precisely what is wrong
-
-
-def verify_paths(
-    paths: Iterable[str | os.PathLike[str]], keyring: Keyring, *, allow_open: bool = False,
-    ignore_unsigned: bool = False, progress: bool = True, source: str = "auto", partial: bool = False,
-) -> Report:
-    """Verify archives (OTLP JSON lines) and SIEM exports; `source` names the kind or sniffs it per file.
-
-    SIEM exports are read through `audit.otlp`, the signed record each exporter ships next to the
-    searchable fields; a searchable field that disagrees with it is a problem too.
-    """
-    if source not in SOURCES:
-        raise InputError(f"unknown source {source!r}; one of {', '.join(SOURCES)}")
-    files = expand_paths(paths)
-    v = Verifier(keyring, allow_open=allow_open, ignore_unsigned=ignore_unsigned, partial=partial)
-    try:
-        total = sum(f.stat().st_size for f in files)
-    except OSError as exc:
-        raise InputError(f"{exc.filename}: cannot read: {exc.strerror}") from exc
-    kinds = {f: (sniff(f) if source == "auto" else source) for f in files}
-    readers: dict[str, Any] = {}
-    bar = Progress(total) if progress else None
-    # Millions of small containers stay alive until the end: the cyclic GC would rescan them over
-    # and over (measured: 4x slower parsing). Nothing here makes reference cycles.
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        for f in files:
-            kind = kinds[f]
-            if kind == "otlp":
-                v.add_file(f, bar)
-                continue
-            reader = readers.get(kind) or readers.setdefault(kind, _reader(kind))
-            v.report.files += 1
-            try:
-                with _open(f) as fh:
-                    data = fh.read()
-            except (OSError, EOFError, gzip.BadGzipFile) as exc:
-                raise InputError(f"{f}: cannot read: {exc}") from exc
-            if bar is not None:
-                bar(f.stat().st_size)
-            try:
-                feed(v, reader.records_in(data, str(f)))
-            except (ValueError, TypeError) as exc:
-                raise InputError(f"{f}: not a readable {kind} export: {exc}") from exc
-        if v.report.records:
-            v.finish()
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-        if bar is not None:
-            bar.close()
-    for kind, reader in readers.items():
-        add_findings(v.report, kind, reader)
-    if v.report.records == 0 and not v.report.malformed:
-        what = ", ".join(sorted(set(kinds.values())))
-        raise InputError(f"no audit records found in {', '.join(map(str, files))} (read as {what})")
-    if v.report.records == 0:
-        raise InputError(
-            "no readable OTLP log records in the input; first problem: " + v.report.malformed[0]
-        )
-    return v.report
-
-
-def iter_records(paths: Iterable[Path]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every OTLP/JSON logRecord of the files, with file:line (used by tests and tools)."""
-    for p in paths:
-        with _open(p) as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                doc = _loads(line)
-                for rl in doc.get("resourceLogs") or ():
-                    for sl in rl.get("scopeLogs") or ():
-                        for rec in sl.get("logRecords") or ():
-                            yield f"{p}:{n}", rec

@@ -1,0 +1,168 @@
+"""What verification found: per-stream and overall reports, and the range helpers they use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+# -- what is kept per record ----------------------------------------------------------------------
+
+
+# One record as kept: (calc, prev, digest, note). calc = SHA-256(0x00 || prev || canonical) is the
+# digest recomputed from the content, and the Merkle leaf; note is a checkpoint's body, else None.
+_Rec = tuple[bytes, bytes, bytes, "str | None"]
+CALC, PREV, DIG, NOTE = 0, 1, 2, 3
+
+
+def _loc(where: str, index: int) -> str:
+    return where if index == 0 else f"{where}#{index}"
+
+
+@dataclass
+class StreamReport:
+    stream_id: str
+    status: str = "verified"  # verified | failed
+    state: str = "open"  # closed | crashed | open
+    records: int = 0  # distinct seqs present
+    events: int = 0
+    checkpoints: int = 0
+    sealed: int = 0
+    length: int = 0  # how many seqs the stream should hold, as far as known
+    producer: dict[str, Any] = field(default_factory=dict)
+    keys: list[str] = field(default_factory=list)
+    first_time_ns: int | None = None
+    last_time_ns: int | None = None
+    predecessor: str | None = None
+    successor: str | None = None
+    parent: str | None = None  # the stream of the process this one's was forked from
+    children: list[str] = field(default_factory=list)  # streams of processes forked from this one
+    duplicates: int = 0
+    modified: list[int] = field(default_factory=list)
+    missing: list[list[int]] = field(default_factory=list)  # inclusive ranges
+    dropped: list[list[int]] = field(default_factory=list)  # missing, but declared by a signed gap marker
+    # every sealed gap marker: {"marker": seq, "seqs": ranges, "reason": text, "destination": name or None,
+    # "missing": the declared seqs absent from the input}
+    declared: list[dict[str, Any]] = field(default_factory=list)
+    conflicting: list[int] = field(default_factory=list)
+    inserted: list[int] = field(default_factory=list)
+    broken_links: list[list[int]] = field(default_factory=list)
+    bad_signatures: list[int] = field(default_factory=list)
+    unknown_keys: list[int] = field(default_factory=list)
+    expired_keys: list[int] = field(default_factory=list)
+    bad_checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    root_mismatch: list[int] = field(default_factory=list)
+    unsealed: list[list[int]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class Report:
+    files: int = 0
+    lines: int = 0
+    records: int = 0
+    streams: list[StreamReport] = field(default_factory=list)
+    unsigned: int = 0
+    unsigned_examples: list[str] = field(default_factory=list)
+    malformed: list[str] = field(default_factory=list)
+    torn: list[str] = field(default_factory=list)  # a last line cut short by a crash: a warning
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and all(s.status == "verified" for s in self.streams)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "result": "verified" if self.ok else "failed",
+            "files": self.files,
+            "lines": self.lines,
+            "records": self.records,
+            "unsigned": self.unsigned,
+            "unsigned_examples": self.unsigned_examples,
+            "malformed": self.malformed,
+            "torn": self.torn,
+            "problems": self.problems,
+            "streams": [s.to_json() for s in self.streams],
+        }
+
+
+def _ranges(seqs: Iterable[int]) -> list[list[int]]:
+    out: list[list[int]] = []
+    for s in seqs:
+        if out and out[-1][1] == s - 1:
+            out[-1][1] = s
+        else:
+            out.append([s, s])
+    return out
+
+
+def _gaps(seqs: list[int], length: int) -> list[list[int]]:
+    """Inclusive ranges of [0, length) absent from the sorted `seqs`, without walking the range."""
+    out: list[list[int]] = []
+    nxt = 0
+    for s in seqs:
+        if s >= length:
+            break
+        if s > nxt:
+            out.append([nxt, s - 1])
+        nxt = s + 1
+    if nxt < length:
+        out.append([nxt, length - 1])
+    return out
+
+
+def _parse_ranges(text: str) -> list[list[int]]:
+    out: list[list[int]] = []
+    for part in text.split(","):
+        a, _, b = part.strip().partition("-")
+        if a.isascii() and a.isdigit() and (not b or (b.isascii() and b.isdigit())):
+            out.append([int(a), int(b or a)])
+    return out
+
+
+def _parse_bridges(text: Any) -> list[tuple[int, int, bytes, bytes]]:
+    out: list[tuple[int, int, bytes, bytes]] = []
+    if not isinstance(text, str):
+        return out
+    for part in text.split(";"):
+        try:
+            rng, prev, digest = part.split(":")
+            a, _, b = rng.partition("-")
+            out.append((int(a), int(b or a), bytes.fromhex(prev), bytes.fromhex(digest)))
+        except ValueError:
+            continue
+    return out
+
+
+def _subtract(missing: list[list[int]], declared: list[list[int]]) -> tuple[list[list[int]], list[list[int]]]:
+    """Split inclusive ranges `missing` into (not declared, declared)."""
+    decl = sorted(declared)
+    left: list[list[int]] = []
+    covered: list[list[int]] = []
+    for a, b in missing:
+        cur = a
+        for c, d in decl:
+            if d < cur or c > b:
+                continue
+            if c > cur:
+                left.append([cur, c - 1])
+            covered.append([max(c, cur), min(d, b)])
+            cur = min(d, b) + 1
+            if cur > b:
+                break
+        if cur <= b:
+            left.append([cur, b])
+    return left, covered
+
+
+def _fmt_ranges(rs: list[list[int]], limit: int = 12) -> str:
+    parts = [str(a) if a == b else f"{a}-{b}" for a, b in rs[:limit]]
+    if len(rs) > limit:
+        parts.append(f"... ({len(rs) - limit} more)")
+    return ", ".join(parts)
+
