@@ -236,9 +236,9 @@ class AuditState:
                 if followers or (lc is not None and lc["size"] > he["size"]):
                     advanced.append(chain[0])
                 continue
-            what = (f"stream {head} ({he['state']}, verified up to seq {he['size']} on {he['verified']})")
+            what = f"stream {head} ({he['state']}, verified up to seq {he['size']} on {he['verified']})"
             if present:
-                problem(inp[present[-1]], f"the newest stream verified before is gone: {what}, which follows this "
+                problem(inp[present[-1]], f"the newest stream verified before is gone: {what}, the newest of this "
                                           "lineage, is not in the input and no stream in the input follows it")
                 checked.append(chain[0])
             elif partial:
