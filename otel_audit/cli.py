@@ -47,6 +47,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="accept streams whose predecessor (restart) or parent (fork) is not in the input, "
                         "for an archive that starts mid-lineage; by default that fails, since the earlier "
                         "stream may have been deleted whole")
+    v.add_argument("--state", metavar="FILE",
+                   help="remember the latest verified checkpoint of every lineage in FILE (created on first use) "
+                        "and fail if the input is shorter than, or differs from, what earlier runs verified: a "
+                        "deleted newest stream, a removed tail, a re-signed history; updated only when the run "
+                        "verifies (docs/state.md)")
     v.add_argument("--ignore-unsigned", action="store_true", help="do not fail on records without integrity attributes")
     v.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     v.add_argument("--source", choices=("auto", "otlp", "splunk", "elastic", "datadog"), default="auto",
@@ -140,7 +145,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     ring = Keyring.load(args.keys)
     rep = verify_paths(
         args.paths, ring, allow_open=args.allow_open, ignore_unsigned=args.ignore_unsigned, partial=args.partial,
-        progress=not args.no_progress, source=args.source,
+        progress=not args.no_progress, source=args.source, state=args.state,
     )
     code = EXIT_OK if rep.ok else EXIT_INTEGRITY
     try:

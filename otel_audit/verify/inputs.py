@@ -15,6 +15,7 @@ import orjson
 
 from otel_audit.errors import InputError
 from otel_audit.keys import Keyring
+from otel_audit.verify import state as audit_state
 from otel_audit.verify.prove import Verifier
 from otel_audit.verify.report import Report
 
@@ -207,16 +208,34 @@ def sniff(path: Path) -> str:
 def verify_paths(
     paths: Iterable[str | os.PathLike[str]], keyring: Keyring, *, allow_open: bool = False,
     ignore_unsigned: bool = False, progress: bool = True, source: str = "auto", partial: bool = False,
+    state: str | os.PathLike[str] | None = None,
 ) -> Report:
     """Verify archives (OTLP JSON lines) and SIEM exports; `source` names the kind or sniffs it per file.
 
     SIEM exports are read through `audit.otlp`, the signed record each exporter ships next to the
     searchable fields; a searchable field that disagrees with it is a problem too.
+
+    `state` is a state file (`otel_audit.verify.state`, docs/state.md): the input must be consistent
+    with what earlier audits verified; the file is updated only when this run verifies.
     """
     if source not in SOURCES:
         raise InputError(f"unknown source {source!r}; one of {', '.join(SOURCES)}")
     files = expand_paths(paths)
-    v = Verifier(keyring, allow_open=allow_open, ignore_unsigned=ignore_unsigned, partial=partial)
+    with audit_state.opened(state) as st:
+        report = _verify_files(files, keyring, allow_open=allow_open, ignore_unsigned=ignore_unsigned,
+                               progress=progress, source=source, partial=partial,
+                               roots_at=st.roots_wanted() if st is not None else None)
+        if st is not None:
+            st.check(report, partial=partial)
+            st.commit(report)
+    return report
+
+
+def _verify_files(
+    files: list[Path], keyring: Keyring, *, allow_open: bool, ignore_unsigned: bool, progress: bool, source: str,
+    partial: bool, roots_at: Mapping[str, Iterable[int]] | None,
+) -> Report:
+    v = Verifier(keyring, allow_open=allow_open, ignore_unsigned=ignore_unsigned, partial=partial, roots_at=roots_at)
     try:
         total = sum(f.stat().st_size for f in files)
     except OSError as exc:

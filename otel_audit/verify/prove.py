@@ -6,6 +6,7 @@ No OpenTelemetry SDK imports.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
@@ -48,8 +49,10 @@ class Verifier:
     """Collects records from any number of inputs, then proves each stream (`finish`)."""
 
     def __init__(self, keyring: Keyring, *, allow_open: bool = False, ignore_unsigned: bool = False,
-                 partial: bool = False) -> None:
+                 partial: bool = False, roots_at: Mapping[str, Iterable[int]] | None = None) -> None:
         self.partial = partial
+        # stream -> tree sizes whose root `verify --state` needs recomputed (StreamReport.roots_at)
+        self.roots_at = {sid: frozenset(sizes) for sid, sizes in (roots_at or {}).items()}
         self.keyring = keyring
         self.allow_open = allow_open
         self.ignore_unsigned = ignore_unsigned
@@ -458,9 +461,12 @@ class Verifier:
         # whose content gives its carried digest is proven even when a neighbour was altered.
         tree = CompactRange()
         proven_below = 0
+        want = self.roots_at.get(own, ())
         for s in seqs:
             if s != tree.size:
                 break
+            if s in want:
+                sr.roots_at[s] = tree.root().hex()
             sn = valid.get(s)
             if sn is not None:
                 if tree.root() == sn.checkpoint.root:
@@ -468,6 +474,7 @@ class Verifier:
                 else:
                     sr.root_mismatch.append(s)
             tree.append(chosen[s][DIG])
+        _state_summary(sr, tree, want, valid)
         if proven_below:
             sealed.update(q for q in seqs if q < proven_below and q not in bad)
             sr.sealed = len(sealed)
@@ -552,6 +559,27 @@ class Verifier:
 
 
 OLD_GAP_REASON = "dropped by the producer's full delivery spool (fail_open)"  # markers without audit.gap.reason
+
+
+def _state_summary(sr: StreamReport, tree: CompactRange, want: Iterable[int], valid: Mapping[int, SignedNote]) -> None:
+    """For `verify --state`: the roots still wanted (the whole tree when it reaches that size, else the
+    input's own valid checkpoint there) and the stream's latest valid checkpoint."""
+    for n in want:
+        if n not in sr.roots_at:
+            if n == tree.size:
+                sr.roots_at[n] = tree.root().hex()
+            elif n in valid:
+                sr.roots_at[n] = valid[n].checkpoint.root.hex()
+    if valid:
+        cp = valid[max(valid)].checkpoint
+        start = valid.get(0)
+        prev = start.checkpoint.prev if start is not None else None
+        sr.latest_checkpoint = {
+            "size": cp.size, "root": base64.b64encode(cp.root).decode(), "chain": base64.b64encode(cp.chain).decode(),
+            "time_ns": cp.time_ns, "kind": cp.kind, "end": cp.end,
+            "prev": None if prev is None else {"stream": prev.stream_id, "size": prev.size,
+                                               "root": base64.b64encode(prev.root).decode(), "closed": prev.closed},
+        }
 
 
 def _names_checkpoint(got: SignedNote | None, claim: Predecessor | Parent) -> bool:

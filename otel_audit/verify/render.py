@@ -41,6 +41,14 @@ def render_text(rep: Report) -> str:
         lines.append(f"PROBLEM: {m}")
     for t in rep.torn:
         lines.append(f"note: {t}; the records in it were never acknowledged as written")
+    if rep.state is not None:
+        st = rep.state
+        lines.append(
+            f"state {st['file']}: {st['lineages_known']} lineage(s) known, {len(st['checked'])} checked, "
+            f"{len(st['advanced'])} advanced, {len(st['new'])} new"
+            + (f", {len(st['outside'])} outside the input ({', '.join(st['outside'])})" if st["outside"] else "")
+            + f"; {st.get('note', '')}"
+        )
     bad = [s for s in rep.streams if s.status != "verified"]
     if rep.ok:
         lines.append(f"result: VERIFIED - {len(rep.streams)} stream(s), every record proven")

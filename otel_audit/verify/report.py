@@ -55,9 +55,13 @@ class StreamReport:
     unsealed: list[list[int]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # the latest valid checkpoint: size, root and chain (base64), time_ns, kind, end, and the start
+    # checkpoint's claim on the predecessor (stream, size, root, closed) or None; None without one
+    latest_checkpoint: dict[str, Any] | None = None
+    roots_at: dict[int, str] = field(default_factory=dict)  # for `verify --state`: tree size -> root hex
 
     def to_json(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "roots_at"}
 
 
 @dataclass
@@ -71,6 +75,7 @@ class Report:
     malformed: list[str] = field(default_factory=list)
     torn: list[str] = field(default_factory=list)  # a last line cut short by a crash: a warning
     problems: list[str] = field(default_factory=list)
+    state: dict[str, Any] | None = None  # `verify --state`: what the state file said and whether it was updated
 
     @property
     def ok(self) -> bool:
@@ -88,6 +93,7 @@ class Report:
             "torn": self.torn,
             "problems": self.problems,
             "streams": [s.to_json() for s in self.streams],
+            **({"state": self.state} if self.state is not None else {}),
         }
 
 

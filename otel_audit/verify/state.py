@@ -1,0 +1,408 @@
+"""`otel-audit verify --state FILE`: what earlier audits verified, so that the next one can tell a
+history that was cut, deleted or re-signed since.
+
+An archive alone cannot show that its newest stream was deleted whole, that a tail was cut back to
+an earlier checkpoint, or that the key holder re-signed a rewritten history: each of those leaves a
+self-consistent archive. The state file remembers, for every stream verified, its latest verified
+checkpoint (size, root), and for every lineage (streams linked by `prev`) its head. The next run
+must find each remembered stream at least that long, with the same tree root at the remembered size
+(recomputed from the leaves of the input: the check an RFC 6962 consistency proof makes), and each
+lineage's head still there or followed by a stream of the input. docs/state.md has the format.
+
+The file is the auditor's own: it is written atomically, only after a run that verified, and a
+damaged one is an error (exit 2), never a silent fresh start. No OpenTelemetry SDK imports.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import datetime
+import hashlib
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from otel_audit.errors import InputError
+from otel_audit.verify.report import Report, StreamReport
+
+FORMAT = "otel-audit-state/v1"
+STATES = ("closed", "crashed", "open")
+_FIELDS = ("size", "root", "chain", "time_ns", "kind", "state", "predecessor", "parent", "verified", "checked")
+
+
+class StateError(InputError):
+    """The state file cannot be used (damaged, another format, locked, not writable): exit 2."""
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _checksum(doc: Mapping[str, Any]) -> str:
+    body = {k: v for k, v in doc.items() if k != "checksum"}
+    return "sha256:" + hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _is_id(v: Any) -> bool:
+    return isinstance(v, str) and len(v) == 32 and all(c in "0123456789abcdef" for c in v)
+
+
+def _is_b64_32(v: Any) -> bool:
+    try:
+        return isinstance(v, str) and len(base64.b64decode(v, validate=True)) == 32
+    except (binascii.Error, ValueError):
+        return False
+
+
+def lineages(streams: Mapping[str, Mapping[str, Any]]) -> list[list[str]]:
+    """The streams as chains linked by `predecessor`, first stream first, in a stable order.
+
+    A lineage starts at a stream whose predecessor is unknown (or none); raises ValueError when two
+    streams name the same predecessor (a fork) or the links make a cycle (both only by forgery)."""
+    succ: dict[str, str] = {}
+    for sid in sorted(streams):
+        p = streams[sid].get("predecessor")
+        if p in streams:
+            if p in succ:
+                raise ValueError(f"streams {succ[p]} and {sid} both name {p} as their predecessor")
+            succ[p] = sid
+    out: list[list[str]] = []
+    seen: set[str] = set()
+    for sid in sorted(streams):
+        if streams[sid].get("predecessor") in streams:
+            continue
+        chain = [sid]
+        while chain[-1] in succ:
+            chain.append(succ[chain[-1]])
+        seen.update(chain)
+        out.append(chain)
+    if len(seen) != len(streams):
+        raise ValueError("streams " + ", ".join(sorted(set(streams) - seen)[:5]) + " name each other as "
+                         "predecessors (a cycle)")
+    return out
+
+
+class AuditState:
+    """One state file, locked for the run: `check` a finished report against it, then `commit`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.streams: dict[str, dict[str, Any]] = {}
+        self.existed = False
+        self._lock_fd: int | None = None
+        self._pending: dict[str, dict[str, Any]] | None = None
+        self._now = _now()
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> AuditState:
+        st = cls(Path(path))
+        st._lock()
+        try:
+            st._read()
+        except BaseException:
+            st.close()
+            raise
+        return st
+
+    def _lock(self) -> None:
+        import fcntl
+
+        folder = self.path.parent
+        if not folder.is_dir():
+            raise StateError(f"{self.path}: cannot keep the state there: folder {folder} does not exist")
+        if self.path.is_dir():
+            raise StateError(f"{self.path}: is a folder; --state takes a file (created on first use)")
+        lock = self.path.with_name(self.path.name + ".lock")
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except OSError as exc:
+            raise StateError(f"{lock}: cannot create the state's lock file: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            raise StateError(f"{self.path}: in use by another audit (locked through {lock.name}); "
+                             "run one audit at a time per state file") from exc
+        self._lock_fd = fd
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the lock
+            self._lock_fd = None
+
+    def _damaged(self, what: str) -> StateError:
+        return StateError(
+            f"{self.path}: damaged state file: {what}. It is left as it was; restore it from a backup "
+            "(starting a new file forgets what earlier audits verified)"
+        )
+
+    def _read(self) -> None:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return  # first use: created by the first run that verifies
+        except OSError as exc:
+            raise StateError(f"{self.path}: cannot read the state file: {exc.strerror}") from exc
+        self.existed = True
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise self._damaged(f"not JSON ({exc.msg} at byte {exc.pos})") from None
+        if not isinstance(doc, dict):
+            raise self._damaged("not a JSON object")
+        fmt = doc.get("format")
+        if fmt != FORMAT:
+            if isinstance(fmt, str) and fmt.startswith("otel-audit-state/"):
+                raise StateError(f"{self.path}: state format {fmt!r} is not one this otel-audit reads "
+                                 f"({FORMAT}); use the otel-audit release that wrote it")
+            raise self._damaged(f"no \"format\": \"{FORMAT}\" (not an otel-audit state file?)")
+        if doc.get("checksum") != _checksum(doc):
+            raise self._damaged("its checksum does not match its content (edited or corrupted)")
+        streams = doc.get("streams")
+        if not isinstance(streams, dict):
+            raise self._damaged("\"streams\" is not an object")
+        for sid, e in streams.items():
+            problem = _entry_problem(sid, e)
+            if problem:
+                raise self._damaged(f"stream {sid[:40]!r}: {problem}")
+        try:
+            derived = lineages(streams)
+        except ValueError as exc:
+            raise self._damaged(str(exc)) from None
+        stored = doc.get("lineages")
+        if not isinstance(stored, list) or [lin.get("streams") if isinstance(lin, dict) else None
+                                            for lin in stored] != derived:
+            raise self._damaged("\"lineages\" disagree with the streams' predecessor links")
+        self.streams = streams
+
+    def roots_wanted(self) -> dict[str, list[int]]:
+        """For the verifier (`Verifier(roots_at=...)`): per stream, the size whose root the check needs."""
+        return {sid: [e["size"]] for sid, e in self.streams.items()}
+
+    # -- checking ----------------------------------------------------------------------------------
+
+    def check(self, report: Report, *, partial: bool = False) -> None:
+        """Compare a finished report with the state; problems go to the stream (or the report), and
+        `report.state` says what was checked. Call `commit` afterwards."""
+        inp = {s.stream_id: s for s in report.streams}
+        found: list[str] = []
+
+        def problem(sr: StreamReport | None, msg: str) -> None:
+            if sr is None:
+                report.problems.append(f"state: {msg}")
+                found.append(msg)
+            else:
+                sr.problems.append(msg)
+                sr.status = "failed"
+                found.append(f"stream {sr.stream_id}: {msg}")
+
+        for sid, e in self.streams.items():
+            sr = inp.get(sid)
+            if sr is not None:
+                self._check_stream(sr, e, problem)
+        # streams of the input that follow a stream the state knows but the input lacks
+        successor_of = {e["predecessor"]: sid for sid, e in self.streams.items() if e["predecessor"]}
+        for sr in report.streams:
+            p = sr.predecessor
+            if p is None or p not in self.streams:
+                continue
+            known = successor_of.get(p)
+            if known is not None and known != sr.stream_id:
+                problem(sr, f"forked lineage: names stream {p} as its predecessor, which was followed by stream "
+                            f"{known} when verified on {self.streams[known]['verified']}")
+            claim = (sr.latest_checkpoint or {}).get("prev")
+            if p not in inp and claim:
+                self._check_claim(sr, claim, self.streams[p], problem)
+        # lineages
+        old = lineages(self.streams)
+        checked: list[str] = []
+        advanced: list[str] = []
+        outside: list[str] = []
+        for chain in old:
+            head = chain[-1]
+            he = self.streams[head]
+            present = [s for s in chain if s in inp]
+            followers = [s.stream_id for s in report.streams if _descends(s, head, inp)]
+            if head in inp or followers:
+                checked.append(chain[0])
+                lc = inp[head].latest_checkpoint if head in inp else None
+                if followers or (lc is not None and lc["size"] > he["size"]):
+                    advanced.append(chain[0])
+                continue
+            what = f"stream {head} ({he['state']}, verified up to seq {he['size']} on {he['verified']})"
+            if present:
+                problem(inp[present[-1]], f"the newest stream verified before is gone: {what}, the newest of this "
+                                          "lineage, is not in the input and no stream in the input follows it")
+                checked.append(chain[0])
+            elif partial:
+                outside.append(chain[0])
+            else:
+                problem(None, f"lineage of stream {chain[0]} (newest {what}) is not in the input; verify with it, "
+                              "or pass --partial to check only what the input holds")
+        # what the state becomes if this run verifies
+        merged = dict(self.streams)
+        for sr in report.streams:
+            lc = sr.latest_checkpoint
+            if lc is None:
+                continue
+            prior = merged.get(sr.stream_id)
+            same = prior is not None and prior["size"] == lc["size"] and prior["root"] == lc["root"]
+            merged[sr.stream_id] = {
+                "size": lc["size"], "root": lc["root"], "chain": lc["chain"], "time_ns": lc["time_ns"],
+                "kind": lc["kind"], "state": sr.state, "predecessor": sr.predecessor, "parent": sr.parent,
+                "verified": prior["verified"] if same and prior else self._now, "checked": self._now,
+            }
+        new: list[str] = []
+        try:
+            for chain in lineages(merged):
+                if not any(s in self.streams for s in chain):
+                    new.append(chain[0])
+        except ValueError as exc:
+            problem(None, f"the streams cannot be kept as lineages: {exc}")
+        self._pending = merged
+        report.state = {
+            "file": str(self.path),
+            "created": False,
+            "updated": False,
+            "lineages_known": len(old),
+            "checked": checked,
+            "advanced": advanced,
+            "new": new,
+            "outside": outside,
+            "problems": found,
+        }
+
+    def _check_stream(self, sr: StreamReport, e: Mapping[str, Any], problem: Any) -> None:
+        n, when = e["size"], e["verified"]
+        lc = sr.latest_checkpoint
+        if sr.predecessor != e["predecessor"]:
+            problem(sr, f"names {sr.predecessor or 'no stream'} as its predecessor, but "
+                        f"{e['predecessor'] or 'no stream'} when verified on {when}: rewritten or re-signed")
+        if lc is None:
+            problem(sr, f"shorter than when verified on {when}: no valid checkpoint now, then one at seq {n} "
+                        f"({e['state']}): tail removed or checkpoints deleted")
+        elif lc["size"] < n:
+            problem(sr, f"shorter than when verified on {when}: its latest valid checkpoint is at seq {lc['size']}, "
+                        f"then at seq {n} ({e['state']}): tail removed")
+        root = sr.roots_at.get(n)
+        want = base64.b64decode(e["root"]).hex()
+        if root is None:
+            if lc is not None and lc["size"] >= n:
+                problem(sr, f"the history verified on {when} up to size {n} cannot be recomputed: records below "
+                            f"seq {n} are missing and there is no valid checkpoint at seq {n}")
+        elif root != want:
+            problem(sr, f"history differs from the one verified on {when} at size {n}: rewritten or re-signed")
+
+    def _check_claim(self, sr: StreamReport, claim: Mapping[str, Any], e: Mapping[str, Any], problem: Any) -> None:
+        p, n = claim["stream"], e["size"]
+        if claim["size"] < n:
+            problem(sr, f"names its predecessor {p} as ending at seq {claim['size']}, but {p} was verified up to "
+                        f"seq {n} on {e['verified']}: its tail was removed or its history re-signed")
+        elif claim["size"] == n and claim["root"] != e["root"]:
+            problem(sr, f"names a history of its predecessor {p} at size {n} other than the one verified on "
+                        f"{e['verified']}: rewritten or re-signed")
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    def commit(self, report: Report) -> bool:
+        """Write the state if the run verified (`report.ok`); else leave the file as it was."""
+        if report.state is None or self._pending is None:
+            raise RuntimeError("AuditState.commit before check")
+        if not report.ok:
+            report.state["note"] = ("not updated: the run did not verify; the state file is left as it was"
+                                    if self.existed else "not created: the run did not verify")
+            return False
+        doc = self.to_doc(self._pending)
+        _write_atomic(self.path, orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+        self.streams = self._pending
+        report.state["created"] = not self.existed
+        report.state["updated"] = True
+        report.state["note"] = "created" if not self.existed else "updated"
+        return True
+
+    def to_doc(self, streams: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        lins = []
+        for chain in lineages(streams):
+            head = streams[chain[-1]]
+            lins.append({
+                "streams": chain,
+                "parent": streams[chain[0]]["parent"],
+                "head": {"stream": chain[-1], **{k: head[k] for k in ("size", "root", "chain", "time_ns", "state",
+                                                                      "verified")}},
+            })
+        doc: dict[str, Any] = {"format": FORMAT, "updated": self._now, "lineages": lins,
+                               "streams": {sid: {k: streams[sid][k] for k in _FIELDS} for sid in sorted(streams)}}
+        doc["checksum"] = _checksum(doc)
+        return doc
+
+
+def _descends(sr: StreamReport, head: str, inp: Mapping[str, StreamReport]) -> bool:
+    """Does the stream follow `head`, through predecessor links of streams in the input?"""
+    seen: set[str] = set()
+    cur: StreamReport | None = sr
+    while cur is not None and cur.predecessor and cur.stream_id not in seen:
+        if cur.predecessor == head:
+            return True
+        seen.add(cur.stream_id)
+        cur = inp.get(cur.predecessor)
+    return False
+
+
+def _entry_problem(sid: Any, e: Any) -> str | None:
+    if not _is_id(sid):
+        return "not a stream id (32 lower-case hex digits)"
+    if not isinstance(e, dict) or set(e) != set(_FIELDS):
+        return "fields must be " + ", ".join(_FIELDS)
+    if type(e["size"]) is not int or e["size"] < 0 or type(e["time_ns"]) is not int or e["time_ns"] < 0:
+        return "size and time_ns must be non-negative integers"
+    if not _is_b64_32(e["root"]) or not _is_b64_32(e["chain"]):
+        return "root and chain must be base64 of 32 bytes"
+    if e["state"] not in STATES:
+        return f"state must be one of {', '.join(STATES)}"
+    for k in ("predecessor", "parent"):
+        if e[k] is not None and not _is_id(e[k]):
+            return f"{k} must be a stream id or null"
+    if not all(isinstance(e[k], str) and e[k] for k in ("verified", "checked", "kind")):
+        return "verified, checked and kind must be text"
+    return None
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write a temporary file next to `path`, fsync it, rename it over `path`, fsync the folder."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise StateError(f"{path}: cannot write the state file: {exc.strerror}; it is left as it was") from exc
+
+
+@contextlib.contextmanager
+def opened(path: str | os.PathLike[str] | None) -> Iterator[AuditState | None]:
+    """The state file, locked for the block (None: no state)."""
+    if path is None:
+        yield None
+        return
+    st = AuditState.open(path)
+    try:
+        yield st
+    finally:
+        st.close()
