@@ -152,10 +152,10 @@ def add_findings(report: Report, label: str, reader: Any) -> None:
 def verify_export(
     reader: Any, sources: Iterable[Any], keyring: Keyring, *, label: str, what: Callable[[], str],
     is_file: Callable[[Any], bool] | None = None, allow_open: bool = False, ignore_unsigned: bool = False,
-    partial: bool = False,
+    partial: bool = False, at: int | None = None,
 ) -> Report:
     """Verify what a SIEM reader finds in `sources`; `what()` says what was read when nothing was."""
-    verifier = Verifier(keyring, allow_open=allow_open, ignore_unsigned=ignore_unsigned, partial=partial)
+    verifier = Verifier(keyring, allow_open=allow_open, ignore_unsigned=ignore_unsigned, partial=partial, at=at)
     for src in sources:
         if (is_file or (lambda x: isinstance(x, (str, os.PathLike))))(src):
             verifier.report.files += 1
@@ -207,16 +207,18 @@ def sniff(path: Path) -> str:
 def verify_paths(
     paths: Iterable[str | os.PathLike[str]], keyring: Keyring, *, allow_open: bool = False,
     ignore_unsigned: bool = False, progress: bool = True, source: str = "auto", partial: bool = False,
+    at: int | None = None,
 ) -> Report:
     """Verify archives (OTLP JSON lines) and SIEM exports; `source` names the kind or sniffs it per file.
 
     SIEM exports are read through `audit.otlp`, the signed record each exporter ships next to the
-    searchable fields; a searchable field that disagrees with it is a problem too.
+    searchable fields; a searchable field that disagrees with it is a problem too. With `at` (unix ns),
+    an open stream whose last checkpoint is older than its heartbeat allows is a silent stop.
     """
     if source not in SOURCES:
         raise InputError(f"unknown source {source!r}; one of {', '.join(SOURCES)}")
     files = expand_paths(paths)
-    v = Verifier(keyring, allow_open=allow_open, ignore_unsigned=ignore_unsigned, partial=partial)
+    v = Verifier(keyring, allow_open=allow_open, ignore_unsigned=ignore_unsigned, partial=partial, at=at)
     try:
         total = sum(f.stat().st_size for f in files)
     except OSError as exc:
