@@ -21,7 +21,8 @@ checkpoints of a forked child only) names the stream of the process it was forke
 stream's last checkpoint before the fork (size, root, chain). `interval` is the producer's promise:
 another checkpoint follows within that many nanoseconds (its heartbeat, `checkpoint_interval`);
 notes written before it existed have none. A note may carry several signatures (a key handover
-is cosigned by the old and the new key). docs/canonical-form.md §4 has the details.
+is cosigned by the old and the new key). docs/canonical-form.md §4 and docs/checkpoints.md
+have the details.
 No OpenTelemetry imports: verifiers use this alone.
 """
 
