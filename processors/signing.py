@@ -192,6 +192,7 @@ class _KeySource:
                     new = Signer.from_keys_dir(self.dir, self._key_name)
                     if new.key_id != self.signer.key_id:
                         old = self.signer
+                        # the cosigner first: whoever sees the new signer sees it too
                         self._cosigner = old if self._may_cosign(old) else None
                         _log.info("signing key changed from %s to %s%s", old.name, new.name,
                                   "; the next checkpoint is signed by both" if self._cosigner else "")
@@ -202,8 +203,10 @@ class _KeySource:
         return self.signer
 
     def signers(self) -> list[Signer]:
-        """Who signs the next checkpoint: the current key, and right after a key change the one before it."""
-        signer = self.current()
+        """Who signs the next checkpoint: the current key, and right after a key change the one before it.
+
+        No file access and no logging: called under the stream's lock (current() reloads, outside it)."""
+        signer = self.signer
         co, self._cosigner = self._cosigner, None
         if co is not None and co.key_id != signer.key_id:
             return [signer, co]
@@ -523,11 +526,12 @@ class SigningProcessor(LogRecordProcessor):
     def _emit_checkpoint(self, kind: str, prev: Predecessor | None = None, parent: Parent | None = None) -> None:
         self._emit_gap_marker()
         now = time.time_ns()
+        self._keys.current()  # reload the keyring if it changed (rotation), outside the lock
         end = kind == "end"
         used: list[Signer] = []
 
         def seal(seq: int) -> tuple[str, dict[str, Any]]:
-            # called under the lock: the checkpoint commits to every record before it, and the key is chosen
+            # called under the lock: the checkpoint commits to every record before it, and the keys are taken
             # here, so that the first checkpoint (by seq) under a new key is the one the old key cosigns
             if self._pending:
                 self._tree.extend(self._pending)

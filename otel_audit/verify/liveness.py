@@ -87,26 +87,28 @@ def parse_time(value: str) -> int:
 
 
 def record_key_finding(sr: StreamReport, seq: int, check: NoteCheck) -> None:
-    """Note which keys made a checkpoint's signature unknown, expired or bad (for messages and JSON)."""
+    """Note which keys made a checkpoint's signature unknown, expired or bad (for messages and JSON):
+    one entry per finding and set of keys, {"finding", "keys", "seqs"} (seqs as ranges once checked)."""
     if check.status == "bad":
         named = [describe(k) for k in check.bad]
     elif check.status == "expired":
         named = [describe(k) for k in check.expired]
     else:
         named = [f"{s.name} (id {s.key_id.hex()})" for s in check.unknown]
-    sr.key_findings.append({"seq": seq, "finding": check.status, "keys": named})
+    for f in sr.key_findings:
+        if f["finding"] == check.status and f["keys"] == named:
+            f["seqs"].append(seq)
+            return
+    sr.key_findings.append({"finding": check.status, "keys": named, "seqs": [seq]})
 
 
 def keys_named(sr: StreamReport, finding: str) -> str:
-    """' (by key A (id ..., valid ...) at seq 3-5; by key B ... at seq 9)' for the messages of one finding."""
-    by: dict[str, list[int]] = {}
-    for f in sr.key_findings:
-        if f["finding"] == finding:
-            by.setdefault(", ".join(f["keys"]) or "?", []).append(f["seq"])
-    if not by:
+    """' (key A (id ..., valid ...))', or with several keys ' (key A at seq 3-5; key B at seq 9)'."""
+    found = [f for f in sr.key_findings if f["finding"] == finding]
+    if not found:
         return ""
-    parts = [f"key {k}" + (f" at seq {_fmt_ranges(_ranges(sorted(s)))}" if len(by) > 1 else "")
-             for k, s in by.items()]
+    parts = [f"key {', '.join(f['keys']) or '?'}"
+             + (f" at seq {_fmt_ranges(_ranges(sorted(f['seqs'])))}" if len(found) > 1 else "") for f in found]
     return " (" + "; ".join(parts[:5]) + (f"; ... {len(parts) - 5} more" if len(parts) > 5 else "") + ")"
 
 
@@ -124,6 +126,9 @@ class Liveness:
 
     def check(self, sr: StreamReport, valid: Mapping[int, SignedNote], *, at: int | None = None) -> None:
         """Called once per stream by the prover, before its verdict: problems go to sr.problems."""
+        for f in sr.key_findings:
+            if f["seqs"] and isinstance(f["seqs"][0], int):
+                f["seqs"] = _ranges(sorted(f["seqs"]))
         seqs = sorted(valid)
         if not seqs:
             return

@@ -59,7 +59,7 @@ class StreamReport:
     longest_silence_ns: int | None = None
     silences: list[dict[str, Any]] = field(default_factory=list)
     # signing keys: each change of key ({"seq", "from", "to", "cosigned"[, "from_stream"]}) and the keys of
-    # unknown, expired or bad signatures ({"seq", "finding", "keys"})
+    # unknown, expired or bad signatures ({"finding", "keys", "seqs": ranges})
     handovers: list[dict[str, Any]] = field(default_factory=list)
     key_findings: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
