@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 
 import orjson
@@ -27,6 +28,15 @@ def _duration(value: str) -> float:
     try:
         return parse_duration(value, where="--grace")
     except AuditError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _time(value: str) -> int:
+    from otel_audit.verify.liveness import parse_time
+
+    try:
+        return parse_time(value)
+    except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
@@ -52,6 +62,14 @@ def _parser() -> argparse.ArgumentParser:
                         "and fail if the input is shorter than, or differs from, what earlier runs verified: a "
                         "deleted newest stream, a removed tail, a re-signed history; updated only when the run "
                         "verifies (docs/state.md)")
+    when = v.add_mutually_exclusive_group()
+    when.add_argument("--at", metavar="TIME", type=_time,
+                      help="judge liveness at TIME (RFC 3339, e.g. 2024-05-01T12:00:00Z, or unix seconds): an open "
+                           "stream whose last checkpoint is older than its declared heartbeat allows (2 x interval "
+                           "+ 5 s) stopped silently or was cut back, and fails")
+    when.add_argument("--now", action="store_true",
+                      help="--at the current time; for an archive that lags its producer (a collector queue, a "
+                           "SIEM's ingest delay), give --at a time that far back instead")
     v.add_argument("--ignore-unsigned", action="store_true", help="do not fail on records without integrity attributes")
     v.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     v.add_argument("--source", choices=("auto", "otlp", "splunk", "elastic", "datadog"), default="auto",
@@ -60,9 +78,13 @@ def _parser() -> argparse.ArgumentParser:
 
     k = sub.add_parser("keys", help="manage Ed25519 signing keys and the public keyring")
     ks = k.add_subparsers(dest="keys_command", metavar="ACTION", parser_class=_Parser)
-    g = ks.add_parser("generate", help="create a key (and the keys folder)")
+    g = ks.add_parser("generate", help="create the first key (and the keys folder); refuses a folder that already "
+                                       "has a current key: replace that one with 'keys rotate'")
     g.add_argument("--dir", required=True, help="keys folder (keyring.json + private/)")
     g.add_argument("--name", help="key name (default otel-audit-<UTC time>)")
+    g.add_argument("--add", action="store_true",
+                   help="add another current key to a folder that has one (both stay valid; 'keys rotate' instead "
+                        "ends the old one after a grace period)")
     r = ks.add_parser("rotate", help="add a new key; the current ones stay valid for --grace")
     r.add_argument("--dir", required=True)
     r.add_argument("--name")
@@ -146,6 +168,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     rep = verify_paths(
         args.paths, ring, allow_open=args.allow_open, ignore_unsigned=args.ignore_unsigned, partial=args.partial,
         progress=not args.no_progress, source=args.source, state=args.state,
+        at=time.time_ns() if args.now else args.at,
     )
     code = EXIT_OK if rep.ok else EXIT_INTEGRITY
     try:
@@ -163,7 +186,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
     from otel_audit import keys
 
     if args.keys_command == "generate":
-        k = keys.generate(args.dir, args.name)
+        k = keys.generate(args.dir, args.name, refuse_current=not args.add)
         print(f"generated key {k.name} (id {k.key_id.hex()}) in {args.dir}")
         print(f"public keyring: {os.path.join(args.dir, keys.KEYRING_FILE)}  (give this to auditors)")
         print(f"private key:    {os.path.join(args.dir, keys.PRIVATE_DIR, k.name + '.pem')}  (keep it on the producer)")

@@ -8,6 +8,11 @@ A keys directory holds
 
 Rotation adds a new key and ends the validity of the old one after a grace period; old public
 keys stay in the keyring so that old checkpoints keep verifying.
+
+A keyring only grows in meaning: loading several files (a folder of keyring.json, *.json and
+*.vkey) can never widen a key's validity. A key (name, key id) given twice must be given the
+same (public key and window), else loading fails naming both places; a `.vkey` line, which has
+no window, takes the window a JSON entry gives the same key.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from otel_audit.errors import KeyringError
-from otel_audit.note import Signature, key_id, vkey
+from otel_audit.note import Signature, SignedNote, key_id, vkey
 
 KEYRING_FILE = "keyring.json"
 PRIVATE_DIR = "private"
@@ -99,19 +104,94 @@ class PublicKey:
         }
 
 
+@dataclass(frozen=True)
+class NoteCheck:
+    """What the keyring says of a signed note's signatures.
+
+    status: "ok" (a signature by a known key valid at the note's time verifies, and no signature by
+    a known key fails), "bad" (a signature by a known key does not verify: always a failure, however
+    many others verify), "expired" (only keys outside their validity signed it), "unknown" (no key of
+    the keyring signed it).
+    """
+
+    status: str
+    good: tuple[PublicKey, ...] = ()
+    expired: tuple[PublicKey, ...] = ()
+    bad: tuple[PublicKey, ...] = ()
+    unknown: tuple[Signature, ...] = ()
+
+
+def describe(key: PublicKey) -> str:
+    """A key as messages name it: `name (id 1a2b3c4d, valid <from> .. <to>)`."""
+    return (f"{key.name} (id {key.key_id.hex()}, valid {_ts(key.not_before) or '-'} .. "
+            f"{_ts(key.not_after) or 'open'})")
+
+
 class Keyring:
-    """Public keys by (name, key id); what `otel-audit verify --keys` loads."""
+    """Public keys by (name, key id); what `otel-audit verify --keys` loads.
+
+    Append-only in meaning: a second entry for a key already held must be the same entry
+    (`add` raises KeyringError otherwise), so that no file can widen a key's validity.
+    """
 
     def __init__(self, keys: Iterable[PublicKey] = ()) -> None:
         self._keys: dict[tuple[str, bytes], PublicKey] = {}
+        self._where: dict[tuple[str, bytes], str] = {}
         for k in keys:
             self.add(k)
 
-    def add(self, key: PublicKey) -> None:
-        self._keys[(key.name, key.key_id)] = key
+    def add(self, key: PublicKey, where: str = "") -> None:
+        ident = (key.name, key.key_id)
+        held = self._keys.get(ident)
+        if held is None:
+            self._keys[ident] = key
+            self._where[ident] = where
+            return
+        if held == key:
+            return
+        first = self._where.get(ident) or "an earlier entry"
+        what = ("two different public keys" if held.public_key != key.public_key
+                else "different validity windows")
+        raise KeyringError(
+            f"conflicting keyring entries for key {key.name} (id {key.key_id.hex()}): {first} and "
+            f"{where or 'a later entry'} give it {what} ({_window(held)} vs {_window(key)}); a keyring may "
+            "only grow, no file may change or widen a key's validity: keep one copy of each key (the newest "
+            "export of the producer's keyring)"
+        )
 
     def lookup(self, name: str, kid: bytes) -> PublicKey | None:
         return self._keys.get((name, kid))
+
+    def where(self, key: PublicKey) -> str:
+        """The file (and entry) the key was loaded from, or "" when it was added in memory."""
+        return self._where.get((key.name, key.key_id), "")
+
+    def check_note(self, sn: SignedNote) -> NoteCheck:
+        """Check every signature of a signed note against the keyring (see NoteCheck)."""
+        msg = sn.text.encode("utf-8")
+        t = sn.checkpoint.time_ns
+        good: list[PublicKey] = []
+        expired: list[PublicKey] = []
+        bad: list[PublicKey] = []
+        unknown: list[Signature] = []
+        for s in sn.signatures:
+            key = self.lookup(s.name, s.key_id)
+            if key is None:
+                unknown.append(s)
+                continue
+            try:
+                key.verify(s.signature, msg)
+            except InvalidSignature:
+                bad.append(key)
+                continue
+            (good if key.valid_at(t) else expired).append(key)
+        status = "bad" if bad else "ok" if good else "expired" if expired else "unknown"
+        return NoteCheck(status, tuple(good), tuple(expired), tuple(bad), tuple(unknown))
+
+    def current(self, now_ns: int | None = None) -> list[PublicKey]:
+        """The keys valid now."""
+        now = time.time_ns() if now_ns is None else now_ns
+        return [k for k in self._keys.values() if k.valid_at(now)]
 
     def __iter__(self) -> Iterator[PublicKey]:
         return iter(self._keys.values())
@@ -125,7 +205,12 @@ class Keyring:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Keyring:
-        """Load a keyring file, or every keyring.json / *.json / *.vkey under a folder."""
+        """Load a keyring file, or every keyring.json / *.json / *.vkey under a folder.
+
+        JSON entries are taken first, then `.vkey` lines: a verifier key without a window for a key a
+        JSON entry gives takes that entry's window; two entries for one key that differ raise
+        KeyringError naming both files and the key.
+        """
         p = Path(path)
         if not p.exists():
             raise KeyringError(f"{p}: no such keyring file or folder; pass --keys <folder or keyring.json>")
@@ -133,15 +218,28 @@ class Keyring:
         if not files:
             raise KeyringError(f"{p}: folder holds no keyring.json; run 'otel-audit keys export' on the producer")
         ring = cls()
+        windowless: list[tuple[PublicKey, str]] = []
         for f in files:
-            for key in _read_keyring_file(f):
-                ring.add(key)
+            for key, where in _read_keyring_file(f):
+                if f.suffix == ".vkey":
+                    windowless.append((key, where))
+                else:
+                    ring.add(key, where)
+        for key, where in windowless:
+            held = ring.lookup(key.name, key.key_id)
+            if held is not None and held.public_key == key.public_key:
+                continue  # the same key: the window a keyring gives it stands
+            ring.add(key, where)
         if not ring:
             raise KeyringError(f"{p}: the keyring holds no keys")
         return ring
 
 
-def _read_keyring_file(f: Path) -> list[PublicKey]:
+def _window(key: PublicKey) -> str:
+    return f"key {key.public_key.hex()[:16]}..., valid {_ts(key.not_before) or '-'} .. {_ts(key.not_after) or 'open'}"
+
+
+def _read_keyring_file(f: Path) -> list[tuple[PublicKey, str]]:
     import base64
 
     try:
@@ -153,14 +251,15 @@ def _read_keyring_file(f: Path) -> list[PublicKey]:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise KeyringError(f"{f}: not a text file of verifier keys (not UTF-8)") from None
-        return [_parse_vkey(line.strip(), f"{f}:{n}") for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+        return [(_parse_vkey(line.strip(), f"{f}:{n}"), f"{f}:{n}")
+                for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise KeyringError(f"{f}: not valid JSON ({exc}); expected an otel-audit keyring") from exc
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("keys"), list):
         raise KeyringError(f"{f}: not an otel-audit keyring (expected {{\"format\": \"{FORMAT}\", \"keys\": [...]}})")
-    out = []
+    out: list[tuple[PublicKey, str]] = []
     for i, entry in enumerate(doc["keys"]):
         where = f"{f}: keys[{i}]"
         if not isinstance(entry, dict):
@@ -182,7 +281,7 @@ def _read_keyring_file(f: Path) -> list[PublicKey]:
                         _parse_ts(entry.get("not_after"), f"{where}.not_after"))
         if "key_id" in entry and entry["key_id"] != key.key_id.hex():
             raise KeyringError(f"{where}.key_id: does not match the name and public key")
-        out.append(key)
+        out.append((key, where))
     return out
 
 
@@ -293,14 +392,26 @@ def _default_name(prefix: str) -> str:
     return f"{prefix}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
 
 
-def generate(keys_dir: str | os.PathLike[str], name: str | None = None, *, prefix: str = "otel-audit") -> PublicKey:
-    """Create a new key in keys_dir (creating the folder and keyring as needed)."""
+def generate(keys_dir: str | os.PathLike[str], name: str | None = None, *, prefix: str = "otel-audit",
+             refuse_current: bool = False) -> PublicKey:
+    """Create a new key in keys_dir (creating the folder and keyring as needed).
+
+    With `refuse_current` (what `otel-audit keys generate` does unless given --add), a folder that
+    already holds a key valid now is refused: replacing a key is `rotate`, which ends the old one.
+    """
     d = Path(keys_dir)
     d.mkdir(parents=True, exist_ok=True)
     ring = Keyring.load(d / KEYRING_FILE) if (d / KEYRING_FILE).exists() else Keyring()
     name = check_name(name or _default_name(prefix))
     if any(k.name == name for k in ring) or (d / PRIVATE_DIR / f"{name}.pem").exists():
         raise KeyringError(f"{d}: a key named {name!r} exists already; choose another --name")
+    current = ring.current()
+    if refuse_current and current:
+        raise KeyringError(
+            f"{d}: already holds a current signing key ({', '.join(describe(k) for k in current)}); a second "
+            f"one would make two keys valid at once: run 'otel-audit keys rotate --dir {d}' to replace it (the "
+            "old key then ends after a grace period), or pass --add to add another current key on purpose"
+        )
     private = Ed25519PrivateKey.generate()
     signer = Signer(name, private)
     _write_private(d / PRIVATE_DIR / f"{name}.pem", private)
@@ -345,7 +456,9 @@ __all__ = [
     "Keyring",
     "PublicKey",
     "Signer",
+    "NoteCheck",
     "check_name",
+    "describe",
     "export",
     "generate",
     "rotate",

@@ -8,6 +8,7 @@ A checkpoint body is
     chain <base64 chained digest of record size-1>
     time <unix nanoseconds>
     kind <start|size|time|heartbeat|flush|end>
+    [interval <nanoseconds>]
     producer <JSON object: service.name, host.name, process.pid ...>
     [prev <stream id> <size> <base64 root> <base64 chain> <clean|crash>]
     [parent <stream id> <size> <base64 root> <base64 chain>]
@@ -17,7 +18,11 @@ followed by a blank line and one signature line per key, `— <key name> <base64
 where key id = SHA-256(name || 0x0A || 0x01 || public key)[:4] (the signed-note Ed25519 type).
 `prev` names the stream this one follows on the same producer (a restart); `parent` (start
 checkpoints of a forked child only) names the stream of the process it was forked from and that
-stream's last checkpoint before the fork (size, root, chain). docs/checkpoints.md has the details.
+stream's last checkpoint before the fork (size, root, chain). `interval` is the producer's promise:
+another checkpoint follows within that many nanoseconds (its heartbeat, `checkpoint_interval`);
+notes written before it existed have none. A note may carry several signatures (a key handover
+is cosigned by the old and the new key). docs/canonical-form.md §4 and docs/checkpoints.md
+have the details.
 No OpenTelemetry imports: verifiers use this alone.
 """
 
@@ -85,6 +90,7 @@ class Checkpoint:
     prev: Predecessor | None = None
     end: bool = False
     parent: Parent | None = None
+    interval_ns: int | None = None  # the heartbeat promised: the next checkpoint within this many ns
 
     def body(self) -> str:
         lines = [
@@ -94,6 +100,7 @@ class Checkpoint:
             "chain " + base64.b64encode(self.chain).decode(),
             f"time {self.time_ns}",
             f"kind {self.kind}",
+            *([f"interval {self.interval_ns}"] if self.interval_ns is not None else []),
             "producer " + orjson.dumps(dict(self.producer), option=orjson.OPT_SORT_KEYS).decode(),
         ]
         if self.prev is not None:
@@ -104,9 +111,8 @@ class Checkpoint:
             )
         if self.parent is not None:
             q = self.parent
-            lines.append(
-                f"parent {q.stream_id} {q.size} {base64.b64encode(q.root).decode()} {base64.b64encode(q.chain).decode()}"
-            )
+            lines.append(f"parent {q.stream_id} {q.size} {base64.b64encode(q.root).decode()} "
+                         f"{base64.b64encode(q.chain).decode()}")
         if self.end:
             lines.append("end")
         return "\n".join(lines) + "\n"
@@ -215,6 +221,11 @@ def parse_note(note: str) -> SignedNote:
             raise NoteError("parent line must be '<stream> <size> <root> <chain>'")
         parent = Parent(parts[0], _int(parts[1], "parent size"), _b64(parts[2], "parent root", 32),
                         _b64(parts[3], "parent chain", 32))
+    interval = None
+    if "interval" in ext:
+        interval = _int(ext["interval"], "interval line")
+        if interval == 0:
+            raise NoteError("interval line must be a positive number of nanoseconds")
     if "end" in ext and ext["end"]:
         raise NoteError("end line takes no value")
     cp = Checkpoint(
@@ -228,5 +239,6 @@ def parse_note(note: str) -> SignedNote:
         prev=prev,
         end="end" in ext,
         parent=parent,
+        interval_ns=interval,
     )
     return SignedNote(text, tuple(sigs), cp)

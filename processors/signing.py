@@ -35,7 +35,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from otel_audit import canonical, lifecycle
 from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, PREV_DIGEST, RECORD, STREAM_ID, STREAM_SEQ
 from otel_audit.errors import ConfigError, DeliveryError, KeyringError
-from otel_audit.keys import KEYRING_FILE, Signer
+from otel_audit.keys import KEYRING_FILE, PRIVATE_DIR, Keyring, Signer
 from otel_audit.merkle import CompactRange
 from otel_audit.note import Checkpoint, Parent, Predecessor, format_note
 from otel_audit.slots import MAX_SLOTS, claim_slot
@@ -76,6 +76,7 @@ class StreamState:
         self.dir, self._lock_fh, self.slot, used = claim_slot(self.base, "state_dir")
         self.used_before = used or (self.dir / STATE_FILE).exists()
         self.path = self.dir / STATE_FILE
+        self.last_key: tuple[str, str] | None = None  # (name, hex key id) that signed the previous stream
 
     @staticmethod
     def _checksum(doc: dict[str, Any]) -> str:
@@ -109,6 +110,8 @@ class StreamState:
             )
             if len(prev.root) != 32 or len(prev.chain) != 32 or not isinstance(prev.stream_id, str):
                 raise ValueError("a digest is not 32 bytes")
+            key, kid = doc.get("key"), doc.get("key_id")  # files written before key handovers have none
+            self.last_key = (key, kid) if isinstance(key, str) and isinstance(kid, str) else None
             return prev
         except (ValueError, KeyError, TypeError) as exc:
             keep = self.path.with_name(f"{STATE_FILE}.damaged-{time.time_ns()}")
@@ -120,9 +123,11 @@ class StreamState:
                        self.path, exc, keep)
             return None
 
-    def write(self, state: Predecessor, *, sync: bool) -> None:
+    def write(self, state: Predecessor, *, sync: bool, key: Signer | None = None) -> None:
         doc: dict[str, Any] = {"stream_id": state.stream_id, "size": state.size, "root": state.root.hex(),
                                "chain": state.chain.hex(), "closed": state.closed, "updated_ns": time.time_ns()}
+        if key is not None:  # which key signed it: the next stream's start is a handover if that changes
+            doc["key"], doc["key_id"] = key.name, key.key_id.hex()
         doc["checksum"] = self._checksum(doc)
         tmp = self.path.with_suffix(".tmp")
         try:
@@ -151,7 +156,13 @@ class StreamState:
 
 
 class _KeySource:
-    """A signer, reloaded from its keys folder when the keyring changes (rotation)."""
+    """A signer, reloaded from its keys folder when the keyring changes (rotation).
+
+    At a key change the first checkpoint under the new key is cosigned by the old one, while the
+    old key is still valid (its grace period) and its private file is still there: a verifier sees
+    the handover signed by both. The start checkpoint of a stream whose predecessor (named by the
+    state file) was signed by another key is cosigned in the same way.
+    """
 
     def __init__(self, signer: Signer | str | os.PathLike[str], key_name: str | None) -> None:
         if isinstance(signer, Signer):
@@ -162,6 +173,7 @@ class _KeySource:
             self.signer = Signer.from_keys_dir(self.dir, key_name)
         self._key_name = key_name
         self._mtime = self._stat()
+        self._cosigner: Signer | None = None
 
     def _stat(self) -> float:
         if self.dir is None:
@@ -179,11 +191,48 @@ class _KeySource:
                 try:
                     new = Signer.from_keys_dir(self.dir, self._key_name)
                     if new.key_id != self.signer.key_id:
-                        _log.info("signing key changed from %s to %s", self.signer.name, new.name)
+                        old = self.signer
+                        # the cosigner first: whoever sees the new signer sees it too
+                        self._cosigner = old if self._may_cosign(old) else None
+                        _log.info("signing key changed from %s to %s%s", old.name, new.name,
+                                  "; the next checkpoint is signed by both" if self._cosigner else "")
                     self.signer = new
                 except KeyringError as exc:
-                    _log.error("keyring changed but cannot be loaded (%s); still signing with %s", exc, self.signer.name)
+                    _log.error("keyring changed but cannot be loaded (%s); still signing with %s", exc,
+                               self.signer.name)
         return self.signer
+
+    def signers(self) -> list[Signer]:
+        """Who signs the next checkpoint: the current key, and right after a key change the one before it.
+
+        No file access and no logging: called under the stream's lock (current() reloads, outside it)."""
+        signer = self.signer
+        co, self._cosigner = self._cosigner, None
+        if co is not None and co.key_id != signer.key_id:
+            return [signer, co]
+        return [signer]
+
+    def handover_from(self, name: str, kid_hex: str) -> None:
+        """The previous stream was signed by key (name, id): if that is another key, still valid and at hand,
+        it cosigns the next checkpoint (the new stream's start)."""
+        if self.dir is None or (name == self.signer.name and kid_hex == self.signer.key_id.hex()):
+            return
+        try:
+            old = Signer.from_keys_dir(self.dir, name)
+        except KeyringError:
+            return  # that key is gone: nothing to cosign with
+        if old.key_id.hex() == kid_hex and self._may_cosign(old):
+            self._cosigner = old
+
+    def _may_cosign(self, old: Signer) -> bool:
+        """Is the old key still valid now in the keyring, and its private key file still there?"""
+        if self.dir is None or not (self.dir / PRIVATE_DIR / f"{old.name}.pem").is_file():
+            return False
+        try:
+            entry = Keyring.load(self.dir / KEYRING_FILE).lookup(old.name, old.key_id)
+        except KeyringError:
+            return False
+        return entry is not None and entry.public_key == old.public_key and entry.valid_at(time.time_ns())
 
 
 class SigningProcessor(LogRecordProcessor):
@@ -237,6 +286,7 @@ class SigningProcessor(LogRecordProcessor):
         # attributes (or drops the event name) still holds what the digest was computed over
         self._embed = bool(embed_record)
         self._interval = float(checkpoint_interval)
+        self._interval_ns = max(1, round(self._interval * 1e9))  # declared in every checkpoint (liveness)
         self._resource = resource if resource is not None else Resource.create({})
         self._origin_prefix = origin
         self._new_stream()
@@ -245,7 +295,7 @@ class SigningProcessor(LogRecordProcessor):
         self.dropped = 0  # records a downstream raised on; logged loudly as well
         self.refused = 0  # records delivery refused (fail_closed); the caller got DeliveryError
         self._state = StreamState(state_dir) if state_dir is not None else None
-        prev = self._state.read() if self._state else None
+        prev = self._read_state()
         try:
             self._emit_checkpoint("start", prev=prev)
         except BaseException:
@@ -314,12 +364,22 @@ class SigningProcessor(LogRecordProcessor):
         self.dropped = 0
         self.refused = 0
         try:
-            prev = self._state.read() if self._state else None
+            prev = self._read_state()
             self._emit_checkpoint("start", prev=prev, parent=parent)
         except Exception:  # noqa: BLE001 - an at-fork hook must not raise
             _log.exception("forked child %s: the start checkpoint of its stream failed", os.getpid())
         _log.info("forked child %s: audit stream %s, child of stream %s", os.getpid(), self.stream_id, parent_id)
         self._start_ticker()
+
+    def _read_state(self) -> Predecessor | None:
+        """The previous stream of this state slot; when another key signed it, the start checkpoint is a
+        handover the old key cosigns (if it is still valid and its private file is there)."""
+        if self._state is None:
+            return None
+        prev = self._state.read()
+        if prev is not None and self._state.last_key is not None:
+            self._keys.handover_from(*self._state.last_key)
+        return prev
 
     @staticmethod
     def _producer_of(resource: Resource) -> dict[str, Any]:
@@ -466,11 +526,13 @@ class SigningProcessor(LogRecordProcessor):
     def _emit_checkpoint(self, kind: str, prev: Predecessor | None = None, parent: Parent | None = None) -> None:
         self._emit_gap_marker()
         now = time.time_ns()
-        signer = self._keys.current()
+        self._keys.current()  # reload the keyring if it changed (rotation), outside the lock
         end = kind == "end"
+        used: list[Signer] = []
 
         def seal(seq: int) -> tuple[str, dict[str, Any]]:
-            # called under the lock: the checkpoint commits to every record before it
+            # called under the lock: the checkpoint commits to every record before it, and the keys are taken
+            # here, so that the first checkpoint (by seq) under a new key is the one the old key cosigns
             if self._pending:
                 self._tree.extend(self._pending)
                 self._pending = []
@@ -478,22 +540,24 @@ class SigningProcessor(LogRecordProcessor):
             if end:
                 self._shutdown = True  # nothing may take a seq after the end checkpoint
             cp = Checkpoint(self._origin, seq, self._sealed[1], self._prev, now, kind, self._producer, prev, end,
-                            parent)
-            body = cp.body()
-            note = format_note(body, [signer.sign(body.encode("utf-8"))])
+                            parent, self._interval_ns)
+            body = cp.body().encode("utf-8")
+            used[:] = self._keys.signers()
+            note = format_note(cp.body(), [s.sign(body) for s in used])
             return note, {
                 "audit.category": "integrity",
                 "audit.action": "checkpoint",
                 "audit.outcome": "success",
                 "audit.checkpoint.kind": kind,
                 "audit.checkpoint.size": seq,
-                "audit.checkpoint.key": signer.name,
+                "audit.checkpoint.key": used[0].name,
             }
 
         self._emit_internal(CHECKPOINT_EVENT, now, seal, checkpoint=True)
         if self._state is not None:
             size, root, chain = self._sealed
-            self._state.write(Predecessor(self.stream_id, size, root, chain, end), sync=kind in ("start", "end"))
+            self._state.write(Predecessor(self.stream_id, size, root, chain, end), sync=kind in ("start", "end"),
+                              key=used[0] if used else None)
 
     def _emit_internal(
         self, event: str, now: int, make: Any, *, checkpoint: bool = False

@@ -153,10 +153,10 @@ def add_findings(report: Report, label: str, reader: Any) -> None:
 def verify_export(
     reader: Any, sources: Iterable[Any], keyring: Keyring, *, label: str, what: Callable[[], str],
     is_file: Callable[[Any], bool] | None = None, allow_open: bool = False, ignore_unsigned: bool = False,
-    partial: bool = False,
+    partial: bool = False, at: int | None = None,
 ) -> Report:
     """Verify what a SIEM reader finds in `sources`; `what()` says what was read when nothing was."""
-    verifier = Verifier(keyring, allow_open=allow_open, ignore_unsigned=ignore_unsigned, partial=partial)
+    verifier = Verifier(keyring, allow_open=allow_open, ignore_unsigned=ignore_unsigned, partial=partial, at=at)
     for src in sources:
         if (is_file or (lambda x: isinstance(x, (str, os.PathLike))))(src):
             verifier.report.files += 1
@@ -209,11 +209,13 @@ def verify_paths(
     paths: Iterable[str | os.PathLike[str]], keyring: Keyring, *, allow_open: bool = False,
     ignore_unsigned: bool = False, progress: bool = True, source: str = "auto", partial: bool = False,
     state: str | os.PathLike[str] | None = None,
+    at: int | None = None,
 ) -> Report:
     """Verify archives (OTLP JSON lines) and SIEM exports; `source` names the kind or sniffs it per file.
 
     SIEM exports are read through `audit.otlp`, the signed record each exporter ships next to the
-    searchable fields; a searchable field that disagrees with it is a problem too.
+    searchable fields; a searchable field that disagrees with it is a problem too. With `at` (unix ns),
+    an open stream whose last checkpoint is older than its heartbeat allows is a silent stop.
 
     `state` is a state file (`otel_audit.verify.state`, docs/state.md): the input must be consistent
     with what earlier audits verified; the file is updated only when this run verifies.
@@ -223,7 +225,7 @@ def verify_paths(
     files = expand_paths(paths)
     with audit_state.opened(state) as st:
         report = _verify_files(files, keyring, allow_open=allow_open, ignore_unsigned=ignore_unsigned,
-                               progress=progress, source=source, partial=partial,
+                               progress=progress, source=source, partial=partial, at=at,
                                roots_at=st.roots_wanted() if st is not None else None)
         if st is not None:
             st.check(report, partial=partial)
@@ -233,9 +235,10 @@ def verify_paths(
 
 def _verify_files(
     files: list[Path], keyring: Keyring, *, allow_open: bool, ignore_unsigned: bool, progress: bool, source: str,
-    partial: bool, roots_at: Mapping[str, Iterable[int]] | None,
+    partial: bool, roots_at: Mapping[str, Iterable[int]] | None, at: int | None = None,
 ) -> Report:
-    v = Verifier(keyring, allow_open=allow_open, ignore_unsigned=ignore_unsigned, partial=partial, roots_at=roots_at)
+    v = Verifier(keyring, allow_open=allow_open, ignore_unsigned=ignore_unsigned, partial=partial, roots_at=roots_at,
+                 at=at)
     try:
         total = sum(f.stat().st_size for f in files)
     except OSError as exc:

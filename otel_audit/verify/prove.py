@@ -18,9 +18,10 @@ import orjson
 from otel_audit import canonical
 from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, GAP_EVENT, PREV_DIGEST, STREAM_ID, STREAM_SEQ
 from otel_audit.decoding import decode_value
-from otel_audit.keys import InvalidSignature, Keyring
+from otel_audit.keys import Keyring
 from otel_audit.merkle import CompactRange
 from otel_audit.note import NoteError, Parent, Predecessor, SignedNote, parse_note
+from otel_audit.verify.liveness import Liveness, keys_named, record_key_finding
 from otel_audit.verify.report import (
     CALC,
     DIG,
@@ -49,10 +50,13 @@ class Verifier:
     """Collects records from any number of inputs, then proves each stream (`finish`)."""
 
     def __init__(self, keyring: Keyring, *, allow_open: bool = False, ignore_unsigned: bool = False,
-                 partial: bool = False, roots_at: Mapping[str, Iterable[int]] | None = None) -> None:
+                 partial: bool = False, roots_at: Mapping[str, Iterable[int]] | None = None,
+                 at: int | None = None) -> None:
         self.partial = partial
         # stream -> tree sizes whose root `verify --state` needs recomputed (StreamReport.roots_at)
         self.roots_at = {sid: frozenset(sizes) for sid, sizes in (roots_at or {}).items()}
+        self.at = at  # unix ns to judge liveness at (verify --at / --now): an open stream silent since is a problem
+        self._liveness = Liveness(keyring)
         self.keyring = keyring
         self.allow_open = allow_open
         self.ignore_unsigned = ignore_unsigned
@@ -321,7 +325,10 @@ class Verifier:
             if cp.chain != r[PREV]:
                 sr.bad_checkpoints.append({"seq": seq, "reason": "chain line disagrees with the record's prev digest"})
                 continue
-            verdict = self._signature(sn)
+            check = self.keyring.check_note(sn)
+            verdict = check.status
+            if verdict != "ok":
+                record_key_finding(sr, seq, check)
             if verdict == "ok":
                 valid[seq] = sn
                 keys.update(s.name for s in sn.signatures if self.keyring.lookup(s.name, s.key_id))
@@ -337,25 +344,9 @@ class Verifier:
         return valid
 
     def _signature(self, sn: SignedNote) -> str:
-        msg = sn.text.encode("utf-8")
-        known = False
-        expired = False
-        for s in sn.signatures:
-            key = self.keyring.lookup(s.name, s.key_id)
-            if key is None:
-                continue
-            known = True
-            try:
-                key.verify(s.signature, msg)
-            except InvalidSignature:
-                return "bad"
-            if not key.valid_at(sn.checkpoint.time_ns):
-                expired = True
-                continue
-            return "ok"
-        if expired:
-            return "expired"
-        return "unknown" if not known else "bad"
+        """ok | bad | expired | unknown: one valid signature by a key valid at the note's time suffices, but a
+        signature by a known key that does not verify fails the note (Keyring.check_note)."""
+        return self.keyring.check_note(sn).status
 
     def _prove(
         self,
@@ -512,11 +503,14 @@ class Verifier:
         if sr.broken_links:
             p.append("chain broken between seq " + ", ".join(f"{a} and {b}" for a, b in sr.broken_links[:12]))
         if sr.bad_signatures:
-            p.append(f"bad checkpoint signature at seq {_fmt_ranges(_ranges(sr.bad_signatures))}")
+            p.append(f"bad checkpoint signature at seq {_fmt_ranges(_ranges(sr.bad_signatures))}"
+                     + keys_named(sr, "bad"))
         if sr.unknown_keys:
-            p.append(f"checkpoint signed by a key not in the keyring at seq {_fmt_ranges(_ranges(sr.unknown_keys))}")
+            p.append(f"checkpoint signed by a key not in the keyring at seq {_fmt_ranges(_ranges(sr.unknown_keys))}"
+                     + keys_named(sr, "unknown"))
         if sr.expired_keys:
-            p.append(f"checkpoint signed outside its key's validity at seq {_fmt_ranges(_ranges(sr.expired_keys))}")
+            p.append(f"checkpoint signed outside its key's validity at seq {_fmt_ranges(_ranges(sr.expired_keys))}"
+                     + keys_named(sr, "expired"))
         if sr.bad_checkpoints:
             p.append("malformed checkpoint at seq " + ", ".join(f"{b['seq']} ({b['reason']})" for b in sr.bad_checkpoints[:5]))
         if sr.root_mismatch:
@@ -555,6 +549,7 @@ class Verifier:
                 )
         if sr.duplicates:
             sr.warnings.append(f"{sr.duplicates} exact duplicate(s), as at-least-once delivery makes (harmless)")
+        self._liveness.check(sr, valid, at=self.at)
         sr.status = "failed" if p else "verified"
 
 

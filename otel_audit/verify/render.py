@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from otel_audit.verify.liveness import describe_handover
 from otel_audit.verify.report import Report
 
 # -- rendering --------------------------------------------------------------------------------------
@@ -31,6 +32,7 @@ def render_text(rep: Report) -> str:
             lines.append(f"    child of stream {s.parent}")
         if s.children:
             lines.append(f"    parent of stream{'s' if len(s.children) > 1 else ''} {', '.join(s.children)}")
+        lines.extend(f"    key handover: {describe_handover(h)}" for h in s.handovers if h["cosigned"])
         lines.extend(f"    PROBLEM: {p}" for p in s.problems)
         lines.extend(f"    note: {w}" for w in s.warnings)
     if rep.unsigned:

@@ -53,6 +53,15 @@ class StreamReport:
     bad_checkpoints: list[dict[str, Any]] = field(default_factory=list)
     root_mismatch: list[int] = field(default_factory=list)
     unsealed: list[list[int]] = field(default_factory=list)
+    # liveness (verify/liveness.py): the heartbeat the last valid checkpoint declares, the longest time
+    # between consecutive valid checkpoints, and each silence longer than promised
+    interval_ns: int | None = None
+    longest_silence_ns: int | None = None
+    silences: list[dict[str, Any]] = field(default_factory=list)
+    # signing keys: each change of key ({"seq", "from", "to", "cosigned"[, "from_stream"]}) and the keys of
+    # unknown, expired or bad signatures ({"finding", "keys", "seqs": ranges})
+    handovers: list[dict[str, Any]] = field(default_factory=list)
+    key_findings: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     # the latest valid checkpoint: size, root and chain (base64), time_ns, kind, end, and the start
