@@ -8,6 +8,7 @@ holds 300 events with checkpoint_every=50: checkpoints at seq 0, 51, ..., 306 an
 from __future__ import annotations
 
 import copy
+import os
 import random
 import shutil
 import socket
@@ -20,6 +21,8 @@ from conftest import (
     Archive,
     attr_value,
     is_checkpoint,
+    make_pipeline,
+    mixed_record,
     reseal,
     seq_of,
     set_attr,
@@ -194,6 +197,45 @@ def test_resource_attributes_added_in_transit_pass(archive: Archive, shared_keys
     code, doc = verify_json(shared_keys, archive.path)
     assert code == 0, doc["streams"][0]["problems"]
     assert doc["streams"][0]["misattributed"] == []
+
+
+def test_forked_child_passes_with_its_refreshed_instance_id_but_not_under_another_service(
+        tmp_path: Path, keys_dir: Path) -> None:
+    """After os.fork the SDK gives the child's records a new service.instance.id its producer line does not
+    hold (the signing processor's resource predates the fork): accepted. Another service.name still fails."""
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    provider, sp = make_pipeline(folder / "audit.jsonl", keys_dir, simple=True, checkpoint_every=4)
+    logger = provider.get_logger("fork")
+    for i in range(3):
+        logger.emit(**mixed_record(i))
+    parent = sp.stream_id
+    pid = os.fork()
+    if pid == 0:
+        try:
+            for i in range(3):
+                logger.emit(**mixed_record(i))
+            provider.shutdown()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    provider.shutdown()
+    code, doc = verify_json(keys_dir, folder)
+    assert code == 0, [t["problems"] for t in doc["streams"]]
+    (child,) = [t for t in doc["streams"] if t["stream_id"] != parent]
+    for f in folder.glob("*.jsonl"):
+        arch = Archive.load(f)
+        for line in arch.lines:
+            for rl in line["resourceLogs"]:
+                recs = [r for sl in rl["scopeLogs"] for r in sl["logRecords"]]
+                if recs and stream_of(recs[0]) == child["stream_id"]:
+                    set_attr(rl["resource"], "service.name", {"stringValue": "payments"})
+        arch.save()
+    code, doc = verify_json(keys_dir, folder)
+    assert code == 1
+    (m,) = _stream(doc, child["stream_id"])["misattributed"]
+    assert (m["key"], m["found"], m["signed"]) == ("service.name", "payments", "otel-audit-tests")
+    assert _stream(doc, parent)["misattributed"] == []
 
 
 def test_producer_keys_match_the_signing_processor() -> None:

@@ -17,7 +17,7 @@ def render_text(rep: Report) -> str:
         if host:
             who += f"@{host}"
         head = (
-            f"stream {s.stream_id} [{who}] {s.state}: {s.records:,} record(s) "
+            f"stream {s.stream_id} [{who}] {s.state if s.sealed else 'state unknown'}: {s.records:,} record(s) "
             f"({s.events:,} events, {s.checkpoints:,} checkpoints), {s.sealed:,} sealed"
         )
         lines.append(f"{'VERIFIED' if s.status == 'verified' else 'FAILED  '} {head}")
