@@ -34,7 +34,7 @@ def test_demo_runs_and_prints_a_summary(demo: tuple[Path, subprocess.CompletedPr
     """The demo exits 0, prints what it captured and that both streams verified, and leaves archive and public keys."""
     out, proc = demo
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "captured:" in proc.stdout and "result: VERIFIED - 2 stream(s)" in proc.stdout
+    assert "captured:" in proc.stdout and "proven in 2 stream(s)" in proc.stdout
     assert "otel-audit verify --keys" in proc.stdout
     assert (out / "keys" / "keyring.json").is_file()
     assert any((out / "archive").iterdir())

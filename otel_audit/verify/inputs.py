@@ -13,6 +13,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from otel_audit.decoding import decode_value
 from otel_audit.errors import InputError
 from otel_audit.keys import Keyring
 from otel_audit.verify import state as audit_state
@@ -93,13 +94,25 @@ def add_request(self: Verifier, doc: Any, where: str) -> None:
         return
     try:
         for rl in doc["resourceLogs"] or ():
+            resource = _resource_attributes(rl.get("resource"))
             for sl in rl.get("scopeLogs") or ():
                 add = self.add_record
                 for i, rec in enumerate(sl.get("logRecords") or ()):
-                    add(rec, where, i)
+                    add(rec, where, i, resource=resource)
     except (AttributeError, TypeError) as exc:
         self._malformed(f"{where}: OTLP structure is wrong ({exc})")
 
+
+
+def _resource_attributes(resource: Any) -> dict[str, Any]:
+    """The decoded attributes of a resourceLogs' resource ({} when it has none or they cannot be read)."""
+    out: dict[str, Any] = {}
+    try:
+        for kv in (resource or {}).get("attributes") or ():
+            out[kv["key"]] = decode_value(kv.get("value") or {})
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return {}
+    return out
 
 
 class Progress:

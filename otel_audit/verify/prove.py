@@ -16,12 +16,12 @@ from typing import Any
 import orjson
 
 from otel_audit import canonical
-from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, GAP_EVENT, PREV_DIGEST, STREAM_ID, STREAM_SEQ
+from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, GAP_EVENT, PREV_DIGEST, RECORD, STREAM_ID, STREAM_SEQ
 from otel_audit.decoding import decode_value
-from otel_audit.keys import Keyring
+from otel_audit.keys import Keyring, NoteCheck, PublicKey, _ts
 from otel_audit.merkle import CompactRange
 from otel_audit.note import NoteError, Parent, Predecessor, SignedNote, parse_note
-from otel_audit.verify.liveness import Liveness, keys_named, record_key_finding
+from otel_audit.verify.liveness import Liveness, record_key_finding
 from otel_audit.verify.report import (
     CALC,
     DIG,
@@ -41,6 +41,21 @@ from otel_audit.verify.report import (
 
 _sha256 = hashlib.sha256
 _loads = orjson.loads
+_ABSENT: Any = object()
+
+#: The resource attributes a checkpoint's producer line may name (processors/signing.py `_producer_of`:
+#: its _PRODUCER_KEYS, then process.pid). A record's resource that names one of them with another value
+#: than its stream's signed checkpoints contradicts them; keys the producer line lacks were added in transit.
+PRODUCER_KEYS = ("service.name", "service.namespace", "service.instance.id", "service.version", "host.name",
+                 "process.pid")
+#: Not compared in a forked child's stream (see Verifier._misattributed).
+PROCESS_DEPENDENT_KEYS = ("service.instance.id", "process.pid")
+#: What the signing processor writes on a checkpoint record besides its note (`_emit_checkpoint`); every
+#: version since the first wrote exactly these, with the note's time and severity INFO (9).
+CHECKPOINT_ATTRIBUTES = {"audit.category": "integrity", "audit.action": "checkpoint", "audit.outcome": "success"}
+CHECKPOINT_SEVERITY = (9, "INFO")
+MAX_IDENTITIES = 64  # distinct producer identities kept per stream; more are counted, not kept
+MAX_RUNS = 1000  # seq runs kept per identity (and embedded mismatches per stream); the counts stay exact
 
 
 # -- the verifier -----------------------------------------------------------------------------------
@@ -62,7 +77,15 @@ class Verifier:
         self.ignore_unsigned = ignore_unsigned
         self.report = Report()
         self._streams: dict[str, dict[int, _Rec]] = {}
-        self._extra: dict[tuple[str, int], list[_Rec]] = {}  # more records at a seq already seen
+        self._extra: dict[str, dict[int, list[_Rec]]] = {}  # stream -> seq -> more records at a seq already seen
+        # what proving needs beyond a record's digests (_observe): a checkpoint record's own fields by its
+        # computed digest, embedded canonical content that disagrees, the producer identities of resources
+        self._cp_fields: dict[bytes, tuple[int, Any, Any, dict[str, Any]]] = {}
+        self._embedded_bad: dict[str, list[int]] = {}
+        self._idents: dict[str, dict[tuple[Any, ...], list[Any]]] = {}  # stream -> identity -> [n, where, runs]
+        self._ident_overflow: dict[str, int] = {}
+        self._res_obj: Any = None
+        self._res_key: tuple[Any, ...] = ()
         self._heads: dict[str, bytes] = {}
         # declared stream -> (marker seq, "a-b,c", "a-b:<prev of a>:<digest of b>;...", reason, destination,
         # the marker's own stream): a marker declares seqs of its own stream or, with audit.gap.stream, of an
@@ -95,8 +118,10 @@ class Verifier:
 
         add_request(self, doc, where)
 
-    def add_record(self, rec: Mapping[str, Any], where: str, index: int = 0) -> None:
-        """One OTLP/JSON logRecord; `where` and `index` locate it in messages."""
+    def add_record(self, rec: Mapping[str, Any], where: str, index: int = 0, *,
+                   resource: Mapping[str, Any] | None = None) -> None:
+        """One OTLP/JSON logRecord; `where` and `index` locate it in messages; `resource` holds the decoded
+        attributes of its resourceLogs' resource (None: not known, as from a SIEM export)."""
         self.report.records += 1
         attrs: dict[str, Any] = {}
         try:
@@ -108,6 +133,7 @@ class Verifier:
             seq = attrs.pop(STREAM_SEQ, None)
             prev = attrs.pop(PREV_DIGEST, None)
             digest = attrs.pop(DIGEST, None)
+            embedded = attrs.pop(RECORD, _ABSENT)
             if stream is None:
                 self.report.unsigned += 1
                 if len(self.report.unsigned_examples) < 5:
@@ -126,9 +152,8 @@ class Verifier:
                 body = body["stringValue"] if "stringValue" in body else decode_value(body)
             event = rec.get("eventName", "")
             t = int(rec.get("timeUnixNano") or 0)
-            content = canonical.content_bytes(
-                event, t, int(rec.get("severityNumber") or 0), rec.get("severityText", ""), body, attrs
-            )
+            sev_number, sev_text = int(rec.get("severityNumber") or 0), rec.get("severityText", "")
+            content = canonical.content_bytes(event, t, sev_number, sev_text, body, attrs)
             pb = bytes.fromhex(prev)
             db = bytes.fromhex(digest)
             if len(pb) != 32 or len(db) != 32:
@@ -138,6 +163,8 @@ class Verifier:
                 head = self._heads[stream] = b'\x00["v1","' + stream.encode() + b'",'  # type: ignore[union-attr]
             calc = _sha256(pb.join((b"\x00", head[1:])) + str(seq).encode() + b"," + content[1:]).digest()
             r = (calc, pb, db, body if event == CHECKPOINT_EVENT and type(body) is str else None)
+            self._observe(stream, seq, calc, event, t, sev_number, sev_text, body, attrs,  # type: ignore[arg-type]
+                          embedded, content, resource, _loc(where, index))
             if event == GAP_EVENT:
                 self._add_gap_claim(stream, seq, attrs)  # type: ignore[arg-type]
         except (KeyError, TypeError, ValueError, AttributeError, binascii.Error, canonical.CanonicalError) as exc:
@@ -162,9 +189,47 @@ class Verifier:
             if t > tt[1]:
                 tt[1] = t
         if seq in per:
-            self._extra.setdefault((stream, seq), []).append(r)
+            self._extra.setdefault(stream, {}).setdefault(seq, []).append(r)
         else:
             per[seq] = r
+
+    def _observe(self, stream: str, seq: int, calc: bytes, event: Any, t: int, sev_number: Any, sev_text: Any,
+                 body: Any, attrs: Mapping[str, Any], embedded: Any, content: bytes,
+                 resource: Mapping[str, Any] | None, where: str) -> None:
+        """What proving needs of a decoded record beyond its digests: a checkpoint record's own fields (they
+        must be those its signed note determines), whether embedded canonical content (`audit.integrity.record`,
+        `_ABSENT` when the record has none) is the record's own, and the producer identity its resource names."""
+        if event == CHECKPOINT_EVENT and type(body) is str:
+            self._cp_fields[calc] = (t, sev_number, sev_text, dict(attrs))
+        if embedded is not _ABSENT and (type(embedded) is not str
+                                        or embedded.encode("utf-8", "surrogatepass") != content):
+            bad = self._embedded_bad.setdefault(stream, [])
+            if len(bad) < MAX_RUNS:
+                bad.append(seq)
+        if resource is None:
+            return
+        if resource is not self._res_obj:  # one resource object serves every record of its resourceLogs
+            self._res_obj = resource
+            self._res_key = tuple((k, type(v).__name__, v if isinstance(v, (str, int, float)) else repr(v))
+                                  for k in PRODUCER_KEYS if k in resource for v in (resource[k],))
+        key = self._res_key
+        if not key:
+            return
+        per = self._idents.get(stream)
+        if per is None:
+            per = self._idents[stream] = {}
+        ent = per.get(key)
+        if ent is None:
+            if len(per) >= MAX_IDENTITIES:
+                self._ident_overflow[stream] = self._ident_overflow.get(stream, 0) + 1
+                return
+            ent = per[key] = [0, where, []]
+        ent[0] += 1
+        runs = ent[2]
+        if runs and runs[-1][1] == seq - 1:
+            runs[-1][1] = seq
+        elif len(runs) < MAX_RUNS:
+            runs.append([seq, seq])
 
     def add_canonical(self, stream: Any, seq: Any, prev: Any, digest: Any, content: Any, where: str) -> None:
         """A record known by its carried canonical content (`audit.integrity.record`) and integrity fields,
@@ -181,7 +246,7 @@ class Verifier:
             item = _loads(raw)
             if not isinstance(item, list) or len(item) != 6 or not raw.startswith(b"["):
                 raise ValueError("audit.integrity.record is not a canonical content array")
-            event, t_text, _, _, body, attrs = item
+            event, t_text, sev_number, sev_text, body, attrs = item
             pb, db = bytes.fromhex(prev), bytes.fromhex(digest)
             if len(pb) != 32 or len(db) != 32:
                 raise ValueError("a digest is not 32 bytes")
@@ -191,6 +256,8 @@ class Verifier:
             calc = _sha256(pb.join((b"\x00", head[1:])) + str(seq).encode() + b"," + raw[1:]).digest()
             t = int(t_text) if isinstance(t_text, str) and t_text.isdigit() else 0
             r = (calc, pb, db, body if event == CHECKPOINT_EVENT and type(body) is str else None)
+            self._observe(stream, seq, calc, event, t, sev_number, sev_text, body,
+                          attrs if isinstance(attrs, dict) else {}, _ABSENT, raw, None, where)
             if event == GAP_EVENT and isinstance(attrs, dict):
                 self._add_gap_claim(stream, seq, attrs)
         except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
@@ -284,16 +351,15 @@ class Verifier:
     def _choose(self, sr: StreamReport, sid: str, per: dict[int, _Rec]) -> dict[int, _Rec]:
         """One record per seq: duplicates are fine, differing variants are conflicts."""
         conflicts: list[int] = []
-        for (stream, seq), more in self._extra.items():
-            if stream != sid:
-                continue
+        extra = self._extra.get(sid, {})
+        for seq, more in extra.items():
             variants = [per[seq], *more]
             distinct = set(variants)
             sr.duplicates += len(variants) - len(distinct)
             if len(distinct) > 1:
                 conflicts.append(seq)
                 # keep the variant consistent with itself and its successor, if one is
-                nxt = [per[seq + 1], *self._extra.get((stream, seq + 1), ())] if seq + 1 in per else None
+                nxt = [per[seq + 1], *extra.get(seq + 1, ())] if seq + 1 in per else None
                 good = [v for v in variants if v[CALC] == v[DIG]
                         and (nxt is None or any(n[PREV] == v[DIG] for n in nxt))]
                 if good:
@@ -303,12 +369,12 @@ class Verifier:
         return per
 
     def _checkpoints(self, sr: StreamReport, chosen: dict[int, _Rec]) -> dict[int, SignedNote]:
-        """Parse and check the signature of every checkpoint record; keep the valid ones."""
+        """Parse and check the signature of every checkpoint record, and that the record itself is what its
+        note determines; keep the valid ones. Every key that signed (or claims to) lands in sr.signing_keys."""
         valid: dict[int, SignedNote] = {}
-        keys: set[str] = set()
-        for seq, r in chosen.items():
-            if r[NOTE] is None:
-                continue
+        by_key: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for seq in sorted(s for s, r in chosen.items() if r[NOTE] is not None):
+            r = chosen[seq]
             sr.checkpoints += 1
             try:
                 sn = parse_note(r[NOTE])
@@ -326,12 +392,24 @@ class Verifier:
                 sr.bad_checkpoints.append({"seq": seq, "reason": "chain line disagrees with the record's prev digest"})
                 continue
             check = self.keyring.check_note(sn)
-            verdict = check.status
-            if verdict != "ok":
+            if check.status != "ok":
                 record_key_finding(sr, seq, check)
+            verdict, named = _named_keys(check)
+            for name, kid, status, key in named:
+                k = by_key.get((name, kid, status))
+                if k is None:
+                    k = by_key[(name, kid, status)] = {
+                        "name": name, "key_id": kid, "status": status, "seqs": [],
+                        "not_before": _ts(key.not_before) if key else None,
+                        "not_after": _ts(key.not_after) if key else None, "times": [cp.time_ns, cp.time_ns]}
+                k["seqs"].append(seq)
+                k["times"] = [min(k["times"][0], cp.time_ns), max(k["times"][1], cp.time_ns)]
             if verdict == "ok":
+                differs = _disagreement(self._cp_fields.get(r[CALC]), sn, sn.signatures[0].name)
+                if differs:
+                    sr.disagreeing_checkpoints.append({"seq": seq, "fields": differs})
+                    continue
                 valid[seq] = sn
-                keys.update(s.name for s in sn.signatures if self.keyring.lookup(s.name, s.key_id))
                 if not sr.producer:
                     sr.producer = dict(cp.producer)
             elif verdict == "unknown":
@@ -340,13 +418,14 @@ class Verifier:
                 sr.expired_keys.append(seq)
             else:
                 sr.bad_signatures.append(seq)
-        sr.keys = sorted(keys)
+        sr.keys = sorted({k["name"] for k in by_key.values() if k["status"] == "ok"})
+        sr.signing_keys = [
+            {"name": k["name"], "key_id": k["key_id"], "status": k["status"], "seqs": _ranges(k["seqs"]),
+             "not_before": k["not_before"], "not_after": k["not_after"],
+             "checkpoint_times": [_ts(k["times"][0]), _ts(k["times"][1])]}
+            for k in sorted(by_key.values(), key=lambda k: (k["seqs"][0], k["name"], k["status"]))
+        ]
         return valid
-
-    def _signature(self, sn: SignedNote) -> str:
-        """ok | bad | expired | unknown: one valid signature by a key valid at the note's time suffices, but a
-        signature by a known key that does not verify fails the note (Keyring.check_note)."""
-        return self.keyring.check_note(sn).status
 
     def _prove(
         self,
@@ -488,8 +567,43 @@ class Verifier:
         inserted = set(sr.inserted)
         unsealed = [s for s in seqs if s not in sealed and s not in bad and s not in inserted]
         sr.unsealed = _ranges(unsealed)
+        # what is proven, and why the rest is not: records after the last valid checkpoint of a crashed or open
+        # stream are chain-consistent at best (an insider can rewrite them), never proven
+        sr.proven = _ranges(sorted(sealed))
+        conflicting = set(sr.conflicting)
+        last_valid = max(valid) if valid else None
+        tail_reason = {"crashed": "after_crash", "open": "open_tail"}.get(sr.state)
+        tail = [s for s in unsealed if s not in conflicting and tail_reason and last_valid is not None
+                and s > last_valid]
+        in_tail = set(tail)
+        rest = [s for s in unsealed if s not in conflicting and s not in in_tail]
+        for reason, rs in (
+            (tail_reason or "unsealed", _ranges(tail)),
+            ("unsealed", _ranges(rest)),
+            ("modified", _ranges(s for s in sr.modified if s not in inserted)),
+            ("conflicting", _ranges(s for s in sr.conflicting if s not in sealed)),
+            ("inserted", _ranges(s for s in sr.inserted if s not in sealed)),
+            ("missing", sr.missing),
+            ("dropped", sr.dropped),
+        ):
+            if rs:
+                sr.unproven[reason] = rs
+        sr.embedded_mismatch = sorted(set(self._embedded_bad.get(own, ())) - bad)
+        self._misattributed(sr)
         # verdict
         p = sr.problems
+        key_only = bool(sr.checkpoints) and not valid and (
+            len(sr.unknown_keys) + len(sr.expired_keys) + len(sr.bad_signatures) == sr.checkpoints)
+        key_msgs = _key_messages(sr.signing_keys)
+        if key_only:
+            # say first why nothing verifies: neither a truncation nor a bad start is known then
+            if len(sr.unknown_keys) == sr.checkpoints:
+                names = ", ".join(f"{k['name']} (id {k['key_id']})" for k in sr.signing_keys
+                                  if k["status"] == "unknown")
+                p.append(f"every checkpoint of this stream is signed by a key not in your keyring: {names}; verify "
+                         "with a keyring that holds it (otel-audit keys export, on the producer)")
+            p.extend(key_msgs)
+            key_msgs = []
         if not valid:
             p.append("no valid signed checkpoint: nothing in this stream is proven")
         if sr.modified:
@@ -502,36 +616,43 @@ class Verifier:
             p.append(f"inserted after the end of the stream: seq {_fmt_ranges(_ranges(sr.inserted))}")
         if sr.broken_links:
             p.append("chain broken between seq " + ", ".join(f"{a} and {b}" for a, b in sr.broken_links[:12]))
-        if sr.bad_signatures:
-            p.append(f"bad checkpoint signature at seq {_fmt_ranges(_ranges(sr.bad_signatures))}"
-                     + keys_named(sr, "bad"))
-        if sr.unknown_keys:
-            p.append(f"checkpoint signed by a key not in the keyring at seq {_fmt_ranges(_ranges(sr.unknown_keys))}"
-                     + keys_named(sr, "unknown"))
-        if sr.expired_keys:
-            p.append(f"checkpoint signed outside its key's validity at seq {_fmt_ranges(_ranges(sr.expired_keys))}"
-                     + keys_named(sr, "expired"))
+        p.extend(key_msgs)
+        for d in sr.disagreeing_checkpoints[:12]:
+            p.append(f"checkpoint at seq {d['seq']} disagrees with its signed note: " + ", ".join(
+                f"{name} {_say(v['record'])} (note {_say(v['note'])})" for name, v in d["fields"].items()))
+        if len(sr.disagreeing_checkpoints) > 12:
+            p.append(f"... and {len(sr.disagreeing_checkpoints) - 12} more checkpoints that disagree with their notes")
         if sr.bad_checkpoints:
             p.append("malformed checkpoint at seq " + ", ".join(f"{b['seq']} ({b['reason']})" for b in sr.bad_checkpoints[:5]))
         if sr.root_mismatch:
             p.append(f"Merkle root differs from the signed checkpoint at seq {_fmt_ranges(_ranges(sr.root_mismatch))}")
-        if 0 in chosen and 0 not in valid and not any(b["seq"] == 0 for b in sr.bad_checkpoints) and 0 not in (
-            sr.bad_signatures + sr.unknown_keys + sr.expired_keys
-        ):
+        if 0 in chosen and 0 not in valid and not key_only and not any(b["seq"] == 0 for b in sr.bad_checkpoints) \
+                and not any(d["seq"] == 0 for d in sr.disagreeing_checkpoints) \
+                and 0 not in (sr.bad_signatures + sr.unknown_keys + sr.expired_keys):
             p.append("seq 0 is not a valid start checkpoint")
-        if sr.state == "open":
-            last = max(valid) if valid else None
+        for m in sr.misattributed:
+            p.append(f"records at seq {_fmt_ranges(m['seqs'])} ({m['count']:,} record(s), e.g. {m['where']}) are under "
+                     f"a resource naming {m['key']}={m['found']!r}, but this stream's signed checkpoints name "
+                     f"{m['key']}={m['signed']!r}")
+        over = self._ident_overflow.get(own)
+        if over:
+            p.append(f"{over:,} record(s) are under more than {MAX_IDENTITIES} distinct producer resources; "
+                     "they were not compared with the signed producer")
+        if sr.embedded_mismatch:
+            p.append(f"embedded canonical content ({RECORD}) is not the record's own at seq "
+                     f"{_fmt_ranges(_ranges(sr.embedded_mismatch))}")
+        if sr.state == "open" and not key_only:
             msg = (
                 f"no end-of-stream checkpoint and no successor stream: truncated after seq {top}, or still being "
-                f"written (last valid checkpoint at seq {last})"
+                f"written (last valid checkpoint at seq {last_valid})"
             )
             (sr.warnings if self.allow_open else p).append(msg)
-        if sr.unsealed and sr.state == "crashed":
+        if tail and sr.state == "crashed":
             sr.warnings.append(
-                f"unsealed tail after the crash: seq {_fmt_ranges(sr.unsealed)} chain-consistent but not signed"
+                f"unsealed tail after the crash: seq {_fmt_ranges(_ranges(tail))} chain-consistent but not signed"
             )
-        elif sr.unsealed and sr.state != "open" and not p:
-            p.append(f"unsealed records: seq {_fmt_ranges(sr.unsealed)}")
+        if rest and valid and not p:
+            p.append(f"unsealed records: seq {_fmt_ranges(_ranges(rest))}")
         for d in sr.declared:
             what = d["reason"]
             at = f"seq {d['marker']}" + (f" of stream {d['marker_stream']}" if "marker_stream" in d else "")
@@ -551,6 +672,117 @@ class Verifier:
             sr.warnings.append(f"{sr.duplicates} exact duplicate(s), as at-least-once delivery makes (harmless)")
         self._liveness.check(sr, valid, at=self.at)
         sr.status = "failed" if p else "verified"
+
+
+    def _misattributed(self, sr: StreamReport) -> None:
+        """Resources of the stream's records that name a producer key (PRODUCER_KEYS) with another value than its
+        signed checkpoints: sr.misattributed.
+
+        A forked child's (a stream with a parent line) process-dependent keys are not compared: after a fork the
+        SDK gives the provider's resource a new service.instance.id (and process attributes) while the producer
+        line of the child's checkpoints is made from the resource the signing processor was built with."""
+        idents = self._idents.get(sr.stream_id)
+        signed = sr.producer
+        if not idents or not signed:
+            return
+        loose = PROCESS_DEPENDENT_KEYS if sr.parent else ()
+        found: dict[tuple[str, str, Any], dict[str, Any]] = {}
+        for ident, (n, where, runs) in idents.items():
+            for k, tname, v in ident:
+                if k not in signed or k in loose:
+                    continue  # added in transit (the producer line does not name it), or a fork child's own
+                sv = signed[k]
+                if type(v) is type(sv) and v == sv:
+                    continue
+                e = found.get((k, tname, v))
+                if e is None:
+                    e = found[(k, tname, v)] = {"key": k, "found": v, "signed": sv, "seqs": [], "count": 0,
+                                                "where": where}
+                e["count"] += n
+                e["seqs"].extend(runs)
+        sr.misattributed = sorted(
+            ({**e, "seqs": _merge_runs(e["seqs"])} for e in found.values()),
+            key=lambda e: (e["seqs"][0] if e["seqs"] else [0], e["key"]),
+        )
+
+
+def _merge_runs(runs: list[list[int]]) -> list[list[int]]:
+    out: list[list[int]] = []
+    for a, b in sorted(runs):
+        if out and a <= out[-1][1] + 1:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return out
+
+
+def _show(v: Any) -> Any:
+    """A value as a report may hold it (JSON-safe, short)."""
+    if v is None or type(v) in (int, bool):
+        return v
+    if type(v) is str:
+        return v if len(v) <= 200 else v[:200] + "..."
+    text = repr(v)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _say(v: Any) -> str:
+    return "absent" if v is None else repr(v)
+
+
+def _disagreement(fields: tuple[int, Any, Any, dict[str, Any]] | None, sn: SignedNote,
+                  key_name: str) -> dict[str, dict[str, Any]]:
+    """Where a checkpoint record's own fields differ from what its note and signing key determine (the signing
+    processor's `_emit_checkpoint`): {field: {"record": value, "note": value}}; empty when they agree. Then the
+    record's content, and so the digest it carries, follow from the signed note and its prev digest alone."""
+    cp = sn.checkpoint
+    if fields is None:
+        return {"record": {"record": "not read", "note": "read"}}
+    t, sev_number, sev_text, attrs = fields
+    out: dict[str, dict[str, Any]] = {}
+    if type(t) is not int or t != cp.time_ns:
+        out["time"] = {"record": _show(t), "note": cp.time_ns}
+    if (type(sev_number) is not int or type(sev_text) is not str
+            or (sev_number, sev_text) != CHECKPOINT_SEVERITY):
+        out["severity"] = {"record": f"{_show(sev_number)} {_show(sev_text)}",
+                           "note": f"{CHECKPOINT_SEVERITY[0]} {CHECKPOINT_SEVERITY[1]}"}
+    expected: dict[str, Any] = {**CHECKPOINT_ATTRIBUTES, "audit.checkpoint.kind": cp.kind,
+                                "audit.checkpoint.size": cp.size, "audit.checkpoint.key": key_name}
+    for k in sorted(set(attrs) | set(expected)):
+        got, want = attrs.get(k, _ABSENT), expected.get(k, _ABSENT)
+        if type(got) is not type(want) or got != want:
+            out[k] = {"record": None if got is _ABSENT else _show(got), "note": None if want is _ABSENT else want}
+    return out
+
+
+def _named_keys(check: NoteCheck) -> tuple[str, list[tuple[str, str, str, PublicKey | None]]]:
+    """(verdict ok|unknown|expired|bad, the keys it rests on: (name, key id hex, status, key or None))."""
+    if check.status == "ok":
+        return "ok", [(k.name, k.key_id.hex(), "ok", k) for k in check.good]
+    if check.status == "bad":
+        return "bad", [(k.name, k.key_id.hex(), "bad", k) for k in check.bad]
+    if check.status == "expired":
+        return "expired", [(k.name, k.key_id.hex(), "expired", k) for k in check.expired]
+    return "unknown", [(s.name, s.key_id.hex(), "unknown", None) for s in check.unknown]
+
+
+def _key_messages(signing_keys: list[dict[str, Any]]) -> list[str]:
+    """One problem per key that failed checkpoints, naming the key, its id and, when expired, its window."""
+    out = []
+    for k in signing_keys:
+        who = f"key {k['name']} (id {k['key_id']})"
+        at = f"checkpoint(s) at seq {_fmt_ranges(k['seqs'])}"
+        if k["status"] == "unknown":
+            out.append(f"{at} signed by {who}, which is not in your keyring")
+        elif k["status"] == "bad":
+            out.append(f"bad signature by {who} on {at}: not made by that key over this checkpoint")
+        elif k["status"] == "expired":
+            first, last = k["checkpoint_times"]
+            when = first if first == last else f"{first} to {last}"
+            window = " ".join(x for x in (f"from {k['not_before']}" if k["not_before"] else "",
+                                          f"until {k['not_after']}" if k["not_after"] else "") if x)
+            out.append(f"{at} signed by {who} at {when}, outside its validity in your keyring (valid {window})")
+    return out
 
 
 OLD_GAP_REASON = "dropped by the producer's full delivery spool (fail_open)"  # markers without audit.gap.reason

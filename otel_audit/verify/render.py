@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from otel_audit.verify.liveness import describe_handover
-from otel_audit.verify.report import Report
+from otel_audit.verify.report import UNPROVEN_REASONS, Report
 
 # -- rendering --------------------------------------------------------------------------------------
 
@@ -18,7 +18,7 @@ def render_text(rep: Report) -> str:
         if host:
             who += f"@{host}"
         head = (
-            f"stream {s.stream_id} [{who}] {s.state}: {s.records:,} record(s) "
+            f"stream {s.stream_id} [{who}] {s.state if s.sealed else 'state unknown'}: {s.records:,} record(s) "
             f"({s.events:,} events, {s.checkpoints:,} checkpoints), {s.sealed:,} sealed"
         )
         lines.append(f"{'VERIFIED' if s.status == 'verified' else 'FAILED  '} {head}")
@@ -51,12 +51,26 @@ def render_text(rep: Report) -> str:
             + (f", {len(st['outside'])} outside the input ({', '.join(st['outside'])})" if st["outside"] else "")
             + f"; {st.get('note', '')}"
         )
-    bad = [s for s in rep.streams if s.status != "verified"]
-    if rep.ok:
-        lines.append(f"result: VERIFIED - {len(rep.streams)} stream(s), every record proven")
-    else:
-        lines.append(
-            f"result: FAILED - {len(bad)} of {len(rep.streams)} stream(s) with integrity problems"
-            + (f"; {'; '.join(rep.problems)}" if rep.problems else "")
-        )
+    lines.append(result_line(rep))
     return "\n".join(lines) + "\n"
+
+
+def result_line(rep: Report) -> str:
+    """The last line: exactly how many records were proven, in how many streams, and what was not proven."""
+    unproven = rep.unproven
+    ok_reasons = [r for r in ("after_crash", "open_tail", "dropped") if unproven.get(r)]
+    if rep.ok:
+        head = f"result: VERIFIED - {rep.proven:,} record(s) proven in {rep.proven_streams} stream(s)"
+        parts = [f"{unproven[r]:,} {UNPROVEN_REASONS[r]}" for r in ok_reasons]
+        if unproven.get("unsigned"):
+            parts.append(f"{unproven['unsigned']:,} unsigned record(s) ignored (--ignore-unsigned), not proven")
+        if not parts:
+            return f"result: VERIFIED - all {rep.proven:,} record(s) proven in {rep.proven_streams} stream(s)"
+        return head + "; " + "; ".join(parts)
+    bad = [s for s in rep.streams if s.status != "verified"]
+    not_proven = sum(n for r, n in unproven.items() if r not in ("missing", "dropped"))
+    return (
+        f"result: FAILED - {len(bad)} of {len(rep.streams)} stream(s) with integrity problems; "
+        f"{rep.proven:,} record(s) proven, {not_proven:,} present but not proven"
+        + (f"; {'; '.join(rep.problems)}" if rep.problems else "")
+    )

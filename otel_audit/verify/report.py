@@ -62,6 +62,20 @@ class StreamReport:
     # unknown, expired or bad signatures ({"finding", "keys", "seqs": ranges})
     handovers: list[dict[str, Any]] = field(default_factory=list)
     key_findings: list[dict[str, Any]] = field(default_factory=list)
+    # what is proven (inclusive seq ranges), and what is not, by reason (UNPROVEN_REASONS -> ranges)
+    proven: list[list[int]] = field(default_factory=list)
+    unproven: dict[str, list[list[int]]] = field(default_factory=dict)
+    # checkpoint records whose own fields disagree with their signed note: {"seq", "fields": {name: {"record",
+    # "note"}}}; such a checkpoint is not valid
+    disagreeing_checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    # resources contradicting the producer the signed checkpoints name: {"key", "found", "signed", "seqs",
+    # "count", "where"}
+    misattributed: list[dict[str, Any]] = field(default_factory=list)
+    # OTLP records whose embedded audit.integrity.record is not their own canonical content
+    embedded_mismatch: list[int] = field(default_factory=list)
+    # per key that signed (or claims to have signed) checkpoints: {"name", "key_id", "status" ok|unknown|
+    # expired|bad, "seqs", "not_before", "not_after", "checkpoint_times": [first, last] (RFC 3339)}
+    signing_keys: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     # the latest valid checkpoint: size, root and chain (base64), time_ns, kind, end, and the start
@@ -71,6 +85,19 @@ class StreamReport:
 
     def to_json(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "roots_at"}
+
+
+# Why records of a stream are not proven (StreamReport.unproven), and how the result line says it
+UNPROVEN_REASONS = {
+    "after_crash": "after a crash, unsigned (chain-consistent, not proven)",
+    "open_tail": "after the last checkpoint of a stream still open, unsigned (chain-consistent, not proven)",
+    "unsealed": "not sealed by any signed checkpoint",
+    "modified": "modified",
+    "conflicting": "conflicting (no variant proven)",
+    "inserted": "inserted after the end of their stream",
+    "missing": "missing",
+    "dropped": "declared not delivered by the producer (signed gap marker), absent",
+}
 
 
 @dataclass
@@ -88,11 +115,34 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return not self.problems and all(s.status == "verified" for s in self.streams)
+        """Verified: no problem anywhere, and something was proven (a report proving nothing never passes)."""
+        return not self.problems and all(s.status == "verified" for s in self.streams) and self.proven > 0
+
+    @property
+    def proven(self) -> int:
+        """Records proven by a signed checkpoint, over all streams (each seq once)."""
+        return sum(s.sealed for s in self.streams)
+
+    @property
+    def proven_streams(self) -> int:
+        return sum(1 for s in self.streams if s.sealed)
+
+    @property
+    def unproven(self) -> dict[str, int]:
+        """How many records are not proven, by reason: the streams' reasons, plus unsigned and malformed ones."""
+        out = dict.fromkeys(UNPROVEN_REASONS, 0)
+        for s in self.streams:
+            for reason, rs in s.unproven.items():
+                out[reason] = out.get(reason, 0) + sum(b - a + 1 for a, b in rs)
+        out["unsigned"] = self.unsigned  # only ever unproven: without --ignore-unsigned they fail the input
+        return out
 
     def to_json(self) -> dict[str, Any]:
         return {
             "result": "verified" if self.ok else "failed",
+            "proven": self.proven,
+            "proven_streams": self.proven_streams,
+            "unproven": self.unproven,
             "files": self.files,
             "lines": self.lines,
             "records": self.records,
