@@ -41,6 +41,11 @@ def render_text(rep: Report) -> str:
         lines.append(f"PROBLEM: {m}")
     for t in rep.torn:
         lines.append(f"note: {t}; the records in it were never acknowledged as written")
+    if len(rep.read_as) > 1 or set(rep.read_as) - {"otlp"}:
+        lines.append("read as: " + ", ".join(f"{k} {n:,}" for k, n in rep.read_as.items()) + " line(s) or document(s)")
+    lines.extend(f"skipped: {s}" for s in rep.skipped[:20])
+    if len(rep.skipped) > 20:
+        lines.append(f"skipped: ... and {len(rep.skipped) - 20} more (--format json lists them all)")
     bad = [s for s in rep.streams if s.status != "verified"]
     if rep.ok:
         lines.append(f"result: VERIFIED - {len(rep.streams)} stream(s), every record proven")

@@ -71,6 +71,10 @@ class Report:
     malformed: list[str] = field(default_factory=list)
     torn: list[str] = field(default_factory=list)  # a last line cut short by a crash: a warning
     problems: list[str] = field(default_factory=list)
+    # what the input held that is plainly not an archive, "path (why)", and items of SIEM exports that are
+    # not audit records: not read, and no problem (verify.inputs says what is skipped)
+    skipped: list[str] = field(default_factory=list)
+    read_as: dict[str, int] = field(default_factory=dict)  # lines or documents each reader took ("otlp": 12)
 
     @property
     def ok(self) -> bool:
@@ -87,6 +91,8 @@ class Report:
             "malformed": self.malformed,
             "torn": self.torn,
             "problems": self.problems,
+            "skipped": self.skipped,
+            "read_as": self.read_as,
             "streams": [s.to_json() for s in self.streams],
         }
 
