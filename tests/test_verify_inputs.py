@@ -194,6 +194,45 @@ def test_a_whole_file_document_larger_than_the_limit_is_refused_clearly(archive:
     assert "Traceback" not in proc.stderr
 
 
+def _datadog_csv(records: list[dict[str, Any]]) -> str:
+    """A Log Explorer CSV download of the records, with the @audit.otlp column (and the stream id and seq)."""
+    import csv
+    import datetime as dt
+    import io
+
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(["date", "host", "service", "@audit.stream.id", "@audit.stream.seq", "@audit.otlp"])
+    for rec in records:
+        ms = int(rec["timeUnixNano"]) // 1_000_000
+        date = (dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(milliseconds=ms)).isoformat(
+            timespec="milliseconds").replace("+00:00", "Z")
+        w.writerow([date, "h", "gateway", attr_value(rec, "audit.stream.id"), seq_of(rec),
+                    json.dumps(rec, separators=(",", ":"))])
+    return out.getvalue()
+
+
+def test_a_datadog_csv_is_read_whole_and_json_lines_in_it_are_still_read(archive: Archive, shared_keys: Path,
+                                                                          tmp_path: Path) -> None:
+    """A Datadog CSV download verifies (exit 0). A CSV header put on top of an altered archive hands the file to
+    the CSV reader, yet its OTLP lines are still read by the OTLP reader: the altered seq is named and the
+    lines that are no CSV rows are reported (exit 1)."""
+    path = tmp_path / "datadog.csv"
+    path.write_text(_datadog_csv(archive.records()))
+    code, doc = verify_json(shared_keys, path)
+    assert code == 0, problems_text(doc)
+    assert doc["read_as"] == {"datadog": 1} and doc["streams"][0]["records"] == len(archive.records())
+
+    archive.find(K)["body"] = {"stringValue": "edited"}
+    archive.save()
+    prepend(archive.path, b"date,host,@audit.otlp\n")
+    code, doc = verify_json(shared_keys, archive.path)
+    assert code == 1
+    assert doc["streams"][0]["modified"] == [K]
+    assert doc["read_as"] == {"datadog": 1, "otlp": len(archive.lines)}
+    assert any(p.startswith(f"datadog: {archive.path}:2: ") for p in doc["problems"]), doc["problems"]
+
+
 # -- folders --------------------------------------------------------------------------------------------
 
 

@@ -49,7 +49,7 @@ from otel_audit.verify.prove import Verifier
 from otel_audit.verify.report import Report
 
 _loads = orjson.loads
-#: the names archives usually have; content, not the name, decides how a file is read
+#: the names archives usually have (`expand_paths`); `verify_paths` reads every file, by content
 ARCHIVE_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 __all__ = ["ARCHIVE_SUFFIXES", "CANONICAL", "MAX_DOCUMENT", "MAX_LINE", "SOURCES", "Found", "Progress",
            "add_findings", "add_otlp_file", "add_request", "expand_paths", "feed", "iter_records", "kinds_of",
@@ -86,8 +86,17 @@ def scan(paths: Iterable[str | os.PathLike[str]]) -> Found:
 
 
 def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """The files `scan` finds to read."""
-    return scan(paths).files
+    """For tools that want archive files by name: files as given; of a folder, the files `scan` finds whose
+    names end in ARCHIVE_SUFFIXES (`verify_paths` reads every file of a folder, by content)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        files = scan([p]).files
+        if p.is_dir():
+            files = [f for f in files if f.name.endswith(ARCHIVE_SUFFIXES)]
+            if not files:
+                raise InputError(f"{p}: folder holds no archive files ({', '.join(ARCHIVE_SUFFIXES)})")
+        out.extend(files)
+    return out
 
 
 def _stat(p: Path) -> os.stat_result:
@@ -202,6 +211,7 @@ _STATE_MORE = frozenset({"updated_ns", "checksum"})
 SPOOL_DATA = "delivery spool data (checksummed lines)"
 PEM = "a PEM key or certificate"
 NUL = "only NUL bytes"
+MAX_NESTING = 8  # arrays of arrays of ... documents, read item by item
 
 
 def _other_doc(doc: Any) -> str | None:
@@ -269,13 +279,17 @@ class _Run:
 
     # -- one document
 
-    def take(self, doc: Any, where: str, tally: _Tally) -> None:
-        """Hand a decoded JSON document to the one reader whose shape it has, or note why none takes it."""
+    def take(self, doc: Any, where: str, tally: _Tally, depth: int = 0) -> None:
+        """Hand a decoded JSON document to the one reader whose shape it has, or note why none takes it;
+        the items of an array one by one."""
         if type(doc) is list:
             if not doc:
                 tally.note(where, "an empty JSON array", "an empty JSON array")
+            elif depth >= MAX_NESTING:
+                tally.note(where, f"JSON arrays nested more than {MAX_NESTING} deep; not read")
+                return
             for i, item in enumerate(doc):
-                self.take(item, f"{where}[{i}]", tally)
+                self.take(item, f"{where}[{i}]", tally, depth + 1)
             return
         claimers = [k for k, r in self.readers.items() if r.claims(doc)]
         if type(doc) is dict and "resourceLogs" in doc:
@@ -440,9 +454,10 @@ class _Run:
             rep.skipped.append(f"{tally.name} ({why})")
             return
         if not tally.taken:
-            where, why = next((w, y) for w, y in tally.notes)
-            v._malformed(f"{tally.name}: not an archive nor a SIEM export; no line of it is one "
-                         f"({tally.lines} line(s); {where}: {why})")
+            where, why = tally.notes[0]
+            what = (f"no line of it is {self._label(self.forced)} data (--source {self.forced})" if self.forced
+                    else "not an archive nor a SIEM export; no line of it is one")
+            v._malformed(f"{tally.name}: {what} ({tally.lines} line(s); {where}: {why})")
             return
         for where, why in tally.notes:
             v._malformed(f"{where}: {why}")
