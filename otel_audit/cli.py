@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import orjson
 
+from otel_audit import readers
 from otel_audit.errors import AuditError
 
 EXIT_OK, EXIT_INTEGRITY, EXIT_USAGE = 0, 1, 2
@@ -48,7 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser(
         "verify", help="verify archives with the public keyring (exit 0 ok, 1 integrity problem, 2 unusable)"
     )
-    v.add_argument("paths", nargs="+", metavar="PATH", help="OTLP JSON lines files (.gz too) or folders of them")
+    v.add_argument("paths", nargs="+", metavar="PATH",
+                   help="OTLP JSON lines files (.gz too), SIEM exports, or folders of them (files that are plainly "
+                        "not archives, such as keyrings and spool files, are skipped and listed)")
     v.add_argument("--keys", required=True, help="public keyring: a keyring.json, a .vkey file, or a folder of them")
     v.add_argument("--format", choices=("text", "json"), default="text")
     v.add_argument("--allow-open", action="store_true",
@@ -72,9 +75,9 @@ def _parser() -> argparse.ArgumentParser:
                            "SIEM's ingest delay), give --at a time that far back instead")
     v.add_argument("--ignore-unsigned", action="store_true", help="do not fail on records without integrity attributes")
     v.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
-    v.add_argument("--source", choices=("auto", "otlp", "splunk", "elastic", "datadog"), default="auto",
-                   help="what the files are: OTLP JSON archives, or Splunk / Elasticsearch / Datadog exports "
-                        "(default: told apart by content)")
+    v.add_argument("--source", choices=("auto", "otlp", *readers.kinds()), default="auto",
+                   help="what every line of the files must be: OTLP JSON, or Splunk / Elasticsearch / Datadog "
+                        "exports (default: each line is read by the reader whose shape it has)")
 
     k = sub.add_parser("keys", help="manage Ed25519 signing keys and the public keyring")
     ks = k.add_subparsers(dest="keys_command", metavar="ACTION", parser_class=_Parser)

@@ -18,7 +18,7 @@ from standins.elastic import DEFAULT_API_KEY, ElasticStandIn
 
 from otel_audit.exporters.elastic import ElasticLogExporter
 from otel_audit.processors.signing import SigningProcessor
-from otel_audit.verify import sniff
+from otel_audit.verify import kinds_of
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -51,7 +51,7 @@ def test_elasticsearch_dump_verifies_through_the_cli(tmp_path: Path, shared_keys
         _ship(es, shared_keys, 120)
         dump = tmp_path / "hits.json"
         hits = _dump(es, dump)
-    assert sniff(dump) == "elastic"
+    assert kinds_of(dump) == {"elastic": 1}
     ok = _cli("--keys", str(shared_keys), str(dump))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "VERIFIED" in ok.stdout

@@ -32,27 +32,29 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
-import gzip
 import io
 import logging
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from otel_audit import verify
+from otel_audit import readers
 from otel_audit.errors import InputError
 from otel_audit.otlpjson import decode_attributes
-from otel_audit.verify import Report
+
+if TYPE_CHECKING:
+    from otel_audit.verify.report import Report
 
 __all__ = [
     "SEARCH_PATH",
     "DatadogReader",
     "Event",
+    "claims",
+    "claims_csv",
     "cross_check",
     "is_missing",
     "iter_events",
@@ -83,6 +85,7 @@ class Event:
     status: Any = None
     tags: list[str] = field(default_factory=list)
     columns: frozenset[str] | None = None  # a CSV's columns: only these fields can be checked
+    problem: str | None = None  # why this item (a CSV row that does not fit the header) cannot be read
 
 
 def lookup(attributes: Mapping[str, Any], path: str) -> Any:
@@ -174,15 +177,58 @@ def iter_events(doc: Any, where: str = "<datadog>") -> Iterator[Event]:
                      f"got {type(doc).__name__}")
 
 
+def claims(doc: Any) -> bool:
+    """Whether a decoded JSON value is of Datadog's shape: a Logs Search API v2 page (`data`), a v1 log
+    list (`logs`), an error response, one log event (v2 ``type: log`` or v1 ``content``), or a
+    non-empty array of those."""
+    if isinstance(doc, list):
+        return bool(doc) and all(claims(item) for item in doc)
+    if not isinstance(doc, Mapping):
+        return False
+    if isinstance(doc.get("data"), list) or isinstance(doc.get("logs"), list):
+        return True
+    if "errors" in doc and "data" not in doc:
+        return True
+    if doc.get("type") == "log" and isinstance(doc.get("attributes"), Mapping):
+        return True
+    return isinstance(doc.get("content"), Mapping) and "id" in doc
+
+
+def claims_csv(first_line: bytes) -> bool:
+    """Whether a file's first line is the header of a Log Explorer CSV download: it names an
+    ``audit.otlp`` column, or holds columns named like Datadog's attributes (``@...``)."""
+    try:
+        text = first_line.decode("utf-8-sig").strip()
+    except UnicodeDecodeError:
+        return False
+    if not text or text[:1] in "{[":
+        return False
+    try:
+        header = next(csv.reader([text]))
+    except (csv.Error, StopIteration):
+        return False
+    names = [_column(h) for h in header]
+    return OTLP_FIELD in names or (len(header) >= 2 and any(h.strip().startswith("@") for h in header))
+
+
 def _csv_events(text: str, where: str) -> Iterator[Event]:
     reader = csv.DictReader(io.StringIO(text))
     if not reader.fieldnames or not any(_column(h) == OTLP_FIELD for h in reader.fieldnames):
         raise InputError(f"{where}: a CSV without an audit.otlp column; add the @audit.otlp column to the "
                          "Log Explorer's list before downloading, or use the Logs Search API")
     columns = frozenset(_column(h) for h in reader.fieldnames)
-    for n, row in enumerate(reader, 2):
+    width = len(reader.fieldnames)
+    for row in reader:
+        n = reader.line_num
         attrs: dict[str, Any] = {}
         ev = Event(where=f"{where}:{n}", id=None, attributes=attrs, columns=columns)
+        extra, short = row.get(None), [h for h, v in row.items() if h is not None and v is None]  # type: ignore[call-overload]
+        if extra is not None or short:
+            # every row is accounted for: one that does not fit the header is not an event of this export
+            got = width + len(extra) if extra is not None else width - len(short)
+            ev.problem = f"a row of {got} field(s) under a header of {width}: not a row of this CSV export"
+            yield ev
+            continue
         for header, value in row.items():
             if header is None or value is None or value == "":
                 continue
@@ -212,20 +258,7 @@ def _column(header: str) -> str:
 
 def load_events(source: str | os.PathLike[str] | bytes, where: str | None = None) -> Iterator[Event]:
     """The events of a file (or its bytes): JSON, NDJSON or CSV, optionally gzip-compressed."""
-    if isinstance(source, bytes):
-        data, name = source, where or "<bytes>"
-    else:
-        path = Path(source)
-        name = where or str(path)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise InputError(f"{path}: cannot read: {exc.strerror}") from None
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise InputError(f"{name}: broken gzip data: {exc}") from None
+    data, name = readers.read_document(source, where)
     stripped = data.lstrip()
     if not stripped:
         raise InputError(f"{name}: empty")
@@ -361,9 +394,13 @@ class DatadogReader:
     ``mismatches``: searchable fields that disagree with the signed record (tampering at rest, or
     a Datadog pipeline rewriting them). ``problems``: events of ours that cannot be verified
     (``audit.otlp`` missing or cut short). ``skipped``: events that are not audit records.
+    A `otel_audit.readers.Reader`.
     """
 
-    def __init__(self, *, source: str | None = None) -> None:
+    kind = "datadog"
+    label = "datadog"
+
+    def __init__(self, *, source: str | None = "otel_audit") -> None:
         self.source = source  # ddsource of our events, to tell "not ours" from "ours but broken"
         self.mismatches: list[str] = []
         self.problems: list[str] = []
@@ -374,6 +411,9 @@ class DatadogReader:
     def records_of(self, events: Iterable[Event]) -> Iterator[tuple[str, dict[str, Any]]]:
         for ev in events:
             self.events += 1
+            if ev.problem is not None:
+                self.problems.append(f"{ev.where}: {ev.problem}")
+                continue
             text = lookup(ev.attributes, OTLP_FIELD)
             if text is _MISSING:
                 if self._looks_ours(ev):
@@ -402,6 +442,12 @@ class DatadogReader:
             return self.records_of(load_events(source, where))
         return self.records_of(iter_events(source, where or "<datadog>"))
 
+    def claims(self, doc: Any) -> bool:
+        return claims(doc)
+
+    def claims_text(self, first_line: bytes) -> bool:
+        return claims_csv(first_line)
+
     def _looks_ours(self, ev: Event) -> bool:
         if not is_missing(lookup(ev.attributes, "audit.stream.id")):
             return True
@@ -409,13 +455,14 @@ class DatadogReader:
 
 
 def verify_export(sources: Iterable[Any], keyring: Any, *, allow_open: bool = False,
-                  ignore_unsigned: bool = False, source: str | None = "otel_audit") -> tuple[Report, DatadogReader]:
+                  ignore_unsigned: bool = False, source: str | None = "otel_audit", partial: bool = False
+                  ) -> tuple[Report, DatadogReader]:
     """Verify the audit records in Datadog exports or search pages; mismatches and unverifiable
     events are added to the report's problems, so the report is ok only when all is well."""
     reader = DatadogReader(source=source)
-    report = verify.verify_export(reader, sources, keyring, label="datadog",
-                                  what=lambda: f"the Datadog data ({reader.events} events",
-                                  allow_open=allow_open, ignore_unsigned=ignore_unsigned)
+    report = readers.verify_export(reader, sources, keyring,
+                                   what=lambda: f"the Datadog data ({reader.events} events",
+                                   allow_open=allow_open, ignore_unsigned=ignore_unsigned, partial=partial)
     return report, reader
 
 

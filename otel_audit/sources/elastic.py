@@ -21,25 +21,26 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
-import gzip
 import itertools
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from otel_audit import verify
+from otel_audit import readers
 from otel_audit.canonical import STREAM_ID, STREAM_SEQ
+from otel_audit.decoding import decode_value
 from otel_audit.errors import InputError
-from otel_audit.keys import Keyring
 from otel_audit.otlpjson import decode_attributes
-from otel_audit.verify import Report
 
-__all__ = ["ElasticReader", "cross_check", "iter_hits", "otel_document_record", "record_of",
+if TYPE_CHECKING:
+    from otel_audit.keys import Keyring
+    from otel_audit.verify.report import Report
+
+__all__ = ["ElasticReader", "claims", "cross_check", "iter_hits", "otel_document_record", "record_of",
            "records_from_otel_documents", "verify_export"]
 
 _ISO = re.compile(
@@ -50,26 +51,16 @@ _ISO = re.compile(
 # -- input shapes ----------------------------------------------------------------------------------
 
 
-def _load_text(data: bytes) -> Any:
-    if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
-    return data
-
-
 def _documents(data: Any, name: str) -> Iterator[tuple[str, Any]]:
     """(where, parsed JSON value) of each top-level document of the input."""
     if isinstance(data, (str, os.PathLike)) and not (isinstance(data, str) and data.lstrip()[:1] in ("{", "[")):
-        path = Path(data)
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise InputError(f"{path}: cannot read: {exc.strerror}") from exc
-        yield from _documents(raw, name if name != "elasticsearch" else str(path))
+        raw, _ = readers.read_document(data)
+        yield from _documents(raw, name if name != "elasticsearch" else str(data))
         return
     if isinstance(data, str):
         data = data.encode()
     if isinstance(data, (bytes, bytearray, memoryview)):
-        raw = _load_text(bytes(data))
+        raw, _ = readers.read_document(bytes(data), name)
         try:
             yield name, orjson.loads(raw)
             return
@@ -96,6 +87,21 @@ def _documents(data: Any, name: str) -> Iterator[tuple[str, Any]]:
 @dataclass
 class _Bad:
     why: str
+
+
+def claims(doc: Any) -> bool:
+    """Whether a decoded JSON value is of Elasticsearch's shape: a hit (`_source`), a search response
+    (`hits.hits`), an error response, or a non-empty array of those."""
+    if isinstance(doc, list):
+        return bool(doc) and all(claims(item) for item in doc)
+    if not isinstance(doc, Mapping):
+        return False
+    if "_source" in doc:
+        return True
+    hits = doc.get("hits")
+    if isinstance(hits, Mapping) and isinstance(hits.get("hits"), list):
+        return True
+    return "error" in doc and "status" in doc
 
 
 def iter_hits(data: Any, *, name: str = "elasticsearch") -> Iterator[tuple[str, Any]]:
@@ -312,8 +318,11 @@ class ElasticReader:
     ``mismatches``: searchable fields that disagree with the signed record (tampering at rest, or
     an ingest pipeline rewriting them). ``problems``: hits of ours that cannot be verified
     (``audit.otlp`` missing or broken, input that is not search results). ``skipped``: hits that
-    are not audit records.
+    are not audit records. A `otel_audit.readers.Reader`.
     """
+
+    kind = "elastic"
+    label = "elasticsearch"
 
     def __init__(self) -> None:
         self.mismatches: list[str] = []
@@ -348,9 +357,15 @@ class ElasticReader:
         """Records of a file path, raw bytes or text, parsed JSON, or an iterable of hits or responses."""
         return self.records_of(iter_hits(source, name=where or "elasticsearch"))
 
+    def claims(self, doc: Any) -> bool:
+        return claims(doc)
+
+    def claims_text(self, first_line: bytes) -> bool:
+        return False  # Elasticsearch answers in JSON
+
 
 def verify_export(sources: Iterable[Any], keyring: Keyring, *, allow_open: bool = False,
-                  ignore_unsigned: bool = False) -> tuple[Report, ElasticReader]:
+                  ignore_unsigned: bool = False, partial: bool = False) -> tuple[Report, ElasticReader]:
     """Verify the audit records in Elasticsearch search results or dumps; mismatches and unverifiable
     hits are added to the report's problems, so the report is ok only when all is well.
 
@@ -358,12 +373,12 @@ def verify_export(sources: Iterable[Any], keyring: Keyring, *, allow_open: bool 
     can be passed directly as `sources`.
     """
     reader = ElasticReader()
-    report = verify.verify_export(
-        reader, sources, keyring, label="elasticsearch",
+    report = readers.verify_export(
+        reader, sources, keyring,
         what=lambda: f"the Elasticsearch data ({reader.hits} hits",
         is_file=lambda src: isinstance(src, os.PathLike)
         or (isinstance(src, str) and src.lstrip()[:1] not in ("{", "[")),
-        allow_open=allow_open, ignore_unsigned=ignore_unsigned)
+        allow_open=allow_open, ignore_unsigned=ignore_unsigned, partial=partial)
     return report, reader
 
 
@@ -443,7 +458,6 @@ def otel_document_record(source: Mapping[str, Any], *, bytes_keys: frozenset[str
 def _digest_matches(rec: Mapping[str, Any]) -> bool:
     from otel_audit import canonical
     from otel_audit.canonical import DIGEST, PREV_DIGEST
-    from otel_audit.verify import decode_value
 
     attrs = {kv["key"]: decode_value(kv["value"]) for kv in rec.get("attributes") or ()}
     try:

@@ -32,19 +32,20 @@ No OpenTelemetry SDK imports: a verifier needs only the data and the public keys
 from __future__ import annotations
 
 import datetime as _dt
-import gzip
 import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from otel_audit import verify
+from otel_audit import readers
+from otel_audit.decoding import decode_value
 from otel_audit.errors import InputError
 from otel_audit.otlpjson import decode_attributes
-from otel_audit.verify import Report
+
+if TYPE_CHECKING:
+    from otel_audit.verify.report import Report
 
 __all__ = [
     "SplunkReader",
@@ -81,9 +82,29 @@ def _results_of(doc: Any, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
         for i, item in enumerate(doc["results"]):
             if isinstance(item, dict):
                 yield f"{where}[{i}]", item
-    elif "_raw" in doc or OTLP_FIELD in doc:  # a bare result
+    elif "_raw" in doc or OTLP_FIELD in doc or CANONICAL_FIELD in doc:  # a bare result
         yield where, doc
     # otherwise: messages, preview markers, an empty lastrow: nothing to read
+
+
+#: the keys of the export format's lines that carry no result (messages, preview markers, lastrow)
+_EXPORT_KEYS = frozenset({"preview", "offset", "init_offset", "lastrow", "messages", "highlighted", "fields",
+                          "post_process_count"})
+
+
+def claims(doc: Any) -> bool:
+    """Whether a decoded JSON value is of a Splunk search output's shape: a line of the export format
+    (with a result, or only messages / preview markers), a results document, a bare result, or a
+    non-empty array of those."""
+    if isinstance(doc, list):
+        return bool(doc) and all(claims(item) for item in doc)
+    if not isinstance(doc, dict):
+        return False
+    if isinstance(doc.get("result"), dict) or isinstance(doc.get("results"), list):
+        return True
+    if "_raw" in doc or OTLP_FIELD in doc or CANONICAL_FIELD in doc:
+        return True
+    return bool(doc) and doc.keys() <= _EXPORT_KEYS and bool({"preview", "messages", "lastrow"} & doc.keys())
 
 
 def iter_results(doc: Any, where: str = "<splunk>") -> Iterator[tuple[str, dict[str, Any]]]:
@@ -94,20 +115,7 @@ def iter_results(doc: Any, where: str = "<splunk>") -> Iterator[tuple[str, dict[
 def load_results(source: str | os.PathLike[str] | bytes, where: str | None = None
                  ) -> Iterator[tuple[str, dict[str, Any]]]:
     """``(where, result)`` for every search result of a file (or its bytes), optionally gzipped."""
-    if isinstance(source, bytes):
-        data, name = source, where or "<bytes>"
-    else:
-        path = Path(source)
-        name = where or str(path)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise InputError(f"{path}: cannot read: {exc.strerror}") from None
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise InputError(f"{name}: broken gzip data: {exc}") from None
+    data, name = readers.read_document(source, where)
     if not data.strip():
         raise InputError(f"{name}: empty")
     if data.lstrip()[:1] not in (b"{", b"["):
@@ -147,7 +155,7 @@ def _event_of(result: Mapping[str, Any]) -> dict[str, Any] | None:
 
 #: the signing processor's embedded canonical content (embed_record), and how a reader hands it on
 CANONICAL_FIELD = "audit.integrity.record"
-CANONICAL_KEY = verify.CANONICAL
+CANONICAL_KEY = readers.CANONICAL
 
 
 def _one(value: Any) -> Any:
@@ -305,7 +313,11 @@ class SplunkReader:
     ``mismatches``: searchable fields that disagree with the signed record (tampering at rest, or
     a Splunk transform rewriting them). ``problems``: results of ours that cannot be verified
     (``audit.otlp`` missing or cut short). ``skipped``: results that are not audit records.
+    A `otel_audit.readers.Reader`.
     """
+
+    kind = "splunk"
+    label = "splunk"
 
     def __init__(self) -> None:
         self.mismatches: list[str] = []
@@ -335,15 +347,21 @@ class SplunkReader:
             return self.records_of(load_results(source, where))
         return self.records_of(iter_results(source, where or "<splunk>"))
 
+    def claims(self, doc: Any) -> bool:
+        return claims(doc)
+
+    def claims_text(self, first_line: bytes) -> bool:
+        return False  # Splunk's output is JSON
+
 
 def verify_export(sources: Iterable[Any], keyring: Any, *, allow_open: bool = False,
-                  ignore_unsigned: bool = False) -> tuple[Report, SplunkReader]:
+                  ignore_unsigned: bool = False, partial: bool = False) -> tuple[Report, SplunkReader]:
     """Verify the audit records in Splunk search exports; mismatches and unverifiable results are
     added to the report's problems, so the report is ok only when all is well."""
     reader = SplunkReader()
-    report = verify.verify_export(reader, sources, keyring, label="splunk",
-                                  what=lambda: f"the Splunk results ({reader.results} results",
-                                  allow_open=allow_open, ignore_unsigned=ignore_unsigned)
+    report = readers.verify_export(reader, sources, keyring,
+                                   what=lambda: f"the Splunk results ({reader.results} results",
+                                   allow_open=allow_open, ignore_unsigned=ignore_unsigned, partial=partial)
     return report, reader
 
 
@@ -453,8 +471,6 @@ def contrib_hec_mismatches(events: Iterable[Mapping[str, Any]], verified: Iterab
     value (a list nested in a list or map is compared only for presence). An event whose seq the
     verified copy lacks, or whose digest differs from it, is named too. Messages name stream and seq.
     """
-    from otel_audit.verify import decode_value
-
     by_key: dict[tuple[str, int], Mapping[str, Any]] = {}
     for rec in verified:
         attrs = {kv["key"]: decode_value(kv.get("value") or {}) for kv in rec.get("attributes") or ()}

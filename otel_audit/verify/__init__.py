@@ -5,8 +5,10 @@ which seq was modified, which ranges are missing, conflicting or inserted record
 (allowed: delivery is at least once), an unsealed tail, and bad, unknown or expired signatures.
 No OpenTelemetry SDK imports.
 
-By role: `inputs` reads files, folders and SIEM exports; `otel_audit.decoding` decodes OTLP/JSON
-strictly; `prove` proves streams; `report` holds what was found; `render` writes it for people.
+By role: `inputs` reads files, folders and SIEM exports (each line by the reader whose shape it has;
+the SIEM readers, `otel_audit.sources`, behind the protocol of `otel_audit.readers`);
+`otel_audit.decoding` decodes OTLP/JSON strictly; `prove` proves streams; `report` holds what was
+found; `render` writes it for people.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from otel_audit.verify.inputs import (
     expand_paths,
     feed,
     iter_records,
-    sniff,
+    kinds_of,
+    scan,
     verify_export,
     verify_paths,
+    verify_reader,
 )
 from otel_audit.verify.prove import OLD_GAP_REASON, Verifier, _gap_claim
 from otel_audit.verify.render import render_text
@@ -46,8 +50,10 @@ __all__ = [
     "expand_paths",
     "feed",
     "iter_records",
+    "kinds_of",
     "render_text",
-    "sniff",
+    "scan",
     "verify_export",
     "verify_paths",
+    "verify_reader",
 ]

@@ -43,6 +43,11 @@ def render_text(rep: Report) -> str:
         lines.append(f"PROBLEM: {m}")
     for t in rep.torn:
         lines.append(f"note: {t}; the records in it were never acknowledged as written")
+    if len(rep.read_as) > 1 or set(rep.read_as) - {"otlp"}:
+        lines.append("read as: " + ", ".join(f"{k} {n:,}" for k, n in rep.read_as.items()) + " line(s) or document(s)")
+    lines.extend(f"skipped: {s}" for s in rep.skipped[:20])
+    if len(rep.skipped) > 20:
+        lines.append(f"skipped: ... and {len(rep.skipped) - 20} more (--format json lists them all)")
     if rep.state is not None:
         st = rep.state
         lines.append(

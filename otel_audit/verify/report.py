@@ -112,6 +112,10 @@ class Report:
     torn: list[str] = field(default_factory=list)  # a last line cut short by a crash: a warning
     problems: list[str] = field(default_factory=list)
     state: dict[str, Any] | None = None  # `verify --state`: what the state file said and whether it was updated
+    # what the input held that is plainly not an archive, "path (why)", and items of SIEM exports that are
+    # not audit records: not read, and no problem (verify.inputs says what is skipped)
+    skipped: list[str] = field(default_factory=list)
+    read_as: dict[str, int] = field(default_factory=dict)  # lines or documents each reader took ("otlp": 12)
 
     @property
     def ok(self) -> bool:
@@ -151,6 +155,8 @@ class Report:
             "malformed": self.malformed,
             "torn": self.torn,
             "problems": self.problems,
+            "skipped": self.skipped,
+            "read_as": self.read_as,
             "streams": [s.to_json() for s in self.streams],
             **({"state": self.state} if self.state is not None else {}),
         }
