@@ -209,7 +209,7 @@ _PEM_BODY = re.compile(rb"^[A-Za-z0-9+/=]{1,80}\s*$")
 _VKEY = re.compile(rb"^[^\s+]+\+[0-9a-f]{8}\+[A-Za-z0-9+/]+={0,2}\s*$")
 _KEY_SPEC = re.compile(rb"^(hex|base64):[A-Za-z0-9+/=]+\s*$")
 _STATE_KEYS = frozenset({"stream_id", "size", "root", "chain", "closed"})
-_STATE_MORE = frozenset({"updated_ns", "checksum"})
+_STATE_MORE = frozenset({"updated_ns", "checksum", "key", "key_id"})
 SPOOL_DATA = "delivery spool data (checksummed lines)"
 PEM = "a PEM key or certificate"
 NUL = "only NUL bytes"
