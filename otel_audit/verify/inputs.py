@@ -13,9 +13,10 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from otel_audit.decoding import DecodeError, check_members, walk_request
 from otel_audit.errors import InputError
 from otel_audit.keys import Keyring
-from otel_audit.verify.prove import Verifier
+from otel_audit.verify.prove import STRICT, Verifier
 from otel_audit.verify.report import Report
 
 _loads = orjson.loads
@@ -81,24 +82,30 @@ def add_otlp_file(self: Verifier, path: Path, progress: Callable[[int], None] | 
                         continue
                     self._malformed(f"{name}:{n}: not JSON ({exc.msg})")
                     continue
+                try:
+                    check_members(line, doc)
+                except DecodeError as exc:
+                    self._malformed(f"{name}:{n}: {STRICT}: {exc}")
+                    continue
                 add_request(self, doc, f"{name}:{n}")
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
             self._malformed(f"{name}: read failed after some lines: {exc}")
 
 def add_request(self: Verifier, doc: Any, where: str) -> None:
-    """One OTLP/JSON ExportLogsServiceRequest (one line of the collector's file exporter)."""
-    if not isinstance(doc, dict) or "resourceLogs" not in doc:
+    """One OTLP/JSON ExportLogsServiceRequest (one line of the collector's file exporter), decoded
+    strictly (`otel_audit.decoding`); records are numbered across the line (`where#n`)."""
+    if not isinstance(doc, dict) or not ("resourceLogs" in doc or "resource_logs" in doc):
         self._malformed(f"{where}: not an OTLP logs request (no resourceLogs)")
         return
+    add = self.add_record
+    n = 0
     try:
-        for rl in doc["resourceLogs"] or ():
-            for sl in rl.get("scopeLogs") or ():
-                add = self.add_record
-                for i, rec in enumerate(sl.get("logRecords") or ()):
-                    add(rec, where, i)
-    except (AttributeError, TypeError) as exc:
-        self._malformed(f"{where}: OTLP structure is wrong ({exc})")
-
+        for _rl, _sl, resource, _scope, records in walk_request(doc):
+            for rec in records:
+                add(rec, where, n, resource=resource)
+                n += 1
+    except DecodeError as exc:
+        self._malformed(f"{where}: {STRICT}: {exc}")
 
 
 class Progress:
