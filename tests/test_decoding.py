@@ -360,3 +360,14 @@ def test_json_format_reads_both_spellings_differently() -> None:
     pb = json_format.Parse(v["line"], ExportLogsServiceRequest())
     assert pb.resource_logs[0].scope_logs[0].log_records[0].severity_number == 17
     assert orjson.loads(v["line"])["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0]["severityNumber"] == 9
+
+
+def test_siem_reader_refuses_a_repeated_member_in_audit_otlp(archive: Archive) -> None:
+    """A Splunk result whose audit.otlp text repeats a member is an unverifiable record, named with its rule."""
+    from otel_audit.sources.splunk import record_of
+
+    text = orjson.dumps(archive.find(123)).decode()
+    assert record_of({"audit.otlp": text})[0] is not None
+    forged = text.replace('"timeUnixNano":', '"timeUnixNano":"1","timeUnixNano":', 1)
+    record, why = record_of({"audit.otlp": forged})
+    assert record is None and why.startswith("audit.otlp is not strict OTLP/JSON: duplicate-member at timeUnixNano")
