@@ -5,20 +5,21 @@ keys in lowerCamelCase, 64-bit integers as decimal strings, enums as integers, `
 ``spanId`` as lowercase hex instead of base64. Encoding builds plain dicts and serializes them
 with orjson; going through protobuf messages would cost several times as much per record.
 
-Decoding is tolerant, as the specification asks of receivers: integers as strings or numbers,
-the special doubles as strings, and the original snake_case field names as well as camelCase.
+Decoding is strict and delegates to ``otel_audit.decoding`` (the one decoder of every reader): only
+forms that every standard OTLP decoder reads as we do are accepted; see docs/canonical-form.md §7.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import math
-import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
+
+from otel_audit.decoding import decode_attributes as _strict_attributes
+from otel_audit.decoding import decode_value, walk_request
 
 if TYPE_CHECKING:
     from opentelemetry.sdk._logs import ReadableLogRecord
@@ -128,129 +129,24 @@ def encode_attributes(attributes: Mapping[str, object] | None) -> list[dict[str,
 def decode_anyvalue(value: Mapping[str, Any] | None) -> object:
     """Return the Python value of an OTLP/JSON ``AnyValue``; the inverse of :func:`encode_anyvalue`.
 
-    An empty or unrecognised AnyValue gives ``None``. Raises ``ValueError`` for a malformed one
-    (an ``intValue`` that is not an integer, bad base64, a list where an object belongs, ...).
+    ``None`` and the empty AnyValue give ``None``. Strict (``otel_audit.decoding.decode_value``):
+    raises ``DecodeError`` (a ``ValueError``) naming the rule and the path for any form a standard
+    decoder could read differently (two value fields, a snake_case name, ``"6.9"`` as an int, ...).
     """
-    if not value:
+    if value is None:
         return None
-    if not isinstance(value, Mapping):
-        raise ValueError(f"an AnyValue must be a JSON object, not {type(value).__name__}")
-    for key, item in value.items():
-        decoder = _DECODERS.get(key)
-        if decoder is not None:
-            return decoder(item)
-    return None
+    return decode_value(value)
 
 
 def decode_attributes(key_values: Sequence[Mapping[str, Any]] | None) -> dict[str, object]:
-    """Return a dict from an OTLP/JSON ``KeyValue`` list; for a duplicate key the last one wins.
+    """Return a dict from an OTLP/JSON ``KeyValue`` list (``None`` gives ``{}``).
 
-    Raises ``ValueError`` when the list or one of its items is malformed.
+    Strict (``otel_audit.decoding.decode_attributes``): a key given twice, at any level, raises
+    ``DecodeError`` (a ``ValueError``), as does a malformed item.
     """
-    if not key_values:
+    if key_values is None:
         return {}
-    if not isinstance(key_values, list):
-        raise ValueError(f"attributes must be a JSON list, not {type(key_values).__name__}")
-    out: dict[str, object] = {}
-    for kv in key_values:
-        if not isinstance(kv, Mapping):
-            raise ValueError(f"an attribute must be a JSON object with key and value, not {kv!r}")
-        key = kv.get("key", "")
-        if not isinstance(key, str):
-            raise ValueError(f"an attribute key must be a string, not {key!r}")
-        out[key] = decode_anyvalue(kv.get("value"))
-    return out
-
-
-def _decode_string(item: object) -> str:
-    if not isinstance(item, str):
-        raise ValueError(f"stringValue must be a string, not {type(item).__name__}")
-    return item
-
-
-def _decode_bool(item: object) -> bool:
-    if not isinstance(item, bool):
-        raise ValueError(f"boolValue must be true or false, not {item!r}")
-    return item
-
-
-def _container_values(item: object, name: str) -> list[Any]:
-    if item is None:
-        return []
-    if not isinstance(item, Mapping):
-        raise ValueError(f"{name} must be a JSON object, not {type(item).__name__}")
-    values = item.get("values") or []
-    if not isinstance(values, list):
-        raise ValueError(f"{name}.values must be a JSON list, not {type(values).__name__}")
-    return values
-
-
-def _decode_array(item: object) -> list[object]:
-    return [decode_anyvalue(v) for v in _container_values(item, "arrayValue")]
-
-
-def _decode_kvlist(item: object) -> dict[str, object]:
-    return decode_attributes(_container_values(item, "kvlistValue"))
-
-
-def _decode_int(item: object) -> int:
-    if isinstance(item, bool):
-        raise ValueError(f"intValue must be an integer, not {item!r}")
-    if isinstance(item, int):
-        return item
-    if isinstance(item, float) and item.is_integer():
-        return int(item)
-    if isinstance(item, str):
-        try:
-            return int(item.strip(), 10)
-        except ValueError:
-            pass
-    raise ValueError(f"intValue must be an integer or a decimal string, not {item!r}")
-
-
-def _decode_double(item: object) -> float:
-    if isinstance(item, bool):
-        raise ValueError(f"doubleValue must be a number, not {item!r}")
-    if isinstance(item, (int, float)):
-        return float(item)
-    if isinstance(item, str):
-        special = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-        if item in special:
-            return special[item]
-        try:
-            return float(item)
-        except ValueError:
-            pass
-    raise ValueError(f"doubleValue must be a number or NaN/Infinity/-Infinity, not {item!r}")
-
-
-def _decode_bytes(item: object) -> bytes:
-    if not isinstance(item, str):
-        raise ValueError(f"bytesValue must be a base64 string, not {type(item).__name__}")
-    text = item.strip()
-    # Protobuf's JSON parser accepts both alphabets and missing padding; so do we.
-    if "-" in text or "_" in text:
-        text = text.replace("-", "+").replace("_", "/")
-    text += "=" * (-len(text) % 4)
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ValueError(f"bytesValue is not valid base64: {exc}") from None
-
-
-# Protobuf's JSON parser accepts the original snake_case names as well; receivers must too.
-_DECODERS: dict[str, Callable[[Any], object]] = {}
-for _camel, _decoder in (
-    ("stringValue", _decode_string),
-    ("boolValue", _decode_bool),
-    ("intValue", _decode_int),
-    ("doubleValue", _decode_double),
-    ("bytesValue", _decode_bytes),
-    ("arrayValue", _decode_array),
-    ("kvlistValue", _decode_kvlist),
-):
-    _DECODERS[_camel] = _decoder
-    _DECODERS[re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), _camel)] = _decoder
+    return _strict_attributes(key_values)
 
 
 def _encode_scope(scope: InstrumentationScope | None) -> dict[str, Any]:
@@ -359,42 +255,18 @@ def dumps_line(batch: Sequence[ReadableLogRecord]) -> bytes:
     return orjson.dumps(encode_logs(batch), option=orjson.OPT_APPEND_NEWLINE)
 
 
-def _field(obj: Mapping[str, Any], camel: str, snake: str) -> Any:
-    value = obj.get(camel)
-    return obj.get(snake) if value is None else value
-
-
 def iter_log_records(
     request: Mapping[str, Any],
 ) -> Iterator[tuple[list[Any], Mapping[str, Any], Mapping[str, Any]]]:
     """Yield ``(resource attributes, scope, log record)`` for every log record of a request.
 
     The resource attributes are the raw OTLP/JSON ``KeyValue`` list, the scope and the record
-    are the raw dicts; use :func:`decode_attributes` and :func:`decode_anyvalue` on them.
-    Raises ``ValueError`` when the request does not have the shape of an
-    ``ExportLogsServiceRequest``.
+    are the raw dicts; use :func:`decode_attributes` and :func:`decode_anyvalue` on them (or
+    ``otel_audit.decoding.decode_log_record`` on the record). The envelope is checked strictly
+    (``otel_audit.decoding.walk_request``): ``DecodeError`` (a ``ValueError``) when the request does
+    not have the shape of an ``ExportLogsServiceRequest``.
     """
-    if not isinstance(request, Mapping):
-        raise ValueError(f"an OTLP logs request must be a JSON object, not {type(request).__name__}")
-    resource_logs = _field(request, "resourceLogs", "resource_logs") or []
-    if not isinstance(resource_logs, list):
-        raise ValueError("resourceLogs must be a list")
-    for rl in resource_logs:
-        if not isinstance(rl, Mapping):
-            raise ValueError("each resourceLogs item must be an object")
+    for rl, sl, _resource, _scope, records in walk_request(request):
         resource = rl.get("resource") or {}
-        attributes = resource.get("attributes") or [] if isinstance(resource, Mapping) else []
-        scope_logs = _field(rl, "scopeLogs", "scope_logs") or []
-        if not isinstance(scope_logs, list):
-            raise ValueError("scopeLogs must be a list")
-        for sl in scope_logs:
-            if not isinstance(sl, Mapping):
-                raise ValueError("each scopeLogs item must be an object")
-            scope = sl.get("scope") or {}
-            records = _field(sl, "logRecords", "log_records") or []
-            if not isinstance(records, list):
-                raise ValueError("logRecords must be a list")
-            for record in records:
-                if not isinstance(record, Mapping):
-                    raise ValueError("each logRecords item must be an object")
-                yield attributes, scope, record
+        for record in records:
+            yield resource.get("attributes") or [], sl.get("scope") or {}, record

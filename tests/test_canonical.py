@@ -18,6 +18,7 @@ from tools.make_vectors import ref_canonical, ref_format_double
 
 from otel_audit import canonical
 from otel_audit.canonical import CanonicalError, canonical_bytes, format_double
+from otel_audit.decoding import DecodeError
 from otel_audit.otlpjson import encode_anyvalue
 from otel_audit.verify import decode_value
 
@@ -61,9 +62,21 @@ def test_canonical_vector(vector: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("vector", VECTORS["invalid"], ids=lambda v: v["name"])
 def test_invalid_vector_is_refused(vector: dict[str, Any]) -> None:
-    """An input with no canonical form (an integer outside int64) raises CanonicalError."""
+    """An input with no canonical form (an integer outside int64) is refused: by strict decoding
+    (int-out-of-range) before canonical_bytes, which refuses such a value too (CanonicalError)."""
+    with pytest.raises(DecodeError) as info:
+        _decode_input(vector["input"])
+    assert info.value.rule == "int-out-of-range"
     with pytest.raises(CanonicalError):
-        canonical_bytes(*_decode_input(vector["input"]))
+        canonical_bytes(*_decode_input_leniently(vector["input"]))
+
+
+def _decode_input_leniently(inp: Mapping[str, Any]) -> tuple[Any, ...]:
+    from tools.make_vectors import ref_decode
+
+    attrs = {kv["key"]: ref_decode(kv["value"]) for kv in inp["attributes"]}
+    return (inp["stream_id"], inp["seq"], inp["event_name"], int(inp["time_unix_nano"]), inp["severity_number"],
+            inp["severity_text"], ref_decode(inp["body"]), attrs)
 
 
 def test_vectors_cover_the_required_cases() -> None:

@@ -615,13 +615,15 @@ def test_huge_seq_is_reported_not_fatal(archive: Archive, keyring: Keyring) -> N
 
 
 def test_seq_beyond_int64_is_reported(archive: Archive, keyring: Keyring) -> None:
-    """A seq edited beyond int64 is reported (modified, and missing at its true place); nothing raises."""
+    """A seq edited beyond int64 is no OTLP intValue: strict decoding refuses the record (located, rule
+    int-out-of-range) and its seq is missing at its true place; nothing raises."""
     set_attr(archive.find(K), STREAM_SEQ, {"intValue": str(10**20)})
     archive.save()
     rep = verify(archive.path, keyring)
     assert not rep.ok
     s = only_stream(rep)
-    assert s.modified == [10**20] and s.missing == [[K, K]]
+    assert s.missing == [[K, K]]
+    assert len(rep.malformed) == 1 and "int-out-of-range at attributes[" in rep.malformed[0]
 
 
 def test_every_seq_is_checked(archive: Archive, keyring: Keyring) -> None:

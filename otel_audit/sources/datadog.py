@@ -43,6 +43,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from otel_audit import readers
+from otel_audit.decoding import DecodeError
+from otel_audit.decoding import loads as strict_loads
 from otel_audit.errors import InputError
 from otel_audit.otlpjson import decode_attributes
 
@@ -423,10 +425,11 @@ class DatadogReader:
                     self.skipped += 1
                 continue
             try:
-                record = orjson.loads(text) if isinstance(text, (str, bytes)) else _MISSING
-            except orjson.JSONDecodeError as exc:
+                record = strict_loads(text) if isinstance(text, (str, bytes)) else _MISSING
+            except DecodeError as exc:  # a member name twice is refused too
                 record = _MISSING
-                reason = f"not valid JSON ({exc}); was the log truncated?"
+                reason = (f"not valid JSON ({exc.detail}); was the log truncated?" if exc.rule == "not-json"
+                          else f"not strict OTLP/JSON: {exc}")
             else:
                 reason = "not a JSON object"
             if not isinstance(record, dict):

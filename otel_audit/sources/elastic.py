@@ -33,6 +33,8 @@ import orjson
 from otel_audit import readers
 from otel_audit.canonical import STREAM_ID, STREAM_SEQ
 from otel_audit.decoding import decode_value
+from otel_audit.decoding import DecodeError
+from otel_audit.decoding import loads as strict_loads
 from otel_audit.errors import InputError
 from otel_audit.otlpjson import decode_attributes
 
@@ -165,9 +167,11 @@ def record_of(hit: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(text, str):
         raise ValueError(f"audit.otlp is a {type(text).__name__}, not the text of an OTLP/JSON logRecord")
     try:
-        rec = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"audit.otlp is not JSON ({exc})") from None
+        rec = strict_loads(text)  # a member name twice is refused too
+    except DecodeError as exc:
+        if exc.rule == "not-json":
+            raise ValueError(f"audit.otlp is not JSON ({exc.detail})") from None
+        raise ValueError(f"audit.otlp is not strict OTLP/JSON: {exc}") from None
     if not isinstance(rec, dict):
         raise ValueError("audit.otlp is not a JSON object")
     return rec

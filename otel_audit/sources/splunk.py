@@ -41,6 +41,8 @@ import orjson
 
 from otel_audit import readers
 from otel_audit.decoding import decode_value
+from otel_audit.decoding import DecodeError
+from otel_audit.decoding import loads as strict_loads
 from otel_audit.errors import InputError
 from otel_audit.otlpjson import decode_attributes
 
@@ -194,9 +196,12 @@ def record_of(result: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:
     if not isinstance(text, str):
         return None, f"audit.otlp is a {type(text).__name__}, not the JSON text of a logRecord"
     try:
-        record = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        return None, f"audit.otlp is not valid JSON ({exc}); was the event truncated (TRUNCATE in props.conf)?"
+        record = strict_loads(text)  # a member name twice is refused too
+    except DecodeError as exc:
+        if exc.rule != "not-json":
+            return None, f"audit.otlp is not strict OTLP/JSON: {exc}"
+        return None, (f"audit.otlp is not valid JSON ({exc.detail}); was the event truncated (TRUNCATE in "
+                      "props.conf)?")
     if not isinstance(record, dict):
         return None, "audit.otlp is not a JSON object"
     return record, ""

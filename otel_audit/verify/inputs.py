@@ -41,13 +41,13 @@ from typing import Any, BinaryIO
 import orjson
 
 from otel_audit import readers as _readers
-from otel_audit.decoding import decode_value
+from otel_audit.decoding import DecodeError, check_members, walk_request
 from otel_audit.errors import AuditError, InputError
 from otel_audit.keys import FORMAT as KEYRING_FORMAT
 from otel_audit.keys import Keyring
 from otel_audit.readers import CANONICAL, MAX_DOCUMENT, MAX_LINE, Reader
 from otel_audit.verify import state as audit_state
-from otel_audit.verify.prove import Verifier
+from otel_audit.verify.prove import STRICT, Verifier
 from otel_audit.verify.report import Report
 
 _loads = orjson.loads
@@ -385,6 +385,12 @@ class _Run:
                         self._not_json(fh, line, where, exc, tally)
                         continue
                     first = False
+                    try:
+                        check_members(line, doc)  # a member name twice: orjson kept only the last
+                    except DecodeError as exc:
+                        tally.taken += 1
+                        self.v._malformed(f"{where}: {STRICT}: {exc}")
+                        continue
                     self.take(doc, where, tally)
             except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
                 self.v._malformed(f"{name}: read failed after {n} line(s): {exc}")
@@ -480,59 +486,21 @@ def add_otlp_file(self: Verifier, path: Path, progress: Callable[[int], None] | 
     _Run(self, "otlp").read_file(path, progress)
 
 def add_request(self: Verifier, doc: Any, where: str) -> None:
-    """One OTLP/JSON ExportLogsServiceRequest (one line of the collector's file exporter)."""
-    if not isinstance(doc, dict) or "resourceLogs" not in doc:
+    """One OTLP/JSON ExportLogsServiceRequest (one line of the collector's file exporter), decoded
+    strictly (`otel_audit.decoding`); records are numbered across the line (`where#n`)."""
+    if not isinstance(doc, dict) or not ("resourceLogs" in doc or "resource_logs" in doc):
         self._malformed(f"{where}: not an OTLP logs request (no resourceLogs)")
         return
+    add = self.add_record
+    n = 0
     try:
-        for rl in doc["resourceLogs"] or ():
-            resource = _resource_attributes(rl.get("resource"))
-            for sl in rl.get("scopeLogs") or ():
-                add = self.add_record
-                for i, rec in enumerate(sl.get("logRecords") or ()):
-                    add(rec, where, i, resource=resource)
-    except (AttributeError, TypeError) as exc:
-        self._malformed(f"{where}: OTLP structure is wrong ({exc})")
+        for _rl, _sl, resource, _scope, records in walk_request(doc):
+            for rec in records:
+                add(rec, where, n, resource=resource)
+                n += 1
+    except DecodeError as exc:
+        self._malformed(f"{where}: {STRICT}: {exc}")
 
-
-
-def _resource_attributes(resource: Any) -> dict[str, Any]:
-    """The decoded attributes of a resourceLogs' resource ({} when it has none or they cannot be read)."""
-    out: dict[str, Any] = {}
-    try:
-        for kv in (resource or {}).get("attributes") or ():
-            out[kv["key"]] = decode_value(kv.get("value") or {})
-    except (AttributeError, KeyError, TypeError, ValueError):
-        return {}
-    return out
-
-
-class Progress:
-    """A one-line progress bar on a terminal (stderr); silent elsewhere."""
-
-    def __init__(self, total: int, stream: Any = None) -> None:
-        self.total = max(total, 1)
-        self.done = 0
-        self.stream = stream or sys.stderr
-        self.enabled = hasattr(self.stream, "isatty") and self.stream.isatty() and total > 1 << 20
-        self._next = 0
-
-    def __call__(self, n: int) -> None:
-        self.done += n
-        if self.enabled and self.done >= self._next:
-            self._next = self.done + self.total // 200
-            frac = min(self.done / self.total, 1.0)
-            bar = "#" * int(frac * 30)
-            self.stream.write(f"\rverifying [{bar:<30}] {frac:6.1%} of {self.total / 1e6:.1f} MB")
-            self.stream.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\r" + " " * 70 + "\r")
-            self.stream.flush()
-
-SOURCES = ("auto", "otlp", *_readers.kinds())
-MAX_LISTED = 100  # a reader's problems and mismatches copied into a report
 
 
 def feed(verifier: Verifier, records: Iterable[tuple[str, Mapping[str, Any]]]) -> None:

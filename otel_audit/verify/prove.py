@@ -13,11 +13,9 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from otel_audit import canonical
 from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, GAP_EVENT, PREV_DIGEST, RECORD, STREAM_ID, STREAM_SEQ
-from otel_audit.decoding import decode_value
+from otel_audit.decoding import DecodeError, decode_canonical_content, decode_log_record
 from otel_audit.keys import Keyring, NoteCheck, PublicKey, _ts
 from otel_audit.merkle import CompactRange
 from otel_audit.note import NoteError, Parent, Predecessor, SignedNote, parse_note
@@ -56,6 +54,9 @@ CHECKPOINT_ATTRIBUTES = {"audit.category": "integrity", "audit.action": "checkpo
 CHECKPOINT_SEVERITY = (9, "INFO")
 MAX_IDENTITIES = 64  # distinct producer identities kept per stream; more are counted, not kept
 MAX_RUNS = 1000  # seq runs kept per identity (and embedded mismatches per stream); the counts stay exact
+
+#: how a record that strict decoding rejects is named in the report (then the rule, the path, why)
+STRICT = "not strict OTLP/JSON"
 
 
 # -- the verifier -----------------------------------------------------------------------------------
@@ -123,12 +124,12 @@ class Verifier:
         """One OTLP/JSON logRecord; `where` and `index` locate it in messages; `resource` holds the decoded
         attributes of its resourceLogs' resource (None: not known, as from a SIEM export)."""
         self.report.records += 1
-        attrs: dict[str, Any] = {}
         try:
-            for kv in rec["attributes"] if "attributes" in rec else ():
-                v = kv["value"]
-                sv = v.get("stringValue")
-                attrs[kv["key"]] = sv if sv is not None else decode_value(v)
+            event, t, sev_number, sev_text, body, attrs, *_ = decode_log_record(rec)
+        except DecodeError as exc:
+            self._malformed(f"{_loc(where, index)}: {STRICT}: {exc}")
+            return
+        try:
             stream = attrs.pop(STREAM_ID, None)
             seq = attrs.pop(STREAM_SEQ, None)
             prev = attrs.pop(PREV_DIGEST, None)
@@ -137,22 +138,15 @@ class Verifier:
             if stream is None:
                 self.report.unsigned += 1
                 if len(self.report.unsigned_examples) < 5:
-                    self.report.unsigned_examples.append(f"{_loc(where, index)} ({rec.get('eventName', '')!r})")
+                    self.report.unsigned_examples.append(f"{_loc(where, index)} ({event!r})")
                 return
             per = self._streams.get(stream)  # type: ignore[arg-type]
-            if per is None:
-                if type(stream) is not str or len(stream) != 32 or not _is_hex(stream):
-                    self._malformed(f"{_loc(where, index)}: audit.stream.id is not 32 lower-case hex digits")
-                    return
+            if per is None and (type(stream) is not str or len(stream) != 32 or not _is_hex(stream)):
+                self._malformed(f"{_loc(where, index)}: audit.stream.id is not 32 lower-case hex digits")
+                return
             if type(seq) is not int or seq < 0 or type(prev) is not str or type(digest) is not str:
                 self._malformed(f"{_loc(where, index)}: integrity attributes have the wrong form")
                 return
-            body = rec.get("body")
-            if body is not None:
-                body = body["stringValue"] if "stringValue" in body else decode_value(body)
-            event = rec.get("eventName", "")
-            t = int(rec.get("timeUnixNano") or 0)
-            sev_number, sev_text = int(rec.get("severityNumber") or 0), rec.get("severityText", "")
             content = canonical.content_bytes(event, t, sev_number, sev_text, body, attrs)
             pb = bytes.fromhex(prev)
             db = bytes.fromhex(digest)
@@ -233,20 +227,22 @@ class Verifier:
 
     def add_canonical(self, stream: Any, seq: Any, prev: Any, digest: Any, content: Any, where: str) -> None:
         """A record known by its carried canonical content (`audit.integrity.record`) and integrity fields,
-        as a backend that flattens attributes holds it; the digest is checked over exactly those bytes."""
+        as a backend that flattens attributes holds it; the digest is checked over exactly those bytes,
+        which must be the canonical encoding of what they hold (`decoding.decode_canonical_content`)."""
         self.report.records += 1
         try:
-            if isinstance(seq, str) and seq.isascii() and seq.isdigit():
+            if isinstance(seq, str) and seq.isascii() and seq.isdigit() and str(int(seq)) == seq:
                 seq = int(seq)
             if (type(stream) is not str or len(stream) != 32 or not _is_hex(stream) or type(seq) is not int
                     or seq < 0 or type(prev) is not str or type(digest) is not str or type(content) is not str):
                 self._malformed(f"{where}: integrity fields have the wrong form")
                 return
+            try:
+                event, t, sev_number, sev_text, body, attrs = decode_canonical_content(content)
+            except DecodeError as exc:
+                self._malformed(f"{where}: {STRICT}: {exc}")
+                return
             raw = content.encode("utf-8")
-            item = _loads(raw)
-            if not isinstance(item, list) or len(item) != 6 or not raw.startswith(b"["):
-                raise ValueError("audit.integrity.record is not a canonical content array")
-            event, t_text, sev_number, sev_text, body, attrs = item
             pb, db = bytes.fromhex(prev), bytes.fromhex(digest)
             if len(pb) != 32 or len(db) != 32:
                 raise ValueError("a digest is not 32 bytes")
@@ -254,13 +250,11 @@ class Verifier:
             if head is None:
                 head = self._heads[stream] = b'\x00["v1","' + stream.encode() + b'",'
             calc = _sha256(pb.join((b"\x00", head[1:])) + str(seq).encode() + b"," + raw[1:]).digest()
-            t = int(t_text) if isinstance(t_text, str) and t_text.isdigit() else 0
             r = (calc, pb, db, body if event == CHECKPOINT_EVENT and type(body) is str else None)
-            self._observe(stream, seq, calc, event, t, sev_number, sev_text, body,
-                          attrs if isinstance(attrs, dict) else {}, _ABSENT, raw, None, where)
-            if event == GAP_EVENT and isinstance(attrs, dict):
+            self._observe(stream, seq, calc, event, t, sev_number, sev_text, body, attrs, _ABSENT, raw, None, where)
+            if event == GAP_EVENT:
                 self._add_gap_claim(stream, seq, attrs)
-        except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
+        except (ValueError, TypeError) as exc:
             self._malformed(f"{where}: record cannot be read ({type(exc).__name__}: {exc})")
             return
         self._store(stream, seq, t, r, self._streams.get(stream))
