@@ -503,6 +503,34 @@ def add_request(self: Verifier, doc: Any, where: str) -> None:
 
 
 
+class Progress:
+    """A one-line progress bar on a terminal (stderr); silent elsewhere."""
+
+    def __init__(self, total: int, stream: Any = None) -> None:
+        self.total = max(total, 1)
+        self.done = 0
+        self.stream = stream or sys.stderr
+        self.enabled = hasattr(self.stream, "isatty") and self.stream.isatty() and total > 1 << 20
+        self._next = 0
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        if self.enabled and self.done >= self._next:
+            self._next = self.done + self.total // 200
+            frac = min(self.done / self.total, 1.0)
+            bar = "#" * int(frac * 30)
+            self.stream.write(f"\rverifying [{bar:<30}] {frac:6.1%} of {self.total / 1e6:.1f} MB")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\r" + " " * 70 + "\r")
+            self.stream.flush()
+
+SOURCES = ("auto", "otlp", *_readers.kinds())
+MAX_LISTED = 100  # a reader's problems and mismatches copied into a report
+
+
 def feed(verifier: Verifier, records: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
     """Hand a SIEM reader's (where, record) pairs to the verifier: OTLP/JSON records, or records a
     reader found as embedded canonical content (`audit.integrity.record`)."""

@@ -38,7 +38,6 @@ from otel_audit.verify.report import (
 )
 
 _sha256 = hashlib.sha256
-_loads = orjson.loads
 _ABSENT: Any = object()
 
 #: The resource attributes a checkpoint's producer line may name (processors/signing.py `_producer_of`:
