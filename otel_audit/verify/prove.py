@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
+import dataclasses
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from otel_audit import canonical
@@ -18,8 +22,9 @@ from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, GAP_EVENT, PREV_DIGES
 from otel_audit.decoding import DecodeError, decode_canonical_content, decode_log_record
 from otel_audit.keys import Keyring, NoteCheck, PublicKey, _ts
 from otel_audit.merkle import CompactRange
-from otel_audit.note import NoteError, Parent, Predecessor, SignedNote, parse_note
+from otel_audit.note import NoteError, Parent, Predecessor, Signature, SignedNote, parse_note
 from otel_audit.verify.liveness import Liveness, record_key_finding
+from otel_audit.verify.order import FP_EXTENT, MAX_SPILL_SEQ, Scratch, window_size
 from otel_audit.verify.report import (
     CALC,
     DIG,
@@ -28,7 +33,6 @@ from otel_audit.verify.report import (
     Report,
     StreamReport,
     _fmt_ranges,
-    _gaps,
     _loc,
     _parse_bridges,
     _parse_ranges,
@@ -76,8 +80,13 @@ class Verifier:
         self.allow_open = allow_open
         self.ignore_unsigned = ignore_unsigned
         self.report = Report()
-        self._streams: dict[str, dict[int, _Rec]] = {}
-        self._extra: dict[str, dict[int, list[_Rec]]] = {}  # stream -> seq -> more records at a seq already seen
+        # stream -> its records in seq order as they arrive (_Stream); records not yet next wait in a window of
+        # at most `window` records over all streams, beyond it in sorted runs on disk (verify/order.py)
+        self._streams: dict[str, _Stream] = {}
+        self.window = window_size()
+        self._waiting = 0
+        self._scratch = Scratch()
+        self._slim_sigs: dict[tuple[tuple[str, bytes], ...], tuple[Signature, ...]] = {}
         # what proving needs beyond a record's digests (_observe): a checkpoint record's own fields by its
         # computed digest, embedded canonical content that disagrees, the producer identities of resources
         self._cp_fields: dict[bytes, tuple[int, Any, Any, dict[str, Any]]] = {}
@@ -91,8 +100,7 @@ class Verifier:
         # the marker's own stream): a marker declares seqs of its own stream or, with audit.gap.stream, of an
         # earlier one (records replayed from a spool after a restart)
         self._gap_claims: dict[str, list[tuple[int, Any, Any, Any, Any, str]]] = {}
-        self._sealed_in: dict[str, set[int]] = {}  # stream -> seqs proven there (gap markers of later streams)
-        self._times: dict[str, list[int]] = {}
+        self._sealed_in: dict[str, list[list[int]]] = {}  # stream -> seq ranges proven there (for gap markers)
 
     # reading
 
@@ -171,20 +179,243 @@ class Verifier:
             target = stream
         self._gap_claims.setdefault(target, []).append((*_gap_claim(seq, attrs), stream))
 
-    def _store(self, stream: str, seq: int, t: int, r: _Rec, per: dict[int, _Rec] | None) -> None:
+    def _store(self, stream: str, seq: int, t: int, r: _Rec, per: _Stream | None) -> None:
+        """Where every decoded record arrives: it waits in the reorder window until its stream is processed
+        up to it (`_drain`), or, when its seq was processed already, is a duplicate or a conflict (`_late`)."""
         if per is None:
-            per = self._streams[stream] = {}
-            self._times[stream] = [t, t]
+            per = self._streams[stream] = _Stream(stream, t, self.roots_at.get(stream, frozenset()))
         else:
-            tt = self._times[stream]
+            tt = per.times
             if t and (not tt[0] or t < tt[0]):
                 tt[0] = t
             if t > tt[1]:
                 tt[1] = t
-        if seq in per:
-            self._extra.setdefault(stream, {}).setdefault(seq, []).append(r)
+        if seq < per.next:
+            self._late(per, seq, r)
+            return
+        pending = per.pending
+        g = pending.get(seq)
+        if g is None:
+            pending[seq] = r
+        elif type(g) is list:
+            g.append(r)
         else:
-            per[seq] = r
+            pending[seq] = [g, r]
+        self._waiting += 1
+        if self._waiting > self.window:
+            self._overflow()
+
+    def _overflow(self) -> None:
+        """More records wait than the window holds: process every stream as far as its records are
+        contiguous; then spill the streams that still wait most (their next seq is absent) to sorted runs."""
+        for st in self._streams.values():
+            if st.pending and not st.runs:
+                self._drain(st)
+        low = self.window // 2
+        if self._waiting > low:
+            for st in sorted((st for st in self._streams.values() if st.pending), key=lambda st: -len(st.pending)):
+                if self._waiting <= low:
+                    break
+                self._spill(st)
+
+    def _drain(self, st: _Stream) -> None:
+        """Process the stream's records from its next seq while their successor is there too (a one-seq
+        lookahead chooses among differing variants at one seq)."""
+        pending = st.pending
+        seq = st.next
+        g = pending.get(seq)
+        if g is None:
+            return
+        nxt = pending.get(seq + 1)
+        step = self._step
+        n = 0
+        while nxt is not None:
+            del pending[seq]
+            n += len(g) if type(g) is list else 1
+            step(st, seq, g, nxt, True)
+            seq += 1
+            g = nxt
+            nxt = pending.get(seq + 1)
+        self._waiting -= n
+        st.next = seq
+
+    def _spill(self, st: _Stream) -> None:
+        entries = sorted(st.pending.items())
+        # a seq beyond 64 bits (only a forgery has one) does not fit an entry: it waits in memory
+        k = len(entries)
+        while k and entries[k - 1][0] > MAX_SPILL_SEQ:
+            k -= 1
+        if k:
+            st.runs.append(self._scratch.spill(entries[:k]))
+        st.pending = dict(entries[k:])  # not counted as waiting any more
+        self._waiting -= sum(len(g) if type(g) is list else 1 for _, g in entries)
+
+    def _late(self, st: _Stream, seq: int, r: _Rec) -> None:
+        """A record of a seq already processed: a duplicate when it is the record processed there (or another
+        variant seen there), else a conflict. It cannot change what was processed (see docs/verify-memory.md)."""
+        if r[NOTE] is not None:
+            self._cp_fields.pop(r[CALC], None)
+        fp = self._scratch.fingerprint(r)
+        known = st.variants.get(seq)
+        if known is None:
+            k, i = divmod(seq, FP_EXTENT)
+            mine = (self._scratch.load_fingerprint(st.fp_extents[k] + 8 * i) if k < len(st.fp_extents)
+                    else bytes(st.fp_buf[8 * i:8 * i + 8]))
+            if fp == mine:
+                st.sr.duplicates += 1
+                return
+            known = st.variants[seq] = {mine}
+        if fp in known:
+            st.sr.duplicates += 1
+            return
+        known.add(fp)
+        st.late.add(seq)
+
+    def _step(self, st: _Stream, seq: int, g: _Rec | list[_Rec], nxt: _Rec | list[_Rec] | None,
+              keep: bool) -> None:
+        """Process the records at `seq` (one, or a list in arrival order) given those at seq + 1 (None: absent):
+        choose one (duplicates are fine, differing variants are conflicts: the variant consistent with itself
+        and its successor is kept), then check it against its predecessor, its checkpoint note, the tree.
+        `keep`: records may still arrive, so keep a fingerprint of the chosen one."""
+        sr = st.sr
+        if type(g) is list:
+            distinct = set(g)
+            sr.duplicates += len(g) - len(distinct)
+            r = g[0]
+            if len(distinct) > 1:
+                sr.conflicting.append(seq)
+                nv = None if nxt is None else nxt if type(nxt) is list else (nxt,)
+                good = [v for v in g if v[CALC] == v[DIG] and (nv is None or any(n[PREV] == v[DIG] for n in nv))]
+                if good:
+                    r = good[0]
+                if keep:
+                    st.variants[seq] = {self._scratch.fingerprint(v) for v in distinct}
+        else:
+            r = g
+        if keep:
+            buf = st.fp_buf
+            buf += self._scratch.fingerprint(r)
+            if len(buf) == 8 * FP_EXTENT:
+                st.fp_extents.append(self._scratch.save_fingerprints(bytes(buf)))
+                st.fp_buf = bytearray()
+        present = st.present
+        if present and present[-1][1] == seq - 1:
+            present[-1][1] = seq
+        else:
+            present.append([seq, seq])
+        calc, prev, dig, note = r
+        bad = calc != dig
+        if bad:
+            st.bad.append(seq)
+        elif st.last_seq == seq - 1 and not st.last_bad and prev != st.last_dig:
+            sr.broken_links.append([seq - 1, seq])
+        sn = None if note is None else self._checkpoint(st, seq, r)
+        # Merkle roots where the tree can be rebuilt (every leaf from 0 present). The leaves are the digests
+        # the records carry: a signed root over them proves every one of them, so a record whose content gives
+        # its carried digest is proven even when a neighbour was altered.
+        tree = st.tree
+        if tree.size == seq:
+            if seq in st.want:
+                sr.roots_at[seq] = tree.root().hex()
+            if sn is not None:
+                if tree.root() == sn.checkpoint.root:
+                    st.proven_below = seq
+                else:
+                    sr.root_mismatch.append(seq)
+            tree.append(dig)
+        # chain segments: runs of records, none modified, each linked to the one before; proving (`_prove`)
+        # seals a segment below its highest valid checkpoint, or whole when a sealed one above links to it
+        seg = st.seg
+        if bad:
+            if seg is not None:
+                st.segments.append(seg)
+                st.seg = None
+        else:
+            if seg is not None and seg[1] == seq - 1 and prev == seg[3]:
+                seg[1] = seq
+                seg[3] = dig
+            else:
+                gap = seg is not None and seg[1] == st.last_seq and seq > st.last_seq + 1
+                if seg is not None:
+                    st.segments.append(seg)
+                seg = st.seg = [seq, seq, prev, dig, None, gap]
+            if sn is not None:
+                seg[4] = seq
+        st.last_seq = seq
+        st.last_dig = dig
+        st.last_bad = bad
+
+    def _checkpoint(self, st: _Stream, seq: int, r: _Rec) -> SignedNote | None:
+        """Parse and check the signature of a checkpoint record, and that the record itself is what its note
+        determines; the valid one, kept slim (st.valid), or None. Every key that signed (or claims to) is
+        noted for sr.signing_keys (`_close_checkpoints`)."""
+        sr = st.sr
+        sr.checkpoints += 1
+        fields = self._cp_fields.pop(r[CALC], None)
+        try:
+            sn = parse_note(r[NOTE])  # type: ignore[arg-type]
+        except NoteError as exc:
+            sr.bad_checkpoints.append({"seq": seq, "reason": str(exc)})
+            return None
+        cp = sn.checkpoint
+        if cp.origin.rsplit("/", 1)[-1] != sr.stream_id:
+            sr.bad_checkpoints.append({"seq": seq, "reason": f"origin {cp.origin!r} names another stream"})
+            return None
+        if cp.size != seq:
+            sr.bad_checkpoints.append({"seq": seq, "reason": f"commits to size {cp.size}, stands at seq {seq}"})
+            return None
+        if cp.chain != r[PREV]:
+            sr.bad_checkpoints.append({"seq": seq, "reason": "chain line disagrees with the record's prev digest"})
+            return None
+        check = self.keyring.check_note(sn)
+        if check.status != "ok":
+            record_key_finding(sr, seq, check)
+        verdict, named = _named_keys(check)
+        by_key = st.by_key
+        for name, kid, status, key in named:
+            k = by_key.get((name, kid, status))
+            if k is None:
+                k = by_key[(name, kid, status)] = {
+                    "name": name, "key_id": kid, "status": status, "seqs": [],
+                    "not_before": _ts(key.not_before) if key else None,
+                    "not_after": _ts(key.not_after) if key else None, "times": [cp.time_ns, cp.time_ns]}
+            k["seqs"].append(seq)
+            k["times"] = [min(k["times"][0], cp.time_ns), max(k["times"][1], cp.time_ns)]
+        if verdict == "ok":
+            differs = _disagreement(fields, sn, sn.signatures[0].name)
+            if differs:
+                sr.disagreeing_checkpoints.append({"seq": seq, "fields": differs})
+                return None
+            if not sr.producer:
+                sr.producer = dict(cp.producer)
+            # what later needs of a valid checkpoint (lineage, liveness, handovers, --state): not its text,
+            # producer line or signature bytes
+            names = tuple((x.name, x.key_id) for x in sn.signatures)
+            sigs = self._slim_sigs.get(names)
+            if sigs is None:
+                sigs = self._slim_sigs[names] = tuple(Signature(n, kid, b"") for n, kid in names)
+            slim = SignedNote("", sigs, dataclasses.replace(cp, producer=_NO_PRODUCER, origin=""))
+            st.valid[seq] = slim
+            return slim
+        if verdict == "unknown":
+            sr.unknown_keys.append(seq)
+        elif verdict == "expired":
+            sr.expired_keys.append(seq)
+        else:
+            sr.bad_signatures.append(seq)
+        return None
+
+    def _close_checkpoints(self, st: _Stream) -> None:
+        sr = st.sr
+        by_key = st.by_key
+        sr.keys = sorted({k["name"] for k in by_key.values() if k["status"] == "ok"})
+        sr.signing_keys = [
+            {"name": k["name"], "key_id": k["key_id"], "status": k["status"], "seqs": _ranges(k["seqs"]),
+             "not_before": k["not_before"], "not_after": k["not_after"],
+             "checkpoint_times": [_ts(k["times"][0]), _ts(k["times"][1])]}
+            for k in sorted(by_key.values(), key=lambda k: (k["seqs"][0], k["name"], k["status"]))
+        ]
+        st.by_key = {}
 
     def _observe(self, stream: str, seq: int, calc: bytes, event: Any, t: int, sev_number: Any, sev_text: Any,
                  body: Any, attrs: Mapping[str, Any], embedded: Any, content: bytes,
@@ -261,29 +492,33 @@ class Verifier:
     # proving
 
     def finish(self) -> Report:
+        try:
+            return self._finish()
+        finally:
+            self._scratch.close()
+            self._cp_fields.clear()
+
+    def _finish(self) -> Report:
         rep = self.report
-        notes: dict[str, dict[int, SignedNote]] = {}
         claims: dict[str, list[tuple[str, Predecessor]]] = {}  # predecessor id -> [(successor id, claim)]
         forks: dict[str, list[tuple[str, Parent]]] = {}  # parent id -> [(child id, claim)]
-        prepared: dict[str, tuple[StreamReport, dict[int, _Rec]]] = {}
-        for sid, per in self._streams.items():
-            sr = StreamReport(sid)
-            chosen = self._choose(sr, sid, per)
-            notes[sid] = self._checkpoints(sr, chosen)
-            start = notes[sid].get(0)
+        for sid, st in self._streams.items():
+            self._flush(st)
+            self._close_checkpoints(st)
+            sr = st.sr
+            start = st.valid.get(0)
             if start is not None and start.checkpoint.prev is not None:
                 claims.setdefault(start.checkpoint.prev.stream_id, []).append((sid, start.checkpoint.prev))
                 sr.predecessor = start.checkpoint.prev.stream_id
             if start is not None and start.checkpoint.parent is not None:
                 forks.setdefault(start.checkpoint.parent.stream_id, []).append((sid, start.checkpoint.parent))
                 sr.parent = start.checkpoint.parent.stream_id
-            tt = self._times[sid]
+            tt = st.times
             sr.first_time_ns, sr.last_time_ns = tt[0] or None, tt[1] or None
-            prepared[sid] = (sr, chosen)
-        for sid in self._proving_order(prepared):
-            sr, chosen = prepared[sid]
-            self._prove(sr, chosen, notes[sid], claims.get(sid, []), forks.get(sid, []))
-            rep.streams.append(sr)
+        for sid in self._proving_order(self._streams):
+            st = self._streams[sid]
+            self._prove(st, claims.get(sid, []), forks.get(sid, []))
+            rep.streams.append(st.sr)
         by_id = {s.stream_id: s for s in rep.streams}
 
         def lineage_gap(sr: StreamReport, msg: str) -> None:
@@ -315,6 +550,24 @@ class Verifier:
             rep.problems.append("no signed stream in the input: nothing is proven")
         return rep
 
+    def _flush(self, st: _Stream) -> None:
+        """Process the rest of a stream in seq order: what waits in memory, merged with its spilled runs."""
+        tail = sorted(st.pending.items())
+        st.pending = {}
+        groups: Iterable[tuple[int, Any]] = tail
+        if st.runs:
+            groups = _grouped(self._scratch.merge(st.runs, tail))
+            st.runs = []
+        step = self._step
+        cur: tuple[int, Any] | None = None
+        for seq, g in groups:
+            if cur is not None:
+                step(st, cur[0], cur[1], g if seq == cur[0] + 1 else None, False)
+            cur = (seq, g)
+        if cur is not None:
+            step(st, cur[0], cur[1], None, False)
+            st.next = cur[0] + 1
+
     def _proving_order(self, streams: Mapping[str, Any]) -> list[str]:
         """Streams whose gap markers declare records of other streams are proven before those streams."""
         after: dict[str, set[str]] = {}
@@ -341,109 +594,28 @@ class Verifier:
                 order.append(node)
         return order
 
-    def _choose(self, sr: StreamReport, sid: str, per: dict[int, _Rec]) -> dict[int, _Rec]:
-        """One record per seq: duplicates are fine, differing variants are conflicts."""
-        conflicts: list[int] = []
-        extra = self._extra.get(sid, {})
-        for seq, more in extra.items():
-            variants = [per[seq], *more]
-            distinct = set(variants)
-            sr.duplicates += len(variants) - len(distinct)
-            if len(distinct) > 1:
-                conflicts.append(seq)
-                # keep the variant consistent with itself and its successor, if one is
-                nxt = [per[seq + 1], *extra.get(seq + 1, ())] if seq + 1 in per else None
-                good = [v for v in variants if v[CALC] == v[DIG]
-                        and (nxt is None or any(n[PREV] == v[DIG] for n in nxt))]
-                if good:
-                    per[seq] = good[0]
-        sr.conflicting = sorted(conflicts)
-        sr.records = len(per)
-        return per
-
-    def _checkpoints(self, sr: StreamReport, chosen: dict[int, _Rec]) -> dict[int, SignedNote]:
-        """Parse and check the signature of every checkpoint record, and that the record itself is what its
-        note determines; keep the valid ones. Every key that signed (or claims to) lands in sr.signing_keys."""
-        valid: dict[int, SignedNote] = {}
-        by_key: dict[tuple[str, str, str], dict[str, Any]] = {}
-        for seq in sorted(s for s, r in chosen.items() if r[NOTE] is not None):
-            r = chosen[seq]
-            sr.checkpoints += 1
-            try:
-                sn = parse_note(r[NOTE])
-            except NoteError as exc:
-                sr.bad_checkpoints.append({"seq": seq, "reason": str(exc)})
-                continue
-            cp = sn.checkpoint
-            if cp.origin.rsplit("/", 1)[-1] != sr.stream_id:
-                sr.bad_checkpoints.append({"seq": seq, "reason": f"origin {cp.origin!r} names another stream"})
-                continue
-            if cp.size != seq:
-                sr.bad_checkpoints.append({"seq": seq, "reason": f"commits to size {cp.size}, stands at seq {seq}"})
-                continue
-            if cp.chain != r[PREV]:
-                sr.bad_checkpoints.append({"seq": seq, "reason": "chain line disagrees with the record's prev digest"})
-                continue
-            check = self.keyring.check_note(sn)
-            if check.status != "ok":
-                record_key_finding(sr, seq, check)
-            verdict, named = _named_keys(check)
-            for name, kid, status, key in named:
-                k = by_key.get((name, kid, status))
-                if k is None:
-                    k = by_key[(name, kid, status)] = {
-                        "name": name, "key_id": kid, "status": status, "seqs": [],
-                        "not_before": _ts(key.not_before) if key else None,
-                        "not_after": _ts(key.not_after) if key else None, "times": [cp.time_ns, cp.time_ns]}
-                k["seqs"].append(seq)
-                k["times"] = [min(k["times"][0], cp.time_ns), max(k["times"][1], cp.time_ns)]
-            if verdict == "ok":
-                differs = _disagreement(self._cp_fields.get(r[CALC]), sn, sn.signatures[0].name)
-                if differs:
-                    sr.disagreeing_checkpoints.append({"seq": seq, "fields": differs})
-                    continue
-                valid[seq] = sn
-                if not sr.producer:
-                    sr.producer = dict(cp.producer)
-            elif verdict == "unknown":
-                sr.unknown_keys.append(seq)
-            elif verdict == "expired":
-                sr.expired_keys.append(seq)
-            else:
-                sr.bad_signatures.append(seq)
-        sr.keys = sorted({k["name"] for k in by_key.values() if k["status"] == "ok"})
-        sr.signing_keys = [
-            {"name": k["name"], "key_id": k["key_id"], "status": k["status"], "seqs": _ranges(k["seqs"]),
-             "not_before": k["not_before"], "not_after": k["not_after"],
-             "checkpoint_times": [_ts(k["times"][0]), _ts(k["times"][1])]}
-            for k in sorted(by_key.values(), key=lambda k: (k["seqs"][0], k["name"], k["status"]))
-        ]
-        return valid
-
     def _prove(
         self,
-        sr: StreamReport,
-        chosen: dict[int, _Rec],
-        valid: dict[int, SignedNote],
+        st: _Stream,
         successors: list[tuple[str, Predecessor]],
         children: list[tuple[str, Parent]],
     ) -> None:
-        seqs = sorted(chosen)
-        top = seqs[-1] if seqs else -1
-        sr.events = len(chosen) - sr.checkpoints
-        # self-consistency of every record: the digest it carries is the one its content gives
-        bad = {s for s, r in chosen.items() if r[CALC] != r[DIG]}
-        # links between neighbours
-        for s in seqs:
-            nxt = chosen.get(s + 1)
-            if nxt is not None and nxt[PREV] != chosen[s][DIG] and s not in bad and s + 1 not in bad:
-                sr.broken_links.append([s, s + 1])
-        sr.modified = sorted(bad - set(sr.conflicting))
+        sr = st.sr
+        valid = st.valid  # seq -> slim note, in seq order
+        present = st.present  # seq ranges present
+        top = present[-1][1] if present else -1
+        sr.records = _count(present)
+        sr.events = sr.records - sr.checkpoints
+        bad = set(st.bad)  # the digest a record carries is not the one its content gives
+        bad_r = _ranges(st.bad)
+        if st.late:
+            sr.conflicting = sorted(set(sr.conflicting) | st.late)
+        sr.modified = [s for s in st.bad if s not in set(sr.conflicting)] if sr.conflicting else list(st.bad)
         # where the stream ends
-        end_seq = next((s for s in sorted(valid) if valid[s].checkpoint.end), None)
+        end_seq = next((s for s, sn in valid.items() if sn.checkpoint.end), None)
         length = top + 1
         if valid:
-            length = max(length, max(valid) + 1)
+            length = max(length, next(reversed(valid)) + 1)
         claim = successors[0] if successors else None
         if len(successors) > 1:
             sr.problems.append(
@@ -470,112 +642,95 @@ class Verifier:
                     f"child stream {kid} says it was forked from this stream after a checkpoint at seq {fork.size} "
                     "that is missing or differs here"
                 )
+        inserted_r: list[list[int]] = []
         if end_seq is not None:
             sr.state = "closed"
-            sr.inserted = [s for s in seqs if s > end_seq]
+            inserted_r = _above(present, end_seq)
+            sr.inserted = [q for a, b in inserted_r for q in range(a, b + 1)]
             length = end_seq + 1
         elif claim is not None:
             sr.state = "closed" if claim[1].closed else "crashed"
         sr.length = length
-        sr.missing = _gaps(seqs, length)
-        # sealing: walk down from the top; a valid checkpoint anchors its chain line, a sealed
-        # record anchors its prev digest, anything else loses the anchor
-        sealed: set[int] = set()
-        anchor: bytes | None = None
-        below: int | None = None  # the seq handled just before (one above this one, if no gap)
-        # chain links across runs of records the producer declared dropped: b -> (a, prev of a, digest of b)
+        sr.missing = _gap_ranges(present, length)
+        # sealing, walking down the chain segments from the top: a valid checkpoint seals its segment below
+        # it; a segment whose top record links to a sealed one above (across a gap: only over runs a sealed gap
+        # marker declares, link by link) is sealed whole
         own = sr.stream_id
         claims = self._gap_claims.get(own, ())
+        walked: list[list[int]] = []  # sealed ranges found so far, descending
+        walked_neg: list[int] = []  # -start of each, ascending (for bisect)
 
-        def proven(mseq: int, mstream: str) -> bool:
-            return mseq in sealed if mstream == own else mseq in self._sealed_in.get(mstream, ())
+        def proven_walk(mseq: int, mstream: str) -> bool:
+            if mstream != own:
+                return _contains(self._sealed_in.get(mstream, ()), mseq)
+            i = bisect.bisect_left(walked_neg, -mseq)
+            return i < len(walked) and walked[i][0] <= mseq <= walked[i][1]
 
         bridges: dict[int, tuple[int, int, bytes, bytes, str]] = {}
         for mseq, _, chain, _, _, mstream in claims:
             for a, b, pa, db in _parse_bridges(chain):
                 bridges[b] = (mseq, a, pa, db, mstream)
-        for s in reversed(seqs):  # sparse: a forged huge seq must not make us walk a huge range
-            if below is not None and below != s + 1 and anchor is not None:
-                # a gap: cross it only over runs a sealed gap marker declares, link by link
-                at = below - 1
-                while at > s and anchor is not None:
+        segs = st.segments + ([st.seg] if st.seg is not None else [])
+        above: list[Any] | None = None
+        above_sealed = False  # the lowest record of the segment above is sealed
+        for seg in reversed(segs):
+            lo, hi, _, hi_dig, top_cp, _ = seg
+            whole = False
+            if above is not None and above_sealed and above[5]:  # only a gap lies between them
+                anchor: bytes | None = above[2]
+                at = above[0] - 1
+                while at > hi and anchor is not None:
                     br = bridges.get(at)
-                    if br is None or not proven(br[0], br[4]) or br[3] != anchor or br[1] <= s:
+                    if br is None or not proven_walk(br[0], br[4]) or br[3] != anchor or br[1] <= hi:
                         anchor = None
                         break
                     anchor = br[2]
                     at = br[1] - 1
-            elif below != s + 1:
-                anchor = None
-            below = s
-            r = chosen[s]
-            sn = valid.get(s)
-            if sn is not None and s not in bad:
-                sealed.add(s)  # its own signature covers it
-                anchor = sn.checkpoint.chain
-            elif anchor is not None and s not in bad and r[DIG] == anchor:
-                sealed.add(s)
-                anchor = r[PREV]
-            else:
-                anchor = None
-        sr.sealed = len(sealed)
-        # Merkle roots where the tree can be rebuilt (every leaf from 0 present). The leaves are the
-        # digests the records carry: a signed root over them proves every one of them, so a record
-        # whose content gives its carried digest is proven even when a neighbour was altered.
-        tree = CompactRange()
-        proven_below = 0
-        want = self.roots_at.get(own, ())
-        for s in seqs:
-            if s != tree.size:
-                break
-            if s in want:
-                sr.roots_at[s] = tree.root().hex()
-            sn = valid.get(s)
-            if sn is not None:
-                if tree.root() == sn.checkpoint.root:
-                    proven_below = s
-                else:
-                    sr.root_mismatch.append(s)
-            tree.append(chosen[s][DIG])
-        _state_summary(sr, tree, want, valid)
-        if proven_below:
-            sealed.update(q for q in seqs if q < proven_below and q not in bad)
-            sr.sealed = len(sealed)
+                whole = anchor is not None and anchor == hi_dig
+            upto = hi if whole else top_cp
+            if upto is not None:
+                walked.append([lo, upto])
+                walked_neg.append(-lo)
+            above, above_sealed = seg, upto is not None
+        sealed = walked[::-1]
+        # the Merkle roots: a root that matches proves every leaf below it
+        _state_summary(sr, st.tree, st.want, valid)
+        if st.proven_below:
+            sealed = _union(sealed, _minus([[0, st.proven_below - 1]], bad_r))
+        sr.sealed = _count(sealed)
         self._sealed_in[own] = sealed
         # records the producer itself declared not delivered (a full spool in fail_open mode, a fail_closed
         # refusal, a destination's rejection), in a sealed gap marker
         declared: list[list[int]] = []
-        present = set(seqs)
         for mseq, text, _, reason, dest, mstream in sorted(claims, key=lambda c: (c[5] != own, c[5], c[0])):
-            if proven(mseq, mstream) and isinstance(text, str):
+            if _contains(self._sealed_in.get(mstream, ()), mseq) and isinstance(text, str):
                 rs = _parse_ranges(text)
                 declared.extend(rs)
-                absent = _ranges(q for a, b in rs for q in range(a, min(b, a + 100_000) + 1) if q not in present)
+                absent = _ranges(q for a, b in rs for q in range(a, min(b, a + 100_000) + 1)
+                                 if not _contains(present, q))
                 entry = {"marker": mseq, "seqs": rs, "reason": reason, "destination": dest, "missing": absent}
                 if mstream != own:
                     entry["marker_stream"] = mstream
                 sr.declared.append(entry)
         if declared and sr.missing:
             sr.missing, sr.dropped = _subtract(sr.missing, declared)
-        inserted = set(sr.inserted)
-        unsealed = [s for s in seqs if s not in sealed and s not in bad and s not in inserted]
-        sr.unsealed = _ranges(unsealed)
+        unsealed = _minus(_minus(_minus(present, sealed), bad_r), inserted_r)
+        sr.unsealed = unsealed
         # what is proven, and why the rest is not: records after the last valid checkpoint of a crashed or open
         # stream are chain-consistent at best (an insider can rewrite them), never proven
-        sr.proven = _ranges(sorted(sealed))
-        conflicting = set(sr.conflicting)
-        last_valid = max(valid) if valid else None
+        sr.proven = sealed
+        conflicting_r = _ranges(sr.conflicting)
+        last_valid = next(reversed(valid)) if valid else None
         tail_reason = {"crashed": "after_crash", "open": "open_tail"}.get(sr.state)
-        tail = [s for s in unsealed if s not in conflicting and tail_reason and last_valid is not None
-                and s > last_valid]
-        in_tail = set(tail)
-        rest = [s for s in unsealed if s not in conflicting and s not in in_tail]
+        loose = _minus(unsealed, conflicting_r)
+        tail = _above(loose, last_valid) if tail_reason and last_valid is not None else []
+        rest = _minus(loose, tail)
         for reason, rs in (
-            (tail_reason or "unsealed", _ranges(tail)),
-            ("unsealed", _ranges(rest)),
-            ("modified", _ranges(s for s in sr.modified if s not in inserted)),
-            ("conflicting", _ranges(s for s in sr.conflicting if s not in sealed)),
-            ("inserted", _ranges(s for s in sr.inserted if s not in sealed)),
+            (tail_reason or "unsealed", tail),
+            ("unsealed", rest),
+            ("modified", _ranges(s for s in sr.modified if end_seq is None or s <= end_seq)),
+            ("conflicting", _ranges(s for s in sr.conflicting if not _contains(sealed, s))),
+            ("inserted", _minus(inserted_r, sealed)),
             ("missing", sr.missing),
             ("dropped", sr.dropped),
         ):
@@ -604,9 +759,9 @@ class Verifier:
         if sr.missing:
             p.append(f"missing: seq {_fmt_ranges(sr.missing)}")
         if sr.conflicting:
-            p.append(f"conflicting records at seq {_fmt_ranges(_ranges(sr.conflicting))}")
+            p.append(f"conflicting records at seq {_fmt_ranges(conflicting_r)}")
         if sr.inserted:
-            p.append(f"inserted after the end of the stream: seq {_fmt_ranges(_ranges(sr.inserted))}")
+            p.append(f"inserted after the end of the stream: seq {_fmt_ranges(inserted_r)}")
         if sr.broken_links:
             p.append("chain broken between seq " + ", ".join(f"{a} and {b}" for a, b in sr.broken_links[:12]))
         p.extend(key_msgs)
@@ -619,7 +774,8 @@ class Verifier:
             p.append("malformed checkpoint at seq " + ", ".join(f"{b['seq']} ({b['reason']})" for b in sr.bad_checkpoints[:5]))
         if sr.root_mismatch:
             p.append(f"Merkle root differs from the signed checkpoint at seq {_fmt_ranges(_ranges(sr.root_mismatch))}")
-        if 0 in chosen and 0 not in valid and not key_only and not any(b["seq"] == 0 for b in sr.bad_checkpoints) \
+        if present and present[0][0] == 0 and 0 not in valid and not key_only \
+                and not any(b["seq"] == 0 for b in sr.bad_checkpoints) \
                 and not any(d["seq"] == 0 for d in sr.disagreeing_checkpoints) \
                 and 0 not in (sr.bad_signatures + sr.unknown_keys + sr.expired_keys):
             p.append("seq 0 is not a valid start checkpoint")
@@ -642,10 +798,10 @@ class Verifier:
             (sr.warnings if self.allow_open else p).append(msg)
         if tail and sr.state == "crashed":
             sr.warnings.append(
-                f"unsealed tail after the crash: seq {_fmt_ranges(_ranges(tail))} chain-consistent but not signed"
+                f"unsealed tail after the crash: seq {_fmt_ranges(tail)} chain-consistent but not signed"
             )
         if rest and valid and not p:
-            p.append(f"unsealed records: seq {_fmt_ranges(_ranges(rest))}")
+            p.append(f"unsealed records: seq {_fmt_ranges(rest)}")
         for d in sr.declared:
             what = d["reason"]
             at = f"seq {d['marker']}" + (f" of stream {d['marker_stream']}" if "marker_stream" in d else "")
@@ -823,3 +979,112 @@ def _is_hex(s: str) -> bool:
     except ValueError:
         return False
     return s == s.lower()
+
+
+# -- one stream while records arrive ----------------------------------------------------------------
+
+_NO_PRODUCER: Mapping[str, Any] = MappingProxyType({})
+
+
+class _Stream:
+    """One stream while its records arrive: its report (filled in as records are processed in seq order),
+    the records waiting for their turn, and what in-order processing keeps: O(1) per stream, a compact
+    Merkle range (O(log n)), the valid checkpoints (slim), and ranges or findings for the rest."""
+
+    __slots__ = ("sr", "times", "want", "pending", "next", "runs", "fp_extents", "fp_buf", "variants", "late",
+                 "present", "bad", "last_seq", "last_dig", "last_bad", "seg", "segments", "tree", "proven_below",
+                 "valid", "by_key")
+
+    def __init__(self, sid: str, t: int, want: frozenset[int]) -> None:
+        self.sr = StreamReport(sid)
+        self.times = [t, t]
+        self.want = want  # tree sizes whose root `verify --state` needs
+        self.pending: dict[int, _Rec | list[_Rec]] = {}  # seq >= next -> record, or records in arrival order
+        self.next = 0  # every seq below was processed
+        self.runs: list[tuple[int, int]] = []  # spilled sorted runs (offset, entries); merged at the end
+        self.fp_extents: list[int] = []  # fingerprints of processed seqs: extents on disk, then fp_buf
+        self.fp_buf = bytearray()
+        self.variants: dict[int, set[bytes]] = {}  # processed seqs with several variants: their fingerprints
+        self.late: set[int] = set()  # seqs where another variant came after the seq was processed
+        self.present: list[list[int]] = []  # seq ranges processed
+        self.bad: list[int] = []  # seqs whose carried digest is not the one their content gives
+        self.last_seq = -2  # none yet
+        self.last_dig = b""
+        self.last_bad = False
+        # chain segments [lo, hi, prev of lo, digest of hi, highest valid checkpoint or None, only a gap below]
+        self.seg: list[Any] | None = None
+        self.segments: list[list[Any]] = []
+        self.tree = CompactRange()  # grows while every leaf from 0 is present
+        self.proven_below = 0  # the highest checkpoint whose root matched
+        self.valid: dict[int, SignedNote] = {}
+        self.by_key: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+
+def _grouped(entries: Iterable[tuple[int, _Rec]]) -> Iterator[tuple[int, _Rec | list[_Rec]]]:
+    """(seq, record) in seq order -> (seq, record or list of the records at that seq)."""
+    cur = -1
+    g: Any = None
+    for seq, r in entries:
+        if seq == cur:
+            if type(g) is list:
+                g.append(r)
+            else:
+                g = [g, r]
+            continue
+        if g is not None:
+            yield cur, g
+        cur, g = seq, r
+    if g is not None:
+        yield cur, g
+
+
+# inclusive seq ranges [[a, b], ...], ascending and disjoint
+
+def _count(rs: Iterable[list[int]]) -> int:
+    return sum(b - a + 1 for a, b in rs)
+
+
+def _contains(rs: Any, x: int) -> bool:
+    i = bisect.bisect_right(rs, [x, math.inf]) - 1
+    return i >= 0 and rs[i][1] >= x
+
+
+def _above(rs: list[list[int]], x: int) -> list[list[int]]:
+    """The part of `rs` above x."""
+    return [[max(a, x + 1), b] for a, b in rs if b > x]
+
+
+def _minus(rs: list[list[int]], cut: list[list[int]]) -> list[list[int]]:
+    out: list[list[int]] = []
+    j = 0
+    for a, b in rs:
+        while j < len(cut) and cut[j][1] < a:
+            j += 1
+        k = j
+        cur = a
+        while k < len(cut) and cut[k][0] <= b:
+            c, d = cut[k]
+            if c > cur:
+                out.append([cur, c - 1])
+            cur = max(cur, d + 1)
+            if d >= b:
+                break
+            k += 1
+        if cur <= b:
+            out.append([cur, b])
+    return out
+
+
+def _union(x: list[list[int]], y: list[list[int]]) -> list[list[int]]:
+    out: list[list[int]] = []
+    for a, b in sorted(x + y):
+        if out and a <= out[-1][1] + 1:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return out
+
+
+def _gap_ranges(present: list[list[int]], length: int) -> list[list[int]]:
+    """Inclusive ranges of [0, length) absent from `present`."""
+    return _minus([[0, length - 1]], present) if length > 0 else []
