@@ -340,3 +340,250 @@ def test_a_lineage_absent_from_the_input_fails_unless_partial(copy_of: Archive, 
     saved = json.loads(state.read_text())
     assert sorted(saved["streams"]) == sorted([pristine.stream_id, other.stream_id])
     assert run_verify(shared_keys, copy_of.path, other.path, extra=state_args(state)).returncode == 0
+
+
+# -- records declared away after an audit saw them (gap markers) -------------------------------------
+
+
+def _item(arch: Archive, stream: str, seq: int) -> tuple[str, int, str, str]:
+    """What a destination's rejection names of one record: (stream, seq, prev hex, digest hex)."""
+    rec = arch.find(seq, stream)
+    return (stream, seq, str(attr_value(rec, "audit.integrity.prev")), str(attr_value(rec, "audit.integrity.digest")))
+
+
+def _delete(path: Path, stream: str, seqs: set[int]) -> None:
+    arch = Archive.load(path)
+    for rec in [r for r in arch.records() if stream_of(r) == stream and seq_of(r) in seqs]:
+        arch.remove(rec)
+    arch.save()
+
+
+def test_records_a_rejection_declared_but_the_audit_saw_present_cannot_be_deleted_later(
+        shared_keys: Path, tmp_path: Path) -> None:
+    """BREAK B2 (no key needed): a second destination rejected seqs 5-6 (a signed gap marker), the file archive
+    still holds them, the first audit verifies; deleting 5-6 from the file afterwards reads alone as declared
+    drops (exit 0), but the state saw them present: exit 1, naming the seqs, state left as it was."""
+    path = tmp_path / "audit.jsonl"
+    provider, sp = make_pipeline(path, shared_keys, checkpoint_every=10, simple=True)
+    log = provider.get_logger("t")
+    for i in range(15):
+        log.emit(**mixed_record(i))
+    arch = Archive.load(path)
+    sp.record_rejected("webhook/siem", [_item(arch, sp.stream_id, 5), _item(arch, sp.stream_id, 6)])
+    for i in range(15, 30):
+        log.emit(**mixed_record(i))
+    provider.shutdown()
+    state = tmp_path / "state.json"
+    code, doc = verify_json(shared_keys, path, extra=state_args(state))
+    assert code == 0, doc
+    assert json.loads(state.read_text())["streams"][sp.stream_id]["absent"] == []
+    _delete(path, sp.stream_id, {5, 6})
+    assert verify_json(shared_keys, path)[0] == 0  # alone: dropped (declared)
+    before = state.read_bytes()
+    code, doc = verify_json(shared_keys, path, extra=state_args(state))
+    assert code == 1
+    (s,) = doc["streams"]
+    assert any(p.startswith("records present when verified on ") and "are gone: seq 5-6" in p
+               for p in s["problems"]), s["problems"]
+    assert state.read_bytes() == before
+    proc = run_verify(shared_keys, path, extra=state_args(state))
+    assert proc.returncode == 1 and "are gone: seq 5-6" in proc.stdout
+
+
+def test_a_successor_declaring_a_verified_record_of_its_predecessor_does_not_excuse_its_deletion(
+        shared_keys: Path, tmp_path: Path) -> None:
+    """BREAK B1 (key holder): the newest stream was verified whole; a successor signed with the real key
+    declares seq 5 of it rejected, and seq 5 is deleted. Alone: exit 0 (dropped, declared). With the state,
+    which saw seq 5 below the remembered size: exit 1. A record absent already at the first audit and
+    declared stays accepted."""
+    pstate = tmp_path / "producer-state"
+    path = tmp_path / "audit.jsonl"
+    first = write_archive(path, shared_keys, 25, checkpoint_every=10, state_dir=pstate, simple=True)
+    state = tmp_path / "state.json"
+    assert verify_json(shared_keys, path, extra=state_args(state))[0] == 0
+    arch = Archive.load(path)
+    provider, sp = make_pipeline(path, shared_keys, checkpoint_every=10, state_dir=pstate, simple=True)
+    sp.record_rejected("webhook/siem", [_item(arch, first.stream_id, 5)])
+    log = provider.get_logger("t")
+    for i in range(3):
+        log.emit(**mixed_record(i))
+    provider.shutdown()
+    _delete(path, first.stream_id, {5})
+    code, doc = verify_json(shared_keys, path)
+    assert code == 0, doc  # the known limit: a declared drop
+    code, doc = verify_json(shared_keys, path, extra=state_args(state))
+    assert code == 1
+    by = {s["stream_id"]: s for s in doc["streams"]}
+    assert any("are gone: seq 5 " in p for p in by[first.stream_id]["problems"]), by[first.stream_id]["problems"]
+    assert doc["state"]["updated"] is False
+
+
+def test_a_record_absent_and_declared_at_the_first_audit_stays_accepted(shared_keys: Path, tmp_path: Path) -> None:
+    """The fallback to the input's own signed root stays for seqs that were already absent when verified:
+    a rejected record missing from the archive at the first audit verifies again (exit 0), and the stream
+    grown past it too."""
+    path = tmp_path / "audit.jsonl"
+    provider, sp = make_pipeline(path, shared_keys, checkpoint_every=10, simple=True)
+    log = provider.get_logger("t")
+    for i in range(15):
+        log.emit(**mixed_record(i))
+    arch = Archive.load(path)
+    sp.record_rejected("webhook/siem", [_item(arch, sp.stream_id, 5)])
+    for i in range(15, 30):
+        log.emit(**mixed_record(i))
+    provider.force_flush()
+    _delete(path, sp.stream_id, {5})
+    state = tmp_path / "state.json"
+    assert verify_json(shared_keys, path, extra=state_args(state, "--allow-open"))[0] == 0
+    assert json.loads(state.read_text())["streams"][sp.stream_id]["absent"] == [[5, 5]]
+    code, doc = verify_json(shared_keys, path, extra=state_args(state, "--allow-open"))
+    assert code == 0, doc
+    for i in range(30, 45):
+        log.emit(**mixed_record(i))
+    provider.shutdown()
+    code, doc = verify_json(shared_keys, path, extra=state_args(state))
+    assert code == 0, doc
+    assert doc["state"]["advanced"] == [sp.stream_id]
+
+
+# -- the checkpoint at the remembered size ------------------------------------------------------------
+
+
+def test_the_checkpoint_at_the_remembered_size_re_signed_is_caught(copy_of: Archive, pristine: Written,
+                                                                   shared_keys: Path, tmp_path: Path) -> None:
+    """The end checkpoint the state remembers, re-signed by the key holder with another time (same root and
+    chain): alone valid; against the state, whose remembered record digest differs: exit 1, state kept."""
+    state = tmp_path / "state.json"
+    assert verify_json(shared_keys, copy_of.path, extra=state_args(state))[0] == 0
+    rec = copy_of.find(END)
+    sn = parse_note(rec["body"]["stringValue"])
+    body = dataclasses.replace(sn.checkpoint, time_ns=sn.checkpoint.time_ns + 10**9).body()
+    rec["body"] = {"stringValue": format_note(body, [Signer.from_keys_dir(shared_keys).sign(body.encode())])}
+    for k in ("timeUnixNano", "observedTimeUnixNano"):
+        if k in rec:
+            rec[k] = str(sn.checkpoint.time_ns + 10**9)
+    reseal(rec)
+    copy_of.save()
+    code, doc = verify_json(shared_keys, copy_of.path)
+    assert code == 0, doc["streams"][0]["problems"]  # alone: a valid end checkpoint
+    before = state.read_bytes()
+    code, doc = verify_json(shared_keys, copy_of.path, extra=state_args(state))
+    assert code == 1
+    assert any(f"the checkpoint at seq {END} differs from the one verified on " in p and p.endswith("re-signed")
+               for p in doc["streams"][0]["problems"]), doc["streams"][0]["problems"]
+    assert state.read_bytes() == before
+
+
+# -- a hole in a lineage, with --partial ---------------------------------------------------------------
+
+
+def test_a_known_stream_missing_between_its_predecessor_and_successor_fails_even_with_partial(
+        shared_keys: Path, tmp_path: Path) -> None:
+    """The state knows A -> B (head B); the input holds A and a successor C naming B, but not B: not a day
+    cut (those hold a stream's predecessor or successor, not both around a hole): exit 1 with --partial."""
+    pstate = tmp_path / "producer-state"
+    path = tmp_path / "audit.jsonl"
+    write_archive(path, shared_keys, 20, checkpoint_every=10, state_dir=pstate)
+    b = write_archive(path, shared_keys, 20, checkpoint_every=10, state_dir=pstate).stream_id
+    state = tmp_path / "state.json"
+    assert verify_json(shared_keys, path, extra=state_args(state))[0] == 0
+    c = write_archive(path, shared_keys, 20, checkpoint_every=10, state_dir=pstate).stream_id
+    _delete(path, b, set(range(10_000)))
+    assert verify_json(shared_keys, path, extra=("--partial",))[0] == 0  # alone, --partial: accepted
+    code, doc = verify_json(shared_keys, path, extra=state_args(state, "--partial"))
+    assert code == 1
+    by = {s["stream_id"]: s for s in doc["streams"]}
+    assert any(f"stream {b} (closed" in p and "a hole" in p for p in by[c]["problems"]), by[c]["problems"]
+
+
+# -- the state file: strict reading, lineages, symlinks, format v1 -------------------------------------
+
+
+def _rewrite(state: Path, doc: dict[str, Any], *, raw: str | None = None) -> None:
+    """The file as a hand edit leaves it, with its checksum recomputed (what the checksum cannot catch)."""
+    import hashlib
+
+    body = {k: v for k, v in doc.items() if k != "checksum"}
+    doc["checksum"] = "sha256:" + hashlib.sha256(
+        json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
+    state.write_text(raw if raw is not None else json.dumps(doc, indent=2, sort_keys=True))
+
+
+@pytest.mark.parametrize("edit", ["lineage_head", "huge_size", "unknown_top", "unknown_field", "duplicate"])
+def test_malformed_state_with_a_valid_checksum_exits_2(copy_of: Archive, pristine: Written, shared_keys: Path,
+                                                       tmp_path: Path, edit: str) -> None:
+    """Edits the checksum cannot catch (it is recomputed) are still refused, exit 2, file left as it was:
+    a lineage whose head disagrees with the streams (named), a size of 10^30 (a bad integer, not a checksum
+    mismatch), unknown members, a member given twice."""
+    state = tmp_path / "state.json"
+    assert verify_json(shared_keys, copy_of.path, extra=state_args(state))[0] == 0
+    doc = json.loads(state.read_text())
+    sid = pristine.stream_id
+    raw = None
+    if edit == "lineage_head":
+        doc["lineages"][0]["head"]["size"] = 5
+        want = f"lineage 0 (of stream {sid}) disagrees with the streams' entries: head.size 5, the streams say {END}"
+    elif edit == "huge_size":
+        doc["streams"][sid]["size"] = 10**30
+        want = "size must be an integer from 0 to 2^63-1"
+    elif edit == "unknown_top":
+        doc["comment"] = "x"
+        want = "unknown member 'comment'"
+    elif edit == "unknown_field":
+        doc["streams"][sid]["note"] = "x"
+        want = "unknown field 'note'"
+    else:
+        _rewrite(state, doc)
+        text = state.read_text()
+        raw = text.replace('"format":', '"format": "otel-audit-state/v1",\n  "format":', 1)
+        want = "member 'format' appears twice"
+    _rewrite(state, doc, raw=raw)
+    bad = state.read_bytes()
+    proc = run_verify(shared_keys, copy_of.path, extra=state_args(state))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert str(state) in proc.stderr and want in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert "checksum does not match" not in proc.stderr
+    assert state.read_bytes() == bad
+
+
+def test_a_symlinked_state_file_stays_a_symlink(copy_of: Archive, shared_keys: Path, tmp_path: Path) -> None:
+    """The atomic write replaces the link's target, not the link."""
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "state.json"
+    link = tmp_path / "state.json"
+    link.symlink_to(target)
+    assert verify_json(shared_keys, copy_of.path, extra=state_args(link))[0] == 0
+    assert link.is_symlink() and target.is_file()
+    assert verify_json(shared_keys, copy_of.path, extra=state_args(link))[0] == 0
+    assert link.is_symlink() and json.loads(target.read_text())["format"] == FORMAT
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["state.json"]
+
+
+def test_a_v1_state_file_still_loads_and_is_upgraded(shared_keys: Path, tmp_path: Path) -> None:
+    """A state written before absent seqs and the checkpoint record were remembered (otel-audit-state/v1)
+    loads: its streams are checked as before (absent seqs unknown: a declared gap falls back to the input's
+    own signed root), and the run that verifies writes v2, after which a deletion is caught."""
+    path = tmp_path / "audit.jsonl"
+    provider, sp = make_pipeline(path, shared_keys, checkpoint_every=10, simple=True)
+    log = provider.get_logger("t")
+    for i in range(15):
+        log.emit(**mixed_record(i))
+    arch = Archive.load(path)
+    sp.record_rejected("webhook/siem", [_item(arch, sp.stream_id, 5)])
+    for i in range(15, 30):
+        log.emit(**mixed_record(i))
+    provider.shutdown()
+    state = tmp_path / "state.json"
+    assert verify_json(shared_keys, path, extra=state_args(state))[0] == 0
+    doc = json.loads(state.read_text())
+    doc["format"] = "otel-audit-state/v1"
+    for e in doc["streams"].values():
+        del e["absent"], e["record"]
+    _rewrite(state, doc)
+    code, out = verify_json(shared_keys, path, extra=state_args(state))
+    assert code == 0, out
+    saved = json.loads(state.read_text())
+    assert saved["format"] == FORMAT and saved["streams"][sp.stream_id]["absent"] == []
+    _delete(path, sp.stream_id, {5})
+    code, out = verify_json(shared_keys, path, extra=state_args(state))
+    assert code == 1 and any("are gone: seq 5 " in p for p in out["streams"][0]["problems"])

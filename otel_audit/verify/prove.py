@@ -313,6 +313,8 @@ class Verifier:
         # Merkle roots where the tree can be rebuilt (every leaf from 0 present). The leaves are the digests
         # the records carry: a signed root over them proves every one of them, so a record whose content gives
         # its carried digest is proven even when a neighbour was altered.
+        if seq in st.want:
+            sr.leaf_at[seq] = dig.hex()
         tree = st.tree
         if tree.size == seq:
             if seq in st.want:
@@ -396,6 +398,7 @@ class Verifier:
                 sigs = self._slim_sigs[names] = tuple(Signature(n, kid, b"") for n, kid in names)
             slim = SignedNote("", sigs, dataclasses.replace(cp, producer=_NO_PRODUCER, origin=""))
             st.valid[seq] = slim
+            st.valid_dig = r[DIG]  # the record of the latest valid checkpoint (in seq order: the last one)
             return slim
         if verdict == "unknown":
             sr.unknown_keys.append(seq)
@@ -694,7 +697,7 @@ class Verifier:
             above, above_sealed = seg, upto is not None
         sealed = walked[::-1]
         # the Merkle roots: a root that matches proves every leaf below it
-        _state_summary(sr, st.tree, st.want, valid)
+        _state_summary(sr, st.tree, st.want, valid, present, st.valid_dig)
         if st.proven_below:
             sealed = _union(sealed, _minus([[0, st.proven_below - 1]], bad_r))
         sr.sealed = _count(sealed)
@@ -937,10 +940,13 @@ def _key_messages(signing_keys: list[dict[str, Any]]) -> list[str]:
 OLD_GAP_REASON = "dropped by the producer's full delivery spool (fail_open)"  # markers without audit.gap.reason
 
 
-def _state_summary(sr: StreamReport, tree: CompactRange, want: Iterable[int], valid: Mapping[int, SignedNote]) -> None:
+def _state_summary(sr: StreamReport, tree: CompactRange, want: Iterable[int], valid: Mapping[int, SignedNote],
+                   present: list[list[int]], valid_dig: bytes) -> None:
     """For `verify --state`: the roots still wanted (the whole tree when it reaches that size, else the
-    input's own valid checkpoint there) and the stream's latest valid checkpoint."""
+    input's own valid checkpoint there), the seqs absent up to each wanted size, and the stream's latest
+    valid checkpoint (with the seqs absent up to it and its record's digest)."""
     for n in want:
+        sr.absent_at[n] = _gap_ranges(present, n + 1)
         if n not in sr.roots_at:
             if n == tree.size:
                 sr.roots_at[n] = tree.root().hex()
@@ -953,6 +959,7 @@ def _state_summary(sr: StreamReport, tree: CompactRange, want: Iterable[int], va
         sr.latest_checkpoint = {
             "size": cp.size, "root": base64.b64encode(cp.root).decode(), "chain": base64.b64encode(cp.chain).decode(),
             "time_ns": cp.time_ns, "kind": cp.kind, "end": cp.end,
+            "absent": _gap_ranges(present, cp.size + 1), "record": valid_dig.hex(),
             "prev": None if prev is None else {"stream": prev.stream_id, "size": prev.size,
                                                "root": base64.b64encode(prev.root).decode(), "closed": prev.closed},
         }
@@ -993,7 +1000,7 @@ class _Stream:
 
     __slots__ = ("sr", "times", "want", "pending", "next", "runs", "fp_extents", "fp_buf", "variants", "late",
                  "present", "bad", "last_seq", "last_dig", "last_bad", "seg", "segments", "tree", "proven_below",
-                 "valid", "by_key")
+                 "valid", "valid_dig", "by_key")
 
     def __init__(self, sid: str, t: int, want: frozenset[int]) -> None:
         self.sr = StreamReport(sid)
@@ -1017,6 +1024,7 @@ class _Stream:
         self.tree = CompactRange()  # grows while every leaf from 0 is present
         self.proven_below = 0  # the highest checkpoint whose root matched
         self.valid: dict[int, SignedNote] = {}
+        self.valid_dig = b""  # the digest of the latest valid checkpoint's record
         self.by_key: dict[tuple[str, str, str], dict[str, Any]] = {}
 
 

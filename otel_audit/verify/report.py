@@ -78,13 +78,21 @@ class StreamReport:
     signing_keys: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    # the latest valid checkpoint: size, root and chain (base64), time_ns, kind, end, and the start
-    # checkpoint's claim on the predecessor (stream, size, root, closed) or None; None without one
+    # the latest valid checkpoint: size, root and chain (base64), time_ns, kind, end, the seqs absent up to
+    # it ("absent", ranges), its record's digest ("record", hex), and the start checkpoint's claim on the
+    # predecessor (stream, size, root, closed) or None; None without one
     latest_checkpoint: dict[str, Any] | None = None
-    roots_at: dict[int, str] = field(default_factory=dict)  # for `verify --state`: tree size -> root hex
+    # for `verify --state`, at each tree size the state asks for: the root (hex), the seqs absent up to and
+    # including it (ranges), and the digest (hex) of the record at that seq
+    roots_at: dict[int, str] = field(default_factory=dict)
+    absent_at: dict[int, list[list[int]]] = field(default_factory=dict)
+    leaf_at: dict[int, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "roots_at"}
+        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in _STATE_ONLY}
+
+
+_STATE_ONLY = frozenset({"roots_at", "absent_at", "leaf_at"})
 
 
 # Why records of a stream are not proven (StreamReport.unproven), and how the result line says it

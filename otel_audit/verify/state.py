@@ -20,6 +20,7 @@ import binascii
 import contextlib
 import datetime
 import hashlib
+import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -30,9 +31,16 @@ import orjson
 from otel_audit.errors import InputError
 from otel_audit.verify.report import Report, StreamReport
 
-FORMAT = "otel-audit-state/v1"
+FORMAT = "otel-audit-state/v2"
+FORMAT_V1 = "otel-audit-state/v1"  # read (streams' absent seqs and checkpoint record unknown), written as v2
 STATES = ("closed", "crashed", "open")
-_FIELDS = ("size", "root", "chain", "time_ns", "kind", "state", "predecessor", "parent", "verified", "checked")
+_FIELDS_V1 = ("size", "root", "chain", "time_ns", "kind", "state", "predecessor", "parent", "verified", "checked")
+# v2: "absent", the seqs up to `size` absent when verified (ranges, normally []), and "record", the digest
+# (hex) of the checkpoint record at seq `size`; both null for a stream remembered from a v1 file
+_FIELDS = (*_FIELDS_V1, "absent", "record")
+_TOP = ("checksum", "format", "lineages", "streams", "updated")
+_HEAD = ("size", "root", "chain", "time_ns", "state", "verified")
+_MAX_INT = 2**63 - 1
 
 
 class StateError(InputError):
@@ -50,6 +58,58 @@ def _checksum(doc: Mapping[str, Any]) -> str:
 
 def _is_id(v: Any) -> bool:
     return isinstance(v, str) and len(v) == 32 and all(c in "0123456789abcdef" for c in v)
+
+
+def _is_hex32(v: Any) -> bool:
+    return isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)
+
+
+def _is_ranges(v: Any, top: int) -> bool:
+    """Ascending, disjoint inclusive [a, b] ranges within [0, top]."""
+    if not isinstance(v, list):
+        return False
+    last = -2
+    for r in v:
+        if not (isinstance(r, list) and len(r) == 2 and all(type(x) is int for x in r)):
+            return False
+        a, b = r
+        if not (last + 1 < a <= b <= top):
+            return False
+        last = b
+    return True
+
+
+def _fmt(rs: list[list[int]]) -> str:
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in rs)
+
+
+def _minus(rs: list[list[int]], cut: list[list[int]]) -> list[list[int]]:
+    """The seqs of `rs` not in `cut` (both inclusive ranges, ascending)."""
+    out: list[list[int]] = []
+    for a, b in rs:
+        cur = a
+        for c, d in cut:
+            if d < cur or c > b:
+                continue
+            if c > cur:
+                out.append([cur, c - 1])
+            cur = max(cur, d + 1)
+        if cur <= b:
+            out.append([cur, b])
+    return out
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"member {k[:40]!r} appears twice in one object")
+        out[k] = v
+    return out
+
+
+def _bad_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _is_b64_32(v: Any) -> bool:
@@ -152,34 +212,61 @@ class AuditState:
             raise StateError(f"{self.path}: cannot read the state file: {exc.strerror}") from exc
         self.existed = True
         try:
-            doc = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise self._damaged(f"not JSON ({exc.msg} at byte {exc.pos})") from None
+            doc = json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_bad_constant)
+        except UnicodeDecodeError:
+            raise self._damaged("not UTF-8 JSON") from None
+        except json.JSONDecodeError as exc:
+            raise self._damaged(f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+        except ValueError as exc:
+            raise self._damaged(str(exc)) from None
         if not isinstance(doc, dict):
             raise self._damaged("not a JSON object")
         fmt = doc.get("format")
-        if fmt != FORMAT:
+        if fmt not in (FORMAT, FORMAT_V1):
             if isinstance(fmt, str) and fmt.startswith("otel-audit-state/"):
                 raise StateError(f"{self.path}: state format {fmt!r} is not one this otel-audit reads "
-                                 f"({FORMAT}); use the otel-audit release that wrote it")
+                                 f"({FORMAT}, {FORMAT_V1}); use the otel-audit release that wrote it")
             raise self._damaged(f"no \"format\": \"{FORMAT}\" (not an otel-audit state file?)")
-        if doc.get("checksum") != _checksum(doc):
-            raise self._damaged("its checksum does not match its content (edited or corrupted)")
+        unknown = sorted(set(doc) - set(_TOP))
+        if unknown:
+            raise self._damaged(f"unknown member {unknown[0][:40]!r} (members are {', '.join(_TOP)})")
         streams = doc.get("streams")
         if not isinstance(streams, dict):
             raise self._damaged("\"streams\" is not an object")
+        fields = _FIELDS if fmt == FORMAT else _FIELDS_V1
         for sid, e in streams.items():
-            problem = _entry_problem(sid, e)
+            problem = _entry_problem(sid, e, fields)
             if problem:
                 raise self._damaged(f"stream {sid[:40]!r}: {problem}")
+        if not isinstance(doc.get("updated"), str):
+            raise self._damaged("\"updated\" is not text")
+        # the values are in range now: the checksum can be computed as it was written
+        if doc.get("checksum") != _checksum(doc):
+            raise self._damaged("its checksum does not match its content (edited or corrupted)")
+        if fmt == FORMAT_V1:  # what a v1 file did not keep: unknown (docs/state.md, "Format versions")
+            for e in streams.values():
+                e["absent"] = e["record"] = None
         try:
-            derived = lineages(streams)
+            expected = _lineage_docs(streams)
         except ValueError as exc:
             raise self._damaged(str(exc)) from None
         stored = doc.get("lineages")
-        if not isinstance(stored, list) or [lin.get("streams") if isinstance(lin, dict) else None
-                                            for lin in stored] != derived:
-            raise self._damaged("\"lineages\" disagree with the streams' predecessor links")
+        if not isinstance(stored, list):
+            raise self._damaged("\"lineages\" is not a list")
+        for i, want in enumerate(expected):
+            got = stored[i] if i < len(stored) else None
+            if got != want:
+                first = want["streams"][0]
+                if not isinstance(got, dict):
+                    raise self._damaged(f"lineage {i} (of stream {first}) is missing or not an object")
+                what = next((k for k in sorted(set(want) | set(got)) if got.get(k) != want.get(k)), "?")
+                if what == "head" and isinstance(got.get("head"), dict):
+                    sub = next(k for k in sorted(set(want["head"]) | set(got["head"]))
+                               if got["head"].get(k) != want["head"].get(k))
+                    what = f"head.{sub} {str(got['head'].get(sub))[:40]}, the streams say {want['head'].get(sub)}"
+                raise self._damaged(f"lineage {i} (of stream {first}) disagrees with the streams' entries: {what}")
+        if len(stored) > len(expected):
+            raise self._damaged(f"lineage {len(expected)} is not one the streams' predecessor links make")
         self.streams = streams
 
     def roots_wanted(self) -> dict[str, list[int]]:
@@ -226,6 +313,18 @@ class AuditState:
         advanced: list[str] = []
         outside: list[str] = []
         for chain in old:
+            # a known stream absent between streams of the input that precede and follow it is a hole, not
+            # an archive cut per day: a problem even with --partial
+            for i, sid in enumerate(chain):
+                if sid in inp or not any(s in inp for s in chain[:i]):
+                    continue
+                after = [s for s in chain[i + 1:] if s in inp] or [s.stream_id for s in report.streams
+                                                                   if _descends(s, sid, inp)]
+                if after:
+                    se = self.streams[sid]
+                    problem(inp[after[0]], f"stream {sid} ({se['state']}, verified up to seq {se['size']} on "
+                                           f"{se['verified']}) is gone from between streams of the input that "
+                                           f"precede and follow it (a hole, not a cut archive)")
             head = chain[-1]
             he = self.streams[head]
             present = [s for s in chain if s in inp]
@@ -258,6 +357,7 @@ class AuditState:
                 "size": lc["size"], "root": lc["root"], "chain": lc["chain"], "time_ns": lc["time_ns"],
                 "kind": lc["kind"], "state": sr.state, "predecessor": sr.predecessor, "parent": sr.parent,
                 "verified": prior["verified"] if same and prior else self._now, "checked": self._now,
+                "absent": lc["absent"], "record": lc["record"],
             }
         new: list[str] = []
         try:
@@ -291,13 +391,26 @@ class AuditState:
         elif lc["size"] < n:
             problem(sr, f"shorter than when verified on {when}: its latest valid checkpoint is at seq {lc['size']}, "
                         f"then at seq {n} ({e['state']}): tail removed")
+        reaches = lc is not None and lc["size"] >= n
+        # records present when verified must be present now: a signed gap marker (which the key holder can
+        # forge, and which a destination's rejection writes for records the archive holds) excuses only
+        # seqs that were absent then too
+        gone: list[list[int]] = []
+        if reaches and e["absent"] is not None:
+            gone = _minus(sr.absent_at.get(n, []), e["absent"])
+            if gone:
+                problem(sr, f"records present when verified on {e['checked']} are gone: seq {_fmt(gone)} (below "
+                            f"or at the remembered size {n})")
+        leaf = sr.leaf_at.get(n)
+        if e["record"] is not None and leaf is not None and leaf != e["record"]:
+            problem(sr, f"the checkpoint at seq {n} differs from the one verified on {when}: re-signed")
         root = sr.roots_at.get(n)
         want = base64.b64decode(e["root"]).hex()
         if root is None:
-            if lc is not None and lc["size"] >= n:
+            if reaches:
                 problem(sr, f"the history verified on {when} up to size {n} cannot be recomputed: records below "
                             f"seq {n} are missing and there is no valid checkpoint at seq {n}")
-        elif root != want:
+        elif root != want and not gone:
             problem(sr, f"history differs from the one verified on {when} at size {n}: rewritten or re-signed")
 
     def _check_claim(self, sr: StreamReport, claim: Mapping[str, Any], e: Mapping[str, Any], problem: Any) -> None:
@@ -328,19 +441,20 @@ class AuditState:
         return True
 
     def to_doc(self, streams: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-        lins = []
-        for chain in lineages(streams):
-            head = streams[chain[-1]]
-            lins.append({
-                "streams": chain,
-                "parent": streams[chain[0]]["parent"],
-                "head": {"stream": chain[-1], **{k: head[k] for k in ("size", "root", "chain", "time_ns", "state",
-                                                                      "verified")}},
-            })
-        doc: dict[str, Any] = {"format": FORMAT, "updated": self._now, "lineages": lins,
+        doc: dict[str, Any] = {"format": FORMAT, "updated": self._now, "lineages": _lineage_docs(streams),
                                "streams": {sid: {k: streams[sid][k] for k in _FIELDS} for sid in sorted(streams)}}
         doc["checksum"] = _checksum(doc)
         return doc
+
+
+def _lineage_docs(streams: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The file's "lineages" section, derived from the streams (a file whose section differs is damaged)."""
+    out = []
+    for chain in lineages(streams):
+        head = streams[chain[-1]]
+        out.append({"streams": chain, "parent": streams[chain[0]]["parent"],
+                    "head": {"stream": chain[-1], **{k: head[k] for k in _HEAD}}})
+    return out
 
 
 def _descends(sr: StreamReport, head: str, inp: Mapping[str, StreamReport]) -> bool:
@@ -355,13 +469,20 @@ def _descends(sr: StreamReport, head: str, inp: Mapping[str, StreamReport]) -> b
     return False
 
 
-def _entry_problem(sid: Any, e: Any) -> str | None:
+def _entry_problem(sid: Any, e: Any, fields: tuple[str, ...] = _FIELDS) -> str | None:
     if not _is_id(sid):
         return "not a stream id (32 lower-case hex digits)"
-    if not isinstance(e, dict) or set(e) != set(_FIELDS):
-        return "fields must be " + ", ".join(_FIELDS)
-    if type(e["size"]) is not int or e["size"] < 0 or type(e["time_ns"]) is not int or e["time_ns"] < 0:
-        return "size and time_ns must be non-negative integers"
+    if not isinstance(e, dict) or set(e) != set(fields):
+        extra = sorted(set(e) - set(fields)) if isinstance(e, dict) else []
+        return (f"unknown field {extra[0][:40]!r}; " if extra else "") + "fields must be " + ", ".join(fields)
+    for k in ("size", "time_ns"):
+        if type(e[k]) is not int or not 0 <= e[k] <= _MAX_INT:
+            return f"{k} must be an integer from 0 to 2^63-1, not {str(e[k])[:40]}"
+    if "absent" in e:
+        if e["absent"] is not None and not _is_ranges(e["absent"], e["size"]):
+            return "absent must be null or ascending, disjoint [first, last] seq ranges within the size"
+        if e["record"] is not None and not _is_hex32(e["record"]):
+            return "record must be null or the hex of a 32-byte digest"
     if not _is_b64_32(e["root"]) or not _is_b64_32(e["chain"]):
         return "root and chain must be base64 of 32 bytes"
     if e["state"] not in STATES:
@@ -375,7 +496,9 @@ def _entry_problem(sid: Any, e: Any) -> str | None:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    """Write a temporary file next to `path`, fsync it, rename it over `path`, fsync the folder."""
+    """Write a temporary file next to `path`, fsync it, rename it over `path`, fsync the folder. A symlink
+    is followed: its target is replaced, the link stays."""
+    path = Path(os.path.realpath(path))
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
