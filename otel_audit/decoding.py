@@ -627,6 +627,8 @@ _STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 
 
 _EOL = (b"\n", b"\r\n")
+#: the number token -0 (no fraction, no exponent) outside strings: orjson reads the integer 0
+_NEG_ZERO = re.compile(rb"(?<![0-9.eE+-])-0(?![0-9.eE])")
 
 
 def _members(x: Any) -> int:
@@ -653,7 +655,11 @@ def check_members(line: bytes, doc: Any) -> None:
     if line.startswith(again) and (len(line) == n or line[n:] in _EOL):  # no copy of a long line
         return
     body = line.rstrip(b"\r\n")
-    if _STRINGS.sub(b"", body).count(b":") == _members(doc):
+    bare = _STRINGS.sub(b"", body)
+    if _NEG_ZERO.search(bare):
+        raise DecodeError("non-canonical-double", "", "the JSON number -0 without a fraction: some decoders read "
+                          "the integer 0, others (pdata, protojson) the double -0.0; write 0 or -0.0")
+    if bare.count(b":") == _members(doc):
         return
     _find_duplicate(body)
 

@@ -328,6 +328,7 @@ JSON_FORMAT_READS = {
     "severityNumber as a string",
     "severityNumber as an enum name",
     "doubleValue as a decimal string",
+    "doubleValue as the JSON integer -0 (orjson: 0; pdata, protojson: -0.0)",
     "bytesValue with data after the padding",
     "bytesValue in the URL-safe alphabet",
     "bytesValue without padding",
@@ -362,6 +363,17 @@ def test_json_format_reads_both_spellings_differently() -> None:
     assert orjson.loads(v["line"])["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0]["severityNumber"] == 9
 
 
+def test_negative_zero_text_is_read_two_ways() -> None:
+    """The text -0 is an integer to Python's JSON parsers (orjson, json_format: 0, so 0.0) and a negative
+    double to a float parser (Go's strconv.ParseFloat in pdata and protojson, like Python's float()):
+    one line, two values, so it is refused."""
+    v = next(v for v in VECTORS["rejected"] if v["name"].startswith("doubleValue as the JSON integer -0"))
+    pb = json_format.Parse(v["line"], ExportLogsServiceRequest())
+    d = pb.resource_logs[0].scope_logs[0].log_records[0].attributes[0].value.double_value
+    assert d == 0.0 and math.copysign(1.0, d) == 1.0
+    assert math.copysign(1.0, float("-0")) == -1.0
+
+
 def test_siem_reader_refuses_a_repeated_member_in_audit_otlp(archive: Archive) -> None:
     """A Splunk result whose audit.otlp text repeats a member is an unverifiable record, named with its rule."""
     from otel_audit.sources.splunk import record_of
@@ -371,3 +383,37 @@ def test_siem_reader_refuses_a_repeated_member_in_audit_otlp(archive: Archive) -
     forged = text.replace('"timeUnixNano":', '"timeUnixNano":"1","timeUnixNano":', 1)
     record, why = record_of({"audit.otlp": forged})
     assert record is None and why.startswith("audit.otlp is not strict OTLP/JSON: duplicate-member at timeUnixNano")
+
+
+def test_negative_zero_integer_double_is_refused(tmp_path: Path, shared_keys: Path) -> None:
+    """`"doubleValue":-0` reads as the integer 0 to orjson (so 0.0, what was signed) but as -0.0 to pdata and
+    protojson: the same line would prove one value and show another, so it is refused (found by an attacker)."""
+    from conftest import make_pipeline
+
+    path = tmp_path / "audit.jsonl"
+    provider, _ = make_pipeline(path, shared_keys, checkpoint_every=10, simple=True)  # a line per record
+    logger = provider.get_logger("otel_audit.tests")
+    for i in range(3):
+        logger.emit(event_name="payment.refund", body="refund", attributes={"amount": 0.0, "i": i})
+    provider.shutdown()
+    text = path.read_text("utf-8")
+    assert text.count('{"doubleValue":0.0}') == 3
+    path.write_text(text.replace('{"doubleValue":0.0}', '{"doubleValue":-0}', 1), "utf-8")
+    code, doc = verify_json(shared_keys, path)
+    assert code == 1 and doc["result"] == "failed"
+    assert any("non-canonical-double" in m and "-0" in m for m in doc["malformed"]), doc["malformed"]
+    # -0.0 itself is a canonical double: a different value from the signed 0.0, so a modification
+    path.write_text(text.replace('{"doubleValue":0.0}', '{"doubleValue":-0.0}', 1), "utf-8")
+    code, doc = verify_json(shared_keys, path)
+    assert code == 1 and doc["streams"][0]["modified"], doc
+
+
+def test_digest_in_upper_case_hex_is_refused(archive: Archive, shared_keys: Path) -> None:
+    """The integrity digests are lower-case hex (canonical form); an upper-case copy is not the signed text."""
+    rec = archive.find(123)
+    i = _attr_index(rec, "audit.integrity.digest")
+    rec["attributes"][i]["value"]["stringValue"] = rec["attributes"][i]["value"]["stringValue"].upper()
+    archive.save()
+    code, doc = verify_json(shared_keys, archive.path)
+    assert code == 1
+    assert any("lower-case hex" in m for m in doc["malformed"]), doc["malformed"]

@@ -159,6 +159,8 @@ class Verifier:
             db = bytes.fromhex(digest)
             if len(pb) != 32 or len(db) != 32:
                 raise ValueError("a digest is not 32 bytes")
+            if pb.hex() != prev or db.hex() != digest:  # fromhex also takes upper case and spaces
+                raise ValueError("a digest is not 64 lower-case hex digits")
             head = self._heads.get(stream)
             if head is None:
                 head = self._heads[stream] = b'\x00["v1","' + stream.encode() + b'",'  # type: ignore[union-attr]
@@ -479,6 +481,8 @@ class Verifier:
             pb, db = bytes.fromhex(prev), bytes.fromhex(digest)
             if len(pb) != 32 or len(db) != 32:
                 raise ValueError("a digest is not 32 bytes")
+            if pb.hex() != prev or db.hex() != digest:  # fromhex also takes upper case and spaces
+                raise ValueError("a digest is not 64 lower-case hex digits")
             head = self._heads.get(stream)
             if head is None:
                 head = self._heads[stream] = b'\x00["v1","' + stream.encode() + b'",'

@@ -132,6 +132,8 @@ REJECTED: list[tuple[str, str, str, str]] = [
      f"{A}.boolValue"),
     ("boolValue 0", value('{"boolValue":0}'), "non-canonical-bool", f"{A}.boolValue"),
     ("doubleValue as a decimal string", value('{"doubleValue":"2.5"}'), "non-canonical-double", f"{A}.doubleValue"),
+    ("doubleValue as the JSON integer -0 (orjson: 0; pdata, protojson: -0.0)", value('{"doubleValue":-0}'),
+     "non-canonical-double", ""),
     ("doubleValue \"nan\" (only NaN, Infinity, -Infinity)", value('{"doubleValue":"nan"}'), "non-canonical-double",
      f"{A}.doubleValue"),
     ("bytesValue with data after the padding", value('{"bytesValue":"AA==AAAA"}'), "bad-base64", f"{A}.bytesValue"),
