@@ -12,7 +12,11 @@ keys stay in the keyring so that old checkpoints keep verifying.
 A keyring only grows in meaning: loading several files (a folder of keyring.json, *.json and
 *.vkey) can never widen a key's validity. A key (name, key id) given twice must be given the
 same (public key and window), else loading fails naming both places; a `.vkey` line, which has
-no window, takes the window a JSON entry gives the same key.
+no window, takes the window a JSON entry gives the same key. The same holds for one Ed25519 public
+key under several names: every entry of it must give the same window (else loading fails naming
+both), and a `.vkey` line of a public key a JSON entry gives under another name takes that entry's
+window. Two different public keys under one name are two keys (two producers may each name theirs
+`gw`); the verifier names every key with its id and warns where a stream's signer shares its name.
 """
 
 from __future__ import annotations
@@ -137,6 +141,9 @@ class Keyring:
     def __init__(self, keys: Iterable[PublicKey] = ()) -> None:
         self._keys: dict[tuple[str, bytes], PublicKey] = {}
         self._where: dict[tuple[str, bytes], str] = {}
+        # public key -> the first entry that gave it: one Ed25519 key under several names must have one window,
+        # else a retired key's holder could sign under a fresh name with a wider window
+        self._by_public: dict[bytes, PublicKey] = {}
         for k in keys:
             self.add(k)
 
@@ -144,8 +151,18 @@ class Keyring:
         ident = (key.name, key.key_id)
         held = self._keys.get(ident)
         if held is None:
+            other = self._by_public.get(key.public_key)
+            if other is not None and (other.not_before, other.not_after) != (key.not_before, key.not_after):
+                first = self._where.get((other.name, other.key_id)) or "an earlier entry"
+                raise KeyringError(
+                    f"conflicting keyring entries for one public key: {first} gives it as {describe(other)}, "
+                    f"{where or 'a later entry'} as {describe(key)}; the same Ed25519 key under another name "
+                    "with another window would widen its validity (a retired key signing again under a new "
+                    "name): remove the entry that was not exported by the key's producer"
+                )
             self._keys[ident] = key
             self._where[ident] = where
+            self._by_public.setdefault(key.public_key, key)
             return
         if held == key:
             return
@@ -161,6 +178,15 @@ class Keyring:
 
     def lookup(self, name: str, kid: bytes) -> PublicKey | None:
         return self._keys.get((name, kid))
+
+    def by_public(self, public_key: bytes) -> PublicKey | None:
+        """The first entry that gave this Ed25519 public key (under any name)."""
+        return self._by_public.get(public_key)
+
+    def same_name(self, name: str) -> list[PublicKey]:
+        """Every key of the keyring named `name`: more than one is two different public keys under one name,
+        which messages must tell apart by key id (and the report warns of)."""
+        return [k for (n, _), k in self._keys.items() if n == name]
 
     def where(self, key: PublicKey) -> str:
         """The file (and entry) the key was loaded from, or "" when it was added in memory."""
@@ -229,6 +255,9 @@ class Keyring:
             held = ring.lookup(key.name, key.key_id)
             if held is not None and held.public_key == key.public_key:
                 continue  # the same key: the window a keyring gives it stands
+            other = ring.by_public(key.public_key)
+            if other is not None:  # the same public key under another name: it takes that entry's window
+                key = PublicKey(key.name, key.public_key, other.not_before, other.not_after)
             ring.add(key, where)
         if not ring:
             raise KeyringError(f"{p}: the keyring holds no keys")

@@ -244,10 +244,12 @@ def test_rotation_while_a_producer_runs_is_cosigned(tmp_path: Path) -> None:
     code, doc = verify_json(d, tmp_path / "audit.jsonl")
     assert code == 0, doc["streams"][0]["problems"]
     s = doc["streams"][0]
-    assert s["handovers"] == [{"seq": handover, "from": ["k1"], "to": ["k2"], "cosigned": True}]
+    ids = {k.name: f"{k.name} (id {k.key_id.hex()})" for k in Keyring.load(d)}
+    assert s["handovers"] == [{"seq": handover, "from": ["k1"], "to": ["k2"], "from_keys": [ids["k1"]],
+                               "to_keys": [ids["k2"]], "cosigned": True}]
     assert not any("not cosigned" in w for w in s["warnings"])
     text = run_verify(d, tmp_path / "audit.jsonl").stdout
-    assert f"key handover: key changed from k1 to k2 at seq {handover}, cosigned by both" in text
+    assert f"key handover: key changed from {ids['k1']} to {ids['k2']} at seq {handover}, cosigned by both" in text
     # an auditor who only has the old keyring still verifies the handover checkpoint itself
     old_only = tmp_path / "old-ring.json"
     old_only.write_text(json.dumps({"format": keys.FORMAT, "keys": [
@@ -268,7 +270,9 @@ def test_restart_after_rotation_cosigns_the_start(tmp_path: Path) -> None:
     assert code == 0, [s["problems"] for s in doc["streams"]]
     s2 = next(s for s in doc["streams"] if s["stream_id"] == second)
     assert s2["predecessor"] == first
-    assert s2["handovers"] == [{"seq": 0, "from": ["k1"], "to": ["k2"], "cosigned": True, "from_stream": first}]
+    ids = {k.name: f"{k.name} (id {k.key_id.hex()})" for k in Keyring.load(d)}
+    assert s2["handovers"] == [{"seq": 0, "from": ["k1"], "to": ["k2"], "from_keys": [ids["k1"]],
+                                "to_keys": [ids["k2"]], "cosigned": True, "from_stream": first}]
     start = next(r for r in Archive.load(tmp_path / "audit.jsonl").records()
                  if is_checkpoint(r) and seq_of(r) == 0 and second in r["body"]["stringValue"])
     assert [x.name for x in parse_note(start["body"]["stringValue"]).signatures] == ["k2", "k1"]

@@ -26,6 +26,7 @@ No OpenTelemetry SDK imports.
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -60,26 +61,39 @@ def _tolerance(interval_ns: int) -> str:
             f"{_secs(allowed_ns(interval_ns))}")
 
 
+_UNIX_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
+_RFC3339_RE = re.compile(
+    r"(?P<dt>[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?)"
+    r"(?P<tz>[Zz]|[+-][0-9]{2}:[0-9]{2})?", re.ASCII)
+
+
 def parse_time(value: str) -> int:
     """`--at` TIME: RFC 3339 (`2024-05-01T12:00:00Z`, an offset, or fractions) or unix seconds; unix ns out.
 
-    Raises ValueError with what is wrong."""
-    text = value.strip()
-    try:
-        secs = float(text)
-    except ValueError:
-        pass
-    else:
-        if secs != secs or secs < 0 or secs > 253402300799:  # NaN, before 1970, after 9999
-            raise ValueError(f"{value!r} is not a unix time in seconds")
-        return round(secs * 1e9)
-    try:
-        dt = _dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"{value!r} is neither an RFC 3339 time (2024-05-01T12:00:00Z) nor unix seconds") from None
-    if dt.tzinfo is None:
+    Strict: ASCII digits only, no spaces around the value or before the zone. Raises ValueError with
+    what is wrong."""
+    if not value.isascii():
+        raise ValueError(f"{value!r} holds non-ASCII characters: write the time with ASCII digits 0-9")
+    if _UNIX_RE.fullmatch(value):
+        secs = float(value)
+        if secs > 253402300799:  # after 9999
+            raise ValueError(f"{value!r} is not a unix time in seconds (after the year 9999)")
+        whole, _, frac = value.partition(".")
+        return int(whole) * 10**9 + int((frac + "000000000")[:9])
+    m = _RFC3339_RE.fullmatch(value)
+    if m is None:
+        raise ValueError(f"{value!r} is neither an RFC 3339 time (2024-05-01T12:00:00Z, ASCII digits, no spaces "
+                         "before the zone) nor unix seconds (digits, optionally a fraction)")
+    if m["tz"] is None:
         raise ValueError(f"{value!r} has no time zone: add Z or an offset such as +02:00")
+    tz = "+00:00" if m["tz"] in "Zz" else m["tz"]
+    try:
+        dt = _dt.datetime.fromisoformat(m["dt"].replace("t", "T") + tz)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a valid RFC 3339 time (no such date or time of day)") from None
     delta = dt - _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+    if delta.days < 0:
+        raise ValueError(f"{value!r} is before 1970")
     return (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000
 
 
@@ -129,9 +143,19 @@ class Liveness:
         for f in sr.key_findings:
             if f["seqs"] and isinstance(f["seqs"][0], int):
                 f["seqs"] = _ranges(sorted(f["seqs"]))
+        self._shared_names(sr)
         seqs = sorted(valid)
         if not seqs:
             return
+        last_t = valid[seqs[-1]].checkpoint.time_ns
+        if at is not None and last_t > at:
+            first = next(s for s in seqs if valid[s].checkpoint.time_ns > at)
+            sr.warnings.append(
+                f"liveness judged at {iso(at)}, before this stream's checkpoints from seq {first} "
+                f"({iso(valid[first].checkpoint.time_ns)}) to its last at seq {seqs[-1]} ({iso(last_t)}): the "
+                "archive postdates TIME, so a silent stop after it cannot be seen; give --at a time after the last "
+                "checkpoint (or --now)"
+            )
         self._silences(sr, valid, seqs, at)
         self._handovers(sr, valid, seqs)
 
@@ -175,6 +199,27 @@ class Liveness:
                 "stopped without closing it, or the stream was cut back to that checkpoint"
             )
 
+    def _shared_names(self, sr: StreamReport) -> None:
+        """A loud note when a key that signed this stream shares its name with another key of the keyring:
+        two public keys under one name (two producers' `gw`, or an entry someone added to pass their own
+        key off as the producer's); the report tells them apart by key id only."""
+        done: set[str] = set()
+        for k in sr.signing_keys:
+            name = k["name"]
+            if name in done or k["status"] == "unknown":
+                continue
+            done.add(name)
+            same = self.keyring.same_name(name)
+            if len(same) < 2:
+                continue
+            used = sorted({f"{name} (id {x['key_id']})" for x in sr.signing_keys if x["name"] == name})
+            held = "; ".join(f"{describe(x)} from {self.keyring.where(x) or 'memory'}" for x in same)
+            sr.warnings.append(
+                f"KEY NAME SHARED: your keyring holds {len(same)} different public keys named {name} ({held}); this "
+                f"stream is signed by {', '.join(used)}: check that this key id is the producer's, since every key "
+                "in the keyring is trusted and anyone who added one can sign under that name"
+            )
+
     def _keys(self, sn: SignedNote) -> frozenset[_Key]:
         """The keys whose signatures make this (valid) note valid: known and valid at its time."""
         out = set()
@@ -202,6 +247,10 @@ class Liveness:
                 _handover(osr, 0, last, ofirst, sr.stream_id)
 
 
+def _ids(keys: frozenset[_Key]) -> list[str]:
+    return [f"{n} (id {kid.hex()})" for n, kid in sorted(keys)]
+
+
 def _name(keys: frozenset[_Key]) -> str:
     return ", ".join(f"{n} (id {kid.hex()})" for n, kid in sorted(keys)) or "no valid key"
 
@@ -213,7 +262,7 @@ def _handover(sr: StreamReport, seq: int, before: frozenset[_Key], now: frozense
     cosigned = bool(now & before)
     old = (before - now) or before
     entry: dict[str, Any] = {"seq": seq, "from": sorted(n for n, _ in old), "to": sorted(n for n, _ in added),
-                             "cosigned": cosigned}
+                             "from_keys": _ids(old), "to_keys": _ids(added), "cosigned": cosigned}
     if pred is not None:
         entry["from_stream"] = pred
     sr.handovers.append(entry)
@@ -229,7 +278,8 @@ def _handover(sr: StreamReport, seq: int, before: frozenset[_Key], now: frozense
 
 def describe_handover(h: Mapping[str, Any]) -> str:
     where = f"at seq {h['seq']}" if "from_stream" not in h else f"from stream {h['from_stream']} at this stream's start"
-    return (f"key changed from {', '.join(h['from'])} to {', '.join(h['to'])} {where}"
+    return (f"key changed from {', '.join(h.get('from_keys', h['from']))} to {', '.join(h.get('to_keys', h['to']))} "
+            f"{where}"
             + (", cosigned by both" if h["cosigned"] else ", NOT cosigned"))
 
 

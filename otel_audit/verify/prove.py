@@ -79,7 +79,7 @@ class Verifier:
         self.keyring = keyring
         self.allow_open = allow_open
         self.ignore_unsigned = ignore_unsigned
-        self.report = Report()
+        self.report = Report(at=at)
         # stream -> its records in seq order as they arrive (_Stream); records not yet next wait in a window of
         # at most `window` records over all streams, beyond it in sorted runs on disk (verify/order.py)
         self._streams: dict[str, _Stream] = {}
@@ -95,6 +95,9 @@ class Verifier:
         self._ident_overflow: dict[str, int] = {}
         self._res_obj: Any = None
         self._res_key: tuple[Any, ...] = ()
+        self._res_unnamed = False
+        # stream -> [n, where, seq runs] of records whose resource names no service.name (or that have none)
+        self._unnamed: dict[str, list[Any]] = {}
         self._heads: dict[str, bytes] = {}
         # declared stream -> (marker seq, "a-b,c", "a-b:<prev of a>:<digest of b>;...", reason, destination,
         # the marker's own stream): a marker declares seqs of its own stream or, with audit.gap.stream, of an
@@ -441,6 +444,17 @@ class Verifier:
             self._res_obj = resource
             self._res_key = tuple((k, type(v).__name__, v if isinstance(v, (str, int, float)) else repr(v))
                                   for k in PRODUCER_KEYS if k in resource for v in (resource[k],))
+            self._res_unnamed = "service.name" not in resource
+        if self._res_unnamed:  # a SIEM shows it as unknown_service: noted against the signed producer
+            ent = self._unnamed.get(stream)
+            if ent is None:
+                ent = self._unnamed[stream] = [0, where, []]
+            ent[0] += 1
+            runs = ent[2]
+            if runs and runs[-1][1] == seq - 1:
+                runs[-1][1] = seq
+            elif len(runs) < MAX_RUNS:
+                runs.append([seq, seq])
         key = self._res_key
         if not key:
             return
@@ -790,6 +804,15 @@ class Verifier:
             p.append(f"records at seq {_fmt_ranges(m['seqs'])} ({m['count']:,} record(s), e.g. {m['where']}) are under "
                      f"a resource naming {m['key']}={m['found']!r}, but this stream's signed checkpoints name "
                      f"{m['key']}={m['signed']!r}")
+        unnamed = self._unnamed.get(own)
+        if unnamed and sr.producer.get("service.name") is not None:
+            n, where, runs = unnamed
+            sr.warnings.append(
+                f"records at seq {_fmt_ranges(_merge_runs(runs))} ({n:,} record(s), e.g. {where}) are under a resource "
+                f"without service.name (or no resource), though this stream's signed checkpoints name service.name="
+                f"{sr.producer['service.name']!r}: a SIEM shows them as unknown_service; the signed producer stands "
+                "(a collector may drop resource attributes)"
+            )
         over = self._ident_overflow.get(own)
         if over:
             p.append(f"{over:,} record(s) are under more than {MAX_IDENTITIES} distinct producer resources; "
@@ -800,7 +823,8 @@ class Verifier:
         if sr.state == "open" and not key_only:
             msg = (
                 f"no end-of-stream checkpoint and no successor stream: truncated after seq {top}, or still being "
-                f"written (last valid checkpoint at seq {last_valid})"
+                f"written ("
+                + (f"last valid checkpoint at seq {last_valid})" if last_valid is not None else "no valid checkpoint)")
             )
             (sr.warnings if self.allow_open else p).append(msg)
         if tail and sr.state == "crashed":

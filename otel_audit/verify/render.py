@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from otel_audit.verify.liveness import describe_handover
+from otel_audit.verify.liveness import describe_handover, iso
 from otel_audit.verify.report import UNPROVEN_REASONS, Report
 
 # -- rendering --------------------------------------------------------------------------------------
@@ -12,6 +12,8 @@ def render_text(rep: Report) -> str:
     lines = [
         f"otel-audit verify: {rep.files} file(s), {rep.records:,} record(s), {len(rep.streams)} stream(s)"
     ]
+    if rep.at is not None:
+        lines.append(f"liveness judged at {iso(rep.at)} (--at / --now)")
     for s in rep.streams:
         who = s.producer.get("service.name") or "?"
         host = s.producer.get("host.name")
@@ -22,8 +24,9 @@ def render_text(rep: Report) -> str:
             f"({s.events:,} events, {s.checkpoints:,} checkpoints), {s.sealed:,} sealed"
         )
         lines.append(f"{'VERIFIED' if s.status == 'verified' else 'FAILED  '} {head}")
-        if s.keys:
-            lines.append(f"    signed by: {', '.join(s.keys)}")
+        signers = list(dict.fromkeys(f"{k['name']} (id {k['key_id']})" for k in s.signing_keys if k["status"] == "ok"))
+        if signers:
+            lines.append(f"    signed by: {', '.join(signers)}")
         if s.predecessor:
             lines.append(f"    follows stream {s.predecessor}")
         if s.successor:

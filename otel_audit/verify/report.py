@@ -124,6 +124,7 @@ class Report:
     # not audit records: not read, and no problem (verify.inputs says what is skipped)
     skipped: list[str] = field(default_factory=list)
     read_as: dict[str, int] = field(default_factory=dict)  # lines or documents each reader took ("otlp": 12)
+    at: int | None = None  # unix ns liveness was judged at (verify --at / --now), None: not judged
 
     @property
     def ok(self) -> bool:
@@ -165,9 +166,20 @@ class Report:
             "problems": self.problems,
             "skipped": self.skipped,
             "read_as": self.read_as,
+            "liveness_at": _iso_ns(self.at),
             "streams": [s.to_json() for s in self.streams],
             **({"state": self.state} if self.state is not None else {}),
         }
+
+
+def _iso_ns(ns: int | None) -> str | None:
+    """RFC 3339 UTC with nanoseconds, as --at was given (None stays None)."""
+    if ns is None:
+        return None
+    import datetime as _dt
+
+    secs, frac = divmod(ns, 10**9)
+    return _dt.datetime.fromtimestamp(secs, tz=_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:09d}Z"
 
 
 def _ranges(seqs: Iterable[int]) -> list[list[int]]:
