@@ -87,6 +87,7 @@ import orjson
 import requests
 from opentelemetry.sdk._logs.export import LogRecordExportResult
 
+from otel_audit import siem_fields
 from otel_audit.errors import ConfigError
 from otel_audit.exporters._env import EnvSettings
 from otel_audit.exporters._http import (
@@ -100,7 +101,7 @@ from otel_audit.exporters._http import (
     duration,
     retry_after_seconds,
 )
-from otel_audit.otlpjson import encode_log_record, plain_json
+from otel_audit.otlpjson import encode_log_record
 
 __all__ = [
     "DEFAULT_HEALTH_PATH",
@@ -171,8 +172,6 @@ ACCESS_TOKEN_ATTR = "com.splunk.hec.access_token"
 OTLP_FIELD = "audit.otlp"
 EVENT_NAME_FIELD = "event_name"
 
-_MAX_DEPTH = 10
-_PLAIN = frozenset({str, int, bool})
 
 ENV_PREFIX = "OTEL_AUDIT_SPLUNK_HEC_"
 #: Environment variables of the no-argument construction: (ours, the Splunk distribution's or None).
@@ -213,37 +212,6 @@ _KEYS = frozenset({
 
 
 # -- values as HEC carries them ----------------------------------------------------------------------
-
-
-def _scalar(value: Any) -> Any:
-    """A JSON scalar: bytes as base64, the special doubles as strings, anything nested as JSON text."""
-    if isinstance(value, (str, bool, int, float, bytes, bytearray, memoryview)):
-        return plain_json(value)
-    return orjson.dumps(plain_json(value)).decode()
-
-
-_jsonable = plain_json
-
-
-def _flatten(prefix: str, value: Any, out: dict[str, Any], depth: int = 0) -> None:
-    """Maps become dotted keys and lists keep their scalar items, as the contrib exporter does;
-    a list holding lists or maps becomes its JSON text."""
-    if value is None:
-        return
-    if isinstance(value, Mapping):
-        if depth >= _MAX_DEPTH:
-            out[prefix] = orjson.dumps(_jsonable(value)).decode()
-            return
-        for k, v in value.items():
-            _flatten(f"{prefix}.{k}", v, out, depth + 1)
-        return
-    if isinstance(value, (list, tuple)):
-        if any(isinstance(v, (Mapping, list, tuple)) for v in value):
-            out[prefix] = orjson.dumps(_jsonable(value)).decode()
-        else:
-            out[prefix] = [_scalar(v) for v in value if v is not None]
-        return
-    out[prefix] = _scalar(value)
 
 
 def _field_text(value: Any) -> str | None:
@@ -647,39 +615,18 @@ class SplunkHecLogExporter(HttpLogExporter):
     def encode(self, readable: Any) -> bytes:
         """The HEC envelope of one SDK log record, as JSON bytes."""
         rec = readable.log_record
-        otlp = orjson.dumps(encode_log_record(readable)).decode()
+        otlp_rec = encode_log_record(readable)
+        otlp = orjson.dumps(otlp_rec).decode()
         attrs: Mapping[str, Any] = rec.attributes or {}
         resource = getattr(readable, "resource", None)
         res: Mapping[str, Any] = resource.attributes if resource is not None else {}
 
-        event: dict[str, Any] = {}
-        if rec.event_name:
-            event[EVENT_NAME_FIELD] = rec.event_name
-        if rec.severity_text:
-            event[self.hec_fields["severity_text"]] = rec.severity_text
-        if rec.severity_number is not None and rec.severity_number.value:
-            event[self.hec_fields["severity_number"]] = rec.severity_number.value
-        if rec.body is not None:
-            event["body"] = _jsonable(rec.body)
-        if rec.trace_id:
-            event["trace_id"] = format(rec.trace_id, "032x")
-        if rec.span_id:
-            event["span_id"] = format(rec.span_id, "016x")
-        flat: dict[str, Any] = {}
-        skip = self._skip
-        # resource attributes first: the record's own win
-        for source in (res, attrs):
-            for k, v in source.items():
-                if type(v) in _PLAIN:  # nearly every attribute: no flattening to do
-                    flat[k] = v
-                elif k not in skip:
-                    _flatten(k, v, flat)
-        reserved = self._reserved
-        for k in skip.intersection(flat):
-            del flat[k]
-        for k in reserved.intersection(flat):
-            flat[f"otel.attr.{k}"] = flat.pop(k)
-        event.update(flat)
+        # the searchable fields, from the record's own OTLP/JSON: the verifier derives them the same way
+        head, record_flat, _ = siem_fields.splunk_record_fields(
+            otlp_rec, severity_text=self.hec_fields["severity_text"],
+            severity_number=self.hec_fields["severity_number"], skip=self._skip)
+        event = siem_fields.splunk_merge(head, siem_fields.splunk_flatten(res, self._skip), record_flat,
+                                         self._reserved)
         event[OTLP_FIELD] = otlp
 
         fields: dict[str, str] = {}

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CANONICAL",
+    "Located",
     "ENV_MAX_DOCUMENT",
     "ENV_MAX_LINE",
     "MAX_DOCUMENT",
@@ -87,6 +88,19 @@ def max_document() -> int:
     return _limit(ENV_MAX_DOCUMENT, MAX_DOCUMENT)
 
 
+class Located(tuple):  # noqa: SLOT001
+    """A reader's ``(where, record)`` pair that also carries the resource attributes the export names
+    for the record (``.resource``: its producer identity, e.g. ``service.name`` and ``host.name``), for
+    the verifier to compare with the stream's signed checkpoints. Unpacks as a plain pair."""
+
+    resource: dict[str, Any] | None
+
+    def __new__(cls, where: str, record: dict[str, Any], resource: dict[str, Any] | None = None) -> Located:
+        self = super().__new__(cls, (where, record))
+        self.resource = resource
+        return self
+
+
 @runtime_checkable
 class Reader(Protocol):
     """What the verifier needs of a reader. One instance serves one verification run.
@@ -117,7 +131,8 @@ class Reader(Protocol):
     def records_in(self, source: Any, where: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
         """``(where, record)`` for each record of a claimed document, of a claimed non-JSON file's bytes,
         or of what the reader's own API takes (a path, bytes, an iterable of hits ...). A record is an
-        OTLP/JSON logRecord, or ``{CANONICAL: (...)}``."""
+        OTLP/JSON logRecord, or ``{CANONICAL: (...)}``. A pair may be a `Located`, naming the
+        record's resource as the export gives it."""
         ...
 
 

@@ -39,12 +39,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from otel_audit import readers
-from otel_audit.decoding import decode_value
-from otel_audit.decoding import DecodeError
+from otel_audit import readers, siem_fields
+from otel_audit.decoding import DecodeError, decode_value
 from otel_audit.decoding import loads as strict_loads
 from otel_audit.errors import InputError
-from otel_audit.otlpjson import decode_attributes
 
 if TYPE_CHECKING:
     from otel_audit.verify.report import Report
@@ -62,8 +60,9 @@ __all__ = [
 
 OTLP_FIELD = "audit.otlp"
 EVENT_NAME_FIELD = "event_name"
-#: (searchable field, what it must equal in the signed record) for the cross-check
-CHECKED_ATTRIBUTES = ("user.id", "audit.outcome", "audit.stream.id", "audit.stream.seq")
+#: the record attributes the HEC exporter also writes as index-time fields (exporters/splunk_hec.py INDEXED_FIELDS)
+INDEXED_ATTRIBUTES = ("audit.stream.id", "audit.stream.seq", "audit.category", "audit.action", "audit.outcome",
+                      "user.id")
 _MISSING: Any = object()
 
 
@@ -260,41 +259,125 @@ def _millis_of_time(value: Any) -> int | None:
     return (delta.days * 86400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
-def cross_check(result: Mapping[str, Any], record: Mapping[str, Any], where: str) -> list[str]:
-    """Mismatches between a result's searchable fields and its signed record, one message each."""
+#: what Splunk adds to a result next to the event's own fields: never derived from the record
+BACKEND_FIELDS = frozenset({
+    "_raw", "_time", "_indextime", "_cd", "_bkt", "_serial", "_si", "_sourcetype", "_kv", "_subsecond",
+    "_eventtype_color", "_confstr", "_serial_id", "index", "linecount", "splunk_server", "splunk_server_group",
+    "punct", "timestartpos", "timeendpos", "eventtype", "tag", "source", "sourcetype", "host",
+})
+_BACKEND_PREFIXES = ("date_", "tag::", "_")
+#: the producer identity a resource names (as the verifier compares it with the signed checkpoints)
+PRODUCER_KEYS = ("service.name", "service.namespace", "service.instance.id", "service.version", "host.name",
+                 "process.pid")
+#: HEC metadata the exporter takes from a resource (or record) attribute, never written as an event field
+_METADATA_ATTRS = frozenset({"com.splunk.source", "com.splunk.sourcetype", "com.splunk.index",
+                             "com.splunk.hec.access_token"})
+_RESERVED = frozenset({EVENT_NAME_FIELD, "body", "trace_id", "span_id", OTLP_FIELD,
+                       siem_fields.SPLUNK_SEVERITY_TEXT, siem_fields.SPLUNK_SEVERITY_NUMBER})
+#: field names only a record gives (a resource attribute so named would be renamed or is not ours):
+#: such a field in the event that the signed record does not produce was added
+_RECORD_ONLY_PREFIXES = ("audit.", "otel.attr.", "user.", "client.", "session.")
+
+
+def _backend(name: str) -> bool:
+    return name in BACKEND_FIELDS or name.startswith(_BACKEND_PREFIXES)
+
+
+def _spath(prefix: str, value: Any, out: dict[str, list[str]]) -> None:
+    """A JSON event's fields as Splunk's search-time extraction (spath, KV_MODE=json) names them, as text."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _spath(f"{prefix}.{k}" if prefix else str(k), v, out)
+    elif isinstance(value, list):
+        for v in value:
+            _spath(prefix + "{}", v, out)
+    else:
+        out.setdefault(prefix, []).append(_text(value))
+
+
+def _producer_value(key: str, value: Any) -> Any:
+    """A searchable producer field as the signed producer line holds it (process.pid an integer)."""
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if key == "process.pid" and isinstance(value, str) and value.isdigit():
+        return int(value)
+    return value
+
+
+def cross_check(result: Mapping[str, Any], record: Mapping[str, Any], where: str,
+                resource: dict[str, Any] | None = None) -> list[str]:
+    """Mismatches between a result's searchable fields and its signed record, one message each.
+
+    Every field the exporter derives from the record (`otel_audit.siem_fields`) must be what the signed
+    record gives, in ``_raw`` and in the result's fields; a field the record does not give is a resource
+    attribute (unsigned: the producer identity it names is put in `resource`, for the verifier to compare
+    with the stream's signed checkpoints) unless its name is one only a record gives, then it was added.
+    """
     try:
-        attrs = decode_attributes(record.get("attributes"))
-    except ValueError as exc:
-        return [f"{where}: audit.otlp has malformed attributes: {exc}"]
+        head, record_flat, attrs = siem_fields.splunk_record_fields(record, skip=_METADATA_ATTRS)
+    except DecodeError as exc:
+        return [f"{where}: audit.otlp is not strict OTLP/JSON: {exc}"]
     sid, seq = attrs.get("audit.stream.id"), attrs.get("audit.stream.seq")
     which = f"stream {sid} seq {seq}" if sid is not None else "an unsigned record"
+    derived = siem_fields.splunk_merge(head, {}, record_flat, _RESERVED)
     event = _event_of(result)
     out: list[str] = []
+    res: dict[str, Any] = {} if resource is None else resource
 
-    def check(name: str, expected: Any) -> None:
-        if event is not None:
+    def added(name: str, actual: Any, place: str) -> None:
+        out.append(f"{where}: searchable field {name}{place} is {actual!r} but the signed record has no such "
+                   f"value ({which})")
+
+    if event is not None:
+        for name, expected in derived.items():
             actual = event.get(name, _MISSING)
             if actual is _MISSING:
-                if expected is not None:
-                    out.append(f"{where}: searchable field {name} is missing from _raw; the signed record has "
-                               f"{expected!r} ({which})")
-            elif expected is None:
-                out.append(f"{where}: searchable field {name} in _raw is {actual!r} but the signed record has no "
-                           f"such value ({which})")
-            elif not _same(expected, actual):
+                out.append(f"{where}: searchable field {name} is missing from _raw; the signed record has "
+                           f"{expected!r} ({which})")
+            elif not _same_json(actual, expected):
                 out.append(f"{where}: searchable field {name} in _raw is {actual!r} but the signed record has "
                            f"{expected!r} ({which})")
-        actual = result.get(name, _MISSING)
-        if actual is _MISSING:
-            return  # a search need not extract every field
-        if expected is None:
-            out.append(f"{where}: field {name} is {actual!r} but the signed record has no such value ({which})")
-        elif not _same(expected, actual):
-            out.append(f"{where}: field {name} is {actual!r} but the signed record has {expected!r} ({which})")
-
-    check(EVENT_NAME_FIELD, record.get("eventName") or None)
-    for name in CHECKED_ATTRIBUTES:
-        check(name, attrs.get(name))
+        for name, actual in event.items():
+            if name in derived or name == OTLP_FIELD:
+                continue
+            if name in _RESERVED or name.startswith(_RECORD_ONLY_PREFIXES) or name in _METADATA_ATTRS:
+                added(name, actual, " in _raw")
+            elif name in PRODUCER_KEYS:
+                res[name] = _producer_value(name, actual)
+        expected_fields = {}
+        _spath("", event, expected_fields)
+    else:
+        expected_fields = {}
+        _spath("", derived, expected_fields)
+    # index-time fields: the event name and some attributes, as text
+    for k in (EVENT_NAME_FIELD, *INDEXED_ATTRIBUTES):
+        v = derived.get(k)
+        if v is not None and not isinstance(v, (list, dict)):
+            expected_fields.setdefault(k, []).append(_text(v))
+    # the host: host.name of the record or its resource, else the exporter's host name
+    host = result.get("host", _MISSING)
+    if host is not _MISSING:
+        host = _producer_value("host", host)
+        named = derived.get("host.name", res.get("host.name"))
+        if isinstance(named, str) and named and host != named:
+            out.append(f"{where}: host is {host!r} but the record names host.name {named!r} ({which})")
+        elif not isinstance(named, str) or not named:
+            res["host.name"] = host
+    for name, actual in result.items():
+        if _backend(name) or name == OTLP_FIELD:
+            continue
+        values = actual if isinstance(actual, list) else [actual]
+        want = expected_fields.get(name)
+        if want is None:
+            if name in _RESERVED or name.startswith(_RECORD_ONLY_PREFIXES) or event is not None \
+                    or name in _METADATA_ATTRS:
+                added(name, actual, "")
+            elif name in PRODUCER_KEYS:
+                res[name] = _producer_value(name, actual)
+            continue
+        if not values or not all(any(_same_text(w, v) for w in want) for v in values):
+            shown = want[0] if len(want) == 1 else want
+            out.append(f"{where}: field {name} is {actual!r} but the signed record has {shown!r} ({which})")
 
     ns_text = record.get("timeUnixNano") or record.get("observedTimeUnixNano")
     try:
@@ -307,6 +390,25 @@ def cross_check(result: Mapping[str, Any], record: Mapping[str, Any], where: str
             signed = _dt.datetime.fromtimestamp(ns / 1e9, _dt.timezone.utc).isoformat(timespec="milliseconds")
             out.append(f"{where}: _time is {result['_time']!r} but the signed record's time is {signed} ({which})")
     return out
+
+
+def _same_json(a: Any, b: Any) -> bool:
+    """Equal as JSON values, types too (True is not 1, 1 is not 1.0 unless JSON makes them one)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same_json(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_json(a[k], b[k]) for k in a)
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+def _same_text(expected: str, actual: Any) -> bool:
+    if isinstance(actual, (dict, list)):
+        return False
+    return _same(expected, actual)
 
 
 # -- the reader ------------------------------------------------------------------------------------
@@ -330,6 +432,7 @@ class SplunkReader:
         self.results = 0
         self.records = 0
         self.skipped = 0
+        self._last_resource: dict[str, Any] = {}
 
     def records_of(self, results: Iterable[tuple[str, Mapping[str, Any]]]) -> Iterator[tuple[str, dict[str, Any]]]:
         for where, result in results:
@@ -343,8 +446,17 @@ class SplunkReader:
                 continue
             self.records += 1
             if CANONICAL_KEY not in record:
-                self.mismatches.extend(cross_check(result, record, where))
+                resource: dict[str, Any] = {}
+                self.mismatches.extend(cross_check(result, record, where, resource))
+                yield readers.Located(where, record, self._same_resource(resource))
+                continue
             yield where, record
+
+    def _same_resource(self, resource: dict[str, Any]) -> dict[str, Any]:
+        """One object for equal resources in a row (the verifier reads a resource object's identity once)."""
+        if resource != self._last_resource:
+            self._last_resource = resource
+        return self._last_resource
 
     def records_in(self, source: Any, where: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
         """Records of a file path, raw bytes, or an already-decoded document."""

@@ -534,11 +534,12 @@ MAX_LISTED = 100  # a reader's problems and mismatches copied into a report
 def feed(verifier: Verifier, records: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
     """Hand a SIEM reader's (where, record) pairs to the verifier: OTLP/JSON records, or records a
     reader found as embedded canonical content (`audit.integrity.record`)."""
-    for where, record in records:
+    for item in records:
+        where, record = item
         if CANONICAL in record:
             verifier.add_canonical(*record[CANONICAL], where)
         else:
-            verifier.add_record(record, where)
+            verifier.add_record(record, where, resource=getattr(item, "resource", None))
 
 
 def add_findings(report: Report, label: str, reader: Any) -> None:
