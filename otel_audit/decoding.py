@@ -650,9 +650,12 @@ def check_members(line: bytes, doc: Any) -> None:
     """Raise DecodeError("duplicate-member") if the JSON text `line` (which parsed to `doc` with orjson)
     has an object with a member name twice. A line that is exactly orjson's encoding of `doc` (what
     our file exporter writes) has none and costs one re-encoding; others are counted."""
-    again = _dumps(doc)
+    try:
+        again = _dumps(doc)
+    except TypeError:  # orjson writes at most 255 levels: no record of ours is that deep; count instead
+        again = b""
     n = len(again)
-    if line.startswith(again) and (len(line) == n or line[n:] in _EOL):  # no copy of a long line
+    if n and line.startswith(again) and (len(line) == n or line[n:] in _EOL):  # no copy of a long line
         return
     body = line.rstrip(b"\r\n")
     bare = _STRINGS.sub(b"", body)
@@ -661,7 +664,10 @@ def check_members(line: bytes, doc: Any) -> None:
                           "the integer 0, others (pdata, protojson) the double -0.0; write 0 or -0.0")
     if bare.count(b":") == _members(doc):
         return
-    _find_duplicate(body)
+    try:
+        _find_duplicate(body)
+    except RecursionError:
+        raise DecodeError("too-deep", "", "JSON nested too deep to read for repeated members") from None
 
 
 class _Dup(dict):  # type: ignore[type-arg]

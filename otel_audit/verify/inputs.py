@@ -391,7 +391,17 @@ class _Run:
                         tally.taken += 1
                         self.v._malformed(f"{where}: {STRICT}: {exc}")
                         continue
-                    self.take(doc, where, tally)
+                    try:
+                        self.take(doc, where, tally)
+                    except RecursionError:
+                        tally.taken += 1
+                        self.v._malformed(f"{where}: {STRICT}: too-deep: JSON nested too deep to read")
+                    except (InputError, KeyboardInterrupt):
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - one line must not hide the report of all others
+                        tally.taken += 1
+                        self.v._malformed(f"{where}: this line could not be read ({type(exc).__name__}); the rest "
+                                          "of the input was verified without it (please report it)")
             except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
                 self.v._malformed(f"{name}: read failed after {n} line(s): {exc}")
                 tally.taken += 1

@@ -158,8 +158,11 @@ class Verifier:
                 self._malformed(f"{_loc(where, index)}: integrity attributes have the wrong form")
                 return
             content = canonical.content_bytes(event, t, sev_number, sev_text, body, attrs)
-            pb = bytes.fromhex(prev)
-            db = bytes.fromhex(digest)
+            try:
+                pb = bytes.fromhex(prev)
+                db = bytes.fromhex(digest)
+            except ValueError:
+                raise ValueError("a digest is not 64 lower-case hex digits") from None
             if len(pb) != 32 or len(db) != 32:
                 raise ValueError("a digest is not 32 bytes")
             if pb.hex() != prev or db.hex() != digest:  # fromhex also takes upper case and spaces
@@ -492,7 +495,10 @@ class Verifier:
                 self._malformed(f"{where}: {STRICT}: {exc}")
                 return
             raw = content.encode("utf-8")
-            pb, db = bytes.fromhex(prev), bytes.fromhex(digest)
+            try:
+                pb, db = bytes.fromhex(prev), bytes.fromhex(digest)
+            except ValueError:
+                raise ValueError("a digest is not 64 lower-case hex digits") from None
             if len(pb) != 32 or len(db) != 32:
                 raise ValueError("a digest is not 32 bytes")
             if pb.hex() != prev or db.hex() != digest:  # fromhex also takes upper case and spaces

@@ -56,7 +56,8 @@ def render_text(rep: Report) -> str:
         lines.append(
             f"state {st['file']}: {st['lineages_known']} lineage(s) known, {len(st['checked'])} checked, "
             f"{len(st['advanced'])} advanced, {len(st['new'])} new"
-            + (f", {len(st['outside'])} outside the input ({', '.join(st['outside'])})" if st["outside"] else "")
+            + (f", {len(st['outside'])} outside the input ({', '.join(st['outside'][:10])}"
+               + (", ..." if len(st["outside"]) > 10 else "") + ")" if st["outside"] else "")
             + f"; {st.get('note', '')}"
         )
     lines.append(result_line(rep))

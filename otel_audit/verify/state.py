@@ -179,6 +179,9 @@ class AuditState:
             raise StateError(f"{self.path}: cannot keep the state there: folder {folder} does not exist")
         if self.path.is_dir():
             raise StateError(f"{self.path}: is a folder; --state takes a file (created on first use)")
+        if self.path.is_symlink() and not self.path.exists():
+            raise StateError(f"{self.path}: a symlink to {os.readlink(self.path)}, which does not exist (is its "
+                             "store mounted?); a fresh state would forget what earlier audits verified")
         lock = self.path.with_name(self.path.name + ".lock")
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
@@ -219,6 +222,8 @@ class AuditState:
             raise self._damaged(f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
         except ValueError as exc:
             raise self._damaged(str(exc)) from None
+        except RecursionError:
+            raise self._damaged("JSON nested too deep") from None
         if not isinstance(doc, dict):
             raise self._damaged("not a JSON object")
         fmt = doc.get("format")
