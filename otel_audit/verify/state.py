@@ -179,7 +179,7 @@ class AuditState:
             raise StateError(f"{self.path}: cannot keep the state there: folder {folder} does not exist")
         if self.path.is_dir():
             raise StateError(f"{self.path}: is a folder; --state takes a file (created on first use)")
-        if self.path.is_symlink() and not self.path.exists():
+        if self.path.is_symlink() and not self.path.exists() and not Path(os.path.realpath(self.path)).parent.is_dir():
             raise StateError(f"{self.path}: a symlink to {os.readlink(self.path)}, which does not exist (is its "
                              "store mounted?); a fresh state would forget what earlier audits verified")
         lock = self.path.with_name(self.path.name + ".lock")
