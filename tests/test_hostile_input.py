@@ -71,3 +71,21 @@ def test_a_state_nested_too_deep_is_damaged(archive: Archive, shared_keys: Path,
     proc = run_verify(shared_keys, archive.path, extra=("--state", str(state)))
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "damaged state file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_state_entry_with_a_bad_kind_or_time_is_damaged(archive: Archive, shared_keys: Path, tmp_path: Path) -> None:
+    """Values inside a state entry are checked too (an attacker's 'verified: yesterday', 'kind: zzz')."""
+    from otel_audit.verify.state import _checksum
+
+    state = tmp_path / "state.json"
+    assert verify_json(shared_keys, archive.path, extra=("--state", str(state)))[0] == 0
+    good = json.loads(state.read_text())
+    for field, value in (("kind", "zzz"), ("verified", "yesterday")):
+        doc = copy.deepcopy(good)
+        entry = next(iter(doc["streams"].values())) if isinstance(doc["streams"], dict) else doc["streams"][0]
+        entry[field] = value
+        doc["checksum"] = _checksum(doc)  # an edit made to pass: the values are what must be refused
+        state.write_text(json.dumps(doc))
+        proc = run_verify(shared_keys, archive.path, extra=("--state", str(state)))
+        assert proc.returncode == 2, (field, proc.stdout, proc.stderr)
+        assert f"{field} must be" in proc.stderr, proc.stderr

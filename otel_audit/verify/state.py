@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 
 from otel_audit.errors import InputError
+from otel_audit.note import KINDS
 from otel_audit.verify.report import Report, StreamReport
 
 FORMAT = "otel-audit-state/v2"
@@ -497,6 +498,13 @@ def _entry_problem(sid: Any, e: Any, fields: tuple[str, ...] = _FIELDS) -> str |
             return f"{k} must be a stream id or null"
     if not all(isinstance(e[k], str) and e[k] for k in ("verified", "checked", "kind")):
         return "verified, checked and kind must be text"
+    if e["kind"] not in KINDS:
+        return f"kind must be a checkpoint kind ({', '.join(sorted(KINDS))}), not {e['kind'][:40]!r}"
+    for k in ("verified", "checked"):
+        try:
+            datetime.datetime.fromisoformat(e[k].replace("Z", "+00:00"))
+        except ValueError:
+            return f"{k} must be an RFC 3339 time, not {e[k][:40]!r}"
     return None
 
 
