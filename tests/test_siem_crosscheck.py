@@ -19,9 +19,11 @@ from opentelemetry._logs import SeverityNumber
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
+from standins.elastic import DEFAULT_API_KEY, ElasticStandIn
 from standins.splunk import DEFAULT_TOKEN, SplunkHecStandIn
 
 from otel_audit.exporters._http import RetrySettings
+from otel_audit.exporters.elastic import ElasticLogExporter
 from otel_audit.exporters.splunk_hec import SplunkHecLogExporter
 from otel_audit.processors.signing import SigningProcessor
 
@@ -34,24 +36,31 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=120)
 
 
+FAST = RetrySettings(initial_interval=0.01, max_interval=0.05, max_elapsed_time=5)
+
+
+def _emit(shared_keys: Path, exp: Any, resource: Resource = RESOURCE) -> None:
+    """Twelve signed events through the real SigningProcessor into `exp`."""
+    provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+    provider.add_log_record_processor(SigningProcessor(
+        shared_keys, downstream=BatchLogRecordProcessor(exp, schedule_delay_millis=50),
+        checkpoint_every=50, checkpoint_interval=3600, resource=resource))
+    log = provider.get_logger("crosscheck")
+    for i in range(12):
+        log.emit(event_name="authentication.login.succeeded", body=f"user u{i} logged in",
+                 severity_number=SeverityNumber.INFO, severity_text="INFO",
+                 attributes={"user.id": f"u{i}", "audit.outcome": "success", "audit.category": "authentication",
+                             "audit.action": "login", "client.address": "203.0.113.7", "n": i,
+                             "tags": ["a", "b"], "gen_ai.usage": {"input_tokens": i}})
+    provider.force_flush()
+    provider.shutdown()
+
+
 @pytest.fixture(scope="module")
 def splunk(shared_keys: Path) -> Iterator[SplunkHecStandIn]:
     with SplunkHecStandIn() as s:
-        exp = SplunkHecLogExporter(s.url, DEFAULT_TOKEN, index="audit", sourcetype="_json", source="otel-audit",
-                                   retry=RetrySettings(initial_interval=0.01, max_interval=0.05, max_elapsed_time=5))
-        provider = LoggerProvider(resource=RESOURCE, shutdown_on_exit=False)
-        provider.add_log_record_processor(SigningProcessor(
-            shared_keys, downstream=BatchLogRecordProcessor(exp, schedule_delay_millis=50),
-            checkpoint_every=50, checkpoint_interval=3600, resource=RESOURCE))
-        log = provider.get_logger("crosscheck")
-        for i in range(12):
-            log.emit(event_name="authentication.login.succeeded", body=f"user u{i} logged in",
-                     severity_number=SeverityNumber.INFO, severity_text="INFO",
-                     attributes={"user.id": f"u{i}", "audit.outcome": "success", "audit.category": "authentication",
-                                 "audit.action": "login", "client.address": "203.0.113.7", "n": i,
-                                 "tags": ["a", "b"], "gen_ai.usage": {"input_tokens": i}})
-        provider.force_flush()
-        provider.shutdown()
+        _emit(shared_keys, SplunkHecLogExporter(s.url, DEFAULT_TOKEN, index="audit", sourcetype="_json",
+                                                source="otel-audit", retry=FAST))
         yield s
 
 
@@ -127,3 +136,135 @@ def test_splunk_misattribution_is_caught(splunk: SplunkHecStandIn, shared_keys: 
     assert res.returncode == 1, res.stdout + res.stderr
     text = res.stdout
     assert found in text and key in text, text
+
+
+# -- Elasticsearch ---------------------------------------------------------------------------------
+
+ES_RESOURCE = Resource.create({"service.name": "checkout", "service.version": "1.2.3", "host.name": "web-1"})
+
+
+@pytest.fixture(scope="module")
+def es(shared_keys: Path) -> Iterator[ElasticStandIn]:
+    with ElasticStandIn(api_keys=(DEFAULT_API_KEY,)) as s:
+        _emit(shared_keys, ElasticLogExporter(s.url, api_key=DEFAULT_API_KEY, timeout=5, retry=FAST), ES_RESOURCE)
+        yield s
+
+
+def _es_export(s: ElasticStandIn, path: Path, edit: Callable[[dict[str, Any]], None] | None = None,
+               hit_edit: Callable[[dict[str, Any]], None] | None = None) -> Path:
+    """A scroll dump (NDJSON hits), with `edit` applied at rest to the `_source` of seq VICTIM (then restored)."""
+    victim = next(d for d in s.documents() if d.id.endswith(f"-{VICTIM}"))
+    saved = json.loads(json.dumps(victim.source))
+    try:
+        if edit is not None:
+            s.alter(victim.id, edit)
+        lines = [json.loads(ln) for ln in s.export_ndjson().splitlines()]
+    finally:
+        victim.source.clear()
+        victim.source.update(saved)
+    if hit_edit is not None:
+        for hit in lines:
+            hit_edit(hit)
+    path.write_text("".join(json.dumps(h) + "\n" for h in lines))
+    return path
+
+
+def _at(dotted: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    """Set a field the way the document holds it: nested objects, `attributes` keys kept whole."""
+    def edit(src: dict[str, Any]) -> None:
+        node = src
+        parts = dotted.split(".")
+        if parts[0] in ("attributes", "resource"):
+            head = 2 if parts[0] == "resource" else 1
+            node = src
+            for p in parts[:head]:
+                node = node[p]
+            node[".".join(parts[head:])] = value
+            return
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return edit
+
+
+def test_honest_elastic_export_verifies(es: ElasticStandIn, shared_keys: Path, tmp_path: Path) -> None:
+    res = _cli("--keys", str(shared_keys), str(_es_export(es, tmp_path / "dump.ndjson")))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "VERIFIED" in res.stdout
+
+
+def test_elastic_backend_added_fields_are_not_mismatches(es: ElasticStandIn, shared_keys: Path,
+                                                         tmp_path: Path) -> None:
+    """Hit metadata and what the Fleet final pipeline / geoip / user_agent processors add are not the record's."""
+    def pipeline(src: dict[str, Any]) -> None:
+        src["event"]["ingested"] = "2026-01-01T00:00:00Z"
+        src["ecs"] = {"version": "8.11.0"}
+        src["agent"] = {"type": "filebeat", "version": "8.15.0"}
+        if "source" in src:
+            src["source"]["geo"] = {"country_iso_code": "US"}
+        src["tags"] = ["preserve_original_event"]
+
+    def hit_meta(hit: dict[str, Any]) -> None:
+        hit.update({"_seq_no": 3, "_primary_term": 1, "_version": 1, "_score": 1.0, "sort": [1, "x"],
+                    "fields": {"event.ingested": ["2026-01-01T00:00:00Z"]}, "highlight": {"message": ["<em>u</em>"]}})
+        pipeline(hit["_source"])
+
+    res = _cli("--keys", str(shared_keys), str(_es_export(es, tmp_path / "dump.ndjson", hit_edit=hit_meta)))
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize(("field", "edit", "shown"), [
+    ("message", _at("message", "Admin disabled MFA"), "Admin disabled MFA"),
+    ("attributes.audit.action", _at("attributes.audit.action", "logout"), "logout"),
+    ("attributes.audit.category", _at("attributes.audit.category", "configuration"), "configuration"),
+    ("attributes.client.address", _at("attributes.client.address", "198.51.100.66"), "198.51.100.66"),
+    ("source.ip", _at("source.ip", "198.51.100.66"), "198.51.100.66"),
+    ("related.ip", _at("related.ip", ["198.51.100.66"]), "198.51.100.66"),
+    ("user.id", _at("user.id", "mallory"), "mallory"),
+    ("related.user", _at("related.user", ["mallory"]), "mallory"),
+    ("log.level", _at("log.level", "ERROR"), "ERROR"),
+    ("event.severity", _at("event.severity", 17), "17"),
+    ("severity_number", _at("severity_number", 17), "17"),
+    ("event.action", _at("event.action", "authentication.logout"), "authentication.logout"),
+    ("event_name", _at("event_name", "authentication.logout"), "authentication.logout"),
+    ("event.outcome", _at("event.outcome", "failure"), "failure"),
+    ("event.category", _at("event.category", ["iam"]), "iam"),
+    ("attributes.n", _at("attributes.n", 999), "999"),
+    ("attributes.tags", _at("attributes.tags", ["a"]), "a"),
+    ("attributes.audit.reason", _at("attributes.audit.reason", "approved by the CISO"), "approved by the CISO"),
+    ("event.reason", _at("event.reason", "approved by the CISO"), "approved by the CISO"),
+    ("@timestamp", _at("@timestamp", "2020-01-01T00:00:00.000Z"), "2020-01-01"),
+    ("attributes.user.id", lambda src: src.update({"attributes.user.id": "mallory"}), "mallory"),
+])
+def test_elastic_field_edit_is_caught(es: ElasticStandIn, shared_keys: Path, tmp_path: Path, field: str,
+                                      edit: Callable[[dict[str, Any]], None], shown: str) -> None:
+    res = _cli("--keys", str(shared_keys), str(_es_export(es, tmp_path / "dump.ndjson", edit)))
+    assert res.returncode == 1, res.stdout + res.stderr
+    hits = [ln for ln in res.stdout.splitlines() if f"field {field} " in ln and f"seq {VICTIM})" in ln]
+    assert hits and shown in hits[0], res.stdout
+
+
+@pytest.mark.parametrize(("edit", "key", "found", "by_verifier"), [
+    (_at("service.name", "billing"), "service.name", "billing", True),
+    (_at("host.name", "evilhost"), "host.name", "evilhost", True),
+    # the two spellings disagree: the reader says so (the ECS field is what is handed on)
+    (_at("resource.attributes.service.name", "billing"), "resource.attributes.service.name", "billing", False),
+    (lambda src: (_at("service.name", "billing")(src), _at("resource.attributes.service.name", "billing")(src)),
+     "service.name", "billing", True),
+    (_at("resource.attributes.service.version", "9.9.9"), "service.version", "9.9.9", True),
+])
+def test_elastic_misattribution_is_caught(es: ElasticStandIn, shared_keys: Path, tmp_path: Path,
+                                          edit: Callable[[dict[str, Any]], None], key: str, found: str,
+                                          by_verifier: bool) -> None:
+    """A producer identity the signed checkpoints contradict fails, whichever field names it."""
+    res = _cli("--keys", str(shared_keys), "--format", "json", str(_es_export(es, tmp_path / "dump.ndjson", edit)))
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert found in res.stdout and key in res.stdout, res.stdout
+    # the verifier itself reports it against the signed checkpoints, not only the reader
+    assert _misattributed(res.stdout, found) is by_verifier, res.stdout
+
+
+def _misattributed(report: str, found: str) -> bool:
+    doc = json.loads(report)
+    streams = doc.get("streams") or [s for f in doc.get("files", []) for s in f.get("streams", [])]
+    return any(found in json.dumps(s.get("misattributed")) for s in streams)
