@@ -16,6 +16,7 @@ import base64
 import datetime as _dt
 import ipaddress
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,12 +28,25 @@ from otel_audit.decoding import decode_log_record
 from otel_audit.otlpjson import plain_json
 
 __all__ = [
+    "DD_PREVIEW_CHARS",
+    "DD_PREVIEW_NOTE",
+    "DD_RESERVED",
+    "DD_STANDARD_ALIASES",
     "ES_OTLP",
     "ES_RESOURCE_FIELDS",
     "SPLUNK_EVENT_NAME",
     "SPLUNK_OTLP",
     "SPLUNK_SEVERITY_NUMBER",
     "SPLUNK_SEVERITY_TEXT",
+    "dd_attribute_fields",
+    "dd_flatten",
+    "dd_jsonable",
+    "dd_message",
+    "dd_normalize_tag",
+    "dd_preview",
+    "dd_record_fields",
+    "dd_scalar",
+    "dd_status_of",
     "ecs_fields",
     "es_iso",
     "es_jsonable",
@@ -337,3 +351,177 @@ def es_resource_fields(resource_attrs: Mapping[str, Any]) -> dict[str, Any]:
     if resource_attrs:
         out["resource"] = {"attributes": {k: es_searchable(v) for k, v in resource_attrs.items()}}
     return out
+
+
+# -- Datadog (exporters/datadog.py, otel_audit/sources/datadog.py) ---------------------------------
+
+#: Keys Datadog's preprocessing reads as the log's host, service, status, message, date or trace: a record
+#: attribute of that name would silently become one of them, so it travels as "otel.attr.<name>" instead.
+#: Our own added keys are reserved for the same reason.
+DD_RESERVED = frozenset({
+    "host", "hostname", "syslog.hostname", "service", "syslog.appname", "dd.service",
+    "status", "severity", "level", "syslog.severity", "message", "msg", "log",
+    "timestamp", "@timestamp", "_timestamp", "Timestamp", "eventTime", "date", "published_date",
+    "syslog.timestamp", "source", "ddsource", "ddtags", "trace_id", "dd.trace_id", "dd.span_id",
+    "evt.name", "evt.outcome", "usr.id", "network.client.ip", "audit.otlp",
+    "otel.timestamp", "otel.severity_text", "otel.severity_number", "otel.trace_id", "otel.span_id",
+    "otel_audit.restamped", "otel_audit.shrunk",
+})
+#: Record attributes copied to Datadog standard attributes, so Datadog's own views and Cloud SIEM rules find them.
+DD_STANDARD_ALIASES: Mapping[str, str] = {
+    "audit.outcome": "evt.outcome",
+    "user.id": "usr.id",
+    "client.address": "network.client.ip",
+}
+DD_PREVIEW_CHARS = 2048
+DD_PREVIEW_NOTE = " [cut by otel-audit: the full body is in audit.otlp]"
+_DD_MAX_DEPTH = 10  # nested maps are flattened this deep, as the contrib exporter does
+_DD_TAG_BAD = re.compile(r"[^a-z0-9_:./-]")
+
+
+def dd_normalize_tag(tag: str) -> str:
+    """A tag as Datadog stores it: lower case, disallowed characters as '_', at most 200 characters."""
+    return _DD_TAG_BAD.sub("_", tag.lower())[:200]
+
+
+def dd_status_of(severity_number: int, severity_text: str = "") -> str:
+    """The Datadog status of an OTel severity, by the inverse of the OTel data model's syslog mapping.
+
+    1-8 (TRACE, DEBUG) debug; 9 info; 10-12 (INFO2-4) notice; 13-16 warning; 17 error;
+    18 critical; 19-20 alert; 21-24 (FATAL) emergency. With no severity number the severity
+    text is passed on for Datadog's status remapper, else ``info``.
+    """
+    n = severity_number
+    if n <= 0:
+        return severity_text.strip().lower() if severity_text and severity_text.strip() else "info"
+    if n <= 8:
+        return "debug"
+    if n == 9:
+        return "info"
+    if n <= 12:
+        return "notice"
+    if n <= 16:
+        return "warning"
+    if n == 17:
+        return "error"
+    if n == 18:
+        return "critical"
+    if n <= 20:
+        return "alert"
+    return "emergency"
+
+
+def dd_scalar(value: Any) -> Any:
+    """A JSON value Datadog can index: bytes as base64, special doubles as strings."""
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return float(value)
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    return orjson.dumps(dd_jsonable(value)).decode()
+
+
+def dd_jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): dd_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, (list, tuple)):
+        return [dd_jsonable(v) for v in value]
+    if isinstance(value, float):
+        return dd_scalar(value)
+    return value
+
+
+def dd_flatten(prefix: str, value: Any, out: dict[str, Any], depth: int = 0) -> None:
+    """Maps become dotted keys (as the contrib exporter does, to depth 10); lists keep scalar items."""
+    if value is None:
+        return
+    if isinstance(value, Mapping):
+        if depth >= _DD_MAX_DEPTH:
+            out[prefix] = orjson.dumps(dd_jsonable(value)).decode()
+            return
+        for k, v in value.items():
+            dd_flatten(f"{prefix}.{k}", v, out, depth + 1)
+        return
+    if isinstance(value, (list, tuple)):
+        out[prefix] = [dd_scalar(v) if not isinstance(v, (Mapping, list, tuple)) else
+                       orjson.dumps(dd_jsonable(v)).decode() for v in value if v is not None]
+        return
+    out[prefix] = dd_scalar(value)
+
+
+def dd_message(body: Any) -> str:
+    """The ``message`` of a body: a string as it is, anything else as JSON text, none as ""."""
+    if body is None:
+        return ""
+    if isinstance(body, str):
+        return body
+    if isinstance(body, (Mapping, list, tuple)):
+        return orjson.dumps(dd_jsonable(body)).decode()
+    value = dd_scalar(body)
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+def dd_preview(message: str) -> str:
+    """The ``message`` of a shrunk entry (one over Datadog's 1 MB log limit)."""
+    return message[:DD_PREVIEW_CHARS] + DD_PREVIEW_NOTE if len(message) > DD_PREVIEW_CHARS else message
+
+
+def dd_attribute_fields(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """A record's attributes as Datadog entry fields: flattened, reserved names as ``otel.attr.<name>``,
+    then the standard aliases (`DD_STANDARD_ALIASES`)."""
+    out: dict[str, Any] = {}
+    for k, v in attrs.items():
+        t = type(v)
+        if t is str or t is int or t is bool:
+            out[f"otel.attr.{k}" if k in DD_RESERVED else k] = v
+            continue
+        flat: dict[str, Any] = {}
+        dd_flatten(k, v, flat)
+        for fk, fv in flat.items():
+            out[f"otel.attr.{fk}" if fk in DD_RESERVED else fk] = fv
+    for k, alias in DD_STANDARD_ALIASES.items():
+        v = attrs.get(k)
+        if isinstance(v, (str, int, float)) and not isinstance(v, bool):
+            out[alias] = v
+    return out
+
+
+def dd_record_fields(rec: Mapping[str, Any], *, now_ns: int = 0
+                     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], int]:
+    """(the header fields, the attribute fields, the decoded attributes, the record's time in ns) of an
+    OTLP/JSON logRecord, as the Datadog exporter writes them.
+
+    The header: ``status``, ``message``, ``otel.timestamp`` (the record's time, else its observed time,
+    else `now_ns`), ``otel.severity_number``, ``otel.severity_text``, ``otel.trace_id`` / ``dd.trace_id``
+    (the low 64 bits, decimal), ``otel.span_id`` / ``dd.span_id``, ``evt.name``; each only when the record
+    has it. The attribute fields: `dd_attribute_fields`. Raises `otel_audit.decoding.DecodeError` for a
+    record that is not strict OTLP/JSON.
+    """
+    f = decode_log_record(rec)
+    event_name, t, sev, sev_text, body, attrs, observed = f[0], f[1], f[2], f[3], f[4], f[5], f[6]
+    ts = t or observed or now_ns
+    head: dict[str, Any] = {"status": dd_status_of(sev, sev_text), "message": dd_message(body)}
+    if ts:
+        head["otel.timestamp"] = str(ts)
+    if sev:
+        head["otel.severity_number"] = sev
+    if sev_text:
+        head["otel.severity_text"] = sev_text
+    if f[8]:
+        head["otel.trace_id"] = f[8]
+        head["dd.trace_id"] = str(int(f[8], 16) & 0xFFFFFFFFFFFFFFFF)
+    if f[9]:
+        head["otel.span_id"] = f[9]
+        head["dd.span_id"] = str(int(f[9], 16))
+    if event_name:
+        head["evt.name"] = event_name
+    return head, dd_attribute_fields(attrs), attrs, ts
