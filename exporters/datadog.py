@@ -124,6 +124,7 @@ ENV_VARS: Mapping[str, tuple[str, str | None]] = {
 
 # The mapping lives in otel_audit.siem_fields: the reader derives the same fields from audit.otlp.
 _RESERVED = siem_fields.DD_RESERVED
+HOST_FALLBACK_FIELD = siem_fields.DD_HOST_FALLBACK
 STANDARD_ALIASES = siem_fields.DD_STANDARD_ALIASES
 _MAX_DEPTH = 10  # nested maps are flattened this deep, as the contrib exporter does
 _PREVIEW_CHARS = 2048
@@ -543,13 +544,13 @@ class DatadogLogExporter(HttpLogExporter):
 
     # -- encoding ---------------------------------------------------------------------------------
 
-    def _resource_part(self, resource: Any) -> tuple[str, str, str, str, dict[str, str]]:
+    def _resource_part(self, resource: Any) -> tuple[str, str, str, str, dict[str, Any]]:
         """(ddsource, ddtags so far, hostname, service, other resource attributes) of a resource, cached."""
         hit = self._resources.get(id(resource))
         if hit is not None and hit[0] is resource:
             return hit[1]
         res = _plain(resource.attributes) if resource is not None else {}
-        extra: dict[str, str] = {}
+        extra: dict[str, Any] = {}
         # Resource attributes travel as strings, as the contrib exporter sends them.
         for k, v in res.items():
             if k not in ("service.name", "host.name", "datadog.host.name", "datadog.log.source") and v is not None:
@@ -558,6 +559,10 @@ class DatadogLogExporter(HttpLogExporter):
         env = res.get("deployment.environment.name") or res.get("deployment.environment") or self.env
         if env:
             tags.append(_normalize_tag(f"env:{env}"))
+        if not (res.get("datadog.host.name") or res.get("host.name")):
+            # the hostname is this exporter's fallback, not the producer's: flagged, so that the verifier
+            # does not take it for the host the records were signed on
+            extra[HOST_FALLBACK_FIELD] = True
         part = (str(res.get("datadog.log.source") or self.source), ",".join(tags),
                 str(res.get("datadog.host.name") or res.get("host.name") or self.hostname),
                 str(res.get("service.name") or ""), extra)

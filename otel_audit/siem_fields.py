@@ -28,6 +28,7 @@ from otel_audit.decoding import decode_log_record
 from otel_audit.otlpjson import plain_json
 
 __all__ = [
+    "DD_HOST_FALLBACK",
     "DD_PREVIEW_CHARS",
     "DD_PREVIEW_NOTE",
     "DD_RESERVED",
@@ -365,8 +366,10 @@ DD_RESERVED = frozenset({
     "syslog.timestamp", "source", "ddsource", "ddtags", "trace_id", "dd.trace_id", "dd.span_id",
     "evt.name", "evt.outcome", "usr.id", "network.client.ip", "audit.otlp",
     "otel.timestamp", "otel.severity_text", "otel.severity_number", "otel.trace_id", "otel.span_id",
-    "otel_audit.restamped", "otel_audit.shrunk",
+    "otel_audit.restamped", "otel_audit.shrunk", "otel_audit.host_fallback",
 })
+#: set (true) on an entry whose ``hostname`` is the exporter's fallback: its resource names no host
+DD_HOST_FALLBACK = "otel_audit.host_fallback"
 #: Record attributes copied to Datadog standard attributes, so Datadog's own views and Cloud SIEM rules find them.
 DD_STANDARD_ALIASES: Mapping[str, str] = {
     "audit.outcome": "evt.outcome",
