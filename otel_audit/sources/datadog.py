@@ -20,10 +20,15 @@ attribute. This module finds it again in what Datadog gives back:
 Datadog may show dotted attribute names nested (``{"audit": {"stream": {"seq": 4}}}``) or flat
 (``{"audit.stream.seq": 4}``); both are read.
 
-Next to every record it cross-checks the searchable fields an analyst sees against the signed
-record: event name, ``user.id``, ``audit.outcome``, the timestamp, ``audit.stream.id`` and
-``audit.stream.seq``. A searchable field altered at rest while ``audit.otlp`` was left alone
-is a mismatch, reported with the stream and seq.
+Next to every record it cross-checks every searchable field the exporter derives from the signed
+record (`otel_audit.siem_fields.dd_record_fields`: ``message``, ``status``, the ``otel.*`` fields,
+``evt.name``, the flattened attributes and their standard aliases, the ``audit_category:`` tag,
+the timestamp) against it, as the exporter documents shrunk (``otel_audit.shrunk``) and restamped
+(``otel_audit.restamped``) entries. An attribute the record does not give is a mismatch when only a
+record gives its name (``audit.*``, ``user.*``, ``evt.*`` ...), else it is a resource attribute: it goes
+with ``service`` and ``hostname`` (unless flagged ``otel_audit.host_fallback``) to the verifier as the
+record's resource (`readers.Located`), compared with the stream's signed checkpoints. A searchable
+field altered at rest while ``audit.otlp`` was left alone is a mismatch, reported with the stream and seq.
 
 No OpenTelemetry SDK imports: a verifier needs only the data and the public keys.
 """
