@@ -36,10 +36,8 @@ The API key never appears in a log line, an error, a repr or an exception.
 
 from __future__ import annotations
 
-import base64
 import gzip
 import logging
-import math
 import re
 import socket
 import time
@@ -51,6 +49,7 @@ from urllib.parse import urlsplit
 import orjson
 import requests
 
+from otel_audit import siem_fields
 from otel_audit.errors import ConfigError
 from otel_audit.exporters._env import EnvSettings
 from otel_audit.exporters._http import (
@@ -123,25 +122,10 @@ ENV_VARS: Mapping[str, tuple[str, str | None]] = {
     "fail_on_invalid_key": ("OTEL_AUDIT_DATADOG_FAIL_ON_INVALID_KEY", None),
 }
 
-# Keys Datadog's preprocessing reads as the log's host, service, status, message, date or trace:
-# a record attribute of that name would silently become one of them, so it travels as
-# "otel.attr.<name>" instead. Our own added keys are reserved for the same reason.
-_RESERVED = frozenset({
-    "host", "hostname", "syslog.hostname", "service", "syslog.appname", "dd.service",
-    "status", "severity", "level", "syslog.severity", "message", "msg", "log",
-    "timestamp", "@timestamp", "_timestamp", "Timestamp", "eventTime", "date", "published_date",
-    "syslog.timestamp", "source", "ddsource", "ddtags", "trace_id", "dd.trace_id", "dd.span_id",
-    "evt.name", "evt.outcome", "usr.id", "network.client.ip", "audit.otlp",
-    "otel.timestamp", "otel.severity_text", "otel.severity_number", "otel.trace_id", "otel.span_id",
-    "otel_audit.restamped", "otel_audit.shrunk",
-})
-#: Record attributes copied to Datadog standard attributes, so Datadog's own views and Cloud SIEM
-#: rules find them.
-STANDARD_ALIASES: Mapping[str, str] = {
-    "audit.outcome": "evt.outcome",
-    "user.id": "usr.id",
-    "client.address": "network.client.ip",
-}
+# The mapping lives in otel_audit.siem_fields: the reader derives the same fields from audit.otlp.
+_RESERVED = siem_fields.DD_RESERVED
+HOST_FALLBACK_FIELD = siem_fields.DD_HOST_FALLBACK
+STANDARD_ALIASES = siem_fields.DD_STANDARD_ALIASES
 _MAX_DEPTH = 10  # nested maps are flattened this deep, as the contrib exporter does
 _PREVIEW_CHARS = 2048
 _BIG_VALUE_BYTES = 1024
@@ -215,9 +199,7 @@ def _check_tags(tags: Sequence[str], what: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _normalize_tag(tag: str) -> str:
-    """A tag as Datadog stores it: lower case, disallowed characters as '_', at most 200 characters."""
-    return _TAG_BAD.sub("_", tag.lower())[:200]
+_normalize_tag = siem_fields.dd_normalize_tag
 
 
 def _split_tags(text: str) -> list[str]:
@@ -228,81 +210,15 @@ def _split_tags(text: str) -> list[str]:
 # -- severity -> Datadog status --------------------------------------------------------------------
 
 
-def status_of(severity_number: int, severity_text: str = "") -> str:
-    """The Datadog status of an OTel severity, by the inverse of the OTel data model's syslog mapping.
-
-    1-8 (TRACE, DEBUG) debug; 9 info; 10-12 (INFO2-4) notice; 13-16 warning; 17 error;
-    18 critical; 19-20 alert; 21-24 (FATAL) emergency. With no severity number the severity
-    text is passed on for Datadog's status remapper, else ``info``.
-    """
-    n = severity_number
-    if n <= 0:
-        return severity_text.strip().lower() if severity_text and severity_text.strip() else "info"
-    if n <= 8:
-        return "debug"
-    if n == 9:
-        return "info"
-    if n <= 12:
-        return "notice"
-    if n <= 16:
-        return "warning"
-    if n == 17:
-        return "error"
-    if n == 18:
-        return "critical"
-    if n <= 20:
-        return "alert"
-    return "emergency"
+status_of = siem_fields.dd_status_of
 
 
 # -- values as Datadog shows them ------------------------------------------------------------------
 
 
-def _scalar(value: Any) -> Any:
-    """A JSON value Datadog can index: bytes as base64, special doubles as strings."""
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        if math.isfinite(value):
-            return float(value)
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    return orjson.dumps(_jsonable(value)).decode()
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float):
-        return _scalar(value)
-    return value
-
-
-def _flatten(prefix: str, value: Any, out: dict[str, Any], depth: int = 0) -> None:
-    """Maps become dotted keys (as the contrib exporter does, to depth 10); lists keep scalar items."""
-    if value is None:
-        return
-    if isinstance(value, Mapping):
-        if depth >= _MAX_DEPTH:
-            out[prefix] = orjson.dumps(_jsonable(value)).decode()
-            return
-        for k, v in value.items():
-            _flatten(f"{prefix}.{k}", v, out, depth + 1)
-        return
-    if isinstance(value, (list, tuple)):
-        out[prefix] = [_scalar(v) if not isinstance(v, (Mapping, list, tuple)) else
-                       orjson.dumps(_jsonable(v)).decode() for v in value if v is not None]
-        return
-    out[prefix] = _scalar(value)
+_scalar = siem_fields.dd_scalar
+_jsonable = siem_fields.dd_jsonable
+_flatten = siem_fields.dd_flatten
 
 
 def _plain(attributes: Any) -> Mapping[str, Any]:
@@ -313,13 +229,7 @@ def _plain(attributes: Any) -> Mapping[str, Any]:
     return inner if isinstance(inner, dict) else dict(attributes)
 
 
-def _message(body: Any) -> str:
-    if body is None:
-        return ""
-    if isinstance(body, str):
-        return body
-    value = _scalar(body) if not isinstance(body, (Mapping, list, tuple)) else orjson.dumps(_jsonable(body)).decode()
-    return value if isinstance(value, str) else orjson.dumps(value).decode()
+_message = siem_fields.dd_message
 
 
 class InvalidKeyError(ValueError):
@@ -634,13 +544,13 @@ class DatadogLogExporter(HttpLogExporter):
 
     # -- encoding ---------------------------------------------------------------------------------
 
-    def _resource_part(self, resource: Any) -> tuple[str, str, str, str, dict[str, str]]:
+    def _resource_part(self, resource: Any) -> tuple[str, str, str, str, dict[str, Any]]:
         """(ddsource, ddtags so far, hostname, service, other resource attributes) of a resource, cached."""
         hit = self._resources.get(id(resource))
         if hit is not None and hit[0] is resource:
             return hit[1]
         res = _plain(resource.attributes) if resource is not None else {}
-        extra: dict[str, str] = {}
+        extra: dict[str, Any] = {}
         # Resource attributes travel as strings, as the contrib exporter sends them.
         for k, v in res.items():
             if k not in ("service.name", "host.name", "datadog.host.name", "datadog.log.source") and v is not None:
@@ -649,6 +559,10 @@ class DatadogLogExporter(HttpLogExporter):
         env = res.get("deployment.environment.name") or res.get("deployment.environment") or self.env
         if env:
             tags.append(_normalize_tag(f"env:{env}"))
+        if not (res.get("datadog.host.name") or res.get("host.name")):
+            # the hostname is this exporter's fallback, not the producer's: flagged, so that the verifier
+            # does not take it for the host the records were signed on
+            extra[HOST_FALLBACK_FIELD] = True
         part = (str(res.get("datadog.log.source") or self.source), ",".join(tags),
                 str(res.get("datadog.host.name") or res.get("host.name") or self.hostname),
                 str(res.get("service.name") or ""), extra)
@@ -659,13 +573,11 @@ class DatadogLogExporter(HttpLogExporter):
 
     def _entry(self, readable: Any, now_ns: int) -> bytes:
         """One record as one Datadog log entry (JSON bytes), at most MAX_ENTRY_BYTES long."""
-        lr = readable.log_record
         otlp = encode_log_record(readable)
         otlp_text = orjson.dumps(otlp).decode()
         source, tags, host, service, extra = self._resource_part(readable.resource)
-        attrs = _plain(lr.attributes)
-        ts = lr.timestamp or lr.observed_timestamp or now_ns
-        sev = lr.severity_number.value if lr.severity_number is not None else 0
+        # the searchable fields, from the record's own OTLP/JSON: the verifier derives them the same way
+        head, flat, attrs, ts = siem_fields.dd_record_fields(otlp, now_ns=now_ns)
         category = attrs.get("audit.category")
         if isinstance(category, str) and category:
             cat = _normalize_tag(f"audit_category:{category}")
@@ -676,8 +588,8 @@ class DatadogLogExporter(HttpLogExporter):
             "ddtags": tags,
             "hostname": host,
             "service": service,
-            "status": status_of(sev, lr.severity_text or ""),
-            "message": _message(lr.body),
+            "status": head.pop("status"),
+            "message": head.pop("message"),
         }
         if now_ns - ts > _RESTAMP_AFTER_NS:
             # Datadog takes a timestamp at most 18 h old; an older record (a long outage drained
@@ -688,33 +600,9 @@ class DatadogLogExporter(HttpLogExporter):
             self.dd_counters.restamped += 1
         else:
             entry["timestamp"] = ts // 1_000_000
-        entry["otel.timestamp"] = str(ts)
-        if sev:
-            entry["otel.severity_number"] = sev
-        if lr.severity_text:
-            entry["otel.severity_text"] = lr.severity_text
-        if lr.trace_id:
-            entry["otel.trace_id"] = format(lr.trace_id, "032x")
-            entry["dd.trace_id"] = str(lr.trace_id & 0xFFFFFFFFFFFFFFFF)
-        if lr.span_id:
-            entry["otel.span_id"] = format(lr.span_id, "016x")
-            entry["dd.span_id"] = str(lr.span_id)
-        if lr.event_name:
-            entry["evt.name"] = lr.event_name
+        entry.update(head)
         entry.update(extra)  # the record's own attributes come after, and win
-        for k, v in attrs.items():
-            t = type(v)
-            if t is str or t is int or t is bool:
-                entry[f"otel.attr.{k}" if k in _RESERVED else k] = v
-                continue
-            flat: dict[str, Any] = {}
-            _flatten(k, v, flat)
-            for fk, fv in flat.items():
-                entry[f"otel.attr.{fk}" if fk in _RESERVED else fk] = fv
-        for k, alias in STANDARD_ALIASES.items():
-            v = attrs.get(k)
-            if isinstance(v, (str, int, float)) and not isinstance(v, bool):
-                entry[alias] = v
+        entry.update(flat)
         entry["audit.otlp"] = otlp_text
         data = orjson.dumps(entry)
         if len(data) <= MAX_ENTRY_BYTES:
@@ -731,7 +619,7 @@ class DatadogLogExporter(HttpLogExporter):
         dropped = []
         msg = entry["message"]
         if len(msg) > _PREVIEW_CHARS:
-            entry["message"] = msg[:_PREVIEW_CHARS] + " [cut by otel-audit: the full body is in audit.otlp]"
+            entry["message"] = siem_fields.dd_preview(msg)
             dropped.append("message")
         for k in list(entry):
             if k in ("audit.otlp", "message", "ddtags"):

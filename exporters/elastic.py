@@ -47,12 +47,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as _dt
 import gzip as _gzip
-import ipaddress
 import itertools
 import logging
-import math
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -63,8 +60,8 @@ from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
 import orjson
 import requests
 
+from otel_audit import siem_fields
 from otel_audit.canonical import STREAM_ID, STREAM_SEQ
-from otel_audit.catalog import EVENTS, OUTCOMES
 from otel_audit.errors import ConfigError
 from otel_audit.exporters._env import env_choice, env_duration
 from otel_audit.exporters._http import (
@@ -299,20 +296,6 @@ def _basic_header(user: str, password: str) -> str:
 # -- documents -------------------------------------------------------------------------------------
 
 
-_STAMPS: dict[int, str] = {}  # seconds -> "YYYY-MM-DDTHH:MM:SS": records come in bursts of the same second
-
-
-def _iso(ns: int) -> str:
-    """RFC 3339 UTC with nanoseconds: Elasticsearch's date and date_nanos both parse it."""
-    seconds, frac = divmod(ns, 1_000_000_000)
-    stamp = _STAMPS.get(seconds)
-    if stamp is None:
-        if len(_STAMPS) > 256:
-            _STAMPS.clear()
-        stamp = _STAMPS[seconds] = _dt.datetime.fromtimestamp(seconds, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{frac:09d}Z"
-
-
 def _plain_dict(attrs: Any) -> Mapping[str, Any]:
     """The dict behind the SDK's BoundedAttributes (its Mapping methods are slow), or the mapping itself."""
     if attrs is None:
@@ -321,126 +304,13 @@ def _plain_dict(attrs: Any) -> Mapping[str, Any]:
     return inner if isinstance(inner, dict) else attrs
 
 
-def _scalar(value: Any) -> Any:
-    """A searchable form of one value that never breaks a mapping: JSON scalars stay, the rest is text."""
-    if value is None or isinstance(value, (str, bool, int)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    return orjson.dumps(_jsonable(value)).decode()
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-_NATIVE = frozenset({str, int, bool})
-
-
-def _searchable(value: Any) -> Any:
-    """An attribute value as a document field: a list of same-typed scalars stays a list (an ES array)."""
-    if type(value) in _NATIVE:
-        return value
-    if isinstance(value, (list, tuple)):
-        if not value:
-            return []
-        types = {type(v) for v in value}
-        if len(types) == 1 and types <= {str, int, bool} or types == {float}:
-            return [_scalar(v) for v in value]
-        return orjson.dumps(_jsonable(value)).decode()
-    return _scalar(value)
-
-
-def _text(value: Any) -> str | None:
-    """A keyword-able string of a scalar attribute, or None."""
-    if isinstance(value, str):
-        return value or None
-    if isinstance(value, (bool, int, float)):
-        return str(value)
-    return None
-
-
-def _ip(text: str) -> str | None:
-    candidate = text.strip()
-    if candidate.startswith("[") and "]" in candidate:  # [v6]:port
-        candidate = candidate[1:candidate.index("]")]
-    try:
-        return str(ipaddress.ip_address(candidate))
-    except ValueError:
-        return None
-
-
-def ecs_fields(event_name: str | None, attributes: Mapping[str, Any]) -> dict[str, Any]:
-    """The ECS fields of an audit record, from its event name, the catalog and its attributes."""
-    event: dict[str, Any] = {"kind": "event"}
-    spec = EVENTS.get(event_name or "")
-    if spec is not None:
-        event["category"] = list(spec.ecs_category)
-        event["type"] = list(spec.ecs_type)
-    if event_name:
-        event["action"] = event_name
-    outcome = attributes.get("audit.outcome")
-    if outcome in OUTCOMES:
-        event["outcome"] = outcome
-    reason = _text(attributes.get("audit.reason"))
-    if reason:
-        event["reason"] = reason
-    out: dict[str, Any] = {"event": event}
-
-    user: dict[str, str] = {}
-    related_users: list[str] = []
-    for attr, key in (("user.id", "id"), ("user.name", "name"), ("user.email", "email")):
-        text = _text(attributes.get(attr))
-        if text:
-            user[key] = text
-            if key != "email":
-                related_users.append(text)
-    if user:
-        out["user"] = user
-    actor = _text(attributes.get("audit.actor.id"))
-    if actor:
-        related_users.append(actor)
-
-    related: dict[str, list[str]] = {}
-    address = _text(attributes.get("client.address"))
-    if address:
-        ip = _ip(address)
-        source: dict[str, str] = {"address": address}
-        if ip:
-            source["ip"] = ip
-            related["ip"] = [ip]
-        else:
-            source["domain"] = address
-        out["source"] = source
-    if related_users:
-        related["user"] = list(dict.fromkeys(related_users))
-    if related:
-        out["related"] = related
-
-    # Semantic-convention names that ECS spells the same way.
-    method = _text(attributes.get("http.request.method"))
-    if method:
-        out["http"] = {"request": {"method": method}}
-    path = _text(attributes.get("url.path"))
-    if path:
-        out["url"] = {"path": path}
-    agent = _text(attributes.get("user_agent.original"))
-    if agent:
-        out["user_agent"] = {"original": agent}
-    error = _text(attributes.get("error.type"))
-    if error:
-        out["error"] = {"type": error}
-    return out
+# The mapping itself lives in otel_audit.siem_fields: the reader derives the same fields from audit.otlp.
+_iso = siem_fields.es_iso
+_scalar = siem_fields.es_scalar
+_jsonable = siem_fields.es_jsonable
+_searchable = siem_fields.es_searchable
+_text = siem_fields.es_text
+ecs_fields = siem_fields.ecs_fields
 
 
 def document(
@@ -449,53 +319,24 @@ def document(
     otlp: Mapping[str, Any] | None = None,
     data_stream: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The Elasticsearch document of one SDK log record (see the module docstring for its fields)."""
-    record = readable.log_record
+    """The Elasticsearch document of one SDK log record (see the module docstring for its fields).
+
+    Every field but the routing (``data_stream.*``, ``event.dataset``), the resource (``service.name``,
+    ``host.name``, ``resource.attributes.*``) and the scope is derived from the record's own OTLP/JSON
+    (`otel_audit.siem_fields.es_record_fields`), as the verifier derives them again from ``audit.otlp``.
+    """
     rec = otlp if otlp is not None else encode_log_record(readable)
-    attrs = _plain_dict(record.attributes)
-    ns = record.timestamp or record.observed_timestamp or time.time_ns()
-    doc: dict[str, Any] = {"@timestamp": _iso(ns)}
+    fields, _ = siem_fields.es_record_fields(rec, now_ns=time.time_ns())
+    doc: dict[str, Any] = {"@timestamp": fields.pop("@timestamp")}
     if data_stream is not None:
         doc["data_stream"] = {"type": "logs", "dataset": data_stream[0], "namespace": data_stream[1]}
-    doc.update(ecs_fields(record.event_name, attrs))
-    event = doc["event"]
-    aid = audit_id(attrs)
-    if aid:
-        event["id"] = aid
-    if data_stream is not None:
-        event["dataset"] = data_stream[0]
-    if record.observed_timestamp:
-        event["created"] = _iso(record.observed_timestamp)
-    sev = record.severity_number
-    if sev is not None and sev.value:
-        event["severity"] = sev.value
-    if record.severity_text:
-        doc["log"] = {"level": record.severity_text}
-    body = record.body
-    if body is not None:
-        doc["message"] = body if isinstance(body, str) else orjson.dumps(_jsonable(body)).decode()
-    if record.trace_id:
-        doc["trace"] = {"id": format(record.trace_id, "032x")}
-    if record.span_id:
-        doc["span"] = {"id": format(record.span_id, "016x")}
+        fields["event"]["dataset"] = data_stream[0]
+    doc.update(fields)
     resource_attrs = _plain_dict(readable.resource.attributes) if readable.resource is not None else {}
-    for attr, field, key in (("service.name", "service", "name"), ("host.name", "host", "name")):
-        text = _text(resource_attrs.get(attr))
-        if text:
-            doc[field] = {key: text}
-    # OTel-native part, as the contrib `otel` mapping mode lays it out: dotted names kept whole.
-    doc["attributes"] = {k: _searchable(v) for k, v in attrs.items()}
-    if resource_attrs:
-        doc["resource"] = {"attributes": {k: _searchable(v) for k, v in resource_attrs.items()}}
+    doc.update(siem_fields.es_resource_fields(resource_attrs))
     scope = readable.instrumentation_scope
     if scope is not None and scope.name:
         doc["scope"] = {"name": scope.name, **({"version": scope.version} if scope.version else {})}
-    if record.severity_text:
-        doc["severity_text"] = record.severity_text
-    if sev is not None and sev.value:
-        doc["severity_number"] = sev.value
-    if record.event_name:
-        doc["event_name"] = record.event_name
     doc["audit"] = {"otlp": orjson.dumps(rec).decode()}
     return doc
 

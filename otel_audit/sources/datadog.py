@@ -20,10 +20,15 @@ attribute. This module finds it again in what Datadog gives back:
 Datadog may show dotted attribute names nested (``{"audit": {"stream": {"seq": 4}}}``) or flat
 (``{"audit.stream.seq": 4}``); both are read.
 
-Next to every record it cross-checks the searchable fields an analyst sees against the signed
-record: event name, ``user.id``, ``audit.outcome``, the timestamp, ``audit.stream.id`` and
-``audit.stream.seq``. A searchable field altered at rest while ``audit.otlp`` was left alone
-is a mismatch, reported with the stream and seq.
+Next to every record it cross-checks every searchable field the exporter derives from the signed
+record (`otel_audit.siem_fields.dd_record_fields`: ``message``, ``status``, the ``otel.*`` fields,
+``evt.name``, the flattened attributes and their standard aliases, the ``audit_category:`` tag,
+the timestamp) against it, as the exporter documents shrunk (``otel_audit.shrunk``) and restamped
+(``otel_audit.restamped``) entries. An attribute the record does not give is a mismatch when only a
+record gives its name (``audit.*``, ``user.*``, ``evt.*`` ...), else it is a resource attribute: it goes
+with ``service`` and ``hostname`` (unless flagged ``otel_audit.host_fallback``) to the verifier as the
+record's resource (`readers.Located`), compared with the stream's signed checkpoints. A searchable
+field altered at rest while ``audit.otlp`` was left alone is a mismatch, reported with the stream and seq.
 
 No OpenTelemetry SDK imports: a verifier needs only the data and the public keys.
 """
@@ -42,11 +47,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from otel_audit import readers
+from otel_audit import readers, siem_fields
 from otel_audit.decoding import DecodeError
 from otel_audit.decoding import loads as strict_loads
 from otel_audit.errors import InputError
-from otel_audit.otlpjson import decode_attributes
 
 if TYPE_CHECKING:
     from otel_audit.verify.report import Report
@@ -330,58 +334,147 @@ def _millis(value: Any) -> int | None:
     return None
 
 
-def cross_check(event: Event, record: Mapping[str, Any]) -> list[str]:
-    """Mismatches between an event's searchable fields and its signed record, one message each."""
+#: attributes the exporter itself documents on an entry (restamped: too old for Datadog; shrunk: over 1 MB)
+EXPORTER_FIELDS = frozenset({OTLP_FIELD, "otel_audit.restamped", "otel_audit.shrunk", siem_fields.DD_HOST_FALLBACK})
+#: attribute names only a record gives: such a field that the signed record does not produce was added
+_RECORD_ONLY_PREFIXES = ("audit.", "user.", "usr.", "client.", "network.client.", "evt.", "session.", "otel.",
+                         "dd.", "error.", "http.", "url.")
+_RESOURCE_RENAMED = "otel.attr."  # a resource attribute whose name Datadog reserves
+_OPTIONAL = frozenset(siem_fields.DD_STANDARD_ALIASES.values())  # Datadog's remappers may move them
+_CATEGORY_TAG = "audit_category:"
+
+
+def _paths(node: Any, prefix: str, out: dict[str, Any]) -> None:
+    """An event's attributes by dotted path, whether Datadog shows them nested, flat or mixed."""
+    if isinstance(node, Mapping):
+        for k, v in node.items():
+            _paths(v, f"{prefix}.{k}" if prefix else str(k), out)
+    else:
+        out[prefix] = node
+
+
+def _same_value(expected: Any, actual: Any) -> bool:
+    if isinstance(expected, list):
+        if isinstance(actual, str):  # a CSV cell
+            try:
+                actual = orjson.loads(actual)
+            except orjson.JSONDecodeError:
+                return False
+        return isinstance(actual, list) and len(actual) == len(expected) and all(
+            _same(e, a) for e, a in zip(expected, actual, strict=True))
+    if isinstance(actual, (Mapping, list)):
+        return False
+    return _same(expected, actual)
+
+
+def _status_shown(status: str) -> str:
+    """A status as Datadog's status remapper shows it (syslog severities by name or first letters)."""
+    s = status.strip().lower()
+    names = ("emergency", "alert", "critical", "error", "warning", "notice", "info", "debug")
+    if s.isdigit():
+        return names[int(s)] if int(s) <= 7 else "info"
+    for prefixes, name in ((("emerg", "f"), "emergency"), (("a",), "alert"), (("c",), "critical"),
+                           (("e",), "error"), (("w",), "warning"), (("n",), "notice"), (("i",), "info"),
+                           (("d", "t", "v"), "debug"), (("o", "s"), "ok")):
+        if s.startswith(prefixes):
+            return name
+    return "info"
+
+
+def _producer_value(key: str, value: Any) -> Any:
+    """A resource attribute (sent as a string) as the signed producer line holds it (process.pid an integer)."""
+    if key == "process.pid" and isinstance(value, str) and value.isdigit():
+        return int(value)
+    return value
+
+
+def cross_check(event: Event, record: Mapping[str, Any], resource: dict[str, Any] | None = None) -> list[str]:
+    """Mismatches between an event's searchable fields and its signed record, one message each.
+
+    Every field the exporter derives from the record (`otel_audit.siem_fields.dd_record_fields`:
+    ``message``, ``status``, the ``otel.*`` fields, ``evt.name``, the attributes and their standard
+    aliases, the ``audit_category:`` tag) must be what the signed record gives; one the exporter
+    documents as dropped (``otel_audit.shrunk``) may be missing, and the message of a shrunk entry is
+    its preview; Datadog's timestamp may differ from the record's time only when
+    ``otel_audit.restamped`` says so, and then not be earlier. An attribute the record does not give is
+    a resource attribute (unsigned: put into `resource` with ``service`` and ``host``, for the verifier
+    to compare with the stream's signed checkpoints) unless only a record gives its name: then it was
+    added.
+    """
     try:
-        attrs = decode_attributes(record.get("attributes"))
-    except ValueError as exc:
-        return [f"{event.where}: audit.otlp has malformed attributes: {exc}"]
+        head, flat, attrs, ns = siem_fields.dd_record_fields(record)
+    except DecodeError as exc:
+        return [f"{event.where}: audit.otlp is not strict OTLP/JSON: {exc}"]
     sid, seq = attrs.get("audit.stream.id"), attrs.get("audit.stream.seq")
     which = f"stream {sid} seq {seq}" if sid is not None else "an unsigned record"
-    searchable = event.attributes
-    shrunk = lookup(searchable, "otel_audit.shrunk")
+    res: dict[str, Any] = {} if resource is None else resource
+    got: dict[str, Any] = {}
+    _paths(event.attributes, "", got)
+    shrunk = got.get("otel_audit.shrunk")
     dropped = set(shrunk) if isinstance(shrunk, list) else set()
+    restamped = got.get("otel_audit.restamped") in (True, "true")
+    host_fallback = got.get(siem_fields.DD_HOST_FALLBACK) in (True, "true")
+    columns = event.columns
     out: list[str] = []
 
-    def check(path: str, expected: Any, *, required: bool = True) -> None:
-        if event.columns is not None and path not in event.columns:
-            return  # a CSV download without this column says nothing about it
-        actual = lookup(searchable, path)
+    def shown(path: str) -> bool:
+        return columns is None or path in columns
+
+    status, message = head.pop("status"), head.pop("message")
+    for path, expected in {**head, **flat}.items():
+        if not shown(path):
+            continue  # a CSV download without this column says nothing about it
+        actual = got.pop(path, _MISSING)
         if actual is _MISSING:
-            if expected is not None and required and path not in dropped:
+            if path not in dropped and path not in _OPTIONAL:
                 out.append(f"{event.where}: searchable field {path} is missing; the signed record has "
                            f"{expected!r} ({which})")
-            return
-        if expected is None:
-            if required:
-                out.append(f"{event.where}: searchable field {path} is {actual!r} but the signed record has "
-                           f"no such value ({which})")
-            return
-        if not _same(expected, actual):
+            continue
+        if not _same_value(expected, actual):
             out.append(f"{event.where}: searchable field {path} is {actual!r} but the signed record has "
                        f"{expected!r} ({which})")
 
-    check("evt.name", record.get("eventName") or None)
-    check("user.id", attrs.get("user.id"))
-    check("usr.id", attrs.get("user.id"), required=False)
-    check("audit.outcome", attrs.get("audit.outcome"))
-    check("evt.outcome", attrs.get("audit.outcome"), required=False)
-    check("audit.stream.id", sid)
-    check("audit.stream.seq", seq)
+    for path, actual in got.items():
+        if path in EXPORTER_FIELDS or not shown(path):
+            continue
+        if path.startswith(_RESOURCE_RENAMED):
+            res[path[len(_RESOURCE_RENAMED):]] = actual
+        elif path.startswith(_RECORD_ONLY_PREFIXES) or path in siem_fields.DD_RESERVED:
+            out.append(f"{event.where}: searchable field {path} is {actual!r} but the signed record has no such "
+                       f"value ({which})")
+        else:
+            res[path] = _producer_value(path, actual)
 
-    ns_text = record.get("timeUnixNano")
-    try:
-        ns = int(ns_text) if ns_text is not None else None
-    except (TypeError, ValueError):
-        ns = None
+    if event.message is not None and shown("message"):
+        want = siem_fields.dd_preview(message) if "message" in dropped else message
+        if event.message != want:
+            out.append(f"{event.where}: searchable field message is {event.message!r} but the signed record has "
+                       f"{want!r} ({which})")
+    if event.status is not None and shown("status") and (
+            not isinstance(event.status, str) or _status_shown(event.status) != _status_shown(status)):
+        out.append(f"{event.where}: searchable field status is {event.status!r} but the signed record has "
+                   f"{status!r} ({which})")
+    if columns is None:
+        category = attrs.get("audit.category")
+        want_tags = ([siem_fields.dd_normalize_tag(f"{_CATEGORY_TAG}{category}")]
+                     if isinstance(category, str) and category else [])
+        tags = [t for t in event.tags if t.startswith(_CATEGORY_TAG)]
+        if tags != want_tags:
+            out.append(f"{event.where}: searchable tag {tags[0] if len(tags) == 1 else tags!r} but the signed "
+                       f"record has {want_tags[0] if len(want_tags) == 1 else want_tags!r} "
+                       f"(audit.category, {which})")
+    for key, value in (("service.name", event.service), ("host.name", event.host)):
+        if key == "host.name" and host_fallback:
+            continue  # the exporter's configured fallback, not the producer's host
+        if isinstance(value, str) and value:
+            if key in res and res[key] != value:
+                out.append(f"{event.where}: field {'service' if key == 'service.name' else 'host'} is {value!r} "
+                           f"but attribute {key} is {res[key]!r} ({which})")
+            res[key] = value
+
     if ns:
-        otel_ts = lookup(searchable, "otel.timestamp")
-        if otel_ts is not _MISSING and not _same(str(ns), str(otel_ts)):
-            out.append(f"{event.where}: searchable field otel.timestamp is {otel_ts!r} but the signed record "
-                       f"has {ns} ({which})")
-        restamped = lookup(searchable, "otel_audit.restamped")
         ms = _millis(event.timestamp)
-        if ms is not None and restamped not in (True, "true") and ms != ns // 1_000_000:
+        if ms is not None and (ms < ns // 1_000_000 if restamped else ms != ns // 1_000_000):
             out.append(f"{event.where}: Datadog's timestamp is {event.timestamp!r} but the signed record's "
                        f"time is {_dt.datetime.fromtimestamp(ns / 1e9, _dt.timezone.utc).isoformat()} ({which})")
     return out
@@ -409,6 +502,7 @@ class DatadogReader:
         self.events = 0
         self.records = 0
         self.skipped = 0
+        self._last_resource: dict[str, Any] = {}
 
     def records_of(self, events: Iterable[Event]) -> Iterator[tuple[str, dict[str, Any]]]:
         for ev in events:
@@ -436,8 +530,15 @@ class DatadogReader:
                 self.problems.append(f"{ev.where}: audit.otlp is {reason}")
                 continue
             self.records += 1
-            self.mismatches.extend(cross_check(ev, record))
-            yield ev.where, record
+            resource: dict[str, Any] = {}
+            self.mismatches.extend(cross_check(ev, record, resource))
+            yield readers.Located(ev.where, record, self._same_resource(resource))
+
+    def _same_resource(self, resource: dict[str, Any]) -> dict[str, Any]:
+        """One object for equal resources in a row (the verifier reads a resource object's identity once)."""
+        if resource != self._last_resource:
+            self._last_resource = resource
+        return self._last_resource
 
     def records_in(self, source: Any, where: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
         """Records of a file path, raw bytes, or an already-decoded document (page, list of pages)."""

@@ -8,11 +8,15 @@ Accepted input (a path, bytes, text, parsed JSON, or an iterable such as `helper
 
 Every hit's `_source["audit"]["otlp"]` (or a flat `"audit.otlp"` key) holds the record's own
 OTLP/JSON logRecord, written by `otel_audit.exporters.elastic`; it is what the verifier checks.
-The searchable fields next to it may have been remapped or retyped by the cluster, so they are
-only cross-checked: the event name, `user.id`, `audit.outcome`, `@timestamp`, `audit.stream.id`,
-`audit.stream.seq` and the document id must say what the signed record says (a number stored
-as a string is the same number). A field altered at rest while `audit.otlp` was left alone is
-reported as a mismatch.
+The searchable fields next to it may have been retyped by the cluster, so they are cross-checked
+as values (a number stored as a string is the same number): every field the exporter derives from
+the record (`otel_audit.siem_fields.es_record_fields`: message, log.level, event.*, user.*,
+source.*, related.*, attributes.*, severity_*, trace/span ids, @timestamp ...) that `_source` holds
+must say what the signed record says, and a field the record does not give is a mismatch unless the
+cluster or an ingest pipeline adds it (`BACKEND_FIELDS`), it is the routing or the scope, or it is the
+resource (`resource.attributes.*`, `service.*`, `host.*`): that is handed to the verifier as the
+record's resource (`readers.Located`), which compares the producer identity it names with the
+stream's signed checkpoints. A field left out of `_source` is not reported (a dump may be filtered).
 
 No OpenTelemetry SDK imports: a verifier needs only the data and the public keys.
 """
@@ -30,13 +34,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from otel_audit import readers
+from otel_audit import readers, siem_fields
 from otel_audit.canonical import STREAM_ID, STREAM_SEQ
-from otel_audit.decoding import decode_value
-from otel_audit.decoding import DecodeError
+from otel_audit.decoding import DecodeError, decode_value
 from otel_audit.decoding import loads as strict_loads
 from otel_audit.errors import InputError
-from otel_audit.otlpjson import decode_attributes
 
 if TYPE_CHECKING:
     from otel_audit.keys import Keyring
@@ -234,61 +236,152 @@ def _timestamp_matches(value: Any, ns: int) -> bool:
     return got == ns // unit * unit
 
 
-def cross_check(hit: Mapping[str, Any], record: Mapping[str, Any]) -> list[str]:
-    """How the hit's searchable fields differ from its signed record (messages without a location)."""
+#: hit keys next to `_source` that Elasticsearch adds (never derived from the record)
+HIT_KEYS = frozenset({"_index", "_id", "_score", "_seq_no", "_primary_term", "_version", "_routing", "_ignored",
+                      "_nested", "_shard", "_node", "_explanation", "sort", "fields", "highlight", "inner_hits",
+                      "matched_queries", "_source"})
+#: `_source` fields an ingest pipeline or the cluster may add or that follow the routing, not the record:
+#: exact names, then prefixes (`event.ingested` by the Fleet final pipeline, `ecs.version`, the
+#: geoip / user_agent processors' outputs, Elastic Agent metadata ...)
+BACKEND_FIELDS = frozenset({"event.ingested", "event.dataset", "event.module", "event.original", "ecs.version",
+                            "tags", "user_agent.name", "user_agent.version"})
+_BACKEND_PREFIXES = ("data_stream.", "agent.", "elastic_agent.", "input.", "ecs.", "scope.", "source.geo.",
+                     "source.as.", "user_agent.os.", "user_agent.device.", "labels.")
+#: the resource as the document names it: unsigned, handed to the verifier as the record's resource
+_RESOURCE_PREFIX = "resource.attributes."
+_RESOURCE_ROOTS = ("service.", "host.")
+_TIMES = ("@timestamp", "event.created")
+_MISSING: Any = object()
+
+
+def _leaves(node: Any, prefix: str, out: dict[str, Any]) -> None:
+    """The derived document's fields by dotted path; a list or a scalar is a leaf."""
+    if isinstance(node, Mapping):
+        for k, v in node.items():
+            _leaves(v, f"{prefix}.{k}" if prefix else str(k), out)
+    else:
+        out[prefix] = node
+
+
+def _values(node: Any, prefix: str, out: dict[str, list[Any]]) -> None:
+    """A `_source`'s fields by dotted path, however stored (nested, dotted, mixed), as lists of values:
+    the way Elasticsearch indexes them (two spellings of one path make one multi-valued field)."""
+    if isinstance(node, Mapping):
+        if not node and prefix:
+            out.setdefault(prefix, [])
+        for k, v in node.items():
+            _values(v, f"{prefix}.{k}" if prefix else str(k), out)
+    elif isinstance(node, list):
+        have = out.setdefault(prefix, [])
+        for v in node:
+            if isinstance(v, (Mapping, list)):
+                _values(v, prefix, out)
+            else:
+                have.append(v)
+    else:
+        out.setdefault(prefix, []).append(node)
+
+
+def _same_scalar(want: Any, got: Any) -> bool:
+    if isinstance(got, (Mapping, list)) or got is None:
+        return False
+    if isinstance(want, bool) or isinstance(got, bool):
+        return _text(want) == _text(got)
+    if isinstance(want, (int, float)) and not isinstance(want, bool):
+        return _same_number(want, got)  # a number the cluster stores as a string is the same number
+    return _text(want) == _text(got)
+
+
+def _same_values(want: Any, got: list[Any]) -> bool:
+    wanted = want if isinstance(want, list) else [want]
+    return len(wanted) == len(got) and all(_same_scalar(w, g) for w, g in zip(wanted, got, strict=True))
+
+
+def _shown(values: Any) -> Any:
+    """A field's value(s) for a message: a scalar as its text, several as a list of texts."""
+    if isinstance(values, list):
+        return _text(values[0]) if len(values) == 1 else [_text(v) for v in values]
+    return _text(values)
+
+
+def _resource_value(key: str, value: Any) -> Any:
+    """A resource field as the signed producer line holds it (process.pid an integer)."""
+    if key == "process.pid" and isinstance(value, str) and value.isdigit():
+        return int(value)
+    return value
+
+
+def cross_check(hit: Mapping[str, Any], record: Mapping[str, Any],
+                resource: dict[str, Any] | None = None) -> list[str]:
+    """How the hit's searchable fields differ from its signed record (messages without a location).
+
+    Every field the exporter derives from the record (`otel_audit.siem_fields.es_record_fields`) that
+    `_source` holds must have the value the signed record gives (a number stored as a string is the same
+    number; ``@timestamp`` and ``event.created`` at any precision the date type keeps); a field the
+    record does not give is a mismatch unless it is the routing, the scope, a field the cluster or an
+    ingest pipeline adds (`BACKEND_FIELDS`), or the resource: ``resource.attributes.*``, ``service.*``
+    and ``host.*``, which go into `resource` for the verifier to compare with the stream's signed
+    checkpoints (``service.name`` / ``host.name`` must also agree with ``resource.attributes``).
+    """
     source = hit.get("_source") or {}
     out: list[str] = []
     try:
-        attrs = decode_attributes(record.get("attributes"))
-    except ValueError as exc:
-        return [f"the signed record's attributes cannot be read ({exc})"]
+        derived, attrs = siem_fields.es_record_fields(record)
+    except DecodeError as exc:
+        return [f"audit.otlp is not strict OTLP/JSON: {exc}"]
     stream, seq = attrs.get(STREAM_ID), attrs.get(STREAM_SEQ)
-    who = f" (stream {stream} seq {seq})" if stream is not None else ""
+    who = f" (stream {stream} seq {seq})" if stream is not None else " (an unsigned record)"
+    res: dict[str, Any] = {} if resource is None else resource
+    want: dict[str, Any] = {}
+    _leaves(derived, "", want)
+    got: dict[str, list[Any]] = {}
+    _values(source, "", got)
+    got.pop(siem_fields.ES_OTLP, None)
+    ns = int(record.get("timeUnixNano") or 0) or int(record.get("observedTimeUnixNano") or 0)
+    observed = int(record.get("observedTimeUnixNano") or 0)
 
-    def differs(name: str, got: Any, want: Any) -> None:
-        out.append(f"searchable field {name} is {_text(got)!r} but the signed record says {_text(want)!r}{who}")
+    for path, expected in want.items():
+        values = got.pop(path, _MISSING)
+        if values is _MISSING:
+            continue  # a hit's `_source` may be filtered: only what it shows can be searched, and is checked
+        if path in _TIMES:
+            when = ns if path == "@timestamp" else observed
+            if len(values) != 1 or not _timestamp_matches(values[0], when):
+                out.append(f"searchable field {path} is {_shown(values)!r} but the signed record says "
+                           f"{expected!r}{who}")
+            continue
+        if not _same_values(expected, values):
+            out.append(f"searchable field {path} is {_shown(values)!r} but the signed record has "
+                       f"{_shown(expected)!r}{who}")
 
-    event = record.get("eventName") or ""
-    for name in ("event.action", "event_name"):
-        found, got = _lookup(source, name)
-        if found and _text(got) != event:
-            differs(name, got, event)
+    named: dict[str, Any] = {}
+    for path, values in got.items():
+        if path in BACKEND_FIELDS or path.startswith(_BACKEND_PREFIXES):
+            continue
+        if path.startswith(_RESOURCE_PREFIX):
+            key = path[len(_RESOURCE_PREFIX):]
+            res[key] = _resource_value(key, _one(values))
+        elif path.startswith(_RESOURCE_ROOTS):
+            named[path] = _resource_value(path, _one(values))
+        else:
+            out.append(f"searchable field {path} is {_shown(values)!r} but the signed record has no such "
+                       f"value{who}")
+    for key, value in named.items():
+        if key in res and not _same_scalar(res[key], value):
+            out.append(f"searchable field {key} is {_shown(value)!r} but {_RESOURCE_PREFIX}{key} is "
+                       f"{_shown(res[key])!r}{who}")
+        res[key] = value
 
-    for attr, names in (
-        ("user.id", ("user.id", "attributes.user.id")),
-        ("audit.outcome", ("event.outcome", "attributes.audit.outcome")),
-        (STREAM_ID, (f"attributes.{STREAM_ID}",)),
-    ):
-        for name in names:
-            found, got = _lookup(source, name)
-            if not found or got is None:
-                continue
-            if attr not in attrs:
-                out.append(f"searchable field {name} is {_text(got)!r} but the signed record has no {attr}{who}")
-            elif _text(got) != _text(attrs[attr]):
-                differs(name, got, attrs[attr])
+    dataset = got.get("data_stream.dataset")
+    event_dataset = got.get("event.dataset")
+    if dataset is not None and event_dataset is not None and not _same_values(_shown(dataset), event_dataset):
+        out.append(f"searchable field event.dataset is {_shown(event_dataset)!r} but data_stream.dataset is "
+                   f"{_shown(dataset)!r}{who}")
 
-    found, got = _lookup(source, f"attributes.{STREAM_SEQ}")
-    if found and got is not None and (seq is None or not _same_number(got, seq)):
-        differs(f"attributes.{STREAM_SEQ}", got, seq)
-
-    found, got = _lookup(source, "@timestamp")
-    try:
-        ns = int(record.get("timeUnixNano") or 0)
-    except (TypeError, ValueError):
-        ns = 0
-    if found and ns and not _timestamp_matches(got, ns):
-        want = _dt.datetime.fromtimestamp(ns // 1_000_000_000, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-        differs("@timestamp", got, f"{want}.{ns % 1_000_000_000:09d}Z")
-
-    if isinstance(stream, str) and isinstance(seq, int):
-        audit_id = f"{stream}-{seq}"
-        doc_id = hit.get("_id")
-        if doc_id is not None and doc_id != audit_id:
-            differs("_id", doc_id, audit_id)
-        found, got = _lookup(source, "event.id")
-        if found and _text(got) != audit_id:
-            differs("event.id", got, audit_id)
+    aid = derived["event"].get("id")
+    doc_id = hit.get("_id")
+    if aid is not None and doc_id is not None and doc_id != aid:
+        out.append(f"searchable field _id is {doc_id!r} but the signed record says {aid!r}{who}")
     return out
 
 
@@ -334,6 +427,7 @@ class ElasticReader:
         self.hits = 0
         self.records = 0
         self.skipped = 0
+        self._last_resource: dict[str, Any] = {}
 
     def records_of(self, hits: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
         for where, hit in hits:
@@ -354,8 +448,15 @@ class ElasticReader:
                     self.skipped += 1
                 continue
             self.records += 1
-            self.mismatches.extend(f"{label}: {msg}" for msg in cross_check(hit, rec))
-            yield label, rec
+            resource: dict[str, Any] = {}
+            self.mismatches.extend(f"{label}: {msg}" for msg in cross_check(hit, rec, resource))
+            yield readers.Located(label, rec, self._same_resource(resource))
+
+    def _same_resource(self, resource: dict[str, Any]) -> dict[str, Any]:
+        """One object for equal resources in a row (the verifier reads a resource object's identity once)."""
+        if resource != self._last_resource:
+            self._last_resource = resource
+        return self._last_resource
 
     def records_in(self, source: Any, where: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
         """Records of a file path, raw bytes or text, parsed JSON, or an iterable of hits or responses."""
