@@ -22,6 +22,7 @@ import datetime
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -179,6 +180,14 @@ class AuditState:
             raise StateError(f"{self.path}: cannot keep the state there: folder {folder} does not exist")
         if self.path.is_dir():
             raise StateError(f"{self.path}: is a folder; --state takes a file (created on first use)")
+        try:
+            mode = os.stat(self.path).st_mode
+        except OSError:
+            mode = None  # absent (created on first use), or unreadable: reading says why
+        if mode is not None and not stat.S_ISREG(mode):
+            kind = "a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+            raise StateError(f"{self.path}: {kind}, not a state file; --state takes a regular file (created on "
+                             "first use)")
         lock = self.path.with_name(self.path.name + ".lock")
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
