@@ -552,8 +552,8 @@ def _load_dir_ring(d: Path) -> Keyring:
     return Keyring.load(f)
 
 
-def _new_key(d: Path, ring: Keyring, name: str) -> tuple[Ed25519PrivateKey, PublicKey, Path]:
-    """A new key named `name` for folder `d` (nothing written yet); refuses a name in use."""
+def _check_unused(d: Path, ring: Keyring, name: str) -> Path:
+    """The private key path of a new key `name`; KeyringError if the name is in use."""
     pem = d / PRIVATE_DIR / f"{name}.pem"
     if any(k.name == name for k in ring):
         raise KeyringError(f"{d}: a key named {name!r} exists already; choose another --name")
@@ -565,6 +565,12 @@ def _new_key(d: Path, ring: Keyring, name: str) -> tuple[Ed25519PrivateKey, Publ
         hint = (" (it is empty and not in the keyring: left by a failed earlier write; remove it to reuse the name)"
                 if empty else "")
         raise KeyringError(f"{pem}: a private key of that name exists already{hint}; choose another --name")
+    return pem
+
+
+def _new_key(d: Path, ring: Keyring, name: str) -> tuple[Ed25519PrivateKey, PublicKey, Path]:
+    """A new key named `name` for folder `d` (nothing written yet); refuses a name in use."""
+    pem = _check_unused(d, ring, name)
     private = Ed25519PrivateKey.generate()
     return private, Signer(name, private).public(not_before=time.time_ns()), pem
 
@@ -594,6 +600,7 @@ def generate(keys_dir: str | os.PathLike[str], name: str | None = None, *, prefi
     if os.path.lexists(d) and not d.is_dir():
         raise KeyringError(f"{d}: not a folder; --dir takes the keys folder (keyring.json + private/)")
     ring = _load_dir_ring(d)
+    _check_unused(d, ring, name)
     current = ring.current()
     if refuse_current and current:
         raise KeyringError(
