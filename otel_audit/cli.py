@@ -25,11 +25,16 @@ class _Parser(argparse.ArgumentParser):
 
 def _duration(value: str) -> float:
     from otel_audit.exporters.file import parse_duration
+    from otel_audit.keys import MAX_GRACE_S
 
     try:
-        return parse_duration(value, where="--grace")
+        seconds = parse_duration(value, where="--grace")
     except AuditError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds > MAX_GRACE_S:
+        raise argparse.ArgumentTypeError(f"--grace {value!r} is too long: the old keys would stay valid that long "
+                                         "after the rotation; give at most 100 years (876000h)")
+    return seconds
 
 
 def _time(value: str) -> int:

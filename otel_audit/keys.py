@@ -21,9 +21,11 @@ window. Two different public keys under one name are two keys (two producers may
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import re
+import stat
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -34,6 +36,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from otel_audit.decoding import DecodeError
+from otel_audit.decoding import loads as _strict_json
 from otel_audit.errors import KeyringError
 from otel_audit.note import Signature, SignedNote, key_id, vkey
 
@@ -41,6 +45,11 @@ KEYRING_FILE = "keyring.json"
 PRIVATE_DIR = "private"
 FORMAT = "otel-audit-keyring/v1"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+#: the largest keyring file (.json or .vkey) or private key file read: a keyring of thousands of keys is
+#: well under 1 MiB; anything larger is not a keyring (and would cost memory many times its size to parse)
+MAX_FILE_BYTES = 16 * 1024 * 1024
+#: the longest --grace of `rotate`: an old key valid for a century more is not a rotation
+MAX_GRACE_S = 100 * 365 * 86400.0
 
 
 def check_name(name: str) -> str:
@@ -238,9 +247,21 @@ class Keyring:
         KeyringError naming both files and the key.
         """
         p = Path(path)
-        if not p.exists():
-            raise KeyringError(f"{p}: no such keyring file or folder; pass --keys <folder or keyring.json>")
-        files = [p] if p.is_file() else sorted(x for x in p.iterdir() if x.suffix in (".json", ".vkey"))
+        try:
+            mode = os.stat(p).st_mode
+        except FileNotFoundError:
+            raise KeyringError(f"{p}: no such keyring file or folder; pass --keys <folder or keyring.json>") from None
+        except OSError as exc:
+            raise KeyringError(f"{p}: cannot read keyring: {exc.strerror}") from exc
+        if stat.S_ISDIR(mode):
+            try:
+                files = sorted(x for x in p.iterdir() if x.suffix in (".json", ".vkey"))
+            except OSError as exc:
+                raise KeyringError(f"{p}: cannot list the keyring folder: {exc.strerror}") from exc
+        elif stat.S_ISREG(mode):
+            files = [p]
+        else:
+            raise KeyringError(f"{p}: {_not_regular(mode, 'keyring file')}")
         if not files:
             raise KeyringError(f"{p}: folder holds no keyring.json; run 'otel-audit keys export' on the producer")
         ring = cls()
@@ -264,6 +285,105 @@ class Keyring:
         return ring
 
 
+def _not_regular(mode: int, what: str) -> str:
+    """What a path that is not a regular file is, for messages ("a named pipe, not a keyring file: ...")."""
+    if stat.S_ISFIFO(mode):
+        kind = "a named pipe (or a shell pipe such as <(...))"
+    elif stat.S_ISSOCK(mode):
+        kind = "a socket"
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        kind = "a device"
+    elif stat.S_ISDIR(mode):
+        kind = "a folder"
+    else:
+        kind = "not a regular file"
+    return f"{kind}, not a {what}: give a regular file (a pipe or device is never read, it could block forever)"
+
+
+def _read_regular(path: Path, what: str, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes; KeyringError naming `path` otherwise.
+
+    Opened non-blocking and checked with fstat before any read, so that a named pipe put in place of the
+    file (even between a check and the open) is refused at once instead of blocking the reader."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise KeyringError(f"{path}: cannot read the {what}: {exc.strerror}") from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise KeyringError(f"{path}: {_not_regular(st.st_mode, what)}")
+        if st.st_size > limit:
+            raise KeyringError(f"{path}: {st.st_size} bytes is too large for a {what} (at most {limit // 2**20} "
+                               "MiB); this is not an otel-audit keyring: remove it from the keys folder")
+        chunks: list[bytes] = []
+        n = 0
+        while True:
+            b = os.read(fd, min(1 << 20, limit + 1 - n))
+            if not b:
+                break
+            chunks.append(b)
+            n += len(b)
+            if n > limit:  # grew since fstat
+                raise KeyringError(f"{path}: larger than {limit // 2**20} MiB, too large for a {what}")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise KeyringError(f"{path}: cannot read the {what}: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not every file system can fsync a folder; the rename stands
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def _write_file(path: Path, data: bytes, what: str, *, mode: int = 0o644, replace: bool = True) -> None:
+    """Write `data` to `path` whole or not at all: a temporary file in the same folder, fsync, then a rename
+    over `path` (`replace`) or a hard link that fails if `path` exists (not `replace`). On any failure (a
+    full disk, a file size limit) the temporary file is removed, `path` is left as it was, and KeyringError
+    names `path`."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode)
+    except OSError as exc:
+        raise KeyringError(f"{path}: cannot write the {what}: {exc.strerror} (creating {tmp.name}); "
+                           "nothing was changed") from exc
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode)  # not narrowed or widened by the umask
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if replace:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise
+            except OSError:  # a file system without hard links: exists was checked before
+                if path.exists():
+                    raise FileExistsError(17, "File exists", str(path)) from None
+                os.replace(tmp, path)
+            else:
+                tmp.unlink()
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise KeyringError(f"{path}: cannot write the {what}: {exc.strerror or exc}; it is left as it "
+                           "was") from exc
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
 def _window(key: PublicKey) -> str:
     return f"key {key.public_key.hex()[:16]}..., valid {_ts(key.not_before) or '-'} .. {_ts(key.not_after) or 'open'}"
 
@@ -271,10 +391,7 @@ def _window(key: PublicKey) -> str:
 def _read_keyring_file(f: Path) -> list[tuple[PublicKey, str]]:
     import base64
 
-    try:
-        raw = f.read_bytes()
-    except OSError as exc:
-        raise KeyringError(f"{f}: cannot read keyring: {exc.strerror}") from exc
+    raw = _read_regular(f, "keyring file")
     if f.suffix == ".vkey":
         try:
             text = raw.decode("utf-8")
@@ -283,9 +400,10 @@ def _read_keyring_file(f: Path) -> list[tuple[PublicKey, str]]:
         return [(_parse_vkey(line.strip(), f"{f}:{n}"), f"{f}:{n}")
                 for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise KeyringError(f"{f}: not valid JSON ({exc}); expected an otel-audit keyring") from exc
+        doc = _strict_json(raw)  # strict: a member given twice ("keys" twice, last wins elsewhere) is refused
+    except DecodeError as exc:
+        what = "not valid JSON" if exc.rule == "not-json" else "ambiguous JSON"
+        raise KeyringError(f"{f}: {what} ({exc}); expected an otel-audit keyring") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("keys"), list):
         raise KeyringError(f"{f}: not an otel-audit keyring (expected {{\"format\": \"{FORMAT}\", \"keys\": [...]}})")
     out: list[tuple[PublicKey, str]] = []
@@ -310,6 +428,12 @@ def _read_keyring_file(f: Path) -> list[tuple[PublicKey, str]]:
                         _parse_ts(entry.get("not_after"), f"{where}.not_after"))
         if "key_id" in entry and entry["key_id"] != key.key_id.hex():
             raise KeyringError(f"{where}.key_id: does not match the name and public key")
+        if "vkey" in entry and entry["vkey"] != vkey(name, pub):
+            raise KeyringError(f"{where}.vkey: does not match the name and public key of the entry ({name}, id "
+                               f"{key.key_id.hex()}); an entry must say one key only: fix or remove the entry")
+        if key.not_before is not None and key.not_after is not None and key.not_after < key.not_before:
+            raise KeyringError(f"{where}: not_after {entry.get('not_after')} is before not_before "
+                               f"{entry.get('not_before')}; a key's validity must not end before it starts")
         out.append((key, where))
     return out
 
@@ -383,10 +507,7 @@ class Signer:
 
 
 def _load_private(path: Path) -> Ed25519PrivateKey:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise KeyringError(f"{path}: cannot read private key: {exc.strerror}") from exc
+    data = _read_regular(path, "private key file")
     password = os.environ.get("OTEL_AUDIT_KEY_PASSWORD")
     try:
         key = serialization.load_pem_private_key(data, password=password.encode() if password else None)
@@ -398,27 +519,72 @@ def _load_private(path: Path) -> Ed25519PrivateKey:
     return key
 
 
-def _write_private(path: Path, key: Ed25519PrivateKey) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
+def _private_pem(key: Ed25519PrivateKey) -> bytes:
     password = os.environ.get("OTEL_AUDIT_KEY_PASSWORD")
     enc = (
         serialization.BestAvailableEncryption(password.encode()) if password else serialization.NoEncryption()
     )
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
+
+
+def _write_private(path: Path, key: Ed25519PrivateKey) -> None:
+    """Write a new private key file (never over an existing one), whole or not at all."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(path.parent, 0o700)
+    except OSError as exc:
+        raise KeyringError(f"{path.parent}: cannot make the private key folder: {exc.strerror}") from exc
+    _write_file(path, _private_pem(key), "private key file", mode=0o600, replace=False)
 
 
 def _write_ring(d: Path, ring: Keyring) -> None:
-    tmp = d / (KEYRING_FILE + ".tmp")
-    tmp.write_bytes(ring.to_json() + b"\n")
-    os.replace(tmp, d / KEYRING_FILE)
+    _write_file(d / KEYRING_FILE, ring.to_json() + b"\n", "keyring")
 
 
 def _default_name(prefix: str) -> str:
     return f"{prefix}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+
+
+def _load_dir_ring(d: Path) -> Keyring:
+    f = d / KEYRING_FILE
+    if not os.path.lexists(f):
+        return Keyring()
+    return Keyring.load(f)
+
+
+def _check_unused(d: Path, ring: Keyring, name: str) -> Path:
+    """The private key path of a new key `name`; KeyringError if the name is in use."""
+    pem = d / PRIVATE_DIR / f"{name}.pem"
+    if any(k.name == name for k in ring):
+        raise KeyringError(f"{d}: a key named {name!r} exists already; choose another --name")
+    if os.path.lexists(pem):
+        try:
+            empty = pem.is_file() and pem.stat().st_size == 0
+        except OSError:
+            empty = False
+        hint = (" (it is empty and not in the keyring: left by a failed earlier write; remove it to reuse the name)"
+                if empty else "")
+        raise KeyringError(f"{pem}: a private key of that name exists already{hint}; choose another --name")
+    return pem
+
+
+def _new_key(d: Path, ring: Keyring, name: str) -> tuple[Ed25519PrivateKey, PublicKey, Path]:
+    """A new key named `name` for folder `d` (nothing written yet); refuses a name in use."""
+    pem = _check_unused(d, ring, name)
+    private = Ed25519PrivateKey.generate()
+    return private, Signer(name, private).public(not_before=time.time_ns()), pem
+
+
+def _commit(d: Path, private: Ed25519PrivateKey, pem: Path, ring: Keyring) -> None:
+    """Write the new private key, then the keyring that holds it; a failed keyring write removes the private key
+    again (a private key not in the keyring would only block its name)."""
+    _write_private(pem, private)
+    try:
+        _write_ring(d, ring)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            pem.unlink()
+        raise
 
 
 def generate(keys_dir: str | os.PathLike[str], name: str | None = None, *, prefix: str = "otel-audit",
@@ -427,13 +593,14 @@ def generate(keys_dir: str | os.PathLike[str], name: str | None = None, *, prefi
 
     With `refuse_current` (what `otel-audit keys generate` does unless given --add), a folder that
     already holds a key valid now is refused: replacing a key is `rotate`, which ends the old one.
+    Every check is made before anything is written; a failed write leaves no file of the new key.
     """
     d = Path(keys_dir)
-    d.mkdir(parents=True, exist_ok=True)
-    ring = Keyring.load(d / KEYRING_FILE) if (d / KEYRING_FILE).exists() else Keyring()
     name = check_name(name or _default_name(prefix))
-    if any(k.name == name for k in ring) or (d / PRIVATE_DIR / f"{name}.pem").exists():
-        raise KeyringError(f"{d}: a key named {name!r} exists already; choose another --name")
+    if os.path.lexists(d) and not d.is_dir():
+        raise KeyringError(f"{d}: not a folder; --dir takes the keys folder (keyring.json + private/)")
+    ring = _load_dir_ring(d)
+    _check_unused(d, ring, name)
     current = ring.current()
     if refuse_current and current:
         raise KeyringError(
@@ -441,42 +608,77 @@ def generate(keys_dir: str | os.PathLike[str], name: str | None = None, *, prefi
             f"one would make two keys valid at once: run 'otel-audit keys rotate --dir {d}' to replace it (the "
             "old key then ends after a grace period), or pass --add to add another current key on purpose"
         )
-    private = Ed25519PrivateKey.generate()
-    signer = Signer(name, private)
-    _write_private(d / PRIVATE_DIR / f"{name}.pem", private)
-    pub = signer.public(not_before=time.time_ns())
+    private, pub, pem = _new_key(d, ring, name)
     ring.add(pub)
-    _write_ring(d, ring)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KeyringError(f"{d}: cannot make the keys folder: {exc.strerror}") from exc
+    _commit(d, private, pem, ring)
     return pub
+
+
+def check_grace(grace_s: float) -> float:
+    """A rotation's grace period in seconds: finite, zero or more, at most MAX_GRACE_S (100 years)."""
+    if not isinstance(grace_s, (int, float)) or isinstance(grace_s, bool) or not (0 <= grace_s <= MAX_GRACE_S):
+        raise KeyringError(
+            f"--grace {grace_s!r}s is not a grace period: give zero or more and at most 100 years (876000h); "
+            "the old keys stay valid that long after the rotation"
+        )
+    return float(grace_s)
 
 
 def rotate(keys_dir: str | os.PathLike[str], name: str | None = None, *, grace_s: float = 3600.0,
            prefix: str = "otel-audit") -> PublicKey:
-    """Add a new key and end the validity of the keys valid now after `grace_s` seconds."""
+    """Add a new key and end the validity of the keys valid now after `grace_s` seconds.
+
+    Everything is checked before anything is written, and the keyring is written once (the new key and the
+    ended old ones together): a failed write leaves the keys folder as it was."""
     d = Path(keys_dir)
-    if not (d / KEYRING_FILE).exists():
+    grace_s = check_grace(grace_s)
+    name = check_name(name or _default_name(prefix))
+    if not os.path.lexists(d / KEYRING_FILE):
         raise KeyringError(f"{d}: no keyring to rotate; run 'otel-audit keys generate --dir {d}' first")
-    new = generate(d, name, prefix=prefix)
     ring = Keyring.load(d / KEYRING_FILE)
+    private, new, pem = _new_key(d, ring, name)
     end = new.not_before + int(grace_s * 1e9)  # type: ignore[operator]
     updated = Keyring()
     for k in ring:
-        if k.name != new.name and (k.not_after is None or k.not_after > end):
-            k = PublicKey(k.name, k.public_key, k.not_before, end)
+        if k.not_after is None or k.not_after > end:
+            k = PublicKey(k.name, k.public_key, k.not_before, max(end, k.not_before or end))
         updated.add(k)
-    _write_ring(d, updated)
+    updated.add(new)
+    _commit(d, private, pem, updated)
     return new
 
 
 def export(keys_dir: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
-    """Write the public keyring alone (no private keys) to `out` (a file, or a folder to hold keyring.json)."""
+    """Write the public keyring alone (no private keys) to `out` (a file, or a folder to hold keyring.json).
+
+    Written whole or not at all (a temporary file renamed over `out`): an existing `out` (the auditor's
+    keyring) is never left torn; a symlink `out` is followed (its target is replaced)."""
     ring = Keyring.load(Path(keys_dir) / KEYRING_FILE)
     o = Path(out)
-    if o.is_dir() or str(out).endswith(os.sep):
-        o.mkdir(parents=True, exist_ok=True)
-        o = o / KEYRING_FILE
-    o.parent.mkdir(parents=True, exist_ok=True)
-    o.write_bytes(ring.to_json() + b"\n")
+    try:
+        if o.is_dir() or str(out).endswith(os.sep):
+            o.mkdir(parents=True, exist_ok=True)
+            o = o / KEYRING_FILE
+        o = Path(os.path.realpath(o))
+        o.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KeyringError(f"{exc.filename or o}: cannot make the folder for the keyring: {exc.strerror}") from exc
+    mode = 0o644
+    try:
+        st = os.stat(o)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise KeyringError(f"{o}: cannot write the keyring: {exc.strerror}") from exc
+    else:
+        if not stat.S_ISREG(st.st_mode):
+            raise KeyringError(f"{o}: {_not_regular(st.st_mode, 'keyring file to replace')}")
+        mode = stat.S_IMODE(st.st_mode)
+    _write_file(o, ring.to_json() + b"\n", "keyring", mode=mode)
     return o
 
 
@@ -486,6 +688,7 @@ __all__ = [
     "PublicKey",
     "Signer",
     "NoteCheck",
+    "check_grace",
     "check_name",
     "describe",
     "export",

@@ -22,6 +22,7 @@ import datetime
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -183,6 +184,14 @@ class AuditState:
         if self.path.is_symlink() and not self.path.exists() and not Path(os.path.realpath(self.path)).parent.is_dir():
             raise StateError(f"{self.path}: a symlink to {os.readlink(self.path)}, which does not exist (is its "
                              "store mounted?); a fresh state would forget what earlier audits verified")
+        try:
+            mode = os.stat(self.path).st_mode
+        except OSError:
+            mode = None  # absent (created on first use), or unreadable: reading says why
+        if mode is not None and not stat.S_ISREG(mode):
+            kind = "a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+            raise StateError(f"{self.path}: {kind}, not a state file; --state takes a regular file (created on "
+                             "first use)")
         lock = self.path.with_name(self.path.name + ".lock")
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
