@@ -199,6 +199,7 @@ def _datadog_csv(records: list[dict[str, Any]]) -> str:
     import csv
     import datetime as dt
     import io
+    import socket
 
     out = io.StringIO()
     w = csv.writer(out)
@@ -207,7 +208,8 @@ def _datadog_csv(records: list[dict[str, Any]]) -> str:
         ms = int(rec["timeUnixNano"]) // 1_000_000
         date = (dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(milliseconds=ms)).isoformat(
             timespec="milliseconds").replace("+00:00", "Z")
-        w.writerow([date, "h", "gateway", attr_value(rec, "audit.stream.id"), seq_of(rec),
+        # host and service as the exporter writes them: the producer's (its signed checkpoints name them)
+        w.writerow([date, socket.gethostname(), "otel-audit-tests", attr_value(rec, "audit.stream.id"), seq_of(rec),
                     json.dumps(rec, separators=(",", ":"))])
     return out.getvalue()
 
