@@ -219,7 +219,8 @@ class AuditLogger:
         """Emit a ``configuration.*`` event; ``before``/``after`` become JSON text with sorted keys.
 
         Pass None for a side that does not exist (``before`` of a creation, ``after`` of a
-        deletion). ``actor`` defaults to the logger's actor.
+        deletion). ``actor`` defaults to the logger's actor. A redaction processor in the
+        pipeline redacts this JSON text field by field (sensitive keys at any depth).
         """
         spec = catalog.get(event_name)
         if spec.category != "configuration":

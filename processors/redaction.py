@@ -16,7 +16,15 @@ What is found:
   or whose key's last dotted segment, is a sensitive key such as ``password`` or
   ``authorization`` (rule name ``sensitive_key``);
 * by attribute key, when asked: IP addresses in ``client.address`` and its kin
-  (``client_ip``).
+  (``client_ip``);
+* by structure, in a string that holds a JSON object or array (``AuditLogger.config_changed``
+  writes ``audit.change.before``/``after`` so; JSON attributes and bodies): each member is
+  treated like an attribute, so a sensitive key's value is replaced at any depth and every
+  string is scanned by pattern; a member whose key a ``key=value`` pattern names
+  (``db_password``, ``apiKey``) is replaced whole under that pattern's rule. A JSON text that
+  had something replaced is written again with sorted keys and no spaces; one with nothing, or
+  one that does not parse (or has duplicate keys, or nests deeper than 64), stays text and is
+  scanned as text. Only strings that start with ``{``/``[`` and end with ``}``/``]`` are parsed.
 
 Integrity attributes (``audit.integrity.*``, ``audit.stream.*``) and checkpoint records are
 never touched. A record that had something replaced gets ``audit.redaction.rules`` and
@@ -26,6 +34,7 @@ never touched. A record that had something replaced gets ``audit.redaction.rules
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import re
 import string
@@ -635,6 +644,7 @@ class RedactionProcessor(LogRecordProcessor):
         self._plan: dict[str, int] = {}
         self._clean: set[str] = set()
         self._sensitive_cache: dict[str, bool] = {}
+        self._key_rules: dict[str, str | None] = {}
 
         if pii_event_logger is not None and not callable(getattr(pii_event_logger, "emit", None)):
             raise ConfigError(
@@ -721,6 +731,14 @@ class RedactionProcessor(LogRecordProcessor):
         cacheable = n <= _CLEAN_CACHE_MAX_LEN
         if cacheable and s in clean:
             return s
+        if s[0] in _JSON_OPEN and s[-1] in _JSON_CLOSE:
+            structured = self._scan_json(s, fired)
+            if structured is not None:
+                if cacheable and structured is s:
+                    if len(clean) >= _CLEAN_CACHE_SIZE:
+                        clean.clear()
+                    clean.add(s)
+                return structured
         original = s
         # A pseudonym or mask already in the string (a re-run, or an earlier stage here) is
         # never matched into: each stage then scans the text around them. This keeps
@@ -760,8 +778,10 @@ class RedactionProcessor(LogRecordProcessor):
         assert self._number_scanner is not None
         return self._number_scanner.sub(s, self._replace, fired) if _DIGITS_HINT.search(s) else s
 
-    def _whole(self, value: str | bytes | int | float, fired: list[str]) -> AnyValue:
-        """Replace a whole value found under a sensitive key."""
+    def _whole(
+        self, value: str | bytes | int | float, fired: list[str], rule: str = SENSITIVE_KEY_RULE
+    ) -> AnyValue:
+        """Replace a whole value found under a sensitive key (``rule`` names why)."""
         if isinstance(value, str):
             if not value or _already_redacted(value):
                 return value
@@ -772,10 +792,100 @@ class RedactionProcessor(LogRecordProcessor):
             text = bytes(value)
         else:  # int or float: a PIN or an account number is a secret too
             text = repr(value)
-        fired.append(SENSITIVE_KEY_RULE)
+        fired.append(rule)
         if self._key is not None:
             return hmac_value(self._key, text)
-        return self._masks[SENSITIVE_KEY_RULE]
+        return self._masks.get(rule) or f"[REDACTED:{rule}]"
+
+    # -- JSON text: redacted by structure ----------------------------------------------------
+
+    def _scan_json(self, s: str, fired: list[str]) -> str | None:
+        """Redact the JSON text ``s`` by structure; None if it is no JSON (then it is scanned as text).
+
+        ``_scan`` calls this for a string whose first and last characters are ``{``/``[`` and
+        ``}``/``]``, so other strings cost two character compares more. A JSON text that had
+        something replaced is written again in canonical form (sorted keys, no spaces, as
+        ``AuditLogger.config_changed`` writes it); one that had nothing stays as it was.
+        """
+        try:
+            doc = json.loads(s, object_pairs_hook=_unique_pairs)
+        except (ValueError, RecursionError):
+            # Not JSON, a duplicate key (which a reader may resolve either way) or too deep:
+            # the text patterns then see all of it.
+            return None
+        found: list[str] = []
+        try:
+            new = self._redact_json(doc, found, None, 0)
+        except _TooDeep:
+            return None
+        if new is doc:
+            return s
+        fired.extend(found)
+        return json.dumps(new, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+    def _redact_json(self, value: Any, fired: list[str], rule: str | None, depth: int) -> Any:
+        """Like ``_redact`` for parsed JSON; ``rule`` is set under a key whose whole value is secret."""
+        if isinstance(value, dict):
+            if depth >= _JSON_MAX_DEPTH:
+                raise _TooDeep
+            changed: dict[str, Any] | None = None
+            for k, v in value.items():
+                new = self._redact_json(v, fired, rule or self._key_rule(k), depth + 1)
+                new_k = self._scan(k, fired)  # a key can hold an e-mail address too
+                if new is not v or new_k is not k:
+                    if changed is None:
+                        changed = dict(value)
+                    if new_k is not k:
+                        del changed[k]
+                    changed[new_k] = new
+            return value if changed is None else changed
+        if isinstance(value, list):
+            if depth >= _JSON_MAX_DEPTH:
+                raise _TooDeep
+            items: list[Any] | None = None
+            for i, v in enumerate(value):
+                new = self._redact_json(v, fired, rule, depth + 1)
+                if new is not v:
+                    if items is None:
+                        items = list(value)
+                    items[i] = new
+            return value if items is None else items
+        if isinstance(value, str):
+            return self._whole(value, fired, rule) if rule else self._scan(value, fired)
+        if value is None or isinstance(value, bool):
+            return value
+        if rule and isinstance(value, (int, float)):
+            return self._whole(value, fired, rule)
+        return value
+
+    def _key_rule(self, key: str) -> str | None:
+        """The rule under which a JSON member named ``key`` is secret as a whole, or None.
+
+        A key the text patterns would take the value of (``db_password``, ``apiKey``, a
+        custom pattern's key word) is named by that rule, as in ``key=value`` text; else a
+        sensitive key (same rules as for attribute names) by ``sensitive_key``.
+        """
+        hit = self._key_rules.get(key, _UNKNOWN)
+        if hit is not _UNKNOWN:
+            return hit  # type: ignore[return-value]
+        found: list[str] = []
+
+        def probe(rule: str, text: str) -> str:
+            if text == _PROBE_VALUE:
+                found.append(rule)
+            return _PROBE_VALUE
+
+        text = f"{key}={_PROBE_VALUE}"
+        scratch: list[str] = []
+        for _, scanner in self._custom:
+            scanner.sub(text, probe, scratch)
+        if self._secret_scanner is not None:
+            self._secret_scanner.sub(text, probe, scratch)
+        result: str | None = found[0] if found else (SENSITIVE_KEY_RULE if self._is_sensitive(key) else None)
+        if len(self._key_rules) >= _PLAN_CACHE_MAX:
+            self._key_rules.clear()
+        self._key_rules[key] = result
+        return result
 
     def _redact(self, value: Any, fired: list[str], sensitive: bool) -> Any:
         """Return ``value`` with findings replaced; the same object if nothing was."""
@@ -962,6 +1072,25 @@ class RedactionProcessor(LogRecordProcessor):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Nothing is buffered here."""
         return True
+
+
+_JSON_OPEN: Final = frozenset("{[")
+_JSON_CLOSE: Final = frozenset("}]")
+# Deeper JSON is scanned as text (as a whole, by the patterns) rather than by structure.
+_JSON_MAX_DEPTH: Final = 64
+_PROBE_VALUE: Final = "x"
+_UNKNOWN: Final = object()
+
+
+class _TooDeep(Exception):
+    """A JSON text nests deeper than _JSON_MAX_DEPTH."""
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("duplicate key")
+    return out
 
 
 def _already_redacted(value: str) -> bool:
