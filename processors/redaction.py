@@ -23,7 +23,7 @@ What is found:
   string is scanned by pattern; a member whose key a ``key=value`` pattern names
   (``db_password``, ``apiKey``) is replaced whole under that pattern's rule. A JSON text that
   had something replaced is written again with sorted keys and no spaces; one with nothing, or
-  one that does not parse (or has duplicate keys, or nests deeper than 64), stays text and is
+  one that does not parse (or nests deeper than 64), stays text and is
   scanned as text. Only strings that start with ``{``/``[`` and end with ``}``/``]`` are parsed.
 
 Integrity attributes (``audit.integrity.*``, ``audit.stream.*``) and checkpoint records are
@@ -807,11 +807,19 @@ class RedactionProcessor(LogRecordProcessor):
         something replaced is written again in canonical form (sorted keys, no spaces, as
         ``AuditLogger.config_changed`` writes it); one that had nothing stays as it was.
         """
+        duplicates: list[bool] = []
+
+        def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any] | _Pairs:
+            out = dict(pairs)
+            if len(out) == len(pairs):
+                return out
+            duplicates.append(True)
+            return _Pairs(pairs)
+
         try:
-            doc = json.loads(s, object_pairs_hook=_unique_pairs)
+            doc = json.loads(s, object_pairs_hook=hook)
         except (ValueError, RecursionError):
-            # Not JSON, a duplicate key (which a reader may resolve either way) or too deep:
-            # the text patterns then see all of it.
+            # Not JSON, or too deep: the text patterns then see all of it.
             return None
         found: list[str] = []
         try:
@@ -821,10 +829,22 @@ class RedactionProcessor(LogRecordProcessor):
         if new is doc:
             return s
         fired.extend(found)
+        if duplicates:
+            return _dump(new)
         return json.dumps(new, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
     def _redact_json(self, value: Any, fired: list[str], rule: str | None, depth: int) -> Any:
         """Like ``_redact`` for parsed JSON; ``rule`` is set under a key whose whole value is secret."""
+        if isinstance(value, _Pairs):
+            if depth >= _JSON_MAX_DEPTH:
+                raise _TooDeep
+            pairs = [
+                (self._scan(k, fired), self._redact_json(v, fired, rule or self._key_rule(k), depth + 1))
+                for k, v in value
+            ]
+            if all(nk is k and nv is v for (nk, nv), (k, v) in zip(pairs, value, strict=True)):
+                return value
+            return _Pairs(pairs)
         if isinstance(value, dict):
             if depth >= _JSON_MAX_DEPTH:
                 raise _TooDeep
@@ -1086,11 +1106,21 @@ class _TooDeep(Exception):
     """A JSON text nests deeper than _JSON_MAX_DEPTH."""
 
 
-def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        raise ValueError("duplicate key")
-    return out
+class _Pairs(list):  # type: ignore[type-arg]
+    """A JSON object with a duplicate key, as its (key, value) pairs: each is redacted and kept."""
+
+
+def _dump(value: Any) -> str:
+    """``json.dumps(sort_keys=True)`` that also writes _Pairs (duplicates kept, in their order)."""
+    if isinstance(value, _Pairs):
+        items = sorted(value, key=lambda kv: kv[0])
+    elif isinstance(value, dict):
+        items = sorted(value.items(), key=lambda kv: kv[0])
+    elif isinstance(value, list):
+        return "[" + ",".join(_dump(v) for v in value) + "]"
+    else:
+        return json.dumps(value, ensure_ascii=False)
+    return "{" + ",".join(json.dumps(k, ensure_ascii=False) + ":" + _dump(v) for k, v in items) + "}"
 
 
 def _already_redacted(value: str) -> bool:

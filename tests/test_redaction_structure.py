@@ -198,20 +198,24 @@ def test_json_attribute_and_body_are_redacted_by_structure(tmp_path: Path, keys_
     assert attr_value(rec, "audit.redaction.count") == 3
 
 
-def test_clean_and_invalid_json_text_is_left_as_it_was(tmp_path: Path, keys_dir: Path) -> None:
-    """JSON text without findings keeps its exact bytes; text that only looks like JSON is scanned as text."""
+def test_clean_invalid_and_duplicate_key_json_text(tmp_path: Path, keys_dir: Path) -> None:
+    """Clean JSON keeps its bytes; text that only looks like JSON is scanned as text; duplicate keys all redacted."""
     archive = tmp_path / "audit.jsonl"
     cfg = tmp_path / "audit.yaml"
     cfg.write_text(config_text(keys_dir, archive, "hmac"))
     audit = otel_audit.configure(cfg)
     clean = '{ "b": 1,  "a": [true, null, "x"] }'
     broken = "{not json, password=hunter2-broken}"
-    dupes = '{"note": "password=hunter2-dupe", "note": "ok"}'
+    dupes = '{"note": "password=hunter2-dupe", "note": "ok", "authorization": "hunter2-a1", "authorization": "x"}'
     audit.logger.emit("data_access.logs.queried", {"audit.actor.id": "a", "app.clean": clean,
                                                    "app.broken": broken, "app.dupes": dupes})
     audit.shutdown()
     (rec,) = [r for _, r in iter_records([archive]) if r.get("eventName") == "data_access.logs.queried"]
     assert attr_value(rec, "app.clean") == clean
     assert attr_value(rec, "app.broken") == f"{{not json, password={h('hunter2-broken')}}}"
-    assert attr_value(rec, "app.dupes") == f'{{"note": "password={h("hunter2-dupe")}", "note": "ok"}}'
+    # duplicate keys: every member is redacted and kept, in order
+    assert attr_value(rec, "app.dupes") == (
+        f'{{"authorization":"{h("hunter2-a1")}","authorization":"{h("x")}",'
+        f'"note":"password={h("hunter2-dupe")}","note":"ok"}}'
+    )
     assert b"hunter2" not in archive.read_bytes()
