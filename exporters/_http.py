@@ -48,8 +48,10 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 
 from otel_audit import lifecycle
 from otel_audit.errors import ConfigError
+from otel_audit.safe import guard_third_party_loggers, redact_text
 
 _log = logging.getLogger(__name__)
+guard_third_party_loggers()  # urllib3's DEBUG lines name the path and query of each request
 
 #: Statuses worth another try: throttling, and the server's or a proxy's transient failures.
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -417,7 +419,7 @@ class HttpLogExporter(LogRecordExporter):
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc)
+    text = redact_text(exc)
     return text if len(text) <= 200 else text[:200] + "..."
 
 

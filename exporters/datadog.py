@@ -63,6 +63,7 @@ from otel_audit.exporters._http import (
     retry_after_seconds,
 )
 from otel_audit.otlpjson import encode_log_record
+from otel_audit.safe import redact_url
 
 __all__ = [
     "DEFAULT_SITE",
@@ -164,11 +165,12 @@ def _check_endpoint(endpoint: str) -> str:
     url = endpoint.strip()
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"logs endpoint {endpoint!r} must be an http(s) URL with a host")
+        raise ValueError(f"logs endpoint {redact_url(endpoint)!r} must be an http(s) URL with a host")
     if parts.query or parts.fragment:
-        raise ValueError(f"logs endpoint {endpoint!r} must not have a query or fragment")
+        raise ValueError(f"logs endpoint {redact_url(endpoint)!r} must not have a query or fragment; "
+                         "give the API key as api.key")
     if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
-        _log.warning("logs endpoint %s is plain http: the API key travels unencrypted", url)
+        _log.warning("logs endpoint %s is plain http: the API key travels unencrypted", redact_url(url))
     path = parts.path.rstrip("/")
     if not path.endswith(INTAKE_PATH):
         path += INTAKE_PATH
@@ -413,7 +415,7 @@ class DatadogLogExporter(HttpLogExporter):
             self.check_key()
 
     def __repr__(self) -> str:
-        return f"DatadogLogExporter(site={self.site!r}, url={self.url!r}, source={self.source!r})"
+        return f"DatadogLogExporter(site={self.site!r}, url={redact_url(self.url)!r}, source={self.source!r})"
 
     # -- configuration ----------------------------------------------------------------------------
 
@@ -534,13 +536,13 @@ class DatadogLogExporter(HttpLogExporter):
             resp = self.session.get(url, headers={"DD-API-KEY": self._api_key, "Accept": "application/json"},
                                     timeout=self.timeout)
         except requests.RequestException as exc:
-            _log.warning("cannot check the Datadog API key at %s (%s); going on", url, type(exc).__name__)
+            _log.warning("cannot check the Datadog API key at %s (%s); going on", redact_url(url), type(exc).__name__)
             return
         if resp.status_code in (401, 403):
             raise InvalidKeyError(f"Datadog says the API key is invalid for site {self.site} "
-                             f"(HTTP {resp.status_code} from {url}); check api.key and api.site")
+                             f"(HTTP {resp.status_code} from {redact_url(url)}); check api.key and api.site")
         if resp.status_code != 200:
-            _log.warning("cannot check the Datadog API key at %s: HTTP %d; going on", url, resp.status_code)
+            _log.warning("cannot check the Datadog API key at %s: HTTP %d; going on", redact_url(url), resp.status_code)
 
     # -- encoding ---------------------------------------------------------------------------------
 

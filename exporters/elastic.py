@@ -79,6 +79,7 @@ from otel_audit.exporters._http import (
 
 # The per-record OTLP/JSON encoder; `audit.otlp` must be exactly what the file exporter writes.
 from otel_audit.otlpjson import encode_log_record
+from otel_audit.safe import redact_url
 
 if TYPE_CHECKING:
     from opentelemetry.sdk._logs import ReadableLogRecord
@@ -263,13 +264,8 @@ def _endpoint(url: object) -> _Endpoint:
 
 
 def _safe_url(url: str) -> str:
-    """The URL with any user:password@ removed, for messages."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    netloc = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """The URL for messages: no password, no credential in the query or the path (otel_audit.safe)."""
+    return redact_url(url)
 
 
 def _api_key_header(api_key: str | tuple[str, str]) -> str:
@@ -554,7 +550,7 @@ class ElasticLogExporter(HttpLogExporter):
 
     def __repr__(self) -> str:
         target = self.logs_index or f"logs-{self.dataset}-{self.namespace}"
-        return (f"{type(self).__name__}(endpoints={self._endpoints!r}, target={target!r}, "
+        return (f"{type(self).__name__}(endpoints={[redact_url(e) for e in self._endpoints]!r}, target={target!r}, "
                 f"auth={self._auth_kind!r})")
 
     @classmethod

@@ -43,6 +43,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 from otel_audit.errors import ConfigError
 from otel_audit.exporters._http import Counters, fresh_session, register_after_fork
 from otel_audit.exporters.file import parse_duration
+from otel_audit.safe import redact_url
 
 if TYPE_CHECKING:
     import requests
@@ -353,7 +354,7 @@ def _grpc_exporter(
 
     endpoint = cfg.get("endpoint")
     if endpoint is not None and (not isinstance(endpoint, str) or not endpoint.strip()):
-        raise ConfigError(f"{where}.endpoint: must be host:port or a URL, got {endpoint!r}")
+        raise ConfigError(f"{where}.endpoint: must be host:port or a URL, got {redact_url(endpoint)!r}")
     if tls.get("insecure_skip_verify"):
         raise ConfigError(
             f"{where}.tls.insecure_skip_verify: the Python gRPC exporter cannot skip certificate "
@@ -401,12 +402,12 @@ def _read(path: object, where: str) -> bytes | None:
 
 def _check_url(value: object, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{where}: must be a URL such as http://collector:4318, got {value!r}")
+        raise ConfigError(f"{where}: must be a URL such as http://collector:4318, got {redact_url(value)!r}")
     url = value.strip()
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise ConfigError(
-            f"{where}: {url!r} is not an http(s) URL; write it as http://host:4318 or https://host:4318"
+            f"{where}: {redact_url(url)!r} is not an http(s) URL; write it as http://host:4318 or https://host:4318"
         )
     return url
 

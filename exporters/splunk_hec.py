@@ -102,6 +102,7 @@ from otel_audit.exporters._http import (
     retry_after_seconds,
 )
 from otel_audit.otlpjson import encode_log_record
+from otel_audit.safe import redact_url
 
 __all__ = [
     "DEFAULT_HEALTH_PATH",
@@ -239,16 +240,18 @@ def hec_urls(endpoint: str) -> tuple[str, str, str]:
         raise ValueError("endpoint must be a URL such as https://splunk.example.com:8088")
     parts = urlsplit(endpoint.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"endpoint {endpoint!r} must be an http(s) URL with a host")
+        raise ValueError(f"endpoint {redact_url(endpoint)!r} must be an http(s) URL with a host")
     if parts.username or parts.password:
         raise ValueError("endpoint must not carry credentials; give the HEC token as token")
     if parts.query or parts.fragment:
-        raise ValueError(f"endpoint {endpoint!r} must not have a query or fragment")
+        raise ValueError(f"endpoint {redact_url(endpoint)!r} must not have a query or fragment; "
+                         "give the token as token")
     path = parts.path.rstrip("/")
     if path == "":
         path = HEC_PATH
     if path.endswith((HEC_PATH + "/raw", HEC_PATH + "/raw/1.0")):
-        raise ValueError(f"endpoint {endpoint!r} is HEC's raw endpoint, which drops the envelope and audit.otlp; "
+        raise ValueError(f"endpoint {redact_url(endpoint)!r} is HEC's raw endpoint, which drops the envelope "
+                         "and audit.otlp; "
                          "give the host (or .../services/collector) instead")
     if path.endswith(HEC_PATH):
         base, event = path, path + "/event"
@@ -434,7 +437,7 @@ class SplunkHecLogExporter(HttpLogExporter):
                                  "OTEL_AUDIT_SPLUNK_HEC_ENDPOINT or SPLUNK_HEC_URL")
         self.url, self.ack_url, self.base_url = hec_urls(endpoint)
         if urlsplit(self.url).scheme == "http" and urlsplit(self.url).hostname not in ("127.0.0.1", "localhost", "::1"):
-            _log.warning("Splunk HEC endpoint %s is plain http: the token travels unencrypted", self.url)
+            _log.warning("Splunk HEC endpoint %s is plain http: the token travels unencrypted", redact_url(self.url))
 
         if token is None:
             token = _env("token")
@@ -527,7 +530,7 @@ class SplunkHecLogExporter(HttpLogExporter):
         }
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(endpoint={self.url!r}, index={self.index!r}, "
+        return (f"{type(self).__name__}(endpoint={redact_url(self.url)!r}, index={self.index!r}, "
                 f"use_ack={self.use_ack}, token=<redacted>)")
 
     # -- configuration ---------------------------------------------------------------------------
@@ -778,7 +781,7 @@ class SplunkHecLogExporter(HttpLogExporter):
                 self._health_checked = True
                 if not self.health_check():
                     _log.error("%s: Splunk HEC at %s is not healthy; sending anyway, with retries",
-                               self.name, self.health_url)
+                               self.name, redact_url(self.health_url))
             started = time.monotonic()
             out = self._begin()
             try:
@@ -890,12 +893,13 @@ class SplunkHecLogExporter(HttpLogExporter):
             resp = self.session.get(self.health_url, timeout=self.timeout,
                                     headers={"User-Agent": self._headers["User-Agent"]})
         except requests.RequestException as exc:
-            _log.warning("%s: health check of %s failed: %s", self.name, self.health_url, type(exc).__name__)
+            _log.warning("%s: health check of %s failed: %s", self.name, redact_url(self.health_url),
+                         type(exc).__name__)
             return False
         if resp.status_code == 200:
             return True
         code, text, _ = _hec_answer(resp)
-        _log.warning("%s: health check of %s: %s", self.name, self.health_url, _describe(resp, code, text))
+        _log.warning("%s: health check of %s: %s", self.name, redact_url(self.health_url), _describe(resp, code, text))
         return False
 
 

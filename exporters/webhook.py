@@ -67,8 +67,9 @@ Environment (used when an argument is not given; a bad value logs a warning and 
 URL-encoded as in OTEL_EXPORTER_OTLP_HEADERS), `OTEL_AUDIT_WEBHOOK_CA_FILE`.
 
 Secrets (`whsec_`, `whsk_`, header values) never appear in a message, an exception or a repr;
-a query string in `endpoint` is shown as `?...` in our messages, but urllib3's own DEBUG log
-prints the request line: put tokens in `headers`, not in the URL.
+a query string in `endpoint` is shown as `?...` in our messages, and a secret-looking path
+segment (a Slack-style token) as `***` (otel_audit.safe); urllib3's own DEBUG lines pass the same
+filter. Still, put tokens in `headers`, not in the URL.
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ from otel_audit.exporters._http import (
     retry_after_seconds,
 )
 from otel_audit.otlpjson import decode_attributes, encode_log_record, plain_json
+from otel_audit.safe import redact_url
 
 if TYPE_CHECKING:
     from opentelemetry.sdk._logs import ReadableLogRecord
@@ -521,11 +523,10 @@ def _check_endpoint(url: object) -> str:
 def _safe_url(url: str) -> str:
     """The URL for messages: no credentials, and no query (it may carry a token)."""
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(redact_url(url))
     except ValueError:
         return "<unparsable URL>"
-    netloc = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, netloc, parts.path, "..." if parts.query else "", ""))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "..." if parts.query else "", ""))
 
 
 def _check_headers(headers: Mapping[str, str]) -> dict[str, str]:

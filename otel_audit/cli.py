@@ -13,6 +13,7 @@ import orjson
 
 from otel_audit import readers
 from otel_audit.errors import AuditError
+from otel_audit.safe import RedactingFilter, redact_text
 
 EXIT_OK, EXIT_INTEGRITY, EXIT_USAGE = 0, 1, 2
 
@@ -265,7 +266,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     # Usable, but unable to keep the "nothing lost" promise: stderr, so stdout stays the same.
     for w in built.warnings:
-        print(f"warning: {w}", file=sys.stderr)
+        print(f"warning: {redact_text(w)}", file=sys.stderr)
     if built.warnings and args.strict:
         print(f"otel-audit check-config: {len(built.warnings)} warning(s) and --strict: exit 1", file=sys.stderr)
         return 1  # --strict: a warning fails the check, as a problem does (2 stays unusable input)
@@ -283,6 +284,8 @@ def _quiet_stdout() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="otel-audit: %(levelname)s: %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # no credential of an endpoint in any log line
+        handler.addFilter(RedactingFilter())
     parser = _parser()
     args = parser.parse_args(argv)
     if not args.command:
@@ -298,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
         return code
     except AuditError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {redact_text(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
@@ -313,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug of ours: still one line, and no exit code that passes for a result
         if os.environ.get("OTEL_AUDIT_DEBUG"):
             raise
-        print(f"{prog}: internal error: {type(exc).__name__}: {exc} "
+        print(f"{prog}: internal error: {type(exc).__name__}: {redact_text(exc)} "
               "(please report it; OTEL_AUDIT_DEBUG=1 shows the traceback)", file=sys.stderr)
         return EXIT_USAGE
 

@@ -1,0 +1,144 @@
+"""Redaction of credentials in URLs and text, for every error message, log line and check-config output.
+
+An endpoint may carry a credential: ``user:password@`` (otlphttp, Elasticsearch), a query value
+(Splunk ``?token=``, Datadog ``?dd-api-key=``, Elasticsearch ``?api_key=``), or a secret path
+segment (Slack and other webhook URLs). `redact_url` masks each of them with ``***`` and keeps
+the rest (scheme, host, port, the readable path), so a message still says where it went wrong.
+`redact_text` does the same for every URL, and every ``url: /path?query`` of urllib3, in a text
+such as an exception's message.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Mapping
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+MASK = "***"
+
+#: Query parameter and header names (lower case, '-' and '_' ignored) whose values are credentials.
+_SECRET_NAMES = frozenset({
+    "token", "apikey", "key", "secret", "password", "passwd", "pwd", "pass", "sig", "signature",
+    "accesstoken", "auth", "authorization", "ddapikey", "ddapplicationkey", "applicationkey", "appkey",
+    "clientsecret", "code", "credential", "credentials", "session", "sessionid", "jwt", "bearer",
+    "privatekey", "hectoken", "splunktoken", "xapikey", "xauthtoken", "cookie", "proxyauthorization",
+})
+_SECRET_PARTS = ("token", "secret", "password", "passwd", "apikey", "auth", "signature", "credential", "key")
+
+
+def is_secret_name(name: str) -> bool:
+    """True when a query parameter or header called `name` carries a credential."""
+    n = re.sub(r"[-_.\s]", "", name.lower())
+    return n in _SECRET_NAMES or any(p in n for p in _SECRET_PARTS)
+
+
+def _entropy(s: str) -> float:
+    counts = {c: s.count(c) for c in set(s)}
+    return -sum(k / len(s) * math.log2(k / len(s)) for k in counts.values())
+
+
+def _secret_segment(seg: str) -> bool:
+    """A path segment that looks like a secret: long, mixed letters and digits, high entropy."""
+    if len(seg) < 16 or not re.fullmatch(r"[A-Za-z0-9_\-.~%=+]+", seg):
+        return False
+    if seg.startswith(("whsec_", "xox", "sk_", "sk-", "ghp_")):
+        return True
+    has_digit = any(c.isdigit() for c in seg)
+    has_alpha = any(c.isalpha() for c in seg)
+    if not (has_digit and has_alpha) and len(seg) < 32:
+        return False
+    if len(seg) >= 24 and _entropy(seg) >= 3.5:
+        return True
+    return has_digit and has_alpha and _entropy(seg) >= 3.2
+
+
+def _redact_path(path: str) -> str:
+    return "/".join(MASK if _secret_segment(seg) else seg for seg in path.split("/"))
+
+
+def _redact_query(query: str) -> str:
+    if not query:
+        return query
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True)
+    except ValueError:
+        return MASK
+    if not pairs:
+        return MASK if _secret_segment(query) else query
+    out = [(k, MASK if is_secret_name(k) or _secret_segment(v) else v) for k, v in pairs]
+    return urlencode(out, safe="*")
+
+
+def redact_url(url: object) -> str:
+    """`url` with any password of ``user:password@``, credential-like query values and secret-looking
+    path segments replaced by ``***``; the fragment is dropped. Never raises."""
+    if not isinstance(url, str):
+        return repr(url) if url is not None else "None"
+    url = url.strip()
+    if "://" not in url and "@" in url.partition("/")[0]:  # user:password@host:port, no scheme
+        url = "//" + url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if not parts.scheme and not parts.netloc:  # host:port, or a bare path
+        return _redact_path(url.partition("?")[0]) + ("?" + _redact_query(url.partition("?")[2]) if "?" in url else "")
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user = userinfo.partition(":")[0]
+        netloc = f"{user}:{MASK}@{host}" if ":" in userinfo else f"{MASK}@{host}"
+    out = urlunsplit((parts.scheme, netloc, _redact_path(parts.path), _redact_query(parts.query), ""))
+    return out[2:] if out.startswith("//") else out
+
+
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>()]+")
+_URLLIB3_PATH = re.compile(r"(url: |\"[A-Z]+ )(/[^\s'\"<>()]*)")  # "url: /p?q" and '"POST /p?q HTTP/1.1"'
+_USERINFO = re.compile(r"(?<![\w.%~+-])([\w.%~+-]+):([^\s@/'\"<>]+)@(?=[\w.\[\]-])")
+
+
+def redact_text(text: object) -> str:
+    """`text` with every URL in it, and every urllib3 ``url: /path?query``, passed through `redact_url`."""
+    s = str(text)
+    s = _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), s)
+    s = _USERINFO.sub(lambda m: f"{m.group(1)}:{MASK}@" if m.group(2) != MASK else m.group(0), s)
+    return _URLLIB3_PATH.sub(lambda m: m.group(1) + redact_url(m.group(2)), s)
+
+
+def redact_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """The headers with the values of credential headers replaced by ``***``."""
+    return {k: (MASK if is_secret_name(k) else v) for k, v in (headers or {}).items()}
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter for handlers: the formatted message of every record passes `redact_text`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: leave it to the handler's own error path
+            return True
+        safe = redact_text(message)
+        if safe != message:
+            record.msg, record.args = safe, None
+        return True
+
+
+#: Loggers of the HTTP libraries the exporters use; their own lines name the URL they requested.
+THIRD_PARTY_LOGGERS = (
+    "urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry", "requests",
+    "opentelemetry.exporter.otlp.proto.http._log_exporter", "opentelemetry.exporter.otlp.proto.grpc.exporter",
+)
+_installed = False
+
+
+def guard_third_party_loggers() -> None:
+    """Put a RedactingFilter on the loggers of urllib3, requests and the OTLP exporters (once)."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    for name in THIRD_PARTY_LOGGERS:
+        logging.getLogger(name).addFilter(RedactingFilter())
