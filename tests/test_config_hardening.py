@@ -212,3 +212,19 @@ def test_any_flipped_bit_in_the_key_file_is_never_an_internal_error(tmp_path: Pa
         keys.Signer.from_keys_dir(d)
     except keys.KeyringError as exc:
         assert str(pem) in str(exc) or str(d) in str(exc)
+
+
+@pytest.mark.parametrize("exporter", [
+    "otlp: {endpoint: 'localhost:4317', tls: {insecure: true}, timeout: 1e300}",
+    "otlp: {endpoint: 'localhost:4317', tls: {insecure: true}, timeout: .inf}",
+    "otlp: {endpoint: 'localhost:4317', tls: {insecure: true}, timeout: -1}",
+])
+def test_an_exporter_duration_out_of_range_names_file_and_key(tmp_path: Path, shared_keys: Path,
+                                                               exporter: str) -> None:
+    cfg = write(tmp_path / "c.yaml", (
+        f"processors:\n  signing: {{keys_dir: {json.dumps(str(shared_keys))}}}\n"
+        f"exporters:\n  {exporter}\n"
+        "service:\n  pipelines:\n    logs: {processors: [signing], exporters: [otlp]}\n"
+    ))
+    assert_refused(cfg, "exporters.otlp.timeout")
+    assert_configure_refuses(cfg, "exporters.otlp.timeout")
