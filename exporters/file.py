@@ -103,6 +103,7 @@ _DURATION_UNITS = {
     "h": 3600.0,
 }
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+MAX_DURATION = 100 * 365 * 86400.0  # longer is a typo, and a timer's wait() overflows on it
 _DURATION_HINT = 'write a number of seconds or a string such as "1s", "500ms", "2m" or "1h30m"'
 
 
@@ -129,6 +130,9 @@ def parse_duration(value: object, *, where: str) -> float:
         raise ConfigError(f"{where}: {value!r} is not a finite duration; {_DURATION_HINT}")
     if seconds < 0:
         raise ConfigError(f"{where}: {value!r} is negative; a duration must be zero or more")
+    if seconds > MAX_DURATION:
+        raise ConfigError(f"{where}: {value!r} is more than the longest duration accepted (100 years); "
+                          f"{_DURATION_HINT}")
     return seconds
 
 

@@ -23,6 +23,13 @@ endpoints, keys, tokens, header values, resource attributes), which keep the var
 Relative paths are relative to the config file's folder. Errors name the file, the key and what
 is wrong.
 
+Limits, checked before anything is built: a config file is at most 1 MiB (`MAX_CONFIG_BYTES`, checked
+before it is parsed), nests at most 64 levels deep (`MAX_DEPTH`), and uses no YAML aliases (`*name`,
+so also no `<<: *name` merges): an alias can make a few hundred bytes expand to gigabytes. An
+environment variable's name is what the collector accepts, `[A-Za-z_][A-Za-z0-9_]*`; `${env:1X}` is
+an error, not literal text. Numbers are checked to be finite and in range (no `.inf`, `.nan`,
+negative or absurdly large values).
+
 `build(doc, dry_run=True)` checks a config as far as it can without side effects: every block
 is validated (each exporter is constructed by its own factory, then shut down unused), the
 signing key is loaded; no thread starts, no file is opened for writing, nothing connects.
@@ -51,7 +58,13 @@ from otel_audit.errors import AuditError, ConfigError, KeyringError
 
 _log = logging.getLogger(__name__)
 
-_ENV_RE = re.compile(r"\$\$|\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# `${env:NAME}`, `${NAME}`, with an optional `:-default`; the name is matched loosely so that a bad
+# one is reported (the collector's rule, checked by _ENV_NAME_RE) instead of staying literal text.
+_ENV_RE = re.compile(r"\$\$|\$\{(?:env:)?([^}:]*)(?::-([^}]*))?\}")
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+MAX_CONFIG_BYTES = 1 << 20  # a config file larger than 1 MiB is refused before it is parsed
+MAX_DEPTH = 64  # mappings and lists nested deeper than this are refused
 _TOP_KEYS = ("resource", "processors", "exporters", "service", "extensions", "receivers", "connectors")
 
 # Whole-value substitutions are typed like YAML 1.2's core schema: no yes/no/on/off booleans, no
@@ -127,6 +140,11 @@ def _substitute(node: Any, where: str, env: Mapping[str, str]) -> Any:
             if m.group(0) == "$$":
                 return "$"
             name, default = m.group(1), m.group(2)
+            if not _ENV_NAME_RE.fullmatch(name):
+                raise ConfigError(
+                    f"{where}: {m.group(0)!r}: {name!r} is not a valid environment variable name; "
+                    "a name is letters, digits and _, not starting with a digit (e.g. ${env:AUDIT_DIR})"
+                )
             if name in env:
                 return env[name]
             if default is not None:
@@ -147,7 +165,30 @@ def _substitute(node: Any, where: str, env: Mapping[str, str]) -> Any:
 
 
 class _Loader(yaml.SafeLoader):
-    """A safe YAML loader that refuses a key given twice in one mapping (two `signing:` blocks)."""
+    """A safe YAML loader that refuses a key given twice in one mapping (two `signing:` blocks),
+    any alias (`*name`: the billion-laughs expansion) and nesting deeper than MAX_DEPTH."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None,
+                f"alias *{event.anchor} is not allowed in a config (YAML aliases and anchors can expand a "
+                "small file into gigabytes); write the value out where it is used",
+                event.start_mark,
+            )
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested more than {MAX_DEPTH} levels deep; a config needs far fewer",
+                    self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[tuple[str, str]] = set()
@@ -172,11 +213,33 @@ def _json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _check_depth(doc: Any, p: Path) -> None:
+    """Refuse nesting deeper than MAX_DEPTH (walked without recursion)."""
+    stack = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth + 1 > MAX_DEPTH:
+                    raise ConfigError(f"{p}: nested more than {MAX_DEPTH} levels deep; a config needs far fewer")
+                stack.append((child, depth + 1))
+
+
 def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Parse a YAML or JSON config file, substitute env vars, and check its top-level shape."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with open(p, "rb") as f:
+            if os.fstat(f.fileno()).st_size > MAX_CONFIG_BYTES:
+                raise ConfigError(
+                    f"{p}: {os.fstat(f.fileno()).st_size} bytes is larger than a config file may be "
+                    f"({MAX_CONFIG_BYTES} bytes, 1 MiB); give the audit pipeline's config file"
+                )
+            raw = f.read(MAX_CONFIG_BYTES + 1)  # a FIFO or a growing file has no size to check first
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{p}: larger than a config file may be ({MAX_CONFIG_BYTES} bytes, 1 MiB)")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{p}: config file not found; check the path (or OTEL_AUDIT_CONFIG)") from None
     except IsADirectoryError:
@@ -192,6 +255,9 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
             raise ConfigError(f"{p}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
         except ValueError as exc:
             raise ConfigError(f"{p}: not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ConfigError(f"{p}: nested more than {MAX_DEPTH} levels deep; a config needs far fewer") from None
+        _check_depth(doc, p)
     else:
         try:
             doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
@@ -262,12 +328,28 @@ _QUEUE_KEYS = ("sending_queue", "batch", "retry_on_failure")
 _RETRY_DURATIONS = ("initial_interval", "max_interval", "max_elapsed_time")
 
 
-def _positive_int(v: Any, where: str) -> int:
-    if isinstance(v, str) and _INT_RE.fullmatch(v.strip()):
+_MAX_COUNT = 100_000_000  # the largest count (queue size, batch size, checkpoint_every) a config may give
+
+
+def _positive_int(v: Any, where: str, most: int = _MAX_COUNT) -> int:
+    if isinstance(v, str) and _INT_RE.fullmatch(v.strip()) and len(v.strip()) <= 20:
         v = int(v)
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:
         raise ConfigError(f"{where}: expected a positive integer, got {v!r}")
+    if v > most:
+        raise ConfigError(f"{where}: {v} is more than the largest value accepted here ({most})")
     return int(v)
+
+
+def _number(v: Any, where: str, least: float, most: float, what: str) -> float:
+    """A finite int or float in [least, most] (not a boolean, not text)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ConfigError(f"{where}: expected {what}, got {v!r}")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ConfigError(f"{where}: {v!r} is not a finite number; expected {what}")
+    if not least <= v <= most:
+        raise ConfigError(f"{where}: {v!r} is out of range; expected {what} from {least:g} to {most:g}")
+    return v
 
 
 def _boolean(v: Any, where: str) -> bool:
@@ -294,8 +376,8 @@ def _batch_settings(b: Mapping[str, Any], where: str, opts: dict[str, Any]) -> N
             opts["max_export_batch_size"] = _positive_int(v, f"{where}.{k}")
         elif k in ("flush_timeout", "timeout"):
             seconds = parse_duration(v, where=f"{where}.{k}")
-            if seconds <= 0:
-                raise ConfigError(f"{where}.{k}: must be more than zero, e.g. 200ms")
+            if seconds <= 0 or seconds > _MAX_INTERVAL:
+                raise ConfigError(f"{where}.{k}: must be more than zero and at most a year, e.g. 200ms")
             opts["schedule_delay_millis"] = seconds * 1000
         elif k == "min_size":
             if v != 0:
@@ -349,8 +431,7 @@ def _split_queue(cfg: Mapping[str, Any], where: str) -> tuple[dict[str, Any], di
         elif k in _RETRY_DURATIONS:
             parse_duration(v, where=w)  # checked; the exporter's own retry policy applies
         elif k in ("randomization_factor", "multiplier"):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-                raise ConfigError(f"{w}: expected a number, got {v!r}")
+            _number(v, w, 0, 1000, "a number")
         else:
             raise ConfigError(f"{w}: unknown key; valid keys: enabled, {', '.join(_RETRY_DURATIONS)}, multiplier")
     if "max_queue_size" in opts:
@@ -449,6 +530,8 @@ _MAX_SEGMENT_BYTES = 32 << 20  # the default segment size of a large spool
 _PAGE = 4096
 _DEFAULT_SHUTDOWN_TIMEOUT = 5.0
 _MAX_SHUTDOWN_TIMEOUT = 600.0
+_MAX_SPOOL_MIB = 1 << 30  # 1 EiB: past any disk, short of what overflows
+_MAX_INTERVAL = 86400.0 * 365  # durations past a year are a typo, and overflow timers
 
 
 def default_segment_bytes(max_bytes: int) -> int:
@@ -471,10 +554,11 @@ def _delivery_plan(cfg: Mapping[str, Any], where: str, base: Path) -> dict[str, 
     if "directory" not in cfg:
         raise ConfigError(f"{where}.directory: required; a folder of its own for the spool (e.g. /var/lib/otel-audit/spool)")
     kw: dict[str, Any] = {"directory": _relative(base, cfg["directory"], f"{where}.directory")}
-    if "fsync_interval" in cfg:
-        kw["fsync_interval"] = parse_duration(cfg["fsync_interval"], where=f"{where}.fsync_interval")
-    if "block_timeout" in cfg:
-        kw["block_timeout"] = parse_duration(cfg["block_timeout"], where=f"{where}.block_timeout")
+    for key in ("fsync_interval", "block_timeout"):
+        if key in cfg:
+            kw[key] = parse_duration(cfg[key], where=f"{where}.{key}")
+            if kw[key] > _MAX_INTERVAL:
+                raise ConfigError(f"{where}.{key}: more than a year ({kw[key]:g} s); e.g. 1s")
     raw_timeout = cfg.get("shutdown_timeout", _DEFAULT_SHUTDOWN_TIMEOUT)
     accepted = ("must be more than zero and at most 10m (how long shutdown waits for the exporters to take what "
                 "is spooled)")
@@ -490,8 +574,13 @@ def _delivery_plan(cfg: Mapping[str, Any], where: str, base: Path) -> dict[str, 
     for key, arg in (("max_size_mib", "max_bytes"), ("segment_size_mib", "segment_bytes")):
         if key in cfg:
             v = cfg[key]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+            finite = isinstance(v, int) or (isinstance(v, float) and math.isfinite(v))
+            if isinstance(v, bool) or not finite or not v > 0:
                 raise ConfigError(f"{where}.{key}: expected a positive number of MiB, got {v!r}")
+            if v > _MAX_SPOOL_MIB:
+                raise ConfigError(
+                    f"{where}.{key}: {v!r} MiB is more than the largest spool accepted ({_MAX_SPOOL_MIB} MiB, 1 EiB)"
+                )
             kw[arg] = int(v * _MIB)
     if "memory_records" in cfg:
         kw["memory_records"] = _positive_int(cfg["memory_records"], f"{where}.memory_records")
@@ -671,6 +760,8 @@ def _signing_plan(cfg: Mapping[str, Any], where: str, base: Path) -> tuple[dict[
     interval = parse_duration(cfg.get("checkpoint_interval", 5.0), where=f"{where}.checkpoint_interval")
     if interval <= 0:
         raise ConfigError(f"{where}.checkpoint_interval: must be more than zero, e.g. 5s")
+    if interval > _MAX_INTERVAL:
+        raise ConfigError(f"{where}.checkpoint_interval: more than a year ({interval:g} s); e.g. 5s")
     origin = _text(cfg.get("origin", "otel-audit"))
     if not isinstance(origin, str) or not origin or any(c.isspace() for c in origin):
         raise ConfigError(f"{where}.origin: must be a non-empty string without spaces, got {origin!r}")

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -511,11 +511,16 @@ def _load_private(path: Path) -> Ed25519PrivateKey:
     password = os.environ.get("OTEL_AUDIT_KEY_PASSWORD")
     try:
         key = serialization.load_pem_private_key(data, password=password.encode() if password else None)
-    except (ValueError, TypeError) as exc:
-        # The message of the library may quote nothing secret, but keep ours generic anyway.
-        raise KeyringError(f"{path}: not a readable PEM private key (wrong format or password)") from exc
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        # A flipped bit or a cut file reads as a wrong format or an unknown algorithm. The message of
+        # the library may quote nothing secret, but keep ours generic anyway.
+        raise KeyringError(
+            f"{path}: not a readable PEM private key (damaged, truncated, wrong format or wrong password); "
+            "restore it from a backup, or rotate to a new key"
+        ) from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise KeyringError(f"{path}: not an Ed25519 key")
+        raise KeyringError(f"{path}: not an Ed25519 private key ({type(key).__name__.lstrip('_')}); "
+                           "give the Ed25519 key made by 'otel-audit keys generate'")
     return key
 
 
