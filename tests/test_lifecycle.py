@@ -124,14 +124,21 @@ def _assert_sealed_clean(doc: dict[str, Any], text: str, log: str = "") -> None:
     assert "crash" not in text
 
 
-def _serve(cmd: list[str], tmp: Path, port: int, n: int) -> tuple[set[int], str]:
-    """Start the server, send n requests, SIGTERM it; the worker pids that answered and the server log."""
+def _serve(cmd: list[str], tmp: Path, port: int, n: int, workers: int = 1) -> tuple[set[int], str, int]:
+    """Start the server, send n requests (more, up to 30 s, until `workers` processes have answered: a worker
+    still starting on a loaded machine is not what these tests are about), SIGTERM it; the worker pids that
+    answered, the server log and the number of requests sent."""
     log = tmp / "server.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=child_env(), cwd=tmp)
     try:
         _wait_ready(proc, port, log)
         pids = {_get(port, i) for i in range(n)}
+        deadline = time.monotonic() + 30
+        while len(pids) < workers and time.monotonic() < deadline:
+            pids.add(_get(port, n))
+            n += 1
+            time.sleep(0.05)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -139,13 +146,14 @@ def _serve(cmd: list[str], tmp: Path, port: int, n: int) -> tuple[set[int], str]
         except subprocess.TimeoutExpired:
             proc.kill()
             raise
-    return pids, log.read_text()
+    return pids, log.read_text(), n
 
 
-def _server_case(tmp: Path, keys_dir: Path, app_src: str, cmd: list[str], port: int, n: int = 30) -> dict[str, Any]:
+def _server_case(tmp: Path, keys_dir: Path, app_src: str, cmd: list[str], port: int, n: int = 30,
+                 workers: int = 2) -> dict[str, Any]:
     cfg = _config(tmp, keys_dir)
     (tmp / "app.py").write_text(_APP_HEAD.format(archive=str(tmp / "archive"), cfg=str(cfg)) + app_src)
-    pids, log = _serve(cmd, tmp, port, n)
+    pids, log, n = _serve(cmd, tmp, port, n, workers)
     code, doc, text = _verify_cli(keys_dir, tmp / "archive")
     assert code == 0, text + log
     _assert_sealed_clean(doc, text, log)
