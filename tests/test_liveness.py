@@ -12,13 +12,12 @@ Tolerance: 2 x interval + 5 s (otel_audit/verify/liveness.py), so the producer i
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -34,7 +33,6 @@ from otel_audit.canonical import CHECKPOINT_EVENT
 from otel_audit.note import parse_note
 from otel_audit.verify.liveness import TOLERANCE_SLACK_NS, iso
 
-REPO = Path(__file__).resolve().parent.parent
 INTERVAL = 0.2
 ALLOWED_S = 2 * INTERVAL + TOLERANCE_SLACK_NS / 1e9  # 5.4 s
 STOPPED_S = ALLOWED_S + 1.6  # a real suspension, well over the tolerance
@@ -235,64 +233,25 @@ def test_bad_at_is_a_usage_error(bad: str, shared_keys: Path, tmp_path: Path) ->
 # -- archives written before checkpoints declared an interval ---------------------------------------
 
 
-def _pipeline_before_interval(dest: Path) -> Path:
-    """The package as it was in the commit before checkpoints got their interval line, unpacked in dest."""
-    try:
-        revs = subprocess.run(["git", "-C", str(REPO), "log", "--reverse", "--format=%H", "-S_interval_ns", "--",
-                               "processors/signing.py"], capture_output=True, text=True, check=True, timeout=60)
-        rev = revs.stdout.split()[0]
-        tar = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", f"{rev}^", "otel_audit",
-                              "processors", "exporters"], capture_output=True, check=True, timeout=60)
-    except (OSError, subprocess.CalledProcessError, IndexError) as exc:
-        pytest.skip(f"the earlier pipeline is not available from git here: {exc}")
-    dest.mkdir(parents=True, exist_ok=True)
-    (dest / "old.tar").write_bytes(tar.stdout)
-    with tarfile.open(dest / "old.tar") as tf:
-        tf.extractall(dest, filter="data")
-    shutil.move(dest / "processors", dest / "otel_audit" / "processors")
-    shutil.move(dest / "exporters", dest / "otel_audit" / "exporters")
-    return dest
+V1 = Path(__file__).parent / "data" / "v1"  # written by the pipeline before checkpoints declared an interval
 
 
-OLD_WRITER = textwrap.dedent(
-    """
-    import sys, otel_audit
-    assert otel_audit.__file__.startswith(sys.argv[3]), otel_audit.__file__
-    from opentelemetry.sdk._logs import LoggerProvider
-    from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
-    from otel_audit.exporters.file import FileLogRecordExporter
-    from otel_audit.processors.signing import SigningProcessor
-
-    provider = LoggerProvider()
-    sp = SigningProcessor(sys.argv[1], downstream=SimpleLogRecordProcessor(FileLogRecordExporter(sys.argv[2])),
-                          checkpoint_every=10, checkpoint_interval=0.2)
-    provider.add_log_record_processor(sp)
-    for i in range(35):
-        provider.get_logger("old").emit(event_name="config.changed", body=f"old {i}", attributes={"i": i})
-    provider.shutdown()
-    """
-)
-
-
-def test_archive_of_the_earlier_pipeline_still_verifies(tmp_path: Path, shared_keys: Path) -> None:
-    """Checkpoints written by the pipeline before the interval line still parse and verify (exit 0, also
-    with --now), with a note that liveness cannot be checked."""
-    old = _pipeline_before_interval(tmp_path / "old")
+def test_archive_of_the_earlier_pipeline_still_verifies(tmp_path: Path) -> None:
+    """Checkpoints written by the pipeline before the interval line (tests/data/v1) still parse and verify
+    (exit 0, also with --now), with a note that liveness cannot be checked."""
+    keys = V1 / "keyring.json"
     path = tmp_path / "old.jsonl"
-    env = child_env()
-    env["PYTHONPATH"] = str(old)
-    done = subprocess.run([sys.executable, "-c", OLD_WRITER, str(shared_keys), str(path), str(old)],
-                          capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path, check=False)
-    assert done.returncode == 0, done.stderr
+    with gzip.open(V1 / "audit.jsonl.gz", "rb") as src:
+        path.write_bytes(src.read())
     notes = [r["body"]["stringValue"] for r in Archive.load(path).records()
              if r.get("eventName") == CHECKPOINT_EVENT]
     assert notes and not any("\ninterval " in n for n in notes)
     for extra in ((), ("--now",)):
-        code, doc = verify_json(shared_keys, path, extra=extra)
-        assert code == 0, doc["streams"][0]["problems"]
-        s = doc["streams"][0]
-        assert s["interval_ns"] is None and s["silences"] == []
-        assert any(w.startswith("liveness not checked") for w in s["warnings"])
-    text = run_verify(shared_keys, path).stdout
+        code, doc = verify_json(keys, path, extra=extra)
+        assert code == 0, [s["problems"] for s in doc["streams"]]
+        for s in doc["streams"]:
+            assert s["interval_ns"] is None and s["silences"] == []
+            assert any(w.startswith("liveness not checked") for w in s["warnings"])
+    text = run_verify(keys, path).stdout
     assert "VERIFIED" in text and "note: liveness not checked" in text
     assert attr_value(Archive.load(path).records()[0], "audit.checkpoint.kind") == "start"

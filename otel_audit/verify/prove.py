@@ -158,19 +158,7 @@ class Verifier:
                 self._malformed(f"{_loc(where, index)}: integrity attributes have the wrong form")
                 return
             content = canonical.content_bytes(event, t, sev_number, sev_text, body, attrs)
-            try:
-                pb = bytes.fromhex(prev)
-                db = bytes.fromhex(digest)
-            except ValueError:
-                raise ValueError("a digest is not 64 lower-case hex digits") from None
-            if len(pb) != 32 or len(db) != 32:
-                raise ValueError("a digest is not 32 bytes")
-            if pb.hex() != prev or db.hex() != digest:  # fromhex also takes upper case and spaces
-                raise ValueError("a digest is not 64 lower-case hex digits")
-            head = self._heads.get(stream)
-            if head is None:
-                head = self._heads[stream] = b'\x00["v1","' + stream.encode() + b'",'  # type: ignore[union-attr]
-            calc = _sha256(pb.join((b"\x00", head[1:])) + str(seq).encode() + b"," + content[1:]).digest()
+            pb, db, calc = self._link(stream, seq, prev, digest, content)  # type: ignore[arg-type]
             r = (calc, pb, db, body if event == CHECKPOINT_EVENT and type(body) is str else None)
             self._observe(stream, seq, calc, event, t, sev_number, sev_text, body, attrs,  # type: ignore[arg-type]
                           embedded, content, resource, _loc(where, index))
@@ -180,6 +168,20 @@ class Verifier:
             self._malformed(f"{_loc(where, index)}: record cannot be read ({type(exc).__name__}: {exc})")
             return
         self._store(stream, seq, t, r, per)  # type: ignore[arg-type]
+
+    def _link(self, stream: str, seq: int, prev: str, digest: str, content: bytes) -> tuple[bytes, bytes, bytes]:
+        """The carried prev and digest as bytes (64 lower-case hex digits each, else ValueError) and the digest
+        the content gives, SHA-256(0x00 || prev || canonical bytes), which is also the record's Merkle leaf."""
+        try:
+            pb, db = bytes.fromhex(prev), bytes.fromhex(digest)
+        except ValueError:
+            raise ValueError("a digest is not 64 lower-case hex digits") from None
+        if len(pb) != 32 or len(db) != 32 or pb.hex() != prev or db.hex() != digest:  # fromhex takes "AB cd" too
+            raise ValueError("a digest is not 64 lower-case hex digits")
+        head = self._heads.get(stream)
+        if head is None:
+            head = self._heads[stream] = b'["v1","' + stream.encode() + b'",'
+        return pb, db, _sha256(b"\x00" + pb + head + str(seq).encode() + b"," + content[1:]).digest()
 
     def _add_gap_claim(self, stream: str, seq: int, attrs: Mapping[str, Any]) -> None:
         target = attrs.get("audit.gap.stream")
@@ -495,18 +497,7 @@ class Verifier:
                 self._malformed(f"{where}: {STRICT}: {exc}")
                 return
             raw = content.encode("utf-8")
-            try:
-                pb, db = bytes.fromhex(prev), bytes.fromhex(digest)
-            except ValueError:
-                raise ValueError("a digest is not 64 lower-case hex digits") from None
-            if len(pb) != 32 or len(db) != 32:
-                raise ValueError("a digest is not 32 bytes")
-            if pb.hex() != prev or db.hex() != digest:  # fromhex also takes upper case and spaces
-                raise ValueError("a digest is not 64 lower-case hex digits")
-            head = self._heads.get(stream)
-            if head is None:
-                head = self._heads[stream] = b'\x00["v1","' + stream.encode() + b'",'
-            calc = _sha256(pb.join((b"\x00", head[1:])) + str(seq).encode() + b"," + raw[1:]).digest()
+            pb, db, calc = self._link(stream, seq, prev, digest, raw)
             r = (calc, pb, db, body if event == CHECKPOINT_EVENT and type(body) is str else None)
             self._observe(stream, seq, calc, event, t, sev_number, sev_text, body, attrs, _ABSENT, raw, None, where)
             if event == GAP_EVENT:
