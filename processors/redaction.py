@@ -33,8 +33,11 @@ never touched. A record that had something replaced gets ``audit.redaction.rules
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import json
+import math
 import logging
 import re
 import string
@@ -49,6 +52,7 @@ from opentelemetry.util.types import AnyValue
 from otel_audit.canonical import CHECKPOINT_EVENT
 from otel_audit.errors import ConfigError
 from otel_audit.pseudonym import HMAC_PREFIX, SecretBytes, hmac_value, load_hmac_key
+from otel_audit.processors.secret_rules import WeakScanner, default_rules, span_at
 
 __all__ = [
     "BUILTIN_RULES",
@@ -142,6 +146,8 @@ Mode = Literal["hmac", "mask"]
 
 # (original string, start of the match, text that would be replaced) -> is it a finding?
 _Check = Callable[[str, int, str], bool]
+# (original string, start of the match) -> the span to replace, or None: not a finding
+_Span = Callable[[str, int], "tuple[int, int] | None"]
 
 
 class _Alt(NamedTuple):
@@ -151,6 +157,9 @@ class _Alt(NamedTuple):
     # Lower-case strings one of which every match contains: a long string is searched only
     # with the alternatives whose anchors it holds. Alternatives sharing a tuple form a group.
     anchors: tuple[str, ...] = ()
+    # If set, decides the finding and its span in place of ``check`` and the V groups: the
+    # regex alternative is then only the literal prefix of a detect-secrets pattern.
+    span: _Span | None = None
 
 
 def _not_after(cls: str, width: int) -> str:
@@ -189,7 +198,10 @@ def _kv(rule: str, keyword: str, anchors: tuple[str, ...]) -> _Alt:
 _AWS_KEY_ID = re.compile(r"A(?:KIA|SIA|BIA|CCA)[A-Z0-9]{16}")
 _T = "[a-z0-9_-]"  # a token character, lower-cased
 
-_KEY_ANCHORS = ("sk-", "akia", "asia", "abia", "acca", "gh", "github_pat_", "aiza", "xox")
+_KEY_ANCHORS = (
+    "sk-", "akia", "asia", "abia", "acca", "gh", "github_pat_", "aiza", "xox",
+    "k_live_", "k_test_", "hf_", "npm_", "shp", "sq0", "datadog",
+)
 _API_KEY = [
     # OpenAI (sk-, sk-proj-, sk-svcacct-), Anthropic (sk-ant-api03-) and the like
     _Alt("api_key", f"sk-{_not_after(_T, 3)}{_T}{{20,}}", _starts("sk-"), _KEY_ANCHORS),
@@ -212,8 +224,36 @@ _API_KEY = [
     _Alt("api_key", f"aiza{_not_after(_T, 4)}{_T}{{30,}}", _starts("AIza"), _KEY_ANCHORS),
     # Slack bot, user, app, refresh ... tokens
     _Alt("api_key", f"xox[abeoprs]-{_not_after(_T, 5)}[a-z0-9-]{{10,}}", _starts("xox"), _KEY_ANCHORS),
-    # api_key=..., api-secret: ..., apiToken=...
-    _kv("api_key", r"api[_-]?(?:key|secret|token)", ("api",)),
+    # Stripe secret and restricted keys, live and test
+    _Alt("api_key", f"sk_(?:live|test)_{_not_after(_T, 8)}[a-z0-9]{{16,}}", _starts("sk_"), _KEY_ANCHORS),
+    _Alt("api_key", f"rk_(?:live|test)_{_not_after(_T, 8)}[a-z0-9]{{16,}}", _starts("rk_"), _KEY_ANCHORS),
+    # Hugging Face user access tokens: hf_ and 34 letters of both cases
+    _Alt(
+        "api_key",
+        f"hf_{_not_after(_T, 3)}[a-z]{{30,}}(?![a-z0-9])",
+        lambda s, i, t: s.startswith("hf_", i) and not t[3:].islower() and not t[3:].isupper(),
+        _KEY_ANCHORS,
+    ),
+    # npm access tokens
+    _Alt("api_key", f"npm_{_not_after('[a-z0-9_]', 4)}[a-z0-9]{{36}}(?![a-z0-9])", _starts("npm_"), _KEY_ANCHORS),
+    # Shopify access tokens and shared secrets
+    _Alt(
+        "api_key", f"shp(?:at|ss|ca|pa)_{_not_after(_T, 6)}[a-f0-9]{{32}}(?![a-z0-9])", _starts("shp"), _KEY_ANCHORS
+    ),
+    # Square access tokens and OAuth secrets
+    _Alt("api_key", f"sq0(?:atp|csp|idp)-{_not_after(_T, 7)}[a-z0-9_\\-]{{22,}}", _starts("sq0"), _KEY_ANCHORS),
+    # Datadog API (32 hex) and application (40 hex) keys in a text that names Datadog
+    _Alt(
+        "api_key",
+        r"datadog[^\n]{0,40}?(?<![a-f0-9])(?P<V>[a-f0-9]{40}|[a-f0-9]{32})(?![a-z0-9])",
+        None,
+        _KEY_ANCHORS,
+    ),
+    # api_key=..., api-secret: ..., apiToken=..., app_key=..., AccountKey=...
+    _kv("api_key", r"api[_-]?(?:key|secret|token)", ("api", "app", "accountkey", "accesskey")),
+    _kv("api_key", r"app[_-]?key", ("api", "app", "accountkey", "accesskey")),
+    _kv("api_key", "accountkey", ("api", "app", "accountkey", "accesskey")),
+    _kv("api_key", "sharedaccesskey", ("api", "app", "accountkey", "accesskey")),
 ]
 
 _BEARER_ANCHORS = ("bearer", "eyj")
@@ -236,13 +276,57 @@ _BEARER_TOKEN = [
     _kv("bearer_token", "token", ("token",)),
 ]
 
-_PASSWORD_ANCHORS = ("pass", "pwd", "secret")
+_PASSWORD_ANCHORS = ("pass", "pwd", "secret", "basic", "digest")
 _PASSWORD = [
     _kv("password", "pass(?:word|wd|phrase)", _PASSWORD_ANCHORS),
     _kv("password", "pwd", _PASSWORD_ANCHORS),
     # secret=..., client_secret=..., aws_secret_access_key=..., secretKey=...
     _kv("password", r"secret(?:[_-]?(?:access[_-]?)?key)?", _PASSWORD_ANCHORS),
+    # HTTP Basic credentials (RFC 7617): base64 of "user:password"
+    _Alt(
+        "password",
+        rf"basic{_not_after('[a-z0-9]', 5)}[ \t]+(?P<V>[a-z0-9+/]{{4,}}={{0,2}})(?![a-z0-9+/=])",
+        lambda _s, _i, t: _basic_ok(t),
+        _PASSWORD_ANCHORS,
+    ),
+    # HTTP Digest credentials (RFC 7616): every parameter after the scheme, to the end of line
+    _Alt(
+        "password",
+        rf"digest{_not_after('[a-z0-9]', 6)}[ \t]+(?P<V>[a-z]{{2,16}}[ \t]*=[^\n]{{1,4096}})",
+        lambda _s, _i, t: "response" in t.lower(),
+        _PASSWORD_ANCHORS,
+    ),
 ]
+
+def _basic_ok(text: str) -> bool:
+    """``text`` is base64 of something with a ``:`` in it (user:password), not an English word."""
+    try:
+        decoded = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (ValueError, binascii.Error):
+        return False
+    return b":" in decoded
+
+
+# A bare AWS secret access key: 40 characters of base64 standing alone, with upper- and
+# lower-case letters and digits (a git SHA-1 or a hex digest has no upper case) and the
+# entropy of random data (~4.9 bits per character; English-like text is far below).
+_BARE_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
+_BARE_MIN_ENTROPY: Final = 4.2
+_NON_BASE64 = re.compile(r"[^A-Za-z0-9/+=]+")
+
+
+def _bare_secret_ok(text: str) -> bool:
+    if text.isalnum() and (text.islower() or text.isupper()):
+        return False
+    if not (any(c.isupper() for c in text) and any(c.islower() for c in text) and any(c.isdigit() for c in text)):
+        return False
+    counts: dict[str, int] = {}
+    for c in text:
+        counts[c] = counts.get(c, 0) + 1
+    n = len(text)
+    entropy = -sum(k / n * math.log2(k / n) for k in counts.values())
+    return entropy >= _BARE_MIN_ENTROPY
+
 
 _BLOCK_ANCHORS = ("://", "-----begin")
 # credentials in a URL: scheme://user:password@host
@@ -352,6 +436,26 @@ _NUMBERS = [
 
 _SECRETS: Final = (*_PRIVATE_KEY, *_BEARER_TOKEN, *_API_KEY, *_PASSWORD, *_URL_PASSWORD)
 
+
+def _library_alternatives() -> tuple[list[_Alt], WeakScanner]:
+    """detect-secrets' patterns (processors/secret_rules.py) as alternatives of the secret scanner.
+
+    A pattern with literal prefixes becomes one alternative per prefix: the combined regex
+    finds the prefix (lower-cased, on the lower-cased string, like every alternative) and the
+    pattern itself, matched on the original string there, decides the finding and its span.
+    They come after the processor's own alternatives, which win where both match. The
+    patterns without a literal prefix go to a WeakScanner stage.
+    """
+    rules = default_rules()
+    alts: list[_Alt] = []
+    prefixed = [r for r in rules if r.prefixes is not None]
+    anchors = tuple(sorted({p.lower() for r in prefixed for p in r.prefixes or ()}))
+    for r in prefixed:
+        find = span_at(r.regex)
+        for prefix in sorted({p.lower() for p in r.prefixes or ()}):
+            alts.append(_Alt("api_key", re.escape(prefix), None, anchors, find))
+    return alts, WeakScanner(rules)
+
 # Phone numbers and cards hold a run of seven digits and separators (or "+1..."); a string
 # without one skips that regex.
 _DIGITS_HINT = re.compile(r"[0-9+(][0-9 .()\-]{6}")
@@ -363,7 +467,7 @@ _ALNUM_CLEAN_BELOW: Final = 13  # an alphanumeric string this short matches no r
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 # (rule, value group numbers, check, index of the alternative)
-_Entry = tuple[str, tuple[int, ...], "_Check | None", int]
+_Entry = tuple[str, tuple[int, ...], "_Check | None", int, "_Span | None"]
 
 
 class _Scanner:
@@ -411,7 +515,9 @@ class _Scanner:
         joined = "|".join(sources)
         regex = re.compile(f"{prefix}(?:{joined})" if prefix else joined)
         dispatch: dict[int | None, _Entry] = {
-            regex.groupindex[f"m{k}"]: (alt.rule, tuple(regex.groupindex[g] for g in groups_of[k]), alt.check, k)
+            regex.groupindex[f"m{k}"]: (
+                alt.rule, tuple(regex.groupindex[g] for g in groups_of[k]), alt.check, k, alt.span
+            )
             for k, alt in enumerate(alts)
         }
         return cls(regex, dispatch, alts, prefix)
@@ -420,7 +526,7 @@ class _Scanner:
     def custom(cls, rule: str, regex: re.Pattern[str]) -> _Scanner:
         """A user's pattern: the whole match is replaced, or its group named ``value``."""
         value = regex.groupindex.get("value")
-        entry: _Entry = (rule, (value,) if value else (), None, 0)
+        entry: _Entry = (rule, (value,) if value else (), None, 0, None)
         # Any lastindex (the user's own groups) maps to the one rule.
         dispatch: dict[int | None, _Entry] = {None: entry}
         dispatch.update((i, entry) for i in range(1, regex.groups + 1))
@@ -442,15 +548,20 @@ class _Scanner:
         at = m.start()
         scanner = self
         while True:
-            rule, values, check, k = scanner._dispatch[m.lastindex]
-            start, end = m.span()
-            for g in values:
-                vs, ve = m.span(g)
-                if vs >= 0:
-                    start, end = vs, ve
-                    break
-            if start < end and (check is None or check(s, at, s[start:end])):
-                return rule, start, end, m.end()
+            rule, values, check, k, span = scanner._dispatch[m.lastindex]
+            if span is not None:
+                found = span(s, at)
+                if found is not None:
+                    return rule, found[0], found[1], max(found[1], m.end())
+            else:
+                start, end = m.span()
+                for g in values:
+                    vs, ve = m.span(g)
+                    if vs >= 0:
+                        start, end = vs, ve
+                        break
+                if start < end and (check is None or check(s, at, s[start:end])):
+                    return rule, start, end, m.end()
             # Not a finding after all (a digit run failing Luhn, "bypassword=", an empty
             # custom match): try the later alternatives here.
             rest = scanner._after(k) if scanner._alts else None
@@ -545,6 +656,9 @@ class _FoldedScanner:
         return scanner.sub(s, replace, fired, folded)
 
 
+_CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
 def _norm_key(key: str) -> str:
     return key.lower().replace("-", "_")
 
@@ -633,12 +747,21 @@ class RedactionProcessor(LogRecordProcessor):
         self._rules: tuple[str, ...] = tuple(r for r in BUILTIN_RULES if r in selected)
 
         secrets = [a for a in _SECRETS if a.rule in selected]
+        self._weak: WeakScanner | None = None
+        if "api_key" in selected:
+            library, weak = _library_alternatives()
+            secrets.extend(library)
+            self._weak = weak if len(weak) else None
         self._secret_scanner = _FoldedScanner(secrets) if secrets else None
         self._email_scanner = _Scanner.combine(a for a in _EMAIL if a.rule in selected)
         self._number_scanner = _Scanner.combine((a for a in _NUMBERS if a.rule in selected), _NUMBER_PREFIX)
         self._custom = self._compile_custom(custom_patterns)
+        self._bare = "api_key" in selected  # bare AWS secret access keys
 
         self._sensitive = frozenset(_norm_key(k) for k in _names(sensitive_keys, "sensitive_keys"))
+        self._sensitive_suffix = re.compile(
+            "(?:^|_)(?:" + "|".join(map(re.escape, sorted(self._sensitive, key=len, reverse=True))) + ")$"
+        )
         self._allow = frozenset(_names(allow_keys, "allow_keys"))
         self._ip_keys = frozenset(CLIENT_ADDRESS_KEYS)
         self._plan: dict[str, int] = {}
@@ -663,6 +786,10 @@ class RedactionProcessor(LogRecordProcessor):
             stages.append(self._custom_stage)
         if self._secret_scanner is not None:
             stages.append(self._secret_stage)
+        if self._weak is not None:
+            stages.append(self._weak.sub_stage(self._replace))
+        if self._bare:
+            stages.append(self._bare_stage)
         if self._email_scanner is not None:
             stages.append(self._email_stage)
         if self._number_scanner is not None:
@@ -769,6 +896,23 @@ class RedactionProcessor(LogRecordProcessor):
     def _secret_stage(self, s: str, fired: list[str]) -> str:
         assert self._secret_scanner is not None
         return self._secret_scanner.sub(s, self._replace, fired)
+
+    def _bare_stage(self, s: str, fired: list[str]) -> str:
+        if len(s) < 40 or max(map(len, _NON_BASE64.split(s))) < 40:
+            return s
+        out: list[str] = []
+        last = 0
+        for m in _BARE_SECRET.finditer(s):
+            text = m.group()
+            if _bare_secret_ok(text):
+                out.append(s[last : m.start()])
+                out.append(self._replace("api_key", text))
+                fired.append("api_key")
+                last = m.end()
+        if not out:
+            return s
+        out.append(s[last:])
+        return "".join(out)
 
     def _email_stage(self, s: str, fired: list[str]) -> str:
         assert self._email_scanner is not None
@@ -941,10 +1085,23 @@ class RedactionProcessor(LogRecordProcessor):
         return value
 
     def _is_sensitive(self, key: str) -> bool:
+        """``key``, or its last dotted segment, is a sensitive key or ends in one as a word.
+
+        ``password``, ``db_password``, ``x-dd-api-key``, ``ddApiKey`` and
+        ``http.request.header.authorization`` are; ``passwords_changed``, ``tokens`` and
+        ``keystore`` are not.
+        """
         hit = self._sensitive_cache.get(key)
         if hit is None:
             norm = _norm_key(key)
-            hit = norm in self._sensitive or norm.rpartition(".")[2] in self._sensitive
+            last = norm.rpartition(".")[2]
+            camel = _norm_key(_CAMEL_HUMP.sub("_", key.rpartition(".")[2]))
+            hit = (
+                norm in self._sensitive
+                or last in self._sensitive
+                or self._sensitive_suffix.search(last) is not None
+                or self._sensitive_suffix.search(camel) is not None
+            )
             if len(self._sensitive_cache) >= _PLAN_CACHE_MAX:
                 self._sensitive_cache.clear()
             self._sensitive_cache[key] = hit
