@@ -52,7 +52,7 @@ from opentelemetry.util.types import AnyValue
 from otel_audit.canonical import CHECKPOINT_EVENT
 from otel_audit.errors import ConfigError
 from otel_audit.pseudonym import HMAC_PREFIX, SecretBytes, hmac_value, load_hmac_key
-from otel_audit.processors.secret_rules import WeakScanner, default_rules, span_at
+from otel_audit.processors.secret_rules import BASE64_TABLE, WeakScanner, default_rules, has_run, span_at
 
 __all__ = [
     "BUILTIN_RULES",
@@ -276,6 +276,7 @@ _BEARER_TOKEN = [
     _kv("bearer_token", "token", ("token",)),
 ]
 
+_DIGEST_PARAM = r'[a-z][a-z0-9_\-]{0,31}[ \t]*=[ \t]*(?:"(?:[^"\\\n]|\\.){0,1024}"|[^\s,"]{1,1024})'
 _PASSWORD_ANCHORS = ("pass", "pwd", "secret", "basic", "digest")
 _PASSWORD = [
     _kv("password", "pass(?:word|wd|phrase)", _PASSWORD_ANCHORS),
@@ -289,10 +290,10 @@ _PASSWORD = [
         lambda _s, _i, t: _basic_ok(t),
         _PASSWORD_ANCHORS,
     ),
-    # HTTP Digest credentials (RFC 7616): every parameter after the scheme, to the end of line
+    # HTTP Digest credentials (RFC 7616): the whole list of parameters after the scheme
     _Alt(
         "password",
-        rf"digest{_not_after('[a-z0-9]', 6)}[ \t]+(?P<V>[a-z]{{2,16}}[ \t]*=[^\n]{{1,4096}})",
+        rf"digest{_not_after('[a-z0-9]', 6)}[ \t]+(?P<V>{_DIGEST_PARAM}(?:[ \t]*,[ \t]*{_DIGEST_PARAM}){{0,32}})",
         lambda _s, _i, t: "response" in t.lower(),
         _PASSWORD_ANCHORS,
     ),
@@ -312,7 +313,6 @@ def _basic_ok(text: str) -> bool:
 # entropy of random data (~4.9 bits per character; English-like text is far below).
 _BARE_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
 _BARE_MIN_ENTROPY: Final = 4.2
-_NON_BASE64 = re.compile(r"[^A-Za-z0-9/+=]+")
 
 
 def _bare_secret_ok(text: str) -> bool:
@@ -440,21 +440,40 @@ _SECRETS: Final = (*_PRIVATE_KEY, *_BEARER_TOKEN, *_API_KEY, *_PASSWORD, *_URL_P
 def _library_alternatives() -> tuple[list[_Alt], WeakScanner]:
     """detect-secrets' patterns (processors/secret_rules.py) as alternatives of the secret scanner.
 
-    A pattern with literal prefixes becomes one alternative per prefix: the combined regex
-    finds the prefix (lower-cased, on the lower-cased string, like every alternative) and the
-    pattern itself, matched on the original string there, decides the finding and its span.
-    They come after the processor's own alternatives, which win where both match. The
-    patterns without a literal prefix go to a WeakScanner stage.
+    The patterns with literal prefixes become one alternative per first character of their
+    prefixes (``a(?:kia|sia|ws|ccountkey=)``: fewer alternatives keep the combined regex
+    fast): it finds a prefix, lower-cased, on the lower-cased string like every alternative,
+    and the patterns with that prefix, matched on the original string there, decide the
+    finding and its span. They come after the processor's own alternatives, which win where
+    both match. The patterns without a literal prefix go to a WeakScanner stage.
     """
     rules = default_rules()
-    alts: list[_Alt] = []
-    prefixed = [r for r in rules if r.prefixes is not None]
-    anchors = tuple(sorted({p.lower() for r in prefixed for p in r.prefixes or ()}))
-    for r in prefixed:
-        find = span_at(r.regex)
+    by_first: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
+    for r in rules:
         for prefix in sorted({p.lower() for p in r.prefixes or ()}):
-            alts.append(_Alt("api_key", re.escape(prefix), None, anchors, find))
+            by_first.setdefault(prefix[0], []).append((prefix, r.regex))
+    anchors = tuple(sorted({prefix for group in by_first.values() for prefix, _ in group}))
+    alts: list[_Alt] = []
+    for first, group in sorted(by_first.items()):
+        tails = sorted({prefix[1:] for prefix, _ in group}, key=lambda t: (-len(t), t))
+        source = re.escape(first) + "(?:" + "|".join(map(re.escape, tails)) + ")"
+        alts.append(_Alt("api_key", source, None, anchors, _group_span(group)))
     return alts, WeakScanner(rules)
+
+
+def _group_span(group: list[tuple[str, re.Pattern[str]]]) -> _Span:
+    finders = [(prefix, len(prefix), span_at(regex)) for prefix, regex in group]
+
+    def find(s: str, i: int) -> tuple[int, int] | None:
+        for prefix, n, span in finders:
+            if s[i : i + n].lower() == prefix:
+                found = span(s, i)
+                if found is not None:
+                    return found
+        return None
+
+    return find
+
 
 # Phone numbers and cards hold a run of seven digits and separators (or "+1..."); a string
 # without one skips that regex.
@@ -466,7 +485,7 @@ _CLEAN_CACHE_MAX_LEN: Final = 128
 _ALNUM_CLEAN_BELOW: Final = 13  # an alphanumeric string this short matches no rule
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
-# (rule, value group numbers, check, index of the alternative)
+# (rule, value group numbers, check, index of the alternative, span)
 _Entry = tuple[str, tuple[int, ...], "_Check | None", int, "_Span | None"]
 
 
@@ -898,7 +917,7 @@ class RedactionProcessor(LogRecordProcessor):
         return self._secret_scanner.sub(s, self._replace, fired)
 
     def _bare_stage(self, s: str, fired: list[str]) -> str:
-        if len(s) < 40 or max(map(len, _NON_BASE64.split(s))) < 40:
+        if len(s) < 40 or not has_run(s, 40, BASE64_TABLE):
             return s
         out: list[str] = []
         last = 0
@@ -1064,10 +1083,14 @@ class RedactionProcessor(LogRecordProcessor):
             changed: dict[Any, Any] | None = None
             for k, v in value.items():
                 new = self._redact(v, fired, sensitive or (isinstance(k, str) and self._is_sensitive(k)))
-                if new is not v:
+                # a key can hold a secret too (a map of usage by credential)
+                new_k = self._scan(k, fired) if type(k) is str else k
+                if new is not v or new_k is not k:
                     if changed is None:
                         changed = dict(value)
-                    changed[k] = new
+                    if new_k is not k:
+                        del changed[k]
+                    changed[new_k] = new
             return value if changed is None else changed
         if isinstance(value, (list, tuple)):
             items: list[Any] | None = None

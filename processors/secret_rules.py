@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any, Final, NamedTuple
 
-__all__ = ["LibraryRule", "WeakScanner", "default_rules", "library_rules", "span_at"]
+__all__ = ["BASE64_TABLE", "TOKEN_TABLE", "LibraryRule", "WeakScanner", "default_rules", "has_run", "library_rules", "span_at"]
 
 # detect-secrets plugins that are not used: personal data the processor handles itself under
 # its own opt-in rule (IP addresses), and a private-key plugin that matches the BEGIN line
@@ -51,6 +51,9 @@ class LibraryRule(NamedTuple):
     prefixes: frozenset[str] | None
     min_width: int
     min_run: int
+    # Lower-case literals of at least _MIN_PREFIX characters one of which every match holds
+    # anywhere (Artifactory's "akc" after a delimiter), or None if there are none such.
+    anchors: frozenset[str] | None = None
 
 
 def _parser() -> Any:
@@ -96,6 +99,36 @@ def _literal_prefixes(items: Iterable[tuple[Any, Any]], c: Any) -> tuple[set[str
         if len(out) > _MAX_PREFIXES:
             return out, False
     return out, True
+
+
+def _anchors(items: Iterable[tuple[Any, Any]], c: Any) -> frozenset[str] | None:
+    """Lower-case literals one of which every match of the parsed sequence holds, or None."""
+    best: frozenset[str] | None = None
+    run: list[str] = []
+
+    def better(cand: frozenset[str] | None) -> None:
+        nonlocal best
+        if cand and min(map(len, cand)) >= _MIN_PREFIX and (
+            best is None or min(map(len, cand)) > min(map(len, best))
+        ):
+            best = cand
+
+    for op, av in [*items, (None, None)]:
+        if op is c.LITERAL:
+            run.append(chr(av).lower())
+            continue
+        if run:
+            better(frozenset({"".join(run)}))
+            run = []
+        if op is c.SUBPATTERN:
+            better(_anchors(av[-1], c))
+        elif op is c.BRANCH:
+            alternatives = [_anchors(alt, c) for alt in av[1]]
+            if all(alternatives):
+                better(frozenset().union(*alternatives))  # type: ignore[arg-type]
+        elif op in (c.MAX_REPEAT, c.MIN_REPEAT) and av[0] >= 1:
+            better(_anchors(av[2], c))
+    return best
 
 
 def _min_run(items: Iterable[tuple[Any, Any]], c: Any) -> int:
@@ -151,7 +184,7 @@ def _describe(plugin: str, regex: re.Pattern[str]) -> LibraryRule:
     except Exception:  # noqa: BLE001 - a construct this reader does not know: always search it
         return LibraryRule(plugin, regex, None, 0, 0)
     if not prefixes or min(map(len, prefixes)) < _MIN_PREFIX or min_run >= _LONG_RUN:
-        return LibraryRule(plugin, regex, None, min_width, min_run)
+        return LibraryRule(plugin, regex, None, min_width, min_run, _anchors(parsed, parser))
     return LibraryRule(plugin, regex, frozenset(prefixes), min_width, min_run)
 
 
@@ -205,7 +238,33 @@ def _span(m: re.Match[str], s: str) -> tuple[int, int]:
     return start, end
 
 
-_NON_TOKEN = re.compile(r"[^A-Za-z0-9_\-]+")
+def _table(alphabet: str) -> bytes:
+    """A bytes.translate table: the ASCII characters of ``alphabet`` to ``a``, every other byte to a blank."""
+    return bytes(0x61 if chr(i) in alphabet else 0x20 for i in range(256))
+
+
+#: Token characters (letters, digits, ``_``, ``-``) and base64's alphabet, for RunGate.
+TOKEN_TABLE: Final = _table("".join(sorted(_TOKEN_CHARS)))
+BASE64_TABLE: Final = _table("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+_RUNS: dict[int, bytes] = {}
+
+
+def has_run(s: str, length: int, table: bytes = TOKEN_TABLE, mapped: list[bytes] | None = None) -> bool:
+    """``s`` holds ``length`` consecutive characters of ``table``'s alphabet.
+
+    One encode, one bytes.translate and one substring search, all in C: ~3 us for 2 KB where
+    a regex takes ~40 us. ``mapped``, if given, caches the translated bytes across calls.
+    """
+    if mapped:
+        t = mapped[0]
+    else:
+        t = s.encode("utf-8", "surrogatepass").translate(table)
+        if mapped is not None:
+            mapped.append(t)
+    needle = _RUNS.get(length)
+    if needle is None:
+        needle = _RUNS.setdefault(length, b"a" * length)
+    return needle in t
 
 
 class WeakScanner:
@@ -215,7 +274,8 @@ class WeakScanner:
 
     def __init__(self, rules: Iterable[LibraryRule], rule: str = "api_key") -> None:
         self.rule = rule
-        self._rules = tuple(sorted((r for r in rules if r.prefixes is None), key=lambda r: r.min_width))
+        # By run length: the first run a string lacks ends the search.
+        self._rules = tuple(sorted((r for r in rules if r.prefixes is None), key=lambda r: r.min_run))
         self._min_width = min((r.min_width for r in self._rules), default=1 << 30)
 
     def __len__(self) -> int:
@@ -226,15 +286,24 @@ class WeakScanner:
         n = len(s)
         if n < self._min_width:
             return s
-        longest = -1
+        mapped: list[bytes] = []
+        present = 0  # the longest run length known to be present
+        folded: str | None = None
         spans: list[tuple[int, int]] = []
         for r in self._rules:
             if r.min_width > n:
-                break
-            if r.min_run:
-                if longest < 0:
-                    longest = max(map(len, _NON_TOKEN.split(s)))
-                if r.min_run > longest:
+                continue
+            if r.min_run > present:
+                if r.min_run > n or not has_run(s, r.min_run, TOKEN_TABLE, mapped):
+                    break
+                present = r.min_run
+            if r.anchors is not None:
+                if folded is None:
+                    folded = s.lower()
+                for a in r.anchors:
+                    if a in folded:
+                        break
+                else:
                     continue
             for m in r.regex.finditer(s):
                 start, end = _span(m, s)
