@@ -13,9 +13,14 @@ import os
 from typing import Any
 
 from otel_audit.errors import (
+    AttributeTypeError,
+    AttributeValueError,
     AuditError,
     ConfigError,
     DeliveryError,
+    EmitError,
+    EmitTypeError,
+    EmitValueError,
     InputError,
     KeyringError,
     MissingAttributeError,
@@ -76,11 +81,16 @@ def configure(path: str | os.PathLike[str] | None = None, *, set_global: bool = 
 
 
 __all__ = [
+    "AttributeTypeError",
+    "AttributeValueError",
     "AuditError",
     "AuditLogger",
     "AuditPipeline",
     "ConfigError",
     "DeliveryError",
+    "EmitError",
+    "EmitTypeError",
+    "EmitValueError",
     "InputError",
     "KeyringError",
     "MissingAttributeError",

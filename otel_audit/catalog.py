@@ -4,6 +4,12 @@ Each event is an OTel log record whose ``event_name`` is the catalog name. The c
 which attributes an event must and may carry, its default severity, and how it maps to CADF
 (DMTF DSP0262: action, outcome) and ECS (``event.category``, ``event.type``). It imports no
 OpenTelemetry code, so the CLI, the verifier and exporters can read it cheaply.
+
+Every attribute the catalog names has one type (`ATTRIBUTE_TYPES`), whatever the event: the OTel
+semantic-convention type where the name is a semantic-convention one (``user.id`` string,
+``http.response.status_code`` int, ``gen_ai.usage.input_tokens`` int), else ours. `AuditLogger`
+enforces it at the call site, so a SIEM never sees ``user.id`` as a number in one record and a
+string in the next.
 """
 
 from __future__ import annotations
@@ -15,14 +21,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from otel_audit.errors import UnknownEventError
+from otel_audit.errors import EmitTypeError, UnknownEventError
 
 __all__ = [
+    "ATTRIBUTE_TYPES",
+    "AttributeType",
     "CATEGORIES",
     "EVENTS",
     "OUTCOMES",
     "SEVERITIES",
     "EventSpec",
+    "attribute_type",
     "categories",
     "get",
     "render_json",
@@ -62,17 +71,160 @@ class EventSpec:
     severity: str
 
     def to_dict(self) -> dict[str, object]:
-        """Return the spec as plain JSON-ready data (tuples become lists)."""
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        """Return the spec as plain JSON-ready data (tuples become lists), with ``attribute_types``:
+        the type of each attribute it names (`AttributeType.to_dict`)."""
+        out: dict[str, object] = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        out["attribute_types"] = {
+            k: t.to_dict() for k in (*self.required, *self.optional) if (t := ATTRIBUTE_TYPES.get(k)) is not None
+        }
+        return out
 
 
 def _plain(value: object) -> object:
     return list(value) if isinstance(value, tuple) else value
 
 
+#: Kinds of `AttributeType`, named as OTel attribute types are.
+ATTRIBUTE_KINDS: tuple[str, ...] = ("string", "int", "double", "boolean", "string[]")
+
+
+@dataclass(frozen=True)
+class AttributeType:
+    """The type of a catalog attribute: an OTel attribute type (``kind``) and, for numbers, a range.
+
+    ``double`` takes a float or an int (bool is neither); `AuditLogger` records an int as the
+    float of the same value, so every record carries the one type. Numbers of a catalog type are
+    finite. ``note`` says what the value means (unit, format).
+    """
+
+    kind: str
+    minimum: float | None = None
+    maximum: float | None = None
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in ATTRIBUTE_KINDS:
+            raise ValueError(f"attribute kind {self.kind!r} is not one of {', '.join(ATTRIBUTE_KINDS)}")
+
+    def describe(self) -> str:
+        """A short text for people: ``int >= 0``, ``double in [0, 1]``, ``string[]``."""
+        lo, hi = _num(self.minimum), _num(self.maximum)
+        if lo is not None and hi is not None:
+            return f"{self.kind} in [{lo}, {hi}]"
+        if lo is not None:
+            return f"{self.kind} >= {lo}"
+        if hi is not None:
+            return f"{self.kind} <= {hi}"
+        return self.kind
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready: ``type`` and, when set, ``minimum``, ``maximum`` and ``note``."""
+        out: dict[str, object] = {"type": self.kind}
+        for key in ("minimum", "maximum"):
+            if getattr(self, key) is not None:
+                out[key] = _num(getattr(self, key))
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+def _num(value: float | None) -> int | float | None:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+_STR = AttributeType("string")
+_ID = AttributeType("string", note="an identifier")
+_COUNT = AttributeType("int", minimum=0)
+_SECONDS = AttributeType("double", minimum=0, note="seconds")
+_TIME_NS = AttributeType("int", minimum=0, note="nanoseconds since the Unix epoch")
+_MONEY = AttributeType("double", note="an amount in audit.budget.currency")
+_JSON = AttributeType("string", note="JSON text, keys sorted (AuditLogger.config_changed writes it)")
+
+#: The type of every attribute the catalog names, by name (one type per name, across all events).
+ATTRIBUTE_TYPES: Mapping[str, AttributeType] = MappingProxyType(
+    {
+        # OTel semantic conventions (their types)
+        "client.address": AttributeType("string", note="IP address or host name (semconv)"),
+        "db.query.text": _STR,
+        "error.type": _STR,
+        "gen_ai.provider.name": _STR,
+        "gen_ai.request.model": _STR,
+        "gen_ai.usage.input_tokens": _COUNT,
+        "gen_ai.usage.output_tokens": _COUNT,
+        "host.name": _STR,
+        "http.request.method": _STR,
+        "http.response.status_code": AttributeType("int", minimum=100, maximum=599),
+        "session.id": _ID,
+        "url.path": _STR,
+        "user.email": _STR,
+        "user.id": _ID,
+        "user.name": _STR,
+        "user_agent.original": _STR,
+        # ours: set by AuditLogger from the catalog and outcome=
+        "audit.action": AttributeType("string", note="the CADF action (set by AuditLogger)"),
+        "audit.category": AttributeType("string", note="the catalog category (set by AuditLogger)"),
+        "audit.outcome": AttributeType("string", note="success, failure or unknown (set by AuditLogger)"),
+        # ours
+        "audit.actor.id": _ID,
+        "audit.actor.type": _STR,
+        "audit.auth.failure_count": _COUNT,
+        "audit.auth.method": _STR,
+        "audit.auth.window_seconds": _SECONDS,
+        "audit.budget.currency": AttributeType("string", note="ISO 4217 code, e.g. USD"),
+        "audit.budget.id": _ID,
+        "audit.budget.limit": _MONEY,
+        "audit.budget.scope": _STR,
+        "audit.budget.spend": _MONEY,
+        "audit.change.after": _JSON,
+        "audit.change.before": _JSON,
+        "audit.customer.id": _ID,
+        "audit.export.format": _STR,
+        "audit.export.record_count": _COUNT,
+        "audit.guardrail.action": _STR,
+        "audit.guardrail.name": _STR,
+        "audit.lockout.duration_seconds": _SECONDS,
+        "audit.lockout.failed_attempts": _COUNT,
+        "audit.mfa.method": _STR,
+        "audit.pii.action": _STR,
+        "audit.pii.count": _COUNT,
+        "audit.pii.location": _STR,
+        "audit.pii.types": AttributeType("string[]", note="rule names, e.g. email, phone"),
+        "audit.prompt.snippet": _STR,
+        "audit.provider_key.fingerprint": _STR,
+        "audit.provisioning.source": _STR,
+        "audit.query.result_count": _COUNT,
+        "audit.rate_limit.current": AttributeType("double", minimum=0, note="in audit.rate_limit.metric units"),
+        "audit.rate_limit.limit": AttributeType("int", minimum=0, note="in audit.rate_limit.metric units"),
+        "audit.rate_limit.metric": AttributeType("string", note="e.g. requests, tokens"),
+        "audit.rate_limit.violation_count": _COUNT,
+        "audit.rate_limit.window_seconds": _SECONDS,
+        "audit.reason": _STR,
+        "audit.requested_action": _STR,
+        "audit.risk.score": AttributeType("double", minimum=0, maximum=1),
+        "audit.session.duration_seconds": _SECONDS,
+        "audit.session.expires_at": _TIME_NS,
+        "audit.spool.bytes": _COUNT,
+        "audit.spool.dropped_at": _TIME_NS,
+        "audit.spool.exporter": _STR,
+        "audit.spool.records": _COUNT,
+        "audit.sso.protocol": AttributeType("string", note="saml or oidc"),
+        "audit.sso.provider": _STR,
+        "audit.target.id": _ID,
+        "audit.target.type": _STR,
+        "audit.team.id": _ID,
+        "audit.virtual_key.id": _ID,
+    }
+)
+
+
+def attribute_type(name: str) -> AttributeType | None:
+    """The catalog type of attribute ``name``, or None for an attribute the catalog does not name."""
+    return ATTRIBUTE_TYPES.get(name)
+
+
 # Attribute groups shared by many events. OTel semantic-convention names where one exists.
 _CLIENT = ("client.address", "user_agent.original")
-_HTTP = ("http.request.method", "url.path")
+_HTTP = ("http.request.method", "url.path", "http.response.status_code")
 _ACTOR = ("audit.actor.id", "audit.actor.type")
 _SUBJECT = ("user.id", "audit.virtual_key.id", "audit.team.id", "audit.customer.id")
 _GEN_AI = ("gen_ai.request.model", "gen_ai.provider.name")
@@ -550,7 +702,7 @@ EVENTS: Mapping[str, EventSpec] = MappingProxyType({spec.name: spec for spec in 
 def get(name: str) -> EventSpec:
     """Return the spec of ``name``; raise `UnknownEventError` with close matches if unknown."""
     if not isinstance(name, str):
-        raise TypeError(f"event name must be str, not {type(name).__name__}")
+        raise EmitTypeError(f"event name must be str, not {type(name).__name__}")
     try:
         return EVENTS[name]
     except KeyError:
@@ -598,6 +750,21 @@ def render_markdown(events: Iterable[EventSpec] | None = None) -> str:
                 _codes(s.required),
                 _codes(s.optional),
             )
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        lines.append("")
+    named = sorted({k for s in specs for k in (*s.required, *s.optional)})
+    if named:
+        lines += [
+            "# Attribute types",
+            "",
+            "One type per attribute name, in every event; `AuditLogger` refuses a value of another type.",
+            "",
+            "| attribute | type | note |",
+            "|---|---|---|",
+        ]
+        for k in named:
+            t = ATTRIBUTE_TYPES.get(k)
+            cells = (f"`{k}`", t.describe() if t else "any", t.note if t else "")
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         lines.append("")
     return "\n".join(lines)

@@ -11,11 +11,39 @@ class ConfigError(AuditError, ValueError):
     """A configuration file, key or value is wrong; the message names the file and key."""
 
 
-class UnknownEventError(AuditError, ValueError):
+class EmitError(AuditError):
+    """`AuditLogger` refused a call (its constructor, `emit` or a typed helper) before anything was emitted.
+
+    Every exception `AuditLogger` raises on a bad argument is one of these; the message names the
+    event, the argument or attribute key, what was expected and what was given (never an
+    attribute's value, which may be a secret). The subclasses below are also `TypeError` or
+    `ValueError`, as the checks raised before these classes existed, so `except TypeError` and
+    `except ValueError` keep working.
+    """
+
+
+class EmitTypeError(EmitError, TypeError):
+    """An argument of the wrong type (not a mapping, not a str, ...)."""
+
+
+class EmitValueError(EmitError, ValueError):
+    """An argument of the right type with an unusable value (unknown outcome, severity, timestamp ...)."""
+
+
+class AttributeTypeError(EmitTypeError):
+    """An attribute (or body) value of the wrong type: not an OTel AnyValue, or not its catalog type."""
+
+
+class AttributeValueError(EmitValueError):
+    """An attribute (or body) value the signed record could not carry as given: a lone surrogate in a
+    string, an int outside int64, a number out of its catalog range, nesting or size over the bounds."""
+
+
+class UnknownEventError(EmitValueError):
     """An event name that is not in the catalog."""
 
 
-class MissingAttributeError(AuditError, ValueError):
+class MissingAttributeError(EmitValueError):
     """A catalog event was emitted without one of its required attributes."""
 
 

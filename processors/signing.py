@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 from opentelemetry._logs import LogRecord, SeverityNumber
-from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
+from opentelemetry.sdk._logs import LogRecordLimits, LogRecordProcessor, ReadWriteLogRecord
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
@@ -48,6 +48,11 @@ FOREIGN_CHECKPOINT_EVENT = "audit.checkpoint.foreign"
 GAP_EVENT = canonical.GAP_EVENT
 DROP_EVENT = "audit.spool.backlog_dropped"
 SCOPE = InstrumentationScope("otel_audit.signing", None)
+# Our own records (checkpoints, gap markers) are signed before they are built: the SDK's attribute limits
+# (OTEL_ATTRIBUTE_*_LIMIT, OTEL_LOGRECORD_ATTRIBUTE_*_LIMIT) must not drop or truncate what was signed.
+_NO_LIMITS = LogRecordLimits(max_attributes=LogRecordLimits.UNSET, max_attribute_length=LogRecordLimits.UNSET,
+                             max_log_record_attributes=LogRecordLimits.UNSET,
+                             max_log_record_attribute_length=LogRecordLimits.UNSET)
 _IKEYS = canonical.INTEGRITY_KEYS
 _PLAIN = frozenset({str, int, bool})
 _dumps = orjson.dumps
@@ -598,6 +603,7 @@ class SigningProcessor(LogRecordProcessor):
             ),
             resource=self._resource,
             instrumentation_scope=SCOPE,
+            limits=_NO_LIMITS,
         )
         self._forward(record)
 

@@ -53,12 +53,19 @@ def attrs(record: ReadableLogRecord) -> dict[str, object]:
 USER_EVENTS = [s for s in catalog.EVENTS.values() if s.category != "integrity"]
 
 
+def sample_value(key: str) -> object:
+    """A value of the catalog type of ``key`` (a str for an untyped key), as the record carries it."""
+    t = catalog.attribute_type(key)
+    kind = t.kind if t is not None else "string"
+    return {"string": f"v-{key}", "int": 1, "double": 0.5, "boolean": True, "string[]": (f"v-{key}",)}[kind]
+
+
 @pytest.mark.parametrize("spec", USER_EVENTS, ids=lambda s: s.name)
 def test_every_event_emits_with_only_its_required_attributes(
     spec: catalog.EventSpec, pipe: Pipeline, audit: AuditLogger
 ) -> None:
     """Each catalog event emits with just its required attributes, plus category, action and outcome."""
-    given = {key: f"v-{key}" for key in spec.required}
+    given = {key: sample_value(key) for key in spec.required}
     audit.emit(spec.name, given)
     record = pipe.one().log_record
     assert record.event_name == spec.name
