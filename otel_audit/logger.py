@@ -59,6 +59,7 @@ from otel_audit.errors import (
     EmitValueError,
     MissingAttributeError,
 )
+from otel_audit.safe import describe_key
 
 __all__ = ["MAX_DEPTH", "MAX_JSON_DEPTH", "MAX_VALUES", "AttrValue", "AuditLogger", "RESERVED_PREFIXES"]
 
@@ -691,7 +692,10 @@ def _surrogate_at(text: str) -> int | None:
 
 
 def _join(path: str, key: str) -> str:
-    return f"{path}.{key[:100]}" if path else key[:100]
+    # A nested key is caller data and may be a secret: describe_key shows it only if it reads
+    # like a field name.
+    shown = describe_key(key)
+    return f"{path}.{shown}" if path else shown
 
 
 def _safe_repr(value: object) -> str:

@@ -54,6 +54,19 @@ def _secret_segment(seg: str) -> bool:
     return has_digit and has_alpha and _entropy(seg) >= 3.2
 
 
+_NAME_LIKE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,47}")
+
+
+def describe_key(key: str) -> str:
+    """A mapping key as an error message may show it: as it is if it reads like a field name,
+    else ``<key of N characters>`` (a key can be caller data: a credential, an e-mail address)."""
+    if _NAME_LIKE.fullmatch(key) and not _secret_segment(key) and not any(
+        len(part) >= 16 and _secret_segment(part) for part in re.split(r"[._]", key)
+    ):
+        return key
+    return f"<key of {len(key)} characters>"
+
+
 def _redact_path(path: str) -> str:
     return "/".join(MASK if _secret_segment(seg) else seg for seg in path.split("/"))
 
