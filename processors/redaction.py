@@ -52,7 +52,7 @@ from opentelemetry.util.types import AnyValue
 from otel_audit.canonical import CHECKPOINT_EVENT
 from otel_audit.errors import ConfigError
 from otel_audit.pseudonym import HMAC_PREFIX, SecretBytes, hmac_value, load_hmac_key
-from otel_audit.processors.secret_rules import BASE64_TABLE, WeakScanner, default_rules, has_run, span_at
+from otel_audit.processors.secret_rules import BASE64_TABLE, LibraryRule, WeakScanner, default_rules, has_run, span_at
 
 __all__ = [
     "BUILTIN_RULES",
@@ -461,6 +461,11 @@ def _library_alternatives() -> tuple[list[_Alt], WeakScanner]:
     return alts, WeakScanner(rules)
 
 
+def _alnum_min_width(rules: Iterable[LibraryRule]) -> int:
+    """The shortest match of a library pattern that could be letters and digits only."""
+    return min((r.min_width for r in rules if r.alnum_possible), default=1 << 30)
+
+
 def _group_span(group: list[tuple[str, re.Pattern[str]]]) -> _Span:
     finders = [(prefix, len(prefix), span_at(regex)) for prefix, regex in group]
 
@@ -767,10 +772,12 @@ class RedactionProcessor(LogRecordProcessor):
 
         secrets = [a for a in _SECRETS if a.rule in selected]
         self._weak: WeakScanner | None = None
+        self._alnum_clean_below = _ALNUM_CLEAN_BELOW
         if "api_key" in selected:
             library, weak = _library_alternatives()
             secrets.extend(library)
             self._weak = weak if len(weak) else None
+            self._alnum_clean_below = min(_ALNUM_CLEAN_BELOW, _alnum_min_width(default_rules()))
         self._secret_scanner = _FoldedScanner(secrets) if secrets else None
         self._email_scanner = _Scanner.combine(a for a in _EMAIL if a.rule in selected)
         self._number_scanner = _Scanner.combine((a for a in _NUMBERS if a.rule in selected), _NUMBER_PREFIX)
@@ -869,7 +876,7 @@ class RedactionProcessor(LogRecordProcessor):
         n = len(s)
         if n < _MIN_LEN:
             return s
-        if n < _ALNUM_CLEAN_BELOW and not self._custom and s.isalnum():
+        if n < self._alnum_clean_below and not self._custom and s.isalnum():
             return s
         # Most attribute values recur (user names, models, paths, outcomes): remember the
         # short ones that held nothing. Only clean strings are kept, never a secret.

@@ -51,9 +51,13 @@ class LibraryRule(NamedTuple):
     prefixes: frozenset[str] | None
     min_width: int
     min_run: int
-    # Lower-case literals of at least _MIN_PREFIX characters one of which every match holds
-    # anywhere (Artifactory's "akc" after a delimiter), or None if there are none such.
+    # Literals of at least two characters one of which every match holds anywhere
+    # (Artifactory's "AKC" after a delimiter), or None if there are none such; in the case
+    # the pattern matches them in (lower case for a case-insensitive pattern).
     anchors: frozenset[str] | None = None
+    ignore_case: bool = False
+    # False if every match holds a character other than a letter or digit (a "." or "-").
+    alnum_possible: bool = True
 
 
 def _parser() -> Any:
@@ -70,6 +74,9 @@ _MAX_PREFIXES: Final = 32
 # no run of token characters this long; else by run length, which rejects ordinary text.
 _MIN_PREFIX: Final = 3
 _LONG_RUN: Final = 24
+# A weak pattern's anchors are checked with `in`, a few tens of nanoseconds each, and in the
+# pattern's own case: two characters ("AP", "SK") already reject nearly every string.
+_MIN_ANCHOR: Final = 2
 
 
 def _literal_prefixes(items: Iterable[tuple[Any, Any]], c: Any) -> tuple[set[str], bool]:
@@ -101,34 +108,50 @@ def _literal_prefixes(items: Iterable[tuple[Any, Any]], c: Any) -> tuple[set[str
     return out, True
 
 
-def _anchors(items: Iterable[tuple[Any, Any]], c: Any) -> frozenset[str] | None:
-    """Lower-case literals one of which every match of the parsed sequence holds, or None."""
+def _anchors(items: Iterable[tuple[Any, Any]], c: Any, fold: bool) -> frozenset[str] | None:
+    """Literals one of which every match of the parsed sequence holds, or None."""
     best: frozenset[str] | None = None
     run: list[str] = []
 
     def better(cand: frozenset[str] | None) -> None:
         nonlocal best
-        if cand and min(map(len, cand)) >= _MIN_PREFIX and (
+        if cand and min(map(len, cand)) >= _MIN_ANCHOR and (
             best is None or min(map(len, cand)) > min(map(len, best))
         ):
             best = cand
 
     for op, av in [*items, (None, None)]:
         if op is c.LITERAL:
-            run.append(chr(av).lower())
+            run.append(chr(av).lower() if fold else chr(av))
             continue
         if run:
             better(frozenset({"".join(run)}))
             run = []
         if op is c.SUBPATTERN:
-            better(_anchors(av[-1], c))
+            better(_anchors(av[-1], c, fold))
         elif op is c.BRANCH:
-            alternatives = [_anchors(alt, c) for alt in av[1]]
+            alternatives = [_anchors(alt, c, fold) for alt in av[1]]
             if all(alternatives):
                 better(frozenset().union(*alternatives))  # type: ignore[arg-type]
         elif op in (c.MAX_REPEAT, c.MIN_REPEAT) and av[0] >= 1:
-            better(_anchors(av[2], c))
+            better(_anchors(av[2], c, fold))
     return best
+
+
+def _needs_other(items: Iterable[tuple[Any, Any]], c: Any) -> bool:
+    """Every match of the parsed sequence holds a character that is no ASCII letter or digit."""
+    for op, av in items:
+        if op is c.LITERAL and not chr(av).isalnum():
+            return True
+        if op is c.IN and av and all(o is c.LITERAL and not chr(v).isalnum() for o, v in av):
+            return True
+        if op is c.SUBPATTERN and _needs_other(av[-1], c):
+            return True
+        if op is c.BRANCH and all(_needs_other(alt, c) for alt in av[1]):
+            return True
+        if op in (c.MAX_REPEAT, c.MIN_REPEAT) and av[0] >= 1 and _needs_other(av[2], c):
+            return True
+    return False
 
 
 def _min_run(items: Iterable[tuple[Any, Any]], c: Any) -> int:
@@ -181,11 +204,14 @@ def _describe(plugin: str, regex: re.Pattern[str]) -> LibraryRule:
         prefixes, _ = _literal_prefixes(parsed, parser)
         min_width = parsed.getwidth()[0]
         min_run = _min_run(parsed, parser)
+        alnum = not _needs_other(parsed, parser)
     except Exception:  # noqa: BLE001 - a construct this reader does not know: always search it
         return LibraryRule(plugin, regex, None, 0, 0)
     if not prefixes or min(map(len, prefixes)) < _MIN_PREFIX or min_run >= _LONG_RUN:
-        return LibraryRule(plugin, regex, None, min_width, min_run, _anchors(parsed, parser))
-    return LibraryRule(plugin, regex, frozenset(prefixes), min_width, min_run)
+        fold = bool(regex.flags & re.IGNORECASE)
+        anchors = _anchors(parsed, parser, fold)
+        return LibraryRule(plugin, regex, None, min_width, min_run, anchors, fold, alnum)
+    return LibraryRule(plugin, regex, frozenset(prefixes), min_width, min_run, None, False, alnum)
 
 
 def library_rules() -> tuple[LibraryRule, ...]:
@@ -293,18 +319,22 @@ class WeakScanner:
         for r in self._rules:
             if r.min_width > n:
                 continue
+            if r.anchors is not None:
+                if r.ignore_case:
+                    if folded is None:
+                        folded = s.lower()
+                    target = folded
+                else:
+                    target = s
+                for a in r.anchors:
+                    if a in target:
+                        break
+                else:
+                    continue
             if r.min_run > present:
                 if r.min_run > n or not has_run(s, r.min_run, TOKEN_TABLE, mapped):
                     break
                 present = r.min_run
-            if r.anchors is not None:
-                if folded is None:
-                    folded = s.lower()
-                for a in r.anchors:
-                    if a in folded:
-                        break
-                else:
-                    continue
             for m in r.regex.finditer(s):
                 start, end = _span(m, s)
                 if start < end:
