@@ -32,9 +32,9 @@ from otel_audit.processors.signing import SigningProcessor
 
 CHECKPOINT_EVERY = 1000
 _WORDS = (
-    "please summarise the quarterly report for the board and list the open risks the team found "
-    "in the vendor review including data retention access control and incident response timelines"
-).split()
+    "please summarise the quarterly report for the board and list the open risks the team found in "
+    "the vendor review including data retention access control and incident response timelines"
+).split(" ")
 
 
 def _prompt_records(n: int) -> list[AuditRecord]:
@@ -43,7 +43,8 @@ def _prompt_records(n: int) -> list[AuditRecord]:
     for i, r in enumerate(make_records(n)):
         words = [rnd.choice(_WORDS) for _ in range(330)]
         if i % 50 == 0:
-            words.insert(rnd.randrange(len(words)), "sk-proj-" + "".join(rnd.choices("abcdefghijkLMNOP0123456789", k=40)))
+            key = "sk-proj-" + "".join(rnd.choices("abcdefghijkLMNOP0123456789", k=40))
+            words.insert(rnd.randrange(len(words)), key)
         out.append(dataclasses.replace(r, body=" ".join(words)))
     return out
 

@@ -9,12 +9,16 @@ for a known value with ``otel-audit hash VALUE``) or, in ``mask`` mode, by
 
 What is found:
 
-* by pattern, in every string of the body and the attributes, however deeply nested:
-  ``api_key``, ``bearer_token``, ``password``, ``private_key`` (secrets) and ``email``,
-  ``phone``, ``card`` (personal data);
+* by pattern, in every string of the body and the attributes (values and mapping keys),
+  however deeply nested: ``api_key``, ``bearer_token``, ``password``, ``private_key``
+  (secrets) and ``email``, ``phone``, ``card`` (personal data). ``api_key`` includes every
+  credential format of detect-secrets' regex plugins (``processors/secret_rules.py``), and
+  bare AWS secret access keys (40 characters of base64 with random-data entropy);
+  ``password`` includes HTTP Basic and Digest credentials;
 * by attribute key: the whole value of an attribute (or of a nested mapping entry) whose key,
   or whose key's last dotted segment, is a sensitive key such as ``password`` or
-  ``authorization`` (rule name ``sensitive_key``);
+  ``authorization``, or ends in one as a word (``db_password``, ``x-dd-api-key``,
+  ``clientSecret``) (rule name ``sensitive_key``);
 * by attribute key, when asked: IP addresses in ``client.address`` and its kin
   (``client_ip``);
 * by structure, in a string that holds a JSON object or array (``AuditLogger.config_changed``
@@ -37,8 +41,8 @@ import base64
 import binascii
 import ipaddress
 import json
-import math
 import logging
+import math
 import re
 import string
 import threading
@@ -51,8 +55,8 @@ from opentelemetry.util.types import AnyValue
 
 from otel_audit.canonical import CHECKPOINT_EVENT
 from otel_audit.errors import ConfigError
-from otel_audit.pseudonym import HMAC_PREFIX, SecretBytes, hmac_value, load_hmac_key
 from otel_audit.processors.secret_rules import BASE64_TABLE, LibraryRule, WeakScanner, default_rules, has_run, span_at
+from otel_audit.pseudonym import HMAC_PREFIX, SecretBytes, hmac_value, load_hmac_key
 
 __all__ = [
     "BUILTIN_RULES",

@@ -26,7 +26,9 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any, Final, NamedTuple
 
-__all__ = ["BASE64_TABLE", "TOKEN_TABLE", "LibraryRule", "WeakScanner", "default_rules", "has_run", "library_rules", "span_at"]
+__all__ = [
+    "BASE64_TABLE", "TOKEN_TABLE", "LibraryRule", "WeakScanner", "default_rules", "has_run", "library_rules", "span_at",
+]
 
 # detect-secrets plugins that are not used: personal data the processor handles itself under
 # its own opt-in rule (IP addresses), and a private-key plugin that matches the BEGIN line
@@ -159,9 +161,7 @@ def _min_run(items: Iterable[tuple[Any, Any]], c: Any) -> int:
     best = run = 0
     for op, av in items:
         width = 0
-        if op is c.LITERAL and chr(av) in _TOKEN_CHARS:
-            width = 1
-        elif op is c.IN and _token_class(av, c):
+        if op is c.LITERAL and chr(av) in _TOKEN_CHARS or op is c.IN and _token_class(av, c):
             width = 1
         elif op in (c.MAX_REPEAT, c.MIN_REPEAT) and len(av[2]) == 1:
             inner_op, inner_av = av[2][0]
@@ -273,6 +273,7 @@ def _table(alphabet: str) -> bytes:
 TOKEN_TABLE: Final = _table("".join(sorted(_TOKEN_CHARS)))
 BASE64_TABLE: Final = _table("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 _RUNS: dict[int, bytes] = {}
+_SPLIT_BELOW: Final = 256
 
 
 def has_run(s: str, length: int, table: bytes = TOKEN_TABLE, mapped: list[bytes] | None = None) -> bool:
@@ -296,13 +297,17 @@ def has_run(s: str, length: int, table: bytes = TOKEN_TABLE, mapped: list[bytes]
 class WeakScanner:
     """Looks for the patterns without a literal prefix, in the strings that could hold them."""
 
-    __slots__ = ("_min_width", "_rules", "rule")
+    __slots__ = ("_first_needle", "_min_width", "_plain", "_rules", "rule")
 
     def __init__(self, rules: Iterable[LibraryRule], rule: str = "api_key") -> None:
         self.rule = rule
         # By run length: the first run a string lacks ends the search.
         self._rules = tuple(sorted((r for r in rules if r.prefixes is None), key=lambda r: r.min_run))
         self._min_width = min((r.min_width for r in self._rules), default=1 << 30)
+        self._plain = tuple(
+            (r.min_run, b"a" * r.min_run, r.min_width, r.anchors, r.ignore_case, r.regex.finditer) for r in self._rules
+        )
+        self._first_needle = b"a" * min((r.min_run for r in self._rules), default=0)
 
     def __len__(self) -> int:
         return len(self._rules)
@@ -312,30 +317,39 @@ class WeakScanner:
         n = len(s)
         if n < self._min_width:
             return s
-        mapped: list[bytes] = []
-        present = 0  # the longest run length known to be present
+        runs = s.encode("utf-8", "surrogatepass").translate(TOKEN_TABLE)
+        if self._first_needle not in runs:
+            return s
+        # The longest run, exactly, for a short string (one C split); for a long one each
+        # rule's run is looked for in turn (a split of 2 KB of prose costs more).
+        longest = max(map(len, runs.split())) if n <= _SPLIT_BELOW else -1
+        present = 0
         folded: str | None = None
         spans: list[tuple[int, int]] = []
-        for r in self._rules:
-            if r.min_width > n:
+        # Plain tuples, by run length: the first run the string lacks ends the loop.
+        for min_run, needle, min_width, anchors, ignore_case, finditer in self._plain:
+            if longest >= 0:
+                if min_run > longest:
+                    break
+            elif min_run > present:
+                if needle not in runs:
+                    break
+                present = min_run
+            if min_width > n:
                 continue
-            if r.anchors is not None:
-                if r.ignore_case:
+            if anchors is not None:
+                if ignore_case:
                     if folded is None:
                         folded = s.lower()
                     target = folded
                 else:
                     target = s
-                for a in r.anchors:
-                    if a in target:
+                for anchor in anchors:
+                    if anchor in target:
                         break
                 else:
                     continue
-            if r.min_run > present:
-                if r.min_run > n or not has_run(s, r.min_run, TOKEN_TABLE, mapped):
-                    break
-                present = r.min_run
-            for m in r.regex.finditer(s):
+            for m in finditer(s):
                 start, end = _span(m, s)
                 if start < end:
                     spans.append((start, end))
