@@ -215,7 +215,8 @@ def _describe(plugin: str, regex: re.Pattern[str]) -> LibraryRule:
 
 
 def library_rules() -> tuple[LibraryRule, ...]:
-    """Every pattern of detect-secrets' regex plugins (but those in _EXCLUDED), described."""
+    """Every pattern of detect-secrets' regex plugins (but those in _EXCLUDED), then those of
+    ``credential_formats.FORMATS`` (plugin ``otel-audit:<name>``), described."""
     from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
     from detect_secrets.plugins.base import RegexBasedDetector
 
@@ -227,6 +228,9 @@ def library_rules() -> tuple[LibraryRule, ...]:
         for regex in getattr(cls, "denylist", ()):
             if isinstance(regex, re.Pattern) and isinstance(regex.pattern, str):
                 rules.append(_describe(cls.__name__, regex))
+    from otel_audit.processors.credential_formats import FORMATS
+
+    rules.extend(_describe(f"otel-audit:{name}", regex) for name, regex in FORMATS)
     return tuple(rules)
 
 
