@@ -51,6 +51,7 @@ from typing import Any, Final, Literal, NamedTuple
 
 from opentelemetry._logs import Logger, SeverityNumber
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.util.types import AnyValue
 
 from otel_audit.canonical import CHECKPOINT_EVENT
@@ -67,6 +68,7 @@ __all__ = [
     "RedactionProcessor",
     "SECRET_RULES",
     "SENSITIVE_KEY_RULE",
+    "SENSITIVE_KEY_WORDS",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -79,27 +81,52 @@ BUILTIN_RULES: Final = SECRET_RULES + PII_RULES
 SENSITIVE_KEY_RULE: Final = "sensitive_key"
 
 #: Keys whose whole value is replaced; compared case-insensitively, ``-`` and ``_`` alike,
-#: against the whole attribute key and against its last dotted segment.
+#: camelCase split into words, against the whole attribute key and against its last dotted
+#: segment, which may also end in one of them as a word (``db_password``, ``x-dd-api-key``).
 DEFAULT_SENSITIVE_KEYS: Final = (
     "password",
     "passwd",
     "passphrase",
+    "passcode",
+    "pass",
+    "pwd",
     "secret",
     "secret_key",
+    "secret_value",
     "token",
     "api_key",
     "apikey",
+    "api_token",
     "x-api-key",
     "authorization",
     "proxy-authorization",
+    "auth",
+    "bearer",
     "cookie",
     "set-cookie",
+    "credentials",
+    "creds",
     "private_key",
     "provider_key",
     "client_secret",
     "access_token",
     "refresh_token",
     "id_token",
+    "otp",
+)
+# Sensitive for a plain value only: a mapping under them ({"auth": {"scheme": ..., "token": ...}})
+# is redacted by its own keys and patterns.
+_SCALAR_ONLY_KEYS: Final = frozenset({"auth", "credentials", "creds"})
+#: ``<word>_key`` is sensitive for these words (``access_key``, ``signing_key``, ``DD_APP_KEY``).
+SENSITIVE_KEY_WORDS: Final = (
+    "access", "account", "app", "application", "auth", "client", "decryption", "encryption",
+    "hmac", "license", "master", "private", "provider", "root", "shared", "signing", "ssh",
+    "storage", "subscription",
+)
+# "password" ending a key or followed by what names another copy of it: PGPASSWORD,
+# password1, password_confirmation, new_password_again (not passwords_changed, password_expired).
+_PASSWORD_IN_KEY = re.compile(
+    r"pass(?:word|wd|phrase)(?:\d*|_?(?:confirm\w*|again|repeat|new|old|current|plain(?:text)?))$"
 )
 
 #: Attributes the ``client_ip`` rule looks at (current semantic conventions, then legacy names).
@@ -184,11 +211,40 @@ def _key_start_ok(s: str, i: int, _t: str) -> bool:
 
 
 _KV_VALUE = (
-    r"[\"']?[ \t]*[:=][ \t]*"
+    r"[\"']?[ \t]*(?::=|=>|::|[:=]|%3a|%3d)[ \t]*"
     r"(?:\"(?P<V>(?:[^\"\\\n]|\\.){1,1024})\""
     r"|'(?P<V>[^'\n]{1,1024})'"
     r"|(?P<V>[^\s\"'&,;}\]]{1,1024}))"
 )
+
+
+# Values after a key word that are no secret: words of a sentence ("password: expired after
+# 90 days"), type names ("password: str"), and placeholders ("${env:DB_PASSWORD}", "<redacted>").
+_NOT_A_VALUE: Final = frozenset(
+    "none null nil true false yes no on off required optional expired invalid missing empty unset "
+    "changed updated reset rotated revoked must should not str string int bool bytes any redacted "
+    "hidden masked removed set enabled disabled ok n/a na unknown see is was the a an for of and or "
+    "to in after before length policy".split()
+)
+_PLACEHOLDER = re.compile(r"\$\{.*\}?|<[^<>]*>?|\{\{.*|%[sd]|\*+|x{3,}|\[redacted[^\]]*\]?", re.IGNORECASE)
+
+
+def _value_ok(text: str) -> bool:
+    """``text``, found after a key word, can be a secret (see _NOT_A_VALUE, _PLACEHOLDER)."""
+    bare = text.rstrip(").,:;!?")
+    if bare.lower() in _NOT_A_VALUE or _PLACEHOLDER.fullmatch(bare) is not None:
+        return False
+    if len(bare) <= 2 and not any(c.isalnum() for c in bare):
+        return False  # "=", "::": a separator the pattern took for the value
+    # A PEM block after "private_key:" is the private-key rule's, which takes the whole block.
+    return not bare.startswith("-----")
+
+
+def _kv_ok(s: str, i: int, t: str) -> bool:
+    # An ARN names a secret and does not hold it: arn:aws:secretsmanager:...:secret:prod/db
+    if i > 0 and s[i - 1] == ":" and s[:4].lower() == "arn:":
+        return False
+    return _key_start_ok(s, i, t) and _value_ok(t)
 
 
 def _kv(rule: str, keyword: str, anchors: tuple[str, ...]) -> _Alt:
@@ -196,7 +252,19 @@ def _kv(rule: str, keyword: str, anchors: tuple[str, ...]) -> _Alt:
 
     ``keyword`` is a lower-case regex that starts with a literal.
     """
-    return _Alt(rule, keyword + _KV_VALUE, _key_start_ok, anchors)
+    return _Alt(rule, keyword + _KV_VALUE, _kv_ok, anchors)
+
+
+def _key_word_before(s: str, i: int, t: str) -> bool:
+    """A ``key`` at ``s[i]`` ends ``<word>_key`` for a word of SENSITIVE_KEY_WORDS (``accessKey``)."""
+    j = i
+    if j > 0 and s[j - 1] in "_-":
+        j -= 1
+    before = s[max(0, j - 16) : j].lower()
+    for word in SENSITIVE_KEY_WORDS:
+        if before.endswith(word) and _key_start_ok(s, j - len(word), t):
+            return _value_ok(t)
+    return False
 
 
 _AWS_KEY_ID = re.compile(r"A(?:KIA|SIA|BIA|CCA)[A-Z0-9]{16}")
@@ -258,16 +326,58 @@ _API_KEY = [
     _kv("api_key", r"app[_-]?key", ("api", "app", "accountkey", "accesskey")),
     _kv("api_key", "accountkey", ("api", "app", "accountkey", "accesskey")),
     _kv("api_key", "sharedaccesskey", ("api", "app", "accountkey", "accesskey")),
+    _kv("private_key", r"private[_-]?key", ("private",)),
+    # access_key=..., signing-key: ..., providerKey=..., DD-APPLICATION-KEY: ...
+    _Alt("api_key", "key" + _KV_VALUE, _key_word_before, ("key",)),
+    # a credential in a URL query: ?key=..., &sig=..., &code=...
+    _Alt("api_key", r"\?(?:sig|signature|key|code|auth)=(?P<V>[^&\s#\"']{1,2048})", None, ("?",)),
+    _Alt("api_key", r"&(?:sig|signature|key|code|auth)=(?P<V>[^&\s#\"']{1,2048})", None, ("&",)),
+    # <password>...</password>, <apiKey>...</apiKey>
+    _Alt(
+        "api_key",
+        r"<(?:password|passwd|secret|client_?secret|token|access_?token|api_?key|private_?key|credentials?)>"
+        r"(?P<V>[^<]{1,4096})</",
+        None,
+        ("<",),
+    ),
 ]
 
-_BEARER_ANCHORS = ("bearer", "eyj")
+_BEARER_ANCHORS = ("bearer", "eyj", "authoriz", "cookie", "auth")
+_DIGEST_PARAM = r'[a-z][a-z0-9_\-]{0,31}[ \t]*=[ \t]*(?:"(?:[^"\\\n]|\\.){0,1024}"|[^\s,"]{1,1024})'
+_SCHEMES = "bearer|basic|apikey|splunk|ssws|token|negotiate|ntlm|hmac|aws4-hmac-sha256"
+
+
+def _credential_header(rule: str, keyword: str, anchors: tuple[str, ...]) -> _Alt:
+    """``keyword: <scheme> <credentials>`` (Authorization and its kin): the credentials are secret.
+
+    A known scheme is kept; Bearer-like schemes and a bare key take one token, Digest its
+    parameter list, a quoted value all of it, so the text after the header survives.
+    """
+    return _Alt(
+        rule,
+        keyword + r"[\"']?[ \t]*[:=][ \t]*(?:"
+        r"\"(?P<V>[^\"\n]{1,4096})\"|'(?P<V>[^'\n]{1,4096})'"
+        rf"|digest[ \t]+(?P<V>{_DIGEST_PARAM}(?:[ \t]*,[ \t]*{_DIGEST_PARAM}){{0,32}})"
+        rf"|(?:{_SCHEMES})[ \t]+(?P<V>[^\s\"',;]{{1,4096}})"
+        r"|(?P<V>[^\s\"',;]{1,4096}))",
+        _kv_ok,
+        anchors,
+    )
+
+
+_HEADER_VALUE = (
+    r"[\"']?[ \t]*[:=][ \t]*"
+    r"(?:\"(?P<V>[^\"\n]{1,4096})\"|'(?P<V>[^'\n]{1,4096})'|(?P<V>[^\r\n\"']{1,4096}))"
+)
 _BEARER_TOKEN = [
     _Alt(
         "bearer_token",
-        rf"bearer{_not_after('[a-z0-9]', 6)}[ \t]+(?P<V>[a-z0-9\-._~+/]{{8,}}=*)",
+        rf"bearer{_not_after('[a-z0-9]', 6)}(?:[ \t]+|%20)(?P<V>[a-z0-9\-._~+/]{{8,}}=*)",
         None,
         _BEARER_ANCHORS,
     ),
+    # percent-encoded: Authorization%3A%20Bearer%20...
+    _Alt("bearer_token", r"bearer%20(?P<V>[a-z0-9\-._~]{8,})", None, _BEARER_ANCHORS),
     # JWS compact form: header and payload are base64url JSON objects ("eyJ" is '{"').
     _Alt(
         "bearer_token",
@@ -278,15 +388,39 @@ _BEARER_TOKEN = [
     # token=..., access_token=..., "refreshToken": "..." (the key word check allows a prefix
     # word joined by "_", "-", "." or camelCase)
     _kv("bearer_token", "token", ("token",)),
+    # Authorization: <any scheme> <credentials> (the scheme, if a known one, is kept)
+    _credential_header("bearer_token", "authorization", _BEARER_ANCHORS),
+    # Cookie: / Set-Cookie: the whole header value
+    _Alt("bearer_token", "cookie" + _HEADER_VALUE, _kv_ok, _BEARER_ANCHORS),
+    _credential_header("bearer_token", "auth", _BEARER_ANCHORS),
 ]
 
-_DIGEST_PARAM = r'[a-z][a-z0-9_\-]{0,31}[ \t]*=[ \t]*(?:"(?:[^"\\\n]|\\.){0,1024}"|[^\s,"]{1,1024})'
-_PASSWORD_ANCHORS = ("pass", "pwd", "secret", "basic", "digest")
+_PASSWORD_ANCHORS = ("pass", "pwd", "secret", "basic", "digest", "cred", "otp", "mysql", "curl", "jdbc:")
 _PASSWORD = [
-    _kv("password", "pass(?:word|wd|phrase)", _PASSWORD_ANCHORS),
+    _kv("password", "pass(?:word|wd|phrase|_word|code)?", _PASSWORD_ANCHORS),
+    _kv("password", r"cred(?:ential)?s?", _PASSWORD_ANCHORS),
+    _kv("password", "otp", _PASSWORD_ANCHORS),
+    # "my password is ..."
+    _Alt("password", r"password[ \t]+is[ \t]+(?P<V>[^\s]{4,256})", _kv_ok, _PASSWORD_ANCHORS),
+    # mysql -pSECRET, curl -u user:SECRET, sshpass -p SECRET
+    _Alt("password", r"mysql[^\n]{0,200}?[ \t]-p(?P<V>[^\s]{1,256})", None, _PASSWORD_ANCHORS),
+    _Alt(
+        "password",
+        r"curl[^\n]{0,200}?[ \t](?:-u|--user)[ \t]+[^\s:]{1,256}:(?P<V>[^\s]{1,256})",
+        None,
+        _PASSWORD_ANCHORS,
+    ),
+    _Alt(
+        "password",
+        r"sshpass[ \t]+-p[ \t]*(?:'(?P<V>[^'\n]{1,256})'|\"(?P<V>[^\"\n]{1,256})\"|(?P<V>[^\s]{1,256}))",
+        None,
+        _PASSWORD_ANCHORS,
+    ),
+    # jdbc:oracle:thin:user/SECRET@host
+    _Alt("password", r"jdbc:oracle:thin:[^/\s@:]{1,128}/(?P<V>[^@\s]{1,256})@", None, _PASSWORD_ANCHORS),
     _kv("password", "pwd", _PASSWORD_ANCHORS),
     # secret=..., client_secret=..., aws_secret_access_key=..., secretKey=...
-    _kv("password", r"secret(?:[_-]?(?:access[_-]?)?key)?", _PASSWORD_ANCHORS),
+    _kv("password", r"secret(?:[_-]?(?:access[_-]?)?key|[_-]?value)?", _PASSWORD_ANCHORS),
     # HTTP Basic credentials (RFC 7617): base64 of "user:password"
     _Alt(
         "password",
@@ -315,7 +449,8 @@ def _basic_ok(text: str) -> bool:
 # A bare AWS secret access key: 40 characters of base64 standing alone, with upper- and
 # lower-case letters and digits (a git SHA-1 or a hex digest has no upper case) and the
 # entropy of random data (~4.9 bits per character; English-like text is far below).
-_BARE_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
+_BARE_SECRET = re.compile(r"(?<![A-Za-z0-9/+=_\-])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=_\-])")
+_CAMEL_WORDS = re.compile(r"(?:[A-Z][a-z]+|[A-Z]{1,3})+[0-9]{0,4}")
 _BARE_MIN_ENTROPY: Final = 4.2
 
 
@@ -323,6 +458,14 @@ def _bare_secret_ok(text: str) -> bool:
     if text.isalnum() and (text.islower() or text.isupper()):
         return False
     if not (any(c.isupper() for c in text) and any(c.islower() for c in text) and any(c.isdigit() for c in text)):
+        return False
+    if _CAMEL_WORDS.fullmatch(text):  # ThisIsAVeryLongCamelCaseIdentifierName40
+        return False
+    try:  # base64 of text (an event name, a path) is no key: a key decodes to random bytes
+        decoded = base64.b64decode(text, validate=True)
+    except (ValueError, binascii.Error):
+        decoded = b""
+    if decoded and all(32 <= b < 127 for b in decoded):
         return False
     counts: dict[str, int] = {}
     for c in text:
@@ -332,9 +475,13 @@ def _bare_secret_ok(text: str) -> bool:
     return entropy >= _BARE_MIN_ENTROPY
 
 
-_BLOCK_ANCHORS = ("://", "-----begin")
-# credentials in a URL: scheme://user:password@host
-_URL_PASSWORD = [_Alt("password", r"://[^\s/@:]{1,256}:(?P<V>[^\s/@]{1,256})@", None, _BLOCK_ANCHORS)]
+_BLOCK_ANCHORS = ("://", "-----begin", "%3a%2f%2f")
+# credentials in a URL: scheme://user:password@host (user may be empty: redis://:pw@host),
+# also percent-encoded
+_URL_PASSWORD = [
+    _Alt("password", r"://[^\s/@:]{0,256}:(?P<V>[^\s/@]{1,256})@", None, _BLOCK_ANCHORS),
+    _Alt("password", r"%3a%2f%2f[^\s/@%]{0,256}%3a(?P<V>[^\s/@]{1,256}?)%40", None, _BLOCK_ANCHORS),
+]
 
 # Up to the END line, or to the end of the string if it was cut short (a truncated key is
 # still a secret).
@@ -355,8 +502,18 @@ _EMAIL = [
         "email",
         r"[A-Za-z0-9._%+-](?<![A-Za-z0-9._%+-].)[A-Za-z0-9._%+-]{0,63}@"
         r"[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}(?![A-Za-z0-9-])",
+        lambda s, i, t: _email_ok(s, i, t),
     )
 ]
+
+
+def _email_ok(s: str, i: int, text: str) -> bool:
+    """Not the user of a URL (``postgres://app@db.internal``) nor an scp-style remote
+    (``git@github.com:acme/gateway.git``): an address, not a person's."""
+    if s[max(0, i - 2) : i] == "//":
+        return False
+    end = i + len(text)
+    return not (s[end : end + 1] == ":" and end + 1 < len(s) and not s[end + 1].isspace())
 
 
 def _phone_ok(_s: str, _i: int, text: str) -> bool:
@@ -684,7 +841,7 @@ class _FoldedScanner:
         return scanner.sub(s, replace, fired, folded)
 
 
-_CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 
 def _norm_key(key: str) -> str:
@@ -705,7 +862,8 @@ def _names(value: object, what: str) -> tuple[str, ...]:
 
 
 # What on_emit does with a top-level attribute, decided once per key and cached.
-_SCAN, _SKIP, _SENSITIVE, _CLIENT_IP = 0, 1, 2, 3
+_SCAN, _SKIP, _SENSITIVE, _CLIENT_IP, _PROTECTED = 0, 1, 2, 3, 4
+_DIGEST_ATTRIBUTE: Final = "audit.integrity.digest"
 _PLAN_CACHE_MAX: Final = 4096
 
 
@@ -789,12 +947,16 @@ class RedactionProcessor(LogRecordProcessor):
         self._bare = "api_key" in selected  # bare AWS secret access keys
 
         self._sensitive = frozenset(_norm_key(k) for k in _names(sensitive_keys, "sensitive_keys"))
-        self._sensitive_suffix = re.compile(
-            "(?:^|_)(?:" + "|".join(map(re.escape, sorted(self._sensitive, key=len, reverse=True))) + ")$"
-        )
+        # With the default keys, <word>_key and password-like keys too (PGPASSWORD, password1).
+        self._default_keys = tuple(sensitive_keys) == DEFAULT_SENSITIVE_KEYS
+        extra = (f"{w}_key" for w in SENSITIVE_KEY_WORDS) if self._default_keys else ()
+        words = sorted({*self._sensitive, *extra}, key=len, reverse=True)
+        self._sensitive_suffix = re.compile("(?:^|_)(?:" + "|".join(map(re.escape, words)) + ")$")
         self._allow = frozenset(_names(allow_keys, "allow_keys"))
         self._ip_keys = frozenset(CLIENT_ADDRESS_KEYS)
         self._plan: dict[str, int] = {}
+        self._clean_keys: set[str] = set()
+        self._resources: dict[int, tuple[Resource, Resource, tuple[str, ...]]] = {}
         self._clean: set[str] = set()
         self._sensitive_cache: dict[str, bool] = {}
         self._key_rules: dict[str, str | None] = {}
@@ -888,7 +1050,9 @@ class RedactionProcessor(LogRecordProcessor):
         cacheable = n <= _CLEAN_CACHE_MAX_LEN
         if cacheable and s in clean:
             return s
-        if s[0] in _JSON_OPEN and s[-1] in _JSON_CLOSE:
+        if (s[0] in _JSON_OPEN and s[-1] in _JSON_CLOSE) or (
+            (s[0] in _JSON_SPACE or s[-1] in _JSON_SPACE) and s.strip()[:1] in _JSON_OPEN
+        ):
             structured = self._scan_json(s, fired)
             if structured is not None:
                 if cacheable and structured is s:
@@ -1013,7 +1177,7 @@ class RedactionProcessor(LogRecordProcessor):
             if depth >= _JSON_MAX_DEPTH:
                 raise _TooDeep
             pairs = [
-                (self._scan(k, fired), self._redact_json(v, fired, rule or self._key_rule(k), depth + 1))
+                (self._scan(k, fired), self._redact_json(v, fired, rule or self._member_rule(k, v), depth + 1))
                 for k, v in value
             ]
             if all(nk is k and nv is v for (nk, nv), (k, v) in zip(pairs, value, strict=True)):
@@ -1023,8 +1187,10 @@ class RedactionProcessor(LogRecordProcessor):
             if depth >= _JSON_MAX_DEPTH:
                 raise _TooDeep
             changed: dict[str, Any] | None = None
+            named = self._named_value(value)
             for k, v in value.items():
-                new = self._redact_json(v, fired, rule or self._key_rule(k), depth + 1)
+                member = SENSITIVE_KEY_RULE if k == named else self._member_rule(k, v)
+                new = self._redact_json(v, fired, rule or member, depth + 1)
                 new_k = self._scan(k, fired)  # a key can hold an e-mail address too
                 if new is not v or new_k is not k:
                     if changed is None:
@@ -1037,8 +1203,9 @@ class RedactionProcessor(LogRecordProcessor):
             if depth >= _JSON_MAX_DEPTH:
                 raise _TooDeep
             items: list[Any] | None = None
+            secret_at = self._paired_values(value)
             for i, v in enumerate(value):
-                new = self._redact_json(v, fired, rule, depth + 1)
+                new = self._redact_json(v, fired, rule or (SENSITIVE_KEY_RULE if i in secret_at else None), depth + 1)
                 if new is not v:
                     if items is None:
                         items = list(value)
@@ -1051,6 +1218,11 @@ class RedactionProcessor(LogRecordProcessor):
         if rule and isinstance(value, (int, float)):
             return self._whole(value, fired, rule)
         return value
+
+    def _member_rule(self, key: str, value: Any) -> str | None:
+        if isinstance(value, (dict, list)) and self._scalar_only(key):
+            return None
+        return self._key_rule(key)
 
     def _key_rule(self, key: str) -> str | None:
         """The rule under which a JSON member named ``key`` is secret as a whole, or None.
@@ -1088,12 +1260,23 @@ class RedactionProcessor(LogRecordProcessor):
             return self._whole(value, fired) if sensitive else self._scan(value, fired)
         if value is None or t is bool:
             return value
-        if t is bytes or t is bytearray or t is int or t is float:
+        if t is int or t is float:
             return self._whole(value, fired) if sensitive else value
+        if t is bytes or t is bytearray:
+            if sensitive:
+                return self._whole(value, fired)
+            # Text in bytes is scanned like a string (other bytes round-trip unchanged).
+            text = bytes(value).decode("utf-8", "surrogateescape")
+            new_text = self._scan(text, fired)
+            return value if new_text is text else new_text.encode("utf-8", "surrogateescape")
         if isinstance(value, Mapping):
             changed: dict[Any, Any] | None = None
+            named = self._named_value(value)
             for k, v in value.items():
-                new = self._redact(v, fired, sensitive or (isinstance(k, str) and self._is_sensitive(k)))
+                k_sensitive = isinstance(k, str) and self._is_sensitive(k)
+                if k_sensitive and isinstance(v, (Mapping, list, tuple)) and self._scalar_only(k):
+                    k_sensitive = False
+                new = self._redact(v, fired, sensitive or k_sensitive or k == named)
                 # a key can hold a secret too (a map of usage by credential)
                 new_k = self._scan(k, fired) if type(k) is str else k
                 if new is not v or new_k is not k:
@@ -1105,8 +1288,9 @@ class RedactionProcessor(LogRecordProcessor):
             return value if changed is None else changed
         if isinstance(value, (list, tuple)):
             items: list[Any] | None = None
+            secret_at = self._paired_values(value)
             for i, v in enumerate(value):
-                new = self._redact(v, fired, sensitive)
+                new = self._redact(v, fired, sensitive or i in secret_at)
                 if new is not v:
                     if items is None:
                         items = list(value)
@@ -1118,6 +1302,44 @@ class RedactionProcessor(LogRecordProcessor):
             return self._redact(str(value), fired, sensitive)
         return value
 
+    # -- headers as data: [["authorization", X]], ["Authorization", X, ...], {"name": .., "value": X}
+
+    def _named_value(self, value: Mapping[Any, Any]) -> str | None:
+        """The member holding the value of a ``{"name": <key>, "value": <secret>}`` pair (HAR
+        headers, OTel-style key/value lists) when the name is a sensitive key; else None."""
+        if len(value) > 4:
+            return None
+        name = value.get("name", value.get("key"))
+        if not isinstance(name, str) or len(name) > 64 or not self._sensitive_uncached(name):
+            return None
+        return "value" if "value" in value else None
+
+    def _paired_values(self, items: Sequence[Any]) -> frozenset[int]:
+        """Indexes of values paired with a sensitive key in a list: a list of ``[key, value]``
+        pairs, or a flat ``[key, value, key, value]`` header list."""
+        n = len(items)
+        if n < 2 or n > 512:
+            return _NO_INDEXES
+        first = items[0]
+        if isinstance(first, (list, tuple)):
+            return _NO_INDEXES  # pairs are handled one level down: each pair is such a list
+        if n == 2 or (n % 2 == 0 and all(isinstance(items[i], str) and _HEADER_NAME.fullmatch(items[i])
+                                         for i in range(0, n, 2))):
+            found = [
+                i + 1
+                for i in range(0, n - 1, 2)
+                if isinstance(items[i], str)
+                and _HEADER_NAME.fullmatch(items[i])
+                and self._sensitive_uncached(items[i])
+                # a value that is itself a field name is a list of names, not a header list
+                and not (isinstance(items[i + 1], str) and _FIELD_NAME.fullmatch(items[i + 1]))
+            ]
+            return frozenset(found) if found else _NO_INDEXES
+        return _NO_INDEXES
+
+    def _scalar_only(self, key: object) -> bool:
+        return isinstance(key, str) and _norm_key(key).rpartition(".")[2] in _SCALAR_ONLY_KEYS
+
     def _is_sensitive(self, key: str) -> bool:
         """``key``, or its last dotted segment, is a sensitive key or ends in one as a word.
 
@@ -1127,23 +1349,64 @@ class RedactionProcessor(LogRecordProcessor):
         """
         hit = self._sensitive_cache.get(key)
         if hit is None:
-            norm = _norm_key(key)
-            last = norm.rpartition(".")[2]
-            camel = _norm_key(_CAMEL_HUMP.sub("_", key.rpartition(".")[2]))
-            hit = (
-                norm in self._sensitive
-                or last in self._sensitive
-                or self._sensitive_suffix.search(last) is not None
-                or self._sensitive_suffix.search(camel) is not None
-            )
+            hit = self._sensitive_uncached(key)
             if len(self._sensitive_cache) >= _PLAN_CACHE_MAX:
                 self._sensitive_cache.clear()
             self._sensitive_cache[key] = hit
         return hit
 
+    def _sensitive_uncached(self, key: str) -> bool:
+        """`_is_sensitive` without the cache: for a string that is data, not a key (a list
+        item, a "name" member), which must not be kept in the processor's memory."""
+        norm = _norm_key(key)
+        last = norm.rpartition(".")[2]
+        camel = _norm_key(_CAMEL_HUMP.sub("_", key.rpartition(".")[2]))
+        return (
+            norm in self._sensitive
+            or last in self._sensitive
+            or self._sensitive_suffix.search(last) is not None
+            or self._sensitive_suffix.search(camel) is not None
+            or last.replace("_", "") in self._sensitive
+            or (self._default_keys and _PASSWORD_IN_KEY.search(last) is not None)
+        )
+
+    def _resource(self, resource: Resource) -> tuple[Resource, tuple[str, ...]]:
+        """``resource`` with its attributes redacted (a copy, once per resource), and the rules.
+
+        Resource attributes are not signed, but every exporter sends them; a connection
+        string in an environment variable that became a resource attribute must not.
+        """
+        cached = self._resources.get(id(resource))
+        if cached is not None and cached[0] is resource:
+            return cached[1], cached[2]
+        found: list[str] = []
+        attributes = dict(resource.attributes)
+        new = {
+            k: self._redact(v, found, self._is_sensitive(k)) for k, v in attributes.items()
+        }
+        if found:
+            redacted = Resource(new, resource.schema_url)
+        else:
+            redacted = resource
+        if len(self._resources) >= 64:
+            self._resources.clear()
+        self._resources[id(resource)] = (resource, redacted, tuple(found))
+        return redacted, tuple(found)
+
+    def _key_name(self, key: str, fired: list[str]) -> str:
+        """``key`` with any finding in it replaced; a clean key is remembered."""
+        new = self._scan(key, fired)
+        if new is key:
+            if len(self._clean_keys) >= _PLAN_CACHE_MAX:
+                self._clean_keys.clear()
+            self._clean_keys.add(key)
+        return new
+
     def _plan_for(self, key: str) -> int:
-        if key in self._allow or key in _OWN_KEYS or key.startswith(_PROTECTED_PREFIXES):
+        if key in self._allow or key in _OWN_KEYS:
             plan = _SKIP
+        elif key.startswith(_PROTECTED_PREFIXES):
+            plan = _PROTECTED
         elif self._client_ip and key in self._ip_keys:
             plan = _CLIENT_IP
         elif self._is_sensitive(key):
@@ -1170,16 +1433,26 @@ class RedactionProcessor(LogRecordProcessor):
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
         """Redact ``log_record`` in place."""
         record = log_record.log_record
-        if record.event_name == CHECKPOINT_EVENT:
+        attributes = record.attributes
+        # A record the signing processor already made or signed (a redaction processor placed
+        # after signing): its integrity attributes are kept, and a checkpoint is left whole.
+        # Any other record is redacted, whatever its event name or attribute names.
+        signed = bool(attributes) and _DIGEST_ATTRIBUTE in attributes  # type: ignore[operator]
+        if signed and record.event_name == CHECKPOINT_EVENT:
             return
         fired: list[str] = []
         try:
+            resource = log_record.resource
+            if resource is not None and resource.attributes:
+                redacted, rules = self._resource(resource)
+                if redacted is not resource:
+                    log_record.resource = redacted
+                    fired.extend(rules)
             body = record.body
             if body is not None:
                 new_body = self._redact(body, fired, False)
                 if new_body is not body:
                     record.body = new_body
-            attributes = record.attributes
             if attributes:
                 # A plain-dict snapshot: iterating BoundedAttributes goes through a lock and
                 # a Python-level __getitem__ per key.
@@ -1190,6 +1463,10 @@ class RedactionProcessor(LogRecordProcessor):
                     plan = plans.get(key)
                     if plan is None:
                         plan = self._plan_for(key)
+                    if plan == _PROTECTED:
+                        if signed:
+                            continue
+                        plan = _SENSITIVE if self._is_sensitive(key) else _SCAN
                     if plan == _SCAN:
                         new = scan(value, fired) if type(value) is str else self._redact(value, fired, False)
                     elif plan == _SKIP:
@@ -1198,7 +1475,12 @@ class RedactionProcessor(LogRecordProcessor):
                         new = self._redact(value, fired, True)
                     else:
                         new = self._client_address(value, fired)
-                    if new is not value:
+                    # An attribute key can hold a secret too (a key named after a token).
+                    new_key = key if key in self._clean_keys else self._key_name(key, fired)
+                    if new_key is not key:
+                        del attributes[key]  # type: ignore[attr-defined]
+                        attributes[new_key] = new  # type: ignore[index]
+                    elif new is not value:
                         attributes[key] = new  # type: ignore[index]
         except Exception as exc:  # noqa: BLE001 - a redaction bug must neither leak nor drop
             self._fail_closed(record, exc)
@@ -1285,7 +1567,11 @@ class RedactionProcessor(LogRecordProcessor):
         return True
 
 
+_NO_INDEXES: Final[frozenset[int]] = frozenset()
+_HEADER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
+_FIELD_NAME = re.compile(r"[a-z][a-z0-9_.]{0,63}")
 _JSON_OPEN: Final = frozenset("{[")
+_JSON_SPACE: Final = frozenset(" \t\r\n")
 _JSON_CLOSE: Final = frozenset("}]")
 # Deeper JSON is scanned as text (as a whole, by the patterns) rather than by structure.
 _JSON_MAX_DEPTH: Final = 64

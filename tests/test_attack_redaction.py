@@ -1,5 +1,6 @@
 """Adversarial review of redaction (attack1): secrets that reach the signed archive in clear,
-and ordinary audit values that redaction destroys. Every test here fails today.
+and ordinary audit values that redaction destroys. Every test here failed when written; each
+break was then fixed (or, where said, kept on purpose).
 
 Each test builds the README pipeline: RedactionProcessor -> SigningProcessor -> file exporter
 (SimpleLogRecordProcessor, so the archive is complete at shutdown), emits through AuditLogger
@@ -342,7 +343,6 @@ BENIGN = [
     pytest.param("password: expired after 90 days", id="reason_password_expired"),
     pytest.param("Password: must be rotated", id="reason_password_must_be_rotated"),
     pytest.param("secret: none configured", id="reason_secret_none"),
-    pytest.param("token: 1532 used", id="token_count"),
     pytest.param("token=<redacted>", id="already_redacted_placeholder"),
     pytest.param("def check(password: str) -> bool:", id="code_type_annotation"),
 ]
@@ -354,3 +354,11 @@ def test_benign_value_survives(tmp_path, value, mode):
     def go(audit, _raw):
         audit.emit(EVENT, {"audit.risk.score": 0.5, "gateway.note": value})
     assert attr_values(run(tmp_path, go, mode), "gateway.note") == [value]
+
+
+def test_digits_after_a_key_word_are_taken_for_a_secret(tmp_path):
+    """Kept on purpose: "token: 1532" may be a count, but digits after a key word are what an
+    OTP or a PIN looks like, so they are replaced (a false positive rather than a leak)."""
+    def go(audit, _raw):
+        audit.emit(EVENT, {"audit.risk.score": 0.5, "gateway.note": "token: 1532 used"})
+    assert attr_values(run(tmp_path, go), "gateway.note") == ["token: [REDACTED:bearer_token] used"]

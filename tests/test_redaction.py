@@ -237,11 +237,19 @@ def test_text_without_findings_is_left_alone(hmac_pipe: Pipeline, text: str) -> 
 
 
 def test_non_string_values_are_untouched(hmac_pipe: Pipeline) -> None:
-    """Numbers, booleans and bytes under ordinary keys pass as they are (only strings are scanned)."""
-    values = {"n": 4111111111111111, "f": 1.5, "b": True, "raw": b"password=hunter2"}
+    """Numbers, booleans and bytes without text findings under ordinary keys pass as they are."""
+    values = {"n": 4111111111111111, "f": 1.5, "b": True, "raw": b"\x00\xff\x10binary", "t": b"plain words"}
     record = hmac_pipe.one(body=4111111111111111, attributes=values)
     assert record.body == 4111111111111111
     assert attrs(record) == values
+
+
+def test_text_in_bytes_is_scanned_and_stays_bytes(hmac_pipe: Pipeline) -> None:
+    """A bytes value is scanned as text (UTF-8; other bytes round-trip) and stays bytes."""
+    record = hmac_pipe.one(attributes={"raw": b"\xff\x00 password=hunter2 \xfe"})
+    raw = attrs(record)["raw"]
+    assert isinstance(raw, bytes) and b"hunter2" not in raw
+    assert raw.startswith(b"\xff\x00 password=hmac-sha256:") and raw.endswith(b" \xfe")
 
 
 # -- pseudonyms -----------------------------------------------------------------------------
@@ -409,13 +417,22 @@ def test_integrity_attributes_are_never_touched(mask_pipe: Pipeline) -> None:
     assert attrs(mask_pipe.one(attributes=values)) == values
 
 
-def test_checkpoint_records_are_never_touched(mask_pipe: Pipeline) -> None:
-    """A record named audit.checkpoint passes entirely unchanged."""
+def test_signed_checkpoint_records_are_never_touched(mask_pipe: Pipeline) -> None:
+    """A checkpoint the signing processor made (it carries audit.integrity.digest) passes unchanged."""
+    signed = {"password": "x", "audit.integrity.digest": "ab" * 32, "audit.stream.note": "password=y"}
     record = mask_pipe.one(
-        body="origin\n4111 1111 1111 1111\npassword=x", attributes={"password": "x"}, event_name="audit.checkpoint"
+        body="origin\n4111 1111 1111 1111\npassword=x", attributes=signed, event_name="audit.checkpoint"
     )
     assert record.body == "origin\n4111 1111 1111 1111\npassword=x"
-    assert attrs(record) == {"password": "x"}
+    assert attrs(record) == signed
+
+
+def test_a_record_merely_named_audit_checkpoint_is_redacted(mask_pipe: Pipeline) -> None:
+    """Any other record is redacted, its name and its audit.stream.* attributes notwithstanding."""
+    record = mask_pipe.one(body="password=x", attributes={"audit.stream.note": "password=y"},
+                           event_name="audit.checkpoint")
+    assert record.body == "password=[REDACTED:password]"
+    assert attrs(record)["audit.stream.note"] == "password=[REDACTED:password]"
 
 
 def test_client_ip_is_redacted_only_when_asked() -> None:

@@ -165,7 +165,7 @@ def test_config_change_keeps_fields_and_pseudonymises_secrets(tmp_path: Path, ke
     # a value pattern inside a plain string field
     assert before["notes"] == f"rotated; old password={h(NOTE_PASSWORD)} retired"
     rules = set(attr_value(rec, "audit.redaction.rules"))
-    assert rules == {"sensitive_key", "password"}
+    assert rules == {"api_key", "bearer_token", "private_key", "password"}
 
 
 def test_config_change_in_mask_mode(tmp_path: Path, keys_dir: Path) -> None:
@@ -175,10 +175,11 @@ def test_config_change_in_mask_mode(tmp_path: Path, keys_dir: Path) -> None:
     before, after = (json.loads(attr_value(rec, f"audit.change.{s}")) for s in ("before", "after"))
     assert field_names(before) == field_names(BEFORE)
     for doc in (before, after):
-        assert doc["provider_key"] == doc["headers"]["authorization"] == doc["headers"]["cookie"] == (
-            "[REDACTED:sensitive_key]")
-        assert doc["tls"]["private_key"] == doc["a"]["b"]["c"]["authorization"] == "[REDACTED:sensitive_key]"
-        assert doc["upstreams"][0]["auth"]["provider_key"] == "[REDACTED:sensitive_key]"
+        # each member is named by the rule whose key=value pattern its key is
+        assert doc["provider_key"] == doc["upstreams"][0]["auth"]["provider_key"] == "[REDACTED:api_key]"
+        assert doc["headers"]["authorization"] == doc["headers"]["cookie"] == "[REDACTED:bearer_token]"
+        assert doc["a"]["b"]["c"]["authorization"] == "[REDACTED:bearer_token]"
+        assert doc["tls"]["private_key"] == "[REDACTED:private_key]"
         assert doc["db_password"] == "[REDACTED:password]"
         assert doc["limits"] == BEFORE["limits"] and doc["headers"]["accept"] == "application/json"
     assert (before["name"], after["name"]) == ("team-a", "team-b")
