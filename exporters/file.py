@@ -42,6 +42,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 
 from otel_audit.errors import ConfigError
 from otel_audit.exporters._http import Counters, register_after_fork
+from otel_audit.filemodes import make_dirs, open_append, open_new
 from otel_audit.lifecycle import background_thread
 from otel_audit.otlpjson import dumps_line
 
@@ -297,7 +298,7 @@ def _set_aside_torn_tail(path: str, fd: int, size: int) -> int:
         handle.seek(keep)
         fragment = handle.read()
     side = f"{path}.torn-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}"
-    side_fd = os.open(side, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+    side_fd = open_new(side)
     try:
         _write_all(side_fd, fragment)
         os.fsync(side_fd)
@@ -327,9 +328,10 @@ class FileLogRecordExporter(LogRecordExporter):
     """Append each batch as one OTLP JSON line to ``path``, with rotation and an fsync policy.
 
     Args:
-        path: the file to write; its parent directories are created (mode 0o700) and the file
-            is created with mode 0o600. Default: ``$OTEL_AUDIT_FILE_PATH``, else
-            ``./otel-audit/archive/audit.jsonl``.
+        path: the file to write; missing parent folders are created with mode 0700 and the file
+            with mode 0600, whatever the umask (rotated and gzipped backups keep 0600; a folder or
+            file that exists keeps its mode, and check-config warns if others can read it).
+            Default: ``$OTEL_AUDIT_FILE_PATH``, else ``./otel-audit/archive/audit.jsonl``.
         rotation: ``None`` for a single growing file (unless ``$OTEL_AUDIT_FILE_MAX_MEGABYTES``
             is set), or a mapping with the collector's keys: ``max_megabytes`` (default 100, may
             be fractional), ``max_days`` (0 keeps backups of any age), ``max_backups`` (default
@@ -629,10 +631,9 @@ class FileLogRecordExporter(LogRecordExporter):
 
     def _open_locked(self) -> None:
         if self._directory:
-            os.makedirs(self._directory, mode=0o700, exist_ok=True)
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+            make_dirs(self._directory)  # the folders made here are 0700; one that exists keeps its mode
         existed = os.path.exists(self._path)
-        fd = os.open(self._path, flags, 0o600)
+        fd = open_append(self._path)  # a new archive file is 0600 whatever the umask
         try:
             size = os.fstat(fd).st_size
             if size and _ends_without_newline(self._path):
@@ -838,7 +839,7 @@ class FileLogRecordExporter(LogRecordExporter):
         target = plain + ".gz"
         tmp = target + ".tmp"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+            fd = open_new(tmp)  # 0600 like the backup it compresses
             with os.fdopen(fd, "wb") as raw:
                 with (
                     gzip.GzipFile(filename=os.path.basename(plain), mode="wb", fileobj=raw) as packed,
