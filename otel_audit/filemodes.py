@@ -123,15 +123,16 @@ def write_private(path: str | os.PathLike[str], data: bytes, mode: int = FILE_MO
 # -- what check-config says about what exists ------------------------------------------------------
 
 
-def _describe(mode: int) -> str:
-    who = [w for w, bits in (("its group", stat.S_IRGRP | stat.S_IWGRP), ("every user", stat.S_IROTH | stat.S_IWOTH))
-           if mode & bits]
-    what = []
-    if mode & (stat.S_IRGRP | stat.S_IROTH):
-        what.append("read")
-    if mode & OTHERS_W:
-        what.append("changed")
-    return f"can be {' and '.join(what)} by {' and '.join(who)}"
+def describe_mode(mode: int) -> str:
+    """Who else may do what: "can be read by its group and every user", "can be read and changed by its group"."""
+    acts: list[tuple[str, str]] = []
+    for who, r, w in (("its group", stat.S_IRGRP, stat.S_IWGRP), ("every user", stat.S_IROTH, stat.S_IWOTH)):
+        did = " and ".join(a for a, bit in (("read", r), ("changed", w)) if mode & bit)
+        if did:
+            acts.append((did, who))
+    if len(acts) == 2 and acts[0][0] == acts[1][0]:
+        return f"can be {acts[0][0]} by its group and every user"
+    return "can be " + ", ".join(f"{did} by {who}" for did, who in acts)
 
 
 def loose(path: str | os.PathLike[str], *, public: bool = False) -> tuple[int, bool] | None:
@@ -153,7 +154,7 @@ def loose_message(path: str | os.PathLike[str], mode: int, is_dir: bool, holds: 
     """`PATH (a folder) can be read by every user (mode 0755); it holds ...; fix: chmod 700 PATH`."""
     fix = f"chmod {'700' if is_dir else '600'} {shlex.quote(str(path))}"
     kind = "folder " if is_dir else ""
-    return f"{kind}{path} {_describe(mode)} (mode {mode:04o}); it holds {holds}; fix: {fix}"
+    return f"{kind}{path} {describe_mode(mode)} (mode {mode:04o}); it holds {holds}; fix: {fix}"
 
 
 def loose_files(folder: str | os.PathLike[str], names: list[str] | None = None, *,
@@ -181,6 +182,7 @@ __all__ = [
     "FILE_MODE",
     "PUBLIC_DIR_MODE",
     "PUBLIC_FILE_MODE",
+    "describe_mode",
     "loose",
     "loose_files",
     "loose_message",
