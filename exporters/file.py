@@ -75,6 +75,10 @@ FSYNC_POLICIES = ("always", "interval", "never")
 COMPRESSIONS = ("none", "gzip")
 
 _MEGABYTE = 1024 * 1024  # lumberjack's megabyte, so a collector's max_megabytes means the same here
+#: the largest rotation settings accepted: past these a value is a typo (1 EiB files, a century of backups)
+MAX_MEGABYTES = 1 << 40
+MAX_DAYS = 36500
+MAX_BACKUPS = 100_000_000
 _ROTATION_KEYS = ("max_megabytes", "max_days", "max_backups", "localtime")
 _CONFIG_KEYS = (
     "path",
@@ -188,23 +192,26 @@ def _rotation_from_args(
     megabytes = rotation.get("max_megabytes")
     if megabytes is None:
         megabytes = env_megabytes if env_megabytes is not None else DEFAULT_MAX_MEGABYTES
-    if not _is_number(megabytes) or megabytes <= 0:  # type: ignore[operator]
-        raise ValueError(f"rotation.max_megabytes: must be a number above 0, got {megabytes!r}")
+    if not _is_number(megabytes) or not 0 < megabytes <= MAX_MEGABYTES:  # type: ignore[operator]
+        raise ValueError(f"rotation.max_megabytes: must be a number above 0 and at most {MAX_MEGABYTES}, "
+                         f"got {megabytes!r}")
 
     max_days = rotation.get("max_days", 0)
     if max_days is None:
         max_days = 0
-    if not _is_number(max_days) or max_days < 0:  # type: ignore[operator]
+    if not _is_number(max_days) or not 0 <= max_days <= MAX_DAYS:  # type: ignore[operator]
         raise ValueError(
-            f"rotation.max_days: must be a number of days, 0 to keep backups of any age, got {max_days!r}"
+            f"rotation.max_days: must be a number of days from 0 (keep backups of any age) to {MAX_DAYS}, "
+            f"got {max_days!r}"
         )
 
     max_backups = rotation.get("max_backups", DEFAULT_MAX_BACKUPS)
     if max_backups is None:
         max_backups = DEFAULT_MAX_BACKUPS
-    if not isinstance(max_backups, int) or isinstance(max_backups, bool) or max_backups < 0:
+    if not isinstance(max_backups, int) or isinstance(max_backups, bool) or not 0 <= max_backups <= MAX_BACKUPS:
         raise ValueError(
-            f"rotation.max_backups: must be an integer, 0 to keep every backup, got {max_backups!r}"
+            f"rotation.max_backups: must be a whole number from 0 (keep every backup) to {MAX_BACKUPS}, "
+            f"got {max_backups!r}"
         )
 
     localtime = rotation.get("localtime", False)
@@ -870,21 +877,27 @@ def _config_bool(value: object, where: str) -> bool:
     raise ConfigError(f"{where}: must be true or false, got {value!r}")
 
 
-def _config_number(value: object, where: str, *, integer: bool) -> float | int:
+def _config_number(value: object, where: str, *, integer: bool, least: float, most: float,
+                   above: bool = False, what: str = "") -> float | int:
+    """A finite number (a whole one if `integer`) from `least` (exclusive if `above`) to `most`; a plain
+    numeric string (what a ${env:VAR} substitution yields) is taken too. ConfigError naming the range else."""
+    kind = "a whole number" if integer else "a number"
+    bound = f"above {least:g}" if above else f"from {least:g}{what}"
+    accepted = f"{kind} {bound} to {most:g}" if not above else f"{kind} {bound} and at most {most:g}"
     number: float | int | None = None
     if _is_number(value):
         number = value  # type: ignore[assignment]
     elif isinstance(value, str):
-        # A ${env:VAR} substitution yields a string; accept it when it is a plain number.
         try:
             number = int(value.strip()) if integer else float(value.strip())
         except ValueError:
             number = None
     if number is None or (isinstance(number, float) and not math.isfinite(number)):
-        kind = "an integer" if integer else "a number"
-        raise ConfigError(f"{where}: must be {kind}, got {value!r}")
+        raise ConfigError(f"{where}: must be {accepted}, got {value!r}")
     if integer and not float(number).is_integer():
-        raise ConfigError(f"{where}: must be an integer, got {value!r}")
+        raise ConfigError(f"{where}: must be {accepted}, got {value!r}")
+    if (number <= least if above else number < least) or number > most:
+        raise ConfigError(f"{where}: {value!r} is out of range; must be {accepted}")
     return int(number) if integer else number
 
 
@@ -901,20 +914,14 @@ def _config_rotation(value: object, where: str) -> dict[str, object]:
             raise ConfigError(f"{where}.{key}: unknown key; valid keys are {', '.join(_ROTATION_KEYS)}")
     out: dict[str, object] = {}
     if value.get("max_megabytes") is not None:
-        megabytes = _config_number(value["max_megabytes"], f"{where}.max_megabytes", integer=False)
-        if megabytes <= 0:
-            raise ConfigError(f"{where}.max_megabytes: must be above 0, got {value['max_megabytes']!r}")
-        out["max_megabytes"] = megabytes
+        out["max_megabytes"] = _config_number(value["max_megabytes"], f"{where}.max_megabytes", integer=False,
+                                              least=0, most=MAX_MEGABYTES, above=True)
     if value.get("max_days") is not None:
-        days = _config_number(value["max_days"], f"{where}.max_days", integer=False)
-        if days < 0:
-            raise ConfigError(f"{where}.max_days: must be 0 (keep backups of any age) or more")
-        out["max_days"] = days
+        out["max_days"] = _config_number(value["max_days"], f"{where}.max_days", integer=False, least=0,
+                                         most=MAX_DAYS, what=" (keep backups of any age)")
     if value.get("max_backups") is not None:
-        backups = _config_number(value["max_backups"], f"{where}.max_backups", integer=True)
-        if backups < 0:
-            raise ConfigError(f"{where}.max_backups: must be 0 (keep every backup) or more")
-        out["max_backups"] = backups
+        out["max_backups"] = _config_number(value["max_backups"], f"{where}.max_backups", integer=True, least=0,
+                                            most=MAX_BACKUPS, what=" (keep every backup)")
     if value.get("localtime") is not None:
         out["localtime"] = _config_bool(value["localtime"], f"{where}.localtime")
     return out

@@ -338,24 +338,26 @@ _RETRY_DURATIONS = ("initial_interval", "max_interval", "max_elapsed_time")
 
 
 _MAX_COUNT = 100_000_000  # the largest count (queue size, batch size, checkpoint_every) a config may give
+_MAX_CONSUMERS = 10_000  # sending_queue.num_consumers: goroutines in the collector, far fewer in practice
 
 
 def _positive_int(v: Any, where: str, most: int = _MAX_COUNT) -> int:
     if isinstance(v, str) and _INT_RE.fullmatch(v.strip()) and len(v.strip()) <= 20:
         v = int(v)
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ConfigError(f"{where}: expected a positive integer, got {v!r}")
+        raise ConfigError(f"{where}: expected a positive integer (a whole number from 1 to {most}), got {v!r}")
     if v > most:
-        raise ConfigError(f"{where}: {v} is more than the largest value accepted here ({most})")
+        raise ConfigError(f"{where}: {v} is more than the largest value accepted here ({most}); "
+                          f"give a whole number from 1 to {most}")
     return int(v)
 
 
 def _number(v: Any, where: str, least: float, most: float, what: str) -> float:
     """A finite int or float in [least, most] (not a boolean, not text)."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ConfigError(f"{where}: expected {what}, got {v!r}")
+        raise ConfigError(f"{where}: expected {what} from {least:g} to {most:g}, got {v!r}")
     if isinstance(v, float) and not math.isfinite(v):
-        raise ConfigError(f"{where}: {v!r} is not a finite number; expected {what}")
+        raise ConfigError(f"{where}: {v!r} is not a finite number; expected {what} from {least:g} to {most:g}")
     if not least <= v <= most:
         raise ConfigError(f"{where}: {v!r} is out of range; expected {what} from {least:g} to {most:g}")
     return v
@@ -428,7 +430,11 @@ def _split_queue(cfg: Mapping[str, Any], where: str) -> tuple[dict[str, Any], di
         elif k == "sizer":
             if v not in ("items", "requests"):
                 raise ConfigError(f"{w}: only items (log records) is supported, got {v!r}")
-        elif k not in ("num_consumers", "blocking", "block_on_overflow", "wait_for_result"):
+        elif k == "num_consumers":  # the collector's; here one batch processor per exporter: checked, unused
+            _positive_int(v, w, _MAX_CONSUMERS)
+        elif k in ("blocking", "block_on_overflow", "wait_for_result"):
+            _boolean(v, w)  # the collector's; checked, unused
+        else:
             raise ConfigError(f"{w}: unknown key; valid keys: queue_size, enabled, batch")
     _batch_settings(_mapping(cfg.get("batch"), f"{where}.batch", "max_size, flush_timeout"), f"{where}.batch", opts)
     r = _mapping(cfg.get("retry_on_failure"), f"{where}.retry_on_failure", "enabled, initial_interval, ...")
@@ -439,7 +445,9 @@ def _split_queue(cfg: Mapping[str, Any], where: str) -> tuple[dict[str, Any], di
                 raise ConfigError(f"{w}: false would drop audit records on the first error; remove the key")
         elif k in _RETRY_DURATIONS:
             parse_duration(v, where=w)  # checked; the exporter's own retry policy applies
-        elif k in ("randomization_factor", "multiplier"):
+        elif k == "randomization_factor":  # [0, 1] as the collector's configretry: more makes waits negative
+            _number(v, w, 0, 1, "a fraction")
+        elif k == "multiplier":
             _number(v, w, 0, 1000, "a number")
         else:
             raise ConfigError(f"{w}: unknown key; valid keys: enabled, {', '.join(_RETRY_DURATIONS)}, multiplier")
@@ -845,15 +853,15 @@ _GROUP_ABOVE = 3  # more loose files than this in one folder are named in one wa
 
 
 def _loose_tree(out: list[str], where: str, folder: Path, holds: str, *,
-                names: list[str] | None = None, prefix: str | None = None) -> None:
-    """Warnings for `folder` and the files directly in it (`names`, or those starting with `prefix`, or all)
+                names: list[str] | None = None, match: re.Pattern[str] | None = None) -> None:
+    """Warnings for `folder` and the files directly in it (`names`, or those `match` matches, or all)
     that other users can read or change."""
     found = filemodes.loose(folder)
     if found is not None and found[1]:
         out.append(f"{where}: {filemodes.loose_message(folder, found[0], True, holds)}")
     if not folder.is_dir():
         return
-    files = [(p, m) for p, m in filemodes.loose_files(folder, names) if prefix is None or p.name.startswith(prefix)]
+    files = [(p, m) for p, m in filemodes.loose_files(folder, names) if match is None or match.fullmatch(p.name)]
     if len(files) > _GROUP_ABOVE:
         first, mode = files[0]
         out.append(
@@ -906,9 +914,9 @@ def _private_path_warnings(src: str, signing_id: str, signing: Mapping[str, Any]
     _loose_tree(out, f"{swhere}.keys_dir", keys_dir / PRIVATE_DIR, _KEYS_HOLD)
     ring = filemodes.loose(keys_dir / KEYRING_FILE, public=True)  # public by design: only writing matters
     if ring is not None:
-        out.append(f"{swhere}.keys_dir: {keys_dir / KEYRING_FILE} {filemodes.describe_mode(ring[0] & filemodes.OTHERS_W)} "
-                   f"(mode {ring[0]:04o}), so others could add a key or end one; fix: chmod 644 "
-                   f"{shlex.quote(str(keys_dir / KEYRING_FILE))}")
+        who = filemodes.describe_mode(ring[0] & filemodes.OTHERS_W)
+        out.append(f"{swhere}.keys_dir: {keys_dir / KEYRING_FILE} {who} (mode {ring[0]:04o}), so others could add "
+                   f"a key or end one; fix: chmod 644 {shlex.quote(str(keys_dir / KEYRING_FILE))}")
     if signing.get("state_dir"):
         for d in slots(Path(signing["state_dir"])):
             _loose_tree(out, f"{swhere}.state_dir", d, _STATE_HOLD)
@@ -922,7 +930,10 @@ def _private_path_warnings(src: str, signing_id: str, signing: Mapping[str, Any]
     for eid, etype, cfg, _ in exporters:
         if etype == "file" and isinstance(cfg.get("path"), str):
             path = Path(cfg["path"])
-            _loose_tree(out, f"{src}: exporters.{eid}.path", path.parent, _ARCHIVE_HOLD, prefix=path.stem)
+            stem, ext = re.escape(path.stem), re.escape(path.suffix)
+            # the archive, its rotated and gzipped backups, a forked child's file, a torn tail set aside
+            mine = re.compile(rf"{stem}(\.\d+)?(-[0-9T.-]+)?{ext}(\.gz|\.gz\.tmp|\.torn-[^/]*)?")
+            _loose_tree(out, f"{src}: exporters.{eid}.path", path.parent, _ARCHIVE_HOLD, match=mine)
     return out
 
 
