@@ -132,9 +132,9 @@ def parse_duration(value: object, *, where: str) -> float:
     else:
         seconds = float(value)
     if not math.isfinite(seconds):
-        raise ConfigError(f"{where}: {value!r} is not a finite duration; {_DURATION_HINT}")
+        raise ConfigError(f"{where}: {value!r} is not a finite duration (give zero to 100 years); {_DURATION_HINT}")
     if seconds < 0:
-        raise ConfigError(f"{where}: {value!r} is negative; a duration must be zero or more")
+        raise ConfigError(f"{where}: {value!r} is negative; a duration must be zero or more (at most 100 years)")
     if seconds > MAX_DURATION:
         raise ConfigError(f"{where}: {value!r} is more than the longest duration accepted (100 years); "
                           f"{_DURATION_HINT}")
@@ -877,13 +877,18 @@ def _config_bool(value: object, where: str) -> bool:
     raise ConfigError(f"{where}: must be true or false, got {value!r}")
 
 
+def _num(x: float) -> str:
+    """A bound as a config writes it: 36500, 0.5 (never 1e+08)."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
 def _config_number(value: object, where: str, *, integer: bool, least: float, most: float,
                    above: bool = False, what: str = "") -> float | int:
     """A finite number (a whole one if `integer`) from `least` (exclusive if `above`) to `most`; a plain
     numeric string (what a ${env:VAR} substitution yields) is taken too. ConfigError naming the range else."""
     kind = "a whole number" if integer else "a number"
-    bound = f"above {least:g}" if above else f"from {least:g}{what}"
-    accepted = f"{kind} {bound} to {most:g}" if not above else f"{kind} {bound} and at most {most:g}"
+    bound = f"above {_num(least)}" if above else f"from {_num(least)}{what}"
+    accepted = f"{kind} {bound} to {_num(most)}" if not above else f"{kind} {bound} and at most {_num(most)}"
     number: float | int | None = None
     if _is_number(value):
         number = value  # type: ignore[assignment]

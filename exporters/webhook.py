@@ -756,8 +756,8 @@ class WebhookLogExporter(HttpLogExporter):
             if cfg.get(key) is not None:
                 value = cfg[key]
                 if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-                    raise ConfigError(f"{where}.{key}: expected a whole number from {minimum} to {maximum}, "
-                                      f"got {value!r}")
+                    raise ConfigError(f"{where}.{key}: expected a whole number of at least {minimum} and at most "
+                                      f"{maximum}, got {value!r}")
                 kw[key] = value
         compression = cfg.get("compression", "none")
         if compression in ("", None):
