@@ -57,10 +57,9 @@ def not_private(root: Path, public: set[str] = PUBLIC_FILES, public_dirs: tuple[
     bad = {}
     for rel, m in modes(root).items():
         p = root / rel
-        if p.is_dir():
-            want = 0o755 if rel in public_dirs else 0o700
-        else:
-            want = 0o644 if p.name in public else 0o600
+        public_mode = (rel in public_dirs) if p.is_dir() else (p.name in public)
+        want = {(True, True): 0o755, (True, False): 0o700, (False, True): 0o644, (False, False): 0o600}[
+            (p.is_dir(), public_mode)]
         if int(m, 8) != want:
             bad[rel] = f"{m} (want {oct(want)})"
     return bad
@@ -232,8 +231,8 @@ def test_check_config_names_loose_files(tmp_path: Path) -> None:
     assert len(found) == 4, found
     (keys / "keyring.json").chmod(0o666)
     [line] = [w for w in warnings_of(cli("check-config", str(cfg))) if "keyring.json" in w]
-    assert "can be changed by its group and every user (mode 0666)" in line and line.endswith("chmod 644 "
-                                                                                              f"{keys / 'keyring.json'}")
+    assert "can be changed by its group and every user (mode 0666)" in line, line
+    assert line.endswith(f"chmod 644 {keys / 'keyring.json'}"), line
 
 
 def test_many_loose_files_in_one_folder_are_one_warning(tmp_path: Path, shared_keys: Path) -> None:
