@@ -886,7 +886,7 @@ def _config_number(value: object, where: str, *, integer: bool, least: float, mo
                    above: bool = False, what: str = "") -> float | int:
     """A finite number (a whole one if `integer`) from `least` (exclusive if `above`) to `most`; a plain
     numeric string (what a ${env:VAR} substitution yields) is taken too. ConfigError naming the range else."""
-    kind = "a whole number" if integer else "a number"
+    kind = "an integer" if integer else "a number"
     bound = f"above {_num(least)}" if above else f"from {_num(least)}{what}"
     accepted = f"{kind} {bound} to {_num(most)}" if not above else f"{kind} {bound} and at most {_num(most)}"
     number: float | int | None = None

@@ -38,11 +38,11 @@ A config that works but cannot keep the "nothing lost" promise (no delivery proc
 signing state_dir, delivery mode fail_open, a spool larger than its filesystem's free space)
 gets warnings, each `<file>: <key>: <what to do>`, in `Built.warnings`; a real build also logs
 them at WARNING. So does a configured folder or file that exists and that other users can read or
-change (the keys folder, private/ and its key files, the signing state, the spool, the file
-exporter's archive folder and files): it names the path, its mode and the `chmod` that fixes it.
-The product makes them private itself (otel_audit.filemodes) but never changes a folder the user
-made. A keys folder, private/ or private key file that every user may change is an error: anyone
-could put their own signing key in place.
+change (the keys folder, private/ and its key files, a redaction `hmac_key: file:PATH`, the
+signing state, the spool, the file exporter's archive folder and files): it names the path, its
+mode and the `chmod` that fixes it. The product makes them private itself (otel_audit.filemodes)
+but never changes a folder the user made. A keys folder, private/ or private key file that every
+user may change is an error: anyone could put their own signing key in place.
 """
 
 from __future__ import annotations
@@ -829,8 +829,17 @@ def _plan(doc: Mapping[str, Any], src: str, base: Path) -> _Plan:
         )
     redactions = []
     for pid in procs[:-1]:
-        kwargs, pii = _redaction_plan(_plain(_block(doc, "processors", pid, src)), f"{src}: processors.{pid}", base)
+        rcfg = _plain(_block(doc, "processors", pid, src))
+        kwargs, pii = _redaction_plan(rcfg, f"{src}: processors.{pid}", base)
         redactions.append((pid, kwargs, pii))
+        spec = _text(rcfg.get("hmac_key"))
+        if isinstance(spec, str) and spec.startswith("file:") and spec[5:]:  # the pseudonymisation key
+            key_file = Path(_relative(base, spec[5:], f"{src}: processors.{pid}.hmac_key"))
+            found = filemodes.loose(key_file)
+            if found is not None and not found[1]:
+                warnings.append(f"{src}: processors.{pid}.hmac_key: " + filemodes.loose_message(
+                    key_file, found[0], False, "the HMAC key (whoever reads it can test guesses against every "
+                    "pseudonymised value)"))
     signing_id = procs[-1]
     swhere = f"{src}: processors.{signing_id}"
     signing, key_name = _signing_plan(_plain(_block(doc, "processors", signing_id, src)), swhere, base)

@@ -271,3 +271,18 @@ def test_a_keys_folder_or_key_every_user_may_change_is_an_error(tmp_path: Path, 
     proc = cli("check-config", str(cfg))
     assert proc.returncode == 0, proc.stderr
     assert any(f" {path} can be read and changed by its group" in w for w in warnings_of(proc)), proc.stderr
+
+
+def test_a_readable_hmac_key_file_is_named(tmp_path: Path) -> None:
+    """The demo's config passes --strict as made; its `hmac_key: file:` made readable by others is named."""
+    out = tmp_path / "demo"
+    assert cli("demo", "--out", str(out)).returncode == 0
+    cfg = out / "audit.yaml"
+    proc = cli("check-config", "--strict", str(cfg))
+    assert (proc.returncode, warnings_of(proc)) == (0, []), proc.stderr
+    key = out / "signing-keys" / "hmac.key"
+    key.chmod(0o644)
+    [line] = warnings_of(cli("check-config", str(cfg)))
+    assert line.startswith(f"warning: {cfg}: processors.redaction.hmac_key: {key} can be read by its group and every "
+                           "user (mode 0644)") and line.endswith(f"fix: chmod 600 {key}"), line
+    assert "hex:" not in line  # the key's value is never in a message
