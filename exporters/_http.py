@@ -36,6 +36,7 @@ from __future__ import annotations
 import email.utils
 import gzip
 import logging
+import math
 import random
 import threading
 import time
@@ -68,6 +69,17 @@ def duration(value: Any, where: str) -> float:
     return parse_duration(value, where=where)
 
 
+def whole_number(value: Any, where: str, least: int, most: int) -> int:
+    """A whole number from `least` to `most` (not a boolean, not text); ConfigError naming the range else."""
+    if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
+        raise ConfigError(f"{where}: expected a whole number from {least} to {most}, got {value!r}")
+    return value
+
+
+MAX_COUNT = 100_000_000  # the largest count an exporter setting may give (as otel_audit.config's)
+MAX_MULTIPLIER = 1000.0  # retry_on_failure.multiplier: past this the second wait is max_interval anyway
+
+
 @dataclass(frozen=True)
 class RetrySettings:
     """The collector's `retry_on_failure` (configretry): exponential backoff with jitter."""
@@ -95,8 +107,11 @@ class RetrySettings:
             elif k in ("initial_interval", "max_interval", "max_elapsed_time"):
                 kw[k] = duration(v, w)
             elif k in ("multiplier", "randomization_factor"):
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-                    raise ConfigError(f"{w}: expected a non-negative number")
+                # randomization_factor in [0, 1] as the collector's configretry (more makes a wait negative)
+                most = 1.0 if k == "randomization_factor" else MAX_MULTIPLIER
+                if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                        or not 0 <= v <= most):
+                    raise ConfigError(f"{w}: expected a number from 0 to {most:g}, got {v!r}")
                 kw[k] = float(v)
             else:
                 raise ConfigError(f"{w}: unknown key; valid keys: enabled, initial_interval, max_interval, "

@@ -502,6 +502,11 @@ class DatadogLogExporter(HttpLogExporter):
             _bool(logs["dump_payloads"], f"{where}.logs.dump_payloads")  # a collector debug switch; unused
 
         hm = _section(cfg, "host_metadata", where, ("enabled", "hostname_source", "tags", "reporter_period"))
+        if hm.get("reporter_period") is not None:  # the collector's host metadata; checked as it does, unused
+            period = duration(hm["reporter_period"], f"{where}.host_metadata.reporter_period")
+            if period < 300:
+                raise ConfigError(f"{where}.host_metadata.reporter_period: must be 5 minutes or more (as in the "
+                                  f"collector) and at most 100 years, got {hm['reporter_period']!r}")
         # Host tags: Datadog puts them on every log of the host, so they go into ddtags here.
         tags = hm.get("tags", [])
         try:

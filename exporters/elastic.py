@@ -66,6 +66,7 @@ from otel_audit.errors import ConfigError
 from otel_audit.exporters._env import env_choice, env_duration
 from otel_audit.exporters._http import (
     COMMON_KEYS,
+    MAX_COUNT,
     RETRYABLE_STATUSES,
     HttpLogExporter,
     Request,
@@ -75,6 +76,7 @@ from otel_audit.exporters._http import (
     common_settings,
     duration,
     retry_after_seconds,
+    whole_number,
 )
 
 # The per-record OTLP/JSON encoder; `audit.otlp` must be exactly what the file exporter writes.
@@ -569,6 +571,7 @@ class ElasticLogExporter(HttpLogExporter):
                 continue  # collector-only, harmless here (see _IGNORED_KEYS)
             if key not in valid:
                 raise ConfigError(f"{where}.{key}: unknown key; valid keys are {', '.join(sorted(valid))}")
+        _check_ignored_numbers(cfg, where)
         kw: dict[str, Any] = {}
 
         # where: exactly one of endpoint / endpoints / cloudid, else ELASTICSEARCH_URL
@@ -952,6 +955,27 @@ def _mapping(value: Any, where: str) -> None:
             raise ConfigError(f"{where}.{key}: unknown key; valid keys are mode, allowed_modes, dedot, dedup")
 
 
+def _check_ignored_numbers(cfg: Mapping[str, Any], where: str) -> None:
+    """The collector-only numbers that are accepted and unused here are still checked as the collector
+    checks them, so that a block that moves here and back stays valid: num_workers, flush.bytes and
+    flush.interval."""
+    if cfg.get("num_workers") is not None:
+        whole_number(cfg["num_workers"], f"{where}.num_workers", 1, 10_000)
+    flush = cfg.get("flush")
+    if flush is None:
+        return
+    if not isinstance(flush, Mapping):
+        raise ConfigError(f"{where}.flush: expected a mapping (bytes, interval)")
+    for key, item in flush.items():
+        if key == "bytes":
+            whole_number(item, f"{where}.flush.bytes", 0, 1 << 30)
+        elif key == "interval":
+            if duration(item, f"{where}.flush.interval") > 365 * 86400:
+                raise ConfigError(f"{where}.flush.interval: more than a year; e.g. 30s")
+        else:
+            raise ConfigError(f"{where}.flush.{key}: unknown key; valid keys are bytes, interval")
+
+
 def _retry_block(value: Any, where: str) -> tuple[RetrySettings, frozenset[int] | None]:
     """The contrib exporter's `retry` block, as RetrySettings and retry_on_status."""
     if not isinstance(value, Mapping):
@@ -967,8 +991,7 @@ def _retry_block(value: Any, where: str) -> tuple[RetrySettings, frozenset[int] 
         elif key in ("initial_interval", "max_interval", "max_elapsed_time"):
             kw[key] = duration(item, w)
         elif key in ("max_retries", "max_requests"):
-            if isinstance(item, bool) or not isinstance(item, int) or item < 0:
-                raise ConfigError(f"{w}: expected a whole number of zero or more")
+            whole_number(item, w, 0, MAX_COUNT)
             # An audit record is not given up on after N tries: the time limit decides.
             _log.warning("%s is not applied: audit records are retried until max_elapsed_time (%.0fs) has passed",
                          w, kw.get("max_elapsed_time", RetrySettings().max_elapsed_time))

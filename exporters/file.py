@@ -42,6 +42,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 
 from otel_audit.errors import ConfigError
 from otel_audit.exporters._http import Counters, register_after_fork
+from otel_audit.filemodes import make_dirs, open_append, open_new
 from otel_audit.lifecycle import background_thread
 from otel_audit.otlpjson import dumps_line
 
@@ -74,6 +75,10 @@ FSYNC_POLICIES = ("always", "interval", "never")
 COMPRESSIONS = ("none", "gzip")
 
 _MEGABYTE = 1024 * 1024  # lumberjack's megabyte, so a collector's max_megabytes means the same here
+#: the largest rotation settings accepted: past these a value is a typo (1 EiB files, a century of backups)
+MAX_MEGABYTES = 1 << 40
+MAX_DAYS = 36500
+MAX_BACKUPS = 100_000_000
 _ROTATION_KEYS = ("max_megabytes", "max_days", "max_backups", "localtime")
 _CONFIG_KEYS = (
     "path",
@@ -127,9 +132,9 @@ def parse_duration(value: object, *, where: str) -> float:
     else:
         seconds = float(value)
     if not math.isfinite(seconds):
-        raise ConfigError(f"{where}: {value!r} is not a finite duration; {_DURATION_HINT}")
+        raise ConfigError(f"{where}: {value!r} is not a finite duration (give zero to 100 years); {_DURATION_HINT}")
     if seconds < 0:
-        raise ConfigError(f"{where}: {value!r} is negative; a duration must be zero or more")
+        raise ConfigError(f"{where}: {value!r} is negative; a duration must be zero or more (at most 100 years)")
     if seconds > MAX_DURATION:
         raise ConfigError(f"{where}: {value!r} is more than the longest duration accepted (100 years); "
                           f"{_DURATION_HINT}")
@@ -187,23 +192,26 @@ def _rotation_from_args(
     megabytes = rotation.get("max_megabytes")
     if megabytes is None:
         megabytes = env_megabytes if env_megabytes is not None else DEFAULT_MAX_MEGABYTES
-    if not _is_number(megabytes) or megabytes <= 0:  # type: ignore[operator]
-        raise ValueError(f"rotation.max_megabytes: must be a number above 0, got {megabytes!r}")
+    if not _is_number(megabytes) or not 0 < megabytes <= MAX_MEGABYTES:  # type: ignore[operator]
+        raise ValueError(f"rotation.max_megabytes: must be a number above 0 and at most {MAX_MEGABYTES}, "
+                         f"got {megabytes!r}")
 
     max_days = rotation.get("max_days", 0)
     if max_days is None:
         max_days = 0
-    if not _is_number(max_days) or max_days < 0:  # type: ignore[operator]
+    if not _is_number(max_days) or not 0 <= max_days <= MAX_DAYS:  # type: ignore[operator]
         raise ValueError(
-            f"rotation.max_days: must be a number of days, 0 to keep backups of any age, got {max_days!r}"
+            f"rotation.max_days: must be a number of days from 0 (keep backups of any age) to {MAX_DAYS}, "
+            f"got {max_days!r}"
         )
 
     max_backups = rotation.get("max_backups", DEFAULT_MAX_BACKUPS)
     if max_backups is None:
         max_backups = DEFAULT_MAX_BACKUPS
-    if not isinstance(max_backups, int) or isinstance(max_backups, bool) or max_backups < 0:
+    if not isinstance(max_backups, int) or isinstance(max_backups, bool) or not 0 <= max_backups <= MAX_BACKUPS:
         raise ValueError(
-            f"rotation.max_backups: must be an integer, 0 to keep every backup, got {max_backups!r}"
+            f"rotation.max_backups: must be a whole number from 0 (keep every backup) to {MAX_BACKUPS}, "
+            f"got {max_backups!r}"
         )
 
     localtime = rotation.get("localtime", False)
@@ -297,7 +305,7 @@ def _set_aside_torn_tail(path: str, fd: int, size: int) -> int:
         handle.seek(keep)
         fragment = handle.read()
     side = f"{path}.torn-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}"
-    side_fd = os.open(side, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+    side_fd = open_new(side)
     try:
         _write_all(side_fd, fragment)
         os.fsync(side_fd)
@@ -327,9 +335,10 @@ class FileLogRecordExporter(LogRecordExporter):
     """Append each batch as one OTLP JSON line to ``path``, with rotation and an fsync policy.
 
     Args:
-        path: the file to write; its parent directories are created (mode 0o700) and the file
-            is created with mode 0o600. Default: ``$OTEL_AUDIT_FILE_PATH``, else
-            ``./otel-audit/archive/audit.jsonl``.
+        path: the file to write; missing parent folders are created with mode 0700 and the file
+            with mode 0600, whatever the umask (rotated and gzipped backups keep 0600; a folder or
+            file that exists keeps its mode, and check-config warns if others can read it).
+            Default: ``$OTEL_AUDIT_FILE_PATH``, else ``./otel-audit/archive/audit.jsonl``.
         rotation: ``None`` for a single growing file (unless ``$OTEL_AUDIT_FILE_MAX_MEGABYTES``
             is set), or a mapping with the collector's keys: ``max_megabytes`` (default 100, may
             be fractional), ``max_days`` (0 keeps backups of any age), ``max_backups`` (default
@@ -629,10 +638,9 @@ class FileLogRecordExporter(LogRecordExporter):
 
     def _open_locked(self) -> None:
         if self._directory:
-            os.makedirs(self._directory, mode=0o700, exist_ok=True)
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+            make_dirs(self._directory)  # the folders made here are 0700; one that exists keeps its mode
         existed = os.path.exists(self._path)
-        fd = os.open(self._path, flags, 0o600)
+        fd = open_append(self._path)  # a new archive file is 0600 whatever the umask
         try:
             size = os.fstat(fd).st_size
             if size and _ends_without_newline(self._path):
@@ -838,7 +846,7 @@ class FileLogRecordExporter(LogRecordExporter):
         target = plain + ".gz"
         tmp = target + ".tmp"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+            fd = open_new(tmp)  # 0600 like the backup it compresses
             with os.fdopen(fd, "wb") as raw:
                 with (
                     gzip.GzipFile(filename=os.path.basename(plain), mode="wb", fileobj=raw) as packed,
@@ -869,21 +877,32 @@ def _config_bool(value: object, where: str) -> bool:
     raise ConfigError(f"{where}: must be true or false, got {value!r}")
 
 
-def _config_number(value: object, where: str, *, integer: bool) -> float | int:
+def _num(x: float) -> str:
+    """A bound as a config writes it: 36500, 0.5 (never 1e+08)."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def _config_number(value: object, where: str, *, integer: bool, least: float, most: float,
+                   above: bool = False, what: str = "") -> float | int:
+    """A finite number (a whole one if `integer`) from `least` (exclusive if `above`) to `most`; a plain
+    numeric string (what a ${env:VAR} substitution yields) is taken too. ConfigError naming the range else."""
+    kind = "an integer" if integer else "a number"
+    bound = f"above {_num(least)}" if above else f"from {_num(least)}{what}"
+    accepted = f"{kind} {bound} to {_num(most)}" if not above else f"{kind} {bound} and at most {_num(most)}"
     number: float | int | None = None
     if _is_number(value):
         number = value  # type: ignore[assignment]
     elif isinstance(value, str):
-        # A ${env:VAR} substitution yields a string; accept it when it is a plain number.
         try:
             number = int(value.strip()) if integer else float(value.strip())
         except ValueError:
             number = None
     if number is None or (isinstance(number, float) and not math.isfinite(number)):
-        kind = "an integer" if integer else "a number"
-        raise ConfigError(f"{where}: must be {kind}, got {value!r}")
+        raise ConfigError(f"{where}: must be {accepted}, got {value!r}")
     if integer and not float(number).is_integer():
-        raise ConfigError(f"{where}: must be an integer, got {value!r}")
+        raise ConfigError(f"{where}: must be {accepted}, got {value!r}")
+    if (number <= least if above else number < least) or number > most:
+        raise ConfigError(f"{where}: {value!r} is out of range; must be {accepted}")
     return int(number) if integer else number
 
 
@@ -900,20 +919,14 @@ def _config_rotation(value: object, where: str) -> dict[str, object]:
             raise ConfigError(f"{where}.{key}: unknown key; valid keys are {', '.join(_ROTATION_KEYS)}")
     out: dict[str, object] = {}
     if value.get("max_megabytes") is not None:
-        megabytes = _config_number(value["max_megabytes"], f"{where}.max_megabytes", integer=False)
-        if megabytes <= 0:
-            raise ConfigError(f"{where}.max_megabytes: must be above 0, got {value['max_megabytes']!r}")
-        out["max_megabytes"] = megabytes
+        out["max_megabytes"] = _config_number(value["max_megabytes"], f"{where}.max_megabytes", integer=False,
+                                              least=0, most=MAX_MEGABYTES, above=True)
     if value.get("max_days") is not None:
-        days = _config_number(value["max_days"], f"{where}.max_days", integer=False)
-        if days < 0:
-            raise ConfigError(f"{where}.max_days: must be 0 (keep backups of any age) or more")
-        out["max_days"] = days
+        out["max_days"] = _config_number(value["max_days"], f"{where}.max_days", integer=False, least=0,
+                                         most=MAX_DAYS, what=" (keep backups of any age)")
     if value.get("max_backups") is not None:
-        backups = _config_number(value["max_backups"], f"{where}.max_backups", integer=True)
-        if backups < 0:
-            raise ConfigError(f"{where}.max_backups: must be 0 (keep every backup) or more")
-        out["max_backups"] = backups
+        out["max_backups"] = _config_number(value["max_backups"], f"{where}.max_backups", integer=True, least=0,
+                                            most=MAX_BACKUPS, what=" (keep every backup)")
     if value.get("localtime") is not None:
         out["localtime"] = _config_bool(value["localtime"], f"{where}.localtime")
     return out

@@ -572,7 +572,9 @@ class SplunkHecLogExporter(HttpLogExporter):
             if key in cfg:
                 v = cfg[key]
                 if isinstance(v, bool) or not isinstance(v, int):
-                    raise ConfigError(f"{where}.{key}: expected a whole number of bytes")
+                    low = 0 if key == "max_content_length_logs" else 1
+                    raise ConfigError(f"{where}.{key}: expected a whole number of bytes from {low} to {MAX_LIMIT}, "
+                                      f"got {v!r}")
                 kw[key] = v
 
         def seconds(key: str) -> None:

@@ -149,6 +149,9 @@ DEFAULT_MAX_BODY_BYTES = 1_000_000
 #: The spec recommends receivers be given 15 to 30 seconds.
 DEFAULT_TIMEOUT = 15.0
 MIN_MAX_BODY_BYTES = 1024
+#: the largest max_body_bytes / max_batch_size a config may give: more is a typo (one message of a GiB)
+MAX_MAX_BODY_BYTES = 1 << 30
+MAX_MAX_BATCH_SIZE = 1_000_000
 
 SECRET_PREFIX = "whsec_"
 SIGNING_KEY_PREFIX = "whsk_"
@@ -748,11 +751,13 @@ class WebhookLogExporter(HttpLogExporter):
                               "Standard Webhooks messages are always signed")
 
         kw["max_batch_size"], kw["max_body_bytes"] = DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_BODY_BYTES
-        for key, minimum in (("max_batch_size", 1), ("max_body_bytes", MIN_MAX_BODY_BYTES)):
+        for key, minimum, maximum in (("max_batch_size", 1, MAX_MAX_BATCH_SIZE),
+                                      ("max_body_bytes", MIN_MAX_BODY_BYTES, MAX_MAX_BODY_BYTES)):
             if cfg.get(key) is not None:
                 value = cfg[key]
-                if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                    raise ConfigError(f"{where}.{key}: expected a whole number of at least {minimum}, got {value!r}")
+                if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+                    raise ConfigError(f"{where}.{key}: expected a whole number of at least {minimum} and at most "
+                                      f"{maximum}, got {value!r}")
                 kw[key] = value
         compression = cfg.get("compression", "none")
         if compression in ("", None):

@@ -37,16 +37,24 @@ signing key is loaded; no thread starts, no file is opened for writing, nothing 
 A config that works but cannot keep the "nothing lost" promise (no delivery processor, no
 signing state_dir, delivery mode fail_open, a spool larger than its filesystem's free space)
 gets warnings, each `<file>: <key>: <what to do>`, in `Built.warnings`; a real build also logs
-them at WARNING.
+them at WARNING. So does a configured folder or file that exists and that other users can read or
+change (the keys folder, private/ and its key files, a redaction `hmac_key: file:PATH`, the
+signing state, the spool, the file exporter's archive folder and files): it names the path, its
+mode and the `chmod` that fixes it. The product makes them private itself (otel_audit.filemodes)
+but never changes a folder the user made. A keys folder, private/ or private key file that every
+user may change is an error: anyone could put their own signing key in place.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import re
+import shlex
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +62,7 @@ from typing import Any
 
 import yaml
 
+from otel_audit import filemodes
 from otel_audit.errors import AuditError, ConfigError, KeyringError
 
 _log = logging.getLogger(__name__)
@@ -329,24 +338,26 @@ _RETRY_DURATIONS = ("initial_interval", "max_interval", "max_elapsed_time")
 
 
 _MAX_COUNT = 100_000_000  # the largest count (queue size, batch size, checkpoint_every) a config may give
+_MAX_CONSUMERS = 10_000  # sending_queue.num_consumers: goroutines in the collector, far fewer in practice
 
 
 def _positive_int(v: Any, where: str, most: int = _MAX_COUNT) -> int:
     if isinstance(v, str) and _INT_RE.fullmatch(v.strip()) and len(v.strip()) <= 20:
         v = int(v)
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ConfigError(f"{where}: expected a positive integer, got {v!r}")
+        raise ConfigError(f"{where}: expected a positive integer (a whole number from 1 to {most}), got {v!r}")
     if v > most:
-        raise ConfigError(f"{where}: {v} is more than the largest value accepted here ({most})")
+        raise ConfigError(f"{where}: {v} is more than the largest value accepted here ({most}); "
+                          f"give a whole number from 1 to {most}")
     return int(v)
 
 
 def _number(v: Any, where: str, least: float, most: float, what: str) -> float:
     """A finite int or float in [least, most] (not a boolean, not text)."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ConfigError(f"{where}: expected {what}, got {v!r}")
+        raise ConfigError(f"{where}: expected {what} from {least:g} to {most:g}, got {v!r}")
     if isinstance(v, float) and not math.isfinite(v):
-        raise ConfigError(f"{where}: {v!r} is not a finite number; expected {what}")
+        raise ConfigError(f"{where}: {v!r} is not a finite number; expected {what} from {least:g} to {most:g}")
     if not least <= v <= most:
         raise ConfigError(f"{where}: {v!r} is out of range; expected {what} from {least:g} to {most:g}")
     return v
@@ -419,7 +430,11 @@ def _split_queue(cfg: Mapping[str, Any], where: str) -> tuple[dict[str, Any], di
         elif k == "sizer":
             if v not in ("items", "requests"):
                 raise ConfigError(f"{w}: only items (log records) is supported, got {v!r}")
-        elif k not in ("num_consumers", "blocking", "block_on_overflow", "wait_for_result"):
+        elif k == "num_consumers":  # the collector's; here one batch processor per exporter: checked, unused
+            _positive_int(v, w, _MAX_CONSUMERS)
+        elif k in ("blocking", "block_on_overflow", "wait_for_result"):
+            _boolean(v, w)  # the collector's; checked, unused
+        else:
             raise ConfigError(f"{w}: unknown key; valid keys: queue_size, enabled, batch")
     _batch_settings(_mapping(cfg.get("batch"), f"{where}.batch", "max_size, flush_timeout"), f"{where}.batch", opts)
     r = _mapping(cfg.get("retry_on_failure"), f"{where}.retry_on_failure", "enabled, initial_interval, ...")
@@ -430,7 +445,9 @@ def _split_queue(cfg: Mapping[str, Any], where: str) -> tuple[dict[str, Any], di
                 raise ConfigError(f"{w}: false would drop audit records on the first error; remove the key")
         elif k in _RETRY_DURATIONS:
             parse_duration(v, where=w)  # checked; the exporter's own retry policy applies
-        elif k in ("randomization_factor", "multiplier"):
+        elif k == "randomization_factor":  # [0, 1] as the collector's configretry: more makes waits negative
+            _number(v, w, 0, 1, "a fraction")
+        elif k == "multiplier":
             _number(v, w, 0, 1000, "a number")
         else:
             raise ConfigError(f"{w}: unknown key; valid keys: enabled, {', '.join(_RETRY_DURATIONS)}, multiplier")
@@ -773,6 +790,7 @@ def _signing_plan(cfg: Mapping[str, Any], where: str, base: Path) -> tuple[dict[
         state_dir = _relative(base, cfg["state_dir"], f"{where}.state_dir")
         if os.path.exists(state_dir) and not os.path.isdir(state_dir):
             raise ConfigError(f"{where}.state_dir: {state_dir} exists and is not a folder; name a folder")
+    _check_keys_not_world_writable(keys_dir, f"{where}.keys_dir")
     try:
         signer = Signer.from_keys_dir(keys_dir, key_name)  # fails here, before anything is started
     except KeyringError as exc:
@@ -811,17 +829,121 @@ def _plan(doc: Mapping[str, Any], src: str, base: Path) -> _Plan:
         )
     redactions = []
     for pid in procs[:-1]:
-        kwargs, pii = _redaction_plan(_plain(_block(doc, "processors", pid, src)), f"{src}: processors.{pid}", base)
+        rcfg = _plain(_block(doc, "processors", pid, src))
+        kwargs, pii = _redaction_plan(rcfg, f"{src}: processors.{pid}", base)
         redactions.append((pid, kwargs, pii))
+        spec = _text(rcfg.get("hmac_key"))
+        if isinstance(spec, str) and spec.startswith("file:") and spec[5:]:  # the pseudonymisation key
+            key_file = Path(_relative(base, spec[5:], f"{src}: processors.{pid}.hmac_key"))
+            found = filemodes.loose(key_file)
+            if found is not None and not found[1]:
+                warnings.append(f"{src}: processors.{pid}.hmac_key: " + filemodes.loose_message(
+                    key_file, found[0], False, "the HMAC key (whoever reads it can test guesses against every "
+                    "pseudonymised value)"))
     signing_id = procs[-1]
     swhere = f"{src}: processors.{signing_id}"
     signing, key_name = _signing_plan(_plain(_block(doc, "processors", signing_id, src)), swhere, base)
+    warnings += _private_path_warnings(src, signing_id, signing, delivery, exporters)
     if signing["state_dir"] is None:
         warnings.insert(0,
             f"{swhere}.state_dir: not set, so a restart cannot name the previous stream and a deleted tail "
             "cannot be told from a crash; set state_dir to a folder of its own (e.g. /var/lib/otel-audit/state)"
         )
     return _Plan(resource, redactions, signing_id, signing, key_name, exporters, delivery, warnings)
+
+
+# -- who else can read what the pipeline keeps on disk ------------------------------------------------
+
+_KEYS_HOLD = "the private signing keys (whoever reads them can sign as this producer)"
+_STATE_HOLD = "the signing chain state (whoever changes it breaks the link between restarts)"
+_SPOOL_HOLD = "audit records on their way to the exporters"
+_ARCHIVE_HOLD = "the audit archive (pseudonymised audit records)"
+_GROUP_ABOVE = 3  # more loose files than this in one folder are named in one warning
+
+
+def _loose_tree(out: list[str], where: str, folder: Path, holds: str, *,
+                names: list[str] | None = None, match: re.Pattern[str] | None = None) -> None:
+    """Warnings for `folder` and the files directly in it (`names`, or those `match` matches, or all)
+    that other users can read or change."""
+    found = filemodes.loose(folder)
+    if found is not None and found[1]:
+        out.append(f"{where}: {filemodes.loose_message(folder, found[0], True, holds)}")
+    if not folder.is_dir():
+        return
+    files = [(p, m) for p, m in filemodes.loose_files(folder, names) if match is None or match.fullmatch(p.name)]
+    if len(files) > _GROUP_ABOVE:
+        first, mode = files[0]
+        out.append(
+            f"{where}: {len(files)} files in {folder} can be read or changed by other users (e.g. {first.name}, "
+            f"mode {mode:04o}); they hold {holds}; fix: find {shlex.quote(str(folder))} -maxdepth 1 -type f "
+            "-exec chmod 600 {} +"
+        )
+        return
+    for p, mode in files:
+        out.append(f"{where}: {filemodes.loose_message(p, mode, False, holds)}")
+
+
+def _check_keys_not_world_writable(keys_dir: str, where: str) -> None:
+    """ConfigError if every user may change the keys folder, private/ or a private key file: anyone could
+    put their own key (or keyring) in place, and the producer would sign with it."""
+    from otel_audit.keys import PRIVATE_DIR
+
+    d = Path(keys_dir)
+    private = d / PRIVATE_DIR
+    paths = [d, private]
+    if private.is_dir():
+        with contextlib.suppress(OSError):
+            paths += sorted(p for p in private.iterdir() if p.suffix == ".pem")
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue  # absent: loading the key says what is missing
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & stat.S_IWOTH:
+            is_dir = stat.S_ISDIR(st.st_mode)
+            raise ConfigError(
+                f"{where}: {'folder ' if is_dir else ''}{p} can be changed by every user (mode {mode:04o}), so "
+                "anyone could put their own signing key or keyring in place; fix: "
+                f"chmod {'700' if is_dir else '600'} {shlex.quote(str(p))}"
+            )
+
+
+def _private_path_warnings(src: str, signing_id: str, signing: Mapping[str, Any],
+                           delivery: tuple[str, Mapping[str, Any]] | None,
+                           exporters: list[tuple[str, str, dict[str, Any], dict[str, Any]]]) -> list[str]:
+    """A warning for each configured folder or file that exists and that other users can read or change."""
+    from otel_audit.keys import KEYRING_FILE, PRIVATE_DIR
+    from otel_audit.slots import slots
+
+    out: list[str] = []
+    swhere = f"{src}: processors.{signing_id}"
+    keys_dir = Path(signing["signer"])
+    _loose_tree(out, f"{swhere}.keys_dir", keys_dir, _KEYS_HOLD, names=[])
+    _loose_tree(out, f"{swhere}.keys_dir", keys_dir / PRIVATE_DIR, _KEYS_HOLD)
+    ring = filemodes.loose(keys_dir / KEYRING_FILE, public=True)  # public by design: only writing matters
+    if ring is not None:
+        who = filemodes.describe_mode(ring[0] & filemodes.OTHERS_W)
+        out.append(f"{swhere}.keys_dir: {keys_dir / KEYRING_FILE} {who} (mode {ring[0]:04o}), so others could add "
+                   f"a key or end one; fix: chmod 644 {shlex.quote(str(keys_dir / KEYRING_FILE))}")
+    if signing.get("state_dir"):
+        for d in slots(Path(signing["state_dir"])):
+            _loose_tree(out, f"{swhere}.state_dir", d, _STATE_HOLD)
+    if delivery is not None:
+        did, kw = delivery
+        for d in slots(Path(kw["directory"])):
+            _loose_tree(out, f"{src}: processors.{did}.directory", d, _SPOOL_HOLD)
+            for sub in ("segments", "cursors", "quarantine"):
+                if (d / sub).is_dir():
+                    _loose_tree(out, f"{src}: processors.{did}.directory", d / sub, _SPOOL_HOLD)
+    for eid, etype, cfg, _ in exporters:
+        if etype == "file" and isinstance(cfg.get("path"), str):
+            path = Path(cfg["path"])
+            stem, ext = re.escape(path.stem), re.escape(path.suffix)
+            # the archive, its rotated and gzipped backups, a forked child's file, a torn tail set aside
+            mine = re.compile(rf"{stem}(\.\d+)?(-[0-9T.-]+)?{ext}(\.gz|\.gz\.tmp|\.torn-[^/]*)?")
+            _loose_tree(out, f"{src}: exporters.{eid}.path", path.parent, _ARCHIVE_HOLD, match=mine)
+    return out
 
 
 def _redaction_processor(kwargs: Mapping[str, Any], where: str, logger: Any) -> Any:

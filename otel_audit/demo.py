@@ -3,12 +3,12 @@
 It writes DIR/audit.yaml (the config it runs), DIR/signing-keys/ (private: stays with the
 producer), DIR/keys/ (the public keyring: what an auditor gets), DIR/archive/ (OTLP JSON lines),
 runs the gateway twice (a restart links two streams), then verifies the archive with the public
-keyring alone and prints what was captured and proven.
+keyring alone and prints what was captured and proven. Like everything the product makes, DIR is
+0700 and its files 0600 whatever the umask, except the public keyring (keys/, 0755 and 0644).
 """
 
 from __future__ import annotations
 
-import os
 import random
 import secrets
 import shlex
@@ -19,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 from otel_audit.errors import ConfigError
+from otel_audit.filemodes import make_dirs, write_private
 
 MARKER = ".otel-audit-demo"
 
@@ -74,15 +75,13 @@ def _prepare(out: Path) -> None:
                 shutil.rmtree(child)
             else:
                 child.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("made by otel-audit demo; safe to delete\n")
+    make_dirs(out)  # 0700 when made here; a folder that exists keeps its mode
+    write_private(out / MARKER, b"made by otel-audit demo; safe to delete\n")
 
 
 def _write_secret(path: Path, text: str) -> None:
     """Create a file only its owner can read, from the first byte on."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
+    write_private(path, text.encode("utf-8"))
 
 
 def _session(audit: object, rng: random.Random, users: list[str], stats: Counter[str]) -> None:
@@ -163,7 +162,7 @@ def run_demo(out_dir: str, *, users: int = 6, seed: int = 7) -> int:
     keys.export(signing_keys, public_keys / keys.KEYRING_FILE)
     _write_secret(signing_keys / "hmac.key", "hex:" + secrets.token_hex(32) + "\n")
     cfg = out / "audit.yaml"
-    cfg.write_text(CONFIG)
+    write_private(cfg, CONFIG.encode("utf-8"))
     rng = random.Random(seed)
     names = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"]
     people = [names[i] if i < len(names) else f"user{i}" for i in range(users)]

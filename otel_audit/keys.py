@@ -6,6 +6,12 @@ A keys directory holds
                           private/) to auditors; `otel-audit keys export` writes it alone
     private/<name>.pem    PKCS#8 private keys, mode 0600, never leave the producer
 
+Modes, whatever the umask (otel_audit.filemodes): the keys folder and private/ are made 0700 and a
+private key file 0600; keyring.json is 0644, as it is public by design (inside a 0700 keys folder
+no other user reaches it; `keys export` writes a 0644 copy for auditors, in folders it makes 0755).
+A folder that exists keeps its mode: `otel-audit check-config` warns when others can read it, and
+refuses a keys folder, private/ or private key file that every user may change.
+
 Rotation adds a new key and ends the validity of the old one after a grace period; old public
 keys stay in the keyring so that old checkpoints keep verifying.
 
@@ -39,6 +45,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from otel_audit.decoding import DecodeError
 from otel_audit.decoding import loads as _strict_json
 from otel_audit.errors import KeyringError
+from otel_audit.filemodes import DIR_MODE, FILE_MODE, PUBLIC_DIR_MODE, PUBLIC_FILE_MODE, make_dirs
 from otel_audit.note import Signature, SignedNote, key_id, vkey
 
 KEYRING_FILE = "keyring.json"
@@ -342,7 +349,7 @@ def _fsync_dir(folder: Path) -> None:
             os.close(dfd)
 
 
-def _write_file(path: Path, data: bytes, what: str, *, mode: int = 0o644, replace: bool = True) -> None:
+def _write_file(path: Path, data: bytes, what: str, *, mode: int = PUBLIC_FILE_MODE, replace: bool = True) -> None:
     """Write `data` to `path` whole or not at all: a temporary file in the same folder, fsync, then a rename
     over `path` (`replace`) or a hard link that fails if `path` exists (not `replace`). On any failure (a
     full disk, a file size limit) the temporary file is removed, `path` is left as it was, and KeyringError
@@ -535,11 +542,10 @@ def _private_pem(key: Ed25519PrivateKey) -> bytes:
 def _write_private(path: Path, key: Ed25519PrivateKey) -> None:
     """Write a new private key file (never over an existing one), whole or not at all."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(path.parent, 0o700)
+        make_dirs(path.parent, DIR_MODE)  # 0700 when made here; one that exists keeps its mode
     except OSError as exc:
         raise KeyringError(f"{path.parent}: cannot make the private key folder: {exc.strerror}") from exc
-    _write_file(path, _private_pem(key), "private key file", mode=0o600, replace=False)
+    _write_file(path, _private_pem(key), "private key file", mode=FILE_MODE, replace=False)
 
 
 def _write_ring(d: Path, ring: Keyring) -> None:
@@ -616,7 +622,7 @@ def generate(keys_dir: str | os.PathLike[str], name: str | None = None, *, prefi
     private, pub, pem = _new_key(d, ring, name)
     ring.add(pub)
     try:
-        d.mkdir(parents=True, exist_ok=True)
+        make_dirs(d, DIR_MODE)  # the keys folder holds private/: 0700 when made here
     except OSError as exc:
         raise KeyringError(f"{d}: cannot make the keys folder: {exc.strerror}") from exc
     _commit(d, private, pem, ring)
@@ -666,13 +672,13 @@ def export(keys_dir: str | os.PathLike[str], out: str | os.PathLike[str]) -> Pat
     o = Path(out)
     try:
         if o.is_dir() or str(out).endswith(os.sep):
-            o.mkdir(parents=True, exist_ok=True)
+            make_dirs(o, PUBLIC_DIR_MODE)  # the public keyring's folder: readable, never writable by others
             o = o / KEYRING_FILE
         o = Path(os.path.realpath(o))
-        o.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(o.parent, PUBLIC_DIR_MODE)
     except OSError as exc:
         raise KeyringError(f"{exc.filename or o}: cannot make the folder for the keyring: {exc.strerror}") from exc
-    mode = 0o644
+    mode = PUBLIC_FILE_MODE
     try:
         st = os.stat(o)
     except FileNotFoundError:

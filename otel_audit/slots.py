@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from otel_audit.errors import ConfigError
+from otel_audit.filemodes import make_dirs, open_lock
 
 _log = logging.getLogger(__name__)
 MAX_SLOTS = 256
@@ -38,9 +39,9 @@ def claim_slot(base: str | os.PathLike[str], what: str) -> tuple[Path, IO[Any], 
         d = slot_dir(base, k)
         lock = d / LOCK_FILE
         try:
-            d.mkdir(parents=True, exist_ok=True)
+            make_dirs(d)  # 0700 if made here; a folder that exists keeps its mode (check-config warns)
             existed = lock.exists()
-            fh = open(lock, "a+b")  # noqa: SIM115 - held for the lifetime of the process
+            fh = open_lock(lock)  # held for the lifetime of the process
         except OSError as exc:
             raise ConfigError(f"{what} {d}: cannot create or open: {exc.strerror}") from exc
         try:

@@ -35,6 +35,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from otel_audit import canonical, lifecycle
 from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, PREV_DIGEST, RECORD, STREAM_ID, STREAM_SEQ
 from otel_audit.errors import ConfigError, DeliveryError, KeyringError
+from otel_audit.filemodes import open_new
 from otel_audit.keys import KEYRING_FILE, PRIVATE_DIR, Keyring, Signer
 from otel_audit.merkle import CompactRange
 from otel_audit.note import Checkpoint, Parent, Predecessor, format_note
@@ -69,6 +70,9 @@ STATE_FILE = "state.json"
 
 class StreamState:
     """The chain state a restart needs, kept in `state.json` under an exclusive lock (flock).
+
+    Private: folders made here are 0700, `state.json` and `lock` 0600 whatever the umask
+    (otel_audit.filemodes); a `state_dir` that exists keeps its mode.
 
     Several producer processes may share one configured `state_dir` (gunicorn or uvicorn
     workers, a forked child): the first takes `state_dir` itself, each other one the first free
@@ -136,7 +140,7 @@ class StreamState:
         doc["checksum"] = self._checksum(doc)
         tmp = self.path.with_suffix(".tmp")
         try:
-            with open(tmp, "wb") as fh:
+            with os.fdopen(open_new(tmp), "wb") as fh:  # 0600 whatever the umask, before the rename
                 fh.write(orjson.dumps(doc))
                 if sync:
                     fh.flush()

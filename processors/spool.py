@@ -15,6 +15,10 @@ Layout of the spool folder (one process owns it: an flock guards it):
                             and a slot left with a backlog by a process that is gone is delivered by
                             a live one (otel_audit.slots)
 
+Everything in it is private whatever the umask: folders made here are 0700, files 0600
+(otel_audit.filemodes). A spool folder that exists already keeps its mode; check-config warns if
+others can read or change it.
+
 Every line is `<crc32 hex, 8 chars><JSON>\\n`; a segment begins with an `H` line naming its number
 and ends with an `E` line counting its records, so a byte flip, a truncated, copied or edited
 segment, a deleted segment and a cursor that points nowhere are all detected: the damage is
@@ -67,6 +71,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, GAP_EVENT, PREV_DIGEST, STREAM_ID, STREAM_SEQ
 from otel_audit.errors import ConfigError, DeliveryError
+from otel_audit.filemodes import make_dirs, open_append, open_lock, open_new, write_private
 from otel_audit.lifecycle import after_fork_in_child, background_thread
 from otel_audit.lifecycle import pending as lifecycle_pending
 from otel_audit.otlpjson import decode_anyvalue, decode_attributes, encode_anyvalue, encode_attributes
@@ -139,7 +144,7 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
     data = _dumps({"crc": _crc(body), "doc": orjson.Fragment(body)})
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_bytes(data)
+        write_private(tmp, data)  # 0600 whatever the umask, before the rename
         os.replace(tmp, path)
     except OSError:
         try:
@@ -371,9 +376,8 @@ class SpoolProcessor(LogRecordProcessor):
         self._curdir = self.dir / "cursors"
         self._qdir = self.dir / "quarantine"
         try:
-            self._segdir.mkdir(exist_ok=True)
-            self._curdir.mkdir(exist_ok=True)
-            os.chmod(self.dir, 0o700)
+            make_dirs(self._segdir)  # 0700 when made here; the slot folder itself keeps its mode
+            make_dirs(self._curdir)
         except OSError as exc:
             self._lockfh.close()
             raise ConfigError(f"spool directory {self.dir}: cannot create: {exc.strerror}") from exc
@@ -438,7 +442,7 @@ class SpoolProcessor(LogRecordProcessor):
             if d == self.dir or not any((d / "segments").glob(f"*{_SEG}")):
                 continue
             try:
-                fh = open(d / "lock", "a+b")  # noqa: SIM115 - held until the drain is done
+                fh = open_lock(d / "lock")  # held until the drain is done
             except OSError:
                 continue
             try:
@@ -703,7 +707,7 @@ class SpoolProcessor(LogRecordProcessor):
         if out:
             path = self.dir / DROPS
             try:
-                with open(path, "ab") as fh:
+                with os.fdopen(open_append(path), "ab") as fh:
                     for d in out:
                         fh.write(frame(_dumps({**d, "reported": True})))
             except OSError as exc:
@@ -718,8 +722,8 @@ class SpoolProcessor(LogRecordProcessor):
 
     def _quarantine_bytes(self, seg: int, offset: int, data: bytes, why: str) -> None:
         try:
-            self._qdir.mkdir(exist_ok=True)
-            (self._qdir / f"{seg:016d}-{offset}.bad").write_bytes(data)
+            make_dirs(self._qdir)
+            write_private(self._qdir / f"{seg:016d}-{offset}.bad", data)
             where = f"quarantined in {self._qdir}"
         except OSError as exc:
             where = f"could not be quarantined ({exc.strerror})"
@@ -728,7 +732,7 @@ class SpoolProcessor(LogRecordProcessor):
 
     def _quarantine_file(self, path: Path) -> None:
         try:
-            self._qdir.mkdir(exist_ok=True)
+            make_dirs(self._qdir)
             os.replace(path, self._qdir / f"{path.name}.{time.time_ns()}.bad")
         except OSError:
             pass
@@ -740,7 +744,7 @@ class SpoolProcessor(LogRecordProcessor):
         path = self._segdir / _seg_name(n)
         cap = self.segment_bytes
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+            fd = open_new(path, os.O_RDWR | os.O_TRUNC)
         except OSError as exc:
             self._alloc_failed(path, exc)
             return None
@@ -1500,7 +1504,7 @@ def _slots(base: Path) -> list[Path]:
 
 def _held(d: Path) -> bool:
     try:
-        fh = open(d / "lock", "a+b")  # noqa: SIM115
+        fh = open_lock(d / "lock")
     except OSError:
         return False
     try:
@@ -1582,7 +1586,7 @@ def drop(directory: str | os.PathLike[str], exporter: str, *, reason: str, actor
         names = sorted(_cursor_name(p.name) for p in (d / "cursors").glob("*.json"))
         raise ConfigError(f"spool {d}: no exporter {exporter!r} (it has: {', '.join(names) or 'none'})")
     try:
-        fh = open(d / "lock", "a+b")  # noqa: SIM115
+        fh = open_lock(d / "lock")
     except OSError as exc:
         raise ConfigError(f"spool directory {d}: cannot open its lock: {exc.strerror}") from exc
     try:
@@ -1601,7 +1605,7 @@ def drop(directory: str | os.PathLike[str], exporter: str, *, reason: str, actor
             who = f"uid {os.getuid()}"
         entry = {"time_ns": time.time_ns(), "exporter": exporter, "records": records, "bytes": size,
                  "actor": who, "host": socket.gethostname(), "reason": reason.strip()}
-        with open(d / DROPS, "ab") as out:
+        with os.fdopen(open_append(d / DROPS), "ab") as out:
             out.write(frame(_dumps(entry)))
             out.flush()
             os.fsync(out.fileno())

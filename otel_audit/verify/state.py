@@ -10,7 +10,8 @@ must find each remembered stream at least that long, with the same tree root at 
 lineage's head still there or followed by a stream of the input. docs/state.md has the format.
 
 The file is the auditor's own: it is written atomically, only after a run that verified, and a
-damaged one is an error (exit 2), never a silent fresh start. No OpenTelemetry SDK imports.
+damaged one is an error (exit 2), never a silent fresh start. A new state file and its `.lock` are
+0600 whatever the umask; an existing one keeps its mode. No OpenTelemetry SDK imports.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 import orjson
 
 from otel_audit.errors import InputError
+from otel_audit.filemodes import FILE_MODE, open_append, open_new
 from otel_audit.note import KINDS
 from otel_audit.verify.report import Report, StreamReport
 
@@ -194,7 +196,7 @@ class AuditState:
                              "first use)")
         lock = self.path.with_name(self.path.name + ".lock")
         try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+            fd = open_append(lock, os.O_RDWR)  # 0600 when made here
         except OSError as exc:
             raise StateError(f"{lock}: cannot create the state's lock file: {exc.strerror}") from exc
         try:
@@ -519,11 +521,16 @@ def _entry_problem(sid: Any, e: Any, fields: tuple[str, ...] = _FIELDS) -> str |
 
 def _write_atomic(path: Path, data: bytes) -> None:
     """Write a temporary file next to `path`, fsync it, rename it over `path`, fsync the folder. A symlink
-    is followed: its target is replaced, the link stays."""
+    is followed: its target is replaced, the link stays. A new state file is 0600 whatever the umask; one
+    that exists keeps its mode (the auditor's choice, as `otel-audit keys export` keeps a keyring's)."""
     path = Path(os.path.realpath(path))
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        mode = FILE_MODE
+    try:
+        fd = open_new(tmp, os.O_WRONLY | os.O_TRUNC, mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
