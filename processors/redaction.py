@@ -221,7 +221,7 @@ _KV_VALUE = (
 # Values after a key word that are no secret: words of a sentence ("password: expired after
 # 90 days"), type names ("password: str"), and placeholders ("${env:DB_PASSWORD}", "<redacted>").
 _NOT_A_VALUE: Final = frozenset(
-    "none null nil true false yes no on off required optional expired invalid missing empty unset "
+    "none null nil true false yes no on off required optional expired invalid missing empty unset "  # noqa: SIM905
     "changed updated reset rotated revoked must should not str string int bool bytes any redacted "
     "hidden masked removed set enabled disabled ok n/a na unknown see is was the a an for of and or "
     "to in after before length policy".split()
@@ -1384,10 +1384,7 @@ class RedactionProcessor(LogRecordProcessor):
         new = {
             k: self._redact(v, found, self._is_sensitive(k)) for k, v in attributes.items()
         }
-        if found:
-            redacted = Resource(new, resource.schema_url)
-        else:
-            redacted = resource
+        redacted = Resource(new, resource.schema_url) if found else resource
         if len(self._resources) >= 64:
             self._resources.clear()
         self._resources[id(resource)] = (resource, redacted, tuple(found))

@@ -8,6 +8,7 @@ Each test builds the README pipeline: RedactionProcessor -> SigningProcessor -> 
 raw secret is nowhere in the archive (bytesValue decoded); a false-positive test asserts the
 benign value survives unchanged.
 """
+# ruff: noqa: E501 - the samples are long lines
 from __future__ import annotations
 
 import base64
