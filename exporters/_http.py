@@ -263,7 +263,7 @@ class HttpLogExporter(LogRecordExporter):
         session: requests.Session | None = None,
     ) -> None:
         if not timeout > 0:
-            raise ValueError(f"timeout must be more than zero seconds, got {timeout!r}")
+            raise ConfigError(f"timeout must be more than zero seconds, got {timeout!r}")
         self.timeout = float(timeout)
         self.retry = retry or RetrySettings()
         self.compression = compression

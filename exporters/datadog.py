@@ -142,16 +142,16 @@ def intake_url(site: str) -> str:
 
 def _check_site(site: str) -> str:
     if not isinstance(site, str):
-        raise ValueError(f"site must be a string such as datadoghq.eu, not {type(site).__name__}")
+        raise ConfigError(f"site must be a string such as datadoghq.eu, not {type(site).__name__}")
     s = site.strip().lower().rstrip(".")
     if "://" in s or "/" in s:
-        raise ValueError(f"site {site!r} is a URL; give the site alone (e.g. datadoghq.eu), "
+        raise ConfigError(f"site {site!r} is a URL; give the site alone (e.g. datadoghq.eu), "
                          "or the full intake URL as logs.endpoint")
     for prefix in ("app.", "api.", "http-intake.logs."):
         if s.startswith(prefix) and s[len(prefix):] in SITES:
-            raise ValueError(f"site {site!r} is a host name; the site is {s[len(prefix):]!r}")
+            raise ConfigError(f"site {site!r} is a host name; the site is {s[len(prefix):]!r}")
     if not _SITE.fullmatch(s):
-        raise ValueError(f"site {site!r} is not a domain name; known sites: {', '.join(SITES)}")
+        raise ConfigError(f"site {site!r} is not a domain name; known sites: {', '.join(SITES)}")
     if s not in SITES:
         _log.warning("Datadog site %r is not one of the sites known here (%s); sending to "
                      "https://http-intake.logs.%s", s, ", ".join(SITES), s)
@@ -161,13 +161,13 @@ def _check_site(site: str) -> str:
 def _check_endpoint(endpoint: str) -> str:
     """A full intake URL from `logs.endpoint`: the path /api/v2/logs is added unless present."""
     if not isinstance(endpoint, str) or not endpoint.strip():
-        raise ValueError("logs endpoint must be a non-empty URL such as https://http-intake.logs.datadoghq.eu")
+        raise ConfigError("logs endpoint must be a non-empty URL such as https://http-intake.logs.datadoghq.eu")
     url = endpoint.strip()
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"logs endpoint {redact_url(endpoint)!r} must be an http(s) URL with a host")
+        raise ConfigError(f"logs endpoint {redact_url(endpoint)!r} must be an http(s) URL with a host")
     if parts.query or parts.fragment:
-        raise ValueError(f"logs endpoint {redact_url(endpoint)!r} must not have a query or fragment; "
+        raise ConfigError(f"logs endpoint {redact_url(endpoint)!r} must not have a query or fragment; "
                          "give the API key as api.key")
     if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
         _log.warning("logs endpoint %s is plain http: the API key travels unencrypted", redact_url(url))
@@ -180,23 +180,23 @@ def _check_endpoint(endpoint: str) -> str:
 def _check_key(key: str) -> str:
     # The collector's offline check: present and hexadecimal. The key itself is never echoed.
     if not isinstance(key, str):
-        raise ValueError(f"the Datadog API key must be a string, not {type(key).__name__}")
+        raise ConfigError(f"the Datadog API key must be a string, not {type(key).__name__}")
     k = key.strip()
     if not k:
-        raise ValueError("the Datadog API key is empty; set api.key (or $DD_API_KEY)")
+        raise ConfigError("the Datadog API key is empty; set api.key (or $DD_API_KEY)")
     if not _HEX.fullmatch(k):
-        raise ValueError("the Datadog API key contains characters that are not hexadecimal; "
+        raise ConfigError("the Datadog API key contains characters that are not hexadecimal; "
                          "copy it again from Organization Settings > API Keys")
     return k
 
 
 def _check_tags(tags: Sequence[str], what: str) -> tuple[str, ...]:
     if isinstance(tags, str) or not isinstance(tags, Sequence):
-        raise ValueError(f"{what} must be a list of tags such as ['team:platform']")
+        raise ConfigError(f"{what} must be a list of tags such as ['team:platform']")
     out = []
     for t in tags:
         if not isinstance(t, str) or not t.strip() or "," in t:
-            raise ValueError(f"{what}: {t!r} is not a tag; a tag is a non-empty 'key:value' without commas")
+            raise ConfigError(f"{what}: {t!r} is not a tag; a tag is a non-empty 'key:value' without commas")
         out.append(_normalize_tag(t.strip()))
     return tuple(out)
 
@@ -316,7 +316,7 @@ class DatadogLogExporter(HttpLogExporter):
         if api_key is None:
             api_key = _env("api_key")
             if api_key is None:
-                raise ValueError("no Datadog API key: pass api_key, or set OTEL_AUDIT_DATADOG_API_KEY or DD_API_KEY")
+                raise ConfigError("no Datadog API key: pass api_key, or set OTEL_AUDIT_DATADOG_API_KEY or DD_API_KEY")
         self._api_key = _check_key(api_key)
 
         if site is None:
@@ -342,7 +342,7 @@ class DatadogLogExporter(HttpLogExporter):
         if hostname is None:
             hostname = _env("hostname") or ""
         if not isinstance(hostname, str) or len(hostname) > 255 or any(c.isspace() for c in hostname):
-            raise ValueError(f"hostname {hostname!r} must be a host name without spaces, at most 255 characters")
+            raise ConfigError(f"hostname {hostname!r} must be a host name without spaces, at most 255 characters")
         self.hostname = hostname or socket.gethostname()
 
         if tags is None:
@@ -359,19 +359,19 @@ class DatadogLogExporter(HttpLogExporter):
         if env is None:
             env = _env("env") or ""
         if not isinstance(env, str) or "," in env:
-            raise ValueError(f"env must be a string without commas, got {env!r}")
+            raise ConfigError(f"env must be a string without commas, got {env!r}")
         self.env = env.strip()
 
         if source is None:
             source = _env("source") or DEFAULT_SOURCE
         if not isinstance(source, str) or not source.strip():
-            raise ValueError(f"source (ddsource) must be a non-empty string, got {source!r}")
+            raise ConfigError(f"source (ddsource) must be a non-empty string, got {source!r}")
         self.source = source.strip()
 
         if use_compression is None:
             use_compression = _env_bool("use_compression", True)
         if not isinstance(use_compression, bool):
-            raise ValueError(f"use_compression must be true or false, got {use_compression!r}")
+            raise ConfigError(f"use_compression must be true or false, got {use_compression!r}")
         if compression_level is None:
             compression_level = 6
             text = _env("compression_level")
@@ -382,7 +382,7 @@ class DatadogLogExporter(HttpLogExporter):
                     _log.warning("%s=%r is not a level from 0 to 9; using 6", _env_var_name("compression_level"), text)
         level = compression_level
         if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 9:
-            raise ValueError(f"compression_level must be an integer from 0 to 9, got {compression_level!r}")
+            raise ConfigError(f"compression_level must be an integer from 0 to 9, got {compression_level!r}")
         self.compression_level = compression_level
 
         if timeout is None:

@@ -212,26 +212,26 @@ def decode_cloud_id(cloud_id: str) -> str:
     Raises ValueError saying what is wrong.
     """
     if not isinstance(cloud_id, str) or not cloud_id.strip():
-        raise ValueError("a Cloud ID is a non-empty string such as 'name:base64...'")
+        raise ConfigError("a Cloud ID is a non-empty string such as 'name:base64...'")
     encoded = cloud_id.strip().rpartition(":")[2]
     try:
         decoded = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True).decode("utf-8")
     except (binascii.Error, ValueError):
-        raise ValueError("the part after ':' is not base64; copy the Cloud ID from the Elastic Cloud console") from None
+        raise ConfigError("the part after ':' is not base64; copy the Cloud ID from the Elastic Cloud console") from None
     parts = decoded.split("$")
     if len(parts) < 2 or not parts[0] or not parts[1]:
-        raise ValueError("the decoded Cloud ID is not '<host>$<elasticsearch id>$<kibana id>'")
+        raise ConfigError("the decoded Cloud ID is not '<host>$<elasticsearch id>$<kibana id>'")
     port = 443
     names: list[str] = []
     for part in parts[:2]:  # the port may follow the host or the Elasticsearch id
         name, sep, number = part.rpartition(":")
         if sep:
             if not number.isdigit() or not 0 < int(number) < 65536:
-                raise ValueError(f"the decoded Cloud ID has a bad port {number!r}")
+                raise ConfigError(f"the decoded Cloud ID has a bad port {number!r}")
             port = int(number)
             part = name
         if not part:
-            raise ValueError("the decoded Cloud ID has an empty host or Elasticsearch id")
+            raise ConfigError("the decoded Cloud ID has an empty host or Elasticsearch id")
         names.append(part)
     host, es_id = names
     return f"https://{es_id}.{host}" + ("" if port == 443 else f":{port}")
@@ -246,16 +246,16 @@ class _Endpoint:
 def _endpoint(url: object) -> _Endpoint:
     """Check one endpoint URL; credentials written in it are taken out (they would leak in messages)."""
     if not isinstance(url, str) or not url.strip():
-        raise ValueError("an endpoint is a URL such as https://elasticsearch:9200")
+        raise ConfigError("an endpoint is a URL such as https://elasticsearch:9200")
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{_safe_url(url)!r} is not an http(s) URL; write e.g. https://elasticsearch:9200")
+        raise ConfigError(f"{_safe_url(url)!r} is not an http(s) URL; write e.g. https://elasticsearch:9200")
     if parts.query or parts.fragment:
-        raise ValueError(f"{_safe_url(url)!r} has a query or fragment; give the cluster's base URL only")
+        raise ConfigError(f"{_safe_url(url)!r} has a query or fragment; give the cluster's base URL only")
     try:
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError:
-        raise ValueError(f"{_safe_url(url)!r} has a bad port") from None
+        raise ConfigError(f"{_safe_url(url)!r} has a bad port") from None
     basic = None
     netloc = parts.netloc
     if "@" in netloc:
@@ -274,15 +274,15 @@ def _api_key_header(api_key: str | tuple[str, str]) -> str:
     """The `Authorization` value of an API key: the 'encoded' form, or (id, api_key) / 'id:api_key'."""
     if isinstance(api_key, tuple):
         if len(api_key) != 2 or not all(isinstance(x, str) and x for x in api_key):
-            raise ValueError("api_key as a tuple must be (id, api_key), two non-empty strings")
+            raise ConfigError("api_key as a tuple must be (id, api_key), two non-empty strings")
         api_key = base64.b64encode(f"{api_key[0]}:{api_key[1]}".encode()).decode("ascii")
     if not isinstance(api_key, str) or not api_key.strip():
-        raise ValueError("api_key must be a non-empty string: the 'encoded' value Elasticsearch returned")
+        raise ConfigError("api_key must be a non-empty string: the 'encoded' value Elasticsearch returned")
     key = api_key.strip()
     if ":" in key:  # base64 never holds ':': this is 'id:api_key', so encode it as the client libraries do
         key = base64.b64encode(key.encode()).decode("ascii")
     if not key.isascii() or not key.isprintable() or " " in key:
-        raise ValueError("api_key holds characters an HTTP header cannot carry; use the 'encoded' form")
+        raise ConfigError("api_key holds characters an HTTP header cannot carry; use the 'encoded' form")
     return f"ApiKey {key}"
 
 
@@ -413,33 +413,33 @@ class ElasticLogExporter(HttpLogExporter):
         if logs_index is None:
             logs_index = _env_checked(ENV_LOGS_INDEX, index_name_problem)
         elif (problem := index_name_problem(logs_index) if isinstance(logs_index, str) else "not a string"):
-            raise ValueError(f"logs_index {logs_index!r} is not a valid index or data stream name: {problem}")
+            raise ConfigError(f"logs_index {logs_index!r} is not a valid index or data stream name: {problem}")
         self.logs_index = logs_index or None
         if dataset is None:
             dataset = _env_checked(ENV_DATASET, lambda v: _ds_field_problem(v, "dataset")) or DEFAULT_DATASET
         elif problem := _ds_field_problem(dataset, "dataset"):
-            raise ValueError(f"dataset {dataset!r}: {problem}")
+            raise ConfigError(f"dataset {dataset!r}: {problem}")
         if namespace is None:
             namespace = _env_checked(ENV_NAMESPACE, lambda v: _ds_field_problem(v, "namespace")) or DEFAULT_NAMESPACE
         elif problem := _ds_field_problem(namespace, "namespace"):
-            raise ValueError(f"namespace {namespace!r}: {problem}")
+            raise ConfigError(f"namespace {namespace!r}: {problem}")
         self.dataset = dataset
         self.namespace = namespace
         if pipeline is None:
             pipeline = env.get(ENV_PIPELINE, "").strip() or None
         elif not isinstance(pipeline, str) or not pipeline.strip():
-            raise ValueError("pipeline must be the id of an ingest pipeline")
+            raise ConfigError("pipeline must be the id of an ingest pipeline")
         self.pipeline = pipeline
         statuses = RETRYABLE_STATUSES if retry_on_status is None else frozenset(retry_on_status)
         if not all(isinstance(s, int) and not isinstance(s, bool) and 100 <= s <= 599 for s in statuses):
-            raise ValueError(f"retry_on_status must hold HTTP status codes, got {sorted(statuses, key=str)!r}")
+            raise ConfigError(f"retry_on_status must hold HTTP status codes, got {sorted(statuses, key=str)!r}")
         self.retry_on_status = frozenset(statuses)
         self.dynamic_id = bool(dynamic_id)
         if include_source_on_error is not None and not isinstance(include_source_on_error, bool):
-            raise ValueError("include_source_on_error must be true, false or None")
+            raise ConfigError("include_source_on_error must be true, false or None")
         self.include_source_on_error = include_source_on_error
         if isinstance(max_bulk_bytes, bool) or not isinstance(max_bulk_bytes, int) or max_bulk_bytes < 1024:
-            raise ValueError(f"max_bulk_bytes must be an integer of at least 1024, got {max_bulk_bytes!r}")
+            raise ConfigError(f"max_bulk_bytes must be an integer of at least 1024, got {max_bulk_bytes!r}")
         self.max_bulk_bytes = max_bulk_bytes
         if proxy_url is not None:
             _endpoint(proxy_url)  # checks it; credentials in a proxy URL are how requests authenticates to it
@@ -458,9 +458,9 @@ class ElasticLogExporter(HttpLogExporter):
         if endpoint is not None:
             given = [endpoint] if isinstance(endpoint, str) else list(endpoint)
             if not given:
-                raise ValueError("endpoint: give at least one URL")
+                raise ConfigError("endpoint: give at least one URL")
             if cloudid is not None:
-                raise ValueError("give either endpoint(s) or cloudid, not both")
+                raise ConfigError("give either endpoint(s) or cloudid, not both")
         elif cloudid is not None:
             given = [decode_cloud_id(cloudid)]
         else:
@@ -468,7 +468,7 @@ class ElasticLogExporter(HttpLogExporter):
         eps = [_endpoint(u) for u in given]
         basics = {e.basic for e in eps if e.basic is not None}
         if len(basics) > 1:
-            raise ValueError("the endpoint URLs carry different user:password; configure user and password instead")
+            raise ConfigError("the endpoint URLs carry different user:password; configure user and password instead")
         return [e.url for e in eps], next(iter(basics), None)
 
     @staticmethod
@@ -506,13 +506,13 @@ class ElasticLogExporter(HttpLogExporter):
         url_basic: tuple[str, str] | None,
     ) -> str:
         if api_key is not None and (user is not None or password is not None):
-            raise ValueError("give either api_key or user and password, not both")
+            raise ConfigError("give either api_key or user and password, not both")
         if password is not None and user is None:
-            raise ValueError("password is given without user")
+            raise ConfigError("password is given without user")
         if user is not None and (not isinstance(user, str) or not user or ":" in user):
-            raise ValueError("user must be a non-empty string without ':'")
+            raise ConfigError("user must be a non-empty string without ':'")
         if password is not None and not isinstance(password, str):
-            raise ValueError("password must be a string")
+            raise ConfigError("password must be a string")
         if api_key is None and user is None and url_basic is None:
             env_key = os.environ.get(ENV_API_KEY, "").strip()
             env_user = os.environ.get(ENV_USER, "").strip()
@@ -594,7 +594,7 @@ class ElasticLogExporter(HttpLogExporter):
             elif chosen[0] == "endpoints":
                 eps = cfg["endpoints"]
                 if not isinstance(eps, list) or not all(isinstance(u, str) for u in eps):
-                    raise ValueError("expected a list of URLs")
+                    raise ConfigError("expected a list of URLs")
                 for u in eps:
                     _endpoint(u)
                 kw["endpoint"] = list(eps)

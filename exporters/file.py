@@ -182,25 +182,25 @@ def _rotation_from_args(
             return None
         rotation = {}
     if not isinstance(rotation, Mapping):
-        raise ValueError(
+        raise ConfigError(
             f"rotation: expected a mapping with keys {', '.join(_ROTATION_KEYS)}, got {rotation!r}"
         )
     unknown = [key for key in rotation if key not in _ROTATION_KEYS]
     if unknown:
-        raise ValueError(f"rotation: unknown key {unknown[0]!r}; valid keys are {', '.join(_ROTATION_KEYS)}")
+        raise ConfigError(f"rotation: unknown key {unknown[0]!r}; valid keys are {', '.join(_ROTATION_KEYS)}")
 
     megabytes = rotation.get("max_megabytes")
     if megabytes is None:
         megabytes = env_megabytes if env_megabytes is not None else DEFAULT_MAX_MEGABYTES
     if not _is_number(megabytes) or not 0 < megabytes <= MAX_MEGABYTES:  # type: ignore[operator]
-        raise ValueError(f"rotation.max_megabytes: must be a number above 0 and at most {MAX_MEGABYTES}, "
+        raise ConfigError(f"rotation.max_megabytes: must be a number above 0 and at most {MAX_MEGABYTES}, "
                          f"got {megabytes!r}")
 
     max_days = rotation.get("max_days", 0)
     if max_days is None:
         max_days = 0
     if not _is_number(max_days) or not 0 <= max_days <= MAX_DAYS:  # type: ignore[operator]
-        raise ValueError(
+        raise ConfigError(
             f"rotation.max_days: must be a number of days from 0 (keep backups of any age) to {MAX_DAYS}, "
             f"got {max_days!r}"
         )
@@ -209,7 +209,7 @@ def _rotation_from_args(
     if max_backups is None:
         max_backups = DEFAULT_MAX_BACKUPS
     if not isinstance(max_backups, int) or isinstance(max_backups, bool) or not 0 <= max_backups <= MAX_BACKUPS:
-        raise ValueError(
+        raise ConfigError(
             f"rotation.max_backups: must be a whole number from 0 (keep every backup) to {MAX_BACKUPS}, "
             f"got {max_backups!r}"
         )
@@ -218,7 +218,7 @@ def _rotation_from_args(
     if localtime is None:
         localtime = False
     if not isinstance(localtime, bool):
-        raise ValueError(f"rotation.localtime: must be true or false, got {localtime!r}")
+        raise ConfigError(f"rotation.localtime: must be true or false, got {localtime!r}")
 
     return _Rotation(
         max_bytes=max(1, int(float(megabytes) * _MEGABYTE)),  # type: ignore[arg-type]
@@ -366,17 +366,17 @@ class FileLogRecordExporter(LogRecordExporter):
         if path is None:
             path = os.environ.get(ENV_PATH) or DEFAULT_PATH
         if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
-            raise ValueError(f"path: must be a non-empty file path, got {path!r}")
+            raise ConfigError(f"path: must be a non-empty file path, got {path!r}")
         self._path = os.path.abspath(os.fspath(path))
         if os.path.basename(self._path) == "" or os.path.isdir(self._path):
-            raise ValueError(f"path: must name a file, not a directory, got {path!r}")
+            raise ConfigError(f"path: must name a file, not a directory, got {path!r}")
 
         self._rotation = _rotation_from_args(rotation, _env_megabytes())
 
         if compression is None:
             compression = "none"
         if compression not in COMPRESSIONS:
-            raise ValueError(f"compression: must be one of {', '.join(COMPRESSIONS)}, got {compression!r}")
+            raise ConfigError(f"compression: must be one of {', '.join(COMPRESSIONS)}, got {compression!r}")
         self._compression = compression
         if compression == "gzip" and self._rotation is None:
             _logger.warning("compression=gzip applies to rotated backups; rotation is off for %s", self._path)
@@ -384,11 +384,11 @@ class FileLogRecordExporter(LogRecordExporter):
         if fsync is None:
             fsync = _env_fsync()
         elif fsync not in FSYNC_POLICIES:
-            raise ValueError(f"fsync: must be one of {', '.join(FSYNC_POLICIES)}, got {fsync!r}")
+            raise ConfigError(f"fsync: must be one of {', '.join(FSYNC_POLICIES)}, got {fsync!r}")
         self._fsync = fsync
 
         if fsync_interval is not None and flush_interval is not None and fsync_interval != flush_interval:
-            raise ValueError(
+            raise ConfigError(
                 f"fsync_interval: {fsync_interval!r} conflicts with flush_interval {flush_interval!r}; "
                 "give only one of them (flush_interval is the collector's name for it)"
             )
@@ -397,7 +397,7 @@ class FileLogRecordExporter(LogRecordExporter):
         if interval is None:
             interval = DEFAULT_FSYNC_INTERVAL
         if not _is_number(interval) or interval <= 0:
-            raise ValueError(f"{name}: must be a number of seconds above 0, got {interval!r}")
+            raise ConfigError(f"{name}: must be a number of seconds above 0, got {interval!r}")
         self._fsync_interval = float(interval)
 
         self._set_path(self._path)

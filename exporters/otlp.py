@@ -74,7 +74,7 @@ def create_otlp_exporter(
     :class:`~otel_audit.errors.ConfigError` naming the key for anything it cannot use.
     """
     if protocol not in ("grpc", "http"):
-        raise ValueError(f"protocol: must be 'grpc' or 'http', got {protocol!r}")
+        raise ConfigError(f"protocol: must be 'grpc' or 'http', got {protocol!r}")
     if cfg is None:
         cfg = {}
     valid = GRPC_KEYS if protocol == "grpc" else HTTP_KEYS

@@ -237,20 +237,20 @@ def hec_urls(endpoint: str) -> tuple[str, str, str]:
     as it is; any other path (a proxy's) is used as it is, with ``/ack`` next to it.
     """
     if not isinstance(endpoint, str) or not endpoint.strip():
-        raise ValueError("endpoint must be a URL such as https://splunk.example.com:8088")
+        raise ConfigError("endpoint must be a URL such as https://splunk.example.com:8088")
     parts = urlsplit(endpoint.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"endpoint {redact_url(endpoint)!r} must be an http(s) URL with a host")
+        raise ConfigError(f"endpoint {redact_url(endpoint)!r} must be an http(s) URL with a host")
     if parts.username or parts.password:
-        raise ValueError("endpoint must not carry credentials; give the HEC token as token")
+        raise ConfigError("endpoint must not carry credentials; give the HEC token as token")
     if parts.query or parts.fragment:
-        raise ValueError(f"endpoint {redact_url(endpoint)!r} must not have a query or fragment; "
+        raise ConfigError(f"endpoint {redact_url(endpoint)!r} must not have a query or fragment; "
                          "give the token as token")
     path = parts.path.rstrip("/")
     if path == "":
         path = HEC_PATH
     if path.endswith((HEC_PATH + "/raw", HEC_PATH + "/raw/1.0")):
-        raise ValueError(f"endpoint {redact_url(endpoint)!r} is HEC's raw endpoint, which drops the envelope "
+        raise ConfigError(f"endpoint {redact_url(endpoint)!r} is HEC's raw endpoint, which drops the envelope "
                          "and audit.otlp; "
                          "give the host (or .../services/collector) instead")
     if path.endswith(HEC_PATH):
@@ -269,31 +269,31 @@ def hec_urls(endpoint: str) -> tuple[str, str, str]:
 
 def _check_token(token: Any) -> str:
     if not isinstance(token, str):
-        raise ValueError(f"the HEC token must be a string, not {type(token).__name__}")
+        raise ConfigError(f"the HEC token must be a string, not {type(token).__name__}")
     t = token.strip()
     if t.lower().startswith("splunk "):
         t = t[7:].strip()
     if not t:
-        raise ValueError("the HEC token is empty; set token (or $OTEL_AUDIT_SPLUNK_HEC_TOKEN / $SPLUNK_HEC_TOKEN)")
+        raise ConfigError("the HEC token is empty; set token (or $OTEL_AUDIT_SPLUNK_HEC_TOKEN / $SPLUNK_HEC_TOKEN)")
     if any(c.isspace() or ord(c) < 32 for c in t):
         # never echo the token itself
-        raise ValueError("the HEC token contains spaces or control characters; copy it again from "
+        raise ConfigError("the HEC token contains spaces or control characters; copy it again from "
                          "Settings > Data inputs > HTTP Event Collector")
     return t
 
 
 def _check_limit(value: Any, what: str, *, zero_ok: bool) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{what} must be a whole number of bytes, got {value!r}")
+        raise ConfigError(f"{what} must be a whole number of bytes, got {value!r}")
     low = 0 if zero_ok else 1
     if not low <= value <= MAX_LIMIT:
-        raise ValueError(f"{what} must be from {low} to {MAX_LIMIT} bytes, got {value}")
+        raise ConfigError(f"{what} must be from {low} to {MAX_LIMIT} bytes, got {value}")
     return value
 
 
 def _check_name(value: Any, what: str) -> str:
     if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
-        raise ValueError(f"{what} must be a string on one line, got {value!r}")
+        raise ConfigError(f"{what} must be a string on one line, got {value!r}")
     return value
 
 
@@ -302,12 +302,12 @@ def _check_mapping(value: Any, what: str, defaults: Mapping[str, str]) -> dict[s
     if value is None:
         return out
     if not isinstance(value, Mapping):
-        raise ValueError(f"{what} must be a mapping with keys {', '.join(defaults)}")
+        raise ConfigError(f"{what} must be a mapping with keys {', '.join(defaults)}")
     for k, v in value.items():
         if k not in defaults:
-            raise ValueError(f"{what}.{k}: unknown key; valid keys: {', '.join(defaults)}")
+            raise ConfigError(f"{what}.{k}: unknown key; valid keys: {', '.join(defaults)}")
         if not isinstance(v, str) or not v:
-            raise ValueError(f"{what}.{k}: expected an attribute name")
+            raise ConfigError(f"{what}.{k}: expected an attribute name")
         out[k] = v
     return out
 
@@ -433,7 +433,7 @@ class SplunkHecLogExporter(HttpLogExporter):
         if endpoint is None:
             endpoint = _env("endpoint")
             if endpoint is None:
-                raise ValueError("no Splunk HEC endpoint: pass endpoint, or set "
+                raise ConfigError("no Splunk HEC endpoint: pass endpoint, or set "
                                  "OTEL_AUDIT_SPLUNK_HEC_ENDPOINT or SPLUNK_HEC_URL")
         self.url, self.ack_url, self.base_url = hec_urls(endpoint)
         if urlsplit(self.url).scheme == "http" and urlsplit(self.url).hostname not in ("127.0.0.1", "localhost", "::1"):
@@ -442,7 +442,7 @@ class SplunkHecLogExporter(HttpLogExporter):
         if token is None:
             token = _env("token")
             if token is None:
-                raise ValueError("no Splunk HEC token: pass token, or set OTEL_AUDIT_SPLUNK_HEC_TOKEN "
+                raise ConfigError("no Splunk HEC token: pass token, or set OTEL_AUDIT_SPLUNK_HEC_TOKEN "
                                  "or SPLUNK_HEC_TOKEN")
         self._token = _check_token(token)
 
@@ -454,7 +454,7 @@ class SplunkHecLogExporter(HttpLogExporter):
         if disable_compression is None:
             disable_compression = _env_bool("disable_compression", False)
         if not isinstance(disable_compression, bool):
-            raise ValueError(f"disable_compression must be true or false, got {disable_compression!r}")
+            raise ConfigError(f"disable_compression must be true or false, got {disable_compression!r}")
 
         if max_content_length_logs is None:
             max_content_length_logs = _env_int(
@@ -469,7 +469,7 @@ class SplunkHecLogExporter(HttpLogExporter):
         if health_path is None:
             health_path = _env("health_path") or DEFAULT_HEALTH_PATH
         if not isinstance(health_path, str) or not health_path.startswith("/"):
-            raise ValueError(f"health_path must be a path starting with '/', got {health_path!r}")
+            raise ConfigError(f"health_path must be a path starting with '/', got {health_path!r}")
         parts = urlsplit(self.url)
         self.health_url = urlunsplit((parts.scheme, parts.netloc, health_path, "", ""))
         if health_check_enabled is None:
@@ -483,7 +483,7 @@ class SplunkHecLogExporter(HttpLogExporter):
         if use_ack is None:
             use_ack = _env_bool("use_ack", False)
         if not isinstance(use_ack, bool):
-            raise ValueError(f"use_ack must be true or false, got {use_ack!r}")
+            raise ConfigError(f"use_ack must be true or false, got {use_ack!r}")
         self.use_ack = use_ack
         if ack_timeout is None:
             ack_timeout = _env_seconds("ack_timeout", DEFAULT_ACK_TIMEOUT)
@@ -491,7 +491,7 @@ class SplunkHecLogExporter(HttpLogExporter):
             ack_poll_interval = _env_seconds("ack_poll_interval", DEFAULT_ACK_POLL_INTERVAL)
         for what, v in (("ack_timeout", ack_timeout), ("ack_poll_interval", ack_poll_interval)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-                raise ValueError(f"{what} must be a positive number of seconds, got {v!r}")
+                raise ConfigError(f"{what} must be a positive number of seconds, got {v!r}")
         self.ack_timeout = float(ack_timeout)
         self.ack_poll_interval = float(ack_poll_interval)
 

@@ -196,17 +196,17 @@ def _b64decode(text: str) -> bytes:
 def _secret_bytes(value: object) -> bytes:
     """The HMAC key of a `whsec_` secret. ValueError says what is wrong, never what the value is."""
     if not isinstance(value, str):
-        raise ValueError(f"must be a string, not a {type(value).__name__}; {_SECRET_HINT}")
+        raise ConfigError(f"must be a string, not a {type(value).__name__}; {_SECRET_HINT}")
     if not value.startswith(SECRET_PREFIX):
         if value.startswith((SIGNING_KEY_PREFIX, PUBLIC_KEY_PREFIX)):
-            raise ValueError(f"is an Ed25519 key, not an HMAC secret; give it as signing_key. {_SECRET_HINT}")
-        raise ValueError(f"does not start with '{SECRET_PREFIX}'; {_SECRET_HINT}")
+            raise ConfigError(f"is an Ed25519 key, not an HMAC secret; give it as signing_key. {_SECRET_HINT}")
+        raise ConfigError(f"does not start with '{SECRET_PREFIX}'; {_SECRET_HINT}")
     try:
         key = _b64decode(value[len(SECRET_PREFIX):])
     except (binascii.Error, ValueError):
-        raise ValueError(f"is not base64 after '{SECRET_PREFIX}'; {_SECRET_HINT}") from None
+        raise ConfigError(f"is not base64 after '{SECRET_PREFIX}'; {_SECRET_HINT}") from None
     if not SECRET_MIN_BYTES <= len(key) <= SECRET_MAX_BYTES:
-        raise ValueError(f"holds {len(key)} bytes; {_SECRET_HINT}")
+        raise ConfigError(f"holds {len(key)} bytes; {_SECRET_HINT}")
     return key
 
 
@@ -215,23 +215,23 @@ def _signing_key(value: object) -> Ed25519PrivateKey:
     if isinstance(value, Ed25519PrivateKey):
         return value
     if not isinstance(value, str):
-        raise ValueError(f"must be a string, not a {type(value).__name__}; {_SIGNING_KEY_HINT}")
+        raise ConfigError(f"must be a string, not a {type(value).__name__}; {_SIGNING_KEY_HINT}")
     if value.startswith(PUBLIC_KEY_PREFIX):
-        raise ValueError(f"is a public key ('{PUBLIC_KEY_PREFIX}'), which only verifies; give the secret key. "
+        raise ConfigError(f"is a public key ('{PUBLIC_KEY_PREFIX}'), which only verifies; give the secret key. "
                          f"{_SIGNING_KEY_HINT}")
     if value.startswith(SECRET_PREFIX):
-        raise ValueError(f"is an HMAC secret; give it under secrets. {_SIGNING_KEY_HINT}")
+        raise ConfigError(f"is an HMAC secret; give it under secrets. {_SIGNING_KEY_HINT}")
     if not value.startswith(SIGNING_KEY_PREFIX):
-        raise ValueError(f"does not start with '{SIGNING_KEY_PREFIX}'; {_SIGNING_KEY_HINT}")
+        raise ConfigError(f"does not start with '{SIGNING_KEY_PREFIX}'; {_SIGNING_KEY_HINT}")
     try:
         raw = _b64decode(value[len(SIGNING_KEY_PREFIX):])
     except (binascii.Error, ValueError):
-        raise ValueError(f"is not base64 after '{SIGNING_KEY_PREFIX}'; {_SIGNING_KEY_HINT}") from None
+        raise ConfigError(f"is not base64 after '{SIGNING_KEY_PREFIX}'; {_SIGNING_KEY_HINT}") from None
     if len(raw) not in (32, 64):
-        raise ValueError(f"holds {len(raw)} bytes; {_SIGNING_KEY_HINT}")
+        raise ConfigError(f"holds {len(raw)} bytes; {_SIGNING_KEY_HINT}")
     key = Ed25519PrivateKey.from_private_bytes(raw[:32])
     if len(raw) == 64 and key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw) != raw[32:]:
-        raise ValueError("holds 64 bytes whose second half is not the public key of the first; "
+        raise ConfigError("holds 64 bytes whose second half is not the public key of the first; "
                          f"{_SIGNING_KEY_HINT}")
     return key
 
@@ -285,7 +285,7 @@ def signature_header(
 ) -> str:
     """The `webhook-signature` value of one message: a `v1` entry per secret, then `v1a` when a key is given."""
     if "." in msg_id or not msg_id:
-        raise ValueError("a webhook id must be non-empty and hold no '.'")
+        raise ConfigError("a webhook id must be non-empty and hold no '.'")
     keys = _Keys([_secret_bytes(s) for s in secrets], _signing_key(signing_key) if signing_key is not None else None)
     return keys.header(msg_id, int(timestamp), payload)
 
@@ -508,18 +508,18 @@ class _SigningSession:
 def _check_endpoint(url: object) -> str:
     """An http(s) URL without credentials; ValueError says what is wrong."""
     if not isinstance(url, str) or not url.strip():
-        raise ValueError("must be the receiver's URL, such as https://hooks.example.com/audit")
+        raise ConfigError("must be the receiver's URL, such as https://hooks.example.com/audit")
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{_safe_url(url)!r} is not an http(s) URL; write e.g. https://hooks.example.com/audit")
+        raise ConfigError(f"{_safe_url(url)!r} is not an http(s) URL; write e.g. https://hooks.example.com/audit")
     if "@" in parts.netloc:
-        raise ValueError("credentials in the URL would show in logs; send them with headers (Authorization) instead")
+        raise ConfigError("credentials in the URL would show in logs; send them with headers (Authorization) instead")
     try:
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError:
-        raise ValueError(f"{_safe_url(url)!r} has a bad port") from None
+        raise ConfigError(f"{_safe_url(url)!r} has a bad port") from None
     if parts.fragment:
-        raise ValueError(f"{_safe_url(url)!r} has a #fragment, which is never sent; remove it")
+        raise ConfigError(f"{_safe_url(url)!r} has a #fragment, which is never sent; remove it")
     return url.strip()
 
 
@@ -536,16 +536,16 @@ def _check_headers(headers: Mapping[str, str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, value in headers.items():
         if not isinstance(name, str) or not name or not isinstance(value, str):
-            raise ValueError("headers must map names to string values")
+            raise ConfigError("headers must map names to string values")
         if name.lower() in _OWN_HEADERS:
-            raise ValueError(f"header {name!r} is set by the exporter itself and cannot be configured")
+            raise ConfigError(f"header {name!r} is set by the exporter itself and cannot be configured")
         out[name] = value
     return out
 
 
 def _int_setting(value: object, minimum: int, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{what} must be a whole number of at least {minimum}, got {value!r}")
+        raise ConfigError(f"{what} must be a whole number of at least {minimum}, got {value!r}")
     return value
 
 

@@ -1111,7 +1111,8 @@ def _env_number(e: Mapping[str, str], name: str, default: float, parse: Callable
             raise ValueError(raw)
         return v
     except (ValueError, AuditError):
-        _log.warning("%s=%r is not a positive number; using %s", name, raw, default)
+        # Not the value itself: a credential set in the wrong variable would be logged.
+        _log.warning("%s (a value of %d characters) is not a positive number; using %s", name, len(raw), default)
         return default
 
 

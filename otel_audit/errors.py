@@ -7,11 +7,24 @@ class AuditError(Exception):
     """Base class of every error otel-audit raises on purpose."""
 
 
-class ConfigError(AuditError, ValueError):
+class _Scrubbed(AuditError):
+    """An error whose message may quote input (a config value, an argument, a key): the message
+    passes `otel_audit.safe.scrub` first, so a credential put in the wrong place (a token pasted
+    into ``checkpoint_every``, an API key as an event name) is not repeated in clear."""
+
+    def __init__(self, *args: object) -> None:
+        if args and isinstance(args[0], str):
+            from otel_audit.safe import scrub
+
+            args = (scrub(args[0]), *args[1:])
+        super().__init__(*args)
+
+
+class ConfigError(_Scrubbed, ValueError):
     """A configuration file, key or value is wrong; the message names the file and key."""
 
 
-class EmitError(AuditError):
+class EmitError(_Scrubbed):
     """`AuditLogger` refused a call (its constructor, `emit` or a typed helper) before anything was emitted.
 
     Every exception `AuditLogger` raises on a bad argument is one of these; the message names the
@@ -47,7 +60,7 @@ class MissingAttributeError(EmitValueError):
     """A catalog event was emitted without one of its required attributes."""
 
 
-class KeyringError(AuditError):
+class KeyringError(_Scrubbed):
     """A key or keyring file is missing, malformed, or does not match."""
 
 

@@ -14,6 +14,7 @@ import logging
 import math
 import re
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 MASK = "***"
@@ -125,15 +126,33 @@ def redact_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     return {k: (MASK if is_secret_name(k) else v) for k, v in (headers or {}).items()}
 
 
+_SCRUBBER: list[Any] = []
+
+
+def scrub(text: object) -> str:
+    """`redact_text`, then every credential the redaction processor's secret rules find, masked
+    (``[REDACTED:api_key]``): for messages that may quote input. Never raises."""
+    s = redact_text(text)
+    try:
+        if not _SCRUBBER:
+            from otel_audit.processors.redaction import RedactionProcessor
+
+            _SCRUBBER.append(RedactionProcessor(mode="mask", rules=["api_key", "bearer_token", "password",
+                                                                    "private_key"]))
+        return _SCRUBBER[0].scan_text(s)
+    except Exception:  # noqa: BLE001 - a message must still be raised; the URL pass has run
+        return s
+
+
 class RedactingFilter(logging.Filter):
-    """A logging filter for handlers: the formatted message of every record passes `redact_text`."""
+    """A logging filter for handlers: the formatted message of every record passes `scrub`."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
         except Exception:  # a bad format string: leave it to the handler's own error path
             return True
-        safe = redact_text(message)
+        safe = scrub(message)
         if safe != message:
             record.msg, record.args = safe, None
         return True

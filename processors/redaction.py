@@ -225,6 +225,8 @@ _NOT_A_VALUE: Final = frozenset(
     "changed updated reset rotated revoked must should not str string int bool bytes any redacted "
     "hidden masked removed set enabled disabled ok n/a na unknown see is was the a an for of and or "
     "to in after before length policy".split()
+    # an authorization scheme: the credentials follow it (or were already replaced)
+    + "bearer basic digest apikey splunk ssws token negotiate ntlm hmac aws4-hmac-sha256".split()
 )
 _PLACEHOLDER = re.compile(r"\$\{.*\}?|<[^<>]*>?|\{\{.*|%[sd]|\*+|x{3,}|\[redacted[^\]]*\]?", re.IGNORECASE)
 
@@ -1027,6 +1029,10 @@ class RedactionProcessor(LogRecordProcessor):
         return (
             f"RedactionProcessor(mode={self._mode!r}, rules={self._rules!r}, custom={[c[0] for c in self._custom]!r})"
         )
+
+    def scan_text(self, text: str) -> str:
+        """``text`` with every finding of the value patterns replaced (no record, no annotation)."""
+        return self._scan(text, []) if isinstance(text, str) else text
 
     # -- replacement -------------------------------------------------------------------------
 

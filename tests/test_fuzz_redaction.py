@@ -216,7 +216,6 @@ def test_redacted_records_sign_and_verify(shared_keys: Path, keyring: Keyring,
 # -- findings kept as regression tests ---------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="finding R1: a top-level attribute key is not scanned (nested keys are)")
 def test_top_level_attribute_key_secret_is_redacted(pipe: Pipe) -> None:
     """Minimal example the fuzzer found: an attribute whose key is a credential keeps it in clear.
     The processor scans mapping keys inside values and bodies (``{GITHUB: 1}`` is redacted), but
