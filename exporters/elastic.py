@@ -217,7 +217,9 @@ def decode_cloud_id(cloud_id: str) -> str:
     try:
         decoded = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True).decode("utf-8")
     except (binascii.Error, ValueError):
-        raise ConfigError("the part after ':' is not base64; copy the Cloud ID from the Elastic Cloud console") from None
+        raise ConfigError(
+            "the part after ':' is not base64; copy the Cloud ID from the Elastic Cloud console"
+        ) from None
     parts = decoded.split("$")
     if len(parts) < 2 or not parts[0] or not parts[1]:
         raise ConfigError("the decoded Cloud ID is not '<host>$<elasticsearch id>$<kibana id>'")

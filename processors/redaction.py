@@ -226,7 +226,7 @@ _NOT_A_VALUE: Final = frozenset(
     "hidden masked removed set enabled disabled ok n/a na unknown see is was the a an for of and or "
     "to in after before length policy".split()
     # an authorization scheme: the credentials follow it (or were already replaced)
-    + "bearer basic digest apikey splunk ssws token negotiate ntlm hmac aws4-hmac-sha256".split()
+    + "bearer basic digest apikey splunk ssws token negotiate ntlm hmac aws4-hmac-sha256".split()  # noqa: SIM905
 )
 _PLACEHOLDER = re.compile(r"\$\{.*\}?|<[^<>]*>?|\{\{.*|%[sd]|\*+|x{3,}|\[redacted[^\]]*\]?", re.IGNORECASE)
 
