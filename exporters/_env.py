@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from otel_audit.errors import ConfigError
+from otel_audit.safe import shown
 
 TRUE = ("true", "1", "yes", "on")
 FALSE = ("false", "0", "no", "off")
@@ -31,7 +32,9 @@ def env_duration(name: str, default: float, log: logging.Logger) -> float:
     except ConfigError:
         value = 0.0
     if not value > 0:
-        log.warning("%s=%r is not a duration above zero (e.g. 30s); using %ss", name, raw, default)
+        # Not the value itself: a credential set in the wrong variable would be logged.
+        log.warning("%s (a value of %d characters) is not a duration above zero (e.g. 30s); using %ss",
+                    name, len(raw), default)
         return default
     return value
 
@@ -42,7 +45,7 @@ def env_choice(name: str, choices: Sequence[str], default: str, log: logging.Log
     if not raw:
         return default
     if raw not in choices:
-        log.warning("%s=%r is not one of %s; using %s", name, raw, ", ".join(choices), default)
+        log.warning("%s=%s is not one of %s; using %s", name, shown(raw), ", ".join(choices), default)
         return default
     return raw
 
@@ -75,7 +78,7 @@ class EnvSettings:
             return True
         if value.lower() in FALSE:
             return False
-        self.log.warning("%s=%r is not true or false; using %s", self.var_name(name), value, default)
+        self.log.warning("%s=%s is not true or false; using %s", self.var_name(name), shown(value), default)
         return default
 
     def int(self, name: str, default: int, check: Callable[[int], Any]) -> int:
@@ -85,7 +88,7 @@ class EnvSettings:
         try:
             return int(check(int(value)))
         except ValueError as exc:
-            self.log.warning("%s=%r: %s; using %d", self.var_name(name), value, exc, default)
+            self.log.warning("%s=%s: %s; using %d", self.var_name(name), shown(value), exc, default)
             return default
 
     def seconds(self, name: str, default: float) -> float:

@@ -81,7 +81,7 @@ from otel_audit.exporters._http import (
 
 # The per-record OTLP/JSON encoder; `audit.otlp` must be exactly what the file exporter writes.
 from otel_audit.otlpjson import encode_log_record
-from otel_audit.safe import redact_url
+from otel_audit.safe import redact_url, shown
 
 if TYPE_CHECKING:
     from opentelemetry.sdk._logs import ReadableLogRecord
@@ -604,8 +604,8 @@ class ElasticLogExporter(HttpLogExporter):
                 kw["cloudid"] = cfg["cloudid"]
                 decode_cloud_id(cfg["cloudid"])
         except ValueError as exc:
-            if isinstance(exc, ConfigError):
-                raise
+            if isinstance(exc, ConfigError) and str(exc).startswith(where):
+                raise  # already names its key
             key = chosen[0] if chosen else "endpoint"
             raise ConfigError(f"{where}.{key}: {exc}") from None
 
@@ -916,7 +916,7 @@ def _env_checked(name: str, problem_of: Any) -> str | None:
         return None
     problem = problem_of(raw)
     if problem:
-        _log.warning("%s=%r is not usable (%s); ignored", name, raw, problem)
+        _log.warning("%s=%s is not usable (%s); ignored", name, shown(raw), problem)
         return None
     return raw
 

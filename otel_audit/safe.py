@@ -144,6 +144,14 @@ def scrub(text: object) -> str:
         return s
 
 
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)`` for a log line or message: at most ``limit`` characters, scrubbed."""
+    text = repr(value)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return scrub(text)
+
+
 class RedactingFilter(logging.Filter):
     """A logging filter for handlers: the formatted message of every record passes `scrub`."""
 
