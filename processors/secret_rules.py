@@ -92,7 +92,7 @@ def _literal_prefixes(items: Iterable[tuple[Any, Any]], c: Any) -> tuple[set[str
         if op is c.LITERAL:
             out = cross((chr(av),))
         elif op is c.IN and 0 < len(av) <= 8 and all(o is c.LITERAL for o, _ in av):
-            out = cross(chr(v) for _, v in av)
+            out = cross([chr(v) for _, v in av])  # a list: cross reads it once per prefix
         elif op is c.SUBPATTERN:
             inner, complete = _literal_prefixes(av[-1], c)
             out = cross(inner)
