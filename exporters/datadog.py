@@ -379,7 +379,9 @@ class DatadogLogExporter(HttpLogExporter):
                 if text.isdigit() and 0 <= int(text) <= 9:
                     compression_level = int(text)
                 else:
-                    _log.warning("%s=%s is not a level from 0 to 9; using 6", _env_var_name("compression_level"), shown(text))
+                    _log.warning(
+                        "%s=%s is not a level from 0 to 9; using 6", _env_var_name("compression_level"), shown(text)
+                    )
         level = compression_level
         if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 9:
             raise ConfigError(f"compression_level must be an integer from 0 to 9, got {compression_level!r}")

@@ -224,7 +224,8 @@ _NOT_A_VALUE: Final = frozenset(
     "none null nil true false yes no on off required optional expired invalid missing empty unset "  # noqa: SIM905
     "changed updated reset rotated revoked must should not str string int bool bytes any redacted "
     "hidden masked removed set enabled disabled ok n/a na unknown see is was the a an for of and or "
-    "to in after before length policy".split()
+    "to in after before length policy holds has have expected got needs need cannot can contains "
+    "requires gives give takes use write".split()
     # an authorization scheme: the credentials follow it (or were already replaced)
     + "bearer basic digest apikey splunk ssws token negotiate ntlm hmac aws4-hmac-sha256".split()  # noqa: SIM905
 )
@@ -233,7 +234,7 @@ _PLACEHOLDER = re.compile(r"\$\{.*\}?|<[^<>]*>?|\{\{.*|%[sd]|\*+|x{3,}|\[redacte
 
 def _value_ok(text: str) -> bool:
     """``text``, found after a key word, can be a secret (see _NOT_A_VALUE, _PLACEHOLDER)."""
-    bare = text.rstrip(").,:;!?")
+    bare = text.strip("().,:;!?")
     if bare.lower() in _NOT_A_VALUE or _PLACEHOLDER.fullmatch(bare) is not None:
         return False
     if len(bare) <= 2 and not any(c.isalnum() for c in bare):

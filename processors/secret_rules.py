@@ -278,6 +278,7 @@ TOKEN_TABLE: Final = _table("".join(sorted(_TOKEN_CHARS)))
 BASE64_TABLE: Final = _table("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 _RUNS: dict[int, bytes] = {}
 _SPLIT_BELOW: Final = 256
+_LOW_RUN: Final = 10
 
 
 def has_run(s: str, length: int, table: bytes = TOKEN_TABLE, mapped: list[bytes] | None = None) -> bool:
@@ -301,17 +302,22 @@ def has_run(s: str, length: int, table: bytes = TOKEN_TABLE, mapped: list[bytes]
 class WeakScanner:
     """Looks for the patterns without a literal prefix, in the strings that could hold them."""
 
-    __slots__ = ("_first_needle", "_min_width", "_plain", "_rules", "rule")
+    __slots__ = ("_anchored", "_first_needle", "_min_width", "_plain", "_rules", "rule")
 
     def __init__(self, rules: Iterable[LibraryRule], rule: str = "api_key") -> None:
         self.rule = rule
-        # By run length: the first run a string lacks ends the search.
         self._rules = tuple(sorted((r for r in rules if r.prefixes is None), key=lambda r: r.min_run))
         self._min_width = min((r.min_width for r in self._rules), default=1 << 30)
+        # A pattern whose matches hold only a short run (Azure's "...Q~...") is looked for by
+        # its anchors alone, so that it does not keep every string from the run gate below.
+        low = [r for r in self._rules if r.min_run < _LOW_RUN and r.anchors is not None]
+        self._anchored = tuple((r.min_width, r.anchors, r.ignore_case, r.regex.finditer) for r in low)
+        # The others by run length: the first run a string lacks ends the search.
+        rest = [r for r in self._rules if r not in low]
         self._plain = tuple(
-            (r.min_run, b"a" * r.min_run, r.min_width, r.anchors, r.ignore_case, r.regex.finditer) for r in self._rules
+            (r.min_run, b"a" * r.min_run, r.min_width, r.anchors, r.ignore_case, r.regex.finditer) for r in rest
         )
-        self._first_needle = b"a" * min((r.min_run for r in self._rules), default=0)
+        self._first_needle = b"a" * min((r.min_run for r in rest), default=1 << 20)
 
     def __len__(self) -> int:
         return len(self._rules)
@@ -321,15 +327,31 @@ class WeakScanner:
         n = len(s)
         if n < self._min_width:
             return s
+        spans: list[tuple[int, int]] = []
+        folded: str | None = None
+        for min_width, anchors, ignore_case, finditer in self._anchored:
+            if min_width > n:
+                continue
+            if ignore_case:
+                if folded is None:
+                    folded = s.lower()
+                target = folded
+            else:
+                target = s
+            for anchor in anchors:
+                if anchor in target:
+                    for m in finditer(s):
+                        start, end = _span(m, s)
+                        if start < end:
+                            spans.append((start, end))
+                    break
         runs = s.encode("utf-8", "surrogatepass").translate(TOKEN_TABLE)
         if self._first_needle not in runs:
-            return s
+            return self._replace_spans(s, spans, replace, fired)
         # The longest run, exactly, for a short string (one C split); for a long one each
         # rule's run is looked for in turn (a split of 2 KB of prose costs more).
         longest = max(map(len, runs.split())) if n <= _SPLIT_BELOW else -1
         present = 0
-        folded: str | None = None
-        spans: list[tuple[int, int]] = []
         # Plain tuples, by run length: the first run the string lacks ends the loop.
         for min_run, needle, min_width, anchors, ignore_case, finditer in self._plain:
             if longest >= 0:
@@ -357,6 +379,11 @@ class WeakScanner:
                 start, end = _span(m, s)
                 if start < end:
                     spans.append((start, end))
+        return self._replace_spans(s, spans, replace, fired)
+
+    def _replace_spans(
+        self, s: str, spans: list[tuple[int, int]], replace: Callable[[str, str], str], fired: list[str]
+    ) -> str:
         if not spans:
             return s
         spans.sort()
