@@ -658,6 +658,53 @@ _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 _Entry = tuple[str, tuple[int, ...], "_Check | None", int, "_Span | None"]
 
 
+def _first_literal(source: str) -> str | None:
+    """The first character of ``source`` as regex text (``a``, ``\\?``), if it is a plain literal
+    that no quantifier follows; else None."""
+    if not source:
+        return None
+    if source[0] == "\\":
+        first = source[:2]
+        if len(first) < 2 or first[1].isalnum():  # \d, \w, \b ...: a class or an assertion
+            return None
+    elif source[0] in "([.^$|*+?{":
+        return None
+    else:
+        first = source[0]
+    if source[len(first) : len(first) + 1] in ("*", "+", "?", "{"):
+        return None
+    return first
+
+
+def _by_first_character(sources: list[str]) -> str:
+    """``sources`` joined by ``|``, those that start with the same literal character behind it once:
+    ``t(?:oken...|ls...)|a(?:kia...|pi...)``. The regex engine then tries, at each position, one
+    branch per first character instead of every alternative (~50 of them): the same matches (only
+    alternatives with the same first character can match at one position, and among them the
+    order is kept), at about half the cost."""
+    groups: dict[str, list[str]] = {}
+    order: list[str] = []
+    loose: list[tuple[int, str]] = []
+    for i, source in enumerate(sources):
+        first = _first_literal(source)
+        if first is None:
+            loose.append((i, source))
+            continue
+        if first not in groups:
+            groups[first] = []
+            order.append(first)
+        groups[first].append(source[len(first) :])
+    if loose:  # keep the order exactly
+        return "|".join(sources)
+    parts = [
+        f"{first}(?:{'|'.join(groups[first])})"
+        if len(groups[first]) > 1
+        else first + groups[first][0]
+        for first in order
+    ]
+    return "|".join(parts)
+
+
 class _Scanner:
     """One combined regex over several alternatives; finds matches and replaces their secret part.
 
@@ -700,7 +747,7 @@ class _Scanner:
                 source = source.replace("(?P<V>", f"(?P<v{n}>", 1)
             sources.append(f"{source}(?P<m{k}>)")
             groups_of.append(value_groups)
-        joined = "|".join(sources)
+        joined = "|".join(sources) if prefix else _by_first_character(sources)
         regex = re.compile(f"{prefix}(?:{joined})" if prefix else joined)
         dispatch: dict[int | None, _Entry] = {
             regex.groupindex[f"m{k}"]: (
