@@ -302,7 +302,7 @@ def has_run(s: str, length: int, table: bytes = TOKEN_TABLE, mapped: list[bytes]
 class WeakScanner:
     """Looks for the patterns without a literal prefix, in the strings that could hold them."""
 
-    __slots__ = ("_anchored", "_first_needle", "_min_width", "_plain", "_rules", "rule")
+    __slots__ = ("_anchor_gate", "_anchored", "_first_needle", "_min_width", "_plain", "_rules", "rule")
 
     def __init__(self, rules: Iterable[LibraryRule], rule: str = "api_key") -> None:
         self.rule = rule
@@ -312,6 +312,11 @@ class WeakScanner:
         # its anchors alone, so that it does not keep every string from the run gate below.
         low = [r for r in self._rules if r.min_run < _LOW_RUN and r.anchors is not None]
         self._anchored = tuple((r.min_width, r.anchors, r.ignore_case, r.regex.finditer) for r in low)
+        # One search for all their anchors: most strings hold none, and skip the loop.
+        sources = [
+            f"(?i:{re.escape(a)})" if r.ignore_case else re.escape(a) for r in low for a in sorted(r.anchors or ())
+        ]
+        self._anchor_gate = re.compile("|".join(sources)) if sources else None
         # The others by run length: the first run a string lacks ends the search.
         rest = [r for r in self._rules if r not in low]
         self._plain = tuple(
@@ -329,7 +334,9 @@ class WeakScanner:
             return s
         spans: list[tuple[int, int]] = []
         folded: str | None = None
-        for min_width, anchors, ignore_case, finditer in self._anchored:
+        gate = self._anchor_gate
+        anchored = self._anchored if gate is not None and gate.search(s) is not None else ()
+        for min_width, anchors, ignore_case, finditer in anchored:
             if min_width > n:
                 continue
             if ignore_case:
