@@ -16,6 +16,7 @@ Public by design, and so 0644 / 0755: the keyring (`keyring.json`, `otel-audit k
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shlex
 import stat
@@ -75,11 +76,23 @@ def _fix_dir_mode(d: Path, mode: int) -> None:
 
 
 def open_new(path: str | os.PathLike[str], flags: int = os.O_WRONLY | os.O_TRUNC, mode: int = FILE_MODE) -> int:
-    """A descriptor of `path`, created if missing, whose mode is then `mode` exactly.
+    """A descriptor of a new, empty file at `path`, whose mode is then `mode` exactly.
 
     For a temporary file about to be renamed into place, and for a file the product owns outright
-    (a spool segment): an earlier file of that name gets the mode too."""
-    fd = os.open(path, flags | os.O_CREAT | _CLOEXEC, mode)
+    (a spool segment). Whatever is at `path` already (a leftover of a crash, or a symlink someone
+    planted there to have the product overwrite their target) is removed first, and the file is
+    created exclusively without following a link (``O_EXCL | O_NOFOLLOW``), so a planted name is
+    never written through."""
+    flags = (flags & ~os.O_TRUNC) | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
+    for _ in range(8):
+        try:
+            fd = os.open(path, flags, mode)
+            break
+        except FileExistsError:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)  # a symlink is removed itself, never its target
+    else:
+        raise FileExistsError(errno.EEXIST, "recreated while being replaced, 8 times", str(path))
     try:
         os.fchmod(fd, mode)
     except BaseException:
