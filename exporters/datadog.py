@@ -563,7 +563,8 @@ class DatadogLogExporter(HttpLogExporter):
         # Resource attributes travel as strings, as the contrib exporter sends them.
         for k, v in res.items():
             if k not in ("service.name", "host.name", "datadog.host.name", "datadog.log.source") and v is not None:
-                extra[f"otel.attr.{k}" if k in _RESERVED else k] = v if isinstance(v, str) else str(v)
+                name = f"{siem_fields.SHADOWED_PREFIX}{k}" if k in _RESERVED else k
+                extra[name] = v if isinstance(v, str) else str(v)
         tags = list(self.tags)
         env = res.get("deployment.environment.name") or res.get("deployment.environment") or self.env
         if env:

@@ -247,6 +247,10 @@ def _event(
     severity: str = "INFO",
     category: str | None = None,
 ) -> EventSpec:
+    # Any event can be emitted with outcome="failure": each can then say why, as error.type
+    # (OTel's general attribute for the class of an error).
+    if not name.startswith("audit."):
+        optional = (*optional, "error.type")
     optional = tuple(dict.fromkeys(k for k in optional if k not in required))
     return EventSpec(
         name=name,

@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from importlib import metadata
 from typing import Any
@@ -401,7 +402,7 @@ class AuditLogger:
             },
         )
 
-    def rate_limit_violated(
+    def rate_limit_exceeded(
         self,
         limit: int,
         *,
@@ -427,6 +428,15 @@ class AuditLogger:
                 "client.address": client_address,
             },
         )
+
+    def rate_limit_violated(self, limit: int, **kwargs: Any) -> None:
+        """Deprecated name of `rate_limit_exceeded` (it emits ``authorization.rate_limit.exceeded``,
+        not the catalog's ``security.rate_limit.violated``); kept so existing callers work."""
+        warnings.warn(
+            "AuditLogger.rate_limit_violated() is renamed rate_limit_exceeded(), after the event it emits "
+            "(authorization.rate_limit.exceeded)", DeprecationWarning, stacklevel=2,
+        )
+        self.rate_limit_exceeded(limit, **kwargs)
 
     def suspicious_ip(
         self,

@@ -136,14 +136,22 @@ def splunk_record_fields(rec: Mapping[str, Any], *, severity_text: str = SPLUNK_
     return head, splunk_flatten(f[5], skip), f[5]
 
 
+#: Where a record or resource attribute goes when its name is one the SIEM itself reads (Splunk's
+#: ``body``, Datadog's ``host``): ``otel_audit.attr.<name>``, in this product's own namespace (see
+#: docs/naming.md); earlier versions wrote ``otel.attr.<name>``, in the namespace OpenTelemetry
+#: reserves, which the readers still accept.
+SHADOWED_PREFIX = "otel_audit.attr."
+LEGACY_SHADOWED_PREFIX = "otel.attr."
+
+
 def splunk_merge(head: Mapping[str, Any], resource_flat: Mapping[str, Any], record_flat: Mapping[str, Any],
                  reserved: frozenset[str]) -> dict[str, Any]:
     """The HEC event (without ``audit.otlp``): the header, then the resource's and the record's flattened
-    attributes (the record's win), a name the header uses moved to ``otel.attr.<name>``."""
+    attributes (the record's win), a name the header uses moved to ``otel_audit.attr.<name>``."""
     event = dict(head)
     flat = {**resource_flat, **record_flat}
     for k in reserved.intersection(flat):
-        flat[f"otel.attr.{k}"] = flat.pop(k)
+        flat[f"{SHADOWED_PREFIX}{k}"] = flat.pop(k)
     event.update(flat)
     return event
 
@@ -357,7 +365,7 @@ def es_resource_fields(resource_attrs: Mapping[str, Any]) -> dict[str, Any]:
 # -- Datadog (exporters/datadog.py, otel_audit/sources/datadog.py) ---------------------------------
 
 #: Keys Datadog's preprocessing reads as the log's host, service, status, message, date or trace: a record
-#: attribute of that name would silently become one of them, so it travels as "otel.attr.<name>" instead.
+#: attribute of that name would silently become one of them, so it travels as "otel_audit.attr.<name>" instead.
 #: Our own added keys are reserved for the same reason.
 DD_RESERVED = frozenset({
     "host", "hostname", "syslog.hostname", "service", "syslog.appname", "dd.service",
@@ -479,18 +487,18 @@ def dd_preview(message: str) -> str:
 
 
 def dd_attribute_fields(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    """A record's attributes as Datadog entry fields: flattened, reserved names as ``otel.attr.<name>``,
+    """A record's attributes as Datadog entry fields: flattened, reserved names as ``otel_audit.attr.<name>``,
     then the standard aliases (`DD_STANDARD_ALIASES`)."""
     out: dict[str, Any] = {}
     for k, v in attrs.items():
         t = type(v)
         if t is str or t is int or t is bool:
-            out[f"otel.attr.{k}" if k in DD_RESERVED else k] = v
+            out[f"{SHADOWED_PREFIX}{k}" if k in DD_RESERVED else k] = v
             continue
         flat: dict[str, Any] = {}
         dd_flatten(k, v, flat)
         for fk, fv in flat.items():
-            out[f"otel.attr.{fk}" if fk in DD_RESERVED else fk] = fv
+            out[f"{SHADOWED_PREFIX}{fk}" if fk in DD_RESERVED else fk] = fv
     for k, alias in DD_STANDARD_ALIASES.items():
         v = attrs.get(k)
         if isinstance(v, (str, int, float)) and not isinstance(v, bool):

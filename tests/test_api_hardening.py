@@ -259,7 +259,7 @@ def test_typed_values_arrive_as_the_catalog_says_and_verify(pipe: Pipeline, shar
     pipe.audit.emit("data_access.pii.detected", {"audit.pii.types": ("email", "phone"), "audit.pii.count": 2})
     pipe.audit.emit("authorization.model.accessed",
                     {"gen_ai.request.model": "gpt-4o", "http.response.status_code": 403}, outcome="failure")
-    pipe.audit.rate_limit_violated(100, current=101, window_seconds=60, user_id="u")
+    pipe.audit.rate_limit_exceeded(100, current=101, window_seconds=60, user_id="u")
     jail, pii, model, rate = (dict(r.log_record.attributes or {}) for r in pipe.events())
     assert jail["audit.risk.score"] == 1.0 and type(jail["audit.risk.score"]) is float
     assert pii["audit.pii.types"] == ("email", "phone") and pii["audit.pii.count"] == 2
@@ -276,7 +276,7 @@ def test_helpers_enforce_the_catalog_types(pipe: Pipeline) -> None:
     assert "'audit.risk.score'" in refused(
         pipe, lambda: a.prompt_injection("u", score="high"), AttributeTypeError)  # type: ignore[arg-type]
     assert "'audit.rate_limit.limit'" in refused(
-        pipe, lambda: a.rate_limit_violated("10"), AttributeTypeError)  # type: ignore[arg-type]
+        pipe, lambda: a.rate_limit_exceeded("10"), AttributeTypeError)  # type: ignore[arg-type]
     assert "'audit.target.id'" in refused(
         pipe, lambda: a.config_changed("configuration.team.updated", 7, {}, {}, "admin"),  # type: ignore[arg-type]
         AttributeTypeError)

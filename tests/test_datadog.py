@@ -163,7 +163,7 @@ def test_entries_carry_datadog_fields_attributes_and_the_signed_record(standin: 
     assert entry["user.id"] == entry["usr.id"] == "alice"
     assert entry["audit.outcome"] == entry["evt.outcome"] == "failure"
     assert entry["network.client.ip"] == "203.0.113.7"
-    assert entry["otel.attr.status"] == "shadowed"  # a record attribute never becomes Datadog's status
+    assert entry["otel_audit.attr.status"] == "shadowed"  # a record attribute never becomes Datadog's status
     assert entry["blob"] == base64.b64encode(b"\x00\xff").decode()
     assert entry["gen_ai.usage.input_tokens"] == 3 and entry["gen_ai.usage.deep.x"] == 1.5
     assert entry["ratio"] == "NaN"

@@ -204,7 +204,7 @@ _HELPERS: dict[str, tuple[tuple[str, st.SearchStrategy[Any]], ...]] = {
     "config_changed": (("event_name", _config_events), ("target_id", _arg), ("before", _mapping_arg),
                        ("after", _mapping_arg), ("actor", _arg)),
     "prompt_injection": (("user_id", _arg), ("score", _num_arg), ("model", _arg), ("snippet", _arg)),
-    "rate_limit_violated": (("limit", _num_arg), ("metric", _arg), ("window_seconds", _num_arg),
+    "rate_limit_exceeded": (("limit", _num_arg), ("metric", _arg), ("window_seconds", _num_arg),
                             ("current", _num_arg), ("key_id", _arg), ("user_id", _arg), ("client_address", _arg)),
     "suspicious_ip": (("client_address", _arg), ("reason", _arg), ("score", _num_arg)),
 }
@@ -213,7 +213,7 @@ _REQUIRED = {
     "login_succeeded": {"user_id"}, "login_failed": {"user_id", "reason"}, "logout": {"user_id"},
     "permission_denied": {"actor", "resource", "action", "reason"}, "virtual_key_used": {"key_id", "model", "provider"},
     "config_changed": {"event_name", "target_id", "before", "after"}, "prompt_injection": {"user_id", "score"},
-    "rate_limit_violated": {"limit"}, "suspicious_ip": {"client_address", "reason"},
+    "rate_limit_exceeded": {"limit"}, "suspicious_ip": {"client_address", "reason"},
 }
 
 

@@ -334,9 +334,9 @@ def test_config_changed_enforces_catalog_rules(audit: AuditLogger) -> None:
 
 
 def test_security_helpers(pipe: Pipeline, audit: AuditLogger) -> None:
-    """prompt_injection, rate_limit_violated and suspicious_ip emit their catalog events."""
+    """prompt_injection, rate_limit_exceeded and suspicious_ip emit their catalog events."""
     audit.prompt_injection("u1", score=0.93, model="gpt-4o", snippet="ignore previous")
-    audit.rate_limit_violated(100, metric="requests", window_seconds=60, current=101, key_id="vk-1")
+    audit.rate_limit_exceeded(100, metric="requests", window_seconds=60, current=101, key_id="vk-1")
     audit.suspicious_ip("203.0.113.9", "tor exit node", score=0.7)
     injection, limited, ip = pipe.records()
     assert injection.log_record.event_name == "security.prompt_injection.detected"
@@ -358,3 +358,15 @@ def test_helper_parameters_win_over_the_attributes_mapping(pipe: Pipeline, audit
     got = attrs(pipe.one())
     assert got["user.id"] == "u1"
     assert got["user.email"] == "u1@example.com"
+
+
+def test_rate_limit_violated_is_a_deprecated_name_of_rate_limit_exceeded() -> None:
+    """The old helper name still emits authorization.rate_limit.exceeded, and says it is renamed."""
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    audit = AuditLogger(provider)
+    with pytest.warns(DeprecationWarning, match="rate_limit_exceeded"):
+        audit.rate_limit_violated(100, current=101)
+    (record,) = exporter.get_finished_logs()
+    assert record.log_record.event_name == "authorization.rate_limit.exceeded"

@@ -209,13 +209,13 @@ def test_endpoint_paths_follow_the_contrib_exporter() -> None:
 
 
 def test_attributes_named_like_our_own_keys_are_kept_apart(hec: SplunkHecStandIn, shared_keys: Path) -> None:
-    """An attribute called body, event_name or audit.otlp goes to otel.attr.<name>; ours stay intact."""
+    """An attribute called body, event_name or audit.otlp goes to otel_audit.attr.<name>; ours stay intact."""
     recs = signed_records(shared_keys, 1, body="attr body", event_name="attr name", **{"audit.otlp": "forged"})
     exporter(hec).export(recs)
     ev = hec.events()[0]["event"]
     assert ev["body"] == "login 0" and ev["event_name"] == "authentication.login.succeeded"
-    assert ev["otel.attr.body"] == "attr body" and ev["otel.attr.event_name"] == "attr name"
-    assert ev["otel.attr.audit.otlp"] == "forged" and orjson.loads(ev["audit.otlp"])["body"]
+    assert ev["otel_audit.attr.body"] == "attr body" and ev["otel_audit.attr.event_name"] == "attr name"
+    assert ev["otel_audit.attr.audit.otlp"] == "forged" and orjson.loads(ev["audit.otlp"])["body"]
 
 
 def test_com_splunk_attributes_choose_index_source_and_sourcetype(hec: SplunkHecStandIn, shared_keys: Path) -> None:

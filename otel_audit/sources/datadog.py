@@ -338,8 +338,9 @@ def _millis(value: Any) -> int | None:
 EXPORTER_FIELDS = frozenset({OTLP_FIELD, "otel_audit.restamped", "otel_audit.shrunk", siem_fields.DD_HOST_FALLBACK})
 #: attribute names only a record gives: such a field that the signed record does not produce was added
 _RECORD_ONLY_PREFIXES = ("audit.", "user.", "usr.", "client.", "network.client.", "evt.", "session.", "otel.",
-                         "dd.", "error.", "http.", "url.")
-_RESOURCE_RENAMED = "otel.attr."  # a resource attribute whose name Datadog reserves
+                         "otel_audit.attr.", "dd.", "error.", "http.", "url.")
+# a resource attribute whose name Datadog reserves (and the earlier versions' prefix)
+_RESOURCE_RENAMED = (siem_fields.SHADOWED_PREFIX, siem_fields.LEGACY_SHADOWED_PREFIX)
 _OPTIONAL = frozenset(siem_fields.DD_STANDARD_ALIASES.values())  # Datadog's remappers may move them
 _CATEGORY_TAG = "audit_category:"
 
@@ -438,7 +439,7 @@ def cross_check(event: Event, record: Mapping[str, Any], resource: dict[str, Any
         if path in EXPORTER_FIELDS or not shown(path):
             continue
         if path.startswith(_RESOURCE_RENAMED):
-            res[path[len(_RESOURCE_RENAMED):]] = actual
+            res[path.split(".attr.", 1)[1]] = actual
         elif path.startswith(_RECORD_ONLY_PREFIXES) or path in siem_fields.DD_RESERVED:
             out.append(f"{event.where}: searchable field {path} is {actual!r} but the signed record has no such "
                        f"value ({which})")

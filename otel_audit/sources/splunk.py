@@ -276,7 +276,8 @@ _RESERVED = frozenset({EVENT_NAME_FIELD, "body", "trace_id", "span_id", OTLP_FIE
                        siem_fields.SPLUNK_SEVERITY_TEXT, siem_fields.SPLUNK_SEVERITY_NUMBER})
 #: field names only a record gives (a resource attribute so named would be renamed or is not ours):
 #: such a field in the event that the signed record does not produce was added
-_RECORD_ONLY_PREFIXES = ("audit.", "otel.attr.", "user.", "client.", "session.")
+_RECORD_ONLY_PREFIXES = ("audit.", siem_fields.SHADOWED_PREFIX, siem_fields.LEGACY_SHADOWED_PREFIX, "user.",
+                         "client.", "session.")
 
 
 def _backend(name: str) -> bool:
