@@ -26,6 +26,7 @@ from otel_audit.errors import (
     MissingAttributeError,
     UnknownEventError,
 )
+from otel_audit.log_bridges import AuditHandler, AuditProcessor
 from otel_audit.logger import AuditLogger
 
 __version__ = "0.1.0"
@@ -84,8 +85,10 @@ __all__ = [
     "AttributeTypeError",
     "AttributeValueError",
     "AuditError",
+    "AuditHandler",
     "AuditLogger",
     "AuditPipeline",
+    "AuditProcessor",
     "ConfigError",
     "DeliveryError",
     "EmitError",
