@@ -122,6 +122,9 @@ DEFAULT_TIMEOUT = 90.0  # the contrib exporter's default
 #: Bulk bodies are cut below this many bytes (before gzip): the contrib exporter's batch max_size,
 #: far under Elasticsearch's http.max_content_length (100mb), so a batch never meets a 413.
 DEFAULT_MAX_BULK_BYTES = 5_000_000
+#: Elasticsearch's default http.max_content_length, which counts the body before compression: the
+#: largest max_bulk_bytes accepted (a larger body is a 413 on a cluster left at its default).
+MAX_CONTENT_LENGTH = 100 * 1024 * 1024
 
 NDJSON = "application/x-ndjson"
 _INDEX_FORBIDDEN = frozenset('\\/*?"<>| ,#:')
@@ -367,7 +370,10 @@ class ElasticLogExporter(HttpLogExporter):
         retry_on_status: statuses retried, per item and per request (default: RETRYABLE_STATUSES).
         dynamic_id: for records without an audit id, use the `elasticsearch.document_id` attribute.
         include_source_on_error: passed to `_bulk` (ES 8.18+); None leaves it out.
-        max_bulk_bytes: a batch is cut into `_bulk` bodies of at most this size before gzip.
+        max_bulk_bytes: a batch is cut into `_bulk` bodies of at most this size before gzip (as
+            http.max_content_length counts them), 1024 up to 100 MiB (that setting's default).
+            A cluster with a lower limit answers 413: the body is split in halves, down to single
+            documents; one document over the limit on its own is rejected (logged, counted).
         proxy_url: an HTTP(S) proxy for every request.
         timeout, tls, retry, compression, headers, session: as `HttpLogExporter`.
     """
@@ -440,8 +446,10 @@ class ElasticLogExporter(HttpLogExporter):
         if include_source_on_error is not None and not isinstance(include_source_on_error, bool):
             raise ConfigError("include_source_on_error must be true, false or None")
         self.include_source_on_error = include_source_on_error
-        if isinstance(max_bulk_bytes, bool) or not isinstance(max_bulk_bytes, int) or max_bulk_bytes < 1024:
-            raise ConfigError(f"max_bulk_bytes must be an integer of at least 1024, got {max_bulk_bytes!r}")
+        if (isinstance(max_bulk_bytes, bool) or not isinstance(max_bulk_bytes, int)
+                or not 1024 <= max_bulk_bytes <= MAX_CONTENT_LENGTH):
+            raise ConfigError(f"max_bulk_bytes must be a whole number of bytes from 1024 to {MAX_CONTENT_LENGTH} "
+                              f"(Elasticsearch's default http.max_content_length, 100mb), got {max_bulk_bytes!r}")
         self.max_bulk_bytes = max_bulk_bytes
         if proxy_url is not None:
             _endpoint(proxy_url)  # checks it; credentials in a proxy URL are how requests authenticates to it
@@ -449,6 +457,8 @@ class ElasticLogExporter(HttpLogExporter):
         self.session.headers["User-Agent"] = "otel-audit-elasticsearch"
         self._query = self._bulk_query()
         self.duplicates = 0  # items Elasticsearch already had (409): delivered before, e.g. by a retry
+        self.splits = 0  # requests split in two after a 413 (or a 400 that names no document)
+        self._warned_413 = False
         self._warned_routes: set[str] = set()
 
     # configuration helpers
@@ -775,7 +785,10 @@ class ElasticLogExporter(HttpLogExporter):
     def _split(self, request: Request) -> list[Request]:
         items: list[_Item] = request.context
         half = len(items) // 2
-        return [self._request(items[:half]), self._request(items[half:])] if half else []
+        if not half:
+            return []
+        self.splits += 1
+        return [self._request(items[:half]), self._request(items[half:])]
 
     # judging answers
 
@@ -790,7 +803,18 @@ class ElasticLogExporter(HttpLogExporter):
             return Verdict(retry=self._request(items), retry_after=wait, reason=reason)
         if status in (400, 413):
             if status == 413:
-                reason += "; the bulk body is above http.max_content_length: lower max_bulk_bytes"
+                raw = sum(len(i.line) for i in items)
+                if len(items) > 1:
+                    reason += f"; a body of {raw} bytes (before gzip) is over the cluster's http.max_content_length"
+                    if not self._warned_413:
+                        self._warned_413 = True
+                        _log.warning("%s: the cluster refused a _bulk body of %d bytes as too large (413); "
+                                     "bodies are split until they fit: set max_bulk_bytes (now %d) below the "
+                                     "cluster's http.max_content_length", self.name, raw, self.max_bulk_bytes)
+                else:
+                    reason += (f"; document [{items[0].index}][{items[0].id or 'auto id'}] alone is {raw} bytes, "
+                               "over the cluster's http.max_content_length: raise that setting or make the "
+                               "record smaller")
             return self._blame(request, reason)
         if status in (401, 403):
             reason += ("; check api_key or user/password" if status == 401

@@ -9,7 +9,10 @@ client work against it:
 * authentication on every request: ``Authorization: ApiKey <encoded>`` or ``Basic``; 401
   ``security_exception`` otherwise, 403 for a read-only key writing;
 * ``_bulk``: ``Content-Type: application/x-ndjson`` (or the compatible-with variant) else 406,
-  gzip bodies, ``http.max_content_length`` (413), the final newline (400), action/source pairs,
+  gzip bodies, ``http.max_content_length`` (413: an empty body and ``Connection: close``; the limit
+  counts the body before compression, as the setting's documentation says; with ``early_413=True``
+  the 413 is sent before an uncompressed body is read, as Netty's content-size handler does), the
+  final newline (400), action/source pairs,
   unknown actions, metadata keys or query parameters (400); per item: only ``create`` on a data
   stream (``logs-*-*``), exactly one parseable ``@timestamp``, ``data_stream.*`` equal to the
   stream's constant keywords, a dynamic mapping whose field types cannot change (400
@@ -33,7 +36,6 @@ import base64
 import contextlib
 import datetime as _dt
 import fnmatch
-import gzip
 import itertools
 import json
 import re
@@ -219,6 +221,7 @@ class ElasticStandIn:
         readonly_api_keys: tuple[str, ...] = (),
         users: Mapping[str, str] | None = None,
         max_content_length: int = MAX_CONTENT_LENGTH,
+        early_413: bool = False,
         version: str = VERSION,
         data_stream_patterns: tuple[str, ...] = ("logs-*-*",),
     ) -> None:
@@ -226,6 +229,8 @@ class ElasticStandIn:
         self.readonly_api_keys = set(readonly_api_keys)
         self.users = dict(DEFAULT_USERS if users is None else users)
         self.max_content_length = max_content_length
+        #: answer 413 to an uncompressed body over max_content_length before reading it, then close
+        self.early_413 = early_413
         self.version = version
         self.major = int(version.split(".")[0])
         self.data_stream_patterns = data_stream_patterns
@@ -1016,6 +1021,21 @@ def _apply_at(doc: dict[str, Any], path: str, convert: Callable[[Any], Any]) -> 
             return
 
 
+def _gunzip(raw: bytes, limit: int) -> bytes:
+    """A gzip body decompressed; 413 once it is over `limit` bytes decompressed (http.max_content_length
+    counts the body before compression), 400 when it is not gzip."""
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = d.decompress(raw, limit + 1)
+        if len(out) > limit:
+            raise _Fail(413, b"")
+        if not d.eof or d.unconsumed_tail:
+            raise zlib.error("truncated or trailing data")
+    except zlib.error:
+        raise _Fail(400, error_body(400, "illegal_argument_exception", "the request body is not valid gzip")) from None
+    return out
+
+
 def _handler_for(standin: ElasticStandIn) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -1048,8 +1068,17 @@ def _handler_for(standin: ElasticStandIn) -> type[BaseHTTPRequestHandler]:
             query = dict(parse_qsl(split.query, keep_blank_values=True))
             headers = {k.lower(): v for k, v in self.headers.items()}
             length = int(headers.get("content-length") or 0)
-            raw = self.rfile.read(length) if length else b""
             encoding = headers.get("content-encoding", "").lower()
+            if standin.early_413 and encoding in ("", "identity") and length > standin.max_content_length:
+                # as Netty's content-size handler: the 413 goes out before the body is read, and the
+                # connection is closed (what was sent of the body is never read)
+                masked = {k: ("<masked>" if k == "authorization" else v) for k, v in headers.items()}
+                seen = Seen(method, path, query, masked, length, False, status=413)
+                with standin._lock:
+                    standin.seen.append(seen)
+                self._reply(method, 413, b"", {}, False)
+                return
+            raw = self.rfile.read(length) if length else b""
             seen = Seen(method, path, query,
                         {k: ("<masked>" if k == "authorization" else v) for k, v in headers.items()}, len(raw),
                         encoding == "gzip")
@@ -1063,11 +1092,7 @@ def _handler_for(standin: ElasticStandIn) -> type[BaseHTTPRequestHandler]:
                 if length > standin.max_content_length:
                     raise _Fail(413, b"")
                 if encoding == "gzip":
-                    try:
-                        raw = gzip.decompress(raw)
-                    except (OSError, EOFError, zlib.error):
-                        raise _Fail(400, error_body(400, "illegal_argument_exception",
-                                                    "the request body is not valid gzip")) from None
+                    raw = _gunzip(raw, standin.max_content_length)
                 elif encoding not in ("", "identity"):
                     raise _Fail(400, error_body(400, "illegal_argument_exception",
                                                 f"unsupported Content-Encoding [{encoding}]"))
