@@ -262,6 +262,9 @@ class HttpLogExporter(LogRecordExporter):
         headers: Mapping[str, str] | None = None,
         session: requests.Session | None = None,
     ) -> None:
+        from otel_audit.instrument import warn_if_plain_sdk
+
+        warn_if_plain_sdk(self)  # built by the SDK's own configurator: nothing it exports is signed
         if not timeout > 0:
             raise ConfigError(f"timeout must be more than zero seconds, got {timeout!r}")
         self.timeout = float(timeout)

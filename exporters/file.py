@@ -363,6 +363,9 @@ class FileLogRecordExporter(LogRecordExporter):
         fsync_interval: float | None = None,
         flush_interval: float | None = None,
     ) -> None:
+        from otel_audit.instrument import warn_if_plain_sdk
+
+        warn_if_plain_sdk(self)  # built by the SDK's own configurator: nothing it exports is signed
         if path is None:
             path = os.environ.get(ENV_PATH) or DEFAULT_PATH
         if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -30,6 +31,8 @@ from otel_audit.log_bridges import AuditHandler, AuditProcessor
 from otel_audit.logger import AuditLogger
 
 __version__ = "0.1.0"
+
+_log = logging.getLogger(__name__)
 
 
 class AuditPipeline:
@@ -67,7 +70,8 @@ class AuditPipeline:
 def configure(path: str | os.PathLike[str] | None = None, *, set_global: bool = False) -> AuditPipeline:
     """Build the audit pipeline from a YAML/JSON file, or from `OTEL_AUDIT_CONFIG`, or from env vars alone.
 
-    With set_global=True the provider also becomes the global OTel LoggerProvider.
+    With set_global=True the provider also becomes the global OTel LoggerProvider; when one is already set
+    (the API sets it once) that is logged at WARNING with what to do instead.
     """
     from otel_audit import config
 
@@ -75,9 +79,17 @@ def configure(path: str | os.PathLike[str] | None = None, *, set_global: bool = 
         path = os.environ.get(config.ENV_CONFIG) or None
     built = config.build_from_file(path) if path is not None else config.build_from_env()
     if set_global:
-        from opentelemetry._logs import set_logger_provider
+        from opentelemetry._logs import get_logger_provider, set_logger_provider
 
         set_logger_provider(built.provider)
+        if get_logger_provider() is not built.provider:  # set once: the API refused it
+            _log.warning(
+                "configure(set_global=True): a global LoggerProvider is already set (by opentelemetry-instrument's "
+                "configurator or earlier code), so this pipeline is NOT the global one and AuditLogger() without a "
+                "provider writes through the other, unredacted and unsigned. Emit with the returned pipeline's "
+                "logger (audit.logger, or AuditLogger(audit.provider)); under opentelemetry-instrument set "
+                "OTEL_PYTHON_CONFIGURATOR=otel_audit and OTEL_AUDIT_CONFIG instead of calling configure()"
+            )
     return AuditPipeline(built)
 
 
