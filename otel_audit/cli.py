@@ -9,8 +9,6 @@ import sys
 import time
 from collections.abc import Sequence
 
-import orjson
-
 from otel_audit import readers
 from otel_audit.errors import AuditError
 from otel_audit.safe import RedactingFilter, redact_text
@@ -146,6 +144,8 @@ def cmd_spool(args: argparse.Namespace) -> int:
         return EXIT_OK
     doc = spool.status(args.directory)
     if args.format == "json":
+        import orjson  # imported here: `otel-audit --help` and the other commands do not pay for it
+
         sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
         return EXIT_OK
     for s in doc["slots"]:
@@ -182,6 +182,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     code = EXIT_OK if rep.ok else EXIT_INTEGRITY
     try:
         if args.format == "json":
+            import orjson
+
             sys.stdout.write(orjson.dumps(rep.to_json(), option=orjson.OPT_INDENT_2).decode() + "\n")
         else:
             sys.stdout.write(render_text(rep))
