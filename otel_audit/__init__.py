@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from otel_audit.errors import (
     AttributeTypeError,
@@ -27,10 +27,31 @@ from otel_audit.errors import (
     MissingAttributeError,
     UnknownEventError,
 )
-from otel_audit.log_bridges import AuditHandler, AuditProcessor
-from otel_audit.logger import AuditLogger
+
+if TYPE_CHECKING:
+    from otel_audit.log_bridges import AuditHandler, AuditProcessor
+    from otel_audit.logger import AuditLogger
 
 __version__ = "0.1.0"
+
+# Loaded on first use (PEP 562): they import the OpenTelemetry SDK, which the CLI (`otel-audit
+# verify`, `--help`) does not need, and which is most of the package's import time.
+_LAZY = {
+    "AuditLogger": "otel_audit.logger",
+    "AuditHandler": "otel_audit.log_bridges",
+    "AuditProcessor": "otel_audit.log_bridges",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'otel_audit' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 _log = logging.getLogger(__name__)
 
@@ -43,6 +64,8 @@ class AuditPipeline:
         self.provider = built.provider
         self.signing = built.signing
         self.exporters = built.exporters
+        from otel_audit.logger import AuditLogger
+
         self.logger = AuditLogger(self.provider)
 
     @property
