@@ -31,7 +31,7 @@ from otel_audit.processors.redaction import RedactionProcessor
 from otel_audit.processors.signing import SigningProcessor
 
 CHECKPOINT_EVERY = 1000
-_WORDS = (
+_WORDS = (  # noqa: SIM905 - a word list, easier to read and edit as prose
     "please summarise the quarterly report for the board and list the open risks the team found in "
     "the vendor review including data retention access control and incident response timelines"
 ).split(" ")

@@ -183,7 +183,7 @@ class Campaign:
                "a": str(self.dest["a"] / "audit.jsonl"), "b": str(self.dest["b"] / "audit.jsonl"),
                "count": count, "flush": flush, "stop_file": str(self.stop_file), "pause_s": self.pause_s}
         self.err_path = self.logs / f"run-{self.runs:04d}.err"
-        self.errfh = open(self.err_path, "w")
+        self.errfh = open(self.err_path, "w")  # noqa: SIM115 - the producer's stderr, open until stop() closes it
         self.proc = subprocess.Popen([sys.executable, str(self.script), json.dumps(cfg)], stdout=subprocess.PIPE,
                                      stderr=self.errfh, text=True, bufsize=1)
         self.running = threading.Event()
@@ -523,7 +523,8 @@ def main(argv: list[str] | None = None) -> int:
     camp = Campaign(work, rng, args.pause)
     ok = False
     try:
-        print(f"# work folder {work}; seed {args.seed}; spool on {'an 8 MiB tmpfs' if camp.tmpfs else 'disk (no tmpfs: not root?)'}")
+        spool_on = "an 8 MiB tmpfs" if camp.tmpfs else "disk (no tmpfs: not root?)"
+        print(f"# work folder {work}; seed {args.seed}; spool on {spool_on}")
         for i in range(steps):
             camp.steps_done = i
             camp.step()

@@ -96,7 +96,9 @@ class RetrySettings:
         if cfg is None:
             return cls()
         if not isinstance(cfg, Mapping):
-            raise ConfigError(f"{where}: expected a mapping (enabled, initial_interval, max_interval, max_elapsed_time)")
+            raise ConfigError(
+                f"{where}: expected a mapping (enabled, initial_interval, max_interval, max_elapsed_time)"
+            )
         kw: dict[str, Any] = {}
         for k, v in cfg.items():
             w = f"{where}.{k}"
@@ -152,7 +154,9 @@ class TlsSettings:
                 if k == "insecure_skip_verify":
                     kw[k] = v
             else:
-                raise ConfigError(f"{where}.{k}: unknown key; valid keys: ca_file, cert_file, key_file, insecure_skip_verify")
+                raise ConfigError(
+                    f"{where}.{k}: unknown key; valid keys: ca_file, cert_file, key_file, insecure_skip_verify"
+                )
         if ("cert_file" in kw) != ("key_file" in kw):
             raise ConfigError(f"{where}: cert_file and key_file go together")
         return cls(**kw)

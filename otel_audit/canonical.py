@@ -108,10 +108,7 @@ def encode_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def ints_fit(attributes: Mapping[str, Any]) -> bool:
     """Every int value is inside int64 (JSON and orjson would take larger ones; OTLP cannot)."""
-    for v in attributes.values():
-        if type(v) is int and not INT64_MIN <= v <= INT64_MAX:
-            return False
-    return True
+    return all(type(v) is not int or INT64_MIN <= v <= INT64_MAX for v in attributes.values())
 
 
 def content_bytes(

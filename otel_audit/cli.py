@@ -156,8 +156,9 @@ def cmd_spool(args: argparse.Namespace) -> int:
             if "damaged" in c:
                 print(f"  {c['exporter']}: cursor damaged ({c['damaged']}); the next start replays everything to it")
             else:
-                print(f"  {c['exporter']}: " + (f"{c['records_behind']} record(s), {c['bytes_behind']} bytes not delivered"
-                                                if c["records_behind"] else "everything delivered"))
+                behind = (f"{c['records_behind']} record(s), {c['bytes_behind']} bytes not delivered"
+                          if c["records_behind"] else "everything delivered")
+                print(f"  {c['exporter']}: " + behind)
         for d in s["drops_not_yet_signed"]:
             print(f"  dropped by {d['actor']}: {d['exporter']} ({d['records']} record(s)); not yet signed")
     return EXIT_OK

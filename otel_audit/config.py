@@ -525,7 +525,9 @@ def _pipeline(doc: Mapping[str, Any], src: str) -> tuple[list[str], list[str], s
             )
     if "delivery" in types:
         if types.count("delivery") != 1 or types[-1] != "delivery":
-            raise ConfigError(f"{where}.processors: one 'delivery' processor at most, and it comes last (after signing)")
+            raise ConfigError(
+                f"{where}.processors: one 'delivery' processor at most, and it comes last (after signing)"
+            )
         types = types[:-1]
     if types.count("signing") != 1:
         raise ConfigError(
@@ -569,7 +571,9 @@ def _delivery_plan(cfg: Mapping[str, Any], where: str, base: Path) -> dict[str, 
 
     _check_keys(cfg, _DELIVERY_KEYS, where)
     if "directory" not in cfg:
-        raise ConfigError(f"{where}.directory: required; a folder of its own for the spool (e.g. /var/lib/otel-audit/spool)")
+        raise ConfigError(
+            f"{where}.directory: required; a folder of its own for the spool (e.g. /var/lib/otel-audit/spool)"
+        )
     kw: dict[str, Any] = {"directory": _relative(base, cfg["directory"], f"{where}.directory")}
     for key in ("fsync_interval", "block_timeout"):
         if key in cfg:
@@ -583,7 +587,9 @@ def _delivery_plan(cfg: Mapping[str, Any], where: str, base: Path) -> dict[str, 
         timeout = parse_duration(raw_timeout, where=f"{where}.shutdown_timeout")
     except ConfigError:
         if str(raw_timeout).strip().startswith("-"):  # say the range once, not "zero or more" first
-            raise ConfigError(f"{where}.shutdown_timeout: {raw_timeout!r} is negative; it {accepted}; e.g. 5s") from None
+            raise ConfigError(
+                f"{where}.shutdown_timeout: {raw_timeout!r} is negative; it {accepted}; e.g. 5s"
+            ) from None
         raise
     if not 0 < timeout <= _MAX_SHUTDOWN_TIMEOUT:
         raise ConfigError(f"{where}.shutdown_timeout: {accepted}, got {raw_timeout!r}; e.g. 5s")
@@ -640,10 +646,8 @@ def _free_bytes(directory: str) -> tuple[str, int] | None:
     if os.path.isdir(directory):
         for root, _, files in os.walk(directory):
             for name in files:
-                try:
+                with contextlib.suppress(OSError):
                     free += os.lstat(os.path.join(root, name)).st_blocks * 512
-                except OSError:
-                    pass
     return str(p), free
 
 

@@ -31,6 +31,7 @@ No OpenTelemetry imports; the signing processor registers itself here.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import signal
@@ -76,10 +77,8 @@ def background_thread(target: Callable[..., Any], *, name: str, args: tuple[Any,
 
     def run() -> None:
         if hasattr(signal, "pthread_sigmask"):
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
-            except (OSError, ValueError):
-                pass
         target(*args)
 
     return threading.Thread(target=run, name=name, daemon=True)
@@ -284,10 +283,8 @@ def _in_multiprocessing_child(_token: object) -> None:
     # back its default action in these children: a worker's stream then ends as a crash, and what it
     # spooled is delivered by the next process to take its slot. Its normal exit still seals.
     if _previous.get(int(signal.SIGTERM)) == signal.SIG_DFL and signal.getsignal(signal.SIGTERM) is _handle:
-        try:
+        with contextlib.suppress(ValueError, OSError):
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        except (ValueError, OSError):
-            pass
 
 
 _mask_at_fork: list[Any] = []  # the forking thread's signal mask, while SIGTERM/SIGINT are held over a fork
@@ -308,10 +305,8 @@ def _before_fork() -> None:
 def _restore_mask() -> None:
     if _mask_at_fork:
         old = _mask_at_fork.pop()
-        try:
+        with contextlib.suppress(OSError, ValueError):
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
-        except (OSError, ValueError):
-            pass
 
 
 def _after_fork_in_child() -> None:
@@ -324,10 +319,8 @@ def _after_fork_in_child() -> None:
     _resenders.clear()
     _restore_mask()  # a signal held over the fork arrives now, and waits for the hooks (see _handle)
     if _blocked and hasattr(signal, "pthread_sigmask"):
-        try:
+        with contextlib.suppress(ValueError, OSError):
             signal.pthread_sigmask(signal.SIG_UNBLOCK, set(_blocked))
-        except (ValueError, OSError):
-            pass
     _blocked.clear()
 
 

@@ -12,6 +12,7 @@ path the events travel, so the processor hands both to the same downstream.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import inspect
@@ -158,10 +159,8 @@ class StreamState:
     def abandon(self) -> None:
         """In a fork child: close the inherited descriptor. Never LOCK_UN it: the lock belongs to the
         open file the parent shares, and unlocking would release the parent's lock."""
-        try:
+        with contextlib.suppress(OSError):
             self._lock_fh.close()
-        except OSError:
-            pass
 
 
 class _KeySource:
@@ -431,7 +430,14 @@ class SigningProcessor(LogRecordProcessor):
         if (body is None or type(body) is str) and types <= _PLAIN and (int not in types or canonical.ints_fit(d)):
             try:
                 content = _dumps(
-                    [lr.event_name or "", str(ts), sev._value_ if sev is not None else 0, lr.severity_text or "", body, d],
+                    [
+                        lr.event_name or "",
+                        str(ts),
+                        sev._value_ if sev is not None else 0,
+                        lr.severity_text or "",
+                        body,
+                        d,
+                    ],
                     option=_SORT,
                 )
             except (TypeError, orjson.JSONEncodeError):
@@ -502,7 +508,9 @@ class SigningProcessor(LogRecordProcessor):
 
     def _lost(self, p: LogRecordProcessor, seq: Any, prev_hex: Any, digest_hex: Any) -> None:
         self.dropped += 1
-        _log.exception("downstream %s failed on audit record seq %s; %d lost so far", type(p).__name__, seq, self.dropped)
+        _log.exception(
+            "downstream %s failed on audit record seq %s; %d lost so far", type(p).__name__, seq, self.dropped
+        )
         name = type(p).__name__
         self._add_gap(seq, seq, prev_hex, digest_hex, f"lost by downstream {name}, which raised", name)
 
@@ -723,10 +731,8 @@ class SigningProcessor(LogRecordProcessor):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         deadline = time.monotonic() + timeout_millis / 1000
         if self._unsealed and not self._shutdown:
-            try:
+            with contextlib.suppress(DeliveryError):  # shut down meanwhile
                 self._emit_checkpoint("flush")
-            except DeliveryError:  # shut down meanwhile
-                pass
         ok = True
         for p in self._downstream:
             remaining = max(0, int((deadline - time.monotonic()) * 1000))

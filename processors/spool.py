@@ -49,6 +49,7 @@ verifier does not call them missing. Everything else is retried until delivered.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import errno
 import fcntl
 import logging
@@ -147,10 +148,8 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
         write_private(tmp, data)  # 0600 whatever the umask, before the rename
         os.replace(tmp, path)
     except OSError:
-        try:
+        with contextlib.suppress(OSError):
             tmp.unlink()
-        except OSError:
-            pass
         raise
 
 
@@ -758,10 +757,8 @@ class SpoolProcessor(LogRecordProcessor):
                 self._write_manifest()
             return mm, cap
         except OSError as exc:
-            try:
+            with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)
-            except OSError:
-                pass
             self._alloc_failed(path, exc)
             return None
         finally:
@@ -838,7 +835,9 @@ class SpoolProcessor(LogRecordProcessor):
 
     # -- encoding ---------------------------------------------------------------------------------
 
-    def _def_line(self, kind: str, table: dict[int, Any], obj: Any, encode: Callable[[Any], list[Any]]) -> tuple[int, bytes]:
+    def _def_line(
+        self, kind: str, table: dict[int, Any], obj: Any, encode: Callable[[Any], list[Any]]
+    ) -> tuple[int, bytes]:
         got = table.get(id(obj))
         if got is None or got[0] is not obj:
             rid = len(table)
@@ -1346,10 +1345,7 @@ class SpoolProcessor(LogRecordProcessor):
         with self._wlock:
             sizes = dict(self._sizes)
             writing = self._seg
-        for c in self._cursors.values():
-            if c.segment < writing or c.offset < sizes.get(writing, 0):
-                return False
-        return True
+        return all(c.segment >= writing and c.offset >= sizes.get(writing, 0) for c in self._cursors.values())
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Wait until every exporter has everything written so far (or the timeout passes)."""

@@ -3,6 +3,7 @@
 #   - a virtualenv with the package and its test extras,
 #   - the stock OpenTelemetry Collector built from its official modules (collector-config/build.sh,
 #     cached outside the repo by manifest hash; the first build takes a few minutes),
+#   - a ruff lint of the whole repo (fails the run on any error),
 # Used by the README's test command and by .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,13 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[test]"
+
+# Lint before the (long) test run: the rules are [tool.ruff] in pyproject.toml.
+echo "tests/run.sh: ruff check (lint)" >&2
+if ! "$VENV/bin/python" -m ruff check .; then
+  echo "tests/run.sh: lint failed: fix the ruff errors above (run: $VENV/bin/python -m ruff check .)" >&2
+  exit 1
+fi
 
 echo "tests/run.sh: building the stock OpenTelemetry Collector (cached after the first build)" >&2
 bash collector-config/build.sh collector-config/builder-config.yaml >/dev/null

@@ -2,13 +2,9 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
-
-import pytest
 
 OA = [str(Path(sys.executable).with_name("otel-audit"))]
 

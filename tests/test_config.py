@@ -547,7 +547,10 @@ def test_copied_demo_style_folder_is_relocatable(tmp_path: Path, shared_keys: Pa
 def delivery_config(keys_dir: Path, archive: Path, spool: Path, extra: str = "") -> str:
     return yaml_config(keys_dir, archive).replace(
         "processors: [redaction, signing]", "processors: [redaction, signing, delivery]"
-    ).replace("exporters:\n  file:", f"  delivery:\n    directory: {q(spool)}\n    fsync_interval: 10ms{extra}\nexporters:\n  file:")
+    ).replace(
+        "exporters:\n  file:",
+        f"  delivery:\n    directory: {q(spool)}\n    fsync_interval: 10ms{extra}\nexporters:\n  file:",
+    )
 
 
 def test_delivery_processor_puts_the_durable_spool_in_front_of_the_exporters(tmp_path: Path, shared_keys: Path) -> None:

@@ -138,7 +138,8 @@ def test_appends_to_an_existing_file(tmp_path: Path) -> None:
 
 
 def test_a_line_cut_short_by_a_crash_is_set_aside(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """A partial last line left by a crash is moved to a .torn-* side file, loudly, and the archive stays whole lines."""
+    """A partial last line left by a crash is moved to a .torn-* side file, loudly,
+    and the archive stays whole lines."""
     path = tmp_path / "audit.jsonl"
     path.write_bytes(b'{"resourceLogs":[]}\n{"resourceLogs":[{"resou')
     exporter = FileLogRecordExporter(path=path)

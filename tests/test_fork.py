@@ -42,7 +42,8 @@ def _streams(folder: Path) -> set[str]:
 
 
 def test_os_fork_child_has_its_own_stream_naming_its_parent(tmp_path: Path, keys_dir: Path) -> None:
-    """After os.fork the child numbers a new stream from 0 whose start names the parent; both verify clean, no conflict."""
+    """After os.fork the child numbers a new stream from 0 whose start names the parent; both verify clean,
+    no conflict."""
     archive = tmp_path / "archive"
     archive.mkdir()
     state = tmp_path / "state"
@@ -182,7 +183,8 @@ def test_forged_parent_checkpoint_is_a_problem_of_the_parent(tmp_path: Path, key
     for f in archive.glob("*.jsonl"):
         arch = Archive.load(f)
         for rec in [r for r in arch.records() if stream_of(r) == sp.stream_id]:
-            if int(next(kv for kv in rec["attributes"] if kv["key"] == "audit.stream.seq")["value"]["intValue"]) == forked_at:
+            seq_kv = next(kv for kv in rec["attributes"] if kv["key"] == "audit.stream.seq")
+            if int(seq_kv["value"]["intValue"]) == forked_at:
                 arch.remove(rec)
         arch.save()
     rep = verify(archive, Keyring.load(keys_dir))

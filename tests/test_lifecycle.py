@@ -10,7 +10,6 @@ every stream sealed clean, with every request's event present.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -169,7 +168,8 @@ def _server_case(tmp: Path, keys_dir: Path, app_src: str, cmd: list[str], port: 
 
 
 def test_gunicorn_workers_without_preload(tmp_path: Path, keys_dir: Path) -> None:
-    """Two gunicorn workers sharing one config each get their own stream (and state slot when alive together); SIGTERM seals both."""
+    """Two gunicorn workers sharing one config each get their own stream (and state slot when alive together);
+    SIGTERM seals both."""
     port = _free_port()
     doc = _server_case(tmp_path, keys_dir, _WSGI_APP,
                        [str(VENV_BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "--chdir", str(tmp_path),
@@ -183,7 +183,8 @@ def test_gunicorn_workers_without_preload(tmp_path: Path, keys_dir: Path) -> Non
 
 
 def test_gunicorn_workers_with_preload(tmp_path: Path, keys_dir: Path) -> None:
-    """With --preload the master's stream is the parent of each forked worker's stream; SIGTERM seals all three clean."""
+    """With --preload the master's stream is the parent of each forked worker's stream;
+    SIGTERM seals all three clean."""
     port = _free_port()
     doc = _server_case(tmp_path, keys_dir, _WSGI_APP,
                        [str(VENV_BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "--chdir", str(tmp_path),
@@ -196,7 +197,8 @@ def test_gunicorn_workers_with_preload(tmp_path: Path, keys_dir: Path) -> None:
 
 
 def test_uvicorn_workers(tmp_path: Path, keys_dir: Path) -> None:
-    """uvicorn --workers 2, which re-raises SIGTERM after its graceful stop, still ends with both worker streams sealed clean."""
+    """uvicorn --workers 2, which re-raises SIGTERM after its graceful stop,
+    still ends with both worker streams sealed clean."""
     port = _free_port()
     doc = _server_case(tmp_path, keys_dir, _ASGI_APP,
                        [str(VENV_BIN / "uvicorn"), "app:app", "--workers", "2", "--host", "127.0.0.1", "--port",
@@ -242,7 +244,9 @@ def _script(tmp: Path, keys_dir: Path, mode: str) -> subprocess.Popen[str]:
     src.write_text(_SCRIPT.format(keys=str(keys_dir), state=str(tmp / "state"), archive=str(tmp / "audit.jsonl")))
     proc = subprocess.Popen([sys.executable, str(src), mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=child_env())
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready", proc.stderr.read() if proc.stderr else ""
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready", (
+        proc.stderr.read() if proc.stderr else ""
+    )
     return proc
 
 
@@ -255,7 +259,8 @@ def _verify_file(keys_dir: Path, path: Path) -> dict[str, Any]:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_without_any_handler_seals(tmp_path: Path, keys_dir: Path, sig: signal.Signals) -> None:
-    """A process with no handler of its own, stopped by SIGTERM or SIGINT, exits through atexit with its stream sealed clean."""
+    """A process with no handler of its own, stopped by SIGTERM or SIGINT,
+    exits through atexit with its stream sealed clean."""
     proc = _script(tmp_path, keys_dir, "plain")
     time.sleep(0.2)
     proc.send_signal(sig)
@@ -268,7 +273,8 @@ def test_signal_without_any_handler_seals(tmp_path: Path, keys_dir: Path, sig: s
 
 
 def test_signal_chains_to_the_application_handler(tmp_path: Path, keys_dir: Path) -> None:
-    """An application's own SIGTERM handler still runs (and its process carries on) and the normal exit seals the stream."""
+    """An application's own SIGTERM handler still runs (and its process carries on)
+    and the normal exit seals the stream."""
     proc = _script(tmp_path, keys_dir, "app_handler")
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
@@ -290,7 +296,8 @@ def test_ignored_signal_stays_ignored(tmp_path: Path, keys_dir: Path) -> None:
 
 
 def test_signal_during_a_burst_of_emits_leaves_the_chain_whole(tmp_path: Path, keys_dir: Path) -> None:
-    """SIGTERM arriving while the main thread emits as fast as it can never cuts a record: every seq is present and sealed."""
+    """SIGTERM arriving while the main thread emits as fast as it can never cuts a record:
+    every seq is present and sealed."""
     for _ in range(3):
         proc = _script(tmp_path, keys_dir, "busy")
         time.sleep(0.3)
@@ -304,7 +311,8 @@ def test_signal_during_a_burst_of_emits_leaves_the_chain_whole(tmp_path: Path, k
 
 
 def test_handler_is_installed_once_and_chains(tmp_path: Path, keys_dir: Path) -> None:
-    """In a fresh interpreter, the first SigningProcessor installs one handler per signal, keeping the previous one to chain to."""
+    """In a fresh interpreter, the first SigningProcessor installs one handler per signal,
+    keeping the previous one to chain to."""
     src = textwrap.dedent(f"""
         import signal
         from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor, InMemoryLogRecordExporter

@@ -417,7 +417,8 @@ def _start_prev(sp: SigningProcessor) -> Any:
 def test_second_processor_on_a_state_dir_takes_a_worker_slot(
     tmp_path: Path, keys_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A second processor on a state_dir in use takes slot worker-1 (logged at INFO), and each slot keeps its own lineage."""
+    """A second processor on a state_dir in use takes slot worker-1 (logged at INFO),
+    and each slot keeps its own lineage."""
     state = tmp_path / "state"
     with caplog.at_level(logging.INFO, logger="otel_audit.slots"):
         a, b = _memory_sp(state, keys_dir), _memory_sp(state, keys_dir)
@@ -435,7 +436,8 @@ def test_second_processor_on_a_state_dir_takes_a_worker_slot(
 
 
 def test_state_dir_held_by_another_process_gives_a_slot(tmp_path: Path, keys_dir: Path) -> None:
-    """While a child process holds a state_dir, a processor here takes worker-1 instead of failing (starts one python child)."""
+    """While a child process holds a state_dir,
+    a processor here takes worker-1 instead of failing (starts one python child)."""
     state = tmp_path / "state"
     script = tmp_path / "holder.py"
     script.write_text(textwrap.dedent(f"""
@@ -480,7 +482,8 @@ def test_all_slots_held_raises_config_error(tmp_path: Path) -> None:
 def test_missing_state_file_in_a_used_state_dir_warns(
     tmp_path: Path, keys_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A deleted state.json in a state_dir that was used before is a WARNING naming the file; the new stream has no predecessor."""
+    """A deleted state.json in a state_dir that was used before is a WARNING naming the file;
+    the new stream has no predecessor."""
     state = tmp_path / "state"
     _memory_sp(state, keys_dir).shutdown()
     (state / "state.json").unlink()
@@ -506,7 +509,8 @@ def test_first_start_in_a_new_state_dir_is_silent(
 def test_damaged_state_file_is_an_error(
     tmp_path: Path, keys_dir: Path, caplog: pytest.LogCaptureFixture, damage: str
 ) -> None:
-    """A cut-short or edited state.json (caught by its checksum) is an ERROR naming the file; the new stream has no predecessor."""
+    """A cut-short or edited state.json (caught by its checksum) is an ERROR naming the file;
+    the new stream has no predecessor."""
     state = tmp_path / "state"
     _memory_sp(state, keys_dir).shutdown()
     path = state / "state.json"
@@ -554,7 +558,8 @@ def test_emit_after_shutdown_raises_delivery_error(tmp_path: Path, keys_dir: Pat
 
 
 def test_shutdown_passes_the_remaining_deadline_down(keys_dir: Path) -> None:
-    """shutdown(timeout_millis) hands each downstream that takes a timeout what is left of it, and calls the others plainly."""
+    """shutdown(timeout_millis) hands each downstream that takes a timeout what is left of it,
+    and calls the others plainly."""
     seen: list[Any] = []
 
     class Timed(LogRecordProcessor):

@@ -16,7 +16,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
 from otel_audit import keys
-from otel_audit.errors import ConfigError, DeliveryError
+from otel_audit.errors import DeliveryError
 from otel_audit.exporters.file import FileLogRecordExporter
 from otel_audit.keys import Keyring
 from otel_audit.processors.signing import SigningProcessor
@@ -147,7 +147,8 @@ def test_bad_arguments_are_refused_and_a_held_folder_gives_a_slot(tmp_path: Path
             import sys, time
             from otel_audit.processors.spool import SpoolProcessor
             from otel_audit.exporters.file import FileLogRecordExporter
-            s = SpoolProcessor({str(tmp_path / 's3')!r}, {{"f": FileLogRecordExporter(path={str(tmp_path / 'b.jsonl')!r})}})
+            s = SpoolProcessor({str(tmp_path / 's3')!r},
+                               {{"f": FileLogRecordExporter(path={str(tmp_path / 'b.jsonl')!r})}})
             print("ready", flush=True)
             time.sleep(30)
         """)], stdout=subprocess.PIPE, text=True)

@@ -118,7 +118,8 @@ def _verify(kdir: Path, archive_dir: Path, *extra: str) -> subprocess.CompletedP
 
 def _cfg(tmp_path: Path, kdir: Path, count: int, **kw: object) -> dict:
     cfg = {"keys": str(kdir), "state": str(tmp_path / "state"), "spool": str(tmp_path / "spool"), "count": count,
-           "exporters": {"fast": str(tmp_path / "fast" / "audit.jsonl"), "slow": str(tmp_path / "slow" / "audit.jsonl")}}
+           "exporters": {"fast": str(tmp_path / "fast" / "audit.jsonl"),
+                         "slow": str(tmp_path / "slow" / "audit.jsonl")}}
     cfg.update(kw)
     return cfg
 
@@ -482,7 +483,7 @@ def test_a_slot_left_by_a_worker_that_is_gone_is_delivered_by_another(tmp_path: 
     script = tmp_path / "producer.py"
     script.write_text(PRODUCER)
     procs = []
-    for i in range(2):
+    for _ in range(2):
         cfg = _cfg(tmp_path, kdir, -1, state=str(tmp_path / "state"))
         cfg["exporters"] = {"slow": cfg["exporters"]["slow"]}
         procs.append(subprocess.Popen([sys.executable, str(script), json.dumps(cfg)], stdout=subprocess.PIPE,

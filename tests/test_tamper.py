@@ -8,6 +8,7 @@ ordinary event and CP (the first checkpoint after it) a size checkpoint in the m
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import gzip
 import random
@@ -547,7 +548,8 @@ def test_unsigned_records_are_a_problem(archive: Archive, keyring: Keyring) -> N
 
 
 def test_truncated_last_line_is_torn_and_the_lost_end_fails(archive: Archive, keyring: Keyring) -> None:
-    """A last line cut short is reported as torn; the end checkpoint it held is gone, so the stream fails as truncated."""
+    """A last line cut short is reported as torn; the end checkpoint it held is gone,
+    so the stream fails as truncated."""
     data = archive.path.read_bytes()
     archive.path.write_bytes(data[: len(data) - 40])
     rep = verify(archive.path, keyring)
@@ -681,7 +683,8 @@ def _declaring_pipeline(path: Path, shared_keys: Path, refuse: set[int]) -> tupl
 
 
 def test_fail_closed_refusal_is_declared_not_missing(tmp_path: Path, shared_keys: Path, keyring: Keyring) -> None:
-    """A record refused with DeliveryError (fail_closed) is sealed as a gap, so the verifier says "dropped (declared)" and passes."""
+    """A record refused with DeliveryError (fail_closed) is sealed as a gap,
+    so the verifier says "dropped (declared)" and passes."""
     from otel_audit.errors import DeliveryError
 
     provider, sp = _declaring_pipeline(tmp_path / "audit.jsonl", shared_keys, {3, 4})
@@ -701,16 +704,16 @@ def test_fail_closed_refusal_is_declared_not_missing(tmp_path: Path, shared_keys
 
 
 def test_rejected_records_are_declared_present_or_missing(tmp_path: Path, shared_keys: Path, keyring: Keyring) -> None:
-    """record_rejected seals a marker naming the destination: a missing rejected record and a present one both verify, named."""
+    """record_rejected seals a marker naming the destination:
+    a missing rejected record and a present one both verify, named."""
     provider, sp = _declaring_pipeline(tmp_path / "audit.jsonl", shared_keys, {6})
     logger = provider.get_logger("t")
     sent: dict[int, tuple[str, int, str, str]] = {}
 
     for i in range(10):
-        try:
+        # event 6 is refused; the test declares it rejected instead
+        with contextlib.suppress(Exception):
             logger.emit(body=f"e{i}", attributes={"i": i})
-        except Exception:  # noqa: BLE001 - event 6 is refused; the test declares it rejected instead
-            pass
     arch = Archive.load(tmp_path / "audit.jsonl")
     for r in [r for r in arch.events() if attr_value(r, "i") is not None]:
         sent[int(attr_value(r, "i"))] = (stream_of(r), seq_of(r), str(attr_value(r, "audit.integrity.prev")),

@@ -650,7 +650,9 @@ class Verifier:
                     "missing or differs here"
                 )
             if pred.closed and got is not None and not got.checkpoint.end:
-                sr.problems.append(f"successor says this stream closed at seq {pred.size}, but that is no end checkpoint")
+                sr.problems.append(
+                    f"successor says this stream closed at seq {pred.size}, but that is no end checkpoint"
+                )
         # forked children: the parent goes on with its own records, so they say nothing of its end
         sr.children = sorted({kid for kid, _ in children})
         for kid, fork in children:
@@ -789,7 +791,8 @@ class Verifier:
         if len(sr.disagreeing_checkpoints) > 12:
             p.append(f"... and {len(sr.disagreeing_checkpoints) - 12} more checkpoints that disagree with their notes")
         if sr.bad_checkpoints:
-            p.append("malformed checkpoint at seq " + ", ".join(f"{b['seq']} ({b['reason']})" for b in sr.bad_checkpoints[:5]))
+            bad = ", ".join(f"{b['seq']} ({b['reason']})" for b in sr.bad_checkpoints[:5])
+            p.append("malformed checkpoint at seq " + bad)
         if sr.root_mismatch:
             p.append(f"Merkle root differs from the signed checkpoint at seq {_fmt_ranges(_ranges(sr.root_mismatch))}")
         if present and present[0][0] == 0 and 0 not in valid and not key_only \
