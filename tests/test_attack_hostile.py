@@ -1,4 +1,4 @@
-"""Hostile-operator probes (attack2). Each test fails today."""
+"""Hostile-operator probes (attack2): each failed when written; the symlink breaks were then fixed."""
 from __future__ import annotations
 
 import os
