@@ -368,8 +368,8 @@ class ElasticLogExporter(HttpLogExporter):
         dynamic_id: for records without an audit id, use the `elasticsearch.document_id` attribute.
         include_source_on_error: passed to `_bulk` (ES 8.18+); None leaves it out.
         max_bulk_bytes: a batch is cut into `_bulk` bodies of at most this size before gzip.
-        proxy_url: an HTTP(S) proxy for every request.
-        timeout, tls, retry, compression, headers, session: as `HttpLogExporter`.
+        proxy_url: an HTTP(S) proxy for every request (wins over the environment's HTTP(S)_PROXY).
+        timeout, tls, retry, compression, headers, session, proxy_from_env: as `HttpLogExporter`.
     """
 
     name = "elasticsearch"
@@ -397,6 +397,7 @@ class ElasticLogExporter(HttpLogExporter):
         compression: bool | None = None,
         headers: Mapping[str, str] | None = None,
         session: requests.Session | None = None,
+        proxy_from_env: bool = True,
     ) -> None:
         env = os.environ
         if timeout is None:
@@ -406,7 +407,8 @@ class ElasticLogExporter(HttpLogExporter):
         if tls is None and env.get(ENV_CA_FILE, "").strip():
             tls = TlsSettings(ca_file=env[ENV_CA_FILE].strip())
         super().__init__(timeout=timeout, tls=tls, retry=retry, compression=compression, headers=headers,
-                         session=session)
+                         session=session,
+                         proxy_from_env=proxy_from_env)
 
         self._endpoints, url_basic = self._resolve_endpoints(endpoint, cloudid)
         self._cursor = itertools.count()
