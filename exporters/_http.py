@@ -27,7 +27,7 @@ The refusal policy, the same for every exporter of otel-audit (a durable spool r
 Fork safety: after `os.fork()` (gunicorn `--preload`, multiprocessing's fork start method) the
 child must not use the parent's pooled connections, locks or threads. Every exporter registers an
 `os.register_at_fork(after_in_child=...)` hook that holds only a weak reference to it; in the
-child it gets a fresh `requests.Session` (same TLS, proxies and headers, no connections) and fresh
+child it gets a fresh `ExporterSession` (same TLS, proxies and headers, no connections) and fresh
 locks (`_after_fork_in_child`, which subclasses extend).
 """
 
@@ -162,7 +162,7 @@ class TlsSettings:
         return cls(**kw)
 
     def apply(self, session: requests.Session) -> None:
-        # trust_env=False below keeps REQUESTS_CA_BUNDLE from overriding an explicit ca_file
+        # trust_env=False (ExporterSession) keeps REQUESTS_CA_BUNDLE from overriding an explicit ca_file
         if self.insecure_skip_verify:
             session.verify = False
         elif self.ca_file:
@@ -238,9 +238,33 @@ def register_after_fork(obj: Any, method: str = "_after_fork_in_child") -> None:
     lifecycle.after_fork_in_child(obj, method)
 
 
+class ExporterSession(requests.Session):
+    """The exporters' session: of the environment, it reads the proxy variables and nothing else.
+
+    requests' own `trust_env` would also add credentials from ~/.netrc to requests without a word,
+    and let REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace a configured `tls.ca_file`; so `trust_env`
+    is off, and each request takes its proxy from HTTP_PROXY / HTTPS_PROXY / ALL_PROXY (either case),
+    bypassed for hosts in NO_PROXY, exactly as requests picks them (`requests.utils.get_environ_proxies`),
+    unless `proxy_from_env` is False (the exporters' `proxy_from_env: false`) or the session has
+    proxies of its own (`proxy_url`), which then win. Credentials in a proxy URL are how requests
+    authenticates to the proxy (Proxy-Authorization); nothing else is added.
+    """
+
+    def __init__(self, proxy_from_env: bool = True) -> None:
+        super().__init__()
+        self.trust_env = False
+        self.proxy_from_env = proxy_from_env
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if self.proxy_from_env and not settings.get("proxies"):
+            settings["proxies"] = requests.utils.get_environ_proxies(url)
+        return settings
+
+
 def fresh_session(old: requests.Session) -> requests.Session:
     """A new session with the settings of `old` (TLS, proxies, headers, auth) and none of its connections."""
-    new = requests.Session()
+    new = ExporterSession(old.proxy_from_env) if isinstance(old, ExporterSession) else requests.Session()
     new.headers.clear()
     new.headers.update(old.headers)
     for attr in ("auth", "proxies", "verify", "cert", "trust_env", "max_redirects", "params", "stream"):
@@ -252,7 +276,12 @@ def fresh_session(old: requests.Session) -> requests.Session:
 
 class HttpLogExporter(LogRecordExporter):
     """Base of the vendor exporters. Subclasses set `name` and implement _requests and _judge
-    (and `_split` when a content refusal of several records can be narrowed down)."""
+    (and `_split` when a content refusal of several records can be narrowed down).
+
+    Proxies: by default each request goes through the proxy HTTP_PROXY / HTTPS_PROXY / ALL_PROXY
+    names unless NO_PROXY covers its host, as with requests and the collector; `proxy_from_env=False`
+    ignores those variables, a subclass's `proxy_url` wins over them (see `ExporterSession`).
+    ~/.netrc and REQUESTS_CA_BUNDLE are never read."""
 
     name = "http"
 
@@ -265,17 +294,21 @@ class HttpLogExporter(LogRecordExporter):
         compression: bool = True,
         headers: Mapping[str, str] | None = None,
         session: requests.Session | None = None,
+        proxy_from_env: bool = True,
     ) -> None:
         from otel_audit.instrument import warn_if_plain_sdk
 
         warn_if_plain_sdk(self)  # built by the SDK's own configurator: nothing it exports is signed
         if not timeout > 0:
             raise ConfigError(f"timeout must be more than zero seconds, got {timeout!r}")
+        if not isinstance(proxy_from_env, bool):
+            raise ConfigError(f"proxy_from_env: expected true or false, got {type(proxy_from_env).__name__}")
         self.timeout = float(timeout)
         self.retry = retry or RetrySettings()
         self.compression = compression
         self.extra_headers = dict(headers or {})
-        self.session = session or requests.Session()
+        # A session passed in is used as it is (its proxies included), without the environment.
+        self.session = session or ExporterSession(proxy_from_env)
         self.session.trust_env = False
         (tls or TlsSettings()).apply(self.session)
         self.counters = Counters()
@@ -446,8 +479,14 @@ def _short(exc: BaseException) -> str:
 
 
 def common_settings(cfg: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """timeout, tls, retry_on_failure, headers and compression, as the collector names them."""
+    """timeout, tls, retry_on_failure, headers and compression, as the collector names them, and
+    proxy_from_env (default true: HTTP(S)_PROXY / NO_PROXY apply, as in requests and the collector)."""
     out: dict[str, Any] = {}
+    if "proxy_from_env" in cfg:
+        if not isinstance(cfg["proxy_from_env"], bool):
+            raise ConfigError(f"{where}.proxy_from_env: expected true or false (false: ignore HTTP_PROXY, "
+                              "HTTPS_PROXY and NO_PROXY)")
+        out["proxy_from_env"] = cfg["proxy_from_env"]
     if "timeout" in cfg:
         out["timeout"] = duration(cfg["timeout"], f"{where}.timeout")
     out["tls"] = TlsSettings.from_config(cfg.get("tls"), f"{where}.tls")
@@ -460,4 +499,4 @@ def common_settings(cfg: Mapping[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
-COMMON_KEYS = ("timeout", "tls", "retry_on_failure", "headers", "sending_queue", "batch")
+COMMON_KEYS = ("timeout", "tls", "retry_on_failure", "headers", "sending_queue", "batch", "proxy_from_env")

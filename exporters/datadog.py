@@ -288,7 +288,8 @@ class DatadogLogExporter(HttpLogExporter):
         fail_on_invalid_key: ask Datadog (``GET /api/v1/validate``) at construction and raise
             `ValueError` when it says the key is invalid.
         api_endpoint: where that check goes (default ``https://api.<site>``).
-        timeout, tls, retry, proxy_url, session: transport, as in `HttpLogExporter`.
+        timeout, tls, retry, proxy_url, session, proxy_from_env: transport, as in `HttpLogExporter`
+            (`proxy_url` wins over the environment's HTTP(S)_PROXY).
     """
 
     name = "datadog"
@@ -312,6 +313,7 @@ class DatadogLogExporter(HttpLogExporter):
         retry: RetrySettings | None = None,
         proxy_url: str | None = None,
         session: requests.Session | None = None,
+        proxy_from_env: bool = True,
     ) -> None:
         if api_key is None:
             api_key = _env("api_key")
@@ -402,7 +404,8 @@ class DatadogLogExporter(HttpLogExporter):
             fail_on_invalid_key = _env_bool("fail_on_invalid_key", False)
         self.fail_on_invalid_key = bool(fail_on_invalid_key)
 
-        super().__init__(timeout=timeout, tls=tls, retry=retry, compression=use_compression, session=session)
+        super().__init__(timeout=timeout, tls=tls, retry=retry, compression=use_compression, session=session,
+                         proxy_from_env=proxy_from_env)
         if proxy_url:
             self.session.proxies = {"http": proxy_url, "https": proxy_url}
         self.dd_counters = DatadogCounters()
@@ -431,6 +434,7 @@ class DatadogLogExporter(HttpLogExporter):
     REJECTED_HTTP_KEYS = ("endpoint", "headers", "compression", "auth", "http2_read_idle_timeout",
                           "http2_ping_timeout")
     KEYS = ("api", "hostname", "logs", "host_metadata", "timeout", "tls", "retry_on_failure", "proxy_url",
+            "proxy_from_env",
             "sending_queue", "batch", *IGNORED_KEYS, *IGNORED_HTTP_KEYS)
 
     @classmethod
@@ -450,9 +454,12 @@ class DatadogLogExporter(HttpLogExporter):
                 raise ConfigError(f"{where}.tags: the collector moved this key to host_metadata.tags; use that")
             if key not in cls.KEYS:
                 raise ConfigError(f"{where}.{key}: unknown key; valid keys: api, hostname, logs, host_metadata, "
-                                  "timeout, tls, retry_on_failure, proxy_url")
+                                  "timeout, tls, retry_on_failure, proxy_url, proxy_from_env")
         kw: dict[str, Any] = {}
-        common = common_settings({k: v for k, v in cfg.items() if k in ("timeout", "tls", "retry_on_failure")}, where)
+        common = common_settings({k: v for k, v in cfg.items()
+                                  if k in ("timeout", "tls", "retry_on_failure", "proxy_from_env")}, where)
+        if "proxy_from_env" in common:
+            kw["proxy_from_env"] = common["proxy_from_env"]
         kw["tls"] = common["tls"]
         kw["retry"] = common["retry"]
         kw["timeout"] = common.get("timeout", DEFAULT_TIMEOUT)

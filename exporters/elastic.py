@@ -374,8 +374,8 @@ class ElasticLogExporter(HttpLogExporter):
             http.max_content_length counts them), 1024 up to 100 MiB (that setting's default).
             A cluster with a lower limit answers 413: the body is split in halves, down to single
             documents; one document over the limit on its own is rejected (logged, counted).
-        proxy_url: an HTTP(S) proxy for every request.
-        timeout, tls, retry, compression, headers, session: as `HttpLogExporter`.
+        proxy_url: an HTTP(S) proxy for every request (wins over the environment's HTTP(S)_PROXY).
+        timeout, tls, retry, compression, headers, session, proxy_from_env: as `HttpLogExporter`.
     """
 
     name = "elasticsearch"
@@ -403,6 +403,7 @@ class ElasticLogExporter(HttpLogExporter):
         compression: bool | None = None,
         headers: Mapping[str, str] | None = None,
         session: requests.Session | None = None,
+        proxy_from_env: bool = True,
     ) -> None:
         env = os.environ
         if timeout is None:
@@ -412,7 +413,8 @@ class ElasticLogExporter(HttpLogExporter):
         if tls is None and env.get(ENV_CA_FILE, "").strip():
             tls = TlsSettings(ca_file=env[ENV_CA_FILE].strip())
         super().__init__(timeout=timeout, tls=tls, retry=retry, compression=compression, headers=headers,
-                         session=session)
+                         session=session,
+                         proxy_from_env=proxy_from_env)
 
         self._endpoints, url_basic = self._resolve_endpoints(endpoint, cloudid)
         self._cursor = itertools.count()

@@ -399,7 +399,7 @@ class SplunkHecLogExporter(HttpLogExporter):
         ack_timeout: how long to wait for an acknowledgement before sending a request again.
         ack_poll_interval: the longest wait between two acknowledgement queries.
         otel_attrs_to_hec_metadata, otel_to_hec_fields: as the contrib exporter's keys.
-        timeout, tls, retry, headers, session: transport, as in `HttpLogExporter`.
+        timeout, tls, retry, headers, session, proxy_from_env: transport, as in `HttpLogExporter`.
     """
 
     name = "splunk_hec"
@@ -429,6 +429,7 @@ class SplunkHecLogExporter(HttpLogExporter):
         retry: RetrySettings | None = None,
         headers: Mapping[str, str] | None = None,
         session: requests.Session | None = None,
+        proxy_from_env: bool = True,
     ) -> None:
         if endpoint is None:
             endpoint = _env("endpoint")
@@ -512,7 +513,8 @@ class SplunkHecLogExporter(HttpLogExporter):
             if ca_file or insecure:
                 tls = TlsSettings(ca_file=ca_file, insecure_skip_verify=insecure)
         super().__init__(timeout=timeout, tls=tls, retry=retry, compression=not disable_compression,
-                         headers=headers, session=session)
+                         headers=headers, session=session,
+                         proxy_from_env=proxy_from_env)
         self.splunk_counters = SplunkCounters()
         self.channel = str(uuid.uuid4())
         self.hostname = socket.gethostname() or "unknown"

@@ -56,8 +56,8 @@ Configuration keys (`from_config`): `endpoint`, `secrets` (list of `whsec_...`),
 `signing_key` (`whsk_...`), `max_batch_size` (records per message, default 100),
 `max_body_bytes` (payload bytes before gzip, default 1000000: under nginx's default
 client_max_body_size), `compression` (none | gzip; default none: many receivers do not decode
-gzip), `proxy_url`, and the collector's `timeout` (default 15s), `tls`, `headers`,
-`retry_on_failure`, `sending_queue`, `batch`.
+gzip), `proxy_url`, `proxy_from_env` (default true: HTTP(S)_PROXY / NO_PROXY apply), and the
+collector's `timeout` (default 15s), `tls`, `headers`, `retry_on_failure`, `sending_queue`, `batch`.
 
 Environment (used when an argument is not given; a bad value logs a warning and falls back):
 `OTEL_AUDIT_WEBHOOK_ENDPOINT`, `OTEL_AUDIT_WEBHOOK_SECRETS` (whitespace- or comma-separated),
@@ -579,8 +579,8 @@ class WebhookLogExporter(HttpLogExporter):
         max_body_bytes: payload bytes per message before gzip (at least 1024; default 1000000). A
             single record larger than that is sent alone; the receiver may refuse it (413).
         compression: "gzip" or "none" (default; also True / False).
-        proxy_url: an HTTP(S) proxy for every request.
-        timeout, tls, retry, headers, session: as `HttpLogExporter`.
+        proxy_url: an HTTP(S) proxy for every request (wins over the environment's HTTP(S)_PROXY).
+        timeout, tls, retry, headers, session, proxy_from_env: as `HttpLogExporter`.
 
     At least one secret or a signing key is required: the spec has no unsigned messages.
     Raises ConfigError (a ValueError) naming the setting for a bad one, never showing a secret.
@@ -603,6 +603,7 @@ class WebhookLogExporter(HttpLogExporter):
         retry: RetrySettings | None = None,
         headers: Mapping[str, str] | None = None,
         session: requests.Session | None = None,
+        proxy_from_env: bool = True,
     ) -> None:
         env = os.environ
         # everything from arguments or the environment first: a bad argument raises before any I/O
@@ -661,7 +662,8 @@ class WebhookLogExporter(HttpLogExporter):
                 raise ConfigError(f"proxy_url: {exc}") from None
 
         super().__init__(timeout=timeout, tls=tls, retry=retry, compression=compression, headers=headers,
-                         session=session)
+                         session=session,
+                         proxy_from_env=proxy_from_env)
         self.endpoint = endpoint
         self._safe_endpoint = _safe_url(endpoint)
         self._keys = _Keys(hmac_keys, ed_key)

@@ -322,6 +322,9 @@ def _exporter_factories() -> dict[str, Callable[[Mapping[str, Any], str], Any]]:
         "file": lambda cfg, where: FileLogRecordExporter.from_config(cfg, where=where),
         "otlp": lambda cfg, where: create_otlp_exporter(cfg, where=where, protocol="grpc"),
         "otlphttp": lambda cfg, where: create_otlp_exporter(cfg, where=where, protocol="http"),
+        # the collector's current names for the same two exporters (otlp and otlphttp stay accepted)
+        "otlp_grpc": lambda cfg, where: create_otlp_exporter(cfg, where=where, protocol="grpc"),
+        "otlp_http": lambda cfg, where: create_otlp_exporter(cfg, where=where, protocol="http"),
         "splunk_hec": lambda cfg, where: SplunkHecLogExporter.from_config(cfg, where=where),
         "datadog": lambda cfg, where: DatadogLogExporter.from_config(cfg, where=where),
         "elasticsearch": lambda cfg, where: ElasticLogExporter.from_config(cfg, where=where),
@@ -1102,6 +1105,62 @@ ENV_HMAC_KEY = "OTEL_AUDIT_HMAC_KEY"
 ENV_LOGS_EXPORTER = "OTEL_LOGS_EXPORTER"
 ENV_CHECKPOINT_EVERY = "OTEL_AUDIT_CHECKPOINT_EVERY"
 ENV_CHECKPOINT_INTERVAL = "OTEL_AUDIT_CHECKPOINT_INTERVAL"
+ENV_OTLP_PROTOCOL = "OTEL_EXPORTER_OTLP_PROTOCOL"
+ENV_OTLP_LOGS_PROTOCOL = "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL"
+ENV_SERVICE_NAME = "OTEL_SERVICE_NAME"
+ENV_RESOURCE_ATTRIBUTES = "OTEL_RESOURCE_ATTRIBUTES"
+
+#: the SDK's rule (opentelemetry.sdk._configuration): OTEL_LOGS_EXPORTER=otlp is the entry point of the protocol
+_OTLP_BY_PROTOCOL = {"grpc": "otlp_proto_grpc", "http/protobuf": "otlp_proto_http"}
+_OTLP_NAMES = ("otlp", "otlp_proto_grpc", "otlp_proto_http")
+
+
+def _otlp_entry_point(name: str, e: Mapping[str, str]) -> str:
+    """The `opentelemetry_logs_exporter` entry point OTEL_LOGS_EXPORTER's `name` stands for, as the SDK
+    picks it: `otlp` is gRPC unless OTEL_EXPORTER_OTLP_LOGS_PROTOCOL (else OTEL_EXPORTER_OTLP_PROTOCOL)
+    says http/protobuf; an explicit otlp_proto_grpc / otlp_proto_http wins over the protocol (with a
+    warning when they disagree). http/json is refused: the Python OTLP exporter cannot send it."""
+    if name not in _OTLP_NAMES:
+        return name
+    var = ENV_OTLP_LOGS_PROTOCOL if (e.get(ENV_OTLP_LOGS_PROTOCOL) or "").strip() else ENV_OTLP_PROTOCOL
+    protocol = (e.get(var) or "").strip()
+    if not protocol:
+        return _OTLP_BY_PROTOCOL["grpc"] if name == "otlp" else name
+    if protocol not in _OTLP_BY_PROTOCOL:
+        why = ("the Python OTLP exporter does not support http/json" if protocol == "http/json"
+               else f"unknown OTLP protocol {protocol!r}")
+        if name == "otlp":
+            raise ConfigError(f"{var}={protocol}: {why}; set it to grpc or http/protobuf "
+                              f"(or name otlp_proto_grpc / otlp_proto_http in {ENV_LOGS_EXPORTER})")
+        _log.warning("%s=%s: %s; %s names %s, which is used", var, protocol, why, ENV_LOGS_EXPORTER, name)
+        return name
+    if name == "otlp":
+        return _OTLP_BY_PROTOCOL[protocol]
+    if _OTLP_BY_PROTOCOL[protocol] != name:
+        _log.warning("%s=%s disagrees with %s=%s; using %s", var, protocol, ENV_LOGS_EXPORTER, name, name)
+    return name
+
+
+def _env_resource(e: Mapping[str, str]) -> dict[str, Any]:
+    """OTEL_RESOURCE_ATTRIBUTES (key=value,... with percent-encoded values) and OTEL_SERVICE_NAME (which
+    wins for service.name), read from `e` by the SDK's rules, so that a given mapping is the whole story."""
+    from urllib.parse import unquote
+
+    out: dict[str, Any] = {}
+    for item in (e.get(ENV_RESOURCE_ATTRIBUTES) or "").split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            # Not the item itself: a value may be a credential.
+            _log.warning("%s: an item (of %d characters) is not key=value; ignored", ENV_RESOURCE_ATTRIBUTES,
+                         len(item))
+            continue
+        out[key.strip()] = unquote(value.strip())
+    service = (e.get(ENV_SERVICE_NAME) or "").strip()
+    if service:
+        out["service.name"] = service
+    return out
 
 
 def _env_number(e: Mapping[str, str], name: str, default: float, parse: Callable[[str], Any]) -> Any:
@@ -1124,7 +1183,12 @@ def build_from_env(env: Mapping[str, str] | None = None) -> Built:
     """The env-only path: OTEL_AUDIT_KEYS_DIR (required), OTEL_AUDIT_STATE_DIR, OTEL_AUDIT_HMAC_KEY
     (hmac redaction; without it, mask), OTEL_LOGS_EXPORTER (comma list of `opentelemetry_logs_exporter`
     entry point names, default otel_audit_file, whose OTEL_AUDIT_FILE_PATH is read from `env`),
-    OTEL_AUDIT_CHECKPOINT_EVERY and OTEL_AUDIT_CHECKPOINT_INTERVAL (seconds or a duration such as 5s)."""
+    OTEL_AUDIT_CHECKPOINT_EVERY and OTEL_AUDIT_CHECKPOINT_INTERVAL (seconds or a duration such as 5s).
+
+    As the SDK does: `otlp` is the gRPC exporter unless OTEL_EXPORTER_OTLP_LOGS_PROTOCOL (else
+    OTEL_EXPORTER_OTLP_PROTOCOL) is http/protobuf (`_otlp_entry_point`), and the resource carries
+    OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES. The OTLP exporters themselves read their other
+    OTEL_EXPORTER_OTLP_* settings (endpoint, headers, ...) from the process environment."""
     from importlib.metadata import entry_points
 
     from opentelemetry.sdk._logs import LoggerProvider
@@ -1159,18 +1223,25 @@ def build_from_env(env: Mapping[str, str] | None = None) -> Built:
         raise ConfigError(f"{ENV_LOGS_EXPORTER} names no exporter: audit records would go nowhere; "
                           "use e.g. otel_audit_file or otlp")
     eps = {ep.name: ep for ep in entry_points(group="opentelemetry_logs_exporter")}
+    chosen: dict[str, str] = {}  # name in OTEL_LOGS_EXPORTER -> the entry point used
     for n in names:
-        if n not in eps:
+        if names.count(n) > 1:
+            raise ConfigError(f"{ENV_LOGS_EXPORTER}: {n!r} is named twice; name each exporter once")
+        chosen[n] = _otlp_entry_point(n, e)
+        if chosen[n] not in eps:
+            if n != chosen[n]:
+                raise ConfigError(
+                    f"{ENV_LOGS_EXPORTER}: {n!r} with this OTLP protocol needs the {chosen[n]!r} exporter, which "
+                    f"is not installed; pip install opentelemetry-exporter-{chosen[n].replace('_', '-')}"
+                )
             raise ConfigError(
                 f"{ENV_LOGS_EXPORTER}: unknown exporter {n!r}; installed: {', '.join(sorted(eps))}"
             )
-        if names.count(n) > 1:
-            raise ConfigError(f"{ENV_LOGS_EXPORTER}: {n!r} is named twice; name each exporter once")
     every = _env_number(e, ENV_CHECKPOINT_EVERY, 1000, int)
     interval = _env_number(e, ENV_CHECKPOINT_INTERVAL, 5.0,
                            lambda s: parse_duration(s, where=ENV_CHECKPOINT_INTERVAL))
 
-    resource = Resource.create({})
+    resource = Resource.create(_env_resource(e))
     provider = LoggerProvider(resource=resource)
     started: list[Any] = [provider]
     exporters: dict[str, Any] = {}
@@ -1178,7 +1249,7 @@ def build_from_env(env: Mapping[str, str] | None = None) -> Built:
     try:
         for n in names:
             try:
-                factory = eps[n].load()
+                factory = eps[chosen[n]].load()
                 # the file exporter's path comes from `env` too, so that a given mapping is the whole story
                 exp = factory(path=e.get(ENV_PATH) or DEFAULT_PATH) if factory is FileLogRecordExporter else factory()
             except AuditError:
