@@ -186,10 +186,23 @@ def run_demo(out_dir: str, *, users: int = 6, seed: int = 7) -> int:
     w(f"  private signing keys (stay on the producer): {signing_keys}\n")
     w(f"  the pipeline config it ran: {cfg}\n\n")
     w("check it yourself, with the public keys alone:\n")
-    w(f"  otel-audit verify --keys {shlex.quote(str(public_keys))} {shlex.quote(str(out / 'archive'))}\n")
+    w(f"  {_cli()} verify --keys {shlex.quote(str(public_keys))} {shlex.quote(str(out / 'archive'))}\n")
     w("then change a value in a record of the archive and run it again: it names the record.\n")
     if not rep.ok:  # the demo's own archive must verify; if not, something is broken here
         print(f"otel-audit demo: error: the archive in {out / 'archive'} did not verify (see above); "
               "please report it", file=sys.stderr)
         return 2
     return 0
+
+
+def _cli() -> str:
+    """How to run otel-audit from a fresh shell: `otel-audit` if that name on PATH is this
+    installation's, else the full path of the script next to this interpreter (a venv not
+    activated), else `python -m otel_audit.cli`."""
+    here = Path(sys.executable).parent / "otel-audit"
+    found = shutil.which("otel-audit")
+    if found and here.exists() and Path(found).resolve() == here.resolve():
+        return "otel-audit"
+    if here.exists():
+        return shlex.quote(str(here))
+    return f"{shlex.quote(sys.executable)} -m otel_audit.cli"
