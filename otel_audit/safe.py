@@ -35,7 +35,8 @@ def is_secret_name(name: str) -> bool:
     return n in _SECRET_NAMES or any(p in n for p in _SECRET_PARTS)
 
 
-def _entropy(s: str) -> float:
+def entropy(s: str) -> float:
+    """Shannon entropy of `s` in bits per character (random base64 is ~5, English words ~3)."""
     counts = {c: s.count(c) for c in set(s)}
     return -sum(k / len(s) * math.log2(k / len(s)) for k in counts.values())
 
@@ -50,9 +51,9 @@ def _secret_segment(seg: str) -> bool:
     has_alpha = any(c.isalpha() for c in seg)
     if not (has_digit and has_alpha) and len(seg) < 32:
         return False
-    if len(seg) >= 24 and _entropy(seg) >= 3.5:
+    if len(seg) >= 24 and entropy(seg) >= 3.5:
         return True
-    return has_digit and has_alpha and _entropy(seg) >= 3.2
+    return has_digit and has_alpha and entropy(seg) >= 3.2
 
 
 _NAME_LIKE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,47}")

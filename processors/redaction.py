@@ -42,7 +42,6 @@ import binascii
 import ipaddress
 import json
 import logging
-import math
 import re
 import string
 import threading
@@ -58,6 +57,7 @@ from otel_audit.canonical import CHECKPOINT_EVENT
 from otel_audit.errors import ConfigError
 from otel_audit.processors.secret_rules import BASE64_TABLE, LibraryRule, WeakScanner, default_rules, has_run, span_at
 from otel_audit.pseudonym import HMAC_PREFIX, SecretBytes, hmac_value, load_hmac_key
+from otel_audit.safe import entropy
 
 __all__ = [
     "BUILTIN_RULES",
@@ -470,12 +470,7 @@ def _bare_secret_ok(text: str) -> bool:
         decoded = b""
     if decoded and all(32 <= b < 127 for b in decoded):
         return False
-    counts: dict[str, int] = {}
-    for c in text:
-        counts[c] = counts.get(c, 0) + 1
-    n = len(text)
-    entropy = -sum(k / n * math.log2(k / n) for k in counts.values())
-    return entropy >= _BARE_MIN_ENTROPY
+    return entropy(text) >= _BARE_MIN_ENTROPY
 
 
 _BLOCK_ANCHORS = ("://", "-----begin", "%3a%2f%2f")
@@ -913,6 +908,7 @@ def _names(value: object, what: str) -> tuple[str, ...]:
 
 # What on_emit does with a top-level attribute, decided once per key and cached.
 _SCAN, _SKIP, _SENSITIVE, _CLIENT_IP, _PROTECTED = 0, 1, 2, 3, 4
+_KEY_HOLDS_FINDING: Final = 8  # a flag on a plan: the key itself is to be redacted
 _DIGEST_ATTRIBUTE: Final = "audit.integrity.digest"
 _PLAN_CACHE_MAX: Final = 4096
 
@@ -1005,7 +1001,6 @@ class RedactionProcessor(LogRecordProcessor):
         self._allow = frozenset(_names(allow_keys, "allow_keys"))
         self._ip_keys = frozenset(CLIENT_ADDRESS_KEYS)
         self._plan: dict[str, int] = {}
-        self._clean_keys: set[str] = set()
         self._resources: dict[int, tuple[Resource, Resource, tuple[str, ...]]] = {}
         self._clean: set[str] = set()
         self._sensitive_cache: dict[str, bool] = {}
@@ -1444,15 +1439,6 @@ class RedactionProcessor(LogRecordProcessor):
         self._resources[id(resource)] = (resource, redacted, tuple(found))
         return redacted, tuple(found)
 
-    def _key_name(self, key: str, fired: list[str]) -> str:
-        """``key`` with any finding in it replaced; a clean key is remembered."""
-        new = self._scan(key, fired)
-        if new is key:
-            if len(self._clean_keys) >= _PLAN_CACHE_MAX:
-                self._clean_keys.clear()
-            self._clean_keys.add(key)
-        return new
-
     def _plan_for(self, key: str) -> int:
         if key in self._allow or key in _OWN_KEYS:
             plan = _SKIP
@@ -1464,6 +1450,9 @@ class RedactionProcessor(LogRecordProcessor):
             plan = _SENSITIVE
         else:
             plan = _SCAN
+        # An attribute key can hold a secret too (a key named after a token): decided once per key.
+        if plan != _SKIP and self._scan(key, []) is not key:
+            plan |= _KEY_HOLDS_FINDING
         if len(self._plan) >= _PLAN_CACHE_MAX:
             self._plan.clear()
         self._plan[key] = plan
@@ -1514,6 +1503,10 @@ class RedactionProcessor(LogRecordProcessor):
                     plan = plans.get(key)
                     if plan is None:
                         plan = self._plan_for(key)
+                    new_key = key
+                    if plan & _KEY_HOLDS_FINDING:
+                        new_key = self._scan(key, fired)
+                        plan &= ~_KEY_HOLDS_FINDING
                     if plan == _PROTECTED:
                         if signed:
                             continue
@@ -1526,8 +1519,6 @@ class RedactionProcessor(LogRecordProcessor):
                         new = self._redact(value, fired, True)
                     else:
                         new = self._client_address(value, fired)
-                    # An attribute key can hold a secret too (a key named after a token).
-                    new_key = key if key in self._clean_keys else self._key_name(key, fired)
                     if new_key is not key:
                         del attributes[key]  # type: ignore[attr-defined]
                         attributes[new_key] = new  # type: ignore[index]
