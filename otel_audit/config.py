@@ -1101,6 +1101,8 @@ def build_from_file(
 ENV_CONFIG = "OTEL_AUDIT_CONFIG"
 ENV_KEYS_DIR = "OTEL_AUDIT_KEYS_DIR"
 ENV_STATE_DIR = "OTEL_AUDIT_STATE_DIR"
+ENV_SPOOL_DIR = "OTEL_AUDIT_SPOOL_DIR"
+ENV_DELIVERY_MODE = "OTEL_AUDIT_DELIVERY_MODE"
 ENV_HMAC_KEY = "OTEL_AUDIT_HMAC_KEY"
 ENV_LOGS_EXPORTER = "OTEL_LOGS_EXPORTER"
 ENV_CHECKPOINT_EVERY = "OTEL_AUDIT_CHECKPOINT_EVERY"
@@ -1183,7 +1185,10 @@ def build_from_env(env: Mapping[str, str] | None = None) -> Built:
     """The env-only path: OTEL_AUDIT_KEYS_DIR (required), OTEL_AUDIT_STATE_DIR, OTEL_AUDIT_HMAC_KEY
     (hmac redaction; without it, mask), OTEL_LOGS_EXPORTER (comma list of `opentelemetry_logs_exporter`
     entry point names, default otel_audit_file, whose OTEL_AUDIT_FILE_PATH is read from `env`),
-    OTEL_AUDIT_CHECKPOINT_EVERY and OTEL_AUDIT_CHECKPOINT_INTERVAL (seconds or a duration such as 5s).
+    OTEL_AUDIT_CHECKPOINT_EVERY and OTEL_AUDIT_CHECKPOINT_INTERVAL (seconds or a duration such as 5s),
+    OTEL_AUDIT_SPOOL_DIR (the durable spool's folder; without it records wait in memory, and the
+    returned `Built.warnings` and the log say so) and OTEL_AUDIT_DELIVERY_MODE (fail_closed, the default, or
+    fail_open).
 
     As the SDK does: `otlp` is the gRPC exporter unless OTEL_EXPORTER_OTLP_LOGS_PROTOCOL (else
     OTEL_EXPORTER_OTLP_PROTOCOL) is http/protobuf (`_otlp_entry_point`), and the resource carries
@@ -1237,6 +1242,25 @@ def build_from_env(env: Mapping[str, str] | None = None) -> Built:
             raise ConfigError(
                 f"{ENV_LOGS_EXPORTER}: unknown exporter {n!r}; installed: {', '.join(sorted(eps))}"
             )
+    spool_dir = e.get(ENV_SPOOL_DIR) or None
+    if spool_dir is not None and os.path.exists(spool_dir) and not os.path.isdir(spool_dir):
+        raise ConfigError(f"{ENV_SPOOL_DIR}: {spool_dir} exists and is not a folder; name a folder of its own")
+    from otel_audit.processors.spool import MODES
+
+    mode = (e.get(ENV_DELIVERY_MODE) or "fail_closed").strip()
+    if mode not in MODES:
+        raise ConfigError(f"{ENV_DELIVERY_MODE}: expected one of {', '.join(MODES)}, got {mode!r}")
+    if spool_dir is None and e.get(ENV_DELIVERY_MODE):
+        raise ConfigError(f"{ENV_DELIVERY_MODE} is set but {ENV_SPOOL_DIR} is not: the mode is the spool's; "
+                          f"set {ENV_SPOOL_DIR} to a folder of its own")
+    warnings: list[str] = []
+    if spool_dir is None:
+        warnings.append(f"{ENV_SPOOL_DIR}: not set, so records wait in memory on their way to the exporters and "
+                        f"a burst, an outage or a crash loses them; set {ENV_SPOOL_DIR} to a folder of its own "
+                        "for the durable spool on disk")
+    if state_dir is None:
+        warnings.append(f"{ENV_STATE_DIR}: not set, so a restart cannot name the previous stream and a deleted "
+                        f"tail cannot be told from a crash; set {ENV_STATE_DIR} to a folder of its own")
     every = _env_number(e, ENV_CHECKPOINT_EVERY, 1000, int)
     interval = _env_number(e, ENV_CHECKPOINT_INTERVAL, 5.0,
                            lambda s: parse_duration(s, where=ENV_CHECKPOINT_INTERVAL))
@@ -1258,6 +1282,8 @@ def build_from_env(env: Mapping[str, str] | None = None) -> Built:
                 raise ConfigError(f"{ENV_LOGS_EXPORTER}: cannot create exporter {n!r}: {exc}") from None
             started.append(exp)
             exporters[n] = exp
+            if spool_dir is not None:
+                continue  # the spool ships to it
             try:
                 batcher = BatchLogRecordProcessor(exp)
             except ValueError as exc:
@@ -1266,8 +1292,18 @@ def build_from_env(env: Mapping[str, str] | None = None) -> Built:
             batchers.append(batcher)
         pii_logger = provider.get_logger("otel_audit.redaction")
         red = RedactionProcessor(mode="hmac" if hmac_key else "mask", hmac_key=hmac_key, pii_event_logger=pii_logger)
+        spool = None
+        if spool_dir is not None:
+            from otel_audit.processors.spool import SpoolProcessor
+
+            try:
+                spool = SpoolProcessor(spool_dir, exporters, mode=mode)
+            except ValueError as exc:  # ConfigError too: the folder is in use or cannot be made
+                raise ConfigError(f"{ENV_SPOOL_DIR}: {exc}") from None
+            started.append(spool)
         try:
-            signing = SigningProcessor(keys_dir, downstream=batchers, checkpoint_every=every,
+            signing = SigningProcessor(keys_dir, downstream=spool if spool is not None else batchers,
+                                       checkpoint_every=every,
                                        checkpoint_interval=interval, state_dir=state_dir, resource=resource)
         except KeyringError as exc:
             raise ConfigError(f"{ENV_KEYS_DIR}: {exc}") from None
@@ -1278,4 +1314,9 @@ def build_from_env(env: Mapping[str, str] | None = None) -> Built:
         raise
     provider.add_log_record_processor(red)
     provider.add_log_record_processor(signing)
-    return Built(provider, signing, exporters, {"redaction": red, "signing": signing}, key_name=key_name)
+    procs: dict[str, Any] = {"redaction": red, "signing": signing}
+    if spool is not None:
+        procs["delivery"] = spool
+    for w in warnings:
+        _log.warning("%s", w)
+    return Built(provider, signing, exporters, procs, key_name=key_name, warnings=warnings)
