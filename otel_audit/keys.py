@@ -552,8 +552,16 @@ def _write_ring(d: Path, ring: Keyring) -> None:
     _write_file(d / KEYRING_FILE, ring.to_json() + b"\n", "keyring")
 
 
-def _default_name(prefix: str) -> str:
-    return f"{prefix}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+def _default_name(prefix: str, d: Path, ring: Keyring) -> str:
+    """`<prefix>-<UTC time to the second>`, with `-2`, `-3`, ... when a key of that second is in the folder
+    (a `keys rotate` right after `keys generate` must not need a --name)."""
+    base = f"{prefix}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    taken = {k.name for k in ring}
+    for n in range(1, 1000):
+        name = base if n == 1 else f"{base}-{n}"
+        if name not in taken and not os.path.lexists(d / PRIVATE_DIR / f"{name}.pem"):
+            return name
+    return base  # a thousand keys in one second: _check_unused names the clash
 
 
 def _load_dir_ring(d: Path) -> Keyring:
@@ -607,10 +615,12 @@ def generate(keys_dir: str | os.PathLike[str], name: str | None = None, *, prefi
     Every check is made before anything is written; a failed write leaves no file of the new key.
     """
     d = Path(keys_dir)
-    name = check_name(name or _default_name(prefix))
+    if name is not None:
+        check_name(name)
     if os.path.lexists(d) and not d.is_dir():
         raise KeyringError(f"{d}: not a folder; --dir takes the keys folder (keyring.json + private/)")
     ring = _load_dir_ring(d)
+    name = check_name(name or _default_name(prefix, d, ring))
     _check_unused(d, ring, name)
     current = ring.current()
     if refuse_current and current:
@@ -647,10 +657,12 @@ def rotate(keys_dir: str | os.PathLike[str], name: str | None = None, *, grace_s
     ended old ones together): a failed write leaves the keys folder as it was."""
     d = Path(keys_dir)
     grace_s = check_grace(grace_s)
-    name = check_name(name or _default_name(prefix))
+    if name is not None:
+        check_name(name)
     if not os.path.lexists(d / KEYRING_FILE):
         raise KeyringError(f"{d}: no keyring to rotate; run 'otel-audit keys generate --dir {d}' first")
     ring = Keyring.load(d / KEYRING_FILE)
+    name = check_name(name or _default_name(prefix, d, ring))
     private, new, pem = _new_key(d, ring, name)
     end = new.not_before + int(grace_s * 1e9)  # type: ignore[operator]
     updated = Keyring()

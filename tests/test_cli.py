@@ -143,6 +143,23 @@ def test_keys_generate_rotate_export_list(tmp_path: Path) -> None:
         assert not any(s.splitlines()[1] in proc.stdout for s in secrets)
 
 
+def test_keys_block_of_the_readme_runs_as_written_within_one_second(tmp_path: Path) -> None:
+    """generate then rotate with default names, as the README's Keys block does, in the same second: the
+    rotated key gets a name of its own (`-2`), not "exists already"."""
+    from otel_audit import keys
+
+    d = tmp_path / "keys"
+    first = keys.generate(d)
+    second = keys.rotate(d, grace_s=3600)
+    third = keys.rotate(d, grace_s=3600)
+    names = [first.name, second.name, third.name]
+    assert len(set(names)) == 3, names
+    if second.name.startswith(first.name):  # the same second
+        assert second.name == first.name + "-2"
+    rot = run("keys", "rotate", "--dir", str(d), "--grace", "1h")
+    assert rot.returncode == 0, rot.stderr
+
+
 def test_keys_errors_are_one_line(tmp_path: Path) -> None:
     """keys without an action, rotate without a keyring, and a duplicate name each exit 2 with one line."""
     bare = run("keys")
