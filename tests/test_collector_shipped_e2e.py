@@ -9,7 +9,9 @@ stand-in, otlp_http/audit -> the gateway -> the back ends. Two producers send si
 then checked by `otel-audit verify` with the public keys only: the agent's archive, the back ends'
 archives, a Splunk search export, an Elasticsearch `_search` response and an NDJSON of its
 `_source` documents (what the contrib exporter writes in otel mapping mode) -- every seq of both
-streams present, both streams closed. One agent run serves every test of the module.
+streams present, both streams closed. One agent run serves those tests; a second one, of agent.yaml
+with the agent-datadog.yaml overlay on the datadog build (DD_LOGS_ENDPOINT at the Datadog stand-in),
+serves the Datadog tests.
 
 The HEC stand-in is run with the relaxation tests/test_collector_siem_e2e.py explains (numbers and
 booleans in `fields`, which the contrib exporter sends). The Elasticsearch stand-in runs strict; a
@@ -30,8 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from collector import CONFIG_DIR, Collector, free_port
+from collector import CONFIG_DIR, Collector, collector_binary, free_port
 from conftest import child_env
+from standins.datadog import DEFAULT_API_KEY as DD_API_KEY
+from standins.datadog import DatadogStandIn
 from standins.elastic import DEFAULT_API_KEY, ElasticStandIn
 from standins.splunk import DEFAULT_TOKEN
 from test_collector_e2e import AGENT_ENDPOINTS, Produced
@@ -261,3 +265,63 @@ def test_a_plain_index_as_logs_index_is_refused(tmp_path: Path, shipped_keys: Pa
         assert {(r["status"], r["type"]) for r in refused} == {(404, "index_not_found_exception")}
         assert all("requires a data stream" in r["reason"] for r in refused)
         assert _seq_count(tmp_path / "agent" / "archive" / "audit.jsonl") == produced.length
+
+
+# -- agent.yaml + agent-datadog.yaml (the datadog build) ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def delivered_datadog(tmp_path_factory: pytest.TempPathFactory, shipped_keys: Path
+                      ) -> Iterator[tuple[DatadogStandIn, Produced, Path]]:
+    """One run of agent.yaml with the agent-datadog.yaml overlay (the collector of builder-config-datadog.yaml),
+    every exporter at a stand-in, Datadog's logs intake at the Datadog stand-in (DD_LOGS_ENDPOINT)."""
+    d = tmp_path_factory.mktemp("shipped-dd")
+    binary = collector_binary(CONFIG_DIR / "builder-config-datadog.yaml")
+    sink = Collector(SINK, env={"ARCHIVE": str(d / "sink.jsonl")}, endpoints=["OTLP_GRPC", "OTLP_HTTP"],
+                     workdir=d / "sink")
+    with LenientHec() as hec, ElasticStandIn() as es, DatadogStandIn() as dd, sink:
+        env = _agent_env(d, hec, es, sink.url("OTLP_HTTP"), DD_API_KEY=DD_API_KEY, DD_LOGS_ENDPOINT=dd.url)
+        with Collector(CONFIG_DIR / "agent.yaml", env=env, endpoints=AGENT_ENDPOINTS, binary=binary,
+                       extra_configs=[CONFIG_DIR / "agent-datadog.yaml"], workdir=d / "agent-run") as agent:
+            produced = produce(f"http://{agent.endpoint('OTEL_AUDIT_AGENT_HTTP_ENDPOINT')}", shipped_keys, 80,
+                               embed_record=True)
+
+            def seqs() -> set[int]:
+                return {ev["attributes"]["attributes"].get("audit", {}).get("stream", {}).get("seq")
+                        for ev in dd.events()}
+
+            # the exporter's batch (5 s) and the embedded logs-agent's batch_wait (5 s)
+            _wait(lambda: set(range(produced.length)) <= seqs(), 60, "every seq at the Datadog stand-in")
+        export = d / "datadog-export.json"
+        export.write_text(json.dumps(dd.export()), encoding="utf-8")
+        yield dd, produced, export
+
+
+def test_datadog_copy_verifies_from_datadog_alone(delivered_datadog: tuple[DatadogStandIn, Produced, Path],
+                                                  shipped_keys: Path) -> None:
+    """What agent-datadog.yaml's datadog/audit left in Datadog, as saved search pages, verifies on its own
+    (embed_record): exit 0, every seq, the stream closed."""
+    _, produced, export = delivered_datadog
+    assert_whole(cli(shipped_keys, "--format", "json", export), [produced])
+
+
+def test_datadog_log_altered_at_rest_is_named(delivered_datadog: tuple[DatadogStandIn, Produced, Path],
+                                              shipped_keys: Path, tmp_path: Path) -> None:
+    """One stored log's canonical content edited at rest: exit 1, its seq named as modified."""
+    _, produced, export = delivered_datadog
+    pages = json.loads(export.read_text(encoding="utf-8"))
+    for ev in pages[0]["data"]:
+        a = ev["attributes"]["attributes"]
+        rec = (a.get("audit") or {}).get("integrity", {}).get("record")
+        if isinstance(rec, str) and '"user.id":"' in rec:
+            a["audit"]["integrity"]["record"] = rec.replace('"user.id":"', '"user.id":"x', 1)
+            seq = a["audit"]["stream"]["seq"]
+            break
+    else:
+        raise AssertionError("no stored log with a user.id")
+    edited = tmp_path / "datadog-edited.json"
+    edited.write_text(json.dumps(pages), encoding="utf-8")
+    out = cli(shipped_keys, "--format", "json", edited)
+    assert out.returncode == 1, out.stdout + out.stderr
+    (s,) = json.loads(out.stdout)["streams"]
+    assert s["stream_id"] == produced.stream_id and s["modified"] == [seq]
