@@ -93,11 +93,10 @@ _FLAT_OBJECTS = ("attributes", "resource.attributes", "scope.attributes")
 class _Reject(Exception):
     """An item-level failure: status and the error object ES puts in the item."""
 
-    def __init__(self, status: int, etype: str, reason: str, caused_by: dict[str, Any] | None = None,
-                 extra: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, status: int, etype: str, reason: str, caused_by: dict[str, Any] | None = None) -> None:
         super().__init__(reason)
         self.status = status
-        self.error: dict[str, Any] = {"type": etype, "reason": reason, **(extra or {})}
+        self.error: dict[str, Any] = {"type": etype, "reason": reason}
         if caused_by:
             self.error["caused_by"] = caused_by
 
@@ -660,8 +659,7 @@ class ElasticStandIn:
                               f"[require_data_stream] request flag is [true] and [{name}] is not a data stream")
             raise _Reject(404, "index_not_found_exception",
                           f"no such index [{name}] and the index creation request requires a data stream, but no "
-                          "matching index template with data stream template was found for it",
-                          extra={"resource.type": "index_expression", "resource.id": name})
+                          "matching index template with data stream template was found for it")
         if op not in ("create", "index"):
             raise _Reject(400, "illegal_argument_exception", f"the stand-in does not implement [{op}] actions")
         try:
