@@ -119,12 +119,17 @@ def claims(doc: Any) -> bool:
 
 def is_otel_document(source: Any) -> bool:
     """Whether a `_source` is an audit record as the contrib exporter writes it in otel mapping mode: an
-    `@timestamp`, and the integrity attributes under `attributes` (an object, its keys the attribute
-    names), and no `audit.otlp` (which our own exporter writes)."""
+    `@timestamp`, the integrity attributes under `attributes` (an object, its keys the attribute names),
+    and none of what our own exporter writes (`audit.otlp`, the ECS `event.*` fields): a document of
+    ours that lost its `audit.otlp` stays unverifiable, never rebuilt as something else."""
     if not isinstance(source, Mapping) or "@timestamp" not in source or "resourceLogs" in source:
         return False
     attrs = source.get("attributes")
-    return isinstance(attrs, Mapping) and STREAM_ID in attrs and not _lookup(source, "audit.otlp")[0]
+    if not (isinstance(attrs, Mapping) and STREAM_ID in attrs):
+        return False
+    if any(k == "event" or k.startswith("event.") for k in source):
+        return False
+    return not _lookup(source, "audit.otlp")[0]
 
 
 def iter_hits(data: Any, *, name: str = "elasticsearch") -> Iterator[tuple[str, Any]]:
