@@ -135,6 +135,7 @@ class Collector:
         binary: the collector to run (default: `collector_binary()`).
         workdir: where its stderr log and scratch config go (default: a temporary folder).
         ready_timeout: seconds to wait for health_check to report ready.
+        extra_configs: paths of overlays merged over `config` (`--config=config --config=extra ...`).
     """
 
     def __init__(
@@ -146,12 +147,15 @@ class Collector:
         binary: Path | None = None,
         workdir: str | os.PathLike[str] | None = None,
         ready_timeout: float = 30.0,
+        extra_configs: Iterable[str | os.PathLike[str]] = (),
     ) -> None:
         self._tmp = None if workdir is not None else tempfile.TemporaryDirectory(prefix="otelcol-")
         self.workdir = Path(workdir) if workdir is not None else Path(self._tmp.name)  # type: ignore[union-attr]
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = _config_file(config, self.workdir)
         _require_health_check(self.config_path)
+        #: merged over `config` in order, as the collector merges repeated --config (an overlay)
+        self.extra_configs = [Path(c) for c in extra_configs]
         self.binary = binary or collector_binary()
         self.endpoints: dict[str, str] = {name: f"127.0.0.1:{free_port()}" for name in endpoints}
         self.health_port = free_port()
@@ -171,7 +175,8 @@ class Collector:
             f"yaml:extensions::health_check::endpoint: 127.0.0.1:{self.health_port}",
             "yaml:service::telemetry::metrics::level: none",
         )
-        args = [str(self.binary), f"--config={self.config_path}", *(f"--config={o}" for o in overlay)]
+        args = [str(self.binary), f"--config={self.config_path}", *(f"--config={c}" for c in self.extra_configs),
+                *(f"--config={o}" for o in overlay)]
         self.starts += 1
         with open(self.log_path, "ab") as log:
             log.write(f"\n---- start #{self.starts}: {' '.join(args)}\n".encode())

@@ -298,8 +298,12 @@ def test_standin_is_strict_about_the_bulk_contract(es: ElasticStandIn) -> None:
     assert r.status_code == 401 and r.json()["error"]["type"] == "security_exception"
     assert r.headers["X-Elastic-Product"] == "Elasticsearch"
     r = requests.post(f"{es.url}/_bulk", data=b'{"create":{"_index":"logs-a-b"}}\n' + ok_doc,
-                      headers={**auth, "Content-Type": "application/json"})
+                      headers={**auth, "Content-Type": "application/yaml"})
     assert r.status_code == 406 and r.headers["X-Elastic-Product"] == "Elasticsearch"
+    assert "does not support stream parsing" in r.json()["error"]
+    r = requests.post(f"{es.url}/_bulk", data=b'{"create":{"_index":"logs-a-b"}}\n' + ok_doc,
+                      headers={**auth, "Content-Type": "text/plain"})
+    assert r.status_code == 406
     r = requests.post(f"{es.url}/_bulk", data=b'{"create":{"_index":"logs-a-b"}}\n' + ok_doc.rstrip(), headers=nd)
     assert r.status_code == 400 and "terminated by a newline" in r.json()["error"]["reason"]
     r = requests.post(f"{es.url}/_bulk?bogus=1", data=b'{"create":{"_index":"logs-a-b"}}\n' + ok_doc, headers=nd)
@@ -805,3 +809,35 @@ def test_a_forked_child_delivers_through_its_own_connection(es: ElasticStandIn, 
     assert exporter.export(records[4:]) is LogRecordExportResult.SUCCESS
     assert len(es.client_ports) == 2 and es.client_ports[0] != es.client_ports[1]
     assert len(es.documents(DS)) == len(records)
+
+
+def test_standin_accepts_bulk_as_application_json(es: ElasticStandIn) -> None:
+    """`_bulk` with Content-Type application/json is accepted, as Elasticsearch does (its canonical type is JSON)."""
+    auth = {"Authorization": f"ApiKey {DEFAULT_API_KEY}", "Content-Type": "application/json"}
+    r = requests.post(f"{es.url}/_bulk", headers=auth,
+                      data=b'{"create":{"_index":"logs-a-b"}}\n{"@timestamp":"2024-05-01T00:00:00Z","m":1}\n')
+    assert r.status_code == 200 and r.json()["errors"] is False
+
+
+def test_standin_refuses_require_data_stream_on_a_plain_index(es: ElasticStandIn) -> None:
+    """With require_data_stream=true a name no data-stream template matches, and an existing plain index, are
+    refused per item with Elasticsearch's 404s; a `logs-*-*` name becomes a data stream."""
+    auth = {"Authorization": f"ApiKey {DEFAULT_API_KEY}", "Content-Type": "application/x-ndjson"}
+    doc = b'{"@timestamp":"2024-05-01T00:00:00Z","m":1}\n'
+
+    def bulk(index: str, query: str = "?require_data_stream=true") -> dict:
+        r = requests.post(f"{es.url}/_bulk{query}", headers=auth,
+                          data=b'{"create":{"_index":"' + index.encode() + b'"}}\n' + doc)
+        assert r.status_code == 200
+        return r.json()["items"][0]["create"]
+
+    item = bulk("otel-audit")
+    assert item["status"] == 404 and item["error"]["type"] == "index_not_found_exception"
+    assert "requires a data stream" in item["error"]["reason"]
+    assert bulk("plain", query="")["status"] == 201  # auto-created as an ordinary index
+    item = bulk("plain")
+    assert item["status"] == 404 and item["error"]["type"] == "resource_not_found_exception"
+    assert item["error"]["reason"] == "[require_data_stream] request flag is [true] and [plain] is not a data stream"
+    item = bulk("logs-otel_audit.otel-default")
+    assert item["status"] == 201 and item["_index"].startswith(".ds-logs-otel_audit.otel-default-")
+    assert es.indices == {"plain": False, "logs-otel_audit.otel-default": True}

@@ -88,3 +88,65 @@ def test_unknown_source_kind_is_a_usage_error(tmp_path: Path, shared_keys: Path)
     f.write_text("{}")
     res = _cli("--keys", str(shared_keys), "--source", "graylog", str(f))
     assert res.returncode == 2 and "Traceback" not in res.stderr
+
+
+# -- documents the collector's own elasticsearch exporter wrote (otel mapping mode) -------------------
+
+#: 26 `_source` documents (24 events and 2 checkpoints of one stream) that the contrib elasticsearch exporter
+#: (v0.147.0, collector-config/agent.yaml) wrote into the Elasticsearch stand-in, and the public keyring
+COLLECTOR_ES = Path(__file__).parent / "data" / "collector-es"
+COLLECTOR_STREAM = "5b51e8a87814d4faba473627987ef349"
+
+
+def _collector_sources() -> list[dict]:
+    return [json.loads(line) for line in (COLLECTOR_ES / "sources.ndjson").read_text(encoding="utf-8").splitlines()]
+
+
+def _stream_of(out: subprocess.CompletedProcess[str]) -> dict:
+    (s,) = json.loads(out.stdout)["streams"]
+    return s
+
+
+def test_collector_otel_documents_verify_in_every_export_shape(tmp_path: Path) -> None:
+    """The collector's otel-mode documents verify from the CLI as bare `_source` NDJSON, as a `_search` response,
+    as NDJSON of hits and as a JSON array of hits: exit 0, every seq, the stream closed."""
+    sources = _collector_sources()
+    hits = [{"_index": ".ds-logs-otel_audit.otel-default-2026.12.02-000001", "_id": f"id{n}", "_score": 1.0,
+             "_source": s} for n, s in enumerate(sources)]
+    shapes = {
+        "sources.ndjson": "".join(json.dumps(s) + "\n" for s in sources),
+        "search.json": json.dumps({"took": 1, "timed_out": False, "hits": {"total": {"value": len(hits)},
+                                                                           "hits": hits}}, indent=2),
+        "hits.ndjson": "".join(json.dumps(h) + "\n" for h in hits),
+        "hits.json": json.dumps(hits),
+    }
+    for name, text in shapes.items():
+        f = tmp_path / name
+        f.write_text(text, encoding="utf-8")
+        out = _cli("--keys", str(COLLECTOR_ES / "keyring.json"), "--format", "json", str(f))
+        assert out.returncode == 0, (name, out.stdout[-2000:], out.stderr[-2000:])
+        s = _stream_of(out)
+        assert (s["stream_id"], s["records"], s["missing"], s["state"]) == (COLLECTOR_STREAM, 26, [], "closed"), name
+        assert set(kinds_of(f)) == {"elastic"}, name
+
+
+def test_collector_otel_document_altered_or_removed_is_named(tmp_path: Path) -> None:
+    """An attribute of one collector-written document edited at rest: exit 1, its seq modified; one document
+    removed: exit 1, its seq missing."""
+    sources = _collector_sources()
+    target = next(s for s in sources if s["attributes"].get("user.id"))
+    seq = target["attributes"]["audit.stream.seq"]
+    target["attributes"]["user.id"] = "someone-else"
+    edited = tmp_path / "edited.ndjson"
+    edited.write_text("".join(json.dumps(s) + "\n" for s in sources), encoding="utf-8")
+    out = _cli("--keys", str(COLLECTOR_ES / "keyring.json"), "--format", "json", str(edited))
+    assert out.returncode == 1 and _stream_of(out)["modified"] == [seq], out.stdout[-2000:]
+    text = _cli("--keys", str(COLLECTOR_ES / "keyring.json"), str(edited))
+    assert text.returncode == 1 and f"modified: seq {seq}\n" in text.stdout
+
+    sources = _collector_sources()
+    gone = sources.pop(5)["attributes"]["audit.stream.seq"]
+    gap = tmp_path / "gap.ndjson"
+    gap.write_text("".join(json.dumps(s) + "\n" for s in sources), encoding="utf-8")
+    out = _cli("--keys", str(COLLECTOR_ES / "keyring.json"), "--format", "json", str(gap))
+    assert out.returncode == 1 and _stream_of(out)["missing"] == [[gone, gone]], out.stdout[-2000:]

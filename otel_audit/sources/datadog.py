@@ -1,7 +1,10 @@
 """Read audit records back out of Datadog, for verification.
 
 The Datadog exporter puts each record's own OTLP/JSON logRecord into the log's ``audit.otlp``
-attribute. This module finds it again in what Datadog gives back:
+attribute. The collector's contrib ``datadog`` exporter sends no ``audit.otlp``; with the signing
+processor's ``embed_record`` its logs carry the record's canonical content
+(``audit.integrity.record``) and integrity fields as attributes, which are verified as they are.
+This module finds them again in what Datadog gives back:
 
 * a Logs Search API v2 response page (``POST /api/v2/logs/events/search``)::
 
@@ -114,6 +117,15 @@ def lookup(attributes: Mapping[str, Any], path: str) -> Any:
 def is_missing(value: Any) -> bool:
     """True for the value `lookup` returns when a path is absent."""
     return value is _MISSING
+
+
+#: the signing processor's embedded canonical content (embed_record)
+CANONICAL_FIELD = "audit.integrity.record"
+
+
+def _one(value: Any) -> Any:
+    """A value shown once, or as a one-item list."""
+    return None if value is _MISSING else (value[0] if isinstance(value, list) and len(value) == 1 else value)
 
 
 # -- the formats -----------------------------------------------------------------------------------
@@ -512,6 +524,15 @@ class DatadogReader:
                 self.problems.append(f"{ev.where}: {ev.problem}")
                 continue
             text = lookup(ev.attributes, OTLP_FIELD)
+            if text is _MISSING and not is_missing(content := lookup(ev.attributes, CANONICAL_FIELD)):
+                # sent by the collector's datadog exporter with the signing processor's embed_record:
+                # the canonical content and the integrity fields are attributes of the log (the exporter
+                # writes them into a JSON message, which Datadog's JSON preprocessing turns into attributes)
+                vals = [_one(lookup(ev.attributes, k)) for k in (
+                    "audit.stream.id", "audit.stream.seq", "audit.integrity.prev", "audit.integrity.digest")]
+                self.records += 1
+                yield ev.where, {readers.CANONICAL: (*vals, _one(content))}
+                continue
             if text is _MISSING:
                 if self._looks_ours(ev):
                     self.problems.append(f"{ev.where}: an audit record without its audit.otlp field; it cannot "

@@ -4,10 +4,17 @@ Accepted input (a path, bytes, text, parsed JSON, or an iterable such as `helper
 
 * one `_search` / scroll / `search_after` response: a JSON object with `hits.hits[]._source`;
 * a JSON array of such responses, or of hits;
-* NDJSON: one hit or one response per line (optionally gzip-compressed).
+* NDJSON: one hit or one response per line (optionally gzip-compressed);
+* bare `_source` documents of the collector's elasticsearch exporter (otel mapping mode), one per
+  line or as a JSON array (what `jq -c '.hits.hits[]._source'` makes of a search response).
 
-Every hit's `_source["audit"]["otlp"]` (or a flat `"audit.otlp"` key) holds the record's own
-OTLP/JSON logRecord, written by `otel_audit.exporters.elastic`; it is what the verifier checks.
+Documents of two writers are read. Our own exporter (`otel_audit.exporters.elastic`): every hit's
+`_source["audit"]["otlp"]` (or a flat `"audit.otlp"` key) holds the record's own OTLP/JSON
+logRecord; it is what the verifier checks. The contrib `elasticsearch` exporter of the OpenTelemetry
+Collector in `otel` mapping mode (what `collector-config/agent.yaml` ships): its documents carry the
+record's parts as typed JSON (`event_name`, `@timestamp`, `severity_*`, `attributes`, `body`), from
+which the logRecord is rebuilt (`otel_document_record`, see the end of this module), and the
+resource in `resource.attributes`.
 The searchable fields next to it may have been retyped by the cluster, so they are cross-checked
 as values (a number stored as a string is the same number): every field the exporter derives from
 the record (`otel_audit.siem_fields.es_record_fields`: message, log.level, event.*, user.*,
@@ -44,8 +51,8 @@ if TYPE_CHECKING:
     from otel_audit.keys import Keyring
     from otel_audit.verify.report import Report
 
-__all__ = ["ElasticReader", "claims", "cross_check", "iter_hits", "otel_document_record", "record_of",
-           "records_from_otel_documents", "verify_export"]
+__all__ = ["ElasticReader", "claims", "cross_check", "is_otel_document", "iter_hits", "otel_document_record",
+           "otel_record", "record_of", "records_from_otel_documents", "verify_export"]
 
 _ISO = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?\s*(Z|[+-]\d{2}:?\d{2})?$"
@@ -105,7 +112,24 @@ def claims(doc: Any) -> bool:
     hits = doc.get("hits")
     if isinstance(hits, Mapping) and isinstance(hits.get("hits"), list):
         return True
+    if is_otel_document(doc):
+        return True
     return "error" in doc and "status" in doc
+
+
+def is_otel_document(source: Any) -> bool:
+    """Whether a `_source` is an audit record as the contrib exporter writes it in otel mapping mode: an
+    `@timestamp`, the integrity attributes under `attributes` (an object, its keys the attribute names),
+    and none of what our own exporter writes (`audit.otlp`, the ECS `event.*` fields): a document of
+    ours that lost its `audit.otlp` stays unverifiable, never rebuilt as something else."""
+    if not isinstance(source, Mapping) or "@timestamp" not in source or "resourceLogs" in source:
+        return False
+    attrs = source.get("attributes")
+    if not (isinstance(attrs, Mapping) and STREAM_ID in attrs):
+        return False
+    if any(k == "event" or k.startswith("event.") for k in source):
+        return False
+    return not _lookup(source, "audit.otlp")[0]
 
 
 def iter_hits(data: Any, *, name: str = "elasticsearch") -> Iterator[tuple[str, Any]]:
@@ -122,6 +146,9 @@ def _hits_of(doc: Any, where: str) -> Iterator[tuple[str, Any]]:
     if isinstance(doc, Mapping):
         if "_source" in doc:
             yield where, doc
+            return
+        if is_otel_document(doc):
+            yield where, {"_source": doc}
             return
         hits = doc.get("hits")
         if isinstance(hits, Mapping) and isinstance(hits.get("hits"), list):
@@ -426,6 +453,8 @@ class ElasticReader:
         self.problems: list[str] = []
         self.hits = 0
         self.records = 0
+        #: of `records`, those rebuilt from the contrib exporter's otel-mode documents
+        self.otel_documents = 0
         self.skipped = 0
         self._last_resource: dict[str, Any] = {}
 
@@ -439,6 +468,21 @@ class ElasticReader:
                 self.problems.append(f"{where}: a hit must be a JSON object")
                 continue
             label = _label(where, hit)
+            source = hit.get("_source")
+            if is_otel_document(source):
+                self.records += 1
+                self.otel_documents += 1
+                try:
+                    rec = otel_record(source)
+                except (ValueError, TypeError) as exc:
+                    self.problems.append(f"{label}: an otel-mode document that cannot be read as a record: {exc}")
+                    continue
+                res = source.get("resource")
+                attrs = res.get("attributes") if isinstance(res, Mapping) else None
+                resource = {str(k): _resource_value(str(k), v) for k, v in attrs.items()} \
+                    if isinstance(attrs, Mapping) else {}
+                yield readers.Located(label, rec, self._same_resource(resource))
+                continue
             try:
                 rec = record_of(hit)
             except ValueError as exc:
@@ -578,6 +622,17 @@ def _digest_matches(rec: Mapping[str, Any]) -> bool:
     return canonical.record_digest(prev, content) == digest
 
 
+def otel_record(source: Mapping[str, Any]) -> dict[str, Any]:
+    """The OTLP/JSON logRecord of one otel-mode `_source`: the plain reading, or the first other reading
+    (bytes for hex strings, a list body) that the record's own chained digest confirms; the plain one
+    when none does (the verifier then reports the record as modified)."""
+    plain = otel_document_record(source)
+    if _digest_matches(plain):
+        return plain
+    readings = itertools.islice(_other_readings(source), _MAX_READINGS)
+    return next((c for c in readings if _digest_matches(c)), plain)
+
+
 def records_from_otel_documents(sources: Iterable[Mapping[str, Any]], *, name: str = "elasticsearch"
                                 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """(where, OTLP/JSON logRecord) for each `_source` written by the contrib exporter in otel mode.
@@ -590,12 +645,7 @@ def records_from_otel_documents(sources: Iterable[Mapping[str, Any]], *, name: s
         where = f"{name}[{n}]" + (f" [{item.get('_id')}]" if isinstance(item, Mapping) and "_id" in item else "")
         if not isinstance(source, Mapping):
             raise InputError(f"{where}: not a JSON object")
-        plain = otel_document_record(source)
-        if _digest_matches(plain):
-            yield where, plain
-            continue
-        readings = itertools.islice(_other_readings(source), _MAX_READINGS)
-        yield where, next((c for c in readings if _digest_matches(c)), plain)
+        yield where, otel_record(source)
 
 
 def _other_readings(source: Mapping[str, Any]) -> Iterator[dict[str, Any]]:

@@ -26,6 +26,10 @@ search, ``POST /api/v2/logs/events/search`` (and ``GET /api/v2/logs/events``):
 
 ``GET /api/v1/validate`` answers ``{"valid": true}`` or 403.
 
+As Datadog's preprocessing of JSON logs does, a ``message`` that is the text of a JSON object is
+shown parsed into the log's attributes (its own ``message`` becoming the message): that is how logs
+of the collector's datadog exporter, whose message is such a JSON text, appear in search results.
+
 Faults, at runtime: `go_down` / `come_up` (the listening socket closes and reopens on the same
 port, open connections are cut), `slow` (seconds before answering), `fail` (the next N intake
 requests get a status, optionally with Retry-After or X-RateLimit-Reset; ``"reset"`` stores the
@@ -467,6 +471,18 @@ class DatadogStandIn:
         service = e.pop("service", None)
         status = _status(e.pop("status", None))
         message = e.pop("message", None)
+        if isinstance(message, str) and message.lstrip().startswith("{"):
+            # JSON preprocessing: a message that is a JSON object is parsed into attributes, its own
+            # `message` (a reserved attribute) becoming the log's message; the entry's keys win
+            try:
+                parsed = orjson.loads(message)
+            except orjson.JSONDecodeError:
+                parsed = None
+            if isinstance(parsed, dict):
+                message = parsed.pop("message", None)
+                for k in ("status", "service", "host", "hostname", *DATE_KEYS):
+                    parsed.pop(k, None)  # reserved attributes the entry already set
+                e = {**parsed, **e}
         attrs: dict[str, Any] = {"attributes": _nest(e), "status": status, "tags": tags,
                                  "timestamp": _iso(date)}
         if host is not None:

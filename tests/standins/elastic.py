@@ -8,13 +8,18 @@ client work against it:
   it); ``GET /`` answers the version banner ("You Know, for Search");
 * authentication on every request: ``Authorization: ApiKey <encoded>`` or ``Basic``; 401
   ``security_exception`` otherwise, 403 for a read-only key writing;
-* ``_bulk``: ``Content-Type: application/x-ndjson`` (or the compatible-with variant) else 406,
+* ``_bulk``: a JSON ``Content-Type`` (``application/x-ndjson`` as documented, or ``application/json``,
+  which Elasticsearch's RestController accepts for bulk content too, or the vnd compatible-with variants)
+  else 406,
   gzip bodies, ``http.max_content_length`` (413: an empty body and ``Connection: close``; the limit
   counts the body before compression, as the setting's documentation says; with ``early_413=True``
   the 413 is sent before an uncompressed body is read, as Netty's content-size handler does), the
   final newline (400), action/source pairs,
   unknown actions, metadata keys or query parameters (400); per item: only ``create`` on a data
-  stream (``logs-*-*``), exactly one parseable ``@timestamp``, ``data_stream.*`` equal to the
+  stream (``logs-*-*``, as the built-in ``logs`` template makes it), with ``require_data_stream=true``
+  a name that is no data stream refused as Elasticsearch 8.13+ does (404 ``index_not_found_exception``
+  for a name no data-stream template matches, 404 ``resource_not_found_exception`` for an existing plain
+  index), exactly one parseable ``@timestamp``, ``data_stream.*`` equal to the
   stream's constant keywords, a dynamic mapping whose field types cannot change (400
   ``document_parsing_exception``), 409 ``version_conflict_engine_exception`` for an existing
   ``_id``; the real response shape (``took``, ``errors``, ``items[].create{_index (the .ds-
@@ -71,6 +76,12 @@ _ACTION_META = frozenset({
     "_index", "_id", "routing", "pipeline", "require_alias", "require_data_stream", "dynamic_templates",
     "if_seq_no", "if_primary_term", "version", "version_type", "list_executed_pipelines",
 })
+#: Content-Types a `_bulk` body may have: those whose canonical XContentType is JSON
+_BULK_MEDIA = frozenset({"application/json", "application/x-ndjson", "application/vnd.elasticsearch+json",
+                         "application/vnd.elasticsearch+x-ndjson"})
+#: other media types Elasticsearch knows (XContentType names), refused for bulk content with 406
+_MEDIA_TYPES = {"application/yaml": "YAML", "application/cbor": "CBOR",
+                "application/vnd.elasticsearch+yaml": "VND_YAML", "application/vnd.elasticsearch+cbor": "VND_CBOR"}
 _INDEX_FORBIDDEN = frozenset('\\/*?"<>| ,#:')
 _ISO = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?(Z|[+-]\d{2}:?\d{2})?)?$"
@@ -454,8 +465,18 @@ class ElasticStandIn:
                                          f"Accept={headers.get('accept')}, "
                                          f"Content-Type={headers.get('content-type')}"}))
             if name == "content-type" and kind == "ndjson":
+                # RestController: a bulk-content handler takes a media type whose canonical XContentType is
+                # JSON (application/json, application/x-ndjson and their vnd.elasticsearch+ variants) or
+                # SMILE (the stand-in parses JSON only); anything else is 406. The docs recommend x-ndjson,
+                # clients such as go-elasticsearch send application/json, which Elasticsearch accepts.
                 mime = value.split(";")[0].strip().lower()
-                if mime not in ("application/x-ndjson", "application/vnd.elasticsearch+x-ndjson"):
+                if mime not in _BULK_MEDIA:
+                    if mime.endswith("smile"):  # Elasticsearch takes SMILE; the stand-in cannot parse it
+                        raise _Fail(406, {"error": "the stand-in reads JSON bulk bodies only, not SMILE",
+                                          "status": 406})
+                    if mime in _MEDIA_TYPES:
+                        raise _Fail(406, {"error": f"Content-Type [{_MEDIA_TYPES[mime]}] does not support stream "
+                                                   "parsing. Use JSON or SMILE instead", "status": 406})
                     raise _Fail(406, {"error": f"Content-Type header [{value}] is not supported", "status": 406})
 
     def _check_params(self, query: Mapping[str, str], allowed: frozenset[str], path: str) -> None:
@@ -629,9 +650,16 @@ class ElasticStandIn:
             raise _Reject(400, "illegal_argument_exception",
                           "only write ops with an op_type of create are allowed in data streams")
         if require_ds and not is_ds:
-            raise _Reject(400, "illegal_argument_exception",
-                          f"index request targeting [{name}] specifies require_data_stream=true but [{name}] is not "
-                          "a data stream")
+            # Elasticsearch 8.13+: an existing index that is no data stream is a ResourceNotFoundException
+            # (BulkOperation.addFailureIfRequiresDataStreamAndNoParentDataStream); a name no data-stream
+            # template matches cannot be auto-created (MetadataCreateDataStreamService / AutoCreateAction:
+            # IndexNotFoundException). Both 404, both permanent for a client.
+            if existing is not None:
+                raise _Reject(404, "resource_not_found_exception",
+                              f"[require_data_stream] request flag is [true] and [{name}] is not a data stream")
+            raise _Reject(404, "index_not_found_exception",
+                          f"no such index [{name}] and the index creation request requires a data stream, but no "
+                          "matching index template with data stream template was found for it")
         if op not in ("create", "index"):
             raise _Reject(400, "illegal_argument_exception", f"the stand-in does not implement [{op}] actions")
         try:
