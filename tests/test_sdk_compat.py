@@ -22,7 +22,6 @@ import contextlib
 import enum
 import importlib
 import inspect
-import os
 import re
 import textwrap
 from collections.abc import Iterator
@@ -421,7 +420,15 @@ def test_the_configurator_base_is_the_sdks() -> None:
     assert _sdk_compat.built_by_sdk_log_setup(inspect.currentframe()) is False
 
 
-def test_the_in_memory_exporter_name_is_the_one_used_in_tests() -> None:
-    """The 1.40+ names used across the tests exist in the installed SDK (the lowest pin would fail here)."""
-    assert InMemoryLogRecordExporter and SimpleLogRecordProcessor
-    assert os.environ.get("OTEL_SDK_DISABLED", "") != "true"
+def test_the_pins_are_the_range_the_compat_module_names() -> None:
+    """pyproject.toml pins the OpenTelemetry packages to _sdk_compat.SUPPORTED, and the installed SDK is in it."""
+    import tomllib
+    from packaging.specifiers import SpecifierSet
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
+    pins = {d.split(">=")[0].split("<")[0].strip(): d for d in deps if d.startswith("opentelemetry-")}
+    assert set(pins) == {"opentelemetry-api", "opentelemetry-sdk", "opentelemetry-exporter-otlp"}
+    for name, dep in pins.items():
+        assert dep == name + _sdk_compat.SUPPORTED, dep
+    assert _sdk_compat.sdk_version() in SpecifierSet(_sdk_compat.SUPPORTED)
+    assert InMemoryLogRecordExporter and SimpleLogRecordProcessor  # the 1.40+ names the tests use
