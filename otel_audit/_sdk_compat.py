@@ -144,19 +144,15 @@ _LIMIT_NAMES = ("max_attributes", "max_attribute_length", "max_log_record_attrib
 
 def unlimited_limits() -> LogRecordLimits:
     """LogRecordLimits under which the SDK drops or truncates no attribute (ignoring OTEL_*_LIMIT)."""
-    unset = getattr(LogRecordLimits, "UNSET", None)
-    if unset is not None:
-        import inspect
+    import inspect
 
-        names = [n for n in _LIMIT_NAMES if n in inspect.signature(LogRecordLimits).parameters]
-        limits = LogRecordLimits(**dict.fromkeys(names, unset))
-    else:
-        limits = LogRecordLimits()
+    # UNSET (1.45) or an explicit 0 (1.40 - 1.44) keeps the constructor from reading OTEL_*_LIMIT, which
+    # raises on a bad value; the limits are then lifted through the public attributes.
+    names = [n for n in _LIMIT_NAMES if n in inspect.signature(LogRecordLimits).parameters]
+    limits = LogRecordLimits(**dict.fromkeys(names, getattr(LogRecordLimits, "UNSET", 0)))
     for name in _LIMIT_NAMES:
         if hasattr(limits, name):
             setattr(limits, name, None)
-    if limits.max_attributes is not None:  # pragma: no cover - every checked version allows this
-        raise _unsupported("way to turn off LogRecordLimits")
     return limits
 
 

@@ -39,6 +39,7 @@ from otel_audit import _sdk_compat
 ROOT = Path(__file__).resolve().parent.parent
 SCANNED = ("otel_audit", "processors", "exporters")
 COMPAT = ROOT / "otel_audit" / "_sdk_compat.py"
+_COMPAT_MODULE = "otel_audit._sdk_compat"
 
 #: Underscored modules that are the only, documented import path of a public API (the OTel docs import
 #: from them): the Logs API, the Logs SDK, and the OTLP log exporters.
@@ -95,10 +96,13 @@ def otel_private_names() -> frozenset[str]:
 
 @cache
 def _class_private_names(qualname: str) -> frozenset[str]:
-    """The underscored names the OpenTelemetry classes in the MRO of `module:Class` define."""
+    """The underscored names the OpenTelemetry classes in the MRO of `module:Class` define; `module:fn()`
+    is a class factory of the compatibility module, called to get the class."""
     module, _, attr = qualname.partition(":")
     try:
-        obj = getattr(importlib.import_module(module), attr)
+        obj = getattr(importlib.import_module(module), attr.removesuffix("()"))
+        if attr.endswith("()"):
+            obj = obj()
     except (ImportError, AttributeError):
         return frozenset()
     names: set[str] = set()
@@ -141,6 +145,11 @@ class _Scan(ast.NodeVisitor):
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         module = node.module or ""
+        if module == _COMPAT_MODULE or module == "otel_audit":
+            for alias in node.names:  # classes built on OpenTelemetry's come from there too
+                full = f"{module}:{alias.name}" if module == _COMPAT_MODULE else f"{module}.{alias.name}"
+                self.imports[alias.asname or alias.name] = full
+            return
         if not module.startswith("opentelemetry"):
             return
         if _private_module(module) and module not in DOCUMENTED:
@@ -158,13 +167,28 @@ class _Scan(ast.NodeVisitor):
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
         names: set[str] = set()
         for base in node.bases:
-            if isinstance(base, ast.Name) and ":" in self.imports.get(base.id, ""):
-                names |= _class_private_names(self.imports[base.id])
+            qualname = self._base(base)
+            if qualname is not None:
+                names |= _class_private_names(qualname)
         self.otel_bases.append(names)
         self.class_names.append(node.name)
         self.generic_visit(node)
         self.class_names.pop()
         self.otel_bases.pop()
+
+    def _base(self, base: ast.expr) -> str | None:
+        """`module:Class` (or `otel_audit._sdk_compat:factory()`) for a base class that may derive from OTel's."""
+        if isinstance(base, ast.Name):
+            found = self.imports.get(base.id, "")
+            return found if ":" in found else None
+        if isinstance(base, ast.Call) and not base.args:
+            f = base.func
+            if isinstance(f, ast.Name) and self.imports.get(f.id, "").startswith(_COMPAT_MODULE + ":"):
+                return self.imports[f.id] + "()"
+            if (isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name)
+                    and self.imports.get(f.value.id) == _COMPAT_MODULE):
+                return f"{_COMPAT_MODULE}:{f.attr}()"
+        return None
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
         if self.otel_bases and node.name in self.otel_bases[-1]:
@@ -298,6 +322,20 @@ def test_no_module_outside_the_compat_module_touches_private_opentelemetry_names
             "    def f(self):\n"
             "        return self._shutdown\n",
             "base class's private _shutdown",
+        ),
+        (
+            "from otel_audit import _sdk_compat\n"
+            "class E(_sdk_compat.otlp_http_exporter_base()):\n"
+            "    def f(self):\n"
+            "        return self._endpoint\n",
+            "base class's private _endpoint",
+        ),
+        (
+            "from otel_audit._sdk_compat import SdkConfigurator\n"
+            "class C(SdkConfigurator):\n"
+            "    def _configure(self, **kwargs):\n"
+            "        pass\n",
+            "overrides the OpenTelemetry base class's private _configure",
         ),
         (
             "from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter\n"
