@@ -50,6 +50,7 @@ import orjson
 import requests
 
 from otel_audit import siem_fields
+from otel_audit._sdk_compat import attributes_view
 from otel_audit.errors import ConfigError
 from otel_audit.exporters._env import EnvSettings
 from otel_audit.exporters._http import (
@@ -225,10 +226,7 @@ _flatten = siem_fields.dd_flatten
 
 def _plain(attributes: Any) -> Mapping[str, Any]:
     """A record's or resource's attributes as a plain mapping (BoundedAttributes iterates slowly)."""
-    if not attributes:
-        return {}
-    inner = getattr(attributes, "_dict", None)
-    return inner if isinstance(inner, dict) else dict(attributes)
+    return attributes_view(attributes) if attributes else {}
 
 
 _message = siem_fields.dd_message

@@ -61,6 +61,7 @@ import orjson
 import requests
 
 from otel_audit import siem_fields
+from otel_audit._sdk_compat import attributes_view
 from otel_audit.canonical import STREAM_ID, STREAM_SEQ
 from otel_audit.errors import ConfigError
 from otel_audit.exporters._env import env_choice, env_duration
@@ -300,11 +301,8 @@ def _basic_header(user: str, password: str) -> str:
 
 
 def _plain_dict(attrs: Any) -> Mapping[str, Any]:
-    """The dict behind the SDK's BoundedAttributes (its Mapping methods are slow), or the mapping itself."""
-    if attrs is None:
-        return {}
-    inner = getattr(attrs, "_dict", None)
-    return inner if isinstance(inner, dict) else attrs
+    """The plain dict behind the SDK's BoundedAttributes (its Mapping methods are slow), or the mapping itself."""
+    return attributes_view(attrs)
 
 
 # The mapping itself lives in otel_audit.siem_fields: the reader derives the same fields from audit.otlp.

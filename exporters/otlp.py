@@ -15,9 +15,9 @@ are then rejected for good (logged, counted, their positions in ``last_rejected`
 SUCCESS when every other record went through). Every other failure, in particular HTTP 401 / 403
 and gRPC ``UNAUTHENTICATED`` / ``PERMISSION_DENIED`` (credentials), a 404 or ``UNIMPLEMENTED``
 (configuration), an outage or a timeout, is FAILURE with ``last_rejected == ()``: a durable
-spool keeps the records. To learn the status the SDK does not return, each exporter wraps the
-SDK's private transport client (HTTP ``_client``) or stub (gRPC ``_client``) and records the last
-answer; nothing else of the SDK's internals is touched.
+spool keeps the records. To learn the status the SDK does not return, each exporter observes the
+SDK's private transport (the HTTP answer, the gRPC error) through the hooks
+``otel_audit._sdk_compat`` puts on the SDK's classes, and records the last answer.
 
 Fork safety: the SDK re-initialises its own batch processor (worker thread, lock, queue) and the
 LoggerProvider's locks after ``os.fork()``, but nothing of its exporters. So in a forked child
@@ -40,6 +40,7 @@ from urllib.parse import urlparse
 
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
+from otel_audit import _sdk_compat
 from otel_audit.errors import ConfigError
 from otel_audit.exporters._http import Counters, fresh_session, register_after_fork
 from otel_audit.exporters.file import parse_duration
@@ -166,57 +167,23 @@ class _Judging:
         return LogRecordExportResult.SUCCESS
 
 
-class _RecordingHttpClient:
-    """The SDK's OTLP/HTTP client, remembering its last result for the exporter's judgement."""
-
-    def __init__(self, inner: Any, owner: _Judging) -> None:
-        self._inner = inner
-        self._owner = owner
-
-    def export(self, data: bytes) -> Any:
-        result = self._inner.export(data)
-        self._owner._record(result)
-        return result
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
-class _RecordingStub:
-    """The SDK's gRPC LogsService stub, remembering the status of its last failed call."""
-
-    def __init__(self, inner: Any, owner: _Judging) -> None:
-        self._inner = inner
-        self._owner = owner
-
-    def Export(self, *args: Any, **kwargs: Any) -> Any:  # noqa: N802 - the stub's name
-        import grpc
-
-        try:
-            return self._inner.Export(*args, **kwargs)
-        except grpc.RpcError as error:
-            self._owner._record(error)
-            raise
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
 _CLASSES: dict[str, type] = {}
 
 
 def http_exporter_class() -> type:
     """The SDK's OTLP/HTTP log exporter with the refusal policy and fork safety (built on first use)."""
     if "http" not in _CLASSES:
-        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 
-        class OtlpHttpLogExporter(_Judging, OTLPLogExporter):  # type: ignore[misc]
+        class OtlpHttpLogExporter(_Judging, _sdk_compat.otlp_http_exporter_base()):  # type: ignore[misc]
             kind = "otlphttp"
 
             def __init__(self, *args: Any, **kwargs: Any) -> None:
+                self._answers = threading.local()
                 super().__init__(*args, **kwargs)
-                self._client = _RecordingHttpClient(self._client, self)
                 self._init_judging()
+
+            def on_answer(self, answer: Any) -> None:
+                self._record(answer)
 
             def _refusal(self) -> Any:
                 last = getattr(self._answers, "last", None)
@@ -225,10 +192,7 @@ def http_exporter_class() -> type:
 
             def _after_fork_in_child(self) -> None:
                 super()._after_fork_in_child()
-                transport = getattr(self._client, "_transport", None)
-                session = getattr(transport, "_session", None)
-                if session is not None:
-                    transport._session = fresh_session(session)  # type: ignore[union-attr]
+                self.renew_session(fresh_session)
 
         _CLASSES["http"] = OtlpHttpLogExporter
     return _CLASSES["http"]
@@ -237,9 +201,8 @@ def http_exporter_class() -> type:
 def grpc_exporter_class() -> type:
     """The SDK's OTLP/gRPC log exporter with the refusal policy and fork safety (built on first use)."""
     if "grpc" not in _CLASSES:
-        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 
-        class OtlpGrpcLogExporter(_Judging, OTLPLogExporter):  # type: ignore[misc]
+        class OtlpGrpcLogExporter(_Judging, _sdk_compat.otlp_grpc_exporter_base()):  # type: ignore[misc]
             kind = "otlp"
 
             def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -247,9 +210,8 @@ def grpc_exporter_class() -> type:
                 super().__init__(*args, **kwargs)
                 self._init_judging()
 
-            def _initialize_channel_and_stub(self) -> None:
-                super()._initialize_channel_and_stub()
-                self._client = _RecordingStub(self._client, self)
+            def on_rpc_error(self, error: Exception) -> None:
+                self._record(error)
 
             def _refusal(self) -> Any:
                 last = getattr(self._answers, "last", None)
@@ -259,8 +221,8 @@ def grpc_exporter_class() -> type:
 
             def _after_fork_in_child(self) -> None:
                 super()._after_fork_in_child()
-                if not self._shutdown:
-                    self._initialize_channel_and_stub()  # the parent's channel is left alone, not closed
+                if not self.is_shut_down():
+                    self.renew_channel()  # the parent's channel is left alone, not closed
 
         _CLASSES["grpc"] = OtlpGrpcLogExporter
     return _CLASSES["grpc"]
@@ -453,7 +415,7 @@ def _http_exporter(
     )
     if skip_verify and session is not None:
         # The exporter sets the session's verify to a CA file or True; skipping needs False, set after it.
-        session.verify = False
+        exporter.skip_tls_verify(session)  # type: ignore[attr-defined]
     return exporter
 
 

@@ -409,8 +409,7 @@ def _split_queue(cfg: Mapping[str, Any], where: str) -> tuple[dict[str, Any], di
     They are the collector's exporterhelper settings; here they configure the exporter's
     BatchLogRecordProcessor. Returns (the exporter's own settings, BatchLogRecordProcessor kwargs).
     """
-    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
-
+    from otel_audit import _sdk_compat
     from otel_audit.exporters.file import parse_duration
 
     rest = {k: v for k, v in cfg.items() if k not in _QUEUE_KEYS}
@@ -457,10 +456,10 @@ def _split_queue(cfg: Mapping[str, Any], where: str) -> tuple[dict[str, Any], di
     if "max_queue_size" in opts:
         # a small queue takes batches that fit in it, as the collector's queue would
         opts["max_export_batch_size"] = min(opts.get("max_export_batch_size", 512), opts["max_queue_size"])
-    elif opts.get("max_export_batch_size", 0) > BatchLogRecordProcessor._default_max_queue_size():
+    elif opts.get("max_export_batch_size", 0) > (queue := _sdk_compat.batch_default_max_queue_size()):
         raise ConfigError(
             f"{where}.batch.max_size: {opts['max_export_batch_size']} is more than the queue holds "
-            f"({BatchLogRecordProcessor._default_max_queue_size()}); set sending_queue.queue_size as well"
+            f"({queue}); set sending_queue.queue_size as well"
         )
     return rest, opts
 

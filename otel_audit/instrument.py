@@ -40,8 +40,6 @@ _log = logging.getLogger(__name__)
 
 NAME = "otel_audit"
 ENV_CONFIGURATOR = "OTEL_PYTHON_CONFIGURATOR"
-_SDK_CONFIGURATION = "opentelemetry.sdk._configuration"
-_SDK_INIT_LOGGING = "_init_logging"  # the SDK function that builds the OTEL_LOGS_EXPORTER exporters
 
 _pipeline: Any = None
 _warned_plain = False
@@ -60,16 +58,11 @@ def audit_settings(env: Mapping[str, str]) -> bool:
 
 
 def _built_by_sdk_configurator() -> bool:
-    """Whether the SDK's own configurator (its _init_logging) is constructing the caller's caller. Our configurator
-    also runs inside the SDK's module (its configure()), so the function is checked, not only the module."""
-    frame = sys._getframe(2)
-    for _ in range(12):  # _init_logging -> exporter_class() -> Exporter.__init__ -> (base __init__) -> here
-        if frame is None:
-            return False
-        if frame.f_globals.get("__name__") == _SDK_CONFIGURATION and frame.f_code.co_name == _SDK_INIT_LOGGING:
-            return True
-        frame = frame.f_back
-    return False
+    """Whether the SDK's own configurator (its logs setup) is constructing the caller's caller."""
+    from otel_audit._sdk_compat import built_by_sdk_log_setup
+
+    # _init_logging -> exporter_class() -> Exporter.__init__ -> (base __init__) -> here
+    return built_by_sdk_log_setup(sys._getframe(2))
 
 
 def warn_if_plain_sdk(exporter: object) -> None:

@@ -46,12 +46,10 @@ from typing import Any
 
 from opentelemetry._logs import Logger, LoggerProvider, SeverityNumber, get_logger_provider
 from opentelemetry._logs import LogRecord as _APILogRecord
-from opentelemetry._logs._internal import ProxyLogger as _ProxyLogger
-from opentelemetry.sdk._logs import Logger as _SDKLogger
-from opentelemetry.sdk._logs import LogRecordLimits, ReadWriteLogRecord
+from opentelemetry.sdk._logs import ReadWriteLogRecord
 from opentelemetry.util.types import AnyValue
 
-from otel_audit import canonical, catalog
+from otel_audit import _sdk_compat, canonical, catalog
 from otel_audit.catalog import AttributeType, EventSpec
 from otel_audit.errors import (
     AttributeTypeError,
@@ -90,13 +88,7 @@ _SYSTEM_EVENTS = frozenset({"audit.checkpoint", "audit.spool.backlog_dropped"})
 _SCALARS = (str, bool, int, float, bytes)
 _TYPES = catalog.ATTRIBUTE_TYPES
 # A record handed to the SDK with these limits keeps every attribute and every string whole.
-_UNSET = LogRecordLimits.UNSET
-_NO_LIMITS = LogRecordLimits(
-    max_attributes=_UNSET,
-    max_attribute_length=_UNSET,
-    max_log_record_attributes=_UNSET,
-    max_log_record_attribute_length=_UNSET,
-)
+_NO_LIMITS = _sdk_compat.unlimited_limits()
 
 
 def _version() -> str | None:
@@ -212,10 +204,8 @@ class AuditLogger:
     ) -> None:
         # An SDK Logger (perhaps behind the global proxy) gets a record without attribute limits,
         # so that none of them is dropped or truncated before it is signed (module docstring).
-        target: Any = self._logger
-        if isinstance(target, _ProxyLogger):
-            target = target._logger  # noqa: SLF001 - the logger the proxy would use right now
-        if isinstance(target, _SDKLogger):
+        target = _sdk_compat.sdk_logger(self._logger)  # perhaps the one behind the API's proxy, right now
+        if target is not None:
             record = ReadWriteLogRecord(
                 log_record=_APILogRecord(
                     timestamp=timestamp,
@@ -226,7 +216,7 @@ class AuditLogger:
                     event_name=event_name,
                 ),
                 resource=target.resource,
-                instrumentation_scope=target.instrumentation_scope,
+                instrumentation_scope=_sdk_compat.logger_scope(target),
                 limits=_NO_LIMITS,
             )
             if record.dropped_attributes:  # cannot happen after the checks above: say so if it does

@@ -70,6 +70,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from otel_audit._sdk_compat import attributes_view, severity_int
 from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, GAP_EVENT, PREV_DIGEST, STREAM_ID, STREAM_SEQ
 from otel_audit.errors import ConfigError, DeliveryError
 from otel_audit.filemodes import make_dirs, open_append, open_lock, open_new, write_private
@@ -857,10 +858,7 @@ class SpoolProcessor(LogRecordProcessor):
 
     @staticmethod
     def _encode(lr: Any, rid: int, sid: int) -> bytes:
-        attrs = lr.attributes
-        d = getattr(attrs, "_dict", None)
-        if d is None:
-            d = dict(attrs or {})
+        d = attributes_view(lr.attributes)
         body = lr.body
         sev = lr.severity_number
         if _PLAIN.issuperset(map(type, d.values())):
@@ -876,7 +874,7 @@ class SpoolProcessor(LogRecordProcessor):
             b = encode_anyvalue(body)
             bf = 1
         payload = _dumps([
-            "L", rid, sid, lr.timestamp or 0, lr.observed_timestamp or 0, sev._value_ if sev is not None else 0,
+            "L", rid, sid, lr.timestamp or 0, lr.observed_timestamp or 0, severity_int(sev) if sev is not None else 0,
             lr.severity_text or "", lr.event_name or "", bf, b, af, a, lr.trace_id or 0, lr.span_id or 0,
             int(lr.trace_flags or 0),
         ])
