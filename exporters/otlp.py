@@ -47,6 +47,8 @@ from otel_audit.safe import redact_url
 
 if TYPE_CHECKING:
     import requests
+    from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcOTLPLogExporter
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpOTLPLogExporter
 
 __all__ = ["GRPC_KEYS", "HTTP_KEYS", "TLS_KEYS", "create_otlp_exporter", "grpc_exporter_class", "http_exporter_class"]
 
@@ -141,7 +143,7 @@ class _Judging:
 
     def _export_part(self, batch: list[Any], offset: int, rejected: list[int]) -> LogRecordExportResult:
         self._answers.last = None
-        result = super().export(batch)  # type: ignore[misc]
+        result = super().export(batch)  # type: ignore[misc]  # a mixin: the SDK exporter after it has export
         if result is LogRecordExportResult.SUCCESS:
             self.counters.delivered += len(batch)
             return result
@@ -202,20 +204,20 @@ class _RecordingStub:
         return getattr(self._inner, name)
 
 
-_CLASSES: dict[str, type] = {}
+_CLASSES: dict[str, type[Any]] = {}  # each a subclass of the SDK's exporter the function names
 
 
-def http_exporter_class() -> type:
+def http_exporter_class() -> type[HttpOTLPLogExporter]:
     """The SDK's OTLP/HTTP log exporter with the refusal policy and fork safety (built on first use)."""
     if "http" not in _CLASSES:
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 
-        class OtlpHttpLogExporter(_Judging, OTLPLogExporter):  # type: ignore[misc]
+        class OtlpHttpLogExporter(_Judging, OTLPLogExporter):
             kind = "otlphttp"
 
             def __init__(self, *args: Any, **kwargs: Any) -> None:
                 super().__init__(*args, **kwargs)
-                self._client = _RecordingHttpClient(self._client, self)
+                self._client = _RecordingHttpClient(self._client, self)  # type: ignore[assignment]  # duck-typed
                 self._init_judging()
 
             def _refusal(self) -> Any:
@@ -228,18 +230,18 @@ def http_exporter_class() -> type:
                 transport = getattr(self._client, "_transport", None)
                 session = getattr(transport, "_session", None)
                 if session is not None:
-                    transport._session = fresh_session(session)  # type: ignore[union-attr]
+                    transport._session = fresh_session(session)  # type: ignore[union-attr]  # it has a session
 
         _CLASSES["http"] = OtlpHttpLogExporter
     return _CLASSES["http"]
 
 
-def grpc_exporter_class() -> type:
+def grpc_exporter_class() -> type[GrpcOTLPLogExporter]:
     """The SDK's OTLP/gRPC log exporter with the refusal policy and fork safety (built on first use)."""
     if "grpc" not in _CLASSES:
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 
-        class OtlpGrpcLogExporter(_Judging, OTLPLogExporter):  # type: ignore[misc]
+        class OtlpGrpcLogExporter(_Judging, OTLPLogExporter):
             kind = "otlp"
 
             def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -248,8 +250,8 @@ def grpc_exporter_class() -> type:
                 self._init_judging()
 
             def _initialize_channel_and_stub(self) -> None:
-                super()._initialize_channel_and_stub()
-                self._client = _RecordingStub(self._client, self)
+                super()._initialize_channel_and_stub()  # type: ignore[no-untyped-call]  # unannotated in the SDK
+                self._client = _RecordingStub(self._client, self)  # type: ignore[assignment]  # duck-typed
 
             def _refusal(self) -> Any:
                 last = getattr(self._answers, "last", None)
@@ -467,6 +469,7 @@ def _pinned_verify_session() -> requests.Session:
     import requests
 
     class _PinnedVerifySession(requests.Session):
+        # (unannotated: the parameter types are private aliases of the requests stubs)
         def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
             settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
             if verify is None:

@@ -33,7 +33,7 @@ class AuditConfigurator(_OTelSDKConfigurator):
                     "set one of them (see 'otel-audit keys generate')"
                 )
             # taken first-come, not asked for: behave exactly as the SDK's configurator
-            super()._configure(**kwargs)
+            super()._configure(**kwargs)  # type: ignore[no-untyped-call]  # SDK method unannotated (see pyproject)
             return
         from opentelemetry._logs import get_logger_provider, set_logger_provider
 
@@ -57,7 +57,7 @@ class AuditConfigurator(_OTelSDKConfigurator):
         quiet = _DropOverride()
         sdk_log.addFilter(quiet)  # its own (empty) LoggerProvider is refused, as intended
         try:
-            super()._configure(**kwargs)
+            super()._configure(**kwargs)  # type: ignore[no-untyped-call]  # SDK method unannotated (see pyproject)
         finally:
             sdk_log.removeFilter(quiet)
             if saved is None:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Mapping
+from types import FrameType
 from typing import Any
 
 _log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def audit_settings(env: Mapping[str, str]) -> bool:
 def _built_by_sdk_configurator() -> bool:
     """Whether the SDK's own configurator (its _init_logging) is constructing the caller's caller. Our configurator
     also runs inside the SDK's module (its configure()), so the function is checked, not only the module."""
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     for _ in range(12):  # _init_logging -> exporter_class() -> Exporter.__init__ -> (base __init__) -> here
         if frame is None:
             return False

@@ -603,7 +603,8 @@ def _other_readings(source: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     attrs = source.get("attributes") or {}
     hexy = [k for k, v in attrs.items() if isinstance(v, str) and _HEX.match(v)
             and k not in (STREAM_ID, "audit.integrity.prev", "audit.integrity.digest")]
-    body = source.get("body") if isinstance(source.get("body"), Mapping) else {}
+    given = source.get("body")
+    body: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
     body_opts = [(False, False)]
     if isinstance(body.get("text"), str) and _HEX.match(body["text"]):
         body_opts.append((True, False))
