@@ -168,6 +168,7 @@ class TlsSettings:
         elif self.ca_file:
             session.verify = self.ca_file
         if self.cert_file:
+            # (cert_file, None): a certificate file that holds its key too, as requests reads it
             session.cert = (self.cert_file, self.key_file)  # type: ignore[assignment]
 
 
@@ -255,6 +256,7 @@ class ExporterSession(requests.Session):
         self.trust_env = False
         self.proxy_from_env = proxy_from_env
 
+    # (unannotated: the parameter types are private aliases of the requests stubs)
     def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
         settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
         if self.proxy_from_env and not settings.get("proxies"):

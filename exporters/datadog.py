@@ -466,11 +466,11 @@ class DatadogLogExporter(HttpLogExporter):
 
         api = _section(cfg, "api", where, ("key", "site", "fail_on_invalid_key"))
         w = f"{where}.api.key"
-        key = api.get("key")
-        if key is None or (isinstance(key, str) and not key.strip()):
+        api_key = api.get("key")
+        if api_key is None or (isinstance(api_key, str) and not api_key.strip()):
             raise ConfigError(f"{w}: missing; set it to your Datadog API key, e.g. key: ${{env:DD_API_KEY}}")
         try:
-            kw["api_key"] = _check_key(key)
+            kw["api_key"] = _check_key(api_key)
         except ValueError as exc:
             raise ConfigError(f"{w}: {exc}") from None
         site = api.get("site", DEFAULT_SITE)

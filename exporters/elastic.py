@@ -836,8 +836,8 @@ class ElasticLogExporter(HttpLogExporter):
             return Verdict(retry=self._request(items),
                            reason=f"_bulk answered {len(results)} item result(s) for {len(items)} action(s)")
         if not doc.get("errors"):
-            delivered = sum(1 for r in results if 200 <= _item_status(r) < 300)
-            if delivered == len(items):
+            stored = sum(1 for r in results if 200 <= _item_status(r) < 300)
+            if stored == len(items):
                 return Verdict(delivered=request.indices)
         delivered: list[int] = []
         rejected: list[int] = []

@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
@@ -170,7 +170,7 @@ class _Rotation:
     localtime: bool
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -192,14 +192,14 @@ def _rotation_from_args(
     megabytes = rotation.get("max_megabytes")
     if megabytes is None:
         megabytes = env_megabytes if env_megabytes is not None else DEFAULT_MAX_MEGABYTES
-    if not _is_number(megabytes) or not 0 < megabytes <= MAX_MEGABYTES:  # type: ignore[operator]
+    if not _is_number(megabytes) or not 0 < megabytes <= MAX_MEGABYTES:
         raise ConfigError(f"rotation.max_megabytes: must be a number above 0 and at most {MAX_MEGABYTES}, "
                          f"got {megabytes!r}")
 
     max_days = rotation.get("max_days", 0)
     if max_days is None:
         max_days = 0
-    if not _is_number(max_days) or not 0 <= max_days <= MAX_DAYS:  # type: ignore[operator]
+    if not _is_number(max_days) or not 0 <= max_days <= MAX_DAYS:
         raise ConfigError(
             f"rotation.max_days: must be a number of days from 0 (keep backups of any age) to {MAX_DAYS}, "
             f"got {max_days!r}"
@@ -221,8 +221,8 @@ def _rotation_from_args(
         raise ConfigError(f"rotation.localtime: must be true or false, got {localtime!r}")
 
     return _Rotation(
-        max_bytes=max(1, int(float(megabytes) * _MEGABYTE)),  # type: ignore[arg-type]
-        max_days=float(max_days),  # type: ignore[arg-type]
+        max_bytes=max(1, int(float(megabytes) * _MEGABYTE)),
+        max_days=float(max_days),
         max_backups=max_backups,
         localtime=localtime,
     )
@@ -556,10 +556,11 @@ class FileLogRecordExporter(LogRecordExporter):
             line = dumps_line(batch)
             rejected: tuple[int, ...] = ()
         except (TypeError, ValueError):
-            line, rejected = self._encode_apart(batch)
-            if line is None:
+            apart, rejected = self._encode_apart(batch)
+            if apart is None:
                 self.last_rejected = rejected
                 return LogRecordExportResult.SUCCESS
+            line = apart
         with self._lock:
             if self._is_shutdown:
                 _logger.warning(
@@ -894,7 +895,7 @@ def _config_number(value: object, where: str, *, integer: bool, least: float, mo
     accepted = f"{kind} {bound} to {_num(most)}" if not above else f"{kind} {bound} and at most {_num(most)}"
     number: float | int | None = None
     if _is_number(value):
-        number = value  # type: ignore[assignment]
+        number = value
     elif isinstance(value, str):
         try:
             number = int(value.strip()) if integer else float(value.strip())

@@ -48,6 +48,8 @@ from otel_audit.safe import redact_url
 
 if TYPE_CHECKING:
     import requests
+    from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcOTLPLogExporter
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpOTLPLogExporter
 
 __all__ = ["GRPC_KEYS", "HTTP_KEYS", "TLS_KEYS", "create_otlp_exporter", "grpc_exporter_class", "http_exporter_class"]
 
@@ -142,7 +144,7 @@ class _Judging:
 
     def _export_part(self, batch: list[Any], offset: int, rejected: list[int]) -> LogRecordExportResult:
         self._answers.last = None
-        result = super().export(batch)  # type: ignore[misc]
+        result = super().export(batch)  # type: ignore[misc]  # a mixin: the SDK exporter after it has export
         if result is LogRecordExportResult.SUCCESS:
             self.counters.delivered += len(batch)
             return result
@@ -170,7 +172,7 @@ class _Judging:
 _CLASSES: dict[str, type] = {}
 
 
-def http_exporter_class() -> type:
+def http_exporter_class() -> type[HttpOTLPLogExporter]:
     """The SDK's OTLP/HTTP log exporter with the refusal policy and fork safety (built on first use)."""
     if "http" not in _CLASSES:
 
@@ -198,7 +200,7 @@ def http_exporter_class() -> type:
     return _CLASSES["http"]
 
 
-def grpc_exporter_class() -> type:
+def grpc_exporter_class() -> type[GrpcOTLPLogExporter]:
     """The SDK's OTLP/gRPC log exporter with the refusal policy and fork safety (built on first use)."""
     if "grpc" not in _CLASSES:
 
@@ -429,6 +431,7 @@ def _pinned_verify_session() -> requests.Session:
     import requests
 
     class _PinnedVerifySession(requests.Session):
+        # (unannotated: the parameter types are private aliases of the requests stubs)
         def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
             settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
             if verify is None:

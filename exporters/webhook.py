@@ -670,13 +670,14 @@ class WebhookLogExporter(HttpLogExporter):
         if proxy_url is not None:
             self.session.proxies = {"http": proxy_url, "https": proxy_url}
         self.session.headers["User-Agent"] = "otel-audit-webhook"
+        # _SigningSession wraps a Session (duck-typed: it signs each request, then sends it through the inner one)
         self.session = _SigningSession(self.session, self._keys, urlsplit(endpoint).query)  # type: ignore[assignment]
         self.disabled_reason: str | None = None  # set by 410 Gone
         self.refused_while_disabled = 0  # records export() turned away because the endpoint is disabled
 
     def _renew_session(self) -> None:
         inner = self.session._session if isinstance(self.session, _SigningSession) else self.session
-        self.session = _SigningSession(fresh_session(inner), self._keys,  # type: ignore[assignment]
+        self.session = _SigningSession(fresh_session(inner), self._keys,  # type: ignore[assignment]  # as above
                                        urlsplit(self.endpoint).query)
 
     # public state

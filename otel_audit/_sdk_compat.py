@@ -215,7 +215,7 @@ def logger_scope(logger: SDKLogger) -> Any:
     except AttributeError:
         pass
     try:
-        return logger._instrumentation_scope  # type: ignore[attr-defined]
+        return logger._instrumentation_scope
     except AttributeError:
         raise _unsupported("Logger.instrumentation_scope") from None
 
@@ -260,7 +260,7 @@ def _sdk_configurator() -> type:
                      "SDK's own configurator (outside the audit pipeline) is not given", sdk_version(),
                      _SDK_CONFIGURATION, _SDK_INIT_LOGGING)
 
-    class SdkConfigurator(base):  # type: ignore[misc,valid-type]
+    class SdkConfigurator(base):  # type: ignore[misc]  # base is the SDK class found at run time
         """The SDK's configurator with its private hook under public names: a subclass overrides
         `configure_pipeline(**kwargs)` and calls `configure_sdk(**kwargs)` or `configure_sdk_without_logs`."""
 
@@ -345,14 +345,15 @@ def otlp_http_exporter_base() -> type:
     with `make(old)` (after a fork)."""
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 
-    class ObservedHttpExporter(OTLPLogExporter):  # type: ignore[misc]
+    class ObservedHttpExporter(OTLPLogExporter):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             client = getattr(self, "_client", None)
             if client is not None and callable(getattr(client, "export", None)):  # 1.45
-                self._client = _AnswerRecordingClient(client, self.on_answer)
+                # a wrapper that forwards everything to the client and records each answer
+                self._client = _AnswerRecordingClient(client, self.on_answer)  # type: ignore[assignment]
             elif callable(getattr(self, "_export", None)) and hasattr(self, "_session"):  # 1.40 - 1.44
-                inner = self._export
+                inner: Callable[..., Any] = self._export  # type: ignore[has-type]  # 1.40 - 1.44 only
 
                 def export(*a: Any, **kw: Any) -> Any:
                     answer = inner(*a, **kw)
@@ -382,7 +383,7 @@ def otlp_http_exporter_base() -> type:
                 holder = self  # 1.40 - 1.44: the exporter holds the session
             session = getattr(holder, "_session", None)
             if session is not None:
-                holder._session = make(session)
+                holder._session = make(session)  # type: ignore[union-attr]  # the SDK's client or exporter
 
     ObservedHttpExporter.__module__ = __name__
     return ObservedHttpExporter
@@ -413,10 +414,11 @@ def otlp_grpc_exporter_base() -> type:
     if not callable(getattr(OTLPLogExporter, "_initialize_channel_and_stub", None)):  # pragma: no cover
         raise _unsupported("OTLPLogExporter._initialize_channel_and_stub (gRPC; added in 1.40)")
 
-    class ObservedGrpcExporter(OTLPLogExporter):  # type: ignore[misc]
+    class ObservedGrpcExporter(OTLPLogExporter):
         def _initialize_channel_and_stub(self) -> None:
-            super()._initialize_channel_and_stub()
-            self._client = _ErrorRecordingStub(self._client, self.on_rpc_error)
+            super()._initialize_channel_and_stub()  # type: ignore[no-untyped-call]  # unannotated in the SDK
+            # a wrapper that forwards the stub's calls and records each failed Export
+            self._client = _ErrorRecordingStub(self._client, self.on_rpc_error)  # type: ignore[assignment]
 
         def on_rpc_error(self, error: Exception) -> None:
             """Called with every failed Export call's grpc.RpcError; override."""

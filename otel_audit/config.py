@@ -58,7 +58,7 @@ import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -179,6 +179,10 @@ class _Loader(yaml.SafeLoader):
 
     _depth = 0
 
+    if TYPE_CHECKING:  # unannotated in PyYAML's stubs; its events' marks are typed two ways there
+
+        def peek_event(self) -> Any: ...
+
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
@@ -210,7 +214,7 @@ class _Loader(yaml.SafeLoader):
                         key_node.start_mark,
                     )
                 seen.add(ident)
-        return super().construct_mapping(node, deep)  # type: ignore[no-any-return]
+        return super().construct_mapping(node, deep)
 
 
 def _json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

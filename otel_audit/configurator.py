@@ -15,7 +15,7 @@ from otel_audit.errors import ConfigError
 _log = logging.getLogger("otel_audit.instrument")
 
 
-class AuditConfigurator(SdkConfigurator):
+class AuditConfigurator(SdkConfigurator):  # type: ignore[misc]  # built at run time from the SDK class
     """`opentelemetry_configurator` entry point `otel_audit`: the audit pipeline for logs, the SDK's for the rest."""
 
     def configure_pipeline(self, **kwargs: Any) -> None:

@@ -228,7 +228,7 @@ def _in_mp_bootstrap(frame: FrameType | None) -> bool:
     raised among them it stops the rest. Only inside run() does the signal act at once."""
     import multiprocessing.process as mpp
 
-    boot = mpp.BaseProcess._bootstrap.__code__
+    boot = mpp.BaseProcess._bootstrap.__code__  # type: ignore[attr-defined]  # private, not in typeshed
     callee = None
     f = frame
     while f is not None:

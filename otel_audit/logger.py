@@ -224,7 +224,8 @@ class AuditLogger:
                     f"{event_name}: the OTel SDK dropped {record.dropped_attributes} attribute(s) of this "
                     "record; it was not emitted"
                 )
-            target.emit(record)
+            # (the SDK's Logger.emit takes a ReadWriteLogRecord as it is, though annotated with LogRecord)
+            target.emit(record)  # type: ignore[arg-type]
             return
         self._logger.emit(
             event_name=event_name,
@@ -522,7 +523,7 @@ def _clean_attributes(spec: EventSpec, attributes: Mapping[Any, object], budget:
 
 def _clean_attribute(event: str, key: str, value: object, budget: _Budget) -> AnyValue:
     """``value`` as the record carries it, checked against the key's catalog type if it has one."""
-    t = type(value)
+    t = type(value)  # the type ignores below: mypy does not narrow `value` through `t`
     if t is str or t is bool or t is float:  # the common case, checked without the walk
         budget.take(_attr(key))
         if t is str and not value.isascii():  # type: ignore[attr-defined]
@@ -548,7 +549,7 @@ def _clean_value(event: str, where: str, value: object, budget: _Budget, path: s
     (bytearray and memoryview as bytes; containers as new lists and dicts, so that a later change
     by the caller does not change the record)."""
     budget.take(where, path)
-    t = type(value)
+    t = type(value)  # the type ignores below: mypy does not narrow `value` through `t`
     if t is str:
         if not value.isascii():  # type: ignore[attr-defined]
             _check_text(event, _at(where, path), value)  # type: ignore[arg-type]

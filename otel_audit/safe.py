@@ -14,8 +14,11 @@ import logging
 import math
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from otel_audit.processors.redaction import RedactionProcessor
 
 MASK = "***"
 
@@ -127,7 +130,7 @@ def redact_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     return {k: (MASK if is_secret_name(k) else v) for k, v in (headers or {}).items()}
 
 
-_SCRUBBER: list[Any] = []
+_SCRUBBER: list[RedactionProcessor] = []
 
 
 def scrub(text: object) -> str:

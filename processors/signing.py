@@ -23,9 +23,9 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 from opentelemetry._logs import LogRecord, SeverityNumber
@@ -476,7 +476,7 @@ class SigningProcessor(LogRecordProcessor):
         if due:
             self._emit_checkpoint("size")
 
-    def _content_slow(self, lr: Any, d: dict[str, Any]) -> bytes:
+    def _content_slow(self, lr: Any, d: MutableMapping[str, Any]) -> bytes:
         sev = lr.severity_number
         try:
             return canonical.content_bytes(
@@ -510,8 +510,8 @@ class SigningProcessor(LogRecordProcessor):
 
     def _forward(self, record: ReadWriteLogRecord, *, raise_refusal: bool = False) -> None:
         refused: DeliveryError | None = None
-        a = record.log_record.attributes
-        link = (a.get(STREAM_SEQ), a.get(PREV_DIGEST), a.get(DIGEST))
+        a = record.log_record.attributes  # a record signed here: never None
+        link = (a.get(STREAM_SEQ), a.get(PREV_DIGEST), a.get(DIGEST))  # type: ignore[union-attr]
         for p in self._downstream:
             try:
                 p.on_emit(record)
@@ -781,7 +781,7 @@ class SigningProcessor(LogRecordProcessor):
         return self._seq
 
 
-def _takes_timeout(fn: Any) -> bool:
+def _takes_timeout(fn: Callable[..., object]) -> TypeGuard[Callable[..., None]]:
     try:
         return "timeout_millis" in inspect.signature(fn).parameters
     except (TypeError, ValueError):
