@@ -42,6 +42,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 
 from otel_audit.errors import ConfigError
 from otel_audit.exporters._http import Counters, register_after_fork
+from otel_audit.exporters._settings import parse_duration
 from otel_audit.filemodes import make_dirs, open_append, open_new
 from otel_audit.lifecycle import background_thread
 from otel_audit.otlpjson import dumps_line
@@ -96,67 +97,6 @@ _MILL_JOIN_SECONDS = 30.0
 
 
 # --------------------------------------------------------------------------- durations
-
-_DURATION_UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "μs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-MAX_DURATION = 100 * 365 * 86400.0  # longer is a typo, and a timer's wait() overflows on it
-_DURATION_HINT = 'write a number of seconds or a string such as "1s", "500ms", "2m" or "1h30m"'
-
-
-def parse_duration(value: object, *, where: str) -> float:
-    """Return a duration in seconds from a number of seconds or a Go duration string ("1m30s").
-
-    Raises :class:`~otel_audit.errors.ConfigError` naming ``where`` for anything else,
-    including negative and non-finite durations.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ConfigError(f"{where}: {type(value).__name__} {value!r} is not a duration; {_DURATION_HINT}")
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            seconds = float(text)
-        except ValueError:
-            seconds = _parse_go_duration(text, value, where)
-        else:
-            if text.lower().lstrip("+-") in ("nan", "inf", "infinity"):
-                raise ConfigError(f"{where}: {value!r} is not a duration; {_DURATION_HINT}")
-    else:
-        seconds = float(value)
-    if not math.isfinite(seconds):
-        raise ConfigError(f"{where}: {value!r} is not a finite duration (give zero to 100 years); {_DURATION_HINT}")
-    if seconds < 0:
-        raise ConfigError(f"{where}: {value!r} is negative; a duration must be zero or more (at most 100 years)")
-    if seconds > MAX_DURATION:
-        raise ConfigError(f"{where}: {value!r} is more than the longest duration accepted (100 years); "
-                          f"{_DURATION_HINT}")
-    return seconds
-
-
-def _parse_go_duration(text: str, original: str, where: str) -> float:
-    sign = 1.0
-    if text[:1] in ("+", "-"):
-        sign = -1.0 if text[0] == "-" else 1.0
-        text = text[1:]
-    if not text:
-        raise ConfigError(f"{where}: {original!r} is not a duration; {_DURATION_HINT}")
-    total = 0.0
-    pos = 0
-    while pos < len(text):
-        match = _DURATION_PART.match(text, pos)
-        if match is None:
-            raise ConfigError(f"{where}: {original!r} is not a duration; {_DURATION_HINT}")
-        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        pos = match.end()
-    return sign * total
 
 
 # --------------------------------------------------------------------------- settings
