@@ -149,7 +149,7 @@ class Duration(Parser):
     def __call__(self, value: Any, where: str) -> float:
         seconds = parse_duration(value, where=where)
         if self.positive and not seconds > 0:
-            raise ConfigError(f"{where}: must be more than zero; e.g. 10s")
+            raise ConfigError(f"{where}: must be above zero; e.g. 10s")
         return seconds
 
     def show(self, value: Any) -> str:
@@ -183,11 +183,9 @@ class Size(Parser):
         elif isinstance(value, str) and (m := _SIZE.fullmatch(value.strip())) and m.group(2).lower() in _SIZE_UNITS:
             amount = float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
             number = int(amount) if amount.is_integer() else None
-        if number is None:
-            raise ConfigError(f"{where}: expected a size in bytes such as 1048576, 5MiB or 1MB, got {value!r}")
-        if not self.least <= number <= self.most:
-            raise ConfigError(f"{where}: must be a whole number of bytes from {self.least} to {self.most}, "
-                              f"got {value!r}")
+        if number is None or not self.least <= number <= self.most:
+            raise ConfigError(f"{where}: expected a whole number of bytes from {self.least} to {self.most} "
+                              f"(or a size such as 5MiB or 1MB), got {value!r}")
         return number
 
 
@@ -284,7 +282,8 @@ class Choice(Parser):
             return self.aliases[value]
         if isinstance(value, str) and value.strip().lower() in self.choices:
             return value.strip().lower()
-        raise ConfigError(f"{where}: {value!r} is not supported; use {' or '.join(self.choices)}")
+        use = " or ".join(self.choices) if len(self.choices) <= 2 else "one of " + ", ".join(self.choices)
+        raise ConfigError(f"{where}: {value!r} is not supported; use {use}")
 
     def show(self, value: Any) -> str:
         return super().show(value) + f" (one of {', '.join(self.choices)})"

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
 from otel_audit.errors import ConfigError
+from otel_audit.exporters import _settings
 from otel_audit.exporters._http import Counters, register_after_fork
 from otel_audit.exporters._settings import parse_duration
 from otel_audit.filemodes import make_dirs, open_append, open_new
@@ -168,40 +169,64 @@ def _rotation_from_args(
     )
 
 
-def _env_megabytes() -> float | None:
-    raw = os.environ.get(ENV_MAX_MEGABYTES)
-    if raw is None or not raw.strip():
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        _logger.warning(
-            "%s=%r is not a number of megabytes above 0; using %s MB",
-            ENV_MAX_MEGABYTES,
-            raw,
-            DEFAULT_MAX_MEGABYTES,
-        )
-        return float(DEFAULT_MAX_MEGABYTES)
+def _format(value: object) -> str:
+    if value in (None, ""):
+        return "json"
+    if value == "proto":
+        raise ConfigError("'proto' is not supported; the audit archive is OTLP JSON lines, "
+                          "so use format: json or leave the key out")
+    if value != "json":
+        raise ConfigError(f"{value!r} is not a format; use json")
+    return "json"
+
+
+def _append(value: object) -> bool:
+    if not _settings.Bool()(value, "append"):
+        raise ConfigError("false would truncate the audit archive; remove the key or set it to true")
+    return True
+
+
+def _path(value: object) -> str:
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"must be a non-empty string, got {value!r}; set it to a file path")
     return value
 
 
-def _env_fsync() -> str:
-    raw = os.environ.get(ENV_FSYNC)
-    if raw is None or not raw.strip():
-        return DEFAULT_FSYNC
-    value = raw.strip().lower()
-    if value not in FSYNC_POLICIES:
-        _logger.warning(
-            "%s=%r is not one of %s; using %r",
-            ENV_FSYNC,
-            raw,
-            ", ".join(FSYNC_POLICIES),
-            DEFAULT_FSYNC,
-        )
-        return DEFAULT_FSYNC
-    return value
+class _RotationParser(_settings.Parser):
+    kind = "mapping"
+
+    def __call__(self, value: object, where: str) -> dict[str, object]:
+        return _config_rotation(value, where)
+
+    def from_text(self, text: str, where: str) -> dict[str, object]:
+        # OTEL_AUDIT_FILE_MAX_MEGABYTES: rotation with this max_megabytes
+        return {"max_megabytes": _config_number(text, where, integer=False, least=0, most=MAX_MEGABYTES, above=True)}
+
+    def show(self, value: object) -> str:
+        return "unset: one growing file"
+
+
+_S = _settings.Setting
+SETTINGS = _settings.Model("file", [
+    _S("path", _settings.Check(_path, "string"), DEFAULT_PATH, (ENV_PATH,), "the file to write (folders 0700, "
+       "file 0600); a forked child writes <stem>.<pid><suffix> next to it",
+       required=f"missing; set it to the file to write, e.g. {DEFAULT_PATH}"),
+    _S("rotation", _RotationParser(), None, (ENV_MAX_MEGABYTES,), "rotate by size: max_megabytes (100, may be "
+       "fractional), max_days (0: any age), max_backups (100; 0: all), localtime (false: UTC names); the "
+       "variable gives max_megabytes"),
+    _S("compression", _settings.Choice(COMPRESSIONS, {"": "none"}), "none", (), "gzip compresses rotated "
+       "backups in the background"),
+    _S("fsync", _settings.Choice(FSYNC_POLICIES), DEFAULT_FSYNC, (ENV_FSYNC,), "when written lines are fsynced"),
+    _S("fsync_interval", _settings.Duration(), None, (), "time between background fsyncs of fsync: interval",
+       default_doc="1s"),
+    _S("flush_interval", _settings.Duration(), None, (), "the collector's name for fsync_interval"),
+    _S("format", _settings.Check(_format, "choice"), "json", (), "OTLP JSON lines (proto is not supported)",
+       unused=True),
+    _S("append", _settings.Check(_append, "bool"), True, (), "must stay true (false would truncate the "
+       "archive)", unused=True),
+], title="file (FileLogRecordExporter, entry point otel_audit_file)")
 
 
 # --------------------------------------------------------------------------- low-level file helpers
@@ -300,36 +325,25 @@ class FileLogRecordExporter(LogRecordExporter):
         rotation: Mapping[str, object] | None = None,
         compression: str | None = None,
         fsync: str | None = None,
-        fsync_interval: float | None = None,
-        flush_interval: float | None = None,
+        fsync_interval: float | str | None = None,
+        flush_interval: float | str | None = None,
+        **collector: object,
     ) -> None:
         from otel_audit.instrument import warn_if_plain_sdk
 
         warn_if_plain_sdk(self)  # built by the SDK's own configurator: nothing it exports is signed
-        if path is None:
-            path = os.environ.get(ENV_PATH) or DEFAULT_PATH
-        if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
-            raise ConfigError(f"path: must be a non-empty file path, got {path!r}")
+        v = SETTINGS.resolve(SETTINGS.given(locals(), collector))
+        path = v["path"]
         self._path = os.path.abspath(os.fspath(path))
         if os.path.basename(self._path) == "" or os.path.isdir(self._path):
             raise ConfigError(f"path: must name a file, not a directory, got {path!r}")
 
-        self._rotation = _rotation_from_args(rotation, _env_megabytes())
-
-        if compression is None:
-            compression = "none"
-        if compression not in COMPRESSIONS:
-            raise ConfigError(f"compression: must be one of {', '.join(COMPRESSIONS)}, got {compression!r}")
-        self._compression = compression
+        self._rotation = _rotation_from_args(v["rotation"], None)
+        self._compression = compression = v["compression"]
         if compression == "gzip" and self._rotation is None:
             _logger.warning("compression=gzip applies to rotated backups; rotation is off for %s", self._path)
-
-        if fsync is None:
-            fsync = _env_fsync()
-        elif fsync not in FSYNC_POLICIES:
-            raise ConfigError(f"fsync: must be one of {', '.join(FSYNC_POLICIES)}, got {fsync!r}")
-        self._fsync = fsync
-
+        self._fsync = v["fsync"]
+        fsync_interval, flush_interval = v["fsync_interval"], v["flush_interval"]
         if fsync_interval is not None and flush_interval is not None and fsync_interval != flush_interval:
             raise ConfigError(
                 f"fsync_interval: {fsync_interval!r} conflicts with flush_interval {flush_interval!r}; "
@@ -397,81 +411,16 @@ class FileLogRecordExporter(LogRecordExporter):
         Raises :class:`~otel_audit.errors.ConfigError` naming the key for an unknown key, a
         wrong type or a bad value.
         """
-        if cfg is None:
-            cfg = {}
-        if not isinstance(cfg, Mapping):
+        if cfg is not None and not isinstance(cfg, Mapping):
             raise ConfigError(
                 f"{where}: expected a mapping of settings, got {type(cfg).__name__}; "
                 f"write `key: value` lines under it (valid keys: {', '.join(_CONFIG_KEYS)})"
             )
-        for key in cfg:
-            if key not in _CONFIG_KEYS:
-                raise ConfigError(f"{where}.{key}: unknown key; valid keys are {', '.join(_CONFIG_KEYS)}")
-
-        path = cfg.get("path")
-        if path is None:
-            raise ConfigError(f"{where}.path: missing; set it to the file to write, e.g. {DEFAULT_PATH}")
-        if not isinstance(path, str) or not path.strip():
-            raise ConfigError(
-                f"{where}.path: must be a non-empty string, got {path!r}; set it to a file path"
-            )
-
-        fmt = cfg.get("format") or "json"
-        if fmt != "json":
-            if fmt == "proto":
-                raise ConfigError(
-                    f"{where}.format: 'proto' is not supported; the audit archive is OTLP JSON lines, "
-                    "so use format: json or leave the key out"
-                )
-            raise ConfigError(f"{where}.format: {fmt!r} is not a format; use json")
-
-        append = cfg.get("append", True)
-        append = _config_bool(append, f"{where}.append")
-        if not append:
-            raise ConfigError(
-                f"{where}.append: false would truncate the audit archive; remove the key or set it to true"
-            )
-
-        compression = cfg.get("compression", "none")
-        if compression in ("", None):
-            compression = "none"
-        if compression not in COMPRESSIONS:
-            raise ConfigError(
-                f"{where}.compression: {compression!r} is not supported; use gzip (rotated backups "
-                "are gzipped) or none"
-            )
-
-        fsync = cfg.get("fsync")
-        if fsync is not None and fsync not in FSYNC_POLICIES:
-            raise ConfigError(
-                f"{where}.fsync: {fsync!r} is not a policy; use one of {', '.join(FSYNC_POLICIES)}"
-            )
-
-        intervals: dict[str, float] = {}
-        for key in ("fsync_interval", "flush_interval"):
-            if cfg.get(key) is not None:
-                seconds = parse_duration(cfg[key], where=f"{where}.{key}")
-                if seconds <= 0:
-                    raise ConfigError(f"{where}.{key}: must be above zero; use e.g. 1s")
-                intervals[key] = seconds
-        if len(set(intervals.values())) > 1:
-            raise ConfigError(
-                f"{where}.fsync_interval: conflicts with flush_interval; give only one of them "
-                "(flush_interval is the collector's name for it)"
-            )
-
-        rotation: dict[str, object] | None = None
-        if "rotation" in cfg:
-            rotation = _config_rotation(cfg["rotation"], f"{where}.rotation")
-
+        kw = SETTINGS.read_block(cfg, where)
+        if "rotation" in (cfg or {}) and "rotation" not in kw:
+            kw["rotation"] = {}  # a bare `rotation:` line asks for rotation with the defaults
         try:
-            return cls(
-                path=path,
-                rotation=rotation,
-                compression=str(compression),
-                fsync=None if fsync is None else str(fsync),
-                fsync_interval=intervals.get("fsync_interval", intervals.get("flush_interval")),
-            )
+            return cls(**kw)  # type: ignore[arg-type]
         except ValueError as exc:
             raise ConfigError(f"{where}.{exc}") from None
 
@@ -812,14 +761,6 @@ class FileLogRecordExporter(LogRecordExporter):
 # --------------------------------------------------------------------------- config helpers
 
 
-def _config_bool(value: object, where: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise ConfigError(f"{where}: must be true or false, got {value!r}")
-
-
 def _num(x: float) -> str:
     """A bound as a config writes it: 36500, 0.5 (never 1e+08)."""
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
@@ -871,5 +812,5 @@ def _config_rotation(value: object, where: str) -> dict[str, object]:
         out["max_backups"] = _config_number(value["max_backups"], f"{where}.max_backups", integer=True, least=0,
                                             most=MAX_BACKUPS, what=" (keep every backup)")
     if value.get("localtime") is not None:
-        out["localtime"] = _config_bool(value["localtime"], f"{where}.localtime")
+        out["localtime"] = _settings.Bool()(value["localtime"], f"{where}.localtime")
     return out
