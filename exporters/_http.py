@@ -123,7 +123,7 @@ class TlsSettings:
             session.cert = (self.cert_file, self.key_file)  # type: ignore[assignment]
 
 
-def transport_settings(prefix: str, *, timeout: float, tls_env: bool = False,
+def transport_settings(prefix: str, *, timeout: float, tls_env: bool = False, ca_env: str = "",
                        headers: bool = True) -> list[_settings.Setting]:
     """The settings every HTTP exporter shares, as the collector's confighttp names them.
 
@@ -141,6 +141,9 @@ def transport_settings(prefix: str, *, timeout: float, tls_env: bool = False,
                      "(values may be credentials: never shown)", secret=True))
     out.append(S("proxy_from_env", _settings.Bool(), True, (), "use HTTP_PROXY / HTTPS_PROXY / NO_PROXY "
                  "as requests does; false ignores them"))
+    if ca_env:
+        out.append(S("tls_ca_file", _settings.Text(nonempty=True, what="a file path"), None, (ca_env,),
+                     "tls.ca_file when tls is not given", key=""))
     if tls_env:
         out += [
             S("tls_ca_file", _settings.Text(nonempty=True, what="a file path"), None, (prefix + "TLS_CA_FILE",),

@@ -174,6 +174,7 @@ class Size(Parser):
 
     least: int = 0
     most: int = 1 << 40
+    at_least: bool = False  # say "at least N and at most M" instead of "from N to M"
     kind = "size"
 
     def __call__(self, value: Any, where: str) -> int:
@@ -184,8 +185,9 @@ class Size(Parser):
             amount = float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
             number = int(amount) if amount.is_integer() else None
         if number is None or not self.least <= number <= self.most:
-            raise ConfigError(f"{where}: expected a whole number of bytes from {self.least} to {self.most} "
-                              f"(or a size such as 5MiB or 1MB), got {value!r}")
+            bounds = _range(self.least, self.most, self.at_least)
+            raise ConfigError(f"{where}: expected a whole number of bytes {bounds} (or a size such as 5MiB or 1MB), "
+                              f"got {value!r}")
         return number
 
 
@@ -221,6 +223,7 @@ class Whole(Parser):
     least: int = 0
     most: int = 100_000_000
     unit: str = ""
+    at_least: bool = False  # say "at least N and at most M" instead of "from N to M"
     kind = "integer"
 
     def __call__(self, value: Any, where: str) -> int:
@@ -229,7 +232,7 @@ class Whole(Parser):
             number = int(value)
         if isinstance(number, bool) or not isinstance(number, int) or not self.least <= number <= self.most:
             unit = f" {self.unit}" if self.unit else ""
-            raise ConfigError(f"{where}: expected a whole number{unit} from {self.least} to {self.most}, "
+            raise ConfigError(f"{where}: expected a whole number{unit} {_range(self.least, self.most, self.at_least)}, "
                               f"got {value!r}")
         return number
 
@@ -278,7 +281,7 @@ class Choice(Parser):
     kind = "choice"
 
     def __call__(self, value: Any, where: str) -> str:
-        if value in self.aliases:
+        if isinstance(value, (str, bool)) and value in self.aliases:
             return self.aliases[value]
         if isinstance(value, str) and value.strip().lower() in self.choices:
             return value.strip().lower()
@@ -464,6 +467,10 @@ class Check(Parser):
 
     def from_text(self, text: str, where: str) -> Any:
         return self(self.text(text) if self.text else text, where)
+
+
+def _range(least: float, most: float, at_least: bool) -> str:
+    return f"of at least {least} and at most {most}" if at_least else f"from {least} to {most}"
 
 
 def _located(msg: str, where: str) -> str:
