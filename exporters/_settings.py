@@ -175,6 +175,7 @@ class Size(Parser):
     least: int = 0
     most: int = 1 << 40
     at_least: bool = False  # say "at least N and at most M" instead of "from N to M"
+    why: str = ""  # what the bounds are, for the message
     kind = "size"
 
     def __call__(self, value: Any, where: str) -> int:
@@ -186,8 +187,8 @@ class Size(Parser):
             number = int(amount) if amount.is_integer() else None
         if number is None or not self.least <= number <= self.most:
             bounds = _range(self.least, self.most, self.at_least)
-            raise ConfigError(f"{where}: expected a whole number of bytes {bounds} (or a size such as 5MiB or 1MB), "
-                              f"got {value!r}")
+            raise ConfigError(f"{where}: expected a whole number of bytes {bounds}{self.why} (or a size such as "
+                              f"5MiB or 1MB), got {value!r}")
         return number
 
 
