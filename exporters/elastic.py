@@ -430,7 +430,8 @@ SETTINGS = _settings.Model("elasticsearch", [
        "attribute as _id (the block's logs_dynamic_id.enabled)", key=""),
     _S("include_source_on_error", _settings.Check(_true_false_or_null, "bool"), None, (), "passed to _bulk (ES 8.18+)"),
     _S("max_bulk_bytes", _settings.Size(
-        1024, MAX_CONTENT_LENGTH, why=" (Elasticsearch's default http.max_content_length, 100mb)"), DEFAULT_MAX_BULK_BYTES, (),
+        1024, MAX_CONTENT_LENGTH, why=" (Elasticsearch's default http.max_content_length, 100mb)"),
+       DEFAULT_MAX_BULK_BYTES, (),
        "_bulk bodies are cut below this before gzip (a 413 splits them further)", key=""),
     _S("proxy_url", _settings.Check(_proxy, "URL"), None, (), "an HTTP(S) proxy for every request (wins over "
        "HTTP(S)_PROXY)"),
