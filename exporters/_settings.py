@@ -14,7 +14,7 @@ and whether it is a secret. A `Model` is an exporter's list of them:
 * `Model.read_block(cfg, where)`: the keyword arguments of a collector-shaped block; an
   unknown key is a `ConfigError` listing the valid keys, a bad value one naming the key path.
 * `Model.markdown()`: the reference section of docs/settings.md (``python -m
-  otel_audit.exporters._settings --markdown`` prints the whole page).
+  otel_audit.exporters settings`` prints the whole page).
 
 Every parser accepts both the typed value and the collector's text for it, and says what it
 expected in terms of the key path it was given; a secret's value is never part of a message.
@@ -40,6 +40,7 @@ __all__ = [
     "Check",
     "Choice",
     "Duration",
+    "Fn",
     "Model",
     "Number",
     "Parser",
@@ -136,6 +137,10 @@ class Parser:
             return "true" if value else "false"
         if isinstance(value, str):
             return f'"{value}"' if value else '""'
+        if isinstance(value, Mapping):
+            return ", ".join(f"{k}: {v}" for k, v in value.items()) or "{}"
+        if isinstance(value, (list, tuple)):
+            return "[" + ", ".join(map(str, value)) + "]"
         return str(value)
 
 
@@ -474,6 +479,17 @@ def _range(least: float, most: float, at_least: bool) -> str:
     return f"of at least {least} and at most {most}" if at_least else f"from {least} to {most}"
 
 
+@dataclass(frozen=True)
+class Fn(Parser):
+    """A parser from a function ``fn(value, where)`` that raises ConfigError starting with ``where``."""
+
+    fn: Callable[[Any, str], Any] = lambda v, w: v
+    kind: str = "value"  # type: ignore[misc]
+
+    def __call__(self, value: Any, where: str) -> Any:
+        return self.fn(value, where)
+
+
 def _located(msg: str, where: str) -> str:
     """A check's message under the key path `where`: "endpoint must be ..." -> "<where>: must be ...",
     ".key: unknown" -> "<where>.key: unknown", anything else -> "<where>: <msg>"."""
@@ -664,7 +680,7 @@ class Model:
                 continue
             if key not in top:
                 hint = f"; {self.unknown_hint}" if self.unknown_hint else ""
-                raise ConfigError(f"{where}.{key}: unknown key for the {self.exporter} exporter{hint}; "
+                raise ConfigError(f"{where}.{key}: unknown key{hint}; "
                                   f"valid keys are {', '.join(self.valid_keys())}")
         for head in top:
             sub = self._section_keys(head)
@@ -710,7 +726,7 @@ class Model:
             key = f"`{s.path}`" if s.path else f"(argument `{s.name}`)"
             if s.aliases:
                 key += " (also " + ", ".join(f"`{a}`" for a in s.aliases) + ")"
-            if s.path and s.path != s.name:
+            if s.path and s.path != s.name and not s.unused:
                 key += f" (argument `{s.name}`)"
             env = ", ".join(f"`{v}`" for v in s.env) or "-"
             meaning = s.doc
@@ -749,7 +765,7 @@ def _md(text: str) -> str:
 _HEADER = """# Exporter settings
 
 Generated from the settings models in `exporters/` by
-`python -m otel_audit.exporters._settings --markdown > docs/settings.md`; do not edit by hand
+`python -m otel_audit.exporters settings > docs/settings.md`; do not edit by hand
 (`tests/test_settings.py` fails when this page is stale).
 
 Every exporter reads the same settings three ways: the collector-shaped block under
@@ -784,13 +800,10 @@ def reference() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m otel_audit.exporters settings``: print docs/settings.md."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args != ["--markdown"]:
-        print("usage: python -m otel_audit.exporters._settings --markdown", file=sys.stderr)
+    if args != ["settings"]:
+        print("usage: python -m otel_audit.exporters settings  (prints docs/settings.md)", file=sys.stderr)
         return 2
     sys.stdout.write(reference())
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

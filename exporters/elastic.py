@@ -409,8 +409,7 @@ _OWN_RULES = "; exactly one of endpoint, endpoints and cloudid (checked by the e
 SETTINGS = _settings.Model("elasticsearch", [
     _S("endpoint", _settings.Check(lambda u: _endpoint(u).url and u, "URL"), None, (ENV_ENDPOINT, ENV_ES_URL),
        "the cluster's URL (variables: comma-separated URLs)" + _OWN_RULES, default_doc=DEFAULT_ENDPOINT),
-    _S("endpoints", _settings.Check(_urls, "list"), None, (), "several cluster URLs, tried round robin",
-       unused=True),
+    _S("endpoints", _settings.Check(_urls, "list"), None, (), "several cluster URLs, tried round robin"),
     _S("cloudid", _settings.Check(decode_cloud_id, "string"), None, (ENV_CLOUDID,), "an Elastic Cloud ID"),
     _S("api_key", _settings.Check(_api_key_header, "string"), None, (ENV_API_KEY,), "the API key's 'encoded' "
        "form (or id:api_key); exclusive with user/password", secret=True),
@@ -448,8 +447,8 @@ SETTINGS = _settings.Model("elasticsearch", [
        "records go to a data stream)", unused=True),
     _S("mapping", _settings.Check(lambda v: v, "mapping"), None, (), "mode, allowed_modes, dedot, dedup: "
        "checked; documents always carry ECS fields, attributes.* and audit.otlp", unused=True),
-    _S("auth", _settings.Check(lambda v: v, "mapping"), None, (), "not available (authenticator extensions)",
-       unused=True),
+    _S("auth", _settings.Check(lambda v: v, "mapping"), None, (), "refused: authenticator extensions are not "
+       "available here; use api_key, or user and password"),
 ], ignored=(*_IGNORED_KEYS, "sending_queue", "batch"), title="elasticsearch (ElasticLogExporter)")
 
 #: keys from_config reads with the exporter's own cross-checks (before the model reads the rest)
@@ -511,7 +510,10 @@ class ElasticLogExporter(HttpLogExporter):
         proxy_from_env: bool | str = True,
         **collector: Any,
     ) -> None:
-        v = SETTINGS.resolve(SETTINGS.given(locals(), collector), names=_GENERIC)
+        given = SETTINGS.given(locals(), collector)
+        if endpoint is None and cloudid is None and given.get("endpoints") is not None:
+            endpoint = given["endpoints"]  # the collector's list form, as a keyword
+        v = SETTINGS.resolve(given, names=_GENERIC)
         tls = v["tls"] if v["tls"] is not None or not v["tls_ca_file"] else TlsSettings(ca_file=v["tls_ca_file"])
         super().__init__(timeout=v["timeout"], tls=tls, retry=v["retry"], compression=v["compression"] == "gzip",
                          headers=v["headers"], session=session, proxy_from_env=v["proxy_from_env"])
