@@ -493,7 +493,7 @@ class Fn(Parser):
 def _located(msg: str, where: str) -> str:
     """A check's message under the key path `where`: "endpoint must be ..." -> "<where>: must be ...",
     ".key: unknown" -> "<where>.key: unknown", anything else -> "<where>: <msg>"."""
-    if msg.startswith(where):
+    if msg.startswith((where + ":", where + ".", where + "[")):
         return msg
     if msg.startswith("."):
         return where + msg
@@ -615,7 +615,7 @@ class Model:
         nested `api: {key: ...}`, an alias or an ignored key), read as `read_block` reads them."""
         out = {k: v for k, v in arguments.items() if k in self.by_name}
         if collector:
-            for k, v in self.read_block(collector, self.exporter).items():
+            for k, v in self.read_block(collector, self.exporter, required=False).items():
                 if out.get(k) is not None:
                     raise ConfigError(f"{self.exporter}: {k} is given twice (also under its collector name)")
                 out[k] = v
@@ -666,7 +666,7 @@ class Model:
             _log.warning("%s; using %s", msg, "the default" if s.default is None else s.parse.show(s.default))
             return s.default
 
-    def read_block(self, cfg: Any, where: str) -> dict[str, Any]:
+    def read_block(self, cfg: Any, where: str, *, required: bool = True) -> dict[str, Any]:
         """The constructor keywords of a collector-shaped block: only the keys it holds, parsed.
         Unknown keys raise ConfigError listing the valid ones; ignored keys are passed over."""
         if cfg is None:
@@ -699,7 +699,7 @@ class Model:
             if len(present) > 1:
                 raise ConfigError(f"{where}.{present[1]}: {present[0]} is set too; give only {s.path}")
             if not present:
-                if s.required:
+                if s.required and required:
                     raise ConfigError(f"{where}.{s.path}: {s.required}")
                 continue
             value = _lookup(cfg, present[0])
