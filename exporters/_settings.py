@@ -330,6 +330,7 @@ class StrMap(Parser):
     """A mapping of strings to strings (values may be credentials: never shown). Environment text
     is ``name=value,...`` with URL-encoded values, as OTEL_EXPORTER_OTLP_HEADERS."""
 
+    reserved: frozenset[str] = frozenset()  # names (lowercase) that may not be given
     kind = "mapping"
 
     def __call__(self, value: Any, where: str) -> dict[str, str]:
@@ -341,10 +342,14 @@ class StrMap(Parser):
                 raise ConfigError(f"{where}: names must be non-empty strings, got {k!r}")
             if not isinstance(v, str):
                 raise ConfigError(f"{where}.{k}: must be a string, got a {type(v).__name__}; quote the value")
+            if k.lower() in self.reserved:
+                raise ConfigError(f"{where}: header {k!r} is set by the exporter itself and cannot be configured")
             out[k] = v
         return out
 
     def from_text(self, text: str, where: str) -> dict[str, str]:
+        """`name=value,...`; an unusable entry is skipped with a warning naming its position and name only
+        (the value may be a secret)."""
         from urllib.parse import unquote
 
         out: dict[str, str] = {}
@@ -352,9 +357,12 @@ class StrMap(Parser):
             if not item.strip():
                 continue
             name, sep, value = item.partition("=")
-            if not sep or not name.strip():
-                raise ConfigError(f"{where}: entry {i} is not name=value")
-            out[name.strip()] = unquote(value.strip())
+            name = name.strip()
+            if not sep or not name or name.lower() in self.reserved:
+                _log.warning("%s: entry %d (%r) is not 'name=value' with a header the exporter does not set; "
+                             "ignored", where, i, name if sep else "?")
+                continue
+            out[name] = unquote(value.strip())
         return out
 
     def show(self, value: Any) -> str:

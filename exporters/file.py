@@ -115,57 +115,16 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _rotation_from_args(
-    rotation: Mapping[str, object] | None, env_megabytes: float | None
-) -> _Rotation | None:
+def _rotation_from_args(rotation: Mapping[str, object] | None) -> _Rotation | None:
+    """The rotation of a `rotation` setting already read by `_config_rotation`, with the defaults filled in."""
     if rotation is None:
-        if env_megabytes is None:
-            return None
-        rotation = {}
-    if not isinstance(rotation, Mapping):
-        raise ConfigError(
-            f"rotation: expected a mapping with keys {', '.join(_ROTATION_KEYS)}, got {rotation!r}"
-        )
-    unknown = [key for key in rotation if key not in _ROTATION_KEYS]
-    if unknown:
-        raise ConfigError(f"rotation: unknown key {unknown[0]!r}; valid keys are {', '.join(_ROTATION_KEYS)}")
-
-    megabytes = rotation.get("max_megabytes")
-    if megabytes is None:
-        megabytes = env_megabytes if env_megabytes is not None else DEFAULT_MAX_MEGABYTES
-    if not _is_number(megabytes) or not 0 < megabytes <= MAX_MEGABYTES:  # type: ignore[operator]
-        raise ConfigError(f"rotation.max_megabytes: must be a number above 0 and at most {MAX_MEGABYTES}, "
-                         f"got {megabytes!r}")
-
-    max_days = rotation.get("max_days", 0)
-    if max_days is None:
-        max_days = 0
-    if not _is_number(max_days) or not 0 <= max_days <= MAX_DAYS:  # type: ignore[operator]
-        raise ConfigError(
-            f"rotation.max_days: must be a number of days from 0 (keep backups of any age) to {MAX_DAYS}, "
-            f"got {max_days!r}"
-        )
-
-    max_backups = rotation.get("max_backups", DEFAULT_MAX_BACKUPS)
-    if max_backups is None:
-        max_backups = DEFAULT_MAX_BACKUPS
-    if not isinstance(max_backups, int) or isinstance(max_backups, bool) or not 0 <= max_backups <= MAX_BACKUPS:
-        raise ConfigError(
-            f"rotation.max_backups: must be a whole number from 0 (keep every backup) to {MAX_BACKUPS}, "
-            f"got {max_backups!r}"
-        )
-
-    localtime = rotation.get("localtime", False)
-    if localtime is None:
-        localtime = False
-    if not isinstance(localtime, bool):
-        raise ConfigError(f"rotation.localtime: must be true or false, got {localtime!r}")
-
+        return None
+    megabytes = rotation.get("max_megabytes", DEFAULT_MAX_MEGABYTES)
     return _Rotation(
         max_bytes=max(1, int(float(megabytes) * _MEGABYTE)),  # type: ignore[arg-type]
-        max_days=float(max_days),  # type: ignore[arg-type]
-        max_backups=max_backups,
-        localtime=localtime,
+        max_days=float(rotation.get("max_days", 0)),  # type: ignore[arg-type]
+        max_backups=int(rotation.get("max_backups", DEFAULT_MAX_BACKUPS)),  # type: ignore[call-overload]
+        localtime=bool(rotation.get("localtime", False)),
     )
 
 
@@ -338,7 +297,7 @@ class FileLogRecordExporter(LogRecordExporter):
         if os.path.basename(self._path) == "" or os.path.isdir(self._path):
             raise ConfigError(f"path: must name a file, not a directory, got {path!r}")
 
-        self._rotation = _rotation_from_args(v["rotation"], None)
+        self._rotation = _rotation_from_args(v["rotation"])
         self._compression = compression = v["compression"]
         if compression == "gzip" and self._rotation is None:
             _logger.warning("compression=gzip applies to rotated backups; rotation is off for %s", self._path)

@@ -85,7 +85,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import requests
@@ -530,17 +530,6 @@ def _safe_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "..." if parts.query else "", ""))
 
 
-def _check_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for name, value in headers.items():
-        if not isinstance(name, str) or not name or not isinstance(value, str):
-            raise ConfigError("headers must map names to string values")
-        if name.lower() in _OWN_HEADERS:
-            raise ConfigError(f"header {name!r} is set by the exporter itself and cannot be configured")
-        out[name] = value
-    return out
-
-
 class _Secrets(_settings.Parser):
     """`secrets`: whsec_ strings (one, or a list) as HMAC keys; the variable's entries are separated by
     spaces or commas, and an unusable one is skipped with a warning (never its value)."""
@@ -572,27 +561,6 @@ def _signing_key_or_none(value: object) -> Ed25519PrivateKey | None:
     return None if value == "" else _signing_key(value)  # "": none, and no look at the environment
 
 
-class _Headers(_settings.StrMap):
-    def __call__(self, value: Any, where: str) -> dict[str, str]:
-        return _settings.Check(_check_headers)(super().__call__(value, where), where)  # type: ignore[no-any-return]
-
-    def from_text(self, text: str, where: str) -> dict[str, str]:
-        """`name=value,...` with URL-encoded values, as OTEL_EXPORTER_OTLP_HEADERS; bad entries are skipped."""
-        out: dict[str, str] = {}
-        for i, item in enumerate(text.split(",")):
-            if not item.strip():
-                continue
-            name, sep, value = item.partition("=")
-            name = name.strip()
-            if not sep or not name or name.lower() in _OWN_HEADERS:
-                # the value may be a secret: name the entry by position and header name only
-                _log.warning("%s: entry %d (%r) is not 'name=value' with a header the exporter does not set; "
-                             "ignored", where, i, name if sep else "?")
-                continue
-            out[name] = unquote(value.strip())
-        return out
-
-
 _S = _settings.Setting
 SETTINGS = _settings.Model("webhook", [
     _S("endpoint", _settings.Check(_check_endpoint, "URL"), None, (ENV_ENDPOINT,),
@@ -611,8 +579,8 @@ SETTINGS = _settings.Model("webhook", [
     _S("proxy_url", _settings.Check(_check_endpoint, "URL"), None, (), "an HTTP(S) proxy for every request "
        "(wins over HTTP(S)_PROXY)"),
     *transport_settings("OTEL_AUDIT_WEBHOOK_", timeout=DEFAULT_TIMEOUT, ca_env=ENV_CA_FILE, headers=False),
-    _S("headers", _Headers(), {}, (ENV_HEADERS,), "extra HTTP headers (not the webhook-* ones); values may be "
-       "credentials: never shown", secret=True),
+    _S("headers", _settings.StrMap(_OWN_HEADERS), {}, (ENV_HEADERS,), "extra HTTP headers (not the webhook-* "
+       "ones); values may be credentials: never shown", secret=True),
 ], ignored=(*_IGNORED_KEYS, "sending_queue", "batch"), title="webhook (WebhookLogExporter)")
 
 
