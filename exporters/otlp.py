@@ -293,14 +293,6 @@ def _compression(value: object, where: str) -> str | None:
     return value.strip().lower()
 
 
-def _bool(value: object, where: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise ConfigError(f"{where}: must be true or false, got {value!r}")
-
-
 def _tls(value: object, where: str) -> dict[str, object]:
     if value is None:
         return {}
@@ -315,7 +307,7 @@ def _tls(value: object, where: str) -> dict[str, object]:
         if item is None:
             continue
         if key in ("insecure", "insecure_skip_verify"):
-            out[key] = _bool(item, f"{where}.{key}")
+            out[key] = _settings.Bool()(item, f"{where}.{key}")
             continue
         if not isinstance(item, str) or not item:
             raise ConfigError(f"{where}.{key}: must be a file path, got {item!r}")
