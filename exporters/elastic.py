@@ -661,33 +661,16 @@ class ElasticLogExporter(HttpLogExporter):
         if len(chosen) > 1:
             raise ConfigError(f"{where}.{chosen[1]}: {chosen[0]} is set too; give exactly one of endpoint, "
                               "endpoints or cloudid")
-        try:
-            if not chosen:
-                urls = [u.strip() for u in os.environ.get(ENV_ES_URL, "").split(",") if u.strip()]
-                if not urls:
-                    raise ConfigError(f"{where}.endpoint: missing; give exactly one of endpoint, endpoints or "
-                                      f"cloudid (or set the {ENV_ES_URL} environment variable)")
-                for u in urls:
-                    _endpoint(u)
-                kw["endpoint"] = urls
-            elif chosen[0] == "endpoint":
-                _endpoint(cfg["endpoint"])
-                kw["endpoint"] = cfg["endpoint"]
-            elif chosen[0] == "endpoints":
-                eps = cfg["endpoints"]
-                if not isinstance(eps, list) or not all(isinstance(u, str) for u in eps):
-                    raise ConfigError("expected a list of URLs")
-                for u in eps:
-                    _endpoint(u)
-                kw["endpoint"] = list(eps)
-            else:
-                kw["cloudid"] = cfg["cloudid"]
-                decode_cloud_id(cfg["cloudid"])
-        except ValueError as exc:
-            if isinstance(exc, ConfigError) and str(exc).startswith(where):
-                raise  # already names its key
-            key = chosen[0] if chosen else "endpoint"
-            raise ConfigError(f"{where}.{key}: {exc}") from None
+        if not chosen:
+            urls = [u.strip() for u in os.environ.get(ENV_ES_URL, "").split(",") if u.strip()]
+            if not urls:
+                raise ConfigError(f"{where}.endpoint: missing; give exactly one of endpoint, endpoints or "
+                                  f"cloudid (or set the {ENV_ES_URL} environment variable)")
+            kw["endpoint"] = SETTINGS.by_name["endpoints"].parse_value(urls, f"{where}.endpoint ({ENV_ES_URL})")
+        else:
+            key = chosen[0]
+            SETTINGS.by_name[key].parse_value(cfg[key], f"{where}.{key}")
+            kw["cloudid" if key == "cloudid" else "endpoint"] = cfg[key]
 
         # auth
         if cfg.get("auth") is not None:
