@@ -42,8 +42,8 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 
 from otel_audit import _sdk_compat
 from otel_audit.errors import ConfigError
+from otel_audit.exporters import _settings
 from otel_audit.exporters._http import Counters, fresh_session, register_after_fork
-from otel_audit.exporters.file import parse_duration
 from otel_audit.safe import redact_url
 
 if TYPE_CHECKING:
@@ -86,18 +86,12 @@ def create_otlp_exporter(
             f"{where}: expected a mapping of settings, got {type(cfg).__name__}; "
             f"valid keys are {', '.join(valid)}"
         )
-    for key in cfg:
-        if key not in valid:
-            raise ConfigError(f"{where}.{key}: unknown key; valid keys are {', '.join(valid)}")
-
-    headers = _headers(cfg.get("headers"), f"{where}.headers")
-    compression = _compression(cfg.get("compression"), f"{where}.compression")
-    timeout = None
-    if cfg.get("timeout") is not None:
-        timeout = parse_duration(cfg["timeout"], where=f"{where}.timeout")
-        if timeout <= 0:
-            raise ConfigError(f"{where}.timeout: must be above zero; use e.g. 10s")
-    tls = _tls(cfg.get("tls"), f"{where}.tls")
+    # the SDK reads OTEL_EXPORTER_OTLP_* for what the block leaves out (nothing is read from them here)
+    kw = (GRPC_SETTINGS if protocol == "grpc" else HTTP_SETTINGS).read_block(cfg, where)
+    headers = kw.get("headers")
+    compression = kw.get("compression")
+    timeout = kw.get("timeout")
+    tls = kw.get("tls", {})
 
     if protocol == "grpc":
         return _grpc_exporter(cfg, where, headers, compression, timeout, tls)
@@ -263,14 +257,6 @@ def _compression(value: object, where: str) -> str | None:
     return value.strip().lower()
 
 
-def _bool(value: object, where: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise ConfigError(f"{where}: must be true or false, got {value!r}")
-
-
 def _tls(value: object, where: str) -> dict[str, object]:
     if value is None:
         return {}
@@ -285,7 +271,7 @@ def _tls(value: object, where: str) -> dict[str, object]:
         if item is None:
             continue
         if key in ("insecure", "insecure_skip_verify"):
-            out[key] = _bool(item, f"{where}.{key}")
+            out[key] = _settings.Bool()(item, f"{where}.{key}")
             continue
         if not isinstance(item, str) or not item:
             raise ConfigError(f"{where}.{key}: must be a file path, got {item!r}")
@@ -439,3 +425,44 @@ def _pinned_verify_session() -> requests.Session:
             return settings
 
     return _PinnedVerifySession()
+
+
+# --------------------------------------------------------------------------- the settings models
+
+_S = _settings.Setting
+_SDK = "OTEL_EXPORTER_OTLP_"
+
+
+def _common(kind: str) -> list[_settings.Setting]:
+    return [
+        _S("headers", _settings.Fn(_headers, "mapping"), None, (_SDK + "LOGS_HEADERS", _SDK + "HEADERS"),
+           "request headers / gRPC metadata (values may be credentials: never shown)", secret=True),
+        _S("compression", _settings.Fn(_compression, "choice"), None, (_SDK + "LOGS_COMPRESSION",
+                                                                       _SDK + "COMPRESSION"),
+           "gzip or none", default_doc="the SDK's (none)"),
+        _S("timeout", _settings.Duration(), None, (_SDK + "LOGS_TIMEOUT", _SDK + "TIMEOUT"),
+           "how long one export may take", default_doc="the SDK's (10s)"),
+        _S("tls", _settings.Fn(_tls, "tls"), None, (_SDK + "LOGS_CERTIFICATE", _SDK + "CERTIFICATE"),
+           "insecure" + (" (plaintext)" if kind == "grpc" else "") + ", ca_file, cert_file + key_file (readable "
+           "files), insecure_skip_verify" + (" (not available for gRPC)" if kind == "grpc" else ""),
+           default_doc="system CAs"),
+    ]
+
+
+GRPC_SETTINGS = _settings.Model("otlp", [
+    _S("endpoint", _settings.Text(nonempty=True, what="host:port or a URL"), None,
+       (_SDK + "LOGS_ENDPOINT", _SDK + "ENDPOINT"), "the collector's host:port or URL",
+       default_doc="the SDK's (localhost:4317)"),
+    *_common("grpc"),
+], title="otlp / otlp_grpc (the SDK's OTLP/gRPC exporter)",
+   intro="Built by `create_otlp_exporter(cfg, protocol=\"grpc\")`; what the block leaves out the SDK reads from "
+         "the variables listed (we read none of them).")
+HTTP_SETTINGS = _settings.Model("otlphttp", [
+    _S("endpoint", _settings.Fn(_check_url, "URL"), None, (_SDK + "ENDPOINT",),
+       "the base URL; /v1/logs is appended as the collector does", default_doc="the SDK's (http://localhost:4318)"),
+    _S("logs_endpoint", _settings.Fn(_check_url, "URL"), None, (_SDK + "LOGS_ENDPOINT",),
+       "the full logs URL (wins over endpoint)"),
+    *_common("http"),
+], title="otlphttp / otlp_http (the SDK's OTLP/HTTP exporter)",
+   intro="Built by `create_otlp_exporter(cfg, protocol=\"http\")`; what the block leaves out the SDK reads from "
+         "the variables listed (we read none of them).")
