@@ -1005,9 +1005,9 @@ def build(
 
 def _construct(plan: _Plan, src: str, factories: Mapping[str, Any]) -> Built:
     from opentelemetry.sdk._logs import LoggerProvider
-    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
     from opentelemetry.sdk.resources import Resource
 
+    from otel_audit.processors.batch import BatchProcessor  # the SDK's, with a shutdown that keeps a deadline
     from otel_audit.processors.signing import SigningProcessor
 
     resource = Resource.create(plan.resource)
@@ -1025,7 +1025,7 @@ def _construct(plan: _Plan, src: str, factories: Mapping[str, Any]) -> Built:
                 started.append(exporter)
                 continue  # the spool ships to it
             try:
-                batcher = BatchLogRecordProcessor(exporter, **qopts)
+                batcher = BatchProcessor(exporter, **qopts)
             except ValueError as exc:
                 started.append(exporter)
                 raise ConfigError(f"{where}: sending_queue/batch: {exc}") from None
@@ -1200,11 +1200,11 @@ def build_from_env(env: Mapping[str, str] | None = None) -> Built:
     from importlib.metadata import entry_points
 
     from opentelemetry.sdk._logs import LoggerProvider
-    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
     from opentelemetry.sdk.resources import Resource
 
     from otel_audit.exporters.file import DEFAULT_PATH, ENV_PATH, FileLogRecordExporter, parse_duration
     from otel_audit.keys import Signer
+    from otel_audit.processors.batch import BatchProcessor  # the SDK's, with a shutdown that keeps a deadline
     from otel_audit.processors.redaction import RedactionProcessor
     from otel_audit.processors.signing import SigningProcessor
     from otel_audit.pseudonym import load_hmac_key
@@ -1288,7 +1288,7 @@ def build_from_env(env: Mapping[str, str] | None = None) -> Built:
             if spool_dir is not None:
                 continue  # the spool ships to it
             try:
-                batcher = BatchLogRecordProcessor(exp)
+                batcher = BatchProcessor(exp)
             except ValueError as exc:
                 raise ConfigError(f"OTEL_BLRP_* settings for exporter {n!r}: {exc}") from None
             started[-1] = batcher  # shutting the batcher down shuts its exporter down
