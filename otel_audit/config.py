@@ -1004,14 +1004,13 @@ def build(
 
 
 def _construct(plan: _Plan, src: str, factories: Mapping[str, Any]) -> Built:
-    from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk.resources import Resource
 
     from otel_audit.processors.batch import BatchProcessor  # the SDK's, with a shutdown that keeps a deadline
     from otel_audit.processors.signing import SigningProcessor
 
     resource = Resource.create(plan.resource)
-    provider = LoggerProvider(resource=resource)
+    provider = audit_provider(resource)
     started: list[Any] = [provider]
     exporters: dict[str, Any] = {}
     batchers = []
@@ -1099,6 +1098,41 @@ def build_from_file(
     """Load a config file and build it (relative paths in it are relative to its folder)."""
     doc = load(path, env)
     return build(doc, src=str(path), base_dir=Path(path).resolve().parent, dry_run=dry_run)
+
+
+ENV_SDK_DISABLED = "OTEL_SDK_DISABLED"
+
+
+def audit_provider(resource: Any) -> Any:
+    """The pipeline's SDK LoggerProvider, enabled whatever OTEL_SDK_DISABLED says.
+
+    OTEL_SDK_DISABLED=true makes the SDK's LoggerProvider hand out no-op loggers: the audit pipeline
+    would be built, sign its checkpoints, and drop every audit event without a word, and the verifier
+    would prove an empty stream. The variable turns telemetry off; an audit trail that was configured
+    (OTEL_AUDIT_CONFIG, OTEL_AUDIT_KEYS_DIR, or configure()) is not telemetry to switch off with it, so
+    the audit provider keeps working and a WARNING says so. Should the SDK offer no way to enable it,
+    the pipeline refuses with a ConfigError instead of dropping records."""
+    from opentelemetry._logs import NoOpLogger
+    from opentelemetry.sdk._logs import LoggerProvider
+
+    provider = LoggerProvider(resource=resource)
+    if not isinstance(provider.get_logger("otel_audit.config"), NoOpLogger):
+        return provider
+    # The SDK's switch, read from OTEL_SDK_DISABLED at construction; it has no parameter of its own.
+    provider._disabled = False  # noqa: SLF001
+    if isinstance(provider.get_logger("otel_audit.config"), NoOpLogger):
+        provider.shutdown()
+        raise ConfigError(
+            f"{ENV_SDK_DISABLED}=true: the OpenTelemetry SDK hands out no-op loggers, so every audit event "
+            "would be dropped while the stream verifies empty; unset OTEL_SDK_DISABLED (it also turns traces "
+            "and metrics off), or remove OTEL_AUDIT_CONFIG / OTEL_AUDIT_KEYS_DIR to run without an audit trail"
+        )
+    _log.warning(
+        "%s=true turns the OpenTelemetry SDK off, but not the audit pipeline: audit events are still redacted, "
+        "signed and exported, because an audit trail was configured; to run without one, remove "
+        "OTEL_AUDIT_CONFIG / OTEL_AUDIT_KEYS_DIR (and do not call otel_audit.configure())", ENV_SDK_DISABLED,
+    )
+    return provider
 
 
 ENV_CONFIG = "OTEL_AUDIT_CONFIG"
@@ -1199,7 +1233,6 @@ def build_from_env(env: Mapping[str, str] | None = None) -> Built:
     OTEL_EXPORTER_OTLP_* settings (endpoint, headers, ...) from the process environment."""
     from importlib.metadata import entry_points
 
-    from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk.resources import Resource
 
     from otel_audit.exporters.file import DEFAULT_PATH, ENV_PATH, FileLogRecordExporter, parse_duration
@@ -1269,7 +1302,7 @@ def build_from_env(env: Mapping[str, str] | None = None) -> Built:
                            lambda s: parse_duration(s, where=ENV_CHECKPOINT_INTERVAL))
 
     resource = Resource.create(_env_resource(e))
-    provider = LoggerProvider(resource=resource)
+    provider = audit_provider(resource)
     started: list[Any] = [provider]
     exporters: dict[str, Any] = {}
     batchers = []
