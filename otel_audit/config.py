@@ -1115,7 +1115,10 @@ def audit_provider(resource: Any) -> Any:
     from opentelemetry._logs import NoOpLogger
     from opentelemetry.sdk._logs import LoggerProvider
 
+    from otel_audit import instrument
+
     provider = LoggerProvider(resource=resource)
+    instrument.mark_audit_provider(provider)  # AuditLogger() through the global provider checks it is one of these
     if not isinstance(provider.get_logger("otel_audit.config"), NoOpLogger):
         return provider
     # The SDK's switch, read from OTEL_SDK_DISABLED at construction; it has no parameter of its own.

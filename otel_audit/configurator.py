@@ -37,6 +37,7 @@ class AuditConfigurator(SdkConfigurator):  # type: ignore[misc]  # built at run 
 
         import otel_audit
 
+        instrument._attempted = True  # should this fail, AuditLogger() refuses rather than emit unsigned (instrument)
         audit = otel_audit.configure()  # raises ConfigError naming what is wrong: no unsigned fallback
         set_logger_provider(audit.provider)
         if get_logger_provider() is not audit.provider:

@@ -49,7 +49,7 @@ from opentelemetry._logs import LogRecord as _APILogRecord
 from opentelemetry.sdk._logs import ReadWriteLogRecord
 from opentelemetry.util.types import AnyValue
 
-from otel_audit import _sdk_compat, canonical, catalog
+from otel_audit import _sdk_compat, canonical, catalog, instrument
 from otel_audit.catalog import AttributeType, EventSpec
 from otel_audit.errors import (
     AttributeTypeError,
@@ -131,6 +131,9 @@ class AuditLogger:
             )
         self._defaults: dict[str, AnyValue] = _actor_attributes(actor or {})
         self._logger: Logger = provider.get_logger(name, _version())
+        # Is it an audit pipeline? Refused or warned about where audit settings ask for one (otel_audit.instrument);
+        # the global proxy is looked at again at the first emit.
+        self._recheck = instrument.check_provider(provider, self._logger, implicit=logger_provider is None)
 
     # --- the generic call --------------------------------------------------------------
 
@@ -202,6 +205,8 @@ class AuditLogger:
         severity_text: str,
         timestamp: int,
     ) -> None:
+        if self._recheck:
+            self._recheck = instrument.check_provider(get_logger_provider(), None, implicit=True, at_emit=True)
         # An SDK Logger (perhaps behind the global proxy) gets a record without attribute limits,
         # so that none of them is dropped or truncated before it is signed (module docstring).
         target = _sdk_compat.sdk_logger(self._logger)  # perhaps the one behind the API's proxy, right now
