@@ -39,7 +39,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from types import CodeType, FrameType
 from typing import Any
 
@@ -82,6 +82,22 @@ def background_thread(target: Callable[..., Any], *, name: str, args: tuple[Any,
         target(*args)
 
     return threading.Thread(target=run, name=name, daemon=True)
+
+
+@contextlib.contextmanager
+def signals_blocked() -> Iterator[None]:
+    """SIGTERM and SIGINT blocked in the calling thread meanwhile: a thread started inside (a third party's
+    worker, such as the SDK batch processor's) inherits the block and leaves the signals to the main thread."""
+    old = None
+    if hasattr(signal, "pthread_sigmask"):
+        with contextlib.suppress(OSError, ValueError):
+            old = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    try:
+        yield
+    finally:
+        if old is not None:
+            with contextlib.suppress(OSError, ValueError):
+                signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def after_fork_in_child(obj: Any, method: str = "_after_fork_in_child") -> None:

@@ -48,13 +48,21 @@ class _Tally(LogRecordExporter):
     def __init__(self, inner: LogRecordExporter) -> None:
         self.inner = inner
         self.handed = 0
+        self.failed = 0  # records of export calls that did not return SUCCESS
         self._shut = False
         self._lock = threading.Lock()
         self._takes_timeout = _takes_timeout(inner.shutdown)
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         self.handed += len(batch)  # the SDK calls export under its export lock: one call at a time
-        return self.inner.export(batch)
+        try:
+            result = self.inner.export(batch)
+        except Exception:
+            self.failed += len(batch)
+            raise
+        if result is not LogRecordExportResult.SUCCESS:
+            self.failed += len(batch)
+        return result
 
     def shutdown(self, timeout_millis: float | None = None) -> None:
         with self._lock:
@@ -80,7 +88,14 @@ class BatchProcessor(BatchLogRecordProcessor):
         self.undelivered = 0  # records never handed to the exporter (queued at the deadline, or after shutdown)
         self._count_lock = threading.Lock()
         self._closed = False
-        super().__init__(self._tally, **kwargs)
+        with lifecycle.signals_blocked():  # its worker thread leaves SIGTERM/SIGINT to the main thread
+            super().__init__(self._tally, **kwargs)
+        # After a fork the SDK re-creates that thread in an at-fork hook registered just now; one of ours
+        # after it keeps the signals blocked until then (otel_audit.lifecycle), so the new thread inherits it.
+        lifecycle.after_fork_in_child(self, "_after_fork_in_child")
+
+    def _after_fork_in_child(self) -> None:
+        """Nothing of its own to renew (the SDK renews its queue and thread); see __init__."""
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
         if self._closed:
@@ -124,7 +139,9 @@ class BatchProcessor(BatchLogRecordProcessor):
         if left > 0:
             _log.error("%s: shut down after %.1f s with %d audit record(s) never handed to it; they are NOT "
                        "delivered; %s", type(self.exporter).__name__, time.monotonic() - started, left, _KEEP)
-        failed = getattr(getattr(self.exporter, "counters", None), "failed", 0)
+        # our exporters count exactly (a batch may be partly delivered); others say per batch
+        counters = getattr(self.exporter, "counters", None)
+        failed = getattr(counters, "failed", 0) if counters is not None else self._tally.failed
         if failed:
             _log.error("%s: %d audit record(s) in all were NOT delivered (given up or cut short by shutdown); %s",
                        type(self.exporter).__name__, failed, _KEEP)

@@ -111,3 +111,51 @@ def test_sigterm_with_the_siem_down_and_no_spool_ends_within_the_shutdown_timeou
     assert took < 6.5, f"SIGTERM to exit took {took:.1f} s"
     # the start checkpoint, the event and the end checkpoint
     assert "3 audit record(s) in all were NOT delivered" in err, err[-2000:]
+
+
+_MASKS = """\
+import os, signal, sys, threading, time
+import otel_audit
+audit = otel_audit.configure(sys.argv[1])
+
+def blocked(tid):
+    with open(f"/proc/self/task/{tid}/status") as f:
+        mask = int(next(line for line in f if line.startswith("SigBlk")).split()[1], 16)
+    return all(mask & (1 << (s - 1)) for s in (signal.SIGTERM, signal.SIGINT))
+
+def report(who):
+    main = blocked(threading.get_native_id())
+    batch = [blocked(t.native_id) for t in threading.enumerate() if t.name.startswith("OtelBatch")]
+    print(who, main, batch, flush=True)
+
+report("parent")
+pid = os.fork()
+if pid == 0:
+    time.sleep(0.3)
+    report("child")
+    os._exit(0)
+os.waitpid(pid, 0)
+audit.shutdown()
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread signal masks from /proc")
+def test_batch_worker_threads_leave_sigterm_to_the_main_thread(tmp_path: Path, keys_dir: Path) -> None:
+    """The batch processor's worker thread, in the parent and the one the SDK re-creates in a fork child, blocks
+    SIGTERM and SIGINT, so the main thread takes them (and a blocking call there is interrupted)."""
+    cfg = tmp_path / "audit.yaml"
+    cfg.write_text(textwrap.dedent(f"""\
+        processors:
+          signing: {{keys_dir: {keys_dir}, state_dir: state}}
+        exporters:
+          file: {{path: out/audit.jsonl}}
+        service:
+          pipelines:
+            logs/audit: {{processors: [signing], exporters: [file]}}
+        """))
+    script = tmp_path / "masks.py"
+    script.write_text(_MASKS)
+    res = subprocess.run([sys.executable, str(script), str(cfg)], cwd=tmp_path, env=child_env(),
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split("\n")[:2] == ["parent False [True]", "child False [True]"], res.stdout + res.stderr
