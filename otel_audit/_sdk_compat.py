@@ -37,9 +37,12 @@ __all__ = [
     "attributes_view",
     "batch_default_max_queue_size",
     "built_by_sdk_log_setup",
+    "enable_provider",
+    "is_proxy_provider",
     "logger_scope",
     "otlp_grpc_exporter_base",
     "otlp_http_exporter_base",
+    "provider_processors",
     "sdk_logger",
     "sdk_version",
     "severity_int",
@@ -218,6 +221,45 @@ def logger_scope(logger: SDKLogger) -> Any:
         return logger._instrumentation_scope
     except AttributeError:
         raise _unsupported("Logger.instrumentation_scope") from None
+
+
+# -- the audit provider: enabled, and its processors ---------------------------------------------
+# OTEL_SDK_DISABLED=true: the SDK LoggerProvider reads it at construction into its private `_disabled`
+# (1.40.0 - 1.45.2) and then hands out NoOpLoggers; it has no parameter to say otherwise. A provider's
+# processors are held by its private `_multi_log_record_processor` (Synchronous- or Concurrent-
+# MultiLogRecordProcessor) in `_log_record_processors` (1.40.0 - 1.45.2); there is no public accessor.
+# Fallbacks without them: the provider stays disabled (otel_audit.config then refuses with a ConfigError
+# rather than drop every audit event), and no processor is seen (AuditLogger() through a global provider
+# counts only the providers otel_audit.config built as audit pipelines).
+
+
+def enable_provider(provider: Any) -> None:
+    """Make an SDK LoggerProvider hand out real loggers although OTEL_SDK_DISABLED=true (for the audit
+    pipeline only: the caller checks the result with a fresh get_logger())."""
+    if hasattr(provider, "_disabled"):
+        provider._disabled = False
+
+
+def provider_processors(provider: object) -> tuple[Any, ...]:
+    """The LogRecordProcessors added to an SDK LoggerProvider, in order; () for another provider."""
+    multi = getattr(provider, "_multi_log_record_processor", None)
+    procs = getattr(multi, "_log_record_processors", ())
+    return tuple(procs) if isinstance(procs, (tuple, list)) else ()
+
+
+# The global provider before set_logger_provider(): the API's ProxyLoggerProvider
+# (opentelemetry._logs._internal, 1.40.0 - 1.45.2), not exported. Fallback without it: by class name.
+try:
+    from opentelemetry._logs._internal import ProxyLoggerProvider as _ProxyLoggerProvider
+except ImportError:  # pragma: no cover - present in every checked version
+    _ProxyLoggerProvider = None  # type: ignore[assignment,misc]
+
+
+def is_proxy_provider(provider: object) -> bool:
+    """Whether `provider` is the API's placeholder for a global LoggerProvider not set yet."""
+    if _ProxyLoggerProvider is None:  # pragma: no cover
+        return type(provider).__name__ == "ProxyLoggerProvider"
+    return isinstance(provider, _ProxyLoggerProvider)
 
 
 # -- the SDK's configurator -----------------------------------------------------------------------

@@ -1121,8 +1121,9 @@ def audit_provider(resource: Any) -> Any:
     instrument.mark_audit_provider(provider)  # AuditLogger() through the global provider checks it is one of these
     if not isinstance(provider.get_logger("otel_audit.config"), NoOpLogger):
         return provider
-    # The SDK's switch, read from OTEL_SDK_DISABLED at construction; it has no parameter of its own.
-    provider._disabled = False  # noqa: SLF001
+    from otel_audit import _sdk_compat
+
+    _sdk_compat.enable_provider(provider)  # the SDK's switch has no public parameter
     if isinstance(provider.get_logger("otel_audit.config"), NoOpLogger):
         provider.shutdown()
         raise ConfigError(

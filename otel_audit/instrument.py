@@ -114,11 +114,10 @@ def is_audit_pipeline(provider: Any) -> bool:
             return True
     except TypeError:  # not weak-referenceable: not one of ours
         pass
+    from otel_audit import _sdk_compat
     from otel_audit.processors.signing import SigningProcessor
 
-    # The SDK has no public accessor for a provider's processors.
-    multi = getattr(provider, "_multi_log_record_processor", None)
-    return any(isinstance(p, SigningProcessor) for p in getattr(multi, "_log_record_processors", ()))
+    return any(isinstance(p, SigningProcessor) for p in _sdk_compat.provider_processors(provider))
 
 
 def check_provider(provider: Any, logger: Any, *, implicit: bool, at_emit: bool = False) -> bool:
@@ -128,7 +127,8 @@ def check_provider(provider: Any, logger: Any, *, implicit: bool, at_emit: bool 
     events would be dropped or leave unsigned although the signed pipeline was asked for; warns once
     where audit settings are present but another pipeline was chosen (module docstring)."""
     from opentelemetry._logs import NoOpLogger
-    from opentelemetry._logs._internal import ProxyLoggerProvider
+
+    from otel_audit import _sdk_compat
 
     if logger is not None and isinstance(logger, NoOpLogger) and is_audit_pipeline(provider):
         raise ConfigError(
@@ -142,7 +142,7 @@ def check_provider(provider: Any, logger: Any, *, implicit: bool, at_emit: bool 
     asked = env.get(ENV_CONFIGURATOR, "").strip() == NAME or _attempted
     if not (asked or audit_settings(env)):
         return False  # no audit settings: AuditLogger over whatever provider the application set
-    if isinstance(provider, ProxyLoggerProvider):
+    if _sdk_compat.is_proxy_provider(provider):
         if not at_emit:
             return True  # nothing set yet; opentelemetry-instrument or the app may set it before the first emit
         problem = "no global LoggerProvider is set, so its audit events go nowhere"

@@ -108,7 +108,7 @@ class BatchProcessor(BatchLogRecordProcessor):
             self.accepted += 1
         super().on_emit(log_record)
 
-    def shutdown(self, timeout_millis: int = DEFAULT_SHUTDOWN_TIMEOUT_MILLIS) -> None:  # type: ignore[override]
+    def shutdown(self, timeout_millis: int = DEFAULT_SHUTDOWN_TIMEOUT_MILLIS) -> None:
         if self._closed:
             return
         self._closed = True
@@ -130,7 +130,7 @@ class BatchProcessor(BatchLogRecordProcessor):
         try:
             # The SDK's shutdown takes no time limit (it waits up to 30 s for its worker); the watcher above
             # keeps the deadline: once the exporter is stopped, the worker hands it the rest and ends at once.
-            super().shutdown()
+            super().shutdown()  # type: ignore[no-untyped-call]  # unannotated in the SDK
         finally:
             done.set()
         with self._count_lock:
