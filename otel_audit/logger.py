@@ -105,6 +105,9 @@ class AuditLogger:
     ``type``, ``name``) or full ``audit.actor.*`` names; attributes of a call override them.
     ``name`` is the instrumentation scope name. Bad arguments raise `EmitTypeError` /
     `EmitValueError` (or, for an actor value, `AttributeTypeError` / `AttributeValueError`).
+    Without ``logger_provider`` it writes through the global provider, and where audit settings ask
+    for the signed pipeline but that provider is not one, it raises `ConfigError` (here or at the
+    first emit) or warns that its events are not signed (`otel_audit.instrument.check_provider`).
     """
 
     def __init__(
