@@ -334,9 +334,6 @@ def _after_fork_in_child() -> None:
     # on as if it never came: until fork() returns, signals wait (see _handle).
     caller = sys._getframe().f_back
     _fork_call[:] = [caller, caller.f_lasti] if caller is not None else []
-    global _installed_pid
-    if _installed_pid is not None and _installed_pid == os.getppid():
-        _installed_pid = os.getpid()  # the handlers are inherited: a grandchild's fork holds signals too
     _retries.clear()
     pending.clear()
     _resenders.clear()
