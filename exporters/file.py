@@ -15,7 +15,7 @@ rotation renames only the file, so the lock outlives it. A process that finds th
 another live process (workers started apart on one config: uvicorn ``--workers``, gunicorn
 without ``--preload``, a second instance) appends to a file of its own next to it instead,
 ``<stem>.<pid><suffix>`` (``audit.jsonl`` -> ``audit.12345.jsonl``; ``audit.12345-2.jsonl`` and
-so on if that is held too, as by a process of another PID namespace), and logs so at INFO. Two
+so on if that is held too, as by a process of another PID namespace), with a warning. Two
 processes therefore never append to, rotate or prune the same file: each file is one process's
 whole lines, its backups (``audit.12345-2006-01-02T15-04-05.000.jsonl``) are its own, and
 ``otel-audit verify <folder>`` reads them all (a lock file is empty and skipped).
@@ -570,11 +570,13 @@ class FileLogRecordExporter(LogRecordExporter):
                 raise
             self._lock_fd = fd
             if held:
-                _logger.info(
+                # a warning, not news: whatever collects the archive must now take this file too
+                _logger.warning(
                     "archive %s is being written by another process (a worker started on the same config, "
                     "not forked from this one); this process (pid %d) writes %s next to it instead, so that "
-                    "no two processes append to or rotate one file (otel-audit verify reads the folder)",
-                    held[0], os.getpid(), path,
+                    "no two processes append to or rotate one file; collect %s*%s from %s (otel-audit verify "
+                    "<folder> reads them all), or give each worker a path of its own",
+                    held[0], os.getpid(), path, self._base_stem, self._ext, self._directory,
                 )
                 self._set_path(path)
             return

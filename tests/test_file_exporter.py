@@ -612,7 +612,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from otel_audit.exporters.file import FileLogRecordExporter
 
-logging.basicConfig(level=logging.INFO)
+logging.basicConfig(level=logging.WARNING)
 path, first, count, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 exporter = FileLogRecordExporter(path=path, rotation={"max_megabytes": 0.005}, fsync="never")
 provider = LoggerProvider()
