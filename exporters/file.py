@@ -18,7 +18,9 @@ without ``--preload``, a second instance) appends to a file of its own next to i
 so on if that is held too, as by a process of another PID namespace), with a warning. Two
 processes therefore never append to, rotate or prune the same file: each file is one process's
 whole lines, its backups (``audit.12345-2006-01-02T15-04-05.000.jsonl``) are its own, and
-``otel-audit verify <folder>`` reads them all (a lock file is empty and skipped).
+``otel-audit verify <folder>`` reads them all (a lock file is empty and skipped). Where no lock
+can be made (a file made for the process in a folder it may not write), the file is written
+without one, with a warning, as before there were locks: then only one process may write it.
 
 After ``os.fork()`` (gunicorn ``--preload``, multiprocessing's fork start method) a child never
 writes to, rotates or prunes the parent's file either: in the child the exporter appends to its
@@ -354,6 +356,7 @@ class FileLogRecordExporter(LogRecordExporter):
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._lock_fd: int | None = None  # the flock on `<path>.lock`, held from the first write to shutdown
+        self._unlocked = False  # no lock file can be made next to the file (warned): written as before locks
         self._size = 0
         self._dirty = False
         self._is_shutdown = False
@@ -515,7 +518,7 @@ class FileLogRecordExporter(LogRecordExporter):
     def _open_locked(self) -> None:
         if self._directory:
             make_dirs(self._directory)  # the folders made here are 0700; one that exists keeps its mode
-        if self._lock_fd is None:
+        if self._lock_fd is None and not self._unlocked:
             self._claim_locked()
         existed = os.path.exists(self._path)
         fd = open_append(self._path)  # a new archive file is 0600 whatever the umask
@@ -558,7 +561,20 @@ class FileLogRecordExporter(LogRecordExporter):
         held: list[str] = []
         for path in self._own_files():
             lock = path + _LOCK_SUFFIX
-            fd = open_append(lock, os.O_RDWR | os.O_APPEND | _NOFOLLOW)  # a new lock file is 0600
+            try:
+                fd = open_append(lock, os.O_RDWR | os.O_APPEND | _NOFOLLOW)  # a new lock file is 0600
+            except OSError as exc:
+                if held or exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS) or not os.path.isfile(path):
+                    raise
+                # A file made for us in a folder we may not write (a pre-created /var/log file): it was
+                # written without a lock before there were locks, so it still is; only one process may.
+                _logger.warning(
+                    "cannot create the lock %s (%s), so %s is written without one: only one process may "
+                    "write it (and it cannot be rotated there); let this process write the folder to lock it",
+                    lock, exc.strerror, path,
+                )
+                self._unlocked = True
+                return
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -687,3 +687,36 @@ def test_a_symlink_planted_at_the_lock_is_refused_not_followed(tmp_path: Path,
     exporter.shutdown()
     assert "cannot write 1 log records" in caplog.text
     assert target.read_text() == "not ours\n" and not (tmp_path / "audit.jsonl").exists()
+
+
+@pytest.fixture
+def read_only_folder_with_a_writable_file(tmp_path: Path) -> Iterator[Path]:
+    """A folder the process cannot write holding a file it can (a tmpfs remounted read-only, the file bind-mounted
+    read-write over itself): a pre-created /var/log file. Needs root, as CI has; unmounted after."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting needs root")
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], check=True)
+    path = mnt / "audit.jsonl"
+    path.touch()
+    try:
+        subprocess.run(["mount", "--bind", str(path), str(path)], check=True)
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(mnt)], check=True)
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_file_in_a_folder_it_cannot_write_is_still_written_with_a_warning(
+        read_only_folder_with_a_writable_file: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Where no lock can be made next to a file that can be written, the file is written as before (warned once)."""
+    path = read_only_folder_with_a_writable_file
+    exporter = FileLogRecordExporter(path=path, fsync="never")
+    with caplog.at_level(logging.WARNING, logger="otel_audit.exporters.file"):
+        for _ in range(2):
+            assert exporter.export(_records(1)) is LogRecordExportResult.SUCCESS
+    exporter.shutdown()
+    assert caplog.text.count("is written without one") == 1, caplog.text
+    assert len(_read_lines(path)) == 2 and not path.with_name("audit.jsonl.lock").exists()
