@@ -9,12 +9,25 @@ decides when it reaches the disk: after every line (``always``), at most every
 (``never``). Rotation follows the collector's (lumberjack's) naming: ``audit.jsonl`` becomes
 ``audit-2006-01-02T15-04-05.000.jsonl``, optionally gzipped in the background.
 
+One file has one writer. Before it first writes, the exporter takes an exclusive ``flock`` on
+``<path>.lock`` next to the file (0600, never through a symlink) and holds it until ``shutdown()``;
+rotation renames only the file, so the lock outlives it. A process that finds the lock held by
+another live process (workers started apart on one config: uvicorn ``--workers``, gunicorn
+without ``--preload``, a second instance) appends to a file of its own next to it instead,
+``<stem>.<pid><suffix>`` (``audit.jsonl`` -> ``audit.12345.jsonl``; ``audit.12345-2.jsonl`` and
+so on if that is held too, as by a process of another PID namespace), with a warning. Two
+processes therefore never append to, rotate or prune the same file: each file is one process's
+whole lines, its backups (``audit.12345-2006-01-02T15-04-05.000.jsonl``) are its own, and
+``otel-audit verify <folder>`` reads them all (a lock file is empty and skipped). Where no lock
+can be made (a file made for the process in a folder it may not write), the file is written
+without one, with a warning, as before there were locks: then only one process may write it.
+
 After ``os.fork()`` (gunicorn ``--preload``, multiprocessing's fork start method) a child never
-writes to, rotates or prunes the parent's file: in the child the exporter appends to its own file
-next to the parent's, ``<stem>.<pid><suffix>`` (``audit.jsonl`` -> ``audit.12345.jsonl``), with
-its own rotation (``audit.12345-2006-01-02T15-04-05.000.jsonl``), its own lock, and its own
-fsync and backup threads (started when it first writes). The parent's descriptor is closed in
-the child. The child's records are a stream of their own anyway (it signs its own).
+writes to, rotates or prunes the parent's file either: in the child the exporter appends to its
+own ``<stem>.<pid><suffix>`` from the start, under its own lock, with its own fsync and backup
+threads (started when it first writes). The parent's descriptors (the file's and the lock's) are
+closed in the child, which leaves the parent's lock held. The child's records are a stream of
+their own anyway (it signs its own).
 
 Refusals follow the policy of ``otel_audit.exporters._http``: ``last_rejected`` holds the
 positions of records that cannot be written as OTLP JSON at all (logged and counted in
@@ -26,6 +39,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
+import fcntl
 import gzip
 import logging
 import math
@@ -34,7 +49,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeGuard
 
@@ -95,6 +110,10 @@ _CONFIG_KEYS = (
 _BACKUP_TIME_FORMAT = "%Y-%m-%dT%H-%M-%S"
 _BACKUP_TIME_RE = r"(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2})\.(\d{3})"
 _MILL_JOIN_SECONDS = 30.0
+_LOCK_SUFFIX = ".lock"
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+#: files of its own a process tries, `<stem>.<pid><suffix>` and `<stem>.<pid>-<k><suffix>`, before giving up
+_OWN_FILES = 16
 
 
 # --------------------------------------------------------------------------- durations
@@ -170,7 +189,8 @@ class _RotationParser(_settings.Parser):
 _S = _settings.Setting
 SETTINGS = _settings.Model("file", [
     _S("path", _settings.Check(_path, "string"), DEFAULT_PATH, (ENV_PATH,), "the file to write (folders 0700, "
-       "file 0600); a forked child writes <stem>.<pid><suffix> next to it",
+       "file 0600); a process that finds it held by another (a forked child, a worker started apart) "
+       "writes <stem>.<pid><suffix> next to it",
        required=f"missing; set it to the file to write, e.g. {DEFAULT_PATH}"),
     _S("rotation", _RotationParser(), None, (ENV_MAX_MEGABYTES,), "rotate by size: max_megabytes (100, may be "
        "fractional), max_days (0: any age), max_backups (100; 0: all), localtime (false: UTC names); the "
@@ -335,6 +355,8 @@ class FileLogRecordExporter(LogRecordExporter):
     def _reset_state(self) -> None:
         self._lock = threading.Lock()
         self._fd: int | None = None
+        self._lock_fd: int | None = None  # the flock on `<path>.lock`, held from the first write to shutdown
+        self._unlocked = False  # no lock file can be made next to the file (warned): written as before locks
         self._size = 0
         self._dirty = False
         self._is_shutdown = False
@@ -350,10 +372,11 @@ class FileLogRecordExporter(LogRecordExporter):
 
     def _after_fork_in_child(self) -> None:
         """In a forked child: a file of its own next to the parent's, fresh locks, no inherited thread or fd."""
-        fd, shut_down = self._fd, self._is_shutdown
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)  # the child's copy only: the parent's descriptor stays open
+        fd, lock_fd, shut_down = self._fd, self._lock_fd, self._is_shutdown
+        for inherited in (fd, lock_fd):
+            if inherited is not None:
+                with contextlib.suppress(OSError):
+                    os.close(inherited)  # the child's copy only: the parent's descriptor (and flock) stays
         self._set_path(os.path.join(self._directory, f"{self._base_stem}.{os.getpid()}{self._ext}"))
         self._reset_state()  # the fsync and backup threads start again when the child first writes
         self._is_shutdown = shut_down
@@ -474,6 +497,10 @@ class FileLogRecordExporter(LogRecordExporter):
                 except OSError as exc:
                     _logger.error("cannot fsync %s at shutdown: %s", self._path, exc)
             self._close_locked()
+            if self._lock_fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(self._lock_fd)  # releases the flock: the next process may take the file
+                self._lock_fd = None
         with self._mill_cond:
             self._mill_stop = True
             self._mill_cond.notify_all()
@@ -491,6 +518,8 @@ class FileLogRecordExporter(LogRecordExporter):
     def _open_locked(self) -> None:
         if self._directory:
             make_dirs(self._directory)  # the folders made here are 0700; one that exists keeps its mode
+        if self._lock_fd is None and not self._unlocked:
+            self._claim_locked()
         existed = os.path.exists(self._path)
         fd = open_append(self._path)  # a new archive file is 0600 whatever the umask
         try:
@@ -512,6 +541,67 @@ class FileLogRecordExporter(LogRecordExporter):
         if self._rotation is not None and self._mill_thread is None:
             # The first run also finishes what a crash interrupted: leftover backups to compress or prune.
             self._mill_request()
+
+    def _own_files(self) -> Iterator[str]:
+        """The files this process may write, in order: the one it was given (in a forked child, its own),
+        then `<stem>.<pid><suffix>`, then `<stem>.<pid>-<k><suffix>`."""
+        yield self._path
+        pid = os.getpid()
+        own = os.path.join(self._directory, f"{self._base_stem}.{pid}{self._ext}")
+        if own != self._path:
+            yield own
+        for k in range(2, _OWN_FILES + 1):
+            yield os.path.join(self._directory, f"{self._base_stem}.{pid}-{k}{self._ext}")
+
+    def _claim_locked(self) -> None:
+        """Take a file for this process alone: the first of `_own_files` whose `.lock` no live process holds.
+
+        OSError (logged by export, which then fails and is retried) when a lock cannot be opened: a symlink
+        planted at the lock's name is refused, never followed."""
+        held: list[str] = []
+        for path in self._own_files():
+            lock = path + _LOCK_SUFFIX
+            try:
+                fd = open_append(lock, os.O_RDWR | os.O_APPEND | _NOFOLLOW)  # a new lock file is 0600
+            except OSError as exc:
+                if held or exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS) or not os.path.isfile(path):
+                    raise
+                # A file made for us in a folder we may not write (a pre-created /var/log file): it was
+                # written without a lock before there were locks, so it still is; only one process may.
+                _logger.warning(
+                    "cannot create the lock %s (%s), so %s is written without one: only one process may "
+                    "write it (and it cannot be rotated there); let this process write the folder to lock it",
+                    lock, exc.strerror, path,
+                )
+                self._unlocked = True
+                return
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                held.append(path)
+                continue
+            except OSError:
+                os.close(fd)
+                raise
+            self._lock_fd = fd
+            if held:
+                # a warning, not news: whatever collects the archive must now take this file too
+                _logger.warning(
+                    "archive %s is being written by another process (a worker started on the same config, "
+                    "not forked from this one); this process (pid %d) writes %s next to it instead, so that "
+                    "no two processes append to or rotate one file; collect %s*%s from %s (otel-audit verify "
+                    "<folder> reads them all), or give each worker a path of its own",
+                    held[0], os.getpid(), path, self._base_stem, self._ext, self._directory,
+                )
+                self._set_path(path)
+            return
+        raise OSError(
+            errno.EBUSY,
+            f"{len(held)} archive files are held by other live processes ({os.path.basename(held[0])} to "
+            f"{os.path.basename(held[-1])}); give this process a path of its own",
+            self._path,
+        )
 
     def _write_locked(self, line: bytes) -> None:
         if self._fd is None:

@@ -355,13 +355,16 @@ class SpoolProcessor(LogRecordProcessor):
 
     # -- start, replay ------------------------------------------------------------------------------
 
-    def _start(self, adopt: tuple[Path, IO[Any]] | None = None) -> None:
+    def _start(self, adopt: tuple[Path, IO[Any]] | None = None, owner: SpoolProcessor | None = None) -> None:
         """Claim a slot, check and replay what is there, start the threads (also in a forked child).
 
-        With `adopt` (a slot folder and its lock, held): only ship that abandoned slot's backlog."""
+        With `adopt` (a slot folder and its lock, held): only ship that abandoned slot's backlog, for
+        `owner`, the spool that adopted it and whose exporters (and their locks) the reader shares."""
+        if (adopt is None) != (owner is None):
+            raise ValueError("an adopted slot needs the spool that adopts it, and only an adopted slot has one")
         self.stats = SpoolStats()
         self._drains: list[SpoolProcessor] = []
-        self._drain_of: SpoolProcessor | None = None
+        self._drain_of: SpoolProcessor | None = owner
         self._wlock = threading.Lock()
         self._space = threading.Condition(self._wlock)
         self._cursor_lock = threading.Lock()
@@ -427,10 +430,14 @@ class SpoolProcessor(LogRecordProcessor):
             self._prepare_spare()
         self._dirty = False
         self._notices = self._read_drops()
-        if adopt is None:
+        # Everything the threads read is set before the first of them starts: an adopted slot's reader
+        # ships at once, and the adopting spool may not run again before it has (a ship loop that met
+        # no _export_locks raised AttributeError into the exporter's error log and waited out a retry).
+        if owner is None:
             self._export_locks = {name: threading.Lock() for name in self.exporters}
             self._threads = [background_thread(self._sync_loop, name="otel-audit-spool-fsync")]
         else:
+            self._export_locks = owner._export_locks
             self._threads = [background_thread(self._drain_watch, name="otel-audit-spool-drain")]
         for name in self.exporters:
             self._threads.append(background_thread(self._ship_loop, args=(name,), name=f"otel-audit-spool-{name}"))
@@ -461,13 +468,11 @@ class SpoolProcessor(LogRecordProcessor):
             drain._on_reject = self._tell_rejected
             drain._on_lost = self._tell_lost
             try:
-                drain._start(adopt=(d, fh))
+                drain._start(adopt=(d, fh), owner=self)
             except (ConfigError, OSError) as exc:
                 _log.error("spool slot %s was left by a process that is gone but cannot be read: %s", d, exc)
                 fh.close()
                 continue
-            drain._drain_of = self
-            drain._export_locks = self._export_locks
             self._notices.extend(drain.take_notices())
             self._drains.append(drain)
             _log.warning("spool slot %s was left with a backlog by a process that is gone; this process (pid %d) "

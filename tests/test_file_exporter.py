@@ -8,6 +8,8 @@ import logging
 import os
 import re
 import stat
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -75,7 +77,8 @@ def _read_indices(paths: list[Path]) -> list[int]:
 
 
 def _archive(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.iterdir() if p.name.startswith("audit"))
+    """The archive files (a file's `.lock`, held by the process that writes it, is no archive)."""
+    return sorted(p for p in directory.iterdir() if p.name.startswith("audit") and not p.name.endswith(".lock"))
 
 
 @pytest.fixture
@@ -593,9 +596,127 @@ def test_a_forked_child_writes_and_rotates_its_own_file(tmp_path: Path) -> None:
 
     child_path = tmp_path / f"audit.{pid}.jsonl"
     assert child["path"] == str(child_path) and child_path.exists() and exporter.path == str(path)
-    child_files = sorted(tmp_path.glob(f"audit.{pid}*"))
+    child_files = [p for p in _archive(tmp_path) if p.name.startswith(f"audit.{pid}")]
     parent_files = [p for p in _archive(tmp_path) if p not in child_files]
     assert len(child_files) > 1 and len(parent_files) > 1  # both rotated
     assert all(re.fullmatch(rf"audit\.{pid}(-.+)?\.jsonl", p.name) for p in child_files)
     assert sorted(_read_indices(child_files)) == list(range(10, 60))
     assert sorted(_read_indices(parent_files)) == [*range(10), *range(60, 120)]
+
+
+# --------------------------------------------------------------------------- processes started apart
+
+WRITER = r"""
+import logging, os, sys, time
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+from otel_audit.exporters.file import FileLogRecordExporter
+
+logging.basicConfig(level=logging.WARNING)
+path, first, count, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+exporter = FileLogRecordExporter(path=path, rotation={"max_megabytes": 0.005}, fsync="never")
+provider = LoggerProvider()
+provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+log = provider.get_logger("writer")
+log.emit(body="x" * 200, attributes={"i": first}, event_name="audit.test")
+print(exporter.path, flush=True)  # written once: the file is this process's now
+while not os.path.exists(go):
+    time.sleep(0.01)
+for i in range(first + 1, first + count):
+    log.emit(body="x" * 200, attributes={"i": i}, event_name="audit.test")
+provider.shutdown()
+"""
+
+
+def _start_writer(tmp_path: Path, first: int, count: int) -> tuple[subprocess.Popen[str], str]:
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "audit.jsonl"), str(first), str(count),
+                             str(tmp_path / "go")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+def test_processes_started_apart_on_one_path_each_write_and_rotate_a_file_of_their_own(tmp_path: Path) -> None:
+    """Two processes started apart (not forked) with one rotating path: the first holds audit.jsonl, the second
+    says so and writes audit.<pid>.jsonl; both rotate at once and every record is in exactly one writer's files."""
+    first, first_path = _start_writer(tmp_path, 0, 400)
+    second, second_path = _start_writer(tmp_path, 1000, 400)
+    (tmp_path / "go").touch()
+    outs = [p.communicate(timeout=120) for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, outs
+    assert first_path == str(tmp_path / "audit.jsonl")
+    assert second_path == str(tmp_path / f"audit.{second.pid}.jsonl")
+    assert "is being written by another process" in outs[1][1] and "cannot write" not in outs[0][1] + outs[1][1]
+    second_files = [p for p in _archive(tmp_path) if p.name.startswith(f"audit.{second.pid}")]
+    first_files = [p for p in _archive(tmp_path) if p not in second_files]
+    assert len(first_files) > 1 and len(second_files) > 1  # both rotated, each its own file
+    assert all(p.name == "audit.jsonl" or re.fullmatch(BACKUP_NAME, p.name) for p in first_files), first_files
+    assert sorted(_read_indices(first_files)) == list(range(400))
+    assert sorted(_read_indices(second_files)) == list(range(1000, 1400))
+    for lock in (tmp_path / "audit.jsonl.lock", tmp_path / f"audit.{second.pid}.jsonl.lock"):
+        assert stat.S_IMODE(lock.stat().st_mode) == 0o600 and lock.stat().st_size == 0
+
+
+def test_the_file_is_free_again_once_its_writer_has_shut_down(tmp_path: Path) -> None:
+    """The lock lasts until shutdown(): a second exporter on the path meanwhile takes a file of its own, and one
+    made after the first has shut down appends to audit.jsonl itself."""
+    path = tmp_path / "audit.jsonl"
+    first = FileLogRecordExporter(path=path, fsync="never")
+    assert first.export(_records(1)) is LogRecordExportResult.SUCCESS
+    meanwhile = FileLogRecordExporter(path=path, fsync="never")
+    assert meanwhile.export(_records(1)) is LogRecordExportResult.SUCCESS
+    assert meanwhile.path == str(tmp_path / f"audit.{os.getpid()}.jsonl")
+    first.shutdown()
+    meanwhile.shutdown()
+    later = FileLogRecordExporter(path=path, fsync="never")
+    assert later.export(_records(1)) is LogRecordExportResult.SUCCESS and later.path == str(path)
+    later.shutdown()
+    assert len(_read_lines(path)) == 2
+
+
+def test_a_symlink_planted_at_the_lock_is_refused_not_followed(tmp_path: Path,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    """A symlink at audit.jsonl.lock fails the export (logged, retried upstream) and its target is untouched."""
+    target = tmp_path / "elsewhere"
+    target.write_text("not ours\n")
+    (tmp_path / "audit.jsonl.lock").symlink_to(target)
+    exporter = FileLogRecordExporter(path=tmp_path / "audit.jsonl", fsync="never")
+    with caplog.at_level(logging.ERROR, logger="otel_audit.exporters.file"):
+        assert exporter.export(_records(1)) is LogRecordExportResult.FAILURE
+    exporter.shutdown()
+    assert "cannot write 1 log records" in caplog.text
+    assert target.read_text() == "not ours\n" and not (tmp_path / "audit.jsonl").exists()
+
+
+@pytest.fixture
+def read_only_folder_with_a_writable_file(tmp_path: Path) -> Iterator[Path]:
+    """A folder the process cannot write holding a file it can (a tmpfs remounted read-only, the file bind-mounted
+    read-write over itself): a pre-created /var/log file. Needs root, as CI has; unmounted after."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting needs root")
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], check=True)
+    path = mnt / "audit.jsonl"
+    path.touch()
+    try:
+        subprocess.run(["mount", "--bind", str(path), str(path)], check=True)
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(mnt)], check=True)
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_file_in_a_folder_it_cannot_write_is_still_written_with_a_warning(
+        read_only_folder_with_a_writable_file: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Where no lock can be made next to a file that can be written, the file is written as before (warned once)."""
+    path = read_only_folder_with_a_writable_file
+    exporter = FileLogRecordExporter(path=path, fsync="never")
+    with caplog.at_level(logging.WARNING, logger="otel_audit.exporters.file"):
+        for _ in range(2):
+            assert exporter.export(_records(1)) is LogRecordExportResult.SUCCESS
+    exporter.shutdown()
+    assert caplog.text.count("is written without one") == 1, caplog.text
+    assert len(_read_lines(path)) == 2 and not path.with_name("audit.jsonl.lock").exists()

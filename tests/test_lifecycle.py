@@ -10,6 +10,7 @@ every stream sealed clean, with every request's event present.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -44,7 +45,8 @@ def _config(tmp: Path, keys_dir: Path) -> Path:
     return cfg
 
 
-# Each process writes its own archive file, so that processes started independently never share one.
+# Each process writes its own archive file, so that processes started independently never share one
+# (the file exporter sees to that by itself too: test_workers_share_one_rotating_archive_path).
 _APP_HEAD = """\
 import os, sys
 os.environ["AUDIT_FILE"] = os.path.join({archive!r}, f"audit-{{os.getpid()}}.jsonl")
@@ -204,6 +206,39 @@ def test_uvicorn_workers(tmp_path: Path, keys_dir: Path) -> None:
                        [str(VENV_BIN / "uvicorn"), "app:app", "--workers", "2", "--host", "127.0.0.1", "--port",
                         str(port), "--app-dir", str(tmp_path), "--lifespan", "off"], port)
     assert len(doc["streams"]) == 2
+
+
+@pytest.mark.parametrize("server", ["gunicorn", "uvicorn"])
+def test_workers_share_one_rotating_archive_path(tmp_path: Path, keys_dir: Path, server: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers started apart (gunicorn without --preload, uvicorn --workers) on one config whose file exporter
+    rotates one path: one writes audit.jsonl, the other its own audit.<pid>.jsonl; nothing is lost, all verify."""
+    port = _free_port()
+    archive = tmp_path / "archive"
+    cfg = _config(tmp_path, keys_dir)
+    monkeypatch.setenv("AUDIT_FILE", str(archive / "audit.jsonl"))  # one path for every worker
+    # small batches at once, so that both workers write (and hold their files) from their first moments
+    cfg.write_text(cfg.read_text().replace("fsync: never}", "fsync: never, rotation: {max_megabytes: 0.004}, "
+                                           "batch: {flush_timeout: 20ms, max_size: 4}}"))
+    app = _ASGI_APP if server == "uvicorn" else _WSGI_APP
+    (tmp_path / "app.py").write_text(f"import os\nimport otel_audit\naudit = otel_audit.configure({str(cfg)!r})\n"
+                                     + app)
+    cmd = ([str(VENV_BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "--chdir", str(tmp_path),
+            "--graceful-timeout", "20", "app:app"] if server == "gunicorn" else
+           [str(VENV_BIN / "uvicorn"), "app:app", "--workers", "2", "--host", "127.0.0.1", "--port", str(port),
+            "--app-dir", str(tmp_path), "--lifespan", "off"])
+    pids, log, n = _serve(cmd, tmp_path, port, 80, workers=2)
+    code, doc, text = _verify_cli(keys_dir, archive)
+    assert code == 0, text + log
+    _assert_sealed_clean(doc, text, log)
+    assert _requests_seen(archive) == sorted(f"req-{i}" for i in range(n))
+    assert len(pids) == 2 and len(doc["streams"]) == 2 and "cannot write" not in log, log
+    names = sorted(p.name for p in archive.glob("*.jsonl"))
+    other = [int(m[1]) for n in names if (m := re.fullmatch(r"audit\.(\d+)\.jsonl", n))]
+    assert "audit.jsonl" in names and len(other) == 1 and other[0] in pids, names
+    assert "is being written by another process" in log, log
+    assert any(re.fullmatch(r"audit-[-0-9T.]+\.jsonl", n) for n in names), names  # each rotated its own
+    assert any(re.fullmatch(rf"audit\.{other[0]}-[-0-9T.]+\.jsonl", n) for n in names), names
 
 
 # -- plain processes --------------------------------------------------------------------------------

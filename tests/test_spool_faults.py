@@ -506,3 +506,80 @@ def test_a_slot_left_by_a_worker_that_is_gone_is_delivered_by_another(tmp_path: 
     assert not missing, f"{len(missing)} acknowledged record(s) stranded, e.g. {sorted(missing)[:3]}"
     st = json.loads(_cli("spool", "status", str(tmp_path / "spool"), "--format", "json").stdout)
     assert all(c.get("records_behind") == 0 for s in st["slots"] for c in s["cursors"]), st
+
+
+def test_an_adopted_slot_is_complete_before_its_reader_starts(tmp_path: Path) -> None:
+    """The reader of an adopted slot ships its backlog even while the adopting spool is held still the instant
+    the reader's threads start (it used to meet no `_export_locks` there: AttributeError, a late retry)."""
+    import logging
+    import threading
+    from types import FrameType
+    from typing import Any
+
+    from opentelemetry.sdk._logs import LoggerProvider
+
+    from otel_audit.exporters.file import FileLogRecordExporter
+    from otel_audit.processors.spool import SpoolProcessor
+
+    down = tmp_path / "down"
+    down.write_text("the destination is down: its folder is a file")
+    base = tmp_path / "spool"
+    # two spools share the folder (the base and worker-1); both stop with their records still spooled
+    spools = [SpoolProcessor(base, {"file": FileLogRecordExporter(path=down / "audit.jsonl")}, retry_initial=5,
+                             shutdown_timeout=0.5) for _ in range(2)]
+    for k, spool in enumerate(spools):
+        provider = LoggerProvider()
+        provider.add_log_record_processor(spool)
+        for i in range(50):
+            provider.get_logger("t").emit(event_name="authentication.login.succeeded", body=f"slot{k} {i}")
+        provider.shutdown()
+    assert (base / "worker-1" / "segments").is_dir()
+
+    archive = tmp_path / "out" / "audit.jsonl"
+
+    def bodies() -> list[str]:
+        files = sorted(archive.parent.glob("*.jsonl")) if archive.parent.is_dir() else []
+        return [rec["body"]["stringValue"] for _, rec in iter_records(files)]
+
+    adopted_delivered = threading.Event()
+    errors: list[str] = []
+
+    class Errors(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno >= logging.ERROR:
+                errors.append(record.getMessage() + (f" {record.exc_info[1]!r}" if record.exc_info else ""))
+                adopted_delivered.set()  # stop waiting: it failed
+
+    def hold_after_start(frame: FrameType, event: str, arg: Any) -> Any:
+        """Hold the adopting spool right where `_start` of the adopted slot returns, until that slot's reader
+        has shipped its backlog (or logged an error): the schedule that showed the race, made certain."""
+        if event == "return":
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not adopted_delivered.wait(0.05):
+                if sum(b.startswith("slot1 ") for b in bodies()) >= 50:
+                    adopted_delivered.set()
+        return hold_after_start
+
+    def tracer(frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "call" and frame.f_code is SpoolProcessor._start.__code__ and frame.f_locals.get("adopt"):
+            return hold_after_start
+        return None
+
+    handler = Errors()
+    spool_log = logging.getLogger("otel_audit.processors.spool")
+    spool_log.addHandler(handler)
+    previous = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        again = SpoolProcessor(base, {"file": FileLogRecordExporter(path=archive)}, retry_initial=5)
+    finally:
+        sys.settrace(previous)
+        spool_log.removeHandler(handler)
+    try:
+        assert adopted_delivered.is_set(), "the adopted slot's reader did not ship while its adopter was held"
+        assert not errors, errors
+        assert again.force_flush(30_000)
+    finally:
+        again.shutdown()
+    got = bodies()
+    assert sorted(got) == sorted(f"slot{k} {i}" for k in range(2) for i in range(50)), len(got)
