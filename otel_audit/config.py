@@ -55,7 +55,7 @@ import os
 import re
 import shlex
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -962,6 +962,31 @@ def _redaction_processor(kwargs: Mapping[str, Any], where: str, logger: Any) -> 
         raise ConfigError(f"{where}: {exc}") from None
 
 
+class _LatePIILogger:
+    """A redaction processor's `pii_event_logger` made before its provider, which takes the resource the
+    processor redacts: the provider's `otel_audit.redaction` logger once `bind` is called (before any record)."""
+
+    def __init__(self) -> None:
+        self._logger: Any = None
+
+    def bind(self, provider: Any) -> None:
+        self._logger = provider.get_logger("otel_audit.redaction")
+
+    def emit(self, *args: Any, **kwargs: Any) -> None:
+        if self._logger is not None:
+            self._logger.emit(*args, **kwargs)
+
+
+def _redacted_resource(resource: Any, processors: Iterable[Any]) -> Any:
+    """`resource` through each redaction processor in pipeline order. The resource is fixed per provider, so it is
+    redacted once, here: the provider (whose records then carry it), the signing processor (its checkpoints, gap
+    markers and the checkpoints' producer line) and so every exported record hold the same redacted values, which
+    is what the verifier compares a record's resource with."""
+    for rp in processors:
+        resource = rp.redact_resource(resource)
+    return resource
+
+
 def _shutdown_all(parts: list[Any]) -> None:
     """Shut down parts built before an error; none has seen a record, so none writes one."""
     for part in reversed(parts):
@@ -1007,12 +1032,21 @@ def _construct(plan: _Plan, src: str, factories: Mapping[str, Any]) -> Built:
 
     from otel_audit.processors.signing import SigningProcessor
 
-    resource = Resource.create(plan.resource)
+    # The redaction processors come first: the provider's resource is the one they redact (_redacted_resource).
+    procs: dict[str, Any] = {}
+    late: list[_LatePIILogger] = []
+    for pid, kwargs, pii in plan.redactions:
+        logger = _LatePIILogger() if pii else None
+        if logger is not None:
+            late.append(logger)
+        procs[pid] = _redaction_processor(kwargs, f"{src}: processors.{pid}", logger)
+    resource = _redacted_resource(Resource.create(plan.resource), procs.values())
     provider = LoggerProvider(resource=resource)
+    for logger in late:
+        logger.bind(provider)
     started: list[Any] = [provider]
     exporters: dict[str, Any] = {}
     batchers = []
-    procs: dict[str, Any] = {}
     try:
         for eid, etype, cfg, qopts in plan.exporters:
             where = f"{src}: exporters.{eid}"
@@ -1028,9 +1062,6 @@ def _construct(plan: _Plan, src: str, factories: Mapping[str, Any]) -> Built:
                 raise ConfigError(f"{where}: sending_queue/batch: {exc}") from None
             started.append(batcher)
             batchers.append(batcher)
-        for pid, kwargs, pii in plan.redactions:
-            logger = provider.get_logger("otel_audit.redaction") if pii else None
-            procs[pid] = _redaction_processor(kwargs, f"{src}: processors.{pid}", logger)
         spool = None
         if plan.delivery is not None:
             from otel_audit.processors.spool import SpoolProcessor
@@ -1265,8 +1296,11 @@ def build_from_env(env: Mapping[str, str] | None = None) -> Built:
     interval = _env_number(e, ENV_CHECKPOINT_INTERVAL, 5.0,
                            lambda s: parse_duration(s, where=ENV_CHECKPOINT_INTERVAL))
 
-    resource = Resource.create(_env_resource(e))
+    pii_logger = _LatePIILogger()
+    red = RedactionProcessor(mode="hmac" if hmac_key else "mask", hmac_key=hmac_key, pii_event_logger=pii_logger)
+    resource = _redacted_resource(Resource.create(_env_resource(e)), [red])
     provider = LoggerProvider(resource=resource)
+    pii_logger.bind(provider)
     started: list[Any] = [provider]
     exporters: dict[str, Any] = {}
     batchers = []
@@ -1290,8 +1324,6 @@ def build_from_env(env: Mapping[str, str] | None = None) -> Built:
                 raise ConfigError(f"OTEL_BLRP_* settings for exporter {n!r}: {exc}") from None
             started[-1] = batcher  # shutting the batcher down shuts its exporter down
             batchers.append(batcher)
-        pii_logger = provider.get_logger("otel_audit.redaction")
-        red = RedactionProcessor(mode="hmac" if hmac_key else "mask", hmac_key=hmac_key, pii_event_logger=pii_logger)
         spool = None
         if spool_dir is not None:
             from otel_audit.processors.spool import SpoolProcessor
