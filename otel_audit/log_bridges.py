@@ -39,8 +39,13 @@ processor chain before the renderer::
 
 The processor then removes ``audit_attributes``, ``audit_outcome`` and ``audit_severity`` from
 the event dict it passes on (the renderer would print attribute values unredacted, and they may
-be secrets), keeping ``audit_event``; with ``drop=True`` it drops an emitted event instead
-(structlog's ``DropEvent``), so only the audit pipeline sees it.
+be secrets), keeping ``audit_event`` and adding ``audit_emitted=True``; with ``drop=True`` it
+drops an emitted event instead (structlog's ``DropEvent``), so only the audit pipeline sees it.
+
+**Both bridges in one service** (structlog over stdlib with ``render_to_log_kwargs``, an
+`AuditHandler` on the stdlib side for the service's stdlib audit calls): the event dict arrives
+at the handler as ``extra``. A record carrying ``audit_emitted`` or ``audit_error`` was handled
+by the structlog processor already, so the handler neither emits it a second time nor reports it.
 
 **A refused call is reported, counted and never raised.** A logging call must not fail because
 of its handler, so neither bridge raises: when `AuditLogger.emit` refuses the event (an
@@ -52,7 +57,11 @@ of its handler, so neither bridge raises: when `AuditLogger.emit` refuses the ev
    call was, and what was wrong (the `EmitError` message, which never holds an attribute value),
    and never the attributes or the message,
 3. and, for the stdlib handler, calls `logging.Handler.handleError` as every handler does on a
-   failure (a traceback on stderr while ``logging.raiseExceptions`` is true, the default). The
+   failure (a report on stderr while ``logging.raiseExceptions`` is true, the default). Its report
+   is the stdlib one without what could hold a secret: the traceback and the call stack without
+   their source lines (a line such as ``log.warning("token sk-...")`` would repeat a literal), the
+   error's message only for an `AuditError` (scrubbed; other errors by class), the logger, call
+   site and event, and never the record's message or arguments (stdlib prints both verbatim). The
    structlog processor passes the event dict on (never dropped, even with ``drop=True``), with
    ``audit_error`` naming the error class, so the service's own log shows it too.
 
@@ -63,15 +72,18 @@ A service that must stop when an audit record cannot be written (fail-closed) sh
 from __future__ import annotations
 
 import logging
+import sys
 import threading
-from collections.abc import Callable, Mapping, MutableMapping
+import traceback
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from types import FrameType, TracebackType
 from typing import Any
 
 from opentelemetry._logs import LoggerProvider
 
 from otel_audit.errors import AuditError, EmitTypeError
 from otel_audit.logger import AuditLogger
-from otel_audit.safe import describe_key
+from otel_audit.safe import describe_key, scrub
 
 __all__ = ["AUDIT_KEYS", "AuditHandler", "AuditProcessor"]
 
@@ -81,6 +93,10 @@ ATTRIBUTES_KEY = "audit_attributes"
 OUTCOME_KEY = "audit_outcome"
 SEVERITY_KEY = "audit_severity"
 AUDIT_KEYS = (EVENT_KEY, ATTRIBUTES_KEY, OUTCOME_KEY, SEVERITY_KEY)
+#: What the structlog processor adds to the event dict it passes on: the event was emitted, or the error class
+#: of its refusal. An `AuditHandler` skips a record carrying either (the event was handled already).
+EMITTED_KEY = "audit_emitted"
+ERROR_KEY = "audit_error"
 
 _log = logging.getLogger(__name__)
 
@@ -194,6 +210,8 @@ class AuditHandler(logging.Handler):
 
     def _source(self, record: logging.LogRecord) -> Mapping[str, Any] | None:
         fields = record.__dict__
+        if EMITTED_KEY in fields or ERROR_KEY in fields:
+            return None  # the structlog processor emitted (or reported) it on its way here
         if EVENT_KEY in fields:
             return fields
         prefix = self.logger_prefix
@@ -212,6 +230,22 @@ class AuditHandler(logging.Handler):
             self._router.route(source, record.getMessage(), timestamp_ns, where, lambda: self.handleError(record))
         except Exception:  # a handler must not raise into the logging call
             self.handleError(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """`logging.Handler.handleError` (a report on stderr while ``logging.raiseExceptions`` is true, else
+        nothing) without what could hold a secret: no message or arguments of the record (stdlib prints both
+        verbatim), no source lines in the traceback or the call stack (the logging call's line may hold a
+        literal credential), the error's message only for an `AuditError` (whose messages never quote a
+        value), and the whole report through `otel_audit.safe.scrub`."""
+        if not (logging.raiseExceptions and sys.stderr):
+            return
+        t, v, tb = sys.exc_info()
+        try:
+            sys.stderr.write(_refusal_report(record, v, tb))
+        except OSError:  # stderr gone, as stdlib ignores it
+            pass
+        finally:
+            del t, v, tb
 
 
 class AuditProcessor:
@@ -256,11 +290,42 @@ class AuditProcessor:
         for key in (ATTRIBUTES_KEY, OUTCOME_KEY, SEVERITY_KEY):
             event_dict.pop(key, None)
         if error is not None:
-            event_dict["audit_error"] = type(error).__name__
+            event_dict[ERROR_KEY] = type(error).__name__
             return event_dict
         if self.drop:
             raise _drop_event()
+        event_dict[EMITTED_KEY] = True  # an AuditHandler downstream (render_to_log_kwargs) must not emit it again
         return event_dict
+
+
+def _frames(summary: Iterable[traceback.FrameSummary]) -> str:
+    """Frames as a traceback shows them, without their source lines."""
+    return "".join(f'  File "{f.filename}", line {f.lineno}, in {f.name}\n' for f in summary)
+
+
+def _refusal_report(record: logging.LogRecord, error: BaseException | None, tb: TracebackType | None) -> str:
+    """`AuditHandler.handleError`'s report: stdlib's shape, without the record's message, arguments or source."""
+    out = ["--- Logging error ---\n"]
+    if error is not None:
+        out.append("Traceback (most recent call last):\n")
+        out.append(_frames(traceback.StackSummary.extract(traceback.walk_tb(tb), lookup_lines=False)))
+        kind = type(error)
+        name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+        # An AuditError's message names the event, key and types, never a value; any other error's could quote
+        # the record (a failing __str__ of an argument, a fault in the pipeline): its class only, as the warning.
+        out.append(f"{name}: {error}\n" if isinstance(error, AuditError) else
+                   f"{name} (its message is not shown: it may quote the record)\n")
+    frame: FrameType | None = tb.tb_frame if tb is not None else None
+    if frame is not None:
+        out.append("Call stack:\n")
+        stack = traceback.StackSummary.extract(traceback.walk_stack(frame), lookup_lines=False)
+        stack.reverse()
+        out.append(_frames(stack))
+    fields = record.__dict__
+    event = _shown_event(fields[EVENT_KEY]) if EVENT_KEY in fields else "from the logger name"
+    out.append(f"Logged from logger {record.name!r} at {record.pathname}:{record.lineno}, audit event "
+               f"{event}; its message and arguments are not shown (they may hold secrets)\n")
+    return scrub("".join(out))
 
 
 def _drop_event() -> BaseException:
