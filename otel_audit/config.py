@@ -1003,6 +1003,9 @@ def build(
 
     With dry_run=True, check everything without side effects instead (see the module docstring).
     """
+    from otel_audit.safe import guard_sdk_loggers
+
+    guard_sdk_loggers()  # the SDK's lines about OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_HEADERS ... are scrubbed
     plan = _plan(doc, src, Path(base_dir))
     factories = _exporter_factories()
     if dry_run:
@@ -1225,6 +1228,9 @@ def build_from_env(env: Mapping[str, str] | None = None) -> Built:
     OTEL_EXPORTER_OTLP_PROTOCOL) is http/protobuf (`_otlp_entry_point`), and the resource carries
     OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES. The OTLP exporters themselves read their other
     OTEL_EXPORTER_OTLP_* settings (endpoint, headers, ...) from the process environment."""
+    from otel_audit.safe import guard_sdk_loggers
+
+    guard_sdk_loggers()  # before the SDK (imported next) reads OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_HEADERS
     from importlib.metadata import entry_points
 
     from opentelemetry.sdk._logs import LoggerProvider
