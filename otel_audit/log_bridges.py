@@ -50,7 +50,9 @@ by the structlog processor already, so the handler neither emits it a second tim
 **A refused call is reported, counted and never raised.** A logging call must not fail because
 of its handler, so neither bridge raises: when `AuditLogger.emit` refuses the event (an
 `EmitError`: unknown event, missing or mistyped attribute ...) or the pipeline cannot take it (a
-`DeliveryError`, fail-closed delivery or a shut-down pipeline), the bridge
+`DeliveryError`, fail-closed delivery or a shut-down pipeline), or the event is lost on the way (a
+stdlib message that cannot be formatted with its arguments; a structlog event already rendered to
+a str by a renderer placed before the processor), the bridge
 
 1. adds one to its ``rejected`` counter,
 2. logs a WARNING on the ``otel_audit.log_bridges`` logger naming the event, where the logging
@@ -157,19 +159,24 @@ class _Router:
             # EmitError: refused; DeliveryError: the pipeline could not take it; anything else: a
             # fault in the pipeline, whose message could quote record content, so only its class.
             detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, AuditError) else type(exc).__name__
-            with self._lock:
-                self.rejected += 1
-                count = self.rejected
-            # Never the attributes or the message: they may hold secrets. EmitError messages are
-            # written not to quote values (and scrubbed); a DeliveryError's names no record content.
-            _log.warning(
-                "otel-audit %s: audit event %s from %s was not emitted (%s so far): %s",
-                self._kind, _shown_event(event), where, count, detail,
-            )
-            if on_error is not None:
-                on_error()
+            self.report(_shown_event(event), where, detail, on_error)
             return exc
         return None
+
+    def report(self, event: str, where: str, detail: str, on_error: Callable[[], None] | None = None) -> None:
+        """Count one audit event that was not emitted, warn naming it (``event``, as `_shown_event` shows it), the
+        call site and ``detail``, and call ``on_error`` (while the error, if any, is being handled)."""
+        with self._lock:
+            self.rejected += 1
+            count = self.rejected
+        # Never the attributes or the message: they may hold secrets. EmitError messages are
+        # written not to quote values (and scrubbed); a DeliveryError's names no record content.
+        _log.warning(
+            "otel-audit %s: audit event %s from %s was not emitted (%s so far): %s",
+            self._kind, event, where, count, detail,
+        )
+        if on_error is not None:
+            on_error()
 
 
 class AuditHandler(logging.Handler):
@@ -227,7 +234,14 @@ class AuditHandler(logging.Handler):
             created_ns = getattr(record, "created_ns", None)  # Python 3.13+; exact, unlike created
             timestamp_ns = created_ns if isinstance(created_ns, int) else int(record.created * 1e9)
             where = f"logger {record.name!r} at {record.pathname}:{record.lineno}"
-            self._router.route(source, record.getMessage(), timestamp_ns, where, lambda: self.handleError(record))
+            try:
+                body = record.getMessage()
+            except Exception as exc:  # a %-format mistake in the call: the event is lost, so it is counted
+                detail = f"its log message cannot be formatted with its arguments ({type(exc).__name__})"
+                event = _shown_event(source.get(EVENT_KEY))
+                self._router.report(event, where, detail, lambda: self.handleError(record))
+                return
+            self._router.route(source, body, timestamp_ns, where, lambda: self.handleError(record))
         except Exception:  # a handler must not raise into the logging call
             self.handleError(record)
 
@@ -282,6 +296,16 @@ class AuditProcessor:
         return self._router.rejected
 
     def __call__(self, logger: object, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
+        if not isinstance(event_dict, MutableMapping):
+            # A renderer before this processor made the event a str (or bytes): nothing to emit from. One that
+            # names an audit event is counted and reported, as a refusal is; every other line passes untouched.
+            if isinstance(event_dict, (str, bytes, bytearray)) and (
+                    EVENT_KEY in event_dict if isinstance(event_dict, str) else EVENT_KEY.encode() in event_dict):
+                self._router.report(
+                    "(in a rendered line)", f"structlog {method_name}()",
+                    f"AuditProcessor received a rendered {type(event_dict).__name__}, not an event dict: put it "
+                    "before the renderer in structlog's processors")
+            return event_dict
         if EVENT_KEY not in event_dict:
             return event_dict
         name = event_dict.get("logger")

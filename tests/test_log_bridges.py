@@ -238,7 +238,7 @@ audit.shutdown()
     r = subprocess.run([sys.executable, str(app), str(cfg)], capture_output=True, text=True, timeout=60,
                        env={k: v for k, v in os.environ.items() if not k.startswith("OTEL_")})
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["3"]  # two refusals and the quiet one; the format error is not the audit's
+    assert r.stdout.split() == ["4"]  # two refusals, the event lost to a format error, the quiet one
     err = r.stderr
     assert err.count("--- Logging error ---") == 3
     for secret in ("hunter2-argument-HE5", "hunter2-literal-HE6", SECRET, "hunter2-format-HE7", "bad format"):
@@ -247,6 +247,8 @@ audit.shutdown()
     assert "otel_audit.errors.UnknownEventError: unknown audit event 'no.such.event'" in err
     assert "otel_audit.errors.MissingAttributeError: " in err and "audit.reason" in err
     assert "TypeError (its message is not shown" in err and "in getMessage" in err  # by class, with its frames
+    assert "audit event authentication.logout.succeeded from logger 'bridge-app'" in err  # the lost one, counted
+    assert "(3 so far): its log message cannot be formatted with its arguments (TypeError)" in err
     assert err.count("Logged from logger 'bridge-app' at ") == 3 and f"{app}:7, audit event no.such.event;" in err
     assert "Call stack:\n" in err and f'File "{app}", line 8, in <module>' in err
 
@@ -404,3 +406,22 @@ def test_structlog_over_stdlib_with_both_bridges_emits_once(
     assert [r["event"] for r in records(archive)] == ["authentication.login.succeeded",
                                                       "authentication.logout.succeeded"]
     assert_proven(archive, shared_keys)
+
+
+def test_structlog_processor_after_the_renderer_reports_and_does_not_raise(
+    pipeline: tuple[otel_audit.AuditPipeline, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A chain with the renderer before AuditProcessor: the call returns the rendered line, and one naming an
+    audit event is counted and warned about (it cannot be emitted from a str); other lines pass untouched."""
+    audit, _ = pipeline
+    processor = otel_audit.AuditProcessor(audit.logger)
+    log = structlog.wrap_logger(structlog.ReturnLogger(),
+                                processors=[structlog.processors.JSONRenderer(), processor])
+    caplog.set_level(logging.WARNING, logger=WARNINGS)
+    line = log.info("alice signed in", audit_event="authentication.login.succeeded",
+                    audit_attributes={"user.id": SECRET})
+    assert json.loads(line)["audit_event"] == "authentication.login.succeeded"
+    assert json.loads(log.info("ordinary")) == {"event": "ordinary"}
+    assert processor.rejected == 1
+    (warning,) = [r for r in caplog.records if r.name == WARNINGS]
+    assert "put it before the renderer" in warning.getMessage() and SECRET not in warning.getMessage()
