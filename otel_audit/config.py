@@ -64,6 +64,7 @@ import yaml
 
 from otel_audit import filemodes
 from otel_audit.errors import AuditError, ConfigError, KeyringError
+from otel_audit.safe import describe_key
 
 _log = logging.getLogger(__name__)
 
@@ -723,8 +724,38 @@ def _resource(doc: Mapping[str, Any], src: str) -> dict[str, Any]:
             raise ConfigError(
                 f"{src}: resource.{k}: an attribute value must be a string, number, boolean or a list of them"
             )
+        if not _utf8(k) or not all(_utf8(x) for x in (v if isinstance(v, list) else [v]) if isinstance(x, str)):
+            raise ConfigError(f"{src}: resource.{describe_key(k) if _utf8(k) else '<a key>'}: {_NOT_UTF8}")
         out[k] = v
     return out
+
+
+_NOT_UTF8 = ("not valid UTF-8 text (a lone surrogate such as \\ud800, or a byte that is not UTF-8), which no OTLP "
+             "record or signed checkpoint can carry; write it as UTF-8")
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_resource(resource: Any, where: Callable[[str], str]) -> None:
+    """A ConfigError naming where a resource attribute that is not valid UTF-8 came from (``where(key)``): every
+    record carries the resource and every checkpoint names it, so none of them could be written."""
+    for k, v in resource.attributes.items():
+        values = v if isinstance(v, (list, tuple)) else [v]
+        if not _utf8(k) or not all(_utf8(x) for x in values if isinstance(x, str)):
+            raise ConfigError(f"{where(k if _utf8(k) else '<a key>')}: {_NOT_UTF8}")
+
+
+def _env_resource_source(e: Mapping[str, str], key: str) -> str:
+    """The variable a resource attribute of the environment came from (OTEL_SERVICE_NAME wins for service.name)."""
+    if key == "service.name" and (e.get(ENV_SERVICE_NAME) or "").strip():
+        return ENV_SERVICE_NAME
+    return f"{ENV_RESOURCE_ATTRIBUTES} ({describe_key(key)})"
 
 
 def _exporter_plan(
@@ -1043,7 +1074,10 @@ def _construct(plan: _Plan, src: str, factories: Mapping[str, Any]) -> Built:
         if logger is not None:
             late.append(logger)
         procs[pid] = _redaction_processor(kwargs, f"{src}: processors.{pid}", logger)
-    resource = _redacted_resource(Resource.create(plan.resource), procs.values())
+    raw = Resource.create(plan.resource)  # with OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME, as in the SDK
+    _check_resource(raw, lambda k: f"{src}: resource.{describe_key(k)}" if k in plan.resource
+                    else _env_resource_source(os.environ, k))
+    resource = _redacted_resource(raw, procs.values())
     provider = LoggerProvider(resource=resource)
     for logger in late:
         logger.bind(provider)
@@ -1304,7 +1338,9 @@ def build_from_env(env: Mapping[str, str] | None = None) -> Built:
 
     pii_logger = _LatePIILogger()
     red = RedactionProcessor(mode="hmac" if hmac_key else "mask", hmac_key=hmac_key, pii_event_logger=pii_logger)
-    resource = _redacted_resource(Resource.create(_env_resource(e)), [red])
+    raw = Resource.create(_env_resource(e))
+    _check_resource(raw, lambda k: _env_resource_source(e, k))
+    resource = _redacted_resource(raw, [red])
     provider = LoggerProvider(resource=resource)
     pii_logger.bind(provider)
     started: list[Any] = [provider]

@@ -509,6 +509,31 @@ def test_every_record_carries_the_redacted_resource_of_the_env_only_mode(tmp_pat
     assert_verifies(archive, shared_keys)
 
 
+@pytest.mark.parametrize("var,value,named", [
+    ("OTEL_SERVICE_NAME", "caf\udce9", "OTEL_SERVICE_NAME: "),  # a Latin-1 byte, as os.environ decodes it
+    ("OTEL_RESOURCE_ATTRIBUTES", "team=caf\udce9", "OTEL_RESOURCE_ATTRIBUTES (team): "),
+    ("OTEL_RESOURCE_ATTRIBUTES", "host.name=h\udcc3", "OTEL_RESOURCE_ATTRIBUTES (host.name): "),
+], ids=["service-name", "resource-attribute", "host-name"])
+def test_resource_text_that_is_not_utf8_is_a_config_error(tmp_path: Path, shared_keys: Path, var: str, value: str,
+                                                          named: str) -> None:
+    """A resource value no OTLP record or checkpoint can carry (a non-UTF-8 byte in the environment, a lone
+    surrogate in the file) is a ConfigError naming its variable or key, from configure() and check-config alike,
+    not a traceback out of the producer line or a stream whose every record is refused by the exporter."""
+    archive = tmp_path / "a.jsonl"
+    before = our_threads()
+    with pytest.raises(ConfigError) as err:
+        config.build_from_env({"OTEL_AUDIT_KEYS_DIR": str(shared_keys), "OTEL_LOGS_EXPORTER": "otel_audit_file",
+                               "OTEL_AUDIT_FILE_PATH": str(archive), var: value})
+    assert str(err.value).startswith(named) and "not valid UTF-8" in str(err.value)
+    assert not archive.exists() and our_threads() <= before
+    cfg = write(tmp_path / "audit.yaml", yaml_config(shared_keys, archive).replace(
+        "service.name: config-tests", 'service.name: "svc\\ud800"'))
+    for dry_run in (True, False):
+        with pytest.raises(ConfigError, match=r"audit\.yaml: resource\.service\.name: not valid UTF-8"):
+            config.build_from_file(cfg, dry_run=dry_run)
+    assert not archive.exists()
+
+
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
