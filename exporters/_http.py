@@ -36,7 +36,6 @@ from __future__ import annotations
 import email.utils
 import gzip
 import logging
-import math
 import random
 import threading
 import time
@@ -49,6 +48,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 
 from otel_audit import lifecycle
 from otel_audit.errors import ConfigError
+from otel_audit.exporters import _settings
 from otel_audit.safe import guard_third_party_loggers, redact_text
 
 _log = logging.getLogger(__name__)
@@ -64,20 +64,18 @@ CREDENTIAL_STATUSES = frozenset({401, 403, 407})
 
 
 def duration(value: Any, where: str) -> float:
-    from otel_audit.exporters.file import parse_duration
-
-    return parse_duration(value, where=where)
+    return _settings.parse_duration(value, where=where)
 
 
 def whole_number(value: Any, where: str, least: int, most: int) -> int:
     """A whole number from `least` to `most` (not a boolean, not text); ConfigError naming the range else."""
-    if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
+    if isinstance(value, str):  # the shared parser takes numeric text; this older helper does not
         raise ConfigError(f"{where}: expected a whole number from {least} to {most}, got {value!r}")
-    return value
+    return int(_settings.Whole(least, most)(value, where))
 
 
 MAX_COUNT = 100_000_000  # the largest count an exporter setting may give (as otel_audit.config's)
-MAX_MULTIPLIER = 1000.0  # retry_on_failure.multiplier: past this the second wait is max_interval anyway
+MAX_MULTIPLIER = _settings.MAX_MULTIPLIER
 
 
 @dataclass(frozen=True)
@@ -93,32 +91,7 @@ class RetrySettings:
 
     @classmethod
     def from_config(cls, cfg: Any, where: str) -> RetrySettings:
-        if cfg is None:
-            return cls()
-        if not isinstance(cfg, Mapping):
-            raise ConfigError(
-                f"{where}: expected a mapping (enabled, initial_interval, max_interval, max_elapsed_time)"
-            )
-        kw: dict[str, Any] = {}
-        for k, v in cfg.items():
-            w = f"{where}.{k}"
-            if k == "enabled":
-                if not isinstance(v, bool):
-                    raise ConfigError(f"{w}: expected true or false")
-                kw[k] = v
-            elif k in ("initial_interval", "max_interval", "max_elapsed_time"):
-                kw[k] = duration(v, w)
-            elif k in ("multiplier", "randomization_factor"):
-                # randomization_factor in [0, 1] as the collector's configretry (more makes a wait negative)
-                most = 1.0 if k == "randomization_factor" else MAX_MULTIPLIER
-                if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
-                        or not 0 <= v <= most):
-                    raise ConfigError(f"{w}: expected a number from 0 to {most:g}, got {v!r}")
-                kw[k] = float(v)
-            else:
-                raise ConfigError(f"{w}: unknown key; valid keys: enabled, initial_interval, max_interval, "
-                                  "max_elapsed_time, multiplier, randomization_factor")
-        return cls(**kw)
+        return _settings.Retry()(cfg, where)  # type: ignore[no-any-return]
 
     def delays(self) -> Any:
         """Successive waits, jittered; stops when max_elapsed_time would be passed."""
@@ -138,28 +111,7 @@ class TlsSettings:
 
     @classmethod
     def from_config(cls, cfg: Any, where: str) -> TlsSettings:
-        if cfg is None:
-            return cls()
-        if not isinstance(cfg, Mapping):
-            raise ConfigError(f"{where}: expected a mapping (ca_file, cert_file, key_file, insecure_skip_verify)")
-        kw: dict[str, Any] = {}
-        for k, v in cfg.items():
-            if k in ("ca_file", "cert_file", "key_file"):
-                if not isinstance(v, str) or not v:
-                    raise ConfigError(f"{where}.{k}: expected a file path")
-                kw[k] = v
-            elif k in ("insecure_skip_verify", "insecure"):
-                if not isinstance(v, bool):
-                    raise ConfigError(f"{where}.{k}: expected true or false")
-                if k == "insecure_skip_verify":
-                    kw[k] = v
-            else:
-                raise ConfigError(
-                    f"{where}.{k}: unknown key; valid keys: ca_file, cert_file, key_file, insecure_skip_verify"
-                )
-        if ("cert_file" in kw) != ("key_file" in kw):
-            raise ConfigError(f"{where}: cert_file and key_file go together")
-        return cls(**kw)
+        return _settings.Tls()(cfg, where)  # type: ignore[no-any-return]
 
     def apply(self, session: requests.Session) -> None:
         # trust_env=False (ExporterSession) keeps REQUESTS_CA_BUNDLE from overriding an explicit ca_file
@@ -168,7 +120,39 @@ class TlsSettings:
         elif self.ca_file:
             session.verify = self.ca_file
         if self.cert_file:
+            # (cert_file, None): a certificate file that holds its key too, as requests reads it
             session.cert = (self.cert_file, self.key_file)  # type: ignore[assignment]
+
+
+def transport_settings(prefix: str, *, timeout: float, tls_env: bool = False, ca_env: str = "",
+                       headers: bool = True) -> list[_settings.Setting]:
+    """The settings every HTTP exporter shares, as the collector's confighttp names them.
+
+    `prefix` is the exporter's environment prefix (OTEL_AUDIT_<EXPORTER>_); `tls_env` adds
+    <prefix>TLS_CA_FILE / TLS_INSECURE_SKIP_VERIFY (read into `tls` when it is not given)."""
+    S = _settings.Setting
+    out = [
+        S("timeout", _settings.Duration(), timeout, (prefix + "TIMEOUT",), "how long one request may take"),
+        S("tls", _settings.Tls(), None, (), "TLS of the connection (see the shared blocks above)"),
+        S("retry", _settings.Retry(), None, (), "retries with backoff and jitter (see the shared blocks above)",
+          key="retry_on_failure"),
+    ]
+    if headers:
+        out.append(S("headers", _settings.StrMap(), None, (), "extra HTTP headers of every request "
+                     "(values may be credentials: never shown)", secret=True))
+    out.append(S("proxy_from_env", _settings.Bool(), True, (), "use HTTP_PROXY / HTTPS_PROXY / NO_PROXY "
+                 "as requests does; false ignores them"))
+    if ca_env:
+        out.append(S("tls_ca_file", _settings.Text(nonempty=True, what="a file path"), None, (ca_env,),
+                     "tls.ca_file when tls is not given", key=""))
+    if tls_env:
+        out += [
+            S("tls_ca_file", _settings.Text(nonempty=True, what="a file path"), None, (prefix + "TLS_CA_FILE",),
+              "tls.ca_file when tls is not given", key=""),
+            S("tls_insecure_skip_verify", _settings.Bool(), False, (prefix + "TLS_INSECURE_SKIP_VERIFY",),
+              "tls.insecure_skip_verify when tls is not given", key=""),
+        ]
+    return out
 
 
 @dataclass
@@ -255,6 +239,7 @@ class ExporterSession(requests.Session):
         self.trust_env = False
         self.proxy_from_env = proxy_from_env
 
+    # (unannotated: the parameter types are private aliases of the requests stubs)
     def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
         settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
         if self.proxy_from_env and not settings.get("proxies"):
@@ -288,29 +273,28 @@ class HttpLogExporter(LogRecordExporter):
     def __init__(
         self,
         *,
-        timeout: float = 10.0,
-        tls: TlsSettings | None = None,
-        retry: RetrySettings | None = None,
+        timeout: float | str = 10.0,
+        tls: TlsSettings | Mapping[str, Any] | None = None,
+        retry: RetrySettings | Mapping[str, Any] | None = None,
         compression: bool = True,
         headers: Mapping[str, str] | None = None,
         session: requests.Session | None = None,
-        proxy_from_env: bool = True,
+        proxy_from_env: bool | str = True,
     ) -> None:
         from otel_audit.instrument import warn_if_plain_sdk
 
         warn_if_plain_sdk(self)  # built by the SDK's own configurator: nothing it exports is signed
-        if not timeout > 0:
-            raise ConfigError(f"timeout must be more than zero seconds, got {timeout!r}")
-        if not isinstance(proxy_from_env, bool):
-            raise ConfigError(f"proxy_from_env: expected true or false, got {type(proxy_from_env).__name__}")
+        # the collector's forms as well as the typed ones: timeout="10s", tls={"ca_file": ...}
+        timeout = _settings.Duration()(timeout, "timeout")
+        proxy_from_env = _settings.Bool()(proxy_from_env, "proxy_from_env")
         self.timeout = float(timeout)
-        self.retry = retry or RetrySettings()
+        self.retry = _settings.Retry()(retry, "retry")
         self.compression = compression
-        self.extra_headers = dict(headers or {})
+        self.extra_headers = _settings.StrMap()(headers or {}, "headers")
         # A session passed in is used as it is (its proxies included), without the environment.
         self.session = session or ExporterSession(proxy_from_env)
         self.session.trust_env = False
-        (tls or TlsSettings()).apply(self.session)
+        _settings.Tls()(tls, "tls").apply(self.session)
         self.counters = Counters()
         #: positions in the last export()'s batch of the records refused for good (see the module docstring)
         self.last_rejected: tuple[int, ...] = ()
@@ -479,24 +463,13 @@ def _short(exc: BaseException) -> str:
 
 
 def common_settings(cfg: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """timeout, tls, retry_on_failure, headers and compression, as the collector names them, and
-    proxy_from_env (default true: HTTP(S)_PROXY / NO_PROXY apply, as in requests and the collector)."""
-    out: dict[str, Any] = {}
-    if "proxy_from_env" in cfg:
-        if not isinstance(cfg["proxy_from_env"], bool):
-            raise ConfigError(f"{where}.proxy_from_env: expected true or false (false: ignore HTTP_PROXY, "
-                              "HTTPS_PROXY and NO_PROXY)")
-        out["proxy_from_env"] = cfg["proxy_from_env"]
-    if "timeout" in cfg:
-        out["timeout"] = duration(cfg["timeout"], f"{where}.timeout")
-    out["tls"] = TlsSettings.from_config(cfg.get("tls"), f"{where}.tls")
-    out["retry"] = RetrySettings.from_config(cfg.get("retry_on_failure"), f"{where}.retry_on_failure")
-    headers = cfg.get("headers")
-    if headers is not None:
-        if not isinstance(headers, Mapping) or not all(isinstance(v, str) for v in headers.values()):
-            raise ConfigError(f"{where}.headers: expected a mapping of header names to strings")
-        out["headers"] = dict(headers)
-    return out
+    """timeout, tls, retry_on_failure, headers and proxy_from_env of a block, as the collector names them
+    (proxy_from_env default true: HTTP(S)_PROXY / NO_PROXY apply, as in requests and the collector)."""
+    model = _settings.Model("http", transport_settings("", timeout=10.0))
+    kw = model.read_block({k: v for k, v in cfg.items() if k in model.top_keys()}, where)
+    kw.setdefault("tls", TlsSettings())
+    kw.setdefault("retry", RetrySettings())
+    return kw
 
 
 COMMON_KEYS = ("timeout", "tls", "retry_on_failure", "headers", "sending_queue", "batch", "proxy_from_env")

@@ -50,20 +50,21 @@ import orjson
 import requests
 
 from otel_audit import siem_fields
+from otel_audit._sdk_compat import attributes_view
 from otel_audit.errors import ConfigError
-from otel_audit.exporters._env import EnvSettings
+from otel_audit.exporters import _settings
 from otel_audit.exporters._http import (
     HttpLogExporter,
     Request,
     RetrySettings,
     TlsSettings,
     Verdict,
-    common_settings,
     duration,
     retry_after_seconds,
+    transport_settings,
 )
 from otel_audit.otlpjson import encode_log_record
-from otel_audit.safe import redact_url, shown
+from otel_audit.safe import redact_url
 
 __all__ = [
     "DEFAULT_SITE",
@@ -108,20 +109,6 @@ MAX_AGE_NS = 18 * 3600 * 10**9
 _RESTAMP_AFTER_NS = MAX_AGE_NS - 3600 * 10**9  # an hour of margin for clock skew and the trip
 
 ENV_PREFIX = "OTEL_AUDIT_DATADOG_"
-#: Environment variables of the no-argument construction: (ours, Datadog's generic one or None).
-ENV_VARS: Mapping[str, tuple[str, str | None]] = {
-    "api_key": ("OTEL_AUDIT_DATADOG_API_KEY", "DD_API_KEY"),
-    "site": ("OTEL_AUDIT_DATADOG_SITE", "DD_SITE"),
-    "endpoint": ("OTEL_AUDIT_DATADOG_LOGS_ENDPOINT", None),
-    "hostname": ("OTEL_AUDIT_DATADOG_HOSTNAME", "DD_HOSTNAME"),
-    "tags": ("OTEL_AUDIT_DATADOG_TAGS", "DD_TAGS"),
-    "env": ("OTEL_AUDIT_DATADOG_ENV", "DD_ENV"),
-    "source": ("OTEL_AUDIT_DATADOG_SOURCE", None),
-    "use_compression": ("OTEL_AUDIT_DATADOG_USE_COMPRESSION", None),
-    "compression_level": ("OTEL_AUDIT_DATADOG_COMPRESSION_LEVEL", None),
-    "timeout": ("OTEL_AUDIT_DATADOG_TIMEOUT", None),
-    "fail_on_invalid_key": ("OTEL_AUDIT_DATADOG_FAIL_ON_INVALID_KEY", None),
-}
 
 # The mapping lives in otel_audit.siem_fields: the reader derives the same fields from audit.otlp.
 _RESERVED = siem_fields.DD_RESERVED
@@ -225,10 +212,7 @@ _flatten = siem_fields.dd_flatten
 
 def _plain(attributes: Any) -> Mapping[str, Any]:
     """A record's or resource's attributes as a plain mapping (BoundedAttributes iterates slowly)."""
-    if not attributes:
-        return {}
-    inner = getattr(attributes, "_dict", None)
-    return inner if isinstance(inner, dict) else dict(attributes)
+    return attributes_view(attributes) if attributes else {}
 
 
 _message = siem_fields.dd_message
@@ -260,11 +244,100 @@ class DatadogCounters:
     examples: list[str] = field(default_factory=list)
 
 
-# -- environment -----------------------------------------------------------------------------------
+# -- settings --------------------------------------------------------------------------------------
 
 
-_ENV = EnvSettings(ENV_VARS, _log)
-_env, _env_var_name, _env_bool = _ENV.get, _ENV.var_name, _ENV.bool
+def _check_hostname(hostname: Any) -> str:
+    if not isinstance(hostname, str) or len(hostname) > 255 or any(c.isspace() for c in hostname):
+        raise ConfigError(f"must be a host name without spaces, at most 255 characters, got {hostname!r}")
+    return hostname
+
+
+def _check_env(env: Any) -> str:
+    if not isinstance(env, str) or "," in env:
+        raise ConfigError(f"must be a string without commas, got {env!r}")
+    return env.strip()
+
+
+def _check_source(source: Any) -> str:
+    if not isinstance(source, str) or not source.strip():
+        raise ConfigError(f"(ddsource) must be a non-empty string, got {source!r}")
+    return source.strip()
+
+
+def _check_proxy(proxy: Any) -> str:
+    if not isinstance(proxy, str) or urlsplit(proxy).scheme not in ("http", "https", "socks5", "socks5h"):
+        raise ConfigError("must be a proxy URL such as http://proxy:3128")
+    return proxy
+
+
+def _reporter_period(value: Any) -> float:
+    period = duration(value, "reporter_period")
+    if period < 300:
+        raise ConfigError(f"must be 5 minutes or more (as in the collector) and at most 100 years, got {value!r}")
+    return period
+
+
+class _Tags(_settings.StrList):
+    """`key:value` tags: a list, or (a variable) separated by spaces or commas as DD_TAGS."""
+
+    def __call__(self, value: Any, where: str) -> list[str]:
+        return list(_check_tags(value, where))
+
+    def from_text(self, text: str, where: str) -> list[str]:
+        return list(_check_tags(_split_tags(text), where))
+
+
+_E = ENV_PREFIX
+_S = _settings.Setting
+_ANY = _settings.Check(lambda v: v, "any")
+SETTINGS = _settings.Model("datadog", [
+    _S("api_key", _settings.Check(_check_key, "string"), None, (_E + "API_KEY", "DD_API_KEY"),
+       "the Datadog API key (hexadecimal)", secret=True, key="api.key",
+       required="missing; set it to your Datadog API key, e.g. key: ${env:DD_API_KEY}"),
+    _S("site", _settings.Check(_check_site, "string"), DEFAULT_SITE, (_E + "SITE", "DD_SITE"),
+       f"the Datadog site: {', '.join(SITES)}", key="api.site"),
+    _S("fail_on_invalid_key", _settings.Bool(), False, (_E + "FAIL_ON_INVALID_KEY",),
+       "ask Datadog at start whether the key is valid, and refuse to start when it says no",
+       key="api.fail_on_invalid_key"),
+    _S("hostname", _settings.Check(_check_hostname, "string"), "", (_E + "HOSTNAME", "DD_HOSTNAME"),
+       "the hostname of records whose resource names none (\"\": this machine's name)"),
+    _S("endpoint", _settings.Check(_check_endpoint, "URL"), None, (_E + "LOGS_ENDPOINT",),
+       "the logs intake URL instead of the site's (/api/v2/logs is added)", key="logs.endpoint",
+       default_doc="https://http-intake.logs.<site>/api/v2/logs"),
+    _S("use_compression", _settings.Bool(), True, (_E + "USE_COMPRESSION",), "gzip the body",
+       key="logs.use_compression"),
+    _S("compression_level", _settings.Whole(0, 9), 6, (_E + "COMPRESSION_LEVEL",), "the gzip level",
+       key="logs.compression_level"),
+    _S("batch_wait", _settings.Whole(1, 60, unit="of seconds"), None, (), "the logs agent's batching window; "
+       "batching here is the exporter's batch block", key="logs.batch_wait", unused=True),
+    _S("dump_payloads", _settings.Bool(), None, (), "a collector debug switch", key="logs.dump_payloads",
+       unused=True),
+    _S("tags", _Tags(), (), (_E + "TAGS", "DD_TAGS"), "key:value tags added to every log's ddtags",
+       key="host_metadata.tags"),
+    _S("host_metadata_enabled", _ANY, None, (), "the collector's host metadata", key="host_metadata.enabled",
+       unused=True),
+    _S("hostname_source", _ANY, None, (), "the collector's host metadata", key="host_metadata.hostname_source",
+       unused=True),
+    _S("reporter_period", _settings.Check(_reporter_period, "duration"), None, (), "the collector's host "
+       "metadata period (5m or more)", key="host_metadata.reporter_period", unused=True),
+    _S("env", _settings.Check(_check_env, "string"), "", (_E + "ENV", "DD_ENV"),
+       "the env: tag when the resource has no deployment.environment.name", key=""),
+    _S("source", _settings.Check(_check_source, "string"), DEFAULT_SOURCE, (_E + "SOURCE",),
+       "ddsource; a resource's datadog.log.source wins", key=""),
+    _S("api_endpoint", _settings.Url(), None, (), "where fail_on_invalid_key asks (the block's metrics.endpoint)",
+       key="", default_doc="https://api.<site>"),
+    _S("proxy_url", _settings.Check(_check_proxy, "URL"), None, (), "a proxy for every request (wins over "
+       "HTTP(S)_PROXY)"),
+    *transport_settings(_E, timeout=DEFAULT_TIMEOUT, headers=False),
+], ignored=(
+    # the contrib block's metrics, traces and host metadata, not logs; connection pooling (requests' own)
+    "metrics", "traces", "only_metadata", "sending_queue", "batch", "read_buffer_size", "write_buffer_size",
+    "max_idle_conns", "max_idle_conns_per_host", "max_conns_per_host", "idle_conn_timeout", "disable_keep_alives",
+    "force_attempt_http2"),
+   title="datadog (DatadogLogExporter)",
+   list_keys=("api", "hostname", "logs", "host_metadata", "timeout", "tls", "retry_on_failure", "proxy_url",
+              "proxy_from_env"))
 
 
 class DatadogLogExporter(HttpLogExporter):
@@ -304,107 +377,35 @@ class DatadogLogExporter(HttpLogExporter):
         tags: Sequence[str] | None = None,
         env: str | None = None,
         source: str | None = None,
-        use_compression: bool | None = None,
-        compression_level: int | None = None,
-        fail_on_invalid_key: bool | None = None,
+        use_compression: bool | str | None = None,
+        compression_level: int | str | None = None,
+        fail_on_invalid_key: bool | str | None = None,
         api_endpoint: str | None = None,
-        timeout: float | None = None,
-        tls: TlsSettings | None = None,
-        retry: RetrySettings | None = None,
+        timeout: float | str | None = None,
+        tls: TlsSettings | Mapping[str, Any] | None = None,
+        retry: RetrySettings | Mapping[str, Any] | None = None,
         proxy_url: str | None = None,
         session: requests.Session | None = None,
-        proxy_from_env: bool = True,
+        proxy_from_env: bool | str = True,
+        **collector: Any,
     ) -> None:
-        if api_key is None:
-            api_key = _env("api_key")
-            if api_key is None:
-                raise ConfigError("no Datadog API key: pass api_key, or set OTEL_AUDIT_DATADOG_API_KEY or DD_API_KEY")
-        self._api_key = _check_key(api_key)
+        v = SETTINGS.resolve(SETTINGS.given(locals(), collector))
+        if v["api_key"] is None:
+            raise SETTINGS.missing("api_key", "Datadog API key")
+        self._api_key = v["api_key"]
+        self.site = v["site"]
+        self.url = v["endpoint"] if v["endpoint"] is not None else intake_url(self.site)
+        self.api_endpoint = (v["api_endpoint"] or f"https://api.{self.site}").rstrip("/")
+        self.hostname = v["hostname"] or socket.gethostname()
+        self.tags = tuple(v["tags"])
+        self.env = v["env"]
+        self.source = v["source"]
+        self.compression_level = v["compression_level"]
+        self.fail_on_invalid_key = v["fail_on_invalid_key"]
+        timeout, tls, retry, proxy_from_env = v["timeout"], v["tls"], v["retry"], v["proxy_from_env"]
+        use_compression, proxy_url = v["use_compression"], v["proxy_url"]
 
-        if site is None:
-            env_site = _env("site")
-            site = DEFAULT_SITE
-            if env_site is not None:
-                try:
-                    site = _check_site(env_site)
-                except ValueError as exc:
-                    _log.warning("%s: %s; using %s", _env_var_name("site"), exc, DEFAULT_SITE)
-        self.site = _check_site(site)
-
-        if endpoint is None:
-            env_endpoint = _env("endpoint")
-            if env_endpoint is not None:
-                try:
-                    endpoint = _check_endpoint(env_endpoint)
-                except ValueError as exc:
-                    _log.warning("%s: %s; using the site's intake", _env_var_name("endpoint"), exc)
-        self.url = _check_endpoint(endpoint) if endpoint is not None else intake_url(self.site)
-        self.api_endpoint = (api_endpoint or f"https://api.{self.site}").rstrip("/")
-
-        if hostname is None:
-            hostname = _env("hostname") or ""
-        if not isinstance(hostname, str) or len(hostname) > 255 or any(c.isspace() for c in hostname):
-            raise ConfigError(f"hostname {hostname!r} must be a host name without spaces, at most 255 characters")
-        self.hostname = hostname or socket.gethostname()
-
-        if tags is None:
-            env_tags = _env("tags")
-            tags = ()
-            if env_tags is not None:
-                try:
-                    tags = _check_tags(_split_tags(env_tags), _env_var_name("tags"))
-                except ValueError as exc:
-                    _log.warning("%s; no tags added", exc)
-                    tags = ()
-        self.tags = _check_tags(tags, "tags")
-
-        if env is None:
-            env = _env("env") or ""
-        if not isinstance(env, str) or "," in env:
-            raise ConfigError(f"env must be a string without commas, got {env!r}")
-        self.env = env.strip()
-
-        if source is None:
-            source = _env("source") or DEFAULT_SOURCE
-        if not isinstance(source, str) or not source.strip():
-            raise ConfigError(f"source (ddsource) must be a non-empty string, got {source!r}")
-        self.source = source.strip()
-
-        if use_compression is None:
-            use_compression = _env_bool("use_compression", True)
-        if not isinstance(use_compression, bool):
-            raise ConfigError(f"use_compression must be true or false, got {use_compression!r}")
-        if compression_level is None:
-            compression_level = 6
-            text = _env("compression_level")
-            if text is not None:
-                if text.isdigit() and 0 <= int(text) <= 9:
-                    compression_level = int(text)
-                else:
-                    _log.warning(
-                        "%s=%s is not a level from 0 to 9; using 6", _env_var_name("compression_level"), shown(text)
-                    )
-        level = compression_level
-        if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 9:
-            raise ConfigError(f"compression_level must be an integer from 0 to 9, got {compression_level!r}")
-        self.compression_level = compression_level
-
-        if timeout is None:
-            timeout = DEFAULT_TIMEOUT
-            text = _env("timeout")
-            if text is not None:
-                try:
-                    seconds = duration(text, _env_var_name("timeout"))
-                    if seconds <= 0:
-                        raise ConfigError(f"{_env_var_name('timeout')}: must be more than zero")
-                    timeout = seconds
-                except ConfigError as exc:
-                    _log.warning("%s; using %.0fs", exc, DEFAULT_TIMEOUT)
-        if fail_on_invalid_key is None:
-            fail_on_invalid_key = _env_bool("fail_on_invalid_key", False)
-        self.fail_on_invalid_key = bool(fail_on_invalid_key)
-
-        super().__init__(timeout=timeout, tls=tls, retry=retry, compression=use_compression, session=session,
+        super().__init__(timeout=timeout, tls=tls, retry=retry, compression=bool(use_compression), session=session,
                          proxy_from_env=proxy_from_env)
         if proxy_url:
             self.session.proxies = {"http": proxy_url, "https": proxy_url}
@@ -424,18 +425,9 @@ class DatadogLogExporter(HttpLogExporter):
 
     # -- configuration ----------------------------------------------------------------------------
 
-    #: Keys of the contrib block that configure metrics, traces or host metadata, not logs:
-    #: accepted and ignored, so that a collector's block works here unchanged.
-    IGNORED_KEYS = ("metrics", "traces", "only_metadata")
-    #: confighttp settings of connection pooling that requests manages itself: accepted, ignored.
-    IGNORED_HTTP_KEYS = ("read_buffer_size", "write_buffer_size", "max_idle_conns", "max_idle_conns_per_host",
-                         "max_conns_per_host", "idle_conn_timeout", "disable_keep_alives", "force_attempt_http2")
     #: confighttp settings the contrib exporter refuses ("not respected by Datadog exporter").
     REJECTED_HTTP_KEYS = ("endpoint", "headers", "compression", "auth", "http2_read_idle_timeout",
                           "http2_ping_timeout")
-    KEYS = ("api", "hostname", "logs", "host_metadata", "timeout", "tls", "retry_on_failure", "proxy_url",
-            "proxy_from_env",
-            "sending_queue", "batch", *IGNORED_KEYS, *IGNORED_HTTP_KEYS)
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], *, where: str) -> DatadogLogExporter:
@@ -452,87 +444,12 @@ class DatadogLogExporter(HttpLogExporter):
                 raise ConfigError(f"{where}.{key}: not supported by the datadog exporter (as in the collector); {hint}")
             if key == "tags":
                 raise ConfigError(f"{where}.tags: the collector moved this key to host_metadata.tags; use that")
-            if key not in cls.KEYS:
-                raise ConfigError(f"{where}.{key}: unknown key; valid keys: api, hostname, logs, host_metadata, "
-                                  "timeout, tls, retry_on_failure, proxy_url, proxy_from_env")
-        kw: dict[str, Any] = {}
-        common = common_settings({k: v for k, v in cfg.items()
-                                  if k in ("timeout", "tls", "retry_on_failure", "proxy_from_env")}, where)
-        if "proxy_from_env" in common:
-            kw["proxy_from_env"] = common["proxy_from_env"]
-        kw["tls"] = common["tls"]
-        kw["retry"] = common["retry"]
-        kw["timeout"] = common.get("timeout", DEFAULT_TIMEOUT)
-        if kw["timeout"] <= 0:
-            raise ConfigError(f"{where}.timeout: must be more than zero, e.g. 15s")
-
-        api = _section(cfg, "api", where, ("key", "site", "fail_on_invalid_key"))
-        w = f"{where}.api.key"
-        key = api.get("key")
-        if key is None or (isinstance(key, str) and not key.strip()):
-            raise ConfigError(f"{w}: missing; set it to your Datadog API key, e.g. key: ${{env:DD_API_KEY}}")
-        try:
-            kw["api_key"] = _check_key(key)
-        except ValueError as exc:
-            raise ConfigError(f"{w}: {exc}") from None
-        site = api.get("site", DEFAULT_SITE)
-        try:
-            kw["site"] = _check_site(site)
-        except ValueError as exc:
-            raise ConfigError(f"{where}.api.site: {exc}") from None
-        kw["fail_on_invalid_key"] = _bool(api.get("fail_on_invalid_key", False), f"{where}.api.fail_on_invalid_key")
-
-        hostname = cfg.get("hostname", "")
-        if not isinstance(hostname, str) or len(hostname) > 255 or any(c.isspace() for c in hostname):
-            raise ConfigError(f"{where}.hostname: must be a host name without spaces, got {hostname!r}")
-        kw["hostname"] = hostname
-
-        logs = _section(cfg, "logs", where, ("endpoint", "use_compression", "compression_level", "batch_wait",
-                                              "dump_payloads"))
-        if "endpoint" in logs:
-            try:
-                kw["endpoint"] = _check_endpoint(logs["endpoint"])
-            except ValueError as exc:
-                raise ConfigError(f"{where}.logs.endpoint: {exc}") from None
-        kw["use_compression"] = _bool(logs.get("use_compression", True), f"{where}.logs.use_compression")
-        level = logs.get("compression_level", 6)
-        if isinstance(level, str) and level.strip().isdigit():
-            level = int(level)
-        if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 9:
-            raise ConfigError(f"{where}.logs.compression_level: must be an integer from 0 to 9, got {level!r}")
-        kw["compression_level"] = level
-        if "batch_wait" in logs:
-            # The logs agent's batching window, in seconds (1-60). Batching here is the
-            # BatchLogRecordProcessor's (batch.flush_timeout); the value is checked, then unused.
-            bw = logs["batch_wait"]
-            if isinstance(bw, bool) or not isinstance(bw, int) or not 1 <= bw <= 60:
-                raise ConfigError(f"{where}.logs.batch_wait: must be a whole number of seconds from 1 to 60")
-        if "dump_payloads" in logs:
-            _bool(logs["dump_payloads"], f"{where}.logs.dump_payloads")  # a collector debug switch; unused
-
-        hm = _section(cfg, "host_metadata", where, ("enabled", "hostname_source", "tags", "reporter_period"))
-        if hm.get("reporter_period") is not None:  # the collector's host metadata; checked as it does, unused
-            period = duration(hm["reporter_period"], f"{where}.host_metadata.reporter_period")
-            if period < 300:
-                raise ConfigError(f"{where}.host_metadata.reporter_period: must be 5 minutes or more (as in the "
-                                  f"collector) and at most 100 years, got {hm['reporter_period']!r}")
-        # Host tags: Datadog puts them on every log of the host, so they go into ddtags here.
-        tags = hm.get("tags", [])
-        try:
-            kw["tags"] = _check_tags(tags, f"{where}.host_metadata.tags")
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-
-        proxy = cfg.get("proxy_url")
-        if proxy is not None:
-            if not isinstance(proxy, str) or urlsplit(proxy).scheme not in ("http", "https", "socks5", "socks5h"):
-                raise ConfigError(f"{where}.proxy_url: must be a proxy URL such as http://proxy:3128")
-            kw["proxy_url"] = proxy
+        given = SETTINGS.read_block(cfg, where)
+        # a config block says everything: no DD_ENV, DD_SITE, DD_TAGS ... from the environment
+        kw = {**SETTINGS.defaults(), "env": "", "tls": TlsSettings(), **given}
         metrics = cfg.get("metrics")
         if isinstance(metrics, Mapping) and isinstance(metrics.get("endpoint"), str):
             kw["api_endpoint"] = metrics["endpoint"]  # the collector checks the key against it too
-        kw["env"] = ""  # a config block says everything: no DD_ENV from the environment
-        kw["source"] = DEFAULT_SOURCE
         try:
             return cls(**kw)
         except InvalidKeyError as exc:
@@ -748,23 +665,3 @@ def _error_text(response: requests.Response) -> str:
     if not text:
         text = (response.reason or "") + (f": {response.text.strip()}" if response.text.strip() else "")
     return text if len(text) <= 300 else text[:300] + "..."
-
-
-def _section(cfg: Mapping[str, Any], name: str, where: str, keys: Sequence[str]) -> Mapping[str, Any]:
-    value = cfg.get(name)
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{where}.{name}: expected a mapping ({', '.join(keys)})")
-    for k in value:
-        if k not in keys:
-            raise ConfigError(f"{where}.{name}.{k}: unknown key; valid keys: {', '.join(keys)}")
-    return value
-
-
-def _bool(value: Any, where: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise ConfigError(f"{where}: must be true or false, got {value!r}")

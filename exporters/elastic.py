@@ -61,11 +61,11 @@ import orjson
 import requests
 
 from otel_audit import siem_fields
+from otel_audit._sdk_compat import attributes_view
 from otel_audit.canonical import STREAM_ID, STREAM_SEQ
 from otel_audit.errors import ConfigError
-from otel_audit.exporters._env import env_choice, env_duration
+from otel_audit.exporters import _settings
 from otel_audit.exporters._http import (
-    COMMON_KEYS,
     MAX_COUNT,
     RETRYABLE_STATUSES,
     HttpLogExporter,
@@ -73,15 +73,15 @@ from otel_audit.exporters._http import (
     RetrySettings,
     TlsSettings,
     Verdict,
-    common_settings,
     duration,
     retry_after_seconds,
+    transport_settings,
     whole_number,
 )
 
 # The per-record OTLP/JSON encoder; `audit.otlp` must be exactly what the file exporter writes.
 from otel_audit.otlpjson import encode_log_record
-from otel_audit.safe import redact_url, shown
+from otel_audit.safe import redact_url
 
 if TYPE_CHECKING:
     from opentelemetry.sdk._logs import ReadableLogRecord
@@ -132,12 +132,6 @@ _DS_FIELD_MAX = 100
 _COMPRESSIONS = ("gzip", "none")
 _MAPPING_MODES = ("none", "ecs", "otel", "raw", "bodymap")
 
-# Keys of the collector's block this exporter reads (plus COMMON_KEYS).
-_KEYS = (
-    "endpoint", "endpoints", "cloudid", "user", "password", "api_key", "auth",
-    "logs_index", "logs_dynamic_index", "logs_dynamic_id", "pipeline", "mapping", "compression",
-    "retry", "include_source_on_error", "proxy_url", "logstash_format",
-)
 # Collector-only keys that change nothing about what reaches the cluster or how reliably:
 # other signals' routing, node discovery, the exporter's own telemetry and HTTP-client tuning.
 # Accepted and ignored so that a collector's block moves here unchanged.
@@ -300,11 +294,8 @@ def _basic_header(user: str, password: str) -> str:
 
 
 def _plain_dict(attrs: Any) -> Mapping[str, Any]:
-    """The dict behind the SDK's BoundedAttributes (its Mapping methods are slow), or the mapping itself."""
-    if attrs is None:
-        return {}
-    inner = getattr(attrs, "_dict", None)
-    return inner if isinstance(inner, dict) else attrs
+    """The plain dict behind the SDK's BoundedAttributes (its Mapping methods are slow), or the mapping itself."""
+    return attributes_view(attrs)
 
 
 # The mapping itself lives in otel_audit.siem_fields: the reader derives the same fields from audit.otlp.
@@ -355,6 +346,117 @@ class _Item:
     pos: int = -1  # the record's position in the batch given to export()
 
 
+# -- settings ---------------------------------------------------------------------------------------
+
+
+def _index(value: Any) -> str:
+    problem = index_name_problem(value) if isinstance(value, str) else "it must be a string"
+    if problem:
+        raise ConfigError(f"{value!r} is not a valid index or data stream name: {problem}")
+    return str(value)
+
+
+def _ds_field(what: str) -> Any:
+    def check(value: Any) -> str:
+        problem = _ds_field_problem(value, what) if isinstance(value, str) else "it must be a string"
+        if problem:
+            raise ConfigError(f"{value!r}: {problem}")
+        return str(value)
+    return check
+
+
+def _pipeline(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError("must be the id of an ingest pipeline (a string)")
+    return value
+
+
+def _statuses(value: Any) -> frozenset[int]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ConfigError("expected a list of HTTP status codes such as [429, 503]")
+    items = list(value)
+    if not all(isinstance(s, int) and not isinstance(s, bool) and 100 <= s <= 599 for s in items):
+        raise ConfigError("expected a list of HTTP status codes such as [429, 503]")
+    return frozenset(items)
+
+
+def _urls(value: Any) -> list[str]:
+    if not isinstance(value, list) or not value or not all(isinstance(u, str) for u in value):
+        raise ConfigError("expected a list of URLs")
+    for u in value:
+        _endpoint(u)
+    return list(value)
+
+
+def _proxy(value: Any) -> str:
+    _endpoint(value)  # credentials in a proxy URL are how requests authenticates to it
+    return str(value).strip()
+
+
+def _true_false_or_null(value: Any) -> Any:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ConfigError(f"must be true, false or null, got {value!r}")
+
+
+_S = _settings.Setting
+_TEXT = _settings.Text(nonempty=True)
+_OWN_RULES = "; exactly one of endpoint, endpoints and cloudid (checked by the exporter)"
+SETTINGS = _settings.Model("elasticsearch", [
+    _S("endpoint", _settings.Check(lambda u: _endpoint(u).url and u, "URL"), None, (ENV_ENDPOINT, ENV_ES_URL),
+       "the cluster's URL (variables: comma-separated URLs)" + _OWN_RULES, default_doc=DEFAULT_ENDPOINT),
+    _S("endpoints", _settings.Check(_urls, "list"), None, (), "several cluster URLs, tried round robin"),
+    _S("cloudid", _settings.Check(decode_cloud_id, "string"), None, (ENV_CLOUDID,), "an Elastic Cloud ID"),
+    _S("api_key", _settings.Check(_api_key_header, "string"), None, (ENV_API_KEY,), "the API key's 'encoded' "
+       "form (or id:api_key); exclusive with user/password", secret=True),
+    _S("user", _TEXT, None, (ENV_USER,), "HTTP Basic user"),
+    _S("password", _settings.Text(), None, (ENV_PASSWORD,), "HTTP Basic password", secret=True),
+    _S("logs_index", _settings.Check(_index, "string"), None, (ENV_LOGS_INDEX,), "one index or data stream for "
+       "every record (unset: logs-<dataset>-<namespace>, or the record's data_stream.* attributes)"),
+    _S("dataset", _settings.Check(_ds_field("dataset"), "string"), DEFAULT_DATASET, (ENV_DATASET,),
+       "the data stream dataset of records that name none", key=""),
+    _S("namespace", _settings.Check(_ds_field("namespace"), "string"), DEFAULT_NAMESPACE, (ENV_NAMESPACE,),
+       "the data stream namespace of records that name none", key=""),
+    _S("pipeline", _settings.Check(_pipeline, "string"), None, (ENV_PIPELINE,), "an ingest pipeline for every "
+       "document"),
+    _S("retry_on_status", _settings.Check(_statuses, "list"), None, (), "statuses retried, per item and per "
+       "request (the block's retry.retry_on_status)", key="", default_doc="408, 425, 429, 500, 502, 503, 504"),
+    _S("dynamic_id", _settings.Bool(), False, (), "records without an audit id take the elasticsearch.document_id "
+       "attribute as _id (the block's logs_dynamic_id.enabled)", key=""),
+    _S("include_source_on_error", _settings.Check(_true_false_or_null, "bool"), None, (), "passed to _bulk (ES 8.18+)"),
+    _S("max_bulk_bytes", _settings.Size(
+        1024, MAX_CONTENT_LENGTH, why=" (Elasticsearch's default http.max_content_length, 100mb)"),
+       DEFAULT_MAX_BULK_BYTES, (),
+       "_bulk bodies are cut below this before gzip (a 413 splits them further)", key=""),
+    _S("proxy_url", _settings.Check(_proxy, "URL"), None, (), "an HTTP(S) proxy for every request (wins over "
+       "HTTP(S)_PROXY)"),
+    _S("compression", _settings.Choice(_COMPRESSIONS, {"": "none", True: "gzip", False: "none"}), "gzip",
+       (ENV_COMPRESSION,), "gzip the bulk bodies"),
+    *transport_settings("OTEL_AUDIT_ELASTIC_", timeout=DEFAULT_TIMEOUT, ca_env=ENV_CA_FILE),
+    _S("retry_block", _settings.Check(lambda v: v, "retry"), None, (), "the contrib exporter's retry block: "
+       "enabled, initial_interval, max_interval, max_elapsed_time, retry_on_status (max_retries, max_requests "
+       "are checked, not applied); exclusive with retry_on_failure", key="retry"),
+    _S("logs_dynamic_id", _settings.Check(lambda v: v, "mapping"), None, (), "{enabled: true}: see dynamic_id"),
+    _S("logs_dynamic_index", _settings.Check(lambda v: v, "mapping"), None, (), "accepted ({enabled: ...}); "
+       "a no-op upstream too", unused=True),
+    _S("logstash_format", _settings.Check(lambda v: v, "mapping"), None, (), "only enabled: false (audit "
+       "records go to a data stream)", unused=True),
+    _S("mapping", _settings.Check(lambda v: v, "mapping"), None, (), "mode, allowed_modes, dedot, dedup: "
+       "checked; documents always carry ECS fields, attributes.* and audit.otlp", unused=True),
+    _S("auth", _settings.Check(lambda v: v, "mapping"), None, (), "refused: authenticator extensions are not "
+       "available here; use api_key, or user and password"),
+], ignored=(*_IGNORED_KEYS, "sending_queue", "batch"), title="elasticsearch (ElasticLogExporter)")
+
+#: keys from_config reads with the exporter's own cross-checks (before the model reads the rest)
+_OWN_KEYS = ("endpoint", "endpoints", "cloudid", "api_key", "user", "password", "auth", "logs_dynamic_id",
+             "logs_dynamic_index", "logstash_format", "mapping", "retry", "retry_on_failure")
+_GENERIC = ("logs_index", "dataset", "namespace", "pipeline", "retry_on_status", "dynamic_id",
+            "include_source_on_error", "max_bulk_bytes", "proxy_url", "compression", "timeout", "tls", "retry",
+            "headers", "proxy_from_env", "tls_ca_file")
+
+
 class ElasticLogExporter(HttpLogExporter):
     """Sends audit records to Elasticsearch with `_bulk` `create` actions into a data stream.
 
@@ -393,69 +495,38 @@ class ElasticLogExporter(HttpLogExporter):
         namespace: str | None = None,
         pipeline: str | None = None,
         retry_on_status: Iterable[int] | None = None,
-        dynamic_id: bool = False,
+        dynamic_id: bool | str | None = None,
         include_source_on_error: bool | None = None,
-        max_bulk_bytes: int = DEFAULT_MAX_BULK_BYTES,
+        max_bulk_bytes: int | str | None = None,
         proxy_url: str | None = None,
-        timeout: float | None = None,
-        tls: TlsSettings | None = None,
-        retry: RetrySettings | None = None,
-        compression: bool | None = None,
+        timeout: float | str | None = None,
+        tls: TlsSettings | Mapping[str, Any] | None = None,
+        retry: RetrySettings | Mapping[str, Any] | None = None,
+        compression: bool | str | None = None,
         headers: Mapping[str, str] | None = None,
         session: requests.Session | None = None,
-        proxy_from_env: bool = True,
+        proxy_from_env: bool | str = True,
+        **collector: Any,
     ) -> None:
-        env = os.environ
-        if timeout is None:
-            timeout = _env_duration(ENV_TIMEOUT, DEFAULT_TIMEOUT)
-        if compression is None:
-            compression = _env_choice(ENV_COMPRESSION, _COMPRESSIONS, "gzip") == "gzip"
-        if tls is None and env.get(ENV_CA_FILE, "").strip():
-            tls = TlsSettings(ca_file=env[ENV_CA_FILE].strip())
-        super().__init__(timeout=timeout, tls=tls, retry=retry, compression=compression, headers=headers,
-                         session=session,
-                         proxy_from_env=proxy_from_env)
+        given = SETTINGS.given(locals(), collector)
+        if endpoint is None and cloudid is None and given.get("endpoints") is not None:
+            endpoint = given["endpoints"]  # the collector's list form, as a keyword
+        v = SETTINGS.resolve(given, names=_GENERIC)
+        tls = v["tls"] if v["tls"] is not None or not v["tls_ca_file"] else TlsSettings(ca_file=v["tls_ca_file"])
+        super().__init__(timeout=v["timeout"], tls=tls, retry=v["retry"], compression=v["compression"] == "gzip",
+                         headers=v["headers"], session=session, proxy_from_env=v["proxy_from_env"])
 
         self._endpoints, url_basic = self._resolve_endpoints(endpoint, cloudid)
         self._cursor = itertools.count()
         self._auth_kind = self._resolve_auth(api_key, user, password, url_basic)
-
-        if logs_index is None:
-            logs_index = _env_checked(ENV_LOGS_INDEX, index_name_problem)
-        elif (problem := index_name_problem(logs_index) if isinstance(logs_index, str) else "not a string"):
-            raise ConfigError(f"logs_index {logs_index!r} is not a valid index or data stream name: {problem}")
-        self.logs_index = logs_index or None
-        if dataset is None:
-            dataset = _env_checked(ENV_DATASET, lambda v: _ds_field_problem(v, "dataset")) or DEFAULT_DATASET
-        elif problem := _ds_field_problem(dataset, "dataset"):
-            raise ConfigError(f"dataset {dataset!r}: {problem}")
-        if namespace is None:
-            namespace = _env_checked(ENV_NAMESPACE, lambda v: _ds_field_problem(v, "namespace")) or DEFAULT_NAMESPACE
-        elif problem := _ds_field_problem(namespace, "namespace"):
-            raise ConfigError(f"namespace {namespace!r}: {problem}")
-        self.dataset = dataset
-        self.namespace = namespace
-        if pipeline is None:
-            pipeline = env.get(ENV_PIPELINE, "").strip() or None
-        elif not isinstance(pipeline, str) or not pipeline.strip():
-            raise ConfigError("pipeline must be the id of an ingest pipeline")
-        self.pipeline = pipeline
-        statuses = RETRYABLE_STATUSES if retry_on_status is None else frozenset(retry_on_status)
-        if not all(isinstance(s, int) and not isinstance(s, bool) and 100 <= s <= 599 for s in statuses):
-            raise ConfigError(f"retry_on_status must hold HTTP status codes, got {sorted(statuses, key=str)!r}")
-        self.retry_on_status = frozenset(statuses)
-        self.dynamic_id = bool(dynamic_id)
-        if include_source_on_error is not None and not isinstance(include_source_on_error, bool):
-            raise ConfigError("include_source_on_error must be true, false or None")
-        self.include_source_on_error = include_source_on_error
-        if (isinstance(max_bulk_bytes, bool) or not isinstance(max_bulk_bytes, int)
-                or not 1024 <= max_bulk_bytes <= MAX_CONTENT_LENGTH):
-            raise ConfigError(f"max_bulk_bytes must be a whole number of bytes from 1024 to {MAX_CONTENT_LENGTH} "
-                              f"(Elasticsearch's default http.max_content_length, 100mb), got {max_bulk_bytes!r}")
-        self.max_bulk_bytes = max_bulk_bytes
-        if proxy_url is not None:
-            _endpoint(proxy_url)  # checks it; credentials in a proxy URL are how requests authenticates to it
-            self.session.proxies = {"http": proxy_url.strip(), "https": proxy_url.strip()}
+        self.logs_index = v["logs_index"] or None
+        self.dataset, self.namespace, self.pipeline = v["dataset"], v["namespace"], v["pipeline"]
+        self.retry_on_status = v["retry_on_status"] if v["retry_on_status"] is not None else RETRYABLE_STATUSES
+        self.dynamic_id = v["dynamic_id"]
+        self.include_source_on_error = v["include_source_on_error"]
+        self.max_bulk_bytes = v["max_bulk_bytes"]
+        if v["proxy_url"] is not None:
+            self.session.proxies = {"http": v["proxy_url"], "https": v["proxy_url"]}
         self.session.headers["User-Agent"] = "otel-audit-elasticsearch"
         self._query = self._bulk_query()
         self.duplicates = 0  # items Elasticsearch already had (409): delivered before, e.g. by a retry
@@ -579,47 +650,25 @@ class ElasticLogExporter(HttpLogExporter):
             cfg = {}
         if not isinstance(cfg, Mapping):
             raise ConfigError(f"{where}: expected a mapping of settings, got {type(cfg).__name__}")
-        valid = (*_KEYS, *COMMON_KEYS)
-        for key in cfg:
-            if key in _IGNORED_KEYS:
-                continue  # collector-only, harmless here (see _IGNORED_KEYS)
-            if key not in valid:
-                raise ConfigError(f"{where}.{key}: unknown key; valid keys are {', '.join(sorted(valid))}")
+        # the keys the model reads alone; the exporter's own rules read the others below
+        kw: dict[str, Any] = SETTINGS.read_block({k: v for k, v in cfg.items() if k not in _OWN_KEYS}, where)
         _check_ignored_numbers(cfg, where)
-        kw: dict[str, Any] = {}
 
         # where: exactly one of endpoint / endpoints / cloudid, else ELASTICSEARCH_URL
         chosen = [k for k in ("endpoint", "endpoints", "cloudid") if cfg.get(k) not in (None, "", [])]
         if len(chosen) > 1:
             raise ConfigError(f"{where}.{chosen[1]}: {chosen[0]} is set too; give exactly one of endpoint, "
                               "endpoints or cloudid")
-        try:
-            if not chosen:
-                urls = [u.strip() for u in os.environ.get(ENV_ES_URL, "").split(",") if u.strip()]
-                if not urls:
-                    raise ConfigError(f"{where}.endpoint: missing; give exactly one of endpoint, endpoints or "
-                                      f"cloudid (or set the {ENV_ES_URL} environment variable)")
-                for u in urls:
-                    _endpoint(u)
-                kw["endpoint"] = urls
-            elif chosen[0] == "endpoint":
-                _endpoint(cfg["endpoint"])
-                kw["endpoint"] = cfg["endpoint"]
-            elif chosen[0] == "endpoints":
-                eps = cfg["endpoints"]
-                if not isinstance(eps, list) or not all(isinstance(u, str) for u in eps):
-                    raise ConfigError("expected a list of URLs")
-                for u in eps:
-                    _endpoint(u)
-                kw["endpoint"] = list(eps)
-            else:
-                kw["cloudid"] = cfg["cloudid"]
-                decode_cloud_id(cfg["cloudid"])
-        except ValueError as exc:
-            if isinstance(exc, ConfigError) and str(exc).startswith(where):
-                raise  # already names its key
-            key = chosen[0] if chosen else "endpoint"
-            raise ConfigError(f"{where}.{key}: {exc}") from None
+        if not chosen:
+            urls = [u.strip() for u in os.environ.get(ENV_ES_URL, "").split(",") if u.strip()]
+            if not urls:
+                raise ConfigError(f"{where}.endpoint: missing; give exactly one of endpoint, endpoints or "
+                                  f"cloudid (or set the {ENV_ES_URL} environment variable)")
+            kw["endpoint"] = SETTINGS.by_name["endpoints"].parse_value(urls, f"{where}.endpoint ({ENV_ES_URL})")
+        else:
+            key = chosen[0]
+            SETTINGS.by_name[key].parse_value(cfg[key], f"{where}.{key}")
+            kw["cloudid" if key == "cloudid" else "endpoint"] = cfg[key]
 
         # auth
         if cfg.get("auth") is not None:
@@ -646,52 +695,28 @@ class ElasticLogExporter(HttpLogExporter):
             kw["user"], kw["password"] = user, password or ""
 
         # routing and documents
-        if cfg.get("logs_index") not in (None, ""):
-            index = cfg["logs_index"]
-            problem = index_name_problem(index) if isinstance(index, str) else "it must be a string"
-            if problem:
-                raise ConfigError(f"{where}.logs_index: {index!r} is not a valid index or data stream name: {problem}")
-            kw["logs_index"] = index
+        if kw.get("logs_index") == "":
+            del kw["logs_index"]
         _enabled_block(cfg.get("logs_dynamic_index"), f"{where}.logs_dynamic_index")  # a no-op upstream too
         kw["dynamic_id"] = _enabled_block(cfg.get("logs_dynamic_id"), f"{where}.logs_dynamic_id")
         if _enabled_block(cfg.get("logstash_format"), f"{where}.logstash_format", extra=(
                 "prefix_separator", "date_format")):
             raise ConfigError(f"{where}.logstash_format.enabled: dated indices are not supported; audit records "
                               "go to a data stream (remove the block or set enabled: false)")
-        if cfg.get("pipeline") not in (None, ""):
-            if not isinstance(cfg["pipeline"], str):
-                raise ConfigError(f"{where}.pipeline: must be the id of an ingest pipeline (a string)")
-            kw["pipeline"] = cfg["pipeline"]
         _mapping(cfg.get("mapping"), f"{where}.mapping")
-        if cfg.get("include_source_on_error") is not None:
-            if not isinstance(cfg["include_source_on_error"], bool):
-                raise ConfigError(f"{where}.include_source_on_error: must be true, false or null")
-            kw["include_source_on_error"] = cfg["include_source_on_error"]
-        if cfg.get("proxy_url") not in (None, ""):
-            try:
-                _endpoint(cfg["proxy_url"])
-            except ValueError as exc:
-                raise ConfigError(f"{where}.proxy_url: {exc}") from None
-            kw["proxy_url"] = cfg["proxy_url"]
 
         # transport
-        compression = cfg.get("compression", "gzip")
-        if compression in ("", None):
-            compression = "none"
-        if compression not in _COMPRESSIONS:
-            raise ConfigError(f"{where}.compression: {compression!r} is not supported; use gzip or none")
-        kw["compression"] = compression == "gzip"
-        common = common_settings(cfg, where)
+        kw.setdefault("compression", "gzip")
+        kw.setdefault("tls", TlsSettings())
+        if cfg.get("retry_on_failure") is not None:
+            kw["retry"] = _settings.Retry()(cfg["retry_on_failure"], f"{where}.retry_on_failure")
         if "retry" in cfg and cfg["retry"] is not None:
             if cfg.get("retry_on_failure") is not None:
                 raise ConfigError(f"{where}.retry: retry_on_failure is set too; give only one of them "
                                   "(retry is the contrib elasticsearch exporter's name)")
-            common["retry"], statuses = _retry_block(cfg["retry"], f"{where}.retry")
+            kw["retry"], statuses = _retry_block(cfg["retry"], f"{where}.retry")
             if statuses is not None:
                 kw["retry_on_status"] = statuses
-        if "timeout" in common and not common["timeout"] > 0:
-            raise ConfigError(f"{where}.timeout: must be above zero; use e.g. 90s")
-        kw.update(common)
         try:
             return cls(**kw)
         except ValueError as exc:
@@ -838,8 +863,8 @@ class ElasticLogExporter(HttpLogExporter):
             return Verdict(retry=self._request(items),
                            reason=f"_bulk answered {len(results)} item result(s) for {len(items)} action(s)")
         if not doc.get("errors"):
-            delivered = sum(1 for r in results if 200 <= _item_status(r) < 300)
-            if delivered == len(items):
+            stored = sum(1 for r in results if 200 <= _item_status(r) < 300)
+            if stored == len(items):
                 return Verdict(delivered=request.indices)
         delivered: list[int] = []
         rejected: list[int] = []
@@ -926,25 +951,6 @@ def _clip(text: str, limit: int = 400) -> str:
 
 
 # -- config helpers ---------------------------------------------------------------------------------
-
-
-def _env_duration(name: str, default: float) -> float:
-    return env_duration(name, default, _log)
-
-
-def _env_choice(name: str, choices: Sequence[str], default: str) -> str:
-    return env_choice(name, choices, default, _log)
-
-
-def _env_checked(name: str, problem_of: Any) -> str | None:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return None
-    problem = problem_of(raw)
-    if problem:
-        _log.warning("%s=%s is not usable (%s); ignored", name, shown(raw), problem)
-        return None
-    return raw
 
 
 def _enabled_block(value: Any, where: str, extra: Sequence[str] = ()) -> bool:

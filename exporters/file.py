@@ -36,12 +36,14 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
 from otel_audit.errors import ConfigError
+from otel_audit.exporters import _settings
 from otel_audit.exporters._http import Counters, register_after_fork
+from otel_audit.exporters._settings import parse_duration
 from otel_audit.filemodes import make_dirs, open_append, open_new
 from otel_audit.lifecycle import background_thread
 from otel_audit.otlpjson import dumps_line
@@ -97,67 +99,6 @@ _MILL_JOIN_SECONDS = 30.0
 
 # --------------------------------------------------------------------------- durations
 
-_DURATION_UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "μs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-MAX_DURATION = 100 * 365 * 86400.0  # longer is a typo, and a timer's wait() overflows on it
-_DURATION_HINT = 'write a number of seconds or a string such as "1s", "500ms", "2m" or "1h30m"'
-
-
-def parse_duration(value: object, *, where: str) -> float:
-    """Return a duration in seconds from a number of seconds or a Go duration string ("1m30s").
-
-    Raises :class:`~otel_audit.errors.ConfigError` naming ``where`` for anything else,
-    including negative and non-finite durations.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ConfigError(f"{where}: {type(value).__name__} {value!r} is not a duration; {_DURATION_HINT}")
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            seconds = float(text)
-        except ValueError:
-            seconds = _parse_go_duration(text, value, where)
-        else:
-            if text.lower().lstrip("+-") in ("nan", "inf", "infinity"):
-                raise ConfigError(f"{where}: {value!r} is not a duration; {_DURATION_HINT}")
-    else:
-        seconds = float(value)
-    if not math.isfinite(seconds):
-        raise ConfigError(f"{where}: {value!r} is not a finite duration (give zero to 100 years); {_DURATION_HINT}")
-    if seconds < 0:
-        raise ConfigError(f"{where}: {value!r} is negative; a duration must be zero or more (at most 100 years)")
-    if seconds > MAX_DURATION:
-        raise ConfigError(f"{where}: {value!r} is more than the longest duration accepted (100 years); "
-                          f"{_DURATION_HINT}")
-    return seconds
-
-
-def _parse_go_duration(text: str, original: str, where: str) -> float:
-    sign = 1.0
-    if text[:1] in ("+", "-"):
-        sign = -1.0 if text[0] == "-" else 1.0
-        text = text[1:]
-    if not text:
-        raise ConfigError(f"{where}: {original!r} is not a duration; {_DURATION_HINT}")
-    total = 0.0
-    pos = 0
-    while pos < len(text):
-        match = _DURATION_PART.match(text, pos)
-        if match is None:
-            raise ConfigError(f"{where}: {original!r} is not a duration; {_DURATION_HINT}")
-        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        pos = match.end()
-    return sign * total
-
 
 # --------------------------------------------------------------------------- settings
 
@@ -170,98 +111,81 @@ class _Rotation:
     localtime: bool
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _rotation_from_args(
-    rotation: Mapping[str, object] | None, env_megabytes: float | None
-) -> _Rotation | None:
+def _rotation_from_args(rotation: Mapping[str, object] | None) -> _Rotation | None:
+    """The rotation of a `rotation` setting already read by `_config_rotation`, with the defaults filled in."""
     if rotation is None:
-        if env_megabytes is None:
-            return None
-        rotation = {}
-    if not isinstance(rotation, Mapping):
-        raise ConfigError(
-            f"rotation: expected a mapping with keys {', '.join(_ROTATION_KEYS)}, got {rotation!r}"
-        )
-    unknown = [key for key in rotation if key not in _ROTATION_KEYS]
-    if unknown:
-        raise ConfigError(f"rotation: unknown key {unknown[0]!r}; valid keys are {', '.join(_ROTATION_KEYS)}")
-
-    megabytes = rotation.get("max_megabytes")
-    if megabytes is None:
-        megabytes = env_megabytes if env_megabytes is not None else DEFAULT_MAX_MEGABYTES
-    if not _is_number(megabytes) or not 0 < megabytes <= MAX_MEGABYTES:  # type: ignore[operator]
-        raise ConfigError(f"rotation.max_megabytes: must be a number above 0 and at most {MAX_MEGABYTES}, "
-                         f"got {megabytes!r}")
-
-    max_days = rotation.get("max_days", 0)
-    if max_days is None:
-        max_days = 0
-    if not _is_number(max_days) or not 0 <= max_days <= MAX_DAYS:  # type: ignore[operator]
-        raise ConfigError(
-            f"rotation.max_days: must be a number of days from 0 (keep backups of any age) to {MAX_DAYS}, "
-            f"got {max_days!r}"
-        )
-
-    max_backups = rotation.get("max_backups", DEFAULT_MAX_BACKUPS)
-    if max_backups is None:
-        max_backups = DEFAULT_MAX_BACKUPS
-    if not isinstance(max_backups, int) or isinstance(max_backups, bool) or not 0 <= max_backups <= MAX_BACKUPS:
-        raise ConfigError(
-            f"rotation.max_backups: must be a whole number from 0 (keep every backup) to {MAX_BACKUPS}, "
-            f"got {max_backups!r}"
-        )
-
-    localtime = rotation.get("localtime", False)
-    if localtime is None:
-        localtime = False
-    if not isinstance(localtime, bool):
-        raise ConfigError(f"rotation.localtime: must be true or false, got {localtime!r}")
-
+        return None
+    megabytes = rotation.get("max_megabytes", DEFAULT_MAX_MEGABYTES)
     return _Rotation(
         max_bytes=max(1, int(float(megabytes) * _MEGABYTE)),  # type: ignore[arg-type]
-        max_days=float(max_days),  # type: ignore[arg-type]
-        max_backups=max_backups,
-        localtime=localtime,
+        max_days=float(rotation.get("max_days", 0)),  # type: ignore[arg-type]
+        max_backups=int(rotation.get("max_backups", DEFAULT_MAX_BACKUPS)),  # type: ignore[call-overload]
+        localtime=bool(rotation.get("localtime", False)),
     )
 
 
-def _env_megabytes() -> float | None:
-    raw = os.environ.get(ENV_MAX_MEGABYTES)
-    if raw is None or not raw.strip():
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        _logger.warning(
-            "%s=%r is not a number of megabytes above 0; using %s MB",
-            ENV_MAX_MEGABYTES,
-            raw,
-            DEFAULT_MAX_MEGABYTES,
-        )
-        return float(DEFAULT_MAX_MEGABYTES)
+def _format(value: object) -> str:
+    if value in (None, ""):
+        return "json"
+    if value == "proto":
+        raise ConfigError("'proto' is not supported; the audit archive is OTLP JSON lines, "
+                          "so use format: json or leave the key out")
+    if value != "json":
+        raise ConfigError(f"{value!r} is not a format; use json")
+    return "json"
+
+
+def _append(value: object) -> bool:
+    if not _settings.Bool()(value, "append"):
+        raise ConfigError("false would truncate the audit archive; remove the key or set it to true")
+    return True
+
+
+def _path(value: object) -> str:
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"must be a non-empty string, got {value!r}; set it to a file path")
     return value
 
 
-def _env_fsync() -> str:
-    raw = os.environ.get(ENV_FSYNC)
-    if raw is None or not raw.strip():
-        return DEFAULT_FSYNC
-    value = raw.strip().lower()
-    if value not in FSYNC_POLICIES:
-        _logger.warning(
-            "%s=%r is not one of %s; using %r",
-            ENV_FSYNC,
-            raw,
-            ", ".join(FSYNC_POLICIES),
-            DEFAULT_FSYNC,
-        )
-        return DEFAULT_FSYNC
-    return value
+class _RotationParser(_settings.Parser):
+    kind = "mapping"
+
+    def __call__(self, value: object, where: str) -> dict[str, object]:
+        return _config_rotation(value, where)
+
+    def from_text(self, text: str, where: str) -> dict[str, object]:
+        # OTEL_AUDIT_FILE_MAX_MEGABYTES: rotation with this max_megabytes
+        return {"max_megabytes": _config_number(text, where, integer=False, least=0, most=MAX_MEGABYTES, above=True)}
+
+    def show(self, value: object) -> str:
+        return "unset: one growing file"
+
+
+_S = _settings.Setting
+SETTINGS = _settings.Model("file", [
+    _S("path", _settings.Check(_path, "string"), DEFAULT_PATH, (ENV_PATH,), "the file to write (folders 0700, "
+       "file 0600); a forked child writes <stem>.<pid><suffix> next to it",
+       required=f"missing; set it to the file to write, e.g. {DEFAULT_PATH}"),
+    _S("rotation", _RotationParser(), None, (ENV_MAX_MEGABYTES,), "rotate by size: max_megabytes (100, may be "
+       "fractional), max_days (0: any age), max_backups (100; 0: all), localtime (false: UTC names); the "
+       "variable gives max_megabytes"),
+    _S("compression", _settings.Choice(COMPRESSIONS, {"": "none"}), "none", (), "gzip compresses rotated "
+       "backups in the background"),
+    _S("fsync", _settings.Choice(FSYNC_POLICIES), DEFAULT_FSYNC, (ENV_FSYNC,), "when written lines are fsynced"),
+    _S("fsync_interval", _settings.Duration(), None, (), "time between background fsyncs of fsync: interval",
+       default_doc="1s"),
+    _S("flush_interval", _settings.Duration(), None, (), "the collector's name for fsync_interval"),
+    _S("format", _settings.Check(_format, "choice"), "json", (), "OTLP JSON lines (proto is not supported)",
+       unused=True),
+    _S("append", _settings.Check(_append, "bool"), True, (), "must stay true (false would truncate the "
+       "archive)", unused=True),
+], title="file (FileLogRecordExporter, entry point otel_audit_file)")
 
 
 # --------------------------------------------------------------------------- low-level file helpers
@@ -360,36 +284,25 @@ class FileLogRecordExporter(LogRecordExporter):
         rotation: Mapping[str, object] | None = None,
         compression: str | None = None,
         fsync: str | None = None,
-        fsync_interval: float | None = None,
-        flush_interval: float | None = None,
+        fsync_interval: float | str | None = None,
+        flush_interval: float | str | None = None,
+        **collector: object,
     ) -> None:
         from otel_audit.instrument import warn_if_plain_sdk
 
         warn_if_plain_sdk(self)  # built by the SDK's own configurator: nothing it exports is signed
-        if path is None:
-            path = os.environ.get(ENV_PATH) or DEFAULT_PATH
-        if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
-            raise ConfigError(f"path: must be a non-empty file path, got {path!r}")
+        v = SETTINGS.resolve(SETTINGS.given(locals(), collector))
+        path = v["path"]
         self._path = os.path.abspath(os.fspath(path))
         if os.path.basename(self._path) == "" or os.path.isdir(self._path):
             raise ConfigError(f"path: must name a file, not a directory, got {path!r}")
 
-        self._rotation = _rotation_from_args(rotation, _env_megabytes())
-
-        if compression is None:
-            compression = "none"
-        if compression not in COMPRESSIONS:
-            raise ConfigError(f"compression: must be one of {', '.join(COMPRESSIONS)}, got {compression!r}")
-        self._compression = compression
+        self._rotation = _rotation_from_args(v["rotation"])
+        self._compression = compression = v["compression"]
         if compression == "gzip" and self._rotation is None:
             _logger.warning("compression=gzip applies to rotated backups; rotation is off for %s", self._path)
-
-        if fsync is None:
-            fsync = _env_fsync()
-        elif fsync not in FSYNC_POLICIES:
-            raise ConfigError(f"fsync: must be one of {', '.join(FSYNC_POLICIES)}, got {fsync!r}")
-        self._fsync = fsync
-
+        self._fsync = v["fsync"]
+        fsync_interval, flush_interval = v["fsync_interval"], v["flush_interval"]
         if fsync_interval is not None and flush_interval is not None and fsync_interval != flush_interval:
             raise ConfigError(
                 f"fsync_interval: {fsync_interval!r} conflicts with flush_interval {flush_interval!r}; "
@@ -457,81 +370,16 @@ class FileLogRecordExporter(LogRecordExporter):
         Raises :class:`~otel_audit.errors.ConfigError` naming the key for an unknown key, a
         wrong type or a bad value.
         """
-        if cfg is None:
-            cfg = {}
-        if not isinstance(cfg, Mapping):
+        if cfg is not None and not isinstance(cfg, Mapping):
             raise ConfigError(
                 f"{where}: expected a mapping of settings, got {type(cfg).__name__}; "
                 f"write `key: value` lines under it (valid keys: {', '.join(_CONFIG_KEYS)})"
             )
-        for key in cfg:
-            if key not in _CONFIG_KEYS:
-                raise ConfigError(f"{where}.{key}: unknown key; valid keys are {', '.join(_CONFIG_KEYS)}")
-
-        path = cfg.get("path")
-        if path is None:
-            raise ConfigError(f"{where}.path: missing; set it to the file to write, e.g. {DEFAULT_PATH}")
-        if not isinstance(path, str) or not path.strip():
-            raise ConfigError(
-                f"{where}.path: must be a non-empty string, got {path!r}; set it to a file path"
-            )
-
-        fmt = cfg.get("format") or "json"
-        if fmt != "json":
-            if fmt == "proto":
-                raise ConfigError(
-                    f"{where}.format: 'proto' is not supported; the audit archive is OTLP JSON lines, "
-                    "so use format: json or leave the key out"
-                )
-            raise ConfigError(f"{where}.format: {fmt!r} is not a format; use json")
-
-        append = cfg.get("append", True)
-        append = _config_bool(append, f"{where}.append")
-        if not append:
-            raise ConfigError(
-                f"{where}.append: false would truncate the audit archive; remove the key or set it to true"
-            )
-
-        compression = cfg.get("compression", "none")
-        if compression in ("", None):
-            compression = "none"
-        if compression not in COMPRESSIONS:
-            raise ConfigError(
-                f"{where}.compression: {compression!r} is not supported; use gzip (rotated backups "
-                "are gzipped) or none"
-            )
-
-        fsync = cfg.get("fsync")
-        if fsync is not None and fsync not in FSYNC_POLICIES:
-            raise ConfigError(
-                f"{where}.fsync: {fsync!r} is not a policy; use one of {', '.join(FSYNC_POLICIES)}"
-            )
-
-        intervals: dict[str, float] = {}
-        for key in ("fsync_interval", "flush_interval"):
-            if cfg.get(key) is not None:
-                seconds = parse_duration(cfg[key], where=f"{where}.{key}")
-                if seconds <= 0:
-                    raise ConfigError(f"{where}.{key}: must be above zero; use e.g. 1s")
-                intervals[key] = seconds
-        if len(set(intervals.values())) > 1:
-            raise ConfigError(
-                f"{where}.fsync_interval: conflicts with flush_interval; give only one of them "
-                "(flush_interval is the collector's name for it)"
-            )
-
-        rotation: dict[str, object] | None = None
-        if "rotation" in cfg:
-            rotation = _config_rotation(cfg["rotation"], f"{where}.rotation")
-
+        kw = SETTINGS.read_block(cfg, where)
+        if "rotation" in (cfg or {}) and "rotation" not in kw:
+            kw["rotation"] = {}  # a bare `rotation:` line asks for rotation with the defaults
         try:
-            return cls(
-                path=path,
-                rotation=rotation,
-                compression=str(compression),
-                fsync=None if fsync is None else str(fsync),
-                fsync_interval=intervals.get("fsync_interval", intervals.get("flush_interval")),
-            )
+            return cls(**kw)
         except ValueError as exc:
             raise ConfigError(f"{where}.{exc}") from None
 
@@ -556,10 +404,11 @@ class FileLogRecordExporter(LogRecordExporter):
             line = dumps_line(batch)
             rejected: tuple[int, ...] = ()
         except (TypeError, ValueError):
-            line, rejected = self._encode_apart(batch)
-            if line is None:
+            apart, rejected = self._encode_apart(batch)
+            if apart is None:
                 self.last_rejected = rejected
                 return LogRecordExportResult.SUCCESS
+            line = apart
         with self._lock:
             if self._is_shutdown:
                 _logger.warning(
@@ -872,14 +721,6 @@ class FileLogRecordExporter(LogRecordExporter):
 # --------------------------------------------------------------------------- config helpers
 
 
-def _config_bool(value: object, where: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise ConfigError(f"{where}: must be true or false, got {value!r}")
-
-
 def _num(x: float) -> str:
     """A bound as a config writes it: 36500, 0.5 (never 1e+08)."""
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
@@ -894,7 +735,7 @@ def _config_number(value: object, where: str, *, integer: bool, least: float, mo
     accepted = f"{kind} {bound} to {_num(most)}" if not above else f"{kind} {bound} and at most {_num(most)}"
     number: float | int | None = None
     if _is_number(value):
-        number = value  # type: ignore[assignment]
+        number = value
     elif isinstance(value, str):
         try:
             number = int(value.strip()) if integer else float(value.strip())
@@ -931,5 +772,5 @@ def _config_rotation(value: object, where: str) -> dict[str, object]:
         out["max_backups"] = _config_number(value["max_backups"], f"{where}.max_backups", integer=True, least=0,
                                             most=MAX_BACKUPS, what=" (keep every backup)")
     if value.get("localtime") is not None:
-        out["localtime"] = _config_bool(value["localtime"], f"{where}.localtime")
+        out["localtime"] = _settings.Bool()(value["localtime"], f"{where}.localtime")
     return out

@@ -15,9 +15,9 @@ are then rejected for good (logged, counted, their positions in ``last_rejected`
 SUCCESS when every other record went through). Every other failure, in particular HTTP 401 / 403
 and gRPC ``UNAUTHENTICATED`` / ``PERMISSION_DENIED`` (credentials), a 404 or ``UNIMPLEMENTED``
 (configuration), an outage or a timeout, is FAILURE with ``last_rejected == ()``: a durable
-spool keeps the records. To learn the status the SDK does not return, each exporter wraps the
-SDK's private transport client (HTTP ``_client``) or stub (gRPC ``_client``) and records the last
-answer; nothing else of the SDK's internals is touched.
+spool keeps the records. To learn the status the SDK does not return, each exporter observes the
+SDK's private transport (the HTTP answer, the gRPC error) through the hooks
+``otel_audit._sdk_compat`` puts on the SDK's classes, and records the last answer.
 
 Fork safety: the SDK re-initialises its own batch processor (worker thread, lock, queue) and the
 LoggerProvider's locks after ``os.fork()``, but nothing of its exporters. So in a forked child
@@ -40,13 +40,16 @@ from urllib.parse import urlparse
 
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
+from otel_audit import _sdk_compat
 from otel_audit.errors import ConfigError
+from otel_audit.exporters import _settings
 from otel_audit.exporters._http import Counters, fresh_session, register_after_fork
-from otel_audit.exporters.file import parse_duration
 from otel_audit.safe import redact_url
 
 if TYPE_CHECKING:
     import requests
+    from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcOTLPLogExporter
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpOTLPLogExporter
 
 __all__ = ["GRPC_KEYS", "HTTP_KEYS", "TLS_KEYS", "create_otlp_exporter", "grpc_exporter_class", "http_exporter_class"]
 
@@ -83,18 +86,12 @@ def create_otlp_exporter(
             f"{where}: expected a mapping of settings, got {type(cfg).__name__}; "
             f"valid keys are {', '.join(valid)}"
         )
-    for key in cfg:
-        if key not in valid:
-            raise ConfigError(f"{where}.{key}: unknown key; valid keys are {', '.join(valid)}")
-
-    headers = _headers(cfg.get("headers"), f"{where}.headers")
-    compression = _compression(cfg.get("compression"), f"{where}.compression")
-    timeout = None
-    if cfg.get("timeout") is not None:
-        timeout = parse_duration(cfg["timeout"], where=f"{where}.timeout")
-        if timeout <= 0:
-            raise ConfigError(f"{where}.timeout: must be above zero; use e.g. 10s")
-    tls = _tls(cfg.get("tls"), f"{where}.tls")
+    # the SDK reads OTEL_EXPORTER_OTLP_* for what the block leaves out (nothing is read from them here)
+    kw = (GRPC_SETTINGS if protocol == "grpc" else HTTP_SETTINGS).read_block(cfg, where)
+    headers = kw.get("headers")
+    compression = kw.get("compression")
+    timeout = kw.get("timeout")
+    tls = kw.get("tls", {})
 
     if protocol == "grpc":
         return _grpc_exporter(cfg, where, headers, compression, timeout, tls)
@@ -141,7 +138,7 @@ class _Judging:
 
     def _export_part(self, batch: list[Any], offset: int, rejected: list[int]) -> LogRecordExportResult:
         self._answers.last = None
-        result = super().export(batch)  # type: ignore[misc]
+        result = super().export(batch)  # type: ignore[misc]  # a mixin: the SDK exporter after it has export
         if result is LogRecordExportResult.SUCCESS:
             self.counters.delivered += len(batch)
             return result
@@ -166,57 +163,23 @@ class _Judging:
         return LogRecordExportResult.SUCCESS
 
 
-class _RecordingHttpClient:
-    """The SDK's OTLP/HTTP client, remembering its last result for the exporter's judgement."""
-
-    def __init__(self, inner: Any, owner: _Judging) -> None:
-        self._inner = inner
-        self._owner = owner
-
-    def export(self, data: bytes) -> Any:
-        result = self._inner.export(data)
-        self._owner._record(result)
-        return result
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
-class _RecordingStub:
-    """The SDK's gRPC LogsService stub, remembering the status of its last failed call."""
-
-    def __init__(self, inner: Any, owner: _Judging) -> None:
-        self._inner = inner
-        self._owner = owner
-
-    def Export(self, *args: Any, **kwargs: Any) -> Any:  # noqa: N802 - the stub's name
-        import grpc
-
-        try:
-            return self._inner.Export(*args, **kwargs)
-        except grpc.RpcError as error:
-            self._owner._record(error)
-            raise
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
 _CLASSES: dict[str, type] = {}
 
 
-def http_exporter_class() -> type:
+def http_exporter_class() -> type[HttpOTLPLogExporter]:
     """The SDK's OTLP/HTTP log exporter with the refusal policy and fork safety (built on first use)."""
     if "http" not in _CLASSES:
-        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 
-        class OtlpHttpLogExporter(_Judging, OTLPLogExporter):  # type: ignore[misc]
+        class OtlpHttpLogExporter(_Judging, _sdk_compat.otlp_http_exporter_base()):  # type: ignore[misc]
             kind = "otlphttp"
 
             def __init__(self, *args: Any, **kwargs: Any) -> None:
+                self._answers = threading.local()
                 super().__init__(*args, **kwargs)
-                self._client = _RecordingHttpClient(self._client, self)
                 self._init_judging()
+
+            def on_answer(self, answer: Any) -> None:
+                self._record(answer)
 
             def _refusal(self) -> Any:
                 last = getattr(self._answers, "last", None)
@@ -225,21 +188,17 @@ def http_exporter_class() -> type:
 
             def _after_fork_in_child(self) -> None:
                 super()._after_fork_in_child()
-                transport = getattr(self._client, "_transport", None)
-                session = getattr(transport, "_session", None)
-                if session is not None:
-                    transport._session = fresh_session(session)  # type: ignore[union-attr]
+                self.renew_session(fresh_session)
 
         _CLASSES["http"] = OtlpHttpLogExporter
     return _CLASSES["http"]
 
 
-def grpc_exporter_class() -> type:
+def grpc_exporter_class() -> type[GrpcOTLPLogExporter]:
     """The SDK's OTLP/gRPC log exporter with the refusal policy and fork safety (built on first use)."""
     if "grpc" not in _CLASSES:
-        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 
-        class OtlpGrpcLogExporter(_Judging, OTLPLogExporter):  # type: ignore[misc]
+        class OtlpGrpcLogExporter(_Judging, _sdk_compat.otlp_grpc_exporter_base()):  # type: ignore[misc]
             kind = "otlp"
 
             def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -247,9 +206,8 @@ def grpc_exporter_class() -> type:
                 super().__init__(*args, **kwargs)
                 self._init_judging()
 
-            def _initialize_channel_and_stub(self) -> None:
-                super()._initialize_channel_and_stub()
-                self._client = _RecordingStub(self._client, self)
+            def on_rpc_error(self, error: Exception) -> None:
+                self._record(error)
 
             def _refusal(self) -> Any:
                 last = getattr(self._answers, "last", None)
@@ -259,8 +217,8 @@ def grpc_exporter_class() -> type:
 
             def _after_fork_in_child(self) -> None:
                 super()._after_fork_in_child()
-                if not self._shutdown:
-                    self._initialize_channel_and_stub()  # the parent's channel is left alone, not closed
+                if not self.is_shut_down():
+                    self.renew_channel()  # the parent's channel is left alone, not closed
 
         _CLASSES["grpc"] = OtlpGrpcLogExporter
     return _CLASSES["grpc"]
@@ -299,14 +257,6 @@ def _compression(value: object, where: str) -> str | None:
     return value.strip().lower()
 
 
-def _bool(value: object, where: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise ConfigError(f"{where}: must be true or false, got {value!r}")
-
-
 def _tls(value: object, where: str) -> dict[str, object]:
     if value is None:
         return {}
@@ -321,7 +271,7 @@ def _tls(value: object, where: str) -> dict[str, object]:
         if item is None:
             continue
         if key in ("insecure", "insecure_skip_verify"):
-            out[key] = _bool(item, f"{where}.{key}")
+            out[key] = _settings.Bool()(item, f"{where}.{key}")
             continue
         if not isinstance(item, str) or not item:
             raise ConfigError(f"{where}.{key}: must be a file path, got {item!r}")
@@ -453,7 +403,7 @@ def _http_exporter(
     )
     if skip_verify and session is not None:
         # The exporter sets the session's verify to a CA file or True; skipping needs False, set after it.
-        session.verify = False
+        exporter.skip_tls_verify(session)  # type: ignore[attr-defined]
     return exporter
 
 
@@ -467,6 +417,7 @@ def _pinned_verify_session() -> requests.Session:
     import requests
 
     class _PinnedVerifySession(requests.Session):
+        # (unannotated: the parameter types are private aliases of the requests stubs)
         def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
             settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
             if verify is None:
@@ -474,3 +425,44 @@ def _pinned_verify_session() -> requests.Session:
             return settings
 
     return _PinnedVerifySession()
+
+
+# --------------------------------------------------------------------------- the settings models
+
+_S = _settings.Setting
+_SDK = "OTEL_EXPORTER_OTLP_"
+
+
+def _common(kind: str) -> list[_settings.Setting]:
+    return [
+        _S("headers", _settings.Fn(_headers, "mapping"), None, (_SDK + "LOGS_HEADERS", _SDK + "HEADERS"),
+           "request headers / gRPC metadata (values may be credentials: never shown)", secret=True),
+        _S("compression", _settings.Fn(_compression, "choice"), None, (_SDK + "LOGS_COMPRESSION",
+                                                                       _SDK + "COMPRESSION"),
+           "gzip or none", default_doc="the SDK's (none)"),
+        _S("timeout", _settings.Duration(), None, (_SDK + "LOGS_TIMEOUT", _SDK + "TIMEOUT"),
+           "how long one export may take", default_doc="the SDK's (10s)"),
+        _S("tls", _settings.Fn(_tls, "tls"), None, (_SDK + "LOGS_CERTIFICATE", _SDK + "CERTIFICATE"),
+           "insecure" + (" (plaintext)" if kind == "grpc" else "") + ", ca_file, cert_file + key_file (readable "
+           "files), insecure_skip_verify" + (" (not available for gRPC)" if kind == "grpc" else ""),
+           default_doc="system CAs"),
+    ]
+
+
+GRPC_SETTINGS = _settings.Model("otlp", [
+    _S("endpoint", _settings.Text(nonempty=True, what="host:port or a URL"), None,
+       (_SDK + "LOGS_ENDPOINT", _SDK + "ENDPOINT"), "the collector's host:port or URL",
+       default_doc="the SDK's (localhost:4317)"),
+    *_common("grpc"),
+], title="otlp / otlp_grpc (the SDK's OTLP/gRPC exporter)",
+   intro="Built by `create_otlp_exporter(cfg, protocol=\"grpc\")`; what the block leaves out the SDK reads from "
+         "the variables listed (we read none of them).")
+HTTP_SETTINGS = _settings.Model("otlphttp", [
+    _S("endpoint", _settings.Fn(_check_url, "URL"), None, (_SDK + "ENDPOINT",),
+       "the base URL; /v1/logs is appended as the collector does", default_doc="the SDK's (http://localhost:4318)"),
+    _S("logs_endpoint", _settings.Fn(_check_url, "URL"), None, (_SDK + "LOGS_ENDPOINT",),
+       "the full logs URL (wins over endpoint)"),
+    *_common("http"),
+], title="otlphttp / otlp_http (the SDK's OTLP/HTTP exporter)",
+   intro="Built by `create_otlp_exporter(cfg, protocol=\"http\")`; what the block leaves out the SDK reads from "
+         "the variables listed (we read none of them).")

@@ -73,7 +73,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-import re
 import socket
 import threading
 import time
@@ -89,17 +88,15 @@ from opentelemetry.sdk._logs.export import LogRecordExportResult
 
 from otel_audit import siem_fields
 from otel_audit.errors import ConfigError
-from otel_audit.exporters._env import EnvSettings
+from otel_audit.exporters import _settings
 from otel_audit.exporters._http import (
-    COMMON_KEYS,
     HttpLogExporter,
     Request,
     RetrySettings,
     TlsSettings,
     Verdict,
-    common_settings,
-    duration,
     retry_after_seconds,
+    transport_settings,
 )
 from otel_audit.otlpjson import encode_log_record
 from otel_audit.safe import redact_url
@@ -175,25 +172,6 @@ EVENT_NAME_FIELD = "event_name"
 
 
 ENV_PREFIX = "OTEL_AUDIT_SPLUNK_HEC_"
-#: Environment variables of the no-argument construction: (ours, the Splunk distribution's or None).
-ENV_VARS: Mapping[str, tuple[str, str | None]] = {
-    "endpoint": (ENV_PREFIX + "ENDPOINT", "SPLUNK_HEC_URL"),
-    "token": (ENV_PREFIX + "TOKEN", "SPLUNK_HEC_TOKEN"),
-    "source": (ENV_PREFIX + "SOURCE", None),
-    "sourcetype": (ENV_PREFIX + "SOURCETYPE", None),
-    "index": (ENV_PREFIX + "INDEX", None),
-    "disable_compression": (ENV_PREFIX + "DISABLE_COMPRESSION", None),
-    "max_content_length_logs": (ENV_PREFIX + "MAX_CONTENT_LENGTH_LOGS", None),
-    "max_event_size": (ENV_PREFIX + "MAX_EVENT_SIZE", None),
-    "timeout": (ENV_PREFIX + "TIMEOUT", None),
-    "health_path": (ENV_PREFIX + "HEALTH_PATH", None),
-    "health_check_enabled": (ENV_PREFIX + "HEALTH_CHECK_ENABLED", None),
-    "use_ack": (ENV_PREFIX + "USE_ACK", None),
-    "ack_timeout": (ENV_PREFIX + "ACK_TIMEOUT", None),
-    "ack_poll_interval": (ENV_PREFIX + "ACK_POLL_INTERVAL", None),
-    "ca_file": (ENV_PREFIX + "TLS_CA_FILE", None),
-    "insecure_skip_verify": (ENV_PREFIX + "TLS_INSECURE_SKIP_VERIFY", None),
-}
 
 # Keys of the contrib block that change nothing here: connection pooling, other signals, the
 # collector's own telemetry. Accepted so a block moves unchanged, and ignored.
@@ -204,14 +182,6 @@ _IGNORED_KEYS = frozenset({
     "max_content_length_metrics", "max_content_length_traces", "use_multi_metric_format",
     "telemetry", "heartbeat",
 })
-_KEYS = frozenset({
-    "endpoint", "token", "source", "sourcetype", "index", "disable_compression",
-    "max_content_length_logs", "max_event_size", "health_path", "health_check_enabled",
-    "splunk_app_name", "splunk_app_version", "otel_attrs_to_hec_metadata", "hec_metadata_to_otel_attrs",
-    "otel_to_hec_fields", "log_data_enabled", "export_raw", "use_ack", "ack_timeout", "ack_poll_interval",
-}) | frozenset(COMMON_KEYS) | _IGNORED_KEYS
-
-
 # -- values as HEC carries them ----------------------------------------------------------------------
 
 
@@ -282,38 +252,85 @@ def _check_token(token: Any) -> str:
     return t
 
 
-def _check_limit(value: Any, what: str, *, zero_ok: bool) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{what} must be a whole number of bytes, got {value!r}")
-    low = 0 if zero_ok else 1
-    if not low <= value <= MAX_LIMIT:
-        raise ConfigError(f"{what} must be from {low} to {MAX_LIMIT} bytes, got {value}")
+def _check_endpoint(endpoint: Any) -> str:
+    hec_urls(endpoint)
+    return str(endpoint).strip()
+
+
+def _check_health_path(value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ConfigError(f"must be a path starting with '/', got {value!r}")
     return value
 
 
-def _check_name(value: Any, what: str) -> str:
-    if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
-        raise ConfigError(f"{what} must be a string on one line, got {value!r}")
-    return value
-
-
-def _check_mapping(value: Any, what: str, defaults: Mapping[str, str]) -> dict[str, str]:
-    out = dict(defaults)
-    if value is None:
+def _hec_mapping(defaults: Mapping[str, str]) -> Any:
+    def check(value: Any) -> dict[str, str]:
+        out = dict(defaults)
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"must be a mapping with keys {', '.join(defaults)}")
+        for k, v in value.items():
+            if k not in defaults:
+                raise ConfigError(f".{k}: unknown key; valid keys: {', '.join(defaults)}")
+            if not isinstance(v, str) or not v:
+                raise ConfigError(f".{k}: expected an attribute name")
+            out[k] = v
         return out
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{what} must be a mapping with keys {', '.join(defaults)}")
-    for k, v in value.items():
-        if k not in defaults:
-            raise ConfigError(f"{what}.{k}: unknown key; valid keys: {', '.join(defaults)}")
-        if not isinstance(v, str) or not v:
-            raise ConfigError(f"{what}.{k}: expected an attribute name")
-        out[k] = v
-    return out
+    return check
 
 
-_ENV = EnvSettings(ENV_VARS, _log)
-_env, _env_var_name, _env_bool, _env_int, _env_seconds = _ENV.get, _ENV.var_name, _ENV.bool, _ENV.int, _ENV.seconds
+def _must_be(expected: bool, why: str) -> Any:
+    def check(value: Any) -> bool:
+        if value is not expected:
+            raise ConfigError(why)
+        return value
+    return check
+
+
+_E = ENV_PREFIX
+_S = _settings.Setting
+SETTINGS = _settings.Model("splunk_hec", [
+    _S("endpoint", _settings.Check(_check_endpoint, "URL"), None, (_E + "ENDPOINT", "SPLUNK_HEC_URL"),
+       "the HEC URL; /services/collector/event is added to a bare host",
+       required="required; set it to the HEC URL, e.g. https://splunk:8088"),
+    _S("token", _settings.Check(_check_token, "string"), None, (_E + "TOKEN", "SPLUNK_HEC_TOKEN"),
+       "the HEC token (a GUID; a leading 'Splunk ' is dropped)", secret=True,
+       required="required; set it to the HEC token"),
+    _S("source", _settings.Text(), "", (_E + "SOURCE",), "the envelope's source (unset: the token's default)"),
+    _S("sourcetype", _settings.Text(), "", (_E + "SOURCETYPE",), "the envelope's sourcetype"),
+    _S("index", _settings.Text(), "", (_E + "INDEX",), "the envelope's index (unset: the token's default)"),
+    _S("disable_compression", _settings.Bool(), False, (_E + "DISABLE_COMPRESSION",), "send bodies without gzip"),
+    _S("max_content_length_logs", _settings.Size(0, MAX_LIMIT), DEFAULT_MAX_CONTENT_LENGTH_LOGS,
+       (_E + "MAX_CONTENT_LENGTH_LOGS",), "the largest request body before compression (0: no limit)"),
+    _S("max_event_size", _settings.Size(1, MAX_LIMIT), DEFAULT_MAX_EVENT_SIZE, (_E + "MAX_EVENT_SIZE",),
+       "the largest single event; larger ones are refused (counted, logged)"),
+    _S("health_path", _settings.Check(_check_health_path, "string"), DEFAULT_HEALTH_PATH, (_E + "HEALTH_PATH",),
+       "the path health_check asks"),
+    _S("health_check_enabled", _settings.Bool(), False, (_E + "HEALTH_CHECK_ENABLED",),
+       "ask health_path before the first export and log an unhealthy answer"),
+    _S("splunk_app_name", _settings.Text(nonempty=True), DEFAULT_APP_NAME, (),
+       "the __splunk_app_name header and the User-Agent"),
+    _S("splunk_app_version", _settings.Text(nonempty=True), DEFAULT_APP_VERSION, (),
+       "the __splunk_app_version header", default_doc="this package's version"),
+    _S("use_ack", _settings.Bool(), False, (_E + "USE_ACK",), "indexer acknowledgement (the token needs useACK)"),
+    _S("ack_timeout", _settings.Duration(), DEFAULT_ACK_TIMEOUT, (_E + "ACK_TIMEOUT",),
+       "send a request again when it is not acknowledged within this"),
+    _S("ack_poll_interval", _settings.Duration(), DEFAULT_ACK_POLL_INTERVAL, (_E + "ACK_POLL_INTERVAL",),
+       "the longest wait between two acknowledgement queries"),
+    _S("otel_attrs_to_hec_metadata", _settings.Check(_hec_mapping(DEFAULT_HEC_METADATA), "mapping"),
+       dict(DEFAULT_HEC_METADATA), (), "record attributes that give the envelope's source, sourcetype, index, host",
+       aliases=("hec_metadata_to_otel_attrs",)),
+    _S("otel_to_hec_fields", _settings.Check(_hec_mapping(DEFAULT_HEC_FIELDS), "mapping"), dict(DEFAULT_HEC_FIELDS),
+       (), "the event keys of severity_text and severity_number"),
+    _S("log_data_enabled", _settings.Check(_must_be(True, "false would make this exporter send nothing; "
+                                                     "remove the exporter from the pipeline instead"), "bool"),
+       True, (), "must stay true", unused=True),
+    _S("export_raw", _settings.Check(_must_be(False, "not supported: the raw endpoint sends the body alone, "
+                                             "without audit.otlp, so Splunk's copy could not be verified; "
+                                             "remove it"), "bool"),
+       False, (), "must stay false", unused=True),
+    *transport_settings(_E, timeout=DEFAULT_TIMEOUT, tls_env=True),
+], ignored=_IGNORED_KEYS | {"sending_queue", "batch"}, title="splunk_hec (SplunkHecLogExporter)",
+   list_keys=None)
 
 
 # -- bookkeeping -------------------------------------------------------------------------------------
@@ -400,6 +417,9 @@ class SplunkHecLogExporter(HttpLogExporter):
         ack_poll_interval: the longest wait between two acknowledgement queries.
         otel_attrs_to_hec_metadata, otel_to_hec_fields: as the contrib exporter's keys.
         timeout, tls, retry, headers, session, proxy_from_env: transport, as in `HttpLogExporter`.
+        Every value may also be given as the collector writes it (timeout="10s", max_event_size="5MiB",
+        tls={"ca_file": ...}), and `**collector` takes the block's other keys (retry_on_failure,
+        hec_metadata_to_otel_attrs, the ignored ones): see `SETTINGS` and docs/settings.md.
     """
 
     name = "splunk_hec"
@@ -412,109 +432,59 @@ class SplunkHecLogExporter(HttpLogExporter):
         source: str | None = None,
         sourcetype: str | None = None,
         index: str | None = None,
-        disable_compression: bool | None = None,
-        max_content_length_logs: int | None = None,
-        max_event_size: int | None = None,
+        disable_compression: bool | str | None = None,
+        max_content_length_logs: int | str | None = None,
+        max_event_size: int | str | None = None,
         health_path: str | None = None,
-        health_check_enabled: bool | None = None,
+        health_check_enabled: bool | str | None = None,
         splunk_app_name: str | None = None,
         splunk_app_version: str | None = None,
-        use_ack: bool | None = None,
-        ack_timeout: float | None = None,
-        ack_poll_interval: float | None = None,
+        use_ack: bool | str | None = None,
+        ack_timeout: float | str | None = None,
+        ack_poll_interval: float | str | None = None,
         otel_attrs_to_hec_metadata: Mapping[str, str] | None = None,
         otel_to_hec_fields: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-        tls: TlsSettings | None = None,
-        retry: RetrySettings | None = None,
+        timeout: float | str | None = None,
+        tls: TlsSettings | Mapping[str, Any] | None = None,
+        retry: RetrySettings | Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         session: requests.Session | None = None,
-        proxy_from_env: bool = True,
+        proxy_from_env: bool | str = True,
+        **collector: Any,
     ) -> None:
-        if endpoint is None:
-            endpoint = _env("endpoint")
-            if endpoint is None:
-                raise ConfigError("no Splunk HEC endpoint: pass endpoint, or set "
-                                 "OTEL_AUDIT_SPLUNK_HEC_ENDPOINT or SPLUNK_HEC_URL")
-        self.url, self.ack_url, self.base_url = hec_urls(endpoint)
+        v = SETTINGS.resolve(SETTINGS.given(locals(), collector))
+        if v["endpoint"] is None:
+            raise SETTINGS.missing("endpoint", "Splunk HEC endpoint")
+        self.url, self.ack_url, self.base_url = hec_urls(v["endpoint"])
         if urlsplit(self.url).scheme == "http" and urlsplit(self.url).hostname not in ("127.0.0.1", "localhost", "::1"):
             _log.warning("Splunk HEC endpoint %s is plain http: the token travels unencrypted", redact_url(self.url))
-
-        if token is None:
-            token = _env("token")
-            if token is None:
-                raise ConfigError("no Splunk HEC token: pass token, or set OTEL_AUDIT_SPLUNK_HEC_TOKEN "
-                                 "or SPLUNK_HEC_TOKEN")
-        self._token = _check_token(token)
-
-        self.source = _check_name(source if source is not None else (_env("source") or ""), "source")
-        self.sourcetype = _check_name(sourcetype if sourcetype is not None else (_env("sourcetype") or ""),
-                                      "sourcetype")
-        self.index = _check_name(index if index is not None else (_env("index") or ""), "index")
-
-        if disable_compression is None:
-            disable_compression = _env_bool("disable_compression", False)
-        if not isinstance(disable_compression, bool):
-            raise ConfigError(f"disable_compression must be true or false, got {disable_compression!r}")
-
-        if max_content_length_logs is None:
-            max_content_length_logs = _env_int(
-                "max_content_length_logs", DEFAULT_MAX_CONTENT_LENGTH_LOGS,
-                lambda v: _check_limit(v, "max_content_length_logs", zero_ok=True))
-        self.max_content_length = _check_limit(max_content_length_logs, "max_content_length_logs", zero_ok=True)
-        if max_event_size is None:
-            max_event_size = _env_int("max_event_size", DEFAULT_MAX_EVENT_SIZE,
-                                      lambda v: _check_limit(v, "max_event_size", zero_ok=False))
-        self.max_event_size = _check_limit(max_event_size, "max_event_size", zero_ok=False)
-
-        if health_path is None:
-            health_path = _env("health_path") or DEFAULT_HEALTH_PATH
-        if not isinstance(health_path, str) or not health_path.startswith("/"):
-            raise ConfigError(f"health_path must be a path starting with '/', got {health_path!r}")
+        if v["token"] is None:
+            raise SETTINGS.missing("token", "Splunk HEC token")
+        self._token = v["token"]
+        self.source, self.sourcetype, self.index = v["source"], v["sourcetype"], v["index"]
+        self.max_content_length = v["max_content_length_logs"]
+        self.max_event_size = v["max_event_size"]
         parts = urlsplit(self.url)
-        self.health_url = urlunsplit((parts.scheme, parts.netloc, health_path, "", ""))
-        if health_check_enabled is None:
-            health_check_enabled = _env_bool("health_check_enabled", False)
-        self.health_check_enabled = bool(health_check_enabled)
+        self.health_url = urlunsplit((parts.scheme, parts.netloc, v["health_path"], "", ""))
+        self.health_check_enabled = v["health_check_enabled"]
         self._health_checked = False
-
-        self.app_name = _check_name(splunk_app_name or DEFAULT_APP_NAME, "splunk_app_name")
-        self.app_version = _check_name(splunk_app_version or DEFAULT_APP_VERSION, "splunk_app_version")
-
-        if use_ack is None:
-            use_ack = _env_bool("use_ack", False)
-        if not isinstance(use_ack, bool):
-            raise ConfigError(f"use_ack must be true or false, got {use_ack!r}")
-        self.use_ack = use_ack
-        if ack_timeout is None:
-            ack_timeout = _env_seconds("ack_timeout", DEFAULT_ACK_TIMEOUT)
-        if ack_poll_interval is None:
-            ack_poll_interval = _env_seconds("ack_poll_interval", DEFAULT_ACK_POLL_INTERVAL)
-        for what, v in (("ack_timeout", ack_timeout), ("ack_poll_interval", ack_poll_interval)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-                raise ConfigError(f"{what} must be a positive number of seconds, got {v!r}")
-        self.ack_timeout = float(ack_timeout)
-        self.ack_poll_interval = float(ack_poll_interval)
-
-        self.hec_metadata = _check_mapping(otel_attrs_to_hec_metadata, "otel_attrs_to_hec_metadata",
-                                           DEFAULT_HEC_METADATA)
-        self.hec_fields = _check_mapping(otel_to_hec_fields, "otel_to_hec_fields", DEFAULT_HEC_FIELDS)
+        self.app_name = v["splunk_app_name"]
+        self.app_version = v["splunk_app_version"]
+        self.use_ack = v["use_ack"]
+        self.ack_timeout = float(v["ack_timeout"])
+        self.ack_poll_interval = float(v["ack_poll_interval"])
+        self.hec_metadata = v["otel_attrs_to_hec_metadata"]
+        self.hec_fields = v["otel_to_hec_fields"]
         # the attributes that became the envelope's source, sourcetype and index stay out of the event
         self._skip = frozenset({*(self.hec_metadata[k] for k in ("source", "sourcetype", "index")),
                                 ACCESS_TOKEN_ATTR})
         self._reserved = frozenset({EVENT_NAME_FIELD, "body", "trace_id", "span_id", OTLP_FIELD,
                                     *self.hec_fields.values()})
-
-        if timeout is None:
-            timeout = _env_seconds("timeout", DEFAULT_TIMEOUT)
-        if tls is None:
-            ca_file = _env("ca_file")
-            insecure = _env_bool("insecure_skip_verify", False)
-            if ca_file or insecure:
-                tls = TlsSettings(ca_file=ca_file, insecure_skip_verify=insecure)
-        super().__init__(timeout=timeout, tls=tls, retry=retry, compression=not disable_compression,
-                         headers=headers, session=session,
-                         proxy_from_env=proxy_from_env)
+        tls = v["tls"]
+        if tls is None and (v["tls_ca_file"] or v["tls_insecure_skip_verify"]):
+            tls = TlsSettings(ca_file=v["tls_ca_file"], insecure_skip_verify=v["tls_insecure_skip_verify"])
+        super().__init__(timeout=v["timeout"], tls=tls, retry=v["retry"], compression=not v["disable_compression"],
+                         headers=v["headers"], session=session, proxy_from_env=v["proxy_from_env"])
         self.splunk_counters = SplunkCounters()
         self.channel = str(uuid.uuid4())
         self.hostname = socket.gethostname() or "unknown"
@@ -542,73 +512,12 @@ class SplunkHecLogExporter(HttpLogExporter):
         """The exporter of a collector-shaped ``splunk_hec`` block; `ConfigError` names the key."""
         if not isinstance(cfg, Mapping):
             raise ConfigError(f"{where}: expected a mapping of settings (endpoint, token, index, ...)")
-        for key in cfg:
-            if key not in _KEYS:
-                raise ConfigError(f"{where}.{key}: unknown key for the splunk_hec exporter; valid keys: "
-                                  f"{', '.join(sorted(_KEYS - _IGNORED_KEYS))}")
-        for key in ("endpoint", "token"):
-            if key not in cfg or cfg[key] in (None, ""):
-                raise ConfigError(f"{where}.{key}: required; set it to the HEC "
-                                  f"{'URL, e.g. https://splunk:8088' if key == 'endpoint' else 'token'}")
-        if cfg.get("log_data_enabled", True) is not True:
-            raise ConfigError(f"{where}.log_data_enabled: false would make this exporter send nothing; "
-                              "remove the exporter from the pipeline instead")
-        if cfg.get("export_raw", False) is not False:
-            raise ConfigError(f"{where}.export_raw: not supported: the raw endpoint sends the body alone, "
-                              "without audit.otlp, so Splunk's copy could not be verified; remove it")
-        kw: dict[str, Any] = common_settings(cfg, where)
-
-        def string(key: str) -> None:
-            if key in cfg and cfg[key] is not None:
-                if not isinstance(cfg[key], str):
-                    raise ConfigError(f"{where}.{key}: expected a string")
-                kw[key] = cfg[key]
-
-        def boolean(key: str) -> None:
-            if key in cfg:
-                if not isinstance(cfg[key], bool):
-                    raise ConfigError(f"{where}.{key}: expected true or false")
-                kw[key] = cfg[key]
-
-        def integer(key: str) -> None:
-            if key in cfg:
-                v = cfg[key]
-                if isinstance(v, bool) or not isinstance(v, int):
-                    low = 0 if key == "max_content_length_logs" else 1
-                    raise ConfigError(f"{where}.{key}: expected a whole number of bytes from {low} to {MAX_LIMIT}, "
-                                      f"got {v!r}")
-                kw[key] = v
-
-        def seconds(key: str) -> None:
-            if key in cfg:
-                v = duration(cfg[key], f"{where}.{key}")
-                if not v > 0:
-                    raise ConfigError(f"{where}.{key}: must be more than zero")
-                kw[key] = v
-
-        for key in ("endpoint", "token", "source", "sourcetype", "index", "health_path",
-                    "splunk_app_name", "splunk_app_version"):
-            string(key)
-        for key in ("disable_compression", "health_check_enabled", "use_ack"):
-            boolean(key)
-        for key in ("max_content_length_logs", "max_event_size"):
-            integer(key)
-        for key in ("ack_timeout", "ack_poll_interval"):
-            seconds(key)
-        meta_key = "otel_attrs_to_hec_metadata"
-        if "hec_metadata_to_otel_attrs" in cfg:
-            if meta_key in cfg:
-                raise ConfigError(f"{where}.hec_metadata_to_otel_attrs: the deprecated name of "
-                                  f"{meta_key}; give only {meta_key}")
-            meta_key = "hec_metadata_to_otel_attrs"
-        if meta_key in cfg:
-            kw["otel_attrs_to_hec_metadata"] = cfg[meta_key]
-        if "otel_to_hec_fields" in cfg:
-            kw["otel_to_hec_fields"] = cfg["otel_to_hec_fields"]
+        kw = SETTINGS.read_block(cfg, where)
+        kw.setdefault("tls", TlsSettings())  # a block without tls does not read the TLS variables
         try:
             return cls(**kw)
         except ValueError as exc:
-            raise _config_error(str(exc), where, kw, meta_key) from None
+            raise ConfigError(f"{where}: {exc}") from None
 
     # -- encoding --------------------------------------------------------------------------------
 
@@ -905,21 +814,6 @@ class SplunkHecLogExporter(HttpLogExporter):
         code, text, _ = _hec_answer(resp)
         _log.warning("%s: health check of %s: %s", self.name, redact_url(self.health_url), _describe(resp, code, text))
         return False
-
-
-def _config_error(text: str, where: str, kw: Mapping[str, Any], meta_key: str) -> ConfigError:
-    """A constructor's ValueError as a ConfigError naming the key it is about."""
-    head = re.split(r"[ .:]", text, maxsplit=1)[0]
-    if head in kw:
-        key, rest = head, text[len(head):]
-    else:
-        key, rest = ("token" if "token" in text.lower() else ""), text
-    if key == "otel_attrs_to_hec_metadata":
-        key = meta_key
-    if not key:
-        return ConfigError(f"{where}: {text}")
-    rest = rest if rest.startswith(".") else ": " + rest.lstrip(" :")
-    return ConfigError(f"{where}.{key}{rest}")
 
 
 def _identify(readable: Any) -> str:

@@ -81,12 +81,11 @@ import gzip
 import hashlib
 import hmac
 import logging
-import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import requests
@@ -96,18 +95,17 @@ from opentelemetry.sdk._logs.export import LogRecordExportResult
 
 from otel_audit.canonical import STREAM_ID, STREAM_SEQ
 from otel_audit.errors import ConfigError
-from otel_audit.exporters._env import env_choice, env_duration
+from otel_audit.exporters import _settings
 from otel_audit.exporters._http import (
-    COMMON_KEYS,
     RETRYABLE_STATUSES,
     HttpLogExporter,
     Request,
     RetrySettings,
     TlsSettings,
     Verdict,
-    common_settings,
     fresh_session,
     retry_after_seconds,
+    transport_settings,
 )
 from otel_audit.otlpjson import decode_attributes, encode_log_record, plain_json
 from otel_audit.safe import redact_url
@@ -532,21 +530,58 @@ def _safe_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "..." if parts.query else "", ""))
 
 
-def _check_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for name, value in headers.items():
-        if not isinstance(name, str) or not name or not isinstance(value, str):
-            raise ConfigError("headers must map names to string values")
-        if name.lower() in _OWN_HEADERS:
-            raise ConfigError(f"header {name!r} is set by the exporter itself and cannot be configured")
-        out[name] = value
-    return out
+class _Secrets(_settings.Parser):
+    """`secrets`: whsec_ strings (one, or a list) as HMAC keys; the variable's entries are separated by
+    spaces or commas, and an unusable one is skipped with a warning (never its value)."""
+
+    kind = "list"
+
+    def __call__(self, value: Any, where: str) -> list[bytes]:
+        if isinstance(value, list) and all(isinstance(k, bytes) for k in value):
+            return value  # already read (from_config hands its keys to the constructor)
+        return _hmac_keys(value, where)
+
+    def from_text(self, text: str, where: str) -> list[bytes]:
+        keys: list[bytes] = []
+        for i, item in enumerate(text.replace(",", " ").split()):
+            try:
+                key = _secret_bytes(item)
+            except ValueError as exc:  # never echo the value
+                _log.warning("%s: entry %d %s; it is ignored", where, i, exc)
+                continue
+            if key not in keys:
+                keys.append(key)
+        return keys
+
+    def show(self, value: Any) -> str:
+        return "[]"
 
 
-def _int_setting(value: object, minimum: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{what} must be a whole number of at least {minimum}, got {value!r}")
-    return value
+def _signing_key_or_none(value: object) -> Ed25519PrivateKey | None:
+    return None if value == "" else _signing_key(value)  # "": none, and no look at the environment
+
+
+_S = _settings.Setting
+SETTINGS = _settings.Model("webhook", [
+    _S("endpoint", _settings.Check(_check_endpoint, "URL"), None, (ENV_ENDPOINT,),
+       "the receiver's URL (no credentials in it: send them with headers)",
+       required="missing; give the receiver's URL, such as https://hooks.example.com/audit"),
+    _S("secrets", _Secrets(), [], (ENV_SECRETS,), "Standard Webhooks HMAC secrets (whsec_...); every one signs "
+       "each message (rotation)", secret=True),
+    _S("signing_key", _settings.Check(_signing_key_or_none, "string"), None, (ENV_SIGNING_KEY,),
+       "an Ed25519 key (whsk_...) for v1a signatures; secrets or a signing key is required", secret=True),
+    _S("max_batch_size", _settings.Whole(1, MAX_MAX_BATCH_SIZE, at_least=True), DEFAULT_MAX_BATCH_SIZE,
+       (ENV_MAX_BATCH_SIZE,), "events per message at most"),
+    _S("max_body_bytes", _settings.Size(MIN_MAX_BODY_BYTES, MAX_MAX_BODY_BYTES, at_least=True),
+       DEFAULT_MAX_BODY_BYTES, (ENV_MAX_BODY_BYTES,), "message bodies before compression at most"),
+    _S("compression", _settings.Choice(_COMPRESSIONS, {"": "none", True: "gzip", False: "none"}), "none",
+       (ENV_COMPRESSION,), "gzip the body"),
+    _S("proxy_url", _settings.Check(_check_endpoint, "URL"), None, (), "an HTTP(S) proxy for every request "
+       "(wins over HTTP(S)_PROXY)"),
+    *transport_settings("OTEL_AUDIT_WEBHOOK_", timeout=DEFAULT_TIMEOUT, ca_env=ENV_CA_FILE, headers=False),
+    _S("headers", _settings.StrMap(_OWN_HEADERS), {}, (ENV_HEADERS,), "extra HTTP headers (not the webhook-* "
+       "ones); values may be credentials: never shown", secret=True),
+], ignored=(*_IGNORED_KEYS, "sending_queue", "batch"), title="webhook (WebhookLogExporter)")
 
 
 def _response_text(response: requests.Response, limit: int = 300) -> str:
@@ -594,74 +629,34 @@ class WebhookLogExporter(HttpLogExporter):
         *,
         secrets: Sequence[str] | str | None = None,
         signing_key: str | None = None,
-        max_batch_size: int | None = None,
-        max_body_bytes: int | None = None,
+        max_batch_size: int | str | None = None,
+        max_body_bytes: int | str | None = None,
         compression: str | bool | None = None,
         proxy_url: str | None = None,
-        timeout: float | None = None,
-        tls: TlsSettings | None = None,
-        retry: RetrySettings | None = None,
+        timeout: float | str | None = None,
+        tls: TlsSettings | Mapping[str, Any] | None = None,
+        retry: RetrySettings | Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         session: requests.Session | None = None,
-        proxy_from_env: bool = True,
+        proxy_from_env: bool | str = True,
+        **collector: Any,
     ) -> None:
-        env = os.environ
         # everything from arguments or the environment first: a bad argument raises before any I/O
-        if endpoint is None:
-            endpoint = _env_endpoint()
-        try:
-            endpoint = _check_endpoint(endpoint)
-        except ValueError as exc:
-            raise ConfigError(f"endpoint: {exc}") from None
-        hmac_keys = _hmac_keys(secrets, "secrets") if secrets is not None else _env_secrets()
-        ed_key: Ed25519PrivateKey | None = None
-        if signing_key is None:
-            ed_key = _env_signing_key()
-        elif signing_key != "":  # "": none, and no look at the environment
-            try:
-                ed_key = _signing_key(signing_key)
-            except ValueError as exc:
-                raise ConfigError(f"signing_key: {exc}") from None
+        v = SETTINGS.resolve(SETTINGS.given(locals(), collector))
+        if v["endpoint"] is None:
+            raise ConfigError(f"endpoint: missing; pass endpoint= or set {ENV_ENDPOINT} to the receiver's URL")
+        endpoint = v["endpoint"]
+        hmac_keys, ed_key = v["secrets"], v["signing_key"]
         if not hmac_keys and ed_key is None:
             raise ConfigError(f"secrets: no signing secret; give secrets (whsec_...) or signing_key (whsk_...), "
                               f"or set {ENV_SECRETS} / {ENV_SIGNING_KEY}")
-        if max_batch_size is None:
-            max_batch_size = _env_int(ENV_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_SIZE, 1)
-        if max_body_bytes is None:
-            max_body_bytes = _env_int(ENV_MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES, MIN_MAX_BODY_BYTES)
-        try:
-            self.max_batch_size = _int_setting(max_batch_size, 1, "max_batch_size")
-        except ValueError as exc:
-            raise ConfigError(f"max_batch_size: {exc}") from None
-        try:
-            self.max_body_bytes = _int_setting(max_body_bytes, MIN_MAX_BODY_BYTES, "max_body_bytes")
-        except ValueError as exc:
-            raise ConfigError(f"max_body_bytes: {exc}") from None
-        if compression is None:
-            compression = _env_choice(ENV_COMPRESSION, _COMPRESSIONS, "none")
-        if isinstance(compression, str):
-            if compression not in _COMPRESSIONS:
-                raise ConfigError(f"compression: {compression!r} is not supported; use gzip or none")
-            compression = compression == "gzip"
-        if not isinstance(compression, bool):
-            raise ConfigError("compression: use 'gzip' or 'none'")
-        if timeout is None:
-            timeout = _env_timeout()
-        if tls is None and env.get(ENV_CA_FILE, "").strip():
-            tls = TlsSettings(ca_file=env[ENV_CA_FILE].strip())
-        if headers is None:
-            headers = _env_headers()
-        try:
-            headers = _check_headers(headers)
-        except ValueError as exc:
-            raise ConfigError(f"headers: {exc}") from None
-        if proxy_url is not None:
-            try:
-                proxy_url = _check_endpoint(proxy_url)
-            except ValueError as exc:
-                raise ConfigError(f"proxy_url: {exc}") from None
+        self.max_batch_size, self.max_body_bytes = v["max_batch_size"], v["max_body_bytes"]
+        gzip_on = v["compression"] == "gzip"
+        tls = v["tls"] if v["tls"] is not None or not v["tls_ca_file"] else TlsSettings(ca_file=v["tls_ca_file"])
+        proxy_url = v["proxy_url"]
+        timeout, retry, headers, proxy_from_env = v["timeout"], v["retry"], v["headers"], v["proxy_from_env"]
 
-        super().__init__(timeout=timeout, tls=tls, retry=retry, compression=compression, headers=headers,
+        super().__init__(timeout=timeout, tls=tls, retry=retry, compression=gzip_on, headers=headers,
                          session=session,
                          proxy_from_env=proxy_from_env)
         self.endpoint = endpoint
@@ -670,13 +665,14 @@ class WebhookLogExporter(HttpLogExporter):
         if proxy_url is not None:
             self.session.proxies = {"http": proxy_url, "https": proxy_url}
         self.session.headers["User-Agent"] = "otel-audit-webhook"
+        # _SigningSession wraps a Session (duck-typed: it signs each request, then sends it through the inner one)
         self.session = _SigningSession(self.session, self._keys, urlsplit(endpoint).query)  # type: ignore[assignment]
         self.disabled_reason: str | None = None  # set by 410 Gone
         self.refused_while_disabled = 0  # records export() turned away because the endpoint is disabled
 
     def _renew_session(self) -> None:
         inner = self.session._session if isinstance(self.session, _SigningSession) else self.session
-        self.session = _SigningSession(fresh_session(inner), self._keys,  # type: ignore[assignment]
+        self.session = _SigningSession(fresh_session(inner), self._keys,  # type: ignore[assignment]  # as above
                                        urlsplit(self.endpoint).query)
 
     # public state
@@ -712,79 +708,17 @@ class WebhookLogExporter(HttpLogExporter):
         Raises ConfigError naming the key for an unknown key, a wrong type or a bad value; a
         secret's value is never part of the message.
         """
-        if cfg is None:
-            cfg = {}
-        if not isinstance(cfg, Mapping):
-            raise ConfigError(f"{where}: expected a mapping of settings, got {type(cfg).__name__}")
-        valid = (*_KEYS, *COMMON_KEYS)
-        for key in cfg:
-            if key in _IGNORED_KEYS:
-                continue  # client tuning of the collector's HTTP client (see _IGNORED_KEYS)
-            if key == "auth":
-                raise ConfigError(f"{where}.auth: authenticator extensions are not available here; "
-                                  "messages are signed with secrets / signing_key, and headers can carry a token")
-            if key not in valid:
-                raise ConfigError(f"{where}.{key}: unknown key; valid keys are {', '.join(sorted(valid))}")
-        kw: dict[str, Any] = {}
-        if cfg.get("endpoint") in (None, ""):
-            raise ConfigError(f"{where}.endpoint: missing; give the receiver's URL, such as "
-                              "https://hooks.example.com/audit")
-        try:
-            kw["endpoint"] = _check_endpoint(cfg["endpoint"])
-        except ValueError as exc:
-            raise ConfigError(f"{where}.endpoint: {exc}") from None
-
-        # The block decides everything: nothing below falls back to the environment.
-        secrets = cfg.get("secrets")
-        kw["secrets"] = []
-        if secrets is not None:
-            _hmac_keys(secrets, f"{where}.secrets")
-            kw["secrets"] = secrets
-        signing_key = cfg.get("signing_key")
-        kw["signing_key"] = ""
-        if signing_key not in (None, ""):
-            try:
-                _signing_key(signing_key)
-            except ValueError as exc:
-                raise ConfigError(f"{where}.signing_key: {exc}") from None
-            kw["signing_key"] = signing_key
-        if not kw["secrets"] and kw["signing_key"] == "":
+        if isinstance(cfg, Mapping) and "auth" in cfg:
+            raise ConfigError(f"{where}.auth: authenticator extensions are not available here; "
+                              "messages are signed with secrets / signing_key, and headers can carry a token")
+        given = SETTINGS.read_block(cfg, where)
+        if not given.get("secrets") and given.get("signing_key") is None:
             raise ConfigError(f"{where}.secrets: missing; give at least one whsec_ secret (or a whsk_ signing_key): "
                               "Standard Webhooks messages are always signed")
-
-        kw["max_batch_size"], kw["max_body_bytes"] = DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_BODY_BYTES
-        for key, minimum, maximum in (("max_batch_size", 1, MAX_MAX_BATCH_SIZE),
-                                      ("max_body_bytes", MIN_MAX_BODY_BYTES, MAX_MAX_BODY_BYTES)):
-            if cfg.get(key) is not None:
-                value = cfg[key]
-                if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-                    raise ConfigError(f"{where}.{key}: expected a whole number of at least {minimum} and at most "
-                                      f"{maximum}, got {value!r}")
-                kw[key] = value
-        compression = cfg.get("compression", "none")
-        if compression in ("", None):
-            compression = "none"
-        if compression not in _COMPRESSIONS:
-            raise ConfigError(f"{where}.compression: {compression!r} is not supported; use none or gzip")
-        kw["compression"] = compression
-        if cfg.get("proxy_url") not in (None, ""):
-            try:
-                kw["proxy_url"] = _check_endpoint(cfg["proxy_url"])
-            except ValueError as exc:
-                raise ConfigError(f"{where}.proxy_url: {exc}") from None
-
-        common = common_settings(cfg, where)
-        common.setdefault("timeout", DEFAULT_TIMEOUT)
-        if not common["timeout"] > 0:
-            raise ConfigError(f"{where}.timeout: must be above zero; use e.g. 15s")
-        if "headers" in common:
-            try:
-                _check_headers(common["headers"])
-            except ValueError as exc:
-                raise ConfigError(f"{where}.headers: {exc}") from None
-        else:
-            common["headers"] = {}
-        kw.update(common)
+        # The block decides everything: nothing falls back to the environment.
+        given = {k: v for k, v in given.items() if v is not None}
+        kw = {**SETTINGS.defaults(), "signing_key": "", "tls": TlsSettings(), **given}
+        kw.pop("tls_ca_file")
         try:
             return cls(**kw)
         except ConfigError as exc:
@@ -915,80 +849,6 @@ def _hmac_keys(secrets: object, where: str) -> list[bytes]:
             raise ConfigError(f"{where}[{i}]: repeats {where}[{keys.index(key)}]; list each secret once")
         keys.append(key)
     return keys
-
-
-def _env_endpoint() -> str:
-    raw = os.environ.get(ENV_ENDPOINT, "").strip()
-    if not raw:
-        raise ConfigError(f"endpoint: missing; pass endpoint= or set {ENV_ENDPOINT} to the receiver's URL")
-    try:
-        return _check_endpoint(raw)
-    except ValueError as exc:
-        raise ConfigError(f"endpoint: {ENV_ENDPOINT} is not usable: {exc}") from None
-
-
-def _env_secrets() -> list[bytes]:
-    raw = os.environ.get(ENV_SECRETS, "")
-    keys: list[bytes] = []
-    for i, item in enumerate(raw.replace(",", " ").split()):
-        try:
-            key = _secret_bytes(item)
-        except ValueError as exc:  # never echo the value
-            _log.warning("%s: entry %d %s; it is ignored", ENV_SECRETS, i, exc)
-            continue
-        if key not in keys:
-            keys.append(key)
-    return keys
-
-
-def _env_signing_key() -> Ed25519PrivateKey | None:
-    raw = os.environ.get(ENV_SIGNING_KEY, "").strip()
-    if not raw:
-        return None
-    try:
-        return _signing_key(raw)
-    except ValueError as exc:
-        _log.warning("%s %s; it is ignored", ENV_SIGNING_KEY, exc)
-        return None
-
-
-def _env_int(name: str, default: int, minimum: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = minimum - 1
-    if value < minimum:
-        _log.warning("%s=%r is not a whole number of at least %d; using %d", name, raw, minimum, default)
-        return default
-    return value
-
-
-def _env_timeout() -> float:
-    return env_duration(ENV_TIMEOUT, DEFAULT_TIMEOUT, _log)
-
-
-def _env_choice(name: str, choices: Sequence[str], default: str) -> str:
-    return env_choice(name, choices, default, _log)
-
-
-def _env_headers() -> dict[str, str]:
-    """`name=value,...` with URL-encoded values, as OTEL_EXPORTER_OTLP_HEADERS; bad entries are skipped."""
-    out: dict[str, str] = {}
-    for i, item in enumerate(os.environ.get(ENV_HEADERS, "").split(",")):
-        if not item.strip():
-            continue
-        name, sep, value = item.partition("=")
-        name = name.strip()
-        if not sep or not name or name.lower() in _OWN_HEADERS:
-            # the value may be a secret: name the entry by position and header name only
-            _log.warning("%s: entry %d (%r) is not 'name=value' with a header the exporter does not set; ignored",
-                         ENV_HEADERS, i, name if sep else "?")
-            continue
-        out[name] = unquote(value.strip())
-    return out
 
 
 def iter_records(payloads: Sequence[tuple[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -745,7 +745,7 @@ def render_markdown(events: Iterable[EventSpec] | None = None) -> str:
             "|---|---|---|---|---|---|---|",
         ]
         for s in (s for s in specs if s.category == category):
-            cells = (
+            cells: tuple[str, ...] = (
                 f"`{s.name}`",
                 s.description,
                 s.severity,

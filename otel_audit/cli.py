@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import NoReturn
 
 from otel_audit import readers
 from otel_audit.errors import AuditError
@@ -17,7 +18,7 @@ EXIT_OK, EXIT_INTEGRITY, EXIT_USAGE = 0, 1, 2
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse exits 2 as well; keep its message short
+    def error(self, message: str) -> NoReturn:  # argparse exits 2 as well; keep its message short
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 

@@ -58,13 +58,13 @@ import stat
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from otel_audit import filemodes
 from otel_audit.errors import AuditError, ConfigError, KeyringError
-from otel_audit.safe import describe_key
+from otel_audit.safe import describe_key, guard_sdk_loggers
 
 _log = logging.getLogger(__name__)
 
@@ -180,6 +180,10 @@ class _Loader(yaml.SafeLoader):
 
     _depth = 0
 
+    if TYPE_CHECKING:  # unannotated in PyYAML's stubs; its events' marks are typed two ways there
+
+        def peek_event(self) -> Any: ...
+
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
@@ -211,7 +215,7 @@ class _Loader(yaml.SafeLoader):
                         key_node.start_mark,
                     )
                 seen.add(ident)
-        return super().construct_mapping(node, deep)  # type: ignore[no-any-return]
+        return super().construct_mapping(node, deep)
 
 
 def _json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -410,8 +414,7 @@ def _split_queue(cfg: Mapping[str, Any], where: str) -> tuple[dict[str, Any], di
     They are the collector's exporterhelper settings; here they configure the exporter's
     BatchLogRecordProcessor. Returns (the exporter's own settings, BatchLogRecordProcessor kwargs).
     """
-    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
-
+    from otel_audit import _sdk_compat
     from otel_audit.exporters.file import parse_duration
 
     rest = {k: v for k, v in cfg.items() if k not in _QUEUE_KEYS}
@@ -458,10 +461,10 @@ def _split_queue(cfg: Mapping[str, Any], where: str) -> tuple[dict[str, Any], di
     if "max_queue_size" in opts:
         # a small queue takes batches that fit in it, as the collector's queue would
         opts["max_export_batch_size"] = min(opts.get("max_export_batch_size", 512), opts["max_queue_size"])
-    elif opts.get("max_export_batch_size", 0) > BatchLogRecordProcessor._default_max_queue_size():
+    elif opts.get("max_export_batch_size", 0) > (queue := _sdk_compat.batch_default_max_queue_size()):
         raise ConfigError(
             f"{where}.batch.max_size: {opts['max_export_batch_size']} is more than the queue holds "
-            f"({BatchLogRecordProcessor._default_max_queue_size()}); set sending_queue.queue_size as well"
+            f"({queue}); set sending_queue.queue_size as well"
         )
     return rest, opts
 
@@ -1034,9 +1037,6 @@ def build(
 
     With dry_run=True, check everything without side effects instead (see the module docstring).
     """
-    from otel_audit.safe import guard_sdk_loggers
-
-    guard_sdk_loggers()  # the SDK's lines about OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_HEADERS ... are scrubbed
     plan = _plan(doc, src, Path(base_dir))
     factories = _exporter_factories()
     if dry_run:
@@ -1060,10 +1060,9 @@ def build(
 
 
 def _construct(plan: _Plan, src: str, factories: Mapping[str, Any]) -> Built:
-    from opentelemetry.sdk._logs import LoggerProvider
-    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
     from opentelemetry.sdk.resources import Resource
 
+    from otel_audit.processors.batch import BatchProcessor  # the SDK's, with a shutdown that keeps a deadline
     from otel_audit.processors.signing import SigningProcessor
 
     # The redaction processors come first: the provider's resource is the one they redact (_redacted_resource).
@@ -1074,11 +1073,12 @@ def _construct(plan: _Plan, src: str, factories: Mapping[str, Any]) -> Built:
         if logger is not None:
             late.append(logger)
         procs[pid] = _redaction_processor(kwargs, f"{src}: processors.{pid}", logger)
+    guard_sdk_loggers()  # the SDK's loggers, now that it is imported: its lines quote malformed OTEL_* values
     raw = Resource.create(plan.resource)  # with OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME, as in the SDK
     _check_resource(raw, lambda k: f"{src}: resource.{describe_key(k)}" if k in plan.resource
                     else _env_resource_source(os.environ, k))
     resource = _redacted_resource(raw, procs.values())
-    provider = LoggerProvider(resource=resource)
+    provider = audit_provider(resource)
     for logger in late:
         logger.bind(provider)
     started: list[Any] = [provider]
@@ -1093,7 +1093,7 @@ def _construct(plan: _Plan, src: str, factories: Mapping[str, Any]) -> Built:
                 started.append(exporter)
                 continue  # the spool ships to it
             try:
-                batcher = BatchLogRecordProcessor(exporter, **qopts)
+                batcher = BatchProcessor(exporter, **qopts)
             except ValueError as exc:
                 started.append(exporter)
                 raise ConfigError(f"{where}: sending_queue/batch: {exc}") from None
@@ -1164,6 +1164,45 @@ def build_from_file(
     """Load a config file and build it (relative paths in it are relative to its folder)."""
     doc = load(path, env)
     return build(doc, src=str(path), base_dir=Path(path).resolve().parent, dry_run=dry_run)
+
+
+ENV_SDK_DISABLED = "OTEL_SDK_DISABLED"
+
+
+def audit_provider(resource: Any) -> Any:
+    """The pipeline's SDK LoggerProvider, enabled whatever OTEL_SDK_DISABLED says.
+
+    OTEL_SDK_DISABLED=true makes the SDK's LoggerProvider hand out no-op loggers: the audit pipeline
+    would be built, sign its checkpoints, and drop every audit event without a word, and the verifier
+    would prove an empty stream. The variable turns telemetry off; an audit trail that was configured
+    (OTEL_AUDIT_CONFIG, OTEL_AUDIT_KEYS_DIR, or configure()) is not telemetry to switch off with it, so
+    the audit provider keeps working and a WARNING says so. Should the SDK offer no way to enable it,
+    the pipeline refuses with a ConfigError instead of dropping records."""
+    from opentelemetry._logs import NoOpLogger
+    from opentelemetry.sdk._logs import LoggerProvider
+
+    from otel_audit import instrument
+
+    provider = LoggerProvider(resource=resource)
+    instrument.mark_audit_provider(provider)  # AuditLogger() through the global provider checks it is one of these
+    if not isinstance(provider.get_logger("otel_audit.config"), NoOpLogger):
+        return provider
+    from otel_audit import _sdk_compat
+
+    _sdk_compat.enable_provider(provider)  # the SDK's switch has no public parameter
+    if isinstance(provider.get_logger("otel_audit.config"), NoOpLogger):
+        provider.shutdown()
+        raise ConfigError(
+            f"{ENV_SDK_DISABLED}=true: the OpenTelemetry SDK hands out no-op loggers, so every audit event "
+            "would be dropped while the stream verifies empty; unset OTEL_SDK_DISABLED (it also turns traces "
+            "and metrics off), or remove OTEL_AUDIT_CONFIG / OTEL_AUDIT_KEYS_DIR to run without an audit trail"
+        )
+    _log.warning(
+        "%s=true turns the OpenTelemetry SDK off, but not the audit pipeline: audit events are still redacted, "
+        "signed and exported, because an audit trail was configured; to run without one, remove "
+        "OTEL_AUDIT_CONFIG / OTEL_AUDIT_KEYS_DIR (and do not call otel_audit.configure())", ENV_SDK_DISABLED,
+    )
+    return provider
 
 
 ENV_CONFIG = "OTEL_AUDIT_CONFIG"
@@ -1262,18 +1301,13 @@ def build_from_env(env: Mapping[str, str] | None = None) -> Built:
     OTEL_EXPORTER_OTLP_PROTOCOL) is http/protobuf (`_otlp_entry_point`), and the resource carries
     OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES. The OTLP exporters themselves read their other
     OTEL_EXPORTER_OTLP_* settings (endpoint, headers, ...) from the process environment."""
-    from otel_audit.safe import guard_sdk_loggers
-
-    guard_sdk_loggers()  # before the SDK (imported next) reads OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_HEADERS
     from importlib.metadata import entry_points
 
-    from opentelemetry.sdk._logs import LoggerProvider
-    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
     from opentelemetry.sdk.resources import Resource
 
     from otel_audit.exporters.file import DEFAULT_PATH, ENV_PATH, FileLogRecordExporter, parse_duration
     from otel_audit.keys import Signer
-    from otel_audit.processors.redaction import RedactionProcessor
+    from otel_audit.processors.batch import BatchProcessor  # the SDK's, with a shutdown that keeps a deadline
     from otel_audit.processors.signing import SigningProcessor
     from otel_audit.pseudonym import load_hmac_key
 
@@ -1337,11 +1371,12 @@ def build_from_env(env: Mapping[str, str] | None = None) -> Built:
                            lambda s: parse_duration(s, where=ENV_CHECKPOINT_INTERVAL))
 
     pii_logger = _LatePIILogger()
-    red = RedactionProcessor(mode="hmac" if hmac_key else "mask", hmac_key=hmac_key, pii_event_logger=pii_logger)
+    red = _redaction_processor({"mode": "hmac" if hmac_key else "mask", "hmac_key": hmac_key}, ENV_HMAC_KEY, pii_logger)
+    guard_sdk_loggers()  # the SDK's loggers, now that it is imported: its lines quote malformed OTEL_* values
     raw = Resource.create(_env_resource(e))
     _check_resource(raw, lambda k: _env_resource_source(e, k))
     resource = _redacted_resource(raw, [red])
-    provider = LoggerProvider(resource=resource)
+    provider = audit_provider(resource)
     pii_logger.bind(provider)
     started: list[Any] = [provider]
     exporters: dict[str, Any] = {}
@@ -1361,7 +1396,7 @@ def build_from_env(env: Mapping[str, str] | None = None) -> Built:
             if spool_dir is not None:
                 continue  # the spool ships to it
             try:
-                batcher = BatchLogRecordProcessor(exp)
+                batcher = BatchProcessor(exp)
             except ValueError as exc:
                 raise ConfigError(f"OTEL_BLRP_* settings for exporter {n!r}: {exc}") from None
             started[-1] = batcher  # shutting the batcher down shuts its exporter down

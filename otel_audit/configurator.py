@@ -8,19 +8,17 @@ import logging
 import os
 from typing import Any
 
-from opentelemetry.sdk._configuration import _OTelSDKConfigurator
-
 from otel_audit import instrument
+from otel_audit._sdk_compat import SdkConfigurator
 from otel_audit.errors import ConfigError
 
 _log = logging.getLogger("otel_audit.instrument")
-_ENV_LOGS_EXPORTER = "OTEL_LOGS_EXPORTER"
 
 
-class AuditConfigurator(_OTelSDKConfigurator):
+class AuditConfigurator(SdkConfigurator):  # type: ignore[misc]  # built at run time from the SDK class
     """`opentelemetry_configurator` entry point `otel_audit`: the audit pipeline for logs, the SDK's for the rest."""
 
-    def _configure(self, **kwargs: Any) -> None:
+    def configure_pipeline(self, **kwargs: Any) -> None:
         chosen = os.environ.get(instrument.ENV_CONFIGURATOR, "").strip() == instrument.NAME
         if not instrument.audit_settings(os.environ):
             if chosen:
@@ -33,12 +31,13 @@ class AuditConfigurator(_OTelSDKConfigurator):
                     "set one of them (see 'otel-audit keys generate')"
                 )
             # taken first-come, not asked for: behave exactly as the SDK's configurator
-            super()._configure(**kwargs)
+            self.configure_sdk(**kwargs)
             return
         from opentelemetry._logs import get_logger_provider, set_logger_provider
 
         import otel_audit
 
+        instrument._attempted = True  # should this fail, AuditLogger() refuses rather than emit unsigned (instrument)
         audit = otel_audit.configure()  # raises ConfigError naming what is wrong: no unsigned fallback
         set_logger_provider(audit.provider)
         if get_logger_provider() is not audit.provider:
@@ -50,24 +49,4 @@ class AuditConfigurator(_OTelSDKConfigurator):
             _log.warning("OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED is ignored under the %s configurator: "
                          "stdlib logging is not routed into the signed audit stream; emit audit events with "
                          "otel_audit.AuditLogger()", instrument.NAME)
-        kwargs["setup_logging_handler"] = False
-        saved = os.environ.get(_ENV_LOGS_EXPORTER)
-        os.environ[_ENV_LOGS_EXPORTER] = "none"  # the logs signal is ours: the SDK builds no log exporter
-        sdk_log = logging.getLogger("opentelemetry._logs._internal")
-        quiet = _DropOverride()
-        sdk_log.addFilter(quiet)  # its own (empty) LoggerProvider is refused, as intended
-        try:
-            super()._configure(**kwargs)
-        finally:
-            sdk_log.removeFilter(quiet)
-            if saved is None:
-                os.environ.pop(_ENV_LOGS_EXPORTER, None)
-            else:
-                os.environ[_ENV_LOGS_EXPORTER] = saved
-
-
-class _DropOverride(logging.Filter):
-    """Drops the API's 'Overriding of current LoggerProvider is not allowed' while the SDK configurator runs."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "LoggerProvider" not in record.getMessage()
+        self.configure_sdk_without_logs(**kwargs)  # the logs signal is ours: the SDK builds no log exporter

@@ -39,6 +39,7 @@ import binascii
 import json
 import math
 import re
+import sys
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
@@ -138,6 +139,7 @@ def _json_type(x: Any) -> str:
 def _integer(x: Any, lo: int, hi: int, path: str, strings: bool = True) -> int:
     """An integer field: a JSON integer, or (when `strings`) its exact shortest decimal string."""
     t = type(x)
+    v: int | None
     if t is int:
         v = x
     elif t is str and not strings:
@@ -195,7 +197,8 @@ _SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 def _double(x: Any, depth: int) -> float:
     t = type(x)
     if t is float:
-        return x  # orjson refuses NaN, Infinity and numbers that overflow to infinity
+        f: float = x  # orjson refuses NaN, Infinity and numbers that overflow to infinity
+        return f
     if t is int:
         try:
             return float(x)
@@ -210,12 +213,29 @@ def _double(x: Any, depth: int) -> float:
     raise DecodeError("bad-type", "", f"doubleValue holds {_json_type(x)}")
 
 
+# RFC 4648 standard base64 with padding: what a2b_base64's strict_mode (Python 3.11+) reads, but for
+# the odd form some versions let pass (3.11 ignores a '=' after a complete quad).
+_STRICT_BASE64 = re.compile(rb"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+
+
+def _a2b_base64_checked(raw: bytes) -> bytes:
+    """``binascii.a2b_base64(raw, strict_mode=True)`` where ``strict_mode`` is missing (Python 3.10):
+    the same bytes for standard padded base64, else binascii.Error. Both callers go on to require the
+    canonical round trip, so they read the same on every version."""
+    if _STRICT_BASE64.fullmatch(raw) is None:
+        raise binascii.Error("not standard base64 with padding")
+    return binascii.a2b_base64(raw)
+
+
 def _bytes(x: Any, depth: int) -> bytes:
     if type(x) is not str:
         raise DecodeError("bad-type", "", f"bytesValue holds {_json_type(x)}")
     try:
         raw = x.encode("ascii")
-        b = binascii.a2b_base64(raw, strict_mode=True)
+        if sys.version_info >= (3, 11):  # (checked inline: a wrapper or a partial costs more than the decode)
+            b = binascii.a2b_base64(raw, strict_mode=True)
+        else:  # pragma: no cover - Python 3.10
+            b = _a2b_base64_checked(raw)
     except (UnicodeEncodeError, binascii.Error, ValueError):
         b = None
     # The round trip rejects the URL-safe alphabet, missing padding, data after the padding,
@@ -244,7 +264,7 @@ def _values(x: Any, name: str) -> list[Any]:
 def _array(x: Any, depth: int) -> list[Any]:
     if depth > MAX_DEPTH:
         raise DecodeError("too-deep", "", f"a container nested more than {MAX_DEPTH + 1} levels deep")
-    out = []
+    out: list[Any] = []
     append = out.append
     for i, v in enumerate(_values(x, "arrayValue")):
         try:
@@ -670,7 +690,7 @@ def check_members(line: bytes, doc: Any) -> None:
         raise DecodeError("too-deep", "", "JSON nested too deep to read for repeated members") from None
 
 
-class _Dup(dict):  # type: ignore[type-arg]
+class _Dup(dict[str, Any]):
     dup: str
 
 
@@ -732,7 +752,9 @@ def _untag(x: Any, path: str) -> Any:
                 pass
         elif tag == "bytes" and type(v) is str:
             try:
-                return binascii.a2b_base64(v.encode("ascii"), strict_mode=True)
+                if sys.version_info >= (3, 11):
+                    return binascii.a2b_base64(v.encode("ascii"), strict_mode=True)
+                return _a2b_base64_checked(v.encode("ascii"))  # pragma: no cover - Python 3.10
             except (UnicodeEncodeError, binascii.Error, ValueError):
                 pass
         elif tag == "map" and type(v) is dict:

@@ -16,10 +16,16 @@ import shutil
 import sys
 import time
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from otel_audit.errors import ConfigError
 from otel_audit.filemodes import make_dirs, write_private
+
+if TYPE_CHECKING:
+    from otel_audit import AuditPipeline
+    from otel_audit.logger import AttrValue
 
 MARKER = ".otel-audit-demo"
 
@@ -84,14 +90,14 @@ def _write_secret(path: Path, text: str) -> None:
     write_private(path, text.encode("utf-8"))
 
 
-def _session(audit: object, rng: random.Random, users: list[str], stats: Counter[str]) -> None:
-    log = audit.logger  # type: ignore[attr-defined]
+def _session(audit: AuditPipeline, rng: random.Random, users: list[str], stats: Counter[str]) -> None:
+    log = audit.logger
     vkeys = {u: f"vk-{u}-{rng.randrange(1000, 9999)}" for u in users}
     admin = users[0]
     attacker_ip = "198.51.100.23"
 
-    def emit(name: str, attrs: dict[str, object], **kw: object) -> None:
-        log.emit(name, attrs, **kw)
+    def emit(name: str, attrs: Mapping[str, AttrValue], *, body: str | None = None, outcome: str | None = None) -> None:
+        log.emit(name, attrs, body=body, outcome=outcome)
         stats[name.split(".")[0]] += 1
 
     for u in users:

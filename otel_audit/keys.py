@@ -51,7 +51,7 @@ from otel_audit.note import Signature, SignedNote, key_id, vkey
 KEYRING_FILE = "keyring.json"
 PRIVATE_DIR = "private"
 FORMAT = "otel-audit-keyring/v1"
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 #: the largest keyring file (.json or .vkey) or private key file read: a keyring of thousands of keys is
 #: well under 1 MiB; anything larger is not a keyring (and would cost memory many times its size to parse)
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -59,8 +59,8 @@ MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_GRACE_S = 100 * 365 * 86400.0
 
 
-def check_name(name: str) -> str:
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+def check_name(name: object) -> str:
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise KeyringError(
             f"key name {name!r} is not allowed: use 1-128 letters, digits, '.', '_', ':' or '-' "
             "(no spaces or '+', as signed notes require)"
@@ -420,9 +420,8 @@ def _read_keyring_file(f: Path) -> list[tuple[PublicKey, str]]:
             raise KeyringError(f"{where}: expected an object")
         if entry.get("algorithm", "ed25519") != "ed25519":
             raise KeyringError(f"{where}.algorithm: only ed25519 is supported")
-        name = entry.get("name")
         try:
-            check_name(name)  # type: ignore[arg-type]
+            name = check_name(entry.get("name"))
         except KeyringError as exc:
             raise KeyringError(f"{where}.name: {exc}") from None
         try:
@@ -587,11 +586,11 @@ def _check_unused(d: Path, ring: Keyring, name: str) -> Path:
     return pem
 
 
-def _new_key(d: Path, ring: Keyring, name: str) -> tuple[Ed25519PrivateKey, PublicKey, Path]:
+def _new_key(d: Path, ring: Keyring, name: str, not_before: int) -> tuple[Ed25519PrivateKey, PublicKey, Path]:
     """A new key named `name` for folder `d` (nothing written yet); refuses a name in use."""
     pem = _check_unused(d, ring, name)
     private = Ed25519PrivateKey.generate()
-    return private, Signer(name, private).public(not_before=time.time_ns()), pem
+    return private, Signer(name, private).public(not_before=not_before), pem
 
 
 def _commit(d: Path, private: Ed25519PrivateKey, pem: Path, ring: Keyring) -> None:
@@ -629,7 +628,7 @@ def generate(keys_dir: str | os.PathLike[str], name: str | None = None, *, prefi
             f"one would make two keys valid at once: run 'otel-audit keys rotate --dir {d}' to replace it (the "
             "old key then ends after a grace period), or pass --add to add another current key on purpose"
         )
-    private, pub, pem = _new_key(d, ring, name)
+    private, pub, pem = _new_key(d, ring, name, time.time_ns())
     ring.add(pub)
     try:
         make_dirs(d, DIR_MODE)  # the keys folder holds private/: 0700 when made here
@@ -663,8 +662,9 @@ def rotate(keys_dir: str | os.PathLike[str], name: str | None = None, *, grace_s
         raise KeyringError(f"{d}: no keyring to rotate; run 'otel-audit keys generate --dir {d}' first")
     ring = Keyring.load(d / KEYRING_FILE)
     name = check_name(name or _default_name(prefix, d, ring))
-    private, new, pem = _new_key(d, ring, name)
-    end = new.not_before + int(grace_s * 1e9)  # type: ignore[operator]
+    start = time.time_ns()
+    private, new, pem = _new_key(d, ring, name, start)
+    end = start + int(grace_s * 1e9)
     updated = Keyring()
     for k in ring:
         if k.not_after is None or k.not_after > end:

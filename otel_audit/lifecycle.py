@@ -39,7 +39,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from types import CodeType, FrameType
 from typing import Any
 
@@ -84,6 +84,22 @@ def background_thread(target: Callable[..., Any], *, name: str, args: tuple[Any,
     return threading.Thread(target=run, name=name, daemon=True)
 
 
+@contextlib.contextmanager
+def signals_blocked() -> Iterator[None]:
+    """SIGTERM and SIGINT blocked in the calling thread meanwhile: a thread started inside (a third party's
+    worker, such as the SDK batch processor's) inherits the block and leaves the signals to the main thread."""
+    old = None
+    if hasattr(signal, "pthread_sigmask"):
+        with contextlib.suppress(OSError, ValueError):
+            old = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    try:
+        yield
+    finally:
+        if old is not None:
+            with contextlib.suppress(OSError, ValueError):
+                signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def after_fork_in_child(obj: Any, method: str = "_after_fork_in_child") -> None:
     """Call `obj.<method>()` in the child after every os.fork(), holding only a weak reference to obj.
 
@@ -96,14 +112,19 @@ def after_fork_in_child(obj: Any, method: str = "_after_fork_in_child") -> None:
 
     def _child_hook() -> None:
         target = ref()
-        if target is not None:
-            try:
-                getattr(target, method)()
-            except Exception:  # a fork hook has nobody to raise to
-                _log.exception("%r could not prepare itself for the forked child", type(target).__name__)
+        try:
+            if target is not None:
+                try:
+                    getattr(target, method)()
+                except Exception:  # a fork hook has nobody to raise to
+                    _log.exception("%r could not prepare itself for the forked child", type(target).__name__)
+        finally:
+            if _last_child_hook and _last_child_hook[0] is _child_hook:
+                _restore_mask()  # the last of our hooks: threads the hooks before made inherit the block
 
     _critical.add(_child_hook.__code__)
     os.register_at_fork(after_in_child=_child_hook)
+    _last_child_hook[:] = [_child_hook]
 
 
 def mark_critical(functions: Iterable[Callable[..., Any]]) -> None:
@@ -228,7 +249,7 @@ def _in_mp_bootstrap(frame: FrameType | None) -> bool:
     raised among them it stops the rest. Only inside run() does the signal act at once."""
     import multiprocessing.process as mpp
 
-    boot = mpp.BaseProcess._bootstrap.__code__
+    boot = mpp.BaseProcess._bootstrap.__code__  # type: ignore[attr-defined]  # private, not in typeshed
     callee = None
     f = frame
     while f is not None:
@@ -276,18 +297,17 @@ def _at_exit() -> None:
 def _in_multiprocessing_child(_token: object) -> None:
     import multiprocessing.util as mpu
 
+    # SIGTERM keeps our handler here too: Process.terminate() and Pool.terminate() (a pool's `with` block)
+    # raise SystemExit(143) in the child's main thread, the stack unwinds, and multiprocessing's finalizers
+    # (this one among them) seal the stream after handing on every record emitted before the signal. The
+    # hang that an immediate death avoided (a worker blocked on a queue lock its parent holds) does not
+    # come back: the lock wait is a sem_wait that SIGTERM interrupts in the main thread (our threads, and
+    # the SDK's batch threads a fork re-creates, block the signal), and the handler acts inside run().
     mpu.Finalize(None, seal_all, args=("multiprocessing child exit",), exitpriority=50)
-    # multiprocessing documents Process.terminate() (SIGTERM; Pool.terminate uses it) as an immediate
-    # stop that runs no exit handlers, and a pool relies on it: a worker blocked on a queue lock that
-    # its parent holds must die, not wait there for a Python handler that cannot run. So SIGTERM gets
-    # back its default action in these children: a worker's stream then ends as a crash, and what it
-    # spooled is delivered by the next process to take its slot. Its normal exit still seals.
-    if _previous.get(int(signal.SIGTERM)) == signal.SIG_DFL and signal.getsignal(signal.SIGTERM) is _handle:
-        with contextlib.suppress(ValueError, OSError):
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 _mask_at_fork: list[Any] = []  # the forking thread's signal mask, while SIGTERM/SIGINT are held over a fork
+_last_child_hook: list[Any] = []  # the at-fork hook registered last by after_fork_in_child: it restores the mask
 
 
 def _before_fork() -> None:
@@ -317,7 +337,12 @@ def _after_fork_in_child() -> None:
     _retries.clear()
     pending.clear()
     _resenders.clear()
-    _restore_mask()  # a signal held over the fork arrives now, and waits for the hooks (see _handle)
+    # A signal held over the fork arrives once the mask is restored, and waits for the hooks (see _handle).
+    # The mask stays blocked until the last hook of our processors has run: the threads that hooks before
+    # it start (the SDK's batch processors re-create their worker thread in the child) inherit the block,
+    # so a SIGTERM is taken by the main thread, whose blocking call (a pool worker's queue lock) it interrupts.
+    if not _last_child_hook:
+        _restore_mask()
     if _blocked and hasattr(signal, "pthread_sigmask"):
         with contextlib.suppress(ValueError, OSError):
             signal.pthread_sigmask(signal.SIG_UNBLOCK, set(_blocked))

@@ -84,7 +84,7 @@ from typing import Any
 from opentelemetry._logs import LoggerProvider
 
 from otel_audit.errors import AuditError, EmitTypeError
-from otel_audit.logger import AuditLogger
+from otel_audit.logger import AttrValue, AuditLogger
 from otel_audit.safe import describe_key, scrub
 
 __all__ = ["AUDIT_KEYS", "AuditHandler", "AuditProcessor"]
@@ -136,7 +136,7 @@ class _Router:
     def route(
         self,
         source: Mapping[str, Any],
-        body: object,
+        body: AttrValue | None,  # as given; AuditLogger.emit refuses a value that is no AnyValue
         timestamp_ns: int | None,
         where: str,
         on_error: Callable[[], None] | None = None,

@@ -46,12 +46,10 @@ from typing import Any
 
 from opentelemetry._logs import Logger, LoggerProvider, SeverityNumber, get_logger_provider
 from opentelemetry._logs import LogRecord as _APILogRecord
-from opentelemetry._logs._internal import ProxyLogger as _ProxyLogger
-from opentelemetry.sdk._logs import Logger as _SDKLogger
-from opentelemetry.sdk._logs import LogRecordLimits, ReadWriteLogRecord
+from opentelemetry.sdk._logs import ReadWriteLogRecord
 from opentelemetry.util.types import AnyValue
 
-from otel_audit import canonical, catalog
+from otel_audit import _sdk_compat, canonical, catalog, instrument
 from otel_audit.catalog import AttributeType, EventSpec
 from otel_audit.errors import (
     AttributeTypeError,
@@ -90,13 +88,7 @@ _SYSTEM_EVENTS = frozenset({"audit.checkpoint", "audit.spool.backlog_dropped"})
 _SCALARS = (str, bool, int, float, bytes)
 _TYPES = catalog.ATTRIBUTE_TYPES
 # A record handed to the SDK with these limits keeps every attribute and every string whole.
-_UNSET = LogRecordLimits.UNSET
-_NO_LIMITS = LogRecordLimits(
-    max_attributes=_UNSET,
-    max_attribute_length=_UNSET,
-    max_log_record_attributes=_UNSET,
-    max_log_record_attribute_length=_UNSET,
-)
+_NO_LIMITS = _sdk_compat.unlimited_limits()
 
 
 def _version() -> str | None:
@@ -113,6 +105,9 @@ class AuditLogger:
     ``type``, ``name``) or full ``audit.actor.*`` names; attributes of a call override them.
     ``name`` is the instrumentation scope name. Bad arguments raise `EmitTypeError` /
     `EmitValueError` (or, for an actor value, `AttributeTypeError` / `AttributeValueError`).
+    Without ``logger_provider`` it writes through the global provider, and where audit settings ask
+    for the signed pipeline but that provider is not one, it raises `ConfigError` (here or at the
+    first emit) or warns that its events are not signed (`otel_audit.instrument.check_provider`).
     """
 
     def __init__(
@@ -139,6 +134,9 @@ class AuditLogger:
             )
         self._defaults: dict[str, AnyValue] = _actor_attributes(actor or {})
         self._logger: Logger = provider.get_logger(name, _version())
+        # Is it an audit pipeline? Refused or warned about where audit settings ask for one (otel_audit.instrument);
+        # the global proxy is looked at again at the first emit.
+        self._recheck = instrument.check_provider(provider, self._logger, implicit=logger_provider is None)
 
     # --- the generic call --------------------------------------------------------------
 
@@ -210,12 +208,12 @@ class AuditLogger:
         severity_text: str,
         timestamp: int,
     ) -> None:
+        if self._recheck:
+            self._recheck = instrument.check_provider(get_logger_provider(), None, implicit=True, at_emit=True)
         # An SDK Logger (perhaps behind the global proxy) gets a record without attribute limits,
         # so that none of them is dropped or truncated before it is signed (module docstring).
-        target: Any = self._logger
-        if isinstance(target, _ProxyLogger):
-            target = target._logger  # noqa: SLF001 - the logger the proxy would use right now
-        if isinstance(target, _SDKLogger):
+        target = _sdk_compat.sdk_logger(self._logger)  # perhaps the one behind the API's proxy, right now
+        if target is not None:
             record = ReadWriteLogRecord(
                 log_record=_APILogRecord(
                     timestamp=timestamp,
@@ -226,7 +224,7 @@ class AuditLogger:
                     event_name=event_name,
                 ),
                 resource=target.resource,
-                instrumentation_scope=target.instrumentation_scope,
+                instrumentation_scope=_sdk_compat.logger_scope(target),
                 limits=_NO_LIMITS,
             )
             if record.dropped_attributes:  # cannot happen after the checks above: say so if it does
@@ -234,7 +232,8 @@ class AuditLogger:
                     f"{event_name}: the OTel SDK dropped {record.dropped_attributes} attribute(s) of this "
                     "record; it was not emitted"
                 )
-            target.emit(record)
+            # (the SDK's Logger.emit takes a ReadWriteLogRecord as it is, though annotated with LogRecord)
+            target.emit(record)  # type: ignore[arg-type]
             return
         self._logger.emit(
             event_name=event_name,
@@ -532,7 +531,7 @@ def _clean_attributes(spec: EventSpec, attributes: Mapping[Any, object], budget:
 
 def _clean_attribute(event: str, key: str, value: object, budget: _Budget) -> AnyValue:
     """``value`` as the record carries it, checked against the key's catalog type if it has one."""
-    t = type(value)
+    t = type(value)  # the type ignores below: mypy does not narrow `value` through `t`
     if t is str or t is bool or t is float:  # the common case, checked without the walk
         budget.take(_attr(key))
         if t is str and not value.isascii():  # type: ignore[attr-defined]
@@ -558,7 +557,7 @@ def _clean_value(event: str, where: str, value: object, budget: _Budget, path: s
     (bytearray and memoryview as bytes; containers as new lists and dicts, so that a later change
     by the caller does not change the record)."""
     budget.take(where, path)
-    t = type(value)
+    t = type(value)  # the type ignores below: mypy does not narrow `value` through `t`
     if t is str:
         if not value.isascii():  # type: ignore[attr-defined]
             _check_text(event, _at(where, path), value)  # type: ignore[arg-type]

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk._logs import ReadableLogRecord
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+    from opentelemetry.util.types import AnyValue
 
 __all__ = [
     "decode_anyvalue",
@@ -112,7 +113,7 @@ def encode_attributes(attributes: Mapping[str, object] | None) -> list[dict[str,
         if cls is str:
             append({"key": key, "value": {"stringValue": value}})
             continue
-        if cls is int and _INT64_MIN <= value <= _INT64_MAX:  # type: ignore[operator]
+        if cls is int and _INT64_MIN <= value <= _INT64_MAX:  # type: ignore[operator]  # mypy: cls is type(value)
             append({"key": key, "value": {"intValue": str(value)}})
             continue
         if cls is bool:
@@ -126,7 +127,7 @@ def encode_attributes(attributes: Mapping[str, object] | None) -> list[dict[str,
     return out
 
 
-def decode_anyvalue(value: Mapping[str, Any] | None) -> object:
+def decode_anyvalue(value: Mapping[str, Any] | None) -> AnyValue:
     """Return the Python value of an OTLP/JSON ``AnyValue``; the inverse of :func:`encode_anyvalue`.
 
     ``None`` and the empty AnyValue give ``None``. Strict (``otel_audit.decoding.decode_value``):
@@ -135,10 +136,11 @@ def decode_anyvalue(value: Mapping[str, Any] | None) -> object:
     """
     if value is None:
         return None
-    return decode_value(value)
+    decoded: AnyValue = decode_value(value)
+    return decoded
 
 
-def decode_attributes(key_values: Sequence[Mapping[str, Any]] | None) -> dict[str, object]:
+def decode_attributes(key_values: Sequence[Mapping[str, Any]] | None) -> dict[str, AnyValue]:
     """Return a dict from an OTLP/JSON ``KeyValue`` list (``None`` gives ``{}``).
 
     Strict (``otel_audit.decoding.decode_attributes``): a key given twice, at any level, raises

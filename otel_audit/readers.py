@@ -88,7 +88,7 @@ def max_document() -> int:
     return _limit(ENV_MAX_DOCUMENT, MAX_DOCUMENT)
 
 
-class Located(tuple):  # noqa: SLOT001
+class Located(tuple[str, dict[str, Any]]):  # noqa: SLOT001
     """A reader's ``(where, record)`` pair that also carries the resource attributes the export names
     for the record (``.resource``: its producer identity, e.g. ``service.name`` and ``host.name``), for
     the verifier to compare with the stream's signed checkpoints. Unpacks as a plain pair."""
@@ -167,7 +167,7 @@ def create(kind: str) -> Reader:
     if isinstance(factory, str):
         module, _, name = factory.partition(":")
         factory = getattr(importlib.import_module(module), name)
-    return factory()  # type: ignore[operator,no-any-return]
+    return factory()
 
 
 # -- bounded reading -------------------------------------------------------------------------------

@@ -15,8 +15,11 @@ import math
 import re
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from otel_audit.processors.redaction import RedactionProcessor
 
 MASK = "***"
 
@@ -128,7 +131,7 @@ def redact_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     return {k: (MASK if is_secret_name(k) else v) for k, v in (headers or {}).items()}
 
 
-_SCRUBBER: list[Any] = []
+_SCRUBBER: list[RedactionProcessor] = []
 
 
 def scrub(text: object) -> str:
@@ -186,15 +189,12 @@ def guard_third_party_loggers() -> None:
         logging.getLogger(name).addFilter(RedactingFilter())
 
 
-#: Loggers of the OpenTelemetry SDK and API whose lines quote an environment value as given (a header of
-#: OTEL_EXPORTER_OTLP_HEADERS, an item of OTEL_RESOURCE_ATTRIBUTES, a boolean variable's value ...) while a
-#: pipeline is built: a credential in a malformed variable would be printed in clear.
-SDK_LOGGERS = (
-    "opentelemetry.util.re", "opentelemetry.sdk.resources", "opentelemetry.sdk.environment_variables._internal",
-    "opentelemetry.sdk._configuration", "opentelemetry.sdk._logs._internal.export", "opentelemetry.sdk.trace.export",
-    "opentelemetry.sdk.metrics._internal.export", "opentelemetry.exporter.otlp.proto.common._internal",
-    "opentelemetry.exporter.otlp.proto.common._internal.metrics_encoder",
-)
+#: Loggers of the OpenTelemetry SDK whose lines quote an environment value as given (a header of
+#: OTEL_EXPORTER_OTLP_HEADERS, an item of OTEL_RESOURCE_ATTRIBUTES ...) while a pipeline is built: a credential in a
+#: malformed variable would be printed in clear. These are public modules, guarded before the SDK is imported;
+#: the SDK's private modules' loggers (a boolean variable's parser, the batch processors, the configurator) are
+#: found by name prefix once the SDK is imported (`guard_sdk_loggers`), so no private module is named here.
+SDK_LOGGERS = ("opentelemetry.util.re", "opentelemetry.sdk.resources", "opentelemetry.sdk.trace.export")
 #: SDK messages (by how they begin) whose argument at the index is a whole item of an environment variable:
 #: shown by its length only, as otel-audit's own lines do, since headers and resource items are where
 #: credentials are put (and a malformed one matches no secret rule reliably).
@@ -246,7 +246,8 @@ def _redaction_loaded() -> bool:
 
 def guard_sdk_loggers() -> None:
     """Put an `EnvEchoFilter` on the SDK loggers of `SDK_LOGGERS` and on every ``opentelemetry.*`` logger that
-    exists by now (each once). Called whenever otel-audit builds a pipeline, before the SDK reads the
+    exists by now (each once). Called at import of otel_audit (before the SDK's own import reads
+    OTEL_RESOURCE_ATTRIBUTES) and whenever a pipeline is built, once the SDK is imported and before it reads the
     environment; the filters stay, so the SDK's configurator (traces, metrics) reading the same variables
     afterwards is covered too."""
     names = [*SDK_LOGGERS, *(n for n, lg in list(logging.Logger.manager.loggerDict.items())

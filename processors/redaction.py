@@ -39,13 +39,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import ipaddress
 import json
 import logging
 import re
 import string
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from typing import Any, Final, Literal, NamedTuple
 
 from opentelemetry._logs import Logger, SeverityNumber
@@ -1294,7 +1295,7 @@ class RedactionProcessor(LogRecordProcessor):
         """
         hit = self._key_rules.get(key, _UNKNOWN)
         if hit is not _UNKNOWN:
-            return hit  # type: ignore[return-value]
+            return hit
         found: list[str] = []
 
         def probe(rule: str, text: str) -> str:
@@ -1489,7 +1490,7 @@ class RedactionProcessor(LogRecordProcessor):
         # A record the signing processor already made or signed (a redaction processor placed
         # after signing): its integrity attributes are kept, and a checkpoint is left whole.
         # Any other record is redacted, whatever its event name or attribute names.
-        signed = bool(attributes) and _DIGEST_ATTRIBUTE in attributes  # type: ignore[operator]
+        signed = attributes is not None and _DIGEST_ATTRIBUTE in attributes
         if signed and record.event_name == CHECKPOINT_EVENT:
             return
         fired: list[str] = []
@@ -1509,6 +1510,8 @@ class RedactionProcessor(LogRecordProcessor):
                 # A plain-dict snapshot: iterating BoundedAttributes goes through a lock and
                 # a Python-level __getitem__ per key.
                 snapshot = attributes.copy() if hasattr(attributes, "copy") else dict(attributes)
+                # the SDK's record holds a BoundedAttributes (or a dict), typed as a read-only Mapping
+                mutable: MutableMapping[str, Any] = attributes  # type: ignore[assignment]
                 plans = self._plan
                 scan = self._scan
                 for key, value in snapshot.items():
@@ -1532,10 +1535,10 @@ class RedactionProcessor(LogRecordProcessor):
                     else:
                         new = self._client_address(value, fired)
                     if new_key is not key:
-                        del attributes[key]  # type: ignore[attr-defined]
-                        attributes[new_key] = new  # type: ignore[index]
+                        del mutable[key]
+                        mutable[new_key] = new
                     elif new is not value:
-                        attributes[key] = new  # type: ignore[index]
+                        mutable[key] = new
         except Exception as exc:  # noqa: BLE001 - a redaction bug must neither leak nor drop
             self._fail_closed(record, exc)
             return
@@ -1630,14 +1633,22 @@ _JSON_CLOSE: Final = frozenset("}]")
 # Deeper JSON is scanned as text (as a whole, by the patterns) rather than by structure.
 _JSON_MAX_DEPTH: Final = 64
 _PROBE_VALUE: Final = "x"
-_UNKNOWN: Final = object()
+
+
+class _Unknown(enum.Enum):
+    """A sentinel for a cache miss that mypy can tell apart from the cached values."""
+
+    UNKNOWN = 0
+
+
+_UNKNOWN: Final = _Unknown.UNKNOWN
 
 
 class _TooDeep(Exception):
     """A JSON text nests deeper than _JSON_MAX_DEPTH."""
 
 
-class _Pairs(list):  # type: ignore[type-arg]
+class _Pairs(list[tuple[str, Any]]):
     """A JSON object with a duplicate key, as its (key, value) pairs: each is redacted and kept."""
 
 

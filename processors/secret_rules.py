@@ -23,6 +23,7 @@ Stripe key longer than the pattern's 24 characters is replaced whole).
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any, Final, NamedTuple
 
@@ -63,10 +64,10 @@ class LibraryRule(NamedTuple):
 
 
 def _parser() -> Any:
-    try:
-        import re._parser as parser  # Python 3.11+
-    except ImportError:  # pragma: no cover - Python 3.10
-        import sre_parse as parser  # type: ignore[no-redef]
+    if sys.version_info >= (3, 11):
+        import re._parser as parser  # type: ignore[import-not-found]  # private; typeshed has no stub
+    else:  # pragma: no cover - Python 3.10
+        import sre_parse as parser
     return parser
 
 
@@ -133,8 +134,9 @@ def _anchors(items: Iterable[tuple[Any, Any]], c: Any, fold: bool) -> frozenset[
             better(_anchors(av[-1], c, fold))
         elif op is c.BRANCH:
             alternatives = [_anchors(alt, c, fold) for alt in av[1]]
-            if all(alternatives):
-                better(frozenset().union(*alternatives))  # type: ignore[arg-type]
+            found = [a for a in alternatives if a]
+            if len(found) == len(alternatives):  # every alternative has anchors
+                better(frozenset().union(*found))
         elif op in (c.MAX_REPEAT, c.MIN_REPEAT) and av[0] >= 1:
             better(_anchors(av[2], c, fold))
     return best
@@ -218,10 +220,11 @@ def library_rules() -> tuple[LibraryRule, ...]:
     """Every pattern of detect-secrets' regex plugins (but those in _EXCLUDED), then those of
     ``credential_formats.FORMATS`` (plugin ``otel-audit:<name>``), described."""
     from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
-    from detect_secrets.plugins.base import RegexBasedDetector
+    from detect_secrets.plugins.base import BasePlugin, RegexBasedDetector
 
     rules: list[LibraryRule] = []
-    classes = sorted(get_mapping_from_secret_type_to_class().values(), key=lambda c: c.__name__)
+    # (the library annotates the mapping's values with an unbound TypeVar)
+    classes: list[type[BasePlugin]] = sorted(get_mapping_from_secret_type_to_class().values(), key=lambda c: c.__name__)
     for cls in classes:
         if not issubclass(cls, RegexBasedDetector) or cls.__name__ in _EXCLUDED:
             continue
@@ -311,7 +314,8 @@ class WeakScanner:
         # A pattern whose matches hold only a short run (Azure's "...Q~...") is looked for by
         # its anchors alone, so that it does not keep every string from the run gate below.
         low = [r for r in self._rules if r.min_run < _LOW_RUN and r.anchors is not None]
-        self._anchored = tuple((r.min_width, r.anchors, r.ignore_case, r.regex.finditer) for r in low)
+        self._anchored = tuple((r.min_width, r.anchors, r.ignore_case, r.regex.finditer)
+                               for r in low if r.anchors is not None)  # (the test narrows the type)
         # One search for all their anchors: most strings hold none, and skip the loop.
         sources = [
             f"(?i:{re.escape(a)})" if r.ignore_case else re.escape(a) for r in low for a in sorted(r.anchors or ())
@@ -336,7 +340,7 @@ class WeakScanner:
         folded: str | None = None
         gate = self._anchor_gate
         anchored = self._anchored if gate is not None and gate.search(s) is not None else ()
-        for min_width, anchors, ignore_case, finditer in anchored:
+        for min_width, required, ignore_case, finditer in anchored:
             if min_width > n:
                 continue
             if ignore_case:
@@ -345,7 +349,7 @@ class WeakScanner:
                 target = folded
             else:
                 target = s
-            for anchor in anchors:
+            for anchor in required:
                 if anchor in target:
                     for m in finditer(s):
                         start, end = _span(m, s)

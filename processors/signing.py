@@ -23,17 +23,18 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 from opentelemetry._logs import LogRecord, SeverityNumber
-from opentelemetry.sdk._logs import LogRecordLimits, LogRecordProcessor, ReadWriteLogRecord
+from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_audit import canonical, lifecycle
+from otel_audit._sdk_compat import severity_int, unlimited_limits, writable_attributes
 from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, PREV_DIGEST, RECORD, STREAM_ID, STREAM_SEQ
 from otel_audit.errors import ConfigError, DeliveryError, KeyringError
 from otel_audit.filemodes import open_new
@@ -52,9 +53,7 @@ DROP_EVENT = "audit.spool.backlog_dropped"
 SCOPE = InstrumentationScope("otel_audit.signing", None)
 # Our own records (checkpoints, gap markers) are signed before they are built: the SDK's attribute limits
 # (OTEL_ATTRIBUTE_*_LIMIT, OTEL_LOGRECORD_ATTRIBUTE_*_LIMIT) must not drop or truncate what was signed.
-_NO_LIMITS = LogRecordLimits(max_attributes=LogRecordLimits.UNSET, max_attribute_length=LogRecordLimits.UNSET,
-                             max_log_record_attributes=LogRecordLimits.UNSET,
-                             max_log_record_attribute_length=LogRecordLimits.UNSET)
+_NO_LIMITS = unlimited_limits()
 _IKEYS = canonical.INTEGRITY_KEYS
 _PLAIN = frozenset({str, int, bool})
 _dumps = orjson.dumps
@@ -411,12 +410,7 @@ class SigningProcessor(LogRecordProcessor):
         ts = lr.timestamp
         if ts is None:
             ts = lr.timestamp = lr.observed_timestamp or time.time_ns()
-        attrs = lr.attributes
-        try:
-            d = attrs._dict  # type: ignore[union-attr]  # BoundedAttributes: write past its limits
-        except AttributeError:
-            d = attrs if isinstance(attrs, dict) else dict(attrs or {})
-            lr.attributes = d
+        d = writable_attributes(lr)  # past the SDK's limits: integrity attributes are never truncated
         if not _IKEYS.isdisjoint(d):
             _log.warning("record %r set integrity attributes itself; they are replaced", lr.event_name)
             for k in _IKEYS:
@@ -435,7 +429,7 @@ class SigningProcessor(LogRecordProcessor):
                     [
                         lr.event_name or "",
                         str(ts),
-                        sev._value_ if sev is not None else 0,
+                        severity_int(sev) if sev is not None else 0,
                         lr.severity_text or "",
                         body,
                         d,
@@ -484,7 +478,7 @@ class SigningProcessor(LogRecordProcessor):
         if due:
             self._emit_checkpoint("size")
 
-    def _content_slow(self, lr: Any, d: dict[str, Any]) -> bytes:
+    def _content_slow(self, lr: Any, d: MutableMapping[str, Any]) -> bytes:
         sev = lr.severity_number
         try:
             return canonical.content_bytes(
@@ -518,8 +512,8 @@ class SigningProcessor(LogRecordProcessor):
 
     def _forward(self, record: ReadWriteLogRecord, *, raise_refusal: bool = False) -> None:
         refused: DeliveryError | None = None
-        a = record.log_record.attributes
-        link = (a.get(STREAM_SEQ), a.get(PREV_DIGEST), a.get(DIGEST))
+        a = record.log_record.attributes  # a record signed here: never None
+        link = (a.get(STREAM_SEQ), a.get(PREV_DIGEST), a.get(DIGEST))  # type: ignore[union-attr]
         for p in self._downstream:
             try:
                 p.on_emit(record)
@@ -789,7 +783,7 @@ class SigningProcessor(LogRecordProcessor):
         return self._seq
 
 
-def _takes_timeout(fn: Any) -> bool:
+def _takes_timeout(fn: Callable[..., object]) -> TypeGuard[Callable[..., None]]:
     try:
         return "timeout_millis" in inspect.signature(fn).parameters
     except (TypeError, ValueError):

@@ -49,6 +49,7 @@ verifier does not call them missing. Everything else is retried until delivered.
 from __future__ import annotations
 
 import bisect
+import builtins  # annotations after SpoolProcessor.bytes (a property) name the type as builtins.bytes
 import contextlib
 import errno
 import fcntl
@@ -61,7 +62,7 @@ import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 from opentelemetry._logs import LogRecord, SeverityNumber
@@ -70,6 +71,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from otel_audit._sdk_compat import attributes_view, severity_int
 from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, GAP_EVENT, PREV_DIGEST, STREAM_ID, STREAM_SEQ
 from otel_audit.errors import ConfigError, DeliveryError
 from otel_audit.filemodes import make_dirs, open_append, open_lock, open_new, write_private
@@ -160,7 +162,7 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise ValueError("not a checksummed spool document")
     if _crc(_dumps(outer["doc"], option=orjson.OPT_SORT_KEYS)) != outer["crc"]:
         raise ValueError("checksum mismatch")
-    return outer["doc"]  # type: ignore[no-any-return]
+    return outer["doc"]
 
 
 def _cursor_file(name: str) -> str:
@@ -232,6 +234,11 @@ class SpoolStats:
 
 class SpoolProcessor(LogRecordProcessor):
     """Appends each record to a disk spool in on_emit and ships it to every exporter from there."""
+
+    # (declared here for mypy: the on_reject / on_lost setters below, which assign them, come before _start)
+    _held_rejects: list[tuple[str, list[Integrity]]]
+    _held_lost: list[tuple[str, str, int, int, str, str]]
+    _lockfh: IO[Any] | None  # the slot's lock, None once released
 
     def __init__(
         self,
@@ -348,7 +355,7 @@ class SpoolProcessor(LogRecordProcessor):
 
     # -- start, replay ------------------------------------------------------------------------------
 
-    def _start(self, adopt: tuple[Path, Any] | None = None) -> None:
+    def _start(self, adopt: tuple[Path, IO[Any]] | None = None) -> None:
         """Claim a slot, check and replay what is there, start the threads (also in a forked child).
 
         With `adopt` (a slot folder and its lock, held): only ship that abandoned slot's backlog."""
@@ -493,7 +500,8 @@ class SpoolProcessor(LogRecordProcessor):
         its map) and open a spool of our own in a free slot of the same folder."""
         if self._closed or self._closing:
             return
-        self._lockfh.close()  # closes our copy only: the parent's flock stays (never LOCK_UN here)
+        if self._lockfh is not None:
+            self._lockfh.close()  # closes our copy only: the parent's flock stays (never LOCK_UN here)
         for d in self._drains:
             if d._lockfh is not None:
                 d._lockfh.close()
@@ -837,7 +845,7 @@ class SpoolProcessor(LogRecordProcessor):
 
     def _def_line(
         self, kind: str, table: dict[int, Any], obj: Any, encode: Callable[[Any], list[Any]]
-    ) -> tuple[int, bytes]:
+    ) -> tuple[int, builtins.bytes]:
         got = table.get(id(obj))
         if got is None or got[0] is not obj:
             rid = len(table)
@@ -856,11 +864,8 @@ class SpoolProcessor(LogRecordProcessor):
         return [scope.name or "", scope.version or ""]
 
     @staticmethod
-    def _encode(lr: Any, rid: int, sid: int) -> bytes:
-        attrs = lr.attributes
-        d = getattr(attrs, "_dict", None)
-        if d is None:
-            d = dict(attrs or {})
+    def _encode(lr: Any, rid: int, sid: int) -> builtins.bytes:
+        d = attributes_view(lr.attributes)
         body = lr.body
         sev = lr.severity_number
         if _PLAIN.issuperset(map(type, d.values())):
@@ -876,7 +881,7 @@ class SpoolProcessor(LogRecordProcessor):
             b = encode_anyvalue(body)
             bf = 1
         payload = _dumps([
-            "L", rid, sid, lr.timestamp or 0, lr.observed_timestamp or 0, sev._value_ if sev is not None else 0,
+            "L", rid, sid, lr.timestamp or 0, lr.observed_timestamp or 0, severity_int(sev) if sev is not None else 0,
             lr.severity_text or "", lr.event_name or "", bf, b, af, a, lr.trace_id or 0, lr.span_id or 0,
             int(lr.trace_flags or 0),
         ])
@@ -927,13 +932,13 @@ class SpoolProcessor(LogRecordProcessor):
                     self._seg_defs.add(sline)
                 data = head + line
             end = pos + len(data)
-            self._mm[pos:end] = data  # type: ignore[index]
+            self._mm[pos:end] = data  # type: ignore[index]  # mapped while the spool takes records
             self._sizes[seg] = end
             self._counts[seg] += 1
             self._total += len(data)
             self.stats.written += 1
             if self.fsync_interval == 0:
-                self._mm.flush()  # type: ignore[union-attr]
+                self._mm.flush()  # type: ignore[union-attr]  # (as above)
             else:
                 self._dirty = True
             mem = self._mem
@@ -1153,7 +1158,8 @@ class SpoolProcessor(LogRecordProcessor):
             for i in rejected:
                 a = records[i].log_record.attributes or {}
                 if STREAM_ID in a:
-                    items.append((str(a[STREAM_ID]), int(a[STREAM_SEQ]), str(a[PREV_DIGEST]), str(a[DIGEST])))
+                    items.append((str(a[STREAM_ID]), int(a[STREAM_SEQ]),  # type: ignore[arg-type]  # signing: an int
+                                  str(a[PREV_DIGEST]), str(a[DIGEST])))
             _log.error("destination %s refused %d audit record(s) for good (logged with its reason above); "
                        "they are counted as rejected, not delivered, and named to the stream for a signed marker",
                        name, len(rejected))
@@ -1272,7 +1278,7 @@ class SpoolProcessor(LogRecordProcessor):
         self._tell_lost(name, stream, first, last, prev, digest)
 
     @staticmethod
-    def _read_long_line(path: Path, offset: int) -> bytes:
+    def _read_long_line(path: Path, offset: int) -> builtins.bytes:
         with open(path, "rb") as fh:
             fh.seek(offset)
             buf = b""
@@ -1284,7 +1290,7 @@ class SpoolProcessor(LogRecordProcessor):
                 if b"\n" in chunk:
                     return buf
 
-    def _corrupt(self, seg: int, offset: int, line: bytes, why: str = "checksum mismatch") -> None:
+    def _corrupt(self, seg: int, offset: int, line: builtins.bytes, why: str = "checksum mismatch") -> None:
         with self._wlock:
             first = (seg, offset) not in self._quarantined
             self._quarantined.add((seg, offset))
@@ -1297,8 +1303,9 @@ class SpoolProcessor(LogRecordProcessor):
         (_, rid, sid, ts, obs, sev, sevtext, event, bf, b, af, a, trace, span, flags) = item
         lr = LogRecord.__new__(LogRecord)  # not __init__: it would read the current context
         lr.timestamp = ts or None
-        lr.observed_timestamp = obs or None
-        lr.context = None
+        # (the API annotates both without None: its __init__ fills in now and the current context)
+        lr.observed_timestamp = obs or None  # type: ignore[assignment]
+        lr.context = None  # type: ignore[assignment]
         lr.trace_id = trace
         lr.span_id = span
         lr.trace_flags = flags

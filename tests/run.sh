@@ -4,6 +4,7 @@
 #   - the stock OpenTelemetry Collector built from its official modules (collector-config/build.sh,
 #     cached outside the repo by manifest hash; the first build takes a few minutes),
 #   - a ruff lint of the whole repo (fails the run on any error),
+#   - a strict mypy check of the otel_audit package, processors and exporters included (tests/typecheck.sh),
 # Used by the README's test command and by .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,13 @@ fi
 echo "tests/run.sh: ruff check (lint)" >&2
 if ! "$VENV/bin/python" -m ruff check .; then
   echo "tests/run.sh: lint failed: fix the ruff errors above (run: $VENV/bin/python -m ruff check .)" >&2
+  exit 1
+fi
+
+# Types: [tool.mypy] in pyproject.toml (strict); the cache lives outside the repo (~/.cache/otel-audit/mypy/).
+echo "tests/run.sh: mypy (type check)" >&2
+if ! OTEL_AUDIT_VENV="$VENV" bash tests/typecheck.sh; then
+  echo "tests/run.sh: type check failed: fix the mypy errors above (run: OTEL_AUDIT_VENV=$VENV bash tests/typecheck.sh)" >&2
   exit 1
 fi
 

@@ -8,6 +8,7 @@ verifier and the public keyring alone. No network, no child processes.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import threading
@@ -586,6 +587,30 @@ def test_configure_without_config_uses_env_vars(
     emit_some(otel_audit.configure())
     assert_verifies(archive, shared_keys)
     assert "[REDACTED:email]" in archive.read_text()
+
+
+@pytest.mark.parametrize("how", ["file", "env"])
+def test_otel_sdk_disabled_does_not_turn_the_audit_trail_off(
+    tmp_path: Path, shared_keys: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    """OTEL_SDK_DISABLED=true (the SDK's no-op loggers) does not drop audit events: the pipeline, from a file or
+    from env vars, writes and signs every event and logs a WARNING naming the variable."""
+    archive = tmp_path / "audit.jsonl"
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    monkeypatch.delenv("OTEL_AUDIT_CONFIG", raising=False)
+    caplog.set_level(logging.WARNING, logger="otel_audit.config")
+    if how == "file":
+        audit = otel_audit.configure(write(tmp_path / "audit.yaml", yaml_config(shared_keys, archive)))
+    else:
+        monkeypatch.setenv("OTEL_AUDIT_KEYS_DIR", str(shared_keys))
+        monkeypatch.setenv("OTEL_LOGS_EXPORTER", "otel_audit_file")
+        monkeypatch.setenv("OTEL_AUDIT_FILE_PATH", str(archive))
+        audit = otel_audit.configure()
+    emit_some(audit)
+    assert_verifies(archive, shared_keys)
+    assert event_names(archive).count("authentication.login.succeeded") == 5
+    assert any("OTEL_SDK_DISABLED=true turns the OpenTelemetry SDK off, but not the audit pipeline" in r.getMessage()
+               for r in caplog.records)
 
 
 def test_restart_from_the_same_config_links_streams(tmp_path: Path, shared_keys: Path) -> None:

@@ -8,9 +8,12 @@ for every line we accept, json_format reads the same values field by field.
 from __future__ import annotations
 
 import base64
+import binascii
+import functools
 import hashlib
 import json
 import math
+import types
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,8 @@ import orjson
 import pytest
 from conftest import Archive, Written, mixed_record, write_archive
 from google.protobuf import json_format
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from test_tamper_cli import verify_json
 
@@ -59,6 +64,28 @@ def test_accepted_vector(vector: dict[str, Any]) -> None:
     for text in (vector["line"], vector["plain"]):
         ((_, _, f),) = decode_line(_bytes(text))
         assert _canonical(f) == vector["canonical"].encode("utf-8")
+
+
+def test_vectors_decode_alike_without_strict_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With Python 3.10's base64 path (no strict_mode) every vector decodes, or is refused, exactly as with it."""
+    monkeypatch.setattr(decoding, "sys", types.SimpleNamespace(version_info=(3, 10, 0)))
+    calls: list[bytes] = []
+    checked = decoding._a2b_base64_checked
+
+    def counted(raw: bytes) -> bytes:
+        calls.append(raw)
+        return checked(raw)
+
+    monkeypatch.setattr(decoding, "_a2b_base64_checked", counted)
+    for vector in VECTORS["rejected"]:
+        with pytest.raises(DecodeError) as info:
+            decode_line(_bytes(vector["line"]))
+        assert (info.value.rule, info.value.path) == (vector["rule"], vector["path"]), vector["name"]
+    for vector in VECTORS["accepted"]:
+        for text in (vector["line"], vector["plain"]):
+            ((_, _, f),) = decode_line(_bytes(text))
+            assert _canonical(f) == vector["canonical"].encode("utf-8"), vector["name"]
+    assert calls  # the vectors hold bytesValues, and the 3.10 path read them
 
 
 def test_every_rule_has_a_vector() -> None:
@@ -417,3 +444,33 @@ def test_digest_in_upper_case_hex_is_refused(archive: Archive, shared_keys: Path
     code, doc = verify_json(shared_keys, archive.path)
     assert code == 1
     assert any("lower-case hex" in m for m in doc["malformed"]), doc["malformed"]
+
+
+def _strict_outcome(fn: Any, raw: bytes) -> bytes | None:
+    try:
+        return fn(raw)
+    except binascii.Error:
+        return None
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(alphabet="AB+/z09=-_ \n", max_size=12).map(str.encode))
+@example(b"")
+@example(b"AB==")
+@example(b"ABC=")
+@example(b"AB=")
+@example(b"AB=C")
+@example(b"=AAA")
+@example(b"AAAA=")
+@example(b"AB==AB==")
+@example(b"A===")
+@example(b"AB\n==")
+def test_base64_without_strict_mode_reads_what_strict_mode_reads(raw: bytes) -> None:
+    """Python 3.10 lacks a2b_base64's strict_mode (mypy, checking for 3.10, found the keyword: every bytesValue raised
+    TypeError there): the fallback reads nothing strict mode refuses, and every canonical form it reads, alike."""
+    got = _strict_outcome(decoding._a2b_base64_checked, raw)
+    want = _strict_outcome(functools.partial(binascii.a2b_base64, strict_mode=True), raw)
+    if got is not None:
+        assert got == want
+    if want is not None and binascii.b2a_base64(want, newline=False) == raw:
+        assert got == want

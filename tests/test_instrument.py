@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,11 +112,14 @@ def test_instrumented_app_with_env_vars_alone_writes_records_verify_proves(tmp_p
 
 
 def test_configurator_named_without_audit_settings_refuses(tmp_path: Path) -> None:
-    """Asked for by name with neither OTEL_AUDIT_CONFIG nor OTEL_AUDIT_KEYS_DIR, it builds nothing unsigned."""
+    """Asked for by name with neither OTEL_AUDIT_CONFIG nor OTEL_AUDIT_KEYS_DIR, it builds nothing unsigned, and the
+    app's AuditLogger() refuses at its first emit instead of sending the event nowhere."""
     res = run_instrumented(tmp_path, {"OTEL_PYTHON_CONFIGURATOR": "otel_audit", "OTEL_LOGS_EXPORTER": "otel_audit_file",
                                       "OTEL_AUDIT_FILE_PATH": str(tmp_path / "a.jsonl")})
     assert "OTEL_PYTHON_CONFIGURATOR=otel_audit but neither OTEL_AUDIT_CONFIG" in res.stderr
-    assert "PIPELINE None" in res.stdout
+    assert res.returncode == 1 and "PIPELINE" not in res.stdout, res.stdout + res.stderr
+    assert "ConfigError: AuditLogger(): OTEL_PYTHON_CONFIGURATOR=otel_audit asks for the signed audit pipeline, but " \
+           "no global LoggerProvider is set" in res.stderr, res.stderr
     assert not (tmp_path / "a.jsonl").exists() or (tmp_path / "a.jsonl").read_text() == ""
 
 
@@ -163,3 +167,171 @@ def test_configure_set_global_when_a_global_provider_is_set_warns(tmp_path: Path
     assert res.returncode == 0, res.stderr
     assert "configure(set_global=True): a global LoggerProvider is already set" in res.stderr
     assert "OTEL_PYTHON_CONFIGURATOR=otel_audit" in res.stderr
+
+
+# -- AuditLogger() through a global provider that is not the audit pipeline ---------------------------------
+
+
+_PLAIN_DISTRO = """\
+import json, os
+from opentelemetry._logs import set_logger_provider
+from opentelemetry.instrumentation.distro import BaseDistro
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult, SimpleLogRecordProcessor
+
+class Plain(LogRecordExporter):
+    def export(self, batch):
+        with open(os.environ["PLAIN_OUT"], "a") as f:
+            for r in batch:
+                f.write(json.dumps(dict(r.log_record.attributes or {}), default=str) + "\\n")
+        return LogRecordExportResult.SUCCESS
+    def shutdown(self):
+        pass
+    def force_flush(self, timeout_millis=30000):
+        return True
+
+class PlainDistro(BaseDistro):
+    def _configure(self, **kw):
+        p = LoggerProvider()
+        p.add_log_record_processor(SimpleLogRecordProcessor(Plain()))
+        set_logger_provider(p)
+"""
+
+
+def test_audit_logger_refuses_when_another_distro_set_the_provider_first(tmp_path: Path, shared_keys: Path) -> None:
+    """Another distro sets a plain global LoggerProvider before our configurator (which refuses, and
+    opentelemetry-instrument swallows that): the app's AuditLogger() raises ConfigError at construction and no
+    audit event leaves through the other provider unsigned."""
+    site = tmp_path / "site"
+    (site / "plain_distro").mkdir(parents=True)
+    (site / "plain_distro" / "__init__.py").write_text(_PLAIN_DISTRO)
+    info = site / "plain_distro-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: plain-distro\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[opentelemetry_distro]\nplain = plain_distro:PlainDistro\n")
+    plain = tmp_path / "plain.jsonl"
+    res = run_instrumented(tmp_path, {
+        "PYTHONPATH": str(site), "PLAIN_OUT": str(plain), "OTEL_PYTHON_DISTRO": "plain",
+        "OTEL_PYTHON_CONFIGURATOR": "otel_audit", "OTEL_AUDIT_KEYS_DIR": str(shared_keys),
+        "OTEL_AUDIT_STATE_DIR": str(tmp_path / "state"), "OTEL_LOGS_EXPORTER": "otel_audit_file",
+        "OTEL_AUDIT_FILE_PATH": str(tmp_path / "audit.jsonl")})
+    assert "a global LoggerProvider was already set" in res.stderr  # the configurator's own refusal
+    assert res.returncode == 1 and "PIPELINE" not in res.stdout, res.stdout + res.stderr
+    assert "ConfigError: AuditLogger(): OTEL_PYTHON_CONFIGURATOR=otel_audit asks for the signed audit pipeline, " \
+           "but the global LoggerProvider (opentelemetry.sdk._logs._internal.LoggerProvider) is not an otel-audit " \
+           "pipeline" in res.stderr, res.stderr
+    assert not plain.exists() or "audit.category" not in plain.read_text()
+
+
+def test_sdk_configurator_with_audit_settings_warns_that_audit_events_are_not_signed(
+        tmp_path: Path, shared_keys: Path) -> None:
+    """The SDK's configurator chosen (OTEL_LOGS_EXPORTER=console) while OTEL_AUDIT_KEYS_DIR asks for signing: the
+    app runs, and one WARNING says its audit events are NOT redacted and NOT signed, naming the fix."""
+    res = run_instrumented(tmp_path, {
+        "OTEL_PYTHON_CONFIGURATOR": "configurator", "OTEL_AUDIT_KEYS_DIR": str(shared_keys),
+        "OTEL_AUDIT_STATE_DIR": str(tmp_path / "state"), "OTEL_LOGS_EXPORTER": "console"})
+    assert res.returncode == 0 and "PIPELINE None" in res.stdout, res.stderr
+    assert res.stderr.count("are exported NOT redacted and NOT signed, although OTEL_AUDIT_KEYS_DIR is set") == 1, \
+        res.stderr
+    assert "set OTEL_PYTHON_CONFIGURATOR=otel_audit" in res.stderr
+
+
+@pytest.fixture
+def global_provider(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Sets the global LoggerProvider for one test (the API sets it once per process otherwise)."""
+    import opentelemetry._logs._internal as logs_internal
+
+    from otel_audit import instrument
+
+    for var in ("OTEL_PYTHON_CONFIGURATOR", "OTEL_AUDIT_CONFIG", "OTEL_AUDIT_KEYS_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(instrument, "_warned_global", False)
+    monkeypatch.setattr(instrument, "_attempted", False)
+
+    def set_it(provider: Any) -> None:
+        monkeypatch.setattr(logs_internal, "_LOGGER_PROVIDER", provider)
+
+    set_it(None)
+    return set_it
+
+
+def test_audit_logger_over_plain_sdk_components_needs_no_configurator(
+        tmp_path: Path, shared_keys: Path, global_provider: Any, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """AuditLogger() through a global SDK provider that has a SigningProcessor (README, plain SDK components) neither
+    warns nor refuses, even with OTEL_PYTHON_CONFIGURATOR=otel_audit; an explicit provider is never checked."""
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+
+    import otel_audit
+    from otel_audit.processors import SigningProcessor
+
+    memory = InMemoryLogRecordExporter()
+    provider = LoggerProvider(shutdown_on_exit=False)
+    signing = SigningProcessor(shared_keys, downstream=SimpleLogRecordProcessor(memory), handle_signals=False)
+    provider.add_log_record_processor(signing)
+    global_provider(provider)
+    monkeypatch.setenv("OTEL_PYTHON_CONFIGURATOR", "otel_audit")
+    monkeypatch.setenv("OTEL_AUDIT_KEYS_DIR", str(shared_keys))
+    with caplog.at_level(logging.WARNING, logger="otel_audit.instrument"):
+        otel_audit.AuditLogger().login_succeeded("alice")
+        otel_audit.AuditLogger(LoggerProvider(shutdown_on_exit=False)).login_succeeded("bob")  # explicit: unchecked
+    signing.shutdown()
+    assert not caplog.records
+    assert [r.log_record.attributes["user.id"] for r in memory.get_finished_logs() if r.log_record.attributes
+            and "user.id" in r.log_record.attributes] == ["alice"]
+
+
+def test_audit_logger_made_before_the_provider_is_set_checks_at_its_first_emit(
+        global_provider: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An AuditLogger() made while no global provider is set is checked at its first emit: with the otel_audit
+    configurator named and still no provider (or a plain one), it raises ConfigError instead of dropping the event."""
+    from opentelemetry.sdk._logs import LoggerProvider
+
+    import otel_audit
+
+    monkeypatch.setenv("OTEL_PYTHON_CONFIGURATOR", "otel_audit")
+    early = otel_audit.AuditLogger()  # nothing set yet: not refused here
+    with pytest.raises(otel_audit.ConfigError, match="no global LoggerProvider is set, so its audit events go nowhere"):
+        early.login_succeeded("alice")
+    later = otel_audit.AuditLogger()
+    global_provider(LoggerProvider(shutdown_on_exit=False))
+    with pytest.raises(otel_audit.ConfigError, match="is not an otel-audit pipeline"):
+        later.login_succeeded("alice")
+
+
+def test_audit_logger_without_audit_settings_is_unchanged(global_provider: Any) -> None:
+    """Without audit settings in the environment AuditLogger() writes through any global provider, as before."""
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+
+    import otel_audit
+
+    memory = InMemoryLogRecordExporter()
+    provider = LoggerProvider(shutdown_on_exit=False)
+    provider.add_log_record_processor(SimpleLogRecordProcessor(memory))
+    global_provider(provider)
+    otel_audit.AuditLogger().login_succeeded("alice")
+    assert len(memory.get_finished_logs()) == 1
+
+
+def test_audit_logger_over_a_disabled_plain_sdk_audit_pipeline_refuses(
+        shared_keys: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plain SDK LoggerProvider with a SigningProcessor under OTEL_SDK_DISABLED=true hands out no-op loggers:
+    AuditLogger(provider) raises ConfigError naming the variable instead of dropping every audit event."""
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+
+    import otel_audit
+    from otel_audit.processors import SigningProcessor
+
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    provider = LoggerProvider(shutdown_on_exit=False)
+    signing = SigningProcessor(shared_keys, downstream=SimpleLogRecordProcessor(InMemoryLogRecordExporter()),
+                               handle_signals=False)
+    provider.add_log_record_processor(signing)
+    try:
+        with pytest.raises(otel_audit.ConfigError, match="OTEL_SDK_DISABLED=true"):
+            otel_audit.AuditLogger(provider)
+    finally:
+        signing.shutdown()

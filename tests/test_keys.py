@@ -45,11 +45,12 @@ def test_generate_refuses_an_existing_name(tmp_path: Path) -> None:
         keys.generate(tmp_path, "alpha")
 
 
-@pytest.mark.parametrize("name", ["", "a b", "a+b", "-x", ".x", "x" * 129, "caf\u00e9", "a\nb", None])
+@pytest.mark.parametrize("name", ["", "a b", "a+b", "-x", ".x", "x" * 129, "caf\u00e9", "a\nb", "ab\n", None])
 def test_bad_key_names(name: object) -> None:
-    """Names with spaces, '+', a leading punctuation mark, non-ASCII or over 128 chars raise KeyringError."""
+    """Names with spaces, '+', a leading punctuation mark, non-ASCII, a newline (also a trailing one, which a
+    signed note's signature line cannot hold) or over 128 chars raise KeyringError."""
     with pytest.raises(KeyringError):
-        check_name(name)  # type: ignore[arg-type]
+        check_name(name)
 
 
 @pytest.mark.parametrize("name", ["a", "gw-2024", "log.example.com:v1", "A_b", "x" * 128])

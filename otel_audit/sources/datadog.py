@@ -240,7 +240,7 @@ def _csv_events(text: str, where: str) -> Iterator[Event]:
         n = reader.line_num
         attrs: dict[str, Any] = {}
         ev = Event(where=f"{where}:{n}", id=None, attributes=attrs, columns=columns)
-        extra, short = row.get(None), [h for h, v in row.items() if h is not None and v is None]  # type: ignore[call-overload]
+        extra, short = row.get(None), [h for h, v in row.items() if h is not None and v is None]
         if extra is not None or short:
             # every row is accounted for: one that does not fit the header is not an event of this export
             got = width + len(extra) if extra is not None else width - len(short)

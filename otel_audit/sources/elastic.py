@@ -37,7 +37,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import orjson
 
@@ -117,7 +117,7 @@ def claims(doc: Any) -> bool:
     return "error" in doc and "status" in doc
 
 
-def is_otel_document(source: Any) -> bool:
+def is_otel_document(source: Any) -> TypeGuard[Mapping[str, Any]]:
     """Whether a `_source` is an audit record as the contrib exporter writes it in otel mapping mode: an
     `@timestamp`, the integrity attributes under `attributes` (an object, its keys the attribute names),
     and none of what our own exporter writes (`audit.otlp`, the ECS `event.*` fields): a document of
@@ -479,9 +479,9 @@ class ElasticReader:
                     continue
                 res = source.get("resource")
                 attrs = res.get("attributes") if isinstance(res, Mapping) else None
-                resource = {str(k): _resource_value(str(k), v) for k, v in attrs.items()} \
+                otel_resource = {str(k): _resource_value(str(k), v) for k, v in attrs.items()} \
                     if isinstance(attrs, Mapping) else {}
-                yield readers.Located(label, rec, self._same_resource(resource))
+                yield readers.Located(label, rec, self._same_resource(otel_resource))
                 continue
             try:
                 rec = record_of(hit)
@@ -653,7 +653,8 @@ def _other_readings(source: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     attrs = source.get("attributes") or {}
     hexy = [k for k, v in attrs.items() if isinstance(v, str) and _HEX.match(v)
             and k not in (STREAM_ID, "audit.integrity.prev", "audit.integrity.digest")]
-    body = source.get("body") if isinstance(source.get("body"), Mapping) else {}
+    given = source.get("body")
+    body: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
     body_opts = [(False, False)]
     if isinstance(body.get("text"), str) and _HEX.match(body["text"]):
         body_opts.append((True, False))

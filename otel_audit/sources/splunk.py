@@ -345,7 +345,7 @@ def cross_check(result: Mapping[str, Any], record: Mapping[str, Any], where: str
                 added(name, actual, " in _raw")
             elif name in PRODUCER_KEYS:
                 res[name] = _producer_value(name, actual)
-        expected_fields = {}
+        expected_fields: dict[str, list[str]] = {}
         _spath("", event, expected_fields)
     else:
         expected_fields = {}
@@ -589,16 +589,16 @@ def contrib_hec_mismatches(events: Iterable[Mapping[str, Any]], verified: Iterab
     value (a list nested in a list or map is compared only for presence). An event whose seq the
     verified copy lacks, or whose digest differs from it, is named too. Messages name stream and seq.
     """
-    by_key: dict[tuple[str, int], Mapping[str, Any]] = {}
-    for rec in verified:
-        attrs = {kv["key"]: decode_value(kv.get("value") or {}) for kv in rec.get("attributes") or ()}
-        by_key[(attrs.get("audit.stream.id"), attrs.get("audit.stream.seq"))] = rec  # type: ignore[index]
+    by_key: dict[tuple[object, object], Mapping[str, Any]] = {}  # (stream id, seq) as the records hold them
+    for signed in verified:
+        attrs = {kv["key"]: decode_value(kv.get("value") or {}) for kv in signed.get("attributes") or ()}
+        by_key[(attrs.get("audit.stream.id"), attrs.get("audit.stream.seq"))] = signed
     out: list[str] = []
     for env in events:
         fields = dict(env.get("fields") or {})
         key = (fields.get("audit.stream.id"), fields.get("audit.stream.seq"))
         who = f"stream {key[0]} seq {key[1]}"
-        rec = by_key.get(key)  # type: ignore[arg-type]
+        rec = by_key.get(key)
         if rec is None:
             out.append(f"{who}: not in the verified records")
             continue

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import gc
 import gzip
+import io
 import os
 import re
 import stat
@@ -36,7 +37,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import orjson
 
@@ -170,16 +171,16 @@ def _unfinished_gzip(p: Path) -> str | None:
 # -- reading ---------------------------------------------------------------------------------------
 
 
-def _open(path: Path) -> BinaryIO:
+def _open(path: Path) -> io.BufferedIOBase:
     fh = open(path, "rb")  # noqa: SIM115 - returned to the caller
     magic = fh.read(2)
     fh.seek(0)
     if magic == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=fh)  # type: ignore[return-value]
+        return gzip.GzipFile(fileobj=fh)
     return fh
 
 
-def _lines(fh: BinaryIO, limit: int) -> Iterator[tuple[int, bytes | None, int]]:
+def _lines(fh: io.BufferedIOBase, limit: int) -> Iterator[tuple[int, bytes | None, int]]:
     """(line number, the line or None when longer than `limit` bytes, its size), never holding more
     than `limit` + 1 bytes of one line (gzip is decompressed only as far as the line needs)."""
     readline = fh.readline
@@ -410,7 +411,8 @@ class _Run:
         rep.lines += tally.lines
         self._account(tally)
 
-    def _not_json(self, fh: BinaryIO, line: bytes, where: str, exc: orjson.JSONDecodeError, tally: _Tally) -> None:
+    def _not_json(self, fh: io.BufferedIOBase, line: bytes, where: str, exc: orjson.JSONDecodeError,
+                  tally: _Tally) -> None:
         if not line.endswith(b"\n") and line.lstrip()[:1] in (b"{", b"[") and not fh.read(1):
             # the file's last line, cut short: a writer killed mid-write
             self.v.report.torn.append(f"{where}: last line cut short ({len(line)} bytes)")
@@ -547,7 +549,8 @@ def feed(verifier: Verifier, records: Iterable[tuple[str, Mapping[str, Any]]]) -
     for item in records:
         where, record = item
         if CANONICAL in record:
-            verifier.add_canonical(*record[CANONICAL], where)
+            stream, seq, prev, digest, content = record[CANONICAL]
+            verifier.add_canonical(stream, seq, prev, digest, content, where)
         else:
             verifier.add_record(record, where, resource=getattr(item, "resource", None))
 

@@ -150,7 +150,7 @@ class Verifier:
                 if len(self.report.unsigned_examples) < 5:
                     self.report.unsigned_examples.append(f"{_loc(where, index)} ({event!r})")
                 return
-            per = self._streams.get(stream)  # type: ignore[arg-type]
+            per = self._streams.get(stream)
             if per is None and (type(stream) is not str or len(stream) != 32 or not _is_hex(stream)):
                 self._malformed(f"{_loc(where, index)}: audit.stream.id is not 32 lower-case hex digits")
                 return
@@ -158,16 +158,16 @@ class Verifier:
                 self._malformed(f"{_loc(where, index)}: integrity attributes have the wrong form")
                 return
             content = canonical.content_bytes(event, t, sev_number, sev_text, body, attrs)
-            pb, db, calc = self._link(stream, seq, prev, digest, content)  # type: ignore[arg-type]
+            pb, db, calc = self._link(stream, seq, prev, digest, content)
             r = (calc, pb, db, body if event == CHECKPOINT_EVENT and type(body) is str else None)
-            self._observe(stream, seq, calc, event, t, sev_number, sev_text, body, attrs,  # type: ignore[arg-type]
+            self._observe(stream, seq, calc, event, t, sev_number, sev_text, body, attrs,
                           embedded, content, resource, _loc(where, index))
             if event == GAP_EVENT:
-                self._add_gap_claim(stream, seq, attrs)  # type: ignore[arg-type]
+                self._add_gap_claim(stream, seq, attrs)
         except (KeyError, TypeError, ValueError, AttributeError, binascii.Error, canonical.CanonicalError) as exc:
             self._malformed(f"{_loc(where, index)}: record cannot be read ({type(exc).__name__}: {exc})")
             return
-        self._store(stream, seq, t, r, per)  # type: ignore[arg-type]
+        self._store(stream, seq, t, r, per)
 
     def _link(self, stream: str, seq: int, prev: str, digest: str, content: bytes) -> tuple[bytes, bytes, bytes]:
         """The carried prev and digest as bytes (64 lower-case hex digits each, else ValueError) and the digest
@@ -207,7 +207,7 @@ class Verifier:
         g = pending.get(seq)
         if g is None:
             pending[seq] = r
-        elif type(g) is list:
+        elif isinstance(g, list):
             g.append(r)
         else:
             pending[seq] = [g, r]
@@ -288,13 +288,13 @@ class Verifier:
         and its successor is kept), then check it against its predecessor, its checkpoint note, the tree.
         `keep`: records may still arrive, so keep a fingerprint of the chosen one."""
         sr = st.sr
-        if type(g) is list:
+        if isinstance(g, list):
             distinct = set(g)
             sr.duplicates += len(g) - len(distinct)
             r = g[0]
             if len(distinct) > 1:
                 sr.conflicting.append(seq)
-                nv = None if nxt is None else nxt if type(nxt) is list else (nxt,)
+                nv = None if nxt is None else nxt if isinstance(nxt, list) else (nxt,)
                 good = [v for v in g if v[CALC] == v[DIG] and (nv is None or any(n[PREV] == v[DIG] for n in nv))]
                 if good:
                     r = good[0]
@@ -319,7 +319,7 @@ class Verifier:
             st.bad.append(seq)
         elif st.last_seq == seq - 1 and not st.last_bad and prev != st.last_dig:
             sr.broken_links.append([seq - 1, seq])
-        sn = None if note is None else self._checkpoint(st, seq, r)
+        sn = None if note is None else self._checkpoint(st, seq, r, note)
         # Merkle roots where the tree can be rebuilt (every leaf from 0 present). The leaves are the digests
         # the records carry: a signed root over them proves every one of them, so a record whose content gives
         # its carried digest is proven even when a neighbour was altered.
@@ -357,7 +357,7 @@ class Verifier:
         st.last_dig = dig
         st.last_bad = bad
 
-    def _checkpoint(self, st: _Stream, seq: int, r: _Rec) -> SignedNote | None:
+    def _checkpoint(self, st: _Stream, seq: int, r: _Rec, note: str) -> SignedNote | None:
         """Parse and check the signature of a checkpoint record, and that the record itself is what its note
         determines; the valid one, kept slim (st.valid), or None. Every key that signed (or claims to) is
         noted for sr.signing_keys (`_close_checkpoints`)."""
@@ -365,7 +365,7 @@ class Verifier:
         sr.checkpoints += 1
         fields = self._cp_fields.pop(r[CALC], None)
         try:
-            sn = parse_note(r[NOTE])  # type: ignore[arg-type]
+            sn = parse_note(note)  # the record's body, r[NOTE]
         except NoteError as exc:
             sr.bad_checkpoints.append({"seq": seq, "reason": str(exc)})
             return None
@@ -791,8 +791,8 @@ class Verifier:
         if len(sr.disagreeing_checkpoints) > 12:
             p.append(f"... and {len(sr.disagreeing_checkpoints) - 12} more checkpoints that disagree with their notes")
         if sr.bad_checkpoints:
-            bad = ", ".join(f"{b['seq']} ({b['reason']})" for b in sr.bad_checkpoints[:5])
-            p.append("malformed checkpoint at seq " + bad)
+            listed = ", ".join(f"{b['seq']} ({b['reason']})" for b in sr.bad_checkpoints[:5])
+            p.append("malformed checkpoint at seq " + listed)
         if sr.root_mismatch:
             p.append(f"Merkle root differs from the signed checkpoint at seq {_fmt_ranges(_ranges(sr.root_mismatch))}")
         if present and present[0][0] == 0 and 0 not in valid and not key_only \

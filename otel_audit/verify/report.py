@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 # -- what is kept per record ----------------------------------------------------------------------
 
@@ -12,7 +12,10 @@ from typing import Any
 # One record as kept: (calc, prev, digest, note). calc = SHA-256(0x00 || prev || canonical) is the
 # digest recomputed from the content, and the Merkle leaf; note is a checkpoint's body, else None.
 _Rec = tuple[bytes, bytes, bytes, "str | None"]
-CALC, PREV, DIG, NOTE = 0, 1, 2, 3
+CALC: Final = 0
+PREV: Final = 1
+DIG: Final = 2
+NOTE: Final = 3
 
 
 def _loc(where: str, index: int) -> str:

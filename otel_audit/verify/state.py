@@ -131,7 +131,7 @@ def lineages(streams: Mapping[str, Mapping[str, Any]]) -> list[list[str]]:
     succ: dict[str, str] = {}
     for sid in sorted(streams):
         p = streams[sid].get("predecessor")
-        if p in streams:
+        if isinstance(p, str) and p in streams:
             if p in succ:
                 raise ValueError(f"streams {succ[p]} and {sid} both name {p} as their predecessor")
             succ[p] = sid

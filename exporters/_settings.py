@@ -1,0 +1,817 @@
+"""Exporter settings as data: one declarative model per exporter, read the same way from a
+collector-shaped YAML block, from constructor keyword arguments and from environment variables.
+
+A `Setting` names a constructor keyword, the value parser that reads it, its default, the
+environment variables that may give it (ours first, then a vendor's alias), a one-line meaning
+and whether it is a secret. A `Model` is an exporter's list of them:
+
+* `Model.resolve(given)`: what a constructor does with its keyword arguments. A value given
+  (not None) is parsed, so collector-shaped values work as in the YAML (``timeout="10s"``,
+  ``tls={"ca_file": ...}``, ``max_event_size="5MiB"``) as well as the typed ones (``10.0``,
+  `TlsSettings`); a bad one raises `ConfigError` naming the keyword. A value not given is read
+  from the first of the setting's environment variables that is set; a bad one logs a warning
+  naming the variable (never its value) and the default is used, the OTel SDK's rule.
+* `Model.read_block(cfg, where)`: the keyword arguments of a collector-shaped block; an
+  unknown key is a `ConfigError` listing the valid keys, a bad value one naming the key path.
+* `Model.markdown()`: the reference section of docs/settings.md (``python -m
+  otel_audit.exporters settings`` prints the whole page).
+
+Every parser accepts both the typed value and the collector's text for it, and says what it
+expected in terms of the key path it was given; a secret's value is never part of a message.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from otel_audit.errors import ConfigError
+from otel_audit.safe import redact_url
+
+__all__ = [
+    "Bool",
+    "Check",
+    "Choice",
+    "Duration",
+    "Fn",
+    "Model",
+    "Number",
+    "Parser",
+    "Retry",
+    "Setting",
+    "Size",
+    "StrList",
+    "StrMap",
+    "Text",
+    "Tls",
+    "Url",
+    "Whole",
+    "parse_duration",
+]
+
+_log = logging.getLogger(__name__)
+
+
+# -- durations ---------------------------------------------------------------------------------------
+
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+MAX_DURATION = 100 * 365 * 86400.0  # longer is a typo, and a timer's wait() overflows on it
+_DURATION_HINT = 'write a number of seconds or a string such as "1s", "500ms", "2m" or "1h30m"'
+
+
+def parse_duration(value: object, *, where: str) -> float:
+    """A duration in seconds from a number of seconds or a Go duration string ("1m30s").
+
+    Raises `ConfigError` naming ``where`` for anything else, including negative and
+    non-finite durations.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{where}: {type(value).__name__} {value!r} is not a duration; {_DURATION_HINT}")
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = _parse_go_duration(text, value, where)
+        else:
+            if text.lower().lstrip("+-") in ("nan", "inf", "infinity"):
+                raise ConfigError(f"{where}: {value!r} is not a duration; {_DURATION_HINT}")
+    else:
+        seconds = float(value)
+    if not math.isfinite(seconds):
+        raise ConfigError(f"{where}: {value!r} is not a finite duration (give zero to 100 years); {_DURATION_HINT}")
+    if seconds < 0:
+        raise ConfigError(f"{where}: {value!r} is negative; a duration must be zero or more (at most 100 years)")
+    if seconds > MAX_DURATION:
+        raise ConfigError(f"{where}: {value!r} is more than the longest duration accepted (100 years); "
+                          f"{_DURATION_HINT}")
+    return seconds
+
+
+def _parse_go_duration(text: str, original: str, where: str) -> float:
+    sign = 1.0
+    if text[:1] in ("+", "-"):
+        sign = -1.0 if text[0] == "-" else 1.0
+        text = text[1:]
+    if not text:
+        raise ConfigError(f"{where}: {original!r} is not a duration; {_DURATION_HINT}")
+    total = 0.0
+    pos = 0
+    while pos < len(text):
+        match = _DURATION_PART.match(text, pos)
+        if match is None:
+            raise ConfigError(f"{where}: {original!r} is not a duration; {_DURATION_HINT}")
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        pos = match.end()
+    return sign * total
+
+
+# -- value parsers -----------------------------------------------------------------------------------
+
+
+class Parser:
+    """Reads one setting's value: ``parser(value, where)`` returns it checked and typed, or raises
+    `ConfigError` starting with ``where``. `from_text` reads an environment variable's text."""
+
+    kind = "value"
+
+    def __call__(self, value: Any, where: str) -> Any:
+        raise NotImplementedError
+
+    def from_text(self, text: str, where: str) -> Any:
+        return self(text, where)
+
+    def show(self, value: Any) -> str:
+        """A default as the reference shows it."""
+        if value is None:
+            return "unset"
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, str):
+            return f'"{value}"' if value else '""'
+        if isinstance(value, Mapping):
+            return ", ".join(f"{k}: {v}" for k, v in value.items()) or "{}"
+        if isinstance(value, (list, tuple)):
+            return "[" + ", ".join(map(str, value)) + "]"
+        return str(value)
+
+
+@dataclass(frozen=True)
+class Duration(Parser):
+    """Seconds from a number or a Go duration ("10s", "500ms", "1m30s")."""
+
+    positive: bool = True
+    kind = "duration"
+
+    def __call__(self, value: Any, where: str) -> float:
+        seconds = parse_duration(value, where=where)
+        if self.positive and not seconds > 0:
+            raise ConfigError(f"{where}: must be above zero; e.g. 10s")
+        return seconds
+
+    def show(self, value: Any) -> str:
+        if value is None:
+            return "unset"
+        if value and value % 3600 == 0:
+            return f"{value / 3600:g}h"
+        if value and value % 60 == 0:
+            return f"{value / 60:g}m"
+        return f"{value:g}s" if value >= 1 or not value else f"{value * 1000:g}ms"
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
+               "t": 10**12, "tb": 10**12, "ki": 1 << 10, "kib": 1 << 10, "mi": 1 << 20, "mib": 1 << 20,
+               "gi": 1 << 30, "gib": 1 << 30, "ti": 1 << 40, "tib": 1 << 40}
+
+
+@dataclass(frozen=True)
+class Size(Parser):
+    """A number of bytes from a whole number or a size ("5MiB" binary, "1MB" decimal, "512KiB")."""
+
+    least: int = 0
+    most: int = 1 << 40
+    at_least: bool = False  # say "at least N and at most M" instead of "from N to M"
+    why: str = ""  # what the bounds are, for the message
+    kind = "size"
+
+    def __call__(self, value: Any, where: str) -> int:
+        number: int | None = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, str) and (m := _SIZE.fullmatch(value.strip())) and m.group(2).lower() in _SIZE_UNITS:
+            amount = float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
+            number = int(amount) if amount.is_integer() else None
+        if number is None or not self.least <= number <= self.most:
+            bounds = _range(self.least, self.most, self.at_least)
+            raise ConfigError(f"{where}: expected a whole number of bytes {bounds}{self.why} (or a size such as "
+                              f"5MiB or 1MB), got {value!r}")
+        return number
+
+
+_TRUE_TEXT = ("true", "1", "yes", "on")
+_FALSE_TEXT = ("false", "0", "no", "off")
+
+
+@dataclass(frozen=True)
+class Bool(Parser):
+    """true or false (YAML's booleans, or the text "true"/"false"); an environment variable
+    may also say 1/0, yes/no, on/off."""
+
+    kind = "bool"
+
+    def __call__(self, value: Any, where: str) -> bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+
+    def from_text(self, text: str, where: str) -> bool:
+        t = text.strip().lower()
+        if t in _TRUE_TEXT or t in _FALSE_TEXT:
+            return t in _TRUE_TEXT
+        raise ConfigError(f"{where}: expected true or false, got {text!r}")
+
+
+@dataclass(frozen=True)
+class Whole(Parser):
+    """A whole number from `least` to `most` (a numeric string, as ${env:VAR} yields, too)."""
+
+    least: int = 0
+    most: int = 100_000_000
+    unit: str = ""
+    at_least: bool = False  # say "at least N and at most M" instead of "from N to M"
+    kind = "integer"
+
+    def __call__(self, value: Any, where: str) -> int:
+        number = value
+        if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+            number = int(value)
+        if isinstance(number, bool) or not isinstance(number, int) or not self.least <= number <= self.most:
+            unit = f" {self.unit}" if self.unit else ""
+            raise ConfigError(f"{where}: expected a whole number{unit} {_range(self.least, self.most, self.at_least)}, "
+                              f"got {value!r}")
+        return number
+
+
+@dataclass(frozen=True)
+class Number(Parser):
+    """A finite number from `least` to `most`."""
+
+    least: float = 0.0
+    most: float = 1e12
+    kind = "number"
+
+    def __call__(self, value: Any, where: str) -> float:
+        number = value
+        if isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                number = None
+        if (isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number)
+                or not self.least <= number <= self.most):
+            raise ConfigError(f"{where}: expected a number from {self.least:g} to {self.most:g}, got {value!r}")
+        return float(number)
+
+
+@dataclass(frozen=True)
+class Text(Parser):
+    """A string on one line (optionally not empty)."""
+
+    nonempty: bool = False
+    what: str = "a string on one line"
+    kind = "string"
+
+    def __call__(self, value: Any, where: str) -> str:
+        if not isinstance(value, str) or any(c in value for c in "\r\n\0") or (self.nonempty and not value.strip()):
+            raise ConfigError(f"{where}: expected {self.what}, got {_kind_of(value)}")
+        return value
+
+
+@dataclass(frozen=True)
+class Choice(Parser):
+    """One of `choices` (case-insensitive); `aliases` maps other spellings (e.g. "" -> "none")."""
+
+    choices: tuple[str, ...] = ()
+    aliases: Mapping[Any, str] = field(default_factory=dict)
+    kind = "choice"
+
+    def __call__(self, value: Any, where: str) -> str:
+        if isinstance(value, (str, bool)) and value in self.aliases:
+            return self.aliases[value]
+        if isinstance(value, str) and value.strip().lower() in self.choices:
+            return value.strip().lower()
+        use = " or ".join(self.choices) if len(self.choices) <= 2 else "one of " + ", ".join(self.choices)
+        raise ConfigError(f"{where}: {value!r} is not supported; use {use}")
+
+    def show(self, value: Any) -> str:
+        return super().show(value) + f" (one of {', '.join(self.choices)})"
+
+
+@dataclass(frozen=True)
+class Url(Parser):
+    """An http(s) URL with a host; without credentials, query or fragment unless allowed."""
+
+    schemes: tuple[str, ...] = ("http", "https")
+    credentials: bool = False
+    query: bool = False
+    kind = "URL"
+
+    def __call__(self, value: Any, where: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{where}: expected a URL such as https://host:443, got {_kind_of(value)}")
+        url = value.strip()
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname
+        except ValueError:
+            host = None
+        if host is None or parts.scheme not in self.schemes:
+            raise ConfigError(f"{where}: {redact_url(url)!r} is not an {'/'.join(self.schemes)} URL with a host")
+        if not self.credentials and (parts.username or parts.password):
+            raise ConfigError(f"{where}: the URL must not carry credentials")
+        if not self.query and (parts.query or parts.fragment):
+            raise ConfigError(f"{where}: {redact_url(url)!r} must not have a query or fragment")
+        return url
+
+
+@dataclass(frozen=True)
+class StrMap(Parser):
+    """A mapping of strings to strings (values may be credentials: never shown). Environment text
+    is ``name=value,...`` with URL-encoded values, as OTEL_EXPORTER_OTLP_HEADERS."""
+
+    reserved: frozenset[str] = frozenset()  # names (lowercase) that may not be given
+    kind = "mapping"
+
+    def __call__(self, value: Any, where: str) -> dict[str, str]:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping of names to strings, got {_kind_of(value)}")
+        out: dict[str, str] = {}
+        for k, v in value.items():
+            if not isinstance(k, str) or not k.strip():
+                raise ConfigError(f"{where}: names must be non-empty strings, got {k!r}")
+            if not isinstance(v, str):
+                raise ConfigError(f"{where}.{k}: must be a string, got a {type(v).__name__}; quote the value")
+            if k.lower() in self.reserved:
+                raise ConfigError(f"{where}: header {k!r} is set by the exporter itself and cannot be configured")
+            out[k] = v
+        return out
+
+    def from_text(self, text: str, where: str) -> dict[str, str]:
+        """`name=value,...`; an unusable entry is skipped with a warning naming its position and name only
+        (the value may be a secret)."""
+        from urllib.parse import unquote
+
+        out: dict[str, str] = {}
+        for i, item in enumerate(text.split(",")):
+            if not item.strip():
+                continue
+            name, sep, value = item.partition("=")
+            name = name.strip()
+            if not sep or not name or name.lower() in self.reserved:
+                _log.warning("%s: entry %d (%r) is not 'name=value' with a header the exporter does not set; "
+                             "ignored", where, i, name if sep else "?")
+                continue
+            out[name] = unquote(value.strip())
+        return out
+
+    def show(self, value: Any) -> str:
+        return "{}" if not value else ", ".join(f"{k}: {v}" for k, v in value.items())
+
+
+@dataclass(frozen=True)
+class StrList(Parser):
+    """A list of strings; environment text separates them with spaces or commas."""
+
+    kind = "list"
+
+    def __call__(self, value: Any, where: str) -> list[str]:
+        if isinstance(value, str) or not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: expected a list of strings, got {_kind_of(value)}")
+        return list(value)
+
+    def from_text(self, text: str, where: str) -> list[str]:
+        return [t for t in re.split(r"[\s,]+", text) if t]
+
+    def show(self, value: Any) -> str:
+        return "[]" if not value else str(list(value))
+
+
+_TLS_KEYS = ("ca_file", "cert_file", "key_file", "insecure_skip_verify", "insecure")
+
+
+@dataclass(frozen=True)
+class Tls(Parser):
+    """The collector's `tls` block (configtls) as `TlsSettings`; a `TlsSettings` as it is."""
+
+    kind = "tls"
+
+    def __call__(self, value: Any, where: str) -> Any:
+        from otel_audit.exporters._http import TlsSettings
+
+        if value is None or isinstance(value, TlsSettings):
+            return value or TlsSettings()
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping ({', '.join(_TLS_KEYS[:4])})")
+        kw: dict[str, Any] = {}
+        for k, v in value.items():
+            if k in ("ca_file", "cert_file", "key_file"):
+                if not isinstance(v, str) or not v:
+                    raise ConfigError(f"{where}.{k}: expected a file path")
+                kw[k] = v
+            elif k in ("insecure_skip_verify", "insecure"):
+                v = Bool()(v, f"{where}.{k}")
+                if k == "insecure_skip_verify":
+                    kw[k] = v
+            else:
+                raise ConfigError(f"{where}.{k}: unknown key; valid keys: {', '.join(_TLS_KEYS[:4])}")
+        if ("cert_file" in kw) != ("key_file" in kw):
+            raise ConfigError(f"{where}: cert_file and key_file go together")
+        return TlsSettings(**kw)
+
+    def show(self, value: Any) -> str:
+        return "system CAs, verified"
+
+
+_RETRY_KEYS = ("enabled", "initial_interval", "max_interval", "max_elapsed_time", "multiplier",
+               "randomization_factor")
+MAX_MULTIPLIER = 1000.0  # retry_on_failure.multiplier: past this the second wait is max_interval anyway
+
+
+@dataclass(frozen=True)
+class Retry(Parser):
+    """The collector's `retry_on_failure` block (configretry) as `RetrySettings`."""
+
+    kind = "retry"
+
+    def __call__(self, value: Any, where: str) -> Any:
+        from otel_audit.exporters._http import RetrySettings
+
+        if value is None or isinstance(value, RetrySettings):
+            return value or RetrySettings()
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping (enabled, initial_interval, max_interval, "
+                              "max_elapsed_time)")
+        kw: dict[str, Any] = {}
+        for k, v in value.items():
+            w = f"{where}.{k}"
+            if k == "enabled":
+                kw[k] = Bool()(v, w)
+            elif k in ("initial_interval", "max_interval", "max_elapsed_time"):
+                kw[k] = parse_duration(v, where=w)
+            elif k in ("multiplier", "randomization_factor"):
+                # randomization_factor in [0, 1] as the collector's configretry (more makes a wait negative)
+                most = 1.0 if k == "randomization_factor" else MAX_MULTIPLIER
+                if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                        or not 0 <= v <= most):
+                    raise ConfigError(f"{w}: expected a number from 0 to {most:g}, got {v!r}")
+                kw[k] = float(v)
+            else:
+                raise ConfigError(f"{w}: unknown key; valid keys: {', '.join(_RETRY_KEYS)}")
+        return RetrySettings(**kw)
+
+    def show(self, value: Any) -> str:
+        return "enabled, 5s doubling by 1.5 to 30s, give up after 5m"
+
+
+@dataclass(frozen=True)
+class Check(Parser):
+    """An exporter's own check: ``check(value)`` returns the value or raises ValueError with a
+    message that does not start with the key (it is prefixed with ``where``)."""
+
+    check: Callable[[Any], Any] = lambda v: v
+    kind: str = "string"
+    text: Callable[[str], Any] | None = None  # how environment text becomes a value, if not as it is
+
+    def __call__(self, value: Any, where: str) -> Any:
+        try:
+            return self.check(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(_located(str(exc), where)) from None
+
+    def from_text(self, text: str, where: str) -> Any:
+        return self(self.text(text) if self.text else text, where)
+
+
+def _range(least: float, most: float, at_least: bool) -> str:
+    return f"of at least {least} and at most {most}" if at_least else f"from {least} to {most}"
+
+
+@dataclass(frozen=True)
+class Fn(Parser):
+    """A parser from a function ``fn(value, where)`` that raises ConfigError starting with ``where``."""
+
+    fn: Callable[[Any, str], Any] = lambda v, w: v
+    kind: str = "value"
+
+    def __call__(self, value: Any, where: str) -> Any:
+        return self.fn(value, where)
+
+
+def _located(msg: str, where: str) -> str:
+    """A check's message under the key path `where`: "endpoint must be ..." -> "<where>: must be ...",
+    ".key: unknown" -> "<where>.key: unknown", anything else -> "<where>: <msg>"."""
+    if msg.startswith((where + ":", where + ".", where + "[")):
+        return msg
+    if msg.startswith("."):
+        return where + msg
+    name = where.rsplit(".", 1)[-1].rsplit(" ", 1)[-1]
+    for head in (name + ": ", name + " "):
+        if msg.startswith(head):
+            return f"{where}: {msg[len(head):]}"
+    return f"{where}: {msg}"
+
+
+def _kind_of(value: Any) -> str:
+    """A value for a message: short scalars as they are, anything else by its type."""
+    if isinstance(value, (bool, int, float)) or value is None:
+        return repr(value)
+    if isinstance(value, str) and len(value) <= 40:
+        return repr(value)
+    return f"a {type(value).__name__}"
+
+
+# -- settings and models -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting of an exporter.
+
+    name: the constructor's keyword. key: its place in the YAML block when that differs (a
+    dotted path such as ``api.key``; ``""``: not in the block). aliases: other YAML keys for it
+    (older names). env: environment variables that give it when the keyword is not given,
+    first set wins (ours, then the vendor's). unused: a collector key accepted and checked,
+    then not used (documented as such). required: the message's tail when the block lacks it.
+    """
+
+    name: str
+    parse: Parser
+    default: Any = None
+    env: tuple[str, ...] = ()
+    doc: str = ""
+    secret: bool = False
+    key: str | None = None
+    aliases: tuple[str, ...] = ()
+    unused: bool = False
+    required: str = ""
+    default_doc: str | None = None  # the default as the reference shows it, when not the value itself
+
+    @property
+    def path(self) -> str:
+        return self.name if self.key is None else self.key
+
+    def parse_value(self, value: Any, where: str) -> Any:
+        return self._safely(self.parse, value, where)
+
+    def parse_text(self, text: str, where: str) -> Any:
+        return self._safely(self.parse.from_text, text, where)
+
+    def _safely(self, fn: Callable[[Any, str], Any], value: Any, where: str) -> Any:
+        try:
+            return fn(value, where)
+        except ConfigError as exc:
+            if not self.secret:
+                raise
+            msg = str(exc)
+            shown = [repr(value), str(value)] if isinstance(value, str) and value else []
+            if any(s and s in msg for s in shown):  # a secret's value never appears in a message
+                raise ConfigError(f"{where}: not a usable {self.parse.kind} (the value is not shown: "
+                                  "it is a secret)") from None
+            raise
+
+
+class Model:
+    """The settings of one exporter: read from keyword arguments, the environment and YAML."""
+
+    def __init__(self, exporter: str, settings: Iterable[Setting], *, ignored: Iterable[str] = (),
+                 extra_keys: Iterable[str] = (), title: str = "", intro: str = "",
+                 unknown_hint: str = "", list_keys: Iterable[str] | None = None) -> None:
+        self.exporter = exporter
+        self.settings = tuple(settings)
+        self.by_name = {s.name: s for s in self.settings}
+        #: collector keys that change nothing here: accepted and ignored so a block moves unchanged
+        self.ignored = frozenset(ignored)
+        #: keys the exporter's own from_config reads besides the settings' (cross-checked blocks)
+        self.extra_keys = tuple(extra_keys)
+        self.title = title or exporter
+        self.intro = intro
+        self.unknown_hint = unknown_hint
+        self._list_keys = tuple(list_keys) if list_keys is not None else None
+
+    # -- the keys of the YAML block
+
+    def top_keys(self) -> list[str]:
+        keys: list[str] = []
+        for s in self.settings:
+            if s.path:
+                for k in (s.path, *s.aliases):
+                    head = k.split(".", 1)[0]
+                    if head not in keys:
+                        keys.append(head)
+        keys.extend(k for k in self.extra_keys if k not in keys)
+        return keys
+
+    def valid_keys(self) -> list[str]:
+        return list(self._list_keys) if self._list_keys is not None else self.top_keys()
+
+    def _section_keys(self, head: str) -> list[str]:
+        out: list[str] = []
+        for s in self.settings:
+            for k in (s.path, *s.aliases):
+                if k.startswith(head + "."):
+                    sub = k[len(head) + 1:].split(".", 1)[0]
+                    if sub not in out:
+                        out.append(sub)
+        return out
+
+    # -- reading
+
+    def given(self, arguments: Mapping[str, Any], collector: Mapping[str, Any]) -> dict[str, Any]:
+        """A constructor's arguments: its named ones (None: not given) and the collector-shaped rest
+        (`**collector`: the keys of a block that are no argument name, e.g. `retry_on_failure`, a
+        nested `api: {key: ...}`, an alias or an ignored key), read as `read_block` reads them."""
+        out = {k: v for k, v in arguments.items() if k in self.by_name}
+        if collector:
+            for k, v in self.read_block(collector, self.exporter, required=False).items():
+                if out.get(k) is not None:
+                    raise ConfigError(f"{self.exporter}: {k} is given twice (also under its collector name)")
+                out[k] = v
+        return out
+
+    def resolve(self, given: Mapping[str, Any], *, names: Iterable[str] | None = None) -> dict[str, Any]:
+        """Each setting (of `names`, else all) from `given`, else its environment variables, else its
+        default. A bad given value raises ConfigError naming the keyword; a bad environment value
+        logs a warning naming the variable and falls back to the default."""
+        out: dict[str, Any] = {}
+        for name in names if names is not None else self.by_name:
+            s = self.by_name[name]
+            if s.unused:
+                continue
+            value = given.get(name)
+            if value is not None:
+                out[name] = s.parse_value(value, name)
+                continue
+            out[name] = self.from_env(s)
+        return out
+
+    def missing(self, name: str, what: str = "") -> ConfigError:
+        """The error of a required setting given neither as an argument nor by its variables."""
+        s = self.by_name[name]
+        where = f", or set {' or '.join(s.env)}" if s.env else ""
+        return ConfigError(f"no {what or name}: pass {name}{where}")
+
+    def env_text(self, s: Setting) -> tuple[str, str] | None:
+        """(variable, text) of the first of the setting's variables set to something."""
+        for var in s.env:
+            raw = os.environ.get(var)
+            if raw is not None and raw.strip():
+                return var, raw.strip()
+        return None
+
+    def from_env(self, s: Setting) -> Any:
+        found = self.env_text(s)
+        if found is None:
+            return s.default
+        var, raw = found
+        try:
+            return s.parse_text(raw, var)
+        except ConfigError as exc:
+            msg = str(exc) if not s.secret else f"{var} is not usable"
+            if not s.secret:
+                # the value itself stays out (a credential set in the wrong variable would be logged)
+                msg = msg.replace(repr(raw), f"(a value of {len(raw)} characters)")
+            _log.warning("%s; using %s", msg, "the default" if s.default is None else s.parse.show(s.default))
+            return s.default
+
+    def read_block(self, cfg: Any, where: str, *, required: bool = True) -> dict[str, Any]:
+        """The constructor keywords of a collector-shaped block: only the keys it holds, parsed.
+        Unknown keys raise ConfigError listing the valid ones; ignored keys are passed over."""
+        if cfg is None:
+            cfg = {}
+        if not isinstance(cfg, Mapping):
+            raise ConfigError(f"{where}: expected a mapping of settings, got {type(cfg).__name__}; "
+                              f"valid keys are {', '.join(self.valid_keys())}")
+        top = self.top_keys()
+        for key in cfg:
+            if key in self.ignored:
+                continue
+            if key not in top:
+                hint = f"; {self.unknown_hint}" if self.unknown_hint else ""
+                raise ConfigError(f"{where}.{key}: unknown key{hint}; "
+                                  f"valid keys are {', '.join(self.valid_keys())}")
+        for head in top:
+            sub = self._section_keys(head)
+            if sub and cfg.get(head) is not None:
+                section = cfg[head]
+                if not isinstance(section, Mapping):
+                    raise ConfigError(f"{where}.{head}: expected a mapping ({', '.join(sub)})")
+                for k in section:
+                    if k not in sub:
+                        raise ConfigError(f"{where}.{head}.{k}: unknown key; valid keys: {', '.join(sub)}")
+        kw: dict[str, Any] = {}
+        for s in self.settings:
+            if not s.path:
+                continue
+            present = [k for k in (s.path, *s.aliases) if _lookup(cfg, k) is not _MISSING]
+            if len(present) > 1:
+                raise ConfigError(f"{where}.{present[1]}: {present[0]} is set too; give only {s.path}")
+            if not present:
+                if s.required and required:
+                    raise ConfigError(f"{where}.{s.path}: {s.required}")
+                continue
+            value = _lookup(cfg, present[0])
+            if value is None or (s.required and value == ""):
+                if s.required:
+                    raise ConfigError(f"{where}.{s.path}: {s.required}")
+                continue
+            parsed = s.parse_value(value, f"{where}.{present[0]}")
+            if not s.unused:
+                kw[s.name] = parsed
+        return kw
+
+    def defaults(self) -> dict[str, Any]:
+        return {s.name: s.default for s in self.settings if not s.unused}
+
+    # -- documentation
+
+    def markdown(self) -> str:
+        lines = [f"## {self.title}", ""]
+        if self.intro:
+            lines += [self.intro, ""]
+        lines += ["| key | type | default | environment | meaning |", "|---|---|---|---|---|"]
+        for s in self.settings:
+            key = f"`{s.path}`" if s.path else f"(argument `{s.name}`)"
+            if s.aliases:
+                key += " (also " + ", ".join(f"`{a}`" for a in s.aliases) + ")"
+            if s.path and s.path != s.name and not s.unused:
+                key += f" (argument `{s.name}`)"
+            env = ", ".join(f"`{v}`" for v in s.env) or "-"
+            meaning = s.doc
+            if s.secret:
+                meaning = "**secret** (never shown in a message or log). " + meaning
+            if s.unused:
+                meaning = "accepted and checked as the collector does, not used here. " + meaning
+            if s.required:
+                meaning = "**required**. " + meaning
+            default = s.default_doc if s.default_doc is not None else s.parse.show(s.default)
+            lines.append(f"| {key} | {s.parse.kind} | {_md(default)} | {env} | {_md(meaning)} |")
+        if self.ignored:
+            lines += ["", "Accepted and ignored (collector-only): " + ", ".join(f"`{k}`" for k in sorted(self.ignored))
+                      + "."]
+        return "\n".join(lines) + "\n"
+
+
+_MISSING = object()
+
+
+def _lookup(cfg: Mapping[str, Any], path: str) -> Any:
+    node: Any = cfg
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+# -- the reference page ------------------------------------------------------------------------------
+
+_HEADER = """# Exporter settings
+
+Generated from the settings models in `exporters/` by
+`python -m otel_audit.exporters settings > docs/settings.md`; do not edit by hand
+(`tests/test_settings.py` fails when this page is stale).
+
+Every exporter reads the same settings three ways: the collector-shaped block under
+`exporters:` in an otel-audit YAML/JSON file (the key column), keyword arguments of its class
+(the same names; for a nested key the argument named in brackets), and, for what neither gives,
+the environment variables listed (first set wins; a bad value logs a warning and the default is
+used). Values take the collector's forms everywhere: durations as `10s`, `500ms`, `1m30s` or a
+number of seconds; sizes as a number of bytes or `5MiB` (binary), `1MB` (decimal); booleans as
+`true`/`false` (an environment variable may also say `1`/`0`); `tls` and `retry_on_failure` as
+mappings. Secrets are never shown in a message or a log line.
+
+The shared blocks:
+
+* `tls`: `ca_file`, `cert_file` and `key_file` (together), `insecure_skip_verify` (true: do not
+  verify the server's certificate), `insecure` (accepted; for OTLP/gRPC: plaintext).
+* `retry_on_failure`: `enabled` (true), `initial_interval` (5s), `max_interval` (30s),
+  `max_elapsed_time` (5m; 0: never give up), `multiplier` (1.5), `randomization_factor` (0.5).
+"""
+
+
+def models() -> list[Model]:
+    """Every exporter's model, in the order of the reference."""
+    from otel_audit.exporters import datadog, elastic, file, otlp, splunk_hec, webhook
+
+    return [file.SETTINGS, otlp.GRPC_SETTINGS, otlp.HTTP_SETTINGS, splunk_hec.SETTINGS, datadog.SETTINGS,
+            elastic.SETTINGS, webhook.SETTINGS]
+
+
+def reference() -> str:
+    """docs/settings.md: the header and one section per exporter."""
+    return _HEADER + "".join("\n" + m.markdown() for m in models())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m otel_audit.exporters settings``: print docs/settings.md."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args != ["settings"]:
+        print("usage: python -m otel_audit.exporters settings  (prints docs/settings.md)", file=sys.stderr)
+        return 2
+    sys.stdout.write(reference())
+    return 0

@@ -1,0 +1,402 @@
+"""The exporters' settings models (otel_audit.exporters._settings): one model per exporter reads the
+collector-shaped YAML block, environment variables and keyword arguments alike.
+
+Sending tests start the SIEM stand-ins of tests/standins/ (HTTP servers on loopback) and the real
+exporters; nothing of ours is mocked."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, LogRecordExportResult, SimpleLogRecordProcessor
+from opentelemetry.sdk.resources import Resource
+
+from otel_audit.errors import ConfigError
+from otel_audit.exporters import _settings
+from otel_audit.exporters._http import RetrySettings, TlsSettings
+from otel_audit.exporters.datadog import DatadogLogExporter
+from otel_audit.exporters.elastic import ElasticLogExporter
+from otel_audit.exporters.file import FileLogRecordExporter
+from otel_audit.exporters.splunk_hec import SplunkHecLogExporter
+from otel_audit.exporters.webhook import WebhookLogExporter
+from otel_audit.processors.signing import SigningProcessor
+from tests.standins.datadog import DEFAULT_API_KEY as DD_KEY
+from tests.standins.datadog import DatadogStandIn
+from tests.standins.elastic import DEFAULT_API_KEY as ES_KEY
+from tests.standins.elastic import ElasticStandIn
+from tests.standins.splunk import DEFAULT_TOKEN, SplunkHecStandIn
+from tests.standins.webhook import WebhookReceiver
+
+ROOT = Path(__file__).resolve().parent.parent
+RESOURCE = Resource.create({"service.name": "gateway", "host.name": "gw-1"})
+WH_SECRET = "whsec_" + "YWxwaGEtYWxwaGEtYWxwaGEtYWxwaGEtYWxwaGEtYWw="
+FAST_RETRY = {"enabled": True, "initial_interval": "50ms", "max_interval": "300ms", "max_elapsed_time": "30s",
+              "randomization_factor": 0}
+
+
+@pytest.fixture(autouse=True)
+def _no_exporter_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the machine's exporter variables out of every test."""
+    for name in list(os.environ):
+        if name.startswith(("OTEL_AUDIT_", "SPLUNK_HEC_", "DD_", "ELASTICSEARCH_URL")):
+            monkeypatch.delenv(name)
+
+
+def signed_records(keys_dir: Path, n: int) -> list[Any]:
+    """n signed SDK events (the stream's checkpoints left out), captured in memory."""
+    memory = InMemoryLogRecordExporter()
+    provider = LoggerProvider(resource=RESOURCE, shutdown_on_exit=False)
+    provider.add_log_record_processor(SigningProcessor(keys_dir, downstream=SimpleLogRecordProcessor(memory),
+                                                       checkpoint_every=10_000, resource=RESOURCE))
+    logger = provider.get_logger("settings-tests")
+    for i in range(n):
+        logger.emit(event_name="authentication.login.succeeded", body=f"login {i}",
+                    attributes={"user.id": f"user-{i}", "audit.outcome": "success"})
+    provider.force_flush()
+    out = [r for r in memory.get_finished_logs() if r.log_record.event_name != "audit.checkpoint"]
+    provider.shutdown()
+    return out
+
+
+def transport(exp: Any) -> dict[str, Any]:
+    """What the shared transport settings became on an HTTP exporter."""
+    return {"timeout": exp.timeout, "retry": exp.retry, "verify": exp.session.verify, "cert": exp.session.cert,
+            "compression": exp.compression, "proxy_from_env": getattr(exp.session, "proxy_from_env", None)}
+
+
+# -- the value parsers -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("10s", 10.0), ("500ms", 0.5), ("1m", 60.0), (3, 3.0),
+                                                 (0.25, 0.25), ("1h30m", 5400.0), ("2", 2.0)])
+def test_duration_reads_go_durations_and_seconds(value: Any, seconds: float) -> None:
+    """Durations are Go duration text or numbers of seconds."""
+    assert _settings.Duration()(value, "x.timeout") == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(("value", "size"), [("5MiB", 5 << 20), ("1MB", 10**6), ("512KiB", 512 << 10),
+                                              ("1kb", 1000), (2048, 2048), ("2048", 2048), ("1.5KiB", 1536)])
+def test_size_reads_binary_and_decimal_units(value: Any, size: int) -> None:
+    """Sizes are whole numbers of bytes or text with a binary (KiB) or decimal (KB) unit."""
+    assert _settings.Size()(value, "x.max") == size
+
+
+@pytest.mark.parametrize(("text", "value"), [("true", True), ("false", False), ("1", True), ("0", False),
+                                              ("TRUE", True), ("off", False)])
+def test_bool_from_an_environment_variable(text: str, value: bool) -> None:
+    """An environment variable's boolean may be true/false or 1/0 (yes/no, on/off)."""
+    assert _settings.Bool().from_text(text, "VAR") is value
+
+
+@pytest.mark.parametrize(("parser", "value", "needle"), [
+    (_settings.Duration(), "ten", "is not a duration"),
+    (_settings.Duration(), "0s", "above zero"),
+    (_settings.Size(0, 100), "5 parsecs", "whole number of bytes from 0 to 100"),
+    (_settings.Size(0, 100), "1MiB", "whole number of bytes from 0 to 100"),
+    (_settings.Bool(), "maybe", "true or false"),
+    (_settings.Bool(), 1, "true or false"),
+    (_settings.Whole(1, 9), 10, "from 1 to 9"),
+    (_settings.Whole(1, 9), True, "from 1 to 9"),
+    (_settings.Url(), "ftp://h", "http/https URL"),
+    (_settings.Url(), "https://u:p@h", "credentials"),
+    (_settings.Text(), "a\nb", "on one line"),
+    (_settings.StrMap(), {"a": 1}, "must be a string"),
+    (_settings.Tls(), {"ca_file": "/x", "verify": True}, "unknown key"),
+    (_settings.Tls(), {"cert_file": "/c"}, "go together"),
+    (_settings.Retry(), {"enabled": "maybe"}, "true or false"),
+    (_settings.Retry(), {"multiplier": -1}, "from 0 to 1000"),
+])
+def test_a_bad_value_is_a_config_error_naming_the_key(parser: _settings.Parser, value: Any, needle: str) -> None:
+    """Every parser raises ConfigError starting with the key path and saying what it expected."""
+    with pytest.raises(ConfigError) as err:
+        parser(value, "exporters.splunk_hec/audit.key")
+    assert str(err.value).startswith("exporters.splunk_hec/audit.key"), str(err.value)
+    assert needle in str(err.value)
+
+
+def test_a_secret_setting_never_repeats_its_value() -> None:
+    """A bad value of a secret setting is named by its key, never shown."""
+    secret = "s3cr3t\nvalue-that-must-not-show"
+    setting = _settings.Setting("token", _settings.Text(), secret=True)
+    with pytest.raises(ConfigError) as err:
+        setting.parse_value(secret, "exporters.x.token")
+    assert str(err.value).startswith("exporters.x.token:") and "s3cr3t" not in str(err.value)
+
+
+# -- keyword arguments in the collector's shape ------------------------------------------------------
+
+
+SPLUNK_BLOCK: dict[str, Any] = {
+    "token": DEFAULT_TOKEN, "index": "audit", "sourcetype": "_json", "timeout": "7s",
+    "max_event_size": "1MiB", "max_content_length_logs": "512KiB", "disable_compression": "true",
+    "ack_timeout": "2m", "tls": {"insecure_skip_verify": True}, "retry_on_failure": FAST_RETRY,
+    "hec_metadata_to_otel_attrs": {"index": "x.index"}, "max_idle_conns": 10,
+}
+
+
+@pytest.fixture
+def hec() -> Iterator[SplunkHecStandIn]:
+    """A HEC stand-in (a token without indexer acknowledgement)."""
+    with SplunkHecStandIn() as s:
+        yield s
+
+
+def test_splunk_collector_shaped_keywords_work_as_the_yaml(hec: SplunkHecStandIn, shared_keys: Path) -> None:
+    """SplunkHecLogExporter(timeout="7s", tls={...}, retry_on_failure={...}, sizes as text) equals the YAML
+    block's exporter and delivers to the HEC stand-in."""
+    by_kwargs = SplunkHecLogExporter(endpoint=hec.url, **SPLUNK_BLOCK)
+    by_yaml = SplunkHecLogExporter.from_config({"endpoint": hec.url, **SPLUNK_BLOCK}, where="exporters.splunk_hec")
+    for exp in (by_kwargs, by_yaml):
+        assert transport(exp) == transport(by_kwargs)
+        assert (exp.timeout, exp.max_event_size, exp.max_content_length, exp.ack_timeout) == (7.0, 1 << 20, 512 << 10,
+                                                                                              120.0)
+        assert exp.session.verify is False and not exp.compression and exp.hec_metadata["index"] == "x.index"
+        assert exp.retry == RetrySettings(initial_interval=0.05, max_interval=0.3, max_elapsed_time=30,
+                                          randomization_factor=0)
+    assert by_kwargs.export(signed_records(shared_keys, 3)) == LogRecordExportResult.SUCCESS
+    assert hec.count == 3 and hec.events()[0]["index"] == "audit"
+
+
+def test_typed_keywords_keep_working(hec: SplunkHecStandIn) -> None:
+    """Today's typed values (float seconds, TlsSettings, RetrySettings, int bytes) are accepted as before."""
+    retry = RetrySettings(initial_interval=0.05)
+    exp = SplunkHecLogExporter(hec.url, DEFAULT_TOKEN, timeout=2.5, tls=TlsSettings(insecure_skip_verify=True),
+                               retry=retry, max_event_size=4096)
+    assert (exp.timeout, exp.session.verify, exp.retry, exp.max_event_size) == (2.5, False, retry, 4096)
+
+
+@pytest.mark.parametrize(("kw", "key", "needle"), [
+    ({"timeout": "ten"}, "timeout", "not a duration"),
+    ({"max_event_size": "huge"}, "max_event_size", "whole number of bytes"),
+    ({"use_ack": "perhaps"}, "use_ack", "true or false"),
+    ({"tls": {"ca_file": 3}}, "tls.ca_file", "file path"),
+    ({"retry_on_failure": {"tries": 3}}, "splunk_hec.retry_on_failure.tries", "unknown key"),
+    ({"tokn": "x"}, "splunk_hec.tokn", "valid keys are endpoint, token"),
+    ({"endpoint": "ftp://h"}, "endpoint", "http(s) URL"),
+])
+def test_splunk_bad_keywords_name_the_key(hec: SplunkHecStandIn, kw: dict[str, Any], key: str, needle: str) -> None:
+    """A bad keyword argument raises ConfigError naming it (unknown ones list the valid keys)."""
+    kw = {"endpoint": hec.url, "token": DEFAULT_TOKEN, **kw}
+    with pytest.raises(ConfigError) as err:
+        SplunkHecLogExporter(**kw)
+    text = str(err.value)
+    assert text.startswith(key + ":") or text.startswith(key + "."), text
+    assert needle in text and DEFAULT_TOKEN not in text
+
+
+def test_splunk_env_vars_read_through_the_model(hec: SplunkHecStandIn, monkeypatch: pytest.MonkeyPatch,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    """Every OTEL_AUDIT_SPLUNK_HEC_* name (and SPLUNK_HEC_URL/TOKEN) still works; sizes and booleans take the
+    collector's text, and a bad value warns naming the variable (never the value) and uses the default."""
+    monkeypatch.setenv("SPLUNK_HEC_URL", hec.url)
+    monkeypatch.setenv("SPLUNK_HEC_TOKEN", DEFAULT_TOKEN)
+    monkeypatch.setenv("OTEL_AUDIT_SPLUNK_HEC_TIMEOUT", "3s")
+    monkeypatch.setenv("OTEL_AUDIT_SPLUNK_HEC_MAX_EVENT_SIZE", "2MiB")
+    monkeypatch.setenv("OTEL_AUDIT_SPLUNK_HEC_USE_ACK", "1")
+    monkeypatch.setenv("OTEL_AUDIT_SPLUNK_HEC_TLS_INSECURE_SKIP_VERIFY", "true")
+    monkeypatch.setenv("OTEL_AUDIT_SPLUNK_HEC_ACK_POLL_INTERVAL", "secret-looking-junk")
+    with caplog.at_level(logging.WARNING):
+        exp = SplunkHecLogExporter()
+    assert (exp.timeout, exp.max_event_size, exp.use_ack, exp.session.verify) == (3.0, 2 << 20, True, False)
+    assert exp.ack_poll_interval == 10.0
+    assert "OTEL_AUDIT_SPLUNK_HEC_ACK_POLL_INTERVAL" in caplog.text and "secret-looking-junk" not in caplog.text
+
+
+@pytest.fixture
+def dd() -> Iterator[DatadogStandIn]:
+    """A Datadog logs intake stand-in."""
+    with DatadogStandIn() as s:
+        yield s
+
+
+def test_datadog_nested_collector_keywords_work_as_the_yaml(dd: DatadogStandIn, shared_keys: Path) -> None:
+    """DatadogLogExporter(api={...}, logs={...}, host_metadata={...}, timeout="5s") equals the YAML block's and
+    delivers to the Datadog stand-in."""
+    block = {"api": {"key": DD_KEY, "site": "datadoghq.eu"}, "logs": {"endpoint": dd.url, "compression_level": "4"},
+             "host_metadata": {"tags": ["team:audit"]}, "timeout": "5s", "retry_on_failure": FAST_RETRY,
+             "tls": {"insecure_skip_verify": False}}
+    by_kwargs = DatadogLogExporter(**block)
+    by_yaml = DatadogLogExporter.from_config(block, where="exporters.datadog")
+    for exp in (by_kwargs, by_yaml):
+        assert transport(exp) == transport(by_yaml)
+        assert (exp.site, exp.url, exp.compression_level, exp.tags, exp.timeout) == (
+            "datadoghq.eu", dd.url.rstrip("/") + "/api/v2/logs", 4, ("team:audit",), 5.0)
+    assert by_kwargs.export(signed_records(shared_keys, 2)) == LogRecordExportResult.SUCCESS
+    assert dd.count() == 2
+
+
+def test_datadog_bad_keywords_name_the_key_and_hide_the_key() -> None:
+    """A bad api key or level given as a keyword is a ConfigError naming the key, never showing the key."""
+    with pytest.raises(ConfigError) as err:
+        DatadogLogExporter(api={"key": "not-hex!" + DD_KEY})
+    assert str(err.value).startswith("datadog.api.key:") and DD_KEY not in str(err.value)
+    with pytest.raises(ConfigError, match=r"^compression_level: expected a whole number from 0 to 9"):
+        DatadogLogExporter(DD_KEY, compression_level="11")
+
+
+@pytest.fixture
+def es() -> Iterator[ElasticStandIn]:
+    """An Elasticsearch stand-in that knows the default API key."""
+    with ElasticStandIn(api_keys=(ES_KEY,)) as s:
+        yield s
+
+
+def test_elastic_collector_shaped_keywords_work_as_the_yaml(es: ElasticStandIn, shared_keys: Path) -> None:
+    """ElasticLogExporter(endpoints=[...], timeout="5s", compression="none", retry_on_failure={...}) equals the
+    YAML block's exporter and writes to the Elasticsearch stand-in."""
+    block = {"endpoints": [es.url], "api_key": ES_KEY, "timeout": "5s", "compression": "none",
+             "logs_index": "logs-audit-prod", "retry_on_failure": FAST_RETRY, "tls": {"insecure_skip_verify": True},
+             "headers": {"X-Opaque-Id": "otel-audit"}}
+    by_kwargs = ElasticLogExporter(**block)
+    by_yaml = ElasticLogExporter.from_config(block, where="exporters.elasticsearch")
+    for exp in (by_kwargs, by_yaml):
+        assert transport(exp) == transport(by_yaml)
+        assert (exp.endpoints, exp.logs_index, exp.timeout, exp.compression) == ([es.url.rstrip("/")],
+                                                                               "logs-audit-prod", 5.0, False)
+    assert by_kwargs.export(signed_records(shared_keys, 2)) == LogRecordExportResult.SUCCESS
+    assert len(es.documents("logs-audit-prod")) == 2
+
+
+def test_elastic_bad_keywords_name_the_key() -> None:
+    """Bad sizes and durations given as keywords name the keyword."""
+    with pytest.raises(ConfigError, match=r"^max_bulk_bytes: .*http.max_content_length"):
+        ElasticLogExporter("http://127.0.0.1:9", max_bulk_bytes="1GiB")
+    assert ElasticLogExporter("http://127.0.0.1:9", max_bulk_bytes="1MiB").max_bulk_bytes == 1 << 20
+    with pytest.raises(ConfigError, match=r"^timeout: 'soon' is not a duration"):
+        ElasticLogExporter("http://127.0.0.1:9", timeout="soon")
+
+
+@pytest.fixture
+def rx() -> Iterator[WebhookReceiver]:
+    """A Standard Webhooks receiver that knows the test secret."""
+    with WebhookReceiver(secrets=[WH_SECRET]) as r:
+        yield r
+
+
+def test_webhook_collector_shaped_keywords_work_as_the_yaml(rx: WebhookReceiver, shared_keys: Path) -> None:
+    """WebhookLogExporter(max_body_bytes="64KiB", timeout="5s", tls={...}, retry_on_failure={...}) equals the
+    YAML block's exporter and delivers signed messages to the receiver."""
+    block = {"endpoint": rx.url, "secrets": [WH_SECRET], "max_body_bytes": "64KiB", "max_batch_size": "50",
+             "timeout": "5s", "compression": "gzip", "retry_on_failure": FAST_RETRY,
+             "tls": {"insecure_skip_verify": True}, "max_idle_conns": 4}
+    by_kwargs = WebhookLogExporter(**block)
+    by_yaml = WebhookLogExporter.from_config(block, where="exporters.webhook")
+    for exp in (by_kwargs, by_yaml):
+        assert transport(exp) == transport(by_yaml)
+        assert (exp.max_body_bytes, exp.max_batch_size, exp.timeout, exp.compression) == (65536, 50, 5.0, True)
+    assert by_kwargs.export(signed_records(shared_keys, 3)) == LogRecordExportResult.SUCCESS
+    assert len(rx.events()) == 3
+
+
+def test_webhook_env_vars_take_collector_text(rx: WebhookReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """OTEL_AUDIT_WEBHOOK_* keep their names; sizes and durations take the collector's text."""
+    monkeypatch.setenv("OTEL_AUDIT_WEBHOOK_ENDPOINT", rx.url)
+    monkeypatch.setenv("OTEL_AUDIT_WEBHOOK_SECRETS", WH_SECRET)
+    monkeypatch.setenv("OTEL_AUDIT_WEBHOOK_MAX_BODY_BYTES", "2MiB")
+    monkeypatch.setenv("OTEL_AUDIT_WEBHOOK_TIMEOUT", "1m")
+    exp = WebhookLogExporter()
+    assert (exp.max_body_bytes, exp.timeout) == (2 << 20, 60.0)
+
+
+def test_file_collector_shaped_keywords_work_as_the_yaml(tmp_path: Path) -> None:
+    """FileLogRecordExporter(flush_interval="250ms", rotation={"max_megabytes": "1"}) equals the YAML block's."""
+    block = {"path": str(tmp_path / "a.jsonl"), "flush_interval": "250ms", "rotation": {"max_megabytes": "1"},
+             "fsync": "interval", "format": "json", "append": True}
+    by_kwargs = FileLogRecordExporter(**block)  # type: ignore[arg-type]
+    by_yaml = FileLogRecordExporter.from_config(block, where="exporters.file")
+    for exp in (by_kwargs, by_yaml):
+        assert (exp._fsync_interval, exp._rotation, exp._fsync) == (0.25, by_yaml._rotation, "interval")
+        assert exp._rotation is not None and exp._rotation.max_bytes == 1 << 20
+        exp.shutdown()
+    with pytest.raises(ConfigError, match=r"^fsync_interval: 'fast' is not a duration"):
+        FileLogRecordExporter(tmp_path / "b.jsonl", fsync_interval="fast")
+    with pytest.raises(ConfigError, match=r"^file\.append: false would truncate"):
+        FileLogRecordExporter(tmp_path / "b.jsonl", append=False)  # type: ignore[arg-type]
+
+
+# -- the OTel declarative configuration file ---------------------------------------------------------
+
+
+DECLARATIVE = """\
+file_format: "0.4"
+resource:
+  attributes:
+    - name: service.name
+      value: gateway
+logger_provider:
+  processors:
+    - batch:
+        schedule_delay: 100
+        exporter:
+          splunk_hec:
+            endpoint: {url}
+            token: {token}
+            index: audit
+            timeout: 10s
+            max_event_size: 1MiB
+            tls:
+              insecure_skip_verify: false
+            retry_on_failure:
+              initial_interval: 50ms
+              max_elapsed_time: 30s
+"""
+
+
+def test_a_declarative_config_exporter_mapping_builds_our_entry_point(hec: SplunkHecStandIn,
+                                                                      shared_keys: Path) -> None:
+    """An opentelemetry-configuration file's exporter mapping, passed as keyword arguments to the
+    opentelemetry_logs_exporter entry point class (as the SDK's declarative configuration does), builds the
+    exporter with those settings and it delivers."""
+    doc = yaml.safe_load(DECLARATIVE.format(url=hec.url, token=DEFAULT_TOKEN))
+    assert doc["file_format"]
+    ((name, settings),) = doc["logger_provider"]["processors"][0]["batch"]["exporter"].items()
+    (entry,) = importlib.metadata.entry_points(group="opentelemetry_logs_exporter", name=name)
+    cls = entry.load()
+    assert cls is SplunkHecLogExporter
+    exp = cls(**settings)
+    assert (exp.timeout, exp.max_event_size, exp.index, exp.retry.initial_interval) == (10.0, 1 << 20, "audit", 0.05)
+    assert transport(exp) == transport(SplunkHecLogExporter.from_config(settings, where="x"))
+    assert exp.export(signed_records(shared_keys, 2)) == LogRecordExportResult.SUCCESS
+    assert hec.count == 2
+
+
+# -- the generated reference --------------------------------------------------------------------------
+
+
+def test_docs_settings_md_is_current() -> None:
+    """docs/settings.md is what the settings models generate now."""
+    written = (ROOT / "docs" / "settings.md").read_text(encoding="utf-8")
+    assert written == _settings.reference(), (
+        "docs/settings.md is stale; refresh it with: .venv/bin/python -m otel_audit.exporters settings "
+        "> docs/settings.md")
+
+
+def test_every_model_documents_every_key_and_marks_secrets() -> None:
+    """Each exporter has a section; its secrets (tokens, API keys, passwords) are marked."""
+    page = _settings.reference()
+    for title in ("## file", "## splunk_hec", "## datadog", "## elasticsearch", "## webhook", "## otlp"):
+        assert title in page
+    for model in _settings.models():
+        for s in model.settings:
+            if s.name in ("token", "api_key", "password", "secrets", "signing_key"):
+                assert s.secret, (model.exporter, s.name)
+
+
+def test_the_reference_command_prints_the_page() -> None:
+    """`python -m otel_audit.exporters settings` prints docs/settings.md; anything else is a usage error."""
+    ok = subprocess.run([sys.executable, "-m", "otel_audit.exporters", "settings"], capture_output=True,
+                        text=True, check=False, cwd=ROOT)
+    assert ok.returncode == 0 and ok.stdout == _settings.reference() and "Warning" not in ok.stderr
+    bad = subprocess.run([sys.executable, "-m", "otel_audit.exporters", "--nope"], capture_output=True, text=True,
+                         check=False, cwd=ROOT)
+    assert bad.returncode == 2 and "usage" in bad.stderr
