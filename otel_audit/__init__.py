@@ -13,6 +13,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
+from otel_audit import safe as _safe
 from otel_audit.errors import (
     AttributeTypeError,
     AttributeValueError,
@@ -54,6 +55,10 @@ def __getattr__(name: str) -> Any:
     return value
 
 _log = logging.getLogger(__name__)
+
+# Before the SDK is imported (its import already reads OTEL_RESOURCE_ATTRIBUTES): its warnings about a malformed
+# OTEL_* variable quote the value, which may be a credential (otel_audit.safe.guard_sdk_loggers).
+_safe.guard_sdk_loggers()
 
 
 class AuditPipeline:

@@ -55,7 +55,7 @@ import os
 import re
 import shlex
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,6 +64,7 @@ import yaml
 
 from otel_audit import filemodes
 from otel_audit.errors import AuditError, ConfigError, KeyringError
+from otel_audit.safe import describe_key, guard_sdk_loggers
 
 _log = logging.getLogger(__name__)
 
@@ -726,8 +727,38 @@ def _resource(doc: Mapping[str, Any], src: str) -> dict[str, Any]:
             raise ConfigError(
                 f"{src}: resource.{k}: an attribute value must be a string, number, boolean or a list of them"
             )
+        if not _utf8(k) or not all(_utf8(x) for x in (v if isinstance(v, list) else [v]) if isinstance(x, str)):
+            raise ConfigError(f"{src}: resource.{describe_key(k) if _utf8(k) else '<a key>'}: {_NOT_UTF8}")
         out[k] = v
     return out
+
+
+_NOT_UTF8 = ("not valid UTF-8 text (a lone surrogate such as \\ud800, or a byte that is not UTF-8), which no OTLP "
+             "record or signed checkpoint can carry; write it as UTF-8")
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_resource(resource: Any, where: Callable[[str], str]) -> None:
+    """A ConfigError naming where a resource attribute that is not valid UTF-8 came from (``where(key)``): every
+    record carries the resource and every checkpoint names it, so none of them could be written."""
+    for k, v in resource.attributes.items():
+        values = v if isinstance(v, (list, tuple)) else [v]
+        if not _utf8(k) or not all(_utf8(x) for x in values if isinstance(x, str)):
+            raise ConfigError(f"{where(k if _utf8(k) else '<a key>')}: {_NOT_UTF8}")
+
+
+def _env_resource_source(e: Mapping[str, str], key: str) -> str:
+    """The variable a resource attribute of the environment came from (OTEL_SERVICE_NAME wins for service.name)."""
+    if key == "service.name" and (e.get(ENV_SERVICE_NAME) or "").strip():
+        return ENV_SERVICE_NAME
+    return f"{ENV_RESOURCE_ATTRIBUTES} ({describe_key(key)})"
 
 
 def _exporter_plan(
@@ -965,6 +996,31 @@ def _redaction_processor(kwargs: Mapping[str, Any], where: str, logger: Any) -> 
         raise ConfigError(f"{where}: {exc}") from None
 
 
+class _LatePIILogger:
+    """A redaction processor's `pii_event_logger` made before its provider, which takes the resource the
+    processor redacts: the provider's `otel_audit.redaction` logger once `bind` is called (before any record)."""
+
+    def __init__(self) -> None:
+        self._logger: Any = None
+
+    def bind(self, provider: Any) -> None:
+        self._logger = provider.get_logger("otel_audit.redaction")
+
+    def emit(self, *args: Any, **kwargs: Any) -> None:
+        if self._logger is not None:
+            self._logger.emit(*args, **kwargs)
+
+
+def _redacted_resource(resource: Any, processors: Iterable[Any]) -> Any:
+    """`resource` through each redaction processor in pipeline order. The resource is fixed per provider, so it is
+    redacted once, here: the provider (whose records then carry it), the signing processor (its checkpoints, gap
+    markers and the checkpoints' producer line) and so every exported record hold the same redacted values, which
+    is what the verifier compares a record's resource with."""
+    for rp in processors:
+        resource = rp.redact_resource(resource)
+    return resource
+
+
 def _shutdown_all(parts: list[Any]) -> None:
     """Shut down parts built before an error; none has seen a record, so none writes one."""
     for part in reversed(parts):
@@ -1009,12 +1065,25 @@ def _construct(plan: _Plan, src: str, factories: Mapping[str, Any]) -> Built:
     from otel_audit.processors.batch import BatchProcessor  # the SDK's, with a shutdown that keeps a deadline
     from otel_audit.processors.signing import SigningProcessor
 
-    resource = Resource.create(plan.resource)
+    # The redaction processors come first: the provider's resource is the one they redact (_redacted_resource).
+    procs: dict[str, Any] = {}
+    late: list[_LatePIILogger] = []
+    for pid, kwargs, pii in plan.redactions:
+        logger = _LatePIILogger() if pii else None
+        if logger is not None:
+            late.append(logger)
+        procs[pid] = _redaction_processor(kwargs, f"{src}: processors.{pid}", logger)
+    guard_sdk_loggers()  # the SDK's loggers, now that it is imported: its lines quote malformed OTEL_* values
+    raw = Resource.create(plan.resource)  # with OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME, as in the SDK
+    _check_resource(raw, lambda k: f"{src}: resource.{describe_key(k)}" if k in plan.resource
+                    else _env_resource_source(os.environ, k))
+    resource = _redacted_resource(raw, procs.values())
     provider = audit_provider(resource)
+    for logger in late:
+        logger.bind(provider)
     started: list[Any] = [provider]
     exporters: dict[str, Any] = {}
     batchers = []
-    procs: dict[str, Any] = {}
     try:
         for eid, etype, cfg, qopts in plan.exporters:
             where = f"{src}: exporters.{eid}"
@@ -1030,9 +1099,6 @@ def _construct(plan: _Plan, src: str, factories: Mapping[str, Any]) -> Built:
                 raise ConfigError(f"{where}: sending_queue/batch: {exc}") from None
             started.append(batcher)
             batchers.append(batcher)
-        for pid, kwargs, pii in plan.redactions:
-            logger = provider.get_logger("otel_audit.redaction") if pii else None
-            procs[pid] = _redaction_processor(kwargs, f"{src}: processors.{pid}", logger)
         spool = None
         if plan.delivery is not None:
             from otel_audit.processors.spool import SpoolProcessor
@@ -1242,7 +1308,6 @@ def build_from_env(env: Mapping[str, str] | None = None) -> Built:
     from otel_audit.exporters.file import DEFAULT_PATH, ENV_PATH, FileLogRecordExporter, parse_duration
     from otel_audit.keys import Signer
     from otel_audit.processors.batch import BatchProcessor  # the SDK's, with a shutdown that keeps a deadline
-    from otel_audit.processors.redaction import RedactionProcessor
     from otel_audit.processors.signing import SigningProcessor
     from otel_audit.pseudonym import load_hmac_key
 
@@ -1305,8 +1370,14 @@ def build_from_env(env: Mapping[str, str] | None = None) -> Built:
     interval = _env_number(e, ENV_CHECKPOINT_INTERVAL, 5.0,
                            lambda s: parse_duration(s, where=ENV_CHECKPOINT_INTERVAL))
 
-    resource = Resource.create(_env_resource(e))
+    pii_logger = _LatePIILogger()
+    red = _redaction_processor({"mode": "hmac" if hmac_key else "mask", "hmac_key": hmac_key}, ENV_HMAC_KEY, pii_logger)
+    guard_sdk_loggers()  # the SDK's loggers, now that it is imported: its lines quote malformed OTEL_* values
+    raw = Resource.create(_env_resource(e))
+    _check_resource(raw, lambda k: _env_resource_source(e, k))
+    resource = _redacted_resource(raw, [red])
     provider = audit_provider(resource)
+    pii_logger.bind(provider)
     started: list[Any] = [provider]
     exporters: dict[str, Any] = {}
     batchers = []
@@ -1330,8 +1401,6 @@ def build_from_env(env: Mapping[str, str] | None = None) -> Built:
                 raise ConfigError(f"OTEL_BLRP_* settings for exporter {n!r}: {exc}") from None
             started[-1] = batcher  # shutting the batcher down shuts its exporter down
             batchers.append(batcher)
-        pii_logger = provider.get_logger("otel_audit.redaction")
-        red = RedactionProcessor(mode="hmac" if hmac_key else "mask", hmac_key=hmac_key, pii_event_logger=pii_logger)
         spool = None
         if spool_dir is not None:
             from otel_audit.processors.spool import SpoolProcessor

@@ -39,20 +39,31 @@ processor chain before the renderer::
 
 The processor then removes ``audit_attributes``, ``audit_outcome`` and ``audit_severity`` from
 the event dict it passes on (the renderer would print attribute values unredacted, and they may
-be secrets), keeping ``audit_event``; with ``drop=True`` it drops an emitted event instead
-(structlog's ``DropEvent``), so only the audit pipeline sees it.
+be secrets), keeping ``audit_event`` and adding ``audit_emitted=True``; with ``drop=True`` it
+drops an emitted event instead (structlog's ``DropEvent``), so only the audit pipeline sees it.
+
+**Both bridges in one service** (structlog over stdlib with ``render_to_log_kwargs``, an
+`AuditHandler` on the stdlib side for the service's stdlib audit calls): the event dict arrives
+at the handler as ``extra``. A record carrying ``audit_emitted`` or ``audit_error`` was handled
+by the structlog processor already, so the handler neither emits it a second time nor reports it.
 
 **A refused call is reported, counted and never raised.** A logging call must not fail because
 of its handler, so neither bridge raises: when `AuditLogger.emit` refuses the event (an
 `EmitError`: unknown event, missing or mistyped attribute ...) or the pipeline cannot take it (a
-`DeliveryError`, fail-closed delivery or a shut-down pipeline), the bridge
+`DeliveryError`, fail-closed delivery or a shut-down pipeline), or the event is lost on the way (a
+stdlib message that cannot be formatted with its arguments; a structlog event already rendered to
+a str by a renderer placed before the processor), the bridge
 
 1. adds one to its ``rejected`` counter,
 2. logs a WARNING on the ``otel_audit.log_bridges`` logger naming the event, where the logging
    call was, and what was wrong (the `EmitError` message, which never holds an attribute value),
    and never the attributes or the message,
 3. and, for the stdlib handler, calls `logging.Handler.handleError` as every handler does on a
-   failure (a traceback on stderr while ``logging.raiseExceptions`` is true, the default). The
+   failure (a report on stderr while ``logging.raiseExceptions`` is true, the default). Its report
+   is the stdlib one without what could hold a secret: the traceback and the call stack without
+   their source lines (a line such as ``log.warning("token sk-...")`` would repeat a literal), the
+   error's message only for an `AuditError` (scrubbed; other errors by class), the logger, call
+   site and event, and never the record's message or arguments (stdlib prints both verbatim). The
    structlog processor passes the event dict on (never dropped, even with ``drop=True``), with
    ``audit_error`` naming the error class, so the service's own log shows it too.
 
@@ -63,15 +74,18 @@ A service that must stop when an audit record cannot be written (fail-closed) sh
 from __future__ import annotations
 
 import logging
+import sys
 import threading
-from collections.abc import Callable, Mapping, MutableMapping
+import traceback
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from types import FrameType, TracebackType
 from typing import Any
 
 from opentelemetry._logs import LoggerProvider
 
 from otel_audit.errors import AuditError, EmitTypeError
 from otel_audit.logger import AttrValue, AuditLogger
-from otel_audit.safe import describe_key
+from otel_audit.safe import describe_key, scrub
 
 __all__ = ["AUDIT_KEYS", "AuditHandler", "AuditProcessor"]
 
@@ -81,6 +95,10 @@ ATTRIBUTES_KEY = "audit_attributes"
 OUTCOME_KEY = "audit_outcome"
 SEVERITY_KEY = "audit_severity"
 AUDIT_KEYS = (EVENT_KEY, ATTRIBUTES_KEY, OUTCOME_KEY, SEVERITY_KEY)
+#: What the structlog processor adds to the event dict it passes on: the event was emitted, or the error class
+#: of its refusal. An `AuditHandler` skips a record carrying either (the event was handled already).
+EMITTED_KEY = "audit_emitted"
+ERROR_KEY = "audit_error"
 
 _log = logging.getLogger(__name__)
 
@@ -141,19 +159,24 @@ class _Router:
             # EmitError: refused; DeliveryError: the pipeline could not take it; anything else: a
             # fault in the pipeline, whose message could quote record content, so only its class.
             detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, AuditError) else type(exc).__name__
-            with self._lock:
-                self.rejected += 1
-                count = self.rejected
-            # Never the attributes or the message: they may hold secrets. EmitError messages are
-            # written not to quote values (and scrubbed); a DeliveryError's names no record content.
-            _log.warning(
-                "otel-audit %s: audit event %s from %s was not emitted (%s so far): %s",
-                self._kind, _shown_event(event), where, count, detail,
-            )
-            if on_error is not None:
-                on_error()
+            self.report(_shown_event(event), where, detail, on_error)
             return exc
         return None
+
+    def report(self, event: str, where: str, detail: str, on_error: Callable[[], None] | None = None) -> None:
+        """Count one audit event that was not emitted, warn naming it (``event``, as `_shown_event` shows it), the
+        call site and ``detail``, and call ``on_error`` (while the error, if any, is being handled)."""
+        with self._lock:
+            self.rejected += 1
+            count = self.rejected
+        # Never the attributes or the message: they may hold secrets. EmitError messages are
+        # written not to quote values (and scrubbed); a DeliveryError's names no record content.
+        _log.warning(
+            "otel-audit %s: audit event %s from %s was not emitted (%s so far): %s",
+            self._kind, event, where, count, detail,
+        )
+        if on_error is not None:
+            on_error()
 
 
 class AuditHandler(logging.Handler):
@@ -194,6 +217,8 @@ class AuditHandler(logging.Handler):
 
     def _source(self, record: logging.LogRecord) -> Mapping[str, Any] | None:
         fields = record.__dict__
+        if EMITTED_KEY in fields or ERROR_KEY in fields:
+            return None  # the structlog processor emitted (or reported) it on its way here
         if EVENT_KEY in fields:
             return fields
         prefix = self.logger_prefix
@@ -209,9 +234,32 @@ class AuditHandler(logging.Handler):
             created_ns = getattr(record, "created_ns", None)  # Python 3.13+; exact, unlike created
             timestamp_ns = created_ns if isinstance(created_ns, int) else int(record.created * 1e9)
             where = f"logger {record.name!r} at {record.pathname}:{record.lineno}"
-            self._router.route(source, record.getMessage(), timestamp_ns, where, lambda: self.handleError(record))
+            try:
+                body = record.getMessage()
+            except Exception as exc:  # a %-format mistake in the call: the event is lost, so it is counted
+                detail = f"its log message cannot be formatted with its arguments ({type(exc).__name__})"
+                event = _shown_event(source.get(EVENT_KEY))
+                self._router.report(event, where, detail, lambda: self.handleError(record))
+                return
+            self._router.route(source, body, timestamp_ns, where, lambda: self.handleError(record))
         except Exception:  # a handler must not raise into the logging call
             self.handleError(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """`logging.Handler.handleError` (a report on stderr while ``logging.raiseExceptions`` is true, else
+        nothing) without what could hold a secret: no message or arguments of the record (stdlib prints both
+        verbatim), no source lines in the traceback or the call stack (the logging call's line may hold a
+        literal credential), the error's message only for an `AuditError` (whose messages never quote a
+        value), and the whole report through `otel_audit.safe.scrub`."""
+        if not (logging.raiseExceptions and sys.stderr):
+            return
+        t, v, tb = sys.exc_info()
+        try:
+            sys.stderr.write(_refusal_report(record, v, tb))
+        except OSError:  # stderr gone, as stdlib ignores it
+            pass
+        finally:
+            del t, v, tb
 
 
 class AuditProcessor:
@@ -248,6 +296,16 @@ class AuditProcessor:
         return self._router.rejected
 
     def __call__(self, logger: object, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
+        if not isinstance(event_dict, MutableMapping):
+            # A renderer before this processor made the event a str (or bytes): nothing to emit from. One that
+            # names an audit event is counted and reported, as a refusal is; every other line passes untouched.
+            if isinstance(event_dict, (str, bytes, bytearray)) and (
+                    EVENT_KEY in event_dict if isinstance(event_dict, str) else EVENT_KEY.encode() in event_dict):
+                self._router.report(
+                    "(in a rendered line)", f"structlog {method_name}()",
+                    f"AuditProcessor received a rendered {type(event_dict).__name__}, not an event dict: put it "
+                    "before the renderer in structlog's processors")
+            return event_dict
         if EVENT_KEY not in event_dict:
             return event_dict
         name = event_dict.get("logger")
@@ -256,11 +314,42 @@ class AuditProcessor:
         for key in (ATTRIBUTES_KEY, OUTCOME_KEY, SEVERITY_KEY):
             event_dict.pop(key, None)
         if error is not None:
-            event_dict["audit_error"] = type(error).__name__
+            event_dict[ERROR_KEY] = type(error).__name__
             return event_dict
         if self.drop:
             raise _drop_event()
+        event_dict[EMITTED_KEY] = True  # an AuditHandler downstream (render_to_log_kwargs) must not emit it again
         return event_dict
+
+
+def _frames(summary: Iterable[traceback.FrameSummary]) -> str:
+    """Frames as a traceback shows them, without their source lines."""
+    return "".join(f'  File "{f.filename}", line {f.lineno}, in {f.name}\n' for f in summary)
+
+
+def _refusal_report(record: logging.LogRecord, error: BaseException | None, tb: TracebackType | None) -> str:
+    """`AuditHandler.handleError`'s report: stdlib's shape, without the record's message, arguments or source."""
+    out = ["--- Logging error ---\n"]
+    if error is not None:
+        out.append("Traceback (most recent call last):\n")
+        out.append(_frames(traceback.StackSummary.extract(traceback.walk_tb(tb), lookup_lines=False)))
+        kind = type(error)
+        name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+        # An AuditError's message names the event, key and types, never a value; any other error's could quote
+        # the record (a failing __str__ of an argument, a fault in the pipeline): its class only, as the warning.
+        out.append(f"{name}: {error}\n" if isinstance(error, AuditError) else
+                   f"{name} (its message is not shown: it may quote the record)\n")
+    frame: FrameType | None = tb.tb_frame if tb is not None else None
+    if frame is not None:
+        out.append("Call stack:\n")
+        stack = traceback.StackSummary.extract(traceback.walk_stack(frame), lookup_lines=False)
+        stack.reverse()
+        out.append(_frames(stack))
+    fields = record.__dict__
+    event = _shown_event(fields[EVENT_KEY]) if EVENT_KEY in fields else "from the logger name"
+    out.append(f"Logged from logger {record.name!r} at {record.pathname}:{record.lineno}, audit event "
+               f"{event}; its message and arguments are not shown (they may hold secrets)\n")
+    return scrub("".join(out))
 
 
 def _drop_event() -> BaseException:

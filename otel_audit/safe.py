@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -186,3 +187,72 @@ def guard_third_party_loggers() -> None:
     _installed = True
     for name in THIRD_PARTY_LOGGERS:
         logging.getLogger(name).addFilter(RedactingFilter())
+
+
+#: Loggers of the OpenTelemetry SDK whose lines quote an environment value as given (a header of
+#: OTEL_EXPORTER_OTLP_HEADERS, an item of OTEL_RESOURCE_ATTRIBUTES ...) while a pipeline is built: a credential in a
+#: malformed variable would be printed in clear. These are public modules, guarded before the SDK is imported;
+#: the SDK's private modules' loggers (a boolean variable's parser, the batch processors, the configurator) are
+#: found by name prefix once the SDK is imported (`guard_sdk_loggers`), so no private module is named here.
+SDK_LOGGERS = ("opentelemetry.util.re", "opentelemetry.sdk.resources", "opentelemetry.sdk.trace.export")
+#: SDK messages (by how they begin) whose argument at the index is a whole item of an environment variable:
+#: shown by its length only, as otel-audit's own lines do, since headers and resource items are where
+#: credentials are put (and a malformed one matches no secret rule reliably).
+_ENV_ITEM_ARGS = (
+    ("Header format invalid!", 0),                      # opentelemetry.util.re: OTEL_EXPORTER_OTLP_*HEADERS
+    ("Invalid key value resource attribute pair", 0),  # opentelemetry.sdk.resources: OTEL_RESOURCE_ATTRIBUTES
+    ("Invalid value for %s: %r", 1),                   # environment_variables: a boolean variable's value
+)
+_sdk_guarded: set[str] = set()
+
+
+class EnvEchoFilter(RedactingFilter):
+    """A logging filter for the SDK's own loggers: an environment item the SDK quotes whole (`_ENV_ITEM_ARGS`) is
+    replaced by its length, and the rest of the line passes `scrub` (RedactingFilter)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg, args = record.msg, record.args
+        if isinstance(msg, str) and isinstance(args, tuple):
+            for start, index in _ENV_ITEM_ARGS:
+                if msg.startswith(start) and len(args) > index:
+                    item = args[index]
+                    size = len(item) if isinstance(item, str) else len(repr(item))
+                    shown = f"<an item of {size} characters, not shown: it may hold a credential>"
+                    record.args = (*args[:index], shown, *args[index + 1:])
+                    if "%r" in msg:  # shown as given, not repr'd
+                        record.msg = msg.replace("%r", "%s")
+                    break
+        if _SCRUBBER or _redaction_loaded():
+            return super().filter(record)
+        # The SDK logs some of these lines from its resource detectors' threads while the main thread imports the
+        # SDK; `scrub` would import the redaction processor, which imports the SDK: a deadlock. Until it is
+        # loaded, the URL pass only (the items the SDK quotes whole are replaced above either way).
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: leave it to the handler's own error path
+            return True
+        safe = redact_text(message)
+        if safe != message:
+            record.msg, record.args = safe, None
+        return True
+
+
+def _redaction_loaded() -> bool:
+    """The redaction processor's module is imported whole (so `scrub` imports nothing)."""
+    module = sys.modules.get("otel_audit.processors.redaction")
+    spec = getattr(module, "__spec__", None)
+    return module is not None and not getattr(spec, "_initializing", False) and hasattr(module, "RedactionProcessor")
+
+
+def guard_sdk_loggers() -> None:
+    """Put an `EnvEchoFilter` on the SDK loggers of `SDK_LOGGERS` and on every ``opentelemetry.*`` logger that
+    exists by now (each once). Called at import of otel_audit (before the SDK's own import reads
+    OTEL_RESOURCE_ATTRIBUTES) and whenever a pipeline is built, once the SDK is imported and before it reads the
+    environment; the filters stay, so the SDK's configurator (traces, metrics) reading the same variables
+    afterwards is covered too."""
+    names = [*SDK_LOGGERS, *(n for n, lg in list(logging.Logger.manager.loggerDict.items())
+                             if n.startswith("opentelemetry.") and isinstance(lg, logging.Logger))]
+    for name in names:
+        if name not in _sdk_guarded:
+            _sdk_guarded.add(name)
+            logging.getLogger(name).addFilter(EnvEchoFilter())

@@ -1074,6 +1074,18 @@ class RedactionProcessor(LogRecordProcessor):
             f"RedactionProcessor(mode={self._mode!r}, rules={self._rules!r}, custom={[c[0] for c in self._custom]!r})"
         )
 
+    def redact_resource(self, resource: Resource) -> Resource:
+        """``resource`` with its attributes redacted as a record's are (``resource`` itself when nothing was found).
+
+        The pipeline builders give the ``LoggerProvider`` and the signing processor this resource, so that
+        every record the pipeline exports, its own checkpoints and gap markers too, and the producer line of
+        the signed checkpoints carry the same redacted values. With a plain ``LoggerProvider``, pass
+        ``SigningProcessor(..., resource=redaction.redact_resource(provider.resource))``.
+        """
+        if not isinstance(resource, Resource):
+            raise TypeError(f"redact_resource: expected an opentelemetry Resource, got {type(resource).__name__}")
+        return self._resource(resource)[0] if resource.attributes else resource
+
     def scan_text(self, text: str) -> str:
         """``text`` with every finding of the value patterns replaced (no record, no annotation)."""
         return self._scan(text, []) if isinstance(text, str) else text

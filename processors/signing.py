@@ -252,7 +252,9 @@ class SigningProcessor(LogRecordProcessor):
         checkpoint_interval: seconds; a checkpoint at least this often, a heartbeat when idle.
         state_dir: where the chain state lives so that a restart names the previous stream.
         origin: the checkpoint origin prefix; the stream id is appended.
-        resource: the producer's resource, named in checkpoints (default: the SDK default).
+        resource: the producer's resource: the checkpoints and gap markers are exported under it and name it
+            (`producer` line); with a redaction processor, its `redact_resource` of the provider's resource
+            (default: the SDK default).
         handle_signals: seal the stream on SIGTERM/SIGINT and at interpreter exit without a handler
             of the application's (otel_audit.lifecycle); the signal handlers are installed once per
             process, from the main thread, chaining to the ones already there.

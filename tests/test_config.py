@@ -458,6 +458,83 @@ def test_env_only_pipeline_with_the_file_exporter(tmp_path: Path, shared_keys: P
     assert (tmp_path / "state" / "state.json").is_file()
 
 
+def resources_and_records(archive: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(resource attributes as plain values, log record) for every record of an OTLP JSON lines archive."""
+    out = []
+    for line in archive.read_text().splitlines():
+        for rl in orjson.loads(line)["resourceLogs"]:
+            res = {a["key"]: next(iter(a["value"].values())) for a in rl.get("resource", {}).get("attributes", [])}
+            out.extend((res, rec) for sl in rl["scopeLogs"] for rec in sl["logRecords"])
+    return out
+
+
+def producer_lines(archive: Path) -> list[dict[str, Any]]:
+    """The `producer` line of every signed checkpoint in the archive, parsed."""
+    return [json.loads(line[len("producer "):]) for _, rec in resources_and_records(archive)
+            for line in rec.get("body", {}).get("stringValue", "").splitlines() if line.startswith("producer ")]
+
+
+def test_every_record_carries_the_redacted_resource_of_a_config_file(tmp_path: Path, shared_keys: Path) -> None:
+    """Secrets in `resource:` are redacted on events and on the signing processor's own checkpoints alike, the
+    checkpoints' producer line names the redacted service.name, and the archive still verifies."""
+    archive = tmp_path / "archive" / "audit.jsonl"
+    text = yaml_config(shared_keys, archive).replace(
+        "  service.name: config-tests\n",
+        '  service.name: "gw password=Res0urceSecretA"\n  db.url: "postgres://app:Res0urceSecretB@db/x"\n')
+    audit = otel_audit.configure(write(tmp_path / "audit.yaml", text))
+    emit_some(audit)
+    records = resources_and_records(archive)
+    kinds = {rec.get("eventName") for _, rec in records}
+    assert {"audit.checkpoint", "authentication.login.succeeded"} <= kinds
+    assert "Res0urceSecret" not in archive.read_text()
+    (resource,) = {json.dumps(res, sort_keys=True) for res, _ in records}  # one resource for every record
+    assert json.loads(resource)["service.name"].startswith("gw password=hmac-sha256:")
+    assert {p["service.name"] for p in producer_lines(archive)} == {json.loads(resource)["service.name"]}
+    assert_verifies(archive, shared_keys)
+
+
+def test_every_record_carries_the_redacted_resource_of_the_env_only_mode(tmp_path: Path, shared_keys: Path) -> None:
+    """OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES holding secrets: every record of the env-only pipeline,
+    checkpoints and their producer line included, carries them redacted, and the archive verifies."""
+    archive = tmp_path / "env" / "audit.jsonl"
+    built = config.build_from_env({
+        "OTEL_AUDIT_KEYS_DIR": str(shared_keys), "OTEL_LOGS_EXPORTER": "otel_audit_file",
+        "OTEL_AUDIT_FILE_PATH": str(archive), "OTEL_SERVICE_NAME": "gw password=Res0urceSecretC",
+        "OTEL_RESOURCE_ATTRIBUTES": "db.password=Res0urceSecretD,url.full=https://u:Res0urceSecretE@db.example/x"})
+    assert "Res0urceSecret" not in json.dumps(dict(built.provider.resource.attributes))
+    emit_some(otel_audit.AuditPipeline(built))
+    records = resources_and_records(archive)
+    assert "Res0urceSecret" not in archive.read_text()
+    assert {res["db.password"] for res, _ in records} == {"[REDACTED:sensitive_key]"}
+    assert {p["service.name"] for p in producer_lines(archive)} == {"gw password=[REDACTED:password]"}
+    assert_verifies(archive, shared_keys)
+
+
+@pytest.mark.parametrize("var,value,named", [
+    ("OTEL_SERVICE_NAME", "caf\udce9", "OTEL_SERVICE_NAME: "),  # a Latin-1 byte, as os.environ decodes it
+    ("OTEL_RESOURCE_ATTRIBUTES", "team=caf\udce9", "OTEL_RESOURCE_ATTRIBUTES (team): "),
+    ("OTEL_RESOURCE_ATTRIBUTES", "host.name=h\udcc3", "OTEL_RESOURCE_ATTRIBUTES (host.name): "),
+], ids=["service-name", "resource-attribute", "host-name"])
+def test_resource_text_that_is_not_utf8_is_a_config_error(tmp_path: Path, shared_keys: Path, var: str, value: str,
+                                                          named: str) -> None:
+    """A resource value no OTLP record or checkpoint can carry (a non-UTF-8 byte in the environment, a lone
+    surrogate in the file) is a ConfigError naming its variable or key, from configure() and check-config alike,
+    not a traceback out of the producer line or a stream whose every record is refused by the exporter."""
+    archive = tmp_path / "a.jsonl"
+    before = our_threads()
+    with pytest.raises(ConfigError) as err:
+        config.build_from_env({"OTEL_AUDIT_KEYS_DIR": str(shared_keys), "OTEL_LOGS_EXPORTER": "otel_audit_file",
+                               "OTEL_AUDIT_FILE_PATH": str(archive), var: value})
+    assert str(err.value).startswith(named) and "not valid UTF-8" in str(err.value)
+    assert not archive.exists() and our_threads() <= before
+    cfg = write(tmp_path / "audit.yaml", yaml_config(shared_keys, archive).replace(
+        "service.name: config-tests", 'service.name: "svc\\ud800"'))
+    for dry_run in (True, False):
+        with pytest.raises(ConfigError, match=r"audit\.yaml: resource\.service\.name: not valid UTF-8"):
+            config.build_from_file(cfg, dry_run=dry_run)
+    assert not archive.exists()
+
+
 @pytest.mark.parametrize(
     ("env", "expected"),
     [

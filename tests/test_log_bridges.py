@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -209,6 +212,47 @@ def test_stdlib_bad_events_are_reported_counted_and_not_raised(
     assert SECRET not in archive.read_text()
 
 
+def test_handle_error_report_holds_no_message_argument_or_source_line(tmp_path: Path, shared_keys: Path) -> None:
+    """A refusal's handleError report (in a child process: stderr as the service sees it) names the error, the
+    call site and the event, and holds neither the record's message nor its arguments nor the source line of
+    the logging call, all three of which stdlib's report prints; logging.raiseExceptions=False keeps it quiet."""
+    cfg, _ = _config(tmp_path, shared_keys)
+    app = tmp_path / "app.py"
+    app.write_text(f"""\
+import logging, sys, otel_audit
+audit = otel_audit.configure(sys.argv[1])
+log = logging.getLogger("bridge-app")
+log.propagate = False
+handler = otel_audit.AuditHandler(audit.logger)
+log.addHandler(handler)
+log.warning("refused for %s", "hunter2-argument-HE5", extra={{"audit_event": "no.such.event"}})
+log.warning("token {SECRET} hunter2-literal-HE6", extra={{
+    "audit_event": "authentication.login.failed", "audit_attributes": {{"user.id": "bob"}}}})
+log.warning("bad format %d", "hunter2-format-HE7", extra={{"audit_event": "authentication.logout.succeeded",
+                                                          "audit_attributes": {{"user.id": "x"}}}})
+logging.raiseExceptions = False
+log.warning("quiet", extra={{"audit_event": "no.such.event"}})
+print(handler.rejected)
+audit.shutdown()
+""")
+    r = subprocess.run([sys.executable, str(app), str(cfg)], capture_output=True, text=True, timeout=60,
+                       env={k: v for k, v in os.environ.items() if not k.startswith("OTEL_")})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["4"]  # two refusals, the event lost to a format error, the quiet one
+    err = r.stderr
+    assert err.count("--- Logging error ---") == 3
+    for secret in ("hunter2-argument-HE5", "hunter2-literal-HE6", SECRET, "hunter2-format-HE7", "bad format"):
+        assert secret not in err, err
+    assert "Message:" not in err and "Arguments:" not in err
+    assert "otel_audit.errors.UnknownEventError: unknown audit event 'no.such.event'" in err
+    assert "otel_audit.errors.MissingAttributeError: " in err and "audit.reason" in err
+    assert "TypeError (its message is not shown" in err and "in getMessage" in err  # by class, with its frames
+    assert "audit event authentication.logout.succeeded from logger 'bridge-app'" in err  # the lost one, counted
+    assert "(3 so far): its log message cannot be formatted with its arguments (TypeError)" in err
+    assert err.count("Logged from logger 'bridge-app' at ") == 3 and f"{app}:7, audit event no.such.event;" in err
+    assert "Call stack:\n" in err and f'File "{app}", line 8, in <module>' in err
+
+
 def test_stdlib_event_after_shutdown_is_counted_not_raised(
     pipeline: tuple[otel_audit.AuditPipeline, Path], app_logger: logging.Logger, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -273,7 +317,7 @@ def test_structlog_app_emits_signed_redacted_catalog_events(
 
     assert json.loads(plain) == {"event": "ordinary line", "user": "alice", "request_id": "r-1", "level": "info"}
     assert json.loads(ok) == {"event": "alice signed in", "audit_event": "authentication.login.succeeded",
-                              "request_id": "r-1", "level": "info"}
+                              "audit_emitted": True, "request_id": "r-1", "level": "info"}
     assert SECRET not in failed and "audit_attributes" not in failed
     assert processor.rejected == 0
     assert_proven(archive, shared_keys)
@@ -326,3 +370,58 @@ def test_structlog_bad_event_is_reported_counted_passed_on_and_not_raised(
     assert "structlog info()" in text and "MissingAttributeError" in text and SECRET not in text
     assert_proven(archive, shared_keys)
     assert [r["event"] for r in records(archive)] == ["authentication.logout.succeeded"]
+
+
+def test_structlog_over_stdlib_with_both_bridges_emits_once(
+    pipeline: tuple[otel_audit.AuditPipeline, Path],
+    shared_keys: Path,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """structlog -> render_to_log_kwargs -> a stdlib logger with an AuditHandler: an event the processor emitted
+    or refused is not taken by the handler for a second audit call; the handler still takes stdlib audit calls."""
+    audit, archive = pipeline
+    handler = otel_audit.AuditHandler(audit.logger, logger_prefix="audit.")
+    stdlib = logging.getLogger("audit.authentication.logout.succeeded")  # the handler's prefix names an event too
+    stdlib.setLevel(logging.INFO)
+    stdlib.propagate = False
+    stdlib.addHandler(handler)
+    processor = otel_audit.AuditProcessor(audit.logger)
+    structlog.configure(processors=[processor, structlog.stdlib.render_to_log_kwargs],
+                        logger_factory=structlog.stdlib.LoggerFactory(),
+                        wrapper_class=structlog.stdlib.BoundLogger, cache_logger_on_first_use=False)
+    caplog.set_level(logging.WARNING, logger=WARNINGS)
+    try:
+        log = structlog.get_logger("audit.authentication.logout.succeeded")
+        log.info("alice signed in", audit_event="authentication.login.succeeded", audit_attributes={"user.id": "alice"})
+        log.info("bob refused", audit_event="authentication.login.failed", audit_attributes={"user.id": "bob"})
+        stdlib.info("carol left", extra={"audit_attributes": {"user.id": "carol"}})  # stdlib's own audit call
+    finally:
+        structlog.reset_defaults()
+        stdlib.removeHandler(handler)
+    audit.shutdown()
+    assert (processor.rejected, handler.rejected) == (1, 0)
+    assert len([r for r in caplog.records if r.name == WARNINGS]) == 1  # the structlog refusal, reported once
+    assert "--- Logging error ---" not in capsys.readouterr().err
+    assert [r["event"] for r in records(archive)] == ["authentication.login.succeeded",
+                                                      "authentication.logout.succeeded"]
+    assert_proven(archive, shared_keys)
+
+
+def test_structlog_processor_after_the_renderer_reports_and_does_not_raise(
+    pipeline: tuple[otel_audit.AuditPipeline, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A chain with the renderer before AuditProcessor: the call returns the rendered line, and one naming an
+    audit event is counted and warned about (it cannot be emitted from a str); other lines pass untouched."""
+    audit, _ = pipeline
+    processor = otel_audit.AuditProcessor(audit.logger)
+    log = structlog.wrap_logger(structlog.ReturnLogger(),
+                                processors=[structlog.processors.JSONRenderer(), processor])
+    caplog.set_level(logging.WARNING, logger=WARNINGS)
+    line = log.info("alice signed in", audit_event="authentication.login.succeeded",
+                    audit_attributes={"user.id": SECRET})
+    assert json.loads(line)["audit_event"] == "authentication.login.succeeded"
+    assert json.loads(log.info("ordinary")) == {"event": "ordinary"}
+    assert processor.rejected == 1
+    (warning,) = [r for r in caplog.records if r.name == WARNINGS]
+    assert "put it before the renderer" in warning.getMessage() and SECRET not in warning.getMessage()

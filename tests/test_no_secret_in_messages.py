@@ -214,3 +214,57 @@ def test_redacting_filter_masks_a_log_call_that_forgot_to() -> None:
         log.removeHandler(handler)
     assert "sent to https://h/services/collector?token=***" in stream.getvalue()
     assert SPLUNK_TOKEN not in stream.getvalue()
+
+
+# -- the OpenTelemetry SDK's own lines about a malformed OTEL_* variable ------------------------------------------
+
+SDK_SECRET = "sk-ant-api03-" + "R" * 93 + "AA"
+
+
+def test_sdk_lines_about_malformed_env_variables_hide_the_credential(tmp_path: Path, shared_keys: Path) -> None:
+    """An env-only configure() in a child process with a credential in a malformed OTEL_EXPORTER_OTLP_HEADERS
+    (':' for '='), OTEL_RESOURCE_ATTRIBUTES ('=' percent-encoded) and a boolean variable: the SDK's warnings
+    still say what is wrong, name each item by its length only, and the process neither hangs (the SDK logs
+    the resource line from a detector thread while it is imported) nor prints the credential."""
+    import os
+    import subprocess
+    import sys
+
+    app = tmp_path / "app.py"
+    app.write_text("import otel_audit\na = otel_audit.configure()\na.logger.login_succeeded('alice')\na.shutdown()\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update({
+        "OTEL_AUDIT_KEYS_DIR": str(shared_keys), "OTEL_AUDIT_STATE_DIR": str(tmp_path / "state"),
+        "OTEL_LOGS_EXPORTER": "otel_audit_file,otlp", "OTEL_AUDIT_FILE_PATH": str(tmp_path / "audit.jsonl"),
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{_closed_port()}",
+        "OTEL_EXPORTER_OTLP_HEADERS": f"x-api-key:{SDK_SECRET}",
+        "OTEL_RESOURCE_ATTRIBUTES": f"service.version=1,note%3D{SDK_SECRET}",
+        "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED": SDK_SECRET,
+    })
+    r = subprocess.run([sys.executable, str(app)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "RRRRRRRR" not in r.stderr, [line[:150] for line in r.stderr.splitlines() if "RRRRRRRR" in line]
+    shape = f"<an item of {len(SDK_SECRET) + len('x-api-key:')} characters, not shown: it may hold a credential>"
+    assert "Header format invalid! Header values in environment variables must be URL encoded" in r.stderr
+    assert shape in r.stderr
+    assert f"Invalid key value resource attribute pair <an item of {len(SDK_SECRET) + len('note%3D')} " in r.stderr
+    assert "Invalid value for OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED: <an item of " in r.stderr
+
+
+def test_env_echo_filter_rewrites_an_sdk_record_in_process() -> None:
+    """EnvEchoFilter on an SDK logger: the quoted env item becomes its length, any other credential is scrubbed."""
+    from otel_audit.safe import EnvEchoFilter
+
+    f = EnvEchoFilter()
+    rec = logging.makeLogRecord({"name": "opentelemetry.util.re", "levelno": logging.WARNING,
+                                 "msg": "Header format invalid! Header values ...: %s", "args": ("k:v-123",)})
+    assert f.filter(rec) and rec.getMessage() == (
+        "Header format invalid! Header values ...: <an item of 7 characters, not shown: it may hold a credential>")
+    leak = f"https://u:{OTLP_PASSWORD}@h/x {SDK_SECRET}"
+    other = logging.makeLogRecord({"name": "opentelemetry.sdk._configuration", "levelno": logging.WARNING,
+                                   "msg": "exporter %s failed", "args": (leak,)})
+    assert f.filter(other)
+    assert OTLP_PASSWORD not in other.getMessage() and SDK_SECRET not in other.getMessage()
+    assert logging.getLogger("opentelemetry.util.re").filters and any(
+        isinstance(x, EnvEchoFilter) for x in logging.getLogger("opentelemetry.sdk.resources").filters)

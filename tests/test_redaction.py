@@ -756,3 +756,29 @@ def test_secret_bytes_never_show_themselves() -> None:
         pickle.dumps(s)
     with pytest.raises(TypeError):
         SecretBytes("text")  # type: ignore[arg-type]
+
+
+# -- the resource ------------------------------------------------------------------------------
+
+
+def test_redact_resource_is_what_records_are_exported_under() -> None:
+    """redact_resource gives the redacted copy a record's resource becomes (the same object when it is clean)."""
+    from opentelemetry.sdk.resources import Resource
+
+    red = RedactionProcessor(mode="mask")
+    clean = Resource({"service.name": "gw"})
+    assert red.redact_resource(clean) is clean
+    dirty = Resource({"service.name": "gw", "db.password": "hunter2-resource", "note": "token=hunter2-resource"})
+    redacted = red.redact_resource(dirty)
+    assert dict(redacted.attributes) == {"service.name": "gw", "db.password": "[REDACTED:sensitive_key]",
+                                         "note": "token=[REDACTED:bearer_token]"}
+    assert red.redact_resource(redacted) is redacted  # already redacted: nothing more to find
+    provider = LoggerProvider(resource=dirty)
+    exporter = InMemoryLogRecordExporter()
+    provider.add_log_record_processor(red)
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    provider.get_logger("t").emit(event_name="test.event", body="x")
+    (record,) = exporter.get_finished_logs()
+    assert dict(record.resource.attributes) == dict(redacted.attributes)
+    with pytest.raises(TypeError):
+        red.redact_resource({"service.name": "gw"})  # type: ignore[arg-type]
