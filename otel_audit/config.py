@@ -713,6 +713,27 @@ class _Plan:
     warnings: list[str] = field(default_factory=list)  # "<file>: <key>: <what>"
 
 
+def _utf8(text: str, where: str) -> None:
+    """ConfigError naming `where` when `text` cannot be written as UTF-8: a byte the environment did not
+    decode (Python keeps it as a surrogate escape) or a lone surrogate ("\\ud800" in YAML). Such a
+    resource value could be neither signed (the checkpoint's producer line) nor encoded as OTLP JSON, so
+    every record would be lost. The message gives the position only: the value may be a credential."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ConfigError(f"{where}: character {exc.start + 1} is not valid UTF-8 (an undecodable byte or a lone "
+                          "surrogate); write the value in UTF-8") from None
+
+
+def _check_env_resource(e: Mapping[str, str]) -> None:
+    """OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME of `e` are UTF-8 text (the SDK's Resource.create
+    reads them from the process environment too, under a config file's resource)."""
+    for var in (ENV_RESOURCE_ATTRIBUTES, ENV_SERVICE_NAME):
+        raw = e.get(var)
+        if raw:
+            _utf8(raw, var)
+
+
 def _resource(doc: Mapping[str, Any], src: str) -> dict[str, Any]:
     res = doc.get("resource") or {}
     if not isinstance(res, Mapping):
@@ -726,7 +747,12 @@ def _resource(doc: Mapping[str, Any], src: str) -> dict[str, Any]:
             raise ConfigError(
                 f"{src}: resource.{k}: an attribute value must be a string, number, boolean or a list of them"
             )
+        _utf8(k, f"{src}: resource: the name {k.encode('utf-8', 'backslashreplace').decode()!r}")
+        for item in v if isinstance(v, list) else [v]:
+            if isinstance(item, str):
+                _utf8(item, f"{src}: resource.{k}")
         out[k] = v
+    _check_env_resource(os.environ)  # Resource.create adds these to the config's resource
     return out
 
 
@@ -1151,6 +1177,7 @@ def _env_resource(e: Mapping[str, str]) -> dict[str, Any]:
     wins for service.name), read from `e` by the SDK's rules, so that a given mapping is the whole story."""
     from urllib.parse import unquote
 
+    _check_env_resource(e)
     out: dict[str, Any] = {}
     for item in (e.get(ENV_RESOURCE_ATTRIBUTES) or "").split(","):
         if not item.strip():
