@@ -58,7 +58,7 @@ import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
@@ -1144,6 +1144,7 @@ ENV_RESOURCE_ATTRIBUTES = "OTEL_RESOURCE_ATTRIBUTES"
 #: the SDK's rule (opentelemetry.sdk._configuration): OTEL_LOGS_EXPORTER=otlp is the entry point of the protocol
 _OTLP_BY_PROTOCOL = {"grpc": "otlp_proto_grpc", "http/protobuf": "otlp_proto_http"}
 _OTLP_NAMES = ("otlp", "otlp_proto_grpc", "otlp_proto_http")
+_SDK_OTLP: dict[str, Literal["grpc", "http"]] = {"otlp_proto_grpc": "grpc", "otlp_proto_http": "http"}
 
 
 def _otlp_entry_point(name: str, e: Mapping[str, str]) -> str:
@@ -1231,6 +1232,7 @@ def build_from_env(env: Mapping[str, str] | None = None) -> Built:
     from opentelemetry.sdk.resources import Resource
 
     from otel_audit.exporters.file import DEFAULT_PATH, ENV_PATH, FileLogRecordExporter, parse_duration
+    from otel_audit.exporters.otlp import proxy_arguments as otlp_proxy_arguments
     from otel_audit.keys import Signer
     from otel_audit.processors.redaction import RedactionProcessor
     from otel_audit.processors.signing import SigningProcessor
@@ -1305,7 +1307,12 @@ def build_from_env(env: Mapping[str, str] | None = None) -> Built:
             try:
                 factory = eps[chosen[n]].load()
                 # the file exporter's path comes from `env` too, so that a given mapping is the whole story
-                exp = factory(path=e.get(ENV_PATH) or DEFAULT_PATH) if factory is FileLogRecordExporter else factory()
+                if factory is FileLogRecordExporter:
+                    exp = factory(path=e.get(ENV_PATH) or DEFAULT_PATH)
+                elif chosen[n] in _SDK_OTLP:  # the SDK's exporter, with otel-audit's proxy decision
+                    exp = factory(**otlp_proxy_arguments(_SDK_OTLP[chosen[n]]))
+                else:
+                    exp = factory()
             except AuditError:
                 raise
             except Exception as exc:
