@@ -423,11 +423,10 @@ def _check_url(value: object, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{where}: must be a URL such as http://collector:4318, got {redact_url(value)!r}")
     url = value.strip()
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ConfigError(
-            f"{where}: {redact_url(url)!r} is not an http(s) URL; write it as http://host:4318 or https://host:4318"
-        )
+    try:
+        _settings.url_parts(url, example="http://host:4318 or https://host:4318")  # scheme, host, port
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     return url
 
 
@@ -520,8 +519,23 @@ def _common(kind: str) -> list[_settings.Setting]:
     ]
 
 
+def _grpc_endpoint(value: object, where: str) -> str:
+    """host:port, or an http(s) URL (the SDK takes its host:port), with a host and a port from 1 to 65535;
+    another gRPC target (unix:///path, dns:///host:port) is left to gRPC."""
+    text = _settings.Text(nonempty=True, what="host:port or a URL")(value, where).strip()
+    scheme = text.partition("://")[0].lower() if "://" in text else ""
+    try:
+        if scheme in ("http", "https"):
+            _settings.url_parts(text, example="collector:4317 or https://collector:4317")
+        elif not scheme and "/" not in text:
+            _settings.url_parts("http://" + text, example="collector:4317 or https://collector:4317")
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {str(exc).replace('http://' + text, text)}") from None
+    return text
+
+
 GRPC_SETTINGS = _settings.Model("otlp", [
-    _S("endpoint", _settings.Text(nonempty=True, what="host:port or a URL"), None,
+    _S("endpoint", _settings.Fn(_grpc_endpoint, "string"), None,
        (_SDK + "LOGS_ENDPOINT", _SDK + "ENDPOINT"), "the collector's host:port or URL",
        default_doc="the SDK's (localhost:4317)"),
     *_common("grpc"),
