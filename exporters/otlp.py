@@ -361,10 +361,11 @@ def grpc_proxy_options(endpoint: str | None) -> tuple[tuple[str, Any], ...]:
     no_proxy, so HTTPS_PROXY, ALL_PROXY and NO_PROXY in upper case would be ignored. The decision is
     therefore made here, as for every other exporter: grpc_proxy if set (gRPC's own variable), else the
     proxy requests would pick for ``https://<host>:<port>`` (the collector's gRPC client asks for the
-    same URL: HTTPS_PROXY, then ALL_PROXY, either case); none when NO_PROXY (or no_grpc_proxy) covers
-    the host, and none for a loopback destination. It reaches the channel as ``grpc.http_proxy``, or
-    ``grpc.enable_http_proxy=0`` for a direct connection. gRPC tunnels with a plaintext CONNECT to an
-    http:// proxy only; another proxy scheme logs a warning and the connection is direct.
+    same URL: HTTPS_PROXY, then ALL_PROXY, either case), else HTTP_PROXY (gRPC core's last resort);
+    none when NO_PROXY (or no_grpc_proxy) covers the host, and none for a loopback destination. It
+    reaches the channel as ``grpc.http_proxy``, or ``grpc.enable_http_proxy=0`` for a direct connection.
+    gRPC tunnels with a plaintext CONNECT to an http:// proxy only; another proxy scheme logs a warning
+    and the connection is direct.
     """
     import requests.utils
 
@@ -377,7 +378,10 @@ def grpc_proxy_options(endpoint: str | None) -> tuple[tuple[str, Any], ...]:
     no_grpc = os.environ.get("no_grpc_proxy") or None  # noqa: SIM112 - gRPC reads the lower-case names only
     if is_loopback_host(host) or requests.utils.should_bypass_proxies(url, no_proxy=no_grpc):
         return direct
-    proxy = os.environ.get("grpc_proxy") or requests.utils.select_proxy(url, environ_proxies(url))  # noqa: SIM112
+    proxies = environ_proxies(url)
+    # gRPC core's order (grpc_proxy, https_proxy, http_proxy), with either case and ALL_PROXY as requests reads them
+    proxy = (os.environ.get("grpc_proxy")  # noqa: SIM112 - gRPC's own variable, lower case only
+             or requests.utils.select_proxy(url, proxies) or proxies.get("http"))
     if not proxy:
         return direct
     if "://" not in proxy:

@@ -689,7 +689,9 @@ def test_a_loopback_collector_is_never_reached_through_the_proxy(
 @pytest.mark.parametrize(("env", "endpoint", "expected"), [
     ({"HTTPS_PROXY": "http://p:3128"}, "collector:4317", (("grpc.http_proxy", "http://p:3128"),)),
     ({"ALL_PROXY": "p:3128"}, "https://collector:4317", (("grpc.http_proxy", "http://p:3128"),)),
-    ({"HTTP_PROXY": "http://p:3128"}, "collector:4317", (("grpc.enable_http_proxy", 0),)),  # as the collector
+    ({"HTTP_PROXY": "http://p:3128"}, "collector:4317", (("grpc.http_proxy", "http://p:3128"),)),  # as gRPC core
+    ({"HTTP_PROXY": "http://q:1", "HTTPS_PROXY": "http://p:3128"}, "collector:4317",
+     (("grpc.http_proxy", "http://p:3128"),)),
     ({"HTTPS_PROXY": "http://p:3128", "NO_PROXY": "collector"}, "collector:4317", (("grpc.enable_http_proxy", 0),)),
     ({"HTTPS_PROXY": "http://p:3128", "NO_PROXY": ".example.com"}, "c.example.com:4317",
      (("grpc.enable_http_proxy", 0),)),
@@ -700,8 +702,8 @@ def test_a_loopback_collector_is_never_reached_through_the_proxy(
     ({"HTTPS_PROXY": "socks5://p:1080"}, "collector:4317", (("grpc.enable_http_proxy", 0),)),  # warned
     ({}, "collector:4317", (("grpc.enable_http_proxy", 0),)),
     ({"HTTPS_PROXY": "http://p:3128"}, "unix:///run/otel.sock", ()),
-], ids=["https", "all-no-scheme", "http-only", "no_proxy", "no_proxy-domain", "no_grpc_proxy", "ipv6-loopback",
-        "127/8", "socks", "none", "unix"])
+], ids=["https", "all-no-scheme", "http-only", "https-wins", "no_proxy", "no_proxy-domain", "no_grpc_proxy",
+        "ipv6-loopback", "127/8", "socks", "none", "unix"])
 def test_grpc_proxy_decision(env: dict[str, str], endpoint: str, expected: tuple[tuple[str, object], ...],
                              proxy_env: pytest.MonkeyPatch) -> None:
     """The gRPC channel options carry requests' choice for https://<endpoint> (NO_PROXY in either case,
