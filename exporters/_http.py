@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import email.utils
 import gzip
+import ipaddress
 import logging
 import random
 import threading
@@ -42,6 +43,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
@@ -141,7 +143,7 @@ def transport_settings(prefix: str, *, timeout: float, tls_env: bool = False, ca
         out.append(S("headers", _settings.StrMap(), None, (), "extra HTTP headers of every request "
                      "(values may be credentials: never shown)", secret=True))
     out.append(S("proxy_from_env", _settings.Bool(), True, (), "use HTTP_PROXY / HTTPS_PROXY / NO_PROXY "
-                 "as requests does; false ignores them"))
+                 "as requests does (never for a loopback destination); false ignores them"))
     if ca_env:
         out.append(S("tls_ca_file", _settings.Text(nonempty=True, what="a file path"), None, (ca_env,),
                      "tls.ca_file when tls is not given", key=""))
@@ -222,16 +224,54 @@ def register_after_fork(obj: Any, method: str = "_after_fork_in_child") -> None:
     lifecycle.after_fork_in_child(obj, method)
 
 
+def is_loopback_host(host: str | None) -> bool:
+    """Whether `host` (a URL's hostname, IPv6 without brackets or with) is `localhost` or a loopback
+    address (127.0.0.0/8, ::1, ::ffff:127.x.y.z): Go's net/http (the collector) never sends such a
+    destination through a proxy named by the environment (golang.org/x/net/http/httpproxy), and
+    neither does otel-audit: a sidecar collector on loopback is reached directly."""
+    if not host:
+        return False
+    name = host.strip().strip("[]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(name.split("%", 1)[0])  # an IPv6 zone ("fe80::1%eth0") is not loopback anyway
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped.is_loopback
+    return ip.is_loopback
+
+
+def url_host(url: str) -> str | None:
+    """The hostname of `url`, or None when it has none or cannot be parsed."""
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None
+
+
+def environ_proxies(url: str) -> dict[str, str]:
+    """The proxies for `url` from HTTP_PROXY / HTTPS_PROXY / ALL_PROXY (either case), none when NO_PROXY
+    covers its host, exactly as requests picks them (`requests.utils.get_environ_proxies`), and none
+    for a loopback destination (`is_loopback_host`), as the collector does. The one place every HTTP
+    exporter of otel-audit (and the otlphttp exporter's session) decides the environment's proxies."""
+    if is_loopback_host(url_host(url)):
+        return {}
+    return requests.utils.get_environ_proxies(url)
+
+
 class ExporterSession(requests.Session):
     """The exporters' session: of the environment, it reads the proxy variables and nothing else.
 
     requests' own `trust_env` would also add credentials from ~/.netrc to requests without a word,
     and let REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace a configured `tls.ca_file`; so `trust_env`
     is off, and each request takes its proxy from HTTP_PROXY / HTTPS_PROXY / ALL_PROXY (either case),
-    bypassed for hosts in NO_PROXY, exactly as requests picks them (`requests.utils.get_environ_proxies`),
-    unless `proxy_from_env` is False (the exporters' `proxy_from_env: false`) or the session has
-    proxies of its own (`proxy_url`), which then win. Credentials in a proxy URL are how requests
-    authenticates to the proxy (Proxy-Authorization); nothing else is added.
+    bypassed for hosts in NO_PROXY and for loopback destinations (`environ_proxies`), unless
+    `proxy_from_env` is False (the exporters' `proxy_from_env: false`) or the session has proxies of
+    its own (`proxy_url`), which then win (for every destination, as the collector's proxy_url).
+    Credentials in a proxy URL are how requests authenticates to the proxy (Proxy-Authorization);
+    nothing else is added.
     """
 
     def __init__(self, proxy_from_env: bool = True) -> None:
@@ -243,13 +283,42 @@ class ExporterSession(requests.Session):
     def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
         settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
         if self.proxy_from_env and not settings.get("proxies"):
-            settings["proxies"] = requests.utils.get_environ_proxies(url)
+            settings["proxies"] = environ_proxies(url)
+        return settings
+
+
+class EnvironmentSession(requests.Session):
+    """requests' own session, environment and all (`trust_env`: proxies, REQUESTS_CA_BUNDLE, netrc), as
+    the SDK's OTLP/HTTP exporter builds it, with two differences: a loopback destination never goes
+    through a proxy from the environment (`environ_proxies`), and with `pin_verify` the session's own
+    `verify` (a configured CA file, or False) is not replaced by REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE
+    (psf/requests#3829)."""
+
+    def __init__(self, pin_verify: bool = False) -> None:
+        super().__init__()
+        self.pin_verify = pin_verify
+
+    # (unannotated: the parameter types are private aliases of the requests stubs)
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
+        given = dict(proxies or {})  # requests adds the environment's proxies to `proxies` in place
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if self.pin_verify and verify is None:
+            settings["verify"] = self.verify
+        if self.trust_env and is_loopback_host(url_host(url)):
+            # only what the request and the session name themselves, not the environment's
+            settings["proxies"] = {**self.proxies, **given}
         return settings
 
 
 def fresh_session(old: requests.Session) -> requests.Session:
     """A new session with the settings of `old` (TLS, proxies, headers, auth) and none of its connections."""
-    new = ExporterSession(old.proxy_from_env) if isinstance(old, ExporterSession) else requests.Session()
+    new: requests.Session
+    if isinstance(old, ExporterSession):
+        new = ExporterSession(old.proxy_from_env)
+    elif isinstance(old, EnvironmentSession):
+        new = EnvironmentSession(old.pin_verify)
+    else:
+        new = requests.Session()
     new.headers.clear()
     new.headers.update(old.headers)
     for attr in ("auth", "proxies", "verify", "cert", "trust_env", "max_redirects", "params", "stream"):
@@ -264,7 +333,8 @@ class HttpLogExporter(LogRecordExporter):
     (and `_split` when a content refusal of several records can be narrowed down).
 
     Proxies: by default each request goes through the proxy HTTP_PROXY / HTTPS_PROXY / ALL_PROXY
-    names unless NO_PROXY covers its host, as with requests and the collector; `proxy_from_env=False`
+    names unless NO_PROXY covers its host or it is a loopback destination, as with requests and the
+    collector; `proxy_from_env=False`
     ignores those variables, a subclass's `proxy_url` wins over them (see `ExporterSession`).
     ~/.netrc and REQUESTS_CA_BUNDLE are never read."""
 

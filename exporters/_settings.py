@@ -30,7 +30,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from otel_audit.errors import ConfigError
 from otel_audit.safe import redact_url
@@ -44,6 +44,7 @@ __all__ = [
     "Model",
     "Number",
     "Parser",
+    "ProxyUrl",
     "Retry",
     "Setting",
     "Size",
@@ -54,6 +55,8 @@ __all__ = [
     "Url",
     "Whole",
     "parse_duration",
+    "proxy_url",
+    "url_parts",
 ]
 
 _log = logging.getLogger(__name__)
@@ -298,9 +301,55 @@ class Choice(Parser):
         return super().show(value) + f" (one of {', '.join(self.choices)})"
 
 
+def _schemes_text(schemes: Sequence[str]) -> str:
+    """("http", "https") -> "an http(s)"; ("http", "https", "socks5", "socks5h") -> "an http(s) or socks5(h)"."""
+    words: list[str] = []
+    for s in schemes:
+        if s + "s" in schemes or s + "h" in schemes:
+            words.append(f"{s}({'s' if s + 's' in schemes else 'h'})")
+        elif not (s.endswith(("s", "h")) and s[:-1] in schemes):
+            words.append(s)
+    text = " or ".join(words)
+    return ("an " if text[:1] in "aeiouh" else "a ") + text
+
+
+def _shown(url: str) -> str:
+    return redact_url(url)  # no password, no credential-looking query value
+
+
+def url_parts(value: Any, *, schemes: Sequence[str] = ("http", "https"), credentials: bool = True,
+              query: bool = True, example: str = "https://host:443") -> SplitResult:
+    """The parts of a URL every URL and proxy setting of every exporter must have: a string that parses,
+    a scheme of `schemes`, a host, and a port (when given) from 1 to 65535; without credentials or a
+    query/fragment unless allowed. Raises `ConfigError` whose message does not name the key (a parser
+    or an exporter's check puts it in front); a password in the URL is never shown."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"expected a URL such as {example}, got {_kind_of(value)}")
+    url = value.strip()
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError as exc:  # "Invalid IPv6 URL", a bad character in the host
+        raise ConfigError(f"{_shown(url)!r} is not a URL ({exc}); write e.g. {example}") from None
+    if parts.scheme.lower() not in schemes or not host:
+        raise ConfigError(f"{_shown(url)!r} is not {_schemes_text(schemes)} URL with a host; write e.g. {example}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:  # above 65535 or not a number (urllib raises), or 0 (no connection can use it)
+        raise ConfigError(f"{_shown(url)!r} has a bad port; give a port from 1 to 65535")
+    if not credentials and (parts.username or parts.password):
+        raise ConfigError("the URL must not carry credentials")
+    if not query and (parts.query or parts.fragment):
+        raise ConfigError(f"{_shown(url)!r} must not have a query or fragment")
+    return parts
+
+
 @dataclass(frozen=True)
 class Url(Parser):
-    """An http(s) URL with a host; without credentials, query or fragment unless allowed."""
+    """A URL with a host and a usable port (`url_parts`), of one of `schemes`; without credentials,
+    query or fragment unless allowed."""
 
     schemes: tuple[str, ...] = ("http", "https")
     credentials: bool = False
@@ -308,21 +357,40 @@ class Url(Parser):
     kind = "URL"
 
     def __call__(self, value: Any, where: str) -> str:
-        if not isinstance(value, str) or not value.strip():
-            raise ConfigError(f"{where}: expected a URL such as https://host:443, got {_kind_of(value)}")
-        url = value.strip()
         try:
-            parts = urlsplit(url)
-            host = parts.hostname
-        except ValueError:
-            host = None
-        if host is None or parts.scheme not in self.schemes:
-            raise ConfigError(f"{where}: {redact_url(url)!r} is not an {'/'.join(self.schemes)} URL with a host")
-        if not self.credentials and (parts.username or parts.password):
-            raise ConfigError(f"{where}: the URL must not carry credentials")
-        if not self.query and (parts.query or parts.fragment):
-            raise ConfigError(f"{where}: {redact_url(url)!r} must not have a query or fragment")
-        return url
+            url_parts(value, schemes=self.schemes, credentials=self.credentials, query=self.query)
+        except ConfigError as exc:
+            raise ConfigError(_located(str(exc), where)) from None
+        return str(value).strip()
+
+
+#: the proxy schemes requests can use; socks5 / socks5h need PySocks (``pip install 'requests[socks]'``)
+PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+
+
+def proxy_url(value: Any) -> str:
+    """A proxy URL requests can use: http(s), or socks5(h) when PySocks is installed; credentials in it
+    are how requests authenticates to the proxy. ConfigError (without the key) otherwise."""
+    import importlib.util
+
+    parts = url_parts(value, schemes=PROXY_SCHEMES, query=False, example="http://proxy:3128")
+    if parts.scheme.lower().startswith("socks") and importlib.util.find_spec("socks") is None:
+        raise ConfigError(f"{_shown(str(value).strip())!r}: a {parts.scheme} proxy needs PySocks, which is not "
+                          "installed; pip install 'requests[socks]', or use an http:// proxy")
+    return str(value).strip()
+
+
+@dataclass(frozen=True)
+class ProxyUrl(Parser):
+    """A proxy URL (`proxy_url`): http(s), or socks5(h) with PySocks installed."""
+
+    kind = "URL"
+
+    def __call__(self, value: Any, where: str) -> str:
+        try:
+            return proxy_url(value)
+        except ConfigError as exc:
+            raise ConfigError(_located(str(exc), where)) from None
 
 
 @dataclass(frozen=True)

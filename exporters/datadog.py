@@ -44,7 +44,6 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 import requests
@@ -150,9 +149,7 @@ def _check_endpoint(endpoint: str) -> str:
     if not isinstance(endpoint, str) or not endpoint.strip():
         raise ConfigError("logs endpoint must be a non-empty URL such as https://http-intake.logs.datadoghq.eu")
     url = endpoint.strip()
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"logs endpoint {redact_url(endpoint)!r} must be an http(s) URL with a host")
+    parts = _settings.url_parts(url, example="https://http-intake.logs.datadoghq.eu")  # scheme, host, port
     if parts.query or parts.fragment:
         raise ConfigError(f"logs endpoint {redact_url(endpoint)!r} must not have a query or fragment; "
                          "give the API key as api.key")
@@ -265,12 +262,6 @@ def _check_source(source: Any) -> str:
     return source.strip()
 
 
-def _check_proxy(proxy: Any) -> str:
-    if not isinstance(proxy, str) or urlsplit(proxy).scheme not in ("http", "https", "socks5", "socks5h"):
-        raise ConfigError("must be a proxy URL such as http://proxy:3128")
-    return proxy
-
-
 def _reporter_period(value: Any) -> float:
     period = duration(value, "reporter_period")
     if period < 300:
@@ -327,7 +318,8 @@ SETTINGS = _settings.Model("datadog", [
        "ddsource; a resource's datadog.log.source wins", key=""),
     _S("api_endpoint", _settings.Url(), None, (), "where fail_on_invalid_key asks (the block's metrics.endpoint)",
        key="", default_doc="https://api.<site>"),
-    _S("proxy_url", _settings.Check(_check_proxy, "URL"), None, (), "a proxy for every request (wins over "
+    _S("proxy_url", _settings.ProxyUrl(), None, (), "an HTTP(S) proxy, or SOCKS5 with PySocks, for every request "
+       "(wins over "
        "HTTP(S)_PROXY)"),
     *transport_settings(_E, timeout=DEFAULT_TIMEOUT, headers=False),
 ], ignored=(

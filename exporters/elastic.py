@@ -55,7 +55,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlencode, urlunsplit
 
 import orjson
 import requests
@@ -246,15 +246,9 @@ def _endpoint(url: object) -> _Endpoint:
     """Check one endpoint URL; credentials written in it are taken out (they would leak in messages)."""
     if not isinstance(url, str) or not url.strip():
         raise ConfigError("an endpoint is a URL such as https://elasticsearch:9200")
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{_safe_url(url)!r} is not an http(s) URL; write e.g. https://elasticsearch:9200")
+    parts = _settings.url_parts(url, example="https://elasticsearch:9200")  # scheme, host, port
     if parts.query or parts.fragment:
         raise ConfigError(f"{_safe_url(url)!r} has a query or fragment; give the cluster's base URL only")
-    try:
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError:
-        raise ConfigError(f"{_safe_url(url)!r} has a bad port") from None
     basic = None
     netloc = parts.netloc
     if "@" in netloc:
@@ -388,11 +382,6 @@ def _urls(value: Any) -> list[str]:
     return list(value)
 
 
-def _proxy(value: Any) -> str:
-    _endpoint(value)  # credentials in a proxy URL are how requests authenticates to it
-    return str(value).strip()
-
-
 def _true_false_or_null(value: Any) -> Any:
     if value is None or isinstance(value, bool):
         return value
@@ -430,7 +419,8 @@ SETTINGS = _settings.Model("elasticsearch", [
         1024, MAX_CONTENT_LENGTH, why=" (Elasticsearch's default http.max_content_length, 100mb)"),
        DEFAULT_MAX_BULK_BYTES, (),
        "_bulk bodies are cut below this before gzip (a 413 splits them further)", key=""),
-    _S("proxy_url", _settings.Check(_proxy, "URL"), None, (), "an HTTP(S) proxy for every request (wins over "
+    _S("proxy_url", _settings.ProxyUrl(), None, (), "an HTTP(S) proxy, or SOCKS5 with PySocks, for every request "
+       "(wins over "
        "HTTP(S)_PROXY)"),
     _S("compression", _settings.Choice(_COMPRESSIONS, {"": "none", True: "gzip", False: "none"}), "gzip",
        (ENV_COMPRESSION,), "gzip the bulk bodies"),

@@ -43,11 +43,18 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 from otel_audit import _sdk_compat
 from otel_audit.errors import ConfigError
 from otel_audit.exporters import _settings
-from otel_audit.exporters._http import Counters, fresh_session, register_after_fork
+from otel_audit.exporters._http import (
+    Counters,
+    EnvironmentSession,
+    environ_proxies,
+    fresh_session,
+    is_loopback_host,
+    register_after_fork,
+    url_host,
+)
 from otel_audit.safe import redact_url
 
 if TYPE_CHECKING:
-    import requests
     from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcOTLPLogExporter
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpOTLPLogExporter
 
@@ -327,14 +334,80 @@ def _grpc_exporter(
     # gRPC metadata keys must be lowercase; HTTP/2 header names are case-insensitive anyway.
     metadata = {name.lower(): value for name, value in headers.items()} if headers is not None else None
 
+    target = endpoint.strip() if isinstance(endpoint, str) else None
     return grpc_exporter_class()(
-        endpoint=endpoint.strip() if isinstance(endpoint, str) else None,
+        endpoint=target,
         insecure=None if insecure is None else bool(insecure),
         credentials=credentials,
         headers=metadata,
         timeout=timeout,
         compression=grpc_compression,
+        # the SDK annotates the options as (str, str) pairs; gRPC takes integers too (enable_http_proxy=0)
+        channel_options=grpc_proxy_options(target),  # type: ignore[arg-type]
     )
+
+
+#: gRPC core's channel arguments for HTTP CONNECT proxies (grpc_types.h: GRPC_ARG_HTTP_PROXY, ..._ENABLE_HTTP_PROXY)
+_GRPC_HTTP_PROXY = "grpc.http_proxy"
+_GRPC_ENABLE_HTTP_PROXY = "grpc.enable_http_proxy"
+
+
+def grpc_proxy_options(endpoint: str | None) -> tuple[tuple[str, Any], ...]:
+    """The gRPC channel options that carry otel-audit's proxy decision for the OTLP/gRPC `endpoint`
+    (None: the SDK's, from OTEL_EXPORTER_OTLP_LOGS_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT or
+    localhost:4317).
+
+    gRPC core reads only the lower-case grpc_proxy / https_proxy / http_proxy and no_grpc_proxy /
+    no_proxy, so HTTPS_PROXY, ALL_PROXY and NO_PROXY in upper case would be ignored. The decision is
+    therefore made here, as for every other exporter: grpc_proxy if set (gRPC's own variable), else the
+    proxy requests would pick for ``https://<host>:<port>`` (the collector's gRPC client asks for the
+    same URL: HTTPS_PROXY, then ALL_PROXY, either case), else HTTP_PROXY (gRPC core's last resort);
+    none when NO_PROXY (or no_grpc_proxy) covers the host, and none for a loopback destination. It
+    reaches the channel as ``grpc.http_proxy``, or ``grpc.enable_http_proxy=0`` for a direct connection.
+    gRPC tunnels with a plaintext CONNECT to an http:// proxy only; another proxy scheme logs a warning
+    and the connection is direct.
+    """
+    import requests.utils
+
+    netloc = _grpc_netloc(endpoint)
+    host = url_host("//" + netloc) if netloc else None
+    if host is None:  # a unix: socket or a target gRPC resolves itself: gRPC decides as it does
+        return ()
+    direct = ((_GRPC_ENABLE_HTTP_PROXY, 0),)
+    url = f"https://{netloc}"
+    no_grpc = os.environ.get("no_grpc_proxy") or None  # noqa: SIM112 - gRPC reads the lower-case names only
+    if is_loopback_host(host) or requests.utils.should_bypass_proxies(url, no_proxy=no_grpc):
+        return direct
+    proxies = environ_proxies(url)
+    # gRPC core's order (grpc_proxy, https_proxy, http_proxy), with either case and ALL_PROXY as requests reads them
+    proxy = (os.environ.get("grpc_proxy")  # noqa: SIM112 - gRPC's own variable, lower case only
+             or requests.utils.select_proxy(url, proxies) or proxies.get("http"))
+    if not proxy:
+        return direct
+    if "://" not in proxy:
+        proxy = "http://" + proxy  # as requests reads a proxy without a scheme
+    if urlparse(proxy).scheme.lower() != "http":
+        _logger.warning("the otlp (gRPC) exporter can tunnel only through an http:// proxy, not %s; it connects "
+                        "to %s directly", redact_url(proxy), netloc)
+        return direct
+    return ((_GRPC_HTTP_PROXY, proxy),)
+
+
+def _grpc_netloc(endpoint: str | None) -> str:
+    """host:port of the OTLP/gRPC endpoint as the SDK derives it (a URL's netloc, else the text as it is)."""
+    if endpoint is None:
+        endpoint = (os.environ.get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+                    or "http://localhost:4317")
+    endpoint = endpoint.strip()
+    try:
+        parsed = urlparse(endpoint)
+    except ValueError:
+        return ""
+    if parsed.netloc:
+        return parsed.netloc
+    if parsed.scheme in ("unix", "unix-abstract", "dns", "ipv4", "ipv6", "vsock"):
+        return ""  # a gRPC target URI, not host:port
+    return endpoint
 
 
 def _read(path: object, where: str) -> bytes | None:
@@ -354,11 +427,10 @@ def _check_url(value: object, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{where}: must be a URL such as http://collector:4318, got {redact_url(value)!r}")
     url = value.strip()
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ConfigError(
-            f"{where}: {redact_url(url)!r} is not an http(s) URL; write it as http://host:4318 or https://host:4318"
-        )
+    try:
+        _settings.url_parts(url, example="http://host:4318 or https://host:4318")  # scheme, host, port
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     return url
 
 
@@ -390,7 +462,8 @@ def _http_exporter(
     key_file = tls.get("key_file") if not tls.get("insecure") else None
     skip_verify = bool(tls.get("insecure_skip_verify"))
 
-    session = _pinned_verify_session() if (ca_file is not None or skip_verify) else None
+    pin = ca_file is not None or skip_verify
+    session = EnvironmentSession(pin_verify=True) if pin else _http_session()
     exporter = http_exporter_class()(
         endpoint=url,
         certificate_file=None if ca_file is None else str(ca_file),
@@ -407,24 +480,25 @@ def _http_exporter(
     return exporter
 
 
-def _pinned_verify_session() -> requests.Session:
-    """Return a requests session whose own ``verify`` setting is not overridden by the environment.
+def _http_session() -> EnvironmentSession | None:
+    """The OTLP/HTTP exporter's session: requests' own, except that a loopback collector is never reached
+    through a proxy from the environment; None (the SDK's) when an OTLP credential provider names the
+    session to use, which is then used as it is."""
+    return None if any(os.environ.get(v) for v in _CREDENTIAL_PROVIDERS) else EnvironmentSession()
 
-    requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace a session's ``verify`` on every
-    request (psf/requests#3829), which would silently drop a configured tls.ca_file or
-    insecure_skip_verify. Proxies and the rest of the environment still apply.
-    """
-    import requests
 
-    class _PinnedVerifySession(requests.Session):
-        # (unannotated: the parameter types are private aliases of the requests stubs)
-        def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
-            settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
-            if verify is None:
-                settings["verify"] = self.verify
-            return settings
+def proxy_arguments(protocol: Literal["grpc", "http"]) -> dict[str, Any]:
+    """Keyword arguments that give the SDK's own OTLPLogExporter (built from the environment alone, as the
+    env-only mode does) otel-audit's proxy decision: gRPC channel options, or the HTTP session."""
+    if protocol == "grpc":
+        return {"channel_options": grpc_proxy_options(None)}
+    session = _http_session()
+    return {} if session is None else {"session": session}
 
-    return _PinnedVerifySession()
+
+#: the SDK's variables naming an `opentelemetry_otlp_credential_provider` entry point (a requests.Session)
+_CREDENTIAL_PROVIDERS = ("OTEL_PYTHON_EXPORTER_OTLP_HTTP_LOGS_CREDENTIAL_PROVIDER",
+                         "OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER")
 
 
 # --------------------------------------------------------------------------- the settings models
@@ -449,8 +523,23 @@ def _common(kind: str) -> list[_settings.Setting]:
     ]
 
 
+def _grpc_endpoint(value: object, where: str) -> str:
+    """host:port, or an http(s) URL (the SDK takes its host:port), with a host and a port from 1 to 65535;
+    another gRPC target (unix:///path, dns:///host:port) is left to gRPC."""
+    text = _settings.Text(nonempty=True, what="host:port or a URL")(value, where).strip()
+    scheme = text.partition("://")[0].lower() if "://" in text else ""
+    try:
+        if scheme in ("http", "https"):
+            _settings.url_parts(text, example="collector:4317 or https://collector:4317")
+        elif not scheme and "/" not in text:
+            _settings.url_parts("http://" + text, example="collector:4317 or https://collector:4317")
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {str(exc).replace('http://' + text, text)}") from None
+    return text
+
+
 GRPC_SETTINGS = _settings.Model("otlp", [
-    _S("endpoint", _settings.Text(nonempty=True, what="host:port or a URL"), None,
+    _S("endpoint", _settings.Fn(_grpc_endpoint, "string"), None,
        (_SDK + "LOGS_ENDPOINT", _SDK + "ENDPOINT"), "the collector's host:port or URL",
        default_doc="the SDK's (localhost:4317)"),
     *_common("grpc"),

@@ -208,9 +208,10 @@ def hec_urls(endpoint: str) -> tuple[str, str, str]:
     """
     if not isinstance(endpoint, str) or not endpoint.strip():
         raise ConfigError("endpoint must be a URL such as https://splunk.example.com:8088")
-    parts = urlsplit(endpoint.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"endpoint {redact_url(endpoint)!r} must be an http(s) URL with a host")
+    try:
+        parts = _settings.url_parts(endpoint, example="https://splunk.example.com:8088")  # scheme, host, port
+    except ConfigError as exc:
+        raise ConfigError(f"endpoint {exc}") from None
     if parts.username or parts.password:
         raise ConfigError("endpoint must not carry credentials; give the HEC token as token")
     if parts.query or parts.fragment:

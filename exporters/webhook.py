@@ -507,15 +507,9 @@ def _check_endpoint(url: object) -> str:
     """An http(s) URL without credentials; ValueError says what is wrong."""
     if not isinstance(url, str) or not url.strip():
         raise ConfigError("must be the receiver's URL, such as https://hooks.example.com/audit")
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{_safe_url(url)!r} is not an http(s) URL; write e.g. https://hooks.example.com/audit")
+    parts = _settings.url_parts(url, example="https://hooks.example.com/audit")  # scheme, host, port
     if "@" in parts.netloc:
         raise ConfigError("credentials in the URL would show in logs; send them with headers (Authorization) instead")
-    try:
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError:
-        raise ConfigError(f"{_safe_url(url)!r} has a bad port") from None
     if parts.fragment:
         raise ConfigError(f"{_safe_url(url)!r} has a #fragment, which is never sent; remove it")
     return url.strip()
@@ -576,7 +570,7 @@ SETTINGS = _settings.Model("webhook", [
        DEFAULT_MAX_BODY_BYTES, (ENV_MAX_BODY_BYTES,), "message bodies before compression at most"),
     _S("compression", _settings.Choice(_COMPRESSIONS, {"": "none", True: "gzip", False: "none"}), "none",
        (ENV_COMPRESSION,), "gzip the body"),
-    _S("proxy_url", _settings.Check(_check_endpoint, "URL"), None, (), "an HTTP(S) proxy for every request "
+    _S("proxy_url", _settings.ProxyUrl(), None, (), "an HTTP(S) proxy, or SOCKS5 with PySocks, for every request "
        "(wins over HTTP(S)_PROXY)"),
     *transport_settings("OTEL_AUDIT_WEBHOOK_", timeout=DEFAULT_TIMEOUT, ca_env=ENV_CA_FILE, headers=False),
     _S("headers", _settings.StrMap(_OWN_HEADERS), {}, (ENV_HEADERS,), "extra HTTP headers (not the webhook-* "

@@ -58,7 +58,7 @@ import stat
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
@@ -714,6 +714,27 @@ class _Plan:
     warnings: list[str] = field(default_factory=list)  # "<file>: <key>: <what>"
 
 
+def _utf8(text: str, where: str) -> None:
+    """ConfigError naming `where` when `text` cannot be written as UTF-8: a byte the environment did not
+    decode (Python keeps it as a surrogate escape) or a lone surrogate ("\\ud800" in YAML). Such a
+    resource value could be neither signed (the checkpoint's producer line) nor encoded as OTLP JSON, so
+    every record would be lost. The message gives the position only: the value may be a credential."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ConfigError(f"{where}: character {exc.start + 1} is not valid UTF-8 (an undecodable byte or a lone "
+                          "surrogate); write the value in UTF-8") from None
+
+
+def _check_env_resource(e: Mapping[str, str]) -> None:
+    """OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME of `e` are UTF-8 text (the SDK's Resource.create
+    reads them from the process environment too, under a config file's resource)."""
+    for var in (ENV_RESOURCE_ATTRIBUTES, ENV_SERVICE_NAME):
+        raw = e.get(var)
+        if raw:
+            _utf8(raw, var)
+
+
 def _resource(doc: Mapping[str, Any], src: str) -> dict[str, Any]:
     res = doc.get("resource") or {}
     if not isinstance(res, Mapping):
@@ -727,9 +748,12 @@ def _resource(doc: Mapping[str, Any], src: str) -> dict[str, Any]:
             raise ConfigError(
                 f"{src}: resource.{k}: an attribute value must be a string, number, boolean or a list of them"
             )
-        if not _utf8(k) or not all(_utf8(x) for x in (v if isinstance(v, list) else [v]) if isinstance(x, str)):
-            raise ConfigError(f"{src}: resource.{describe_key(k) if _utf8(k) else '<a key>'}: {_NOT_UTF8}")
+        _utf8(k, f"{src}: resource: an attribute name")
+        for item in v if isinstance(v, list) else [v]:
+            if isinstance(item, str):
+                _utf8(item, f"{src}: resource.{k}")
         out[k] = v
+    _check_env_resource(os.environ)  # Resource.create adds these to the config's resource
     return out
 
 
@@ -737,7 +761,7 @@ _NOT_UTF8 = ("not valid UTF-8 text (a lone surrogate such as \\ud800, or a byte 
              "record or signed checkpoint can carry; write it as UTF-8")
 
 
-def _utf8(text: str) -> bool:
+def _is_utf8(text: str) -> bool:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -750,8 +774,8 @@ def _check_resource(resource: Any, where: Callable[[str], str]) -> None:
     record carries the resource and every checkpoint names it, so none of them could be written."""
     for k, v in resource.attributes.items():
         values = v if isinstance(v, (list, tuple)) else [v]
-        if not _utf8(k) or not all(_utf8(x) for x in values if isinstance(x, str)):
-            raise ConfigError(f"{where(k if _utf8(k) else '<a key>')}: {_NOT_UTF8}")
+        if not _is_utf8(k) or not all(_is_utf8(x) for x in values if isinstance(x, str)):
+            raise ConfigError(f"{where(k if _is_utf8(k) else '<a key>')}: {_NOT_UTF8}")
 
 
 def _env_resource_source(e: Mapping[str, str], key: str) -> str:
@@ -1222,6 +1246,7 @@ ENV_RESOURCE_ATTRIBUTES = "OTEL_RESOURCE_ATTRIBUTES"
 #: the SDK's rule (opentelemetry.sdk._configuration): OTEL_LOGS_EXPORTER=otlp is the entry point of the protocol
 _OTLP_BY_PROTOCOL = {"grpc": "otlp_proto_grpc", "http/protobuf": "otlp_proto_http"}
 _OTLP_NAMES = ("otlp", "otlp_proto_grpc", "otlp_proto_http")
+_SDK_OTLP: dict[str, Literal["grpc", "http"]] = {"otlp_proto_grpc": "grpc", "otlp_proto_http": "http"}
 
 
 def _otlp_entry_point(name: str, e: Mapping[str, str]) -> str:
@@ -1255,6 +1280,7 @@ def _env_resource(e: Mapping[str, str]) -> dict[str, Any]:
     wins for service.name), read from `e` by the SDK's rules, so that a given mapping is the whole story."""
     from urllib.parse import unquote
 
+    _check_env_resource(e)
     out: dict[str, Any] = {}
     for item in (e.get(ENV_RESOURCE_ATTRIBUTES) or "").split(","):
         if not item.strip():
@@ -1306,6 +1332,7 @@ def build_from_env(env: Mapping[str, str] | None = None) -> Built:
     from opentelemetry.sdk.resources import Resource
 
     from otel_audit.exporters.file import DEFAULT_PATH, ENV_PATH, FileLogRecordExporter, parse_duration
+    from otel_audit.exporters.otlp import proxy_arguments as otlp_proxy_arguments
     from otel_audit.keys import Signer
     from otel_audit.processors.batch import BatchProcessor  # the SDK's, with a shutdown that keeps a deadline
     from otel_audit.processors.signing import SigningProcessor
@@ -1386,7 +1413,12 @@ def build_from_env(env: Mapping[str, str] | None = None) -> Built:
             try:
                 factory = eps[chosen[n]].load()
                 # the file exporter's path comes from `env` too, so that a given mapping is the whole story
-                exp = factory(path=e.get(ENV_PATH) or DEFAULT_PATH) if factory is FileLogRecordExporter else factory()
+                if factory is FileLogRecordExporter:
+                    exp = factory(path=e.get(ENV_PATH) or DEFAULT_PATH)
+                elif chosen[n] in _SDK_OTLP:  # the SDK's exporter, with otel-audit's proxy decision
+                    exp = factory(**otlp_proxy_arguments(_SDK_OTLP[chosen[n]]))
+                else:
+                    exp = factory()
             except AuditError:
                 raise
             except Exception as exc:

@@ -286,7 +286,8 @@ _ENV_APP = """\
 def test_otlp_grpc_exporter_uses_upper_case_proxy_variables(tmp_path: Path, kdir: Path, proxy: Any, var: str) -> None:
     """With HTTPS_PROXY (or ALL_PROXY) in upper case, the otlp gRPC exporter's connection goes through the proxy."""
     app = _script(tmp_path, "app.py", _ENV_APP)
-    target = f"127.0.0.1:{_free_port()}"
+    # a name only the proxy would resolve: loopback itself is never proxied (as in the collector)
+    target = f"collector.proxy-test.invalid:{_free_port()}"
     r = _run([PY, str(app)], cwd=tmp_path, timeout=90, env={
         var: proxy.url, "OTEL_AUDIT_KEYS_DIR": str(kdir), "OTEL_AUDIT_STATE_DIR": str(tmp_path / "state"),
         "OTEL_LOGS_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{target}",

@@ -525,12 +525,12 @@ def test_resource_text_that_is_not_utf8_is_a_config_error(tmp_path: Path, shared
     with pytest.raises(ConfigError) as err:
         config.build_from_env({"OTEL_AUDIT_KEYS_DIR": str(shared_keys), "OTEL_LOGS_EXPORTER": "otel_audit_file",
                                "OTEL_AUDIT_FILE_PATH": str(archive), var: value})
-    assert str(err.value).startswith(named) and "not valid UTF-8" in str(err.value)
+    assert str(err.value).startswith(var) and "not valid UTF-8" in str(err.value), (named, str(err.value))
     assert not archive.exists() and our_threads() <= before
     cfg = write(tmp_path / "audit.yaml", yaml_config(shared_keys, archive).replace(
         "service.name: config-tests", 'service.name: "svc\\ud800"'))
     for dry_run in (True, False):
-        with pytest.raises(ConfigError, match=r"audit\.yaml: resource\.service\.name: not valid UTF-8"):
+        with pytest.raises(ConfigError, match=r"audit\.yaml: resource\.service\.name: .*not valid UTF-8"):
             config.build_from_file(cfg, dry_run=dry_run)
     assert not archive.exists()
 
@@ -788,3 +788,38 @@ def test_delivery_pipeline_wires_shutdown_timeout_on_reject_and_segment_size(
     finally:
         audit.shutdown()
     assert_verifies(archive, shared_keys)
+
+
+# -- resource text that is not UTF-8 ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("var", "value"), [
+    ("OTEL_RESOURCE_ATTRIBUTES", "team=caf" + os.fsdecode(b"\xe9")),  # Latin-1, surrogate-escaped by Python
+    ("OTEL_SERVICE_NAME", os.fsdecode(b"caf\xe9")),
+    ("OTEL_RESOURCE_ATTRIBUTES", "host.name=h" + os.fsdecode(b"\xc3")),
+])
+def test_env_resource_that_is_not_utf8_is_a_config_error(tmp_path: Path, shared_keys: Path, var: str,
+                                                          value: str) -> None:
+    """A non-UTF-8 byte in a resource variable is a ConfigError naming it, before anything is written."""
+    env = {"OTEL_AUDIT_KEYS_DIR": str(shared_keys), "OTEL_AUDIT_FILE_PATH": str(tmp_path / "a.jsonl"), var: value}
+    with pytest.raises(ConfigError, match=rf"^{var}: character \d+ is not valid UTF-8"):
+        config.build_from_env(env)
+    assert not (tmp_path / "a.jsonl").exists()
+
+
+def test_config_resource_value_with_a_lone_surrogate_is_a_config_error(tmp_path: Path, shared_keys: Path) -> None:
+    """A `resource:` value holding a lone surrogate fails the dry run (check-config) naming the key."""
+    text = yaml_config(shared_keys, tmp_path / "a.jsonl").replace("service.name: config-tests",
+                                                                  'service.name: "svc\\ud800"')
+    doc = config.load(write(tmp_path / "audit.yaml", text))
+    with pytest.raises(ConfigError, match=r"resource\.service\.name: character 4 is not valid UTF-8"):
+        config.build(doc, src="audit.yaml", base_dir=tmp_path, dry_run=True)
+
+
+def test_config_file_refuses_a_non_utf8_resource_variable(tmp_path: Path, shared_keys: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under a config file, OTEL_RESOURCE_ATTRIBUTES (merged by the SDK's Resource.create) is checked too."""
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "team=caf" + os.fsdecode(b"\xe9"))
+    doc = config.load(write(tmp_path / "audit.yaml", yaml_config(shared_keys, tmp_path / "a.jsonl")))
+    with pytest.raises(ConfigError, match=r"^OTEL_RESOURCE_ATTRIBUTES: character 9 is not valid UTF-8"):
+        config.build(doc, src="audit.yaml", base_dir=tmp_path, dry_run=True)

@@ -6,6 +6,7 @@ Starts, per test: a ``http.server`` on 127.0.0.1 (plain or TLS) that records POS
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gzip
 import ipaddress
@@ -566,3 +567,163 @@ def test_a_forked_child_exports_on_a_connection_of_its_own(protocol: str, http_s
     assert child_port != parent_port and parent_again == parent_port
     assert _seqs(received) == [0, 1, 2, 3, 4]
     exporter.shutdown()
+
+
+# --------------------------------------------------------------------------- proxies
+
+_PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "grpc_proxy", "no_grpc_proxy")
+#: a collector name only the proxy can reach: the client never resolves it when it goes through the proxy
+_FAR = "collector.proxy-test.invalid"
+
+
+@pytest.fixture
+def proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No proxy variable of the machine (either case) reaches the test; it sets its own."""
+    import os
+
+    for name in list(os.environ):
+        if name.lower() in _PROXY_VARS:
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+class TunnelProxy:
+    """A loopback HTTP CONNECT proxy: records each request line, tunnels CONNECT <_FAR>:<port> to
+    127.0.0.1:<port> (where the test's receiver listens), and answers anything else 502."""
+
+    def __init__(self) -> None:
+        import socket
+        import socketserver
+
+        self.seen: list[str] = []
+        outer = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                line = self.rfile.readline(65536).decode("latin-1").strip()
+                outer.seen.append(line)
+                while self.rfile.readline(65536) not in (b"\r\n", b"\n", b""):
+                    pass  # the request's headers
+                method, _, target = line.partition(" ")
+                host, _, port = target.split(" ", 1)[0].rpartition(":")
+                if method != "CONNECT" or host != _FAR:
+                    self.wfile.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+                    return
+                upstream = socket.create_connection(("127.0.0.1", int(port)), timeout=10)
+                self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                self.wfile.flush()
+                pump = threading.Thread(target=_pump, args=(upstream, self.connection), daemon=True)
+                pump.start()
+                _pump(self.connection, upstream)
+                pump.join(5)
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _pump(src: object, dst: object) -> None:
+    """Copy bytes from one socket to the other until either side closes."""
+    import socket
+
+    assert isinstance(src, socket.socket) and isinstance(dst, socket.socket)
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.fixture
+def tunnel() -> Iterator[TunnelProxy]:
+    p = TunnelProxy()
+    yield p
+    p.close()
+
+
+@pytest.mark.parametrize("var", ["HTTPS_PROXY", "ALL_PROXY", "https_proxy", "grpc_proxy"])
+def test_grpc_goes_through_the_proxy_the_environment_names(var: str, proxy_env: pytest.MonkeyPatch,
+                                                           tunnel: TunnelProxy,
+                                                           grpc_server: tuple[int, Received]) -> None:
+    """HTTPS_PROXY / ALL_PROXY in upper case (which gRPC core ignores) carry the otlp gRPC export through
+    the proxy (a CONNECT tunnel), and the records arrive intact."""
+    port, received = grpc_server
+    proxy_env.setenv(var, tunnel.url)
+    exporter = create_otlp_exporter({"endpoint": f"{_FAR}:{port}", "tls": {"insecure": True}, "timeout": 5},
+                                    where="exporters.otlp", protocol="grpc")
+    _emit_through(exporter)
+    assert tunnel.seen and tunnel.seen[0].startswith(f"CONNECT {_FAR}:{port} ")
+    _assert_records_intact(received)
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_a_loopback_collector_is_never_reached_through_the_proxy(
+        protocol: str, proxy_env: pytest.MonkeyPatch, tunnel: TunnelProxy,
+        grpc_server: tuple[int, Received], http_server: tuple[str, Received]) -> None:
+    """With HTTPS_PROXY, HTTP_PROXY and ALL_PROXY (both cases) set, a collector on 127.0.0.1 or localhost (a sidecar)
+    gets the records directly, as the collector's own clients (Go) do; the proxy sees nothing."""
+    for var in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy"):  # gRPC core reads lower case
+        proxy_env.setenv(var, tunnel.url)
+    port, grpc_received = grpc_server
+    url, http_received = http_server
+    for host in ("127.0.0.1", "localhost"):
+        if protocol == "grpc":
+            cfg: dict[str, object] = {"endpoint": f"{host}:{port}", "tls": {"insecure": True}, "timeout": 5}
+        else:
+            cfg = {"endpoint": url.replace("127.0.0.1", host), "timeout": 5}
+        _emit_through(create_otlp_exporter(cfg, where=f"exporters.{protocol}", protocol=protocol))  # type: ignore[arg-type]
+    assert tunnel.seen == []
+    received = grpc_received if protocol == "grpc" else http_received
+    assert sum(len(_attributes(request)) for _, _, request in received.calls) == 6
+
+
+@pytest.mark.parametrize(("env", "endpoint", "expected"), [
+    ({"HTTPS_PROXY": "http://p:3128"}, "collector:4317", (("grpc.http_proxy", "http://p:3128"),)),
+    ({"ALL_PROXY": "p:3128"}, "https://collector:4317", (("grpc.http_proxy", "http://p:3128"),)),
+    ({"HTTP_PROXY": "http://p:3128"}, "collector:4317", (("grpc.http_proxy", "http://p:3128"),)),  # as gRPC core
+    ({"HTTP_PROXY": "http://q:1", "HTTPS_PROXY": "http://p:3128"}, "collector:4317",
+     (("grpc.http_proxy", "http://p:3128"),)),
+    ({"HTTPS_PROXY": "http://p:3128", "NO_PROXY": "collector"}, "collector:4317", (("grpc.enable_http_proxy", 0),)),
+    ({"HTTPS_PROXY": "http://p:3128", "NO_PROXY": ".example.com"}, "c.example.com:4317",
+     (("grpc.enable_http_proxy", 0),)),
+    ({"https_proxy": "http://p:3128", "no_grpc_proxy": "collector"}, "collector:4317",
+     (("grpc.enable_http_proxy", 0),)),
+    ({"HTTPS_PROXY": "http://p:3128"}, "[::1]:4317", (("grpc.enable_http_proxy", 0),)),
+    ({"HTTPS_PROXY": "http://p:3128"}, "127.0.0.2:4317", (("grpc.enable_http_proxy", 0),)),
+    ({"HTTPS_PROXY": "socks5://p:1080"}, "collector:4317", (("grpc.enable_http_proxy", 0),)),  # warned
+    ({}, "collector:4317", (("grpc.enable_http_proxy", 0),)),
+    ({"HTTPS_PROXY": "http://p:3128"}, "unix:///run/otel.sock", ()),
+], ids=["https", "all-no-scheme", "http-only", "https-wins", "no_proxy", "no_proxy-domain", "no_grpc_proxy",
+        "ipv6-loopback", "127/8", "socks", "none", "unix"])
+def test_grpc_proxy_decision(env: dict[str, str], endpoint: str, expected: tuple[tuple[str, object], ...],
+                             proxy_env: pytest.MonkeyPatch) -> None:
+    """The gRPC channel options carry requests' choice for https://<endpoint> (NO_PROXY in either case,
+    no_grpc_proxy), and a loopback or proxy-less endpoint is direct (grpc.enable_http_proxy=0)."""
+    from otel_audit.exporters.otlp import grpc_proxy_options
+
+    for k, v in env.items():
+        proxy_env.setenv(k, v)
+    assert grpc_proxy_options(endpoint) == expected
+
+
+def test_env_only_otlp_exporters_get_the_proxy_decision(proxy_env: pytest.MonkeyPatch) -> None:
+    """The SDK's own OTLP exporters (the env-only mode's) get the same decision: channel options for gRPC,
+    a session that keeps loopback off the proxy for HTTP."""
+    from otel_audit.exporters._http import EnvironmentSession
+    from otel_audit.exporters.otlp import proxy_arguments
+
+    proxy_env.setenv("HTTPS_PROXY", "http://p:3128")
+    proxy_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317")
+    assert proxy_arguments("grpc") == {"channel_options": (("grpc.http_proxy", "http://p:3128"),)}
+    assert isinstance(proxy_arguments("http")["session"], EnvironmentSession)
+    proxy_env.setenv("OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER", "someone's")
+    assert proxy_arguments("http") == {}

@@ -2,7 +2,9 @@
 
 `ForwardProxy` is a small threading HTTP proxy: it takes absolute-URI requests (``POST
 http://host:port/path``, what a client sends to a plain-HTTP proxy), counts them, forwards them to
-the origin and relays the answer (502 when the origin cannot be reached). Through it:
+the origin and relays the answer (502 when the origin cannot be reached). A loopback destination
+never goes through a proxy from the environment (as the collector's Go clients), so the receivers
+are addressed by a name only the proxy resolves (`NEAR`, which it maps to 127.0.0.1). Through it:
 
 * with HTTP_PROXY set, the webhook exporter delivers to the stand-in receiver through the proxy,
   and what the receiver stored verifies;
@@ -10,7 +12,8 @@ the origin and relays the answer (502 when the origin cannot be reached). Throug
   HTTP_PROXY;
 * ~/.netrc (NETRC) is never read: no Authorization header is added to a request;
 * every SIEM exporter (splunk_hec, datadog, elasticsearch, webhook) built from a config block sends
-  through the proxy named by HTTP_PROXY, and none does with `proxy_from_env: false`.
+  through the proxy named by HTTP_PROXY, and none does with `proxy_from_env: false`;
+* a loopback destination (127.0.0.0/8, ::1, localhost) is reached directly by every one of them.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
 from otel_audit.errors import ConfigError
-from otel_audit.exporters._http import ExporterSession, fresh_session
+from otel_audit.exporters._http import EnvironmentSession, ExporterSession, fresh_session
 from otel_audit.exporters.datadog import DatadogLogExporter
 from otel_audit.exporters.elastic import ElasticLogExporter
 from otel_audit.exporters.splunk_hec import SplunkHecLogExporter
@@ -42,6 +45,8 @@ from otel_audit.verify import Verifier
 from tests.standins.webhook import WebhookReceiver
 
 SECRET = "whsec_" + "cHJveHktdGVzdC1zZWNyZXQtMDEyMzQ1Njc4OWFi"
+#: a receiver's name that only the proxy resolves (to 127.0.0.1): the client never looks it up
+NEAR = "receiver.proxy-test.invalid"
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 NO_RETRY = {"enabled": False}
 
@@ -71,11 +76,12 @@ class ForwardProxy:
                 if target.scheme != "http" or not target.hostname:
                     self.send_error(400, "not an absolute http:// URI")
                     return
+                origin = "127.0.0.1" if target.hostname == NEAR else target.hostname
                 headers = {k: v for k, v in self.headers.items()
                            if k.lower() not in ("proxy-connection", "proxy-authorization", "connection")}
                 path = target.path + (f"?{target.query}" if target.query else "")
                 try:
-                    conn = http.client.HTTPConnection(target.hostname, target.port or 80, timeout=10)
+                    conn = http.client.HTTPConnection(origin, target.port or 80, timeout=10)
                     conn.request(self.command, path or "/", body=body, headers=headers)
                     resp = conn.getresponse()
                     data = resp.read()
@@ -176,8 +182,13 @@ def stored_verifies(rx: WebhookReceiver, keys: Path) -> int:
     return n
 
 
-def webhook(rx: WebhookReceiver, **block: Any) -> WebhookLogExporter:
-    cfg = {"endpoint": rx.url, "secrets": [SECRET], "retry_on_failure": NO_RETRY, "timeout": "5s", **block}
+def far(url: str) -> str:
+    """`url` (on 127.0.0.1) under the name only the proxy resolves."""
+    return url.replace("127.0.0.1", NEAR)
+
+
+def webhook(rx: WebhookReceiver, url: str | None = None, **block: Any) -> WebhookLogExporter:
+    cfg = {"endpoint": url or rx.url, "secrets": [SECRET], "retry_on_failure": NO_RETRY, "timeout": "5s", **block}
     return WebhookLogExporter.from_config(cfg, where="exporters.webhook")
 
 
@@ -188,10 +199,10 @@ def test_http_proxy_carries_the_delivery(rx: WebhookReceiver, proxy: ForwardProx
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """With HTTP_PROXY set, every request goes through the proxy and the receiver's copy verifies."""
     monkeypatch.setenv("HTTP_PROXY", proxy.url)
-    deliver(webhook(rx), shared_keys)
+    deliver(webhook(rx, far(rx.url)), shared_keys)
     assert stored_verifies(rx, shared_keys) == 8  # start checkpoint, 6 events, end checkpoint
     targets = proxy.targets()
-    assert targets and all(t.startswith(rx.url) for t in targets)
+    assert targets and all(t.startswith(far(rx.url)) for t in targets)
     assert len(targets) == len(rx.attempts)
 
 
@@ -227,11 +238,11 @@ def test_netrc_is_never_read(rx: WebhookReceiver, proxy: ForwardProxy, shared_ke
                              monkeypatch: pytest.MonkeyPatch) -> None:
     """A netrc entry for the receiver's host adds no Authorization header (requests' trust_env would)."""
     netrc = tmp_path / "netrc"
-    netrc.write_text("machine 127.0.0.1 login netrc-user password netrc-pass-do-not-send\n")
+    netrc.write_text(f"machine {NEAR} login netrc-user password netrc-pass-do-not-send\n")
     netrc.chmod(0o600)
     monkeypatch.setenv("NETRC", str(netrc))
     monkeypatch.setenv("HTTP_PROXY", proxy.url)
-    deliver(webhook(rx), shared_keys)
+    deliver(webhook(rx, far(rx.url)), shared_keys)
     assert stored_verifies(rx, shared_keys) == 8
     assert proxy.seen and all("authorization" not in headers for _, _, headers in proxy.seen)
 
@@ -248,6 +259,9 @@ def test_a_forked_childs_session_keeps_the_setting() -> None:
     for flag in (True, False):
         new = fresh_session(ExporterSession(flag))
         assert isinstance(new, ExporterSession) and new.proxy_from_env is flag and new.trust_env is False
+    for pin in (True, False):  # the otlphttp exporter's session keeps its class (the loopback rule) and setting
+        renewed = fresh_session(EnvironmentSession(pin))
+        assert isinstance(renewed, EnvironmentSession) and renewed.pin_verify is pin and renewed.trust_env is True
 
 
 # -- every SIEM exporter ---------------------------------------------------------------------------------
@@ -287,3 +301,62 @@ def test_every_siem_exporter_sends_through_the_environment_proxy(
         assert targets and all(t.startswith(ORIGIN + "/") for t in targets), targets
     else:
         assert targets == []
+
+
+# -- loopback destinations -------------------------------------------------------------------------------
+
+
+def test_loopback_receiver_is_reached_directly(rx: WebhookReceiver, proxy: ForwardProxy, shared_keys: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP_PROXY and ALL_PROXY name a proxy, yet a receiver on 127.0.0.1 gets every request directly."""
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    monkeypatch.setenv("ALL_PROXY", proxy.url)
+    deliver(webhook(rx), shared_keys)
+    assert stored_verifies(rx, shared_keys) == 8
+    assert proxy.targets() == []
+
+
+@pytest.mark.parametrize("kind", sorted(BLOCKS))
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "localhost", "[::1]"])
+def test_every_siem_exporter_sends_loopback_destinations_directly(
+    kind: str, host: str, proxy: ForwardProxy, shared_keys: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With HTTP_PROXY set, no exporter sends a request for a loopback destination to the proxy (the
+    collector's rule); the connection to a dead loopback port fails directly."""
+    import socket
+
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        origin = f"http://{host}:{s.getsockname()[1]}"
+    cls, block = BLOCKS[kind]
+    block = {**block, "retry_on_failure": NO_RETRY, "timeout": "2s"}
+    block.update({"logs": {"endpoint": origin}} if kind == "datadog" else {"endpoint": origin})
+    exporter = cls.from_config(block, where=f"exporters.{kind}")
+    cap = Capture()
+    emit(shared_keys, cap, n=1)
+    try:
+        exporter.export(cap.records)
+    finally:
+        exporter.shutdown()
+    assert proxy.targets() == []
+
+
+def test_proxy_url_applies_to_loopback_too(rx: WebhookReceiver, proxy: ForwardProxy, shared_keys: Path) -> None:
+    """A configured proxy_url is the block's own choice: it carries loopback destinations as well (as the
+    collector's proxy_url)."""
+    deliver(webhook(rx, proxy_url=proxy.url), shared_keys)
+    assert stored_verifies(rx, shared_keys) == 8
+    assert proxy.targets() and all(t.startswith(rx.url) for t in proxy.targets())
+
+
+@pytest.mark.parametrize(("host", "loopback"), [
+    ("localhost", True), ("LOCALHOST.", True), ("127.0.0.1", True), ("127.255.0.9", True), ("::1", True),
+    ("[::1]", True), ("::ffff:127.0.0.1", True), ("10.0.0.1", False), ("localhost.example.com", False),
+    ("collector", False), ("::2", False), ("", False), (None, False),
+])
+def test_is_loopback_host(host: str | None, loopback: bool) -> None:
+    """localhost and the loopback addresses (127.0.0.0/8, ::1, IPv4-mapped) count as loopback; nothing else."""
+    from otel_audit.exporters._http import is_loopback_host
+
+    assert is_loopback_host(host) is loopback

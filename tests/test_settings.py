@@ -107,7 +107,7 @@ def test_bool_from_an_environment_variable(text: str, value: bool) -> None:
     (_settings.Bool(), 1, "true or false"),
     (_settings.Whole(1, 9), 10, "from 1 to 9"),
     (_settings.Whole(1, 9), True, "from 1 to 9"),
-    (_settings.Url(), "ftp://h", "http/https URL"),
+    (_settings.Url(), "ftp://h", "http(s) URL"),
     (_settings.Url(), "https://u:p@h", "credentials"),
     (_settings.Text(), "a\nb", "on one line"),
     (_settings.StrMap(), {"a": 1}, "must be a string"),
@@ -400,3 +400,84 @@ def test_the_reference_command_prints_the_page() -> None:
     bad = subprocess.run([sys.executable, "-m", "otel_audit.exporters", "--nope"], capture_output=True, text=True,
                          check=False, cwd=ROOT)
     assert bad.returncode == 2 and "usage" in bad.stderr
+
+
+# -- every URL and proxy setting of every exporter: one check --------------------------------------------
+
+_WH_SECRET = "whsec_" + "c2V0dGluZ3MtdGVzdC1zZWNyZXQtMDEyMzQ1Njc4OWFi"
+#: (model name, a block with every required key, the key path of the URL setting under test)
+URL_SETTINGS: list[tuple[str, dict[str, Any], str]] = [
+    ("splunk_hec", {"token": DEFAULT_TOKEN}, "endpoint"),
+    ("datadog", {"api": {"key": DD_KEY}}, "logs.endpoint"),
+    ("datadog", {"api": {"key": DD_KEY}}, "proxy_url"),
+    ("elasticsearch", {}, "endpoint"),
+    ("elasticsearch", {}, "proxy_url"),
+    ("webhook", {"secrets": [_WH_SECRET]}, "endpoint"),
+    ("webhook", {"secrets": [_WH_SECRET], "endpoint": "https://hooks.example.com/a"}, "proxy_url"),
+    ("otlphttp", {}, "endpoint"),
+    ("otlphttp", {}, "logs_endpoint"),
+]
+#: URLs no request can use, with what the message says
+UNUSABLE = [("http://[::1", "is not a URL"), ("http://", "URL with a host"), ("http://h:99999", "bad port"),
+            ("http://h:0", "bad port"), ("http://h:x", "bad port"), ("ftp://h", "http(s)")]
+
+
+def _model(name: str) -> _settings.Model:
+    return next(m for m in _settings.models() if m.exporter == name)
+
+
+def _nest(path: str, value: Any) -> dict[str, Any]:
+    head, _, rest = path.partition(".")
+    return {head: _nest(rest, value) if rest else value}
+
+
+@pytest.mark.parametrize(("url", "needle"), UNUSABLE, ids=[u for u, _ in UNUSABLE])
+@pytest.mark.parametrize(("name", "block", "key"), URL_SETTINGS, ids=[f"{n}.{k}" for n, _, k in URL_SETTINGS])
+def test_every_url_setting_refuses_what_no_request_can_use(name: str, block: dict[str, Any], key: str, url: str,
+                                                           needle: str) -> None:
+    """Every exporter's URL and proxy setting refuses a URL without a host, an unparsable one, a port outside
+    1-65535 and a wrong scheme, with a ConfigError naming the key (never 'internal error')."""
+    where = f"exporters.{name}"
+    cfg = {**block, **_nest(key, url)}
+    with pytest.raises(ConfigError) as err:
+        _model(name).read_block(cfg, where)
+    assert str(err.value).startswith(f"{where}.{key}: ") and needle in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("key", ["endpoint", "port"])
+def test_otlp_grpc_endpoint_needs_a_usable_port(key: str) -> None:
+    """The otlp (gRPC) endpoint, host:port or a URL, refuses a port outside 1-65535; gRPC targets pass."""
+    model = _model("otlp")
+    for bad in ("collector:99999", "https://collector:0", "http://[::1"):
+        with pytest.raises(ConfigError, match=r"^exporters\.otlp\.endpoint: "):
+            model.read_block({"endpoint": bad}, "exporters.otlp")
+    for good in ("collector:4317", "https://collector:4317", "[::1]:4317", "unix:///run/otel.sock", "dns:///c:4317"):
+        assert model.read_block({"endpoint": good}, "exporters.otlp") == {"endpoint": good}
+
+
+def test_a_socks_proxy_needs_pysocks() -> None:
+    """socks5:// (which requests can use only with PySocks) is refused, with the fix, when PySocks is missing."""
+    import importlib.util
+
+    for name in ("datadog", "elasticsearch", "webhook"):
+        block = {"api": {"key": DD_KEY}} if name == "datadog" else {}
+        if name == "webhook":
+            block = {"secrets": [_WH_SECRET], "endpoint": "https://hooks.example.com/a"}
+        cfg = {**block, "proxy_url": "socks5h://user:pw@proxy:1080"}
+        if importlib.util.find_spec("socks") is None:
+            with pytest.raises(ConfigError) as err:
+                _model(name).read_block(cfg, f"exporters.{name}")
+            msg = str(err.value)
+            assert msg.startswith(f"exporters.{name}.proxy_url: ") and "PySocks" in msg and "pw" not in msg, msg
+        else:
+            assert _model(name).read_block(cfg, f"exporters.{name}")["proxy_url"] == cfg["proxy_url"]
+
+
+def test_a_proxy_url_may_carry_credentials_and_never_shows_them() -> None:
+    """Credentials in a proxy URL are how requests authenticates to it: accepted, and a bad one hides them."""
+    ok = _model("datadog").read_block({"api": {"key": DD_KEY}, "proxy_url": "http://u:pw@proxy:3128"}, "d")
+    assert ok["proxy_url"] == "http://u:pw@proxy:3128"
+    with pytest.raises(ConfigError) as err:
+        _model("webhook").read_block({"secrets": [_WH_SECRET], "endpoint": "https://hooks.example.com/a",
+                                      "proxy_url": "http://u:hunter2@proxy:99999"}, "w")
+    assert "bad port" in str(err.value) and "hunter2" not in str(err.value)
