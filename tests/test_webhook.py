@@ -387,6 +387,7 @@ def test_shutdown_interrupts_retries(rx: WebhookReceiver, shared_keys: Path) -> 
     assert results == [LogRecordExportResult.FAILURE] and exporter.counters.failed == len(records)
 
 
+@pytest.mark.slow
 def test_outage_of_30s_mid_stream_loses_nothing(rx: WebhookReceiver, shared_keys: Path, keyring: Keyring,
                                                 tmp_path: Path) -> None:
     """10k records with the receiver down for 30 s in the middle: all arrive (duplicates at most) and verify."""
