@@ -4,6 +4,7 @@
 #   - the stock OpenTelemetry Collector built from its official modules (collector-config/build.sh,
 #     cached outside the repo by manifest hash; the first build takes a few minutes),
 #   - a ruff lint of the whole repo (fails the run on any error),
+#   - pytest, in parallel workers when run without arguments (see below).
 # Used by the README's test command and by .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,4 +26,28 @@ echo "tests/run.sh: building the stock OpenTelemetry Collector (cached after the
 bash collector-config/build.sh collector-config/builder-config.yaml >/dev/null
 bash collector-config/build.sh collector-config/builder-config-datadog.yaml >/dev/null
 
-exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
+# Tests in parallel (pytest-xdist): many of them wait (30 s outages, processes starting, retries), so
+# twice as many workers as cores, at most 8. tests/conftest.py queues the slow ones first and keeps a
+# module with a costly module fixture on one worker. With arguments (a file, -k ...) the run is serial
+# unless OTEL_AUDIT_TEST_WORKERS says otherwise; OTEL_AUDIT_TEST_WORKERS=0 is always serial. A -n among
+# the arguments wins over both.
+workers=${OTEL_AUDIT_TEST_WORKERS:-}
+if [ -z "$workers" ]; then
+  if [ "$#" -gt 0 ]; then
+    workers=0
+  else
+    cores=$(nproc 2>/dev/null || echo 2)
+    workers=$(( cores * 2 > 8 ? 8 : cores * 2 ))
+  fi
+fi
+case $workers in
+  ''|*[!0-9]*)
+    echo "tests/run.sh: OTEL_AUDIT_TEST_WORKERS=$workers: expected a number of workers (0: no parallelism)" >&2
+    exit 2 ;;
+esac
+xdist=()
+if [ "$workers" -gt 0 ]; then
+  xdist=(-n "$workers" --dist loadgroup --no-loadscope-reorder)
+fi
+echo "tests/run.sh: pytest with ${workers} worker(s) (OTEL_AUDIT_TEST_WORKERS)" >&2
+exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider ${xdist[@]+"${xdist[@]}"} "$@"
