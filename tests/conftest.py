@@ -367,9 +367,10 @@ _hypothesis_settings.load_profile("otel-audit")
 #     as a whole, so that fixture is built once and not once per worker. xdist's own xdist_group
 #     mark would do it, but pytest 9.2's structured node ids make loadgroup ignore the mark
 #     (pytest-xdist#1386), so the scheduler below groups by module name, from the node id;
-#   - tests marked `slow` (mostly waiting: a 30 s outage, a kill and restart, a venv), then those
-#     modules, are queued first (each worker's collection order, which all workers compute alike and
-#     --no-loadscope-reorder keeps), so they overlap the many short tests instead of ending the run.
+#   - tests marked `slow` (mostly waiting: a 30 s outage, a kill and restart, a venv) are queued first,
+#     each followed by one other unit (those modules first), in each worker's collection order, which
+#     all workers compute alike and --no-loadscope-reorder keeps: they overlap the many short tests
+#     instead of ending the run alone.
 
 SHARED_SETUP_MODULES = frozenset(f"tests/{m}.py" for m in (
     "test_collector_e2e", "test_collector_siem_e2e", "test_credential_formats", "test_demo",
@@ -407,9 +408,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         units.setdefault(xdist_unit(item.nodeid), []).append(item)
 
-    def rank(unit: list[pytest.Item]) -> int:
-        if any(item.get_closest_marker("slow") for item in unit):
-            return 0
-        return 1 if len(unit) > 1 else 2
-
-    items[:] = [item for unit in sorted(units.values(), key=rank) for item in unit]
+    slow = [u for u in units.values() if any(item.get_closest_marker("slow") for item in u)]
+    others = sorted((u for u in units.values() if u not in slow), key=lambda u: 0 if len(u) > 1 else 1)
+    # Each slow unit followed by another unit: with two workers per core, about half the workers wait in
+    # slow tests while the others keep the cores busy (all slow first left the cores idle for a minute).
+    order = [u for pair in zip(slow, others, strict=False) for u in pair] + slow[len(others):] + others[len(slow):]
+    items[:] = [item for unit in order for item in unit]
