@@ -28,17 +28,20 @@ bash collector-config/build.sh collector-config/builder-config-datadog.yaml >/de
 
 # Tests in parallel (pytest-xdist): many of them wait (30 s outages, processes starting, retries), so
 # twice as many workers as cores, at most 8. tests/conftest.py queues the slow ones first and keeps a
-# module with a costly module fixture on one worker. With arguments (a file, -k ...) the run is serial
-# unless OTEL_AUDIT_TEST_WORKERS says otherwise; OTEL_AUDIT_TEST_WORKERS=0 is always serial. A -n among
-# the arguments wins over both.
+# module with a costly module fixture on one worker. When an argument names a test file, folder or node
+# (tests/test_x.py, tests/test_x.py::test_y) the run is serial, where starting workers costs more than
+# it saves; options alone (-k, -x, --durations) keep the workers. OTEL_AUDIT_TEST_WORKERS sets the
+# number either way (0: serial); a -n among the arguments wins over both.
 workers=${OTEL_AUDIT_TEST_WORKERS:-}
 if [ -z "$workers" ]; then
-  if [ "$#" -gt 0 ]; then
-    workers=0
-  else
-    cores=$(nproc 2>/dev/null || echo 2)
-    workers=$(( cores * 2 > 8 ? 8 : cores * 2 ))
-  fi
+  cores=$(nproc 2>/dev/null || echo 2)
+  workers=$(( cores * 2 > 8 ? 8 : cores * 2 ))
+  for arg in "$@"; do
+    if [ -e "${arg%%::*}" ]; then
+      workers=0
+      break
+    fi
+  done
 fi
 case $workers in
   ''|*[!0-9]*)
