@@ -355,3 +355,63 @@ def child_env() -> dict[str, str]:
 # Property tests check behaviour, not speed: a loaded 2-core machine must not fail them on a deadline.
 _hypothesis_settings.register_profile("otel-audit", deadline=None)
 _hypothesis_settings.load_profile("otel-audit")
+
+
+
+# -- running under pytest-xdist (tests/run.sh: -n N --dist loadgroup) --------------------------------
+#
+# Every server in the suite binds port 0 and every file lives under tmp_path, so any test may run in
+# any worker. What is arranged here only saves time; a run without xdist keeps file order:
+#   - the modules of SHARED_SETUP_MODULES (a module-scoped fixture of their own builds something
+#     costly: a wheel and a venv, a collector pipeline, a suspended producer) each go to one worker
+#     as a whole, so that fixture is built once and not once per worker. xdist's own xdist_group
+#     mark would do it, but pytest 9.2's structured node ids make loadgroup ignore the mark
+#     (pytest-xdist#1386), so the scheduler below groups by module name, from the node id;
+#   - tests marked `slow` (mostly waiting: a 30 s outage, a kill and restart, a venv) are queued first,
+#     each followed by one other unit (those modules first), in each worker's collection order, which
+#     all workers compute alike and --no-loadscope-reorder keeps: they overlap the many short tests
+#     instead of ending the run alone.
+
+SHARED_SETUP_MODULES = frozenset(f"tests/{m}.py" for m in (
+    "test_collector_e2e", "test_collector_shipped_e2e", "test_collector_siem_e2e", "test_credential_formats",
+    "test_demo",
+    "test_fuzz_api", "test_fuzz_redaction", "test_liveness", "test_otlp_exporter", "test_packaging",
+    "test_secret_corpus", "test_siem_crosscheck", "test_tamper_prove",
+))
+
+
+def xdist_unit(nodeid: str) -> str:
+    """What one worker runs as a whole: a module of SHARED_SETUP_MODULES, or else the one test."""
+    module = nodeid.split("::", 1)[0]
+    return module if module in SHARED_SETUP_MODULES else nodeid
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """--dist loadgroup, with the units of `xdist_unit` (and xdist_group marks, once xdist sees them)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class ModuleGroupScheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return xdist_unit(nodeid) if scope == nodeid else scope
+
+    return ModuleGroupScheduling(config, log)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not hasattr(config, "workerinput"):  # not an xdist worker: file order
+        return
+    units: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        units.setdefault(xdist_unit(item.nodeid), []).append(item)
+
+    slow = [u for u in units.values() if any(item.get_closest_marker("slow") for item in u)]
+    others = sorted((u for u in units.values() if u not in slow), key=lambda u: 0 if len(u) > 1 else 1)
+    # Each slow unit followed by another unit: with two workers per core, about half the workers wait in
+    # slow tests while the others keep the cores busy (all slow first left the cores idle for a minute).
+    order = [u for pair in zip(slow, others, strict=False) for u in pair] + slow[len(others):] + others[len(slow):]
+    items[:] = [item for unit in order for item in unit]

@@ -5,6 +5,7 @@
 #     cached outside the repo by manifest hash; the first build takes a few minutes),
 #   - a ruff lint of the whole repo (fails the run on any error),
 #   - a strict mypy check of the otel_audit package, processors and exporters included (tests/typecheck.sh),
+#   - pytest, in parallel workers when run without arguments (see below).
 # Used by the README's test command and by .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,4 +34,31 @@ echo "tests/run.sh: building the stock OpenTelemetry Collector (cached after the
 bash collector-config/build.sh collector-config/builder-config.yaml >/dev/null
 bash collector-config/build.sh collector-config/builder-config-datadog.yaml >/dev/null
 
-exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
+# Tests in parallel (pytest-xdist): many of them wait (30 s outages, processes starting, retries), so
+# twice as many workers as cores, at most 8. tests/conftest.py queues the slow ones first and keeps a
+# module with a costly module fixture on one worker. When an argument names a test file, folder or node
+# (tests/test_x.py, tests/test_x.py::test_y) the run is serial, where starting workers costs more than
+# it saves; options alone (-k, -x, --durations) keep the workers. OTEL_AUDIT_TEST_WORKERS sets the
+# number either way (0: serial); a -n among the arguments wins over both.
+workers=${OTEL_AUDIT_TEST_WORKERS:-}
+if [ -z "$workers" ]; then
+  cores=$(nproc 2>/dev/null || echo 2)
+  workers=$(( cores * 2 > 8 ? 8 : cores * 2 ))
+  for arg in "$@"; do
+    if [ -e "${arg%%::*}" ]; then
+      workers=0
+      break
+    fi
+  done
+fi
+case $workers in
+  ''|*[!0-9]*)
+    echo "tests/run.sh: OTEL_AUDIT_TEST_WORKERS=$workers: expected a number of workers (0: no parallelism)" >&2
+    exit 2 ;;
+esac
+xdist=()
+if [ "$workers" -gt 0 ]; then
+  xdist=(-n "$workers" --dist loadgroup --no-loadscope-reorder)
+fi
+echo "tests/run.sh: pytest with ${workers} worker(s) (OTEL_AUDIT_TEST_WORKERS)" >&2
+exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider ${xdist[@]+"${xdist[@]}"} "$@"

@@ -219,6 +219,7 @@ def _seqs(path: Path) -> set[int]:
     return {seq_of(r) for r in Archive.load(path).records()} if path.exists() else set()
 
 
+@pytest.mark.slow
 def test_sigkill_of_the_agent_loses_nothing(tmp_path: Path, e2e_keys: Path) -> None:
     """SIGKILL of agent.yaml's collector mid-stream, with a backlog in its file_storage queue: after a restart
     both its archive and the downstream one verify, with at most duplicates."""

@@ -455,6 +455,7 @@ service:
 """
 
 
+@pytest.mark.slow
 def test_splunk_down_30s_loses_nothing(tmp_path: Path, siem_keys: Path) -> None:
     """The HEC stand-in down for 30 s mid-stream behind a file_storage queue retrying forever: every seq reaches
     it (duplicates at most), with the digests of the collector's own archive, which verifies."""

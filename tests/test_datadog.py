@@ -473,6 +473,7 @@ def test_a_lost_answer_gives_duplicates_not_gaps(standin: DatadogStandIn, shared
     assert report.ok and report.streams[0].duplicates > 0
 
 
+@pytest.mark.slow
 def test_an_outage_of_30_seconds_mid_stream_loses_nothing(standin: DatadogStandIn, shared_keys: Path,
                                                           keyring: Keyring) -> None:
     """10k records with the intake down for 30 s in the middle all arrive after recovery, and verify."""

@@ -398,6 +398,7 @@ def test_reader_takes_every_export_shape(es: ElasticStandIn, shared_keys: Path, 
 # faults ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_outage_of_30s_mid_stream_loses_nothing(es: ElasticStandIn, shared_keys: Path) -> None:
     """10k records with a 30 s outage in the middle: all delivered after recovery, at most duplicates, verify ok."""
     n = 10_000

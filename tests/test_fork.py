@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import Archive, make_pipeline, mixed_record, stream, stream_of, verify
+from conftest import Archive, attr_value, is_checkpoint, make_pipeline, mixed_record, stream, stream_of, verify
 
 from otel_audit.keys import Keyring
 
@@ -39,6 +39,12 @@ def _cli_verify(keys_dir: Path, folder: Path, *extra: str) -> tuple[int, dict[st
 
 def _streams(folder: Path) -> set[str]:
     return {stream_of(r) for f in folder.glob("*.jsonl") for r in Archive.load(f).records()}
+
+
+def _child_events(folder: Path) -> int:
+    """Events that _mp_emit children wrote (their "i" is 1000 and up)."""
+    return sum(1 for f in folder.glob("*.jsonl") for r in Archive.load(f).records()
+               if not is_checkpoint(r) and (attr_value(r, "i") or 0) >= 1000)
 
 
 def test_os_fork_child_has_its_own_stream_naming_its_parent(tmp_path: Path, keys_dir: Path) -> None:
@@ -112,9 +118,9 @@ def test_multiprocessing_fork_children_seal_their_streams(tmp_path: Path, keys_d
         killed = _ctx.Process(target=_mp_emit, args=(4, 60.0))
         killed.start()
         deadline = time.monotonic() + 30
-        while len(_streams(archive)) < 3 and time.monotonic() < deadline:
+        # until it has emitted its 4 events (7 + 4), however loaded the machine, rather than a fixed wait
+        while _child_events(archive) < 7 + 4 and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(0.3)  # let it emit its 4 events
         killed.terminate()  # SIGTERM
         killed.join(60)
     finally:

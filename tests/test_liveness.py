@@ -141,6 +141,7 @@ def test_checkpoints_declare_their_interval(tmp_path: Path, shared_keys: Path) -
     assert all("\ninterval 7500000000\n" in n.text and n.checkpoint.interval_ns == 7_500_000_000 for n in notes)
 
 
+@pytest.mark.slow
 def test_live_producer_verifies_with_now(suspended: Run) -> None:
     """While the producer runs, `verify --allow-open --now` passes: its last checkpoint is recent."""
     code, doc = suspended.live

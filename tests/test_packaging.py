@@ -109,6 +109,7 @@ def test_wheel_metadata_declares_license_expression_and_classifiers(wheel: Path)
     assert "Apache License" in license_text and "Version 2.0, January 2004" in license_text
 
 
+@pytest.mark.slow
 def test_installed_wheel_imports_from_site_packages_not_the_checkout(installed: Path, tmp_path: Path) -> None:
     """Run from outside the tree, every package resolves inside the clean venv, next to py.typed."""
     code = ("import otel_audit, otel_audit.processors, otel_audit.exporters, otel_audit.sources, otel_audit.verify\n"

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from test_packaging import clean_env, run
 
 from otel_audit import reference
@@ -47,6 +48,7 @@ def test_every_public_helper_is_in_the_readme() -> None:
     assert rows == names
 
 
+@pytest.mark.slow
 def test_quick_start_runs_as_written_in_a_fresh_folder(tmp_path: Path) -> None:
     """Install into a new venv, make keys, write audit.yaml and app.py, check, run, verify: every command
     exits 0 and verify prints the result the README shows."""

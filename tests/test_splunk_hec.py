@@ -483,6 +483,7 @@ def test_health_check_enabled_logs_an_unhealthy_hec_before_the_first_export(
 # -- faults over time ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_30s_outage_mid_stream_loses_nothing(hec_ack: SplunkHecStandIn, shared_keys: Path,
                                                keyring: Keyring) -> None:
     """10k records, HEC down for 30 s mid-stream then restarted: all delivered and acknowledged, the stream verifies."""

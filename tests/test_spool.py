@@ -261,6 +261,7 @@ class _Receiver:
         self.server.server_close()
 
 
+@pytest.mark.slow
 def test_burst_sdk_batch_drops_but_spool_does_not(tmp_path: Path, kdir: Path) -> None:
     """100k records emitted as fast as one thread can, shipped over OTLP/HTTP to a real loopback receiver:
     the SDK's default batch processor drops part of the burst, the spool drops none."""

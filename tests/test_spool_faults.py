@@ -84,7 +84,14 @@ def _run(tmp_path: Path, cfg: dict, *, kill_after: float | None = None) -> tuple
     script.write_text(PRODUCER)
     proc = subprocess.Popen([sys.executable, str(script), json.dumps(cfg)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+    early: list[str] = []
     if kill_after is not None:
+        # kill_after counts from the first acknowledged record, not from the start: a loaded machine
+        # (parallel tests) may take a second or two just to import the producer.
+        for line in proc.stdout or ():
+            early.append(line)
+            if line.startswith("ack "):
+                break
         time.sleep(kill_after)
         os.kill(proc.pid, signal.SIGKILL)
     out, err = proc.communicate(timeout=240)
@@ -92,7 +99,7 @@ def _run(tmp_path: Path, cfg: dict, *, kill_after: float | None = None) -> tuple
         assert proc.returncode == 0, err[-3000:]
     acked = set()
     stats: dict = {}
-    for line in out.splitlines():
+    for line in [*early, *out.splitlines()]:
         parts = line.split()
         if len(parts) == 3 and parts[0] == "ack":
             acked.add((parts[1], int(parts[2])))
@@ -486,15 +493,23 @@ def test_a_slot_left_by_a_worker_that_is_gone_is_delivered_by_another(tmp_path: 
     for _ in range(2):
         cfg = _cfg(tmp_path, kdir, -1, state=str(tmp_path / "state"))
         cfg["exporters"] = {"slow": cfg["exporters"]["slow"]}
-        procs.append(subprocess.Popen([sys.executable, str(script), json.dumps(cfg)], stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True))
-        time.sleep(0.5)
+        p = subprocess.Popen([sys.executable, str(script), json.dumps(cfg)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        # Wait for its first acknowledged record (it holds its slot from then on), not a fixed time: on a
+        # loaded machine a second producer still starting when both are killed never took worker-1.
+        early = []
+        for line in p.stdout or ():
+            early.append(line)
+            if line.startswith("ack "):
+                break
+        procs.append((p, early))
     time.sleep(1.0)
     acked: set[tuple[str, int]] = set()
-    for p in procs:
+    for p, early in procs:
         os.kill(p.pid, signal.SIGKILL)
         out, _ = p.communicate(timeout=60)
-        acked |= {(a[1], int(a[2])) for a in (ln.split() for ln in out.splitlines()) if len(a) == 3 and a[0] == "ack"}
+        lines = [*early, *out.splitlines()]
+        acked |= {(a[1], int(a[2])) for a in (ln.split() for ln in lines) if len(a) == 3 and a[0] == "ack"}
     assert (tmp_path / "spool" / "worker-1" / "segments").is_dir()
     assert len({s for s, _ in acked}) == 2
     (tmp_path / "slow").unlink()

@@ -354,8 +354,11 @@ def _unreadable_folder(where: Path) -> tuple[Path, str]:
     fd = os.open(where, os.O_RDONLY)
     name = "d" * 250
     path = where
+    # Stop at the first level whose path reaches PATH_MAX, the one verify cannot list: a fixed bound
+    # above it named a deeper level whenever the tmp path's length (longer under xdist) left one between.
+    limit = os.pathconf(where, "PC_PATH_MAX")
     try:
-        while len(str(path)) <= 4200:
+        while len(os.fsencode(path)) < limit:
             os.mkdir(name, dir_fd=fd)
             nfd = os.open(name, os.O_RDONLY, dir_fd=fd)
             os.close(fd)
