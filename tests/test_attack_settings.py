@@ -146,3 +146,169 @@ def test_unknown_retry_key_message_lists_randomization_factor(tmp_path, kdir):
                                        "retry_on_failure: {randomisation_factor: 0.1}}")
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert "randomization_factor" in r.stderr, r.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# docs/settings.md: "keyword arguments of its class (the same names; for a nested key the argument
+# named in brackets)" -- the arguments the tables name in brackets
+
+
+def _construct(tmp: Path, expr: str) -> subprocess.CompletedProcess[str]:
+    code = ("from otel_audit.exporters import SplunkHecLogExporter, ElasticLogExporter, WebhookLogExporter\n"
+            f"e = {expr}\n"
+            "e.shutdown()\n"
+            "print('constructed')\n")
+    return _run([PY, "-c", code], cwd=tmp)
+
+
+@pytest.mark.parametrize("expr", [
+    f"SplunkHecLogExporter(endpoint='https://127.0.0.1:1', token='{SPLUNK_TOKEN}', tls_ca_file=CA)",
+    f"SplunkHecLogExporter(endpoint='https://127.0.0.1:1', token='{SPLUNK_TOKEN}', tls_insecure_skip_verify=True)",
+    "ElasticLogExporter(endpoint='https://127.0.0.1:1', tls_ca_file=CA)",
+    "ElasticLogExporter(endpoint='https://127.0.0.1:1', retry_block={'enabled': True, 'retry_on_status': [429]})",
+    f"WebhookLogExporter(endpoint='https://127.0.0.1:1', secrets=['{WHSEC}'], tls_ca_file=CA)",
+], ids=["splunk-tls_ca_file", "splunk-tls_insecure_skip_verify", "elastic-tls_ca_file", "elastic-retry_block",
+        "webhook-tls_ca_file"])
+def test_documented_keyword_argument_is_accepted(tmp_path, expr):
+    """docs/settings.md lists `(argument tls_ca_file)` (splunk_hec, elasticsearch, webhook),
+    `(argument tls_insecure_skip_verify)` (splunk_hec) and `retry` `(argument retry_block)`
+    (elasticsearch) as keyword arguments of the exporter classes. Each is refused:
+    "ConfigError: splunk_hec.tls_ca_file: unknown key; valid keys are ...". Expected: the
+    documented argument is taken (or the table stops naming it)."""
+    import certifi  # requests' CA bundle: a real, readable PEM file
+
+    r = _construct(tmp_path, expr.replace("CA", repr(certifi.where())))
+    assert "unknown key" not in r.stderr, r.stderr[-400:]
+    assert "constructed" in r.stdout, r.stderr[-400:]
+
+
+def test_elastic_auth_keyword_argument_is_refused_as_documented(tmp_path):
+    """docs/settings.md, elasticsearch: `auth` ... "refused: authenticator extensions are not
+    available here; use api_key, or user and password". check-config refuses it, but
+    `ElasticLogExporter(endpoint=..., auth={...})` -- the same name as a keyword argument, which the
+    page says reads the same settings -- is accepted silently, and the exporter then sends without
+    the credentials the author meant. Expected: ConfigError naming auth."""
+    r = _construct(tmp_path, "ElasticLogExporter(endpoint='https://127.0.0.1:1', "
+                             "auth={'authenticator': 'basicauth/client'})")
+    assert "constructed" not in r.stdout
+    assert "ConfigError" in r.stderr and "auth" in r.stderr, r.stderr[-400:]
+
+
+def test_elastic_auth_error_message_is_not_mangled_by_redaction(tmp_path, kdir):
+    """check-config on `auth: {authenticator: basicauth/client}` prints
+    "exporters.elasticsearch.auth: [REDACTED:bearer_token] extensions are not available here":
+    the secret rules eat the product's own word 'authenticator' (the text reads as `auth: <token>`),
+    so the message no longer says what is refused. docs/settings.md gives the intended text:
+    "refused: authenticator extensions are not available here". Expected: it is printed as such."""
+    r = _check(tmp_path, "elasticsearch", "{endpoint: 'https://127.0.0.1:1', auth: {authenticator: basicauth/client}}")
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "REDACTED" not in r.stderr, r.stderr
+    assert "authenticator" in r.stderr, r.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# docs/settings.md: `headers` -- "**secret** (never shown in a message or log). extra HTTP headers"
+
+
+@pytest.mark.parametrize("exporter,base", [
+    ("webhook", f"endpoint: 'https://127.0.0.1:1', secrets: [{WHSEC}]"),
+    ("splunk_hec", f"endpoint: 'https://127.0.0.1:1', token: {SPLUNK_TOKEN}"),
+    ("elasticsearch", "endpoint: 'https://127.0.0.1:1'"),
+], ids=["webhook", "splunk", "elastic"])
+@pytest.mark.parametrize("headers", ["{'X Team': ops}", "{X-Team: \"ops\\nX-Injected: 1\"}"],
+                         ids=["space-in-name", "newline-in-value"])
+def test_header_that_http_cannot_carry_is_a_config_error(tmp_path, kdir, exporter, base, headers):
+    """A header name with a space (not an RFC 9110 token) or a value with a line break passes
+    check-config ("OK") for every exporter. At run time the first makes every request malformed
+    (the receiver answers 400/411, and the webhook exporter counts the records as *rejected for
+    good*: audit records lost to a typo); the second raises requests' InvalidHeader on every
+    attempt, retried until shutdown. Expected: exit 2 naming exporters.<name>.headers."""
+    r = _check(tmp_path, exporter, f"{{{base}, headers: {headers}}}")
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert f"exporters.{exporter}.headers" in r.stderr, r.stderr
+
+
+def test_header_value_is_never_logged_when_the_request_cannot_be_made(tmp_path, kdir):
+    """`headers` is **secret** ("values may be credentials: never shown"). A value that holds a
+    line break (a credential pasted with its newline) is logged verbatim on every retry:
+    "webhook: InvalidHeader: Invalid leading whitespace, reserved character(s), or return
+    character(s) in header value: 'Basic-c2VjcmV0LXZhbHVl\\n'". Expected: the value never appears
+    on stderr (the delivery spool keeps the records, as it does)."""
+    from tests.standins.webhook import WebhookReceiver
+
+    secret_value = "ops-credential-Zq8v1Lw3"
+    with WebhookReceiver(secrets=[WHSEC]) as rx:
+        (tmp_path / "audit.yaml").write_text(textwrap.dedent(f"""\
+            resource: {{service.name: t}}
+            processors:
+              signing: {{keys_dir: keys, state_dir: state}}
+              delivery: {{directory: spool, shutdown_timeout: 2s}}
+            exporters:
+              webhook:
+                endpoint: '{rx.url}'
+                secrets: [{WHSEC}]
+                headers: {{X-Team-Credential: "{secret_value}\\n"}}
+                retry_on_failure: {{initial_interval: 100ms}}
+            service:
+              pipelines:
+                logs/audit: {{processors: [signing, delivery], exporters: [webhook]}}
+            """))
+        app = ("import otel_audit, time\n"
+               "p = otel_audit.configure('audit.yaml')\n"
+               "p.logger.login_succeeded('alice')\n"
+               "time.sleep(1.5)\n"
+               "p.shutdown()\n")
+        r = _run([PY, "-c", app], cwd=tmp_path)
+    assert secret_value not in r.stderr + r.stdout, r.stderr[-800:]
+
+
+# --------------------------------------------------------------------------------------------
+# The keys folder used as a spool or state folder
+
+
+@pytest.mark.parametrize("signing,delivery,key", [
+    ("keys_dir: keys, state_dir: state", "directory: keys", "processors.delivery.directory"),
+    ("keys_dir: keys, state_dir: keys", "directory: spool", "processors.signing.state_dir"),
+    ("keys_dir: keys, state_dir: state", "directory: keys/private", "processors.delivery.directory"),
+], ids=["spool-in-keys", "state-in-keys", "spool-in-private"])
+def test_keys_folder_as_spool_or_state_is_refused(tmp_path, kdir, signing, delivery, key):
+    """The README's spool and chain state are "a folder of its own" (the env-only error says so),
+    and the keys folder is what auditors get (`otel-audit verify --keys keys/`). check-config says
+    OK to `delivery.directory: keys` (or `state_dir: keys`, or the spool inside `keys/private`),
+    and warns "fix: chmod 600 keys/keyring.json" -- the public keyring the README says is 0644 by
+    design. After one run, `otel-audit verify --keys keys archive` exits 2: "keys/spool.json: not an
+    otel-audit keyring". Expected: exit 2 naming the key."""
+    (tmp_path / "audit.yaml").write_text(textwrap.dedent(f"""\
+        resource: {{service.name: t}}
+        processors:
+          signing: {{{signing}}}
+          delivery: {{{delivery}}}
+        exporters:
+          file: {{path: archive/audit.jsonl}}
+        service:
+          pipelines:
+            logs/audit: {{processors: [signing, delivery], exporters: [file]}}
+        """))
+    r = _run([CLI, "check-config", "audit.yaml"], cwd=tmp_path)
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert key in r.stderr, r.stderr
+
+
+def test_env_only_spool_in_keys_folder_leaves_keys_usable_for_verify(tmp_path, kdir):
+    """Env-only: OTEL_AUDIT_SPOOL_DIR=keys (the same folder as OTEL_AUDIT_KEYS_DIR) is taken without
+    a word; the spool's spool.json, segments/ and cursors/ land beside keyring.json, and the
+    README's `otel-audit verify --keys keys archive` then exits 2 ("keys/spool.json: not an otel-audit
+    keyring"). Expected: configure() refuses the spool folder (ConfigError naming
+    OTEL_AUDIT_SPOOL_DIR), or verify still works; never a keys folder auditors cannot use."""
+    app = ("import otel_audit\n"
+           "p = otel_audit.configure()\n"
+           "p.logger.login_succeeded('alice')\n"
+           "p.shutdown()\n")
+    r = _run([PY, "-c", app], cwd=tmp_path, env={
+        "OTEL_AUDIT_KEYS_DIR": "keys", "OTEL_AUDIT_STATE_DIR": "state", "OTEL_AUDIT_SPOOL_DIR": "keys",
+        "OTEL_AUDIT_FILE_PATH": "archive/audit.jsonl"})
+    if r.returncode != 0:
+        assert "OTEL_AUDIT_SPOOL_DIR" in r.stderr, r.stderr[-400:]
+        return
+    v = _run([CLI, "verify", "--keys", "keys", "archive"], cwd=tmp_path)
+    assert v.returncode == 0, v.stdout[-300:] + v.stderr[-300:]
