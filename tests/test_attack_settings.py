@@ -214,7 +214,9 @@ def test_elastic_auth_error_message_is_not_mangled_by_redaction(tmp_path, kdir):
     ("webhook", f"endpoint: 'https://127.0.0.1:1', secrets: [{WHSEC}]"),
     ("splunk_hec", f"endpoint: 'https://127.0.0.1:1', token: {SPLUNK_TOKEN}"),
     ("elasticsearch", "endpoint: 'https://127.0.0.1:1'"),
-], ids=["webhook", "splunk", "elastic"])
+    ("otlp", "endpoint: '127.0.0.1:4317', tls: {insecure: true}"),
+    ("otlphttp", "endpoint: 'http://127.0.0.1:4318'"),
+], ids=["webhook", "splunk", "elastic", "otlp", "otlphttp"])
 @pytest.mark.parametrize("headers", ["{'X Team': ops}", "{X-Team: \"ops\\nX-Injected: 1\"}"],
                          ids=["space-in-name", "newline-in-value"])
 def test_header_that_http_cannot_carry_is_a_config_error(tmp_path, kdir, exporter, base, headers):
@@ -222,7 +224,8 @@ def test_header_that_http_cannot_carry_is_a_config_error(tmp_path, kdir, exporte
     check-config ("OK") for every exporter. At run time the first makes every request malformed
     (the receiver answers 400/411, and the webhook exporter counts the records as *rejected for
     good*: audit records lost to a typo); the second raises requests' InvalidHeader on every
-    attempt, retried until shutdown. Expected: exit 2 naming exporters.<name>.headers."""
+    attempt, retried until shutdown (otlp: gRPC's "Metadata key 'x team' is invalid" on every
+    export, nothing delivered). Expected: exit 2 naming exporters.<name>.headers."""
     r = _check(tmp_path, exporter, f"{{{base}, headers: {headers}}}")
     assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
     assert f"exporters.{exporter}.headers" in r.stderr, r.stderr
@@ -232,7 +235,7 @@ def test_header_value_is_never_logged_when_the_request_cannot_be_made(tmp_path, 
     """`headers` is **secret** ("values may be credentials: never shown"). A value that holds a
     line break (a credential pasted with its newline) is logged verbatim on every retry:
     "webhook: InvalidHeader: Invalid leading whitespace, reserved character(s), or return
-    character(s) in header value: 'Basic-c2VjcmV0LXZhbHVl\\n'". Expected: the value never appears
+    character(s) in header value: 'ops-credential-Zq8v1Lw3\\n'". Expected: the value never appears
     on stderr (the delivery spool keeps the records, as it does)."""
     from tests.standins.webhook import WebhookReceiver
 
@@ -312,3 +315,28 @@ def test_env_only_spool_in_keys_folder_leaves_keys_usable_for_verify(tmp_path, k
         return
     v = _run([CLI, "verify", "--keys", "keys", "archive"], cwd=tmp_path)
     assert v.returncode == 0, v.stdout[-300:] + v.stderr[-300:]
+
+
+# --------------------------------------------------------------------------------------------
+# endpoints: "Errors name the file, the key and what is wrong" (README, Configuration)
+
+
+@pytest.mark.parametrize("exporter,block", [
+    ("splunk_hec", f"{{endpoint: 'http://127.0.0.1:99999', token: {SPLUNK_TOKEN}}}"),
+    ("otlphttp", "{endpoint: 'http://127.0.0.1:99999'}"),
+    ("otlp", "{endpoint: '127.0.0.1:99999', tls: {insecure: true}}"),
+    ("otlp", "{endpoint: '127.0.0.1:0', tls: {insecure: true}}"),
+    ("datadog", f"{{api: {{key: {DD_KEY}}}, logs: {{endpoint: 'http://127.0.0.1:99999'}}}}"),
+    ("otlp", "{endpoint: 'http://u:pw-Zq8v1Lw3@127.0.0.1:4317', tls: {insecure: true}}"),
+], ids=["splunk-99999", "otlphttp-99999", "otlp-99999", "otlp-0", "datadog-99999", "otlp-userinfo"])
+def test_endpoint_that_cannot_be_reached_is_a_config_error(tmp_path, kdir, exporter, block):
+    """webhook and elasticsearch refuse `http://127.0.0.1:99999` ("has a bad port", exit 2); the
+    other exporters say OK. At run time splunk_hec fails every export ("InvalidURL: Failed to
+    parse"), and otlp (gRPC) silently connects to port 99999 mod 65536 = 34463 -- another port,
+    perhaps another service. An otlp endpoint with user:password@ is also OK for check-config
+    (splunk_hec refuses credentials in its URL) and then can never connect ("Misformatted domain
+    name"). Expected: exit 2 naming exporters.<name>.endpoint (or logs.endpoint)."""
+    r = _check(tmp_path, exporter, block)
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert f"exporters.{exporter}." in r.stderr and "endpoint" in r.stderr, r.stderr
+    assert "Zq8v1Lw3" not in r.stderr
