@@ -340,3 +340,36 @@ def test_endpoint_that_cannot_be_reached_is_a_config_error(tmp_path, kdir, expor
     assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
     assert f"exporters.{exporter}." in r.stderr and "endpoint" in r.stderr, r.stderr
     assert "Zq8v1Lw3" not in r.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# docs/settings.md, file: `path` -- "the file to write (folders 0700, file 0600)"
+
+
+def test_file_path_with_nul_is_a_config_error(tmp_path, kdir):
+    """`path: "archive/\\u0000audit.jsonl"` (a NUL from a templated value) passes check-config
+    ("OK"); at run time every export raises "ValueError: embedded null byte" with a traceback and
+    nothing is ever archived. Expected: exit 2 naming exporters.file.path."""
+    r = _check(tmp_path, "file", '{path: "archive/\\u0000audit.jsonl"}')
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert "exporters.file.path" in r.stderr, r.stderr
+
+
+def test_file_path_that_is_a_device_is_a_config_error(tmp_path, kdir):
+    """`path: /dev/null` passes check-config, which also advises "fix: chmod 700 /dev" (run as
+    root, that breaks the machine); configure() then "delivers" every record into /dev/null, so the
+    spool lets them go, and leaves /dev/null.lock behind. Expected: exit 2 naming
+    exporters.file.path (not a regular file), and no advice to chmod a system folder."""
+    r = _check(tmp_path, "file", "{path: /dev/null}")
+    assert "chmod 700 /dev" not in r.stderr, r.stderr
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert "exporters.file.path" in r.stderr, r.stderr
+
+
+def test_file_path_ending_in_a_slash_is_not_written_as_a_file(tmp_path, kdir):
+    """`path: archive/` (a folder meant) is OK for check-config, which warns about the config's own
+    folder; the run then writes the OTLP lines into a *file* named `archive` (and `archive.lock`).
+    Expected: exit 2 naming exporters.file.path (it names a folder; give the file)."""
+    r = _check(tmp_path, "file", "{path: archive/}")
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert "exporters.file.path" in r.stderr, r.stderr
