@@ -373,3 +373,35 @@ def test_file_path_ending_in_a_slash_is_not_written_as_a_file(tmp_path, kdir):
     r = _check(tmp_path, "file", "{path: archive/}")
     assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
     assert "exporters.file.path" in r.stderr, r.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# secrets in the wrong key: an Authorization header next to the block's own credentials
+
+
+def test_elastic_authorization_header_does_not_silently_replace_api_key(tmp_path, kdir):
+    """elasticsearch `api_key` is the credential; `headers` are "extra HTTP headers". With both
+    `api_key` and `headers: {Authorization: ...}` (a leftover of a proxy setup), check-config says
+    OK and the header silently replaces the API key: every _bulk is answered 401 and retried until
+    shutdown, nothing is indexed. (splunk_hec, given the same, keeps its `token`.) Expected: either
+    configure()/check-config refuse the pair naming exporters.elasticsearch.headers, or the
+    configured api_key is what is sent and the records are indexed."""
+    from tests.standins.elastic import DEFAULT_API_KEY, ElasticStandIn
+
+    with ElasticStandIn() as es:
+        cfg = _config(tmp_path, "elasticsearch",
+                      f"{{endpoint: '{es.url}', api_key: '{DEFAULT_API_KEY}', "
+                      "headers: {Authorization: 'Basic b2xkOnByb3h5'}, "
+                      "retry_on_failure: {initial_interval: 100ms}}")
+        cfg.write_text(cfg.read_text().replace("directory: spool}", "directory: spool, shutdown_timeout: 2s}"))
+        app = ("import otel_audit, time\n"
+               "p = otel_audit.configure('audit.yaml')\n"
+               "p.logger.login_succeeded('alice')\n"
+               "time.sleep(1.5)\n"
+               "p.shutdown()\n")
+        r = _run([PY, "-c", app], cwd=tmp_path)
+        statuses = [s.status for s in es.seen]
+    if r.returncode != 0:
+        assert "ConfigError" in r.stderr and "exporters.elasticsearch.headers" in r.stderr, r.stderr[-500:]
+        return
+    assert 200 in statuses and 401 not in statuses, (statuses, r.stderr[-500:])
