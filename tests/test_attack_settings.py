@@ -405,3 +405,19 @@ def test_elastic_authorization_header_does_not_silently_replace_api_key(tmp_path
         assert "ConfigError" in r.stderr and "exporters.elasticsearch.headers" in r.stderr, r.stderr[-500:]
         return
     assert 200 in statuses and 401 not in statuses, (statuses, r.stderr[-500:])
+
+
+def test_missing_splunk_token_message_is_not_mangled_by_redaction(tmp_path, kdir):
+    """Env-only mode (README: `OTEL_LOGS_EXPORTER=splunk_hec, with OTEL_AUDIT_SPLUNK_HEC_*`) with the
+    token forgotten: the ConfigError reads "no Splunk HEC token: [REDACTED:bearer_token] token, or
+    set OTEL_AUDIT_SPLUNK_HEC_TOKEN or SPLUNK_HEC_TOKEN" -- the secret rules take the product's own
+    "token: pass token" for a credential, so the newcomer is not told what to pass (the Datadog
+    one reads "no Datadog API key: pass api_key, or set ..."). Same from
+    `SplunkHecLogExporter(endpoint=...)`. Expected: no [REDACTED:...] in a message that quotes no
+    input, and the word `pass token` (or the like) intact."""
+    app = "import otel_audit\notel_audit.configure()\n"
+    r = _run([PY, "-c", app], cwd=tmp_path, env={
+        "OTEL_AUDIT_KEYS_DIR": "keys", "OTEL_AUDIT_STATE_DIR": "state", "OTEL_LOGS_EXPORTER": "splunk_hec",
+        "OTEL_AUDIT_SPLUNK_HEC_ENDPOINT": "http://127.0.0.1:1"})
+    assert r.returncode != 0 and "no Splunk HEC token" in r.stderr, r.stderr[-400:]
+    assert "REDACTED" not in r.stderr, r.stderr[-400:]
