@@ -421,3 +421,25 @@ def test_missing_splunk_token_message_is_not_mangled_by_redaction(tmp_path, kdir
         "OTEL_AUDIT_SPLUNK_HEC_ENDPOINT": "http://127.0.0.1:1"})
     assert r.returncode != 0 and "no Splunk HEC token" in r.stderr, r.stderr[-400:]
     assert "REDACTED" not in r.stderr, r.stderr[-400:]
+
+
+# --------------------------------------------------------------------------------------------
+# README, Configuration: check-config "warns on stderr (`warning: <file>: <key>: <what to do>`) ...;
+# `--strict` makes a warning exit 1"
+
+
+@pytest.mark.parametrize("exporter,block", [
+    ("datadog", f"{{api: {{key: {DD_KEY}, site: datadoghq.co}}}}"),
+    ("elasticsearch", "{endpoint: 'http://127.0.0.1:1', mapping: {mode: ecs}}"),
+], ids=["datadog-site-typo", "elastic-mapping-ignored"])
+def test_strict_check_config_fails_on_exporter_warnings(tmp_path, kdir, exporter, block):
+    """A Datadog site typo (`datadoghq.co`: the API key and every audit record would go to
+    https://http-intake.logs.datadoghq.co, a domain that is not Datadog's) and an ignored
+    elasticsearch `mapping.mode` are warned about -- as "otel-audit: WARNING: otel_audit.exporters...",
+    not in the documented `warning: <file>: <key>:` form, and the Datadog one three times -- but
+    `check-config --strict` exits 0. Expected: exit 1, the warning printed once."""
+    cfg = _config(tmp_path, exporter, block)
+    r = _run([CLI, "check-config", "--strict", str(cfg)], cwd=tmp_path)
+    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+    warnings = [line for line in r.stderr.splitlines() if "WARNING" in line or line.startswith("warning:")]
+    assert len(warnings) == 1, r.stderr
