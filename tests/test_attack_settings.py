@@ -137,15 +137,34 @@ def test_splunk_token_pasted_into_another_key_is_not_echoed(tmp_path, kdir):
 # docs/settings.md: the shared `retry_on_failure` block
 
 
-def test_unknown_retry_key_message_lists_randomization_factor(tmp_path, kdir):
+@pytest.mark.parametrize("block,missing", [
+    ("retry_on_failure: {randomisation_factor: 0.1}", "randomization_factor"),
+    ("tls: {insecure_skip_verfy: true}", "insecure"),
+], ids=["retry", "tls"])
+def test_unknown_key_message_lists_every_valid_key(tmp_path, kdir, block, missing):
     """docs/settings.md: `retry_on_failure`: enabled, initial_interval, max_interval,
-    max_elapsed_time, multiplier, randomization_factor. A misspelt key gets "unknown key; valid
-    keys: enabled, initial_interval, max_interval, max_elapsed_time, multiplier" -- the list
-    leaves out randomization_factor, which is accepted. Expected: the list names every valid key."""
-    r = _check(tmp_path, "splunk_hec", f"{{endpoint: 'https://127.0.0.1:8088', token: {SPLUNK_TOKEN}, "
-                                       "retry_on_failure: {randomisation_factor: 0.1}}")
+    max_elapsed_time, multiplier, randomization_factor; `tls`: ca_file, cert_file, key_file,
+    insecure_skip_verify, insecure (accepted). A misspelt key gets "unknown key; valid keys:
+    enabled, initial_interval, max_interval, max_elapsed_time, multiplier" (no randomization_factor)
+    and "valid keys: ca_file, cert_file, key_file, insecure_skip_verify" (no insecure), though both
+    are accepted. Expected: the list names every valid key."""
+    r = _check(tmp_path, "splunk_hec", f"{{endpoint: 'https://127.0.0.1:8088', token: {SPLUNK_TOKEN}, {block}}}")
     assert r.returncode == 2, (r.returncode, r.stderr)
-    assert "randomization_factor" in r.stderr, r.stderr
+    valid = r.stderr.split("valid keys", 1)[-1]
+    assert missing in valid.replace("insecure_skip_verify", ""), r.stderr
+
+
+def test_collector_tls_min_version_moves_unchanged(tmp_path, kdir):
+    """README, Exporters to SIEMs: "Each block is keyed as the contrib collector exporter of the
+    same name keys it, so it moves between this file and a collector unchanged". The collector's
+    `tls` block (configtls) has `min_version` (and server_name_override, ca_pem,
+    include_system_ca_certs_pool, reload_interval); `tls: {min_version: "1.2"}`, common in
+    collector configs and what requests does anyway, is refused: "tls.min_version: unknown key".
+    Expected: accepted (applied, or listed as accepted and ignored like the block-level collector
+    keys)."""
+    r = _check(tmp_path, "splunk_hec", f"{{endpoint: 'https://127.0.0.1:8088', token: {SPLUNK_TOKEN}, "
+                                       "tls: {min_version: '1.2'}}")
+    assert r.returncode == 0, (r.returncode, r.stderr)
 
 
 # --------------------------------------------------------------------------------------------
