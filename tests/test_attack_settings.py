@@ -462,3 +462,19 @@ def test_strict_check_config_fails_on_exporter_warnings(tmp_path, kdir, exporter
     assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
     warnings = [line for line in r.stderr.splitlines() if "WARNING" in line or line.startswith("warning:")]
     assert len(warnings) == 1, r.stderr
+
+
+@pytest.mark.parametrize("exporter,block,key", [
+    ("otlp", "{endpoint: 'http://[::1', tls: {insecure: true}}", "exporters.otlp.endpoint"),
+    ("otlphttp", "{endpoint: 'http://[::1'}", "exporters.otlphttp.endpoint"),
+    ("otlphttp", "{logs_endpoint: 'http://[::1'}", "exporters.otlphttp.logs_endpoint"),
+], ids=["otlp", "otlphttp", "otlphttp-logs_endpoint"])
+def test_otlp_endpoint_with_broken_ipv6_literal_is_a_config_error(tmp_path, kdir, exporter, block, key):
+    """`endpoint: 'http://[::1'` (a closing bracket lost) is "exporters.splunk_hec.endpoint: Invalid
+    IPv6 URL" for the native exporters, but for otlp / otlphttp check-config prints "internal
+    error: ValueError: Invalid IPv6 URL (please report it ...)" -- no file, no key. Expected: a
+    ConfigError naming the file and exporters.<name>.endpoint, exit 2."""
+    r = _check(tmp_path, exporter, block)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "internal error" not in r.stderr, r.stderr
+    assert key in r.stderr, r.stderr
