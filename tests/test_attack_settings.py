@@ -509,8 +509,7 @@ def test_malformed_endpoint_url_is_a_config_error(tmp_path, kdir, exporter, bad)
     elasticsearch already refuse a port that is not a number ("has a bad port"). A host with a
     space, a port `port` or `-1`, or a NUL in the path pass check-config ("OK") for the exporters
     listed here; none can ever be reached (splunk_hec with `:-1`: "InvalidURL: Failed to parse" on
-    every export), and the records
-    piling up in the spool. Expected: exit 2 naming the endpoint key."""
+    every export), and the records pile up in the spool. Expected: exit 2 naming the endpoint key."""
     r = _check(tmp_path, exporter, _url_block(exporter, _BAD_URLS[bad]))
     assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
     assert "endpoint" in r.stderr, r.stderr
