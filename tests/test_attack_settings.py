@@ -513,3 +513,26 @@ def test_malformed_endpoint_url_is_a_config_error(tmp_path, kdir, exporter, bad)
     r = _check(tmp_path, exporter, _url_block(exporter, _BAD_URLS[bad]))
     assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
     assert "endpoint" in r.stderr, r.stderr
+
+
+def test_env_only_splunk_token_pasted_into_index_is_not_logged(tmp_path, kdir):
+    """Env-only, README's `OTEL_LOGS_EXPORTER=splunk_hec` with `OTEL_AUDIT_SPLUNK_HEC_*`: the token
+    pasted into OTEL_AUDIT_SPLUNK_HEC_INDEX as well (with a stray word after it) is taken as an
+    index name -- spaces and all -- and every retry logs it: "HTTP 400 code 7: Incorrect index
+    (3 event(s) for index '<the HEC token> x' ...)". docs/settings.md: the token is **secret**
+    (never shown in a message or log). Expected: the token never appears on stderr (and an index
+    name with a space is refused at start)."""
+    from tests.standins.splunk import DEFAULT_TOKEN, SplunkHecStandIn
+
+    app = ("import otel_audit, time\n"
+           "p = otel_audit.configure()\n"
+           "p.logger.login_succeeded('alice')\n"
+           "time.sleep(1.5)\n"
+           "p.shutdown()\n")
+    with SplunkHecStandIn() as hec:
+        r = _run([PY, "-c", app], cwd=tmp_path, env={
+            "OTEL_AUDIT_KEYS_DIR": "keys", "OTEL_AUDIT_STATE_DIR": "state", "OTEL_AUDIT_SPOOL_DIR": "spool",
+            "OTEL_LOGS_EXPORTER": "splunk_hec", "OTEL_AUDIT_SPLUNK_HEC_ENDPOINT": hec.url,
+            "OTEL_AUDIT_SPLUNK_HEC_TOKEN": DEFAULT_TOKEN,
+            "OTEL_AUDIT_SPLUNK_HEC_INDEX": DEFAULT_TOKEN + " audit"})
+    assert DEFAULT_TOKEN not in r.stderr + r.stdout, r.stderr[-600:]
