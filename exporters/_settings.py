@@ -45,11 +45,13 @@ __all__ = [
     "Number",
     "Parser",
     "ProxyUrl",
+    "RETRY_KEYS",
     "Retry",
     "Setting",
     "Size",
     "StrList",
     "StrMap",
+    "TLS_KEYS",
     "Text",
     "Tls",
     "Url",
@@ -455,7 +457,8 @@ class StrList(Parser):
         return "[]" if not value else str(list(value))
 
 
-_TLS_KEYS = ("ca_file", "cert_file", "key_file", "insecure_skip_verify", "insecure")
+#: the keys of the shared `tls` block, as unknown-key messages list them
+TLS_KEYS = _TLS_KEYS = ("ca_file", "cert_file", "key_file", "insecure_skip_verify", "insecure")
 
 
 @dataclass(frozen=True)
@@ -482,7 +485,7 @@ class Tls(Parser):
                 if k == "insecure_skip_verify":
                     kw[k] = v
             else:
-                raise ConfigError(f"{where}.{k}: unknown key; valid keys: {', '.join(_TLS_KEYS[:4])}")
+                raise ConfigError(f"{where}.{k}: unknown key; valid keys: {', '.join(_TLS_KEYS)}")
         if ("cert_file" in kw) != ("key_file" in kw):
             raise ConfigError(f"{where}: cert_file and key_file go together")
         return TlsSettings(**kw)
@@ -491,7 +494,8 @@ class Tls(Parser):
         return "system CAs, verified"
 
 
-_RETRY_KEYS = ("enabled", "initial_interval", "max_interval", "max_elapsed_time", "multiplier",
+#: the keys of the shared `retry_on_failure` block, as unknown-key messages list them
+RETRY_KEYS = _RETRY_KEYS = ("enabled", "initial_interval", "max_interval", "max_elapsed_time", "multiplier",
                "randomization_factor")
 MAX_MULTIPLIER = 1000.0  # retry_on_failure.multiplier: past this the second wait is max_interval anyway
 
@@ -688,8 +692,18 @@ class Model:
     def given(self, arguments: Mapping[str, Any], collector: Mapping[str, Any]) -> dict[str, Any]:
         """A constructor's arguments: its named ones (None: not given) and the collector-shaped rest
         (`**collector`: the keys of a block that are no argument name, e.g. `retry_on_failure`, a
-        nested `api: {key: ...}`, an alias or an ignored key), read as `read_block` reads them."""
+        nested `api: {key: ...}`, an alias or an ignored key), read as `read_block` reads them.
+        An argument the reference names in brackets (a setting whose block key differs from its
+        name, such as ``tls_ca_file`` or ``retry_block``) is taken as an argument too."""
         out = {k: v for k, v in arguments.items() if k in self.by_name}
+        collector = dict(collector)
+        block_keys = {*self.top_keys(), *self.ignored}
+        for k in list(collector):
+            s = self.by_name.get(k)
+            if s is not None and s.path != s.name and not s.unused and k not in block_keys:
+                if out.get(k) is not None:
+                    raise ConfigError(f"{self.exporter}: {k} is given twice")
+                out[k] = collector.pop(k)
         if collector:
             for k, v in self.read_block(collector, self.exporter, required=False).items():
                 if out.get(k) is not None:
@@ -708,16 +722,53 @@ class Model:
                 continue
             value = given.get(name)
             if value is not None:
-                out[name] = s.parse_value(value, name)
+                try:
+                    out[name] = s.parse_value(value, name)
+                except ConfigError as exc:
+                    raise self.masked(exc, self.secret_values(given, by_name=True)) from None
                 continue
             out[name] = self.from_env(s)
         return out
+
+    # -- secrets in messages
+
+    def secret_values(self, values: Mapping[str, Any] | None = None, *, by_name: bool = False) -> list[str]:
+        """The texts of this exporter's secret settings: in `values` (a block, or keyword arguments when
+        `by_name`) and in their environment variables. A message that quotes any other value masks them,
+        so a credential pasted into the wrong key is never shown."""
+        found: list[str] = []
+        for s in self.settings:
+            if not s.secret:
+                continue
+            if values is not None:
+                for k in (s.name,) if by_name else tuple(k for k in (s.path, *s.aliases) if k):
+                    v = values.get(k) if by_name else _lookup(values, k)
+                    found.extend(_texts(v))
+            env = self.env_text(s)
+            if env is not None:
+                found.extend(_texts(env[1]))
+        return sorted({t for t in found if len(t) >= _MIN_MASKED}, key=len, reverse=True)
+
+    @staticmethod
+    def mask(text: str, secrets: Iterable[str]) -> str:
+        """`text` with every occurrence of each of `secrets` replaced by [secret]."""
+        for secret in sorted(secrets, key=len, reverse=True):
+            if len(secret) >= _MIN_MASKED:
+                text = text.replace(secret, "[secret]")
+        return text
+
+    def masked(self, exc: ConfigError, secrets: Iterable[str]) -> ConfigError:
+        """`exc`, or a ConfigError with the same text where the secrets are masked."""
+        msg = str(exc)
+        shown = self.mask(msg, secrets)
+        return exc if shown == msg else ConfigError(shown)
 
     def missing(self, name: str, what: str = "") -> ConfigError:
         """The error of a required setting given neither as an argument nor by its variables."""
         s = self.by_name[name]
         where = f", or set {' or '.join(s.env)}" if s.env else ""
-        return ConfigError(f"no {what or name}: pass {name}{where}")
+        # "<what> given:", not "<what>:": "token: pass token" would read as a credential to the scrubber
+        return ConfigError(f"no {what or name} given: pass {name}{where}")
 
     def env_text(self, s: Setting) -> tuple[str, str] | None:
         """(variable, text) of the first of the setting's variables set to something."""
@@ -738,13 +789,21 @@ class Model:
             msg = str(exc) if not s.secret else f"{var} is not usable"
             if not s.secret:
                 # the value itself stays out (a credential set in the wrong variable would be logged)
-                msg = msg.replace(repr(raw), f"(a value of {len(raw)} characters)")
+                msg = self.mask(msg.replace(repr(raw), f"(a value of {len(raw)} characters)"),
+                                self.secret_values())
             _log.warning("%s; using %s", msg, "the default" if s.default is None else s.parse.show(s.default))
             return s.default
 
     def read_block(self, cfg: Any, where: str, *, required: bool = True) -> dict[str, Any]:
         """The constructor keywords of a collector-shaped block: only the keys it holds, parsed.
-        Unknown keys raise ConfigError listing the valid ones; ignored keys are passed over."""
+        Unknown keys raise ConfigError listing the valid ones; ignored keys are passed over. A message
+        never shows the block's own secrets (a token pasted into another key is masked)."""
+        try:
+            return self._read_block(cfg, where, required=required)
+        except ConfigError as exc:
+            raise self.masked(exc, self.secret_values(cfg if isinstance(cfg, Mapping) else None)) from None
+
+    def _read_block(self, cfg: Any, where: str, *, required: bool) -> dict[str, Any]:
         if cfg is None:
             cfg = {}
         if not isinstance(cfg, Mapping):
@@ -821,6 +880,18 @@ class Model:
 
 
 _MISSING = object()
+_MIN_MASKED = 6  # a shorter "secret" would mask ordinary words of a message
+
+
+def _texts(value: Any) -> list[str]:
+    """The strings a secret setting's value holds (a string, a list's items, a mapping's values)."""
+    if isinstance(value, str):
+        return [value.strip(), value] if value.strip() else []
+    if isinstance(value, Mapping):
+        return [t for v in value.values() for t in _texts(v)]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _texts(v)]
+    return []
 
 
 def _lookup(cfg: Mapping[str, Any], path: str) -> Any:

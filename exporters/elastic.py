@@ -393,6 +393,21 @@ def _true_false_or_null(value: Any) -> Any:
 _S = _settings.Setting
 _TEXT = _settings.Text(nonempty=True)
 _OWN_RULES = "; exactly one of endpoint, endpoints and cloudid (checked by the exporter)"
+_AUTH_REFUSED = "authenticator extensions are not available here; use api_key, or user and password"
+
+
+def _refuse_auth(value: Any) -> Any:
+    raise ValueError(_AUTH_REFUSED)
+
+
+_AUTH_TWICE = ("an Authorization header is set as well as api_key or user/password, and it would replace "
+               "them on every request; give the credential once (remove the header, or the api_key/user)")
+
+
+def _authorization_header(headers: Mapping[str, str] | None) -> bool:
+    return any(k.strip().lower() == "authorization" for k in (headers or {}))
+
+
 SETTINGS = _settings.Model("elasticsearch", [
     _S("endpoint", _settings.Check(lambda u: _endpoint(u).url and u, "URL"), None, (ENV_ENDPOINT, ENV_ES_URL),
        "the cluster's URL (variables: comma-separated URLs)" + _OWN_RULES, default_doc=DEFAULT_ENDPOINT),
@@ -435,8 +450,7 @@ SETTINGS = _settings.Model("elasticsearch", [
        "records go to a data stream)", unused=True),
     _S("mapping", _settings.Check(lambda v: v, "mapping"), None, (), "mode, allowed_modes, dedot, dedup: "
        "checked; documents always carry ECS fields, attributes.* and audit.otlp", unused=True),
-    _S("auth", _settings.Check(lambda v: v, "mapping"), None, (), "refused: authenticator extensions are not "
-       "available here; use api_key, or user and password"),
+    _S("auth", _settings.Check(_refuse_auth, "mapping"), None, (), "refused: " + _AUTH_REFUSED),
 ], ignored=(*_IGNORED_KEYS, "sending_queue", "batch"), title="elasticsearch (ElasticLogExporter)")
 
 #: keys from_config reads with the exporter's own cross-checks (before the model reads the rest)
@@ -501,6 +515,12 @@ class ElasticLogExporter(HttpLogExporter):
         given = SETTINGS.given(locals(), collector)
         if endpoint is None and cloudid is None and given.get("endpoints") is not None:
             endpoint = given["endpoints"]  # the collector's list form, as a keyword
+        if given.get("retry_block") is not None:  # the contrib exporter's `retry` block, as a keyword
+            if given.get("retry") is not None:
+                raise ConfigError("elasticsearch.retry_block: retry is given too; give only one of them")
+            given["retry"], statuses = _retry_block(given["retry_block"], "elasticsearch.retry_block")
+            if statuses is not None and given.get("retry_on_status") is None:
+                given["retry_on_status"] = statuses
         v = SETTINGS.resolve(given, names=_GENERIC)
         tls = v["tls"] if v["tls"] is not None or not v["tls_ca_file"] else TlsSettings(ca_file=v["tls_ca_file"])
         super().__init__(timeout=v["timeout"], tls=tls, retry=v["retry"], compression=v["compression"] == "gzip",
@@ -509,6 +529,9 @@ class ElasticLogExporter(HttpLogExporter):
         self._endpoints, url_basic = self._resolve_endpoints(endpoint, cloudid)
         self._cursor = itertools.count()
         self._auth_kind = self._resolve_auth(api_key, user, password, url_basic)
+        if self._auth_kind != "none" and _authorization_header(v["headers"]):
+            # the header would replace the credential on every request (401 until shutdown)
+            raise ConfigError(f"elasticsearch.headers: {_AUTH_TWICE}")
         self.logs_index = v["logs_index"] or None
         self.dataset, self.namespace, self.pipeline = v["dataset"], v["namespace"], v["pipeline"]
         self.retry_on_status = v["retry_on_status"] if v["retry_on_status"] is not None else RETRYABLE_STATUSES
@@ -683,6 +706,10 @@ class ElasticLogExporter(HttpLogExporter):
             if ":" in user:
                 raise ConfigError(f"{where}.user: must not contain ':'")
             kw["user"], kw["password"] = user, password or ""
+
+        if (api_key or user) and _authorization_header(cfg.get("headers") if isinstance(cfg.get("headers"), Mapping)
+                                                       else None):
+            raise ConfigError(f"{where}.headers: {_AUTH_TWICE}")
 
         # routing and documents
         if kw.get("logs_index") == "":

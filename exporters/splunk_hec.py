@@ -264,6 +264,14 @@ def _check_health_path(value: Any) -> str:
     return value
 
 
+def _check_index(value: Any) -> str:
+    # Splunk's index names are letters, digits, '_' and '-': one with a space is refused by every
+    # request (code 7, retried until shutdown), so it is refused here at start
+    if not isinstance(value, str) or any(c.isspace() or not c.isprintable() for c in value):
+        raise ConfigError(f"must be a Splunk index name without spaces, got {value!r}")
+    return value
+
+
 def _hec_mapping(defaults: Mapping[str, str]) -> Any:
     def check(value: Any) -> dict[str, str]:
         out = dict(defaults)
@@ -298,7 +306,8 @@ SETTINGS = _settings.Model("splunk_hec", [
        required="required; set it to the HEC token"),
     _S("source", _settings.Text(), "", (_E + "SOURCE",), "the envelope's source (unset: the token's default)"),
     _S("sourcetype", _settings.Text(), "", (_E + "SOURCETYPE",), "the envelope's sourcetype"),
-    _S("index", _settings.Text(), "", (_E + "INDEX",), "the envelope's index (unset: the token's default)"),
+    _S("index", _settings.Check(_check_index, "string"), "", (_E + "INDEX",),
+       "the envelope's index (unset: the token's default)"),
     _S("disable_compression", _settings.Bool(), False, (_E + "DISABLE_COMPRESSION",), "send bodies without gzip"),
     _S("max_content_length_logs", _settings.Size(0, MAX_LIMIT), DEFAULT_MAX_CONTENT_LENGTH_LOGS,
        (_E + "MAX_CONTENT_LENGTH_LOGS",), "the largest request body before compression (0: no limit)"),
@@ -663,7 +672,8 @@ class SplunkHecLogExporter(HttpLogExporter):
                     rest = [k for k in range(len(part.events)) if k not in set(mine)]
                     retry = self._subset(request, mine)
                     return Verdict(retry=retry, retry_after=wait, split=[self._subset(request, rest)] if rest else [],
-                                   reason=f"{reason} ({len(mine)} event(s) for index {index!r}: check the "
+                                   reason=f"{reason} ({len(mine)} event(s) for index "
+                                          f"{SETTINGS.mask(repr(index), [self._token])}: check the "
                                           "token's allowed indexes)")
                 if code in CONTENT_CODES or code is None:
                     rest = [k for k in range(len(part.events)) if k != bad]

@@ -457,7 +457,9 @@ def _split_queue(cfg: Mapping[str, Any], where: str) -> tuple[dict[str, Any], di
         elif k == "multiplier":
             _number(v, w, 0, 1000, "a number")
         else:
-            raise ConfigError(f"{w}: unknown key; valid keys: enabled, {', '.join(_RETRY_DURATIONS)}, multiplier")
+            from otel_audit.exporters._settings import RETRY_KEYS  # the one list of the shared block's keys
+
+            raise ConfigError(f"{w}: unknown key; valid keys: {', '.join(RETRY_KEYS)}")
     if "max_queue_size" in opts:
         # a small queue takes batches that fit in it, as the collector's queue would
         opts["max_export_batch_size"] = min(opts.get("max_export_batch_size", 512), opts["max_queue_size"])

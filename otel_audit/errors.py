@@ -14,9 +14,9 @@ class _Scrubbed(AuditError):
 
     def __init__(self, *args: object) -> None:
         if args and isinstance(args[0], str):
-            from otel_audit.safe import scrub
+            from otel_audit.safe import scrub_message
 
-            args = (scrub(args[0]), *args[1:])
+            args = (scrub_message(args[0]), *args[1:])
         super().__init__(*args)
 
 

@@ -149,6 +149,32 @@ def scrub(text: object) -> str:
         return s
 
 
+#: the "where: " heads of a message ("audit.yaml: exporters.elasticsearch.auth: "): a key path, then our text
+_LOCATION_HEAD = re.compile(r"(?:[^\s:'\"]+|[A-Za-z]:[\\/][^\s:'\"]*): ")
+
+
+def scrub_message(text: object) -> str:
+    """`scrub` for a message of ours: "<file>: <key path>: <what is wrong>". The key path heads are
+    scrubbed apart from the text after them, so that a key named ``auth`` or ``token`` does not make
+    our own words after it (``auth: authenticator extensions ...``) read as its secret value; a value
+    quoted right after a head (``token: 'abc...'``) stays with its key and is scrubbed as before."""
+    s = str(text)
+    heads: list[str] = []
+    pos = 0
+    while (m := _LOCATION_HEAD.match(s, pos)) is not None and s[m.end():m.end() + 1] not in ("'", '"', ""):
+        heads.append(scrub(m.group()[:-2]) + ": ")
+        pos = m.end()
+    if not heads:
+        return scrub(s)
+    # after a secret-named key, only an ordinary lower-case word is ours ("auth: authenticator ..."); a
+    # value pasted there unquoted ("password: hunter2-...") is scrubbed with its key as context
+    word = re.match(r"[^\s,;:.()]*", s[pos:])
+    if is_secret_name(s[:pos - 2].rsplit(".", 1)[-1]) and word is not None and not re.fullmatch(r"[a-z]+",
+                                                                                                  word.group()):
+        return scrub(s)
+    return "".join(heads) + scrub(s[pos:])
+
+
 def shown(value: object, limit: int = 80) -> str:
     """``repr(value)`` for a log line or message: at most ``limit`` characters, scrubbed."""
     text = repr(value)

@@ -481,3 +481,154 @@ def test_a_proxy_url_may_carry_credentials_and_never_shows_them() -> None:
         _model("webhook").read_block({"secrets": [_WH_SECRET], "endpoint": "https://hooks.example.com/a",
                                       "proxy_url": "http://u:hunter2@proxy:99999"}, "w")
     assert "bad port" in str(err.value) and "hunter2" not in str(err.value)
+
+
+# -- every argument the reference names in brackets is a keyword argument of the class ---------------
+
+_CLASSES: dict[str, tuple[type[Any], dict[str, Any]]] = {
+    "splunk_hec": (SplunkHecLogExporter, {"endpoint": "https://127.0.0.1:1", "token": DEFAULT_TOKEN}),
+    "datadog": (DatadogLogExporter, {"api_key": DD_KEY}),
+    "elasticsearch": (ElasticLogExporter, {"endpoint": "https://127.0.0.1:1"}),
+    "webhook": (WebhookLogExporter, {"endpoint": "https://127.0.0.1:1", "secrets": [WH_SECRET]}),
+}
+
+
+def _ca_file() -> str:
+    import certifi  # requests' CA bundle: a real, readable PEM file
+
+    return str(certifi.where())
+
+
+#: a usable value of each documented bracket argument (a new one needs a line here)
+_ARGUMENT_SAMPLES: dict[str, Any] = {
+    "retry": {"initial_interval": "100ms"}, "tls_ca_file": _ca_file, "tls_insecure_skip_verify": True,
+    "api_key": DD_KEY, "site": "datadoghq.eu", "fail_on_invalid_key": False, "endpoint": "https://127.0.0.1:1",
+    "use_compression": False, "compression_level": 3, "tags": ["team:audit"], "env": "prod", "source": "app",
+    "api_endpoint": "https://127.0.0.1:1", "dataset": "app", "namespace": "prod", "retry_on_status": [429, 503],
+    "dynamic_id": True, "max_bulk_bytes": "1MiB",
+    "retry_block": {"enabled": True, "initial_interval": "100ms", "retry_on_status": [429]},
+}
+
+_BRACKETED = [(m.exporter, s.name) for m in _settings.models() if m.exporter in _CLASSES
+              for s in m.settings if s.path != s.name and not s.unused]
+
+
+@pytest.mark.parametrize(("exporter", "name"), _BRACKETED, ids=[f"{e}-{n}" for e, n in _BRACKETED])
+def test_every_documented_argument_name_is_accepted(exporter: str, name: str) -> None:
+    """docs/settings.md's "(argument NAME)" is a keyword argument each exporter class takes."""
+    cls, base = _CLASSES[exporter]
+    value = _ARGUMENT_SAMPLES[name]
+    exp = cls(**{**base, name: value() if callable(value) else value})
+    exp.shutdown()
+
+
+def test_elastic_retry_block_argument_is_the_contrib_retry_block() -> None:
+    """`retry_block` reads the contrib `retry` block: its durations and retry_on_status apply."""
+    exp = ElasticLogExporter(endpoint="https://127.0.0.1:1",
+                             retry_block={"initial_interval": "100ms", "retry_on_status": [429]})
+    try:
+        assert exp.retry.initial_interval == pytest.approx(0.1)
+        assert exp.retry_on_status == frozenset({429})
+    finally:
+        exp.shutdown()
+    with pytest.raises(ConfigError, match="retry_block"):
+        ElasticLogExporter(endpoint="https://127.0.0.1:1", retry_block={"enabled": True}, retry={"enabled": True})
+
+
+def test_elastic_auth_argument_is_refused_as_the_block_key() -> None:
+    """`auth=` (an authenticator extension) is refused as the block's `auth` key is, never dropped."""
+    with pytest.raises(ConfigError, match="elasticsearch.auth: authenticator extensions are not available"):
+        ElasticLogExporter(endpoint="https://127.0.0.1:1", auth={"authenticator": "basicauth/client"})
+
+
+@pytest.mark.parametrize("credential", [{"api_key": ES_KEY}, {"user": "u", "password": "pw"}],
+                         ids=["api_key", "user"])
+def test_elastic_authorization_header_with_credentials_is_refused(credential: dict[str, str]) -> None:
+    """An Authorization header would replace api_key / user on every request: the pair is refused."""
+    headers = {"authorization": "Basic b2xkOnByb3h5"}
+    with pytest.raises(ConfigError, match="exporters.elasticsearch.headers: an Authorization header"):
+        ElasticLogExporter.from_config({"endpoint": "https://127.0.0.1:1", **credential, "headers": headers},
+                                       where="exporters.elasticsearch")
+    with pytest.raises(ConfigError, match="elasticsearch.headers: an Authorization header"):
+        ElasticLogExporter(endpoint="https://127.0.0.1:1", headers=headers, **credential)
+
+
+# -- secrets pasted into another key are masked ------------------------------------------------------
+
+
+def test_a_block_secret_pasted_into_another_key_is_masked() -> None:
+    """A value equal to the block's own token, quoted by another key's error, shows as [secret]."""
+    with pytest.raises(ConfigError) as err:
+        SplunkHecLogExporter.from_config({"endpoint": "https://127.0.0.1:1", "token": DEFAULT_TOKEN,
+                                          "health_path": DEFAULT_TOKEN}, where="exporters.splunk_hec")
+    assert DEFAULT_TOKEN not in str(err.value) and "[secret]" in str(err.value)
+    assert str(err.value).startswith("exporters.splunk_hec.health_path:")
+
+
+def test_a_keyword_secret_pasted_into_another_keyword_is_masked() -> None:
+    """The same for keyword arguments: datadog's api_key inside hostname is not shown."""
+    with pytest.raises(ConfigError) as err:
+        DatadogLogExporter(api_key=DD_KEY, hostname=f"{DD_KEY} prod")
+    assert DD_KEY not in str(err.value) and "hostname" in str(err.value)
+
+
+def test_an_environment_secret_in_another_variable_is_not_logged(monkeypatch: pytest.MonkeyPatch,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """The token set in the index variable too (with a space, which Splunk refuses) is warned about
+    without the token, and the default index is used."""
+    monkeypatch.setenv("OTEL_AUDIT_SPLUNK_HEC_TOKEN", DEFAULT_TOKEN)
+    monkeypatch.setenv("OTEL_AUDIT_SPLUNK_HEC_INDEX", f"{DEFAULT_TOKEN} audit")
+    with caplog.at_level(logging.WARNING):
+        exp = SplunkHecLogExporter(endpoint="https://127.0.0.1:1")
+    exp.shutdown()
+    assert exp.index == ""
+    assert "OTEL_AUDIT_SPLUNK_HEC_INDEX" in caplog.text and DEFAULT_TOKEN not in caplog.text
+
+
+def test_a_splunk_index_with_a_space_is_refused() -> None:
+    """Splunk index names have no spaces (every request would be refused with code 7)."""
+    with pytest.raises(ConfigError, match="exporters.splunk_hec.index: must be a Splunk index name"):
+        SplunkHecLogExporter.from_config({"endpoint": "https://127.0.0.1:1", "token": DEFAULT_TOKEN,
+                                          "index": "main audit"}, where="exporters.splunk_hec")
+
+
+# -- unknown-key messages and our own text ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("block", "valid"), [
+    ({"retry_on_failure": {"randomisation_factor": 0.1}}, _settings.RETRY_KEYS),
+    ({"tls": {"insecure_skip_verfy": True}}, _settings.TLS_KEYS),
+], ids=["retry", "tls"])
+def test_an_unknown_key_message_lists_every_valid_key(tmp_path: Path, block: dict[str, Any],
+                                                      valid: tuple[str, ...]) -> None:
+    """The valid keys named for a misspelt tls / retry_on_failure key are every key the block takes."""
+    from otel_audit import config, keys
+
+    keys.generate(tmp_path / "k", "k1")
+    cfg = {"processors": {"signing": {"keys_dir": str(tmp_path / "k"), "state_dir": str(tmp_path / "s")}},
+           "exporters": {"splunk_hec": {"endpoint": "https://127.0.0.1:1", "token": DEFAULT_TOKEN, **block}},
+           "service": {"pipelines": {"logs/audit": {"processors": ["signing"], "exporters": ["splunk_hec"]}}}}
+    path = tmp_path / "audit.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError) as err:
+        config.build_from_file(path, dry_run=True)
+    assert str(err.value).endswith("valid keys: " + ", ".join(valid)), str(err.value)
+
+
+@pytest.mark.parametrize(("make", "needle"), [
+    (lambda: ElasticLogExporter.from_config({"endpoint": "https://127.0.0.1:1", "auth": {"authenticator": "x"}},
+                                            where="exporters.elasticsearch"),
+     "exporters.elasticsearch.auth: authenticator extensions are not available here"),
+    (lambda: SplunkHecLogExporter(endpoint="https://127.0.0.1:1"), "no Splunk HEC token given: pass token"),
+], ids=["elastic-auth", "splunk-missing-token"])
+def test_our_own_message_text_is_not_redacted(make: Any, needle: str) -> None:
+    """The secret rules scrub what a message quotes, not our words after a key named auth or token."""
+    with pytest.raises(ConfigError) as err:
+        make()
+    assert needle in str(err.value) and "REDACTED" not in str(err.value), str(err.value)
+
+
+def test_a_value_pasted_after_a_secret_key_is_still_scrubbed() -> None:
+    """A credential right after a secret-named key path (unquoted) is still masked."""
+    err = ConfigError("exporters.x.password: hunter2-Sup3rS3cret is not usable")
+    assert "hunter2" not in str(err)
