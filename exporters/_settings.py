@@ -705,7 +705,11 @@ class Model:
                     raise ConfigError(f"{self.exporter}: {k} is given twice")
                 out[k] = collector.pop(k)
         if collector:
-            for k, v in self.read_block(collector, self.exporter, required=False).items():
+            try:
+                block = self.read_block(collector, self.exporter, required=False)
+            except ConfigError as exc:  # the named arguments' secrets stay out of it too
+                raise self.masked(exc, self.secret_values(out, by_name=True)) from None
+            for k, v in block.items():
                 if out.get(k) is not None:
                     raise ConfigError(f"{self.exporter}: {k} is given twice (also under its collector name)")
                 out[k] = v

@@ -632,3 +632,11 @@ def test_a_value_pasted_after_a_secret_key_is_still_scrubbed() -> None:
     """A credential right after a secret-named key path (unquoted) is still masked."""
     err = ConfigError("exporters.x.password: hunter2-Sup3rS3cret is not usable")
     assert "hunter2" not in str(err)
+
+
+def test_a_keyword_secret_in_a_collector_shaped_keyword_is_masked() -> None:
+    """token= given by name, pasted into a collector-shaped keyword too: the block error masks it."""
+    with pytest.raises(ConfigError) as err:
+        SplunkHecLogExporter(endpoint="https://127.0.0.1:1", token=DEFAULT_TOKEN,
+                             retry_on_failure={"initial_interval": DEFAULT_TOKEN})
+    assert DEFAULT_TOKEN not in str(err.value) and "retry_on_failure.initial_interval" in str(err.value)
