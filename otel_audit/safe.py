@@ -151,6 +151,8 @@ def scrub(text: object) -> str:
 
 #: the "where: " heads of a message ("audit.yaml: exporters.elasticsearch.auth: "): a key path, then our text
 _LOCATION_HEAD = re.compile(r"(?:[^\s:'\"]+|[A-Za-z]:[\\/][^\s:'\"]*): ")
+#: a config file's path as a message's first head, spaces allowed ("/home/me/my app/audit.yaml: ")
+_FILE_HEAD = re.compile(r"[^:'\"\n]+\.(?:ya?ml|json): ")
 
 
 def scrub_message(text: object) -> str:
@@ -161,6 +163,9 @@ def scrub_message(text: object) -> str:
     s = str(text)
     heads: list[str] = []
     pos = 0
+    if (first := _FILE_HEAD.match(s)) is not None and s[first.end():first.end() + 1] not in ("'", '"', ""):
+        heads.append(scrub(first.group()[:-2]) + ": ")
+        pos = first.end()
     while (m := _LOCATION_HEAD.match(s, pos)) is not None and s[m.end():m.end() + 1] not in ("'", '"', ""):
         heads.append(scrub(m.group()[:-2]) + ": ")
         pos = m.end()

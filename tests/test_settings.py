@@ -640,3 +640,12 @@ def test_a_keyword_secret_in_a_collector_shaped_keyword_is_masked() -> None:
         SplunkHecLogExporter(endpoint="https://127.0.0.1:1", token=DEFAULT_TOKEN,
                              retry_on_failure={"initial_interval": DEFAULT_TOKEN})
     assert DEFAULT_TOKEN not in str(err.value) and "retry_on_failure.initial_interval" in str(err.value)
+
+
+def test_our_own_text_after_a_config_path_with_spaces_is_not_redacted() -> None:
+    """A config file in a folder with a space keeps the message's own words after its key path."""
+    err = ConfigError("/home/me/my app/audit.yaml: exporters.elasticsearch.auth: authenticator extensions are "
+                      "not available here")
+    assert "REDACTED" not in str(err) and "auth: authenticator extensions" in str(err)
+    leaked = ConfigError("/home/me/my app/audit.yaml: exporters.x.password: hunter2-Sup3rS3cret is not usable")
+    assert "hunter2" not in str(leaked)
