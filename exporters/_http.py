@@ -116,6 +116,12 @@ class TlsSettings:
     min_version: str | None = None
     max_version: str | None = None
 
+    def __post_init__(self) -> None:
+        for key in ("min_version", "max_version"):
+            value = getattr(self, key)
+            if value is not None:
+                _settings.tls_version(value, f"tls.{key}")  # "1.0" to "1.3", else a ConfigError naming it
+
     @classmethod
     def from_config(cls, cfg: Any, where: str) -> TlsSettings:
         return _settings.Tls()(cfg, where)  # type: ignore[no-any-return]
@@ -130,8 +136,8 @@ class TlsSettings:
             # (cert_file, None): a certificate file that holds its key too, as requests reads it
             session.cert = (self.cert_file, self.key_file)  # type: ignore[assignment]
         if self.min_version or self.max_version:
-            session.mount("https://", TlsVersionAdapter(_TLS_VERSION.get(self.min_version or ""),
-                                                        _TLS_VERSION.get(self.max_version or "")))
+            session.mount("https://", TlsVersionAdapter(_TLS_VERSION.get((self.min_version or "").strip()),
+                                                        _TLS_VERSION.get((self.max_version or "").strip())))
 
 
 _TLS_VERSION = {"1.0": ssl.TLSVersion.TLSv1, "1.1": ssl.TLSVersion.TLSv1_1, "1.2": ssl.TLSVersion.TLSv1_2,

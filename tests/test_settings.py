@@ -594,3 +594,10 @@ def test_env_headers_that_http_cannot_carry_are_skipped_without_their_value(
         got = _settings.StrMap().from_text("X Team=a,X-Ok=b,X-Cred=s3cr3t%0AX-Injected: 1", "HEADERS")
     assert got == {"X-Ok": "b"}
     assert "entry 0" in caplog.text and "entry 2" in caplog.text and "s3cr3t" not in caplog.text
+
+
+def test_typed_tls_settings_refuse_a_version_that_is_not_one() -> None:
+    """TlsSettings(min_version=...) built in Python takes the collector's "1.0".."1.3" and refuses the rest."""
+    assert TlsSettings(min_version="1.3").min_version == "1.3"
+    with pytest.raises(ConfigError, match=r"^tls\.max_version: '1\.5' is not a TLS version"):
+        TlsSettings(max_version="1.5")
