@@ -38,6 +38,7 @@ import gzip
 import ipaddress
 import logging
 import random
+import ssl
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -46,6 +47,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import requests.adapters
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
 from otel_audit import lifecycle
@@ -110,6 +112,15 @@ class TlsSettings:
     cert_file: str | None = None
     key_file: str | None = None
     insecure_skip_verify: bool = False
+    #: the lowest / highest TLS version ("1.0" to "1.3"), as the collector's configtls; None: Python's
+    min_version: str | None = None
+    max_version: str | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("min_version", "max_version"):
+            value = getattr(self, key)
+            if value is not None:
+                _settings.tls_version(value, f"tls.{key}")  # "1.0" to "1.3", else a ConfigError naming it
 
     @classmethod
     def from_config(cls, cfg: Any, where: str) -> TlsSettings:
@@ -124,6 +135,38 @@ class TlsSettings:
         if self.cert_file:
             # (cert_file, None): a certificate file that holds its key too, as requests reads it
             session.cert = (self.cert_file, self.key_file)  # type: ignore[assignment]
+        if self.min_version or self.max_version:
+            session.mount("https://", TlsVersionAdapter(_TLS_VERSION.get((self.min_version or "").strip()),
+                                                        _TLS_VERSION.get((self.max_version or "").strip())))
+
+
+_TLS_VERSION = {"1.0": ssl.TLSVersion.TLSv1, "1.1": ssl.TLSVersion.TLSv1_1, "1.2": ssl.TLSVersion.TLSv1_2,
+                "1.3": ssl.TLSVersion.TLSv1_3}
+
+
+class TlsVersionAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter whose HTTPS connections (direct or through a proxy) keep to a TLS version range
+    (urllib3's ssl_minimum_version / ssl_maximum_version)."""
+
+    __attrs__ = [*requests.adapters.HTTPAdapter.__attrs__, "minimum", "maximum"]  # kept when pickled
+
+    def __init__(self, minimum: ssl.TLSVersion | None, maximum: ssl.TLSVersion | None) -> None:
+        self.minimum, self.maximum = minimum, maximum  # before super().__init__, which makes the pool manager
+        super().__init__()
+
+    def _versions(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.minimum is not None:
+            out["ssl_minimum_version"] = self.minimum
+        if self.maximum is not None:
+            out["ssl_maximum_version"] = self.maximum
+        return out
+
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
+        super().init_poolmanager(connections, maxsize, block, **{**pool_kwargs, **self._versions()})
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        return super().proxy_manager_for(proxy, **{**proxy_kwargs, **self._versions()})
 
 
 def transport_settings(prefix: str, *, timeout: float, tls_env: bool = False, ca_env: str = "",
@@ -325,6 +368,9 @@ def fresh_session(old: requests.Session) -> requests.Session:
         setattr(new, attr, getattr(old, attr))
     if isinstance(new.proxies, dict):
         new.proxies = dict(new.proxies)
+    versions = old.adapters.get("https://")
+    if isinstance(versions, TlsVersionAdapter):
+        new.mount("https://", TlsVersionAdapter(versions.minimum, versions.maximum))
     return new
 
 
@@ -528,6 +574,9 @@ class HttpLogExporter(LogRecordExporter):
 
 
 def _short(exc: BaseException) -> str:
+    if isinstance(exc, requests.exceptions.InvalidHeader):
+        # requests quotes the header's value, which may be a credential (a token pasted with its newline)
+        return "a request header cannot be sent as it is (its value is not shown: it may be a secret)"
     text = redact_text(exc)
     return text if len(text) <= 200 else text[:200] + "..."
 

@@ -22,6 +22,7 @@ expected in terms of the key path it was given; a secret's value is never part o
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import os
@@ -56,6 +57,10 @@ __all__ = [
     "Tls",
     "Url",
     "Whole",
+    "readable_file",
+    "tls_version",
+    "check_headers",
+    "header_problem",
     "parse_duration",
     "proxy_url",
     "url_parts",
@@ -328,6 +333,10 @@ def url_parts(value: Any, *, schemes: Sequence[str] = ("http", "https"), credent
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"expected a URL such as {example}, got {_kind_of(value)}")
     url = value.strip()
+    bad = next((c for c in url if c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F), None)
+    if bad is not None:  # urllib drops tabs and newlines silently and keeps the rest: no request could use it
+        what = "a space (write one in a path as %20)" if bad == " " else f"the character {bad!r}"
+        raise ConfigError(f"{_shown(url)!r} is not a URL: it holds {what}; write e.g. {example}")
     try:
         parts = urlsplit(url)
         host = parts.hostname
@@ -335,6 +344,9 @@ def url_parts(value: Any, *, schemes: Sequence[str] = ("http", "https"), credent
         raise ConfigError(f"{_shown(url)!r} is not a URL ({exc}); write e.g. {example}") from None
     if parts.scheme.lower() not in schemes or not host:
         raise ConfigError(f"{_shown(url)!r} is not {_schemes_text(schemes)} URL with a host; write e.g. {example}")
+    problem = _host_problem(parts.netloc.rpartition("@")[2], host)
+    if problem:
+        raise ConfigError(f"{_shown(url)!r} has a bad host: {problem}; write e.g. {example}")
     try:
         port = parts.port
     except ValueError:
@@ -346,6 +358,31 @@ def url_parts(value: Any, *, schemes: Sequence[str] = ("http", "https"), credent
     if not query and (parts.query or parts.fragment):
         raise ConfigError(f"{_shown(url)!r} must not have a query or fragment")
     return parts
+
+
+def _host_problem(hostport: str, host: str) -> str:
+    """What is wrong with a URL's host[:port] text (`host`: urllib's hostname of it), or ""."""
+    if hostport.startswith("["):  # an IPv6 literal, with an optional zone ("fe80::1%eth0")
+        literal, _, rest = hostport[1:].partition("]")
+        address, _, zone = literal.partition("%")
+        try:
+            ipaddress.IPv6Address(address)
+        except ValueError:
+            return f"[{literal}] is not an IPv6 address"
+        if "%" in literal and not re.fullmatch(r"[A-Za-z0-9._-]+", zone):
+            return f"the IPv6 zone {zone!r} is not usable"
+        if rest and not rest.startswith(":"):
+            return "text after the ]"
+        return ""
+    name = hostport.rpartition(":")[0] if ":" in hostport else hostport
+    if ":" in name:
+        return "an IPv6 address must be written in brackets, e.g. http://[::1]:8080"
+    if any(not (c.isalnum() or c in "-._") for c in name):
+        return f"{name!r} holds a character a host name cannot have (letters, digits, '-', '.' and '_' only)"
+    labels = name.rstrip(".").split(".")
+    if not host.rstrip(".") or any(not label for label in labels):
+        return f"{name!r} has an empty label (two dots, or a leading dot)"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -395,27 +432,75 @@ class ProxyUrl(Parser):
             raise ConfigError(_located(str(exc), where)) from None
 
 
+_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_GRPC_KEY = re.compile(r"[0-9a-z_.-]+")
+
+
+def header_problem(name: str, value: str, *, grpc: bool = False) -> str:
+    """What makes `name: value` a header HTTP (or, `grpc`, gRPC metadata) cannot carry, or "". The
+    message names the header, never the value (it may be a credential)."""
+    if grpc:
+        key = name.lower()  # the exporter sends the name lower-cased, as gRPC requires
+        if not _GRPC_KEY.fullmatch(key):
+            return (f"{name!r} is not a gRPC metadata key (letters, digits, '-', '_' and '.' only, "
+                    "sent in lower case)")
+        if key.startswith("grpc-"):
+            return f"{name!r}: names starting with grpc- are reserved for gRPC itself"
+        if key.endswith("-bin"):
+            return f"{name!r}: a -bin key carries binary metadata, which a YAML string cannot give"
+        if any(not 0x20 <= ord(c) <= 0x7E for c in value):
+            return (f"the value of {name!r} holds a character gRPC metadata cannot carry (printable ASCII only; "
+                    "the value is not shown)")
+        return ""
+    if any(c not in _TCHAR for c in name):
+        return (f"{name!r} is not an HTTP header name (RFC 9110 token: letters, digits and "
+                "!#$%&'*+-.^_`|~, no spaces)")
+    if any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in value):
+        return (f"the value of {name!r} holds a line break or another control character HTTP cannot carry "
+                "(the value is not shown)")
+    if value[:1].isspace():
+        return f"the value of {name!r} starts with whitespace, which HTTP drops (the value is not shown)"
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return (f"the value of {name!r} holds a character HTTP/1.1 cannot send (Latin-1 only; the value is "
+                "not shown)")
+    return ""
+
+
+def check_headers(value: Any, where: str, *, reserved: frozenset[str] = frozenset(),
+                  grpc: bool = False) -> dict[str, str]:
+    """Request headers (gRPC metadata when `grpc`) from a mapping of names to strings; a `ConfigError`
+    naming `where` and the header for one that cannot be sent. Values are never shown."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of header names to strings, got {_kind_of(value)}")
+    out: dict[str, str] = {}
+    for k, v in value.items():
+        if not isinstance(k, str) or not k.strip():
+            raise ConfigError(f"{where}: header names must be non-empty strings, got {k!r}")
+        if not isinstance(v, str):
+            raise ConfigError(f"{where}.{k}: must be a string, got a {type(v).__name__}; quote the value")
+        if k.lower() in reserved:
+            raise ConfigError(f"{where}: header {k!r} is set by the exporter itself and cannot be configured")
+        problem = header_problem(k, v, grpc=grpc)
+        if problem:
+            raise ConfigError(f"{where}: {problem}")
+        out[k] = v
+    return out
+
+
 @dataclass(frozen=True)
 class StrMap(Parser):
-    """A mapping of strings to strings (values may be credentials: never shown). Environment text
-    is ``name=value,...`` with URL-encoded values, as OTEL_EXPORTER_OTLP_HEADERS."""
+    """HTTP headers: a mapping of names (RFC 9110 tokens) to values on one line (values may be
+    credentials: never shown). Environment text is ``name=value,...`` with URL-encoded values, as
+    OTEL_EXPORTER_OTLP_HEADERS."""
 
     reserved: frozenset[str] = frozenset()  # names (lowercase) that may not be given
+    grpc: bool = False  # gRPC metadata rather than HTTP headers
     kind = "mapping"
 
     def __call__(self, value: Any, where: str) -> dict[str, str]:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping of names to strings, got {_kind_of(value)}")
-        out: dict[str, str] = {}
-        for k, v in value.items():
-            if not isinstance(k, str) or not k.strip():
-                raise ConfigError(f"{where}: names must be non-empty strings, got {k!r}")
-            if not isinstance(v, str):
-                raise ConfigError(f"{where}.{k}: must be a string, got a {type(v).__name__}; quote the value")
-            if k.lower() in self.reserved:
-                raise ConfigError(f"{where}: header {k!r} is set by the exporter itself and cannot be configured")
-            out[k] = v
-        return out
+        return check_headers(value, where, reserved=self.reserved, grpc=self.grpc)
 
     def from_text(self, text: str, where: str) -> dict[str, str]:
         """`name=value,...`; an unusable entry is skipped with a warning naming its position and name only
@@ -432,7 +517,12 @@ class StrMap(Parser):
                 _log.warning("%s: entry %d (%r) is not 'name=value' with a header the exporter does not set; "
                              "ignored", where, i, name if sep else "?")
                 continue
-            out[name] = unquote(value.strip())
+            value = unquote(value.strip())
+            problem = header_problem(name, value, grpc=self.grpc)
+            if problem:
+                _log.warning("%s: entry %d: %s; ignored", where, i, problem)
+                continue
+            out[name] = value
         return out
 
     def show(self, value: Any) -> str:
@@ -458,12 +548,48 @@ class StrList(Parser):
 
 
 #: the keys of the shared `tls` block, as unknown-key messages list them
-TLS_KEYS = _TLS_KEYS = ("ca_file", "cert_file", "key_file", "insecure_skip_verify", "insecure")
+TLS_KEYS = _TLS_KEYS = ("ca_file", "cert_file", "key_file", "insecure_skip_verify", "min_version", "max_version",
+                         "insecure")
+#: TLS versions as the collector's configtls writes them
+TLS_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
+#: the collector's configtls client keys otel-audit cannot honour, and what to do instead
+TLS_COLLECTOR_ONLY = {
+    "ca_pem": "put the PEM text in a file and give ca_file",
+    "cert_pem": "put the PEM text in a file and give cert_file",
+    "key_pem": "put the PEM text in a file and give key_file",
+    "include_system_ca_certs_pool": "the system CAs are used when ca_file is not given; with ca_file only it is "
+                                    "trusted (put both in one bundle file to trust both)",
+    "server_name_override": "connect to the name the certificate carries (or map it in /etc/hosts)",
+    "cipher_suites": "Python's ssl defaults are used",
+    "curve_preferences": "Python's ssl defaults are used",
+    "reload_interval": "the files are read when the exporter starts; restart to load new ones",
+    "tpm_config": "a TPM-held key is not supported",
+}
+
+
+def readable_file(value: Any, where: str) -> str:
+    """A path to a regular file this process can read, else a `ConfigError` naming `where`."""
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
+        raise ConfigError(f"{where}: expected a file path, got {_kind_of(value)}")
+    if not os.path.isfile(value) or not os.access(value, os.R_OK):
+        raise ConfigError(f"{where}: {value!r} is not a readable file; check the path")
+    return value
+
+
+def tls_version(value: Any, where: str) -> str:
+    """A TLS version as the collector writes it: "1.0" to "1.3" (a YAML number 1.2 too)."""
+    text = f"{value:.1f}" if isinstance(value, float) else value
+    if not isinstance(text, str) or text.strip() not in TLS_VERSIONS:
+        raise ConfigError(f"{where}: {value!r} is not a TLS version; use one of {', '.join(TLS_VERSIONS)} "
+                          "(quoted, e.g. \"1.2\")")
+    return text.strip()
 
 
 @dataclass(frozen=True)
 class Tls(Parser):
-    """The collector's `tls` block (configtls) as `TlsSettings`; a `TlsSettings` as it is."""
+    """The collector's `tls` block (configtls) as `TlsSettings`; a `TlsSettings` as it is. The files
+    must be readable regular files; min_version / max_version bound the TLS version; the collector's
+    keys that cannot be honoured here are refused, saying what to do instead."""
 
     kind = "tls"
 
@@ -473,21 +599,28 @@ class Tls(Parser):
         if value is None or isinstance(value, TlsSettings):
             return value or TlsSettings()
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping ({', '.join(_TLS_KEYS[:4])})")
+            raise ConfigError(f"{where}: expected a mapping ({', '.join(_TLS_KEYS[:6])})")
         kw: dict[str, Any] = {}
         for k, v in value.items():
             if k in ("ca_file", "cert_file", "key_file"):
-                if not isinstance(v, str) or not v:
-                    raise ConfigError(f"{where}.{k}: expected a file path")
-                kw[k] = v
+                kw[k] = readable_file(v, f"{where}.{k}")
             elif k in ("insecure_skip_verify", "insecure"):
                 v = Bool()(v, f"{where}.{k}")
                 if k == "insecure_skip_verify":
                     kw[k] = v
+            elif k in ("min_version", "max_version"):
+                if v not in (None, ""):  # the collector's "": its default (1.2 / the newest)
+                    kw[k] = tls_version(v, f"{where}.{k}")
+            elif k in TLS_COLLECTOR_ONLY:
+                raise ConfigError(f"{where}.{k}: a collector tls key otel-audit cannot honour; "
+                                  f"{TLS_COLLECTOR_ONLY[k]}")
             else:
                 raise ConfigError(f"{where}.{k}: unknown key; valid keys: {', '.join(_TLS_KEYS)}")
         if ("cert_file" in kw) != ("key_file" in kw):
             raise ConfigError(f"{where}: cert_file and key_file go together")
+        low, high = kw.get("min_version"), kw.get("max_version")
+        if low and high and TLS_VERSIONS.index(low) > TLS_VERSIONS.index(high):
+            raise ConfigError(f"{where}: min_version {low} is above max_version {high}")
         return TlsSettings(**kw)
 
     def show(self, value: Any) -> str:
@@ -930,8 +1063,22 @@ mappings. Secrets are never shown in a message or a log line.
 
 The shared blocks:
 
-* `tls`: `ca_file`, `cert_file` and `key_file` (together), `insecure_skip_verify` (true: do not
-  verify the server's certificate), `insecure` (accepted; for OTLP/gRPC: plaintext).
+* `tls`: `ca_file`, `cert_file` and `key_file` (together; readable regular files, checked when
+  the file is loaded), `insecure_skip_verify` (true: do not verify the server's certificate),
+  `min_version` / `max_version` (`"1.0"` to `"1.3"`, as the collector writes them: the TLS
+  versions offered; OTLP/gRPC always offers 1.2 and 1.3, so there only a range holding both is
+  accepted), `insecure` (accepted; for OTLP/gRPC: plaintext). The collector's other `tls` keys
+  (`ca_pem`, `cert_pem`, `key_pem`, `include_system_ca_certs_pool`, `server_name_override`,
+  `cipher_suites`, `curve_preferences`, `reload_interval`, `tpm_config`) are refused with what
+  to do instead.
+* `headers`: names are HTTP tokens (RFC 9110; for OTLP/gRPC metadata keys of letters, digits,
+  `-`, `_` and `.`, sent in lower case, not `grpc-*` or `*-bin`), values on one line (no control
+  characters, no leading whitespace; Latin-1 for HTTP, printable ASCII for gRPC). A header that
+  cannot be sent is a configuration error naming it, never showing its value.
+* every URL (endpoints and proxies): a scheme the setting takes, a host (a name of letters,
+  digits, `-`, `.` and `_`, or an IPv4 address, or an IPv6 address in brackets), a port from 1
+  to 65535 when given, no spaces or control characters anywhere (write a space in a path as
+  `%20`), and no `user:password@` where the transport cannot use it (OTLP/gRPC).
 * `retry_on_failure`: `enabled` (true), `initial_interval` (5s), `max_interval` (30s),
   `max_elapsed_time` (5m; 0: never give up), `multiplier` (1.5), `randomization_factor` (0.5).
 """

@@ -35,7 +35,7 @@ import logging
 import os
 import threading
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import urlparse
 
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
@@ -46,6 +46,7 @@ from otel_audit.exporters import _settings
 from otel_audit.exporters._http import (
     Counters,
     EnvironmentSession,
+    TlsSettings,
     environ_proxies,
     fresh_session,
     is_loopback_host,
@@ -64,7 +65,7 @@ _logger = logging.getLogger(__name__)
 
 GRPC_KEYS = ("endpoint", "headers", "compression", "timeout", "tls")
 HTTP_KEYS = ("endpoint", "logs_endpoint", "headers", "compression", "timeout", "tls")
-TLS_KEYS = ("insecure", "insecure_skip_verify", "ca_file", "cert_file", "key_file")
+TLS_KEYS = ("insecure", "insecure_skip_verify", "ca_file", "cert_file", "key_file", "min_version", "max_version")
 _COMPRESSIONS = ("gzip", "none")
 _LOGS_PATH = "/v1/logs"
 
@@ -235,23 +236,13 @@ def grpc_exporter_class() -> type[GrpcOTLPLogExporter]:
 
 
 def _headers(value: object, where: str) -> dict[str, str] | None:
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        raise ConfigError(
-            f"{where}: expected a mapping of header names to values, got {type(value).__name__}"
-        )
-    out: dict[str, str] = {}
-    for name, header_value in value.items():
-        if not isinstance(name, str) or not name.strip():
-            raise ConfigError(f"{where}: header names must be non-empty strings, got {name!r}")
-        if not isinstance(header_value, str):
-            # The value may be a secret: name its type only, never the value.
-            raise ConfigError(
-                f"{where}.{name}: must be a string, got a {type(header_value).__name__}; quote the value"
-            )
-        out[name] = header_value
-    return out
+    """HTTP headers (otlphttp): names RFC 9110 tokens, values on one line; never shown."""
+    return None if value is None else _settings.check_headers(value, where)
+
+
+def _metadata(value: object, where: str) -> dict[str, str] | None:
+    """gRPC metadata (otlp): keys gRPC accepts once lower-cased, values printable ASCII; never shown."""
+    return None if value is None else _settings.check_headers(value, where, grpc=True)
 
 
 def _compression(value: object, where: str) -> str | None:
@@ -273,9 +264,16 @@ def _tls(value: object, where: str) -> dict[str, object]:
         )
     out: dict[str, object] = {}
     for key, item in value.items():
+        if key in _settings.TLS_COLLECTOR_ONLY:
+            raise ConfigError(f"{where}.{key}: a collector tls key otel-audit cannot honour; "
+                              f"{_settings.TLS_COLLECTOR_ONLY[key]}")
         if key not in TLS_KEYS:
             raise ConfigError(f"{where}.{key}: unknown key; valid keys are {', '.join(TLS_KEYS)}")
         if item is None:
+            continue
+        if key in ("min_version", "max_version"):
+            if item != "":  # the collector's "": its default
+                out[key] = _settings.tls_version(item, f"{where}.{key}")
             continue
         if key in ("insecure", "insecure_skip_verify"):
             out[key] = _settings.Bool()(item, f"{where}.{key}")
@@ -285,6 +283,9 @@ def _tls(value: object, where: str) -> dict[str, object]:
         if not os.path.isfile(item) or not os.access(item, os.R_OK):
             raise ConfigError(f"{where}.{key}: {item!r} is not a readable file; check the path")
         out[key] = item
+    low, high = out.get("min_version"), out.get("max_version")
+    if isinstance(low, str) and isinstance(high, str) and low > high:
+        raise ConfigError(f"{where}: min_version {low} is above max_version {high}")
     if ("cert_file" in out) != ("key_file" in out):
         missing = "key_file" if "cert_file" in out else "cert_file"
         raise ConfigError(
@@ -318,6 +319,12 @@ def _grpc_exporter(
             "verification; give the server's CA with tls.ca_file, or set tls.insecure for plaintext"
         )
 
+    # gRPC (BoringSSL) speaks TLS 1.2 and 1.3 and offers no way to narrow that from Python
+    if tls.get("min_version") not in (None, "1.0", "1.1", "1.2") or tls.get("max_version") not in (None, "1.3"):
+        raise ConfigError(
+            f"{where}.tls: the Python gRPC exporter always offers TLS 1.2 and 1.3 and cannot narrow that; "
+            "min_version may be 1.0 to 1.2 and max_version 1.3 (or leave them out)"
+        )
     insecure = tls.get("insecure")
     credentials = None
     if not insecure and any(key in tls for key in ("ca_file", "cert_file", "key_file")):
@@ -464,6 +471,12 @@ def _http_exporter(
 
     pin = ca_file is not None or skip_verify
     session = EnvironmentSession(pin_verify=True) if pin else _http_session()
+    if tls.get("min_version") or tls.get("max_version"):
+        if session is None:
+            raise ConfigError(f"{where}.tls: min_version / max_version cannot be applied to the session an OTLP "
+                              "credential provider gives; leave them out or unset the credential provider variable")
+        TlsSettings(min_version=cast("str | None", tls.get("min_version")),
+                    max_version=cast("str | None", tls.get("max_version"))).apply(session)
     exporter = http_exporter_class()(
         endpoint=url,
         certificate_file=None if ca_file is None else str(ca_file),
@@ -509,7 +522,8 @@ _SDK = "OTEL_EXPORTER_OTLP_"
 
 def _common(kind: str) -> list[_settings.Setting]:
     return [
-        _S("headers", _settings.Fn(_headers, "mapping"), None, (_SDK + "LOGS_HEADERS", _SDK + "HEADERS"),
+        _S("headers", _settings.Fn(_metadata if kind == "grpc" else _headers, "mapping"), None,
+           (_SDK + "LOGS_HEADERS", _SDK + "HEADERS"),
            "request headers / gRPC metadata (values may be credentials: never shown)", secret=True),
         _S("compression", _settings.Fn(_compression, "choice"), None, (_SDK + "LOGS_COMPRESSION",
                                                                        _SDK + "COMPRESSION"),
@@ -518,7 +532,8 @@ def _common(kind: str) -> list[_settings.Setting]:
            "how long one export may take", default_doc="the SDK's (10s)"),
         _S("tls", _settings.Fn(_tls, "tls"), None, (_SDK + "LOGS_CERTIFICATE", _SDK + "CERTIFICATE"),
            "insecure" + (" (plaintext)" if kind == "grpc" else "") + ", ca_file, cert_file + key_file (readable "
-           "files), insecure_skip_verify" + (" (not available for gRPC)" if kind == "grpc" else ""),
+           "files), insecure_skip_verify" + (" (not available for gRPC)" if kind == "grpc" else "") + ", min_version / "
+           "max_version" + (" (gRPC: a range holding 1.2 and 1.3)" if kind == "grpc" else ""),
            default_doc="system CAs"),
     ]
 
@@ -529,10 +544,12 @@ def _grpc_endpoint(value: object, where: str) -> str:
     text = _settings.Text(nonempty=True, what="host:port or a URL")(value, where).strip()
     scheme = text.partition("://")[0].lower() if "://" in text else ""
     try:
+        # no credentials: gRPC would take user:password@ as part of the host name and never connect
         if scheme in ("http", "https"):
-            _settings.url_parts(text, example="collector:4317 or https://collector:4317")
+            _settings.url_parts(text, credentials=False, example="collector:4317 or https://collector:4317")
         elif not scheme and "/" not in text:
-            _settings.url_parts("http://" + text, example="collector:4317 or https://collector:4317")
+            _settings.url_parts("http://" + text, credentials=False,
+                                example="collector:4317 or https://collector:4317")
     except ConfigError as exc:
         raise ConfigError(f"{where}: {str(exc).replace('http://' + text, text)}") from None
     return text

@@ -461,6 +461,88 @@ def test_header_values_never_appear_in_errors(protocol: str) -> None:
     assert "s3cr3t" not in str(info.value)
 
 
+@pytest.mark.parametrize(("low", "high", "delivered"),
+                         [("1.3", None, False), (None, "1.2", True), ("1.2", "1.2", True)])
+def test_http_tls_versions_are_applied(certs: Certs, low: str | None, high: str | None, delivered: bool) -> None:
+    """tls.min_version / max_version bound the TLS version the otlphttp exporter offers: against a server
+    that speaks TLS 1.2 at most, min_version 1.3 cannot connect, max_version 1.2 delivers."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(certs.cert_file, certs.key_file)
+    server, received = _http_server(context)
+    tls: dict[str, object] = {"ca_file": str(certs.cert_file)}
+    tls.update({k: v for k, v in (("min_version", low), ("max_version", high)) if v})
+    try:
+        exporter = create_otlp_exporter(
+            {"endpoint": f"https://127.0.0.1:{server.server_address[1]}", "tls": tls, "timeout": "2s"},
+            where="exporters.otlphttp",
+            protocol="http",
+        )
+        _emit_through(exporter, count=1)
+        assert bool(received.calls) is delivered
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(("tls", "needle"), [
+    ({"min_version": "1.3"}, "cannot narrow"),
+    ({"max_version": "1.2"}, "cannot narrow"),
+    ({"min_version": "1.4"}, "is not a TLS version"),
+    ({"ca_pem": "-----BEGIN"}, "cannot honour; put the PEM text in a file"),
+])
+def test_grpc_tls_keys_it_cannot_keep_are_refused(tls: dict[str, str], needle: str) -> None:
+    """gRPC always offers TLS 1.2 and 1.3: a version range it cannot keep, or a collector-only key, is a
+    ConfigError naming exporters.otlp.tls."""
+    with pytest.raises(ConfigError, match=r"^exporters\.otlp\.tls") as info:
+        create_otlp_exporter({"endpoint": "127.0.0.1:4317", "tls": tls}, where="exporters.otlp", protocol="grpc")
+    assert needle in str(info.value)
+
+
+def test_grpc_tls_min_version_it_keeps_is_accepted() -> None:
+    """min_version 1.2 (the collector's default, and what gRPC does anyway) is accepted."""
+    exporter = create_otlp_exporter({"endpoint": "127.0.0.1:4317", "tls": {"min_version": "1.2", "insecure": True}},
+                                    where="exporters.otlp", protocol="grpc")
+    exporter.shutdown()
+
+
+@pytest.mark.parametrize(("protocol", "endpoint"), [
+    ("grpc", "http://u:s3cr3t-pw@127.0.0.1:4317"),
+    ("grpc", "u:s3cr3t-pw@127.0.0.1:4317"),
+    ("grpc", "ex ample.com:4317"),
+    ("grpc", "127.0.0.1:65536"),
+    ("grpc", "http://[::1"),
+    ("http", "http://ex ample.com:4318"),
+    ("http", "http://127.0.0.1:4318/\0"),
+    ("http", "http://[::1"),
+])
+def test_endpoint_no_connection_can_use_is_refused(protocol: str, endpoint: str) -> None:
+    """An endpoint with credentials gRPC cannot use, a host with a space, a bad port, a NUL or a broken IPv6
+    literal is a ConfigError naming the endpoint key, and never shows a password."""
+    with pytest.raises(ConfigError, match=r"^exporters\.x\.endpoint: ") as info:
+        create_otlp_exporter({"endpoint": endpoint}, where="exporters.x", protocol=protocol)  # type: ignore[arg-type]
+    assert "s3cr3t" not in str(info.value)
+
+
+@pytest.mark.parametrize(("protocol", "headers", "needle"), [
+    ("http", {"X Team": SECRET}, "not an HTTP header name"),
+    ("http", {"X-Team": SECRET + "\nX-Injected: 1"}, "line break"),
+    ("http", {"X-Team": " " + SECRET}, "starts with whitespace"),
+    ("grpc", {"X Team": SECRET}, "not a gRPC metadata key"),
+    ("grpc", {"x-team": SECRET + "\u00e9"}, "printable ASCII"),
+    ("grpc", {"grpc-timeout": SECRET}, "reserved"),
+    ("grpc", {"token-bin": SECRET}, "binary"),
+])
+def test_headers_that_cannot_be_sent_are_refused_without_their_value(protocol: str, headers: dict[str, str],
+                                                                      needle: str) -> None:
+    """A header name that is no RFC 9110 token (gRPC: no metadata key) or a value HTTP / gRPC cannot carry
+    is a ConfigError naming exporters.x.headers, and the value is never in it."""
+    with pytest.raises(ConfigError, match=r"^exporters\.x\.headers: ") as info:
+        create_otlp_exporter({"headers": headers}, where="exporters.x", protocol=protocol)  # type: ignore[arg-type]
+    assert needle in str(info.value)
+    assert "s3cr3t" not in str(info.value)
+
+
 # --------------------------------------------------------------------------- refusal policy
 
 

@@ -111,8 +111,17 @@ def test_bool_from_an_environment_variable(text: str, value: bool) -> None:
     (_settings.Url(), "https://u:p@h", "credentials"),
     (_settings.Text(), "a\nb", "on one line"),
     (_settings.StrMap(), {"a": 1}, "must be a string"),
-    (_settings.Tls(), {"ca_file": "/x", "verify": True}, "unknown key"),
-    (_settings.Tls(), {"cert_file": "/c"}, "go together"),
+    (_settings.Tls(), {"verify": True}, "unknown key"),
+    (_settings.Tls(), {"cert_file": __file__}, "go together"),
+    (_settings.Tls(), {"ca_file": "/nonexistent/ca.pem"}, "is not a readable file"),
+    (_settings.Tls(), {"ca_file": "/tmp"}, "is not a readable file"),
+    (_settings.Tls(), {"ca_file": "ca\0.pem"}, "expected a file path"),
+    (_settings.Tls(), {"min_version": "1.4"}, "not a TLS version"),
+    (_settings.Tls(), {"min_version": "1.3", "max_version": "1.2"}, "above max_version"),
+    (_settings.Tls(), {"server_name_override": "x"}, "cannot honour"),
+    (_settings.StrMap(), {"X Team": "ops"}, "not an HTTP header name"),
+    (_settings.StrMap(), {"X-Team": "ops\nX-Injected: 1"}, "line break"),
+    (_settings.StrMap(grpc=True), {"X:Team": "ops"}, "not a gRPC metadata key"),
     (_settings.Retry(), {"enabled": "maybe"}, "true or false"),
     (_settings.Retry(), {"multiplier": -1}, "from 0 to 1000"),
 ])
@@ -419,7 +428,10 @@ URL_SETTINGS: list[tuple[str, dict[str, Any], str]] = [
 ]
 #: URLs no request can use, with what the message says
 UNUSABLE = [("http://[::1", "is not a URL"), ("http://", "URL with a host"), ("http://h:99999", "bad port"),
-            ("http://h:0", "bad port"), ("http://h:x", "bad port"), ("ftp://h", "http(s)")]
+            ("http://h:0", "bad port"), ("http://h:x", "bad port"), ("http://h:-1", "bad port"), ("ftp://h", "http(s)"),
+            ("http://ex ample.com:1", "holds a space"), ("http://h:1/\0", "holds the character '\\x00'"),
+            ("http://h:1/a\tb", "holds the character '\\t'"), ("http://[zz]:1", "is not a URL"),
+            ("http://a..b:1", "empty label"), ("http://h%20x:1", "a host name cannot have")]
 
 
 def _model(name: str) -> _settings.Model:
@@ -649,3 +661,110 @@ def test_our_own_text_after_a_config_path_with_spaces_is_not_redacted() -> None:
     assert "REDACTED" not in str(err) and "auth: authenticator extensions" in str(err)
     leaked = ConfigError("/home/me/my app/audit.yaml: exporters.x.password: hunter2-Sup3rS3cret is not usable")
     assert "hunter2" not in str(leaked)
+
+# -- the shared tls block: versions; headers HTTP cannot carry ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls12_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """An HTTPS server on 127.0.0.1 that speaks TLS 1.2 at most, with a throwaway self-signed
+    certificate: (its URL, the certificate file to trust)."""
+    import datetime as dt
+    import ipaddress
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    folder = tmp_path_factory.mktemp("tls12")
+    (folder / "c.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "k.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                     serialization.NoEncryption()))
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - keep test output quiet
+            pass
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(folder / "c.pem", folder / "k.pem")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{server.server_address[1]}/", folder / "c.pem"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(("tls", "reaches"), [({"min_version": "1.3"}, False), ({"max_version": "1.2"}, True),
+                                              ({"min_version": "1.2"}, True), ({}, True)])
+def test_native_tls_versions_are_applied_and_survive_a_fresh_session(tls12_server: tuple[str, Path],
+                                                                      tls: dict[str, str], reaches: bool) -> None:
+    """The collector's tls.min_version / max_version bound the TLS version of a native exporter's
+    connections (here against a TLS-1.2-only server), and a fork's fresh session keeps them."""
+    import requests
+
+    from otel_audit.exporters._http import fresh_session
+
+    url, ca = tls12_server
+    block = {"endpoint": url, "token": DEFAULT_TOKEN, "tls": {"ca_file": str(ca), **tls}}
+    exp = SplunkHecLogExporter.from_config(block, where="exporters.splunk_hec")
+    try:
+        for session in (exp.session, fresh_session(exp.session)):
+            if reaches:
+                assert session.get(url, timeout=5).status_code == 204
+            else:
+                with pytest.raises(requests.exceptions.SSLError):
+                    session.get(url, timeout=5)
+    finally:
+        exp.shutdown()
+
+
+def test_a_header_requests_cannot_send_is_reported_without_its_value() -> None:
+    """If a request's header cannot be sent after all, the retry log says so without the value
+    (requests' InvalidHeader quotes it, and a header may hold a credential)."""
+    import requests
+
+    from otel_audit.exporters._http import _short
+
+    secret = "ops-credential-Zq8v1Lw3"
+    with pytest.raises(requests.exceptions.InvalidHeader) as info:
+        requests.Session().prepare_request(requests.Request("GET", "http://127.0.0.1:9/",
+                                                            headers={"X-Cred": secret + "\n"}))
+    assert secret in str(info.value)  # what requests would have logged
+    assert secret not in _short(info.value)
+
+
+def test_env_headers_that_http_cannot_carry_are_skipped_without_their_value(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """name=value,... text (as OTEL_EXPORTER_OTLP_HEADERS) keeps the usable entries and skips, with a
+    warning naming the entry, a name that is no token and a value with an encoded line break."""
+    with caplog.at_level(logging.WARNING):
+        got = _settings.StrMap().from_text("X Team=a,X-Ok=b,X-Cred=s3cr3t%0AX-Injected: 1", "HEADERS")
+    assert got == {"X-Ok": "b"}
+    assert "entry 0" in caplog.text and "entry 2" in caplog.text and "s3cr3t" not in caplog.text
+
+
+def test_typed_tls_settings_refuse_a_version_that_is_not_one() -> None:
+    """TlsSettings(min_version=...) built in Python takes the collector's "1.0".."1.3" and refuses the rest."""
+    assert TlsSettings(min_version="1.3").min_version == "1.3"
+    with pytest.raises(ConfigError, match=r"^tls\.max_version: '1\.5' is not a TLS version"):
+        TlsSettings(max_version="1.5")
