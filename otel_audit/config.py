@@ -908,6 +908,12 @@ def _plan(doc: Mapping[str, Any], src: str, base: Path) -> _Plan:
     signing_id = procs[-1]
     swhere = f"{src}: processors.{signing_id}"
     signing, key_name = _signing_plan(_plain(_block(doc, "processors", signing_id, src)), swhere, base)
+    _check_own_folders([
+        (f"{swhere}.keys_dir", signing["signer"], "the keys"),
+        (f"{swhere}.state_dir", signing["state_dir"], "the chain state"),
+        (f"{src}: processors.{delivery[0]}.directory" if delivery else "", delivery[1]["directory"] if delivery
+         else None, "the spool"),
+    ])
     warnings += _private_path_warnings(src, signing_id, signing, delivery, exporters)
     if signing["state_dir"] is None:
         warnings.insert(0,
@@ -946,6 +952,30 @@ def _loose_tree(out: list[str], where: str, folder: Path, holds: str, *,
         return
     for p, mode in files:
         out.append(f"{where}: {filemodes.loose_message(p, mode, False, holds)}")
+
+
+def _check_own_folders(folders: list[tuple[str, str | None, str]]) -> None:
+    """ConfigError when two of the keys folder, the chain state folder and the spool folder ((key, path,
+    what it holds), in that order) are the same folder or one is inside the other; the later key is named.
+    Each keeps files of its own beside whatever else is there: a spool in the keys folder leaves spool.json
+    next to keyring.json, and `otel-audit verify --keys` (what auditors are given) then refuses the folder."""
+    real = [(key, os.path.realpath(path), path, what) for key, path, what in folders if path]
+    for i, (key, rp, path, what) in enumerate(real):
+        for where, orp, opath, owhat in real[:i]:
+            okey = where.rsplit(": ", 1)[-1]  # the file is named once, before the key
+            if rp == orp:
+                how = f"is the same folder as {okey} ({opath})"
+            elif os.path.commonpath([rp, orp]) == orp:
+                how = f"is inside {okey} ({opath})"
+            elif os.path.commonpath([rp, orp]) == rp:
+                how = f"holds {okey} ({opath})"
+            else:
+                continue
+            why = ""
+            if owhat == "the keys":
+                why = " (the keys folder is what auditors get for 'otel-audit verify --keys')"
+            raise ConfigError(f"{key}: {path} {how}; {what} and {owhat} each need a folder of their own{why}: "
+                              "name another folder")
 
 
 def _check_keys_not_world_writable(keys_dir: str, where: str) -> None:
@@ -1377,6 +1407,8 @@ def build_from_env(env: Mapping[str, str] | None = None) -> Built:
     spool_dir = e.get(ENV_SPOOL_DIR) or None
     if spool_dir is not None and os.path.exists(spool_dir) and not os.path.isdir(spool_dir):
         raise ConfigError(f"{ENV_SPOOL_DIR}: {spool_dir} exists and is not a folder; name a folder of its own")
+    _check_own_folders([(ENV_KEYS_DIR, keys_dir, "the keys"), (ENV_STATE_DIR, state_dir, "the chain state"),
+                        (ENV_SPOOL_DIR, spool_dir, "the spool")])
     from otel_audit.processors.spool import MODES
 
     mode = (e.get(ENV_DELIVERY_MODE) or "fail_closed").strip()
