@@ -797,9 +797,17 @@ def _exporter_plan(
     if etype in _OWN_RETRY and "retry_on_failure" in block:
         cfg["retry_on_failure"] = block["retry_on_failure"]
     if etype == "file" and cfg.get("path") is not None:
+        from otel_audit.exporters.file import SETTINGS as FILE_SETTINGS
+        from otel_audit.exporters.file import check_regular_file
+
+        raw = _text(cfg["path"])
+        if isinstance(raw, str) and raw.strip():  # a NUL or a trailing / is lost once joined to the base
+            FILE_SETTINGS.read_block({"path": raw}, where)
         cfg["path"] = _relative(base, cfg["path"], f"{where}.path")
-        if Path(cfg["path"]).is_dir():
-            raise ConfigError(f"{where}.path: {cfg['path']} is a folder; name a file in it, e.g. audit.jsonl")
+        try:
+            check_regular_file(cfg["path"])
+        except ConfigError as exc:
+            raise ConfigError(f"{where}.path: {exc}") from None
     tls = cfg.get("tls")
     if isinstance(tls, Mapping):
         cfg["tls"] = {k: (_relative(base, v, f"{where}.tls.{k}") if k in _TLS_FILES and isinstance(v, str) and v

@@ -722,6 +722,22 @@ def test_env_spool_or_state_in_the_keys_folder_is_a_config_error(shared_keys: Pa
                                var: str(shared_keys)})
 
 
+@pytest.mark.parametrize(
+    ("path", "needle"),
+    [("'archive/'", "names a folder"), ('"archive/\\u0000audit.jsonl"', "NUL"), ("/dev/null", "not a regular file")],
+    ids=["trailing-slash", "nul", "device"],
+)
+def test_file_path_that_cannot_be_an_archive_file_is_a_config_error(
+    tmp_path: Path, shared_keys: Path, path: str, needle: str
+) -> None:
+    """exporters.file.path ending in /, holding a NUL or naming a device is a ConfigError naming the key."""
+    text = yaml_config(shared_keys, tmp_path / "a.jsonl").replace(f"path: {q(tmp_path / 'a.jsonl')}", f"path: {path}")
+    cfg = write(tmp_path / "audit.yaml", text)
+    with pytest.raises(ConfigError) as exc:
+        config.build_from_file(cfg, dry_run=True)
+    assert f"{cfg}: exporters.file.path:" in str(exc.value) and needle in str(exc.value), str(exc.value)
+
+
 def test_delivery_must_come_last(tmp_path: Path, shared_keys: Path) -> None:
     """delivery before signing is refused: it must receive the signed records."""
     text = delivery_config(shared_keys, tmp_path / "a.jsonl", tmp_path / "spool").replace(
