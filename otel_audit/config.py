@@ -55,7 +55,7 @@ import os
 import re
 import shlex
 import stat
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -1092,6 +1092,34 @@ def _shutdown_all(parts: list[Any]) -> None:
             _log.debug("shutdown of %r after a config error failed", part, exc_info=True)
 
 
+class _Collect(logging.Handler):
+    """Keeps the text of each WARNING (or worse) record it is given."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _exporter_warnings() -> Iterator[list[str]]:
+    """The warnings the exporters log meanwhile (a Datadog site not known, an ignored setting): a dry run
+    returns them as its own warnings, so check-config prints each once in its form and --strict fails on
+    them, instead of letting them through as log lines."""
+    log = logging.getLogger("otel_audit.exporters")
+    collect = _Collect()
+    propagate = log.propagate
+    log.addHandler(collect)
+    log.propagate = False
+    try:
+        yield collect.messages
+    finally:
+        log.removeHandler(collect)
+        log.propagate = propagate
+
+
 def build(
     doc: Mapping[str, Any], *, src: str = "config", base_dir: str | os.PathLike[str] = ".", dry_run: bool = False
 ) -> Built:
@@ -1103,18 +1131,24 @@ def build(
     factories = _exporter_factories()
     if dry_run:
         exporters: dict[str, Any] = {}
+        warnings = list(plan.warnings)
         for eid, etype, cfg, _ in plan.exporters:
-            exporter = factories[etype](cfg, f"{src}: exporters.{eid}")
-            exporter.shutdown()  # constructed to check its settings; never used
+            where = f"{src}: exporters.{eid}"
+            with _exporter_warnings() as said:
+                exporter = factories[etype](cfg, where)
+                exporter.shutdown()  # constructed to check its settings; never used
             exporters[eid] = exporter
+            for msg in said:  # "<file>: <key>: <what to do>", as the plan's own warnings are; each once
+                w = msg if msg.startswith(f"{src}: ") else f"{where}: {msg}"
+                if w not in warnings:
+                    warnings.append(w)
         procs: dict[str, Any] = {
             pid: _redaction_processor(kw, f"{src}: processors.{pid}", None) for pid, kw, _ in plan.redactions
         }
         procs[plan.signing_id] = None  # checked (the key loads, the settings are valid), not started
         if plan.delivery is not None:
             procs[plan.delivery[0]] = None
-        return Built(None, None, exporters, procs, key_name=plan.key_name, dry_run=True,
-                     warnings=list(plan.warnings))
+        return Built(None, None, exporters, procs, key_name=plan.key_name, dry_run=True, warnings=warnings)
     built = _construct(plan, src, factories)
     for w in plan.warnings:
         _log.warning("%s", w)
