@@ -1488,7 +1488,12 @@ def build_from_env(env: Mapping[str, str] | None = None) -> Built:
                 factory = eps[chosen[n]].load()
                 # the file exporter's path comes from `env` too, so that a given mapping is the whole story
                 if factory is FileLogRecordExporter:
-                    exp = factory(path=e.get(ENV_PATH) or DEFAULT_PATH)
+                    try:
+                        exp = factory(path=e.get(ENV_PATH) or DEFAULT_PATH)
+                    except ConfigError as exc:  # "path: ..." names the argument; here it is the variable
+                        msg = str(exc)
+                        raise ConfigError(f"{ENV_PATH}: {msg.removeprefix('path: ')}" if msg.startswith("path: ")
+                                          else msg) from None
                 elif chosen[n] in _SDK_OTLP:  # the SDK's exporter, with otel-audit's proxy decision
                     exp = factory(**otlp_proxy_arguments(_SDK_OTLP[chosen[n]]))
                 else:

@@ -738,6 +738,18 @@ def test_file_path_that_cannot_be_an_archive_file_is_a_config_error(
     assert f"{cfg}: exporters.file.path:" in str(exc.value) and needle in str(exc.value), str(exc.value)
 
 
+@pytest.mark.parametrize(("path", "needle"), [("DIR/", "names a folder"), ("/dev/null", "not a regular file")],
+                         ids=["trailing-slash", "device"])
+def test_env_file_path_that_cannot_be_an_archive_file_names_the_variable(
+    tmp_path: Path, shared_keys: Path, path: str, needle: str
+) -> None:
+    """Env-only: OTEL_AUDIT_FILE_PATH ending in / or naming a device is a ConfigError naming the variable."""
+    with pytest.raises(ConfigError, match=f"^OTEL_AUDIT_FILE_PATH: .*{needle}"):
+        config.build_from_env({"OTEL_AUDIT_KEYS_DIR": str(shared_keys), "OTEL_LOGS_EXPORTER": "otel_audit_file",
+                               "OTEL_AUDIT_FILE_PATH": path.replace("DIR", str(tmp_path / "archive"))})
+    assert not (tmp_path / "archive").exists()
+
+
 def test_delivery_must_come_last(tmp_path: Path, shared_keys: Path) -> None:
     """delivery before signing is refused: it must receive the signed records."""
     text = delivery_config(shared_keys, tmp_path / "a.jsonl", tmp_path / "spool").replace(
