@@ -138,10 +138,7 @@ def _check_site(site: str) -> str:
             raise ConfigError(f"site {site!r} is a host name; the site is {s[len(prefix):]!r}")
     if not _SITE.fullmatch(s):
         raise ConfigError(f"site {site!r} is not a domain name; known sites: {', '.join(SITES)}")
-    if s not in SITES:
-        _log.warning("Datadog site %r is not one of the sites known here (%s); sending to "
-                     "https://http-intake.logs.%s", s, ", ".join(SITES), s)
-    return s
+    return s  # a site not in SITES is warned about once, by the exporter that uses it
 
 
 def _check_endpoint(endpoint: str) -> str:
@@ -388,6 +385,11 @@ class DatadogLogExporter(HttpLogExporter):
         self.site = v["site"]
         self.url = v["endpoint"] if v["endpoint"] is not None else intake_url(self.site)
         self.api_endpoint = (v["api_endpoint"] or f"https://api.{self.site}").rstrip("/")
+        uses = [u for u, own in ((self.url, v["endpoint"]), (self.api_endpoint, v["api_endpoint"])) if own is None]
+        if self.site not in SITES and uses:  # a typo sends the API key (and the records) to another's domain
+            _log.warning("Datadog site %r is not one of the sites known here (%s), yet the API key goes to %s: "
+                         "check the spelling, or set logs.endpoint for a new site or a proxy", self.site,
+                         ", ".join(SITES), " and ".join(redact_url(u) for u in uses))
         self.hostname = v["hostname"] or socket.gethostname()
         self.tags = tuple(v["tags"])
         self.env = v["env"]

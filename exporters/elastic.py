@@ -995,7 +995,7 @@ def _mapping(value: Any, where: str) -> None:
                 raise ConfigError(f"{where}.mode: {item!r} is not a mapping mode; "
                                   f"use one of {', '.join(_MAPPING_MODES)}")
             _log.warning("%s.mode is ignored: documents always carry ECS fields next to the OTel attributes "
-                         "(attributes.*) and the signed record (audit.otlp)", where)
+                         "(attributes.*) and the signed record (audit.otlp); remove it", where)
         elif key == "allowed_modes":
             if not isinstance(item, list) or not all(m in _MAPPING_MODES for m in item):
                 raise ConfigError(f"{where}.allowed_modes: expected a list of {', '.join(_MAPPING_MODES)}")

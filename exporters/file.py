@@ -47,6 +47,7 @@ import math
 import os
 import re
 import shutil
+import stat
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -169,7 +170,26 @@ def _path(value: object) -> str:
         value = os.fspath(value)
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"must be a non-empty string, got {value!r}; set it to a file path")
+    if "\0" in value:  # e.g. a templated value gone wrong: no file can be opened by that name
+        raise ConfigError(f"{value!r} holds a NUL character, which no file name can; set it to a file path")
+    if value.endswith(("/", os.sep)):  # a folder meant: say so rather than write a file named like it
+        raise ConfigError(f"{value!r} names a folder; name the file to write in it, e.g. {value}audit.jsonl")
     return value
+
+
+def check_regular_file(path: str) -> None:
+    """ConfigError (no key) if `path` exists and is not a regular file: a folder, a device such as /dev/null
+    (records "delivered" there are gone), a FIFO or a socket. Rotation, the lock beside it and the torn-tail
+    repair all need a regular file."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return  # absent (made at the first write) or unreadable: the first write says what is wrong
+    if stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{path} is a folder; name a file in it, e.g. {os.path.join(path, 'audit.jsonl')}")
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{path} exists and is not a regular file (a device, FIFO or socket); name a regular "
+                          "file, e.g. /var/log/otel-audit/audit.jsonl")
 
 
 class _RotationParser(_settings.Parser):
@@ -189,7 +209,8 @@ class _RotationParser(_settings.Parser):
 _S = _settings.Setting
 SETTINGS = _settings.Model("file", [
     _S("path", _settings.Check(_path, "string"), DEFAULT_PATH, (ENV_PATH,), "the file to write (folders 0700, "
-       "file 0600); a process that finds it held by another (a forked child, a worker started apart) "
+       "file 0600); a name ending in / (a folder), a device, FIFO or socket is refused; a process that "
+       "finds it held by another (a forked child, a worker started apart) "
        "writes <stem>.<pid><suffix> next to it",
        required=f"missing; set it to the file to write, e.g. {DEFAULT_PATH}"),
     _S("rotation", _RotationParser(), None, (ENV_MAX_MEGABYTES,), "rotate by size: max_megabytes (100, may be "
@@ -316,6 +337,10 @@ class FileLogRecordExporter(LogRecordExporter):
         self._path = os.path.abspath(os.fspath(path))
         if os.path.basename(self._path) == "" or os.path.isdir(self._path):
             raise ConfigError(f"path: must name a file, not a directory, got {path!r}")
+        try:
+            check_regular_file(self._path)
+        except ConfigError as exc:
+            raise ConfigError(f"path: {exc}") from None
 
         self._rotation = _rotation_from_args(v["rotation"])
         self._compression = compression = v["compression"]

@@ -55,7 +55,7 @@ import os
 import re
 import shlex
 import stat
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -799,9 +799,17 @@ def _exporter_plan(
     if etype in _OWN_RETRY and "retry_on_failure" in block:
         cfg["retry_on_failure"] = block["retry_on_failure"]
     if etype == "file" and cfg.get("path") is not None:
+        from otel_audit.exporters.file import SETTINGS as FILE_SETTINGS
+        from otel_audit.exporters.file import check_regular_file
+
+        raw = _text(cfg["path"])
+        if isinstance(raw, str) and raw.strip():  # a NUL or a trailing / is lost once joined to the base
+            FILE_SETTINGS.read_block({"path": raw}, where)
         cfg["path"] = _relative(base, cfg["path"], f"{where}.path")
-        if Path(cfg["path"]).is_dir():
-            raise ConfigError(f"{where}.path: {cfg['path']} is a folder; name a file in it, e.g. audit.jsonl")
+        try:
+            check_regular_file(cfg["path"])
+        except ConfigError as exc:
+            raise ConfigError(f"{where}.path: {exc}") from None
     tls = cfg.get("tls")
     if isinstance(tls, Mapping):
         cfg["tls"] = {k: (_relative(base, v, f"{where}.tls.{k}") if k in _TLS_FILES and isinstance(v, str) and v
@@ -910,6 +918,12 @@ def _plan(doc: Mapping[str, Any], src: str, base: Path) -> _Plan:
     signing_id = procs[-1]
     swhere = f"{src}: processors.{signing_id}"
     signing, key_name = _signing_plan(_plain(_block(doc, "processors", signing_id, src)), swhere, base)
+    _check_own_folders([
+        (f"{swhere}.keys_dir", signing["signer"], "the keys"),
+        (f"{swhere}.state_dir", signing["state_dir"], "the chain state"),
+        (f"{src}: processors.{delivery[0]}.directory" if delivery else "", delivery[1]["directory"] if delivery
+         else None, "the spool"),
+    ])
     warnings += _private_path_warnings(src, signing_id, signing, delivery, exporters)
     if signing["state_dir"] is None:
         warnings.insert(0,
@@ -948,6 +962,30 @@ def _loose_tree(out: list[str], where: str, folder: Path, holds: str, *,
         return
     for p, mode in files:
         out.append(f"{where}: {filemodes.loose_message(p, mode, False, holds)}")
+
+
+def _check_own_folders(folders: list[tuple[str, str | None, str]]) -> None:
+    """ConfigError when two of the keys folder, the chain state folder and the spool folder ((key, path,
+    what it holds), in that order) are the same folder or one is inside the other; the later key is named.
+    Each keeps files of its own beside whatever else is there: a spool in the keys folder leaves spool.json
+    next to keyring.json, and `otel-audit verify --keys` (what auditors are given) then refuses the folder."""
+    real = [(key, os.path.realpath(path), path, what) for key, path, what in folders if path]
+    for i, (key, rp, path, what) in enumerate(real):
+        for where, orp, opath, owhat in real[:i]:
+            okey = where.rsplit(": ", 1)[-1]  # the file is named once, before the key
+            if rp == orp:
+                how = f"is the same folder as {okey} ({opath})"
+            elif os.path.commonpath([rp, orp]) == orp:
+                how = f"is inside {okey} ({opath})"
+            elif os.path.commonpath([rp, orp]) == rp:
+                how = f"holds {okey} ({opath})"
+            else:
+                continue
+            why = ""
+            if owhat == "the keys":
+                why = " (the keys folder is what auditors get for 'otel-audit verify --keys')"
+            raise ConfigError(f"{key}: {path} {how}; {what} and {owhat} each need a folder of their own{why}: "
+                              "name another folder")
 
 
 def _check_keys_not_world_writable(keys_dir: str, where: str) -> None:
@@ -1056,6 +1094,34 @@ def _shutdown_all(parts: list[Any]) -> None:
             _log.debug("shutdown of %r after a config error failed", part, exc_info=True)
 
 
+class _Collect(logging.Handler):
+    """Keeps the text of each WARNING (or worse) record it is given."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _exporter_warnings() -> Iterator[list[str]]:
+    """The warnings the exporters log meanwhile (a Datadog site not known, an ignored setting): a dry run
+    returns them as its own warnings, so check-config prints each once in its form and --strict fails on
+    them, instead of letting them through as log lines."""
+    log = logging.getLogger("otel_audit.exporters")
+    collect = _Collect()
+    propagate = log.propagate
+    log.addHandler(collect)
+    log.propagate = False
+    try:
+        yield collect.messages
+    finally:
+        log.removeHandler(collect)
+        log.propagate = propagate
+
+
 def build(
     doc: Mapping[str, Any], *, src: str = "config", base_dir: str | os.PathLike[str] = ".", dry_run: bool = False
 ) -> Built:
@@ -1067,18 +1133,24 @@ def build(
     factories = _exporter_factories()
     if dry_run:
         exporters: dict[str, Any] = {}
+        warnings = list(plan.warnings)
         for eid, etype, cfg, _ in plan.exporters:
-            exporter = factories[etype](cfg, f"{src}: exporters.{eid}")
-            exporter.shutdown()  # constructed to check its settings; never used
+            where = f"{src}: exporters.{eid}"
+            with _exporter_warnings() as said:
+                exporter = factories[etype](cfg, where)
+                exporter.shutdown()  # constructed to check its settings; never used
             exporters[eid] = exporter
+            for msg in said:  # "<file>: <key>: <what to do>", as the plan's own warnings are; each once
+                w = msg if msg.startswith(f"{src}: ") else f"{where}: {msg}"
+                if w not in warnings:
+                    warnings.append(w)
         procs: dict[str, Any] = {
             pid: _redaction_processor(kw, f"{src}: processors.{pid}", None) for pid, kw, _ in plan.redactions
         }
         procs[plan.signing_id] = None  # checked (the key loads, the settings are valid), not started
         if plan.delivery is not None:
             procs[plan.delivery[0]] = None
-        return Built(None, None, exporters, procs, key_name=plan.key_name, dry_run=True,
-                     warnings=list(plan.warnings))
+        return Built(None, None, exporters, procs, key_name=plan.key_name, dry_run=True, warnings=warnings)
     built = _construct(plan, src, factories)
     for w in plan.warnings:
         _log.warning("%s", w)
@@ -1379,6 +1451,8 @@ def build_from_env(env: Mapping[str, str] | None = None) -> Built:
     spool_dir = e.get(ENV_SPOOL_DIR) or None
     if spool_dir is not None and os.path.exists(spool_dir) and not os.path.isdir(spool_dir):
         raise ConfigError(f"{ENV_SPOOL_DIR}: {spool_dir} exists and is not a folder; name a folder of its own")
+    _check_own_folders([(ENV_KEYS_DIR, keys_dir, "the keys"), (ENV_STATE_DIR, state_dir, "the chain state"),
+                        (ENV_SPOOL_DIR, spool_dir, "the spool")])
     from otel_audit.processors.spool import MODES
 
     mode = (e.get(ENV_DELIVERY_MODE) or "fail_closed").strip()
@@ -1416,7 +1490,12 @@ def build_from_env(env: Mapping[str, str] | None = None) -> Built:
                 factory = eps[chosen[n]].load()
                 # the file exporter's path comes from `env` too, so that a given mapping is the whole story
                 if factory is FileLogRecordExporter:
-                    exp = factory(path=e.get(ENV_PATH) or DEFAULT_PATH)
+                    try:
+                        exp = factory(path=e.get(ENV_PATH) or DEFAULT_PATH)
+                    except ConfigError as exc:  # "path: ..." names the argument; here it is the variable
+                        msg = str(exc)
+                        raise ConfigError(f"{ENV_PATH}: {msg.removeprefix('path: ')}" if msg.startswith("path: ")
+                                          else msg) from None
                 elif chosen[n] in _SDK_OTLP:  # the SDK's exporter, with otel-audit's proxy decision
                     exp = factory(**otlp_proxy_arguments(_SDK_OTLP[chosen[n]]))
                 else:

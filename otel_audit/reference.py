@@ -101,12 +101,27 @@ def stale(root: Path) -> list[Path]:
             if not p.exists() or p.read_text(encoding="utf-8") != text]
 
 
+def _not_a_checkout(root: Path) -> str | None:
+    """Why ``root`` is not an otel-audit checkout (the files this module rewrites are missing), or None."""
+    if not root.is_dir():
+        return f"--root {root}: not a folder"
+    for need in (root / "README.md", root / "docs"):
+        if not need.exists():
+            return f"--root {root}: no {need.name} (not an otel-audit checkout)"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m otel_audit.reference", description=__doc__.split("\n\n")[0])
     ap.add_argument("--check", action="store_true", help="only report stale files (exit 1 if any)")
     ap.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent,
                     help="the checkout (default: the one this module is in)")
     args = ap.parse_args(argv)
+    missing = _not_a_checkout(args.root)
+    if missing is not None:
+        # An installed package has no README.md beside it: say so in one line, not a traceback.
+        print(f"{ap.prog}: error: {missing}; pass --root <the otel-audit checkout>", file=sys.stderr)
+        return 2
     if args.check:
         old = stale(args.root)
         for p in old:

@@ -350,6 +350,32 @@ def test_check_config_warns_about_setups_that_can_lose_records(
     assert err.splitlines()[0].startswith(f"warning: {cfg}: {key}: ") and "--strict" in err.splitlines()[-1]
 
 
+@pytest.mark.parametrize(
+    ("exporter", "block", "key", "needle"),
+    [
+        ("datadog", "{api: {key: 0123456789abcdef0123456789abcdef, site: datadoghq.co}}", "exporters.datadog",
+         "check the spelling"),
+        ("elasticsearch", "{endpoint: 'http://127.0.0.1:1', mapping: {mode: ecs}}",
+         "exporters.elasticsearch.mapping.mode", "remove it"),
+    ],
+    ids=["datadog-site", "elastic-mapping-mode"],
+)
+def test_check_config_reports_exporter_warnings_once_in_its_form(
+    tmp_path: Path, shared_keys: Path, exporter: str, block: str, key: str, needle: str,
+) -> None:
+    """A warning an exporter logs while being checked is one `warning: <file>: <key>: ...` line; --strict exits 1."""
+    cfg = tmp_path / "audit.yaml"
+    cfg.write_text(durable_config(shared_keys, tmp_path).replace(
+        "  file: {path:", f"  {exporter}: {block}\n  file: {{path:", 1).replace("exporters: [file]",
+                                                                           f"exporters: [file, {exporter}]"))
+    proc = run("check-config", str(cfg))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"warning: {cfg}: {key}") and needle in lines[0], proc.stderr
+    strict = run("check-config", "--strict", str(cfg))
+    assert strict.returncode == 1 and strict.stderr.splitlines()[0] == lines[0], strict.stderr
+
+
 def test_check_config_lists_every_warning(tmp_path: Path, shared_keys: Path) -> None:
     """Several problems give one warning line each, in the order of the config's keys."""
     cfg = tmp_path / "audit.yaml"

@@ -686,6 +686,70 @@ def test_delivery_errors_name_the_key(tmp_path: Path, shared_keys: Path, extra: 
     assert str(cfg) in str(exc.value) and needle in str(exc.value)
 
 
+@pytest.mark.parametrize(
+    ("spool", "state", "needle"),
+    [
+        ("KEYS", None, "processors.delivery.directory"),
+        ("KEYS/private", None, "processors.delivery.directory"),
+        ("spool", "KEYS", "processors.signing.state_dir"),
+        ("state/spool", "state", "processors.delivery.directory"),
+        ("spool", "spool", "processors.delivery.directory"),
+    ],
+    ids=["spool-is-keys", "spool-in-private", "state-is-keys", "spool-in-state", "spool-is-state"],
+)
+def test_keys_state_and_spool_folders_must_not_overlap(
+    tmp_path: Path, shared_keys: Path, spool: str, state: str | None, needle: str
+) -> None:
+    """The keys, chain state and spool folders are each a folder of their own: sharing one is a ConfigError."""
+    def where(s: str) -> Path:
+        return Path(s.replace("KEYS", str(shared_keys))) if s.startswith("KEYS") else tmp_path / s
+
+    text = delivery_config(shared_keys, tmp_path / "a.jsonl", where(spool))
+    if state is not None:
+        text = text.replace("    checkpoint_every: 10", f"    state_dir: {q(where(state))}\n    checkpoint_every: 10")
+    cfg = write(tmp_path / "audit.yaml", text)
+    with pytest.raises(ConfigError) as exc:
+        config.build_from_file(cfg, dry_run=True)
+    assert str(cfg) in str(exc.value) and needle in str(exc.value), str(exc.value)
+    assert "folder of their own" in str(exc.value)
+
+
+@pytest.mark.parametrize("var", ["OTEL_AUDIT_SPOOL_DIR", "OTEL_AUDIT_STATE_DIR"])
+def test_env_spool_or_state_in_the_keys_folder_is_a_config_error(shared_keys: Path, var: str) -> None:
+    """Env-only: OTEL_AUDIT_SPOOL_DIR or OTEL_AUDIT_STATE_DIR naming the keys folder is refused, naming the variable."""
+    with pytest.raises(ConfigError, match=var):
+        config.build_from_env({"OTEL_AUDIT_KEYS_DIR": str(shared_keys), "OTEL_LOGS_EXPORTER": "otel_audit_file",
+                               var: str(shared_keys)})
+
+
+@pytest.mark.parametrize(
+    ("path", "needle"),
+    [("'archive/'", "names a folder"), ('"archive/\\u0000audit.jsonl"', "NUL"), ("/dev/null", "not a regular file")],
+    ids=["trailing-slash", "nul", "device"],
+)
+def test_file_path_that_cannot_be_an_archive_file_is_a_config_error(
+    tmp_path: Path, shared_keys: Path, path: str, needle: str
+) -> None:
+    """exporters.file.path ending in /, holding a NUL or naming a device is a ConfigError naming the key."""
+    text = yaml_config(shared_keys, tmp_path / "a.jsonl").replace(f"path: {q(tmp_path / 'a.jsonl')}", f"path: {path}")
+    cfg = write(tmp_path / "audit.yaml", text)
+    with pytest.raises(ConfigError) as exc:
+        config.build_from_file(cfg, dry_run=True)
+    assert f"{cfg}: exporters.file.path:" in str(exc.value) and needle in str(exc.value), str(exc.value)
+
+
+@pytest.mark.parametrize(("path", "needle"), [("DIR/", "names a folder"), ("/dev/null", "not a regular file")],
+                         ids=["trailing-slash", "device"])
+def test_env_file_path_that_cannot_be_an_archive_file_names_the_variable(
+    tmp_path: Path, shared_keys: Path, path: str, needle: str
+) -> None:
+    """Env-only: OTEL_AUDIT_FILE_PATH ending in / or naming a device is a ConfigError naming the variable."""
+    with pytest.raises(ConfigError, match=f"^OTEL_AUDIT_FILE_PATH: .*{needle}"):
+        config.build_from_env({"OTEL_AUDIT_KEYS_DIR": str(shared_keys), "OTEL_LOGS_EXPORTER": "otel_audit_file",
+                               "OTEL_AUDIT_FILE_PATH": path.replace("DIR", str(tmp_path / "archive"))})
+    assert not (tmp_path / "archive").exists()
+
+
 def test_delivery_must_come_last(tmp_path: Path, shared_keys: Path) -> None:
     """delivery before signing is refused: it must receive the signed records."""
     text = delivery_config(shared_keys, tmp_path / "a.jsonl", tmp_path / "spool").replace(

@@ -690,6 +690,16 @@ def test_config_errors_name_the_key(cfg: dict[str, Any], key: str) -> None:
     assert DEFAULT_API_KEY not in str(info.value) and "not-hex!" not in str(info.value)
 
 
+def test_unknown_site_is_warned_about_once(caplog: pytest.LogCaptureFixture) -> None:
+    """A site not in SITES (a typo such as datadoghq.co) logs one warning naming where the API key would go."""
+    with caplog.at_level(logging.WARNING, logger="otel_audit.exporters"):
+        exp = DatadogLogExporter.from_config({"api": {"key": DEFAULT_API_KEY, "site": "datadoghq.co"}}, where="dd")
+    exp.shutdown()
+    said = [r.getMessage() for r in caplog.records if "datadoghq.co" in r.getMessage()]
+    assert len(said) == 1 and "https://api.datadoghq.co" in said[0] and "check the spelling" in said[0], said
+    assert DEFAULT_API_KEY not in caplog.text
+
+
 def test_fail_on_invalid_key_checks_the_key_at_startup(standin: DatadogStandIn) -> None:
     """With api.fail_on_invalid_key the key is checked with Datadog at construction; a refused key is a ConfigError."""
     base = {"logs": {"endpoint": standin.url}, "metrics": {"endpoint": standin.url}}

@@ -301,6 +301,31 @@ def test_path_that_is_a_directory_is_refused_at_construction(tmp_path: Path) -> 
         FileLogRecordExporter(path=target)
 
 
+@pytest.mark.parametrize(
+    ("name", "needle"),
+    [("archive/", "names a folder"), ("archive/\0audit.jsonl", "NUL")],
+    ids=["trailing-slash", "nul"],
+)
+def test_path_with_a_trailing_slash_or_a_nul_is_refused(tmp_path: Path, name: str, needle: str) -> None:
+    """A path ending in / (a folder meant) or holding a NUL is a ConfigError naming path; nothing is made."""
+    with pytest.raises(ConfigError, match=f"path: .*{needle}"):
+        FileLogRecordExporter(path=f"{tmp_path}/{name}")  # not a Path: that drops the trailing /
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo"])
+def test_path_that_is_not_a_regular_file_is_refused(tmp_path: Path, kind: str) -> None:
+    """An existing device (/dev/null) or FIFO is refused at construction: records written there would be lost."""
+    if kind == "device":
+        target = Path("/dev/null")
+    else:
+        target = tmp_path / "pipe"
+        os.mkfifo(target)
+    with pytest.raises(ConfigError, match="path: .*not a regular file"):
+        FileLogRecordExporter(path=target)
+    assert not Path(f"{target}.lock").exists()
+
+
 def test_path_that_becomes_a_directory_fails_without_raising(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

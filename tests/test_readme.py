@@ -38,6 +38,15 @@ def test_generated_reference_is_current() -> None:
     assert not old, f"out of date: {[str(p) for p in old]}; run: .venv/bin/python -m otel_audit.reference"
 
 
+def test_reference_with_a_root_that_is_not_a_checkout_is_a_usage_error(tmp_path: Path) -> None:
+    """`python -m otel_audit.reference --root <not a checkout>` exits 2 with one line naming README.md."""
+    r = subprocess.run([sys.executable, "-m", "otel_audit.reference", "--check", "--root", str(tmp_path)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "README.md" in r.stderr and "--root" in r.stderr, r.stderr
+
+
 def test_every_public_helper_is_in_the_readme() -> None:
     """Each AuditLogger helper (public method naming its event) has a row; each row names a real helper."""
     names = {name for name, _, _ in reference.helpers()}
