@@ -338,6 +338,8 @@ SETTINGS = _settings.Model("splunk_hec", [
                                              "without audit.otlp, so Splunk's copy could not be verified; "
                                              "remove it"), "bool"),
        False, (), "must stay false", unused=True),
+    _S("proxy_url", _settings.ProxyUrl(), None, (), "an HTTP(S) proxy, or SOCKS5 with PySocks, for every request "
+       "(wins over HTTP(S)_PROXY; the collector's confighttp proxy_url)"),
     *transport_settings(_E, timeout=DEFAULT_TIMEOUT, tls_env=True),
 ], ignored=_IGNORED_KEYS | {"sending_queue", "batch"}, title="splunk_hec (SplunkHecLogExporter)",
    list_keys=None)
@@ -460,6 +462,7 @@ class SplunkHecLogExporter(HttpLogExporter):
         headers: Mapping[str, str] | None = None,
         session: requests.Session | None = None,
         proxy_from_env: bool | str = True,
+        proxy_url: str | None = None,
         **collector: Any,
     ) -> None:
         v = SETTINGS.resolve(SETTINGS.given(locals(), collector))
@@ -495,6 +498,8 @@ class SplunkHecLogExporter(HttpLogExporter):
             tls = TlsSettings(ca_file=v["tls_ca_file"], insecure_skip_verify=v["tls_insecure_skip_verify"])
         super().__init__(timeout=v["timeout"], tls=tls, retry=v["retry"], compression=not v["disable_compression"],
                          headers=v["headers"], session=session, proxy_from_env=v["proxy_from_env"])
+        if v["proxy_url"]:
+            self.session.proxies = {"http": v["proxy_url"], "https": v["proxy_url"]}
         self.splunk_counters = SplunkCounters()
         self.channel = str(uuid.uuid4())
         self.hostname = socket.gethostname() or "unknown"

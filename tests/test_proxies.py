@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -301,6 +302,28 @@ def test_every_siem_exporter_sends_through_the_environment_proxy(
         assert targets and all(t.startswith(ORIGIN + "/") for t in targets), targets
     else:
         assert targets == []
+
+
+@pytest.mark.parametrize("kind", sorted(BLOCKS))
+def test_every_siem_exporter_sends_through_its_proxy_url(
+    kind: str, proxy: ForwardProxy, shared_keys: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A block's proxy_url (the collector's confighttp key) carries every request, over an HTTP_PROXY that
+    names a dead proxy."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{s.getsockname()[1]}")
+    cls, block = BLOCKS[kind]
+    block = {**block, "retry_on_failure": NO_RETRY, "timeout": "5s", "proxy_url": proxy.url}
+    exporter = cls.from_config(block, where=f"exporters.{kind}")
+    cap = Capture()
+    emit(shared_keys, cap, n=2)
+    try:
+        exporter.export(cap.records)
+    finally:
+        exporter.shutdown()
+    targets = proxy.targets()
+    assert targets and all(t.startswith(ORIGIN + "/") for t in targets), targets
 
 
 # -- loopback destinations -------------------------------------------------------------------------------
