@@ -64,7 +64,7 @@ import yaml
 
 from otel_audit import filemodes
 from otel_audit.errors import AuditError, ConfigError, KeyringError
-from otel_audit.safe import describe_key, guard_sdk_loggers
+from otel_audit.safe import guard_sdk_loggers
 
 _log = logging.getLogger(__name__)
 
@@ -759,34 +759,6 @@ def _resource(doc: Mapping[str, Any], src: str) -> dict[str, Any]:
     return out
 
 
-_NOT_UTF8 = ("not valid UTF-8 text (a lone surrogate such as \\ud800, or a byte that is not UTF-8), which no OTLP "
-             "record or signed checkpoint can carry; write it as UTF-8")
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _check_resource(resource: Any, where: Callable[[str], str]) -> None:
-    """A ConfigError naming where a resource attribute that is not valid UTF-8 came from (``where(key)``): every
-    record carries the resource and every checkpoint names it, so none of them could be written."""
-    for k, v in resource.attributes.items():
-        values = v if isinstance(v, (list, tuple)) else [v]
-        if not _is_utf8(k) or not all(_is_utf8(x) for x in values if isinstance(x, str)):
-            raise ConfigError(f"{where(k if _is_utf8(k) else '<a key>')}: {_NOT_UTF8}")
-
-
-def _env_resource_source(e: Mapping[str, str], key: str) -> str:
-    """The variable a resource attribute of the environment came from (OTEL_SERVICE_NAME wins for service.name)."""
-    if key == "service.name" and (e.get(ENV_SERVICE_NAME) or "").strip():
-        return ENV_SERVICE_NAME
-    return f"{ENV_RESOURCE_ATTRIBUTES} ({describe_key(key)})"
-
-
 def _exporter_plan(
     doc: Mapping[str, Any], eid: str, src: str, base: Path, factories: Mapping[str, Any]
 ) -> tuple[str, str, dict[str, Any], dict[str, Any]]:
@@ -1172,9 +1144,8 @@ def _construct(plan: _Plan, src: str, factories: Mapping[str, Any]) -> Built:
             late.append(logger)
         procs[pid] = _redaction_processor(kwargs, f"{src}: processors.{pid}", logger)
     guard_sdk_loggers()  # the SDK's loggers, now that it is imported: its lines quote malformed OTEL_* values
-    raw = Resource.create(plan.resource)  # with OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME, as in the SDK
-    _check_resource(raw, lambda k: f"{src}: resource.{describe_key(k)}" if k in plan.resource
-                    else _env_resource_source(os.environ, k))
+    # with OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME, as in the SDK (all checked as UTF-8 by _resource)
+    raw = Resource.create(plan.resource)
     resource = _redacted_resource(raw, procs.values())
     provider = audit_provider(resource)
     for logger in late:
@@ -1355,6 +1326,8 @@ def _env_resource(e: Mapping[str, str]) -> dict[str, Any]:
     from urllib.parse import unquote
 
     _check_env_resource(e)
+    if e is not os.environ:
+        _check_env_resource(os.environ)  # Resource.create reads the process's variables too
     out: dict[str, Any] = {}
     for item in (e.get(ENV_RESOURCE_ATTRIBUTES) or "").split(","):
         if not item.strip():
@@ -1476,8 +1449,7 @@ def build_from_env(env: Mapping[str, str] | None = None) -> Built:
     pii_logger = _LatePIILogger()
     red = _redaction_processor({"mode": "hmac" if hmac_key else "mask", "hmac_key": hmac_key}, ENV_HMAC_KEY, pii_logger)
     guard_sdk_loggers()  # the SDK's loggers, now that it is imported: its lines quote malformed OTEL_* values
-    raw = Resource.create(_env_resource(e))
-    _check_resource(raw, lambda k: _env_resource_source(e, k))
+    raw = Resource.create(_env_resource(e))  # checked as UTF-8 there, with the process's own variables
     resource = _redacted_resource(raw, [red])
     provider = audit_provider(resource)
     pii_logger.bind(provider)

@@ -14,7 +14,7 @@ import logging
 import math
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -192,14 +192,19 @@ class RedactingFilter(logging.Filter):
     """A logging filter for handlers: the formatted message of every record passes `scrub`."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a bad format string: leave it to the handler's own error path
-            return True
-        safe = scrub(message)
-        if safe != message:
-            record.msg, record.args = safe, None
+        return _rewrite(record, scrub)
+
+
+def _rewrite(record: logging.LogRecord, clean: Callable[[str], str]) -> bool:
+    """Replace the record's formatted message by `clean` of it where that differs; always lets it through."""
+    try:
+        message = record.getMessage()
+    except Exception:  # a bad format string: leave it to the handler's own error path
         return True
+    safe = clean(message)
+    if safe != message:
+        record.msg, record.args = safe, None
+    return True
 
 
 #: Loggers of the HTTP libraries the exporters use; their own lines name the URL they requested.
@@ -258,14 +263,7 @@ class EnvEchoFilter(RedactingFilter):
         # The SDK logs some of these lines from its resource detectors' threads while the main thread imports the
         # SDK; `scrub` would import the redaction processor, which imports the SDK: a deadlock. Until it is
         # loaded, the URL pass only (the items the SDK quotes whole are replaced above either way).
-        try:
-            message = record.getMessage()
-        except Exception:  # a bad format string: leave it to the handler's own error path
-            return True
-        safe = redact_text(message)
-        if safe != message:
-            record.msg, record.args = safe, None
-        return True
+        return _rewrite(record, redact_text)
 
 
 def _redaction_loaded() -> bool:
