@@ -33,6 +33,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import math
 import os
 import signal
 import sys
@@ -182,6 +183,8 @@ def install_signal_handlers() -> bool:
             except (ValueError, OSError) as exc:  # e.g. an embedded interpreter
                 _log.debug("cannot install the audit handler for %s: %s", sig.name, exc)
         _installed_pid = pid
+    if signal.getsignal(signal.SIGTERM) is _handle:
+        start_watchdog()
     return True
 
 
@@ -264,7 +267,86 @@ def _must_wait(frame: FrameType | None) -> bool:
     return _in_critical(frame) or _in_fork_hooks(frame) or _in_mp_bootstrap(frame)
 
 
+# -- the watchdog of lost signals ------------------------------------------------------------------
+#
+# A Python-level handler runs when the main thread next checks for signals. A signal that arrives just
+# before the main thread enters a blocking C call (a pool worker taking its queue's lock: the moment
+# Pool.terminate() sends SIGTERM, as a worker loops back for its next task) is noted by the C handler
+# but interrupts nothing, and the main thread waits forever: the signal is lost, and with it the stop the
+# default action would have made. The C handler also writes the signal's number to the wakeup fd, from
+# whatever thread: a thread of ours reads it and, when the Python handler has not run for it, sends the
+# signal again to the main thread, whose blocking call it then interrupts.
+NUDGE_SECONDS = 0.05  # how long the main thread has to run the handler before the signal is sent again
+MAX_NUDGES = 200
+_RECENT = 1.0  # a handler run this long before the delivery was read counts as that delivery's
+_wake: list[int] = []  # [read fd, write fd] of this process's watchdog pipe
+_last_handled: dict[int, float] = {}  # signal -> monotonic time _handle last ran for it
+
+
+def _close_wake() -> None:
+    for fd in _wake:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _wake.clear()
+
+
+def start_watchdog() -> bool:
+    """Own the signal wakeup fd and watch it for lost SIGTERM/SIGINT (main thread; ours installed).
+    False, leaving everything as it was, where the fd is somebody else's (asyncio's) or the platform
+    lacks what it needs."""
+    if not (hasattr(signal, "set_wakeup_fd") and hasattr(signal, "pthread_kill") and hasattr(os, "set_blocking")):
+        return False
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    inherited = _wake[1] if _wake else -1
+    try:
+        r, w = os.pipe()
+    except OSError:
+        return False
+    os.set_blocking(w, False)
+    try:
+        before = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    except (ValueError, OSError):
+        before = -2
+    if before not in (-1, inherited):  # another owner (asyncio's self-pipe): leave it theirs
+        if before != -2:
+            with contextlib.suppress(ValueError, OSError):
+                signal.set_wakeup_fd(before)
+        os.close(r)
+        os.close(w)
+        return False
+    _close_wake()  # a fork child's copy of its parent's pipe
+    _wake[:] = [r, w]
+    background_thread(_watch, args=(r, threading.get_ident()), name="otel-audit-signal-watch").start()
+    return True
+
+
+def _watch(r: int, main: int) -> None:
+    wanted = {int(s) for s in SIGNALS}
+    while True:
+        try:
+            data = os.read(r, 256)
+        except OSError:
+            return
+        if not data or not _wake or _wake[0] != r:
+            return  # closed or replaced (a fork child's hook made its own)
+        seen = time.monotonic()
+        for signum in wanted.intersection(data):
+            for _ in range(MAX_NUDGES):
+                if _last_handled.get(signum, -math.inf) >= seen - _RECENT:
+                    break
+                time.sleep(NUDGE_SECONDS)
+                if _last_handled.get(signum, -math.inf) >= seen - _RECENT:
+                    break
+                try:
+                    signal.pthread_kill(main, signum)
+                except (OSError, ValueError):
+                    return  # the main thread is gone
+                seen = time.monotonic()
+
+
 def _handle(signum: int, frame: FrameType | None) -> None:
+    _last_handled[signum] = time.monotonic()
     if _must_wait(frame) and _retries.get(signum, 0) < MAX_RETRIES:
         _retries[signum] = _retries.get(signum, 0) + 1
         if signum not in pending:
@@ -337,6 +419,14 @@ def _after_fork_in_child() -> None:
     _retries.clear()
     pending.clear()
     _resenders.clear()
+    _last_handled.clear()
+    # the parent's watchdog pipe: the child's signals must not wake the parent's watchdog
+    if _wake and not start_watchdog():
+        with contextlib.suppress(ValueError, OSError):
+            current = signal.set_wakeup_fd(-1)
+            if current not in (-1, _wake[1]):
+                signal.set_wakeup_fd(current)  # not ours: put it back
+        _close_wake()
     # A signal held over the fork arrives once the mask is restored, and waits for the hooks (see _handle).
     # The mask stays blocked until the last hook of our processors has run: the threads that hooks before
     # it start (the SDK's batch processors re-create their worker thread in the child) inherit the block,

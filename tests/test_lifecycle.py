@@ -267,6 +267,20 @@ if MODE == "busy":  # emit as fast as it can until stopped
     while True:
         logger.emit(body=f"event {{i}}", event_name="config.changed")
         i += 1
+if MODE == "blocked":  # the main thread waits in a C call; the signal is taken by another thread
+    import multiprocessing, threading
+    lock = multiprocessing.Lock()
+    lock.acquire()
+    def other():
+        time.sleep(0.3)
+        with open(os.devnull, "w"):
+            pass
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+        time.sleep(60)
+    threading.Thread(target=other, daemon=True).start()
+    lock.acquire()  # sem_wait: only a signal sent to this thread interrupts it
+    print("the wait ended without the signal", flush=True)
+    sys.exit(3)
 deadline = time.monotonic() + 30
 while not flag and time.monotonic() < deadline:
     time.sleep(0.02)
@@ -328,6 +342,24 @@ def test_ignored_signal_stays_ignored(tmp_path: Path, keys_dir: Path) -> None:
     finally:
         proc.kill()
         proc.wait(timeout=30)
+
+
+def test_a_signal_taken_by_another_thread_while_the_main_thread_blocks_still_stops_it(
+        tmp_path: Path, keys_dir: Path) -> None:
+    """The C handler of a signal may run in any thread that does not block it, and it interrupts nothing
+    there: a main thread waiting in a C call (a pool worker taking its queue's lock when Pool.terminate()
+    sends SIGTERM, the signal arriving just before it blocks) would wait forever. The watchdog reads the
+    wakeup fd and sends the signal again to the main thread: the process stops, its stream sealed."""
+    proc = _script(tmp_path, keys_dir, "blocked")
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"the process never stopped: the signal was lost\n{err}")
+    assert proc.returncode == 143, (proc.returncode, out, err)
+    assert "without the signal" not in out, out
+    _verify_file(keys_dir, tmp_path / "audit.jsonl")
 
 
 def test_signal_during_a_burst_of_emits_leaves_the_chain_whole(tmp_path: Path, keys_dir: Path) -> None:
