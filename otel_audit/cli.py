@@ -8,7 +8,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from otel_audit import readers
 from otel_audit.errors import AuditError
@@ -48,7 +48,8 @@ def _time(value: str) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="otel-audit", description="Tamper-evident audit logging on OpenTelemetry.")
-    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    p.add_argument("--version", action=_VersionAction, nargs=0,
+                   help="show the version and which integrity core is active (native or pure Python), then exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     v = sub.add_parser(
@@ -169,6 +170,17 @@ def _version() -> str:
     from otel_audit import __version__
 
     return __version__
+
+
+class _VersionAction(argparse.Action):
+    """--version: the package's version and the integrity core in use (looked up only when asked)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        from otel_audit import _native
+
+        print(f"{parser.prog} {_version()}\n{_native.describe()}")
+        parser.exit()
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
+from otel_audit import _native
+
 _sha256 = hashlib.sha256
 EMPTY_ROOT = _sha256(b"").digest()
 
@@ -46,6 +48,11 @@ class CompactRange:
         nodes = list(leaves)
         if not nodes:
             return
+        fold = _native.function("merkle_extend")
+        if fold is not None and all(len(x) == 32 for x in nodes):
+            self._stack = fold(self._stack, self.size, b"".join(nodes))
+            self.size += len(nodes)
+            return
         stack = self._stack
         start = self.size
         self.size = start + len(nodes)
@@ -64,6 +71,17 @@ class CompactRange:
             nodes = nxt
             level += 1
         stack.extend(reversed(leftovers))
+
+    def extend_bytes(self, leaves: bytes) -> None:
+        """`extend` with the leaf hashes concatenated (32 bytes each); the native core folds them when active."""
+        if len(leaves) % 32:
+            raise ValueError("leaf hashes are 32 bytes each")
+        fold = _native.function("merkle_extend")
+        if fold is not None:
+            self._stack = fold(self._stack, self.size, leaves)
+            self.size += len(leaves) // 32
+        else:
+            self.extend([leaves[i:i + 32] for i in range(0, len(leaves), 32)])
 
     def root(self) -> bytes:
         stack = self._stack

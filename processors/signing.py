@@ -34,6 +34,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_audit import canonical, lifecycle
+from otel_audit._native import function as _native_function
 from otel_audit._sdk_compat import severity_int, unlimited_limits, writable_attributes
 from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, PREV_DIGEST, RECORD, STREAM_ID, STREAM_SEQ
 from otel_audit.errors import ConfigError, DeliveryError, KeyringError
@@ -422,6 +423,31 @@ class SigningProcessor(LogRecordProcessor):
             lr.event_name = FOREIGN_CHECKPOINT_EVENT
         sev = lr.severity_number
         body = lr.body
+        native = _native_function("sign")
+        if native is not None and (body is None or type(body) is str):
+            # one call canonicalises, hashes and chains; None: a value it leaves to the code below
+            with self._lock:
+                if self._shutdown:
+                    raise DeliveryError(
+                        f"the audit pipeline is shut down (stream {self.stream_id} is sealed); "
+                        f"audit record {lr.event_name!r} was not accepted"
+                    )
+                seq = self._seq
+                prev_hex = self._prev_hex
+                out = native(self._prev, self._head + str(seq).encode() + b",", lr.event_name, ts,
+                             severity_int(sev) if sev is not None else 0, lr.severity_text, body, d, self._embed)
+                if out is not None:
+                    digest, digest_hex, embedded = out
+                    self._seq = seq + 1
+                    self._prev = digest
+                    self._prev_hex = digest_hex
+                    self._pending.append(digest)
+                    unsealed = self._unsealed + 1
+                    self._unsealed = unsealed
+                    due = unsealed >= self._every
+            if out is not None:
+                self._hand_on(log_record, d, seq, prev_hex, digest_hex, embedded, due)
+                return
         types = set(map(type, d.values()))
         if (body is None or type(body) is str) and types <= _PLAIN and (int not in types or canonical.ints_fit(d)):
             try:
@@ -456,12 +482,17 @@ class SigningProcessor(LogRecordProcessor):
             unsealed = self._unsealed + 1
             self._unsealed = unsealed
             due = unsealed >= self._every
+        self._hand_on(log_record, d, seq, prev_hex, digest_hex, content if self._embed else None, due)
+
+    def _hand_on(self, log_record: ReadWriteLogRecord, d: MutableMapping[str, Any], seq: int, prev_hex: str,
+                 digest_hex: str, embedded: bytes | None, due: bool) -> None:
+        """Write the integrity attributes of a numbered record and hand it on downstream."""
         d[STREAM_ID] = self.stream_id
         d[STREAM_SEQ] = seq
         d[PREV_DIGEST] = prev_hex
         d[DIGEST] = digest_hex
-        if self._embed:
-            d[RECORD] = content.decode("utf-8")
+        if embedded is not None:
+            d[RECORD] = embedded.decode("utf-8")
         if self._single is not None:
             try:
                 self._single(log_record)
@@ -791,9 +822,10 @@ def _takes_timeout(fn: Callable[..., object]) -> TypeGuard[Callable[..., None]]:
 
 
 lifecycle.mark_critical([
-    SigningProcessor._on_emit, SigningProcessor._emit_internal, SigningProcessor._emit_checkpoint,
-    SigningProcessor._forward, SigningProcessor._emit_gap_marker, SigningProcessor.shutdown,
-    SigningProcessor.force_flush, SigningProcessor._after_fork_in_child, StreamState.write,
+    SigningProcessor._on_emit, SigningProcessor._hand_on, SigningProcessor._emit_internal,
+    SigningProcessor._emit_checkpoint, SigningProcessor._forward, SigningProcessor._emit_gap_marker,
+    SigningProcessor.shutdown, SigningProcessor.force_flush, SigningProcessor._after_fork_in_child,
+    StreamState.write,
 ])
 
 __all__ = ["MAX_SLOTS", "REASON_REFUSED", "REASON_SPOOL_FULL", "SigningProcessor", "StreamState"]

@@ -41,6 +41,7 @@ from typing import Any
 
 import orjson
 
+from otel_audit import _native
 from otel_audit import readers as _readers
 from otel_audit.decoding import DecodeError, check_members, walk_request
 from otel_audit.errors import AuditError, InputError
@@ -348,6 +349,13 @@ class _Run:
         first = True
         csv = False  # a CSV download, read whole by its reader: only JSON lines in it are read here
         n = 0
+        # The native core reads the lines it is sure of (a request with only `resourceLogs`, which no SIEM
+        # reader claims); it declines every other line, which is read below as without it.
+        core = _native.core() if self.forced in (None, "otlp") else None
+        scan = core.scan_line if core is not None else None
+        fp_key = self.v._scratch.key
+        read_as = rep.read_as
+        add_scanned = self.v.add_scanned
         with fh:
             try:
                 for n, line, size in _lines(fh, limit):
@@ -370,6 +378,14 @@ class _Run:
                     if tally.pem and _PEM_BODY.match(line):
                         tally.note(where, f"not an archive line: {PEM}", PEM)
                         continue
+                    if scan is not None and not csv:
+                        got = scan(line, fp_key)
+                        if got is not None:  # a strict OTLP/JSON request, read by the native core
+                            first = False
+                            tally.taken += 1
+                            read_as["otlp"] = read_as.get("otlp", 0) + 1
+                            add_scanned(got[0], got[1], line, where)
+                            continue
                     try:
                         doc = _loads(line)
                     except orjson.JSONDecodeError as exc:

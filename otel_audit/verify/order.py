@@ -57,6 +57,11 @@ class Scratch:
         self._sizes: dict[str, int] = {}
         self._key = secrets.token_bytes(16)
 
+    @property
+    def key(self) -> bytes:
+        """The fingerprint key of this run (the native core computes fingerprints with it too)."""
+        return self._key
+
     def _fd(self, name: str) -> int:
         fd = self._fds.get(name)
         if fd is None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from otel_audit import canonical
 from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, GAP_EVENT, PREV_DIGEST, RECORD, STREAM_ID, STREAM_SEQ
-from otel_audit.decoding import DecodeError, decode_canonical_content, decode_log_record
+from otel_audit.decoding import DecodeError, decode_canonical_content, decode_log_record, loads
 from otel_audit.keys import Keyring, NoteCheck, PublicKey, _ts
 from otel_audit.merkle import CompactRange
 from otel_audit.note import NoteError, Parent, Predecessor, Signature, SignedNote, parse_note
@@ -168,6 +168,166 @@ class Verifier:
             self._malformed(f"{_loc(where, index)}: record cannot be read ({type(exc).__name__}: {exc})")
             return
         self._store(stream, seq, t, r, per)
+
+    # the native integrity core's results (otel_audit_native.scan_line: see otel_audit/_native.py)
+
+    def add_scanned(self, resources: list[dict[str, Any]], items: list[tuple[Any, ...]], line: bytes,
+                    where: str) -> None:
+        """One OTLP/JSON line as the native core read it: exactly what `add_request` does with the decoded line.
+        Items, in record order: a run of linked records of one stream whose digests are right (10 fields), one
+        record (7), or a record the core leaves to Python, by its place in the line (3)."""
+        n = 0
+        for item in items:
+            k = len(item)
+            if k == 10:
+                ri, stream, first, count, tmin, tmax, first_prev, last_dig, leaves, fps = item
+                self._add_run(resources[ri], stream, first, count, tmin, tmax, first_prev, last_dig, leaves, fps,
+                              where, n)
+                n += count
+            elif k == 7:
+                ri, stream, seq, t, calc, pb, db = item
+                self._add_one(resources[ri], stream, seq, t, (calc, pb, db, None), where, n)
+                n += 1
+            else:
+                ri, start, end = item
+                try:
+                    rec = loads(line[start:end])
+                except DecodeError as exc:  # the core hands back only strict JSON objects: not reached
+                    self.report.records += 1
+                    self._malformed(f"{_loc(where, n)}: {STRICT}: {exc}")
+                else:
+                    self.add_record(rec, where, n, resource=resources[ri])
+                n += 1
+
+    def _add_one(self, resource: Mapping[str, Any], stream: str, seq: int, t: int, r: _Rec, where: str,
+                 index: int) -> None:
+        """A signed record of no special kind (not a checkpoint, not a gap marker, no embedded content)."""
+        self.report.records += 1
+        self._observe(stream, seq, r[CALC], "", t, 0, "", None, _NO_ATTRIBUTES, _ABSENT, b"", resource,
+                      _loc(where, index))
+        self._store(stream, seq, t, r, self._streams.get(stream))
+
+    def _add_run(self, resource: Mapping[str, Any], stream: str, first: int, n: int, tmin: int, tmax: int,
+                 first_prev: bytes, last_dig: bytes, leaves: bytes, fps: bytes, where: str, index: int) -> None:
+        """`n` records of one stream, seq `first` on, each linked to the one before and each giving the digest
+        it carries (the core checked both). What `_store` and `_step` would do record by record is done for the
+        run at once where the outcome is certain to be the same; otherwise record by record."""
+        self.report.records += n
+        last = first + n - 1
+        self._observe_run(resource, stream, first, last, _loc(where, index))
+        per = self._streams.get(stream)
+        if per is None:
+            per = self._streams[stream] = _Stream(stream, tmin, self.roots_at.get(stream, frozenset()))
+        tt = per.times
+        if tmin and (not tt[0] or tmin < tt[0]):
+            tt[0] = tmin
+        if tmax > tt[1]:
+            tt[1] = tmax
+        # The run's last record waits for its successor like any other (it decides among variants of its seq);
+        # the others are processed now when nothing that may still arrive could change how they are processed.
+        m = n - 1
+        if m and not per.runs and per.next <= first and self._take_waiting(per, first, leaves[:32], first_prev) \
+                and not any(first <= w < last for w in per.want):
+            self._step_run(per, first, m, first_prev, leaves, fps)
+            start = m
+        else:
+            start = 0
+        store = self._store
+        for i in range(start, n):
+            dig = leaves[32 * i:32 * i + 32]
+            prev = first_prev if i == 0 else leaves[32 * i - 32:32 * i]
+            store(stream, first + i, 0, (dig, prev, dig, None), per)
+
+    def _take_waiting(self, st: _Stream, first: int, first_dig: bytes, first_prev: bytes) -> bool:
+        """Process the records waiting before seq `first` (a run that starts there arrived) when they are exactly
+        seqs next..first-1 and at each seq the record that came first gives its digest and is linked to by a
+        record of the next seq: processing would choose it whatever else arrives later, so it is chosen now.
+        False leaves everything waiting."""
+        pending = st.pending
+        nxt = st.next
+        if not pending:
+            return nxt == first
+        if len(pending) != first - nxt or not all(nxt <= k < first for k in pending):
+            return False
+        succ: tuple[_Rec, ...] = ((first_dig, first_prev, first_dig, None),)
+        for seq in range(first - 1, nxt - 1, -1):
+            g = pending[seq]
+            vs = tuple(g) if isinstance(g, list) else (g,)
+            v = vs[0]
+            if v[CALC] != v[DIG] or not any(x[PREV] == v[DIG] for x in succ):
+                return False
+            succ = vs
+        self._drain(st)
+        seq = st.next
+        g = pending.pop(seq)
+        self._step(st, seq, g, (first_dig, first_prev, first_dig, None), True)
+        self._waiting -= len(g) if isinstance(g, list) else 1
+        st.next = seq + 1
+        return st.next == first
+
+    def _step_run(self, st: _Stream, first: int, m: int, first_prev: bytes, leaves: bytes, fps: bytes) -> None:
+        """`_step` for the run's records first..first+m-1 (each right and linked to the one before), at once."""
+        last = first + m - 1
+        last_dig = leaves[32 * m - 32:32 * m]
+        buf = st.fp_buf
+        ext = 8 * FP_EXTENT
+        data = memoryview(fps)[:8 * m]
+        while data:
+            room = ext - len(buf)
+            buf += data[:room]
+            data = data[room:]
+            if len(buf) == ext:
+                st.fp_extents.append(self._scratch.save_fingerprints(bytes(buf)))
+                buf = st.fp_buf = bytearray()
+        present = st.present
+        if present and present[-1][1] == first - 1:
+            present[-1][1] = last
+        else:
+            present.append([first, last])
+        if st.last_seq == first - 1 and not st.last_bad and first_prev != st.last_dig:
+            st.sr.broken_links.append([first - 1, first])
+        tree = st.tree
+        if tree.size == first:
+            tree.extend_bytes(leaves[:32 * m])
+        seg = st.seg
+        if seg is not None and seg[1] == first - 1 and first_prev == seg[3]:
+            seg[1] = last
+            seg[3] = last_dig
+        else:
+            gap = seg is not None and seg[1] == st.last_seq and first > st.last_seq + 1
+            if seg is not None:
+                st.segments.append(seg)
+            st.seg = [first, last, first_prev, last_dig, None, gap]
+        st.last_seq = last
+        st.last_dig = last_dig
+        st.last_bad = False
+        st.next = last + 1
+
+    def _observe_run(self, resource: Mapping[str, Any], stream: str, first: int, last: int, where: str) -> None:
+        """`_observe` of records first..last of `stream` under one resource (none a checkpoint, none embedding)."""
+        if resource is not self._res_obj:  # the first record sets the resource's identity, as _observe does
+            self._observe(stream, first, b"", "", 0, 0, "", None, _NO_ATTRIBUTES, _ABSENT, b"", resource, where)
+            first += 1
+            if first > last:
+                return
+        if self._res_unnamed:
+            ent = self._unnamed.get(stream)
+            if ent is None:
+                ent = self._unnamed[stream] = [0, where, []]
+            _count_run(ent, first, last)
+        key = self._res_key
+        if not key:
+            return
+        per = self._idents.get(stream)
+        if per is None:
+            per = self._idents[stream] = {}
+        ent = per.get(key)
+        if ent is None:
+            if len(per) >= MAX_IDENTITIES:
+                self._ident_overflow[stream] = self._ident_overflow.get(stream, 0) + last - first + 1
+                return
+            ent = per[key] = [0, where, []]
+        _count_run(ent, first, last)
 
     def _link(self, stream: str, seq: int, prev: str, digest: str, content: bytes) -> tuple[bytes, bytes, bytes]:
         """The carried prev and digest as bytes (64 lower-case hex digits each, else ValueError) and the digest
@@ -886,6 +1046,16 @@ class Verifier:
         )
 
 
+def _count_run(ent: list[Any], first: int, last: int) -> None:
+    """[count, where, seq runs] += seqs first..last, as `_observe` counts them one by one."""
+    ent[0] += last - first + 1
+    runs = ent[2]
+    if runs and runs[-1][1] == first - 1:
+        runs[-1][1] = last
+    elif len(runs) < MAX_RUNS:
+        runs.append([first, last])
+
+
 def _merge_runs(runs: list[list[int]]) -> list[list[int]]:
     out: list[list[int]] = []
     for a, b in sorted(runs):
@@ -1019,6 +1189,7 @@ def _is_hex(s: str) -> bool:
 # -- one stream while records arrive ----------------------------------------------------------------
 
 _NO_PRODUCER: Mapping[str, Any] = MappingProxyType({})
+_NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
 
 
 class _Stream:
