@@ -204,6 +204,41 @@ def _lines(fh: io.BufferedIOBase, limit: int) -> Iterator[tuple[int, bytes | Non
         yield n, None, size
 
 
+#: how many lines, and at most how many bytes of them, the native core reads at once (across cores)
+SCAN_LINES = 256
+SCAN_BYTES = 8 << 20
+
+
+def _scanned(lines: Iterator[tuple[int, bytes | None, int]], core: Any, key: bytes,
+             ) -> Iterator[tuple[int, bytes | None, int, Any, bool]]:
+    """`_lines` with, for each line, what the native core read of it (None: declined, or no core) and whether
+    it is the file's last line. With the core, lines are read ahead a batch at a time (SCAN_LINES, at most
+    SCAN_BYTES) and scanned together, in parallel where the core can."""
+    if core is None:
+        prev = next(lines, None)
+        while prev is not None:
+            cur = next(lines, None)
+            yield (*prev, None, cur is None)
+            prev = cur
+        return
+    many = getattr(core, "scan_lines", None)
+    one = core.scan_line
+    item = next(lines, None)
+    while item is not None:
+        batch: list[tuple[int, bytes | None, int]] = []
+        size = 0
+        while item is not None and len(batch) < SCAN_LINES and size < SCAN_BYTES:
+            batch.append(item)
+            size += item[2]
+            item = next(lines, None)
+        # `item` is the next batch's first line: the batch's last line is the file's last when there is none
+        texts = [b if b is not None else b"" for _, b, _ in batch]
+        got = many(texts, key) if many is not None else [one(t, key) for t in texts]
+        k = len(batch)
+        for i, (n, b, sz) in enumerate(batch):
+            yield n, b, sz, got[i], item is None and i == k - 1
+
+
 #: lines of files that are plainly not archives (see the module docstring), by what they are
 _SPOOL_LINE = re.compile(rb"^[0-9a-f]{8}[\[{]")
 _PEM_ARMOR = re.compile(rb"^-----(BEGIN|END) [A-Z0-9 ]+-----\s*$")
@@ -352,13 +387,11 @@ class _Run:
         # The native core reads the lines it is sure of (a request with only `resourceLogs`, which no SIEM
         # reader claims); it declines every other line, which is read below as without it.
         core = _native.core() if self.forced in (None, "otlp") else None
-        scan = core.scan_line if core is not None else None
-        fp_key = self.v._scratch.key
         read_as = rep.read_as
         add_scanned = self.v.add_scanned
         with fh:
             try:
-                for n, line, size in _lines(fh, limit):
+                for n, line, size, got, last in _scanned(_lines(fh, limit), core, self.v._scratch.key):
                     if progress is not None:
                         progress(size)
                     where = f"{name}:{n}"
@@ -378,14 +411,12 @@ class _Run:
                     if tally.pem and _PEM_BODY.match(line):
                         tally.note(where, f"not an archive line: {PEM}", PEM)
                         continue
-                    if scan is not None and not csv:
-                        got = scan(line, fp_key)
-                        if got is not None:  # a strict OTLP/JSON request, read by the native core
-                            first = False
-                            tally.taken += 1
-                            read_as["otlp"] = read_as.get("otlp", 0) + 1
-                            add_scanned(got[0], got[1], line, where)
-                            continue
+                    if got is not None and not csv:  # a strict OTLP/JSON request, read by the native core
+                        first = False
+                        tally.taken += 1
+                        read_as["otlp"] = read_as.get("otlp", 0) + 1
+                        add_scanned(got[0], got[1], line, where)
+                        continue
                     try:
                         doc = _loads(line)
                     except orjson.JSONDecodeError as exc:
@@ -399,7 +430,7 @@ class _Run:
                             if whole == "csv":
                                 csv = True
                                 continue
-                        self._not_json(fh, line, where, exc, tally)
+                        self._not_json(last, line, where, exc, tally)
                         continue
                     first = False
                     try:
@@ -427,9 +458,8 @@ class _Run:
         rep.lines += tally.lines
         self._account(tally)
 
-    def _not_json(self, fh: io.BufferedIOBase, line: bytes, where: str, exc: orjson.JSONDecodeError,
-                  tally: _Tally) -> None:
-        if not line.endswith(b"\n") and line.lstrip()[:1] in (b"{", b"[") and not fh.read(1):
+    def _not_json(self, last: bool, line: bytes, where: str, exc: orjson.JSONDecodeError, tally: _Tally) -> None:
+        if not line.endswith(b"\n") and line.lstrip()[:1] in (b"{", b"[") and last:
             # the file's last line, cut short: a writer killed mid-write
             self.v.report.torn.append(f"{where}: last line cut short ({len(line)} bytes)")
             tally.taken += 1
