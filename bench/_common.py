@@ -7,11 +7,13 @@ dict of figures (name -> number); `bench/run.py` prints them as `name: value` li
 from __future__ import annotations
 
 import gc
+import os
 import random
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from opentelemetry._logs import SeverityNumber
@@ -19,6 +21,7 @@ from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter, LogRecordExportResult
 
 Figures = dict[str, float]
+CHECKPOINT_EVERY = 1000
 
 #: How many distinct records are generated; the benchmarks cycle through them.
 POOL_SIZE = 4096
@@ -177,3 +180,52 @@ def fmt(value: float) -> str:
     if abs(value) >= 1000:
         return str(round(value))
     return f"{value:.4g}"
+
+
+# -- the integrity core's two paths, archives ---------------------------------------------------
+
+
+def use_path(path: str) -> None:
+    """Switch this process to the native integrity core ("native") or the pure-Python path ("python")."""
+    from otel_audit import _native
+
+    os.environ[_native.ENV] = "required" if path == "native" else "off"
+    _native.reset()
+
+
+def core_paths(cfg: Config) -> list[str]:
+    """Both paths when the native core is installed; pure Python alone (said in a note) otherwise."""
+    from otel_audit import _native
+
+    try:
+        use_path("native")
+        _native.core()
+    except Exception as exc:  # noqa: BLE001 - a bench without the native core still measures pure Python
+        cfg.note(f"native path not measured: {exc}")
+        use_path("python")
+        return ["python"]
+    return ["native", "python"]
+
+
+def write_archive(folder: Path, signer: Any, n: int) -> Path:
+    """An OTLP/JSON archive of n records through the real signing pipeline and file exporter (a closed stream)."""
+    from otel_audit.exporters.file import FileLogRecordExporter
+    from otel_audit.processors.signing import SigningProcessor
+
+    path = folder / "audit.jsonl"
+    exporter = FileLogRecordExporter(path, fsync="never")
+    chunk = 50_000  # flushed every chunk: the batch queue never holds more (a 5M archive in bounded memory)
+    signing = SigningProcessor(signer, downstream=batch_processor(exporter, chunk + chunk // CHECKPOINT_EVERY + 16),
+                               checkpoint_every=CHECKPOINT_EVERY)
+    provider = provider_with(signing)
+    logger = provider.get_logger("otel-audit-bench")
+    emit = logger.emit
+    records = make_records()
+    k = len(records)
+    for i in range(n):
+        r = records[i % k]
+        emit(event_name=r.event_name, body=r.body, attributes=r.attributes, severity_number=r.severity_number)
+        if i % chunk == chunk - 1:
+            provider.force_flush()
+    provider.shutdown()  # writes the end checkpoint: a closed stream verifies without --allow-open
+    return path

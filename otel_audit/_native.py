@@ -15,6 +15,8 @@ import os
 from typing import Any
 
 ENV = "OTEL_AUDIT_NATIVE"
+#: threads the native core may use to scan lines at once (unset or 0: one per core)
+THREADS_ENV = "OTEL_AUDIT_NATIVE_THREADS"
 #: the interface version this package is written against (otel_audit_native.ABI)
 ABI = 1
 _CHOICES = {"": "auto", "auto": "auto", "1": "required", "required": "required", "on": "required",
@@ -66,6 +68,18 @@ def function(name: str) -> Any:
         mod = core()
         f = _functions[name] = getattr(mod, name) if mod is not None else None
         return f
+
+
+def threads() -> int:
+    """The native core's scanning threads: OTEL_AUDIT_NATIVE_THREADS, else 0 (one per core)."""
+    text = os.environ.get(THREADS_ENV, "").strip()
+    if not text:
+        return 0
+    if not (text.isascii() and text.isdigit()) or int(text) > 256:
+        from otel_audit.errors import ConfigError
+
+        raise ConfigError(f"{THREADS_ENV}={text!r}: give a number of threads (0 or unset: one per core)")
+    return int(text)
 
 
 def reset() -> None:

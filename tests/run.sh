@@ -5,7 +5,9 @@
 #     cached outside the repo by manifest hash; the first build takes a few minutes),
 #   - a ruff lint of the whole repo (fails the run on any error),
 #   - a strict mypy check of the otel_audit package, processors and exporters included (tests/typecheck.sh),
-#   - pytest, in parallel workers when run without arguments (see below).
+#   - the native integrity core (native/, needs Rust and cargo), installed into the virtualenv,
+#   - pytest, in parallel workers when run without arguments (see below), twice: on the native core, then
+#     on the pure-Python path (OTEL_AUDIT_TEST_PATHS chooses).
 # Used by the README's test command and by .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +29,15 @@ fi
 echo "tests/run.sh: mypy (type check)" >&2
 if ! OTEL_AUDIT_VENV="$VENV" bash tests/typecheck.sh; then
   echo "tests/run.sh: type check failed: fix the mypy errors above (run: OTEL_AUDIT_VENV=$VENV bash tests/typecheck.sh)" >&2
+  exit 1
+fi
+
+# The optional native integrity core (native/, Rust + PyO3, built by maturin; cargo's output is cached
+# outside the repo). The suite runs on both paths: with the native core required, then in pure Python.
+echo "tests/run.sh: building the native integrity core (native/; cached after the first build)" >&2
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/otel-audit/native-target}
+if ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check ./native; then
+  echo "tests/run.sh: the native core did not build: it needs Rust and cargo (https://rustup.rs); see native/README.md" >&2
   exit 1
 fi
 
@@ -60,5 +71,14 @@ xdist=()
 if [ "$workers" -gt 0 ]; then
   xdist=(-n "$workers" --dist loadgroup --no-loadscope-reorder)
 fi
-echo "tests/run.sh: pytest with ${workers} worker(s) (OTEL_AUDIT_TEST_WORKERS)" >&2
-exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider ${xdist[@]+"${xdist[@]}"} "$@"
+# OTEL_AUDIT_TEST_PATHS: which integrity core paths to run the tests on, in order (default: both).
+paths=${OTEL_AUDIT_TEST_PATHS:-native python}
+for path in $paths; do
+  case $path in
+    native) mode=required ;;
+    python) mode=off ;;
+    *) echo "tests/run.sh: OTEL_AUDIT_TEST_PATHS=$paths: expected native and/or python" >&2; exit 2 ;;
+  esac
+  echo "tests/run.sh: pytest with ${workers} worker(s) (OTEL_AUDIT_TEST_WORKERS), integrity core: $path (OTEL_AUDIT_NATIVE=$mode)" >&2
+  OTEL_AUDIT_NATIVE=$mode "$VENV/bin/python" -m pytest -q -p no:cacheprovider ${xdist[@]+"${xdist[@]}"} "$@"
+done

@@ -223,6 +223,7 @@ def _scanned(lines: Iterator[tuple[int, bytes | None, int]], core: Any, key: byt
         return
     many = getattr(core, "scan_lines", None)
     one = core.scan_line
+    threads = _native.threads()
     item = next(lines, None)
     while item is not None:
         batch: list[tuple[int, bytes | None, int]] = []
@@ -233,7 +234,7 @@ def _scanned(lines: Iterator[tuple[int, bytes | None, int]], core: Any, key: byt
             item = next(lines, None)
         # `item` is the next batch's first line: the batch's last line is the file's last when there is none
         texts = [b if b is not None else b"" for _, b, _ in batch]
-        got = many(texts, key) if many is not None else [one(t, key) for t in texts]
+        got = many(texts, key, threads) if many is not None else [one(t, key) for t in texts]
         k = len(batch)
         for i, (n, b, sz) in enumerate(batch):
             yield n, b, sz, got[i], item is None and i == k - 1
