@@ -133,12 +133,20 @@ class Verifier:
                    resource: Mapping[str, Any] | None = None) -> None:
         """One OTLP/JSON logRecord; `where` and `index` locate it in messages; `resource` holds the decoded
         attributes of its resourceLogs' resource (None: not known, as from a SIEM export)."""
+        got = self._read_record(rec, where, index, resource)
+        if got is not None:
+            stream, seq, t, r = got
+            self._store(stream, seq, t, r, self._streams.get(stream))
+
+    def _read_record(self, rec: Mapping[str, Any], where: str, index: int,
+                     resource: Mapping[str, Any] | None) -> tuple[str, int, int, _Rec] | None:
+        """`add_record` up to storing the record: (stream, seq, time, record) for `_store`, or None (reported)."""
         self.report.records += 1
         try:
             event, t, sev_number, sev_text, body, attrs, *_ = decode_log_record(rec)
         except DecodeError as exc:
             self._malformed(f"{_loc(where, index)}: {STRICT}: {exc}")
-            return
+            return None
         try:
             stream = attrs.pop(STREAM_ID, None)
             seq = attrs.pop(STREAM_SEQ, None)
@@ -149,14 +157,14 @@ class Verifier:
                 self.report.unsigned += 1
                 if len(self.report.unsigned_examples) < 5:
                     self.report.unsigned_examples.append(f"{_loc(where, index)} ({event!r})")
-                return
+                return None
             per = self._streams.get(stream)
             if per is None and (type(stream) is not str or len(stream) != 32 or not _is_hex(stream)):
                 self._malformed(f"{_loc(where, index)}: audit.stream.id is not 32 lower-case hex digits")
-                return
+                return None
             if type(seq) is not int or seq < 0 or type(prev) is not str or type(digest) is not str:
                 self._malformed(f"{_loc(where, index)}: integrity attributes have the wrong form")
-                return
+                return None
             content = canonical.content_bytes(event, t, sev_number, sev_text, body, attrs)
             pb, db, calc = self._link(stream, seq, prev, digest, content)
             r = (calc, pb, db, body if event == CHECKPOINT_EVENT and type(body) is str else None)
@@ -166,8 +174,8 @@ class Verifier:
                 self._add_gap_claim(stream, seq, attrs)
         except (KeyError, TypeError, ValueError, AttributeError, binascii.Error, canonical.CanonicalError) as exc:
             self._malformed(f"{_loc(where, index)}: record cannot be read ({type(exc).__name__}: {exc})")
-            return
-        self._store(stream, seq, t, r, per)
+            return None
+        return stream, seq, t, r
 
     # the native integrity core's results (otel_audit_native.scan_line: see otel_audit/_native.py)
 
@@ -175,18 +183,28 @@ class Verifier:
                     where: str) -> None:
         """One OTLP/JSON line as the native core read it: exactly what `add_request` does with the decoded line.
         Items, in record order: a run of linked records of one stream whose digests are right (10 fields), one
-        record (7), or a record the core leaves to Python, by its place in the line (3)."""
+        record (7), or a record the core leaves to Python, by its place in the line (3).
+
+        Every record is read (counted, observed, reported) in line order; then the line's records are stored in
+        (stream, seq) order, same seqs in line order. Which seqs of a stream arrive first never changes a report
+        (records wait for their turn); stored in order, the records a collector or the SDK put after their
+        successors in one line (a checkpoint's scope comes last) do not keep a run from being processed at once."""
         n = 0
+        stores: list[tuple[str, int, int, Any]] = []  # (stream, seq, kind, what) kind 0: a run, 1: one record
         for item in items:
             k = len(item)
             if k == 10:
                 ri, stream, first, count, tmin, tmax, first_prev, last_dig, leaves, fps = item
-                self._add_run(resources[ri], stream, first, count, tmin, tmax, first_prev, last_dig, leaves, fps,
-                              where, n)
+                self.report.records += count
+                self._observe_run(resources[ri], stream, first, first + count - 1, _loc(where, n))
+                stores.append((stream, first, 0, item))
                 n += count
             elif k == 7:
                 ri, stream, seq, t, calc, pb, db = item
-                self._add_one(resources[ri], stream, seq, t, (calc, pb, db, None), where, n)
+                self.report.records += 1
+                self._observe(stream, seq, calc, "", t, 0, "", None, _NO_ATTRIBUTES, _ABSENT, b"", resources[ri],
+                              _loc(where, n))
+                stores.append((stream, seq, 1, (t, (calc, pb, db, None))))
                 n += 1
             else:
                 ri, start, end = item
@@ -196,25 +214,25 @@ class Verifier:
                     self.report.records += 1
                     self._malformed(f"{_loc(where, n)}: {STRICT}: {exc}")
                 else:
-                    self.add_record(rec, where, n, resource=resources[ri])
+                    got = self._read_record(rec, where, n, resources[ri])
+                    if got is not None:
+                        stores.append((got[0], got[1], 1, (got[2], got[3])))
                 n += 1
+        if len(stores) > 1:
+            stores.sort(key=_store_order)
+        for stream, seq, kind, what in stores:
+            if kind:
+                self._store(stream, seq, what[0], what[1], self._streams.get(stream))
+            else:
+                _ri, _s, first, count, tmin, tmax, first_prev, last_dig, leaves, fps = what
+                self._add_run(stream, first, count, tmin, tmax, first_prev, leaves, fps)
 
-    def _add_one(self, resource: Mapping[str, Any], stream: str, seq: int, t: int, r: _Rec, where: str,
-                 index: int) -> None:
-        """A signed record of no special kind (not a checkpoint, not a gap marker, no embedded content)."""
-        self.report.records += 1
-        self._observe(stream, seq, r[CALC], "", t, 0, "", None, _NO_ATTRIBUTES, _ABSENT, b"", resource,
-                      _loc(where, index))
-        self._store(stream, seq, t, r, self._streams.get(stream))
-
-    def _add_run(self, resource: Mapping[str, Any], stream: str, first: int, n: int, tmin: int, tmax: int,
-                 first_prev: bytes, last_dig: bytes, leaves: bytes, fps: bytes, where: str, index: int) -> None:
-        """`n` records of one stream, seq `first` on, each linked to the one before and each giving the digest
-        it carries (the core checked both). What `_store` and `_step` would do record by record is done for the
-        run at once where the outcome is certain to be the same; otherwise record by record."""
-        self.report.records += n
+    def _add_run(self, stream: str, first: int, n: int, tmin: int, tmax: int, first_prev: bytes, leaves: bytes,
+                 fps: bytes) -> None:
+        """Store `n` records of one stream, seq `first` on, each linked to the one before and each giving the
+        digest it carries (the core checked both). What `_store` and `_step` would do record by record is done
+        for the run at once where the outcome is certain to be the same; otherwise record by record."""
         last = first + n - 1
-        self._observe_run(resource, stream, first, last, _loc(where, index))
         per = self._streams.get(stream)
         if per is None:
             per = self._streams[stream] = _Stream(stream, tmin, self.roots_at.get(stream, frozenset()))
@@ -1044,6 +1062,10 @@ class Verifier:
             ({**e, "seqs": _merge_runs(e["seqs"])} for e in found.values()),
             key=lambda e: (e["seqs"][0] if e["seqs"] else [0], e["key"]),
         )
+
+
+def _store_order(x: tuple[str, int, int, Any]) -> tuple[str, int]:
+    return x[0], x[1]
 
 
 def _count_run(ent: list[Any], first: int, last: int) -> None:
