@@ -12,7 +12,7 @@ import gzip
 import hashlib
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
-from otel_audit import canonical, keys
+from otel_audit import _native, canonical, keys
 from otel_audit.canonical import DIGEST, PREV_DIGEST, STREAM_ID, STREAM_SEQ
 from otel_audit.exporters.file import FileLogRecordExporter
 from otel_audit.keys import Keyring, Signer
@@ -321,9 +321,35 @@ class Archive:
 
 
 def verify(paths: list[Path] | Path, ring: Keyring, **kw: Any) -> Report:
-    """verify_paths without a progress bar."""
+    """verify_paths without a progress bar. On the native integrity core, the same input is verified again on
+    the pure-Python path and the two reports must be identical, as JSON and as text: every test that verifies
+    through here is a differential test of the two paths."""
     ps = paths if isinstance(paths, list) else [paths]
-    return verify_paths(ps, ring, progress=False, **kw)
+    rep = verify_paths(ps, ring, progress=False, **kw)
+    if _native.core() is not None:
+        assert_same_report_in_pure_python(rep, lambda: verify_paths(ps, ring, progress=False, **kw))
+    return rep
+
+
+def assert_same_report_in_pure_python(rep: Report, again: Callable[[], Report]) -> None:
+    """`again()` on the pure-Python path gives exactly `rep` (the native core's report), as JSON and as text."""
+    from otel_audit.verify.render import render_text
+
+    saved = os.environ.get(_native.ENV)
+    os.environ[_native.ENV] = "off"
+    _native.reset()
+    try:
+        pure = again()
+    finally:
+        if saved is None:
+            os.environ.pop(_native.ENV, None)
+        else:
+            os.environ[_native.ENV] = saved
+        _native.reset()
+    got, want = orjson.dumps(rep.to_json(), option=orjson.OPT_SORT_KEYS), orjson.dumps(
+        pure.to_json(), option=orjson.OPT_SORT_KEYS)
+    assert got == want, f"native and pure-Python reports differ:\nnative: {got[:3000]!r}\npython: {want[:3000]!r}"
+    assert render_text(rep) == render_text(pure)
 
 
 def only_stream(report: Report) -> StreamReport:
