@@ -334,6 +334,7 @@ class SigningProcessor(LogRecordProcessor):
         self.stream_id = secrets.token_hex(16)
         self._origin = f"{self._origin_prefix}/{self.stream_id}"
         self._head = canonical.prefix(self.stream_id, 0)[:-2]  # '["v1","<stream>",' ; seq follows
+        _native_function("sign")  # OTEL_AUDIT_NATIVE decided now: a bad value is a ConfigError here, not at emit
         self._producer = self._producer_of(self._resource)
         self._lock = threading.Lock()
         self._seq = 0

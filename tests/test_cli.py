@@ -504,3 +504,26 @@ def test_verify_private_keys_never_printed(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     pem = (d / "private" / "k.pem").read_text()
     assert pem.splitlines()[1] not in proc.stdout + proc.stderr and "PRIVATE" not in proc.stdout
+
+
+@pytest.mark.parametrize("mode", ["required", "off"])
+def test_version_names_the_active_integrity_core(mode: str) -> None:
+    """`otel-audit --version` says which integrity core verifies and signs: the native module (and where it is
+    installed) or pure Python (and why); OTEL_AUDIT_NATIVE chooses."""
+    out = subprocess.run([sys.executable, "-m", "otel_audit.cli", "--version"], capture_output=True, text=True,
+                         timeout=60, env={**child_env(), "OTEL_AUDIT_NATIVE": mode})
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == f"otel-audit {otel_audit.__version__}", out.stdout
+    if mode == "required":
+        assert lines[1].startswith("integrity core: native 0.1.0 (") and "otel_audit_native" in lines[1], out.stdout
+    else:
+        assert lines[1] == "integrity core: pure Python (OTEL_AUDIT_NATIVE=off)", out.stdout
+
+
+def test_a_bad_native_choice_is_a_clear_error() -> None:
+    """OTEL_AUDIT_NATIVE takes auto, off or required; anything else is named, never a traceback."""
+    out = subprocess.run([sys.executable, "-m", "otel_audit.cli", "--version"], capture_output=True, text=True,
+                         timeout=60, env={**child_env(), "OTEL_AUDIT_NATIVE": "fast"})
+    assert "Traceback" not in out.stderr
+    assert "OTEL_AUDIT_NATIVE='fast': use auto, off or required" in out.stdout + out.stderr
