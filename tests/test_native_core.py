@@ -159,7 +159,7 @@ def check(line: bytes, key: bytes = FP_KEY) -> tuple[list[Any], list[Any]] | Non
         assert res == idx, f"record {k}: resource index"
         if kind == "raw":
             text = line[f["start"]:f["end"]]
-            assert text[:1] == b"{" and text[-1:] == b"}"
+            assert text == text.strip() and (text[:1] == b"{") == (type(rec) is dict)  # exactly the value's text
             assert orjson.loads(text) == rec, f"record {k}: raw offsets"
             continue
         assert status == "ok", f"record {k}: native took a record Python reads as {status}: {rec!r}"
@@ -684,3 +684,18 @@ def test_two_resources_and_empty_ones() -> None:
     resources, items = got
     assert resources == [{"service.name": "a"}, {}, {}]
     assert [(len(i), i[0]) for i in items] == [(10, 0), (10, 2)]  # another resourceLogs: another run
+
+
+def test_raw_offsets_in_every_form() -> None:
+    """Raw records are located whether the first member name is plain, escaped, spaced, or absent."""
+    r0, d0 = signed({"eventName": "a"}, STREAM, 0)
+    r1, _ = signed({"eventName": "b"}, STREAM, 1, d0)
+    native_text = [orjson.dumps(r0).decode(), orjson.dumps(r1).decode()]
+    for raw in ['{}', '5', '[]', '{"\\u0074imeUnixNano":"1"}', ' { "eventName" : "x" , "unknown" : [ {} ] } ',
+                '{"eventName":"}{\\"][","body":{"kvlistValue":{"values":[]}}}', '{"x":"\\\\"}', 'null']:
+        for order in ((raw, *native_text), (native_text[0], raw, native_text[1]), (*native_text, raw)):
+            line = ('{"resourceLogs":[{"scopeLogs":[{"logRecords":[' + ",".join(order) + ']}]}]}').encode()
+            got = check(line)
+            assert got is not None, (raw, order)
+            assert natives(got) == 2
+            assert sum(1 for it in got[1] if len(it) == 3) == 1
