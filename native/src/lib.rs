@@ -340,17 +340,15 @@ fn merkle_extend<'py>(
         return Err(PyValueError::new_err("size overflows"));
     }
     let work = |st: &mut Vec<[u8; 32]>| {
-        let mut n = size;
-        for leaf in leaves.chunks_exact(32) {
+        for (n, leaf) in (size..).zip(leaves.chunks_exact(32)) {
             st.push(leaf.try_into().unwrap());
-            let mut m = n;
+            let mut m = n; // the size before this leaf: one merge per trailing one bit
             while m & 1 == 1 {
                 let right = st.pop().unwrap();
                 let left = st.last_mut().unwrap();
                 *left = node(left, &right);
                 m >>= 1;
             }
-            n += 1;
         }
     };
     if leaves.len() >= 32 * 64 {
