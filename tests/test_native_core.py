@@ -12,6 +12,7 @@ Build and install it: ``cd native && ../.venv/bin/maturin develop --release`` (s
 
 from __future__ import annotations
 
+import copy
 import enum
 import hashlib
 import json
@@ -159,7 +160,7 @@ def check(line: bytes, key: bytes = FP_KEY) -> tuple[list[Any], list[Any]] | Non
         assert res == idx, f"record {k}: resource index"
         if kind == "raw":
             text = line[f["start"]:f["end"]]
-            assert text[:1] == b"{" and text[-1:] == b"}"
+            assert text == text.strip() and (text[:1] == b"{") == (type(rec) is dict)  # exactly the value's text
             assert orjson.loads(text) == rec, f"record {k}: raw offsets"
             continue
         assert status == "ok", f"record {k}: native took a record Python reads as {status}: {rec!r}"
@@ -545,14 +546,16 @@ def _tree(x: Any) -> Any:
     return x
 
 
-def _dump(x: Any) -> str:
+def _dump(x: Any, ws: str = "") -> str:
+    """JSON text of a tree; `ws` is put after every '{', '[', ',' and ':' (whitespace between tokens)."""
     if isinstance(x, _Raw):
         return str(x)
     if isinstance(x, _Obj):
-        return "{" + ",".join(f"{_dump(k) if isinstance(k, _Raw) else json.dumps(k, ensure_ascii=False)}:{_dump(v)}"
-                              for k, v in x) + "}"
+        return "{" + ws + ("," + ws).join(
+            f"{_dump(k) if isinstance(k, _Raw) else json.dumps(k, ensure_ascii=False)}:{ws}{_dump(v, ws)}"
+            for k, v in x) + ws + "}"
     if isinstance(x, list):
-        return "[" + ",".join(_dump(v) for v in x) + "]"
+        return "[" + ws + ("," + ws).join(_dump(v, ws) for v in x) + ws + "]"
     return json.dumps(x, ensure_ascii=False)
 
 
@@ -580,6 +583,10 @@ _NAMES = ["timeUnixNano", "observedTimeUnixNano", "severityNumber", "severity_nu
           "name", "version", "unknown", "entityRefs", STREAM_ID, STREAM_SEQ, PREV_DIGEST, DIGEST, RECORD]
 
 
+def _scalar(rnd: random.Random) -> Any:
+    return copy.deepcopy(rnd.choice(_SCALARS))  # a copy: the list's objects are never changed
+
+
 def _mutate_tree(doc: Any, rnd: random.Random) -> str:
     tree = _tree(doc)
     for _ in range(rnd.choice([1, 1, 1, 2, 3])):
@@ -591,13 +598,13 @@ def _mutate_tree(doc: Any, rnd: random.Random) -> str:
             o = rnd.choice(objs)
             k, v = rnd.choice(o)
             key = _Raw(json.dumps(k)[:-2] + "\\u%04x" % ord(k[-1]) + '"') if k and rnd.random() < 0.3 else k
-            o.insert(rnd.randrange(len(o) + 1), (key, v if rnd.random() < 0.5 else rnd.choice(_SCALARS)))
+            o.insert(rnd.randrange(len(o) + 1), (key, copy.deepcopy(v) if rnd.random() < 0.5 else _scalar(rnd)))
         elif op == 1 and objs:  # reorder members
             rnd.shuffle(rnd.choice(objs))
         elif op in (2, 3, 4) and objs:  # another value
             o = rnd.choice(objs)
             i = rnd.randrange(len(o))
-            o[i] = (o[i][0], rnd.choice(_SCALARS))
+            o[i] = (o[i][0], _scalar(rnd))
         elif op == 5 and objs:  # another name
             o = rnd.choice(objs)
             i = rnd.randrange(len(o))
@@ -607,14 +614,14 @@ def _mutate_tree(doc: Any, rnd: random.Random) -> str:
             del o[rnd.randrange(len(o))]
         elif op == 7 and objs:  # a member more
             o = rnd.choice(objs)
-            o.insert(rnd.randrange(len(o) + 1), (rnd.choice(_NAMES), rnd.choice(_SCALARS)))
+            o.insert(rnd.randrange(len(o) + 1), (rnd.choice(_NAMES), _scalar(rnd)))
         elif lists:  # an array item twice, or moved
             li = rnd.choice(lists)
             if rnd.random() < 0.5:
-                li.insert(rnd.randrange(len(li) + 1), rnd.choice(li))
+                li.insert(rnd.randrange(len(li) + 1), copy.deepcopy(rnd.choice(li)))
             else:
                 li.reverse()
-    return _dump(tree)
+    return _dump(tree, rnd.choice(["", "", "", " ", "\n", " \t\r\n"]))
 
 
 def _mutate_bytes(line: bytes, rnd: random.Random) -> bytes:
@@ -684,3 +691,18 @@ def test_two_resources_and_empty_ones() -> None:
     resources, items = got
     assert resources == [{"service.name": "a"}, {}, {}]
     assert [(len(i), i[0]) for i in items] == [(10, 0), (10, 2)]  # another resourceLogs: another run
+
+
+def test_raw_offsets_in_every_form() -> None:
+    """Raw records are located whether the first member name is plain, escaped, spaced, or absent."""
+    r0, d0 = signed({"eventName": "a"}, STREAM, 0)
+    r1, _ = signed({"eventName": "b"}, STREAM, 1, d0)
+    native_text = [orjson.dumps(r0).decode(), orjson.dumps(r1).decode()]
+    for raw in ['{}', '5', '[]', '{"\\u0074imeUnixNano":"1"}', ' { "eventName" : "x" , "unknown" : [ {} ] } ',
+                '{"eventName":"}{\\"][","body":{"kvlistValue":{"values":[]}}}', '{"x":"\\\\"}', 'null']:
+        for order in ((raw, *native_text), (native_text[0], raw, native_text[1]), (*native_text, raw)):
+            line = ('{"resourceLogs":[{"scopeLogs":[{"logRecords":[' + ",".join(order) + ']}]}]}').encode()
+            got = check(line)
+            assert got is not None, (raw, order)
+            assert natives(got) == 2
+            assert sum(1 for it in got[1] if len(it) == 3) == 1

@@ -181,14 +181,12 @@ fn sign<'py>(
         return Ok(py.None());
     }
     BUF.with(|cell| {
-        let mut guard = cell.try_borrow_mut();
-        let mut local;
-        let buf: &mut Vec<u8> = match guard {
-            Ok(ref mut b) => b,
-            Err(_) => {
-                local = Vec::new();
-                &mut local
-            }
+        // one buffer per thread, reused; a fresh one should a call ever nest (it cannot: no Python runs)
+        let mut fresh = Vec::new();
+        let mut held = cell.try_borrow_mut().ok();
+        let buf: &mut Vec<u8> = match held.as_deref_mut() {
+            Some(b) => b,
+            None => &mut fresh,
         };
         if content_into(buf, event_name, time_unix_nano, severity_number, severity_text, body, attributes).is_none()
         {
@@ -211,6 +209,10 @@ fn sign<'py>(
                 content,
             ],
         )?;
+        if buf.capacity() > 1 << 20 {
+            buf.clear();
+            buf.shrink_to(4096); // memory stays proportional to typical records
+        }
         Ok(t.into_any().unbind())
     })
 }
@@ -384,17 +386,15 @@ fn merkle_extend<'py>(
         return Err(PyValueError::new_err("size overflows"));
     }
     let work = |st: &mut Vec<[u8; 32]>| {
-        let mut n = size;
-        for leaf in leaves.chunks_exact(32) {
+        for (n, leaf) in (size..).zip(leaves.chunks_exact(32)) {
             st.push(leaf.try_into().unwrap());
-            let mut m = n;
+            let mut m = n; // the size before this leaf: one merge per trailing one bit
             while m & 1 == 1 {
                 let right = st.pop().unwrap();
                 let left = st.last_mut().unwrap();
                 *left = node(left, &right);
                 m >>= 1;
             }
-            n += 1;
         }
     };
     if leaves.len() >= 32 * 64 {

@@ -1,21 +1,29 @@
 //! scan_line: one OTLP/JSON line read with typed serde visitors, accepted only in the strict forms
 //! `otel_audit.decoding` reads exactly alike (docs/canonical-form.md §7). Any doubt about the line:
 //! `None` (Python reads it). Any doubt about one record: a raw item (Python decodes that record).
+//!
+//! One pass over the line: inside a logRecord every value is read "softly" (a form that is valid JSON
+//! but not one native takes is consumed, checked for repeated members, and marks the record raw); a
+//! fault of the JSON itself (invalid, a member twice) fails the whole parse, and the line is declined.
+//! A raw record's byte range comes from where its first member name lies in the line; when that is not
+//! known (an empty record, an escaped first name, a record that is no object) the line is read again
+//! in two passes (each record's exact text via serde_json's RawValue, then the record).
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::marker::PhantomData;
 
 use blake2::digest::consts::U8;
 use blake2::digest::{FixedOutput, Mac};
 use blake2::Blake2bMac;
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use crate::canon::{self, Val};
 
-// -- scalars --------------------------------------------------------------------------------------
+// -- strict pieces (the envelope) -----------------------------------------------------------------
 
 /// A JSON string, borrowed from the line when it has no escapes.
 pub struct Str<'a>(pub Cow<'a, str>);
@@ -42,6 +50,129 @@ impl<'de> Deserialize<'de> for Str<'de> {
     }
 }
 
+/// Any JSON value, consumed; Err for a JSON object with a member name twice (anywhere inside).
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(Soft(Nothing)).map(|_| Checked)
+    }
+}
+
+fn drain_seq<'de, A: SeqAccess<'de>>(mut s: A) -> Result<(), A::Error> {
+    while s.next_element::<Checked>()?.is_some() {}
+    Ok(())
+}
+
+/// The rest of an object, its earlier member names in `seen`: Err when a name repeats.
+fn drain_map<'de, A: MapAccess<'de>>(mut m: A, mut seen: HashSet<Cow<'de, str>>) -> Result<(), A::Error> {
+    while let Some(k) = m.next_key::<Str>()? {
+        if !seen.insert(k.0) {
+            return Err(de::Error::custom("member given twice"));
+        }
+        m.next_value::<Checked>()?;
+    }
+    Ok(())
+}
+
+// -- soft values: Some(native form) or None (valid JSON, consumed, not native) --------------------
+
+/// What a native value accepts of each JSON form; every other form is consumed and gives None.
+trait Shape<'de>: Sized {
+    type Out;
+    fn on_u64(self, _v: u64) -> Option<Self::Out> {
+        None
+    }
+    fn on_i64(self, _v: i64) -> Option<Self::Out> {
+        None
+    }
+    fn on_bool(self, _v: bool) -> Option<Self::Out> {
+        None
+    }
+    fn on_str(self, _v: &str) -> Option<Self::Out> {
+        None
+    }
+    fn on_borrowed_str(self, v: &'de str) -> Option<Self::Out> {
+        self.on_str(v)
+    }
+    fn on_seq<A: SeqAccess<'de>>(self, s: A) -> Result<Option<Self::Out>, A::Error> {
+        drain_seq(s).map(|_| None)
+    }
+    fn on_map<A: MapAccess<'de>>(self, m: A) -> Result<Option<Self::Out>, A::Error> {
+        drain_map(m, HashSet::new()).map(|_| None)
+    }
+}
+
+struct Soft<S>(S);
+
+impl<'de, S: Shape<'de>> Visitor<'de> for Soft<S> {
+    type Value = Option<S::Out>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<X: de::Error>(self, v: bool) -> Result<Self::Value, X> {
+        Ok(self.0.on_bool(v))
+    }
+    fn visit_i64<X: de::Error>(self, v: i64) -> Result<Self::Value, X> {
+        Ok(self.0.on_i64(v))
+    }
+    fn visit_u64<X: de::Error>(self, v: u64) -> Result<Self::Value, X> {
+        Ok(self.0.on_u64(v))
+    }
+    fn visit_f64<X: de::Error>(self, _: f64) -> Result<Self::Value, X> {
+        Ok(None)
+    }
+    fn visit_str<X: de::Error>(self, v: &str) -> Result<Self::Value, X> {
+        Ok(self.0.on_str(v))
+    }
+    fn visit_borrowed_str<X: de::Error>(self, v: &'de str) -> Result<Self::Value, X> {
+        Ok(self.0.on_borrowed_str(v))
+    }
+    fn visit_unit<X: de::Error>(self) -> Result<Self::Value, X> {
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, s: A) -> Result<Self::Value, A::Error> {
+        self.0.on_seq(s)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, m: A) -> Result<Self::Value, A::Error> {
+        self.0.on_map(m)
+    }
+}
+
+impl<'de, S: Shape<'de>> DeserializeSeed<'de> for Soft<S> {
+    type Value = Option<S::Out>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// Takes nothing: consumes (and checks) any value.
+struct Nothing;
+impl<'de> Shape<'de> for Nothing {
+    type Out = ();
+}
+
+/// A JSON string.
+struct SStr;
+impl<'de> Shape<'de> for SStr {
+    type Out = Cow<'de, str>;
+    fn on_str(self, v: &str) -> Option<Self::Out> {
+        Some(Cow::Owned(v.to_owned()))
+    }
+    fn on_borrowed_str(self, v: &'de str) -> Option<Self::Out> {
+        Some(Cow::Borrowed(v))
+    }
+}
+
+/// JSON true / false.
+struct SBool;
+impl<'de> Shape<'de> for SBool {
+    type Out = bool;
+    fn on_bool(self, v: bool) -> Option<bool> {
+        Some(v)
+    }
+}
+
 /// The canonical decimal of a non-negative integer: ASCII digits, no sign, no leading zero unless "0".
 fn canonical_u64(s: &str) -> Option<u64> {
     let b = s.as_bytes();
@@ -64,129 +195,146 @@ fn canonical_i64(s: &str) -> Option<i64> {
     s.parse::<i64>().ok()
 }
 
-macro_rules! int_visitor {
-    ($name:ident, $t:ty, $what:expr, u64 => $u:expr, i64 => $i:expr, str => $s:expr) => {
-        #[allow(dead_code)]
-        pub struct $name(pub $t);
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                struct V;
-                impl<'de> Visitor<'de> for V {
-                    type Value = $name;
-                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                        f.write_str($what)
-                    }
-                    fn visit_u64<X: de::Error>(self, v: u64) -> Result<$name, X> {
-                        let f: fn(u64) -> Option<$t> = $u;
-                        f(v).map($name).ok_or_else(|| X::custom("out of range"))
-                    }
-                    fn visit_i64<X: de::Error>(self, v: i64) -> Result<$name, X> {
-                        let f: fn(i64) -> Option<$t> = $i;
-                        f(v).map($name).ok_or_else(|| X::custom("out of range"))
-                    }
-                    fn visit_str<X: de::Error>(self, v: &str) -> Result<$name, X> {
-                        let f: fn(&str) -> Option<$t> = $s;
-                        f(v).map($name).ok_or_else(|| X::custom("not a canonical decimal"))
-                    }
-                }
-                d.deserialize_any(V)
-            }
-        }
-    };
+/// uint64 times: a JSON integer or its canonical decimal string.
+struct STime;
+impl<'de> Shape<'de> for STime {
+    type Out = u64;
+    fn on_u64(self, v: u64) -> Option<u64> {
+        Some(v)
+    }
+    fn on_str(self, v: &str) -> Option<u64> {
+        canonical_u64(v)
+    }
 }
 
-// uint64 times: a JSON integer or its canonical decimal string
-int_visitor!(U64Time, u64, "a uint64", u64 => |v| Some(v), i64 => |_| None, str => canonical_u64);
-// int64 intValue: a JSON integer or its canonical decimal string
-int_visitor!(I64Val, i64, "an int64", u64 => |v| i64::try_from(v).ok(), i64 => |v| Some(v), str => canonical_i64);
-// int32 severityNumber: a JSON integer only
-int_visitor!(I32Num, i32, "an int32", u64 => |v| i32::try_from(v).ok(), i64 => |v| i32::try_from(v).ok(), str => |_| None);
-// uint32 flags, droppedAttributesCount: a JSON integer only
-int_visitor!(U32Num, u32, "a uint32", u64 => |v| u32::try_from(v).ok(), i64 => |_| None, str => |_| None);
+/// int64 intValue: a JSON integer or its canonical decimal string.
+struct SI64;
+impl<'de> Shape<'de> for SI64 {
+    type Out = i64;
+    fn on_u64(self, v: u64) -> Option<i64> {
+        i64::try_from(v).ok()
+    }
+    fn on_i64(self, v: i64) -> Option<i64> {
+        Some(v)
+    }
+    fn on_str(self, v: &str) -> Option<i64> {
+        canonical_i64(v)
+    }
+}
 
-// -- AnyValue and KeyValue ------------------------------------------------------------------------
+/// int32 severityNumber: a JSON integer only.
+struct SI32;
+impl<'de> Shape<'de> for SI32 {
+    type Out = i32;
+    fn on_u64(self, v: u64) -> Option<i32> {
+        i32::try_from(v).ok()
+    }
+    fn on_i64(self, v: i64) -> Option<i32> {
+        i32::try_from(v).ok()
+    }
+}
+
+/// uint32 flags, droppedAttributesCount: a JSON integer only.
+struct SU32;
+impl<'de> Shape<'de> for SU32 {
+    type Out = u32;
+    fn on_u64(self, v: u64) -> Option<u32> {
+        u32::try_from(v).ok()
+    }
+}
 
 /// An AnyValue of exactly one of stringValue / boolValue / intValue.
-pub struct AnyVal<'a>(pub Val<'a>);
-
-impl<'de> Deserialize<'de> for AnyVal<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = AnyVal<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an AnyValue with one of stringValue, boolValue, intValue")
+struct SAny;
+impl<'de> Shape<'de> for SAny {
+    type Out = Val<'de>;
+    fn on_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Option<Val<'de>>, A::Error> {
+        let Some(k) = m.next_key::<Str>()? else { return Ok(None) };
+        let v = match &*k.0 {
+            "stringValue" => m.next_value_seed(Soft(SStr))?.map(Val::Str),
+            "boolValue" => m.next_value_seed(Soft(SBool))?.map(Val::Bool),
+            "intValue" => m.next_value_seed(Soft(SI64))?.map(Val::Int),
+            _ => {
+                m.next_value::<Checked>()?;
+                None
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
-                let k: Str = m.next_key()?.ok_or_else(|| de::Error::custom("empty AnyValue"))?;
-                let v = match &*k.0 {
-                    "stringValue" => Val::Str(m.next_value::<Str>()?.0),
-                    "boolValue" => Val::Bool(m.next_value::<bool>()?),
-                    "intValue" => Val::Int(m.next_value::<I64Val>()?.0),
-                    _ => return Err(de::Error::custom("not a native value field")),
-                };
-                if m.next_key::<Str>()?.is_some() {
-                    return Err(de::Error::custom("more than one member"));
+        };
+        match m.next_key::<Str>()? {
+            None => Ok(v),
+            Some(k2) => {
+                let mut seen = HashSet::from([k.0]);
+                if !seen.insert(k2.0) {
+                    return Err(de::Error::custom("member given twice"));
                 }
-                Ok(AnyVal(v))
+                m.next_value::<Checked>()?;
+                drain_map(m, seen).map(|_| None)
             }
         }
-        d.deserialize_map(V)
     }
 }
 
 /// A body of exactly {"stringValue": string}.
-pub struct StrBody<'a>(pub Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for StrBody<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match AnyVal::deserialize(d)?.0 {
-            Val::Str(s) => Ok(StrBody(s)),
-            _ => Err(de::Error::custom("body is not a stringValue")),
-        }
+struct SBody;
+impl<'de> Shape<'de> for SBody {
+    type Out = Cow<'de, str>;
+    fn on_map<A: MapAccess<'de>>(self, m: A) -> Result<Option<Self::Out>, A::Error> {
+        Ok(match SAny.on_map(m)? {
+            Some(Val::Str(s)) => Some(s),
+            _ => None,
+        })
     }
 }
 
 /// A KeyValue of exactly `key` (string) and `value` (a native AnyValue).
-pub struct KeyVal<'a>(pub Cow<'a, str>, pub Val<'a>);
-
-impl<'de> Deserialize<'de> for KeyVal<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = KeyVal<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a KeyValue")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
-                let mut key: Option<Cow<'de, str>> = None;
-                let mut val: Option<Val<'de>> = None;
-                while let Some(k) = m.next_key::<Str>()? {
-                    match &*k.0 {
-                        "key" if key.is_none() => key = Some(m.next_value::<Str>()?.0),
-                        "value" if val.is_none() => val = Some(m.next_value::<AnyVal>()?.0),
-                        _ => return Err(de::Error::custom("not a native KeyValue member")),
-                    }
+struct SKeyVal;
+impl<'de> Shape<'de> for SKeyVal {
+    type Out = (Cow<'de, str>, Val<'de>);
+    fn on_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Option<Self::Out>, A::Error> {
+        let (mut key, mut val) = (None, None);
+        let (mut has_key, mut has_val, mut ok) = (false, false, true);
+        let mut other: Option<HashSet<Cow<'de, str>>> = None;
+        while let Some(k) = m.next_key::<Str>()? {
+            match &*k.0 {
+                "key" if !has_key => {
+                    has_key = true;
+                    key = m.next_value_seed(Soft(SStr))?;
                 }
-                match (key, val) {
-                    (Some(k), Some(v)) => Ok(KeyVal(k, v)),
-                    _ => Err(de::Error::custom("KeyValue without key or value")),
+                "value" if !has_val => {
+                    has_val = true;
+                    val = m.next_value_seed(Soft(SAny))?;
+                }
+                "key" | "value" => return Err(de::Error::custom("member given twice")),
+                _ => {
+                    ok = false;
+                    if !other.get_or_insert_with(HashSet::new).insert(k.0) {
+                        return Err(de::Error::custom("member given twice"));
+                    }
+                    m.next_value::<Checked>()?;
                 }
             }
         }
-        d.deserialize_map(V)
+        Ok(match (ok, key, val) {
+            (true, Some(k), Some(v)) => Some((k, v)),
+            _ => None,
+        })
     }
 }
 
 pub type Attrs<'a> = Vec<(Cow<'a, str>, Val<'a>)>;
 
-/// A KeyValue list, sorted by key bytes; Err when it is not an array of native KeyValues.
-struct AttrList<'a>(Attrs<'a>);
-
-impl<'de> Deserialize<'de> for AttrList<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v: Vec<KeyVal<'de>> = Vec::deserialize(d)?;
-        Ok(AttrList(v.into_iter().map(|KeyVal(k, v)| (k, v)).collect()))
+/// A KeyValue list of native KeyValues (in the order given).
+struct SAttrs;
+impl<'de> Shape<'de> for SAttrs {
+    type Out = Attrs<'de>;
+    fn on_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Option<Attrs<'de>>, A::Error> {
+        let mut out = Vec::with_capacity(s.size_hint().unwrap_or(8));
+        let mut ok = true;
+        while let Some(kv) = s.next_element_seed(Soft(SKeyVal))? {
+            match kv {
+                Some(kv) if ok => out.push(kv),
+                _ => ok = false,
+            }
+        }
+        Ok(if ok { Some(out) } else { None })
     }
 }
 
@@ -206,130 +354,129 @@ pub struct Rec<'a> {
     pub event: Option<Cow<'a, str>>,
     pub body: Option<Cow<'a, str>>,
     pub attrs: Attrs<'a>,
-    pub ids_ok: bool,
 }
 
-impl<'de> Deserialize<'de> for Rec<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Rec<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a logRecord")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
-                let mut r = Rec { ids_ok: true, ..Rec::default() };
-                let mut seen: u16 = 0;
-                while let Some(k) = m.next_key::<Str>()? {
-                    let bit = match &*k.0 {
-                        "timeUnixNano" => 0,
-                        "observedTimeUnixNano" => 1,
-                        "severityNumber" => 2,
-                        "severityText" => 3,
-                        "eventName" => 4,
-                        "body" => 5,
-                        "attributes" => 6,
-                        "flags" => 7,
-                        "droppedAttributesCount" => 8,
-                        "traceId" => 9,
-                        "spanId" => 10,
-                        _ => return Err(de::Error::custom("not a native logRecord field")),
-                    };
-                    if seen & (1 << bit) != 0 {
-                        return Err(de::Error::custom("member given twice"));
-                    }
-                    seen |= 1 << bit;
-                    match bit {
-                        0 => r.time = m.next_value::<U64Time>()?.0,
-                        1 => {
-                            m.next_value::<U64Time>()?;
-                        }
-                        2 => r.sev = m.next_value::<I32Num>()?.0,
-                        3 => r.sev_text = Some(m.next_value::<Str>()?.0),
-                        4 => r.event = Some(m.next_value::<Str>()?.0),
-                        5 => r.body = Some(m.next_value::<StrBody>()?.0),
-                        6 => r.attrs = m.next_value::<AttrList>()?.0,
-                        7 | 8 => {
-                            m.next_value::<U32Num>()?;
-                        }
-                        9 => {
-                            let s = m.next_value::<Str>()?.0;
-                            r.ids_ok &= s.is_empty() || canon::is_lower_hex(&s, 32);
-                        }
-                        _ => {
-                            let s = m.next_value::<Str>()?.0;
-                            r.ids_ok &= s.is_empty() || canon::is_lower_hex(&s, 16);
-                        }
-                    }
+/// One logRecord as read: `rec` when every field has a native form, and where its first member
+/// name begins in the line (when that name is borrowed from it).
+pub struct RecOut<'a> {
+    rec: Option<Rec<'a>>,
+    first_key: Option<*const u8>,
+}
+
+// Safety: the pointer is only compared with the line's own address range, never dereferenced.
+unsafe impl Send for RecOut<'_> {}
+
+struct SRec;
+impl<'de> Shape<'de> for SRec {
+    type Out = RecOut<'de>;
+    fn on_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Option<RecOut<'de>>, A::Error> {
+        let mut r = Rec::default();
+        let mut ok = true;
+        let mut seen: u16 = 0;
+        let mut first_key = None;
+        let mut other: Option<HashSet<Cow<'de, str>>> = None;
+        let mut first = true;
+        while let Some(k) = m.next_key::<Str>()? {
+            if first {
+                first = false;
+                if let Cow::Borrowed(s) = k.0 {
+                    first_key = Some(s.as_ptr());
                 }
-                Ok(r)
             }
-        }
-        d.deserialize_map(V)
-    }
-}
-
-// -- a generic validator: valid JSON, no object with a member twice -------------------------------
-
-struct Checked;
-
-impl<'de> Deserialize<'de> for Checked {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Checked;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_bool<X: de::Error>(self, _: bool) -> Result<Checked, X> {
-                Ok(Checked)
-            }
-            fn visit_i64<X: de::Error>(self, _: i64) -> Result<Checked, X> {
-                Ok(Checked)
-            }
-            fn visit_u64<X: de::Error>(self, _: u64) -> Result<Checked, X> {
-                Ok(Checked)
-            }
-            fn visit_f64<X: de::Error>(self, _: f64) -> Result<Checked, X> {
-                Ok(Checked)
-            }
-            fn visit_str<X: de::Error>(self, _: &str) -> Result<Checked, X> {
-                Ok(Checked)
-            }
-            fn visit_unit<X: de::Error>(self) -> Result<Checked, X> {
-                Ok(Checked)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Checked, A::Error> {
-                while s.next_element::<Checked>()?.is_some() {}
-                Ok(Checked)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Checked, A::Error> {
-                let mut keys: HashSet<Cow<'de, str>> = HashSet::new();
-                while let Some(k) = m.next_key::<Str>()? {
-                    if !keys.insert(k.0) {
+            let bit = match &*k.0 {
+                "timeUnixNano" => 0,
+                "observedTimeUnixNano" => 1,
+                "severityNumber" => 2,
+                "severityText" => 3,
+                "eventName" => 4,
+                "body" => 5,
+                "attributes" => 6,
+                "flags" => 7,
+                "droppedAttributesCount" => 8,
+                "traceId" => 9,
+                "spanId" => 10,
+                _ => {
+                    ok = false;
+                    if !other.get_or_insert_with(HashSet::new).insert(k.0) {
                         return Err(de::Error::custom("member given twice"));
                     }
                     m.next_value::<Checked>()?;
+                    continue;
                 }
-                Ok(Checked)
+            };
+            if seen & (1 << bit) != 0 {
+                return Err(de::Error::custom("member given twice"));
+            }
+            seen |= 1 << bit;
+            match bit {
+                0 => match m.next_value_seed(Soft(STime))? {
+                    Some(t) => r.time = t,
+                    None => ok = false,
+                },
+                1 => ok &= m.next_value_seed(Soft(STime))?.is_some(),
+                2 => match m.next_value_seed(Soft(SI32))? {
+                    Some(s) => r.sev = s,
+                    None => ok = false,
+                },
+                3 => {
+                    r.sev_text = m.next_value_seed(Soft(SStr))?;
+                    ok &= r.sev_text.is_some();
+                }
+                4 => {
+                    r.event = m.next_value_seed(Soft(SStr))?;
+                    ok &= r.event.is_some();
+                }
+                5 => {
+                    r.body = m.next_value_seed(Soft(SBody))?;
+                    ok &= r.body.is_some();
+                }
+                6 => match m.next_value_seed(Soft(SAttrs))? {
+                    Some(a) => r.attrs = a,
+                    None => ok = false,
+                },
+                7 | 8 => ok &= m.next_value_seed(Soft(SU32))?.is_some(),
+                _ => {
+                    let n = if bit == 9 { 32 } else { 16 };
+                    ok &= matches!(m.next_value_seed(Soft(SStr))?, Some(s) if s.is_empty() || canon::is_lower_hex(&s, n));
+                }
             }
         }
-        d.deserialize_any(V)
+        Ok(Some(RecOut { rec: if ok { Some(r) } else { None }, first_key }))
     }
 }
 
-// -- the envelope ---------------------------------------------------------------------------------
-
-struct Request<'a>(Vec<ResourceLogs<'a>>);
-struct ResourceLogs<'a> {
-    resource: Attrs<'a>,
-    scopes: Vec<Vec<&'a RawValue>>,
+impl<'de> Deserialize<'de> for RecOut<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // a record that is no object: valid JSON, not native, place unknown
+        Ok(d.deserialize_any(Soft(SRec))?.unwrap_or(RecOut { rec: None, first_key: None }))
+    }
 }
-struct ScopeLogs<'a>(Vec<&'a RawValue>);
+
+// -- the envelope (strict: anything unexpected fails the parse, and the line is declined) ----------
+
+struct Request<'a, R>(Vec<ResourceLogs<'a, R>>);
+struct ResourceLogs<'a, R> {
+    resource: Attrs<'a>,
+    scopes: Vec<Vec<R>>,
+}
+struct ScopeLogs<R>(Vec<R>);
 struct Resource<'a>(Attrs<'a>);
 struct Scope;
 
-fn dup<X: de::Error>(seen: &mut u8, bit: u8) -> Result<(), X> {
+/// Envelope attributes: native KeyValues with unique keys, else Err (the line is declined).
+fn envelope_attrs<'de, A: MapAccess<'de>>(m: &mut A) -> Result<Attrs<'de>, A::Error> {
+    let a = m.next_value_seed(Soft(SAttrs))?.ok_or_else(|| de::Error::custom("attributes"))?;
+    // unique keys; the list keeps its order (the dict Python builds has it too)
+    let mut keys: Vec<&str> = a.iter().map(|(k, _)| &**k).collect();
+    keys.sort_unstable();
+    if keys.windows(2).any(|w| w[0] == w[1]) {
+        return Err(de::Error::custom("duplicate key"));
+    }
+    drop(keys);
+    Ok(a)
+}
+
+fn once<X: de::Error>(seen: &mut u8, bit: u8) -> Result<(), X> {
     if *seen & (1 << bit) != 0 {
         return Err(X::custom("member given twice"));
     }
@@ -337,59 +484,59 @@ fn dup<X: de::Error>(seen: &mut u8, bit: u8) -> Result<(), X> {
     Ok(())
 }
 
-fn unique_attrs<X: de::Error>(mut a: Attrs) -> Result<Attrs, X> {
-    if sort_unique(&mut a) {
-        Ok(a)
-    } else {
-        Err(X::custom("duplicate key"))
-    }
+fn string<'de, A: MapAccess<'de>>(m: &mut A) -> Result<(), A::Error> {
+    m.next_value::<Str>().map(|_| ())
 }
 
-macro_rules! map_de {
-    ($t:ident, $lt:lifetime, $what:expr, |$m:ident| $body:block) => {
-        impl<$lt> Deserialize<$lt> for $t<$lt> {
-            fn deserialize<D: Deserializer<$lt>>(d: D) -> Result<Self, D::Error> {
-                struct V;
-                impl<$lt> Visitor<$lt> for V {
-                    type Value = $t<$lt>;
+fn u32_field<'de, A: MapAccess<'de>>(m: &mut A) -> Result<(), A::Error> {
+    m.next_value_seed(Soft(SU32))?.map(|_| ()).ok_or_else(|| de::Error::custom("not a uint32"))
+}
+
+macro_rules! envelope {
+    ($t:ty, $what:expr, |$m:ident| $body:block) => {
+        impl<'de, R: Deserialize<'de>> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V<R>(PhantomData<R>);
+                impl<'de, R: Deserialize<'de>> Visitor<'de> for V<R> {
+                    type Value = $t;
                     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                         f.write_str($what)
                     }
-                    fn visit_map<A: MapAccess<$lt>>(self, mut $m: A) -> Result<Self::Value, A::Error> $body
+                    fn visit_map<A: MapAccess<'de>>(self, mut $m: A) -> Result<Self::Value, A::Error> $body
                 }
-                d.deserialize_map(V)
+                d.deserialize_map(V::<R>(PhantomData))
             }
         }
     };
 }
 
-map_de!(Request, 'de, "an ExportLogsServiceRequest", |m| {
+envelope!(Request<'de, R>, "an ExportLogsServiceRequest", |m| {
     let mut out = None;
     while let Some(k) = m.next_key::<Str>()? {
         match &*k.0 {
-            "resourceLogs" if out.is_none() => out = Some(m.next_value::<Vec<ResourceLogs>>()?),
+            "resourceLogs" if out.is_none() => out = Some(m.next_value::<Vec<ResourceLogs<'de, R>>>()?),
             _ => return Err(de::Error::custom("not the single member resourceLogs")),
         }
     }
     out.map(Request).ok_or_else(|| de::Error::custom("no resourceLogs"))
 });
 
-map_de!(ResourceLogs, 'de, "a resourceLogs item", |m| {
+envelope!(ResourceLogs<'de, R>, "a resourceLogs item", |m| {
     let mut seen = 0u8;
     let mut rl = ResourceLogs { resource: Vec::new(), scopes: Vec::new() };
     while let Some(k) = m.next_key::<Str>()? {
         match &*k.0 {
             "resource" => {
-                dup(&mut seen, 0)?;
+                once(&mut seen, 0)?;
                 rl.resource = m.next_value::<Resource>()?.0;
             }
             "scopeLogs" => {
-                dup(&mut seen, 1)?;
-                rl.scopes = m.next_value::<Vec<ScopeLogs>>()?.into_iter().map(|s| s.0).collect();
+                once(&mut seen, 1)?;
+                rl.scopes = m.next_value::<Vec<ScopeLogs<R>>>()?.into_iter().map(|s| s.0).collect();
             }
             "schemaUrl" => {
-                dup(&mut seen, 2)?;
-                m.next_value::<Str>()?;
+                once(&mut seen, 2)?;
+                string(&mut m)?;
             }
             _ => return Err(de::Error::custom("unexpected resourceLogs member")),
         }
@@ -397,47 +544,59 @@ map_de!(ResourceLogs, 'de, "a resourceLogs item", |m| {
     Ok(rl)
 });
 
-map_de!(Resource, 'de, "a resource", |m| {
-    let mut seen = 0u8;
-    let mut attrs = Vec::new();
-    while let Some(k) = m.next_key::<Str>()? {
-        match &*k.0 {
-            "attributes" => {
-                dup(&mut seen, 0)?;
-                attrs = unique_attrs(m.next_value::<AttrList>()?.0)?;
-            }
-            "droppedAttributesCount" => {
-                dup(&mut seen, 1)?;
-                m.next_value::<U32Num>()?;
-            }
-            _ => return Err(de::Error::custom("unexpected resource member")),
-        }
-    }
-    Ok(Resource(attrs))
-});
-
-map_de!(ScopeLogs, 'de, "a scopeLogs item", |m| {
+envelope!(ScopeLogs<R>, "a scopeLogs item", |m| {
     let mut seen = 0u8;
     let mut recs = Vec::new();
     while let Some(k) = m.next_key::<Str>()? {
         match &*k.0 {
             "scope" => {
-                dup(&mut seen, 0)?;
+                once(&mut seen, 0)?;
                 m.next_value::<Scope>()?;
             }
             "logRecords" => {
-                dup(&mut seen, 1)?;
-                recs = m.next_value::<Vec<&'de RawValue>>()?;
+                once(&mut seen, 1)?;
+                recs = m.next_value::<Vec<R>>()?;
             }
             "schemaUrl" => {
-                dup(&mut seen, 2)?;
-                m.next_value::<Str>()?;
+                once(&mut seen, 2)?;
+                string(&mut m)?;
             }
             _ => return Err(de::Error::custom("unexpected scopeLogs member")),
         }
     }
     Ok(ScopeLogs(recs))
 });
+
+impl<'de> Deserialize<'de> for Resource<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Resource<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a resource")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+                let mut seen = 0u8;
+                let mut attrs = Vec::new();
+                while let Some(k) = m.next_key::<Str>()? {
+                    match &*k.0 {
+                        "attributes" => {
+                            once(&mut seen, 0)?;
+                            attrs = envelope_attrs(&mut m)?;
+                        }
+                        "droppedAttributesCount" => {
+                            once(&mut seen, 1)?;
+                            u32_field(&mut m)?;
+                        }
+                        _ => return Err(de::Error::custom("unexpected resource member")),
+                    }
+                }
+                Ok(Resource(attrs))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
 
 impl<'de> Deserialize<'de> for Scope {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -452,20 +611,20 @@ impl<'de> Deserialize<'de> for Scope {
                 while let Some(k) = m.next_key::<Str>()? {
                     match &*k.0 {
                         "name" => {
-                            dup(&mut seen, 0)?;
-                            m.next_value::<Str>()?;
+                            once(&mut seen, 0)?;
+                            string(&mut m)?;
                         }
                         "version" => {
-                            dup(&mut seen, 1)?;
-                            m.next_value::<Str>()?;
+                            once(&mut seen, 1)?;
+                            string(&mut m)?;
                         }
                         "attributes" => {
-                            dup(&mut seen, 2)?;
-                            unique_attrs(m.next_value::<AttrList>()?.0)?;
+                            once(&mut seen, 2)?;
+                            envelope_attrs(&mut m)?;
                         }
                         "droppedAttributesCount" => {
-                            dup(&mut seen, 3)?;
-                            m.next_value::<U32Num>()?;
+                            once(&mut seen, 3)?;
+                            u32_field(&mut m)?;
                         }
                         _ => return Err(de::Error::custom("unexpected scope member")),
                     }
@@ -515,6 +674,49 @@ pub fn has_negative_zero(b: &[u8]) -> bool {
     false
 }
 
+/// The end (one past the matching `}`) of the JSON object starting at `start` in valid JSON text.
+fn object_end(b: &[u8], start: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = start;
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return (b[i] == b'}').then_some(i + 1);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Where the record whose first member name begins at `key` starts: the `{` before its opening quote.
+fn object_start(b: &[u8], key: usize) -> Option<usize> {
+    let mut i = key.checked_sub(1)?; // the quote
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    while i > 0 {
+        i -= 1;
+        match b[i] {
+            b' ' | b'\t' | b'\n' | b'\r' => continue,
+            b'{' => return Some(i),
+            _ => return None,
+        }
+    }
+    None
+}
+
 // -- the scan -------------------------------------------------------------------------------------
 
 pub enum Item {
@@ -551,9 +753,8 @@ struct Native {
 }
 
 /// The integrity attributes and the digest the content gives; None: not a native record.
-fn native(rec: Rec, buf: &mut Vec<u8>) -> Option<Native> {
-    let mut rec = rec;
-    if !rec.ids_ok || !sort_unique(&mut rec.attrs) {
+fn native(mut rec: Rec, buf: &mut Vec<u8>) -> Option<Native> {
+    if !sort_unique(&mut rec.attrs) {
         return None;
     }
     let event = rec.event.as_deref().unwrap_or("");
@@ -630,103 +831,146 @@ impl OpenRun {
     }
 }
 
+/// Records into items: runs, ones and raws, in record order.
+struct Builder<'k> {
+    fp: &'k Blake2bMac<U8>,
+    stream_idx: HashMap<[u8; 32], usize>,
+    streams: Vec<String>,
+    items: Vec<Item>,
+    run: Option<OpenRun>,
+    buf: Vec<u8>,
+}
+
+impl Builder<'_> {
+    fn close(&mut self) {
+        if let Some(r) = self.run.take() {
+            self.items.push(r.close());
+        }
+    }
+
+    fn raw(&mut self, res: usize, start: usize, end: usize) {
+        self.close();
+        self.items.push(Item::Raw { res, start, end });
+    }
+
+    /// A record with native fields: false when it is not a native record after all (then a raw item).
+    fn record(&mut self, res: usize, rec: Rec) -> bool {
+        let Some(nr) = native(rec, &mut self.buf) else { return false };
+        let next = self.stream_idx.len();
+        let stream = *self.stream_idx.entry(nr.stream).or_insert(next);
+        if stream == next {
+            // stream ids are 32 ASCII hex digits
+            self.streams.push(nr.stream.iter().map(|&c| c as char).collect());
+        }
+        if nr.calc != nr.dig {
+            self.close();
+            self.items.push(Item::One { res, stream, seq: nr.seq, t: nr.t, calc: nr.calc, prev: nr.prev, dig: nr.dig });
+            return true;
+        }
+        let mut f = self.fp.clone();
+        f.update(&nr.calc);
+        f.update(&nr.dig);
+        let fpv = f.finalize_fixed();
+        match &mut self.run {
+            Some(r)
+                if r.res == res
+                    && r.stream == stream
+                    && r.last_seq.checked_add(1) == Some(nr.seq)
+                    && r.last_dig == nr.prev =>
+            {
+                r.last_seq = nr.seq;
+                r.n += 1;
+                if nr.t != 0 && (r.tmin == 0 || nr.t < r.tmin) {
+                    r.tmin = nr.t;
+                }
+                if nr.t > r.tmax {
+                    r.tmax = nr.t;
+                }
+                r.last_dig = nr.dig;
+                r.leaves.extend_from_slice(&nr.dig);
+                r.fps.extend_from_slice(&fpv);
+            }
+            _ => {
+                self.close();
+                let mut leaves = Vec::with_capacity(32 * 64);
+                leaves.extend_from_slice(&nr.dig);
+                let mut fps = Vec::with_capacity(8 * 64);
+                fps.extend_from_slice(&fpv);
+                self.run = Some(OpenRun {
+                    res,
+                    stream,
+                    first_seq: nr.seq,
+                    last_seq: nr.seq,
+                    n: 1,
+                    tmin: nr.t,
+                    tmax: nr.t,
+                    first_prev: nr.prev,
+                    last_dig: nr.dig,
+                    leaves,
+                    fps,
+                });
+            }
+        }
+        true
+    }
+}
+
 /// None: decline the line (Python reads it).
 pub fn scan<'a>(line: &'a [u8], fp: &Blake2bMac<U8>) -> Option<Scan<'a>> {
     if has_negative_zero(line) {
         return None;
     }
-    let req: Request<'a> = serde_json::from_slice::<Request>(line).ok()?;
+    let req: Request<'a, RecOut<'a>> = serde_json::from_slice(line).ok()?;
     let base = line.as_ptr() as usize;
-    let mut out = Scan { resources: Vec::with_capacity(req.0.len()), streams: Vec::new(), items: Vec::new() };
-    let mut stream_idx: HashMap<[u8; 32], usize> = HashMap::new();
-    let mut buf: Vec<u8> = Vec::with_capacity(1024);
-    let mut run: Option<OpenRun> = None;
+    let mut b = Builder { fp, stream_idx: HashMap::new(), streams: Vec::new(), items: Vec::new(), run: None,
+                          buf: Vec::with_capacity(1024) };
+    let mut resources = Vec::with_capacity(req.0.len());
     for (res, rl) in req.0.into_iter().enumerate() {
-        out.resources.push(rl.resource);
+        resources.push(rl.resource);
         for recs in rl.scopes {
-            for raw in recs {
-                let text = raw.get();
-                let nat = match serde_json::from_str::<Rec>(text) {
-                    Ok(rec) => native(rec, &mut buf),
-                    Err(_) => {
-                        serde_json::from_str::<Checked>(text).ok()?; // not even valid: decline the line
-                        None
+            for r in recs {
+                if let Some(rec) = r.rec {
+                    if b.record(res, rec) {
+                        continue;
                     }
+                }
+                // a raw record: its place in the line, from its first member name
+                let at = r.first_key.map(|p| p as usize).filter(|&p| p > base && p < base + line.len());
+                let Some(start) = at.and_then(|p| object_start(line, p - base)) else {
+                    return scan_two_pass(line, fp);
                 };
-                let Some(nr) = nat else {
-                    if let Some(r) = run.take() {
-                        out.items.push(r.close());
-                    }
-                    let start = text.as_ptr() as usize - base;
-                    out.items.push(Item::Raw { res, start, end: start + text.len() });
-                    continue;
-                };
-                let next = stream_idx.len();
-                let stream = *stream_idx.entry(nr.stream).or_insert(next);
-                if stream == next {
-                    out.streams.push(String::from_utf8(nr.stream.to_vec()).ok()?);
-                }
-                if nr.calc != nr.dig {
-                    if let Some(r) = run.take() {
-                        out.items.push(r.close());
-                    }
-                    out.items.push(Item::One {
-                        res,
-                        stream,
-                        seq: nr.seq,
-                        t: nr.t,
-                        calc: nr.calc,
-                        prev: nr.prev,
-                        dig: nr.dig,
-                    });
-                    continue;
-                }
-                let mut f = fp.clone();
-                f.update(&nr.calc);
-                f.update(&nr.dig);
-                let fpv = f.finalize_fixed();
-                let extends = matches!(&run, Some(r) if r.res == res && r.stream == stream
-                    && r.last_seq.checked_add(1) == Some(nr.seq) && r.last_dig == nr.prev);
-                if extends {
-                    let r = run.as_mut().unwrap();
-                    r.last_seq = nr.seq;
-                    r.n += 1;
-                    if nr.t != 0 && (r.tmin == 0 || nr.t < r.tmin) {
-                        r.tmin = nr.t;
-                    }
-                    if nr.t > r.tmax {
-                        r.tmax = nr.t;
-                    }
-                    r.last_dig = nr.dig;
-                    r.leaves.extend_from_slice(&nr.dig);
-                    r.fps.extend_from_slice(&fpv);
-                } else {
-                    if let Some(r) = run.take() {
-                        out.items.push(r.close());
-                    }
-                    let mut leaves = Vec::with_capacity(32 * 64);
-                    leaves.extend_from_slice(&nr.dig);
-                    let mut fps = Vec::with_capacity(8 * 64);
-                    fps.extend_from_slice(&fpv);
-                    run = Some(OpenRun {
-                        res,
-                        stream,
-                        first_seq: nr.seq,
-                        last_seq: nr.seq,
-                        n: 1,
-                        tmin: nr.t,
-                        tmax: nr.t,
-                        first_prev: nr.prev,
-                        last_dig: nr.dig,
-                        leaves,
-                        fps,
-                    });
-                }
+                let end = object_end(line, start)?;
+                b.raw(res, start, end);
             }
         }
     }
-    if let Some(r) = run.take() {
-        out.items.push(r.close());
+    b.close();
+    Some(Scan { resources, streams: b.streams, items: b.items })
+}
+
+/// The same, each record's exact text taken with serde_json's RawValue and then read.
+fn scan_two_pass<'a>(line: &'a [u8], fp: &Blake2bMac<U8>) -> Option<Scan<'a>> {
+    let req: Request<'a, &'a RawValue> = serde_json::from_slice(line).ok()?;
+    let base = line.as_ptr() as usize;
+    let mut b = Builder { fp, stream_idx: HashMap::new(), streams: Vec::new(), items: Vec::new(), run: None,
+                          buf: Vec::with_capacity(1024) };
+    let mut resources = Vec::with_capacity(req.0.len());
+    for (res, rl) in req.0.into_iter().enumerate() {
+        resources.push(rl.resource);
+        for recs in rl.scopes {
+            for raw in recs {
+                let text = raw.get();
+                let r: RecOut = serde_json::from_str(text).ok()?; // not even valid: decline the line
+                if let Some(rec) = r.rec {
+                    if b.record(res, rec) {
+                        continue;
+                    }
+                }
+                let start = text.as_ptr() as usize - base;
+                b.raw(res, start, start + text.len());
+            }
+        }
     }
-    Some(out)
+    b.close();
+    Some(Scan { resources, streams: b.streams, items: b.items })
 }
