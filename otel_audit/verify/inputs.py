@@ -26,13 +26,16 @@ folder (at any depth) that cannot be opened or listed, and input in which no rec
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import gzip
 import io
 import os
+import queue
 import re
 import stat
 import sys
+import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -41,7 +44,7 @@ from typing import Any
 
 import orjson
 
-from otel_audit import _native
+from otel_audit import _native, lifecycle
 from otel_audit import readers as _readers
 from otel_audit.decoding import DecodeError, check_members, walk_request
 from otel_audit.errors import AuditError, InputError
@@ -224,20 +227,56 @@ def _scanned(lines: Iterator[tuple[int, bytes | None, int]], core: Any, key: byt
     many = getattr(core, "scan_lines", None)
     one = core.scan_line
     threads = _native.threads()
-    item = next(lines, None)
-    while item is not None:
-        batch: list[tuple[int, bytes | None, int]] = []
-        size = 0
-        while item is not None and len(batch) < SCAN_LINES and size < SCAN_BYTES:
-            batch.append(item)
-            size += item[2]
+    batches: queue.Queue[Any] = queue.Queue(maxsize=2)  # at most two batches read ahead: bounded memory
+    stop = threading.Event()
+
+    def put(x: Any) -> bool:
+        while not stop.is_set():
+            try:
+                batches.put(x, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        # Reading and scanning the next batch (the core scans without the GIL) while the caller takes this one.
+        try:
             item = next(lines, None)
-        # `item` is the next batch's first line: the batch's last line is the file's last when there is none
-        texts = [b if b is not None else b"" for _, b, _ in batch]
-        got = many(texts, key, threads) if many is not None else [one(t, key) for t in texts]
-        k = len(batch)
-        for i, (n, b, sz) in enumerate(batch):
-            yield n, b, sz, got[i], item is None and i == k - 1
+            while item is not None and not stop.is_set():
+                batch: list[tuple[int, bytes | None, int]] = []
+                size = 0
+                while item is not None and len(batch) < SCAN_LINES and size < SCAN_BYTES:
+                    batch.append(item)
+                    size += item[2]
+                    item = next(lines, None)
+                texts = [b if b is not None else b"" for _, b, _ in batch]
+                got = many(texts, key, threads) if many is not None else [one(t, key) for t in texts]
+                # `item` is the next batch's first line: the batch's last line is the file's last when there is none
+                if not put((batch, got, item is None)):
+                    return
+            put(None)
+        except BaseException as exc:  # noqa: BLE001 - raised again where the caller reads the failing line
+            put(exc)
+
+    reader = lifecycle.background_thread(produce, name="otel-audit-verify-read")
+    reader.start()
+    try:
+        while True:
+            x = batches.get()
+            if x is None:
+                return
+            if isinstance(x, BaseException):
+                raise x
+            batch, got, at_end = x
+            k = len(batch)
+            for i, (n, b, sz) in enumerate(batch):
+                yield n, b, sz, got[i], at_end and i == k - 1
+    finally:
+        stop.set()
+        while reader.is_alive():
+            with contextlib.suppress(queue.Empty):
+                batches.get(timeout=0.05)
 
 
 #: lines of files that are plainly not archives (see the module docstring), by what they are
