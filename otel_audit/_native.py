@@ -18,7 +18,7 @@ ENV = "OTEL_AUDIT_NATIVE"
 #: threads the native core may use to scan lines at once (unset or 0: one per core)
 THREADS_ENV = "OTEL_AUDIT_NATIVE_THREADS"
 #: the interface version this package is written against (otel_audit_native.ABI)
-ABI = 1
+ABI = 2
 _CHOICES = {"": "auto", "auto": "auto", "1": "required", "required": "required", "on": "required",
             "0": "off", "off": "off", "false": "off", "no": "off"}
 
@@ -36,7 +36,7 @@ def _load() -> tuple[Any, str]:
     if choice == "off":
         return None, f"{ENV}=off"
     try:
-        import otel_audit_native as mod  # type: ignore[import-not-found,unused-ignore]
+        import otel_audit_native as mod  # type: ignore[import-not-found,import-untyped,unused-ignore]
     except ImportError as exc:
         why = f"otel_audit_native is not installed ({exc})"
         mod = None

@@ -334,7 +334,7 @@ class SigningProcessor(LogRecordProcessor):
         self.stream_id = secrets.token_hex(16)
         self._origin = f"{self._origin_prefix}/{self.stream_id}"
         self._head = canonical.prefix(self.stream_id, 0)[:-2]  # '["v1","<stream>",' ; seq follows
-        _native_function("sign")  # OTEL_AUDIT_NATIVE decided now: a bad value is a ConfigError here, not at emit
+        _native_function("sign_into")  # OTEL_AUDIT_NATIVE decided now: a bad value is a ConfigError here, not at emit
         self._producer = self._producer_of(self._resource)
         self._lock = threading.Lock()
         self._seq = 0
@@ -424,9 +424,10 @@ class SigningProcessor(LogRecordProcessor):
             lr.event_name = FOREIGN_CHECKPOINT_EVENT
         sev = lr.severity_number
         body = lr.body
-        native = _native_function("sign")
+        native = _native_function("sign_into")
         if native is not None and (body is None or type(body) is str):
-            # one call canonicalises, hashes and chains; None: a value it leaves to the code below
+            # one call canonicalises, hashes, chains and writes the integrity attributes; None: a value it
+            # leaves to the code below (nothing written)
             with self._lock:
                 if self._shutdown:
                     raise DeliveryError(
@@ -435,10 +436,11 @@ class SigningProcessor(LogRecordProcessor):
                     )
                 seq = self._seq
                 prev_hex = self._prev_hex
-                out = native(self._prev, self._head + str(seq).encode() + b",", lr.event_name, ts,
-                             severity_int(sev) if sev is not None else 0, lr.severity_text, body, d, self._embed)
+                out = native(self._prev, self._head, seq, lr.event_name, ts,
+                             severity_int(sev) if sev is not None else 0, lr.severity_text, body, d,
+                             self.stream_id, prev_hex, self._embed)
                 if out is not None:
-                    digest, digest_hex, embedded = out
+                    digest, digest_hex = out
                     self._seq = seq + 1
                     self._prev = digest
                     self._prev_hex = digest_hex
@@ -447,7 +449,7 @@ class SigningProcessor(LogRecordProcessor):
                     self._unsealed = unsealed
                     due = unsealed >= self._every
             if out is not None:
-                self._hand_on(log_record, d, seq, prev_hex, digest_hex, embedded, due)
+                self._deliver(log_record, seq, prev_hex, digest_hex, due)
                 return
         types = set(map(type, d.values()))
         if (body is None or type(body) is str) and types <= _PLAIN and (int not in types or canonical.ints_fit(d)):
@@ -494,6 +496,10 @@ class SigningProcessor(LogRecordProcessor):
         d[DIGEST] = digest_hex
         if embedded is not None:
             d[RECORD] = embedded.decode("utf-8")
+        self._deliver(log_record, seq, prev_hex, digest_hex, due)
+
+    def _deliver(self, log_record: ReadWriteLogRecord, seq: int, prev_hex: str, digest_hex: str, due: bool) -> None:
+        """Hand a numbered record (its integrity attributes written) on downstream; then a due checkpoint."""
         if self._single is not None:
             try:
                 self._single(log_record)
@@ -823,7 +829,7 @@ def _takes_timeout(fn: Callable[..., object]) -> TypeGuard[Callable[..., None]]:
 
 
 lifecycle.mark_critical([
-    SigningProcessor._on_emit, SigningProcessor._hand_on, SigningProcessor._emit_internal,
+    SigningProcessor._on_emit, SigningProcessor._hand_on, SigningProcessor._deliver, SigningProcessor._emit_internal,
     SigningProcessor._emit_checkpoint, SigningProcessor._forward, SigningProcessor._emit_gap_marker,
     SigningProcessor.shutdown, SigningProcessor.force_flush, SigningProcessor._after_fork_in_child,
     StreamState.write,

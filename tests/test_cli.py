@@ -89,7 +89,7 @@ def test_installed_console_script_runs() -> None:
     proc = run("catalog", "--format", "json", exe=[str(script)])
     assert proc.returncode == 0, proc.stderr
     assert len(json.loads(proc.stdout)) == 46
-    assert run("--version", exe=[str(script)]).stdout.strip() == f"otel-audit {otel_audit.__version__}"
+    assert run("--version", exe=[str(script)]).stdout.splitlines()[0] == f"otel-audit {otel_audit.__version__}"
 
 
 # -- catalog ---------------------------------------------------------------------------------------

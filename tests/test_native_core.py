@@ -45,7 +45,7 @@ _ABSENT = object()
 
 
 def test_interface() -> None:
-    assert native.ABI == 1
+    assert native.ABI == 2
     assert native.__version__ == "0.1.0"
     for name in ("sign", "scan_line", "merkle_extend", "content_bytes"):
         assert callable(getattr(native, name))
@@ -156,7 +156,7 @@ def check(line: bytes, key: bytes = FP_KEY) -> tuple[list[Any], list[Any]] | Non
     flat = expand(items)
     assert len(flat) == len(ref_records), "one item per record"
     run_ts: dict[int, list[int]] = {}
-    for k, ((kind, res, f), (idx, rec, (status, info))) in enumerate(zip(flat, ref_records)):
+    for k, ((kind, res, f), (idx, rec, (status, info))) in enumerate(zip(flat, ref_records, strict=True)):
         assert res == idx, f"record {k}: resource index"
         if kind == "raw":
             text = line[f["start"]:f["end"]]
@@ -372,7 +372,8 @@ _value = st.one_of(
     st.lists(st.integers(0, 3), max_size=2),
     st.dictionaries(st.text(max_size=2), st.integers(0, 3), max_size=2),
 )
-_keys = st.one_of(_any_text, st.sampled_from(sorted(canonical.INTEGRITY_KEYS)), st.sampled_from(["a", "é", "\uffff", "😀"]))
+_keys = st.one_of(_any_text, st.sampled_from(sorted(canonical.INTEGRITY_KEYS)),
+                  st.sampled_from(["a", "é", "\uffff", "😀"]))
 
 
 def _valid_text(s: Any) -> bool:
@@ -422,7 +423,8 @@ def _compare(event: Any, t: Any, sev: Any, text: Any, body: Any, attrs: Any) -> 
     body=st.one_of(st.none(), _any_text, _value),
     attrs=st.dictionaries(_keys, _value, max_size=6),
 )
-def test_content_bytes_matches_python(event: Any, t: int, sev: int, text: Any, body: Any, attrs: dict[str, Any]) -> None:
+def test_content_bytes_matches_python(event: Any, t: int, sev: int, text: Any, body: Any,
+                                      attrs: dict[str, Any]) -> None:
     got = _compare(event, t, sev, text, body, attrs)
     certain = (
         all(x is None or _valid_text(x) for x in (event, text))
@@ -597,7 +599,7 @@ def _mutate_tree(doc: Any, rnd: random.Random) -> str:
         if op == 0 and objs:  # a member twice (maybe spelled with an escape)
             o = rnd.choice(objs)
             k, v = rnd.choice(o)
-            key = _Raw(json.dumps(k)[:-2] + "\\u%04x" % ord(k[-1]) + '"') if k and rnd.random() < 0.3 else k
+            key = _Raw(json.dumps(k)[:-2] + f"\\u{ord(k[-1]):04x}" + '"') if k and rnd.random() < 0.3 else k
             o.insert(rnd.randrange(len(o) + 1), (key, copy.deepcopy(v) if rnd.random() < 0.5 else _scalar(rnd)))
         elif op == 1 and objs:  # reorder members
             rnd.shuffle(rnd.choice(objs))

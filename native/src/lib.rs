@@ -22,7 +22,7 @@ mod scan;
 use canon::Val;
 
 /// Bumped whenever the interface changes; the Python side refuses another value.
-const ABI: i32 = 1;
+const ABI: i32 = 2;
 
 thread_local! {
     static BUF: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(1024));
@@ -215,6 +215,99 @@ fn sign<'py>(
         }
         Ok(t.into_any().unbind())
     })
+}
+
+/// The signing processor's whole per-record step in one call: the canonical content of the record, its
+/// digest SHA-256(0x00 || prev || stream_prefix || seq || "," || content[1:]) and the integrity attributes
+/// written into `attributes` (audit.stream.id = stream_id, audit.stream.seq = seq, audit.integrity.prev =
+/// prev_hex, audit.integrity.digest, and audit.integrity.record = the content when `embed`). Returns
+/// (digest, digest hex), or None, having written nothing, where `sign` would decline.
+#[pyfunction]
+#[pyo3(signature = (prev, stream_prefix, seq, event_name, time_unix_nano, severity_number, severity_text, body,
+                    attributes, stream_id, prev_hex, embed))]
+#[allow(clippy::too_many_arguments)]
+fn sign_into<'py>(
+    py: Python<'py>,
+    prev: &Bound<'py, PyAny>,
+    stream_prefix: &Bound<'py, PyAny>,
+    seq: &Bound<'py, PyAny>,
+    event_name: &Bound<'py, PyAny>,
+    time_unix_nano: &Bound<'py, PyAny>,
+    severity_number: &Bound<'py, PyAny>,
+    severity_text: &Bound<'py, PyAny>,
+    body: &Bound<'py, PyAny>,
+    attributes: &Bound<'py, PyAny>,
+    stream_id: &Bound<'py, PyAny>,
+    prev_hex: &Bound<'py, PyAny>,
+    embed: bool,
+) -> PyResult<PyObject> {
+    let (Ok(prev_b), Ok(prefix)) = (prev.downcast::<PyBytes>(), stream_prefix.downcast::<PyBytes>()) else {
+        return Ok(py.None());
+    };
+    let prev_b = prev_b.as_bytes();
+    let Some(seq_v) = exact_u64(seq) else {
+        return Ok(py.None());
+    };
+    if prev_b.len() != 32 || !stream_id.is_exact_instance_of::<PyString>() || !prev_hex.is_exact_instance_of::<PyString>()
+    {
+        return Ok(py.None());
+    }
+    let Ok(d) = attributes.downcast_exact::<PyDict>() else {
+        return Ok(py.None());
+    };
+    BUF.with(|cell| {
+        let mut fresh = Vec::new();
+        let mut held = cell.try_borrow_mut().ok();
+        let buf: &mut Vec<u8> = match held.as_deref_mut() {
+            Some(b) => b,
+            None => &mut fresh,
+        };
+        if content_into(buf, event_name, time_unix_nano, severity_number, severity_text, body, attributes).is_none()
+        {
+            return Ok(py.None());
+        }
+        let mut num = [0u8; 24];
+        let digits = decimal(seq_v, &mut num);
+        let mut h = Sha256::new();
+        h.update([0u8]);
+        h.update(prev_b);
+        h.update(prefix.as_bytes());
+        h.update(digits);
+        h.update(b",");
+        h.update(&buf[1..]);
+        let dg: [u8; 32] = h.finalize().into();
+        let hex = canon::hex32(&dg);
+        // Safety: hex digits are ASCII
+        let hex_s = PyString::new(py, unsafe { std::str::from_utf8_unchecked(&hex) });
+        d.set_item(pyo3::intern!(py, "audit.stream.id"), stream_id)?;
+        d.set_item(pyo3::intern!(py, "audit.stream.seq"), seq)?;
+        d.set_item(pyo3::intern!(py, "audit.integrity.prev"), prev_hex)?;
+        d.set_item(pyo3::intern!(py, "audit.integrity.digest"), &hex_s)?;
+        if embed {
+            // Safety: canonical content is UTF-8 (built from str values)
+            let text = PyString::new(py, unsafe { std::str::from_utf8_unchecked(buf) });
+            d.set_item(pyo3::intern!(py, "audit.integrity.record"), text)?;
+        }
+        let t = PyTuple::new(py, [PyBytes::new(py, &dg).into_any(), hex_s.into_any()])?;
+        if buf.capacity() > 1 << 20 {
+            buf.clear();
+            buf.shrink_to(4096);
+        }
+        Ok(t.into_any().unbind())
+    })
+}
+
+fn decimal(mut v: u64, out: &mut [u8; 24]) -> &[u8] {
+    let mut i = out.len();
+    loop {
+        i -= 1;
+        out[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    &out[i..]
 }
 
 /// canonical.content_bytes for the inputs `sign` takes; None where `sign` would decline.
@@ -410,6 +503,7 @@ fn otel_audit_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ABI", ABI)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(sign, m)?)?;
+    m.add_function(wrap_pyfunction!(sign_into, m)?)?;
     m.add_function(wrap_pyfunction!(content_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(scan_line, m)?)?;
     m.add_function(wrap_pyfunction!(scan_lines, m)?)?;
