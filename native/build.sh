@@ -32,9 +32,19 @@ if [ -z "$maturin" ]; then
     exit 1
 fi
 
+# With zig (pip install ziglang, next to maturin) maturin links for manylinux2014 (glibc 2.17, so the wheel
+# installs on older systems than this one) and cross-links other targets without a cross toolchain.
+zig=()
+if "$(dirname "$maturin")/python" -c "import ziglang" 2>/dev/null || command -v zig >/dev/null 2>&1; then
+    zig=(--zig --compatibility manylinux2014)
+    export PATH="$(dirname "$maturin"):$PATH"
+else
+    echo "== zig not found (pip install ziglang): the host wheel is tagged for this machine's glibc; other targets need a cross linker"
+fi
+
 cd "$here"
 echo "== host wheel ($(rustc -vV | sed -n 's/^host: //p')) -> $out"
-"$maturin" build --release --out "$out"
+"$maturin" build --release ${zig[@]+"${zig[@]}"} --out "$out"
 
 installed="$(rustup target list --installed 2>/dev/null || true)"
 status=0
@@ -44,7 +54,7 @@ for t in "${targets[@]+"${targets[@]}"}"; do
         continue
     fi
     echo "== $t wheel -> $out"
-    if ! "$maturin" build --release --target "$t" --out "$out"; then
+    if ! "$maturin" build --release --target "$t" ${zig[@]+"${zig[@]}"} --out "$out"; then
         echo "== $t: FAILED (is a cross linker configured? e.g. CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER)" >&2
         status=1
     fi

@@ -139,3 +139,34 @@ def test_installed_wheel_runs_the_demo_and_verifies_it(installed: Path, tmp_path
     proc = run([cli, "verify", "--keys", str(out / "keys"), str(out / "archive")], cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "result: VERIFIED" in proc.stdout
+
+
+def test_native_wheel_installs_next_to_the_package_and_is_used(installed: Path, tmp_path: Path) -> None:
+    """The README's fast path: `bash native/build.sh dist` builds the abi3 wheel of the native core (manylinux2014
+    with zig), `pip install --no-index --find-links dist otel-audit-native` adds it to an installed otel-audit,
+    `otel-audit --version` then names it, and the demo's archive verifies on it (OTEL_AUDIT_NATIVE=required)
+    exactly as in pure Python. Before it is installed, the same venv runs in pure Python."""
+    cli = str(installed / "bin" / "otel-audit")
+    env = clean_env(installed)
+    before = run([cli, "--version"], cwd=tmp_path, env=env)
+    assert before.returncode == 0 and "integrity core: pure Python" in before.stdout, before.stdout + before.stderr
+    dist = tmp_path / "dist"
+    build_env = {**os.environ, "MATURIN": str(Path(sys.executable).with_name("maturin"))}
+    proc = run(["bash", str(ROOT / "native" / "build.sh"), str(dist)], cwd=tmp_path, env=build_env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    wheels = [p.name for p in dist.glob("otel_audit_native-*.whl")]
+    assert len(wheels) == 1 and "-cp310-abi3-" in wheels[0] and "manylinux2014_x86_64" in wheels[0], wheels
+    proc = run([str(installed / "bin" / "python"), "-m", "pip", "install", "-q", "--no-index", "--find-links",
+                str(dist), "otel-audit-native"], cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    after = run([cli, "--version"], cwd=tmp_path, env=env)
+    assert "integrity core: native 0.1.0 (" in after.stdout and str(installed) in after.stdout, after.stdout
+    out = tmp_path / "d"
+    assert run([cli, "demo", "--out", str(out)], cwd=tmp_path, env=env).returncode == 0
+    reports = []
+    for mode in ("required", "off"):
+        proc = run([cli, "verify", "--keys", str(out / "keys"), "--format", "json", "--no-progress",
+                    str(out / "archive")], cwd=tmp_path, env={**env, "OTEL_AUDIT_NATIVE": mode})
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        reports.append(proc.stdout)
+    assert reports[0] == reports[1]
