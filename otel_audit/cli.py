@@ -7,10 +7,9 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from otel_audit import readers
 from otel_audit.errors import AuditError
 from otel_audit.safe import RedactingFilter, redact_text
 
@@ -46,15 +45,26 @@ def _time(value: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The command line parser. Every command is listed (`otel-audit --help` is the same either way), but
+    with `argv` only the command it runs gets its arguments: building all of them is a good part of the
+    start of a command that needs one (most of it gettext looking up translations of argparse's own texts)."""
     p = _Parser(prog="otel-audit", description="Tamper-evident audit logging on OpenTelemetry.")
     p.add_argument("--version", action=_VersionAction, nargs=0,
                    help="show the version and which integrity core is active (native or pure Python), then exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    # the top-level parser has no option that takes a value: the command is its first word not an option
+    wanted = None if argv is None else next((a for a in argv if not a.startswith("-")), "")
+    for name, helptext, arguments in _COMMANDS:
+        c = sub.add_parser(name, help=helptext)
+        if wanted is None or wanted == name:
+            arguments(c)
+    return p
 
-    v = sub.add_parser(
-        "verify", help="verify archives with the public keyring (exit 0 ok, 1 integrity problem, 2 unusable)"
-    )
+
+def _verify_arguments(v: argparse.ArgumentParser) -> None:
+    from otel_audit import readers  # for the kinds of --source; `otel-audit --help` does not need it (gzip ...)
+
     v.add_argument("paths", nargs="+", metavar="PATH",
                    help="OTLP JSON lines files (.gz too), SIEM exports, or folders of them (files that are plainly "
                         "not archives, such as keyrings and spool files, are skipped and listed)")
@@ -85,7 +95,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="what every line of the files must be: OTLP JSON, or Splunk / Elasticsearch / Datadog "
                         "exports (default: each line is read by the reader whose shape it has)")
 
-    k = sub.add_parser("keys", help="manage Ed25519 signing keys and the public keyring")
+
+def _keys_arguments(k: argparse.ArgumentParser) -> None:
     ks = k.add_subparsers(dest="keys_command", metavar="ACTION", parser_class=_Parser)
     g = ks.add_parser("generate", help="create the first key (and the keys folder); refuses a folder that already "
                                        "has a current key: replace that one with 'keys rotate'")
@@ -104,26 +115,31 @@ def _parser() -> argparse.ArgumentParser:
     li = ks.add_parser("list", help="list the keys of a keyring")
     li.add_argument("--dir", required=True, help="keys folder or keyring file")
 
-    c = sub.add_parser("catalog", help="print the audit event catalog")
+
+def _catalog_arguments(c: argparse.ArgumentParser) -> None:
     c.add_argument("--format", choices=("markdown", "json"), default="markdown")
 
-    h = sub.add_parser("hash", help="the hmac-sha256 value a redacted VALUE appears as, to search for it")
+
+def _hash_arguments(h: argparse.ArgumentParser) -> None:
     h.add_argument("value")
     hk = h.add_mutually_exclusive_group()
     hk.add_argument("--key", help="the HMAC key spec (base64:..., hex:..., file:PATH; prefer file:, as other users "
                                   "can see arguments); default $OTEL_AUDIT_HMAC_KEY")
     hk.add_argument("--config", help="take processors.redaction.hmac_key from this config file")
 
-    d = sub.add_parser("demo", help="simulate an LLM gateway into a signed archive, then verify it")
+
+def _demo_arguments(d: argparse.ArgumentParser) -> None:
     d.add_argument("--out", default="audit-demo", help="output folder (default ./audit-demo)")
     d.add_argument("--users", type=int, default=6, help="simulated users (default 6)")
     d.add_argument("--seed", type=int, default=7)
 
-    cc = sub.add_parser("check-config", help="check a config file (a dry run: nothing is written or sent); "
-                                             "warns on stderr about setups that can lose records")
+
+def _check_config_arguments(cc: argparse.ArgumentParser) -> None:
     cc.add_argument("config")
     cc.add_argument("--strict", action="store_true", help="exit 1 if there is any warning")
-    sp = sub.add_parser("spool", help="inspect a delivery spool, or drop a backlog (audited)")
+
+
+def _spool_arguments(sp: argparse.ArgumentParser) -> None:
     sps = sp.add_subparsers(dest="spool_command", required=True, parser_class=_Parser)
     st = sps.add_parser("status", help="what the spool holds, per exporter (also ones no longer configured)")
     st.add_argument("directory")
@@ -133,7 +149,20 @@ def _parser() -> argparse.ArgumentParser:
     dr.add_argument("directory")
     dr.add_argument("--exporter", required=True)
     dr.add_argument("--reason", required=True, help="why; recorded in the signed audit trail")
-    return p
+
+
+#: the commands, in the order --help lists them: (name, help, what adds its arguments)
+_COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...] = (
+    ("verify", "verify archives with the public keyring (exit 0 ok, 1 integrity problem, 2 unusable)",
+     _verify_arguments),
+    ("keys", "manage Ed25519 signing keys and the public keyring", _keys_arguments),
+    ("catalog", "print the audit event catalog", _catalog_arguments),
+    ("hash", "the hmac-sha256 value a redacted VALUE appears as, to search for it", _hash_arguments),
+    ("demo", "simulate an LLM gateway into a signed archive, then verify it", _demo_arguments),
+    ("check-config", "check a config file (a dry run: nothing is written or sent); warns on stderr about setups "
+                     "that can lose records", _check_config_arguments),
+    ("spool", "inspect a delivery spool, or drop a backlog (audited)", _spool_arguments),
+)
 
 
 def cmd_spool(args: argparse.Namespace) -> int:
@@ -302,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="otel-audit: %(levelname)s: %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:  # no credential of an endpoint in any log line
         handler.addFilter(RedactingFilter())
-    parser = _parser()
+    parser = _parser(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help(sys.stderr)

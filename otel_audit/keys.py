@@ -39,7 +39,6 @@ from pathlib import Path
 
 import orjson
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from otel_audit.decoding import DecodeError
@@ -467,6 +466,11 @@ class Signer:
     """An Ed25519 private key with its signed-note name; signs checkpoint bodies."""
 
     def __init__(self, name: str, private_key: Ed25519PrivateKey) -> None:
+        # imported here, as in _load_private and _private_pem: cryptography's serialization package (with
+        # its ssh module and every cipher) is most of the import time of `otel-audit verify`, which only
+        # verifies with public keys (Ed25519PublicKey.from_public_bytes)
+        from cryptography.hazmat.primitives import serialization
+
         self.name = check_name(name)
         self._key = private_key
         self.public_key = private_key.public_key().public_bytes(
@@ -513,6 +517,8 @@ class Signer:
 
 
 def _load_private(path: Path) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives import serialization
+
     data = _read_regular(path, "private key file")
     password = os.environ.get("OTEL_AUDIT_KEY_PASSWORD")
     try:
@@ -531,6 +537,8 @@ def _load_private(path: Path) -> Ed25519PrivateKey:
 
 
 def _private_pem(key: Ed25519PrivateKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     password = os.environ.get("OTEL_AUDIT_KEY_PASSWORD")
     enc = (
         serialization.BestAvailableEncryption(password.encode()) if password else serialization.NoEncryption()

@@ -138,12 +138,14 @@ class Reader(Protocol):
 
 # -- the registry ----------------------------------------------------------------------------------
 
-_BUILTIN: dict[str, str] = {
-    "splunk": "otel_audit.sources.splunk:SplunkReader",
-    "elastic": "otel_audit.sources.elastic:ElasticReader",
-    "datadog": "otel_audit.sources.datadog:DatadogReader",
+#: kind -> ("module:Class", label): the readers of this package, each imported only when a document needs it
+#: (`_Deferred`): a plain OTLP archive never loads them, nor the SIEM field mappings they use
+_BUILTIN: dict[str, tuple[str, str]] = {
+    "splunk": ("otel_audit.sources.splunk:SplunkReader", "splunk"),
+    "elastic": ("otel_audit.sources.elastic:ElasticReader", "elasticsearch"),
+    "datadog": ("otel_audit.sources.datadog:DatadogReader", "datadog"),
 }
-_REGISTERED: dict[str, Callable[[], Reader] | str] = dict(_BUILTIN)
+_REGISTERED: dict[str, Callable[[], Reader] | str] = {kind: spec for kind, (spec, _) in _BUILTIN.items()}
 
 
 def register(kind: str, factory: Callable[[], Reader] | str) -> None:
@@ -159,15 +161,98 @@ def kinds() -> tuple[str, ...]:
 
 
 def create(kind: str) -> Reader:
-    """A fresh reader of that kind."""
+    """A fresh reader of that kind. A reader of this package is a `Reader` that imports its module on
+    first need (a document that is not a plain OTLP/JSON request, or any other use of it)."""
     try:
         factory = _REGISTERED[kind]
     except KeyError:
         raise InputError(f"unknown source {kind!r}; one of auto, otlp, {', '.join(_REGISTERED)}") from None
     if isinstance(factory, str):
-        module, _, name = factory.partition(":")
-        factory = getattr(importlib.import_module(module), name)
+        builtin = _BUILTIN.get(kind)
+        if builtin is not None and builtin[0] == factory:
+            return _Deferred(kind, builtin[1], factory)
+        factory = _load_factory(factory)
     return factory()
+
+
+def _load_factory(spec: str) -> Callable[[], Reader]:
+    module, _, name = spec.partition(":")
+    factory: Callable[[], Reader] = getattr(importlib.import_module(module), name)
+    return factory
+
+
+class _Deferred:
+    """A reader of this package (`_BUILTIN`) that imports its module only when it is first needed.
+
+    Every verification in auto mode asks every registered reader whether each document is of its shape;
+    a line of an OTLP archive is a request ``{"resourceLogs": [...]}``, which no reader may claim (see
+    `Reader.claims`; tests/test_cli_startup.py holds the built-in readers to it), so it is answered here
+    without importing the reader, its SIEM field mappings and the event catalog. Anything else (any other
+    document, a first line that is not JSON, records_in, any attribute of the reader's own) loads the
+    reader, and from then on everything is the real reader's. Before it is loaded, it has no findings:
+    `problems` and `mismatches` are empty, `records` and `skipped` are 0, as a fresh reader's."""
+
+    def __init__(self, kind: str, label: str, spec: str) -> None:
+        self.kind = kind
+        self.label = label
+        self._spec = spec
+        self._reader: Reader | None = None
+
+    def _load(self) -> Reader:
+        if self._reader is None:
+            self._reader = _load_factory(self._spec)()
+        return self._reader
+
+    def claims(self, doc: Any) -> bool:
+        if self._reader is None and type(doc) is dict and len(doc) == 1 and "resourceLogs" in doc:
+            return False  # an OTLP/JSON request: no reader's
+        return self._load().claims(doc)
+
+    def claims_text(self, first_line: bytes) -> bool:
+        return self._load().claims_text(first_line)
+
+    def records_in(self, source: Any, where: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+        return self._load().records_in(source, where)
+
+    @property
+    def problems(self) -> list[str]:
+        return [] if self._reader is None else self._reader.problems
+
+    @problems.setter
+    def problems(self, value: list[str]) -> None:
+        self._load().problems = value
+
+    @property
+    def mismatches(self) -> list[str]:
+        return [] if self._reader is None else self._reader.mismatches
+
+    @mismatches.setter
+    def mismatches(self, value: list[str]) -> None:
+        self._load().mismatches = value
+
+    @property
+    def records(self) -> int:
+        return 0 if self._reader is None else self._reader.records
+
+    @records.setter
+    def records(self, value: int) -> None:
+        self._load().records = value
+
+    @property
+    def skipped(self) -> int:
+        return 0 if self._reader is None else self._reader.skipped
+
+    @skipped.setter
+    def skipped(self, value: int) -> None:
+        self._load().skipped = value
+
+    def __getattr__(self, name: str) -> Any:  # the reader's own attributes (hits, events, source ...)
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._load(), name)
+
+    def __repr__(self) -> str:
+        return f"<{self.kind} reader{'' if self._reader is not None else ' (not loaded yet)'}: {self._spec}>"
 
 
 # -- bounded reading -------------------------------------------------------------------------------
