@@ -430,10 +430,7 @@ class SigningProcessor(LogRecordProcessor):
             # leaves to the code below (nothing written)
             with self._lock:
                 if self._shutdown:
-                    raise DeliveryError(
-                        f"the audit pipeline is shut down (stream {self.stream_id} is sealed); "
-                        f"audit record {lr.event_name!r} was not accepted"
-                    )
+                    raise self._shut_down(lr.event_name)
                 seq = self._seq
                 prev_hex = self._prev_hex
                 out = native(self._prev, self._head, seq, lr.event_name, ts,
@@ -471,10 +468,7 @@ class SigningProcessor(LogRecordProcessor):
             content = self._content_slow(lr, d)
         with self._lock:
             if self._shutdown:
-                raise DeliveryError(
-                    f"the audit pipeline is shut down (stream {self.stream_id} is sealed); "
-                    f"audit record {lr.event_name!r} was not accepted"
-                )
+                raise self._shut_down(lr.event_name)
             seq = self._seq
             self._seq = seq + 1
             prev_hex = self._prev_hex
@@ -486,6 +480,10 @@ class SigningProcessor(LogRecordProcessor):
             self._unsealed = unsealed
             due = unsealed >= self._every
         self._hand_on(log_record, d, seq, prev_hex, digest_hex, content if self._embed else None, due)
+
+    def _shut_down(self, event_name: str | None) -> DeliveryError:
+        return DeliveryError(f"the audit pipeline is shut down (stream {self.stream_id} is sealed); "
+                             f"audit record {event_name!r} was not accepted")
 
     def _hand_on(self, log_record: ReadWriteLogRecord, d: MutableMapping[str, Any], seq: int, prev_hex: str,
                  digest_hex: str, embedded: bytes | None, due: bool) -> None:

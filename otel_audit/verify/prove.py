@@ -307,15 +307,7 @@ class Verifier:
         tree = st.tree
         if tree.size == first:
             tree.extend_bytes(leaves[:32 * m])
-        seg = st.seg
-        if seg is not None and seg[1] == first - 1 and first_prev == seg[3]:
-            seg[1] = last
-            seg[3] = last_dig
-        else:
-            gap = seg is not None and seg[1] == st.last_seq and first > st.last_seq + 1
-            if seg is not None:
-                st.segments.append(seg)
-            st.seg = [first, last, first_prev, last_dig, None, gap]
+        _grow_segment(st, first, last, first_prev, last_dig)
         st.last_seq = last
         st.last_dig = last_dig
         st.last_bad = False
@@ -521,14 +513,7 @@ class Verifier:
                 st.segments.append(seg)
                 st.seg = None
         else:
-            if seg is not None and seg[1] == seq - 1 and prev == seg[3]:
-                seg[1] = seq
-                seg[3] = dig
-            else:
-                gap = seg is not None and seg[1] == st.last_seq and seq > st.last_seq + 1
-                if seg is not None:
-                    st.segments.append(seg)
-                seg = st.seg = [seq, seq, prev, dig, None, gap]
+            seg = _grow_segment(st, seq, seq, prev, dig)
             if sn is not None:
                 seg[4] = seq
         st.last_seq = seq
@@ -1062,6 +1047,21 @@ class Verifier:
             ({**e, "seqs": _merge_runs(e["seqs"])} for e in found.values()),
             key=lambda e: (e["seqs"][0] if e["seqs"] else [0], e["key"]),
         )
+
+
+def _grow_segment(st: _Stream, first: int, last: int, prev: bytes, dig: bytes) -> list[Any]:
+    """Records first..last (right, each linked to the one before; `prev` of the first, `dig` of the last) join
+    the stream's current chain segment when the first links to its end, else start a new one; the segment."""
+    seg = st.seg
+    if seg is not None and seg[1] == first - 1 and prev == seg[3]:
+        seg[1] = last
+        seg[3] = dig
+        return seg
+    gap = seg is not None and seg[1] == st.last_seq and first > st.last_seq + 1
+    if seg is not None:
+        st.segments.append(seg)
+    seg = st.seg = [first, last, prev, dig, None, gap]
+    return seg
 
 
 def _store_order(x: tuple[str, int, int, Any]) -> tuple[str, int]:
