@@ -57,6 +57,37 @@ SCOPE = InstrumentationScope("otel_audit.signing", None)
 _NO_LIMITS = unlimited_limits()
 _IKEYS = canonical.INTEGRITY_KEYS
 _PLAIN = frozenset({str, int, bool})
+_EXACT = frozenset({str, int, bool, float, bytes, type(None)})
+
+
+def _plain_value(v: Any, depth: int = 0) -> Any:
+    """An AnyValue with every subclass of str, int, bool, float or bytes (at any depth) replaced by its plain
+    value (`v` itself when there is none): the canonical form and the exporters then read the same value."""
+    t = type(v)
+    if t in _EXACT or depth > canonical.MAX_DEPTH + 1:
+        return v
+    if isinstance(v, bool):
+        return bool(v)
+    if isinstance(v, int):
+        return int(v)
+    if isinstance(v, float):
+        return float(v)
+    if isinstance(v, str):
+        return str.__str__(v)  # the characters it holds, not what a __str__ of its own (an Enum's) says
+    if isinstance(v, (bytearray, memoryview, bytes)):
+        return bytes(v)
+    if isinstance(v, (list, tuple)):
+        items = [_plain_value(x, depth + 1) for x in v]
+        if all(a is b for a, b in zip(items, v, strict=True)):
+            return v
+        return items if isinstance(v, list) else tuple(items)
+    if isinstance(v, Mapping):
+        pairs = [((_plain_value(k, depth + 1) if isinstance(k, str) else k), _plain_value(x, depth + 1))
+                 for k, x in v.items()]
+        if type(v) is dict and all(a is k and b is x for (a, b), (k, x) in zip(pairs, v.items(), strict=True)):
+            return v
+        return dict(pairs)
+    return v
 _dumps = orjson.dumps
 _SORT = orjson.OPT_SORT_KEYS
 _PRODUCER_KEYS = ("service.name", "service.namespace", "service.instance.id", "service.version", "host.name")
@@ -515,6 +546,15 @@ class SigningProcessor(LogRecordProcessor):
             self._emit_checkpoint("size")
 
     def _content_slow(self, lr: Any, d: MutableMapping[str, Any]) -> bytes:
+        # Values of a subclass (a str Enum, numpy.float64, a str with its own __str__) are written as their
+        # plain value first: that is what exporters serialise, so it is what is signed.
+        for k, v in d.items():
+            plain = _plain_value(v)
+            if plain is not v:
+                d[k] = plain
+        body = _plain_value(lr.body)
+        if body is not lr.body:
+            lr.body = body
         sev = lr.severity_number
         try:
             return canonical.content_bytes(

@@ -915,8 +915,30 @@ impl Builder<'_> {
     }
 }
 
+/// The most records of one line the core hands back raw when they outnumber the ones it read itself: a line of
+/// mostly records it cannot read (unsigned, empty `{}`, unusual values) is Python's to read, which holds far
+/// less per record than a list of their places would (the results of a batch of lines are held at once).
+const MAX_RAW: usize = 64;
+
 /// None: decline the line (Python reads it).
 pub fn scan<'a>(line: &'a [u8], fp: &Blake2bMac<U8>) -> Option<Scan<'a>> {
+    let s = scan_all(line, fp)?;
+    let mut raw = 0usize;
+    let mut read = 0usize;
+    for it in &s.items {
+        match it {
+            Item::Raw { .. } => raw += 1,
+            Item::One { .. } => read += 1,
+            Item::Run { n, .. } => read += *n,
+        }
+    }
+    if raw > MAX_RAW && raw > read {
+        return None;
+    }
+    Some(s)
+}
+
+fn scan_all<'a>(line: &'a [u8], fp: &Blake2bMac<U8>) -> Option<Scan<'a>> {
     if has_negative_zero(line) {
         return None;
     }

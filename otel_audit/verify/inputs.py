@@ -213,15 +213,16 @@ SCAN_BYTES = 8 << 20
 
 
 def _scanned(lines: Iterator[tuple[int, bytes | None, int]], core: Any, key: bytes,
-             ) -> Iterator[tuple[int, bytes | None, int, Any, bool]]:
-    """`_lines` with, for each line, what the native core read of it (None: declined, or no core) and whether
-    it is the file's last line. With the core, lines are read ahead a batch at a time (SCAN_LINES, at most
+             ) -> Iterator[tuple[int, bytes | None, int, Any, bool, int]]:
+    """`_lines` with, for each line, what the native core read of it (None: declined, or no core), whether it
+    is the file's last line, and the bytes of blank lines skipped before it (with the core, blank lines are
+    not handed over). With the core, lines are read ahead a batch at a time (SCAN_LINES, at most
     SCAN_BYTES) and scanned together, in parallel where the core can."""
     if core is None:
         prev = next(lines, None)
         while prev is not None:
             cur = next(lines, None)
-            yield (*prev, None, cur is None)
+            yield (*prev, None, cur is None, 0)
             prev = cur
         return
     many = getattr(core, "scan_lines", None)
@@ -239,18 +240,29 @@ def _scanned(lines: Iterator[tuple[int, bytes | None, int]], core: Any, key: byt
                 continue
         return False
 
+    def ahead() -> tuple[int, bytes | None, int, int] | None:
+        # the next line that is not blank, and the bytes of the blank ones before it (the caller skips those
+        # without a word: handing each over would cost more than reading it, and a file of millions of them
+        # would take longer than without the core)
+        skipped = 0
+        for n, b, sz in lines:
+            if b is None or b.strip():
+                return n, b, sz, skipped
+            skipped += sz
+        return None
+
     def produce() -> None:
         # Reading and scanning the next batch (the core scans without the GIL) while the caller takes this one.
         try:
-            item = next(lines, None)
+            item = ahead()
             while item is not None and not stop.is_set():
-                batch: list[tuple[int, bytes | None, int]] = []
+                batch: list[tuple[int, bytes | None, int, int]] = []
                 size = 0
                 while item is not None and len(batch) < SCAN_LINES and size < SCAN_BYTES:
                     batch.append(item)
                     size += item[2]
-                    item = next(lines, None)
-                texts = [b if b is not None else b"" for _, b, _ in batch]
+                    item = ahead()
+                texts = [b if b is not None else b"" for _, b, _, _ in batch]
                 got = many(texts, key, threads) if many is not None else [one(t, key) for t in texts]
                 # `item` is the next batch's first line: the batch's last line is the file's last when there is none
                 if not put((batch, got, item is None)):
@@ -270,8 +282,8 @@ def _scanned(lines: Iterator[tuple[int, bytes | None, int]], core: Any, key: byt
                 raise x
             batch, got, at_end = x
             k = len(batch)
-            for i, (n, b, sz) in enumerate(batch):
-                yield n, b, sz, got[i], at_end and i == k - 1
+            for i, (n, b, sz, skipped) in enumerate(batch):
+                yield n, b, sz, got[i], at_end and i == k - 1, skipped
     finally:
         stop.set()
         while reader.is_alive():
@@ -431,9 +443,9 @@ class _Run:
         add_scanned = self.v.add_scanned
         with fh:
             try:
-                for n, line, size, got, last in _scanned(_lines(fh, limit), core, self.v._scratch.key):
+                for n, line, size, got, last, blank in _scanned(_lines(fh, limit), core, self.v._scratch.key):
                     if progress is not None:
-                        progress(size)
+                        progress(size + blank)
                     where = f"{name}:{n}"
                     if line is None:
                         tally.lines += 1
