@@ -60,6 +60,16 @@ _PLAIN = frozenset({str, int, bool})
 _EXACT = frozenset({str, int, bool, float, bytes, type(None)})
 
 
+def _signable_text(x: Any) -> Any:
+    """A str that is not valid Unicode (a lone surrogate) with its surrogates written as \\udXXX; else x."""
+    if type(x) is str:
+        try:
+            x.encode("utf-8")
+        except UnicodeEncodeError:
+            return x.encode("utf-8", "backslashreplace").decode("utf-8")
+    return x
+
+
 def _plain_value(v: Any, depth: int = 0) -> Any:
     """An AnyValue with every subclass of str, int, bool, float or bytes (at any depth) replaced by its plain
     value (`v` itself when there is none): the canonical form and the exporters then read the same value."""
@@ -570,10 +580,15 @@ class SigningProcessor(LogRecordProcessor):
             except canonical.CanonicalError:
                 lr.body = f"[otel-audit: unsignable body replaced: {exc}]"
             for k in list(d):
+                key = _signable_text(k)
+                if key is not k:  # a key with a lone surrogate: kept, with the surrogate written as \udXXX
+                    d[key] = d.pop(k)
                 try:
-                    canonical.content_bytes(None, None, None, None, None, {k: d[k]})
+                    canonical.content_bytes(None, None, None, None, None, {key: d[key]})
                 except canonical.CanonicalError:
-                    d[k] = "[otel-audit: unsignable value replaced]"
+                    d[key] = "[otel-audit: unsignable value replaced]"
+            lr.event_name = _signable_text(lr.event_name)
+            lr.severity_text = _signable_text(lr.severity_text)
             return canonical.content_bytes(
                 lr.event_name, lr.timestamp, sev.value if sev is not None else 0, lr.severity_text, lr.body, d
             )

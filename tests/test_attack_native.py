@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 import pytest
+from conftest import Archive, Written, make_pipeline
 from opentelemetry._logs import SeverityNumber
 
 from otel_audit import _native
@@ -29,8 +30,6 @@ from otel_audit.errors import InputError
 from otel_audit.keys import Keyring
 from otel_audit.verify import verify_paths
 from otel_audit.verify.render import render_text
-
-from conftest import Archive, Written, make_pipeline
 
 try:
     import otel_audit_native  # noqa: F401
@@ -144,7 +143,8 @@ RAW_EDITS = [
     ("service.name twice", b'{"key":"service.name","value":{"stringValue":"otel-audit-tests"}}',
      b'{"key":"service.name","value":{"stringValue":"otel-audit-tests"}},'
      b'{"key":"service.name","value":{"stringValue":"evil"}}'),
-    ("uppercase traceId", b'"observedTimeUnixNano":"', b'"traceId":"0123456789ABCDEF0123456789ABCDEF","observedTimeUnixNano":"'),
+    ("uppercase traceId", b'"observedTimeUnixNano":"',
+     b'"traceId":"0123456789ABCDEF0123456789ABCDEF","observedTimeUnixNano":"'),
     ("flags 2^32", b'"observedTimeUnixNano":"', b'"flags":4294967296,"observedTimeUnixNano":"'),
     ("snake_case field", b'"observedTimeUnixNano":"', b'"event_name":"x","observedTimeUnixNano":"'),
     ("deep body", b'"body":{"kvlistValue"',
@@ -306,7 +306,7 @@ def test_native_and_pure_signing_write_the_same_records(shared_keys: Path, keyri
     both verifiers."""
     import collections
 
-    class I(int):
+    class Int(int):
         pass
 
     class IE(enum.IntEnum):
@@ -318,7 +318,7 @@ def test_native_and_pure_signing_write_the_same_records(shared_keys: Path, keyri
         y: list[Any] = []
         x.append(y)
         x = y
-    values: list[Any] = [I(7), IE.A, True, 1, 2**63 - 1, -2**63, 2**63, float("nan"), float("inf"), -0.0, 5e-324,
+    values: list[Any] = [Int(7), IE.A, True, 1, 2**63 - 1, -2**63, 2**63, float("nan"), float("inf"), -0.0, 5e-324,
                          {"b": 1, "a": [1, 2]}, collections.OrderedDict([("b", 1), ("a", 2)]), {1: "x"}, deep,
                          "a\ud800b", "a\x00\x1b\x7f\u2028b", [True, 1], b"", ""]
     names = ["ev\x00\n", "ev\ud800", "", "audit.checkpoint"]
@@ -350,3 +350,24 @@ def test_native_and_pure_signing_write_the_same_records(shared_keys: Path, keyri
 
 
 _ = (resource, time)
+
+
+@pytest.mark.parametrize("mode", [pytest.param("required", marks=needs_native), "off"])
+def test_unsignable_text_in_the_event_name_key_or_severity_is_kept_escaped(
+        mode: str, shared_keys: Path, keyring: Keyring, tmp_path: Path, mode_env: None) -> None:
+    """Found while fixing the above: an event name, attribute key or severity text holding a lone surrogate made
+    emit raise (the record was refused and lost: only body and values had stand-ins). Now each is signed with
+    the surrogate written as \\udXXX, and the archive verifies, on both cores."""
+    os.environ[_native.ENV] = mode
+    _native.reset()
+    p = tmp_path / "audit.jsonl"
+    provider, _ = make_pipeline(p, shared_keys, simple=True)
+    logger = provider.get_logger("attack")
+    logger.emit(event_name="ev\ud800", severity_text="INFO\udc00", body="x", attributes={"k\udfff": "v"})
+    provider.shutdown()
+    rep = verify_paths([p], keyring, progress=False)
+    assert rep.to_json()["result"] == "verified", render_text(rep)
+    recs = [r for r in Archive.load(p).records() if r.get("eventName") != "audit.checkpoint"]
+    assert [r["eventName"] for r in recs] == ["ev\\ud800"]
+    assert recs[0]["severityText"] == "INFO\\udc00"
+    assert any(kv["key"] == "k\\udfff" for kv in recs[0]["attributes"])

@@ -221,7 +221,11 @@ def _scanned(lines: Iterator[tuple[int, bytes | None, int]], core: Any, key: byt
     if core is None:
         prev = next(lines, None)
         while prev is not None:
-            cur = next(lines, None)
+            try:
+                cur = next(lines, None)
+            except BaseException:  # a read error after this line: the line is read first, then the error
+                yield (*prev, None, False, 0)
+                raise
             yield (*prev, None, cur is None, 0)
             prev = cur
         return
@@ -253,6 +257,7 @@ def _scanned(lines: Iterator[tuple[int, bytes | None, int]], core: Any, key: byt
 
     def produce() -> None:
         # Reading and scanning the next batch (the core scans without the GIL) while the caller takes this one.
+        failed: BaseException | None = None
         try:
             item = ahead()
             while item is not None and not stop.is_set():
@@ -261,13 +266,16 @@ def _scanned(lines: Iterator[tuple[int, bytes | None, int]], core: Any, key: byt
                 while item is not None and len(batch) < SCAN_LINES and size < SCAN_BYTES:
                     batch.append(item)
                     size += item[2]
-                    item = ahead()
+                    try:
+                        item = ahead()
+                    except BaseException as exc:  # noqa: BLE001 - the lines read before it are taken first
+                        failed, item = exc, None
                 texts = [b if b is not None else b"" for _, b, _, _ in batch]
                 got = many(texts, key, threads) if many is not None else [one(t, key) for t in texts]
                 # `item` is the next batch's first line: the batch's last line is the file's last when there is none
-                if not put((batch, got, item is None)):
+                if not put((batch, got, item is None and failed is None)):
                     return
-            put(None)
+            put(failed)
         except BaseException as exc:  # noqa: BLE001 - raised again where the caller reads the failing line
             put(exc)
 
