@@ -320,24 +320,7 @@ class Verifier:
             first += 1
             if first > last:
                 return
-        if self._res_unnamed:
-            ent = self._unnamed.get(stream)
-            if ent is None:
-                ent = self._unnamed[stream] = [0, where, []]
-            _count_run(ent, first, last)
-        key = self._res_key
-        if not key:
-            return
-        per = self._idents.get(stream)
-        if per is None:
-            per = self._idents[stream] = {}
-        ent = per.get(key)
-        if ent is None:
-            if len(per) >= MAX_IDENTITIES:
-                self._ident_overflow[stream] = self._ident_overflow.get(stream, 0) + last - first + 1
-                return
-            ent = per[key] = [0, where, []]
-        _count_run(ent, first, last)
+        self._count_identity(stream, first, last, where)
 
     def _link(self, stream: str, seq: int, prev: str, digest: str, content: bytes) -> tuple[bytes, bytes, bytes]:
         """The carried prev and digest as bytes (64 lower-case hex digits each, else ValueError) and the digest
@@ -613,16 +596,16 @@ class Verifier:
             self._res_key = tuple((k, type(v).__name__, v if isinstance(v, (str, int, float)) else repr(v))
                                   for k in PRODUCER_KEYS if k in resource for v in (resource[k],))
             self._res_unnamed = "service.name" not in resource
+        self._count_identity(stream, seq, seq, where)
+
+    def _count_identity(self, stream: str, first: int, last: int, where: str) -> None:
+        """Records first..last of `stream` under the current resource (`_res_key`, `_res_unnamed`): counted
+        against their producer identity, and as unnamed when the resource names no service."""
         if self._res_unnamed:  # a SIEM shows it as unknown_service: noted against the signed producer
             ent = self._unnamed.get(stream)
             if ent is None:
                 ent = self._unnamed[stream] = [0, where, []]
-            ent[0] += 1
-            runs = ent[2]
-            if runs and runs[-1][1] == seq - 1:
-                runs[-1][1] = seq
-            elif len(runs) < MAX_RUNS:
-                runs.append([seq, seq])
+            _count_run(ent, first, last)
         key = self._res_key
         if not key:
             return
@@ -632,15 +615,10 @@ class Verifier:
         ent = per.get(key)
         if ent is None:
             if len(per) >= MAX_IDENTITIES:
-                self._ident_overflow[stream] = self._ident_overflow.get(stream, 0) + 1
+                self._ident_overflow[stream] = self._ident_overflow.get(stream, 0) + last - first + 1
                 return
             ent = per[key] = [0, where, []]
-        ent[0] += 1
-        runs = ent[2]
-        if runs and runs[-1][1] == seq - 1:
-            runs[-1][1] = seq
-        elif len(runs) < MAX_RUNS:
-            runs.append([seq, seq])
+        _count_run(ent, first, last)
 
     def add_canonical(self, stream: Any, seq: Any, prev: Any, digest: Any, content: Any, where: str) -> None:
         """A record known by its carried canonical content (`audit.integrity.record`) and integrity fields,
