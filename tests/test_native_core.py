@@ -249,6 +249,13 @@ def test_line_faults_decline() -> None:
     bad = [
         text.replace('"eventName":"e"', '"eventName":"e","eventName":"f"'),  # duplicate member
         text.replace('"eventName":"e"', '"eventName":"e","flags":-0'),  # -0
+        # -0 anywhere (Python refuses the line): in a value native would read, inside a member it leaves to
+        # Python, in a list, and with a fraction or exponent as well (declined too; Python reads those)
+        text.replace('"eventName":"e"', '"eventName":"e","severityNumber":-0'),
+        text.replace('"eventName":"e"', '"eventName":"e","x":{"y":[1,-0]}'),
+        text.replace('"eventName":"e"', '"eventName":"e","body":{"doubleValue":-0.0}'),
+        text.replace('"eventName":"e"', '"eventName":"e","body":{"doubleValue":-0e3}'),
+        text.replace('{"resourceLogs"', '{"x":-0,"resourceLogs"'),
         text.replace('{"resourceLogs"', '{"extra":1,"resourceLogs"'),  # unknown top-level (decline is allowed)
         text[:-1],  # not JSON
         text.replace('"e"', '"\\ud800"'),  # lone surrogate

@@ -106,6 +106,22 @@ pub fn hex32(d: &[u8; 32]) -> [u8; 64] {
     out
 }
 
+/// The value of each lowercase hex digit; 0xff for every other byte (uppercase included).
+static UNHEX: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
 /// 64 lowercase hex digits as 32 bytes; None for anything else (uppercase included).
 pub fn unhex32(s: &str) -> Option<[u8; 32]> {
     let b = s.as_bytes();
@@ -113,19 +129,13 @@ pub fn unhex32(s: &str) -> Option<[u8; 32]> {
         return None;
     }
     let mut out = [0u8; 32];
-    for i in 0..32 {
-        out[i] = (nib(b[2 * i])? << 4) | nib(b[2 * i + 1])?;
+    let mut bad = 0u8;
+    for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+        let (hi, lo) = (UNHEX[pair[0] as usize], UNHEX[pair[1] as usize]);
+        bad |= hi | lo; // 0xff marks a byte that is no digit: one test at the end
+        *o = (hi << 4) | (lo & 15);
     }
-    Some(out)
-}
-
-#[inline]
-fn nib(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    }
+    (bad & 0xf0 == 0).then_some(out)
 }
 
 pub fn is_lower_hex(s: &str, n: usize) -> bool {

@@ -119,7 +119,12 @@ impl<'de, S: Shape<'de>> Visitor<'de> for Soft<S> {
     fn visit_u64<X: de::Error>(self, v: u64) -> Result<Self::Value, X> {
         Ok(self.0.on_u64(v))
     }
-    fn visit_f64<X: de::Error>(self, _: f64) -> Result<Self::Value, X> {
+    fn visit_f64<X: de::Error>(self, v: f64) -> Result<Self::Value, X> {
+        // serde_json reads the integer token -0 as the double -0.0, which Python refuses in any line (some
+        // decoders read the integer 0): any negative zero declines the line (-0.0 too; Python reads those)
+        if v == 0.0 && v.is_sign_negative() {
+            return Err(de::Error::custom("a negative zero"));
+        }
         Ok(None)
     }
     fn visit_str<X: de::Error>(self, v: &str) -> Result<Self::Value, X> {
@@ -636,44 +641,6 @@ impl<'de> Deserialize<'de> for Scope {
     }
 }
 
-// -- the -0 number token --------------------------------------------------------------------------
-
-/// Whether the JSON text has the number token `-0` (no fraction, no exponent) outside strings.
-/// (For valid JSON; invalid text is refused by the parser anyway.)
-pub fn has_negative_zero(b: &[u8]) -> bool {
-    let n = b.len();
-    let mut i = 0;
-    let mut prev = b' ';
-    while i < n {
-        let c = b[i];
-        if c == b'"' {
-            i += 1;
-            while i < n {
-                match b[i] {
-                    b'"' => break,
-                    b'\\' => i += 2,
-                    _ => i += 1,
-                }
-            }
-            i += 1;
-            prev = b'"';
-            continue;
-        }
-        if c == b'-'
-            && prev != b'e'
-            && prev != b'E'
-            && i + 1 < n
-            && b[i + 1] == b'0'
-            && !(i + 2 < n && matches!(b[i + 2], b'0'..=b'9' | b'.' | b'e' | b'E'))
-        {
-            return true;
-        }
-        prev = c;
-        i += 1;
-    }
-    false
-}
-
 /// The end (one past the matching `}`) of the JSON object starting at `start` in valid JSON text.
 fn object_end(b: &[u8], start: usize) -> Option<usize> {
     let mut depth = 0usize;
@@ -939,10 +906,9 @@ pub fn scan<'a>(line: &'a [u8], fp: &Blake2bMac<U8>) -> Option<Scan<'a>> {
 }
 
 fn scan_all<'a>(line: &'a [u8], fp: &Blake2bMac<U8>) -> Option<Scan<'a>> {
-    if has_negative_zero(line) {
-        return None;
-    }
-    let req: Request<'a, RecOut<'a>> = serde_json::from_slice(line).ok()?;
+    // UTF-8 checked once for the line (serde_json's from_slice checks each string again)
+    let text = std::str::from_utf8(line).ok()?;
+    let req: Request<'a, RecOut<'a>> = serde_json::from_str(text).ok()?;
     let base = line.as_ptr() as usize;
     let mut b = Builder { fp, stream_idx: HashMap::new(), streams: Vec::new(), items: Vec::new(), run: None,
                           buf: Vec::with_capacity(1024) };
@@ -972,7 +938,7 @@ fn scan_all<'a>(line: &'a [u8], fp: &Blake2bMac<U8>) -> Option<Scan<'a>> {
 
 /// The same, each record's exact text taken with serde_json's RawValue and then read.
 fn scan_two_pass<'a>(line: &'a [u8], fp: &Blake2bMac<U8>) -> Option<Scan<'a>> {
-    let req: Request<'a, &'a RawValue> = serde_json::from_slice(line).ok()?;
+    let req: Request<'a, &'a RawValue> = serde_json::from_str(std::str::from_utf8(line).ok()?).ok()?;
     let base = line.as_ptr() as usize;
     let mut b = Builder { fp, stream_idx: HashMap::new(), streams: Vec::new(), items: Vec::new(), run: None,
                           buf: Vec::with_capacity(1024) };
