@@ -162,7 +162,44 @@ _COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...
     ("check-config", "check a config file (a dry run: nothing is written or sent); warns on stderr about setups "
                      "that can lose records", _check_config_arguments),
     ("spool", "inspect a delivery spool, or drop a backlog (audited)", _spool_arguments),
+    ("serve", "run the audit service: OTLP logs in, verified on ingest, stored, queried (docs/service.md)",
+     lambda c: _serve_arguments(c)),
+    ("token", "create an API token for the audit service (prints it once, and the line for service.yaml)",
+     lambda c: _token_arguments(c)),
 )
+
+
+def _serve_arguments(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--config", required=True, metavar="FILE", help="the service's service.yaml (docs/service.md)")
+
+
+def _token_arguments(t: argparse.ArgumentParser) -> None:
+    t.add_argument("--name", required=True, help="who the token is for (shown in audit events of its use)")
+    t.add_argument("--scope", action="append", required=True, dest="scopes",
+                   choices=("ingest", "audit:read", "audit:export", "audit:admin"),
+                   help="what the token may do; repeat for several")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from otel_audit.service import app, config
+
+    logging.getLogger("otel_audit.service").setLevel(logging.INFO)
+    return app.serve(config.load(args.config))
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    import hashlib
+    import secrets
+
+    import orjson
+
+    token = "oa_" + secrets.token_urlsafe(32)
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    print(f"token (shown once; give it to {args.name}, keep it secret):")
+    print(f"  {token}")
+    print("add to service.yaml under tokens: (only its SHA-256 is stored):")
+    print(f"  - {{name: {orjson.dumps(args.name).decode()}, sha256: {digest}, scopes: [{', '.join(args.scopes)}]}}")
+    return EXIT_OK
 
 
 def cmd_spool(args: argparse.Namespace) -> int:
@@ -339,6 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {
         "verify": cmd_verify, "keys": cmd_keys, "catalog": cmd_catalog, "hash": cmd_hash,
         "demo": cmd_demo, "check-config": cmd_check_config, "spool": cmd_spool,
+        "serve": cmd_serve, "token": cmd_token,
     }
     prog = f"otel-audit {args.command}"
     try:

@@ -83,6 +83,20 @@ class CompactRange:
         else:
             self.extend([leaves[i:i + 32] for i in range(0, len(leaves), 32)])
 
+    def to_bytes(self) -> bytes:
+        """The range's hashes concatenated (32 bytes each); `from_bytes(data, size)` restores it."""
+        return b"".join(self._stack)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, size: int) -> CompactRange:
+        """The range of `size` leaves that `to_bytes` gave `data` for; ValueError if they cannot match."""
+        if len(data) % 32 or len(data) // 32 != size.bit_count():
+            raise ValueError(f"{len(data)} bytes are not the compact range of {size} leaves")
+        cr = cls()
+        cr._stack = [data[i:i + 32] for i in range(0, len(data), 32)]
+        cr.size = size
+        return cr
+
     def root(self) -> bytes:
         stack = self._stack
         if not stack:

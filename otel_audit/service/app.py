@@ -1,0 +1,299 @@
+"""The service's HTTP side (Starlette, served by uvicorn): the OTLP/HTTP logs receiver at ``POST /v1/logs``
+(protobuf and JSON, gzip or not) and the query API under ``/v1/`` (docs/service.md).
+
+OTLP/HTTP's contract (opentelemetry-proto docs/specification.md): a request is answered 200 with an
+ExportLogsServiceResponse in the request's encoding once every record is stored (here: committed to disk);
+records refused one by one are counted in ``partial_success``; a malformed request is 400 with a
+google.rpc.Status (never retried); overload is 503 with ``Retry-After`` (the collector retries it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import logging
+import zlib
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from otel_audit.decoding import DecodeError
+from otel_audit.decoding import loads as strict_loads
+from otel_audit.errors import ConfigError
+from otel_audit.service import query as q
+from otel_audit.service.config import ServiceConfig
+from otel_audit.service.ingest import Ingest, IngestError
+from otel_audit.service.store import Store
+
+_log = logging.getLogger("otel_audit.service")
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+NDJSON = "application/x-ndjson"
+
+
+def _error(status: int, message: str, *, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"status": status, "message": message}}, status_code=status, headers=headers)
+
+
+def _status_body(code: int, message: str, proto: bool) -> tuple[bytes, str]:
+    """A google.rpc.Status in the request's encoding (OTLP/HTTP's error body)."""
+    if proto:
+        from google.rpc import status_pb2  # type: ignore[import-untyped]
+
+        return status_pb2.Status(code=code, message=message).SerializeToString(), PROTOBUF
+    return orjson.dumps({"code": code, "message": message}), JSON
+
+
+class Service:
+    """The ASGI application and what it serves."""
+
+    def __init__(self, cfg: ServiceConfig, store: Store, ingest: Ingest) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.ingest = ingest
+        self._inflight = asyncio.Semaphore(cfg.max_inflight)
+        self._waiting = 0
+        self.app = Starlette(routes=[
+            Route("/v1/logs", self.logs, methods=["POST"]),
+            Route("/v1/events", self.events, methods=["GET"]),
+            Route("/v1/events/{event_id}", self.event, methods=["GET"]),
+            Route("/v1/streams", self.streams, methods=["GET"]),
+            Route("/v1/checkpoints", self.checkpoints, methods=["GET"]),
+            Route("/v1/findings", self.findings, methods=["GET"]),
+            Route("/healthz", self.health, methods=["GET"]),
+        ])
+
+    # -- auth
+
+    def _allowed(self, request: Request, scope: str) -> Response | None:
+        """None when the request may do `scope`; else the 401/403 to answer."""
+        if not self.cfg.tokens:
+            return None  # loopback only (config refuses another address without tokens)
+        auth = request.headers.get("authorization", "")
+        kind, _, token = auth.partition(" ")
+        if kind.lower() != "bearer" or not token:
+            return _error(401, "authentication required: send Authorization: Bearer <token>",
+                          headers={"WWW-Authenticate": 'Bearer realm="otel-audit"'})
+        t = self.cfg.token(token.strip())
+        if t is None:
+            return _error(401, "the bearer token is not one of this service's tokens",
+                          headers={"WWW-Authenticate": 'Bearer realm="otel-audit", error="invalid_token"'})
+        if scope not in t.scopes and "audit:admin" not in t.scopes:
+            return _error(403, f"token {t.name!r} lacks the scope {scope!r}")
+        return None
+
+    # -- OTLP/HTTP receiver
+
+    async def logs(self, request: Request) -> Response:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        proto = ctype == PROTOBUF
+        denied = self._allowed(request, "ingest")
+        if denied is not None:
+            return denied
+        if ctype not in (PROTOBUF, JSON):
+            body, mt = _status_body(3, f"Content-Type {ctype or '(none)'!r}: send {PROTOBUF} or {JSON}", False)
+            return Response(body, status_code=415, media_type=mt)
+        limit = self.cfg.max_request_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            body, mt = _status_body(8, f"request body of {declared} bytes is over the limit of {limit}", proto)
+            return Response(body, status_code=413, media_type=mt)
+        data = bytearray()
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > limit:
+                body, mt = _status_body(8, f"request body over the limit of {limit} bytes", proto)
+                return Response(body, status_code=413, media_type=mt)
+        enc = request.headers.get("content-encoding", "").strip().lower()
+        raw = bytes(data)
+        if enc == "gzip":
+            try:
+                d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                raw = d.decompress(raw, limit + 1)
+                if len(raw) > limit or d.unconsumed_tail:
+                    body, mt = _status_body(8, f"decompressed request over the limit of {limit} bytes", proto)
+                    return Response(body, status_code=413, media_type=mt)
+                if not d.eof:
+                    raise zlib.error("truncated gzip stream")
+            except (zlib.error, gzip.BadGzipFile) as exc:
+                body, mt = _status_body(3, f"Content-Encoding gzip: not a gzip stream ({exc})", proto)
+                return Response(body, status_code=400, media_type=mt)
+        elif enc not in ("", "identity"):
+            body, mt = _status_body(3, f"Content-Encoding {enc[:40]!r}: send gzip or none", proto)
+            return Response(body, status_code=415, media_type=mt)
+        if self._waiting >= 4 * self.cfg.max_inflight:  # a bounded queue: beyond it, the client retries
+            body, mt = _status_body(14, "the service is busy: retry later", proto)
+            return Response(body, status_code=503, media_type=mt, headers={"Retry-After": "1"})
+        self._waiting += 1
+        try:
+            async with self._inflight:
+                return await run_in_threadpool(self._ingest, raw, proto)
+        finally:
+            self._waiting -= 1
+
+    def _ingest(self, raw: bytes, proto: bool) -> Response:
+        try:
+            if proto:
+                from otel_audit.service.otlp_proto import ProtoError, request_from_protobuf
+
+                try:
+                    doc = request_from_protobuf(raw)
+                except ProtoError as exc:
+                    raise IngestError(f"not an OTLP ExportLogsServiceRequest: {exc}") from None
+            else:
+                try:
+                    doc = strict_loads(raw)
+                except DecodeError as exc:
+                    raise IngestError(f"not strict OTLP/JSON: {exc}") from None
+            result = self.ingest.ingest(doc)
+        except IngestError as exc:
+            body, mt = _status_body(3, str(exc), proto)
+            return Response(body, status_code=400, media_type=mt)
+        except Exception:  # the store failed (disk full, locked, I/O): retryable, never a half-stored ack
+            _log.exception("ingest failed; the request is answered 503 (retryable) and nothing of it is stored")
+            body, mt = _status_body(14, "the service could not store the request: retry later", proto)
+            return Response(body, status_code=503, media_type=mt, headers={"Retry-After": "5"})
+        msg = "; ".join(result.errors) if result.errors else ""
+        if proto:
+            from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as pb
+
+            resp = pb.ExportLogsServiceResponse()
+            if result.rejected:
+                resp.partial_success.rejected_log_records = result.rejected
+                resp.partial_success.error_message = msg
+            return Response(resp.SerializeToString(), media_type=PROTOBUF)
+        out: dict[str, Any] = {}
+        if result.rejected:
+            out["partialSuccess"] = {"rejectedLogRecords": str(result.rejected), "errorMessage": msg}
+        return Response(orjson.dumps(out), media_type=JSON)
+
+    # -- query API
+
+    async def events(self, request: Request) -> Response:
+        denied = self._allowed(request, "audit:read")
+        if denied is not None:
+            return denied
+        params: dict[str, list[str]] = {}
+        for k, v in request.query_params.multi_items():
+            params.setdefault(k, []).append(v)
+        try:
+            query = q.build(params)
+        except q.QueryError as exc:
+            return _error(400, str(exc))
+        fmt = (params.get("format") or [""])[0] or ("ndjson" if NDJSON in request.headers.get("accept", "") else "json")
+        if fmt not in ("json", "ndjson"):
+            return _error(400, "format: expected json or ndjson")
+        page = await run_in_threadpool(self.store.query, query.where, query.params, order=query.order,
+                                       limit=query.limit, after=query.after)
+        events = [q.event_json(r) for r in page.rows]
+        nxt = q.cursor_for(query, page.next_cursor) if page.next_cursor is not None else None
+        if query.order == "seq" and nxt is None and page.rows:  # polling: the next poll starts after the last row
+            nxt = q.cursor_for(query, (page.rows[-1]["seq"],))
+        elif query.order == "seq" and nxt is None and query.after is not None:
+            nxt = q.cursor_for(query, query.after)
+        proven: dict[str, int] = {}
+        for r in page.rows:
+            if r["stream_id"] is not None:
+                proven[r["stream_id"]] = r["proven"] or 0
+        meta = {"next_cursor": nxt, "count": len(events),
+                "streams": [{"id": s, "proven": n} for s, n in sorted(proven.items())]}
+        if fmt == "ndjson":
+            lines = b"".join(orjson.dumps(e) + b"\n" for e in events)
+            headers = {"X-Next-Cursor": nxt} if nxt else {}
+            return Response(lines, media_type=NDJSON, headers=headers)
+        return Response(orjson.dumps({"events": events, **meta}), media_type=JSON)
+
+    async def event(self, request: Request) -> Response:
+        denied = self._allowed(request, "audit:read")
+        if denied is not None:
+            return denied
+        eid = request.path_params["event_id"]
+        row = await run_in_threadpool(self.store.get, eid)
+        if row is None:
+            return _error(404, f"no event with id {eid[:80]!r}")
+        return Response(orjson.dumps(q.event_json(row)), media_type=JSON)
+
+    async def streams(self, request: Request) -> Response:
+        denied = self._allowed(request, "audit:read")
+        if denied is not None:
+            return denied
+        rows = await run_in_threadpool(self.store.streams)
+        out = []
+        for s in rows:
+            state = "closed" if s["closed"] else "open"
+            out.append({"id": s["stream_id"], "service": s["service"], "state": state, "records": s["records"],
+                        "linked": s["length"], "proven": s["proven"], "failed": s["failed"],
+                        "first_ingest": q.rfc3339(s["first_ingest"]), "last_ingest": q.rfc3339(s["last_ingest"]),
+                        "last_checkpoint": q.rfc3339(s["last_checkpoint_ts"]) if s["last_checkpoint_ts"] else None})
+        return Response(orjson.dumps({"streams": out}), media_type=JSON)
+
+    async def checkpoints(self, request: Request) -> Response:
+        denied = self._allowed(request, "audit:read")
+        if denied is not None:
+            return denied
+        stream = request.query_params.get("stream")
+        rows = await run_in_threadpool(self.store.checkpoints, stream)
+        out = [{"stream": r["stream_id"], "size": r["size"], "root": r["root"].hex(), "kind": r["kind"],
+                "time": q.rfc3339(r["time_ns"]), "note": r["note"], "cosignature": r["cosignature"] or None}
+               for r in rows]
+        return Response(orjson.dumps({"checkpoints": out}), media_type=JSON)
+
+    async def findings(self, request: Request) -> Response:
+        denied = self._allowed(request, "audit:read")
+        if denied is not None:
+            return denied
+        stream = request.query_params.get("stream")
+        rows = await run_in_threadpool(self.store.findings, stream)
+        out = [{"id": r["id"], "stream": r["stream_id"], "seq": r["stream_seq"], "kind": r["kind"],
+                "reason": r["reason"], "ingest_time": q.rfc3339(r["ingest_ts"])} for r in rows]
+        return Response(orjson.dumps({"findings": out}), media_type=JSON)
+
+    async def health(self, request: Request) -> Response:
+        return Response(orjson.dumps({"status": "ok", **self.ingest.counts}), media_type=JSON)
+
+
+def build(cfg: ServiceConfig) -> Service:
+    from otel_audit.keys import Keyring, Signer
+    from otel_audit.service.store import open_store
+
+    keyring = Keyring.load(cfg.keys)
+    witness = Signer.from_keys_dir(cfg.witness_keys) if cfg.witness_keys is not None else None
+    store = open_store(cfg.store)
+    return Service(cfg, store, Ingest(store, keyring, witness=witness))
+
+
+def serve(cfg: ServiceConfig) -> int:
+    """Run the service until SIGTERM/SIGINT (uvicorn handles both: it stops accepting, finishes the requests in
+    flight, then returns)."""
+    import socket
+
+    import uvicorn
+
+    svc = build(cfg)
+    family = socket.AF_INET6 if ":" in cfg.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((cfg.host, cfg.port))
+    except OSError as exc:
+        sock.close()
+        svc.store.close()
+        raise ConfigError(f"http.endpoint: cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}") from None
+    sock.listen(128)
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(svc.app, host=cfg.host, port=port, log_level="warning", access_log=False,
+                            lifespan="off", timeout_graceful_shutdown=30)
+    server = uvicorn.Server(config)
+    host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
+    print(f"otel-audit serve: listening on http://{host}:{port} (OTLP/HTTP logs at /v1/logs, query API at "
+          f"/v1/events); store {svc.store.url}", flush=True)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        svc.store.close()
+    return 0

@@ -1,0 +1,154 @@
+"""The service's configuration file (service.yaml): where it listens, its store, the producers' keyring,
+its witness key and its API tokens. Paths are relative to the file's folder; errors name the key."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from otel_audit.errors import ConfigError
+
+SCOPES = ("ingest", "audit:read", "audit:export", "audit:admin")
+DEFAULT_ENDPOINT = "127.0.0.1:4318"
+DEFAULT_MAX_REQUEST = 16 * 1024 * 1024
+_KNOWN = {"http", "store", "keys", "witness_keys", "tokens", "limits"}
+
+
+class Token(NamedTuple):
+    name: str
+    sha256: bytes
+    scopes: frozenset[str]
+
+
+class ServiceConfig(NamedTuple):
+    host: str
+    port: int
+    store: str
+    keys: Path
+    witness_keys: Path | None
+    tokens: tuple[Token, ...]
+    max_request_bytes: int
+    max_inflight: int
+    source: str
+
+    def token(self, presented: str) -> Token | None:
+        """The configured token a presented bearer token is (compared by hash, in constant time)."""
+        digest = hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest()
+        found = None
+        for t in self.tokens:
+            if hmac.compare_digest(t.sha256, digest):
+                found = t
+        return found
+
+
+def _path(base: Path, value: Any, key: str) -> Path:
+    if not isinstance(value, str) or not value or "\x00" in value:
+        raise ConfigError(f"{key}: expected a path, got {type(value).__name__}")
+    p = Path(os.path.expandvars(value))
+    return p if p.is_absolute() else base / p
+
+
+def _int(value: Any, key: str, lo: int, hi: int) -> int:
+    if type(value) is not int or not lo <= value <= hi:
+        raise ConfigError(f"{key}: expected an integer from {lo} to {hi}, got {value!r}")
+    return value
+
+
+def parse_endpoint(value: Any, key: str) -> tuple[str, int]:
+    if not isinstance(value, str) or ":" not in value:
+        raise ConfigError(f"{key}: expected host:port (e.g. {DEFAULT_ENDPOINT}), got {value!r}")
+    host, _, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not port.isascii() or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{key}: port {port!r} is not a number from 0 to 65535")
+    if not host:
+        raise ConfigError(f"{key}: no host in {value!r} (use 0.0.0.0 to listen on every address)")
+    return host, int(port)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load(path: str | os.PathLike[str]) -> ServiceConfig:
+    import yaml
+
+    p = Path(path)
+    try:
+        raw = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8 text") from None
+    try:
+        doc = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{p}:{where}: not valid YAML") from None
+    if not isinstance(doc, Mapping):
+        raise ConfigError(f"{p}: expected a mapping of settings ({', '.join(sorted(_KNOWN))})")
+    try:
+        return from_mapping(doc, p.parent, str(p))
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+
+
+def from_mapping(doc: Mapping[str, Any], base: Path, source: str = "<config>") -> ServiceConfig:
+    unknown = sorted(str(k) for k in doc if k not in _KNOWN)
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown setting (known: {', '.join(sorted(_KNOWN))})")
+    http = doc.get("http") or {}
+    if not isinstance(http, Mapping) or set(http) - {"endpoint"}:
+        raise ConfigError("http: expected a mapping with endpoint: host:port")
+    host, port = parse_endpoint(http.get("endpoint", DEFAULT_ENDPOINT), "http.endpoint")
+    store = doc.get("store", "audit.db")
+    if not isinstance(store, str) or not store:
+        raise ConfigError("store: expected a store URL such as sqlite:///var/lib/otel-audit/audit.db or a path")
+    if "://" not in store and not store.startswith("sqlite:"):
+        store = str(_path(base, store, "store"))
+    elif store.startswith("sqlite:///") and not store.startswith("sqlite:////"):
+        store = "sqlite:///" + str(_path(base, store[len("sqlite:///"):], "store"))
+    if "keys" not in doc:
+        raise ConfigError("keys: required: the producers' public keyring (a keyring.json or a folder)")
+    keys = _path(base, doc["keys"], "keys")
+    witness = _path(base, doc["witness_keys"], "witness_keys") if doc.get("witness_keys") is not None else None
+    tokens = []
+    raw_tokens = doc.get("tokens") or []
+    if not isinstance(raw_tokens, list):
+        raise ConfigError("tokens: expected a list of {name, sha256, scopes}")
+    for i, t in enumerate(raw_tokens):
+        k = f"tokens[{i}]"
+        if not isinstance(t, Mapping) or set(t) - {"name", "sha256", "scopes"}:
+            raise ConfigError(f"{k}: expected a mapping with name, sha256 and scopes")
+        name = t.get("name")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{k}.name: required, a text")
+        h = t.get("sha256")
+        if not isinstance(h, str) or len(h) != 64 or not all(c in "0123456789abcdef" for c in h):
+            raise ConfigError(f"{k}.sha256: expected the token's SHA-256 as 64 lower-case hex digits "
+                              "(otel-audit serve token prints it); never the token itself")
+        scopes = t.get("scopes")
+        if not isinstance(scopes, list) or not scopes or any(s not in SCOPES for s in scopes):
+            raise ConfigError(f"{k}.scopes: expected a list of {', '.join(SCOPES)}")
+        tokens.append(Token(name, bytes.fromhex(h), frozenset(scopes)))
+    limits = doc.get("limits") or {}
+    if not isinstance(limits, Mapping) or set(limits) - {"max_request_bytes", "max_inflight"}:
+        raise ConfigError("limits: expected a mapping with max_request_bytes and/or max_inflight")
+    max_req = _int(limits.get("max_request_bytes", DEFAULT_MAX_REQUEST), "limits.max_request_bytes", 1024,
+                   1 << 30)
+    inflight = _int(limits.get("max_inflight", 8), "limits.max_inflight", 1, 1024)
+    if not tokens and not _loopback(host):
+        raise ConfigError(f"http.endpoint: {host} is not a loopback address and no tokens are configured: anyone "
+                          "could write and read audit records; add tokens (otel-audit serve token)")
+    return ServiceConfig(host, port, store, keys, witness, tuple(tokens), max_req, inflight, source)

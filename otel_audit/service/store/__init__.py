@@ -1,0 +1,159 @@
+"""The audit service's store: one small interface, back ends by URL (docs/service.md §3).
+
+``open_store(url)`` gives a :class:`Store`: ``sqlite:////var/lib/otel-audit/audit.db`` (the default, one file,
+WAL) — PostgreSQL follows behind the same interface. Rows are append-only: events, checkpoints and
+findings are inserted, never updated or deleted (the database refuses it); a stream's state row is
+the only mutable one, and it is derived: ``otel-audit verify --store`` re-proves every stream from
+the event rows alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, NamedTuple, Protocol
+
+from otel_audit.errors import ConfigError
+
+#: The columns of an event row, in order (EventRow's fields).
+EVENT_COLUMNS = (
+    "id", "stream_id", "stream_seq", "ts", "observed_ts", "ingest_ts", "event", "category", "outcome", "actor",
+    "user_id", "target_type", "target_id", "client_address", "client_key", "service", "session_id", "trace_id",
+    "severity", "severity_text", "body", "attrs", "resource", "scope", "record", "canonical", "digest", "prev",
+    "signed", "text",
+)
+
+
+class EventRow(NamedTuple):
+    """One stored audit record. ``record`` is the logRecord's OTLP/JSON as received (strictly decoded),
+    ``resource`` and ``scope`` its envelope's, so the OTLP/JSON line can be rebuilt for the verifier;
+    ``canonical`` the exact bytes its digest is over; ``digest`` / ``prev`` the chain as carried."""
+
+    id: str
+    stream_id: str | None
+    stream_seq: int | None
+    ts: int
+    observed_ts: int
+    ingest_ts: int
+    event: str
+    category: str | None
+    outcome: str | None
+    actor: str | None
+    user_id: str | None
+    target_type: str | None
+    target_id: str | None
+    client_address: str | None
+    client_key: str | None
+    service: str | None
+    session_id: str | None
+    trace_id: str | None
+    severity: int
+    severity_text: str
+    body: str | None
+    attrs: str
+    resource: bytes
+    scope: bytes
+    record: bytes
+    canonical: bytes | None
+    digest: bytes | None
+    prev: bytes | None
+    signed: str  # "source" (signed by its producer) or "none" (unsigned, stored as received)
+    text: str  # what full-text search reads: the body and the string attribute values
+
+
+class StreamState(NamedTuple):
+    """What verify on ingest knows of one stream; `length` records 0..length-1 are present and linked,
+    `head` is the digest of record length-1, `tree` the compact range of their leaves (32-byte hashes)."""
+
+    stream_id: str
+    service: str | None
+    length: int
+    head: bytes
+    tree: bytes
+    proven: int  # records 0..proven-1 are proven: the latest valid checkpoint's and those its note commits to
+    proven_root: bytes
+    closed: bool
+    records: int
+    failed: int
+    first_ingest: int
+    last_ingest: int
+    last_checkpoint_ts: int
+
+
+class CheckpointRow(NamedTuple):
+    stream_id: str
+    size: int
+    root: bytes
+    note: str
+    time_ns: int
+    kind: str
+    cosignature: str  # the service's C2SP tlog-cosignature line for it
+    ingest_ts: int
+
+
+class Finding(NamedTuple):
+    """A problem verify on ingest found: `kind` (digest, link, checkpoint, variant, fork, decode) and why."""
+
+    stream_id: str | None
+    stream_seq: int | None
+    kind: str
+    reason: str
+    ingest_ts: int
+    evidence: bytes  # the offending record's OTLP/JSON (or note), kept for the auditor
+
+
+class Page(NamedTuple):
+    rows: list[dict[str, Any]]
+    next_cursor: tuple[Any, ...] | None
+
+
+class Writer(Protocol):
+    """One write transaction (``with store.writer() as w``): committed durably on a clean exit."""
+
+    def stream(self, stream_id: str) -> StreamState | None: ...
+    def put_stream(self, state: StreamState) -> None: ...
+    def stored(self, stream_id: str, seq: int) -> tuple[bytes | None, bytes | None] | None: ...
+    def following(self, stream_id: str, seq: int, limit: int) -> list[tuple[int, bytes, bytes, str, str | None,
+                                                                           int, str]]: ...
+    def insert_events(self, rows: Sequence[EventRow]) -> None: ...
+    def insert_checkpoint(self, row: CheckpointRow) -> bool: ...
+    def checkpoint(self, stream_id: str, size: int) -> CheckpointRow | None: ...
+    def insert_finding(self, finding: Finding) -> None: ...
+    def has_finding(self, stream_id: str, seq: int, kind: str) -> bool: ...
+
+
+class Store(Protocol):
+    url: str
+
+    def writer(self) -> AbstractContextManager[Writer]: ...
+    def query(self, where: str, params: Sequence[Any], *, order: str, limit: int,
+              after: tuple[Any, ...] | None) -> Page: ...
+    def get(self, event_id: str) -> dict[str, Any] | None: ...
+    def streams(self) -> list[dict[str, Any]]: ...
+    def checkpoints(self, stream_id: str | None = None) -> list[dict[str, Any]]: ...
+    def findings(self, stream_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]: ...
+    def iter_rows(self) -> Iterator[dict[str, Any]]: ...
+    def close(self) -> None: ...
+
+
+def open_store(url: str, *, create: bool = True) -> Store:
+    """The store a URL names: ``sqlite:////absolute/path.db``, ``sqlite:///relative.db`` or a plain path."""
+    if not isinstance(url, str) or not url or "\x00" in url:
+        raise ConfigError(f"store: {url!r} is not a store URL (sqlite:///path/to/audit.db)")
+    if url.startswith(("postgresql:", "postgres:")):
+        raise ConfigError("store: PostgreSQL is not supported yet; use sqlite:///path/to/audit.db")
+    if url.startswith("sqlite:///"):  # as SQLAlchemy: sqlite:///relative.db, sqlite:////absolute/path.db
+        path = url[len("sqlite:///"):]
+    elif url.startswith("sqlite:"):
+        path = url[len("sqlite:"):]
+        if path.startswith("//"):
+            raise ConfigError(f"store: {url!r}: a sqlite URL is sqlite:////absolute/path.db or sqlite:///relative.db")
+    elif "://" in url:
+        raise ConfigError(f"store: {url.split('://', 1)[0]!r} is not a known store (sqlite:///path/to/audit.db)")
+    else:
+        path = url
+    if not path:
+        raise ConfigError(f"store: {url!r} names no file")
+    from otel_audit.service.store.sqlite import SqliteStore
+
+    return SqliteStore(path, create=create)

@@ -1,0 +1,346 @@
+"""The SQLite store: one file, WAL, synchronous=FULL (a request is acknowledged only once its rows are on
+disk), versioned migrations (PRAGMA user_version), append-only by triggers."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from otel_audit.errors import ConfigError
+from otel_audit.service.store import EVENT_COLUMNS, CheckpointRow, EventRow, Finding, Page, StreamState
+
+#: Each migration takes the schema from version i to i + 1; never edit one that shipped, add the next.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        stream_id TEXT,
+        stream_seq INTEGER,
+        ts INTEGER NOT NULL,
+        observed_ts INTEGER NOT NULL,
+        ingest_ts INTEGER NOT NULL,
+        event TEXT NOT NULL,
+        category TEXT,
+        outcome TEXT,
+        actor TEXT,
+        user_id TEXT,
+        target_type TEXT,
+        target_id TEXT,
+        client_address TEXT,
+        client_key TEXT,
+        service TEXT,
+        session_id TEXT,
+        trace_id TEXT,
+        severity INTEGER NOT NULL,
+        severity_text TEXT NOT NULL,
+        body TEXT,
+        attrs TEXT NOT NULL,
+        resource BLOB NOT NULL,
+        scope BLOB NOT NULL,
+        record BLOB NOT NULL,
+        canonical BLOB,
+        digest BLOB,
+        prev BLOB,
+        signed TEXT NOT NULL,
+        UNIQUE (stream_id, stream_seq)
+    ) STRICT;
+    CREATE INDEX events_ts ON events (ts, seq);
+    CREATE INDEX events_actor ON events (actor, ts);
+    CREATE INDEX events_user ON events (user_id, ts);
+    CREATE INDEX events_event ON events (event, ts);
+    CREATE INDEX events_category ON events (category, ts);
+    CREATE INDEX events_target ON events (target_id, ts);
+    CREATE INDEX events_client ON events (client_key, ts);
+    CREATE INDEX events_session ON events (session_id, ts);
+    CREATE INDEX events_trace ON events (trace_id);
+    CREATE VIRTUAL TABLE events_fts USING fts5 (text, content='', tokenize='unicode61');
+    CREATE TABLE streams (
+        stream_id TEXT PRIMARY KEY,
+        service TEXT,
+        length INTEGER NOT NULL,
+        head BLOB NOT NULL,
+        tree BLOB NOT NULL,
+        proven INTEGER NOT NULL,
+        proven_root BLOB NOT NULL,
+        closed INTEGER NOT NULL,
+        records INTEGER NOT NULL,
+        failed INTEGER NOT NULL,
+        first_ingest INTEGER NOT NULL,
+        last_ingest INTEGER NOT NULL,
+        last_checkpoint_ts INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE checkpoints (
+        stream_id TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        root BLOB NOT NULL,
+        note TEXT NOT NULL,
+        time_ns INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        cosignature TEXT NOT NULL,
+        ingest_ts INTEGER NOT NULL,
+        PRIMARY KEY (stream_id, size)
+    ) STRICT;
+    CREATE TABLE findings (
+        id INTEGER PRIMARY KEY,
+        stream_id TEXT,
+        stream_seq INTEGER,
+        kind TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        ingest_ts INTEGER NOT NULL,
+        evidence BLOB NOT NULL
+    ) STRICT;
+    CREATE INDEX findings_stream ON findings (stream_id, stream_seq);
+    CREATE TRIGGER events_no_update BEFORE UPDATE ON events BEGIN SELECT RAISE(ABORT, 'append-only'); END;
+    CREATE TRIGGER events_no_delete BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'append-only'); END;
+    CREATE TRIGGER checkpoints_no_update BEFORE UPDATE ON checkpoints
+        BEGIN SELECT RAISE(ABORT, 'append-only'); END;
+    CREATE TRIGGER checkpoints_no_delete BEFORE DELETE ON checkpoints
+        BEGIN SELECT RAISE(ABORT, 'append-only'); END;
+    CREATE TRIGGER findings_no_update BEFORE UPDATE ON findings BEGIN SELECT RAISE(ABORT, 'append-only'); END;
+    CREATE TRIGGER findings_no_delete BEFORE DELETE ON findings BEGIN SELECT RAISE(ABORT, 'append-only'); END;
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_INSERT_EVENT = (f"INSERT INTO events ({', '.join(c for c in EVENT_COLUMNS if c != 'text')}) VALUES "
+                 f"({', '.join('?' for c in EVENT_COLUMNS if c != 'text')})")
+#: what a query returns of an event (not the bulky canonical bytes); `status` joins the stream's state
+_SELECT = ("SELECT e.seq, e.id, e.stream_id, e.stream_seq, e.ts, e.observed_ts, e.ingest_ts, e.event, e.category, "
+           "e.outcome, e.actor, e.user_id, e.target_type, e.target_id, e.client_address, e.service, e.session_id, "
+           "e.trace_id, e.severity, e.severity_text, e.body, e.attrs, e.digest, e.signed, "
+           "CASE WHEN e.stream_id IS NULL THEN 'unsigned' "
+           "WHEN EXISTS (SELECT 1 FROM findings f WHERE f.stream_id = e.stream_id AND f.stream_seq = e.stream_seq) "
+           "THEN 'failed' WHEN e.stream_seq < s.proven THEN 'proven' ELSE 'pending' END AS status, "
+           "s.proven AS proven "
+           "FROM events e LEFT JOIN streams s ON s.stream_id = e.stream_id")
+_QUERY_COLUMNS = ("seq", "id", "stream_id", "stream_seq", "ts", "observed_ts", "ingest_ts", "event", "category",
+                  "outcome", "actor", "user_id", "target_type", "target_id", "client_address", "service",
+                  "session_id", "trace_id", "severity", "severity_text", "body", "attrs", "digest", "signed",
+                  "status", "proven")
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=FULL")
+    con.execute("PRAGMA foreign_keys=ON")
+    return con
+
+
+class SqliteStore:
+    """The default store (see the module docstring). One writer at a time (a lock); readers each get their
+    own connection per thread."""
+
+    def __init__(self, path: str, *, create: bool = True) -> None:
+        p = Path(path)
+        self.url = f"sqlite:///{p.resolve()}"
+        self.path = str(p)
+        if not p.exists():
+            if not create:
+                raise ConfigError(f"store: {p}: no such database")
+            if not p.parent.is_dir():
+                raise ConfigError(f"store: {p}: the folder {p.parent} does not exist")
+        elif not p.is_file():
+            raise ConfigError(f"store: {p} is not a file")
+        try:
+            self._w = _connect(self.path)
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"store: {p}: not a usable SQLite database ({exc})") from None
+        if os.name == "posix":
+            os.chmod(self.path, 0o600)
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+
+    def _migrate(self) -> None:
+        (version,) = self._w.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise ConfigError(f"store: {self.path}: schema version {version} is newer than this otel-audit "
+                              f"knows ({SCHEMA_VERSION}); upgrade otel-audit")
+        for i in range(version, SCHEMA_VERSION):
+            self._w.execute("BEGIN IMMEDIATE")
+            try:
+                for stmt in _statements(MIGRATIONS[i]):
+                    self._w.execute(stmt)
+                self._w.execute(f"PRAGMA user_version = {i + 1}")
+                self._w.execute("COMMIT")
+            except BaseException:
+                self._w.execute("ROLLBACK")
+                raise
+
+    def _reader(self) -> sqlite3.Connection:
+        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+        if con is None:
+            con = _connect(self.path)
+            con.execute("PRAGMA query_only=ON")
+            self._local.con = con
+            self._readers.append(con)
+        return con
+
+    @contextmanager
+    def writer(self) -> Iterator[_SqliteWriter]:
+        with self._lock:
+            con = self._w
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SqliteWriter(con)
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    # -- reading
+
+    def query(self, where: str, params: Sequence[Any], *, order: str, limit: int,
+              after: tuple[Any, ...] | None) -> Page:
+        """Events matching `where` (SQL over the events table aliased e, with ? parameters), in `order`:
+        "ts" / "-ts" (event time, then seq) or "seq" (ingest order); keyset `after` the last row's key."""
+        clauses = [f"({where})"] if where else []
+        args = list(params)
+        if order == "seq":
+            if after is not None:
+                clauses.append("e.seq > ?")
+                args.append(after[0])
+            sort = "e.seq ASC"
+        elif order in ("ts", "-ts"):
+            op, direction = (">", "ASC") if order == "ts" else ("<", "DESC")
+            if after is not None:
+                clauses.append(f"(e.ts {op} ? OR (e.ts = ? AND e.seq {op} ?))")
+                args += [after[0], after[0], after[1]]
+            sort = f"e.ts {direction}, e.seq {direction}"
+        else:
+            raise ValueError(f"order {order!r}")
+        sql = _SELECT + (" WHERE " + " AND ".join(clauses) if clauses else "") + f" ORDER BY {sort} LIMIT ?"
+        args.append(limit + 1)
+        cur = self._reader().execute(sql, args)
+        rows = [dict(zip(_QUERY_COLUMNS, r, strict=True)) for r in cur.fetchall()]
+        nxt = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            last = rows[-1]
+            nxt = (last["seq"],) if order == "seq" else (last["ts"], last["seq"])
+        return Page(rows, nxt)
+
+    def get(self, event_id: str) -> dict[str, Any] | None:
+        r = self._reader().execute(_SELECT + " WHERE e.id = ?", (event_id,)).fetchone()
+        return None if r is None else dict(zip(_QUERY_COLUMNS, r, strict=True))
+
+    def streams(self) -> list[dict[str, Any]]:
+        cur = self._reader().execute(
+            "SELECT stream_id, service, length, proven, closed, records, failed, first_ingest, last_ingest, "
+            "last_checkpoint_ts FROM streams ORDER BY first_ingest, stream_id")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def checkpoints(self, stream_id: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT stream_id, size, root, note, time_ns, kind, cosignature, ingest_ts FROM checkpoints"
+        cur = (self._reader().execute(sql + " WHERE stream_id = ? ORDER BY size", (stream_id,)) if stream_id
+               else self._reader().execute(sql + " ORDER BY stream_id, size"))
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def findings(self, stream_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        sql = "SELECT id, stream_id, stream_seq, kind, reason, ingest_ts FROM findings"
+        cur = (self._reader().execute(sql + " WHERE stream_id = ? ORDER BY id LIMIT ?", (stream_id, limit))
+               if stream_id else self._reader().execute(sql + " ORDER BY id LIMIT ?", (limit,)))
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def iter_rows(self) -> Iterator[dict[str, Any]]:
+        """Every event row's envelope and record as stored, in ingest order (for `verify --store`)."""
+        con = _connect(self.path)
+        try:
+            cur = con.execute("SELECT seq, id, resource, scope, record FROM events ORDER BY seq")
+            for seq, eid, resource, scope, record in cur:
+                yield {"seq": seq, "id": eid, "resource": resource, "scope": scope, "record": record}
+        finally:
+            con.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._w.close()
+        for con in self._readers:
+            con.close()
+        self._readers.clear()
+
+
+def _statements(script: str) -> list[str]:
+    """A migration's statements (complete ones, as sqlite3.complete_statement splits them)."""
+    out: list[str] = []
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out
+
+
+class _SqliteWriter:
+    def __init__(self, con: sqlite3.Connection) -> None:
+        self._con = con
+
+    def stream(self, stream_id: str) -> StreamState | None:
+        r = self._con.execute(
+            "SELECT stream_id, service, length, head, tree, proven, proven_root, closed, records, failed, "
+            "first_ingest, last_ingest, last_checkpoint_ts FROM streams WHERE stream_id = ?", (stream_id,)).fetchone()
+        if r is None:
+            return None
+        return StreamState(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8], r[9], r[10], r[11], r[12])
+
+    def put_stream(self, s: StreamState) -> None:
+        self._con.execute(
+            "INSERT INTO streams VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (stream_id) DO UPDATE SET "
+            "service = excluded.service, length = excluded.length, head = excluded.head, tree = excluded.tree, "
+            "proven = excluded.proven, proven_root = excluded.proven_root, closed = excluded.closed, "
+            "records = excluded.records, failed = excluded.failed, last_ingest = excluded.last_ingest, "
+            "last_checkpoint_ts = excluded.last_checkpoint_ts",
+            (s.stream_id, s.service, s.length, s.head, s.tree, s.proven, s.proven_root, int(s.closed), s.records,
+             s.failed, s.first_ingest, s.last_ingest, s.last_checkpoint_ts))
+
+    def stored(self, stream_id: str, seq: int) -> tuple[bytes | None, bytes | None] | None:
+        """(digest, canonical) of the stored record at (stream, seq), or None."""
+        r = self._con.execute("SELECT digest, canonical FROM events WHERE stream_id = ? AND stream_seq = ?",
+                              (stream_id, seq)).fetchone()
+        return None if r is None else (r[0], r[1])
+
+    def following(self, stream_id: str, seq: int, limit: int) -> list[tuple[int, bytes, bytes, str, str | None,
+                                                                           int, str]]:
+        """(stream_seq, digest, prev, event, body, ts, id) of the stream's stored records from `seq` on."""
+        return list(self._con.execute(
+            "SELECT stream_seq, digest, prev, event, body, ts, id FROM events WHERE stream_id = ? AND stream_seq >= ? "
+            "ORDER BY stream_seq LIMIT ?", (stream_id, seq, limit)))
+
+    def insert_events(self, rows: Sequence[EventRow]) -> None:
+        con = self._con
+        for row in rows:
+            cur = con.execute(_INSERT_EVENT, row[:-1])
+            if row.text:
+                con.execute("INSERT INTO events_fts (rowid, text) VALUES (?, ?)", (cur.lastrowid, row.text))
+
+    def insert_checkpoint(self, row: CheckpointRow) -> bool:
+        cur = self._con.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", row)
+        return cur.rowcount == 1
+
+    def checkpoint(self, stream_id: str, size: int) -> CheckpointRow | None:
+        r = self._con.execute("SELECT stream_id, size, root, note, time_ns, kind, cosignature, ingest_ts FROM "
+                              "checkpoints WHERE stream_id = ? AND size = ?", (stream_id, size)).fetchone()
+        return None if r is None else CheckpointRow(*r)
+
+    def insert_finding(self, f: Finding) -> None:
+        self._con.execute("INSERT INTO findings (stream_id, stream_seq, kind, reason, ingest_ts, evidence) VALUES "
+                          "(?, ?, ?, ?, ?, ?)", f)
+
+    def has_finding(self, stream_id: str, seq: int, kind: str) -> bool:
+        return self._con.execute("SELECT 1 FROM findings WHERE stream_id = ? AND stream_seq = ? AND kind = ?",
+                                 (stream_id, seq, kind)).fetchone() is not None

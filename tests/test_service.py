@@ -1,0 +1,410 @@
+"""The audit service as a real process: OTLP/HTTP JSON in, verify on ingest, the store, the query API.
+
+Archives come from the real signing pipeline (conftest.write_archive, `otel-audit demo`); edits are made to
+their lines as an attacker on the wire or at the producer would; every answer is checked against an
+independent reading of the same archive."""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import ipaddress
+import sqlite3
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from conftest import Written, seq_of, set_attr, write_archive
+from service_support import CLI, ServiceProcess, lines, post_archive, records_of, write_config
+
+from otel_audit import keys
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory, shared_keys: Path) -> Written:
+    d = tmp_path_factory.mktemp("svc-archive")
+    return write_archive(d / "audit.jsonl", shared_keys, 300, checkpoint_every=50)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`otel-audit demo`'s folder: a gateway's catalog events (users, IPs, categories) in a signed archive."""
+    d = tmp_path_factory.mktemp("svc-demo") / "demo"
+    subprocess.run([CLI, "demo", "--out", str(d)], check=True, capture_output=True)
+    return d
+
+
+@pytest.fixture(scope="module")
+def demo_service(tmp_path_factory: pytest.TempPathFactory, demo: Path) -> Any:
+    folder = tmp_path_factory.mktemp("svc-demo-store")
+    with ServiceProcess(write_config(folder, demo / "keys")) as svc:
+        post_archive(svc, demo / "archive" / "audit.jsonl")
+        yield svc
+
+
+def _service(tmp_path: Path, keys_dir: Path, **extra: Any) -> ServiceProcess:
+    return ServiceProcess(write_config(tmp_path, keys_dir, **extra))
+
+
+def _stream(svc: ServiceProcess) -> dict[str, Any]:
+    (s,) = svc.get("/v1/streams").json()["streams"]
+    return s
+
+
+def _findings(svc: ServiceProcess) -> list[dict[str, Any]]:
+    return svc.get("/v1/findings").json()["findings"]
+
+
+# -- verify on ingest --------------------------------------------------------------------------------
+
+
+def test_archive_ingested_over_otlp_http_is_proven_whole(tmp_path: Path, shared_keys: Path, written: Written) -> None:
+    with _service(tmp_path, shared_keys) as svc:
+        post_archive(svc, written.path)
+        s = _stream(svc)
+        assert (s["id"], s["state"], s["records"], s["linked"], s["proven"], s["failed"]) == (
+            written.stream_id, "closed", written.length, written.length, written.length, 0)
+        assert _findings(svc) == []
+        events = svc.events({"order": "ingest"})
+        assert len(events) == written.length
+        assert {e["status"] for e in events} == {"proven"}
+        assert sorted(e["stream"]["seq"] for e in events) == list(range(written.length))
+        # the checkpoints it verified, each cosigned when the service has a witness key (not here: empty)
+        cps = svc.get("/v1/checkpoints").json()["checkpoints"]
+        assert [c["size"] for c in cps] == sorted(c["size"] for c in cps)
+        assert cps[-1]["size"] == written.length - 1 and cps[-1]["kind"] == "end"
+
+
+def test_a_retried_request_is_acknowledged_and_stored_once(tmp_path: Path, shared_keys: Path,
+                                                           written: Written) -> None:
+    with _service(tmp_path, shared_keys) as svc:
+        first = next(lines(written.path))
+        for _ in range(3):
+            assert svc.post_json(first).status_code == 200
+        n = sum(len(sl["logRecords"]) for rl in orjson.loads(first)["resourceLogs"] for sl in rl["scopeLogs"])
+        assert len(svc.events({"order": "ingest"})) == n
+        assert svc.get("/healthz").json()["duplicates"] == 2 * n
+
+
+def _edit_line(path: Path, seq: int, edit: Any) -> list[bytes]:
+    """The archive's lines with the record at `seq` changed by edit(records, index in records)."""
+    out = []
+    for line in lines(path):
+        doc = orjson.loads(line)
+        for rl in doc["resourceLogs"]:
+            for sl in rl["scopeLogs"]:
+                recs = sl["logRecords"]
+                for i, rec in enumerate(recs):
+                    if seq_of(rec) == seq:
+                        edit(recs, i)
+                        break
+        out.append(orjson.dumps(doc))
+    return out
+
+
+def test_a_record_modified_after_signing_is_failed_and_named(tmp_path: Path, shared_keys: Path,
+                                                             written: Written) -> None:
+    def change(recs: list[dict[str, Any]], i: int) -> None:
+        set_attr(recs[i], "user.id", {"stringValue": "mallory"})
+
+    with _service(tmp_path, shared_keys) as svc:
+        for line in _edit_line(written.path, 7, change):
+            assert svc.post_json(line).status_code == 200
+        (f,) = _findings(svc)
+        assert (f["kind"], f["seq"]) == ("digest", 7) and "modified after signing" in f["reason"]
+        bad = svc.events({"user": "mallory"})
+        assert [(e["stream"]["seq"], e["status"]) for e in bad] == [(7, "failed")]
+        assert {e["status"] for e in svc.events({"order": "ingest"}) if e["stream"]["seq"] != 7} == {"proven"}
+
+
+def test_a_deleted_record_stops_the_proof_there(tmp_path: Path, shared_keys: Path, written: Written) -> None:
+    with _service(tmp_path, shared_keys) as svc:
+        for line in _edit_line(written.path, 120, lambda recs, i: recs.pop(i)):
+            assert svc.post_json(line).status_code == 200
+        s = _stream(svc)
+        assert s["linked"] == 120  # 0..119 received and linked; 121.. wait for 120
+        assert s["proven"] <= 120 and s["state"] == "open"
+        statuses = {e["stream"]["seq"]: e["status"] for e in svc.events({"order": "ingest"})}
+        assert 120 not in statuses
+        assert {statuses[k] for k in statuses if k > 120} == {"pending"}
+        # the missing record arrives late (a retry from another path): the stream completes
+        original = [ln for ln in lines(written.path)]
+        for line in original:
+            assert svc.post_json(line).status_code == 200
+        s = _stream(svc)
+        assert (s["linked"], s["proven"], s["state"]) == (written.length, written.length, "closed")
+
+
+def test_a_variant_of_a_stored_record_is_refused_and_kept_as_evidence(tmp_path: Path, shared_keys: Path,
+                                                                      written: Written) -> None:
+    def change(recs: list[dict[str, Any]], i: int) -> None:
+        recs[i]["body"] = {"stringValue": "rewritten"}
+
+    with _service(tmp_path, shared_keys) as svc:
+        post_archive(svc, written.path)
+        edited = _edit_line(written.path, 3, change)
+        r = svc.post_json(edited[0])
+        assert r.status_code == 200
+        ps = r.json()["partialSuccess"]
+        assert ps["rejectedLogRecords"] == "1" and "variant" in ps["errorMessage"]
+        kinds = [(f["kind"], f["seq"]) for f in _findings(svc)]
+        assert ("variant", 3) in kinds
+        assert svc.events({"q": "rewritten"}) == []  # the variant is not an event
+
+
+def test_restart_after_kill_9_continues_every_stream(tmp_path: Path, shared_keys: Path, written: Written) -> None:
+    all_lines = list(lines(written.path))
+    svc = _service(tmp_path, shared_keys).start()
+    for line in all_lines[: len(all_lines) // 2]:
+        assert svc.post_json(line).status_code == 200
+    svc.kill()
+    with ServiceProcess(svc.config) as again:
+        for line in all_lines:  # the collector retries what was not acknowledged, and more
+            assert again.post_json(line).status_code == 200
+        s = _stream(again)
+        assert (s["linked"], s["proven"], s["failed"], s["state"]) == (written.length, written.length, 0, "closed")
+        assert len(again.events({"order": "ingest"})) == written.length
+
+
+def test_the_store_is_append_only(tmp_path: Path, shared_keys: Path, written: Written) -> None:
+    with _service(tmp_path, shared_keys) as svc:
+        post_archive(svc, written.path)
+    con = sqlite3.connect(tmp_path / "audit.db")
+    for sql in ("UPDATE events SET actor = 'x'", "DELETE FROM events", "UPDATE checkpoints SET kind = 'x'",
+                "DELETE FROM checkpoints"):
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            con.execute(sql)
+    con.close()
+
+
+# -- the query API against an independent reading of the archive ---------------------------------------------
+
+
+def _expected(demo: Path, keep: Any) -> list[tuple[str, int]]:
+    out = []
+    for _res, r in records_of(demo / "archive" / "audit.jsonl"):
+        a = r["attributes"]
+        if keep(r, a):
+            out.append((a["audit.stream.id"], a["audit.stream.seq"]))
+    return sorted(out)
+
+
+def _got(svc: ServiceProcess, params: Any) -> list[tuple[str, int]]:
+    return sorted((e["stream"]["id"], e["stream"]["seq"]) for e in svc.events(params))
+
+
+def _in(addr: Any, net: str) -> bool:
+    try:
+        return isinstance(addr, str) and ipaddress.ip_address(addr) in ipaddress.ip_network(net)
+    except ValueError:
+        return False
+
+
+@pytest.mark.parametrize("params, keep", [
+    ({"action": "authentication.*"}, lambda r, a: r["event"].startswith("authentication.")),
+    ({"action": "authentication.login.failed"}, lambda r, a: r["event"] == "authentication.login.failed"),
+    ({"category": "security"}, lambda r, a: a.get("audit.category") == "security"),
+    ({"outcome": "failure"}, lambda r, a: a.get("audit.outcome") == "failure"),
+    ({"user": "alice"}, lambda r, a: a.get("user.id") == "alice"),
+    ({"actor": "alice"}, lambda r, a: (a.get("audit.actor.id") or a.get("user.id")) == "alice"),
+    ([("user", "alice"), ("user", "bob")], lambda r, a: a.get("user.id") in ("alice", "bob")),
+    ({"client.address": "203.0.113.0/24"}, lambda r, a: _in(a.get("client.address"), "203.0.113.0/24")),
+    ({"client.address": "0.0.0.0/0"}, lambda r, a: _in(a.get("client.address"), "0.0.0.0/0")),
+    ({"action": "security.*", "outcome": "success"},
+     lambda r, a: r["event"].startswith("security.") and a.get("audit.outcome") == "success"),
+    ({"service": "llm-gateway"}, lambda r, a: True),
+    ({"service": "nope"}, lambda r, a: False),
+])
+def test_filters_return_exactly_what_an_independent_filter_of_the_archive_does(
+        demo_service: ServiceProcess, demo: Path, params: Any, keep: Any) -> None:
+    want = _expected(demo, keep)
+    assert _got(demo_service, params) == want
+
+
+def test_time_window_and_order(demo_service: ServiceProcess, demo: Path) -> None:
+    times = sorted(r["time"] for _res, r in records_of(demo / "archive" / "audit.jsonl"))
+    lo, hi = times[len(times) // 4], times[3 * len(times) // 4]
+    got = demo_service.events([("from", f"{lo // 10**9}.{lo % 10**9:09d}"), ("to", f"{hi // 10**9}.{hi % 10**9:09d}"),
+                               ("order", "asc"), ("limit", "7")])
+    assert [int(e["time_unix_nano"]) for e in got] == [t for t in times if lo <= t < hi]
+    desc = demo_service.events([("order", "desc"), ("limit", "5")])
+    assert [int(e["time_unix_nano"]) for e in desc] == sorted(times, reverse=True)
+
+
+def test_full_text_search(demo_service: ServiceProcess, demo: Path) -> None:
+    got = demo_service.events({"q": "jailbreak"})
+    assert got and all("jailbreak" in (e["body"] or "").lower() or "jailbreak" in orjson.dumps(e["attributes"]).decode()
+                       for e in got)
+
+
+def test_polling_mode_hands_an_endless_cursor(demo_service: ServiceProcess) -> None:
+    r = demo_service.get("/v1/events", {"order": "ingest", "limit": "1000"}).json()
+    assert r["next_cursor"]
+    again = demo_service.get("/v1/events", {"order": "ingest", "limit": "1000", "cursor": r["next_cursor"]}).json()
+    assert again["events"] == [] and again["next_cursor"] == r["next_cursor"]
+
+
+@pytest.mark.parametrize("params, names", [
+    ({"nope": "1"}, "nope: unknown parameter"),
+    ({"limit": "0"}, "limit"), ({"limit": "1001"}, "limit"), ({"limit": "x"}, "limit"),
+    ({"order": "sideways"}, "order"), ({"from": "yesterday"}, "from"),
+    ({"client.address": "not-an-ip"}, "client.address"), ({"cursor": "garbage!"}, "cursor"),
+    ([("from", "1"), ("from", "2")], "from: given 2 times"), ({"status": "maybe"}, "status"),
+    ({"q": "   "}, "q"),
+])
+def test_bad_query_parameters_get_a_400_naming_them(demo_service: ServiceProcess, params: Any, names: str) -> None:
+    r = demo_service.get("/v1/events", params)
+    assert r.status_code == 400, r.text
+    assert names in r.json()["error"]["message"]
+
+
+def test_a_cursor_of_another_query_is_refused(demo_service: ServiceProcess) -> None:
+    page = demo_service.get("/v1/events", {"user": "alice", "limit": "1"}).json()
+    r = demo_service.get("/v1/events", {"user": "bob", "limit": "1", "cursor": page["next_cursor"]})
+    assert r.status_code == 400 and "another query" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("value", ["alice' OR '1'='1", "x\"; DROP TABLE events; --", "%", "_", "*"])
+def test_sql_shaped_values_match_nothing_and_change_nothing(demo_service: ServiceProcess, value: str) -> None:
+    before = len(demo_service.events({"order": "ingest"}))
+    for p in ("user", "actor", "action", "category", "q"):
+        r = demo_service.get("/v1/events", {p: value})
+        assert r.status_code in (200, 400), r.text
+        if r.status_code == 200:
+            assert [e for e in r.json()["events"] if p != "q" and e.get(p) != value] == [] or p in ("action", "q")
+    assert len(demo_service.events({"order": "ingest"})) == before
+
+
+def test_event_by_id(demo_service: ServiceProcess) -> None:
+    (e,) = demo_service.events({"order": "ingest", "limit": "1"})[:1]
+    got = demo_service.get(f"/v1/events/{e['id']}").json()
+    assert got == e
+    r = demo_service.get("/v1/events/no-such-event")
+    assert r.status_code == 404 and "no event" in r.json()["error"]["message"]
+
+
+# -- hostile requests to the receiver -----------------------------------------------------------------------
+
+
+def test_bad_ingest_requests_get_4xx_and_store_nothing(tmp_path: Path, shared_keys: Path, written: Written) -> None:
+    good = next(lines(written.path))
+    with _service(tmp_path, shared_keys, limits={"max_request_bytes": 1 << 20}) as svc:
+        cases = [
+            (svc.post_json(b"{not json"), 400, "not strict OTLP/JSON"),
+            (svc.post_json(b'{"resourceLogs": 5}'), 400, "resourceLogs"),
+            (svc.post_json(b'{"resourceLogs": [], "resourceLogs": []}'), 400, "duplicate"),
+            (svc.post_json(good, **{"Content-Type": "text/plain"}), 415, "Content-Type"),
+            (svc.post_json(b"x" * (2 << 20)), 413, "limit"),
+            (svc.post_json(gzip.compress(b" " * (4 << 20)), **{"Content-Encoding": "gzip"}), 413, "limit"),
+            (svc.post_json(b"\x1f\x8b garbage", **{"Content-Encoding": "gzip"}), 400, "gzip"),
+            (svc.post_json(good, **{"Content-Encoding": "br"}), 415, "Content-Encoding"),
+        ]
+        for r, status, says in cases:
+            assert r.status_code == status, (r.status_code, r.text)
+            assert says in r.json()["message"], r.text
+        assert svc.events({"order": "ingest"}) == []
+        # a gzip body that is fine is taken
+        assert svc.post_json(gzip.compress(good), **{"Content-Encoding": "gzip"}).status_code == 200
+        assert svc.events({"order": "ingest"})
+
+
+def test_a_malformed_record_is_refused_counted_and_the_rest_stored(tmp_path: Path, shared_keys: Path,
+                                                                   written: Written) -> None:
+    doc = orjson.loads(next(lines(written.path)))
+    recs = doc["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
+    bad = copy.deepcopy(recs[1])
+    bad["severityNumber"] = "nine"
+    recs[1] = bad
+    with _service(tmp_path, shared_keys) as svc:
+        r = svc.post_json(orjson.dumps(doc))
+        assert r.status_code == 200
+        assert r.json()["partialSuccess"]["rejectedLogRecords"] == "1"
+        assert "severityNumber" in r.json()["partialSuccess"]["errorMessage"]
+        total = sum(len(sl["logRecords"]) for rl in doc["resourceLogs"] for sl in rl["scopeLogs"])
+        assert len(svc.events({"order": "ingest"})) == total - 1
+        assert [f["kind"] for f in _findings(svc)] == ["decode"]
+
+
+# -- tokens -------------------------------------------------------------------------------------------------
+
+
+def _token(name: str, *scopes: str) -> tuple[str, dict[str, Any]]:
+    out = subprocess.run([CLI, "token", "--name", name, *[x for s in scopes for x in ("--scope", s)]],
+                         check=True, capture_output=True, text=True).stdout.splitlines()
+    token = out[1].strip()
+    import yaml
+
+    (entry,) = yaml.safe_load(out[3].strip().lstrip("- ").join(["[", "]"]))
+    return token, entry
+
+
+def test_tokens_and_scopes(tmp_path: Path, shared_keys: Path, written: Written) -> None:
+    ingest, e1 = _token("collector", "ingest")
+    reader, e2 = _token("auditor", "audit:read")
+    with _service(tmp_path, shared_keys, tokens=[e1, e2]) as svc:
+        line = next(lines(written.path))
+        assert svc.post_json(line).status_code == 401
+        assert svc.post_json(line, Authorization="Bearer nope").status_code == 401
+        assert svc.post_json(line, Authorization=f"Bearer {reader}").status_code == 403
+        assert svc.post_json(line, Authorization=f"Bearer {ingest}").status_code == 200
+        assert svc.get("/v1/events").status_code == 401
+        assert svc.get("/v1/events", Authorization=f"Bearer {ingest}").status_code == 403
+        r = svc.get("/v1/events", Authorization=f"Bearer {reader}")
+        assert r.status_code == 200 and r.json()["events"]
+    text = (tmp_path / "service.yaml").read_text() + (tmp_path / "serve.log").read_text()
+    assert ingest not in text and reader not in text
+
+
+def test_a_public_address_without_tokens_is_refused(tmp_path: Path, shared_keys: Path) -> None:
+    cfg = write_config(tmp_path, shared_keys)
+    cfg.write_text(cfg.read_text().replace("127.0.0.1:0", "0.0.0.0:0"))
+    r = subprocess.run([CLI, "serve", "--config", str(cfg)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "no tokens are configured" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("body, says", [
+    ("store: [1]\nkeys: k\n", "store"),
+    ("keys: k\nhttp: {endpoint: nowhere}\n", "http.endpoint"),
+    ("keys: k\nbogus: 1\n", "bogus: unknown setting"),
+    ("http: {endpoint: '127.0.0.1:0'}\n", "keys: required"),
+    ("keys: k\ntokens: [{name: a, sha256: abc, scopes: [ingest]}]\n", "tokens[0].sha256"),
+    ("keys: k\nlimits: {max_request_bytes: -1}\n", "limits.max_request_bytes"),
+    ("keys: [\n", "not valid YAML"),
+])
+def test_bad_service_config_is_one_line_naming_the_key(tmp_path: Path, body: str, says: str) -> None:
+    cfg = tmp_path / "service.yaml"
+    cfg.write_text(body)
+    r = subprocess.run([CLI, "serve", "--config", str(cfg)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_the_witness_cosigns_every_verified_checkpoint(tmp_path: Path, shared_keys: Path, written: Written) -> None:
+    from otel_audit.keys import Keyring
+    from otel_audit.note import parse_note
+    from otel_audit.service.ingest import cosignature_key_id
+
+    witness = tmp_path / "witness"
+    keys.generate(witness, "witness")
+    with _service(tmp_path, shared_keys, witness_keys=str(witness)) as svc:
+        post_archive(svc, written.path)
+        cps = svc.get("/v1/checkpoints").json()["checkpoints"]
+    ring = Keyring.load(witness)
+    (pub,) = list(ring)
+    import base64
+    import struct
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    key = Ed25519PublicKey.from_public_bytes(pub.public_key)
+    want = sum(1 for _res, r in records_of(written.path) if r["event"] == "audit.checkpoint")
+    assert len(cps) == want and want >= 3
+    for c in cps:
+        name, b64 = c["cosignature"].removeprefix("\u2014 ").split()
+        raw = base64.b64decode(b64)
+        assert name == "witness" and raw[:4] == cosignature_key_id("witness", pub.public_key)
+        (t,) = struct.unpack(">Q", raw[4:12])
+        body = parse_note(c["note"]).text
+        key.verify(raw[12:], f"cosignature/v1\ntime {t}\n{body}".encode())  # raises if it does not verify
