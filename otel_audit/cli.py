@@ -65,10 +65,13 @@ def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 def _verify_arguments(v: argparse.ArgumentParser) -> None:
     from otel_audit import readers  # for the kinds of --source; `otel-audit --help` does not need it (gzip ...)
 
-    v.add_argument("paths", nargs="+", metavar="PATH",
+    v.add_argument("paths", nargs="*", metavar="PATH",
                    help="OTLP JSON lines files (.gz too), SIEM exports, or folders of them (files that are plainly "
                         "not archives, such as keyrings and spool files, are skipped and listed)")
     v.add_argument("--keys", required=True, help="public keyring: a keyring.json, a .vkey file, or a folder of them")
+    v.add_argument("--store", metavar="URL",
+                   help="re-prove an audit service's store (sqlite:////path/audit.db) instead of files: every row's "
+                        "signed record, and every filter column against it; an edited row is named by its event id")
     v.add_argument("--format", choices=("text", "json"), default="text")
     v.add_argument("--allow-open", action="store_true",
                    help="accept streams without an end checkpoint (a live producer); still checks all else")
@@ -254,11 +257,23 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from otel_audit.verify import render_text, verify_paths
 
     ring = Keyring.load(args.keys)
-    rep = verify_paths(
-        args.paths, ring, allow_open=args.allow_open, ignore_unsigned=args.ignore_unsigned, partial=args.partial,
-        progress=not args.no_progress, source=args.source, state=args.state,
-        at=time.time_ns() if args.now else args.at,
-    )
+    if args.store and (args.paths or args.state or args.source != "auto"):
+        print("otel-audit verify: --store takes no PATH, --state or --source", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.store and not args.paths:
+        print("otel-audit verify: give the archives to verify (PATH ...) or --store URL", file=sys.stderr)
+        return EXIT_USAGE
+    if args.store:
+        from otel_audit.service.verify_store import verify_store
+
+        rep = verify_store(args.store, ring, allow_open=args.allow_open, ignore_unsigned=args.ignore_unsigned,
+                           partial=args.partial, at=time.time_ns() if args.now else args.at)
+    else:
+        rep = verify_paths(
+            args.paths, ring, allow_open=args.allow_open, ignore_unsigned=args.ignore_unsigned, partial=args.partial,
+            progress=not args.no_progress, source=args.source, state=args.state,
+            at=time.time_ns() if args.now else args.at,
+        )
     code = EXIT_OK if rep.ok else EXIT_INTEGRITY
     try:
         if args.format == "json":

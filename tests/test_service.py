@@ -408,3 +408,75 @@ def test_the_witness_cosigns_every_verified_checkpoint(tmp_path: Path, shared_ke
         (t,) = struct.unpack(">Q", raw[4:12])
         body = parse_note(c["note"]).text
         key.verify(raw[12:], f"cosignature/v1\ntime {t}\n{body}".encode())  # raises if it does not verify
+
+
+# -- verify --store: the store re-proven offline -------------------------------------------------------------
+
+
+def _insider(db: Path, *sql: str) -> None:
+    """An insider with write access to the database file: drops the append-only triggers and edits."""
+    con = sqlite3.connect(db)
+    for t in ("events_no_update", "events_no_delete"):
+        con.execute(f"DROP TRIGGER {t}")
+    for s in sql:
+        con.execute(s)
+    con.commit()
+    con.close()
+
+
+def _verify_store(db: Path, keys_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLI, "verify", "--keys", str(keys_dir), "--store", f"sqlite:///{db}", *extra],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def stored(tmp_path: Path, shared_keys: Path, written: Written) -> Path:
+    with _service(tmp_path, shared_keys) as svc:
+        post_archive(svc, written.path)
+    return tmp_path / "audit.db"
+
+
+def test_verify_store_proves_an_intact_store(stored: Path, shared_keys: Path, written: Written) -> None:
+    r = _verify_store(stored, shared_keys)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"all {written.length} record(s) proven in 1 stream(s)" in r.stdout
+
+
+def test_verify_store_names_an_edited_record(stored: Path, shared_keys: Path, written: Written) -> None:
+    sid = written.stream_id
+    con = sqlite3.connect(stored)
+    (rec,) = con.execute("SELECT record FROM events WHERE id = ?", (f"{sid}-42",)).fetchone()
+    con.close()
+    doc = orjson.loads(rec)
+    set_attr(doc, "user.id", {"stringValue": "mallory"})
+    _insider(stored, f"UPDATE events SET record = x'{orjson.dumps(doc).hex()}' WHERE id = '{sid}-42'")
+    r = _verify_store(stored, shared_keys)
+    assert r.returncode == 1, r.stdout
+    assert f"{sid}-42" in r.stdout and "FAILED" in r.stdout
+
+
+def test_verify_store_names_an_edited_filter_column(stored: Path, shared_keys: Path, written: Written) -> None:
+    sid = written.stream_id
+    _insider(stored, f"UPDATE events SET actor = 'someone-else' WHERE id = '{sid}-10'")
+    r = _verify_store(stored, shared_keys, "--format", "json")
+    assert r.returncode == 1
+    problems = orjson.loads(r.stdout)["problems"]
+    assert any(f"{sid}-10" in p and "actor" in p for p in problems), problems
+
+
+def test_verify_store_finds_a_deleted_row(stored: Path, shared_keys: Path, written: Written) -> None:
+    _insider(stored, f"DELETE FROM events WHERE id = '{written.stream_id}-77'")
+    r = _verify_store(stored, shared_keys, "--format", "json")
+    assert r.returncode == 1
+    (s,) = orjson.loads(r.stdout)["streams"]
+    assert "77" in orjson.dumps(s).decode() and s["status"] != "verified"
+
+
+def test_verify_store_usage_errors(tmp_path: Path, shared_keys: Path, stored: Path) -> None:
+    r = _verify_store(tmp_path / "none.db", shared_keys)
+    assert r.returncode == 2 and "no such database" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([CLI, "verify", "--keys", str(shared_keys)], capture_output=True, text=True)
+    assert r.returncode == 2 and "--store" in r.stderr
+    (tmp_path / "junk.db").write_bytes(b"not a database" * 100)
+    r = _verify_store(tmp_path / "junk.db", shared_keys)
+    assert r.returncode == 2 and "not a usable SQLite database" in r.stderr, r.stderr

@@ -136,7 +136,7 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(url: str, *, create: bool = True) -> Store:
+def open_store(url: str, *, create: bool = True, readonly: bool = False) -> Store:
     """The store a URL names: ``sqlite:////absolute/path.db``, ``sqlite:///relative.db`` or a plain path."""
     if not isinstance(url, str) or not url or "\x00" in url:
         raise ConfigError(f"store: {url!r} is not a store URL (sqlite:///path/to/audit.db)")
@@ -156,4 +156,4 @@ def open_store(url: str, *, create: bool = True) -> Store:
         raise ConfigError(f"store: {url!r} names no file")
     from otel_audit.service.store.sqlite import SqliteStore
 
-    return SqliteStore(path, create=create)
+    return SqliteStore(path, create=create and not readonly, readonly=readonly)

@@ -125,7 +125,14 @@ _QUERY_COLUMNS = ("seq", "id", "stream_id", "stream_seq", "ts", "observed_ts", "
                   "status", "proven")
 
 
-def _connect(path: str) -> sqlite3.Connection:
+def _connect(path: str, readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        from urllib.parse import quote
+
+        con = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=ro", uri=True, isolation_level=None,
+                              check_same_thread=False, timeout=30)
+        con.execute("PRAGMA query_only=ON")
+        return con
     con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=FULL")
@@ -137,8 +144,9 @@ class SqliteStore:
     """The default store (see the module docstring). One writer at a time (a lock); readers each get their
     own connection per thread."""
 
-    def __init__(self, path: str, *, create: bool = True) -> None:
+    def __init__(self, path: str, *, create: bool = True, readonly: bool = False) -> None:
         p = Path(path)
+        self.readonly = readonly
         self.url = f"sqlite:///{p.resolve()}"
         self.path = str(p)
         if not p.exists():
@@ -149,11 +157,19 @@ class SqliteStore:
         elif not p.is_file():
             raise ConfigError(f"store: {p} is not a file")
         try:
-            self._w = _connect(self.path)
-            self._migrate()
+            self._w = _connect(self.path, readonly)
+            if readonly:
+                (version,) = self._w.execute("PRAGMA user_version").fetchone()
+                self._w.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                if version != SCHEMA_VERSION:
+                    raise ConfigError(f"store: {p}: schema version {version}, this otel-audit reads "
+                                      f"{SCHEMA_VERSION}" + ("; start the service once to migrate it"
+                                                             if version < SCHEMA_VERSION else "; upgrade otel-audit"))
+            else:
+                self._migrate()
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"store: {p}: not a usable SQLite database ({exc})") from None
-        if os.name == "posix":
+        if os.name == "posix" and not readonly:
             os.chmod(self.path, 0o600)
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -178,7 +194,7 @@ class SqliteStore:
     def _reader(self) -> sqlite3.Connection:
         con: sqlite3.Connection | None = getattr(self._local, "con", None)
         if con is None:
-            con = _connect(self.path)
+            con = _connect(self.path, readonly=self.readonly)
             con.execute("PRAGMA query_only=ON")
             self._local.con = con
             self._readers.append(con)
@@ -254,12 +270,15 @@ class SqliteStore:
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
     def iter_rows(self) -> Iterator[dict[str, Any]]:
-        """Every event row's envelope and record as stored, in ingest order (for `verify --store`)."""
-        con = _connect(self.path)
+        """Every event row as stored, in ingest order (for `verify --store`): seq, id, resource, scope, record,
+        and `columns`, the rest of the row by column name."""
+        con = _connect(self.path, readonly=True)
+        names = [c for c in EVENT_COLUMNS if c not in ("id", "resource", "scope", "record", "text")]
         try:
-            cur = con.execute("SELECT seq, id, resource, scope, record FROM events ORDER BY seq")
-            for seq, eid, resource, scope, record in cur:
-                yield {"seq": seq, "id": eid, "resource": resource, "scope": scope, "record": record}
+            cur = con.execute(f"SELECT seq, id, resource, scope, record, {', '.join(names)} FROM events ORDER BY seq")
+            for r in cur:
+                yield {"seq": r[0], "id": r[1], "resource": r[2], "scope": r[3], "record": r[4],
+                       "columns": dict(zip(names, r[5:], strict=True))}
         finally:
             con.close()
 
