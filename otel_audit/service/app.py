@@ -290,10 +290,20 @@ def serve(cfg: ServiceConfig) -> int:
                             lifespan="off", timeout_graceful_shutdown=30)
     server = uvicorn.Server(config)
     host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
+    receiver = None
+    if cfg.grpc is not None:
+        from otel_audit.service.grpc_receiver import GrpcReceiver
+
+        receiver = GrpcReceiver(cfg, svc.ingest, *cfg.grpc)
+        receiver.start()
+        g = f"[{cfg.grpc[0]}]" if ":" in cfg.grpc[0] else cfg.grpc[0]
+        print(f"otel-audit serve: OTLP/gRPC logs at {g}:{receiver.port}", flush=True)
     print(f"otel-audit serve: listening on http://{host}:{port} (OTLP/HTTP logs at /v1/logs, query API at "
           f"/v1/events); store {svc.store.url}", flush=True)
     try:
         server.run(sockets=[sock])
     finally:
+        if receiver is not None:
+            receiver.stop()
         svc.store.close()
     return 0

@@ -16,7 +16,7 @@ from otel_audit.errors import ConfigError
 SCOPES = ("ingest", "audit:read", "audit:export", "audit:admin")
 DEFAULT_ENDPOINT = "127.0.0.1:4318"
 DEFAULT_MAX_REQUEST = 16 * 1024 * 1024
-_KNOWN = {"http", "store", "keys", "witness_keys", "tokens", "limits"}
+_KNOWN = {"http", "grpc", "store", "keys", "witness_keys", "tokens", "limits"}
 
 
 class Token(NamedTuple):
@@ -35,6 +35,7 @@ class ServiceConfig(NamedTuple):
     max_request_bytes: int
     max_inflight: int
     source: str
+    grpc: tuple[str, int] | None = None  # the OTLP/gRPC receiver's host and port, when configured
 
     def token(self, presented: str) -> Token | None:
         """The configured token a presented bearer token is (compared by hash, in constant time)."""
@@ -112,6 +113,12 @@ def from_mapping(doc: Mapping[str, Any], base: Path, source: str = "<config>") -
     if not isinstance(http, Mapping) or set(http) - {"endpoint"}:
         raise ConfigError("http: expected a mapping with endpoint: host:port")
     host, port = parse_endpoint(http.get("endpoint", DEFAULT_ENDPOINT), "http.endpoint")
+    grpc_cfg = doc.get("grpc")
+    grpc_at = None
+    if grpc_cfg is not None:
+        if not isinstance(grpc_cfg, Mapping) or set(grpc_cfg) - {"endpoint"}:
+            raise ConfigError("grpc: expected a mapping with endpoint: host:port (e.g. 127.0.0.1:4317)")
+        grpc_at = parse_endpoint(grpc_cfg.get("endpoint", "127.0.0.1:4317"), "grpc.endpoint")
     store = doc.get("store", "audit.db")
     if not isinstance(store, str) or not store:
         raise ConfigError("store: expected a store URL such as sqlite:///var/lib/otel-audit/audit.db or a path")
@@ -148,7 +155,8 @@ def from_mapping(doc: Mapping[str, Any], base: Path, source: str = "<config>") -
     max_req = _int(limits.get("max_request_bytes", DEFAULT_MAX_REQUEST), "limits.max_request_bytes", 1024,
                    1 << 30)
     inflight = _int(limits.get("max_inflight", 8), "limits.max_inflight", 1, 1024)
-    if not tokens and not _loopback(host):
-        raise ConfigError(f"http.endpoint: {host} is not a loopback address and no tokens are configured: anyone "
-                          "could write and read audit records; add tokens (otel-audit serve token)")
-    return ServiceConfig(host, port, store, keys, witness, tuple(tokens), max_req, inflight, source)
+    for key, h in (("http.endpoint", host), ("grpc.endpoint", grpc_at[0] if grpc_at else "127.0.0.1")):
+        if not tokens and not _loopback(h):
+            raise ConfigError(f"{key}: {h} is not a loopback address and no tokens are configured: anyone could "
+                              "write and read audit records; add tokens (otel-audit token)")
+    return ServiceConfig(host, port, store, keys, witness, tuple(tokens), max_req, inflight, source, grpc_at)
