@@ -18,7 +18,8 @@ What pdata writes, and so what this module gives:
   as standard padded base64; ``doubleValue`` as a float, NaN and the infinities as the strings
   ``"NaN"``, ``"Infinity"``, ``"-Infinity"``; an empty ``arrayValue``/``kvlistValue`` as ``{}``.
 * A KeyValue list keeps every item in wire order, a key given twice included (the strict decoder
-  then refuses the record: ``duplicate-key``).
+  then refuses the record: ``duplicate-key``); an empty key is left out, as pdata leaves it out
+  (the strict decoder refuses a KeyValue without key).
 
 Wire forms that protobuf libraries read differently are read as pdata reads them: a scalar given
 twice, the last one; a message field (``resource``, ``scope``, ``body``, ``value``) given twice,
@@ -34,7 +35,8 @@ Decisions:
   ``key_strindex``: an AnyValue with only the former is the empty ``{}``). A *known* field with the
   wrong wire type is a :class:`ProtoError`, as the collector answers 400.
 * **Refused** (:class:`ProtoError`), where the collector also refuses: truncated or malformed wire
-  data, a wrong wire type, field number 0, a trace id not 0 or 16 bytes, a span id not 0 or 8.
+  data, a wrong wire type, field number 0, a group (wire types 3 and 4, even in an unknown field: pdata
+  cannot skip one), a varint longer than 10 bytes, a trace id not 0 or 16 bytes, a span id not 0 or 8.
   Refused where the collector accepts: a string that is not valid UTF-8 (the collector copies the
   bytes into its JSON line, which is then no valid JSON: the strict decoder refuses the whole line)
   and AnyValue containers nested deeper than the strict decoder allows (``too-deep``, more than
@@ -137,10 +139,13 @@ def _kvs(kvs: Any) -> list[dict[str, Any]]:
     for kv in kvs:
         v = kv.value
         k = v.WhichOneof("value")
-        if k == "string_value":
-            append({"key": kv.key, "value": {"stringValue": v.string_value}})
+        key = kv.key
+        if not key:  # pdata leaves the empty key out (the strict decoder then refuses the KeyValue)
+            append({"value": _AV[k](v)})
+        elif k == "string_value":
+            append({"key": key, "value": {"stringValue": v.string_value}})
         else:
-            append({"key": kv.key, "value": _AV[k](v)})
+            append({"key": key, "value": _AV[k](v)})
     return out
 
 
@@ -325,43 +330,12 @@ class _Wire:
                     raise self.fail(f"truncated message (field {fno} of {what})", at)
                 v = buf[pos:pos + n]
                 pos += n
-            elif wt == 3:
-                pos = self.skip_group(pos, end, at)
-                continue
             else:
+                # 3 and 4 (groups, deprecated) included: pdata reads no group, not even to skip it
                 raise self.fail(f"illegal wire type {wt} (field {fno} of {what})", at)
             if want is not None:
                 out.append((fno, wt, v))
         return out
-
-    def skip_group(self, pos: int, end: int, at: int) -> int:
-        """Skip an unknown group (deprecated wire types 3/4), nested groups counted, not recursed."""
-        depth = 1
-        while depth:
-            if pos >= end:
-                raise self.fail("truncated message (an unknown group is not closed)", at)
-            key, pos = self.varint(pos, end)
-            wt = key & 7
-            if key >> 3 == 0:
-                raise self.fail("field number 0 in an unknown group", at)
-            if wt == 0:
-                _, pos = self.varint(pos, end)
-            elif wt == 2:
-                n, pos = self.varint(pos, end)
-                if n > end - pos:
-                    raise self.fail("truncated message (in an unknown group)", at)
-                pos += n
-            elif wt == 1 or wt == 5:
-                pos += 8 if wt == 1 else 4
-                if pos > end:
-                    raise self.fail("truncated message (in an unknown group)", at)
-            elif wt == 3:
-                depth += 1
-            elif wt == 4:
-                depth -= 1
-            else:
-                raise self.fail(f"illegal wire type {wt} in an unknown group", at)
-        return pos
 
     def string(self, span: tuple[int, int], what: str) -> str:
         try:
@@ -533,7 +507,7 @@ class _Wire:
                 key = self.string(v, "a KeyValue key")
             else:
                 self.any_value_into(value, v, depth)
-        return {"key": key, "value": value}
+        return {"key": key, "value": value} if key else {"value": value}
 
     _ANY = {1: 2, 2: 0, 3: 0, 4: 1, 5: 2, 6: 2, 7: 2}
 
