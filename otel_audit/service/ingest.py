@@ -18,6 +18,7 @@ offline with the reference verifier, which also judges lineage, gap markers and 
 from __future__ import annotations
 
 import base64
+import functools
 import ipaddress
 import logging
 import struct
@@ -45,6 +46,7 @@ _STEP = 2000
 #: errors a response names (the count is always exact)
 MAX_ERRORS = 20
 COSIGNATURE_TYPE = 0x04
+_HEX = frozenset("0123456789abcdef")
 
 
 class IngestError(ValueError):
@@ -58,6 +60,7 @@ class Result(NamedTuple):
     errors: list[str]
 
 
+@functools.lru_cache(maxsize=4096)
 def ip_key(address: str | None) -> str | None:
     """A sortable fixed-width text form of an IP address ("4:" + 8 hex digits, "6:" + 32), None if not one."""
     if not address:
@@ -179,7 +182,7 @@ class Ingest:
             row = EventRow(id="u-" + uuid.uuid4().hex, stream_id=None, stream_seq=None, canonical=None, digest=None,
                            prev=None, signed="none", **common)
             return _Pending(row, b"", None)
-        if type(stream) is not str or len(stream) != 32 or not all(c in "0123456789abcdef" for c in stream):
+        if type(stream) is not str or len(stream) != 32 or not _HEX.issuperset(stream):
             raise ValueError("audit.stream.id is not 32 lower-case hex digits")
         if type(seq) is not int or seq < 0 or type(prev) is not str or type(digest) is not str:
             raise ValueError("the integrity attributes have the wrong form")
@@ -203,6 +206,12 @@ class Ingest:
         seen: dict[tuple[str, int], bytes] = {}
         touched: dict[str, str | None] = {}
         cp_fields: dict[tuple[str, int], tuple[int, int, str, dict[str, Any]]] = {}
+        wanted: dict[str, list[int]] = {}
+        for p in rows:
+            if p.row.stream_id is not None:
+                wanted.setdefault(p.row.stream_id, []).append(p.row.stream_seq or 0)
+        stored = {(sid, seq): canon for sid, seqs in wanted.items() for seq, canon in w.stored_many(sid, seqs)}
+        added: dict[str, int] = {}
         for p in rows:
             r = p.row
             if r.stream_id is None:
@@ -212,8 +221,7 @@ class Ingest:
             canon = r.canonical or b""
             had = seen.get(key)
             if had is None:
-                got = w.stored(*key)
-                had = None if got is None else (got[1] or b"")
+                had = stored.get(key)
             if had is not None:
                 if had == canon:
                     duplicates += 1
@@ -234,6 +242,7 @@ class Ingest:
                 cp_fields[key] = p.checkpoint_fields
             fresh.append(r)
             touched.setdefault(r.stream_id, r.service)
+            added[r.stream_id] = added.get(r.stream_id, 0) + 1
         w.insert_events(fresh)
         accepted = len(fresh)
         for f in findings:
@@ -242,7 +251,7 @@ class Ingest:
             if f.kind != "decode":
                 _log.warning("verify on ingest: %s: %s", f.kind, f.reason)
         for sid, service in touched.items():
-            self._advance(w, sid, service, now, cp_fields, sum(1 for r in fresh if r.stream_id == sid))
+            self._advance(w, sid, service, now, cp_fields, added[sid])
         return accepted, duplicates, rejected
 
     # -- a stream

@@ -108,8 +108,8 @@ MIGRATIONS: tuple[str, ...] = (
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_INSERT_EVENT = (f"INSERT INTO events ({', '.join(c for c in EVENT_COLUMNS if c != 'text')}) VALUES "
-                 f"({', '.join('?' for c in EVENT_COLUMNS if c != 'text')})")
+_INSERT_EVENT_SEQ = (f"INSERT INTO events (seq, {', '.join(c for c in EVENT_COLUMNS if c != 'text')}) VALUES "
+                     f"(?, {', '.join('?' for c in EVENT_COLUMNS if c != 'text')})")
 #: what a query returns of an event (not the bulky canonical bytes); `status` joins the stream's state
 _SELECT = ("SELECT e.seq, e.id, e.stream_id, e.stream_seq, e.ts, e.observed_ts, e.ingest_ts, e.event, e.category, "
            "e.outcome, e.actor, e.user_id, e.target_type, e.target_id, e.client_address, e.service, e.session_id, "
@@ -327,11 +327,21 @@ class _SqliteWriter:
             (s.stream_id, s.service, s.length, s.head, s.tree, s.proven, s.proven_root, int(s.closed), s.records,
              s.failed, s.first_ingest, s.last_ingest, s.last_checkpoint_ts))
 
-    def stored(self, stream_id: str, seq: int) -> tuple[bytes | None, bytes | None] | None:
-        """(digest, canonical) of the stored record at (stream, seq), or None."""
-        r = self._con.execute("SELECT digest, canonical FROM events WHERE stream_id = ? AND stream_seq = ?",
-                              (stream_id, seq)).fetchone()
-        return None if r is None else (r[0], r[1])
+    def stored_many(self, stream_id: str, seqs: Sequence[int]) -> list[tuple[int, bytes]]:
+        """(seq, canonical bytes) of the stream's stored records among `seqs`."""
+        lo, hi = min(seqs), max(seqs)
+        want = set(seqs)
+        if hi - lo < 4 * len(want) + 64:  # the usual request: one run of seqs
+            cur = self._con.execute("SELECT stream_seq, canonical FROM events WHERE stream_id = ? AND stream_seq "
+                                    "BETWEEN ? AND ?", (stream_id, lo, hi))
+            return [(q, c) for q, c in cur if q in want]
+        out = []
+        for q in sorted(want):
+            r = self._con.execute("SELECT canonical FROM events WHERE stream_id = ? AND stream_seq = ?",
+                                  (stream_id, q)).fetchone()
+            if r is not None:
+                out.append((q, r[0]))
+        return out
 
     def following(self, stream_id: str, seq: int, limit: int) -> list[tuple[int, bytes, bytes, str, str | None,
                                                                            int, str]]:
@@ -342,10 +352,10 @@ class _SqliteWriter:
 
     def insert_events(self, rows: Sequence[EventRow]) -> None:
         con = self._con
-        for row in rows:
-            cur = con.execute(_INSERT_EVENT, row[:-1])
-            if row.text:
-                con.execute("INSERT INTO events_fts (rowid, text) VALUES (?, ?)", (cur.lastrowid, row.text))
+        (top,) = con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+        con.executemany(_INSERT_EVENT_SEQ, [(top + i, *row[:-1]) for i, row in enumerate(rows, 1)])
+        con.executemany("INSERT INTO events_fts (rowid, text) VALUES (?, ?)",
+                        [(top + i, row.text) for i, row in enumerate(rows, 1) if row.text])
 
     def insert_checkpoint(self, row: CheckpointRow) -> bool:
         cur = self._con.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", row)
