@@ -169,7 +169,82 @@ _COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...
      lambda c: _serve_arguments(c)),
     ("token", "create an API token for the audit service (prints it once, and the line for service.yaml)",
      lambda c: _token_arguments(c)),
+    ("prove", "fetch an event's inclusion proof from the service (or read a .tlog-proof file) and check it offline "
+              "with the public keys (exit 0 proven, 1 not)", lambda c: _prove_arguments(c)),
 )
+
+
+def _prove_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("event_id", nargs="?", metavar="EVENT_ID", help="the event's id (as the query API shows it)")
+    p.add_argument("--url", help="the service's base URL, e.g. http://127.0.0.1:4318 (the token, if it needs one, "
+                                 "in $OTEL_AUDIT_TOKEN)")
+    p.add_argument("--file", metavar="PROOF", help="check a saved .tlog-proof file instead of fetching one")
+    p.add_argument("--keys", required=True, help="the producers' public keyring")
+    p.add_argument("--witness-keys", metavar="KEYRING",
+                   help="the witness's public keyring: at least one of its cosignatures must verify")
+    p.add_argument("--out", metavar="FILE", help="save the fetched proof (a .tlog-proof anyone can check offline)")
+
+
+def cmd_prove(args: argparse.Namespace) -> int:
+    from otel_audit.errors import InputError
+    from otel_audit.keys import Keyring
+    from otel_audit.service import proof as tlog
+    from otel_audit.service.query import rfc3339
+
+    if bool(args.file) == bool(args.event_id):
+        print("otel-audit prove: give EVENT_ID (with --url) or --file PROOF", file=sys.stderr)
+        return EXIT_USAGE
+    if args.file:
+        try:
+            with open(args.file, encoding="utf-8") as fh:
+                text = fh.read(tlog.MAX_PROOF_BYTES + 1)
+        except UnicodeDecodeError:
+            raise InputError(f"{args.file}: not a text file") from None
+        what = args.file
+    else:
+        if not args.url:
+            print("otel-audit prove: --url is required with EVENT_ID", file=sys.stderr)
+            return EXIT_USAGE
+        import urllib.parse
+
+        import requests
+
+        headers = {}
+        token = os.environ.get("OTEL_AUDIT_TOKEN")
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        url = f"{args.url.rstrip('/')}/v1/events/{urllib.parse.quote(args.event_id, safe='')}/proof"
+        try:
+            r = requests.get(url, headers=headers, timeout=30)
+        except requests.RequestException as exc:
+            raise InputError(f"{args.url}: cannot reach the service ({type(exc).__name__})") from None
+        if r.status_code != 200:
+            try:
+                msg = r.json()["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                msg = r.text[:200]
+            print(f"otel-audit prove: the service answered {r.status_code}: {msg}", file=sys.stderr)
+            return EXIT_USAGE
+        text = r.text
+        what = args.event_id
+        if args.out:
+            with open(args.out, "w", encoding="utf-8") as fh:
+                fh.write(text)
+    ring = Keyring.load(args.keys)
+    witnesses = Keyring.load(args.witness_keys) if args.witness_keys else None
+    try:
+        got = tlog.check(text, ring, witnesses)
+    except tlog.ProofError as exc:
+        print(f"NOT PROVEN: {what}: {exc}")
+        return EXIT_INTEGRITY
+    event, t = got.content[0], int(got.content[1])
+    print(f"PROVEN: {what}: event {event!r} at {rfc3339(t)} is record {got.seq} of stream {got.stream}, in the "
+          f"tree of {got.size} records its producer signed at {rfc3339(got.checkpoint_time_ns)}")
+    if witnesses is not None:
+        print(f"  witnessed by: {', '.join(got.witnessed_by)}")
+    if args.out:
+        print(f"  proof saved to {args.out}")
+    return EXIT_OK
 
 
 def _serve_arguments(s: argparse.ArgumentParser) -> None:
@@ -391,7 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {
         "verify": cmd_verify, "keys": cmd_keys, "catalog": cmd_catalog, "hash": cmd_hash,
         "demo": cmd_demo, "check-config": cmd_check_config, "spool": cmd_spool,
-        "serve": cmd_serve, "token": cmd_token,
+        "serve": cmd_serve, "token": cmd_token, "prove": cmd_prove,
     }
     prog = f"otel-audit {args.command}"
     try:

@@ -6,6 +6,7 @@ independent reading of the same archive."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import gzip
 import ipaddress
@@ -480,3 +481,90 @@ def test_verify_store_usage_errors(tmp_path: Path, shared_keys: Path, stored: Pa
     (tmp_path / "junk.db").write_bytes(b"not a database" * 100)
     r = _verify_store(tmp_path / "junk.db", shared_keys)
     assert r.returncode == 2 and "not a usable SQLite database" in r.stderr, r.stderr
+
+
+# -- proofs ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def witnessed(tmp_path_factory: pytest.TempPathFactory, shared_keys: Path, written: Written) -> Any:
+    folder = tmp_path_factory.mktemp("svc-witnessed")
+    witness = folder / "witness"
+    keys.generate(witness, "witness")
+    with ServiceProcess(write_config(folder, shared_keys, witness_keys=str(witness))) as svc:
+        post_archive(svc, written.path)
+        yield svc, witness
+
+
+def _prove(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLI, "prove", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_every_proven_event_has_a_proof_that_checks_offline(witnessed: Any, shared_keys: Path,
+                                                              written: Written) -> None:
+    from otel_audit.keys import Keyring
+    from otel_audit.service import proof as tlog
+
+    svc, witness = witnessed
+    ring, wring = Keyring.load(shared_keys), Keyring.load(witness)
+    events = svc.events({"order": "ingest"})
+    last = max(e["stream"]["seq"] for e in events)
+    for e in events:
+        r = svc.get(f"/v1/events/{e['id']}/proof")
+        if e["stream"]["seq"] == last:  # the end checkpoint: no checkpoint above it
+            assert r.status_code == 409 and "no verified checkpoint" in r.json()["error"]["message"]
+            continue
+        assert r.status_code == 200, r.text
+        assert r.text.startswith("c2sp.org/tlog-proof@v1\nextra ")
+        got = tlog.check(r.text, ring, wring)
+        assert (got.stream, got.seq) == (written.stream_id, e["stream"]["seq"])
+        assert got.content[0] == e["event"] and got.witnessed_by == ["witness"]
+
+
+def test_a_proof_does_not_check_when_anything_in_it_changes(witnessed: Any, shared_keys: Path) -> None:
+    from otel_audit.keys import Keyring
+    from otel_audit.service import proof as tlog
+
+    svc, witness = witnessed
+    ring, wring = Keyring.load(shared_keys), Keyring.load(witness)
+    e = svc.events({"order": "ingest", "limit": "20"})[10]
+    text = svc.get(f"/v1/events/{e['id']}/proof").text
+    tlog.check(text, ring, wring)
+    head, _, note = text.partition("\n\n")
+    lines_ = head.split("\n")
+    extra = base64.b64decode(lines_[1][6:])
+    forged_extra = extra.replace(b'"user-', b'"userX', 1)
+    assert forged_extra != extra
+    cases = {
+        "content": "\n".join([lines_[0], "extra " + base64.b64encode(forged_extra).decode(), *lines_[2:]]) + "\n\n"
+                   + note,
+        "index": text.replace(f"\nindex {e['stream']['seq']}\n", f"\nindex {e['stream']['seq'] + 1}\n"),
+        "path": "\n".join([*lines_[:3], base64.b64encode(bytes(32)).decode(), *lines_[4:]]) + "\n\n" + note,
+        "root": text.replace(note.split("\n")[2], base64.b64encode(bytes(32)).decode()),
+    }
+    for name, bad in cases.items():
+        with pytest.raises(tlog.ProofError):
+            tlog.check(bad, ring, wring)
+            raise AssertionError(f"a proof with its {name} changed still checks")
+    with pytest.raises(tlog.ProofError, match="witness"):
+        unwitnessed = text[: text.rindex("\u2014 witness")]
+        tlog.check(unwitnessed, ring, wring)
+
+
+def test_prove_cli_fetches_checks_and_saves(witnessed: Any, shared_keys: Path, tmp_path: Path) -> None:
+    svc, witness = witnessed
+    e = svc.events({"order": "ingest", "limit": "5"})[3]
+    out = tmp_path / "e.tlog-proof"
+    r = _prove(e["id"], "--url", svc.url, "--keys", str(shared_keys), "--witness-keys", str(witness),
+               "--out", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.startswith("PROVEN: ") and "witnessed by: witness" in r.stdout
+    r = _prove("--file", str(out), "--keys", str(shared_keys))
+    assert r.returncode == 0 and "PROVEN" in r.stdout
+    out.write_text(out.read_text().replace("index ", "index 1", 1))
+    r = _prove("--file", str(out), "--keys", str(shared_keys))
+    assert r.returncode == 1 and r.stdout.startswith("NOT PROVEN"), r.stdout + r.stderr
+    r = _prove("no-such-event", "--url", svc.url, "--keys", str(shared_keys))
+    assert r.returncode == 2 and "404" in r.stderr
+    r = _prove("x", "--url", "http://127.0.0.1:1", "--keys", str(shared_keys))
+    assert r.returncode == 2 and "cannot reach" in r.stderr and "Traceback" not in r.stderr

@@ -10,6 +10,7 @@ google.rpc.Status (never retried); overload is 503 with ``Retry-After`` (the col
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 import logging
 import zlib
@@ -62,6 +63,7 @@ class Service:
             Route("/v1/logs", self.logs, methods=["POST"]),
             Route("/v1/events", self.events, methods=["GET"]),
             Route("/v1/events/{event_id}", self.event, methods=["GET"]),
+            Route("/v1/events/{event_id}/proof", self.proof, methods=["GET"]),
             Route("/v1/streams", self.streams, methods=["GET"]),
             Route("/v1/checkpoints", self.checkpoints, methods=["GET"]),
             Route("/v1/findings", self.findings, methods=["GET"]),
@@ -217,6 +219,43 @@ class Service:
         if row is None:
             return _error(404, f"no event with id {eid[:80]!r}")
         return Response(orjson.dumps(q.event_json(row)), media_type=JSON)
+
+    async def proof(self, request: Request) -> Response:
+        """The event's inclusion proof (C2SP tlog-proof@v1, text/plain; JSON with Accept: application/json)."""
+        from otel_audit.service import proof as tlog
+
+        denied = self._allowed(request, "audit:read")
+        if denied is not None:
+            return denied
+        eid = request.path_params["event_id"]
+        raw_size = request.query_params.get("size")
+        size = None
+        if raw_size is not None:
+            if not raw_size.isascii() or not raw_size.isdigit() or len(raw_size) > 19:
+                return _error(400, f"size: expected a tree size (a number), got {raw_size[:20]!r}")
+            size = int(raw_size)
+        m = await run_in_threadpool(self.store.proof_material, eid, size)
+        if m is None:
+            return _error(404, f"no event with id {eid[:80]!r}")
+        if m["stream_id"] is None:
+            return _error(409, "the event is unsigned: it is in no producer's tree, so there is nothing to prove")
+        cp = m["checkpoint"]
+        if cp is None:
+            what = f"at size {size}" if size is not None else "above it"
+            return _error(409, f"no verified checkpoint of stream {m['stream_id']} {what} yet: the event is pending "
+                               "(ask again after the producer's next checkpoint)")
+        leaves = m["leaves"]
+        if len(leaves) != cp["size"]:
+            return _error(500, f"the store holds {len(leaves)} of the {cp['size']} records of the checkpoint: "
+                               "records were removed (run otel-audit verify --store)")
+        p = tlog.build(leaves, m["seq"], cp["note"], m["prev"], m["canonical"], cp["cosignature"])
+        if "application/json" in request.headers.get("accept", ""):
+            return Response(orjson.dumps({"index": p.leaf_index, "tree_size": cp["size"],
+                                          "hashes": [base64.b64encode(h).decode() for h in p.hashes],
+                                          "checkpoint": p.note, "extra": base64.b64encode(p.extra).decode(),
+                                          "tlog_proof": p.text()}), media_type=JSON)
+        return Response(p.text(), media_type="text/plain; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{eid}.tlog-proof"'})
 
     async def streams(self, request: Request) -> Response:
         denied = self._allowed(request, "audit:read")

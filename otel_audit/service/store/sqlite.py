@@ -269,6 +269,33 @@ class SqliteStore:
         names = [d[0] for d in cur.description]
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
+    def proof_material(self, event_id: str, size: int | None = None) -> dict[str, Any] | None:
+        """What a proof of the event needs: its stream, seq, prev, canonical bytes, the checkpoint (the latest
+        verified one above it, or the one of `size`) and the stream's digests below that size. None: no such
+        event; "checkpoint" None: no verified checkpoint covers it yet."""
+        con = self._reader()
+        r = con.execute("SELECT stream_id, stream_seq, prev, canonical FROM events WHERE id = ?",
+                        (event_id,)).fetchone()
+        if r is None:
+            return None
+        sid, seq, prev, canon = r
+        out: dict[str, Any] = {"stream_id": sid, "seq": seq, "prev": prev, "canonical": canon, "checkpoint": None,
+                               "leaves": []}
+        if sid is None:
+            return out
+        if size is None:
+            cp = con.execute("SELECT size, note, cosignature FROM checkpoints WHERE stream_id = ? AND size > ? "
+                             "ORDER BY size DESC LIMIT 1", (sid, seq)).fetchone()
+        else:
+            cp = con.execute("SELECT size, note, cosignature FROM checkpoints WHERE stream_id = ? AND size = ? "
+                             "AND size > ?", (sid, size, seq)).fetchone()
+        if cp is None:
+            return out
+        out["checkpoint"] = {"size": cp[0], "note": cp[1], "cosignature": cp[2]}
+        out["leaves"] = [d for (d,) in con.execute("SELECT digest FROM events WHERE stream_id = ? AND stream_seq < ? "
+                                                   "ORDER BY stream_seq", (sid, cp[0]))]
+        return out
+
     def iter_rows(self) -> Iterator[dict[str, Any]]:
         """Every event row as stored, in ingest order (for `verify --store`): seq, id, resource, scope, record,
         and `columns`, the rest of the row by column name."""
