@@ -221,6 +221,23 @@ EXPRESSIONS = [
     "gen_ai.usage.input_tokens eq null",
     "gen_ai.usage.input_tokens pr",
     "severity ge 17 or severity lt 10",
+    *(
+        f"gen_ai.usage.input_tokens {op} {v}"
+        for op in ("eq", "ne", "gt", "ge", "lt", "le")
+        for v in (
+            "0.5",
+            "-0.5",
+            "999.5",
+            "1000.0",
+            "-0.0",
+            "1e300",
+            "-1e300",
+            "9.3e18",
+            "9223372036854775807.0",
+            "-9223372036854775808.0",
+            "5e-324",
+        )
+    ),
     'time ge "2026-12-01T00:00:00Z"',
     'time lt "2026-12-01T02:00:00+02:00"',
     'time gt "2026-11-30T12:30:00.5-01:30" and time le "2026-12-02t00:00:00.999999999z"',
@@ -361,6 +378,7 @@ def _leaf(kind: str) -> st.SearchStrategy[Node]:
             st.sampled_from([0, 1, 5, 999, 1000, 1001, 9, 13, 17, 21]),
             st.integers(-10, 6000),
             st.floats(-10, 6000, allow_nan=False),
+            st.floats(allow_nan=False, allow_infinity=False),
         )
         compare = st.builds(Compare, paths, st.sampled_from(["eq", "ne", "gt", "ge", "lt", "le"]), values)
     elif kind == "time":
@@ -814,3 +832,21 @@ def test_parse_time_round_trip(ns: int, minutes: int) -> None:
     sign, offset = ("+" if minutes >= 0 else "-"), abs(minutes)
     text = f"{local:%Y-%m-%dT%H:%M:%S}.{fraction:09d}{sign}{offset // 60:02d}:{offset % 60:02d}"
     assert parse_time(text) == ns
+
+
+def test_fractions_against_int_fields_bind_integers() -> None:
+    """An int column against 0.5 compiles to the integer comparison it equals, so no database casts the
+    parameter to the column's type (PostgreSQL's inference would make ``gt 0.5`` ``gt 0``)."""
+    cases = {
+        "gt 0.5": ('("input_tokens" IS NOT NULL AND "input_tokens" > ?)', [0]),
+        "ge 0.5": ('("input_tokens" IS NOT NULL AND "input_tokens" >= ?)', [1]),
+        "lt -0.5": ('("input_tokens" IS NOT NULL AND "input_tokens" < ?)', [0]),
+        "le -0.5": ('("input_tokens" IS NOT NULL AND "input_tokens" <= ?)', [-1]),
+        "eq 2.0": ('("input_tokens" IS NOT NULL AND "input_tokens" = ?)', [2]),
+        "eq 2.5": ("(1 = 0)", []),
+        "ne 2.5": ("(1 = 1)", []),
+        "gt 1e300": ("(1 = 0)", []),
+        "lt 1e300": ('("input_tokens" IS NOT NULL)', []),
+    }
+    for literal, expected in cases.items():
+        assert compile_sql(parse(f"gen_ai.usage.input_tokens {literal}"), FIELDS) == expected, literal

@@ -752,12 +752,32 @@ def _compare_sql(column: str, op: str, bind: Callable[[Any], str], value: Any) -
     return f"({column} IS NOT NULL AND {column} {_SQL_OPS[op]} {bind(value)})"
 
 
+def _float_sql(column: str, op: str, bind: Callable[[Any], str], value: float) -> str:
+    """An int column against a fraction, as the integer comparison it equals: no float parameter, whose type
+    a database may infer from the column (PostgreSQL's PREPARE casts ``gt 0.5`` to ``gt 0``) or compare
+    inexactly."""
+    never, anything = "(1 = 0)", f"({column} IS NOT NULL)"
+    if op in ("eq", "ne"):
+        if value.is_integer() and _INT64_MIN <= value <= _INT64_MAX:
+            return _compare_sql(column, op, bind, int(value))
+        return never if op == "eq" else "(1 = 1)"
+    # gt v is gt floor(v); ge v is ge ceil(v); lt v is lt ceil(v); le v is le floor(v)
+    bound = math.floor(value) if op in ("gt", "le") else math.ceil(value)
+    if bound > _INT64_MAX or (bound == _INT64_MAX and op == "gt"):
+        return anything if op in ("lt", "le") else never
+    if bound < _INT64_MIN or (bound == _INT64_MIN and op == "lt"):
+        return anything if op in ("gt", "ge") else never
+    return _compare_sql(column, op, bind, bound)
+
+
 def _leaf_sql(leaf: _Leaf, bind: Callable[[Any], str], case_insensitive: bool) -> str:
     c = _quote(leaf.column)
     if leaf.mode == "present":
         return f"({c} IS NOT NULL AND {c} <> '')" if leaf.blank_is_absent else f"({c} IS NOT NULL)"
     if leaf.mode == "absent":
         return f"({c} IS NULL OR {c} = '')" if leaf.blank_is_absent else f"({c} IS NULL)"
+    if leaf.mode == "num" and isinstance(leaf.value, float):
+        return _float_sql(c, leaf.op, bind, leaf.value)
     if leaf.mode in ("text", "num"):
         return _compare_sql(c, leaf.op, bind, leaf.value)
     if leaf.mode == "ipkey":
