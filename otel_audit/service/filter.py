@@ -37,7 +37,9 @@ Semantics (`compile_sql` and `to_python` agree on each point; the tests check it
   point order; PostgreSQL: the column's collation, use ``COLLATE "C"`` columns to match).
   ``pr`` means not NULL and not ``""``; ``eq null`` is the opposite of ``pr``, ``ne null`` is ``pr``.
 * ``int`` fields: numbers (int or float); ``eq ne gt ge lt le``; ``pr`` is not NULL; ``eq null``
-  is NULL.
+  is NULL. A fraction is compiled to the integer comparison it equals (``gt 0.5`` is ``gt 0``,
+  ``eq 0.5`` matches nothing), so only integers are bound; int columns should be 64-bit (``BIGINT``),
+  as a parameter PostgreSQL types from an ``INTEGER`` column cannot exceed 32 bits.
 * ``time`` fields (integer unix nanoseconds): an integer of nanoseconds or an RFC 3339 date-time
   string (``"2026-12-01T10:00:00Z"``, ``"2026-12-01t10:00:00.123456789+02:00"``, at most 9 fraction
   digits, offset required, no leap second); operators as ``int``.
