@@ -215,12 +215,23 @@ def _in(addr: Any, net: str) -> bool:
     ({"client.address": "0.0.0.0/0"}, lambda r, a: _in(a.get("client.address"), "0.0.0.0/0")),
     ({"action": "security.*", "outcome": "success"},
      lambda r, a: r["event"].startswith("security.") and a.get("audit.outcome") == "success"),
+    ({"filter": 'user.id pr and audit.outcome eq "failure"'},
+     lambda r, a: bool(a.get("user.id")) and a.get("audit.outcome") == "failure"),
+    ({"filter": 'user.id eq "alice" or user.id eq "bob"'}, lambda r, a: a.get("user.id") in ("alice", "bob")),
+    ({"filter": 'event sw "security." or (client.address eq "203.0.113.0/24" and not (user.id eq "bob"))'},
+     lambda r, a: r["event"].startswith("security.")
+     or (_in(a.get("client.address"), "203.0.113.0/24") and a.get("user.id") != "bob")),
+    ({"filter": "session.id pr"}, lambda r, a: bool(a.get("session.id"))),
+    ({"filter": 'body co "JAILBREAK"'}, lambda r, a: isinstance(r["body"], str) and "jailbreak" in r["body"].lower()),
+    ({"filter": 'audit.category ne "security"', "action": "authentication.*"},
+     lambda r, a: a.get("audit.category") != "security" and r["event"].startswith("authentication.")),
     ({"service": "llm-gateway"}, lambda r, a: True),
     ({"service": "nope"}, lambda r, a: False),
 ])
 def test_filters_return_exactly_what_an_independent_filter_of_the_archive_does(
         demo_service: ServiceProcess, demo: Path, params: Any, keep: Any) -> None:
     want = _expected(demo, keep)
+    assert want or params == {"service": "nope"}, "the demo corpus must hold matches, or the test proves nothing"
     assert _got(demo_service, params) == want
 
 
@@ -254,6 +265,9 @@ def test_polling_mode_hands_an_endless_cursor(demo_service: ServiceProcess) -> N
     ({"client.address": "not-an-ip"}, "client.address"), ({"cursor": "garbage!"}, "cursor"),
     ([("from", "1"), ("from", "2")], "from: given 2 times"), ({"status": "maybe"}, "status"),
     ({"q": "   "}, "q"),
+    ({"filter": 'user.id equals "x"'}, "filter: at 8: expected an operator"),
+    ({"filter": 'nope eq "x"'}, "nope"), ({"filter": "(user.id pr"}, "filter"),
+    ({"filter": 'time gt "yesterday"'}, "time"),
 ])
 def test_bad_query_parameters_get_a_400_naming_them(demo_service: ServiceProcess, params: Any, names: str) -> None:
     r = demo_service.get("/v1/events", params)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import ipaddress
 import logging
 import struct
 import threading
@@ -36,6 +35,7 @@ from otel_audit.keys import Keyring, Signer
 from otel_audit.merkle import EMPTY_ROOT, CompactRange
 from otel_audit.note import SIG_PREFIX, NoteError, parse_note
 from otel_audit.otlpjson import plain_json
+from otel_audit.service.filter import ip_key as _ip_key
 from otel_audit.service.store import CheckpointRow, EventRow, Finding, Store, StreamState, Writer
 
 _log = logging.getLogger("otel_audit.service")
@@ -62,16 +62,8 @@ class Result(NamedTuple):
 
 @functools.lru_cache(maxsize=4096)
 def ip_key(address: str | None) -> str | None:
-    """A sortable fixed-width text form of an IP address ("4:" + 8 hex digits, "6:" + 32), None if not one."""
-    if not address:
-        return None
-    try:
-        ip = ipaddress.ip_address(address.strip("[]") if address.startswith("[") else address)
-    except ValueError:
-        return None
-    if ip.version == 6 and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return f"4:{int(ip):08x}" if ip.version == 4 else f"6:{int(ip):032x}"
+    """otel_audit.service.filter.ip_key, cached: a gateway's clients repeat."""
+    return None if not address else _ip_key(address)
 
 
 def cosignature_key_id(name: str, public_key: bytes) -> bytes:
@@ -171,7 +163,7 @@ class Ingest:
             category=_text(attrs.get("audit.category")), outcome=_text(attrs.get("audit.outcome")),
             actor=_text(attrs.get("audit.actor.id")) or _text(attrs.get("user.id")),
             user_id=_text(attrs.get("user.id")), target_type=_text(attrs.get("audit.target.type")),
-            target_id=_text(attrs.get("audit.target.id")), client_address=client, client_key=ip_key(client),
+            target_id=_text(attrs.get("audit.target.id")), client_address=client, client_address_key=ip_key(client),
             service=service, session_id=_text(attrs.get("session.id")), trace_id=f.trace_id or None,
             severity=f.severity_number, severity_text=f.severity_text, body=body_text,
             attrs=_dumps(plain_json(attrs)).decode(), resource=res_json, scope=scope_json, record=_dumps(rec),

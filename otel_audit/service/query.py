@@ -114,10 +114,10 @@ def build(params: Mapping[str, Sequence[str]]) -> Query:
         for v in nets:
             got = _network(v)
             if isinstance(got, tuple):
-                ors.append("(e.client_key >= ? AND e.client_key <= ?)")
+                ors.append("(e.client_address_key >= ? AND e.client_address_key <= ?)")
                 args += list(got)
             else:
-                ors.append("e.client_key = ?")
+                ors.append("e.client_address_key = ?")
                 args.append(got)
         clauses.append("(" + " OR ".join(ors) + ")")
     start, end = one("from"), one("to")
@@ -170,10 +170,7 @@ def build(params: Mapping[str, Sequence[str]]) -> Query:
 
 
 def _filter(expr: str) -> tuple[str, list[Any]]:
-    try:
-        from otel_audit.service import filter as scim
-    except ImportError:  # pragma: no cover - the filter module ships with the service
-        raise QueryError("filter: not supported by this service") from None
+    from otel_audit.service import filter as scim
     from otel_audit.service.fields import FIELDS
 
     try:
@@ -181,7 +178,8 @@ def _filter(expr: str) -> tuple[str, list[Any]]:
         sql, args = scim.compile_sql(node, FIELDS)
     except scim.FilterError as exc:
         raise QueryError(str(exc)) from None
-    return sql, args
+    # compiled over the events table alone (its column names), then matched by the row's ingest seq
+    return f"e.seq IN (SELECT seq FROM events WHERE {sql})", args
 
 
 def cursor_for(q: Query, key: tuple[Any, ...]) -> str:

@@ -19,7 +19,7 @@ from otel_audit.verify.report import Report
 
 #: the columns derived from the record, compared with what the record gives
 DERIVED = ("stream_id", "stream_seq", "ts", "observed_ts", "event", "category", "outcome", "actor", "user_id",
-           "target_type", "target_id", "client_address", "client_key", "service", "session_id", "trace_id",
+           "target_type", "target_id", "client_address", "client_address_key", "service", "session_id", "trace_id",
            "severity", "severity_text", "body", "attrs", "canonical", "digest", "prev", "signed")
 MAX_LISTED = 100
 

@@ -18,7 +18,7 @@ from otel_audit.errors import ConfigError
 #: The columns of an event row, in order (EventRow's fields).
 EVENT_COLUMNS = (
     "id", "stream_id", "stream_seq", "ts", "observed_ts", "ingest_ts", "event", "category", "outcome", "actor",
-    "user_id", "target_type", "target_id", "client_address", "client_key", "service", "session_id", "trace_id",
+    "user_id", "target_type", "target_id", "client_address", "client_address_key", "service", "session_id", "trace_id",
     "severity", "severity_text", "body", "attrs", "resource", "scope", "record", "canonical", "digest", "prev",
     "signed", "text",
 )
@@ -43,7 +43,7 @@ class EventRow(NamedTuple):
     target_type: str | None
     target_id: str | None
     client_address: str | None
-    client_key: str | None
+    client_address_key: str | None
     service: str | None
     session_id: str | None
     trace_id: str | None

@@ -33,7 +33,7 @@ MIGRATIONS: tuple[str, ...] = (
         target_type TEXT,
         target_id TEXT,
         client_address TEXT,
-        client_key TEXT,
+        client_address_key TEXT,
         service TEXT,
         session_id TEXT,
         trace_id TEXT,
@@ -56,7 +56,7 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX events_event ON events (event, ts);
     CREATE INDEX events_category ON events (category, ts);
     CREATE INDEX events_target ON events (target_id, ts);
-    CREATE INDEX events_client ON events (client_key, ts);
+    CREATE INDEX events_client ON events (client_address_key, ts);
     CREATE INDEX events_session ON events (session_id, ts);
     CREATE INDEX events_trace ON events (trace_id);
     CREATE VIRTUAL TABLE events_fts USING fts5 (text, content='', tokenize='unicode61');
