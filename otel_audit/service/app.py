@@ -20,7 +20,7 @@ import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from otel_audit.decoding import DecodeError
@@ -37,8 +37,13 @@ JSON = "application/json"
 NDJSON = "application/x-ndjson"
 
 
-def _error(status: int, message: str, *, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"status": status, "message": message}}, status_code=status, headers=headers)
+def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON answer, ending in a newline (one per line on a terminal, as curl prints it)."""
+    return Response(orjson.dumps(doc) + b"\n", status_code=status, media_type=JSON, headers=headers)
+
+
+def _error(status: int, message: str, *, headers: dict[str, str] | None = None) -> Response:
+    return _json({"error": {"status": status, "message": message}}, status, headers)
 
 
 def _status_body(code: int, message: str, proto: bool) -> tuple[bytes, str]:
@@ -208,7 +213,7 @@ class Service:
             lines = b"".join(orjson.dumps(e) + b"\n" for e in events)
             headers = {"X-Next-Cursor": nxt} if nxt else {}
             return Response(lines, media_type=NDJSON, headers=headers)
-        return Response(orjson.dumps({"events": events, **meta}), media_type=JSON)
+        return _json({"events": events, **meta})
 
     async def event(self, request: Request) -> Response:
         denied = self._allowed(request, "audit:read")
@@ -218,7 +223,7 @@ class Service:
         row = await run_in_threadpool(self.store.get, eid)
         if row is None:
             return _error(404, f"no event with id {eid[:80]!r}")
-        return Response(orjson.dumps(q.event_json(row)), media_type=JSON)
+        return _json(q.event_json(row))
 
     async def proof(self, request: Request) -> Response:
         """The event's inclusion proof (C2SP tlog-proof@v1, text/plain; JSON with Accept: application/json)."""
@@ -250,10 +255,9 @@ class Service:
                                "records were removed (run otel-audit verify --store)")
         p = tlog.build(leaves, m["seq"], cp["note"], m["prev"], m["canonical"], cp["cosignature"])
         if "application/json" in request.headers.get("accept", ""):
-            return Response(orjson.dumps({"index": p.leaf_index, "tree_size": cp["size"],
-                                          "hashes": [base64.b64encode(h).decode() for h in p.hashes],
-                                          "checkpoint": p.note, "extra": base64.b64encode(p.extra).decode(),
-                                          "tlog_proof": p.text()}), media_type=JSON)
+            return _json({"index": p.leaf_index, "tree_size": cp["size"],
+                          "hashes": [base64.b64encode(h).decode() for h in p.hashes],
+                          "checkpoint": p.note, "extra": base64.b64encode(p.extra).decode(), "tlog_proof": p.text()})
         return Response(p.text(), media_type="text/plain; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{eid}.tlog-proof"'})
 
@@ -269,7 +273,7 @@ class Service:
                         "linked": s["length"], "proven": s["proven"], "failed": s["failed"],
                         "first_ingest": q.rfc3339(s["first_ingest"]), "last_ingest": q.rfc3339(s["last_ingest"]),
                         "last_checkpoint": q.rfc3339(s["last_checkpoint_ts"]) if s["last_checkpoint_ts"] else None})
-        return Response(orjson.dumps({"streams": out}), media_type=JSON)
+        return _json({"streams": out})
 
     async def checkpoints(self, request: Request) -> Response:
         denied = self._allowed(request, "audit:read")
@@ -280,7 +284,7 @@ class Service:
         out = [{"stream": r["stream_id"], "size": r["size"], "root": r["root"].hex(), "kind": r["kind"],
                 "time": q.rfc3339(r["time_ns"]), "note": r["note"], "cosignature": r["cosignature"] or None}
                for r in rows]
-        return Response(orjson.dumps({"checkpoints": out}), media_type=JSON)
+        return _json({"checkpoints": out})
 
     async def findings(self, request: Request) -> Response:
         denied = self._allowed(request, "audit:read")
@@ -290,10 +294,10 @@ class Service:
         rows = await run_in_threadpool(self.store.findings, stream)
         out = [{"id": r["id"], "stream": r["stream_id"], "seq": r["stream_seq"], "kind": r["kind"],
                 "reason": r["reason"], "ingest_time": q.rfc3339(r["ingest_ts"])} for r in rows]
-        return Response(orjson.dumps({"findings": out}), media_type=JSON)
+        return _json({"findings": out})
 
     async def health(self, request: Request) -> Response:
-        return Response(orjson.dumps({"status": "ok", **self.ingest.counts}), media_type=JSON)
+        return _json({"status": "ok", **self.ingest.counts})
 
 
 def build(cfg: ServiceConfig) -> Service:
