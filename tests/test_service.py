@@ -582,3 +582,21 @@ def test_prove_cli_fetches_checks_and_saves(witnessed: Any, shared_keys: Path, t
     assert r.returncode == 2 and "404" in r.stderr
     r = _prove("x", "--url", "http://127.0.0.1:1", "--keys", str(shared_keys))
     assert r.returncode == 2 and "cannot reach" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_proofs_of_a_long_stream_come_from_tiles_and_check(tmp_path: Path, shared_keys: Path) -> None:
+    from otel_audit.keys import Keyring
+    from otel_audit.service import proof as tlog
+
+    w = write_archive(tmp_path / "long.jsonl", shared_keys, 3000, checkpoint_every=1000)
+    ring = Keyring.load(shared_keys)
+    with _service(tmp_path, shared_keys) as svc:
+        post_archive(svc, w.path)
+        picks = [0, 1, 255, 256, 257, 1000, 2047, 2048, 2500, w.length - 2]
+        for seq in picks:
+            r = svc.get(f"/v1/events/{w.stream_id}-{seq}/proof")
+            assert r.status_code == 200, r.text
+            assert tlog.check(r.text, ring).seq == seq
+    con = sqlite3.connect(tmp_path / "audit.db")
+    assert con.execute("SELECT count(*) FROM tiles WHERE level = 1").fetchone()[0] == w.length // 256
+    con.close()

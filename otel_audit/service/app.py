@@ -249,11 +249,10 @@ class Service:
             what = f"at size {size}" if size is not None else "above it"
             return _error(409, f"no verified checkpoint of stream {m['stream_id']} {what} yet: the event is pending "
                                "(ask again after the producer's next checkpoint)")
-        leaves = m["leaves"]
-        if len(leaves) != cp["size"]:
-            return _error(500, f"the store holds {len(leaves)} of the {cp['size']} records of the checkpoint: "
-                               "records were removed (run otel-audit verify --store)")
-        p = tlog.build(leaves, m["seq"], cp["note"], m["prev"], m["canonical"], cp["cosignature"])
+        if m["missing"]:
+            return _error(500, f"the store lacks records of the {cp['size']} the checkpoint covers: records were "
+                               "removed (run otel-audit verify --store)")
+        p = tlog.build(m["path"], m["seq"], cp["note"], m["prev"], m["canonical"], cp["cosignature"])
         if "application/json" in request.headers.get("accept", ""):
             return _json({"index": p.leaf_index, "tree_size": cp["size"],
                           "hashes": [base64.b64encode(h).decode() for h in p.hashes],
@@ -321,6 +320,8 @@ def serve(cfg: ServiceConfig) -> int:
     family = socket.AF_INET6 if ":" in cfg.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # accepted connections inherit it: a response's headers and body go out at once (no 40 ms delayed-ACK stall)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((cfg.host, cfg.port))
     except OSError as exc:

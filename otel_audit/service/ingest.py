@@ -287,6 +287,16 @@ class Ingest:
             else:
                 if len(batch) < _STEP:
                     break
+        from otel_audit import merkle
+        from otel_audit.service.tiles import BLOCK, new_tiles
+
+        for level, idx in new_tiles(st.length, length):  # the subtree hashes proofs are built from
+            if level == 1:
+                leaves = w.leaves(sid, idx * BLOCK, (idx + 1) * BLOCK)
+            else:
+                leaves = w.tiles(sid, 1, idx * BLOCK, (idx + 1) * BLOCK)
+            if len(leaves) == BLOCK:
+                w.insert_tile(sid, level, idx, merkle.root(leaves))
         w.put_stream(StreamState(sid, st.service or service, length, head, tree.to_bytes(), proven, proven_root, closed,
                                  st.records + added, failed, st.first_ingest, now, last_cp))
 

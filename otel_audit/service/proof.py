@@ -50,11 +50,10 @@ class Proof(NamedTuple):
         return "\n".join(lines) + "\n\n" + self.note
 
 
-def build(leaves: Sequence[bytes], index: int, note: str, prev: bytes, canonical: bytes, cosignature: str) -> Proof:
-    """The proof for leaf `index` among `leaves` (the stream's digests 0..size-1, size the checkpoint's)."""
-    path = merkle.inclusion_proof(leaves, index)
+def build(path: Sequence[bytes], index: int, note: str, prev: bytes, canonical: bytes, cosignature: str) -> Proof:
+    """The proof of leaf `index` with its inclusion `path` in the checkpoint's tree."""
     full = note if note.endswith("\n") else note + "\n"
-    return Proof(index, path, full + cosignature, prev + canonical)
+    return Proof(index, list(path), full + cosignature, prev + canonical)
 
 
 def parse(text: str) -> Proof:

@@ -41,8 +41,7 @@ MIGRATIONS: tuple[str, ...] = (
         severity_text TEXT NOT NULL,
         body TEXT,
         attrs TEXT NOT NULL,
-        resource BLOB NOT NULL,
-        scope BLOB NOT NULL,
+        envelope INTEGER NOT NULL REFERENCES envelopes (id),
         record BLOB NOT NULL,
         canonical BLOB,
         digest BLOB,
@@ -51,6 +50,14 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (stream_id, stream_seq)
     ) STRICT;
     CREATE INDEX events_ts ON events (ts, seq);
+    CREATE TABLE envelopes (
+        id INTEGER PRIMARY KEY,
+        digest BLOB NOT NULL UNIQUE,
+        resource BLOB NOT NULL,
+        scope BLOB NOT NULL
+    ) STRICT;
+    CREATE TRIGGER envelopes_no_update BEFORE UPDATE ON envelopes BEGIN SELECT RAISE(ABORT, 'append-only'); END;
+    CREATE TRIGGER envelopes_no_delete BEFORE DELETE ON envelopes BEGIN SELECT RAISE(ABORT, 'append-only'); END;
     CREATE INDEX events_actor ON events (actor, ts);
     CREATE INDEX events_user ON events (user_id, ts);
     CREATE INDEX events_event ON events (event, ts);
@@ -86,6 +93,13 @@ MIGRATIONS: tuple[str, ...] = (
         ingest_ts INTEGER NOT NULL,
         PRIMARY KEY (stream_id, size)
     ) STRICT;
+    CREATE TABLE tiles (
+        stream_id TEXT NOT NULL,
+        level INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        hash BLOB NOT NULL,
+        PRIMARY KEY (stream_id, level, idx)
+    ) STRICT, WITHOUT ROWID;
     CREATE TABLE findings (
         id INTEGER PRIMARY KEY,
         stream_id TEXT,
@@ -108,8 +122,10 @@ MIGRATIONS: tuple[str, ...] = (
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_INSERT_EVENT_SEQ = (f"INSERT INTO events (seq, {', '.join(c for c in EVENT_COLUMNS if c != 'text')}) VALUES "
-                     f"(?, {', '.join('?' for c in EVENT_COLUMNS if c != 'text')})")
+#: the event columns as stored: resource and scope become the id of their (deduplicated) envelope row
+_STORED = tuple("envelope" if c == "resource" else c for c in EVENT_COLUMNS if c not in ("scope", "text"))
+_INSERT_EVENT_SEQ = (f"INSERT INTO events (seq, {', '.join(_STORED)}) VALUES (?, {', '.join('?' for _ in _STORED)})")
+_RES, _SCOPE = EVENT_COLUMNS.index("resource"), EVENT_COLUMNS.index("scope")
 #: what a query returns of an event (not the bulky canonical bytes); `status` joins the stream's state
 _SELECT = ("SELECT e.seq, e.id, e.stream_id, e.stream_seq, e.ts, e.observed_ts, e.ingest_ts, e.event, e.category, "
            "e.outcome, e.actor, e.user_id, e.target_type, e.target_id, e.client_address, e.service, e.session_id, "
@@ -134,6 +150,9 @@ def _connect(path: str, readonly: bool = False) -> sqlite3.Connection:
         con.execute("PRAGMA query_only=ON")
         return con
     con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    # rows of a few KB: 16 KiB pages hold several each (4 KiB pages held one, wasting half); only a new file
+    # takes it, before its first table
+    con.execute("PRAGMA page_size=16384")
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=FULL")
     con.execute("PRAGMA foreign_keys=ON")
@@ -271,8 +290,11 @@ class SqliteStore:
 
     def proof_material(self, event_id: str, size: int | None = None) -> dict[str, Any] | None:
         """What a proof of the event needs: its stream, seq, prev, canonical bytes, the checkpoint (the latest
-        verified one above it, or the one of `size`) and the stream's digests below that size. None: no such
-        event; "checkpoint" None: no verified checkpoint covers it yet."""
+        verified one above it, or the one of `size`) and its inclusion path in that checkpoint's tree (from tiles:
+        a few hundred hashes read, whatever the stream's length). None: no such event; "checkpoint" None: no
+        verified checkpoint covers it yet; "missing" True: the store lacks leaves the path needs."""
+        from otel_audit.service.tiles import BLOCK, Tree
+
         con = self._reader()
         r = con.execute("SELECT stream_id, stream_seq, prev, canonical FROM events WHERE id = ?",
                         (event_id,)).fetchone()
@@ -280,7 +302,7 @@ class SqliteStore:
             return None
         sid, seq, prev, canon = r
         out: dict[str, Any] = {"stream_id": sid, "seq": seq, "prev": prev, "canonical": canon, "checkpoint": None,
-                               "leaves": []}
+                               "path": [], "missing": False}
         if sid is None:
             return out
         if size is None:
@@ -292,8 +314,34 @@ class SqliteStore:
         if cp is None:
             return out
         out["checkpoint"] = {"size": cp[0], "note": cp[1], "cosignature": cp[2]}
-        out["leaves"] = [d for (d,) in con.execute("SELECT digest FROM events WHERE stream_id = ? AND stream_seq < ? "
-                                                   "ORDER BY stream_seq", (sid, cp[0]))]
+        blocks: dict[int, list[bytes]] = {}
+        missing = False
+
+        def leaves(lo: int, hi: int) -> list[bytes]:
+            nonlocal missing
+            got: list[bytes] = []
+            for b in range(lo // BLOCK, (hi - 1) // BLOCK + 1):
+                if b not in blocks:
+                    rows = con.execute("SELECT stream_seq, digest FROM events WHERE stream_id = ? AND stream_seq "
+                                       ">= ? AND stream_seq < ? ORDER BY stream_seq",
+                                       (sid, b * BLOCK, (b + 1) * BLOCK)).fetchall()
+                    blocks[b] = [d for q, d in rows]
+                    if [q for q, _ in rows] != list(range(b * BLOCK, b * BLOCK + len(rows))):
+                        missing = True
+                got += blocks[b]
+            start = lo - (lo // BLOCK) * BLOCK
+            part = got[start:start + hi - lo]
+            if len(part) != hi - lo:
+                missing = True
+            return part
+
+        def tiles(level: int, lo: int, hi: int) -> list[bytes | None]:
+            rows = dict(con.execute("SELECT idx, hash FROM tiles WHERE stream_id = ? AND level = ? AND idx >= ? "
+                                    "AND idx < ?", (sid, level, lo, hi)).fetchall())
+            return [rows.get(i) for i in range(lo, hi)]
+
+        out["path"] = Tree(leaves, tiles).inclusion_path(seq, cp[0])
+        out["missing"] = missing
         return out
 
     def iter_rows(self) -> Iterator[dict[str, Any]]:
@@ -302,7 +350,9 @@ class SqliteStore:
         con = _connect(self.path, readonly=True)
         names = [c for c in EVENT_COLUMNS if c not in ("id", "resource", "scope", "record", "text")]
         try:
-            cur = con.execute(f"SELECT seq, id, resource, scope, record, {', '.join(names)} FROM events ORDER BY seq")
+            cols = ", ".join("e." + n for n in names)
+            cur = con.execute(f"SELECT e.seq, e.id, v.resource, v.scope, e.record, {cols} "
+                              "FROM events e JOIN envelopes v ON v.id = e.envelope ORDER BY e.seq")
             for r in cur:
                 yield {"seq": r[0], "id": r[1], "resource": r[2], "scope": r[3], "record": r[4],
                        "columns": dict(zip(names, r[5:], strict=True))}
@@ -377,10 +427,32 @@ class _SqliteWriter:
             "SELECT stream_seq, digest, prev, event, body, ts, id FROM events WHERE stream_id = ? AND stream_seq >= ? "
             "ORDER BY stream_seq LIMIT ?", (stream_id, seq, limit)))
 
+    def _envelope(self, resource: bytes, scope: bytes) -> int:
+        import hashlib
+
+        key = hashlib.sha256(len(resource).to_bytes(8, "big") + resource + scope).digest()
+        r = self._con.execute("SELECT id FROM envelopes WHERE digest = ?", (key,)).fetchone()
+        if r is not None:
+            return int(r[0])
+        cur = self._con.execute("INSERT INTO envelopes (digest, resource, scope) VALUES (?, ?, ?)",
+                                (key, resource, scope))
+        return int(cur.lastrowid or 0)
+
     def insert_events(self, rows: Sequence[EventRow]) -> None:
         con = self._con
         (top,) = con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
-        con.executemany(_INSERT_EVENT_SEQ, [(top + i, *row[:-1]) for i, row in enumerate(rows, 1)])
+        envs: dict[tuple[bytes, bytes], int] = {}
+        values = []
+        for i, row in enumerate(rows, 1):
+            k = (row.resource, row.scope)
+            env = envs.get(k)
+            if env is None:
+                env = envs[k] = self._envelope(*k)
+            v = list(row[:-1])
+            v[_RES] = env
+            del v[_SCOPE]
+            values.append((top + i, *v))
+        con.executemany(_INSERT_EVENT_SEQ, values)
         con.executemany("INSERT INTO events_fts (rowid, text) VALUES (?, ?)",
                         [(top + i, row.text) for i, row in enumerate(rows, 1) if row.text])
 
@@ -400,3 +472,15 @@ class _SqliteWriter:
     def has_finding(self, stream_id: str, seq: int, kind: str) -> bool:
         return self._con.execute("SELECT 1 FROM findings WHERE stream_id = ? AND stream_seq = ? AND kind = ?",
                                  (stream_id, seq, kind)).fetchone() is not None
+
+    def leaves(self, stream_id: str, lo: int, hi: int) -> list[bytes]:
+        return [d for (d,) in self._con.execute("SELECT digest FROM events WHERE stream_id = ? AND stream_seq >= ? "
+                                                "AND stream_seq < ? ORDER BY stream_seq", (stream_id, lo, hi))]
+
+    def tiles(self, stream_id: str, level: int, lo: int, hi: int) -> list[bytes]:
+        return [h for (h,) in self._con.execute("SELECT hash FROM tiles WHERE stream_id = ? AND level = ? AND idx >= ? "
+                                                "AND idx < ? ORDER BY idx", (stream_id, level, lo, hi))]
+
+    def insert_tile(self, stream_id: str, level: int, idx: int, digest: bytes) -> None:
+        self._con.execute("INSERT INTO tiles VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                          (stream_id, level, idx, digest))

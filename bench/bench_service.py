@@ -1,0 +1,169 @@
+"""The audit service: ingest over OTLP/HTTP into SQLite next to a raw bulk insert of the same rows, query and
+proof latency through the API, store size per event."""
+
+from __future__ import annotations
+
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+from _common import BenchError, Config, Figures, benchmark, median, write_archive
+
+from otel_audit.keys import Keyring, Signer
+
+
+def _p95(values: list[float]) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(0.95 * (len(s) - 1))))]
+
+
+def _start(folder: Path, keyring: Path) -> tuple[subprocess.Popen[bytes], str]:
+    cfg = folder / "service.yaml"
+    cfg.write_text(f"http:\n  endpoint: 127.0.0.1:0\nstore: audit.db\nkeys: {keyring}\n")
+    log = folder / "serve.log"
+    cli = Path(sys.executable).with_name("otel-audit")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    proc = subprocess.Popen([str(cli), "serve", "--config", str(cfg)], stdout=log.open("wb"),
+                            stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace")
+        if "listening on http://" in text:
+            url = text.split("listening on ", 1)[1].split(" ", 1)[0]
+            try:
+                requests.get(url + "/healthz", timeout=2)
+                return proc, url
+            except requests.ConnectionError:
+                pass
+        if proc.poll() is not None:
+            raise BenchError(f"otel-audit serve exited: {text[-500:]}")
+        time.sleep(0.05)
+    proc.kill()
+    raise BenchError("otel-audit serve did not start")
+
+
+def _raw_insert(src: Path, dest: Path, batches: list[int]) -> float:
+    """The same rows inserted straight into the same schema (indexes, full-text, synchronous=FULL), one
+    transaction per request-sized batch: the floor any store of these columns pays. Records/s."""
+    from otel_audit.service.store.sqlite import MIGRATIONS, _statements
+
+    con = sqlite3.connect(src)
+    names = [r[1] for r in con.execute("PRAGMA table_info(events)")]
+    rows = con.execute(f"SELECT {', '.join(names)} FROM events ORDER BY seq").fetchall()
+    texts = [r[0] for r in con.execute("SELECT body FROM events ORDER BY seq")]
+    con.close()
+    out = sqlite3.connect(dest, isolation_level=None)
+    out.execute("PRAGMA page_size=16384")
+    out.execute("PRAGMA journal_mode=WAL")
+    out.execute("PRAGMA synchronous=FULL")
+    for m in MIGRATIONS:
+        for stmt in _statements(m):
+            out.execute(stmt)
+    sql = f"INSERT INTO events ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})"
+    start = time.perf_counter()
+    i = 0
+    for size in batches:
+        out.execute("BEGIN")
+        out.executemany(sql, rows[i:i + size])
+        out.executemany("INSERT INTO events_fts (rowid, text) VALUES (?, ?)",
+                        [(r[0], t or "") for r, t in zip(rows[i:i + size], texts[i:i + size], strict=True)])
+        out.execute("COMMIT")
+        i += size
+    dt = time.perf_counter() - start
+    out.close()
+    return len(rows) / dt
+
+
+@benchmark("service")
+def bench_service(cfg: Config) -> Figures:
+    """otel-audit serve: OTLP/HTTP JSON ingest into SQLite (producer and service on this machine) next to a raw
+    bulk insert of the same rows; p95 of five query shapes and of proofs through the API; bytes per event."""
+    import orjson
+
+    n = cfg.records
+    signer = Signer.generate("bench")
+    figures: Figures = {}
+    with tempfile.TemporaryDirectory(prefix="otel-audit-bench-service-") as tmp:
+        folder = Path(tmp)
+        keyring = folder / "keyring.json"
+        keyring.write_bytes(Keyring([signer.public()]).to_json())
+        (folder / "archive").mkdir()
+        path = write_archive(folder / "archive", signer, n)
+        bodies = [line for line in path.read_bytes().splitlines() if line.strip()]
+        per_line = [sum(len(sl["logRecords"]) for rl in orjson.loads(b)["resourceLogs"] for sl in rl["scopeLogs"])
+                    for b in bodies]
+        total = sum(per_line)
+        proc, url = _start(folder, keyring)
+        try:
+            s = requests.Session()
+            start = time.perf_counter()
+            for b in bodies:
+                r = s.post(url + "/v1/logs", data=b, headers={"Content-Type": "application/json"}, timeout=120)
+                if r.status_code != 200:
+                    raise BenchError(f"ingest answered {r.status_code}: {r.text[:300]}")
+            ingest = total / (time.perf_counter() - start)
+            streams = s.get(url + "/v1/streams").json()["streams"]
+            if [x["proven"] for x in streams] != [total]:
+                raise BenchError(f"the store did not prove every record: {streams}")
+            figures["service_ingest_records_per_s_sqlite"] = ingest
+            raw = _raw_insert(folder / "audit.db", folder / "raw.db", per_line)
+            figures["raw_bulk_insert_records_per_s_sqlite"] = raw
+            figures["service_ingest_vs_raw_ratio"] = ingest / raw
+            cfg.note(f"{total} records in {len(bodies)} requests (OTLP/JSON, about {len(bodies[0]) // per_line[0]} "
+                     "bytes per record), one client; raw: the same rows into the same schema, one transaction "
+                     "per request")
+            cfg.note("goal: service_ingest_records_per_s_sqlite >= 20000")
+            # queries: the archive's own values
+            con = sqlite3.connect(folder / "audit.db")
+            users = [r[0] for r in con.execute("SELECT user_id FROM events WHERE user_id IS NOT NULL LIMIT 2000")]
+            ts = [r[0] for r in con.execute("SELECT min(ts), max(ts) FROM events")][0]
+            ids = [r[0] for r in con.execute("SELECT id FROM events WHERE event != 'audit.checkpoint' LIMIT 5000")]
+            con.close()
+            rnd = random.Random(7)
+            lo = f"{ts // 10**9}"
+            hi = f"{ts // 10**9 + 86400}"
+            shapes = {
+                "user_day": lambda: {"user": rnd.choice(users), "from": lo, "to": hi},
+                "action_prefix_week": lambda: {"action": "audit.data.*", "from": lo, "to": f"{int(lo) + 7 * 86400}"},
+                "cidr_outcome": lambda: {"client.address": f"10.{rnd.randrange(256)}.0.0/16", "outcome": "failure"},
+                "full_text": lambda: {"q": rnd.choice(users)},
+                "scim": lambda: {"filter": f'user.id eq "{rnd.choice(users)}" or (audit.outcome eq "failure" and '
+                                           f'client.address eq "10.{rnd.randrange(256)}.0.0/16")'},
+            }
+            runs = max(30, cfg.runs * 6)
+            for name, make in shapes.items():
+                times = []
+                for _ in range(runs):
+                    params = make()
+                    t0 = time.perf_counter()
+                    r = s.get(url + "/v1/events", params=params, timeout=60)
+                    times.append((time.perf_counter() - t0) * 1000)
+                    if r.status_code != 200:
+                        raise BenchError(f"query {name} answered {r.status_code}: {r.text[:300]}")
+                figures[f"query_p95_ms_{name}"] = _p95(times)
+            ptimes = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                r = s.get(url + f"/v1/events/{rnd.choice(ids)}/proof", timeout=60)
+                ptimes.append((time.perf_counter() - t0) * 1000)
+                if r.status_code != 200:
+                    raise BenchError(f"proof answered {r.status_code}: {r.text[:300]}")
+            figures["proof_p95_ms"] = _p95(ptimes)
+            figures["proof_median_ms"] = median(ptimes)
+            cfg.note(f"queries and proofs: {runs} each through the HTTP API on a store of {total} events in one "
+                     "stream, p95 wall time at the client, limit 100; goal query < 10 ms at 1M, proof < 5 ms")
+        finally:
+            proc.terminate()
+            proc.wait(60)
+        con = sqlite3.connect(folder / "audit.db")
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        con.close()
+        size = sum(p.stat().st_size for p in folder.glob("audit.db*"))
+        figures["store_bytes_per_event"] = size / total
+    return figures
