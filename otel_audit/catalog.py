@@ -611,6 +611,16 @@ _SPECS: tuple[EventSpec, ...] = (
         severity="WARN",
     ),
     _event(
+        "security.integrity.violated",
+        "Audit records failed verification on ingest: modified after signing, removed, forged, a variant of a "
+        "stored record or a forked stream (audit.reason says which and where).",
+        ("monitor", "success"),
+        (("intrusion_detection",), ("indicator",)),
+        required=("audit.reason", "audit.target.id"),
+        optional=("audit.target.type", "client.address"),
+        severity="ERROR",
+    ),
+    _event(
         "security.jailbreak.detected",
         "A jailbreak attempt was detected.",
         ("monitor", "success"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import shutil
 import gzip
 import ipaddress
 import sqlite3
@@ -405,7 +406,7 @@ def test_the_witness_cosigns_every_verified_checkpoint(tmp_path: Path, shared_ke
     keys.generate(witness, "witness")
     with _service(tmp_path, shared_keys, witness_keys=str(witness)) as svc:
         post_archive(svc, written.path)
-        cps = svc.get("/v1/checkpoints").json()["checkpoints"]
+        cps = svc.get("/v1/checkpoints", {"stream": written.stream_id}).json()["checkpoints"]
     ring = Keyring.load(witness)
     (pub,) = list(ring)
     import base64
@@ -521,7 +522,7 @@ def test_every_proven_event_has_a_proof_that_checks_offline(witnessed: Any, shar
 
     svc, witness = witnessed
     ring, wring = Keyring.load(shared_keys), Keyring.load(witness)
-    events = svc.events({"order": "ingest"})
+    events = svc.events({"order": "ingest", "stream": written.stream_id})
     last = max(e["stream"]["seq"] for e in events)
     for e in events:
         r = svc.get(f"/v1/events/{e['id']}/proof")
@@ -535,13 +536,14 @@ def test_every_proven_event_has_a_proof_that_checks_offline(witnessed: Any, shar
         assert got.content[0] == e["event"] and got.witnessed_by == ["witness"]
 
 
-def test_a_proof_does_not_check_when_anything_in_it_changes(witnessed: Any, shared_keys: Path) -> None:
+def test_a_proof_does_not_check_when_anything_in_it_changes(witnessed: Any, shared_keys: Path,
+                                                            written: Written) -> None:
     from otel_audit.keys import Keyring
     from otel_audit.service import proof as tlog
 
     svc, witness = witnessed
     ring, wring = Keyring.load(shared_keys), Keyring.load(witness)
-    e = svc.events({"order": "ingest", "limit": "20"})[10]
+    e = svc.events({"order": "ingest", "limit": "20", "stream": written.stream_id})[10]
     text = svc.get(f"/v1/events/{e['id']}/proof").text
     tlog.check(text, ring, wring)
     head, _, note = text.partition("\n\n")
@@ -565,9 +567,10 @@ def test_a_proof_does_not_check_when_anything_in_it_changes(witnessed: Any, shar
         tlog.check(unwitnessed, ring, wring)
 
 
-def test_prove_cli_fetches_checks_and_saves(witnessed: Any, shared_keys: Path, tmp_path: Path) -> None:
+def test_prove_cli_fetches_checks_and_saves(witnessed: Any, shared_keys: Path, tmp_path: Path,
+                                            written: Written) -> None:
     svc, witness = witnessed
-    e = svc.events({"order": "ingest", "limit": "5"})[3]
+    e = svc.events({"order": "ingest", "limit": "5", "stream": written.stream_id})[3]
     out = tmp_path / "e.tlog-proof"
     r = _prove(e["id"], "--url", svc.url, "--keys", str(shared_keys), "--witness-keys", str(witness),
                "--out", str(out))
@@ -600,3 +603,65 @@ def test_proofs_of_a_long_stream_come_from_tiles_and_check(tmp_path: Path, share
     con = sqlite3.connect(tmp_path / "audit.db")
     assert con.execute("SELECT count(*) FROM tiles WHERE level = 1").fetchone()[0] == w.length // 256
     con.close()
+
+
+# -- the service's own signed stream ----------------------------------------------------------------------
+
+
+def _wait(check: Any, timeout: float = 30) -> Any:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got or time.monotonic() > deadline:
+            return got
+        time.sleep(0.2)
+
+
+def test_every_read_and_every_finding_is_a_signed_event_of_the_services_own_stream(
+        tmp_path: Path, shared_keys: Path, written: Written) -> None:
+    witness = tmp_path / "service-keys"
+    keys.generate(witness, "service")
+    reader, entry = _token("auditor-7", "audit:read")
+    ingest, entry2 = _token("collector", "ingest")
+
+    def change(recs: list[dict[str, Any]], i: int) -> None:
+        set_attr(recs[i], "user.id", {"stringValue": "mallory"})
+
+    with _service(tmp_path, shared_keys, witness_keys=str(witness), tokens=[entry, entry2]) as svc:
+        auth = {"Authorization": f"Bearer {reader}"}
+        for line in _edit_line(written.path, 5, change):
+            assert svc.post_json(line, Authorization=f"Bearer {ingest}").status_code == 200
+        assert svc.get("/v1/events", {"user": "user-3", "limit": "3"}, **auth).status_code == 200
+        assert svc.get(f"/v1/events/{written.stream_id}-9/proof", **auth).status_code == 200
+
+        def own() -> list[dict[str, Any]]:
+            return [e for e in svc.events({"service": "otel-audit-service", "order": "ingest"}, **auth)
+                    if e["event"] != "audit.checkpoint"]
+
+        got = _wait(lambda: [e for e in own() if e["event"] == "data_access.logs.queried"
+                             and e["attributes"].get("audit.target.type") == "inclusion_proof"]
+                    and [e for e in own() if e["event"] == "security.integrity.violated"])
+        assert got, own()
+        events = own()
+        queried = [e for e in events if e["event"] == "data_access.logs.queried"]
+        assert any(e["actor"] == "auditor-7" and "user=user-3" in e["attributes"]["db.query.text"] for e in queried)
+        (bad,) = [e for e in events if e["event"] == "security.integrity.violated"]
+        assert bad["target"]["id"] == written.stream_id and "modified after signing" in bad["attributes"]["audit.reason"]
+        assert {e["signed"] for e in events} == {"at source"}
+        (s,) = [x for x in svc.get("/v1/streams", **auth).json()["streams"] if x["service"] == "otel-audit-service"]
+        assert s["failed"] == 0
+    # the store, the service's stream included, re-proven offline with both keyrings
+    both = tmp_path / "both"
+    both.mkdir()
+    shutil.copy(shared_keys / "keyring.json", both / "producers.json")
+    shutil.copy(witness / "keyring.json", both / "service.json")
+    # --allow-open: the service's own end checkpoint is made at its shutdown, after its HTTP side stopped; it waits
+    # in the own stream's spool and is delivered at the next start
+    r = _verify_store(tmp_path / "audit.db", both, "--format", "json", "--allow-open")
+    rep = orjson.loads(r.stdout)
+    by = {x["stream_id"]: x for x in rep["streams"]}
+    assert by[written.stream_id]["status"] != "verified"  # the modified record
+    own_ids = [k for k in by if k != written.stream_id]
+    assert own_ids and all(by[k]["status"] == "verified" for k in own_ids), rep

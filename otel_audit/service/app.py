@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import gzip
+import hashlib
 import logging
 import zlib
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -27,7 +29,7 @@ from otel_audit.decoding import DecodeError
 from otel_audit.decoding import loads as strict_loads
 from otel_audit.errors import ConfigError
 from otel_audit.service import query as q
-from otel_audit.service.config import ServiceConfig
+from otel_audit.service.config import ServiceConfig, Token
 from otel_audit.service.ingest import Ingest, IngestError
 from otel_audit.service.store import Store
 
@@ -62,6 +64,7 @@ class Service:
         self.cfg = cfg
         self.store = store
         self.ingest = ingest
+        self.own: Any = None  # the service's own signed stream (own.OwnStream), once serve() has built it
         self._inflight = asyncio.Semaphore(cfg.max_inflight)
         self._waiting = 0
         self.app = Starlette(routes=[
@@ -76,6 +79,23 @@ class Service:
         ])
 
     # -- auth
+
+    def _who(self, request: Request) -> tuple[str, str]:
+        """(actor id, actor type) of an allowed request, for the service's own audit events."""
+        if not self.cfg.tokens:
+            return "anonymous (loopback, no tokens configured)", "anonymous"
+        t = self.cfg.token(request.headers.get("authorization", "").partition(" ")[2].strip())
+        return (t.name, "api_token") if t is not None else ("unknown", "api_token")
+
+    def _audit(self, request: Request, target: str, count: int | None, what: str) -> None:
+        """The service's own `data_access.logs.queried` event for an answered read."""
+        if self.own is None:
+            return
+        actor, kind = self._who(request)
+        self.own.emit("data_access.logs.queried", {
+            "audit.actor.id": actor, "audit.actor.type": kind, "audit.target.type": target,
+            "db.query.text": what[:2000], "audit.query.result_count": count,
+            "client.address": request.client.host if request.client else None})
 
     def _allowed(self, request: Request, scope: str) -> Response | None:
         """None when the request may do `scope`; else the 401/403 to answer."""
@@ -209,6 +229,7 @@ class Service:
                 proven[r["stream_id"]] = r["proven"] or 0
         meta = {"next_cursor": nxt, "count": len(events),
                 "streams": [{"id": s, "proven": n} for s, n in sorted(proven.items())]}
+        self._audit(request, "audit_events", len(events), f"GET /v1/events?{request.url.query}")
         if fmt == "ndjson":
             lines = b"".join(orjson.dumps(e) + b"\n" for e in events)
             headers = {"X-Next-Cursor": nxt} if nxt else {}
@@ -223,6 +244,7 @@ class Service:
         row = await run_in_threadpool(self.store.get, eid)
         if row is None:
             return _error(404, f"no event with id {eid[:80]!r}")
+        self._audit(request, "audit_event", 1, f"GET /v1/events/{eid}")
         return _json(q.event_json(row))
 
     async def proof(self, request: Request) -> Response:
@@ -253,6 +275,7 @@ class Service:
             return _error(500, f"the store lacks records of the {cp['size']} the checkpoint covers: records were "
                                "removed (run otel-audit verify --store)")
         p = tlog.build(m["path"], m["seq"], cp["note"], m["prev"], m["canonical"], cp["cosignature"])
+        self._audit(request, "inclusion_proof", 1, f"GET /v1/events/{eid}/proof")
         if "application/json" in request.headers.get("accept", ""):
             return _json({"index": p.leaf_index, "tree_size": cp["size"],
                           "hashes": [base64.b64encode(h).decode() for h in p.hashes],
@@ -304,7 +327,11 @@ def build(cfg: ServiceConfig) -> Service:
     from otel_audit.service.store import open_store
 
     keyring = Keyring.load(cfg.keys)
-    witness = Signer.from_keys_dir(cfg.witness_keys) if cfg.witness_keys is not None else None
+    witness = None
+    if cfg.witness_keys is not None:
+        witness = Signer.from_keys_dir(cfg.witness_keys)
+        for k in Keyring.load(cfg.witness_keys):  # the service's own stream is signed with its keys
+            keyring.add(k, f"{cfg.witness_keys} (the service's keys)")
     store = open_store(cfg.store)
     return Service(cfg, store, Ingest(store, keyring, witness=witness))
 
@@ -330,6 +357,23 @@ def serve(cfg: ServiceConfig) -> int:
         raise ConfigError(f"http.endpoint: cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}") from None
     sock.listen(128)
     port = sock.getsockname()[1]
+    own = None
+    if cfg.witness_keys is not None:
+        from otel_audit.service import own as own_stream
+
+        token = None
+        if cfg.tokens:
+            token = own_stream.internal_token()
+            internal = Token(own_stream.INTERNAL, hashlib.sha256(token.encode()).digest(), frozenset({"ingest"}))
+            svc.cfg = svc.cfg._replace(tokens=(*svc.cfg.tokens, internal))
+        loop_host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(cfg.host, cfg.host)
+        url = f"http://[{loop_host}]:{port}" if ":" in loop_host else f"http://{loop_host}:{port}"
+        store_path = Path(svc.store.url.removeprefix("sqlite:///"))
+        own = own_stream.OwnStream(cfg.witness_keys, store_path.with_name(store_path.name + ".service"), url, token)
+        svc.own = own
+        svc.ingest.on_finding = lambda f: own.emit("security.integrity.violated", {
+            "audit.reason": f.reason[:1000], "audit.target.type": "audit_stream",
+            "audit.target.id": f.stream_id or "a request"})
     config = uvicorn.Config(svc.app, host=cfg.host, port=port, log_level="warning", access_log=False,
                             lifespan="off", timeout_graceful_shutdown=30)
     server = uvicorn.Server(config)
@@ -349,5 +393,7 @@ def serve(cfg: ServiceConfig) -> int:
     finally:
         if receiver is not None:
             receiver.stop()
+        if own is not None:
+            own.shutdown()  # what it could not deliver stays in its spool: sent at the next start
         svc.store.close()
     return 0

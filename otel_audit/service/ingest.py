@@ -104,6 +104,9 @@ class Ingest:
         self.counts = {"records": 0, "duplicates": 0, "rejected": 0, "findings": 0, "checkpoints": 0,
                        "requests": 0}
         self._lock = threading.Lock()
+        #: called with each finding once its transaction committed (the service makes it a signed event)
+        self.on_finding: Callable[[Finding], None] | None = None
+        self._new_findings: list[Finding] = []
 
     # -- a request
 
@@ -133,8 +136,14 @@ class Ingest:
                     findings.append(Finding(None, None, "decode", msg, now, _dumps(rec, default=str)))
                     continue
                 rows.append(got)
-        with self._lock, self.store.writer() as w:
-            accepted, duplicates, rejected = self._write(w, rows, findings, errors, now)
+        with self._lock:
+            self._new_findings = []
+            with self.store.writer() as w:
+                accepted, duplicates, rejected = self._write(w, rows, findings, errors, now)
+            new = self._new_findings
+        if self.on_finding is not None:
+            for f in [*findings, *new]:
+                self.on_finding(f)
         n_rejected = rejected + sum(1 for f in findings if f.kind == "decode")
         c = self.counts
         c["requests"] += 1
@@ -353,6 +362,7 @@ class Ingest:
 
     def _finding(self, w: Writer, f: Finding) -> None:
         w.insert_finding(f)
+        self._new_findings.append(f)
         self.counts["findings"] += 1
         _log.warning("verify on ingest: %s: stream %s: %s", f.kind, f.stream_id, f.reason)
 
