@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Any
 
 from otel_audit import safe as _safe
 from otel_audit.errors import (
@@ -29,7 +28,10 @@ from otel_audit.errors import (
     UnknownEventError,
 )
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: every CLI start imports this module
 if TYPE_CHECKING:
+    from typing import Any
+
     from otel_audit.log_bridges import AuditHandler, AuditProcessor
     from otel_audit.logger import AuditLogger
 

@@ -8,10 +8,13 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
 
 from otel_audit.errors import AuditError
 from otel_audit.safe import RedactingFilter, redact_text
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (`otel-audit --help` does not need it)
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 EXIT_OK, EXIT_INTEGRITY, EXIT_USAGE = 0, 1, 2
 

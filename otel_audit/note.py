@@ -80,6 +80,9 @@ class Parent:
 
 @dataclass(frozen=True)
 class Checkpoint:
+    """A checkpoint's signed body, parsed: the tree size, root and chain it commits to, and what it says of its
+    stream."""
+
     origin: str
     size: int
     root: bytes
@@ -120,6 +123,8 @@ class Checkpoint:
 
 @dataclass(frozen=True)
 class Signature:
+    """One signature line of a note: the key's name and id, and the Ed25519 signature."""
+
     name: str
     key_id: bytes
     signature: bytes
@@ -127,6 +132,8 @@ class Signature:
 
 @dataclass(frozen=True)
 class SignedNote:
+    """A signed note: its text, its signatures and the checkpoint its text is."""
+
     text: str  # the signed body, ending in "\n"
     signatures: tuple[Signature, ...]
     checkpoint: Checkpoint

@@ -15,9 +15,8 @@ import math
 import re
 import sys
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: every CLI start imports this module
 if TYPE_CHECKING:
     from otel_audit.processors.redaction import RedactionProcessor
 
@@ -80,6 +79,8 @@ def _redact_path(path: str) -> str:
 def _redact_query(query: str) -> str:
     if not query:
         return query
+    from urllib.parse import parse_qsl, urlencode  # here: every CLI start imports this module (ipaddress ...)
+
     try:
         pairs = parse_qsl(query, keep_blank_values=True)
     except ValueError:
@@ -95,6 +96,8 @@ def redact_url(url: object) -> str:
     path segments replaced by ``***``; the fragment is dropped. Never raises."""
     if not isinstance(url, str):
         return repr(url) if url is not None else "None"
+    from urllib.parse import urlsplit, urlunsplit
+
     url = url.strip()
     if "://" not in url and "@" in url.partition("/")[0]:  # user:password@host:port, no scheme
         url = "//" + url

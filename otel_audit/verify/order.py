@@ -19,10 +19,7 @@ import contextlib
 import hashlib
 import heapq
 import os
-import secrets
-import shutil
 import struct
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -55,7 +52,7 @@ class Scratch:
         self._dir: str | None = None
         self._fds: dict[str, int] = {}
         self._sizes: dict[str, int] = {}
-        self._key = secrets.token_bytes(16)
+        self._key = os.urandom(16)  # secrets.token_bytes(16) is this; secrets (random, hmac) costs the start-up
 
     @property
     def key(self) -> bytes:
@@ -66,6 +63,9 @@ class Scratch:
         fd = self._fds.get(name)
         if fd is None:
             if self._dir is None:
+                import shutil  # noqa: F401 - loaded here, with the folder, for close (also at interpreter exit)
+                import tempfile  # only an archive that spills needs them: not imported at start-up
+
                 self._dir = tempfile.mkdtemp(prefix="otel-audit-verify-")
             fd = self._fds[name] = os.open(os.path.join(self._dir, name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
             self._sizes[name] = 0
@@ -152,6 +152,8 @@ class Scratch:
             os.close(fd)
         self._fds.clear()
         if self._dir is not None:
+            import shutil  # imported by _fd with the folder
+
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 

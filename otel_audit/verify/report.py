@@ -24,6 +24,8 @@ def _loc(where: str, index: int) -> str:
 
 @dataclass
 class StreamReport:
+    """What verification found of one stream."""
+
     stream_id: str
     status: str = "verified"  # verified | failed
     state: str = "open"  # closed | crashed | open
@@ -113,6 +115,8 @@ UNPROVEN_REASONS = {
 
 @dataclass
 class Report:
+    """What verification found: the streams' reports and what the input held besides."""
+
     files: int = 0
     lines: int = 0
     records: int = 0
