@@ -615,7 +615,7 @@ _SPECS: tuple[EventSpec, ...] = (
         "Audit records failed verification on ingest: modified after signing, removed, forged, a variant of a "
         "stored record or a forked stream (audit.reason says which and where).",
         ("monitor", "success"),
-        (("intrusion_detection",), ("indicator",)),
+        (("intrusion_detection",), ("info",)),
         required=("audit.reason", "audit.target.id"),
         optional=("audit.target.type", "client.address"),
         severity="ERROR",

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import base64
 import copy
-import shutil
 import gzip
 import ipaddress
+import shutil
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -118,6 +118,7 @@ def test_a_record_modified_after_signing_is_failed_and_named(tmp_path: Path, sha
         assert (f["kind"], f["seq"]) == ("digest", 7) and "modified after signing" in f["reason"]
         bad = svc.events({"user": "mallory"})
         assert [(e["stream"]["seq"], e["status"]) for e in bad] == [(7, "failed")]
+        assert _stream(svc)["failed"] == 1  # the stream's summary says so too (attack finding)
         assert {e["status"] for e in svc.events({"order": "ingest"}) if e["stream"]["seq"] != 7} == {"proven"}
 
 
@@ -154,6 +155,8 @@ def test_a_variant_of_a_stored_record_is_refused_and_kept_as_evidence(tmp_path: 
         kinds = [(f["kind"], f["seq"]) for f in _findings(svc)]
         assert ("variant", 3) in kinds
         assert svc.events({"q": "rewritten"}) == []  # the variant is not an event
+        # and it does not discredit the genuine record, which is in the signed tree (attack finding)
+        assert svc.get(f"/v1/events/{written.stream_id}-3").json()["status"] == "proven"
 
 
 def test_restart_after_kill_9_continues_every_stream(tmp_path: Path, shared_keys: Path, written: Written) -> None:
@@ -648,7 +651,8 @@ def test_every_read_and_every_finding_is_a_signed_event_of_the_services_own_stre
         queried = [e for e in events if e["event"] == "data_access.logs.queried"]
         assert any(e["actor"] == "auditor-7" and "user=user-3" in e["attributes"]["db.query.text"] for e in queried)
         (bad,) = [e for e in events if e["event"] == "security.integrity.violated"]
-        assert bad["target"]["id"] == written.stream_id and "modified after signing" in bad["attributes"]["audit.reason"]
+        assert bad["target"]["id"] == written.stream_id
+        assert "modified after signing" in bad["attributes"]["audit.reason"]
         assert {e["signed"] for e in events} == {"at source"}
         (s,) = [x for x in svc.get("/v1/streams", **auth).json()["streams"] if x["service"] == "otel-audit-service"]
         assert s["failed"] == 0

@@ -251,20 +251,25 @@ class Ingest:
             self.counts["findings"] += 1
             if f.kind != "decode":
                 _log.warning("verify on ingest: %s: %s", f.kind, f.reason)
+        bad: dict[str, int] = {}
+        for f in findings:
+            if f.kind == "digest" and f.stream_id is not None:
+                bad[f.stream_id] = bad.get(f.stream_id, 0) + 1
         for sid, service in touched.items():
-            self._advance(w, sid, service, now, cp_fields, added[sid])
+            self._advance(w, sid, service, now, cp_fields, added[sid], bad.get(sid, 0))
         return accepted, duplicates, rejected
 
     # -- a stream
 
     def _advance(self, w: Writer, sid: str, service: str | None, now: int,
-                 cp_fields: Mapping[tuple[str, int], tuple[int, int, str, dict[str, Any]]], added: int) -> None:
+                 cp_fields: Mapping[tuple[str, int], tuple[int, int, str, dict[str, Any]]], added: int,
+                 digest_failures: int = 0) -> None:
         st = w.stream(sid)
         if st is None:
             st = StreamState(sid, service, 0, _ZERO, b"", 0, EMPTY_ROOT, False, 0, 0, now, now, 0)
         tree = CompactRange.from_bytes(st.tree, st.length)
         length, head, proven, proven_root, closed = st.length, st.head, st.proven, st.proven_root, st.closed
-        failed = st.failed
+        failed = st.failed + digest_failures  # records modified after signing: failed whatever else holds
         last_cp = st.last_checkpoint_ts
         stop = False
         while not stop:

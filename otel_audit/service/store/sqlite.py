@@ -131,7 +131,8 @@ _SELECT = ("SELECT e.seq, e.id, e.stream_id, e.stream_seq, e.ts, e.observed_ts, 
            "e.outcome, e.actor, e.user_id, e.target_type, e.target_id, e.client_address, e.service, e.session_id, "
            "e.trace_id, e.severity, e.severity_text, e.body, e.attrs, e.digest, e.signed, "
            "CASE WHEN e.stream_id IS NULL THEN 'unsigned' "
-           "WHEN EXISTS (SELECT 1 FROM findings f WHERE f.stream_id = e.stream_id AND f.stream_seq = e.stream_seq) "
+           "WHEN EXISTS (SELECT 1 FROM findings f WHERE f.stream_id = e.stream_id AND f.stream_seq = e.stream_seq "
+           "AND f.kind != 'variant') "
            "THEN 'failed' WHEN e.stream_seq < s.proven THEN 'proven' ELSE 'pending' END AS status, "
            "s.proven AS proven "
            "FROM events e LEFT JOIN streams s ON s.stream_id = e.stream_id")
