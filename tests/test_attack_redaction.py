@@ -211,7 +211,7 @@ def test_contextual_credential_is_redacted(tmp_path, value, secret):
 KEYS_EVERYWHERE = ["pass", "pass_word", "db_pass", "DB_PASS", "dbPass", "admin_pass", "SMTP_PASS",
                    "PGPASSWORD", "password1", "password_confirmation", "passcode", "credentials",
                    "creds", "auth", "auth_key", "access_key", "accessKey", "signing_key",
-                   "encryption_key", "master_key", "hmac_key", "client_address_key", "dd-application-key",
+                   "encryption_key", "master_key", "hmac_key", "client_key", "dd-application-key",
                    "ocp-apim-subscription-key", "bearer", "otp", "ssh_key", "license_key",
                    "secret_value"]
 KEYS_ATTR_ONLY = ["pwd", "PWD", "MYSQL_PWD", "aws_secret_access_key", "AWS_SECRET_ACCESS_KEY",

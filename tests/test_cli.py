@@ -88,7 +88,7 @@ def test_installed_console_script_runs() -> None:
     assert script.is_file(), f"{script} is missing: install the package (pip install -e .)"
     proc = run("catalog", "--format", "json", exe=[str(script)])
     assert proc.returncode == 0, proc.stderr
-    assert len(json.loads(proc.stdout)) == 46
+    assert len(json.loads(proc.stdout)) == 47
     assert run("--version", exe=[str(script)]).stdout.splitlines()[0] == f"otel-audit {otel_audit.__version__}"
 
 
@@ -103,12 +103,12 @@ def test_catalog_markdown() -> None:
     assert "`authentication.login.succeeded`" in proc.stdout and "| event |" in proc.stdout
 
 
-def test_catalog_json_has_46_events() -> None:
-    """`catalog --format json` is JSON holding the 46 events with their CADF and ECS mappings."""
+def test_catalog_json_has_47_events() -> None:
+    """`catalog --format json` is JSON holding the 47 events with their CADF and ECS mappings."""
     proc = run("catalog", "--format", "json")
     assert proc.returncode == 0
     doc = json.loads(proc.stdout)
-    assert len(doc) == 46
+    assert len(doc) == 47
     login = doc["authentication.login.succeeded"]
     assert {"category", "cadf_action", "ecs_category", "required"} <= set(login)
 
