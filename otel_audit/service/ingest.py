@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from otel_audit import canonical
+from otel_audit import canonical, merkle
 from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, PREV_DIGEST, RECORD, STREAM_ID, STREAM_SEQ
 from otel_audit.decoding import DecodeError, decode_log_record, walk_request
 from otel_audit.keys import Keyring, Signer
@@ -37,6 +37,7 @@ from otel_audit.note import SIG_PREFIX, NoteError, parse_note
 from otel_audit.otlpjson import plain_json
 from otel_audit.service.filter import ip_key as _ip_key
 from otel_audit.service.store import CheckpointRow, EventRow, Finding, Store, StreamState, Writer
+from otel_audit.service.tiles import BLOCK, new_tiles
 
 _log = logging.getLogger("otel_audit.service")
 _ZERO = bytes(32)
@@ -281,7 +282,7 @@ class Ingest:
                     stop = True  # a seq not received yet: the rest waits (pending)
                     break
                 if prev != head:
-                    if not self._has_finding(w, sid, seq, "link"):
+                    if not w.has_finding(sid, seq, "link"):
                         failed += 1
                         self._finding(w, Finding(sid, seq, "link", f"seq {seq} does not link to seq {seq - 1}: "
                                                  "its prev digest is not that record's digest (a record before it "
@@ -301,9 +302,6 @@ class Ingest:
             else:
                 if len(batch) < _STEP:
                     break
-        from otel_audit import merkle
-        from otel_audit.service.tiles import BLOCK, new_tiles
-
         for level, idx in new_tiles(st.length, length):  # the subtree hashes proofs are built from
             if level == 1:
                 leaves = w.leaves(sid, idx * BLOCK, (idx + 1) * BLOCK)
@@ -370,6 +368,3 @@ class Ingest:
         self._new_findings.append(f)
         self.counts["findings"] += 1
         _log.warning("verify on ingest: %s: stream %s: %s", f.kind, f.stream_id, f.reason)
-
-    def _has_finding(self, w: Writer, sid: str, seq: int, kind: str) -> bool:
-        return w.has_finding(sid, seq, kind)

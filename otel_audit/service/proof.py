@@ -28,7 +28,7 @@ import orjson
 
 from otel_audit import merkle
 from otel_audit.keys import Keyring
-from otel_audit.note import SIG_PREFIX, NoteError, Signature, SignedNote, parse_note
+from otel_audit.note import NoteError, SignedNote, parse_note
 
 HEADER = "c2sp.org/tlog-proof@v1"
 MAX_PROOF_BYTES = 1 << 20
@@ -165,7 +165,3 @@ def check(text: str, keyring: Keyring, witnesses: Keyring | None = None) -> Chec
         if not witnessed:
             raise ProofError("no cosignature by a key of the witness keyring: the checkpoint was not witnessed")
     return Checked(stream, p.leaf_index, cp.size, arr[3:], witnessed, cp.time_ns)
-
-
-def signature_line(s: Signature) -> str:
-    return f"{SIG_PREFIX}{s.name} {base64.b64encode(s.key_id + s.signature).decode()}\n"

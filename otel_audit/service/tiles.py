@@ -34,7 +34,6 @@ class Tree:
                  tiles: Callable[[int, int, int], Sequence[bytes | None]]) -> None:
         self._leaves = leaves
         self._tiles = tiles
-        self.reads = 0
 
     def node(self, lo: int, hi: int) -> bytes:
         """The tree head of leaves lo..hi-1."""
@@ -45,7 +44,6 @@ class Tree:
             for level in (2, 1):
                 width = BLOCK ** level
                 if s >= width:
-                    self.reads += 1
                     got = list(self._tiles(level, lo // width, hi // width))
                     if len(got) == s // width and all(h is not None for h in got):
                         return merkle.root([h for h in got if h is not None])
@@ -55,7 +53,6 @@ class Tree:
         elif s > BLOCK:
             k = 1 << ((s - 1).bit_length() - 1)
             return merkle.node_hash(self.node(lo, lo + k), self.node(lo + k, hi))
-        self.reads += 1
         return merkle.root(list(self._leaves(lo, hi)))
 
     def inclusion_path(self, index: int, size: int) -> list[bytes]:

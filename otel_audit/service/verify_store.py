@@ -74,9 +74,6 @@ def _columns_differ(derive: Any, row: dict[str, Any], resource: Any, record: Any
     stored = row["columns"]
     out = []
     for name in DERIVED:
-        want = getattr(got, name)
-        if name == "signed" and want == "none" and stored[name] == "none":
-            continue
-        if stored[name] != want:
+        if stored[name] != getattr(got, name):
             out.append(name)
     return out
