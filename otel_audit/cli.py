@@ -75,6 +75,9 @@ def _verify_arguments(v: argparse.ArgumentParser) -> None:
     v.add_argument("--store", metavar="URL",
                    help="re-prove an audit service's store (sqlite:////path/audit.db) instead of files: every row's "
                         "signed record, and every filter column against it; an edited row is named by its event id")
+    v.add_argument("--witness-keys", metavar="KEYRING",
+                   help="with --store: the service's public keyring (its witness_keys), to check the witness "
+                        "cosignature of every stored checkpoint and to verify the service's own stream")
     v.add_argument("--format", choices=("text", "json"), default="text")
     v.add_argument("--allow-open", action="store_true",
                    help="accept streams without an end checkpoint (a live producer); still checks all else")
@@ -335,8 +338,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from otel_audit.verify import render_text, verify_paths
 
     ring = Keyring.load(args.keys)
-    if args.store and (args.paths or args.state or args.source != "auto"):
-        print("otel-audit verify: --store takes no PATH, --state or --source", file=sys.stderr)
+    if args.store and (args.paths or args.source != "auto"):
+        print("otel-audit verify: --store takes no PATH or --source", file=sys.stderr)
+        return EXIT_USAGE
+    if args.witness_keys and not args.store:
+        print("otel-audit verify: --witness-keys goes with --store (otel-audit prove takes it for one proof)",
+              file=sys.stderr)
         return EXIT_USAGE
     if not args.store and not args.paths:
         print("otel-audit verify: give the archives to verify (PATH ...) or --store URL", file=sys.stderr)
@@ -345,7 +352,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         from otel_audit.service.verify_store import verify_store
 
         rep = verify_store(args.store, ring, allow_open=args.allow_open, ignore_unsigned=args.ignore_unsigned,
-                           partial=args.partial, at=time.time_ns() if args.now else args.at)
+                           partial=args.partial, at=time.time_ns() if args.now else args.at,
+                           witnesses=Keyring.load(args.witness_keys) if args.witness_keys else None,
+                           state=args.state)
     else:
         rep = verify_paths(
             args.paths, ring, allow_open=args.allow_open, ignore_unsigned=args.ignore_unsigned, partial=args.partial,

@@ -48,6 +48,16 @@ def _error(status: int, message: str, *, headers: dict[str, str] | None = None) 
     return _json({"error": {"status": status, "message": message}}, status, headers)
 
 
+async def _not_found(request: Request, exc: Exception) -> Response:
+    """No route: a JSON 404 like every other error (the path is not echoed: it may be anything)."""
+    return _error(404, "no such resource: see docs/service.md §4 for the API's paths")
+
+
+async def _not_allowed(request: Request, exc: Exception) -> Response:
+    allow = getattr(exc, "headers", None) or {}
+    return _error(405, f"method {request.method} is not allowed here", headers=dict(allow))
+
+
 def _status_body(code: int, message: str, proto: bool) -> tuple[bytes, str]:
     """A google.rpc.Status in the request's encoding (OTLP/HTTP's error body)."""
     if proto:
@@ -76,7 +86,7 @@ class Service:
             Route("/v1/checkpoints", self.checkpoints, methods=["GET"]),
             Route("/v1/findings", self.findings, methods=["GET"]),
             Route("/healthz", self.health, methods=["GET"]),
-        ])
+        ], exception_handlers={404: _not_found, 405: _not_allowed})
 
     # -- auth
 
@@ -223,10 +233,10 @@ class Service:
             nxt = q.cursor_for(query, (page.rows[-1]["seq"],))
         elif query.order == "seq" and nxt is None and query.after is not None:
             nxt = q.cursor_for(query, query.after)
-        proven: dict[str, int] = {}
+        proven: dict[str, int] = {}  # per stream, how many of the page's events are proven
         for r in page.rows:
             if r["stream_id"] is not None:
-                proven[r["stream_id"]] = r["proven"] or 0
+                proven[r["stream_id"]] = proven.get(r["stream_id"], 0) + (r["status"] == "proven")
         meta = {"next_cursor": nxt, "count": len(events),
                 "streams": [{"id": s, "proven": n} for s, n in sorted(proven.items())]}
         self._audit(request, "audit_events", len(events), f"GET /v1/events?{request.url.query}")
@@ -292,7 +302,8 @@ class Service:
         for s in rows:
             state = "closed" if s["closed"] else "open"
             out.append({"id": s["stream_id"], "service": s["service"], "state": state, "records": s["records"],
-                        "linked": s["length"], "proven": s["proven"], "failed": s["failed"],
+                        "linked": s["length"], "sealed": s["proven"],
+                        "proven": s["proven"] - s["failed_sealed"], "failed": s["failed"],
                         "first_ingest": q.rfc3339(s["first_ingest"]), "last_ingest": q.rfc3339(s["last_ingest"]),
                         "last_checkpoint": q.rfc3339(s["last_checkpoint_ts"]) if s["last_checkpoint_ts"] else None})
         return _json({"streams": out})
@@ -322,8 +333,25 @@ class Service:
         return _json({"status": "ok", **self.ingest.counts})
 
 
+#: modules a request may import lazily, imported once before any thread serves: two threads importing modules
+#: that import each other (otel_audit.verify's) can each see the other's half-initialised module (ImportError)
+_PRELOAD = ("otel_audit.verify", "otel_audit.verify.prove", "otel_audit.verify.liveness", "otel_audit.decoding",
+            "otel_audit.service.otlp_proto", "otel_audit.service.proof", "otel_audit.service.filter",
+            "otel_audit.service.fields", "otel_audit.service.tiles", "otel_audit.service.store.sqlite",
+            "otel_audit.config", "otel_audit.logger", "google.rpc.status_pb2", "uuid", "datetime", "hashlib")
+
+
+def preload() -> None:
+    import importlib
+
+    for name in _PRELOAD:
+        importlib.import_module(name)
+
+
 def build(cfg: ServiceConfig) -> Service:
     from otel_audit.keys import Keyring, Signer
+
+    preload()
     from otel_audit.service.store import open_store
 
     keyring = Keyring.load(cfg.keys)
@@ -334,6 +362,14 @@ def build(cfg: ServiceConfig) -> Service:
             keyring.add(k, f"{cfg.witness_keys} (the service's keys)")
     store = open_store(cfg.store)
     return Service(cfg, store, Ingest(store, keyring, witness=witness))
+
+
+def finding_attributes(f: Any) -> dict[str, Any]:
+    """The service's own signed event for a finding: what, where, and the hash of the evidence it keeps, so that
+    `verify --store` names a findings row removed or edited afterwards (findings are not chained themselves)."""
+    return {"audit.reason": f.reason[:1000], "audit.target.type": "audit_stream",
+            "audit.target.id": f.stream_id or "a request", "audit.finding.kind": f.kind,
+            "audit.finding.seq": f.stream_seq, "audit.finding.evidence_sha256": hashlib.sha256(f.evidence).hexdigest()}
 
 
 def serve(cfg: ServiceConfig) -> int:
@@ -371,9 +407,7 @@ def serve(cfg: ServiceConfig) -> int:
         store_path = Path(svc.store.url.removeprefix("sqlite:///"))
         own = own_stream.OwnStream(cfg.witness_keys, store_path.with_name(store_path.name + ".service"), url, token)
         svc.own = own
-        svc.ingest.on_finding = lambda f: own.emit("security.integrity.violated", {
-            "audit.reason": f.reason[:1000], "audit.target.type": "audit_stream",
-            "audit.target.id": f.stream_id or "a request"})
+        svc.ingest.on_finding = lambda f: own.emit("security.integrity.violated", finding_attributes(f))
     config = uvicorn.Config(svc.app, host=cfg.host, port=port, log_level="warning", access_log=False,
                             lifespan="off", timeout_graceful_shutdown=30)
     server = uvicorn.Server(config)

@@ -38,6 +38,7 @@ from otel_audit.otlpjson import plain_json
 from otel_audit.service.filter import ip_key as _ip_key
 from otel_audit.service.store import CheckpointRow, EventRow, Finding, Store, StreamState, Writer
 from otel_audit.service.tiles import BLOCK, new_tiles
+from otel_audit.verify.prove import _disagreement
 
 _log = logging.getLogger("otel_audit.service")
 _ZERO = bytes(32)
@@ -316,8 +317,6 @@ class Ingest:
                     now: int, fields: tuple[int, int, str, dict[str, Any]] | None) -> tuple[bytes, bool, int] | None:
         """Check the checkpoint record at `seq` (the linked prefix is seqs 0..seq-1, `tree` their leaves):
         (its root, whether it ends the stream, its time) when valid, else None with a finding stored."""
-        from otel_audit.verify.prove import _disagreement
-
         def bad(kind: str, why: str) -> None:
             self._finding(w, Finding(sid, seq, kind, f"checkpoint at seq {seq}: {why}", now, (body or "").encode()))
 

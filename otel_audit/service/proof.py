@@ -107,6 +107,44 @@ def _cosignatures(note: str) -> tuple[SignedNote, list[tuple[str, bytes, int, by
     return sn, cos
 
 
+def _witnessed(text: str, cos: list[tuple[str, bytes, int, bytes]], witnesses: Keyring) -> list[str]:
+    """The names of the witnesses whose cosignature of checkpoint text `text` verifies; a cosignature by a key of
+    the witness keyring that does not verify raises ProofError (a line of another witness is passed over)."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from otel_audit.service.ingest import cosignature_key_id
+
+    keys = {(k.name, cosignature_key_id(k.name, k.public_key)): k for k in witnesses}
+    out = []
+    for name, kid, t, sig in cos:
+        k = keys.get((name, kid))
+        if k is None:
+            continue
+        msg = f"cosignature/v1\ntime {t}\n{text}".encode()
+        try:
+            Ed25519PublicKey.from_public_bytes(k.public_key).verify(sig, msg)
+        except InvalidSignature:
+            raise ProofError(f"witness {name}: its cosignature does not verify") from None
+        out.append(name)
+    return out
+
+
+def check_cosignature(text: str, line: str, witnesses: Keyring) -> list[str]:
+    """Check a stored cosignature line (the service's, over checkpoint text `text`) with the witness keyring:
+    the names of the witnesses it verifies for; raises ProofError when none does."""
+    try:
+        sn = parse_note(text + "\n" + line)
+    except NoteError as exc:
+        raise ProofError(f"not a cosignature line ({exc})") from None
+    cos = [(s.name, s.key_id, struct.unpack(">Q", s.signature[:8])[0], s.signature[8:]) for s in sn.signatures
+           if len(s.signature) == 8 + 64]
+    names = _witnessed(text, cos, witnesses)
+    if not names:
+        raise ProofError("not by a key of the witness keyring (or not a cosignature at all)")
+    return names
+
+
 class Checked(NamedTuple):
     stream: str
     seq: int
@@ -120,8 +158,6 @@ def check(text: str, keyring: Keyring, witnesses: Keyring | None = None) -> Chec
     """Check a proof offline: the checkpoint's signature by the producers' keyring, the witness cosignatures
     (when a witness keyring is given, at least one must verify), and that the path folds the event's leaf to the
     signed root. Raises ProofError naming what does not hold."""
-    from otel_audit.service.ingest import cosignature_key_id
-
     p = parse(text)
     sn, cos = _cosignatures(p.note)
     producer_sigs = tuple(s for s in sn.signatures if len(s.signature) == 64)
@@ -148,20 +184,7 @@ def check(text: str, keyring: Keyring, witnesses: Keyring | None = None) -> Chec
         raise ProofError(f"extra: the event is of stream {arr[1]!r}, the checkpoint of {stream!r}")
     witnessed = []
     if witnesses is not None:
-        keys = {(k.name, cosignature_key_id(k.name, k.public_key)): k for k in witnesses}
-        from cryptography.exceptions import InvalidSignature
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-        for name, kid, t, sig in cos:
-            k = keys.get((name, kid))
-            if k is None:
-                continue
-            msg = f"cosignature/v1\ntime {t}\n{sn.text}".encode()
-            try:
-                Ed25519PublicKey.from_public_bytes(k.public_key).verify(sig, msg)
-            except InvalidSignature:
-                raise ProofError(f"witness {name}: its cosignature does not verify") from None
-            witnessed.append(name)
+        witnessed = _witnessed(sn.text, cos, witnesses)
         if not witnessed:
             raise ProofError("no cosignature by a key of the witness keyring: the checkpoint was not witnessed")
     return Checked(stream, p.leaf_index, cp.size, arr[3:], witnessed, cp.time_ns)

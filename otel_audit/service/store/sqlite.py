@@ -271,7 +271,9 @@ class SqliteStore:
     def streams(self) -> list[dict[str, Any]]:
         cur = self._reader().execute(
             "SELECT stream_id, service, length, proven, closed, records, failed, first_ingest, last_ingest, "
-            "last_checkpoint_ts FROM streams ORDER BY first_ingest, stream_id")
+            "last_checkpoint_ts, (SELECT count(DISTINCT f.stream_seq) FROM findings f WHERE f.stream_id = s.stream_id "
+            "AND f.kind != 'variant' AND f.stream_seq < s.proven) AS failed_sealed "
+            "FROM streams s ORDER BY first_ingest, stream_id")
         names = [d[0] for d in cur.description]
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
@@ -283,7 +285,7 @@ class SqliteStore:
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
     def findings(self, stream_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-        sql = "SELECT id, stream_id, stream_seq, kind, reason, ingest_ts FROM findings"
+        sql = "SELECT id, stream_id, stream_seq, kind, reason, ingest_ts, evidence FROM findings"
         cur = (self._reader().execute(sql + " WHERE stream_id = ? ORDER BY id LIMIT ?", (stream_id, limit))
                if stream_id else self._reader().execute(sql + " ORDER BY id LIMIT ?", (limit,)))
         names = [d[0] for d in cur.description]

@@ -223,6 +223,15 @@ def svc(tmp_path: Path, keyset: dict[str, Path]):
         yield s
 
 
+@pytest.fixture(scope="module")
+def shared_svc(tmp_path_factory: pytest.TempPathFactory, keyset: dict[str, Path]):
+    """One service for the tests that only read and must get the same answer whatever it holds."""
+    s = make_service(tmp_path_factory.mktemp("shared-svc"), keyset,
+                     limits={"max_request_bytes": 1 << 20, "max_inflight": 4})
+    with s:
+        yield s
+
+
 def post(svc: ServiceProcess, body: bytes, **headers: str) -> requests.Response:
     return svc.post_json(body, **headers)
 
@@ -535,9 +544,9 @@ BAD_PARAMS = [
 
 
 @pytest.mark.parametrize("params", BAD_PARAMS, ids=[str(i) for i in range(len(BAD_PARAMS))])
-def test_hostile_query_params_are_400(svc: ServiceProcess, params: dict[str, Any]) -> None:
+def test_hostile_query_params_are_400(shared_svc: ServiceProcess, params: dict[str, Any]) -> None:
     """Every bad query parameter is a 400 whose JSON message names the parameter; never a 500."""
-    r = svc.get("/v1/events", params)
+    r = shared_svc.get("/v1/events", params)
     assert r.status_code == 400, (params if len(str(params)) < 200 else str(params)[:200], r.status_code,
                                   r.text[:300])
     msg = r.json()["error"]["message"]
@@ -598,10 +607,10 @@ def test_cursor_bound_to_query(svc: ServiceProcess, signer: Ed25519PrivateKey) -
 
 @pytest.mark.parametrize("eid", ["..%2f..%2fetc%2fpasswd", "../../etc/passwd", "%00", "x" * 5000, "u-", "-1",
                                  "u-%27%20OR%201=1--", "%E2%80%AE", "%ff%fe", "abc-99999999999999999999999"])
-def test_path_traversal_and_odd_ids(svc: ServiceProcess, eid: str) -> None:
+def test_path_traversal_and_odd_ids(shared_svc: ServiceProcess, eid: str) -> None:
     """Odd event ids in /v1/events/{id} and /proof are a 404 (or 400) JSON error; never a 500 or a file."""
     for suffix in ("", "/proof"):
-        r = requests.get(f"{svc.url}/v1/events/{eid}{suffix}", timeout=30)
+        r = requests.get(f"{shared_svc.url}/v1/events/{eid}{suffix}", timeout=30)
         assert r.status_code in (400, 404), (eid[:40], suffix, r.status_code, r.text[:200])
         assert "root:" not in r.text
         r.json()
@@ -871,7 +880,8 @@ def test_stream_id_not_hex_or_seq_negative(svc: ServiceProcess, signer: Ed25519P
         assert r.status_code in (200, 400), (sid, seq, r.status_code, r.text[:300])
     for e in svc.events():
         assert "/" not in e["id"] and ".." not in e["id"], e["id"]
-        assert e["status"] != "proven", e
+        if e["service"] != "otel-audit-service":  # the service's own stream is proven, rightly
+            assert e["status"] != "proven", e
 
 
 # == 3. insider with the SQLite file ================================================================
@@ -882,9 +892,9 @@ def _db(svc: ServiceProcess) -> Path:
 
 
 def verify_store(svc: ServiceProcess, keyset: dict[str, Path], *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CLI, "verify", "--keys", str(keyset["producer"]), "--store",
-                           f"sqlite:///{_db(svc)}", "--allow-open", *extra], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run([CLI, "verify", "--keys", str(keyset["producer"]), "--witness-keys", str(keyset["witness"]),
+                           "--store", f"sqlite:///{_db(svc)}", "--allow-open", *extra], capture_output=True,
+                          text=True, timeout=120)
 
 
 @pytest.fixture
@@ -1136,6 +1146,10 @@ def test_insider_deletes_variant_evidence(tmp_path: Path, keyset: dict[str, Path
         ok(post(s, p.request()))
         ok(post(s, q.request([q.records[2]])))
         assert findings(s)
+        deadline = time.monotonic() + 30  # the service's own signed event of the finding, through its spool
+        while not s.events({"action": "security.integrity.violated"}) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert s.events({"action": "security.integrity.violated"})
     _edit(_db(s), "delete from findings")
     r = verify_store(s, keyset, "--ignore-unsigned")
     assert r.returncode == 1, r.stdout[-1500:]
@@ -1756,3 +1770,34 @@ def test_grpc_hostile(tmp_path: Path, keyset: dict[str, Path], signer: Ed25519Pr
         assert code(b"", ing) == grpc.StatusCode.OK
         ch.close()
         alive(s)
+
+
+# == 8. what the attack found in the service itself =================================================
+
+
+def test_every_lazy_import_of_the_service_is_preloaded_before_threads_serve() -> None:
+    """Two request threads importing otel_audit.verify's modules at once saw each other's half-initialised
+    module (ImportError -> a 500 on GET /v1/events?to=..., a 503 for ingest). The service imports, before it
+    serves, every module its code imports inside a function; this lists any it would still import late."""
+    import ast
+
+    root = Path(__file__).resolve().parent.parent / "otel_audit" / "service"
+    lazy: set[str] = set()
+    for f in root.rglob("*.py"):
+        tree = ast.parse(f.read_text())
+        for fn in ast.walk(tree):
+            if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    lazy.add(node.module)
+                elif isinstance(node, ast.Import):
+                    lazy.update(a.name for a in node.names)
+    code = ("import sys\nfrom otel_audit.service import app\napp.preload()\n"
+            f"late = sorted(m for m in {sorted(lazy)!r} if m not in sys.modules)\nprint(' '.join(late))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    # imported by serve() or the config loader before any server thread starts
+    allowed = {"uvicorn", "socket", "yaml", "importlib", "otel_audit.service.grpc_receiver"}
+    late = set(r.stdout.split()) - allowed
+    assert not late, f"imported lazily by the service but not preloaded (otel_audit.service.app._PRELOAD): {late}"
