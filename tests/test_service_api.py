@@ -145,6 +145,34 @@ def test_facets_of_a_big_match_count_the_newest_rows_up_to_the_limit(tmp_path: P
         assert small["complete"] is True  # fewer rows matched than the limit
 
 
+def test_a_facet_count_past_its_deadline_stops_and_leaves_the_reader_as_it_was(tmp_path: Path) -> None:
+    import sqlite3
+
+    from otel_audit.service.store import EventRow, StoreTimeout, open_store
+
+    st = open_store(str(tmp_path / "s.db"))
+    try:
+        rows = [EventRow(id=f"u-{i}", stream_id=None, stream_seq=None, ts=i, observed_ts=0, ingest_ts=0,
+                         event=f"e.{i % 7}", category=None, outcome=None, actor=f"a{i % 100}", user_id=None,
+                         target_type=None, target_id=None, client_address=None, client_address_key=None,
+                         service="s", session_id=None, trace_id=None, severity=9, severity_text="INFO", body=None,
+                         attrs="{}", resource=b"{}", scope=b"{}", record=b"{}", canonical=None, digest=None,
+                         prev=None, signed="none", text="") for i in range(20000)]
+        with st.writer() as w:
+            w.insert_events(rows)
+        with pytest.raises(StoreTimeout, match="did not answer within"):
+            st.facets("", [], ["action", "actor"], top=5, max_scan=10**6, deadline=1e-9)
+        with pytest.raises(StoreTimeout):
+            st.count("", [], deadline=1e-9)
+        got = st.facets("", [], ["action", "actor"], top=5, max_scan=10**6, deadline=60)
+        assert got["scanned"] == 20000 and got["facets"]["action"]["values"][0] == ("e.0", 2858)
+        assert got["facets"]["actor"]["other"] == 20000 - 5 * 200
+        with pytest.raises(sqlite3.OperationalError, match="readonly|query_only|attempt to write"):
+            st._reader().execute("DELETE FROM envelopes")  # the reader is read-only again
+    finally:
+        st.close()
+
+
 @pytest.mark.parametrize("params, names", [
     ({"field": "nope"}, "field: 'nope' is not a facet"),
     ({"field": "body"}, "field"),
@@ -552,6 +580,33 @@ def test_query_cli_formats_and_paging(svc: ServiceProcess) -> None:
                "--format", "ndjson")
     assert [orjson.loads(x)["id"] for x in r.stdout.splitlines()] == [
         e["id"] for e in svc.events({"filter": 'user.id eq "bob"', "q": "login", "from": "0"})]
+
+
+def test_query_cli_prints_a_table_on_a_terminal(svc: ServiceProcess) -> None:
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.Popen([CLI, "query", "--url", svc.url, "--action", "security.*"], stdout=follower,
+                                stderr=subprocess.PIPE)
+        os.close(follower)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert proc.wait(timeout=60) == 0
+    finally:
+        os.close(leader)
+    rows = out.decode().splitlines()
+    assert rows[0].split() == ["TIME", "EVENT", "OUTCOME", "ACTOR", "TARGET", "CLIENT", "STATUS"]
+    assert len(rows) - 1 == len(svc.events({"action": "security.*"})) > 0
+    assert all(" security." in r for r in rows[1:])
 
 
 def test_query_cli_errors_are_one_line(svc: ServiceProcess, tmp_path: Path, shared_keys: Path) -> None:

@@ -284,7 +284,7 @@ class SqliteStore:
 
     @contextmanager
     def _deadline(self, seconds: float | None) -> Iterator[sqlite3.Connection]:
-        """The reader connection, its statements interrupted after `seconds` (StoreTimeout)."""
+        """This thread's reader connection, its statements interrupted after `seconds` (StoreTimeout)."""
         con = self._reader()
         if seconds is None:
             yield con
@@ -332,10 +332,11 @@ class SqliteStore:
         inner = f"SELECT {cols} {_FROM}" + (f" WHERE {where}" if where else "") + " ORDER BY e.seq DESC LIMIT ?"
         args = [*params, max_scan]
         out: dict[str, Any] = {}
-        with self._deadline(deadline) as con:
-            con.execute("DROP TABLE IF EXISTS temp.facet_scan")
-            try:
+        con = self._reader()
+        try:
+            with self._deadline(deadline):
                 con.execute("PRAGMA query_only=OFF")  # a temporary table only: the store file is not written
+                con.execute("DROP TABLE IF EXISTS temp.facet_scan")
                 con.execute(f"CREATE TEMP TABLE facet_scan AS {inner}", args)
                 con.execute("PRAGMA query_only=ON")
                 (scanned,) = con.execute("SELECT count(*) FROM temp.facet_scan").fetchone()
@@ -352,10 +353,10 @@ class SqliteStore:
                     values = [(v, n) for v, n in rows[:top]]
                     out[f] = {"values": values, "missing": missing,
                               "other": scanned - missing - sum(n for _, n in values)}
-            finally:
-                con.execute("PRAGMA query_only=OFF")
-                con.execute("DROP TABLE IF EXISTS temp.facet_scan")
-                con.execute("PRAGMA query_only=ON")
+        finally:  # outside the deadline: the clean-up is never interrupted
+            con.execute("PRAGMA query_only=OFF")
+            con.execute("DROP TABLE IF EXISTS temp.facet_scan")
+            con.execute("PRAGMA query_only=ON")
         return {"scanned": scanned, "facets": out}
 
     def get(self, event_id: str) -> dict[str, Any] | None:
