@@ -625,8 +625,9 @@ def test_query_cli_errors_are_one_line(svc: ServiceProcess, tmp_path: Path, shar
     assert r.returncode == 2 and "--url" in r.stderr
     reader, e1 = _token("auditor", "audit:read")
     ingest, e2 = _token("collector", "ingest")
+    exporter, e3 = _token("exporter", "audit:export")
     tok = tmp_path / "token"
-    with ServiceProcess(write_config(tmp_path, shared_keys, tokens=[e1, e2])) as s:
+    with ServiceProcess(write_config(tmp_path, shared_keys, tokens=[e1, e2, e3])) as s:
         r = _query("--url", s.url)
         assert r.returncode == 2 and "(401)" in r.stderr and "--token-file" in r.stderr
         tok.write_text(ingest + "\n")
@@ -638,6 +639,15 @@ def test_query_cli_errors_are_one_line(svc: ServiceProcess, tmp_path: Path, shar
         assert orjson.loads(r.stdout)["events"] == []
         r = _query("--url", s.url, env={"OTEL_AUDIT_TOKEN": "oa_wrong"})
         assert r.returncode == 2 and "(401)" in r.stderr and "oa_wrong" not in r.stderr
+        # the scopes of the new routes: the export needs audit:export, the rest audit:read, the document none
+        for path in ("/v1/facets", "/api/audit-logs", "/api/audit-logs/filterdata", "/api/audit-logs/x",
+                     "/api/audit-logs/x/verify", "/api/audit-logs/export"):
+            assert s.get(path).status_code == 401, path
+            assert s.get(path, Authorization=f"Bearer {ingest}").status_code == 403, path
+        assert s.get("/api/audit-logs/export", Authorization=f"Bearer {reader}").status_code == 403
+        assert s.get("/api/audit-logs/export", Authorization=f"Bearer {exporter}").json() == []
+        assert s.get("/v1/facets", Authorization=f"Bearer {reader}").status_code == 200
+        assert s.get("/v1/openapi.json").status_code == 200
         r = _query("--url", s.url, "--token-file", str(tmp_path / "missing"))
         assert r.returncode == 2 and "--token-file" in r.stderr and "Traceback" not in r.stderr
     h = subprocess.run([CLI, "query", "--help"], capture_output=True, text=True, env={"OTEL_AUDIT_TOKEN": reader})
