@@ -569,6 +569,7 @@ _SPECS: tuple[EventSpec, ...] = (
             "audit.target.id",
             "audit.export.format",
             "audit.export.record_count",
+            "db.query.text",
             *_CLIENT,
         ),
     ),

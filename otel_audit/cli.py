@@ -1,4 +1,4 @@
-"""The `otel-audit` command line: verify, keys, catalog, hash, demo, check-config."""
+"""The `otel-audit` command line: verify, keys, catalog, hash, demo, check-config, serve, token, query, prove."""
 
 from __future__ import annotations
 
@@ -175,9 +175,23 @@ _COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...
      lambda c: _serve_arguments(c)),
     ("token", "create an API token for the audit service (prints it once, and the line for service.yaml)",
      lambda c: _token_arguments(c)),
+    ("query", "query the audit service's events (GET /v1/events): a table on a terminal, JSON lines otherwise",
+     lambda c: _query_arguments(c)),
     ("prove", "fetch an event's inclusion proof from the service (or read a .tlog-proof file) and check it offline "
               "with the public keys (exit 0 proven, 1 not)", lambda c: _prove_arguments(c)),
 )
+
+
+def _query_arguments(p: argparse.ArgumentParser) -> None:
+    from otel_audit.service import client
+
+    client.arguments(p)
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from otel_audit.service import client
+
+    return client.run(args)
 
 
 def _prove_arguments(p: argparse.ArgumentParser) -> None:
@@ -478,7 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {
         "verify": cmd_verify, "keys": cmd_keys, "catalog": cmd_catalog, "hash": cmd_hash,
         "demo": cmd_demo, "check-config": cmd_check_config, "spool": cmd_spool,
-        "serve": cmd_serve, "token": cmd_token, "prove": cmd_prove,
+        "serve": cmd_serve, "token": cmd_token, "prove": cmd_prove, "query": cmd_query,
     }
     prog = f"otel-audit {args.command}"
     try:

@@ -128,4 +128,8 @@ def test_the_audit_service_block_runs_as_written(tmp_path: Path) -> None:
     assert '"state":"closed"' in out and '"failed":0' in out
     assert '"event":"security.' in out
     assert "PROVEN: " in out and (tmp_path / "event.tlog-proof").is_file()
+    table = [ln for ln in out.splitlines() if ln.startswith(("TIME ", "20"))]
+    assert table[0].split()[:3] == ["TIME", "EVENT", "OUTCOME"]  # otel-audit query
+    assert any("authentication.login.failed" in ln and " failure " in ln for ln in table[1:]), out[-3000:]
+    assert '{"total":' in out and '"facets":{"action":{"values":[{"value":' in out  # /v1/facets
     assert "result: VERIFIED - all 449 record(s) proven in 2 stream(s)" in out

@@ -22,7 +22,7 @@ import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from otel_audit.decoding import DecodeError
@@ -31,12 +31,18 @@ from otel_audit.errors import ConfigError
 from otel_audit.service import query as q
 from otel_audit.service.config import ServiceConfig, Token
 from otel_audit.service.ingest import Ingest, IngestError
-from otel_audit.service.store import Store
+from otel_audit.service.store import FACETS, Store, StoreTimeout
 
 _log = logging.getLogger("otel_audit.service")
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
+CSV = "text/csv"
+#: what GET /v1/facets counts when no `field` is given
+DEFAULT_FACETS = ("action", "category", "outcome", "actor", "service", "target.type", "client.address")
+FACET_DEFAULT_LIMIT, FACET_MAX_LIMIT = 10, 100
+FILTERDATA_TOP = 1000  # distinct values per Bifrost filter dimension (the most frequent)
+EXPORT_PAGE = 1000
 
 
 def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -82,10 +88,17 @@ class Service:
             Route("/v1/events", self.events, methods=["GET"]),
             Route("/v1/events/{event_id}", self.event, methods=["GET"]),
             Route("/v1/events/{event_id}/proof", self.proof, methods=["GET"]),
+            Route("/v1/facets", self.facets, methods=["GET"]),
             Route("/v1/streams", self.streams, methods=["GET"]),
             Route("/v1/checkpoints", self.checkpoints, methods=["GET"]),
             Route("/v1/findings", self.findings, methods=["GET"]),
+            Route("/v1/openapi.json", self.openapi, methods=["GET"]),
             Route("/healthz", self.health, methods=["GET"]),
+            Route("/api/audit-logs", self.bifrost_list, methods=["GET"]),
+            Route("/api/audit-logs/filterdata", self.bifrost_filterdata, methods=["GET"]),
+            Route("/api/audit-logs/export", self.bifrost_export, methods=["GET"]),
+            Route("/api/audit-logs/{event_id}", self.bifrost_get, methods=["GET"]),
+            Route("/api/audit-logs/{event_id}/verify", self.bifrost_verify, methods=["GET"]),
         ], exception_handlers={404: _not_found, 405: _not_allowed})
 
     # -- auth
@@ -105,6 +118,16 @@ class Service:
         self.own.emit("data_access.logs.queried", {
             "audit.actor.id": actor, "audit.actor.type": kind, "audit.target.type": target,
             "db.query.text": what[:2000], "audit.query.result_count": count,
+            "client.address": request.client.host if request.client else None})
+
+    def _audit_export(self, request: Request, fmt: str, count: int, what: str) -> None:
+        """The service's own `data_access.data.exported` event for an export (sent or cut short: its count)."""
+        if self.own is None:
+            return
+        actor, kind = self._who(request)
+        self.own.emit("data_access.data.exported", {
+            "audit.actor.id": actor, "audit.actor.type": kind, "audit.target.type": "audit_events",
+            "audit.export.format": fmt, "audit.export.record_count": count, "db.query.text": what[:2000],
             "client.address": request.client.host if request.client else None})
 
     def _allowed(self, request: Request, scope: str) -> Response | None:
@@ -222,9 +245,11 @@ class Service:
             query = q.build(params)
         except q.QueryError as exc:
             return _error(400, str(exc))
-        fmt = (params.get("format") or [""])[0] or ("ndjson" if NDJSON in request.headers.get("accept", "") else "json")
-        if fmt not in ("json", "ndjson"):
-            return _error(400, "format: expected json or ndjson")
+        accept = request.headers.get("accept", "")
+        fmt = (params.get("format") or [""])[0] or ("ndjson" if NDJSON in accept else "csv" if CSV in accept
+                                                    else "json")
+        if fmt not in ("json", "ndjson", "csv"):
+            return _error(400, "format: expected json, ndjson or csv")
         page = await run_in_threadpool(self.store.query, query.where, query.params, order=query.order,
                                        limit=query.limit, after=query.after)
         events = [q.event_json(r) for r in page.rows]
@@ -240,11 +265,60 @@ class Service:
         meta = {"next_cursor": nxt, "count": len(events),
                 "streams": [{"id": s, "proven": n} for s, n in sorted(proven.items())]}
         self._audit(request, "audit_events", len(events), f"GET /v1/events?{request.url.query}")
+        headers = {"X-Next-Cursor": nxt} if nxt else {}
         if fmt == "ndjson":
             lines = b"".join(orjson.dumps(e) + b"\n" for e in events)
-            headers = {"X-Next-Cursor": nxt} if nxt else {}
             return Response(lines, media_type=NDJSON, headers=headers)
+        if fmt == "csv":
+            from otel_audit.service import csvout
+
+            return Response(csvout.rows(events), media_type=csvout.MEDIA_TYPE, headers=headers)
         return _json({"events": events, **meta})
+
+    def _params(self, request: Request) -> dict[str, list[str]]:
+        params: dict[str, list[str]] = {}
+        for k, v in request.query_params.multi_items():
+            params.setdefault(k, []).append(v)
+        return params
+
+    async def facets(self, request: Request) -> Response:
+        """Counts per value of each `field` for the events a /v1/events query matches (docs/service.md §4)."""
+        denied = self._allowed(request, "audit:read")
+        if denied is not None:
+            return denied
+        params = self._params(request)
+        fields = list(dict.fromkeys(params.pop("field", []))) or list(DEFAULT_FACETS)
+        for f in fields:
+            if f not in FACETS:
+                return _error(400, f"field: {f[:80]!r} is not a facet (facets: {', '.join(FACETS)})")
+        raw = params.pop("limit", [])
+        top = FACET_DEFAULT_LIMIT
+        if len(raw) > 1:
+            return _error(400, f"limit: given {len(raw)} times; it takes one value")
+        if raw:
+            if not raw[0].isascii() or not raw[0].isdigit() or not 1 <= int(raw[0]) <= FACET_MAX_LIMIT:
+                return _error(400, f"limit: expected a number from 1 to {FACET_MAX_LIMIT}, got {raw[0][:20]!r}")
+            top = int(raw[0])
+        for k in ("order", "cursor", "format", "include"):
+            if k in params:
+                return _error(400, f"{k}: /v1/facets takes the filters of /v1/events, not {k}")
+        try:
+            query = q.build(params)
+        except q.QueryError as exc:
+            return _error(400, str(exc))
+        cap, deadline = self.cfg.facet_max_rows, float(self.cfg.query_timeout_s)
+        try:
+            got = await run_in_threadpool(self.store.facets, query.where, query.params, fields, top=top,
+                                          max_scan=cap, deadline=deadline)
+            complete = got["scanned"] < cap or await run_in_threadpool(
+                self.store.count, query.where, query.params, cap=cap, deadline=deadline) <= cap
+        except StoreTimeout as exc:
+            return _error(503, f"facets: {exc}; narrow the query (from/to, action ...)",
+                          headers={"Retry-After": "5"})
+        out = {f: {"values": [{"value": v, "count": n} for v, n in c["values"]], "missing": c["missing"],
+                   "other": c["other"]} for f, c in got["facets"].items()}
+        self._audit(request, "audit_facets", got["scanned"], f"GET /v1/facets?{request.url.query}")
+        return _json({"total": got["scanned"], "complete": complete, "limit": top, "facets": out})
 
     async def event(self, request: Request) -> Response:
         denied = self._allowed(request, "audit:read")
@@ -259,8 +333,6 @@ class Service:
 
     async def proof(self, request: Request) -> Response:
         """The event's inclusion proof (C2SP tlog-proof@v1, text/plain; JSON with Accept: application/json)."""
-        from otel_audit.service import proof as tlog
-
         denied = self._allowed(request, "audit:read")
         if denied is not None:
             return denied
@@ -272,6 +344,22 @@ class Service:
                 return _error(400, f"size: expected a tree size (a number), got {raw_size[:20]!r}")
             size = int(raw_size)
         m = await run_in_threadpool(self.store.proof_material, eid, size)
+        got = self._proof_of(eid, m, size)
+        if isinstance(got, Response):
+            return got
+        p, cp = got
+        self._audit(request, "inclusion_proof", 1, f"GET /v1/events/{eid}/proof")
+        if "application/json" in request.headers.get("accept", ""):
+            return _json({"index": p.leaf_index, "tree_size": cp["size"],
+                          "hashes": [base64.b64encode(h).decode() for h in p.hashes],
+                          "checkpoint": p.note, "extra": base64.b64encode(p.extra).decode(), "tlog_proof": p.text()})
+        return Response(p.text(), media_type="text/plain; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{eid}.tlog-proof"'})
+
+    def _proof_of(self, eid: str, m: dict[str, Any] | None, size: int | None) -> Any:
+        """(the tlog-proof, its checkpoint) from the store's proof material, or the error to answer."""
+        from otel_audit.service import proof as tlog
+
         if m is None:
             return _error(404, f"no event with id {eid[:80]!r}")
         if m["stream_id"] is None:
@@ -284,14 +372,228 @@ class Service:
         if m["missing"]:
             return _error(500, f"the store lacks records of the {cp['size']} the checkpoint covers: records were "
                                "removed (run otel-audit verify --store)")
-        p = tlog.build(m["path"], m["seq"], cp["note"], m["prev"], m["canonical"], cp["cosignature"])
-        self._audit(request, "inclusion_proof", 1, f"GET /v1/events/{eid}/proof")
-        if "application/json" in request.headers.get("accept", ""):
-            return _json({"index": p.leaf_index, "tree_size": cp["size"],
-                          "hashes": [base64.b64encode(h).decode() for h in p.hashes],
-                          "checkpoint": p.note, "extra": base64.b64encode(p.extra).decode(), "tlog_proof": p.text()})
-        return Response(p.text(), media_type="text/plain; charset=utf-8",
-                        headers={"Content-Disposition": f'attachment; filename="{eid}.tlog-proof"'})
+        return tlog.build(m["path"], m["seq"], cp["note"], m["prev"], m["canonical"], cp["cosignature"]), cp
+
+    # -- the Bifrost-compatible API (docs/service.md §6)
+
+    def _bifrost_query(self, params: dict[str, list[str]], *, paged: bool) -> Any:
+        """(our query, page, offset, window) for Bifrost's parameters, or the 400 to answer."""
+        from otel_audit.service import bifrost as bf
+
+        try:
+            if paged:
+                page, limit, inner, window = bf.paging(params)
+            else:
+                for k in ("page", "limit", "cursor"):
+                    if k in params:
+                        return _error(400, f"{k}: the export streams every matching event; it takes no {k}")
+                page, limit, inner, window = 1, EXPORT_PAGE, None, None
+            ours, window = bf.to_params(params, window=window)
+        except bf.BifrostError as exc:
+            return _error(400, str(exc))
+        ours["limit"] = [str(limit)]
+        if inner:
+            ours["cursor"] = [inner]
+        try:
+            query = q.build(ours)
+        except q.QueryError as exc:  # a value bad for our engine too (an IP, a cursor): named in Bifrost's terms
+            msg = str(exc)
+            for bname, oname in (("initiator_id", "actor"), ("request_ip", "client.address"), ("search", "q"),
+                                 ("target_id", "target.id"), ("target_type", "target.type")):
+                if msg.startswith(oname + ":"):
+                    msg = bname + msg[len(oname):]
+            return _error(400, msg)
+        return query, page, 0 if inner else (page - 1) * limit, window
+
+    async def bifrost_list(self, request: Request) -> Response:
+        """GET /api/audit-logs: Bifrost's AuditLogsResult."""
+        from otel_audit.service import bifrost as bf
+
+        denied = self._allowed(request, "audit:read")
+        if denied is not None:
+            return denied
+        got = self._bifrost_query(self._params(request), paged=True)
+        if isinstance(got, Response):
+            return got
+        query, page, offset, window = got
+        try:
+            rows = await run_in_threadpool(self.store.query, query.where, query.params, order=query.order,
+                                           limit=query.limit, after=query.after, offset=offset)
+            total = await run_in_threadpool(self.store.count, query.where, query.params,
+                                            deadline=float(self.cfg.query_timeout_s))
+        except StoreTimeout as exc:
+            return _error(503, f"audit-logs: {exc}; narrow the query (start_date/end_date, actions ...)",
+                          headers={"Retry-After": "5"})
+        logs = [bf.audit_log(q.event_json(r)) for r in rows.rows]
+        nxt = (bf.cursor(page + 1, window, q.cursor_for(query, rows.next_cursor))
+               if rows.next_cursor is not None else None)
+        self._audit(request, "audit_events", len(logs), f"GET /api/audit-logs?{request.url.query}")
+        return _json({"audit_logs": logs, "total": total, "page": page, "limit": query.limit,
+                      "total_pages": -(-total // query.limit), "has_more": nxt is not None, "next_cursor": nxt})
+
+    async def bifrost_get(self, request: Request) -> Response:
+        from otel_audit.service import bifrost as bf
+
+        denied = self._allowed(request, "audit:read")
+        if denied is not None:
+            return denied
+        eid = request.path_params["event_id"]
+        row = await run_in_threadpool(self.store.get, eid)
+        if row is None:
+            return _error(404, f"no audit log with id {eid[:80]!r}")
+        self._audit(request, "audit_event", 1, f"GET /api/audit-logs/{eid}")
+        return _json({"audit_log": bf.audit_log(q.event_json(row))})
+
+    async def bifrost_verify(self, request: Request) -> Response:
+        """Bifrost's AuditVerifyResult {valid, computed, stored}: here the record's chained digest recomputed from
+        its stored signed content (computed) against the one it carried (stored), and its inclusion proof in the
+        producer's signed checkpoint, checked by the service with the producers' keyring (proof, proof_check)."""
+        from otel_audit import canonical
+        from otel_audit.canonical import CHECKPOINT_EVENT
+        from otel_audit.note import NoteError, parse_note
+        from otel_audit.service import proof as tlog
+
+        denied = self._allowed(request, "audit:read")
+        if denied is not None:
+            return denied
+        eid = request.path_params["event_id"]
+        row = await run_in_threadpool(self.store.get, eid)
+        if row is None:
+            return _error(404, f"no audit log with id {eid[:80]!r}")
+        m = await run_in_threadpool(self.store.proof_material, eid, None)
+        out: dict[str, Any] = {"valid": False, "computed": None, "stored": None, "status": row["status"],
+                               "reason": None, "proof": None, "checkpoint": None}
+        if m is None or m["stream_id"] is None:
+            out["reason"] = "unsigned: the event carries no integrity attributes, so nothing proves it"
+        else:
+            computed = canonical.record_digest(m["prev"], m["canonical"]).hex()
+            stored = row["digest"].hex() if row["digest"] is not None else None
+            out["computed"], out["stored"] = computed, stored
+            got = self._proof_of(eid, m, None)
+            own_cp = None
+            if row["event"] == CHECKPOINT_EVENT and isinstance(got, Response):  # a checkpoint proves itself
+                cps = await run_in_threadpool(self.store.checkpoints, m["stream_id"])
+                own_cp = next((c for c in cps if c["size"] == m["seq"]), None)
+            if computed != stored:
+                out["reason"] = "the record was modified after signing: its content does not give its digest"
+            elif own_cp is not None:
+                out["checkpoint"] = {"size": own_cp["size"], "note": own_cp["note"]}
+                try:
+                    status = self.ingest.keyring.check_note(parse_note(own_cp["note"])).status
+                except (NoteError, ValueError) as exc:
+                    status = f"unreadable ({exc})"
+                if status != "ok":
+                    out["reason"] = f"the checkpoint's signature does not verify with the producers' keyring: {status}"
+                else:
+                    out["valid"] = True
+                    out["reason"] = (f"the record is stream {m['stream_id']}'s signed checkpoint of {own_cp['size']} "
+                                     "records; its signature verifies with the producers' keyring")
+            elif isinstance(got, Response):
+                out["reason"] = orjson.loads(got.body)["error"]["message"]
+            else:
+                p, cp = got
+                text = p.text()
+                out["proof"], out["checkpoint"] = text, {"size": cp["size"], "note": cp["note"]}
+                try:
+                    tlog.check(text, self.ingest.keyring)
+                except tlog.ProofError as exc:
+                    out["reason"] = f"the inclusion proof does not check: {exc}"
+                else:
+                    out["valid"] = True
+                    out["reason"] = (f"record {m['seq']} of stream {m['stream_id']} is in the tree of {cp['size']} "
+                                     "records its producer signed; the proof checks with the producers' keyring")
+        self._audit(request, "inclusion_proof", 1, f"GET /api/audit-logs/{eid}/verify")
+        return _json(out)
+
+    async def bifrost_filterdata(self, request: Request) -> Response:
+        """Bifrost's AuditFilterDataResponse: the distinct values of each filter dimension (the most frequent
+        FILTERDATA_TOP), those holding `q` when given."""
+        from otel_audit.service import bifrost as bf
+
+        denied = self._allowed(request, "audit:read")
+        if denied is not None:
+            return denied
+        params = self._params(request)
+        unknown = sorted(k for k in params if k not in ("dimensions", "q"))
+        if unknown:
+            return _error(400, f"{unknown[0][:80]}: unknown parameter (known: dimensions, q)")
+        for k, vs in params.items():
+            if len(vs) > 1:
+                return _error(400, f"{k}: given {len(vs)} times; it takes one value")
+            if "\x00" in vs[0] or len(vs[0]) > 1000:
+                return _error(400, f"{k}: a value with a NUL character or over 1000 characters")
+        try:
+            wanted = bf.dimensions(params["dimensions"][0] if "dimensions" in params else None)
+        except bf.BifrostError as exc:
+            return _error(400, str(exc))
+        fields = list(dict.fromkeys(f for d in wanted for f in bf.DIMENSION_FACETS[d]))
+        contains = params["q"][0] if params.get("q") and params["q"][0] else None
+        try:
+            got = (await run_in_threadpool(self.store.facets, "", [], fields, top=FILTERDATA_TOP,
+                                           max_scan=self.cfg.facet_max_rows, contains=contains,
+                                           deadline=float(self.cfg.query_timeout_s))) if fields else {"facets": {}}
+        except StoreTimeout as exc:
+            return _error(503, f"filterdata: {exc}", headers={"Retry-After": "5"})
+        self._audit(request, "audit_filter_values", None, f"GET /api/audit-logs/filterdata?{request.url.query}")
+        return _json(bf.filterdata(got["facets"], wanted))
+
+    async def bifrost_export(self, request: Request) -> Response:
+        """Every event the filters match, streamed page by page (bounded memory): json (one array), jsonl or
+        csv (csvout's columns); scope audit:export."""
+        from otel_audit.service import bifrost as bf
+        from otel_audit.service import csvout
+
+        denied = self._allowed(request, "audit:export")
+        if denied is not None:
+            return denied
+        params = self._params(request)
+        fmts = params.pop("format", ["json"])
+        fmt = fmts[0]
+        if len(fmts) > 1 or fmt not in bf.EXPORT_FORMATS:
+            return _error(400, f"format: expected one of {', '.join(bf.EXPORT_FORMATS)} (syslog is not offered)")
+        got = self._bifrost_query(params, paged=False)
+        if isinstance(got, Response):
+            return got
+        query = got[0]
+        what = f"GET /api/audit-logs/export?{request.url.query}"
+
+        async def body() -> Any:
+            after = None
+            sent = 0
+            try:
+                if fmt == "json":
+                    yield b"["
+                while True:
+                    page = await run_in_threadpool(self.store.query, query.where, query.params, order=query.order,
+                                                   limit=EXPORT_PAGE, after=after)
+                    events = [q.event_json(r) for r in page.rows]
+                    if fmt == "csv":
+                        chunk = csvout.rows(events, header=sent == 0 and after is None)
+                    elif fmt == "jsonl":
+                        chunk = b"".join(orjson.dumps(bf.audit_log(e)) + b"\n" for e in events)
+                    else:
+                        chunk = b",".join(orjson.dumps(bf.audit_log(e)) for e in events)
+                        if sent and events:
+                            chunk = b"," + chunk
+                    sent += len(events)
+                    yield chunk
+                    if page.next_cursor is None:
+                        break
+                    after = page.next_cursor
+                if fmt == "json":
+                    yield b"]\n"
+            finally:
+                self._audit_export(request, fmt, sent, what)
+
+        media = {"json": JSON, "jsonl": NDJSON, "csv": csvout.MEDIA_TYPE}[fmt]
+        ext = {"json": "json", "jsonl": "jsonl", "csv": "csv"}[fmt]
+        return StreamingResponse(body(), media_type=media,
+                                 headers={"Content-Disposition": f'attachment; filename="audit-logs.{ext}"'})
+
+    async def openapi(self, request: Request) -> Response:
+        from otel_audit.service.openapi import document
+
+        return _json(document())
 
     async def streams(self, request: Request) -> Response:
         denied = self._allowed(request, "audit:read")

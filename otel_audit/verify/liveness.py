@@ -87,14 +87,15 @@ def parse_time(value: str) -> int:
     if m["tz"] is None:
         raise ValueError(f"{value!r} has no time zone: add Z or an offset such as +02:00")
     tz = "+00:00" if m["tz"] in "Zz" else m["tz"]
+    whole, _, frac = m["dt"].partition(".")  # the fraction to the nanosecond (datetime stops at microseconds)
     try:
-        dt = _dt.datetime.fromisoformat(m["dt"].replace("t", "T") + tz)
+        dt = _dt.datetime.fromisoformat(whole.replace("t", "T") + tz)
     except ValueError:
         raise ValueError(f"{value!r} is not a valid RFC 3339 time (no such date or time of day)") from None
     delta = dt - _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
     if delta.days < 0:
         raise ValueError(f"{value!r} is before 1970")
-    return (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+    return (delta.days * 86400 + delta.seconds) * 10**9 + int((frac + "000000000")[:9])
 
 
 # -- keys named in findings -----------------------------------------------------------------------

@@ -102,6 +102,15 @@ class Finding(NamedTuple):
     evidence: bytes  # the offending record's OTLP/JSON (or note), kept for the auditor
 
 
+#: the facets a store counts (Store.facets): each named as the GET /v1/events parameter that narrows it
+FACETS = ("action", "category", "outcome", "actor", "user", "service", "target.type", "target.id", "client.address",
+          "session", "stream", "status")
+
+
+class StoreTimeout(Exception):
+    """A read took longer than the deadline it was given (the API answers 503: narrow the query)."""
+
+
 class Page(NamedTuple):
     rows: list[dict[str, Any]]
     next_cursor: tuple[Any, ...] | None
@@ -130,7 +139,11 @@ class Store(Protocol):
 
     def writer(self) -> AbstractContextManager[Writer]: ...
     def query(self, where: str, params: Sequence[Any], *, order: str, limit: int,
-              after: tuple[Any, ...] | None) -> Page: ...
+              after: tuple[Any, ...] | None, offset: int = 0) -> Page: ...
+    def count(self, where: str, params: Sequence[Any], *, cap: int | None = None,
+              deadline: float | None = None) -> int: ...
+    def facets(self, where: str, params: Sequence[Any], fields: Sequence[str], *, top: int, max_scan: int,
+               contains: str | None = None, deadline: float | None = None) -> dict[str, Any]: ...
     def get(self, event_id: str) -> dict[str, Any] | None: ...
     def streams(self) -> list[dict[str, Any]]: ...
     def checkpoints(self, stream_id: str | None = None) -> list[dict[str, Any]]: ...

@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from otel_audit.errors import ConfigError
-from otel_audit.service.store import EVENT_COLUMNS, CheckpointRow, EventRow, Finding, Page, StreamState
+from otel_audit.service.store import (
+    EVENT_COLUMNS,
+    FACETS,
+    CheckpointRow,
+    EventRow,
+    Finding,
+    Page,
+    StoreTimeout,
+    StreamState,
+)
 
 #: Each migration takes the schema from version i to i + 1; never edit one that shipped, add the next.
 MIGRATIONS: tuple[str, ...] = (
@@ -126,16 +135,24 @@ SCHEMA_VERSION = len(MIGRATIONS)
 _STORED = tuple("envelope" if c == "resource" else c for c in EVENT_COLUMNS if c not in ("scope", "text"))
 _INSERT_EVENT_SEQ = (f"INSERT INTO events (seq, {', '.join(_STORED)}) VALUES (?, {', '.join('?' for _ in _STORED)})")
 _RES, _SCOPE = EVENT_COLUMNS.index("resource"), EVENT_COLUMNS.index("scope")
+#: an event's status (docs/service.md §2), from its stream's state and the findings naming it
+_STATUS = ("CASE WHEN e.stream_id IS NULL THEN 'unsigned' "
+           "WHEN EXISTS (SELECT 1 FROM findings f WHERE f.stream_id = e.stream_id AND f.stream_seq = e.stream_seq "
+           "AND f.kind != 'variant') "
+           "THEN 'failed' WHEN e.stream_seq < s.proven THEN 'proven' ELSE 'pending' END")
+_FROM = "FROM events e LEFT JOIN streams s ON s.stream_id = e.stream_id"
+#: the facets (store.FACETS) and the columns they count
+FACET_COLUMNS: dict[str, str] = {
+    "action": "e.event", "category": "e.category", "outcome": "e.outcome", "actor": "e.actor", "user": "e.user_id",
+    "service": "e.service", "target.type": "e.target_type", "target.id": "e.target_id",
+    "client.address": "e.client_address", "session": "e.session_id", "stream": "e.stream_id", "status": "status",
+}
+assert tuple(FACET_COLUMNS) == FACETS
 #: what a query returns of an event (not the bulky canonical bytes); `status` joins the stream's state
 _SELECT = ("SELECT e.seq, e.id, e.stream_id, e.stream_seq, e.ts, e.observed_ts, e.ingest_ts, e.event, e.category, "
            "e.outcome, e.actor, e.user_id, e.target_type, e.target_id, e.client_address, e.service, e.session_id, "
            "e.trace_id, e.severity, e.severity_text, e.body, e.attrs, e.digest, e.signed, "
-           "CASE WHEN e.stream_id IS NULL THEN 'unsigned' "
-           "WHEN EXISTS (SELECT 1 FROM findings f WHERE f.stream_id = e.stream_id AND f.stream_seq = e.stream_seq "
-           "AND f.kind != 'variant') "
-           "THEN 'failed' WHEN e.stream_seq < s.proven THEN 'proven' ELSE 'pending' END AS status, "
-           "s.proven AS proven "
-           "FROM events e LEFT JOIN streams s ON s.stream_id = e.stream_id")
+           f"{_STATUS} AS status, s.proven AS proven {_FROM}")
 _QUERY_COLUMNS = ("seq", "id", "stream_id", "stream_seq", "ts", "observed_ts", "ingest_ts", "event", "category",
                   "outcome", "actor", "user_id", "target_type", "target_id", "client_address", "service",
                   "session_id", "trace_id", "severity", "severity_text", "body", "attrs", "digest", "signed",
@@ -235,9 +252,10 @@ class SqliteStore:
     # -- reading
 
     def query(self, where: str, params: Sequence[Any], *, order: str, limit: int,
-              after: tuple[Any, ...] | None) -> Page:
+              after: tuple[Any, ...] | None, offset: int = 0) -> Page:
         """Events matching `where` (SQL over the events table aliased e, with ? parameters), in `order`:
-        "ts" / "-ts" (event time, then seq) or "seq" (ingest order); keyset `after` the last row's key."""
+        "ts" / "-ts" (event time, then seq) or "seq" (ingest order); keyset `after` the last row's key;
+        `offset` rows skipped first (page-numbered APIs; keyset paging is the one that scales)."""
         clauses = [f"({where})"] if where else []
         args = list(params)
         if order == "seq":
@@ -253,8 +271,8 @@ class SqliteStore:
             sort = f"e.ts {direction}, e.seq {direction}"
         else:
             raise ValueError(f"order {order!r}")
-        sql = _SELECT + (" WHERE " + " AND ".join(clauses) if clauses else "") + f" ORDER BY {sort} LIMIT ?"
-        args.append(limit + 1)
+        sql = _SELECT + (" WHERE " + " AND ".join(clauses) if clauses else "") + f" ORDER BY {sort} LIMIT ? OFFSET ?"
+        args += [limit + 1, offset]
         cur = self._reader().execute(sql, args)
         rows = [dict(zip(_QUERY_COLUMNS, r, strict=True)) for r in cur.fetchall()]
         nxt = None
@@ -263,6 +281,83 @@ class SqliteStore:
             last = rows[-1]
             nxt = (last["seq"],) if order == "seq" else (last["ts"], last["seq"])
         return Page(rows, nxt)
+
+    @contextmanager
+    def _deadline(self, seconds: float | None) -> Iterator[sqlite3.Connection]:
+        """This thread's reader connection, its statements interrupted after `seconds` (StoreTimeout)."""
+        con = self._reader()
+        if seconds is None:
+            yield con
+            return
+        import time
+
+        end = time.monotonic() + seconds
+        con.set_progress_handler(lambda: 1 if time.monotonic() > end else 0, 20000)
+        try:
+            yield con
+        except sqlite3.OperationalError as exc:
+            if "interrupted" in str(exc):
+                raise StoreTimeout(f"the store did not answer within {seconds:g} s") from None
+            raise
+        finally:
+            con.set_progress_handler(None, 0)
+
+    def count(self, where: str, params: Sequence[Any], *, cap: int | None = None,
+              deadline: float | None = None) -> int:
+        """How many events match `where` (at most `cap` + 1 are counted when a cap is given)."""
+        inner = f"SELECT 1 {_FROM}" if "status" not in where else f"SELECT {_STATUS} AS status {_FROM}"
+        inner += f" WHERE {where}" if where else ""
+        args = list(params)
+        if cap is not None:
+            inner += " LIMIT ?"
+            args.append(cap + 1)
+        with self._deadline(deadline) as con:
+            (n,) = con.execute(f"SELECT count(*) FROM ({inner})", args).fetchone()
+        return int(n)
+
+    def facets(self, where: str, params: Sequence[Any], fields: Sequence[str], *, top: int, max_scan: int,
+               contains: str | None = None, deadline: float | None = None) -> dict[str, Any]:
+        """Counts per value of each facet (FACET_COLUMNS) over the events matching `where`: the newest
+        `max_scan` of them by ingest order (a bound on the time a big store takes); per facet the `top` most
+        frequent values (ties by value), the count of rows without one (`missing`) and of the rest (`other`).
+        `contains`: only values holding that text (ASCII case folded). SQLite groups in its own temporary
+        b-trees, so memory stays bounded by its cache whatever the number of distinct values."""
+        unknown = [f for f in fields if f not in FACET_COLUMNS]
+        if unknown:
+            raise ValueError(f"unknown facet {unknown[0]!r}")
+        parts = [f"{FACET_COLUMNS[f]} AS f{i}" for i, f in enumerate(fields) if f != "status"]
+        if "status" in fields or "status" in where:  # a /v1/events `status` condition reads the alias
+            parts.append(f"{_STATUS} AS status")
+        cols = ", ".join(parts) or "1"
+        inner = f"SELECT {cols} {_FROM}" + (f" WHERE {where}" if where else "") + " ORDER BY e.seq DESC LIMIT ?"
+        args = [*params, max_scan]
+        out: dict[str, Any] = {}
+        con = self._reader()
+        try:
+            with self._deadline(deadline):
+                con.execute("PRAGMA query_only=OFF")  # a temporary table only: the store file is not written
+                con.execute("DROP TABLE IF EXISTS temp.facet_scan")
+                con.execute(f"CREATE TEMP TABLE facet_scan AS {inner}", args)
+                con.execute("PRAGMA query_only=ON")
+                (scanned,) = con.execute("SELECT count(*) FROM temp.facet_scan").fetchone()
+                for i, f in enumerate(fields):
+                    col = "status" if f == "status" else f"f{i}"
+                    cond = f"WHERE {col} IS NULL OR instr(lower({col}), lower(?)) > 0" if contains else ""
+                    rows = con.execute(
+                        f"SELECT {col}, count(*) AS n FROM temp.facet_scan {cond} GROUP BY {col} "
+                        f"ORDER BY {col} IS NULL DESC, n DESC, {col} LIMIT ?",
+                        [*([contains] if contains else []), top + 1]).fetchall()
+                    missing = 0
+                    if rows and rows[0][0] is None:
+                        missing = rows.pop(0)[1]
+                    values = [(v, n) for v, n in rows[:top]]
+                    out[f] = {"values": values, "missing": missing,
+                              "other": scanned - missing - sum(n for _, n in values)}
+        finally:  # outside the deadline: the clean-up is never interrupted
+            con.execute("PRAGMA query_only=OFF")
+            con.execute("DROP TABLE IF EXISTS temp.facet_scan")
+            con.execute("PRAGMA query_only=ON")
+        return {"scanned": scanned, "facets": out}
 
     def get(self, event_id: str) -> dict[str, Any] | None:
         r = self._reader().execute(_SELECT + " WHERE e.id = ?", (event_id,)).fetchone()
