@@ -29,14 +29,14 @@ from typing import Any, NamedTuple
 import orjson
 
 from otel_audit import canonical, merkle
-from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, PREV_DIGEST, RECORD, STREAM_ID, STREAM_SEQ
+from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, PREV_DIGEST, RECORD, SIGNED_BY, STREAM_ID, STREAM_SEQ
 from otel_audit.decoding import DecodeError, decode_log_record, walk_request
 from otel_audit.keys import Keyring, Signer
 from otel_audit.merkle import EMPTY_ROOT, CompactRange
 from otel_audit.note import SIG_PREFIX, NoteError, parse_note
 from otel_audit.otlpjson import plain_json
 from otel_audit.service.filter import ip_key as _ip_key
-from otel_audit.service.ingest_sign import INGEST, SIGNED_BY, IngestSigner, Item, Made, content_of, producer_of
+from otel_audit.service.ingest_sign import INGEST, IngestSigner, Item, Made, content_of, producer_of
 from otel_audit.service.store import CheckpointRow, EventRow, Finding, Store, StreamState, Writer
 from otel_audit.service.tiles import BLOCK, new_tiles
 
@@ -178,9 +178,12 @@ class Ingest:
         try:
             with self.store.writer() as w:
                 if signer is not None and signer.enabled and (items or tick or end):
-                    made = signer.assign(w, items, now) if items else []
+                    # the checkpoints' time is taken under the lock: in each stream, later checkpoints never say
+                    # an earlier time (a request may have waited for the lock)
+                    t = max(now, self.clock())
+                    made = signer.assign(w, items, t) if items else []
                     if tick or end:
-                        made += signer.due(w, now, end=end)
+                        made += signer.due(w, t, end=end)
                     rows = rows + [self._made(m, now) for m in made]
                 accepted, duplicates, rejected = self._write(w, rows, findings, errors, now)
         except BaseException:
