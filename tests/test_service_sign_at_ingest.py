@@ -456,6 +456,13 @@ def test_a_client_cannot_pass_as_signed_at_ingest_or_write_into_a_service_stream
             "later": _forged(sid, nxt + 5, "00" * 32, "forged later", claim=False),
             # a stream of its own claiming to be signed at ingest
             "own+claim": _forged("ab" * 16, 0, "00" * 32, "own stream claiming", claim=True),
+            # integrity attributes with empty values on an unsigned record (never chained twice, never a 503)
+            "empty id": _request("x", 1).replace(b'"attributes":[{"key":"user.id"',
+                                                 b'"attributes":[{"key":"audit.stream.id","value":{}},'
+                                                 b'{"key":"user.id"'),
+            "empty digest": _request("x", 1).replace(b'"attributes":[{"key":"user.id"',
+                                                     b'"attributes":[{"key":"audit.integrity.digest","value":{}},'
+                                                     b'{"key":"user.id"'),
         }
         for name, body in attempts.items():
             r = svc.post_json(body)
@@ -534,3 +541,41 @@ def test_sign_at_ingest_is_on_by_default_with_a_key_and_can_be_turned_off(tmp_pa
         assert len(got) == 2 and all(e["signed"] == "no" and e["status"] == "unsigned" for e in got)
         assert all(e["id"].startswith("u-") for e in got)
     assert Keyring.load(key_dirs["both"])  # the auditor's keyring folder loads
+
+
+def test_a_rogue_checkpoint_claiming_to_be_signed_at_ingest_proves_nothing(tmp_path: Path,
+                                                                           key_dirs: dict[str, Path]) -> None:
+    """A client makes its own stream look like a service-side one: origin otel-audit-ingest/<id>, a producer line
+    saying audit.signed_by=ingest, signed by a key of its own. Its records are stored as what they are (signed at
+    source, never proven), the checkpoint is a finding, and verify proves nothing of that stream."""
+    from otel_audit.keys import Signer
+    from otel_audit.note import Checkpoint, format_note
+
+    rogue = Signer.generate("service")  # even the service key's name
+    sid, t = "cd" * 16, time.time_ns()
+    cp = Checkpoint(f"otel-audit-ingest/{sid}", 0, bytes.fromhex(
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"), bytes(32), t, "start",
+        {"service.name": PRODUCER, "audit.signed_by": "ingest"})
+    note = format_note(cp.body(), [rogue.sign(cp.body().encode())])
+    attrs: dict[str, Any] = {"audit.category": "integrity", "audit.action": "checkpoint", "audit.outcome": "success",
+                             "audit.checkpoint.kind": "start", "audit.checkpoint.size": 0,
+                             "audit.checkpoint.key": "service"}
+    content = canonical.content_bytes("audit.checkpoint", t, 9, "INFO", note, attrs)
+    digest = canonical.record_digest(bytes(32), canonical.join(sid, 0, content)).hex()
+    rec = {"timeUnixNano": str(t), "severityNumber": 9, "severityText": "INFO", "body": {"stringValue": note},
+           "eventName": "audit.checkpoint", "attributes": [_kv(k, v) for k, v in attrs.items()] + [
+               _kv("audit.stream.id", sid), _kv("audit.stream.seq", 0), _kv("audit.integrity.prev", "00" * 32),
+               _kv("audit.integrity.digest", digest)]}
+    body = orjson.dumps({"resourceLogs": [{"resource": {"attributes": [_kv("service.name", PRODUCER)]},
+                                           "scopeLogs": [{"logRecords": [rec]}]}]})
+    with _service(tmp_path, key_dirs) as svc:
+        assert svc.post_json(body).status_code == 200
+        assert svc.post_json(_forged(sid, 1, digest, "rogue event", claim=False)).content.strip() == b"{}"
+        rows = svc.events({"stream": sid})
+        assert len(rows) == 2 and all(e["signed"] == "at source" and e["status"] != "proven" for e in rows)
+        (s,) = [x for x in svc.get("/v1/streams").json()["streams"] if x["id"] == sid]
+        assert s["signed"] == "at source" and s["proven"] == 0
+        assert any(f["kind"] == "checkpoint" and f["stream"] == sid for f in svc.get("/v1/findings").json()["findings"])
+    rep = orjson.loads(_verify_store(tmp_path / "audit.db", key_dirs["both"], "--format", "json").stdout)
+    (v,) = [x for x in rep["streams"] if x["stream_id"] == sid]
+    assert v["status"] == "failed" and v["sealed"] == 0 and v["signed"] == "source"

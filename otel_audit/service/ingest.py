@@ -29,7 +29,16 @@ from typing import Any, NamedTuple
 import orjson
 
 from otel_audit import canonical, merkle
-from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, PREV_DIGEST, RECORD, SIGNED_BY, STREAM_ID, STREAM_SEQ
+from otel_audit.canonical import (
+    CHECKPOINT_EVENT,
+    DIGEST,
+    INTEGRITY_KEYS,
+    PREV_DIGEST,
+    RECORD,
+    SIGNED_BY,
+    STREAM_ID,
+    STREAM_SEQ,
+)
 from otel_audit.decoding import DecodeError, decode_log_record, walk_request
 from otel_audit.keys import Keyring, Signer
 from otel_audit.merkle import EMPTY_ROOT, CompactRange
@@ -224,7 +233,9 @@ class Ingest:
         seq = attrs.pop(STREAM_SEQ, None)
         prev = attrs.pop(PREV_DIGEST, None)
         digest = attrs.pop(DIGEST, None)
-        stray = attrs.pop(RECORD, None) is not None or seq is not None or prev is not None or digest is not None
+        attrs.pop(RECORD, None)
+        # by key, not value: an integrity attribute with an empty value is still one (for an unsigned record)
+        stray = stream is None and not INTEGRITY_KEYS.isdisjoint(f.attributes)
         claim = attrs.get(SIGNED_BY)
         body = f.body
         body_text = body if type(body) is str else (None if body is None else _dumps(plain_json(body)).decode())
