@@ -36,6 +36,12 @@ DIGEST = "audit.integrity.digest"
 RECORD = "audit.integrity.record"
 INTEGRITY_KEYS = frozenset({STREAM_ID, STREAM_SEQ, PREV_DIGEST, DIGEST, RECORD})
 
+#: Part of the content (signed), written only by the audit service on the records it signs at ingest, for a
+#: producer that cannot sign (otel_audit/service/ingest_sign.py): SIGNED_BY = SIGNED_AT_INGEST. Such a stream's
+#: checkpoints name it in their producer line too.
+SIGNED_BY = "audit.signed_by"
+SIGNED_AT_INGEST = "ingest"
+
 #: The event name of checkpoint records.
 CHECKPOINT_EVENT = "audit.checkpoint"
 #: The event name of the signed marker naming records a full spool dropped (fail_open).

@@ -258,8 +258,10 @@ def cmd_prove(args: argparse.Namespace) -> int:
         print(f"NOT PROVEN: {what}: {exc}")
         return EXIT_INTEGRITY
     event, t = got.content[0], int(got.content[1])
+    who = ("the audit service signed at ingest (its producer did not sign it: the hop before the service is "
+           f"trusted; key {got.key})" if got.signed == "at ingest" else "its producer signed")
     print(f"PROVEN: {what}: event {event!r} at {rfc3339(t)} is record {got.seq} of stream {got.stream}, in the "
-          f"tree of {got.size} records its producer signed at {rfc3339(got.checkpoint_time_ns)}")
+          f"tree of {got.size} records {who} at {rfc3339(got.checkpoint_time_ns)}")
     if witnesses is not None:
         print(f"  witnessed by: {', '.join(got.witnessed_by)}")
     if args.out:

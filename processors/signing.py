@@ -49,6 +49,8 @@ _pending = lifecycle.pending  # the same list object: deferred signals
 _sha256 = hashlib.sha256
 ZERO = bytes(32)
 FOREIGN_CHECKPOINT_EVENT = "audit.checkpoint.foreign"
+SIGNED_BY = canonical.SIGNED_BY
+SIGNED_BY_CLAIMED = "audit.signed_by.claimed"
 GAP_EVENT = canonical.GAP_EVENT
 DROP_EVENT = "audit.spool.backlog_dropped"
 SCOPE = InstrumentationScope("otel_audit.signing", None)
@@ -458,6 +460,12 @@ class SigningProcessor(LogRecordProcessor):
             _log.warning("record %r set integrity attributes itself; they are replaced", lr.event_name)
             for k in _IKEYS:
                 d.pop(k, None)
+        if SIGNED_BY in d:
+            # Only the audit service writes it, on the records it signs at ingest; a record signed here must not
+            # claim that (the service refuses one that does): kept under another name.
+            _log.warning("record %r set %s itself, which only the audit service writes; renamed to %s",
+                         lr.event_name, SIGNED_BY, SIGNED_BY_CLAIMED)
+            d[SIGNED_BY_CLAIMED] = d.pop(SIGNED_BY)
         if lr.event_name == CHECKPOINT_EVENT:
             # Only this processor makes checkpoints; a caller's record must not pass for one.
             _log.warning("a caller emitted event_name %r, which is reserved; renamed to %r",

@@ -16,13 +16,24 @@ from otel_audit.errors import ConfigError
 SCOPES = ("ingest", "audit:read", "audit:export", "audit:admin")
 DEFAULT_ENDPOINT = "127.0.0.1:4318"
 DEFAULT_MAX_REQUEST = 16 * 1024 * 1024
-_KNOWN = {"http", "grpc", "store", "keys", "witness_keys", "tokens", "limits"}
+_KNOWN = {"http", "grpc", "store", "keys", "witness_keys", "tokens", "limits", "sign_at_ingest"}
+DEFAULT_INGEST_EVERY = 1000
+DEFAULT_INGEST_INTERVAL = 5.0
 
 
 class Token(NamedTuple):
     name: str
     sha256: bytes
     scopes: frozenset[str]
+
+
+class SignAtIngest(NamedTuple):
+    """Signing at ingest (docs/service.md §2a): whether unsigned records are chained and checkpointed by the
+    service with its key, and how often it checkpoints each producer's stream."""
+
+    enabled: bool
+    checkpoint_every: int = DEFAULT_INGEST_EVERY
+    checkpoint_interval: float = DEFAULT_INGEST_INTERVAL  # seconds
 
 
 class ServiceConfig(NamedTuple):
@@ -38,6 +49,7 @@ class ServiceConfig(NamedTuple):
     grpc: tuple[str, int] | None = None  # the OTLP/gRPC receiver's host and port, when configured
     facet_max_rows: int = 1_000_000  # GET /v1/facets counts the newest this many matching rows at most
     query_timeout_s: int = 10  # facets, counts and filter data give up after this long (503)
+    sign_at_ingest: SignAtIngest = SignAtIngest(False)
 
     def token(self, presented: str) -> Token | None:
         """The configured token a presented bearer token is (compared by hash, in constant time)."""
@@ -164,5 +176,32 @@ def from_mapping(doc: Mapping[str, Any], base: Path, source: str = "<config>") -
         if not tokens and not _loopback(h):
             raise ConfigError(f"{key}: {h} is not a loopback address and no tokens are configured: anyone could "
                               "write and read audit records; add tokens (otel-audit token)")
+    sign = _sign_at_ingest(doc.get("sign_at_ingest"), witness is not None)
     return ServiceConfig(host, port, store, keys, witness, tuple(tokens), max_req, inflight, source, grpc_at,
-                         facet_rows, timeout)
+                         facet_rows, timeout, sign)
+
+
+def _sign_at_ingest(value: Any, has_key: bool) -> SignAtIngest:
+    """`sign_at_ingest`: true / false, or {enabled, checkpoint_every, checkpoint_interval}; on by default when the
+    service has a signing key (witness_keys)."""
+    if value is None or type(value) is bool:
+        cfg: Mapping[str, Any] = {} if value is None else {"enabled": value}
+    elif isinstance(value, Mapping) and not set(value) - {"enabled", "checkpoint_every", "checkpoint_interval"}:
+        cfg = value
+    else:
+        raise ConfigError("sign_at_ingest: expected true, false or a mapping with enabled, checkpoint_every and/or "
+                          "checkpoint_interval")
+    enabled = cfg.get("enabled", has_key)
+    if type(enabled) is not bool:
+        raise ConfigError(f"sign_at_ingest.enabled: expected true or false, got {enabled!r}")
+    if enabled and not has_key:
+        raise ConfigError("sign_at_ingest: needs the service's signing key: set witness_keys (a keys folder, "
+                          "otel-audit keys generate)")
+    every = _int(cfg.get("checkpoint_every", DEFAULT_INGEST_EVERY), "sign_at_ingest.checkpoint_every", 1, 1 << 30)
+    from otel_audit.exporters._settings import parse_duration
+
+    interval = parse_duration(cfg.get("checkpoint_interval", DEFAULT_INGEST_INTERVAL),
+                              where="sign_at_ingest.checkpoint_interval")
+    if not 0.01 <= interval <= 86400:
+        raise ConfigError(f"sign_at_ingest.checkpoint_interval: expected 10ms to 24h, got {interval:g}s")
+    return SignAtIngest(enabled, every, interval)

@@ -29,13 +29,23 @@ from typing import Any, NamedTuple
 import orjson
 
 from otel_audit import canonical, merkle
-from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, PREV_DIGEST, RECORD, STREAM_ID, STREAM_SEQ
+from otel_audit.canonical import (
+    CHECKPOINT_EVENT,
+    DIGEST,
+    INTEGRITY_KEYS,
+    PREV_DIGEST,
+    RECORD,
+    SIGNED_BY,
+    STREAM_ID,
+    STREAM_SEQ,
+)
 from otel_audit.decoding import DecodeError, decode_log_record, walk_request
 from otel_audit.keys import Keyring, Signer
 from otel_audit.merkle import EMPTY_ROOT, CompactRange
 from otel_audit.note import SIG_PREFIX, NoteError, parse_note
 from otel_audit.otlpjson import plain_json
 from otel_audit.service.filter import ip_key as _ip_key
+from otel_audit.service.ingest_sign import INGEST, IngestSigner, Item, Made, content_of, producer_of
 from otel_audit.service.store import CheckpointRow, EventRow, Finding, Store, StreamState, Writer
 from otel_audit.service.tiles import BLOCK, new_tiles
 from otel_audit.verify.prove import _disagreement
@@ -92,19 +102,26 @@ class _Pending(NamedTuple):
     row: EventRow
     calc: bytes
     checkpoint_fields: tuple[int, int, str, dict[str, Any]] | None
+    #: what the record claims that only the service may write: a reason to refuse it, or None
+    reserved: str | None = None
+    #: an unsigned record: its decoded fields and attributes (without integrity ones), for signing at ingest
+    unsigned: tuple[Any, dict[str, Any]] | None = None
 
 
 class Ingest:
     """Takes decoded OTLP/JSON requests into a store (one writer transaction per request)."""
 
     def __init__(self, store: Store, keyring: Keyring, *, witness: Signer | None = None,
-                 clock: Callable[[], int] = time.time_ns) -> None:
+                 clock: Callable[[], int] = time.time_ns, signer: IngestSigner | None = None) -> None:
         self.store = store
         self.keyring = keyring
         self.witness = witness
         self.clock = clock
+        #: signing at ingest (otel_audit.service.ingest_sign): which streams the service signed, and whether it
+        #: signs unsigned records now (signer.enabled)
+        self.signer = signer
         self.counts = {"records": 0, "duplicates": 0, "rejected": 0, "findings": 0, "checkpoints": 0,
-                       "requests": 0}
+                       "requests": 0, "signed_at_ingest": 0}
         self._lock = threading.Lock()
         #: called with each finding once its transaction committed (the service makes it a signed event)
         self.on_finding: Callable[[Finding], None] | None = None
@@ -123,14 +140,21 @@ class Ingest:
             groups = list(walk_request(doc))
         except DecodeError as exc:
             raise IngestError(f"not strict OTLP/JSON: {exc}") from None
+        signing = self.signer is not None and self.signer.enabled
+        items: list[Item] = []
         for i, (rl, sl, resource, _scope, records) in enumerate(groups):
             res_json = _dumps(rl.get("resource", {}))
             scope_json = _dumps(sl.get("scope", {}))
             service = _text(resource.get("service.name"))
+            producer = producer_of(resource) if signing else {}
             for j, rec in enumerate(records):
                 where = f"resourceLogs[{i}].scopeLogs[..].logRecords[{j}]"
                 try:
                     got = self._row(rec, res_json, scope_json, service, now)
+                    if signing and got.unsigned is not None and got.reserved is None:
+                        # signed at ingest: its canonical content now, so that one that has none is refused here
+                        items.append(Item(producer, rec, content_of(*got.unsigned), res_json, scope_json, service))
+                        continue
                 except (DecodeError, ValueError, canonical.CanonicalError) as exc:
                     msg = f"{where}: not strict OTLP/JSON: {exc}"
                     if len(errors) < MAX_ERRORS:
@@ -139,10 +163,7 @@ class Ingest:
                     continue
                 rows.append(got)
         with self._lock:
-            self._new_findings = []
-            with self.store.writer() as w:
-                accepted, duplicates, rejected = self._write(w, rows, findings, errors, now)
-            new = self._new_findings
+            accepted, duplicates, rejected, new = self._transaction(rows, findings, errors, now, items)
         if self.on_finding is not None:
             for f in [*findings, *new]:
                 self.on_finding(f)
@@ -152,7 +173,57 @@ class Ingest:
         c["records"] += accepted
         c["duplicates"] += duplicates
         c["rejected"] += n_rejected
+        c["signed_at_ingest"] += len(items)
         return Result(accepted, duplicates, n_rejected, errors)
+
+    def _transaction(self, rows: list[_Pending], findings: list[Finding], errors: list[str], now: int,
+                     items: list[Item], *, end: bool = False,
+                     tick: bool = False) -> tuple[int, int, int, list[Finding]]:
+        """One write transaction (under the ingest lock): the received rows, the unsigned records signed at ingest
+        (`items`), and the checkpoints due (`tick`, `end`); the signer's memory follows only a commit."""
+        self._new_findings = []
+        signer = self.signer
+        if signer is not None:
+            signer.begin()
+        try:
+            with self.store.writer() as w:
+                if signer is not None and signer.enabled and (items or tick or end):
+                    # the checkpoints' time is taken under the lock: in each stream, later checkpoints never say
+                    # an earlier time (a request may have waited for the lock)
+                    t = max(now, self.clock())
+                    made = signer.assign(w, items, t) if items else []
+                    if tick or end:
+                        made += signer.due(w, t, end=end)
+                    rows = rows + [self._made(m, now) for m in made]
+                accepted, duplicates, rejected = self._write(w, rows, findings, errors, now)
+        except BaseException:
+            if signer is not None:
+                signer.rollback()
+            raise
+        if signer is not None:
+            signer.commit()
+        return accepted, duplicates, rejected, self._new_findings
+
+    def _made(self, m: Made, now: int) -> _Pending:
+        """A record chained here, as a row: derived from its OTLP/JSON exactly as a received record is."""
+        p = self._row(m.record, m.resource, m.scope, m.service, now)
+        if p.calc != m.digest or p.row.signed != INGEST:  # the derivation and the chaining disagree: a bug
+            raise RuntimeError("sign at ingest: a record's content does not give the digest it was chained with")
+        return p._replace(reserved=None)  # the service's own claim
+
+    def tick(self, *, end: bool = False) -> int:
+        """Seal what signing at ingest left unsealed: a `time` checkpoint of every stream whose records wait longer
+        than the interval, or with `end` (at shutdown) an `end` checkpoint of every open one. How many were made."""
+        signer = self.signer
+        if signer is None or not signer.enabled:
+            return 0
+        with self._lock:
+            now = self.clock()
+            accepted, _, _, new = self._transaction([], [], [], now, [], end=end, tick=not end)
+        if self.on_finding is not None:
+            for f in new:
+                self.on_finding(f)
+        return accepted
 
     def _row(self, rec: Any, res_json: bytes, scope_json: bytes, service: str | None, now: int) -> _Pending:
         if type(rec) is not dict:
@@ -164,6 +235,9 @@ class Ingest:
         prev = attrs.pop(PREV_DIGEST, None)
         digest = attrs.pop(DIGEST, None)
         attrs.pop(RECORD, None)
+        # by key, not value: an integrity attribute with an empty value is still one (for an unsigned record)
+        stray = stream is None and not INTEGRITY_KEYS.isdisjoint(f.attributes)
+        claim = attrs.get(SIGNED_BY)
         body = f.body
         body_text = body if type(body) is str else (None if body is None else _dumps(plain_json(body)).decode())
         strings = [v for k, v in attrs.items() if type(v) is str]
@@ -184,7 +258,13 @@ class Ingest:
 
             row = EventRow(id="u-" + uuid.uuid4().hex, stream_id=None, stream_seq=None, canonical=None, digest=None,
                            prev=None, signed="none", **common)
-            return _Pending(row, b"", None)
+            reserved = None
+            if SIGNED_BY in attrs:
+                reserved = (f"an unsigned record claims {SIGNED_BY}={claim!r}: only this service writes it, when it "
+                            "signs a record at ingest")
+            elif stray:
+                reserved = "integrity attributes without audit.stream.id: not a signed record, and not unsigned"
+            return _Pending(row, b"", None, reserved, (f, attrs))
         if type(stream) is not str or len(stream) != 32 or not _HEX.issuperset(stream):
             raise ValueError("audit.stream.id is not 32 lower-case hex digits")
         if type(seq) is not int or seq < 0 or type(prev) is not str or type(digest) is not str:
@@ -196,11 +276,18 @@ class Ingest:
                                           attrs)
         canon = canonical.join(stream, seq, content)
         calc = canonical.record_digest(pb, canon)
+        # "ingest": signed by this service at ingest, which says so inside the signed content (ingest_sign);
+        # a received record claiming it is refused (Ingest._write), so only the service's own rows say it
+        signed = INGEST if claim == INGEST else "source"
         row = EventRow(id=f"{stream}-{seq}", stream_id=stream, stream_seq=seq, canonical=canon, digest=db, prev=pb,
-                       signed="source", **common)
+                       signed=signed, **common)
         cpf = ((f.time_unix_nano, f.severity_number, f.severity_text, attrs) if f.event_name == CHECKPOINT_EVENT
                else None)
-        return _Pending(row, calc, cpf)
+        reserved = None
+        if SIGNED_BY in attrs:
+            reserved = (f"a signed record claims {SIGNED_BY}={claim!r}: only this service writes it, when it signs a "
+                        "record at ingest")
+        return _Pending(row, calc, cpf, reserved)
 
     def _write(self, w: Writer, rows: list[_Pending], findings: list[Finding], errors: list[str],
                now: int) -> tuple[int, int, int]:
@@ -210,9 +297,28 @@ class Ingest:
         touched: dict[str, str | None] = {}
         cp_fields: dict[tuple[str, int], tuple[int, int, str, dict[str, Any]]] = {}
         wanted: dict[str, list[int]] = {}
+        signer = self.signer
+        signing = signer is not None and signer.enabled
+        kept: list[_Pending] = []
         for p in rows:
-            if p.row.stream_id is not None:
-                wanted.setdefault(p.row.stream_id, []).append(p.row.stream_seq or 0)
+            r = p.row
+            # a claim of an unsigned record matters only when it would be signed here
+            why = p.reserved if p.unsigned is None or signing else None
+            if why is None and r.stream_id is not None and signer is not None and r.signed != INGEST \
+                    and signer.is_ingest(r.stream_id):
+                why = (f"a received record names stream {r.stream_id}, which this service signs at ingest: only the "
+                       "service writes its records")
+            if why is not None:
+                rejected += 1
+                if len(errors) < MAX_ERRORS:
+                    errors.append(why)
+                # seq None: the refused claim never marks a stored record of that stream failed
+                findings.append(Finding(r.stream_id, None, "forged", why, now, r.record))
+                continue
+            kept.append(p)
+            if r.stream_id is not None:
+                wanted.setdefault(r.stream_id, []).append(r.stream_seq or 0)
+        rows = kept
         stored = {(sid, seq): canon for sid, seqs in wanted.items() for seq, canon in w.stored_many(sid, seqs)}
         added: dict[str, int] = {}
         for p in rows:

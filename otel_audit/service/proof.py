@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from otel_audit import merkle
+from otel_audit.canonical import SIGNED_AT_INGEST, SIGNED_BY
 from otel_audit.keys import Keyring
 from otel_audit.note import NoteError, SignedNote, parse_note
 
@@ -54,6 +55,16 @@ def build(path: Sequence[bytes], index: int, note: str, prev: bytes, canonical: 
     """The proof of leaf `index` with its inclusion `path` in the checkpoint's tree."""
     full = note if note.endswith("\n") else note + "\n"
     return Proof(index, list(path), full + cosignature, prev + canonical)
+
+
+def signed_at(canonical: bytes) -> str:
+    """Where the event was signed, as its signed content says: "at ingest" (by the audit service, for a producer
+    that cannot sign: the content carries audit.signed_by = ingest) or "at source" (by its producer)."""
+    try:
+        attrs = orjson.loads(canonical)[8]
+    except (orjson.JSONDecodeError, IndexError, TypeError):
+        return "at source"
+    return "at ingest" if isinstance(attrs, dict) and attrs.get(SIGNED_BY) == SIGNED_AT_INGEST else "at source"
 
 
 def parse(text: str) -> Proof:
@@ -152,6 +163,8 @@ class Checked(NamedTuple):
     content: list[Any]  # the canonical content: [event, time, severity, severity text, body, attributes]
     witnessed_by: list[str]
     checkpoint_time_ns: int
+    signed: str = "at source"  # or "at ingest": by the audit service, the producer could not sign (signed_at)
+    key: str = ""  # the name of the key whose checkpoint signature verified
 
 
 def check(text: str, keyring: Keyring, witnesses: Keyring | None = None) -> Checked:
@@ -187,4 +200,5 @@ def check(text: str, keyring: Keyring, witnesses: Keyring | None = None) -> Chec
         witnessed = _witnessed(sn.text, cos, witnesses)
         if not witnessed:
             raise ProofError("no cosignature by a key of the witness keyring: the checkpoint was not witnessed")
-    return Checked(stream, p.leaf_index, cp.size, arr[3:], witnessed, cp.time_ns)
+    return Checked(stream, p.leaf_index, cp.size, arr[3:], witnessed, cp.time_ns, signed_at(canon),
+                   producer_sigs[0].name if producer_sigs else "")

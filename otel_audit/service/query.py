@@ -25,6 +25,9 @@ EXACT = {
 KNOWN = (*EXACT, "action", "client.address", "from", "to", "q", "filter", "order", "limit", "cursor", "status",
          "include", "format")
 STATUSES = ("proven", "pending", "failed", "unsigned")
+#: where a stored record was signed (the `signed` column) as the API shows it: by its producer, or by this
+#: service when it received the record unsigned (sign_at_ingest; the hop before the service is trusted)
+SIGNED = {"source": "at source", "ingest": "at ingest", "none": "no"}
 
 
 class QueryError(ValueError):
@@ -229,7 +232,7 @@ def event_json(row: Mapping[str, Any]) -> dict[str, Any]:
         "attributes": orjson.loads(row["attrs"]),
         "stream": None if row["stream_id"] is None else {"id": row["stream_id"], "seq": row["stream_seq"]},
         "digest": None if row["digest"] is None else row["digest"].hex(),
-        "signed": "at source" if row["signed"] == "source" else "no",
+        "signed": SIGNED.get(row["signed"], "no"),
         "status": row["status"],
         "ingest_seq": row["seq"],
         "ingest_time": rfc3339(row["ingest_ts"]),

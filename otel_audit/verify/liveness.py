@@ -163,8 +163,12 @@ class Liveness:
     def _silences(self, sr: StreamReport, valid: Mapping[int, SignedNote], seqs: list[int], at: int | None) -> None:
         declared = [s for s in seqs if valid[s].checkpoint.interval_ns is not None]
         if not declared:
-            sr.warnings.append("liveness not checked: the checkpoints declare no heartbeat interval (written "
-                               "before checkpoints carried one), so a silent stop cannot be seen")
+            if sr.signed == "ingest":
+                sr.warnings.append("liveness not checked: signed at ingest, whose checkpoints declare no heartbeat "
+                                   "(the audit service cannot promise that a producer keeps sending)")
+            else:
+                sr.warnings.append("liveness not checked: the checkpoints declare no heartbeat interval (written "
+                                   "before checkpoints carried one), so a silent stop cannot be seen")
             return
         last_cp = valid[seqs[-1]].checkpoint
         sr.interval_ns = last_cp.interval_ns

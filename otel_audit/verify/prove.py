@@ -18,7 +18,17 @@ from types import MappingProxyType
 from typing import Any
 
 from otel_audit import canonical
-from otel_audit.canonical import CHECKPOINT_EVENT, DIGEST, GAP_EVENT, PREV_DIGEST, RECORD, STREAM_ID, STREAM_SEQ
+from otel_audit.canonical import (
+    CHECKPOINT_EVENT,
+    DIGEST,
+    GAP_EVENT,
+    PREV_DIGEST,
+    RECORD,
+    SIGNED_AT_INGEST,
+    SIGNED_BY,
+    STREAM_ID,
+    STREAM_SEQ,
+)
 from otel_audit.decoding import DecodeError, decode_canonical_content, decode_log_record, loads
 from otel_audit.keys import Keyring, NoteCheck, PublicKey, _ts
 from otel_audit.merkle import CompactRange
@@ -765,6 +775,8 @@ class Verifier:
         top = present[-1][1] if present else -1
         sr.records = _count(present)
         sr.events = sr.records - sr.checkpoints
+        if sr.producer.get(SIGNED_BY) == SIGNED_AT_INGEST:
+            sr.signed = SIGNED_AT_INGEST
         bad = set(st.bad)  # the digest a record carries is not the one its content gives
         bad_r = _ranges(st.bad)
         if st.late:
@@ -1098,6 +1110,8 @@ def _disagreement(fields: tuple[int, Any, Any, dict[str, Any]] | None, sn: Signe
                            "note": f"{CHECKPOINT_SEVERITY[0]} {CHECKPOINT_SEVERITY[1]}"}
     expected: dict[str, Any] = {**CHECKPOINT_ATTRIBUTES, "audit.checkpoint.kind": cp.kind,
                                 "audit.checkpoint.size": cp.size, "audit.checkpoint.key": key_name}
+    if cp.producer.get(SIGNED_BY) == SIGNED_AT_INGEST:  # a service-side stream: every record of it says so
+        expected[SIGNED_BY] = SIGNED_AT_INGEST
     for k in sorted(set(attrs) | set(expected)):
         got, want = attrs.get(k, _ABSENT), expected.get(k, _ABSENT)
         if type(got) is not type(want) or got != want:

@@ -19,13 +19,18 @@ def render_text(rep: Report) -> str:
         host = s.producer.get("host.name")
         if host:
             who += f"@{host}"
+        if s.signed == "ingest":
+            who += ", signed at ingest"
         head = (
             f"stream {s.stream_id} [{who}] {s.state if s.sealed else 'state unknown'}: {s.records:,} record(s) "
             f"({s.events:,} events, {s.checkpoints:,} checkpoints), {s.sealed:,} sealed"
         )
         lines.append(f"{'VERIFIED' if s.status == 'verified' else 'FAILED  '} {head}")
         signers = list(dict.fromkeys(f"{k['name']} (id {k['key_id']})" for k in s.signing_keys if k["status"] == "ok"))
-        if signers:
+        if signers and s.signed == "ingest":
+            lines.append(f"    signed at ingest by the audit service, not by its producer (the hop before the "
+                         f"service is trusted): {', '.join(signers)}")
+        elif signers:
             lines.append(f"    signed by: {', '.join(signers)}")
         if s.predecessor:
             lines.append(f"    follows stream {s.predecessor}")

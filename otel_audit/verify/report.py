@@ -35,6 +35,9 @@ class StreamReport:
     sealed: int = 0
     length: int = 0  # how many seqs the stream should hold, as far as known
     producer: dict[str, Any] = field(default_factory=dict)
+    # where its records were signed: "source" (by the producer) or "ingest" (by the audit service, for a producer
+    # that cannot sign: its valid checkpoints' producer line says audit.signed_by = ingest)
+    signed: str = "source"
     keys: list[str] = field(default_factory=list)
     first_time_ns: int | None = None
     last_time_ns: int | None = None
