@@ -141,6 +141,8 @@ def _demo_arguments(d: argparse.ArgumentParser) -> None:
     d.add_argument("--out", default="audit-demo", help="output folder (default ./audit-demo)")
     d.add_argument("--users", type=int, default=6, help="simulated users (default 6)")
     d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--no-service", action="store_true",
+                   help="only the archive: do not also start the audit service, send it the events and query it")
 
 
 def _check_config_arguments(cc: argparse.ArgumentParser) -> None:
@@ -446,7 +448,7 @@ def cmd_hash(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from otel_audit.demo import run_demo
 
-    return run_demo(args.out, users=args.users, seed=args.seed)
+    return run_demo(args.out, users=args.users, seed=args.seed, service=not args.no_service)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

@@ -152,7 +152,7 @@ def _session(audit: AuditPipeline, rng: random.Random, users: list[str], stats: 
         emit("authentication.logout.succeeded", {"user.id": u})
 
 
-def run_demo(out_dir: str, *, users: int = 6, seed: int = 7) -> int:
+def run_demo(out_dir: str, *, users: int = 6, seed: int = 7, service: bool = True) -> int:
     import otel_audit
     from otel_audit import keys
     from otel_audit.keys import Keyring
@@ -194,6 +194,15 @@ def run_demo(out_dir: str, *, users: int = 6, seed: int = 7) -> int:
     w("check it yourself, with the public keys alone:\n")
     w(f"  {_cli()} verify --keys {shlex.quote(str(public_keys))} {shlex.quote(str(out / 'archive'))}\n")
     w("then change a value in a record of the archive and run it again: it names the record.\n")
+    if rep.ok and service:
+        from otel_audit import demo_service
+
+        try:
+            demo_service.run(out, public_keys, out / "archive", _cli(), w)
+        except demo_service.DemoServiceError as exc:
+            sys.stdout.flush()
+            print(f"otel-audit demo: error: the audit service part failed: {exc}", file=sys.stderr)
+            return 2
     if not rep.ok:  # the demo's own archive must verify; if not, something is broken here
         print(f"otel-audit demo: error: the archive in {out / 'archive'} did not verify (see above); "
               "please report it", file=sys.stderr)

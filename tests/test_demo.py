@@ -41,6 +41,36 @@ def test_demo_runs_and_prints_a_summary(demo: tuple[Path, subprocess.CompletedPr
     assert "Traceback" not in proc.stderr
 
 
+def test_demo_also_runs_the_service_queries_it_and_checks_a_proof(
+        demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    """The demo starts `otel-audit serve`, sends it the archive, and shows queries whose counts are the archive's
+    own, and one proof checked offline; the store it leaves verifies with the public keys alone."""
+    out, proc = demo
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    archive = [json.loads(ln) for f in sorted((out / "archive").rglob("*")) if f.is_file()
+               for ln in f.read_text().splitlines() if ln.strip()]
+    records = [r for doc in archive for rl in doc["resourceLogs"] for sl in rl["scopeLogs"] for r in sl["logRecords"]]
+
+    def attr(r: dict[str, object], key: str) -> object:
+        for a in r.get("attributes", []):  # type: ignore[union-attr]
+            if a["key"] == key:
+                return next(iter(a["value"].values()))
+        return None
+
+    failed = sum(1 for r in records if str(r.get("eventName", "")).startswith("authentication.")
+                 and attr(r, "audit.outcome") == "failure")
+    security = sum(1 for r in records if attr(r, "audit.category") == "security")
+    assert f"outcome=failure  -> {failed} event(s)" in proc.stdout, proc.stdout
+    assert f"category=security  -> {security} event(s)" in proc.stdout, proc.stdout
+    assert re.search(r"/proof  -> checked offline: PROVEN, leaf \d+ of a tree of \d+ signed by the gateway, "
+                     r"witnessed by audit-service", proc.stdout), proc.stdout
+    store = out / "service" / "audit.db"
+    r = cli("verify", "--keys", str(out / "keys"), "--witness-keys", str(out / "service" / "keys"), "--store",
+            f"sqlite:///{store}", "--allow-open")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "otel-audit-service" in r.stdout  # the service's own stream (the demo's queries) verified too
+
+
 def test_demo_archive_verifies_with_public_keys_alone(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
     """`otel-audit verify --keys DIR/keys DIR/archive` exits 0."""
     out, _ = demo
