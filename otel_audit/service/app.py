@@ -646,7 +646,8 @@ _PRELOAD = ("otel_audit.verify", "otel_audit.verify.prove", "otel_audit.verify.l
             "otel_audit.service.otlp_proto", "otel_audit.service.proof", "otel_audit.service.filter",
             "otel_audit.service.fields", "otel_audit.service.tiles", "otel_audit.service.store.sqlite",
             "otel_audit.service.ingest_sign", "otel_audit.service.bifrost", "otel_audit.service.csvout",
-            "otel_audit.service.openapi", "otel_audit.config", "otel_audit.logger", "google.rpc.status_pb2", "uuid",
+            "otel_audit.service.openapi", "otel_audit.config", "otel_audit.logger", "otel_audit.exporters._settings",
+            "requests", "google.rpc.status_pb2", "uuid",
             "datetime", "hashlib")
 
 
