@@ -35,18 +35,19 @@ def run(out: Path, public_keys: Path, archive: Path, cli: str, w: Callable[[str]
     import yaml
 
     from otel_audit import keys
+    from otel_audit.filemodes import make_dirs, open_new, write_private
     from otel_audit.keys import Keyring
     from otel_audit.service import proof as tlog
 
     svc_dir = out / "service"
-    svc_dir.mkdir(mode=0o700)
+    make_dirs(svc_dir)
     witness = svc_dir / "keys"
     keys.generate(witness, "audit-service")
     cfg = svc_dir / "service.yaml"
-    cfg.write_text(yaml.safe_dump({"http": {"endpoint": "127.0.0.1:0"}, "store": "audit.db",
-                                   "keys": str(public_keys), "witness_keys": str(witness)}))
+    write_private(cfg, yaml.safe_dump({"http": {"endpoint": "127.0.0.1:0"}, "store": "audit.db",
+                                       "keys": str(public_keys), "witness_keys": str(witness)}).encode())
     log = svc_dir / "serve.log"
-    with log.open("ab") as sink:
+    with os.fdopen(open_new(log, os.O_WRONLY | os.O_APPEND), "ab") as sink:
         proc = subprocess.Popen([sys.executable, "-m", "otel_audit.cli", "serve", "--config", str(cfg)],
                                 stdout=subprocess.PIPE, stderr=sink, cwd=svc_dir, env={**os.environ})
     try:
@@ -85,7 +86,7 @@ def run(out: Path, public_keys: Path, archive: Path, cli: str, w: Callable[[str]
         if r.status_code != 200:
             raise DemoServiceError(f"the proof of {first['id']} was refused: {r.status_code} {r.text[:300]}")
         proof_file = svc_dir / f"{first['id']}.tlog-proof"
-        proof_file.write_text(r.text)
+        write_private(proof_file, r.content)
         got = tlog.check(r.text, Keyring.load(public_keys), Keyring.load(witness))
         w(f"  GET /v1/events/{first['id']}/proof  -> checked offline: PROVEN, leaf {got.seq} of a tree of "
           f"{got.size} signed by the gateway, witnessed by {', '.join(got.witnessed_by)}\n")

@@ -30,7 +30,9 @@ class OwnStream:
         from otel_audit import config
         from otel_audit.logger import AuditLogger
 
-        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        from otel_audit.filemodes import make_dirs
+
+        make_dirs(data_dir)  # 0700 exactly, whatever the umask (a mkdir under umask 0277 made it 0500: unwritable)
         exporter: dict[str, Any] = {"endpoint": url, "timeout": "10s"}
         if token is not None:
             exporter["headers"] = {"authorization": f"Bearer {token}"}
