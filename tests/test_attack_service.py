@@ -619,6 +619,15 @@ def test_path_traversal_and_odd_ids(shared_svc: ServiceProcess, eid: str) -> Non
         r.json()
 
 
+@pytest.mark.parametrize("size", ["9223372036854775808", "9999999999999999999", "-1", "1e3", "18446744073709551616"])
+def test_proof_size_out_of_range_is_400(shared_svc: ServiceProcess, size: str) -> None:
+    """Found by the fuzz run (tests/test_service_fuzz.py): ?size=2^63 passed the 19-digit check and overflowed
+    the store's 64-bit integer (a plain-text 500). Any size that is not a tree size is a 400 naming it."""
+    r = shared_svc.get("/v1/events/0123456789abcdef0123456789abcdef-1/proof", {"size": size})
+    assert r.status_code == 400, (size, r.status_code, r.text[:200])
+    assert "size" in r.json()["error"]["message"]
+
+
 def test_other_methods_and_paths(svc: ServiceProcess) -> None:
     """DELETE/PUT on the API, GET on /v1/logs, unknown paths: 404/405 JSON, never 500; nothing deleted."""
     for method, path in [("DELETE", "/v1/events"), ("PUT", "/v1/events"), ("GET", "/v1/logs"),

@@ -59,6 +59,13 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     return _error(404, "no such resource: see docs/service.md §4 for the API's paths")
 
 
+async def _internal(request: Request, exc: Exception) -> Response:
+    """An exception no handler expected: logged with its traceback, answered as every other error (JSON, no detail
+    of the exception, which may hold anything)."""
+    _log.error("%s %s failed: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
+    return _error(500, "internal error: the service logged it")
+
+
 async def _not_allowed(request: Request, exc: Exception) -> Response:
     allow = getattr(exc, "headers", None) or {}
     return _error(405, f"method {request.method} is not allowed here", headers=dict(allow))
@@ -99,7 +106,7 @@ class Service:
             Route("/api/audit-logs/export", self.bifrost_export, methods=["GET"]),
             Route("/api/audit-logs/{event_id}", self.bifrost_get, methods=["GET"]),
             Route("/api/audit-logs/{event_id}/verify", self.bifrost_verify, methods=["GET"]),
-        ], exception_handlers={404: _not_found, 405: _not_allowed})
+        ], exception_handlers={404: _not_found, 405: _not_allowed, Exception: _internal})
 
     # -- auth
 
@@ -340,8 +347,8 @@ class Service:
         raw_size = request.query_params.get("size")
         size = None
         if raw_size is not None:
-            if not raw_size.isascii() or not raw_size.isdigit() or len(raw_size) > 19:
-                return _error(400, f"size: expected a tree size (a number), got {raw_size[:20]!r}")
+            if not raw_size.isascii() or not raw_size.isdigit() or len(raw_size) > 19 or int(raw_size) >= 1 << 63:
+                return _error(400, f"size: expected a tree size (a number below 2^63), got {raw_size[:20]!r}")
             size = int(raw_size)
         m = await run_in_threadpool(self.store.proof_material, eid, size)
         got = self._proof_of(eid, m, size)

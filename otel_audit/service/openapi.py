@@ -153,7 +153,8 @@ def document() -> dict[str, Any]:
                                       _json_ok("the event", {"$ref": "#/components/schemas/Event"}), 404),
         "/v1/events/{event_id}/proof": _get(
             "the event's inclusion proof (C2SP tlog-proof@v1; JSON with Accept: application/json)", "audit:read",
-            [_ID, _p("size", "prove in the tree of this checkpoint size", schema={"type": "integer"})],
+            [_ID, _p("size", "prove in the tree of this checkpoint size",
+                     schema={"type": "integer", "minimum": 0, "maximum": 2**63 - 1})],
             {"description": "the proof", "content": {"text/plain": {"schema": {"type": "string"}},
                                                      "application/json": {"schema": _OBJ}}}, 400, 404, 409, 500),
         "/v1/facets": _get("counts per value of facets, for the filters of /v1/events", "audit:read", _FACETS,
@@ -171,14 +172,16 @@ def document() -> dict[str, Any]:
                                                         {"$ref": "#/components/schemas/AuditLogsResult"}), 400, 503),
         "/api/audit-logs/filterdata": _get(
             "Bifrost-compatible: the values of the filter dropdowns", "audit:read",
-            [_p("dimensions", f"comma list of {', '.join(bifrost.DIMENSIONS)} (default all)"),
+            [_p("dimensions", f"comma list of {', '.join(bifrost.DIMENSIONS)} (default all)",
+                schema={"type": "string", "pattern": "^(?:{0})(?:,(?:{0}))*$".format("|".join(bifrost.DIMENSIONS))}),
              _p("q", "only values holding this text")],
             _json_ok("Bifrost's AuditFilterDataResponse", _OBJ), 400, 503),
         "/api/audit-logs/export": _get(
             "Bifrost-compatible: every matching audit log, streamed", "audit:export",
             [*_BIFROST_FILTERS, _p("format", "json (an array of AuditEvent, default), jsonl or csv",
                                    schema={"type": "string", "enum": list(bifrost.EXPORT_FORMATS)})],
-            {"description": "an attachment", "content": {"application/json": {"schema": _OBJ},
+            {"description": "an attachment", "content": {"application/json": {"schema": {
+                "type": "array", "items": {"$ref": "#/components/schemas/AuditEvent"}}},
                                                          "application/x-ndjson": {"schema": _OBJ},
                                                          "text/csv": {"schema": {"type": "string"}}}}, 400),
         "/api/audit-logs/{event_id}": _get(

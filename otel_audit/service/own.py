@@ -28,9 +28,8 @@ class OwnStream:
 
     def __init__(self, keys_dir: Path, data_dir: Path, url: str, token: str | None) -> None:
         from otel_audit import config
-        from otel_audit.logger import AuditLogger
-
         from otel_audit.filemodes import make_dirs
+        from otel_audit.logger import AuditLogger
 
         make_dirs(data_dir)  # 0700 exactly, whatever the umask (a mkdir under umask 0277 made it 0500: unwritable)
         exporter: dict[str, Any] = {"endpoint": url, "timeout": "10s"}
