@@ -209,7 +209,7 @@ class Service:
         for k, v in request.query_params.multi_items():
             params.setdefault(k, []).append(v)
         try:
-            query = q.build(params)
+            query = q.build(params, self.store.dialect)
         except q.QueryError as exc:
             return _error(400, str(exc))
         fmt = (params.get("format") or [""])[0] or ("ndjson" if NDJSON in request.headers.get("accept", "") else "json")
@@ -368,8 +368,12 @@ def serve(cfg: ServiceConfig) -> int:
             svc.cfg = svc.cfg._replace(tokens=(*svc.cfg.tokens, internal))
         loop_host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(cfg.host, cfg.host)
         url = f"http://[{loop_host}]:{port}" if ":" in loop_host else f"http://{loop_host}:{port}"
-        store_path = Path(svc.store.url.removeprefix("sqlite:///"))
-        own = own_stream.OwnStream(cfg.witness_keys, store_path.with_name(store_path.name + ".service"), url, token)
+        if svc.store.url.startswith("sqlite:///"):
+            store_path = Path(svc.store.url.removeprefix("sqlite:///"))
+            own_dir = store_path.with_name(store_path.name + ".service")
+        else:  # a database server: the own stream's spool and chain state beside the config file
+            own_dir = Path(cfg.source).resolve().parent / "otel-audit-service.state"
+        own = own_stream.OwnStream(cfg.witness_keys, own_dir, url, token)
         svc.own = own
         svc.ingest.on_finding = lambda f: own.emit("security.integrity.violated", {
             "audit.reason": f.reason[:1000], "audit.target.type": "audit_stream",

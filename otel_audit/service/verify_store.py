@@ -9,6 +9,7 @@ problem too, even when the signed record is intact. Rows the store lacks show as
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -48,7 +49,7 @@ def verify_store(url: str, keyring: Keyring, *, allow_open: bool = False, ignore
                 continue
             doc = {"resourceLogs": [{"resource": resource, "scopeLogs": [{"scope": scope, "logRecords": [record]}]}]}
             v.add_request(doc, where)
-            differs = _columns_differ(derive, row, resource, record)
+            differs = _columns_differ(derive, row, resource, record, store.dialect.stored)
             if differs:
                 bad_columns += 1
                 if bad_columns <= MAX_LISTED:
@@ -62,7 +63,8 @@ def verify_store(url: str, keyring: Keyring, *, allow_open: bool = False, ignore
         store.close()
 
 
-def _columns_differ(derive: Any, row: dict[str, Any], resource: Any, record: Any) -> list[str]:
+def _columns_differ(derive: Any, row: dict[str, Any], resource: Any, record: Any,
+                    stored_as: Callable[[Any], Any]) -> list[str]:
     from otel_audit.decoding import DecodeError, decode_attributes
 
     try:
@@ -74,6 +76,6 @@ def _columns_differ(derive: Any, row: dict[str, Any], resource: Any, record: Any
     stored = row["columns"]
     out = []
     for name in DERIVED:
-        if stored[name] != getattr(got, name):
+        if stored[name] != stored_as(getattr(got, name)):
             out.append(name)
     return out

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from otel_audit.errors import ConfigError
-from otel_audit.service.store import EVENT_COLUMNS, CheckpointRow, EventRow, Finding, Page, StreamState
+from otel_audit.service.store import EVENT_COLUMNS, SQLITE, CheckpointRow, EventRow, Finding, Page, StreamState
 
 #: Each migration takes the schema from version i to i + 1; never edit one that shipped, add the next.
 MIGRATIONS: tuple[str, ...] = (
@@ -163,6 +163,8 @@ def _connect(path: str, readonly: bool = False) -> sqlite3.Connection:
 class SqliteStore:
     """The default store (see the module docstring). One writer at a time (a lock); readers each get their
     own connection per thread."""
+
+    dialect = SQLITE
 
     def __init__(self, path: str, *, create: bool = True, readonly: bool = False) -> None:
         p = Path(path)
