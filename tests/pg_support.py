@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -60,13 +61,16 @@ class PgServer:
         self.log = self.root / "server.log"
         self.port = free_port()
         self._names = itertools.count(1)
-        shutil.chown(self.root, "postgres", "postgres")
-        shutil.chown(self.sock, "postgres", "postgres")
+        self.root_user = os.geteuid() == 0  # initdb refuses root: then the server runs as the postgres OS user
+        if self.root_user:
+            shutil.chown(self.root, "postgres", "postgres")
+            shutil.chown(self.sock, "postgres", "postgres")
         os.chmod(self.root, 0o755)
 
     def _as_postgres(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["runuser", "-u", "postgres", "--", *cmd], capture_output=True, text=True,
-                              check=check, timeout=120, cwd=self.root)
+        run_as = ["runuser", "-u", "postgres", "--"] if self.root_user else []
+        return subprocess.run([*run_as, *cmd], capture_output=True, text=True, check=check, timeout=120,
+                              cwd=self.root)
 
     def start(self) -> PgServer:
         if not self.data.exists():
@@ -85,9 +89,10 @@ class PgServer:
             self.admin(f"CREATE ROLE {OWNER} LOGIN PASSWORD '{OWNER_PASSWORD}'",
                        f"CREATE ROLE {SERVICE} LOGIN PASSWORD '{SERVICE_PASSWORD}'",
                        f"CREATE DATABASE {TEMPLATE} OWNER {OWNER}")
-            from otel_audit.service.store.postgres import migrate
-
-            migrate(self.url(TEMPLATE, OWNER, OWNER_PASSWORD), grant=[SERVICE])
+            # as an operator does it (docs/service.md §3): the owner migrates, the service's role is granted
+            cli = str(Path(sys.executable).with_name("otel-audit"))
+            subprocess.run([cli, "store-migrate", "--store", self.url(TEMPLATE, OWNER, OWNER_PASSWORD),
+                            "--grant", SERVICE], check=True, capture_output=True, text=True, timeout=120)
         return self
 
     def stop(self, mode: str = "fast") -> None:
