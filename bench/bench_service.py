@@ -104,7 +104,7 @@ def _postgres(folder: Path, keyring: Path, bodies: list[bytes], total: int, per_
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from pg_support import PgServer
 
-    from otel_audit.service.store.postgres import _COPIED
+    from otel_audit.service.store.postgres import _COPIED, _COPY_TYPES
 
     server = PgServer().start()
     try:
@@ -126,14 +126,14 @@ def _postgres(folder: Path, keyring: Path, bodies: list[bytes], total: int, per_
             with dst.transaction():
                 for m in months:
                     dst.execute("SELECT audit_partition(%s)", (m,))
-                with dst.cursor().copy("COPY envelopes (id, digest, resource, scope) OVERRIDING SYSTEM VALUE "
-                                       "FROM STDIN") as cp:
-                    for e in envs:
-                        cp.write_row(e)
+                dst.cursor().executemany("INSERT INTO envelopes (id, digest, resource, scope) OVERRIDING SYSTEM "
+                                         "VALUE VALUES (%s, %s, %s, %s)", envs)
             start = time.perf_counter()
             i = 0
             for size in per_line:
-                with dst.transaction(), dst.cursor() as cur, cur.copy(f"COPY events ({cols}) FROM STDIN") as cp:
+                copy_sql = f"COPY events ({cols}) FROM STDIN (FORMAT BINARY)"
+                with dst.transaction(), dst.cursor() as cur, cur.copy(copy_sql) as cp:
+                    cp.set_types(list(_COPY_TYPES))
                     for r in rows[i:i + size]:
                         cp.write_row(r)
                 i += size

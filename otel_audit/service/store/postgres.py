@@ -6,7 +6,7 @@ protocol as the SQLite one, with psycopg 3 (docs/service.md §3).
   (the service role cannot create tables); ``events_default`` catches what falls outside the window of months
   that get a partition (over ten years back, or more than two months ahead) and any month whose rows reached it
   first.
-* rows arrive by COPY (``cursor.copy``); each write transaction first takes one transaction-scoped advisory lock,
+* rows arrive by binary COPY (``cursor.copy``); each write transaction first takes one transaction-scoped advisory lock,
   so writers are serialized across service instances as SQLite's ``BEGIN IMMEDIATE`` serializes them: ingest
   seqs are then committed in order (the polling mode never skips a row) and the per-stream checks (a partitioned
   table has no global unique index on the stream's seq) see every committed row.
@@ -217,6 +217,10 @@ _GRANTS = (
 #: the event columns COPY writes (seq and fts are the database's); resource and scope become their envelope's id
 _COPIED = tuple("envelope" if c == "resource" else c for c in EVENT_COLUMNS if c != "scope")
 _RES, _SCOPE = EVENT_COLUMNS.index("resource"), EVENT_COLUMNS.index("scope")
+_BIGINT = frozenset({"stream_seq", "ts", "observed_ts", "ingest_ts", "severity", "envelope"})
+_BYTEA = frozenset({"record", "canonical", "digest", "prev"})
+#: the COPY columns' types: binary COPY (a fifth faster than text on these rows) needs them
+_COPY_TYPES = tuple("bigint" if c in _BIGINT else "bytea" if c in _BYTEA else "text" for c in _COPIED)
 _STREAM_PROVEN = "(SELECT s.proven FROM streams s WHERE s.stream_id = e.stream_id)"
 #: an event's status, from the events row alone (the filter columns stay unambiguous: only `e` is in scope)
 STATUS = ("(CASE WHEN e.stream_id IS NULL THEN 'unsigned' "
@@ -669,7 +673,9 @@ class _PostgresWriter:
             return
         self._partitions(rows)
         envs = self._envelopes(list(dict.fromkeys((r.resource, r.scope) for r in rows)))
-        with self._con.cursor() as cur, cur.copy(f"COPY events ({', '.join(_COPIED)}) FROM STDIN") as copy:
+        with self._con.cursor() as cur, cur.copy(f"COPY events ({', '.join(_COPIED)}) FROM STDIN (FORMAT BINARY)"
+                                                 ) as copy:
+            copy.set_types(list(_COPY_TYPES))
             for row in rows:
                 v = [DIALECT.stored(x) for x in row]
                 v[_RES] = envs[(row.resource, row.scope)]
