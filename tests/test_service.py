@@ -771,8 +771,11 @@ def test_postgres_restart_mid_ingest_is_503_then_every_acknowledged_record_is_st
             assert r.status_code == 503, r.text  # retryable: the collector keeps it and retries
             assert r.headers.get("Retry-After") and "retry later" in r.json()["message"]
             assert svc.post_json(all_lines[half]).status_code == 503
+            r = svc.get("/v1/events", {"limit": "5"})  # reads too: 503, retryable, said in one line
+            assert r.status_code == 503 and "retry later" in r.json()["error"]["message"], r.text
         finally:
             own_pg_server.start()
+        assert svc.get("/v1/streams").status_code == 200  # a stale pooled connection is replaced, not reported
         for line in all_lines[half:]:  # the collector's retries, then the rest
             assert svc.post_json(line).status_code == 200
             acked.append(line)
@@ -782,3 +785,6 @@ def test_postgres_restart_mid_ingest_is_503_then_every_acknowledged_record_is_st
     r = _verify_store(db.service_url, shared_keys)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"all {written.length} record(s) proven in 1 stream(s)" in r.stdout
+    log = svc.log.read_text()
+    assert "answered 503 (retryable)" in log and "Traceback" not in log, log[-3000:]
+    assert "service-pw" not in log

@@ -31,7 +31,7 @@ from otel_audit.errors import ConfigError
 from otel_audit.service import query as q
 from otel_audit.service.config import ServiceConfig, Token
 from otel_audit.service.ingest import Ingest, IngestError
-from otel_audit.service.store import Store
+from otel_audit.service.store import Store, StoreUnavailable
 
 _log = logging.getLogger("otel_audit.service")
 PROTOBUF = "application/x-protobuf"
@@ -76,7 +76,7 @@ class Service:
             Route("/v1/checkpoints", self.checkpoints, methods=["GET"]),
             Route("/v1/findings", self.findings, methods=["GET"]),
             Route("/healthz", self.health, methods=["GET"]),
-        ])
+        ], exception_handlers={StoreUnavailable: self._unavailable})
 
     # -- auth
 
@@ -181,6 +181,10 @@ class Service:
         except IngestError as exc:
             body, mt = _status_body(3, str(exc), proto)
             return Response(body, status_code=400, media_type=mt)
+        except StoreUnavailable as exc:  # the database is away (restarting, unreachable): said in one line
+            _log.error("ingest: %s; the request is answered 503 (retryable) and nothing of it is stored", exc)
+            body, mt = _status_body(14, "the service could not store the request: retry later", proto)
+            return Response(body, status_code=503, media_type=mt, headers={"Retry-After": "5"})
         except Exception:  # the store failed (disk full, locked, I/O): retryable, never a half-stored ack
             _log.exception("ingest failed; the request is answered 503 (retryable) and nothing of it is stored")
             body, mt = _status_body(14, "the service could not store the request: retry later", proto)
@@ -317,6 +321,10 @@ class Service:
         out = [{"id": r["id"], "stream": r["stream_id"], "seq": r["stream_seq"], "kind": r["kind"],
                 "reason": r["reason"], "ingest_time": q.rfc3339(r["ingest_ts"])} for r in rows]
         return _json({"findings": out})
+
+    async def _unavailable(self, request: Request, exc: Exception) -> Response:
+        _log.error("%s %s: %s; answered 503 (retryable)", request.method, request.url.path, exc)
+        return _error(503, "the store is unavailable: retry later", headers={"Retry-After": "5"})
 
     async def health(self, request: Request) -> Response:
         return _json({"status": "ok", **self.ingest.counts})

@@ -108,6 +108,11 @@ class Page(NamedTuple):
     next_cursor: tuple[Any, ...] | None
 
 
+class StoreUnavailable(ConnectionError):
+    """The store cannot be reached now (a database server down or restarting): a request is answered 503,
+    retryable. Its message is one line, naming the store by its URL with any password masked."""
+
+
 class Dialect:
     """The bits of SQL a query (otel_audit.service.query) writes differently per store; this one is SQLite's.
 

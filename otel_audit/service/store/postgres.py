@@ -35,7 +35,16 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from otel_audit.errors import ConfigError
-from otel_audit.service.store import EVENT_COLUMNS, CheckpointRow, Dialect, EventRow, Finding, Page, StreamState
+from otel_audit.service.store import (
+    EVENT_COLUMNS,
+    CheckpointRow,
+    Dialect,
+    EventRow,
+    Finding,
+    Page,
+    StoreUnavailable,
+    StreamState,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -282,6 +291,27 @@ def mask(url: str) -> str:
         return url.split("://", 1)[0] + "://***"
 
 
+#: a connection idle longer than this is pinged before use: a server restarted meanwhile closed it
+PING_AFTER_S = 2.0
+
+
+def _alive(con: psycopg.Connection[Any], idle_since: float) -> bool:
+    """Whether a kept connection still works (pinged only when it has been idle a while)."""
+    import time
+
+    import psycopg
+
+    if con.broken or con.closed:
+        return False
+    if time.monotonic() - idle_since < PING_AFTER_S:
+        return True
+    try:
+        con.execute("SELECT 1")
+        return True
+    except psycopg.Error:
+        return False
+
+
 def _reason(exc: BaseException) -> str:
     """A psycopg error as one line (libpq's messages span lines; none holds the password)."""
     text = " ".join(str(exc).split())
@@ -313,27 +343,48 @@ class _Pool:
 
     def __init__(self, url: str, shown: str, readonly: bool, keep: int = 8) -> None:
         self._url, self._shown, self._readonly, self._keep = url, shown, readonly, keep
-        self._free: list[psycopg.Connection[Any]] = []
+        self._free: list[tuple[psycopg.Connection[Any], float]] = []  # and when each went idle
         self._all: list[psycopg.Connection[Any]] = []
         self._lock = threading.Lock()
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
-        with self._lock:
-            con = self._free.pop() if self._free else None
+        import time
+
+        import psycopg
+
+        con = None
+        while con is None:
+            with self._lock:
+                kept = self._free.pop() if self._free else None
+            if kept is None:
+                break
+            if not _alive(*kept):
+                with self._lock:
+                    self._all.remove(kept[0])
+                kept[0].close()
+            else:
+                con = kept[0]
         if con is None:
-            con = _connect(self._url, self._shown, readonly=self._readonly)
+            try:
+                con = _connect(self._url, self._shown, readonly=self._readonly)
+            except ConfigError as exc:
+                raise StoreUnavailable(str(exc)) from None
             with self._lock:
                 self._all.append(con)
         try:
             yield con
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            if not (con.broken or con.closed):
+                raise
+            raise StoreUnavailable(f"store: {self._shown}: {_reason(exc)}") from None
         finally:
             with self._lock:
                 if con.broken or con.closed or len(self._free) >= self._keep:
                     self._all.remove(con)
                     con.close()
                 else:
-                    self._free.append(con)
+                    self._free.append((con, time.monotonic()))
 
     def close(self) -> None:
         with self._lock:
@@ -430,13 +481,14 @@ class PostgresStore:
             con.close()
             raise
         self._w: psycopg.Connection[Any] | None = None if readonly else con
+        self._w_idle = 0.0
         if readonly:
             con.close()
         self._readers = _Pool(self._dsn, self.url, readonly)
 
     def _writer_connection(self) -> psycopg.Connection[Any]:
         con = self._w
-        if con is None or con.broken or con.closed:
+        if con is None or not _alive(con, self._w_idle):
             if con is not None:
                 con.close()
             self._w = None
@@ -447,16 +499,27 @@ class PostgresStore:
     def writer(self) -> Iterator[_PostgresWriter]:
         if self.readonly:
             raise ConfigError(f"store: {self.url}: opened read-only")
+        import time
+
+        import psycopg
+
         with self._lock:
             try:
                 con = self._writer_connection()
             except ConfigError as exc:  # the server is down: a store failure of this request (503), said in one line
                 raise StoreUnavailable(str(exc)) from None
             months = set(self._months)
-            with con.transaction():
-                con.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
-                w = _PostgresWriter(con, months)
-                yield w
+            try:
+                with con.transaction():
+                    con.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
+                    w = _PostgresWriter(con, months)
+                    yield w
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                if not (con.broken or con.closed):
+                    raise
+                raise StoreUnavailable(f"store: {self.url}: {_reason(exc)}") from None
+            finally:
+                self._w_idle = time.monotonic()
             self._months = months  # the partitions it made exist once it committed
 
     # -- reading
@@ -593,10 +656,6 @@ class PostgresStore:
                 self._w.close()
                 self._w = None
         self._readers.close()
-
-
-class StoreUnavailable(RuntimeError):
-    """The database cannot be reached now (a request is answered 503, retryable)."""
 
 
 class _PostgresWriter:
