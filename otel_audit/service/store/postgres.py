@@ -313,8 +313,11 @@ def _alive(con: psycopg.Connection[Any], idle_since: float) -> bool:
 
 
 def _reason(exc: BaseException) -> str:
-    """A psycopg error as one line (libpq's messages span lines; none holds the password)."""
-    text = " ".join(str(exc).split())
+    """A psycopg error as one line (libpq's messages span lines; none holds the password): the server's primary
+    message when there is one (not the LINE / caret lines that quote the statement)."""
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    text = " ".join((primary or str(exc)).split())
     return text.removeprefix("connection failed: ")[:400] or type(exc).__name__
 
 
@@ -401,33 +404,43 @@ def _schema_version(con: psycopg.Connection[Any]) -> int:
     return int(r[0]) if r and r[0] is not None else 0
 
 
+def _apply(con: psycopg.Connection[Any], shown: str, grant: Sequence[str] = ()) -> int:
+    """The migrations this schema lacks and the grants, in one transaction on `con` (psycopg errors raised)."""
+    import time
+
+    from psycopg import sql
+
+    with con.transaction():
+        con.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
+        con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+                    "applied_ns BIGINT NOT NULL)")
+        version = _schema_version(con)
+        if version > SCHEMA_VERSION:
+            raise ConfigError(f"store: {shown}: schema version {version} is newer than this otel-audit knows "
+                              f"({SCHEMA_VERSION}); upgrade otel-audit")
+        (schema,) = con.execute("SELECT current_schema()").fetchone() or (None,)
+        if schema is None:
+            raise ConfigError(f"store: {shown}: no schema to create the tables in (check search_path)")
+        # the partition function keeps the schema it was made in (SET search_path FROM CURRENT)
+        con.execute(sql.SQL("SET LOCAL search_path = {}").format(sql.Identifier(schema)))
+        for i in range(version, SCHEMA_VERSION):
+            con.execute(MIGRATIONS[i].replace("{text_indexed}", str(TEXT_INDEXED)))
+            con.execute("INSERT INTO schema_version VALUES (%s, %s)", (i + 1, time.time_ns()))
+        for role in grant:
+            for g in _GRANTS:
+                con.execute(sql.SQL(g).format(schema=sql.Identifier(schema), role=sql.Identifier(role)))
+    return SCHEMA_VERSION
+
+
 def migrate(url: str, grant: Sequence[str] = ()) -> int:
     """Bring the schema up to this otel-audit's version, connected as the tables' owner, and grant each role of
     `grant` what the service needs (INSERT and SELECT, UPDATE of the streams' state). Returns the version."""
     import psycopg
-    from psycopg import sql
 
     shown = mask(url)
     con = _connect(url, shown)
     try:
-        with con.transaction():
-            con.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
-            con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
-                        "applied_ns BIGINT NOT NULL)")
-            version = _schema_version(con)
-            if version > SCHEMA_VERSION:
-                raise ConfigError(f"store: {shown}: schema version {version} is newer than this otel-audit knows "
-                                  f"({SCHEMA_VERSION}); upgrade otel-audit")
-            import time
-
-            for i in range(version, SCHEMA_VERSION):
-                con.execute(MIGRATIONS[i].replace("{text_indexed}", str(TEXT_INDEXED)))
-                con.execute("INSERT INTO schema_version VALUES (%s, %s)", (i + 1, time.time_ns()))
-            (schema,) = con.execute("SELECT current_schema()").fetchone() or ("public",)
-            for role in grant:
-                for g in _GRANTS:
-                    con.execute(sql.SQL(g).format(schema=sql.Identifier(schema), role=sql.Identifier(role)))
-        return SCHEMA_VERSION
+        return _apply(con, shown, grant)
     except psycopg.Error as exc:
         raise ConfigError(f"store: {shown}: migration failed: {_reason(exc)}") from None
     finally:
@@ -453,14 +466,13 @@ class PostgresStore:
             version = _schema_version(con)
             if version < SCHEMA_VERSION and create and not readonly:
                 try:
-                    migrate(self._dsn)
-                except ConfigError as exc:
+                    version = _apply(con, self.url)
+                except psycopg.Error as exc:
                     (user,) = con.execute("SELECT current_user").fetchone() or ("?",)
                     raise ConfigError(f"store: {self.url}: schema version {version}, this otel-audit needs "
-                                      f"{SCHEMA_VERSION}, and role {user} cannot migrate it ({exc}); run "
+                                      f"{SCHEMA_VERSION}, and role {user} cannot migrate it ({_reason(exc)}); run "
                                       "otel-audit store-migrate --store <the owner's URL> --grant "
                                       f"{user}") from None
-                version = _schema_version(con)
             if version > SCHEMA_VERSION:
                 raise ConfigError(f"store: {self.url}: schema version {version} is newer than this otel-audit "
                                   f"knows ({SCHEMA_VERSION}); upgrade otel-audit")
