@@ -15,8 +15,8 @@ protocol as the SQLite one, with psycopg 3 (docs/service.md §3).
   state), so it cannot TRUNCATE or drop what the triggers do not cover. Migrations run as the owner:
   ``otel-audit store-migrate --store OWNER_URL --grant SERVICE_ROLE``.
 * versioned migrations in ``schema_version``; a newer schema than this otel-audit knows is refused.
-* full text: a ``tsvector`` of the record's text (the ``simple`` configuration: words lower-cased, no stemming)
-  with a GIN index; every word of ``q`` is bound as a parameter of ``phraseto_tsquery``, so no query syntax of
+* full text: a GIN index on the ``tsvector`` of the record's text (the ``simple`` configuration: words
+  lower-cased, no stemming); every word of ``q`` is bound as a parameter of ``phraseto_tsquery``, so no query syntax of
   the caller's reaches the engine.
 * durable acknowledgement: ``synchronous_commit = on`` for the writer's session; a commit returns once the
   server has flushed its WAL.
@@ -58,11 +58,14 @@ MONTHS_BACK = 120
 MONTHS_AHEAD = 2
 #: full-text search reads the first this many characters of a record's text (a tsvector holds at most 1 MB)
 TEXT_INDEXED = 100_000
+#: the indexed expression (a GIN index on it, no stored tsvector column: a tenth faster COPY, less WAL); a query
+#: repeats it exactly, so the planner uses the index
+FTS = f"to_tsvector('simple'::regconfig, left(coalesce(e.text, ''), {TEXT_INDEXED}))"
 
 _APPEND_ONLY = ("events", "envelopes", "checkpoints", "findings", "tiles")
 
 #: Each migration takes the schema from version i to i + 1; never edit one that shipped, add the next.
-#: Run by the owner, in one transaction each; ``{text_indexed}`` is the only substitution.
+#: Run by the owner, in one transaction each; ``{fts}`` (the full-text expression) is the only substitution.
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE envelopes (
@@ -103,8 +106,6 @@ MIGRATIONS: tuple[str, ...] = (
         prev BYTEA,
         signed TEXT COLLATE "C" NOT NULL,
         text TEXT COLLATE "C",
-        fts TSVECTOR GENERATED ALWAYS AS (to_tsvector('simple'::regconfig, left(coalesce(text, ''), {text_indexed})))
-            STORED,
         PRIMARY KEY (ts, seq)
     ) PARTITION BY RANGE (ts);
     CREATE TABLE events_default PARTITION OF events DEFAULT;
@@ -119,7 +120,7 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX events_client ON events (client_address_key, ts);
     CREATE INDEX events_session ON events (session_id, ts);
     CREATE INDEX events_trace ON events (trace_id);
-    CREATE INDEX events_fts ON events USING gin (fts);
+    CREATE INDEX events_fts ON events USING gin ({fts});
     CREATE TABLE streams (
         stream_id TEXT COLLATE "C" PRIMARY KEY,
         service TEXT COLLATE "C",
@@ -223,7 +224,7 @@ _GRANTS = (
     "GRANT EXECUTE ON FUNCTION audit_partition(INTEGER) TO {role}",
 )
 
-#: the event columns COPY writes (seq and fts are the database's); resource and scope become their envelope's id
+#: the event columns COPY writes (seq is the database's); resource and scope become their envelope's id
 _COPIED = tuple("envelope" if c == "resource" else c for c in EVENT_COLUMNS if c != "scope")
 _RES, _SCOPE = EVENT_COLUMNS.index("resource"), EVENT_COLUMNS.index("scope")
 _BIGINT = frozenset({"stream_seq", "ts", "observed_ts", "ingest_ts", "severity", "envelope"})
@@ -255,7 +256,7 @@ class PostgresDialect(Dialect):
 
     def full_text(self, words: Sequence[str]) -> tuple[str, list[Any]]:
         query = " && ".join("phraseto_tsquery('simple', %s)" for _ in words)
-        return f"e.fts @@ ({query})", list(words)
+        return f"{FTS} @@ ({query})", list(words)
 
     def filter_rows(self, sql: str) -> str:
         return sql
@@ -424,7 +425,7 @@ def _apply(con: psycopg.Connection[Any], shown: str, grant: Sequence[str] = ()) 
         # the partition function keeps the schema it was made in (SET search_path FROM CURRENT)
         con.execute(sql.SQL("SET LOCAL search_path = {}").format(sql.Identifier(schema)))
         for i in range(version, SCHEMA_VERSION):
-            con.execute(MIGRATIONS[i].replace("{text_indexed}", str(TEXT_INDEXED)))
+            con.execute(MIGRATIONS[i].replace("{fts}", FTS.replace("e.text", "text")))
             con.execute("INSERT INTO schema_version VALUES (%s, %s)", (i + 1, time.time_ns()))
         for role in grant:
             for g in _GRANTS:
