@@ -51,10 +51,37 @@ class Database(NamedTuple):
     owner_url: str  # the tables' owner (migrations, and the insider of the tamper tests)
 
 
+_PREFIX = "otel-audit-pg-"
+
+
+def _reap_stale(bin_dir: Path) -> None:
+    """Servers of earlier test sessions that were killed before they could stop theirs (their pid file names a
+    process that is gone): stopped and removed. Only this harness's folders are looked at."""
+    for root in Path(tempfile.gettempdir()).glob(_PREFIX + "*"):
+        try:
+            owner = int((root / "owner.pid").read_text())
+        except (OSError, ValueError):
+            continue
+        try:
+            os.kill(owner, 0)
+            continue  # its session is alive
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        if (root / "data" / "postmaster.pid").exists():
+            run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+            subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "-w",
+                            "stop"], capture_output=True, timeout=60, check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
 class PgServer:
     def __init__(self) -> None:
         self.bin = bindir()
-        self.root = Path(tempfile.mkdtemp(prefix="otel-audit-pg-"))
+        _reap_stale(self.bin)
+        self.root = Path(tempfile.mkdtemp(prefix=_PREFIX))
+        (self.root / "owner.pid").write_text(str(os.getpid()))
         self.data = self.root / "data"
         self.sock = self.root / "sock"
         self.sock.mkdir()

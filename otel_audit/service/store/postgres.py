@@ -749,7 +749,9 @@ class _PostgresWriter:
                                                  ) as copy:
             copy.set_types(list(_COPY_TYPES))
             for row in rows:
-                v = [DIALECT.stored(x) for x in row]
+                v = list(row)
+                if any(type(x) is str and "\x00" in x for x in row):  # rare: NUL in a text column
+                    v = [DIALECT.stored(x) for x in v]
                 v[_RES] = envs[(row.resource, row.scope)]
                 del v[_SCOPE]
                 copy.write_row(v)
