@@ -351,6 +351,11 @@ def test_event_by_id(demo_service: ServiceProcess) -> None:
     assert got == e
     r = demo_service.get("/v1/events/no-such-event")
     assert r.status_code == 404 and "no event" in r.json()["error"]["message"]
+    for odd in ("%00", "a%00b"):  # NUL: PostgreSQL text cannot hold it, so nothing stored has it
+        assert demo_service.get(f"/v1/events/{odd}").status_code == 404
+        assert demo_service.get(f"/v1/events/{odd}/proof").status_code == 404
+        assert demo_service.get("/v1/checkpoints", {"stream": odd.replace("%00", chr(0))}).status_code in (200, 400)
+        assert demo_service.get("/v1/findings", {"stream": odd.replace("%00", chr(0))}).status_code in (200, 400)
 
 
 # -- hostile requests to the receiver -----------------------------------------------------------------------

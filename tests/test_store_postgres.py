@@ -116,3 +116,20 @@ def test_nul_in_a_text_column_is_stored_and_verify_store_agrees(pg_server: Any, 
 ])
 def test_the_password_is_masked(url: str, shown: str) -> None:
     assert mask(url) == shown
+
+
+def test_nul_in_the_service_name_and_in_attributes_is_stored_not_retried_forever(pg_server: Any) -> None:
+    """NUL where PostgreSQL text cannot hold it (a service name, an actor) must not turn a request into a store
+    failure the collector would retry forever."""
+    db = pg_server.database()
+    store = open_store(db.service_url)
+    try:
+        doc = _doc((time.time_ns(), "x"))
+        doc["resourceLogs"][0]["resource"]["attributes"][0]["value"]["stringValue"] = "svc\x00name"
+        doc["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0]["attributes"].append(
+            {"key": "audit.actor.id", "value": {"stringValue": "bob\x00"}})
+        assert Ingest(store, Keyring([])).ingest(doc).accepted == 1
+        (row,) = store.query("", [], order="seq", limit=10, after=None).rows
+        assert (row["service"], row["actor"]) == ("svc\ufffdname", "bob\ufffd")
+    finally:
+        store.close()

@@ -568,6 +568,8 @@ class PostgresStore:
         return Page(rows, nxt)
 
     def get(self, event_id: str) -> dict[str, Any] | None:
+        if "\x00" in event_id:  # PostgreSQL text cannot hold NUL: no stored id has one
+            return None
         with self._readers.connection() as con:
             r = con.execute(_SELECT + " WHERE e.id = %s", (event_id,)).fetchone()
         return None if r is None else dict(zip(_QUERY_COLUMNS, r, strict=True))
@@ -583,12 +585,16 @@ class PostgresStore:
                            "last_ingest, last_checkpoint_ts FROM streams ORDER BY first_ingest, stream_id")
 
     def checkpoints(self, stream_id: str | None = None) -> list[dict[str, Any]]:
+        if stream_id and "\x00" in stream_id:
+            return []
         sql = "SELECT stream_id, size, root, note, time_ns, kind, cosignature, ingest_ts FROM checkpoints"
         if stream_id:
             return self._dicts(sql + " WHERE stream_id = %s ORDER BY size", (stream_id,))
         return self._dicts(sql + " ORDER BY stream_id, size")
 
     def findings(self, stream_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        if stream_id and "\x00" in stream_id:
+            return []
         sql = "SELECT id, stream_id, stream_seq, kind, reason, ingest_ts FROM findings"
         if stream_id:
             return self._dicts(sql + " WHERE stream_id = %s ORDER BY id LIMIT %s", (stream_id, limit))
@@ -598,6 +604,8 @@ class PostgresStore:
         """As SqliteStore.proof_material: the event's chain material and its inclusion path from tiles."""
         from otel_audit.service.tiles import BLOCK, Tree
 
+        if "\x00" in event_id:
+            return None
         with self._readers.connection() as con, con.transaction():
             r = con.execute("SELECT stream_id, stream_seq, prev, canonical FROM events WHERE id = %s",
                             (event_id,)).fetchone()
@@ -692,8 +700,8 @@ class _PostgresWriter:
             "tree = excluded.tree, proven = excluded.proven, proven_root = excluded.proven_root, "
             "closed = excluded.closed, records = excluded.records, failed = excluded.failed, "
             "last_ingest = excluded.last_ingest, last_checkpoint_ts = excluded.last_checkpoint_ts",
-            (s.stream_id, s.service, s.length, s.head, s.tree, s.proven, s.proven_root, int(s.closed), s.records,
-             s.failed, s.first_ingest, s.last_ingest, s.last_checkpoint_ts))
+            (s.stream_id, DIALECT.stored(s.service), s.length, s.head, s.tree, s.proven, s.proven_root, int(s.closed),
+             s.records, s.failed, s.first_ingest, s.last_ingest, s.last_checkpoint_ts))
 
     def stored_many(self, stream_id: str, seqs: Sequence[int]) -> list[tuple[int, bytes]]:
         """(seq, canonical bytes) of the stream's stored records among `seqs`."""
