@@ -23,9 +23,9 @@ def _p95(values: list[float]) -> float:
     return s[min(len(s) - 1, int(round(0.95 * (len(s) - 1))))]
 
 
-def _start(folder: Path, keyring: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _start(folder: Path, keyring: Path, store: str = "audit.db") -> tuple[subprocess.Popen[bytes], str]:
     cfg = folder / "service.yaml"
-    cfg.write_text(f"http:\n  endpoint: 127.0.0.1:0\nstore: audit.db\nkeys: {keyring}\n")
+    cfg.write_text(f"http:\n  endpoint: 127.0.0.1:0\nstore: '{store}'\nkeys: {keyring}\n")
     log = folder / "serve.log"
     cli = Path(sys.executable).with_name("otel-audit")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
@@ -80,6 +80,69 @@ def _raw_insert(src: Path, dest: Path, batches: list[int]) -> float:
     return len(rows) / dt
 
 
+def _ingest(url: str, bodies: list[bytes], total: int) -> float:
+    s = requests.Session()
+    start = time.perf_counter()
+    for b in bodies:
+        r = s.post(url + "/v1/logs", data=b, headers={"Content-Type": "application/json"}, timeout=120)
+        if r.status_code != 200:
+            raise BenchError(f"ingest answered {r.status_code}: {r.text[:300]}")
+    rate = total / (time.perf_counter() - start)
+    streams = s.get(url + "/v1/streams").json()["streams"]
+    if [x["proven"] for x in streams] != [total]:
+        raise BenchError(f"the store did not prove every record: {streams}")
+    return rate
+
+
+def _postgres(folder: Path, keyring: Path, bodies: list[bytes], total: int, per_line: list[int]
+              ) -> tuple[float, float]:
+    """Ingest into PostgreSQL (a real server from Debian's packages on loopback, fsync and synchronous_commit on,
+    the service connecting as its INSERT/SELECT role), then a raw COPY of the same rows into a fresh database of
+    the same schema, one transaction per request-sized batch. Records/s of both."""
+    import psycopg
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from pg_support import PgServer
+
+    from otel_audit.service.store.postgres import _COPIED, _COPY_TYPES
+
+    server = PgServer().start()
+    try:
+        db = server.database()
+        proc, url = _start(folder, keyring, db.service_url)
+        try:
+            ingest = _ingest(url, bodies, total)
+        finally:
+            proc.terminate()
+            proc.wait(60)
+        raw_db = server.database()
+        cols = ", ".join(_COPIED)
+        with psycopg.connect(db.owner_url) as src, psycopg.connect(raw_db.owner_url, autocommit=True) as dst:
+            envs = src.execute("SELECT id, digest, resource, scope FROM envelopes ORDER BY id").fetchall()
+            rows = src.execute(f"SELECT {cols} FROM events ORDER BY seq").fetchall()
+            months = {m for (m,) in src.execute(
+                "SELECT DISTINCT ((extract(year FROM to_timestamp(ts / 1e9) AT TIME ZONE 'UTC') - 1970) * 12 "
+                "+ extract(month FROM to_timestamp(ts / 1e9) AT TIME ZONE 'UTC') - 1)::int FROM events")}
+            with dst.transaction():
+                for m in months:
+                    dst.execute("SELECT audit_partition(%s)", (m,))
+                dst.cursor().executemany("INSERT INTO envelopes (id, digest, resource, scope) OVERRIDING SYSTEM "
+                                         "VALUE VALUES (%s, %s, %s, %s)", envs)
+            start = time.perf_counter()
+            i = 0
+            for size in per_line:
+                copy_sql = f"COPY events ({cols}) FROM STDIN (FORMAT BINARY)"
+                with dst.transaction(), dst.cursor() as cur, cur.copy(copy_sql) as cp:
+                    cp.set_types(list(_COPY_TYPES))
+                    for r in rows[i:i + size]:
+                        cp.write_row(r)
+                i += size
+            raw = len(rows) / (time.perf_counter() - start)
+        return ingest, raw
+    finally:
+        server.close()
+
+
 @benchmark("service")
 def bench_service(cfg: Config) -> Figures:
     """otel-audit serve: OTLP/HTTP JSON ingest into SQLite (producer and service on this machine) next to a raw
@@ -102,15 +165,7 @@ def bench_service(cfg: Config) -> Figures:
         proc, url = _start(folder, keyring)
         try:
             s = requests.Session()
-            start = time.perf_counter()
-            for b in bodies:
-                r = s.post(url + "/v1/logs", data=b, headers={"Content-Type": "application/json"}, timeout=120)
-                if r.status_code != 200:
-                    raise BenchError(f"ingest answered {r.status_code}: {r.text[:300]}")
-            ingest = total / (time.perf_counter() - start)
-            streams = s.get(url + "/v1/streams").json()["streams"]
-            if [x["proven"] for x in streams] != [total]:
-                raise BenchError(f"the store did not prove every record: {streams}")
+            ingest = _ingest(url, bodies, total)
             figures["service_ingest_records_per_s_sqlite"] = ingest
             raw = _raw_insert(folder / "audit.db", folder / "raw.db", per_line)
             figures["raw_bulk_insert_records_per_s_sqlite"] = raw
@@ -166,4 +221,11 @@ def bench_service(cfg: Config) -> Figures:
         con.close()
         size = sum(p.stat().st_size for p in folder.glob("audit.db*"))
         figures["store_bytes_per_event"] = size / total
+        pg_ingest, pg_raw = _postgres(folder, keyring, bodies, total, per_line)
+        figures["service_ingest_records_per_s_postgres"] = pg_ingest
+        figures["raw_copy_records_per_s_postgres"] = pg_raw
+        figures["service_ingest_vs_raw_ratio_postgres"] = pg_ingest / pg_raw
+        cfg.note("postgres: the same requests into PostgreSQL (Debian's server on loopback, fsync and "
+                 "synchronous_commit on; the service as its INSERT/SELECT role); raw: COPY of the same rows into the "
+                 "same schema, one transaction per request; goal service_ingest_records_per_s_postgres >= 30000")
     return figures

@@ -181,6 +181,8 @@ _COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...
      lambda c: _query_arguments(c)),
     ("prove", "fetch an event's inclusion proof from the service (or read a .tlog-proof file) and check it offline "
               "with the public keys (exit 0 proven, 1 not)", lambda c: _prove_arguments(c)),
+    ("store-migrate", "create or upgrade a PostgreSQL store's schema as the tables' owner, and grant the service's "
+                      "role INSERT and SELECT (docs/service.md §3)", lambda c: _store_migrate_arguments(c)),
 )
 
 
@@ -194,6 +196,28 @@ def cmd_query(args: argparse.Namespace) -> int:
     from otel_audit.service import client
 
     return client.run(args)
+
+
+def _store_migrate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", required=True, metavar="URL",
+                   help="the owner's URL, postgresql://owner@host:port/db (the password in $PGPASSWORD or ~/.pgpass)")
+    p.add_argument("--grant", action="append", default=[], metavar="ROLE",
+                   help="a role the service connects as: granted INSERT and SELECT (UPDATE of the streams' state); "
+                        "repeat for several")
+
+
+def cmd_store_migrate(args: argparse.Namespace) -> int:
+    from otel_audit.errors import ConfigError
+
+    if not args.store.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("--store: a PostgreSQL URL, postgresql://owner@host:port/db (a SQLite store migrates "
+                          "itself when the service starts)")
+    from otel_audit.service.store.postgres import mask, migrate
+
+    version = migrate(args.store, grant=args.grant)
+    granted = f"; granted to {', '.join(args.grant)}" if args.grant else ""
+    print(f"store {mask(args.store)}: schema version {version}{granted}")
+    return EXIT_OK
 
 
 def _prove_arguments(p: argparse.ArgumentParser) -> None:
@@ -497,6 +521,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "verify": cmd_verify, "keys": cmd_keys, "catalog": cmd_catalog, "hash": cmd_hash,
         "demo": cmd_demo, "check-config": cmd_check_config, "spool": cmd_spool,
         "serve": cmd_serve, "token": cmd_token, "prove": cmd_prove, "query": cmd_query,
+        "store-migrate": cmd_store_migrate,
     }
     prog = f"otel-audit {args.command}"
     try:

@@ -461,3 +461,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # slow tests while the others keep the cores busy (all slow first left the cores idle for a minute).
     order = [u for pair in zip(slow, others, strict=False) for u in pair] + slow[len(others):] + others[len(slow):]
     items[:] = [item for unit in order for item in unit]
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """A real PostgreSQL server of this session (tests/pg_support.py), started on first use, removed at the end."""
+    from pg_support import PgServer
+
+    server = PgServer().start()
+    try:
+        yield server
+    finally:
+        server.close()

@@ -6,6 +6,7 @@
 #   - a ruff lint of the whole repo (fails the run on any error),
 #   - a strict mypy check of the otel_audit package, processors and exporters included (tests/typecheck.sh),
 #   - the native integrity core (native/, needs Rust and cargo), installed into the virtualenv,
+#   - the PostgreSQL server from Debian's packages when it is missing (apt-get install -y postgresql),
 #   - pytest, in parallel workers when run without arguments (see below), twice: on the native core, then
 #     on the pure-Python path (OTEL_AUDIT_TEST_PATHS chooses).
 # Used by the README's test command and by .ci/run.
@@ -39,6 +40,18 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/otel-audit/native-targe
 if ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check ./native; then
   echo "tests/run.sh: the native core did not build: it needs Rust and cargo (https://rustup.rs); see native/README.md" >&2
   exit 1
+fi
+
+# The PostgreSQL store's tests start a real server from Debian's packages (tests/pg_support.py): a fresh
+# machine gets them here, so no test ever skips for want of PostgreSQL.
+if ! compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null; then
+  echo "tests/run.sh: installing the PostgreSQL server (apt-get install -y postgresql)" >&2
+  if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
+  if ! { ${SUDO[@]+"${SUDO[@]}"} apt-get update -q && \
+         DEBIAN_FRONTEND=noninteractive ${SUDO[@]+"${SUDO[@]}"} apt-get install -y -q postgresql; } >&2; then
+    echo "tests/run.sh: could not install PostgreSQL (apt-get install -y postgresql); its tests need the server" >&2
+    exit 1
+  fi
 fi
 
 echo "tests/run.sh: building the stock OpenTelemetry Collector (cached after the first build)" >&2

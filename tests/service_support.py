@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import requests
@@ -122,3 +122,56 @@ def post_archive(svc: ServiceProcess, path: Path) -> int:
         assert orjson.loads(r.content) == {}, r.text
         n += 1
     return n
+
+
+class Backend(NamedTuple):
+    """A store for a test's service: ``sqlite`` (a file in the test's folder) or ``postgres`` (a fresh database of
+    the session's PostgreSQL server, tests/pg_support.py; the service connects as the INSERT/SELECT role)."""
+
+    name: str
+    url: str  # what service.yaml's store: says
+    verify_url: str  # what otel-audit verify --store reads
+    folder: Path
+    db: Any = None  # pg_support.Database
+    server: Any = None  # pg_support.PgServer
+
+    @staticmethod
+    def make(name: str, folder: Path, request: Any) -> Backend:
+        if name == "sqlite":
+            return Backend(name, "audit.db", f"sqlite:///{folder / 'audit.db'}", folder)
+        server = request.getfixturevalue("pg_server")
+        db = server.database()
+        return Backend(name, db.service_url, db.service_url, folder, db, server)
+
+    @property
+    def ph(self) -> str:
+        return "?" if self.name == "sqlite" else "%s"
+
+    def insider(self, sql: str, params: Any = None) -> list[Any]:
+        """An insider with write access to the store (the SQLite file; PostgreSQL's owner role): drops / disables
+        the append-only triggers, then runs `sql` (``{ph}`` marks parameters)."""
+        sql = sql.replace("{ph}", self.ph)
+        if self.name == "sqlite":
+            import sqlite3
+
+            con = sqlite3.connect(self.folder / "audit.db")
+            for t in ("events_no_update", "events_no_delete"):
+                con.execute(f"DROP TRIGGER IF EXISTS {t}")
+            rows = con.execute(sql, params or ()).fetchall()
+            con.commit()
+            con.close()
+            return rows
+        return list(self.server.owner(self.db, "ALTER TABLE events DISABLE TRIGGER USER", sql,
+                                      params=params))
+
+    def read(self, sql: str, params: Any = None) -> list[Any]:
+        """Rows of a query, read as the owner (PostgreSQL) or from the file (SQLite), triggers untouched."""
+        sql = sql.replace("{ph}", self.ph)
+        if self.name == "sqlite":
+            import sqlite3
+
+            con = sqlite3.connect(self.folder / "audit.db")
+            rows = con.execute(sql, params or ()).fetchall()
+            con.close()
+            return rows
+        return list(self.server.owner(self.db, sql, params=params))

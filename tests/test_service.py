@@ -10,6 +10,7 @@ import base64
 import copy
 import gzip
 import ipaddress
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -19,7 +20,7 @@ from typing import Any
 import orjson
 import pytest
 from conftest import Written, seq_of, set_attr, write_archive
-from service_support import CLI, ServiceProcess, lines, post_archive, records_of, write_config
+from service_support import CLI, Backend, ServiceProcess, lines, post_archive, records_of, write_config
 
 from otel_audit import keys
 
@@ -38,15 +39,25 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-@pytest.fixture(scope="module")
-def demo_service(tmp_path_factory: pytest.TempPathFactory, demo: Path) -> Any:
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def demo_service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, demo: Path) -> Any:
     folder = tmp_path_factory.mktemp("svc-demo-store")
-    with ServiceProcess(write_config(folder, demo / "keys")) as svc:
+    store = Backend.make(request.param, folder, request)
+    with ServiceProcess(write_config(folder, demo / "keys", store=store.url)) as svc:
         post_archive(svc, demo / "archive" / "audit.jsonl")
         yield svc
 
 
-def _service(tmp_path: Path, keys_dir: Path, **extra: Any) -> ServiceProcess:
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """The store a test's service uses: a SQLite file in tmp_path, or a fresh database of the session's
+    PostgreSQL server (the service connects as the INSERT/SELECT role)."""
+    return Backend.make(request.param, tmp_path, request)
+
+
+def _service(tmp_path: Path, keys_dir: Path, store: Backend | str | None = None, **extra: Any) -> ServiceProcess:
+    if store is not None:
+        extra["store"] = store if isinstance(store, str) else store.url
     return ServiceProcess(write_config(tmp_path, keys_dir, **extra))
 
 
@@ -62,8 +73,9 @@ def _findings(svc: ServiceProcess) -> list[dict[str, Any]]:
 # -- verify on ingest --------------------------------------------------------------------------------
 
 
-def test_archive_ingested_over_otlp_http_is_proven_whole(tmp_path: Path, shared_keys: Path, written: Written) -> None:
-    with _service(tmp_path, shared_keys) as svc:
+def test_archive_ingested_over_otlp_http_is_proven_whole(tmp_path: Path, store: Backend, shared_keys: Path,
+        written: Written) -> None:
+    with _service(tmp_path, shared_keys, store) as svc:
         post_archive(svc, written.path)
         s = _stream(svc)
         assert (s["id"], s["state"], s["records"], s["linked"], s["proven"], s["failed"]) == (
@@ -79,9 +91,9 @@ def test_archive_ingested_over_otlp_http_is_proven_whole(tmp_path: Path, shared_
         assert cps[-1]["size"] == written.length - 1 and cps[-1]["kind"] == "end"
 
 
-def test_a_retried_request_is_acknowledged_and_stored_once(tmp_path: Path, shared_keys: Path,
+def test_a_retried_request_is_acknowledged_and_stored_once(tmp_path: Path, store: Backend, shared_keys: Path,
                                                            written: Written) -> None:
-    with _service(tmp_path, shared_keys) as svc:
+    with _service(tmp_path, shared_keys, store) as svc:
         first = next(lines(written.path))
         for _ in range(3):
             assert svc.post_json(first).status_code == 200
@@ -106,12 +118,12 @@ def _edit_line(path: Path, seq: int, edit: Any) -> list[bytes]:
     return out
 
 
-def test_a_record_modified_after_signing_is_failed_and_named(tmp_path: Path, shared_keys: Path,
+def test_a_record_modified_after_signing_is_failed_and_named(tmp_path: Path, store: Backend, shared_keys: Path,
                                                              written: Written) -> None:
     def change(recs: list[dict[str, Any]], i: int) -> None:
         set_attr(recs[i], "user.id", {"stringValue": "mallory"})
 
-    with _service(tmp_path, shared_keys) as svc:
+    with _service(tmp_path, shared_keys, store) as svc:
         for line in _edit_line(written.path, 7, change):
             assert svc.post_json(line).status_code == 200
         (f,) = _findings(svc)
@@ -122,8 +134,9 @@ def test_a_record_modified_after_signing_is_failed_and_named(tmp_path: Path, sha
         assert {e["status"] for e in svc.events({"order": "ingest"}) if e["stream"]["seq"] != 7} == {"proven"}
 
 
-def test_a_deleted_record_stops_the_proof_there(tmp_path: Path, shared_keys: Path, written: Written) -> None:
-    with _service(tmp_path, shared_keys) as svc:
+def test_a_deleted_record_stops_the_proof_there(tmp_path: Path, store: Backend, shared_keys: Path,
+        written: Written) -> None:
+    with _service(tmp_path, shared_keys, store) as svc:
         for line in _edit_line(written.path, 120, lambda recs, i: recs.pop(i)):
             assert svc.post_json(line).status_code == 200
         s = _stream(svc)
@@ -140,12 +153,12 @@ def test_a_deleted_record_stops_the_proof_there(tmp_path: Path, shared_keys: Pat
         assert (s["linked"], s["proven"], s["state"]) == (written.length, written.length, "closed")
 
 
-def test_a_variant_of_a_stored_record_is_refused_and_kept_as_evidence(tmp_path: Path, shared_keys: Path,
+def test_a_variant_of_a_stored_record_is_refused_and_kept_as_evidence(tmp_path: Path, store: Backend, shared_keys: Path,
                                                                       written: Written) -> None:
     def change(recs: list[dict[str, Any]], i: int) -> None:
         recs[i]["body"] = {"stringValue": "rewritten"}
 
-    with _service(tmp_path, shared_keys) as svc:
+    with _service(tmp_path, shared_keys, store) as svc:
         post_archive(svc, written.path)
         edited = _edit_line(written.path, 3, change)
         r = svc.post_json(edited[0])
@@ -159,9 +172,10 @@ def test_a_variant_of_a_stored_record_is_refused_and_kept_as_evidence(tmp_path: 
         assert svc.get(f"/v1/events/{written.stream_id}-3").json()["status"] == "proven"
 
 
-def test_restart_after_kill_9_continues_every_stream(tmp_path: Path, shared_keys: Path, written: Written) -> None:
+def test_restart_after_kill_9_continues_every_stream(tmp_path: Path, store: Backend, shared_keys: Path,
+        written: Written) -> None:
     all_lines = list(lines(written.path))
-    svc = _service(tmp_path, shared_keys).start()
+    svc = _service(tmp_path, shared_keys, store).start()
     for line in all_lines[: len(all_lines) // 2]:
         assert svc.post_json(line).status_code == 200
     svc.kill()
@@ -182,6 +196,41 @@ def test_the_store_is_append_only(tmp_path: Path, shared_keys: Path, written: Wr
         with pytest.raises(sqlite3.DatabaseError, match="append-only"):
             con.execute(sql)
     con.close()
+
+
+def test_the_postgres_store_is_append_only_for_the_service_role_truncate_included(
+        tmp_path: Path, shared_keys: Path, written: Written, request: pytest.FixtureRequest) -> None:
+    import psycopg
+
+    store = Backend.make("postgres", tmp_path, request)
+    with _service(tmp_path, shared_keys, store) as svc:
+        post_archive(svc, written.path)
+    (part,) = store.read("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                         "WHERE i.inhparent = 'events'::regclass AND c.relname <> 'events_default'")[0]
+    refused = {
+        # the triggers: even the owner's UPDATE / DELETE / TRUNCATE is refused
+        "trigger": ["UPDATE events SET actor = 'x'", "DELETE FROM events", "UPDATE checkpoints SET kind = 'x'",
+                    "DELETE FROM checkpoints", "DELETE FROM findings", "UPDATE envelopes SET scope = ''",
+                    "TRUNCATE events", "TRUNCATE checkpoints", f"TRUNCATE {part}"],
+        # the service role's grants: no TRUNCATE, no DDL, no disabling a trigger, no reaching a partition directly
+        "privilege": ["TRUNCATE events", "TRUNCATE checkpoints", "TRUNCATE findings", "TRUNCATE envelopes",
+                      f"TRUNCATE {part}", f"DELETE FROM {part}", "ALTER TABLE events DISABLE TRIGGER ALL",
+                      "DROP TABLE findings", f"ALTER TABLE events DETACH PARTITION {part}",
+                      "UPDATE events SET actor = 'x'", "DELETE FROM events"],
+    }
+    for who, url in (("trigger", store.db.owner_url), ("privilege", store.db.service_url)):
+        for sql in refused[who]:
+            with psycopg.connect(url, autocommit=True) as con:
+                with pytest.raises(psycopg.Error) as got:
+                    con.execute(sql)  # type: ignore[arg-type]
+                    raise AssertionError(f"{who}: {sql} was not refused")
+                want = "append-only" if who == "trigger" else "permission denied|must be owner"
+                assert re.search(want, str(got.value)), (who, sql, str(got.value))
+    assert store.read("SELECT count(*) FROM events")[0][0] == written.length
+    # what the service role may do: read, append, and update the derived streams' state
+    with psycopg.connect(store.db.service_url, autocommit=True) as con:
+        assert con.execute("SELECT count(*) FROM checkpoints").fetchone()[0] > 0  # type: ignore[index]
+        con.execute("UPDATE streams SET last_ingest = last_ingest")
 
 
 # -- the query API against an independent reading of the archive ---------------------------------------------
@@ -302,14 +351,20 @@ def test_event_by_id(demo_service: ServiceProcess) -> None:
     assert got == e
     r = demo_service.get("/v1/events/no-such-event")
     assert r.status_code == 404 and "no event" in r.json()["error"]["message"]
+    for odd in ("%00", "a%00b"):  # NUL: PostgreSQL text cannot hold it, so nothing stored has it
+        assert demo_service.get(f"/v1/events/{odd}").status_code == 404
+        assert demo_service.get(f"/v1/events/{odd}/proof").status_code == 404
+        assert demo_service.get("/v1/checkpoints", {"stream": odd.replace("%00", chr(0))}).status_code in (200, 400)
+        assert demo_service.get("/v1/findings", {"stream": odd.replace("%00", chr(0))}).status_code in (200, 400)
 
 
 # -- hostile requests to the receiver -----------------------------------------------------------------------
 
 
-def test_bad_ingest_requests_get_4xx_and_store_nothing(tmp_path: Path, shared_keys: Path, written: Written) -> None:
+def test_bad_ingest_requests_get_4xx_and_store_nothing(tmp_path: Path, store: Backend, shared_keys: Path,
+        written: Written) -> None:
     good = next(lines(written.path))
-    with _service(tmp_path, shared_keys, limits={"max_request_bytes": 1 << 20}) as svc:
+    with _service(tmp_path, shared_keys, store, limits={"max_request_bytes": 1 << 20}) as svc:
         cases = [
             (svc.post_json(b"{not json"), 400, "not strict OTLP/JSON"),
             (svc.post_json(b'{"resourceLogs": 5}'), 400, "resourceLogs"),
@@ -329,14 +384,14 @@ def test_bad_ingest_requests_get_4xx_and_store_nothing(tmp_path: Path, shared_ke
         assert svc.events({"order": "ingest"})
 
 
-def test_a_malformed_record_is_refused_counted_and_the_rest_stored(tmp_path: Path, shared_keys: Path,
+def test_a_malformed_record_is_refused_counted_and_the_rest_stored(tmp_path: Path, store: Backend, shared_keys: Path,
                                                                    written: Written) -> None:
     doc = orjson.loads(next(lines(written.path)))
     recs = doc["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
     bad = copy.deepcopy(recs[1])
     bad["severityNumber"] = "nine"
     recs[1] = bad
-    with _service(tmp_path, shared_keys) as svc:
+    with _service(tmp_path, shared_keys, store) as svc:
         r = svc.post_json(orjson.dumps(doc))
         assert r.status_code == 200
         assert r.json()["partialSuccess"]["rejectedLogRecords"] == "1"
@@ -400,14 +455,15 @@ def test_bad_service_config_is_one_line_naming_the_key(tmp_path: Path, body: str
     assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
-def test_the_witness_cosigns_every_verified_checkpoint(tmp_path: Path, shared_keys: Path, written: Written) -> None:
+def test_the_witness_cosigns_every_verified_checkpoint(tmp_path: Path, store: Backend, shared_keys: Path,
+        written: Written) -> None:
     from otel_audit.keys import Keyring
     from otel_audit.note import parse_note
     from otel_audit.service.ingest import cosignature_key_id
 
     witness = tmp_path / "witness"
     keys.generate(witness, "witness")
-    with _service(tmp_path, shared_keys, witness_keys=str(witness)) as svc:
+    with _service(tmp_path, shared_keys, store, witness_keys=str(witness)) as svc:
         post_archive(svc, written.path)
         cps = svc.get("/v1/checkpoints", {"stream": written.stream_id}).json()["checkpoints"]
     ring = Keyring.load(witness)
@@ -432,66 +488,57 @@ def test_the_witness_cosigns_every_verified_checkpoint(tmp_path: Path, shared_ke
 # -- verify --store: the store re-proven offline -------------------------------------------------------------
 
 
-def _insider(db: Path, *sql: str) -> None:
-    """An insider with write access to the database file: drops the append-only triggers and edits."""
-    con = sqlite3.connect(db)
-    for t in ("events_no_update", "events_no_delete"):
-        con.execute(f"DROP TRIGGER {t}")
-    for s in sql:
-        con.execute(s)
-    con.commit()
-    con.close()
-
-
-def _verify_store(db: Path, keys_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CLI, "verify", "--keys", str(keys_dir), "--store", f"sqlite:///{db}", *extra],
+def _verify_store(db: Path | str, keys_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    url = db if isinstance(db, str) else f"sqlite:///{db}"
+    return subprocess.run([CLI, "verify", "--keys", str(keys_dir), "--store", url, *extra],
                           capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture
-def stored(tmp_path: Path, shared_keys: Path, written: Written) -> Path:
-    with _service(tmp_path, shared_keys) as svc:
+def stored(tmp_path: Path, shared_keys: Path, written: Written, store: Backend) -> Backend:
+    with _service(tmp_path, shared_keys, store) as svc:
         post_archive(svc, written.path)
-    return tmp_path / "audit.db"
+    return store
 
 
-def test_verify_store_proves_an_intact_store(stored: Path, shared_keys: Path, written: Written) -> None:
-    r = _verify_store(stored, shared_keys)
+def test_verify_store_proves_an_intact_store(stored: Backend, shared_keys: Path, written: Written) -> None:
+    r = _verify_store(stored.verify_url, shared_keys)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"all {written.length} record(s) proven in 1 stream(s)" in r.stdout
+    if stored.name == "postgres":  # the URL is shown, its password never
+        assert "service-pw" not in r.stdout + r.stderr
 
 
-def test_verify_store_names_an_edited_record(stored: Path, shared_keys: Path, written: Written) -> None:
+def test_verify_store_names_an_edited_record(stored: Backend, shared_keys: Path, written: Written) -> None:
     sid = written.stream_id
-    con = sqlite3.connect(stored)
-    (rec,) = con.execute("SELECT record FROM events WHERE id = ?", (f"{sid}-42",)).fetchone()
-    con.close()
+    ((rec,),) = stored.read("SELECT record FROM events WHERE id = {ph}", (f"{sid}-42",))
     doc = orjson.loads(rec)
     set_attr(doc, "user.id", {"stringValue": "mallory"})
-    _insider(stored, f"UPDATE events SET record = x'{orjson.dumps(doc).hex()}' WHERE id = '{sid}-42'")
-    r = _verify_store(stored, shared_keys)
+    stored.insider("UPDATE events SET record = {ph} WHERE id = {ph}", (orjson.dumps(doc), f"{sid}-42"))
+    r = _verify_store(stored.verify_url, shared_keys)
     assert r.returncode == 1, r.stdout
     assert f"{sid}-42" in r.stdout and "FAILED" in r.stdout
 
 
-def test_verify_store_names_an_edited_filter_column(stored: Path, shared_keys: Path, written: Written) -> None:
+def test_verify_store_names_an_edited_filter_column(stored: Backend, shared_keys: Path, written: Written) -> None:
     sid = written.stream_id
-    _insider(stored, f"UPDATE events SET actor = 'someone-else' WHERE id = '{sid}-10'")
-    r = _verify_store(stored, shared_keys, "--format", "json")
+    stored.insider("UPDATE events SET actor = 'someone-else' WHERE id = {ph}", (f"{sid}-10",))
+    r = _verify_store(stored.verify_url, shared_keys, "--format", "json")
     assert r.returncode == 1
     problems = orjson.loads(r.stdout)["problems"]
     assert any(f"{sid}-10" in p and "actor" in p for p in problems), problems
 
 
-def test_verify_store_finds_a_deleted_row(stored: Path, shared_keys: Path, written: Written) -> None:
-    _insider(stored, f"DELETE FROM events WHERE id = '{written.stream_id}-77'")
-    r = _verify_store(stored, shared_keys, "--format", "json")
+def test_verify_store_finds_a_deleted_row(stored: Backend, shared_keys: Path, written: Written) -> None:
+    stored.insider("DELETE FROM events WHERE id = {ph}", (f"{written.stream_id}-77",))
+    r = _verify_store(stored.verify_url, shared_keys, "--format", "json")
     assert r.returncode == 1
     (s,) = orjson.loads(r.stdout)["streams"]
     assert "77" in orjson.dumps(s).decode() and s["status"] != "verified"
 
 
-def test_verify_store_usage_errors(tmp_path: Path, shared_keys: Path, stored: Path) -> None:
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+def test_verify_store_usage_errors(tmp_path: Path, shared_keys: Path, stored: Backend) -> None:
     r = _verify_store(tmp_path / "none.db", shared_keys)
     assert r.returncode == 2 and "no such database" in r.stderr and "Traceback" not in r.stderr
     r = subprocess.run([CLI, "verify", "--keys", str(shared_keys)], capture_output=True, text=True)
@@ -590,22 +637,20 @@ def test_prove_cli_fetches_checks_and_saves(witnessed: Any, shared_keys: Path, t
     assert r.returncode == 2 and "cannot reach" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_proofs_of_a_long_stream_come_from_tiles_and_check(tmp_path: Path, shared_keys: Path) -> None:
+def test_proofs_of_a_long_stream_come_from_tiles_and_check(tmp_path: Path, store: Backend, shared_keys: Path) -> None:
     from otel_audit.keys import Keyring
     from otel_audit.service import proof as tlog
 
     w = write_archive(tmp_path / "long.jsonl", shared_keys, 3000, checkpoint_every=1000)
     ring = Keyring.load(shared_keys)
-    with _service(tmp_path, shared_keys) as svc:
+    with _service(tmp_path, shared_keys, store) as svc:
         post_archive(svc, w.path)
         picks = [0, 1, 255, 256, 257, 1000, 2047, 2048, 2500, w.length - 2]
         for seq in picks:
             r = svc.get(f"/v1/events/{w.stream_id}-{seq}/proof")
             assert r.status_code == 200, r.text
             assert tlog.check(r.text, ring).seq == seq
-    con = sqlite3.connect(tmp_path / "audit.db")
-    assert con.execute("SELECT count(*) FROM tiles WHERE level = 1").fetchone()[0] == w.length // 256
-    con.close()
+    assert store.read("SELECT count(*) FROM tiles WHERE level = 1")[0][0] == w.length // 256
 
 
 # -- the service's own signed stream ----------------------------------------------------------------------
@@ -623,7 +668,7 @@ def _wait(check: Any, timeout: float = 30) -> Any:
 
 
 def test_every_read_and_every_finding_is_a_signed_event_of_the_services_own_stream(
-        tmp_path: Path, shared_keys: Path, written: Written) -> None:
+        tmp_path: Path, store: Backend, shared_keys: Path, written: Written) -> None:
     witness = tmp_path / "service-keys"
     keys.generate(witness, "service")
     reader, entry = _token("auditor-7", "audit:read")
@@ -632,7 +677,7 @@ def test_every_read_and_every_finding_is_a_signed_event_of_the_services_own_stre
     def change(recs: list[dict[str, Any]], i: int) -> None:
         set_attr(recs[i], "user.id", {"stringValue": "mallory"})
 
-    with _service(tmp_path, shared_keys, witness_keys=str(witness), tokens=[entry, entry2]) as svc:
+    with _service(tmp_path, shared_keys, store, witness_keys=str(witness), tokens=[entry, entry2]) as svc:
         auth = {"Authorization": f"Bearer {reader}"}
         for line in _edit_line(written.path, 5, change):
             assert svc.post_json(line, Authorization=f"Bearer {ingest}").status_code == 200
@@ -663,9 +708,88 @@ def test_every_read_and_every_finding_is_a_signed_event_of_the_services_own_stre
     shutil.copy(witness / "keyring.json", both / "service.json")
     # --allow-open: the service's own end checkpoint is made at its shutdown, after its HTTP side stopped; it waits
     # in the own stream's spool and is delivered at the next start
-    r = _verify_store(tmp_path / "audit.db", both, "--format", "json", "--allow-open")
+    r = _verify_store(store.verify_url, both, "--format", "json", "--allow-open")
     rep = orjson.loads(r.stdout)
     by = {x["stream_id"]: x for x in rep["streams"]}
     assert by[written.stream_id]["status"] != "verified"  # the modified record
     own_ids = [k for k in by if k != written.stream_id]
     assert own_ids and all(by[k]["status"] == "verified" for k in own_ids), rep
+
+
+# -- PostgreSQL: errors, and the database going away mid-ingest ------------------------------------------------
+
+
+def test_postgres_store_errors_are_one_line_and_never_show_the_password(
+        tmp_path: Path, shared_keys: Path, pg_server: Any) -> None:
+    from pg_support import SERVICE, SERVICE_PASSWORD
+
+    db = pg_server.database()
+    cases = {
+        "wrong password": (db.service_url.replace(SERVICE_PASSWORD, "not-the-pw-91c"), "password authentication"),
+        "server down": (f"postgresql://{SERVICE}:secret-pw-4d@127.0.0.1:1/{db.name}", "cannot connect"),
+        "no such database": (f"postgresql://{SERVICE}:{SERVICE_PASSWORD}@127.0.0.1:{pg_server.port}/nope",
+                             "does not exist"),
+        "bad URL": ("postgresql://u:secret-pw-4d@127.0.0.1:notaport/db", "store:"),
+        "no store": (pg_server.url("postgres", SERVICE, SERVICE_PASSWORD), "store-migrate"),
+    }
+    for name, (url, says) in cases.items():
+        cfg = write_config(tmp_path, shared_keys, store=url)
+        r = subprocess.run([CLI, "serve", "--config", str(cfg)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2, (name, r.stdout, r.stderr)
+        err = r.stderr.strip()
+        assert says in err and "Traceback" not in err and len(err.splitlines()) == 1, (name, err)
+        for pw in (SERVICE_PASSWORD, "not-the-pw-91c", "secret-pw-4d"):
+            assert pw not in r.stdout + r.stderr, (name, err)
+        r = _verify_store(url, shared_keys)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, (name, r.stderr)
+        assert all(pw not in r.stdout + r.stderr for pw in (SERVICE_PASSWORD, "not-the-pw-91c", "secret-pw-4d"))
+    # a running service shows the URL masked (its log, /healthz)
+    with _service(tmp_path, shared_keys, store=db.service_url) as svc:
+        assert svc.get("/healthz").status_code == 200
+        assert SERVICE_PASSWORD not in svc.log.read_text() + svc.get("/healthz").text
+        assert f"{SERVICE}:***@" in svc.log.read_text()
+
+
+@pytest.fixture(scope="module")
+def own_pg_server() -> Any:
+    """A PostgreSQL server of its own: this module's restart test stops it."""
+    from pg_support import PgServer
+
+    server = PgServer().start()
+    yield server
+    server.close()
+
+
+def test_postgres_restart_mid_ingest_is_503_then_every_acknowledged_record_is_stored(
+        tmp_path: Path, shared_keys: Path, written: Written, own_pg_server: Any) -> None:
+    db = own_pg_server.database()
+    all_lines = list(lines(written.path))
+    acked: list[bytes] = []
+    with _service(tmp_path, shared_keys, store=db.service_url) as svc:
+        half = len(all_lines) // 2
+        for line in all_lines[:half]:
+            assert svc.post_json(line).status_code == 200
+            acked.append(line)
+        own_pg_server.stop("fast")
+        try:
+            r = svc.post_json(all_lines[half])
+            assert r.status_code == 503, r.text  # retryable: the collector keeps it and retries
+            assert r.headers.get("Retry-After") and "retry later" in r.json()["message"]
+            assert svc.post_json(all_lines[half]).status_code == 503
+            r = svc.get("/v1/events", {"limit": "5"})  # reads too: 503, retryable, said in one line
+            assert r.status_code == 503 and "retry later" in r.json()["error"]["message"], r.text
+        finally:
+            own_pg_server.start()
+        assert svc.get("/v1/streams").status_code == 200  # a stale pooled connection is replaced, not reported
+        for line in all_lines[half:]:  # the collector's retries, then the rest
+            assert svc.post_json(line).status_code == 200
+            acked.append(line)
+        s = _stream(svc)
+        assert (s["linked"], s["proven"], s["failed"], s["state"]) == (written.length, written.length, 0, "closed")
+        assert len(svc.events({"order": "ingest"})) == written.length
+    r = _verify_store(db.service_url, shared_keys)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"all {written.length} record(s) proven in 1 stream(s)" in r.stdout
+    log = svc.log.read_text()
+    assert "answered 503 (retryable)" in log and "Traceback" not in log, log[-3000:]
+    assert "service-pw" not in log

@@ -19,7 +19,7 @@ from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
-from service_support import CLI, ServiceProcess, write_config
+from service_support import CLI, Backend, ServiceProcess, write_config
 
 from otel_audit import keys
 from otel_audit.processors.signing import SigningProcessor
@@ -114,9 +114,14 @@ def svc_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-def _setup(tmp_path: Path, svc_keys: Path, exporter: str) -> tuple[ServiceProcess, Collector]:
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return Backend.make(request.param, tmp_path, request)
+
+
+def _setup(tmp_path: Path, svc_keys: Path, exporter: str, store: Backend) -> tuple[ServiceProcess, Collector]:
     http_port, grpc_port = free_port(), free_port()
-    cfg = write_config(tmp_path, svc_keys, grpc={"endpoint": f"127.0.0.1:{grpc_port}"})
+    cfg = write_config(tmp_path, svc_keys, grpc={"endpoint": f"127.0.0.1:{grpc_port}"}, store=store.url)
     cfg.write_text(cfg.read_text().replace("127.0.0.1:0", f"127.0.0.1:{http_port}"))
     svc = ServiceProcess(cfg)
     (tmp_path / "queue").mkdir()
@@ -128,8 +133,8 @@ def _setup(tmp_path: Path, svc_keys: Path, exporter: str) -> tuple[ServiceProces
 
 @pytest.mark.parametrize("exporter", ["otlphttp/service", "otlp/service"])
 def test_signed_records_through_the_collector_are_proven_in_the_store(tmp_path: Path, svc_keys: Path,
-                                                                      exporter: str) -> None:
-    svc, col = _setup(tmp_path, svc_keys, exporter)
+                                                                      exporter: str, store: Backend) -> None:
+    svc, col = _setup(tmp_path, svc_keys, exporter, store)
     with svc, col:
         a = produce(col.endpoint("OTLP_HTTP"), svc_keys, 400, service="gateway-1")
         b = produce(col.endpoint("OTLP_HTTP"), svc_keys, 150, service="gateway-2")
@@ -138,14 +143,15 @@ def test_signed_records_through_the_collector_are_proven_in_the_store(tmp_path: 
         assert svc.get("/v1/findings").json()["findings"] == []
         assert len(svc.events({"order": "ingest"})) == a[1] + b[1]
         assert len(svc.events({"service": "gateway-2"})) == b[1]
-    r = subprocess.run([CLI, "verify", "--keys", str(svc_keys), "--store", f"sqlite:///{tmp_path / 'audit.db'}"],
+    r = subprocess.run([CLI, "verify", "--keys", str(svc_keys), "--store", store.verify_url],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"all {a[1] + b[1]} record(s) proven in 2 stream(s)" in r.stdout
 
 
-def test_service_killed_mid_ingest_loses_nothing_the_collector_queued(tmp_path: Path, svc_keys: Path) -> None:
-    svc, col = _setup(tmp_path, svc_keys, "otlphttp/service")
+def test_service_killed_mid_ingest_loses_nothing_the_collector_queued(tmp_path: Path, svc_keys: Path,
+                                                                     store: Backend) -> None:
+    svc, col = _setup(tmp_path, svc_keys, "otlphttp/service", store)
     with col:
         svc.start()
         out: dict[str, tuple[str, int]] = {}
@@ -163,6 +169,6 @@ def test_service_killed_mid_ingest_loses_nothing_the_collector_queued(tmp_path: 
         (s,) = wait_complete(svc, {sid: n}, timeout=120)
         assert s["records"] == n and s["failed"] == 0
         svc.stop()
-    r = subprocess.run([CLI, "verify", "--keys", str(svc_keys), "--store", f"sqlite:///{tmp_path / 'audit.db'}"],
+    r = subprocess.run([CLI, "verify", "--keys", str(svc_keys), "--store", store.verify_url],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr

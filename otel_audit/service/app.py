@@ -31,7 +31,7 @@ from otel_audit.errors import ConfigError
 from otel_audit.service import query as q
 from otel_audit.service.config import ServiceConfig, Token
 from otel_audit.service.ingest import Ingest, IngestError
-from otel_audit.service.store import FACETS, Store, StoreTimeout
+from otel_audit.service.store import FACETS, Store, StoreTimeout, StoreUnavailable
 
 _log = logging.getLogger("otel_audit.service")
 PROTOBUF = "application/x-protobuf"
@@ -106,7 +106,8 @@ class Service:
             Route("/api/audit-logs/export", self.bifrost_export, methods=["GET"]),
             Route("/api/audit-logs/{event_id}", self.bifrost_get, methods=["GET"]),
             Route("/api/audit-logs/{event_id}/verify", self.bifrost_verify, methods=["GET"]),
-        ], exception_handlers={404: _not_found, 405: _not_allowed, Exception: _internal})
+        ], exception_handlers={404: _not_found, 405: _not_allowed, StoreUnavailable: self._unavailable,
+                              Exception: _internal})
 
     # -- auth
 
@@ -221,6 +222,10 @@ class Service:
         except IngestError as exc:
             body, mt = _status_body(3, str(exc), proto)
             return Response(body, status_code=400, media_type=mt)
+        except StoreUnavailable as exc:  # the database is away (restarting, unreachable): said in one line
+            _log.error("ingest: %s; the request is answered 503 (retryable) and nothing of it is stored", exc)
+            body, mt = _status_body(14, "the service could not store the request: retry later", proto)
+            return Response(body, status_code=503, media_type=mt, headers={"Retry-After": "5"})
         except Exception:  # the store failed (disk full, locked, I/O): retryable, never a half-stored ack
             _log.exception("ingest failed; the request is answered 503 (retryable) and nothing of it is stored")
             body, mt = _status_body(14, "the service could not store the request: retry later", proto)
@@ -249,7 +254,7 @@ class Service:
         for k, v in request.query_params.multi_items():
             params.setdefault(k, []).append(v)
         try:
-            query = q.build(params)
+            query = q.build(params, self.store.dialect)
         except q.QueryError as exc:
             return _error(400, str(exc))
         accept = request.headers.get("accept", "")
@@ -310,7 +315,7 @@ class Service:
             if k in params:
                 return _error(400, f"{k}: /v1/facets takes the filters of /v1/events, not {k}")
         try:
-            query = q.build(params)
+            query = q.build(params, self.store.dialect)
         except q.QueryError as exc:
             return _error(400, str(exc))
         cap, deadline = self.cfg.facet_max_rows, float(self.cfg.query_timeout_s)
@@ -405,7 +410,7 @@ class Service:
         if inner:
             ours["cursor"] = [inner]
         try:
-            query = q.build(ours)
+            query = q.build(ours, self.store.dialect)
         except q.QueryError as exc:  # a value bad for our engine too (an IP, a cursor): named in Bifrost's terms
             msg = str(exc)
             for bname, oname in (("initiator_id", "actor"), ("request_ip", "client.address"), ("search", "q"),
@@ -643,6 +648,10 @@ class Service:
                 "reason": r["reason"], "ingest_time": q.rfc3339(r["ingest_ts"])} for r in rows]
         return _json({"findings": out})
 
+    async def _unavailable(self, request: Request, exc: Exception) -> Response:
+        _log.error("%s %s: %s; answered 503 (retryable)", request.method, request.url.path, exc)
+        return _error(503, "the store is unavailable: retry later", headers={"Retry-After": "5"})
+
     async def health(self, request: Request) -> Response:
         return _json({"status": "ok", **self.ingest.counts})
 
@@ -729,8 +738,12 @@ def serve(cfg: ServiceConfig) -> int:
             svc.cfg = svc.cfg._replace(tokens=(*svc.cfg.tokens, internal))
         loop_host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(cfg.host, cfg.host)
         url = f"http://[{loop_host}]:{port}" if ":" in loop_host else f"http://{loop_host}:{port}"
-        store_path = Path(svc.store.url.removeprefix("sqlite:///"))
-        own = own_stream.OwnStream(cfg.witness_keys, store_path.with_name(store_path.name + ".service"), url, token)
+        if svc.store.url.startswith("sqlite:///"):
+            store_path = Path(svc.store.url.removeprefix("sqlite:///"))
+            own_dir = store_path.with_name(store_path.name + ".service")
+        else:  # a database server: the own stream's spool and chain state beside the config file
+            own_dir = Path(cfg.source).resolve().parent / "otel-audit-service.state"
+        own = own_stream.OwnStream(cfg.witness_keys, own_dir, url, token)
         svc.own = own
         svc.ingest.on_finding = lambda f: own.emit("security.integrity.violated", finding_attributes(f))
     config = uvicorn.Config(svc.app, host=cfg.host, port=port, log_level="warning", access_log=False,

@@ -17,6 +17,7 @@ import grpc
 
 from otel_audit.service.config import ServiceConfig
 from otel_audit.service.ingest import Ingest, IngestError
+from otel_audit.service.store import StoreUnavailable
 
 _log = logging.getLogger("otel_audit.service")
 METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
@@ -85,6 +86,9 @@ class GrpcReceiver:
                 result = self.ingest.ingest(doc)
             except IngestError as exc:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            except StoreUnavailable as exc:  # the database is away: one line, retryable
+                _log.error("ingest (gRPC): %s; answered UNAVAILABLE (retryable), nothing stored", exc)
+                context.abort(grpc.StatusCode.UNAVAILABLE, "the service could not store the request: retry later")
             except Exception:  # noqa: BLE001 - the store failed: retryable, nothing half-acknowledged
                 _log.exception("ingest failed; the request is answered UNAVAILABLE (retryable), nothing stored")
                 context.abort(grpc.StatusCode.UNAVAILABLE, "the service could not store the request: retry later")

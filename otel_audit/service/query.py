@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from otel_audit.service.ingest import ip_key
+from otel_audit.service.store import SQLITE, Dialect
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -72,8 +73,10 @@ def _network(value: str) -> tuple[str, str] | str:
     return key
 
 
-def build(params: Mapping[str, Sequence[str]]) -> Query:
-    """A store query from the request's parameters (each a list of values: repeated keys OR together)."""
+def build(params: Mapping[str, Sequence[str]], dialect: Dialect = SQLITE) -> Query:
+    """A store query from the request's parameters (each a list of values: repeated keys OR together), in the
+    store's SQL `dialect` (its placeholder, full-text and status expressions)."""
+    ph = dialect.placeholder
     unknown = sorted(k for k in params if k not in KNOWN)
     if unknown:
         raise QueryError(f"{unknown[0][:80]}: unknown parameter (known: {', '.join(KNOWN)})")
@@ -98,17 +101,17 @@ def build(params: Mapping[str, Sequence[str]]) -> Query:
     for name, column in EXACT.items():
         vs = values(name)
         if vs:
-            clauses.append("(" + " OR ".join(f"{column} = ?" for _ in vs) + ")")
+            clauses.append("(" + " OR ".join(f"{column} = {ph}" for _ in vs) + ")")
             args += vs
     actions = values("action")
     if actions:
         ors = []
         for a in actions:
             if a.endswith(".*") or a.endswith("*"):
-                ors.append("e.event LIKE ? ESCAPE '\\'")
+                ors.append(f"e.event LIKE {ph} ESCAPE '\\'")
                 args.append(_like_prefix(a[:-1]))
             else:
-                ors.append("e.event = ?")
+                ors.append(f"e.event = {ph}")
                 args.append(a)
         clauses.append("(" + " OR ".join(ors) + ")")
     nets = values("client.address")
@@ -117,18 +120,18 @@ def build(params: Mapping[str, Sequence[str]]) -> Query:
         for v in nets:
             got = _network(v)
             if isinstance(got, tuple):
-                ors.append("(e.client_address_key >= ? AND e.client_address_key <= ?)")
+                ors.append(f"(e.client_address_key >= {ph} AND e.client_address_key <= {ph})")
                 args += list(got)
             else:
-                ors.append("e.client_address_key = ?")
+                ors.append(f"e.client_address_key = {ph}")
                 args.append(got)
         clauses.append("(" + " OR ".join(ors) + ")")
     start, end = one("from"), one("to")
     if start is not None:
-        clauses.append("e.ts >= ?")
+        clauses.append(f"e.ts >= {ph}")
         args.append(_time(start, "from"))
     if end is not None:
-        clauses.append("e.ts < ?")
+        clauses.append(f"e.ts < {ph}")
         args.append(_time(end, "to"))
     q = one("q")
     if q is not None:
@@ -137,19 +140,20 @@ def build(params: Mapping[str, Sequence[str]]) -> Query:
             raise QueryError("q: give at least one word to search for")
         if len(words) > 32:
             raise QueryError("q: at most 32 words")
-        # every word a quoted FTS5 string: no operator of the caller's reaches the FTS query syntax
-        clauses.append("e.seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)")
-        args.append(" ".join('"' + w.replace('"', '""') + '"' for w in words))
+        # every word a bound value, quoted for the engine by the dialect: no query syntax of the caller's reaches it
+        text_sql, text_args = dialect.full_text(words)
+        clauses.append(text_sql)
+        args += text_args
     statuses = values("status")
     for s in statuses:
         if s not in STATUSES:
             raise QueryError(f"status: {s[:40]!r} is not one of {', '.join(STATUSES)}")
     if statuses:
-        clauses.append("(" + " OR ".join("status = ?" for _ in statuses) + ")")
+        clauses.append("(" + " OR ".join(f"{dialect.status} = {ph}" for _ in statuses) + ")")
         args += statuses
     expr = one("filter")
     if expr is not None:
-        sql, fargs = _filter(expr)
+        sql, fargs = _filter(expr, dialect)
         clauses.append(f"({sql})")
         args += fargs
     orders = {"asc": "ts", "desc": "-ts", "ingest": "seq", "ts": "ts", "-ts": "-ts", "seq": "seq"}
@@ -172,17 +176,16 @@ def build(params: Mapping[str, Sequence[str]]) -> Query:
     return Query(where, args, order, limit, after, fp)
 
 
-def _filter(expr: str) -> tuple[str, list[Any]]:
+def _filter(expr: str, dialect: Dialect = SQLITE) -> tuple[str, list[Any]]:
     from otel_audit.service import filter as scim
     from otel_audit.service.fields import FIELDS
 
     try:
         node = scim.parse(expr)
-        sql, args = scim.compile_sql(node, FIELDS)
+        sql, args = scim.compile_sql(node, FIELDS, placeholder=dialect.placeholder)
     except scim.FilterError as exc:
         raise QueryError(str(exc)) from None
-    # compiled over the events table alone (its column names), then matched by the row's ingest seq
-    return f"e.seq IN (SELECT seq FROM events WHERE {sql})", args
+    return dialect.filter_rows(sql), args
 
 
 def cursor_for(q: Query, key: tuple[Any, ...]) -> str:

@@ -16,6 +16,7 @@ catches a tail cut back together with its checkpoint rows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -85,7 +86,7 @@ def _verify_store(url: str, keyring: Keyring, *, allow_open: bool, ignore_unsign
             doc = {"resourceLogs": [{"resource": resource, "scopeLogs": [{"scope": scope, "logRecords": [record]}]}]}
             v.add_request(doc, where)
             _observe(seen, row)
-            differs = _columns_differ(derive, row, resource, record)
+            differs = _columns_differ(derive, row, resource, record, store.dialect.stored)
             if differs:
                 bad_columns += 1
                 if bad_columns <= MAX_LISTED:
@@ -258,7 +259,8 @@ def _check_streams(store: Any, seen: dict[str, _Seen], rep: Report) -> None:
                                 "describes were removed")
 
 
-def _columns_differ(derive: Any, row: dict[str, Any], resource: Any, record: Any) -> list[str]:
+def _columns_differ(derive: Any, row: dict[str, Any], resource: Any, record: Any,
+                    stored_as: Callable[[Any], Any]) -> list[str]:
     from otel_audit.decoding import DecodeError, decode_attributes
 
     try:
@@ -270,6 +272,6 @@ def _columns_differ(derive: Any, row: dict[str, Any], resource: Any, record: Any
     stored = row["columns"]
     out = []
     for name in DERIVED:
-        if stored[name] != getattr(got, name):
+        if stored[name] != stored_as(getattr(got, name)):
             out.append(name)
     return out

@@ -1,7 +1,8 @@
 """The audit service's store: one small interface, back ends by URL (docs/service.md §3).
 
 ``open_store(url)`` gives a :class:`Store`: ``sqlite:////var/lib/otel-audit/audit.db`` (the default, one file,
-WAL) — PostgreSQL follows behind the same interface. Rows are append-only: events, checkpoints and
+WAL) or ``postgresql://user@host:port/db`` (also ``postgres://``; time-partitioned, COPY, separate owner and
+service roles: otel_audit/service/store/postgres.py). Rows are append-only: events, checkpoints and
 findings are inserted, never updated or deleted (the database refuses it); a stream's state row is
 the only mutable one, and it is derived: ``otel-audit verify --store`` re-proves every stream from
 the event rows alone.
@@ -116,6 +117,39 @@ class Page(NamedTuple):
     next_cursor: tuple[Any, ...] | None
 
 
+class StoreUnavailable(ConnectionError):
+    """The store cannot be reached now (a database server down or restarting): a request is answered 503,
+    retryable. Its message is one line, naming the store by its URL with any password masked."""
+
+
+class Dialect:
+    """The bits of SQL a query (otel_audit.service.query) writes differently per store; this one is SQLite's.
+
+    ``placeholder`` is a bound parameter's mark; ``status`` the expression a status test compares (SQLite: the
+    select list's alias); `full_text` the condition that every word occurs; `filter_rows` the condition of a
+    compiled ``filter=`` expression over the events table's own column names; `stored` a column value as the
+    store keeps it (what ``verify --store`` compares a re-derived column with)."""
+
+    placeholder = "?"
+    status = "status"
+
+    def full_text(self, words: Sequence[str]) -> tuple[str, list[Any]]:
+        # every word a quoted FTS5 string: no operator of the caller's reaches the FTS query syntax
+        return ("e.seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)",
+                [" ".join('"' + w.replace('"', '""') + '"' for w in words)])
+
+    def filter_rows(self, sql: str) -> str:
+        # compiled over the events table alone (its column names), then matched by the row's ingest seq
+        return f"e.seq IN (SELECT seq FROM events WHERE {sql})"
+
+    def stored(self, value: Any) -> Any:
+        """A column's value as this store keeps it (SQLite: as given)."""
+        return value
+
+
+SQLITE = Dialect()
+
+
 class Writer(Protocol):
     """One write transaction (``with store.writer() as w``): committed durably on a clean exit."""
 
@@ -135,7 +169,10 @@ class Writer(Protocol):
 
 
 class Store(Protocol):
-    url: str
+    url: str  # never holds a password (a PostgreSQL URL's is masked)
+
+    @property
+    def dialect(self) -> Dialect: ...
 
     def writer(self) -> AbstractContextManager[Writer]: ...
     def query(self, where: str, params: Sequence[Any], *, order: str, limit: int,
@@ -154,11 +191,18 @@ class Store(Protocol):
 
 
 def open_store(url: str, *, create: bool = True, readonly: bool = False) -> Store:
-    """The store a URL names: ``sqlite:////absolute/path.db``, ``sqlite:///relative.db`` or a plain path."""
+    """The store a URL names: ``sqlite:////absolute/path.db``, ``sqlite:///relative.db``, a plain path, or
+    ``postgresql://user:password@host:port/db`` (``postgres://``)."""
     if not isinstance(url, str) or not url or "\x00" in url:
-        raise ConfigError(f"store: {url!r} is not a store URL (sqlite:///path/to/audit.db)")
+        raise ConfigError("store: not a store URL (sqlite:///path/to/audit.db or postgresql://user@host/db)")
     if url.startswith(("postgresql:", "postgres:")):
-        raise ConfigError("store: PostgreSQL is not supported yet; use sqlite:///path/to/audit.db")
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError("store: a PostgreSQL store is postgresql://user@host:port/dbname")
+        try:
+            from otel_audit.service.store.postgres import PostgresStore
+        except ImportError:
+            raise ConfigError("store: a PostgreSQL store needs psycopg: pip install 'otel-audit[postgres]'") from None
+        return PostgresStore(url, create=create and not readonly, readonly=readonly)
     if url.startswith("sqlite:///"):  # as SQLAlchemy: sqlite:///relative.db, sqlite:////absolute/path.db
         path = url[len("sqlite:///"):]
     elif url.startswith("sqlite:"):
@@ -166,7 +210,7 @@ def open_store(url: str, *, create: bool = True, readonly: bool = False) -> Stor
         if path.startswith("//"):
             raise ConfigError(f"store: {url!r}: a sqlite URL is sqlite:////absolute/path.db or sqlite:///relative.db")
     elif "://" in url:
-        raise ConfigError(f"store: {url.split('://', 1)[0]!r} is not a known store (sqlite:///path/to/audit.db)")
+        raise ConfigError(f"store: {url.split('://', 1)[0]!r} is not a known store (sqlite:///path/to/audit.db or postgresql://user@host/db)")
     else:
         path = url
     if not path:

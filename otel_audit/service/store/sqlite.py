@@ -15,6 +15,7 @@ from otel_audit.errors import ConfigError
 from otel_audit.service.store import (
     EVENT_COLUMNS,
     FACETS,
+    SQLITE,
     CheckpointRow,
     EventRow,
     Finding,
@@ -180,6 +181,8 @@ def _connect(path: str, readonly: bool = False) -> sqlite3.Connection:
 class SqliteStore:
     """The default store (see the module docstring). One writer at a time (a lock); readers each get their
     own connection per thread."""
+
+    dialect = SQLITE
 
     def __init__(self, path: str, *, create: bool = True, readonly: bool = False) -> None:
         p = Path(path)
