@@ -116,7 +116,7 @@ def load(path: str | os.PathLike[str]) -> ServiceConfig:
     if not isinstance(doc, Mapping):
         raise ConfigError(f"{p}: expected a mapping of settings ({', '.join(sorted(_KNOWN))})")
     try:
-        return from_mapping(doc, p.parent, str(p))
+        return from_mapping(doc, p.parent.resolve(), str(p))  # absolute: the own stream runs in another folder
     except ConfigError as exc:
         raise ConfigError(f"{p}: {exc}") from None
 
