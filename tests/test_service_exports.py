@@ -191,7 +191,15 @@ def _proof_edited(rows: list[bytes]) -> tuple[list[bytes], int]:
     return rows, 2
 
 
-@pytest.mark.parametrize("tamper", [_edit_event, _swap_proofs, _drop, _duplicate, _header_lies, _proof_edited],
+def _proof_removed(rows: list[bytes]) -> tuple[list[bytes], int]:
+    doc = orjson.loads(rows[4])
+    doc["proof"] = None
+    rows[4] = orjson.dumps(doc)
+    return rows, 5
+
+
+@pytest.mark.parametrize("tamper", [_edit_event, _swap_proofs, _drop, _duplicate, _header_lies, _proof_edited,
+                                    _proof_removed],
                          ids=lambda f: f.__name__.strip("_"))
 def test_a_tampered_bundle_fails_naming_the_line(svc: Svc, demo: Path, bundle: tuple[dict[str, Any], Path],
                                                  tmp_path: Path, tamper: Any) -> None:
@@ -204,10 +212,43 @@ def test_a_tampered_bundle_fails_naming_the_line(svc: Svc, demo: Path, bundle: t
     assert "NOT every event is proven" in v.stdout
 
 
+def test_a_streams_newest_checkpoint_proves_itself(svc: Svc, demo: Path, tmp_path: Path) -> None:
+    """Every checkpoint of the producer's stream: each but the last has a proof in the next one's tree; the last
+    (no later checkpoint) is proven by its own signed note, and the service's cosignature of it."""
+    sid = next(e["stream"]["id"] for e in svc.events({"outcome": "failure"}))
+    st, path = svc.export({"action": "audit.checkpoint", "stream": sid}, tmp_path / "cps.ndjson")
+    rows = [orjson.loads(x) for x in _lines(path)[1:]]
+    assert len(rows) > 1 and rows[0]["proof"] is None and rows[0]["checkpoint_cosignature"]
+    assert all(r["proof"] for r in rows[1:]) and st["proven"] == len(rows)
+    v = _verify(svc, demo, path, "--witness-keys", str(svc.witness / "keyring.json"))
+    assert v.returncode == 0, v.stdout + v.stderr
+    doc = rows[0]
+    rec = doc["otlp"]["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0]
+    rec["body"] = {"stringValue": rec["body"]["stringValue"].replace("\n", "\n\n", 1)}
+    bad = tmp_path / "bad.ndjson"
+    bad.write_bytes(b"\n".join([_lines(path)[0], orjson.dumps(doc), *_lines(path)[2:]]) + b"\n")
+    v = _verify(svc, demo, bad)
+    assert v.returncode == 1 and "line 2" in v.stdout, v.stdout
+
+
+def test_the_openapi_body_lists_the_filters(svc: Svc) -> None:
+    from otel_audit.service import exports
+
+    doc = requests.get(svc.proc.url + "/v1/openapi.json", timeout=10).json()
+    body = doc["paths"]["/v1/exports"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert set(body["properties"]) == set(exports.FILTERS) | {"format"}
+
+
 def test_a_bundle_is_verified_on_its_own(svc: Svc, demo: Path, bundle: tuple[dict[str, Any], Path]) -> None:
     r = subprocess.run([CLI, "verify", "--keys", str(demo / "keys"), str(bundle[1]),
                         str(demo / "archive" / "audit.jsonl")], capture_output=True, text=True)
     assert r.returncode == 2 and "export bundle" in r.stderr
+    folder = bundle[1].parent / "in-a-folder"
+    folder.mkdir(exist_ok=True)
+    (folder / "b.ndjson").write_bytes(bundle[1].read_bytes())
+    (folder / "audit.jsonl").write_bytes((demo / "archive" / "audit.jsonl").read_bytes())
+    r = subprocess.run([CLI, "verify", "--keys", str(demo / "keys"), str(folder)], capture_output=True, text=True)
+    assert "an audit service export bundle (verify it by itself" in r.stdout, r.stdout
 
 
 # -- format otlp: whole streams ---------------------------------------------------------------------------------

@@ -7,8 +7,10 @@ Formats:
   ``{"otel_audit_export": {"version": 1, "query": {...}, "created": "<RFC 3339>", "events": N}}``; then one line
   per matching event, in the query's order: ``{"id", "status", "otlp": <the event as a one-record OTLP/JSON
   ExportLogsServiceRequest, its resource, scope and logRecord exactly as stored>, "proof": "<C2SP tlog-proof text
-  with the witness cosignature>" | null, "reason"?}``. A bundle proves each event it holds; it does not prove the
-  query's result is complete (nothing says an event was left out).
+  with the witness cosignature>" | null, "reason"?, "checkpoint_cosignature"?}``. A stream's newest checkpoint
+  record has no later checkpoint to prove it: its own signed note (its body) proves it, and
+  ``checkpoint_cosignature`` carries the service's cosignature line of it. A bundle proves each event it holds;
+  it does not prove the query's result is complete (nothing says an event was left out).
 * ``otlp``: plain OTLP/JSON lines (one record a line) of every record 0..n of each stream the query touched,
   checkpoints included, plus the unsigned events it matched: what the ordinary verifier proves whole.
 
@@ -278,7 +280,13 @@ class Exports:
                 if r["stream_id"] is None:
                     line["reason"] = "unsigned: the event is in no producer's tree"
                 elif m is None or m["checkpoint"] is None:
-                    line["reason"] = "no verified checkpoint above it yet (pending, or its stream's last checkpoint)"
+                    own = self._own_checkpoint(r)
+                    if own is not None:  # a stream's newest checkpoint: no later one proves it; it proves itself
+                        line["checkpoint_cosignature"] = own
+                        line["reason"] = "a signed checkpoint no later checkpoint covers yet: its signature proves it"
+                        proven += 1
+                    else:
+                        line["reason"] = "pending: no verified checkpoint covers it yet"
                 elif m["missing"]:
                     line["reason"] = "the store lacks records its checkpoint covers (run otel-audit verify --store)"
                 else:
@@ -289,6 +297,17 @@ class Exports:
                 out.write(orjson.dumps(line) + b"\n")
                 n += 1
             e.doc.update(events=n, proven=proven)
+
+    def _own_checkpoint(self, row: dict[str, Any]) -> str | None:
+        """A verified checkpoint record's stored witness cosignature ("" without a witness key), else None."""
+        from otel_audit.canonical import CHECKPOINT_EVENT
+
+        if row["event"] != CHECKPOINT_EVENT or row["status"] != "proven":
+            return None
+        for c in self.store.checkpoints(row["stream_id"]):
+            if c["size"] == row["stream_seq"]:
+                return str(c["cosignature"] or "")
+        return None
 
     def _otlp(self, e: Export, query: q.Query, out: Any) -> None:
         streams: set[str] = set()

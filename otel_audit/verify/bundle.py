@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from otel_audit import canonical
 from otel_audit.decoding import DecodeError, decode_log_record, walk_request
 from otel_audit.decoding import loads as strict_loads
@@ -26,7 +28,7 @@ from otel_audit.keys import Keyring
 
 HEADER_KEY = "otel_audit_export"
 MAX_LINE = 64 << 20
-EVENT_KEYS = frozenset({"id", "status", "otlp", "proof", "reason"})
+EVENT_KEYS = frozenset({"id", "status", "otlp", "proof", "reason", "checkpoint_cosignature"})
 INCOMPLETE = ("a bundle proves each event it holds, not that the query's result is complete: an event left out "
               "of it leaves no trace; export with format otlp (whole streams) and verify that for completeness")
 
@@ -153,6 +155,12 @@ def _event(n: int, line: bytes, rep: BundleReport, seen: dict[str, int], keyring
     attrs = f.attributes
     stream, seq = attrs.get(canonical.STREAM_ID), attrs.get(canonical.STREAM_SEQ)
     proof = doc["proof"]
+    if proof is None and f.event_name == canonical.CHECKPOINT_EVENT and "checkpoint_cosignature" in doc:
+        why = _self_proven(f, doc["checkpoint_cosignature"], keyring, witnesses, rep)
+        if why is None:
+            return
+        unproven(eid, why)
+        return
     if proof is None:
         why = doc.get("reason") or "no reason given"
         unproven(eid, f"no proof in the bundle (status {doc.get('status')!r}: {why})")
@@ -199,11 +207,54 @@ def _event(n: int, line: bytes, rep: BundleReport, seen: dict[str, int], keyring
     rep.witnessed_by.update(got.witnessed_by)
 
 
+def _self_proven(f: Any, cosignature: Any, keyring: Keyring, witnesses: Keyring | None,
+                 rep: BundleReport) -> str | None:
+    """A checkpoint record no later checkpoint covers: proven by its own signed note (its body) when the note
+    verifies with the keyring, names the record's stream and seq and chains from its prev digest, and the record's
+    digest is its content's (with a witness keyring: the service's cosignature of it verifies). None when proven,
+    else why not."""
+    from otel_audit.note import NoteError, parse_note
+    from otel_audit.service import proof as tlog
+
+    attrs = f.attributes
+    stream, seq, prev = attrs.get(canonical.STREAM_ID), attrs.get(canonical.STREAM_SEQ), attrs.get(
+        canonical.PREV_DIGEST)
+    if type(stream) is not str or type(seq) is not int or type(prev) is not str or type(f.body) is not str:
+        return "a checkpoint record without its stream, seq, prev digest or note"
+    try:
+        sn = parse_note(f.body)
+        pb = bytes.fromhex(prev)
+        canon = canonical.canonical_bytes(stream, seq, f.event_name, f.time_unix_nano, f.severity_number,
+                                          f.severity_text, f.body, attrs)
+    except (NoteError, ValueError, canonical.CanonicalError) as exc:
+        return f"its checkpoint note cannot be read ({exc})"
+    cp = sn.checkpoint
+    if cp.origin.rsplit("/", 1)[-1] != stream or cp.size != seq or cp.chain != pb:
+        return "its checkpoint note does not commit to this record's stream, seq and prev digest"
+    if attrs.get(canonical.DIGEST) != canonical.record_digest(pb, canon).hex():
+        return "its record's audit.integrity.digest is not the digest of its content: the record was edited"
+    check = keyring.check_note(sn)
+    if check.status != "ok":
+        return f"its checkpoint note is not signed by a valid key of the keyring ({check.status})"
+    if witnesses is not None:
+        if type(cosignature) is not str or not cosignature:
+            return "no witness cosignature of the checkpoint in the bundle"
+        try:
+            rep.witnessed_by.update(tlog.check_cosignature(sn.text, cosignature, witnesses))
+        except tlog.ProofError as exc:
+            return f"the witness cosignature of the checkpoint: {exc}"
+    rep.proven += 1
+    rep.streams[stream] = rep.streams.get(stream, 0) + 1
+    rep.keys.add(sn.signatures[0].name)
+    return None
+
+
 def render(rep: BundleReport, witnesses: bool) -> str:
     h = rep.header
     out = [f"otel-audit verify: export bundle {rep.path} (sha256 {rep.sha256})"]
     if h:
-        out.append(f"  created {h.get('created')}, query {h.get('query')}; the header says {h.get('events')} event(s)")
+        query = orjson.dumps(h.get('query')).decode()
+        out.append(f"  created {h.get('created')}, query {query}; the header says {h.get('events')} event(s)")
     out.append(f"{'VERIFIED' if rep.ok else 'FAILED  '} {rep.events} event(s): {rep.proven} proven, "
                f"{len(rep.unproven)} not proven")
     for s, k in sorted(rep.streams.items()):
