@@ -14,10 +14,12 @@ Formats:
 * ``otlp``: plain OTLP/JSON lines (one record a line) of every record 0..n of each stream the query touched,
   checkpoints included, plus the unsigned events it matched: what the ordinary verifier proves whole.
 
-Bounded memory: the store is read a page at a time with the keyset cursor (``Store.query``) and each page's
-records with ``Store.otlp_records``. Files live in a folder next to the store (0700, files 0600): ``<id>.json``
-(the export's state) and ``<id>.ndjson`` (the file, once done). Nothing is resumed after a restart: an export
-still running then is marked failed ("the service restarted") and its partial file removed.
+Workers: daemon threads, at most `max_running`, reused (a store reader connection each), so a stop never
+waits for an export. Bounded memory: the store is read a page at a time with the keyset cursor
+(``Store.query``) and each page's records with ``Store.otlp_records``. Files live in a folder next to the
+store (0700, files 0600): ``<id>.json`` (the export's state) and ``<id>.ndjson`` (the file, once done).
+Nothing is resumed after a restart: an export still running then is marked failed ("the service
+restarted") and its partial file removed.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import queue
 import secrets
 import threading
 import time
@@ -115,7 +118,8 @@ class Exports:
         self._lock = threading.Lock()
         self._running = 0
         self._all: dict[str, Export] = {}
-        self._recovered = False
+        self._jobs: queue.SimpleQueue[tuple[Export, q.Query]] = queue.SimpleQueue()
+        self._workers: list[threading.Thread] = []
 
     # -- state on disk
 
@@ -181,9 +185,18 @@ class Exports:
             self._save(e)
             self._all[eid] = e
             self._running += 1
-        t = threading.Thread(target=self._run, args=(e, query), name=f"otel-audit-export-{eid}", daemon=True)
-        t.start()
+        self._jobs.put((e, query))
+        with self._lock:  # a worker per running export at most, reused (each keeps its store reader connection)
+            if len(self._workers) < self.max_running:
+                t = threading.Thread(target=self._work, name=f"otel-audit-export-{len(self._workers)}", daemon=True)
+                self._workers.append(t)
+                t.start()
         return e
+
+    def _work(self) -> None:
+        while True:
+            e, query = self._jobs.get()
+            self._run(e, query)
 
     # -- the work
 
