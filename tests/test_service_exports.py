@@ -367,3 +367,33 @@ def test_every_export_request_and_completion_is_a_signed_event(svc: Svc, bundle:
     assert done["attributes"]["audit.export.record_count"] == st["events"]
     assert {e["service"] for e in (req, done)} == {"otel-audit-service"}
     assert {e["signed"] for e in (req, done)} == {"at source"}
+
+
+def test_pending_events_are_in_the_bundle_without_a_proof_and_fail_verify(tmp_path: Path, demo: Path) -> None:
+    """Records after a stream's newest checkpoint wait for the next one: in the bundle with proof null and their
+    status; verify names each and exits 1 (a bundle verifies only when every event in it is proven)."""
+    with ServiceProcess(write_config(tmp_path, demo / "keys")) as s:
+        pending: list[dict[str, Any]] = []
+        for line in (demo / "archive" / "audit.jsonl").read_bytes().splitlines():  # up to a line after a checkpoint
+            assert s.post_json(line).status_code == 200
+            pending = s.events({"status": "pending"})
+            if pending and s.events({"status": "proven"}):
+                break
+        assert pending
+        r = requests.post(s.url + "/v1/exports", json={}, timeout=10)
+        assert r.status_code == 202
+        eid = r.json()["id"]
+        deadline = time.monotonic() + 60
+        while (st := s.get(f"/v1/exports/{eid}").json())["status"] == "running" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert st["status"] == "done" and st["proven"] == st["events"] - len(pending)
+        path = tmp_path / "b.ndjson"
+        path.write_bytes(s.get(f"/v1/exports/{eid}/file").content)
+    rows = [orjson.loads(x) for x in _lines(path)[1:]]
+    held = {r["id"]: r for r in rows if r["proof"] is None and "checkpoint_cosignature" not in r}
+    assert set(held) == {e["id"] for e in pending}
+    assert {r["status"] for r in held.values()} == {"pending"}
+    v = subprocess.run([CLI, "verify", "--keys", str(demo / "keys"), str(path)], capture_output=True, text=True)
+    assert v.returncode == 1, v.stdout
+    assert f"{len(rows)} event(s): {len(rows) - len(pending)} proven, {len(pending)} not proven" in v.stdout
+    assert v.stdout.count("no proof in the bundle (status 'pending'") == len(pending)
