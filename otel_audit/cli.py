@@ -77,7 +77,8 @@ def _verify_arguments(v: argparse.ArgumentParser) -> None:
                         "signed record, and every filter column against it; an edited row is named by its event id")
     v.add_argument("--witness-keys", metavar="KEYRING",
                    help="with --store: the service's public keyring (its witness_keys), to check the witness "
-                        "cosignature of every stored checkpoint and to verify the service's own stream")
+                        "cosignature of every stored checkpoint and to verify the service's own stream; with an "
+                        "export bundle: every event's proof must carry a cosignature by one of its keys")
     v.add_argument("--format", choices=("text", "json"), default="text")
     v.add_argument("--allow-open", action="store_true",
                    help="accept streams without an end checkpoint (a live producer); still checks all else")
@@ -383,9 +384,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.store and (args.paths or args.source != "auto"):
         print("otel-audit verify: --store takes no PATH or --source", file=sys.stderr)
         return EXIT_USAGE
+    from otel_audit.verify.bundle import is_bundle
+
+    bundles = [p for p in args.paths if is_bundle(p)]
+    if bundles:
+        if len(args.paths) > 1 or args.store:
+            print(f"otel-audit verify: {bundles[0]} is an export bundle: verify it on its own (one PATH)",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        return _verify_bundle(args, ring)
     if args.witness_keys and not args.store:
-        print("otel-audit verify: --witness-keys goes with --store (otel-audit prove takes it for one proof)",
-              file=sys.stderr)
+        print("otel-audit verify: --witness-keys goes with --store or an export bundle (otel-audit prove takes it "
+              "for one proof)", file=sys.stderr)
         return EXIT_USAGE
     if not args.store and not args.paths:
         print("otel-audit verify: give the archives to verify (PATH ...) or --store URL", file=sys.stderr)
@@ -415,6 +425,30 @@ def cmd_verify(args: argparse.Namespace) -> int:
     except BrokenPipeError:  # the reader stopped early; the result stands
         _quiet_stdout()
     return code
+
+
+def _verify_bundle(args: argparse.Namespace, ring: Any) -> int:
+    """An export bundle of the audit service: every event's proof, and that it proves the event's record."""
+    from otel_audit.keys import Keyring
+    from otel_audit.verify.bundle import render, verify_bundle
+
+    witnesses = Keyring.load(args.witness_keys) if args.witness_keys else None
+    try:
+        rep = verify_bundle(args.paths[0], ring, witnesses)
+    except OSError as exc:
+        print(f"otel-audit verify: {args.paths[0]}: cannot read: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.format == "json":
+            import orjson
+
+            sys.stdout.write(orjson.dumps(rep.to_json(), option=orjson.OPT_INDENT_2).decode() + "\n")
+        else:
+            sys.stdout.write(render(rep, witnesses is not None))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_stdout()
+    return EXIT_OK if rep.ok else EXIT_INTEGRITY
 
 
 def cmd_keys(args: argparse.Namespace) -> int:

@@ -43,6 +43,16 @@ DEFAULT_FACETS = ("action", "category", "outcome", "actor", "service", "target.t
 FACET_DEFAULT_LIMIT, FACET_MAX_LIMIT = 10, 100
 FILTERDATA_TOP = 1000  # distinct values per Bifrost filter dimension (the most frequent)
 EXPORT_PAGE = 1000
+EXPORT_BODY_MAX = 64 * 1024
+
+
+def exports_folder(store_url: str, config_source: str) -> Path:
+    """Where exports are written: `<store file>.exports` next to a SQLite store; with a database server,
+    `otel-audit-exports/` beside the config file (as the service's own stream's state)."""
+    if store_url.startswith("sqlite:///"):
+        p = Path(store_url.removeprefix("sqlite:///"))
+        return p.with_name(p.name + ".exports")
+    return Path(config_source).resolve().parent / "otel-audit-exports"
 
 
 def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -90,6 +100,10 @@ class Service:
         self.own: Any = None  # the service's own signed stream (own.OwnStream), once serve() has built it
         self._inflight = asyncio.Semaphore(cfg.max_inflight)
         self._waiting = 0
+        from otel_audit.service.exports import Exports
+
+        self.exports = Exports(store, exports_folder(store.url, cfg.source), page=cfg.export_page,
+                               max_running=cfg.max_exports, emit=self._own_emit)
         self.app = Starlette(routes=[
             Route("/v1/logs", self.logs, methods=["POST"]),
             Route("/v1/events", self.events, methods=["GET"]),
@@ -99,6 +113,10 @@ class Service:
             Route("/v1/streams", self.streams, methods=["GET"]),
             Route("/v1/checkpoints", self.checkpoints, methods=["GET"]),
             Route("/v1/findings", self.findings, methods=["GET"]),
+            Route("/v1/exports", self.export_start, methods=["POST"]),
+            Route("/v1/exports", self.export_list, methods=["GET"]),
+            Route("/v1/exports/{export_id}", self.export_get, methods=["GET"]),
+            Route("/v1/exports/{export_id}/file", self.export_file, methods=["GET"]),
             Route("/v1/openapi.json", self.openapi, methods=["GET"]),
             Route("/healthz", self.health, methods=["GET"]),
             Route("/api/audit-logs", self.bifrost_list, methods=["GET"]),
@@ -117,6 +135,10 @@ class Service:
             return "anonymous (loopback, no tokens configured)", "anonymous"
         t = self.cfg.token(request.headers.get("authorization", "").partition(" ")[2].strip())
         return (t.name, "api_token") if t is not None else ("unknown", "api_token")
+
+    def _own_emit(self, event: str, attributes: dict[str, Any], outcome: str | None) -> None:
+        if self.own is not None:
+            self.own.emit(event, attributes, outcome=outcome)
 
     def _audit(self, request: Request, target: str, count: int | None, what: str) -> None:
         """The service's own `data_access.logs.queried` event for an answered read."""
@@ -605,6 +627,81 @@ class Service:
         return StreamingResponse(body(), media_type=media,
                                  headers={"Content-Disposition": f'attachment; filename="audit-logs.{ext}"'})
 
+    # -- asynchronous exports (docs/service.md §4a)
+
+    async def export_start(self, request: Request) -> Response:
+        """POST /v1/exports: start an export of the events a /v1/events query matches; 202 with its URL."""
+        from otel_audit.service import exports as ex
+
+        denied = self._allowed(request, "audit:export")
+        if denied is not None:
+            return denied
+        raw = bytearray()
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > EXPORT_BODY_MAX:
+                return _error(413, f"the body: over {EXPORT_BODY_MAX} bytes; an export request is a few filters")
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if raw and ctype not in ("", JSON):
+            return _error(415, f"Content-Type {ctype[:60]!r}: send {JSON}")
+        try:
+            doc = strict_loads(bytes(raw)) if raw.strip() else {}
+            params, fmt = ex.parse_body(doc)
+        except DecodeError as exc:
+            return _error(400, f"the body: not strict JSON ({exc})")
+        except (ex.ExportError, q.QueryError) as exc:
+            return _error(400, str(exc))
+        actor, kind = self._who(request)
+        who = {"audit.actor.id": actor, "audit.actor.type": kind,
+               "client.address": request.client.host if request.client else None}
+        try:
+            e = self.exports.start(params, fmt, who)
+        except ex.Busy as exc:
+            return _error(429, f"too many exports at once: {exc}; retry when one is done", headers={"Retry-After": "5"})
+        self._own_emit("data_access.data.exported", {
+            **who, "audit.target.type": "audit_events", "audit.target.id": e.id, "audit.export.format": fmt,
+            "audit.export.status": "requested",
+            "db.query.text": f"POST /v1/exports {orjson.dumps({**params, 'format': fmt}).decode()}"[:2000]}, None)
+        return _json({"id": e.id, "status": "running", "url": f"/v1/exports/{e.id}"}, 202,
+                     headers={"Location": f"/v1/exports/{e.id}"})
+
+    async def export_list(self, request: Request) -> Response:
+        denied = self._allowed(request, "audit:export")
+        if denied is not None:
+            return denied
+        return _json({"exports": self.exports.listing()})
+
+    async def export_get(self, request: Request) -> Response:
+        denied = self._allowed(request, "audit:export")
+        if denied is not None:
+            return denied
+        e = self.exports.get(request.path_params["export_id"])
+        if e is None:
+            return _error(404, f"no export with id {request.path_params['export_id'][:80]!r}")
+        return _json(e.public())
+
+    async def export_file(self, request: Request) -> Response:
+        """The export's file, streamed from disk (a client that stops reading leaves it as it is)."""
+        from starlette.responses import FileResponse
+
+        denied = self._allowed(request, "audit:export")
+        if denied is not None:
+            return denied
+        eid = request.path_params["export_id"]
+        e = self.exports.get(eid)
+        if e is None:
+            return _error(404, f"no export with id {eid[:80]!r}")
+        if e.doc["status"] != "done":
+            why = f": {e.doc['reason']}" if e.doc.get("reason") else ""
+            return _error(409, f"export {eid} is {e.doc['status']}{why}; its file is there once it is done")
+        path = self.exports.file(e.id)
+        if not path.is_file():
+            return _error(410, f"export {eid}: its file was removed from {path.parent}")
+        self._audit(request, "audit_export_file", e.doc["events"], f"GET /v1/exports/{eid}/file")
+        ext = "audit-bundle.ndjson" if e.doc["format"] == "bundle" else "otlp.jsonl"
+        return FileResponse(path, media_type=NDJSON, filename=f"{eid}.{ext}",
+                            headers={"X-Content-SHA256": e.doc["sha256"] or ""})
+
     async def openapi(self, request: Request) -> Response:
         from otel_audit.service.openapi import document
 
@@ -662,7 +759,8 @@ _PRELOAD = ("otel_audit.verify", "otel_audit.verify.prove", "otel_audit.verify.l
             "otel_audit.service.otlp_proto", "otel_audit.service.proof", "otel_audit.service.filter",
             "otel_audit.service.fields", "otel_audit.service.tiles", "otel_audit.service.store.sqlite",
             "otel_audit.service.ingest_sign", "otel_audit.service.bifrost", "otel_audit.service.csvout",
-            "otel_audit.service.openapi", "otel_audit.config", "otel_audit.logger", "otel_audit.exporters._settings",
+            "otel_audit.service.openapi", "otel_audit.service.exports", "starlette.responses",
+            "otel_audit.config", "otel_audit.logger", "otel_audit.exporters._settings",
             "requests", "google.rpc.status_pb2", "uuid",
             "datetime", "hashlib")
 
@@ -746,6 +844,9 @@ def serve(cfg: ServiceConfig) -> int:
         own = own_stream.OwnStream(cfg.witness_keys, own_dir, url, token)
         svc.own = own
         svc.ingest.on_finding = lambda f: own.emit("security.integrity.violated", finding_attributes(f))
+    for e in svc.exports.recover():  # an export running when the service stopped is failed now, and said so
+        _log.warning("export %s was running when the service stopped: failed (%s)", e.id, e.doc["reason"])
+        svc.exports.completed(e)
     config = uvicorn.Config(svc.app, host=cfg.host, port=port, log_level="warning", access_log=False,
                             lifespan="off", timeout_graceful_shutdown=30)
     server = uvicorn.Server(config)

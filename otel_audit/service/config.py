@@ -50,6 +50,8 @@ class ServiceConfig(NamedTuple):
     facet_max_rows: int = 1_000_000  # GET /v1/facets counts the newest this many matching rows at most
     query_timeout_s: int = 10  # facets, counts and filter data give up after this long (503)
     sign_at_ingest: SignAtIngest = SignAtIngest(False)
+    max_exports: int = 2  # POST /v1/exports running at once; beyond it 429
+    export_page: int = 1000  # events an export reads from the store at a time (its memory bound)
 
     def token(self, presented: str) -> Token | None:
         """The configured token a presented bearer token is (compared by hash, in constant time)."""
@@ -114,7 +116,7 @@ def load(path: str | os.PathLike[str]) -> ServiceConfig:
     if not isinstance(doc, Mapping):
         raise ConfigError(f"{p}: expected a mapping of settings ({', '.join(sorted(_KNOWN))})")
     try:
-        return from_mapping(doc, p.parent, str(p))
+        return from_mapping(doc, p.parent.resolve(), str(p))  # absolute: the own stream runs in another folder
     except ConfigError as exc:
         raise ConfigError(f"{p}: {exc}") from None
 
@@ -164,7 +166,8 @@ def from_mapping(doc: Mapping[str, Any], base: Path, source: str = "<config>") -
             raise ConfigError(f"{k}.scopes: expected a list of {', '.join(SCOPES)}")
         tokens.append(Token(name, bytes.fromhex(h), frozenset(scopes)))
     limits = doc.get("limits") or {}
-    limit_keys = {"max_request_bytes", "max_inflight", "facet_max_rows", "query_timeout"}
+    limit_keys = {"max_request_bytes", "max_inflight", "facet_max_rows", "query_timeout", "max_exports",
+                  "export_page"}
     if not isinstance(limits, Mapping) or set(limits) - limit_keys:
         raise ConfigError(f"limits: expected a mapping with some of {', '.join(sorted(limit_keys))}")
     max_req = _int(limits.get("max_request_bytes", DEFAULT_MAX_REQUEST), "limits.max_request_bytes", 1024,
@@ -172,13 +175,15 @@ def from_mapping(doc: Mapping[str, Any], base: Path, source: str = "<config>") -
     inflight = _int(limits.get("max_inflight", 8), "limits.max_inflight", 1, 1024)
     facet_rows = _int(limits.get("facet_max_rows", 1_000_000), "limits.facet_max_rows", 1, 1 << 40)
     timeout = _int(limits.get("query_timeout", 10), "limits.query_timeout", 1, 3600)
+    max_exports = _int(limits.get("max_exports", 2), "limits.max_exports", 1, 64)
+    export_page = _int(limits.get("export_page", 1000), "limits.export_page", 1, 10000)
     for key, h in (("http.endpoint", host), ("grpc.endpoint", grpc_at[0] if grpc_at else "127.0.0.1")):
         if not tokens and not _loopback(h):
             raise ConfigError(f"{key}: {h} is not a loopback address and no tokens are configured: anyone could "
                               "write and read audit records; add tokens (otel-audit token)")
     sign = _sign_at_ingest(doc.get("sign_at_ingest"), witness is not None)
     return ServiceConfig(host, port, store, keys, witness, tuple(tokens), max_req, inflight, source, grpc_at,
-                         facet_rows, timeout, sign)
+                         facet_rows, timeout, sign, max_exports, export_page)
 
 
 def _sign_at_ingest(value: Any, has_key: bool) -> SignAtIngest:

@@ -96,12 +96,16 @@ _BIFROST_LIST = [
 ]
 
 
-def _responses(ok: dict[str, Any], *codes: int) -> dict[str, Any]:
+def _responses(ok: dict[str, Any], *codes: int, ok_code: str = "200") -> dict[str, Any]:
     text = {400: "a bad parameter (the message names it)", 401: "no or an unknown bearer token",
-            403: "the token lacks the scope", 404: "no such event", 409: "nothing to prove yet (pending, unsigned)",
+            403: "the token lacks the scope", 404: "no such event (or export)",
+            409: "nothing to prove yet (pending, unsigned); an export's file: the export is not done",
             500: "the store lacks rows a proof needs (run otel-audit verify --store)",
-            503: "the store took longer than limits.query_timeout: narrow the query"}
-    out: dict[str, Any] = {"200": ok}
+            503: "the store took longer than limits.query_timeout: narrow the query",
+            410: "the export's file was removed from the exports folder",
+            413: "the body is over 64 KiB", 415: "the body is not application/json",
+            429: "limits.max_exports exports run already: retry later (Retry-After)"}
+    out: dict[str, Any] = {ok_code: ok}
     for c in codes:
         out[str(c)] = {"description": text[c], "content": {"application/json": {"schema": _ERR}}}
     return out
@@ -125,6 +129,24 @@ def _get(summary: str, scope: str | None, params: list[dict[str, Any]], ok: dict
 
 
 _OBJ = {"type": "object"}
+_EXPORT_ID = _p("export_id", "the export's id, as POST /v1/exports answered it", where="path")
+
+
+def _export_body() -> dict[str, Any]:
+    """POST /v1/exports's body: the filters of GET /v1/events as members (a string, or a list of strings for a
+    repeated one; from / to also unix seconds as a number), and the format."""
+    props: dict[str, Any] = {}
+    for x in _FILTERS + [p for p in _EVENTS if p["name"] == "order"]:
+        one = x["schema"].get("items", x["schema"])
+        props[x["name"]] = {"description": x["description"],
+                            "oneOf": [one, {"type": "array", "items": one, "minItems": 1}]}
+    for t in ("from", "to"):
+        props[t]["oneOf"].append({"type": "integer"})
+    props["format"] = {"enum": ["bundle", "otlp"], "default": "bundle",
+                       "description": "bundle: NDJSON, a header line, then each event's OTLP record and its "
+                                      "tlog-proof (otel-audit verify proves each event); otlp: OTLP/JSON lines of "
+                                      "every record of each stream the query touched (proves the streams whole)"}
+    return {"type": "object", "additionalProperties": False, "properties": props}
 
 
 def document() -> dict[str, Any]:
@@ -165,6 +187,26 @@ def document() -> dict[str, Any]:
                                 [_p("stream", "one stream's")], _json_ok("checkpoints", _OBJ)),
         "/v1/findings": _get("what verify on ingest found", "audit:read", [_p("stream", "one stream's")],
                              _json_ok("findings", _OBJ)),
+        "/v1/exports": {
+            "post": {"summary": "start an export of the events a /v1/events query matches (runs in the background)",
+                     "security": [{"bearer": ["audit:export"]}], "x-scope": "audit:export", "parameters": [],
+                     "requestBody": {"required": False, "content": {"application/json": {"schema": _export_body()}}},
+                     "responses": _responses(
+                         {"description": "started", "headers": {"Location": {"schema": {"type": "string"}}},
+                          "content": {"application/json": {"schema": {"type": "object", "properties": {
+                              "id": {"type": "string"}, "status": {"enum": ["running"]},
+                              "url": {"type": "string"}}}}}},
+                         400, 401, 403, 413, 415, 429, ok_code="202")},
+            **_get("the exports (newest first)", "audit:export", [],
+                   _json_ok("{exports: [Export]}", {"type": "object", "properties": {"exports": {
+                       "type": "array", "items": {"$ref": "#/components/schemas/Export"}}}}))},
+        "/v1/exports/{export_id}": _get("an export's state", "audit:export", [_EXPORT_ID],
+                                        _json_ok("the export", {"$ref": "#/components/schemas/Export"}), 404),
+        "/v1/exports/{export_id}/file": _get(
+            "the export's file (bundle or OTLP JSON lines), once done", "audit:export", [_EXPORT_ID],
+            {"description": "the file, as an attachment", "headers": {"X-Content-SHA256": {"schema": {
+                "type": "string"}}}, "content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
+            404, 409, 410),
         "/v1/openapi.json": _get("this document", None, [], _json_ok("OpenAPI 3.1", _OBJ)),
         "/healthz": _get("liveness and counters", None, [], _json_ok("counters", _OBJ)),
         "/api/audit-logs": _get("Bifrost-compatible: audit logs with filters and paging", "audit:read",
@@ -231,6 +273,13 @@ def document() -> dict[str, Any]:
             "audit_logs": {"type": "array", "items": {"$ref": "#/components/schemas/AuditEvent"}},
             "total": {"type": "integer"}, "page": {"type": "integer"}, "limit": {"type": "integer"},
             "total_pages": {"type": "integer"}, "has_more": {"type": "boolean"}, "next_cursor": ns}},
+        "Export": {"type": "object", "required": ["id", "status", "format", "url"], "properties": {
+            "id": s, "status": {"enum": ["running", "done", "failed"]}, "format": {"enum": ["bundle", "otlp"]},
+            "query": _OBJ, "created": s, "finished": ns, "events": {"type": "integer", "description": "matched"},
+            "proven": {"type": "integer", "description": "bundle: events with a proof"},
+            "records": {"type": "integer", "description": "otlp: records written (whole streams)"},
+            "streams": {"type": "integer"}, "size": {"type": ["integer", "null"]}, "sha256": ns,
+            "reason": ns, "url": s, "file_url": ns}},
         "AuditVerifyResult": {"type": "object", "properties": {
             "valid": {"type": "boolean"}, "computed": ns, "stored": ns, "status": s, "reason": ns, "proof": ns,
             "checkpoint": {"type": ["object", "null"]}}},

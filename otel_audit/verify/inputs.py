@@ -328,6 +328,8 @@ def _other_doc(doc: Any) -> str | None:
         return "a delivery spool file"
     if _STATE_KEYS <= doc.keys() <= _STATE_KEYS | _STATE_MORE:
         return "a signing processor's chain state"
+    if list(doc) == ["otel_audit_export"] or {"id", "otlp", "proof"} <= doc.keys():
+        return "an audit service export bundle (verify it by itself: otel-audit verify --keys K FILE)"
     return None
 
 

@@ -721,6 +721,18 @@ class PostgresStore:
             out["missing"] = missing
             return out
 
+    def otlp_records(self, event_ids: Sequence[str]) -> dict[str, tuple[bytes, bytes, bytes]]:
+        """As SqliteStore.otlp_records: (resource, scope, logRecord) OTLP/JSON exactly as stored, by event id."""
+        ids = [i for i in event_ids if "\x00" not in i]
+        out: dict[str, tuple[bytes, bytes, bytes]] = {}
+        with self._readers.connection() as con:
+            for i in range(0, len(ids), 1000):
+                for eid, res, scope, rec in con.execute(
+                        "SELECT e.id, v.resource, v.scope, e.record FROM events e "
+                        "JOIN envelopes v ON v.id = e.envelope WHERE e.id = ANY(%s)", (ids[i:i + 1000],)).fetchall():
+                    out[eid] = (bytes(res), bytes(scope), bytes(rec))
+        return out
+
     def iter_rows(self) -> Iterator[dict[str, Any]]:
         """Every event row as stored, in ingest order (for `verify --store`), read with a server-side cursor."""
         names = [c for c in EVENT_COLUMNS if c not in ("id", "resource", "scope", "record", "text")]

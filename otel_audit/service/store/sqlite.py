@@ -445,6 +445,21 @@ class SqliteStore:
         out["missing"] = missing
         return out
 
+    def otlp_records(self, event_ids: Sequence[str]) -> dict[str, tuple[bytes, bytes, bytes]]:
+        """(resource, scope, logRecord) OTLP/JSON exactly as stored, for each of `event_ids` that exists (an
+        export rebuilds the one-record request the verifier reads from them, as ``verify --store`` does)."""
+        out: dict[str, tuple[bytes, bytes, bytes]] = {}
+        ids = list(event_ids)
+        con = self._reader()
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            marks = ", ".join("?" for _ in part)
+            for eid, res, scope, rec in con.execute(
+                    f"SELECT e.id, v.resource, v.scope, e.record FROM events e JOIN envelopes v ON v.id = e.envelope "
+                    f"WHERE e.id IN ({marks})", part):
+                out[eid] = (bytes(res), bytes(scope), bytes(rec))
+        return out
+
     def iter_rows(self) -> Iterator[dict[str, Any]]:
         """Every event row as stored, in ingest order (for `verify --store`): seq, id, resource, scope, record,
         and `columns`, the rest of the row by column name."""
