@@ -14,6 +14,7 @@ import base64
 import gzip
 import hashlib
 import logging
+import re
 import zlib
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from otel_audit.service.ingest import Ingest, IngestError
 from otel_audit.service.store import FACETS, Store, StoreTimeout, StoreUnavailable
 
 _log = logging.getLogger("otel_audit.service")
+_ESCAPES = re.compile(rb"(?:[^%]|%[0-9A-Fa-f]{2})*")
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
@@ -67,6 +69,48 @@ def _error(status: int, message: str, *, headers: dict[str, str] | None = None) 
 async def _not_found(request: Request, exc: Exception) -> Response:
     """No route: a JSON 404 like every other error (the path is not echoed: it may be anything)."""
     return _error(404, "no such resource: see docs/service.md §4 for the API's paths")
+
+
+def query_string_problem(raw: bytes) -> str | None:
+    """What is wrong with a request's query string, or None: every name and value must be UTF-8 once
+    percent-decoded, hold no NUL, and a %-escape must be complete (Starlette would silently replace what is not)."""
+    from urllib.parse import unquote_to_bytes
+
+    for piece in raw.split(b"&"):
+        if not piece:
+            continue
+        name, _, value = piece.partition(b"=")
+        try:
+            key = unquote_to_bytes(name.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            return "a parameter name is not UTF-8 (percent-decoded)"
+        shown = key[:40]
+        if "\x00" in key:
+            return f"{shown!r}: a parameter name holds a NUL character"
+        if b"%" in value and not _ESCAPES.fullmatch(value):
+            return f"{shown}: a % that does not start an escape (%XX)"
+        try:
+            text = unquote_to_bytes(value.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            return f"{shown}: the value is not UTF-8 (percent-decoded)"
+        if "\x00" in text:
+            return f"{shown}: the value holds a NUL character"
+    return None
+
+
+class _StrictQuery:
+    """ASGI: a request whose query string is not strict UTF-8 is a 400 naming the parameter, before any route."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope.get("query_string"):
+            why = query_string_problem(scope["query_string"])
+            if why is not None:
+                await _error(400, why)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 async def _internal(request: Request, exc: Exception) -> Response:
@@ -126,6 +170,7 @@ class Service:
             Route("/api/audit-logs/{event_id}/verify", self.bifrost_verify, methods=["GET"]),
         ], exception_handlers={404: _not_found, 405: _not_allowed, StoreUnavailable: self._unavailable,
                               Exception: _internal})
+        self.asgi = _StrictQuery(self.app)  # what uvicorn serves: the query string checked first
 
     # -- auth
 
@@ -279,14 +324,24 @@ class Service:
             query = q.build(params, self.store.dialect)
         except q.QueryError as exc:
             return _error(400, str(exc))
+        for k in ("format", "include"):
+            if len(params.get(k, [])) > 1:
+                return _error(400, f"{k}: given {len(params[k])} times; it takes one value")
         accept = request.headers.get("accept", "")
         fmt = (params.get("format") or [""])[0] or ("ndjson" if NDJSON in accept else "csv" if CSV in accept
                                                     else "json")
         if fmt not in ("json", "ndjson", "csv"):
             return _error(400, "format: expected json, ndjson or csv")
+        include = (params.get("include") or [""])[0]
+        if include not in ("", "proof"):
+            return _error(400, f"include: expected proof (an inclusion proof per event), got {include[:40]!r}")
+        if include and fmt == "csv":
+            return _error(400, "include: proofs come with json and ndjson, not csv")
         page = await run_in_threadpool(self.store.query, query.where, query.params, order=query.order,
                                        limit=query.limit, after=query.after)
         events = [q.event_json(r) for r in page.rows]
+        if include:
+            await run_in_threadpool(self._add_proofs, events)
         nxt = q.cursor_for(query, page.next_cursor) if page.next_cursor is not None else None
         if query.order == "seq" and nxt is None and page.rows:  # polling: the next poll starts after the last row
             nxt = q.cursor_for(query, (page.rows[-1]["seq"],))
@@ -392,6 +447,17 @@ class Service:
                           "checkpoint": p.note, "extra": base64.b64encode(p.extra).decode(), "tlog_proof": p.text()})
         return Response(p.text(), media_type="text/plain; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{eid}.tlog-proof"'})
+
+    def _add_proofs(self, events: list[dict[str, Any]]) -> None:
+        """include=proof: each proven event's C2SP tlog-proof (as GET /v1/events/{id}/proof gives it) under
+        "proof", null with "proof_unavailable" saying why for the others."""
+        for e in events:
+            got = self._proof_of(e["id"], self.store.proof_material(e["id"], None), None)
+            if isinstance(got, Response):
+                e["proof"] = None
+                e["proof_unavailable"] = orjson.loads(got.body)["error"]["message"]
+            else:
+                e["proof"] = got[0].text()
 
     def _proof_of(self, eid: str, m: dict[str, Any] | None, size: int | None) -> Any:
         """(the tlog-proof, its checkpoint) from the store's proof material, or the error to answer."""
@@ -572,7 +638,7 @@ class Service:
         except StoreTimeout as exc:
             return _error(503, f"filterdata: {exc}", headers={"Retry-After": "5"})
         self._audit(request, "audit_filter_values", None, f"GET /api/audit-logs/filterdata?{request.url.query}")
-        return _json(bf.filterdata(got["facets"], wanted))
+        return _json(bf.filterdata(got["facets"], wanted, contains))
 
     async def bifrost_export(self, request: Request) -> Response:
         """Every event the filters match, streamed page by page (bounded memory): json (one array), jsonl or
@@ -847,7 +913,7 @@ def serve(cfg: ServiceConfig) -> int:
     for e in svc.exports.recover():  # an export running when the service stopped is failed now, and said so
         _log.warning("export %s was running when the service stopped: failed (%s)", e.id, e.doc["reason"])
         svc.exports.completed(e)
-    config = uvicorn.Config(svc.app, host=cfg.host, port=port, log_level="warning", access_log=False,
+    config = uvicorn.Config(svc.asgi, host=cfg.host, port=port, log_level="warning", access_log=False,
                             lifespan="off", timeout_graceful_shutdown=30)
     server = uvicorn.Server(config)
     host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host

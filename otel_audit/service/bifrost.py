@@ -86,6 +86,8 @@ def _list(params: Mapping[str, Sequence[str]], single: str) -> list[str]:
             raise BifrostError(f"{plural}: not a JSON array of strings (e.g. [\"read\",\"update\"])")
         if len(vals) > q.MAX_VALUES:
             raise BifrostError(f"{plural}: at most {q.MAX_VALUES} values")
+        if not vals:  # an empty list would silently widen the query to every event
+            raise BifrostError(f"{plural}: an empty array names no {single}; leave {plural} out to match any")
         return list(vals)
     vs = list(params.get(single, ()))
     if len(vs) > 1:
@@ -113,14 +115,18 @@ def _date(value: str, name: str, end: bool) -> int:
             d = _dt.datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=_dt.timezone.utc)
         except ValueError:
             raise BifrostError(f"{name}: {value!r} is no such date") from None
-        if end:
-            d += _dt.timedelta(days=1)
-        return int(d.timestamp()) * 10**9
-    try:
-        t = parse_time(value)
-    except ValueError as exc:
-        raise BifrostError(f"{name}: {exc}") from None
-    return t + 1 if end else t  # Bifrost's end_date is inclusive; our `to` is not
+        t = int(d.timestamp()) * 10**9 + (86400 * 10**9 if end else 0)
+    else:
+        try:
+            t = parse_time(value) + (1 if end else 0)  # Bifrost's end_date is inclusive; our `to` is not
+        except ValueError as exc:
+            raise BifrostError(f"{name}: {exc}") from None
+    if t < 0:
+        raise BifrostError(f"{name}: {value!r} is before 1970")
+    if t >= 1 << 63:
+        raise BifrostError(f"{name}: {value!r} is after 2262-04-11T23:47:16Z, the last time a 64-bit count of "
+                           "nanoseconds holds")
+    return t
 
 
 def period_ns(value: str) -> int:
@@ -281,9 +287,10 @@ def audit_log(e: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def filterdata(facets: Mapping[str, Any], wanted: Sequence[str]) -> dict[str, Any]:
+def filterdata(facets: Mapping[str, Any], wanted: Sequence[str], contains: str | None = None) -> dict[str, Any]:
     """Bifrost's AuditFilterDataResponse from the store's facets (action, outcome, actor, target.type,
-    target.id, client.address, category)."""
+    target.id, client.address, category); `contains`: the values derived from event names (actions, event
+    types) are kept only when they hold that text too, as the store keeps the others."""
 
     def vals(name: str) -> list[str]:
         return [str(v) for v, _ in facets[name]["values"]] if name in facets else []
@@ -298,6 +305,10 @@ def filterdata(facets: Mapping[str, Any], wanted: Sequence[str]) -> dict[str, An
     out["targets"] = [{"id": v, "name": v} for v in sorted(vals("target.id"))]
     out["request_ips"] = sorted(vals("client.address"))
     out["tags"] = sorted(set(events) | set(vals("category")))
+    if contains:
+        low = contains.lower()
+        for d in ("actions", "event_types"):
+            out[d] = [v for v in out[d] if low in v.lower()]
     return {d: out[d] for d in wanted}
 
 
@@ -305,6 +316,8 @@ def dimensions(raw: str | None) -> list[str]:
     if raw is None or not raw.strip():
         return list(DIMENSIONS)
     got = [d.strip() for d in raw.split(",") if d.strip()]
+    if not got:
+        raise BifrostError(f"dimensions: {raw[:40]!r} names no dimension (one or more of {', '.join(DIMENSIONS)})")
     for d in got:
         if d not in DIMENSIONS:
             raise BifrostError(f"dimensions: {d[:40]!r} is not one of {', '.join(DIMENSIONS)}")

@@ -120,8 +120,19 @@ def _pages(session: Any, url: str, params: list[tuple[str, str]], fmt: str, foll
 
 
 def _cell(value: Any, width: int) -> str:
-    text = "" if value is None else str(value).replace("\n", " ")
+    """A value for the terminal table: control characters (a CR, an escape sequence an attacker put in a user
+    name, which would rewrite the auditor's screen) shown escaped, never sent to the terminal."""
+    text = "" if value is None else _printable(str(value))
     return text if len(text) <= width else text[: width - 1] + "~"
+
+
+def _printable(text: str) -> str:
+    import unicodedata
+
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else " " if c in "\n\t" else
+                   (repr(c)[1:-1] if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c) for c in text)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -66,7 +66,7 @@ class ServiceConfig(NamedTuple):
 def _path(base: Path, value: Any, key: str) -> Path:
     if not isinstance(value, str) or not value or "\x00" in value:
         raise ConfigError(f"{key}: expected a path, got {type(value).__name__}")
-    p = Path(os.path.expandvars(value))
+    p = Path(value)  # as written: a $NAME in a path is part of the name (docs/service.md §1)
     return p if p.is_absolute() else base / p
 
 

@@ -32,6 +32,7 @@ from otel_audit import canonical, merkle
 from otel_audit.canonical import (
     CHECKPOINT_EVENT,
     DIGEST,
+    GAP_EVENT,
     INTEGRITY_KEYS,
     PREV_DIGEST,
     RECORD,
@@ -264,6 +265,9 @@ class Ingest:
                             "signs a record at ingest")
             elif stray:
                 reserved = "integrity attributes without audit.stream.id: not a signed record, and not unsigned"
+            elif f.event_name in (CHECKPOINT_EVENT, GAP_EVENT):
+                reserved = (f"an unsigned record named {f.event_name}: only a signer writes one (a checkpoint or gap "
+                            "marker signed at ingest is the service's own)")
             return _Pending(row, b"", None, reserved, (f, attrs))
         if type(stream) is not str or len(stream) != 32 or not _HEX.issuperset(stream):
             raise ValueError("audit.stream.id is not 32 lower-case hex digits")

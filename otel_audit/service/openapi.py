@@ -58,7 +58,8 @@ _EVENTS = [
     _p("cursor", "next_cursor of the previous page, unchanged"),
     _p("format", "json (default), ndjson or csv (RFC 4180; cells that start with = + - @ are prefixed with ')",
        schema={"type": "string", "enum": ["json", "ndjson", "csv"]}),
-    _p("include", "reserved"),
+    _p("include", "proof: each proven event with its C2SP tlog-proof (json, ndjson)",
+       schema={"type": "string", "enum": ["proof"]}),
 ]
 _FACETS = [
     *_FILTERS,

@@ -48,9 +48,13 @@ def _time(value: str, name: str) -> int:
     from otel_audit.verify.liveness import parse_time
 
     try:
-        return parse_time(value)
+        t = parse_time(value)
     except ValueError as exc:
         raise QueryError(f"{name}: {exc}") from None
+    if t >= 1 << 63:  # event times are stored as 64-bit nanoseconds
+        raise QueryError(f"{name}: {value!r} is after 2262-04-11T23:47:16Z, the last time a 64-bit count of "
+                         "nanoseconds holds")
+    return t
 
 
 def _like_prefix(prefix: str) -> str:
