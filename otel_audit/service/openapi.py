@@ -98,7 +98,8 @@ _BIFROST_LIST = [
 
 
 def _responses(ok: dict[str, Any], *codes: int, ok_code: str = "200") -> dict[str, Any]:
-    text = {400: "a bad parameter (the message names it)", 401: "no or an unknown bearer token",
+    text = {400: "a bad parameter, or a query string that is not UTF-8 or holds a NUL (the message names it)",
+            401: "no or an unknown bearer token",
             403: "the token lacks the scope", 404: "no such event (or export)",
             409: "nothing to prove yet (pending, unsigned); an export's file: the export is not done",
             500: "the store lacks rows a proof needs (run otel-audit verify --store)",
@@ -119,6 +120,7 @@ def _json_ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 def _get(summary: str, scope: str | None, params: list[dict[str, Any]], ok: dict[str, Any],
          *codes: int) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "parameters": params}
+    codes = (*codes, 400)  # every route: a query string that is not UTF-8, or holds a NUL (before any route)
     if scope is not None:
         op["security"] = [{"bearer": [scope]}]
         op["x-scope"] = scope
