@@ -146,7 +146,13 @@ def _wait_sealed(svc: ServiceProcess, bodies: set[str], timeout: float = 120) ->
             time.sleep(0.3)
             continue
         have = {e["body"] for e in got if e["event"] != "audit.checkpoint"}
-        if bodies <= have and streams and all(s["proven"] == s["linked"] == s["records"] for s in streams):
+        # the two reads agree (no periodic checkpoint landed between them): a consistent view to return
+        per: dict[str, int] = {}
+        for e in got:
+            if e["stream"] is not None:
+                per[e["stream"]["id"]] = per.get(e["stream"]["id"], 0) + 1
+        if (bodies <= have and streams and all(s["proven"] == s["linked"] == s["records"] for s in streams)
+                and all(per.get(s["id"], 0) == s["records"] for s in streams if s["service"] == PRODUCER)):
             return got
         time.sleep(0.3)
     raise AssertionError(f"not sealed in {timeout}s: {len(bodies - {e['body'] for e in got})} bodies missing; "
