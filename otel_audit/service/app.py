@@ -48,13 +48,18 @@ EXPORT_PAGE = 1000
 EXPORT_BODY_MAX = 64 * 1024
 
 
-def exports_folder(store_url: str, config_source: str) -> Path:
-    """Where exports are written: `<store file>.exports` next to a SQLite store; with a database server,
-    `otel-audit-exports/` beside the config file (as the service's own stream's state)."""
+def beside_store(store_url: str, config_source: str, suffix: str, name: str) -> Path:
+    """A folder of the service's own: `<store file><suffix>` next to a SQLite store; with a database server,
+    `name` beside the config file."""
     if store_url.startswith("sqlite:///"):
         p = Path(store_url.removeprefix("sqlite:///"))
-        return p.with_name(p.name + ".exports")
-    return Path(config_source).resolve().parent / "otel-audit-exports"
+        return p.with_name(p.name + suffix)
+    return Path(config_source).resolve().parent / name
+
+
+def exports_folder(store_url: str, config_source: str) -> Path:
+    """Where exports are written: `<store file>.exports`, or `otel-audit-exports/` beside the config file."""
+    return beside_store(store_url, config_source, ".exports", "otel-audit-exports")
 
 
 def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -902,11 +907,8 @@ def serve(cfg: ServiceConfig) -> int:
             svc.cfg = svc.cfg._replace(tokens=(*svc.cfg.tokens, internal))
         loop_host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(cfg.host, cfg.host)
         url = f"http://[{loop_host}]:{port}" if ":" in loop_host else f"http://{loop_host}:{port}"
-        if svc.store.url.startswith("sqlite:///"):
-            store_path = Path(svc.store.url.removeprefix("sqlite:///"))
-            own_dir = store_path.with_name(store_path.name + ".service")
-        else:  # a database server: the own stream's spool and chain state beside the config file
-            own_dir = Path(cfg.source).resolve().parent / "otel-audit-service.state"
+        # the own stream's spool and chain state
+        own_dir = beside_store(svc.store.url, cfg.source, ".service", "otel-audit-service.state")
         own = own_stream.OwnStream(cfg.witness_keys, own_dir, url, token)
         svc.own = own
         svc.ingest.on_finding = lambda f: own.emit("security.integrity.violated", finding_attributes(f))

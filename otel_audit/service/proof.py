@@ -144,12 +144,7 @@ def _witnessed(text: str, cos: list[tuple[str, bytes, int, bytes]], witnesses: K
 def check_cosignature(text: str, line: str, witnesses: Keyring) -> list[str]:
     """Check a stored cosignature line (the service's, over checkpoint text `text`) with the witness keyring:
     the names of the witnesses it verifies for; raises ProofError when none does."""
-    try:
-        sn = parse_note(text + "\n" + line)
-    except NoteError as exc:
-        raise ProofError(f"not a cosignature line ({exc})") from None
-    cos = [(s.name, s.key_id, struct.unpack(">Q", s.signature[:8])[0], s.signature[8:]) for s in sn.signatures
-           if len(s.signature) == 8 + 64]
+    _, cos = _cosignatures(text + "\n" + line)
     names = _witnessed(text, cos, witnesses)
     if not names:
         raise ProofError("not by a key of the witness keyring (or not a cosignature at all)")

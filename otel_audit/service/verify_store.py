@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from otel_audit.keys import Keyring
+from otel_audit.service.own import SERVICE_NAME
 from otel_audit.verify.prove import Verifier
 from otel_audit.verify.report import Report
 
@@ -31,7 +32,6 @@ DERIVED = ("stream_id", "stream_seq", "ts", "observed_ts", "event", "category", 
            "severity", "severity_text", "body", "attrs", "canonical", "digest", "prev", "signed")
 MAX_LISTED = 100
 FINDING_EVENT = "security.integrity.violated"
-SERVICE_NAME = "otel-audit-service"  # otel_audit.service.own.SERVICE_NAME
 
 
 def verify_store(url: str, keyring: Keyring, *, allow_open: bool = False, ignore_unsigned: bool = False,
