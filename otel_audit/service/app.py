@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from otel_audit.canonical import SIGNED_AT_INGEST as INGEST
 from otel_audit.decoding import DecodeError
 from otel_audit.decoding import loads as strict_loads
 from otel_audit.errors import ConfigError
@@ -783,13 +784,12 @@ class Service:
         if denied is not None:
             return denied
         rows = await run_in_threadpool(self.store.streams)
-        signer = self.ingest.signer
         out = []
         for s in rows:
             state = "closed" if s["closed"] else "open"
             out.append({"id": s["stream_id"], "service": s["service"], "state": state,
-                        "signed": "at ingest" if signer is not None and signer.is_ingest(s["stream_id"])
-                        else "at source", "records": s["records"], "linked": s["length"], "sealed": s["proven"],
+                        "signed": "at ingest" if s["signed"] == INGEST else "at source", "records": s["records"],
+                        "linked": s["length"], "sealed": s["proven"],
                         "proven": s["proven"] - s["failed_sealed"], "failed": s["failed"],
                         "first_ingest": q.rfc3339(s["first_ingest"]), "last_ingest": q.rfc3339(s["last_ingest"]),
                         "last_checkpoint": q.rfc3339(s["last_checkpoint_ts"]) if s["last_checkpoint_ts"] else None})
@@ -932,7 +932,8 @@ def serve(cfg: ServiceConfig) -> int:
     ticker = _Ticker(svc.ingest) if svc.ingest.signer is not None and svc.ingest.signer.enabled else None
     if ticker is not None:
         print(f"otel-audit serve: signing unsigned records at ingest with key {cfg.witness_keys} "
-              f"({svc.ingest.signer.open_streams() if svc.ingest.signer else 0} producer stream(s) open)", flush=True)
+              f"({svc.ingest.signer.open_streams(svc.store) if svc.ingest.signer else 0} producer stream(s) open)",
+              flush=True)
     try:
         server.run(sockets=[sock])
     finally:

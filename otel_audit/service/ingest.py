@@ -188,6 +188,8 @@ class Ingest:
             signer.begin()
         try:
             with self.store.writer() as w:
+                if signer is not None:
+                    signer.refresh(w)  # the streams any instance started signing at ingest since the last look
                 if signer is not None and signer.enabled and (items or tick or end):
                     # the checkpoints' time is taken under the lock: in each stream, later checkpoints never say
                     # an earlier time (a request may have waited for the lock)

@@ -14,10 +14,13 @@ The records are stored exactly as a source-signed record would be (the OTLP/JSON
 attributes), and then verified on ingest like any other, so the reference verifier (``otel-audit verify --store``,
 or ``otel-audit verify`` of an OTLP/JSON export) proves them with the service's public key in the keyring.
 
-Everything here runs under the ingest lock inside the request's write transaction; the stream's state is read
-from the store in that transaction (never from memory), so two requests for one producer cannot fork its chain.
-The maps kept in memory (which stream a producer writes to, which streams wait to be sealed) change only once the
-transaction committed (``commit``), and are rebuilt from the store at start (``load``).
+Everything here runs under the ingest lock inside the request's write transaction, and reads the store in that
+transaction, never memory alone: the stream's state, and (``refresh``, first in every transaction) the streams
+signed at ingest that any instance started since the last look, found by their seq-0 start checkpoints in ingest
+order. So several instances on one database continue one producer's stream (the store's write lock serializes
+them), none lets a client write into a stream another instance signs, and a surviving instance seals what a dead
+one left unsealed (``due`` reads every open stream with records after its last checkpoint). What the
+transaction adds itself (a new stream) is kept apart until it commits (``commit``; ``rollback`` drops it).
 """
 
 from __future__ import annotations
@@ -113,12 +116,11 @@ class IngestSigner:
         self.every = every
         self.interval_ns = max(1, round(interval_s * 1e9))
         self.ids: set[str] = set()  # every stream signed at ingest, in the store
-        self._latest: dict[bytes, tuple[str, bool]] = {}  # producer key -> (its newest stream, closed)
-        self._dirty: dict[str, int] = {}  # open streams with records after their last checkpoint -> its time
-        # what the transaction under way changes (applied by commit, dropped by rollback)
+        self._latest: dict[bytes, str] = {}  # producer key -> its newest stream
+        self._after = 0  # the ingest seq up to which the store's stream starts were read
+        # what the transaction under way adds (applied by commit, dropped by rollback)
         self._t_ids: set[str] = set()
-        self._t_latest: dict[bytes, tuple[str, bool]] = {}
-        self._t_dirty: dict[str, int | None] = {}
+        self._t_latest: dict[bytes, str] = {}
 
     @property
     def enabled(self) -> bool:
@@ -127,33 +129,31 @@ class IngestSigner:
     # -- memory, from the store and after each transaction
 
     def load(self, store: Any) -> None:
-        """Find the streams signed at ingest (their seq 0 is a start checkpoint stored as signed at ingest)."""
-        for s in store.streams():
-            sid = s["stream_id"]
-            row = store.get(f"{sid}-0")
-            if row is None or row["signed"] != INGEST or row["event"] != CHECKPOINT_EVENT:
+        """Read the streams signed at ingest so far (at start; every transaction reads what is new)."""
+        with store.writer() as w:
+            self.refresh(w)
+
+    def refresh(self, w: Any) -> None:
+        """Read the stream starts signed at ingest committed since the last look (by this instance or any other):
+        a seq-0 start checkpoint, stored as signed at ingest, whose signed producer line names the producer."""
+        for seq, sid, event, body in w.ingest_starts(self._after):
+            self._after = max(self._after, seq)
+            if event != CHECKPOINT_EVENT:
                 continue
             try:
-                producer = dict(parse_note(row["body"] or "").checkpoint.producer)
+                producer = dict(parse_note(body or "").checkpoint.producer)
             except NoteError:
                 continue
             producer.pop(SIGNED_BY, None)
             self.ids.add(sid)
-            self._latest[_key(producer)] = (sid, bool(s["closed"]))  # streams() is in order of first ingest
-            if not s["closed"] and s["length"] > s["proven"]:
-                self._dirty[sid] = s["last_checkpoint_ts"]
+            self._latest[_key(producer)] = sid  # in ingest order: the newest last
 
     def begin(self) -> None:
-        self._t_ids, self._t_latest, self._t_dirty = set(), {}, {}
+        self._t_ids, self._t_latest = set(), {}
 
     def commit(self) -> None:
         self.ids |= self._t_ids
         self._latest.update(self._t_latest)
-        for sid, t in self._t_dirty.items():
-            if t is None:
-                self._dirty.pop(sid, None)
-            else:
-                self._dirty[sid] = t
         self.begin()
 
     def rollback(self) -> None:
@@ -162,8 +162,10 @@ class IngestSigner:
     def is_ingest(self, stream_id: str) -> bool:
         return stream_id in self.ids or stream_id in self._t_ids
 
-    def open_streams(self) -> int:
-        return sum(1 for _, closed in self._latest.values() if not closed)
+    def open_streams(self, store: Any) -> int:
+        """How many producers' newest streams are open in the store."""
+        open_ = {s["stream_id"] for s in store.streams() if not s["closed"]}
+        return sum(1 for sid in self._latest.values() if sid in open_)
 
     # -- in a write transaction
 
@@ -185,38 +187,35 @@ class IngestSigner:
                     s = self._checkpoint(s, "size", now, out)
             if s.unsealed and now - s.last_cp >= self.interval_ns:
                 s = self._checkpoint(s, "time", now, out)
-            self._t_dirty[s.sid] = s.last_cp if s.unsealed else None
         return out
 
     def due(self, w: Any, now: int, *, end: bool = False) -> list[Made]:
-        """The checkpoints due now: of every stream whose unsealed records wait longer than the interval; with
-        `end`, an end checkpoint of every open stream (the service is stopping)."""
+        """The checkpoints due now: of every stream signed at ingest whose unsealed records wait longer than the
+        interval (whichever instance wrote them: a dead one's are sealed by the living); with `end`, an end
+        checkpoint of every producer's open stream (the service is stopping)."""
         assert self.key is not None
         out: list[Made] = []
+        producers = {sid: key for key, sid in self._latest.items()}
         if end:
-            todo = [(k, sid) for k, (sid, closed) in self._latest.items() if not closed]
+            todo = list(producers.values())
         else:
-            late = {sid for sid, t in self._dirty.items() if now - t >= self.interval_ns}
-            todo = [(k, sid) for k, (sid, closed) in self._latest.items() if sid in late and not closed]
-        for key, sid in todo:
+            todo = [producers[sid] for sid, t in w.unsealed() if sid in producers and now - t >= self.interval_ns]
+        for key in todo:
+            sid = self._latest[key]
             st = w.stream(sid)
-            if st is None or st.closed:
+            if st is None or st.closed or (not end and st.length == st.proven):
                 continue
             s = self._state(sid, dict(orjson.loads(key)), st)
             s = self._checkpoint(s, "end" if end else "time", now, out, end=end)
-            self._t_dirty[sid] = None
-            if end:
-                self._t_latest[key] = (sid, True)
         return out
 
     def _open(self, w: Any, key: bytes, producer: dict[str, str], now: int, out: list[Made]) -> _Tx:
         """The producer's stream as stored: continued when open, else a new one (its start checkpoint made)."""
-        got = self._t_latest.get(key) or self._latest.get(key)
+        sid = self._t_latest.get(key) or self._latest.get(key)
         prev = None
-        if got is not None:
-            sid, closed = got
+        if sid is not None:
             st = w.stream(sid)
-            if st is not None and not st.closed and not closed:
+            if st is not None and not st.closed:
                 return self._state(sid, producer, st)
             if st is not None and st.proven:
                 cp = w.checkpoint(sid, st.proven - 1)
@@ -229,7 +228,7 @@ class IngestSigner:
                         prev = Predecessor(sid, cp.size, cp.root, chain, bool(st.closed))
         sid = secrets.token_hex(16)
         self._t_ids.add(sid)
-        self._t_latest[key] = (sid, False)
+        self._t_latest[key] = sid
         s = _Tx(sid, producer, 0, _ZERO, CompactRange(), 0, now)
         return self._checkpoint(s, "start", now, out, prev=prev)
 

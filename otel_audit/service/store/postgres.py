@@ -212,6 +212,11 @@ MIGRATIONS: tuple[str, ...] = (
     END $$;
     REVOKE ALL ON FUNCTION audit_partition(INTEGER) FROM PUBLIC;
     """,
+    # 2: the start of every stream signed at ingest, by ingest order: any instance reads which stream each
+    # producer writes to, and which streams only the service may write, from the store (ingest_sign.refresh)
+    """
+    CREATE INDEX events_ingest_starts ON events (seq) WHERE signed = 'ingest' AND stream_seq = 0;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -647,7 +652,10 @@ class PostgresStore:
         return self._dicts(
             "SELECT stream_id, service, length, proven, closed, records, failed, first_ingest, last_ingest, "
             "last_checkpoint_ts, (SELECT count(DISTINCT f.stream_seq) FROM findings f WHERE f.stream_id = s.stream_id "
-            "AND f.kind != 'variant' AND f.stream_seq < s.proven) AS failed_sealed "
+            "AND f.kind != 'variant' AND f.stream_seq < s.proven) AS failed_sealed, "
+            # who signed it, as its first record says (a stream started at ingest begins with the service's start
+            # checkpoint; no client's row can say "ingest"): read from the store, so every instance agrees
+            "(SELECT e.signed FROM events e WHERE e.stream_id = s.stream_id AND e.stream_seq = 0) AS signed "
             "FROM streams s ORDER BY first_ingest, stream_id")
 
     def checkpoints(self, stream_id: str | None = None) -> list[dict[str, Any]]:
@@ -770,6 +778,19 @@ class _PostgresWriter:
         if r is None:
             return None
         return StreamState(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8], r[9], r[10], r[11], r[12])
+
+    def ingest_starts(self, after: int) -> list[tuple[int, str, str, str | None]]:
+        """(ingest seq, stream id, event, body) of the seq-0 records signed at ingest stored after ingest seq
+        `after`, in ingest order: the streams the service started, by any instance (writes are serialized by the
+        advisory lock, so ingest seqs are committed in order and none is skipped)."""
+        return list(self._con.execute(
+            "SELECT seq, stream_id, event, body FROM events WHERE signed = 'ingest' AND stream_seq = 0 AND seq > %s "
+            "ORDER BY seq", (after,)).fetchall())
+
+    def unsealed(self) -> list[tuple[str, int]]:
+        """(stream id, last checkpoint time) of every open stream with records after its last checkpoint."""
+        return list(self._con.execute(
+            "SELECT stream_id, last_checkpoint_ts FROM streams WHERE closed = 0 AND length > proven").fetchall())
 
     def put_stream(self, s: StreamState) -> None:
         self._con.execute(
