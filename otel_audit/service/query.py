@@ -180,12 +180,29 @@ def build(params: Mapping[str, Sequence[str]], dialect: Dialect = SQLITE) -> Que
     return Query(where, args, order, limit, after, fp)
 
 
+#: a top-level "or" of up to this many sides is compiled side by side (Dialect.filter_any); more, as one expression
+MAX_OR_SIDES = 16
+
+
 def _filter(expr: str, dialect: Dialect = SQLITE) -> tuple[str, list[Any]]:
     from otel_audit.service import filter as scim
     from otel_audit.service.fields import FIELDS
 
     try:
         node = scim.parse(expr)
+        # a top-level "or": each side compiled on its own, so a store can answer each from its own index (SQLite
+        # reads every row an OR of indexes finds to test the whole expression; a UNION of covered sides does not)
+        sides: list[scim.Node] = []
+        todo = [node]
+        while todo:
+            n = todo.pop()
+            if isinstance(n, scim.Or):
+                todo += [n.right, n.left]
+            else:
+                sides.append(n)
+        if 1 < len(sides) <= MAX_OR_SIDES:
+            parts = [scim.compile_sql(side, FIELDS, placeholder=dialect.placeholder) for side in sides]
+            return dialect.filter_any([sql for sql, _ in parts]), [a for _, args in parts for a in args]
         sql, args = scim.compile_sql(node, FIELDS, placeholder=dialect.placeholder)
     except scim.FilterError as exc:
         raise QueryError(str(exc)) from None

@@ -142,6 +142,11 @@ class Dialect:
         # compiled over the events table alone (its column names), then matched by the row's ingest seq
         return f"e.seq IN (SELECT seq FROM events WHERE {sql})"
 
+    def filter_any(self, sqls: Sequence[str]) -> str:
+        """The condition that any of the compiled expressions holds (a top-level "or" of ``filter=``): a UNION of
+        one row set per side, each of which SQLite can answer from one index alone."""
+        return "e.seq IN (" + " UNION ALL ".join(f"SELECT seq FROM events WHERE {sql}" for sql in sqls) + ")"
+
     def stored(self, value: Any) -> Any:
         """A column's value as this store keeps it (SQLite: as given)."""
         return value

@@ -273,6 +273,9 @@ class PostgresDialect(Dialect):
     def filter_rows(self, sql: str) -> str:
         return sql
 
+    def filter_any(self, sqls: Sequence[str]) -> str:
+        return "(" + " OR ".join(f"({sql})" for sql in sqls) + ")"
+
     def stored(self, value: Any) -> Any:
         """PostgreSQL text cannot hold NUL: a NUL of a text column is stored as U+FFFD (the record's bytes, where
         the digest is computed over, keep it)."""
