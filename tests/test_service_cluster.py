@@ -198,3 +198,30 @@ def test_two_instances_behind_the_gateway_one_killed_every_stream_verifies_compl
     bodies = [e["body"] for e in _events(store, cluster_keys, {"service": PRODUCER})
               if e["event"] != "audit.checkpoint"]
     assert sorted(bodies) == sorted(f"login {i}" for i in range(n_plain))  # every one, once
+
+
+def test_an_instance_stuck_holding_the_write_lock_gets_the_others_a_503_not_a_hang(
+        tmp_path: Path, request: pytest.FixtureRequest, cluster_keys: dict[str, Path]) -> None:
+    """Another session holds the store's write lock and does nothing (an instance frozen mid-transaction): a
+    request to a working instance is answered 503 with Retry-After once LOCK_WAIT passed, stores nothing, and
+    succeeds as soon as the lock is free; the service never hangs on it."""
+    import psycopg
+
+    from otel_audit.service.store.postgres import LOCK_WAIT, WRITER_LOCK
+
+    store = Backend.make("postgres", tmp_path, request)
+    b = _instance(tmp_path / "b", store, cluster_keys)
+    with b, psycopg.connect(store.db.service_url) as stuck:
+        stuck.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))  # in a transaction, never ended
+        t0 = time.monotonic()
+        r = b.post_json(_request("stuck", 3))
+        waited = time.monotonic() - t0
+        assert r.status_code == 503 and r.headers.get("Retry-After"), r.text
+        assert float(LOCK_WAIT.removesuffix("s")) - 1 <= waited < 60, waited
+        assert "retry" in r.text, r.text
+        stuck.rollback()  # the lock is free
+        r = b.post_json(_request("stuck", 3))
+        assert r.status_code == 200 and r.json() == {}, r.text
+        bodies = sorted(e["body"] for e in b.events({"service": PRODUCER}) if e["event"] != "audit.checkpoint")
+        assert bodies == ["stuck 0", "stuck 1", "stuck 2"]  # once: the refused attempt stored nothing
+    assert "another service instance holds the store's write lock" in (tmp_path / "b" / "serve.log").read_text()

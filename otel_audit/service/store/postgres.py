@@ -309,6 +309,12 @@ def mask(url: str) -> str:
 
 #: a connection idle longer than this is pinged before use: a server restarted meanwhile closed it
 PING_AFTER_S = 2.0
+#: the writer's bounds (several instances share the write lock): how long a transaction waits for the lock before
+#: the request is answered 503 (retryable), and after how long the server ends a session that holds it without
+#: working (an instance frozen, stopped or cut off mid-transaction) or runs one statement too long, releasing it
+LOCK_WAIT = "5s"
+IDLE_IN_TRANSACTION = "30s"
+STATEMENT = "120s"
 
 
 def _alive(con: psycopg.Connection[Any], idle_since: float) -> bool:
@@ -326,6 +332,14 @@ def _alive(con: psycopg.Connection[Any], idle_since: float) -> bool:
         return True
     except psycopg.Error:
         return False
+
+
+def _bounded(con: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+    """The writer's session with its bounds (LOCK_WAIT, IDLE_IN_TRANSACTION, STATEMENT)."""
+    con.execute(f"SET lock_timeout = '{LOCK_WAIT}'")
+    con.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION}'")
+    con.execute(f"SET statement_timeout = '{STATEMENT}'")
+    return con
 
 
 def _reason(exc: BaseException) -> str:
@@ -508,7 +522,7 @@ class PostgresStore:
         except BaseException:
             con.close()
             raise
-        self._w: psycopg.Connection[Any] | None = None if readonly else con
+        self._w: psycopg.Connection[Any] | None = None if readonly else _bounded(con)
         self._w_idle = 0.0
         if readonly:
             con.close()
@@ -520,7 +534,7 @@ class PostgresStore:
             if con is not None:
                 con.close()
             self._w = None
-            con = self._w = _connect(self._dsn, self.url)
+            con = self._w = _bounded(_connect(self._dsn, self.url))
         return con
 
     @contextmanager
@@ -542,6 +556,11 @@ class PostgresStore:
                     con.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
                     w = _PostgresWriter(con, months)
                     yield w
+            except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled) as exc:
+                # the write lock held elsewhere longer than LOCK_WAIT (another instance busy or frozen), or a
+                # statement over STATEMENT: nothing was written; retryable
+                raise StoreUnavailable(f"store: {self.url}: busy: {_reason(exc)} (another service instance holds the "
+                                       "store's write lock; retry)") from None
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 if not (con.broken or con.closed):
                     raise
