@@ -447,12 +447,16 @@ def test_a_public_address_without_tokens_is_refused(tmp_path: Path, shared_keys:
     ("keys: k\ntokens: [{name: a, sha256: abc, scopes: [ingest]}]\n", "tokens[0].sha256"),
     ("keys: k\nlimits: {max_request_bytes: -1}\n", "limits.max_request_bytes"),
     ("keys: [\n", "not valid YAML"),
+    # a keyring that is not there: named as the config key, not as a --keys option serve does not take
+    ("keys: /nonexistent/keyring.json\n", "service.yaml: keys: /nonexistent/keyring.json: no such keyring"),
+    ("keys: /nonexistent/keyring.json\n", "set keys: to the producers' public keyring"),
 ])
 def test_bad_service_config_is_one_line_naming_the_key(tmp_path: Path, body: str, says: str) -> None:
     cfg = tmp_path / "service.yaml"
     cfg.write_text(body)
     r = subprocess.run([CLI, "serve", "--config", str(cfg)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert "--keys" not in r.stderr, r.stderr
 
 
 def test_the_witness_cosigns_every_verified_checkpoint(tmp_path: Path, store: Backend, shared_keys: Path,

@@ -847,13 +847,27 @@ def build(cfg: ServiceConfig) -> Service:
     from otel_audit.keys import Keyring, Signer
 
     preload()
+    from otel_audit.errors import KeyringError
     from otel_audit.service.store import open_store
 
-    keyring = Keyring.load(cfg.keys)
+    def named(key: str, exc: KeyringError, what: str) -> ConfigError:
+        # the keyring's own hint names the CLI's --keys, which serve does not take: the config key is the place
+        reason = str(exc).split("; pass --keys", 1)[0]
+        return ConfigError(f"{cfg.source}: {key}: {reason}; set {key}: to {what}")
+
+    try:
+        keyring = Keyring.load(cfg.keys)
+    except KeyringError as exc:
+        raise named("keys", exc, "the producers' public keyring (a keyring.json, or a folder of them)") from None
     witness = None
     if cfg.witness_keys is not None:
-        witness = Signer.from_keys_dir(cfg.witness_keys)
-        for k in Keyring.load(cfg.witness_keys):  # the service's own stream is signed with its keys
+        try:
+            witness = Signer.from_keys_dir(cfg.witness_keys)
+            witness_ring = Keyring.load(cfg.witness_keys)
+        except KeyringError as exc:
+            raise named("witness_keys", exc,
+                        "the service's own keys folder (otel-audit keys generate --dir FOLDER)") from None
+        for k in witness_ring:  # the service's own stream is signed with its keys
             keyring.add(k, f"{cfg.witness_keys} (the service's keys)")
     store = open_store(cfg.store)
     from otel_audit.service.ingest_sign import IngestSigner
