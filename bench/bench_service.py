@@ -194,15 +194,22 @@ def bench_service(cfg: Config) -> Figures:
     return figures
 
 
-def _queries(url: str, db: Path, runs: int) -> Figures:
-    """p95 of the five query shapes and of proofs through the API, on the store's own values (SQLite file `db`)."""
-    figures: Figures = {}
-    s = requests.Session()
+def _samples(db: Path) -> tuple[list[str], int, list[str]]:
+    """Values to query for, from a SQLite store: users, the first event time, event ids."""
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     users = [r[0] for r in con.execute("SELECT user_id FROM events WHERE user_id IS NOT NULL LIMIT 2000")]
     ts = [r[0] for r in con.execute("SELECT min(ts), max(ts) FROM events")][0]
     ids = [r[0] for r in con.execute("SELECT id FROM events WHERE event != 'audit.checkpoint' LIMIT 5000")]
     con.close()
+    return users, ts, ids
+
+
+def _queries(url: str, db: Path, runs: int, samples: tuple[list[str], int, list[str]] | None = None) -> Figures:
+    """p95 of the five query shapes and of proofs through the API, on the store's own values (`samples`, or
+    read from the SQLite file `db`)."""
+    figures: Figures = {}
+    s = requests.Session()
+    users, ts, ids = samples if samples is not None else _samples(db)
     rnd = random.Random(7)
     lo = f"{ts // 10**9}"
     hi = f"{ts // 10**9 + 86400}"
@@ -262,25 +269,54 @@ def bench_service_queries(cfg: Config) -> Figures:
             (folder / "keyring.json").write_bytes(keyring.to_json())
             (folder / "archive").mkdir()
             path = write_archive(folder / "archive", signer, n)
-            store = open_store(f"sqlite:///{folder / 'audit.db'}")
-            ingest = Ingest(store, keyring)
-            t0 = time.perf_counter()
-            with path.open("rb") as fh:
-                for line in fh:
-                    if line.strip():
-                        ingest.ingest(strict_loads(line))
-            load_s = time.perf_counter() - t0
-            store.close()
-            path.unlink()
+            suffix = "" if n == sizes[0] else f"_{n // 1_000_000}m"
+
+            def load(url: str, path: Path = path) -> float:
+                store = open_store(url)
+                ingest = Ingest(store, keyring)
+                t0 = time.perf_counter()
+                with path.open("rb") as fh:
+                    for line in fh:
+                        if line.strip():
+                            ingest.ingest(strict_loads(line))
+                store.close()
+                return time.perf_counter() - t0
+
+            load_s = load(f"sqlite:///{folder / 'audit.db'}")
+            samples = _samples(folder / "audit.db")
             proc, url = _start(folder, folder / "keyring.json")
             try:
-                got = _queries(url, folder / "audit.db", max(60, cfg.runs * 10))
+                got = _queries(url, folder / "audit.db", max(60, cfg.runs * 10), samples)
             finally:
                 proc.terminate()
                 proc.wait(60)
-            suffix = "" if n == sizes[0] else f"_{n // 1_000_000}m"
             figures.update({k + suffix: v for k, v in got.items()})
             cfg.note(f"{n} events{' (' + suffix[1:] + ')' if suffix else ''}: loaded by in-process verify on ingest "
                      f"in {load_s:.0f} s ({n / load_s:.0f} records/s); every query and proof through the HTTP API, "
                      "limit 100, p95 wall time at the client; goal query < 10 ms at 1M, proof < 5 ms")
+            (folder / "audit.db").unlink()
+            for extra in folder.glob("audit.db-*"):
+                extra.unlink()
+            # the same events in PostgreSQL (the session's server, as its INSERT/SELECT role)
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+            from pg_support import PgServer
+
+            server = PgServer().start()
+            try:
+                db = server.database()
+                pg_s = load(db.service_url)
+                pg_folder = folder / "pg"
+                pg_folder.mkdir()
+                proc, url = _start(pg_folder, folder / "keyring.json", db.service_url)
+                try:
+                    got = _queries(url, folder / "audit.db", max(60, cfg.runs * 10), samples)
+                finally:
+                    proc.terminate()
+                    proc.wait(60)
+            finally:
+                server.close()
+            figures.update({f"{k}_postgres{suffix}": v for k, v in got.items()})
+            cfg.note(f"postgres: the same {n} events loaded in {pg_s:.0f} s ({n / pg_s:.0f} records/s), the same "
+                     "queries (figures _postgres)")
+            path.unlink()
     return figures
