@@ -103,8 +103,15 @@ def redact_url(url: object) -> str:
         url = "//" + url
     try:
         parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
+    except ValueError:  # e.g. a bracket in the authority: the scheme and host still say where, the rest masked
+        m = re.match(r"([A-Za-z][A-Za-z0-9+.\-]*:)?//([^/?#\s]*@)?([^/?#@\s]*)", url)
+        if m is None:
+            return "<unparsable URL>"
+        user = m.group(2) or ""
+        if user:
+            user = f"{user.partition(':')[0]}:{MASK}@" if ":" in user else f"{MASK}@"
+        rest = url[m.end():]
+        return f"{m.group(1) or ''}//{user}{m.group(3)}{'/' + MASK if rest else ''} (unparsable URL)"
     if not parts.scheme and not parts.netloc:  # host:port, or a bare path
         return _redact_path(url.partition("?")[0]) + ("?" + _redact_query(url.partition("?")[2]) if "?" in url else "")
     netloc = parts.netloc

@@ -478,7 +478,8 @@ _BLOCK_ANCHORS = ("://", "-----begin", "%3a%2f%2f")
 # credentials in a URL: scheme://user:password@host (user may be empty: redis://:pw@host),
 # also percent-encoded
 _URL_PASSWORD = [
-    _Alt("password", r"://[^\s/@:]{0,256}:(?P<V>[^\s/@]{1,256})@", None, _BLOCK_ANCHORS),
+    # (not one already masked: ``user:***@``, as otel_audit.safe.redact_url and a store's URL show it)
+    _Alt("password", r"://[^\s/@:]{0,256}:(?P<V>(?!\*+@)[^\s/@]{1,256})@", None, _BLOCK_ANCHORS),
     _Alt("password", r"%3a%2f%2f[^\s/@%]{0,256}%3a(?P<V>[^\s/@]{1,256}?)%40", None, _BLOCK_ANCHORS),
 ]
 

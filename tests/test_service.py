@@ -274,6 +274,17 @@ def _in(addr: Any, net: str) -> bool:
     ({"filter": 'event sw "security." or (client.address eq "203.0.113.0/24" and not (user.id eq "bob"))'},
      lambda r, a: r["event"].startswith("security.")
      or (_in(a.get("client.address"), "203.0.113.0/24") and a.get("user.id") != "bob")),
+    # a top-level "or" is answered side by side (a UNION on SQLite): three sides, a "not" side, an "or" under an
+    # "and" (not split), sides overlapping (each row once), with other parameters and paging beside it
+    ({"filter": 'user.id eq "alice" or audit.outcome eq "failure" or client.address eq "203.0.113.0/24"'},
+     lambda r, a: a.get("user.id") == "alice" or a.get("audit.outcome") == "failure"
+     or _in(a.get("client.address"), "203.0.113.0/24")),
+    ({"filter": 'not (user.id pr) or audit.category eq "security"'},
+     lambda r, a: not a.get("user.id") or a.get("audit.category") == "security"),
+    ({"filter": '(user.id eq "alice" or user.id eq "bob") and audit.outcome eq "success"'},
+     lambda r, a: a.get("user.id") in ("alice", "bob") and a.get("audit.outcome") == "success"),
+    ({"filter": 'user.id pr or user.id eq "alice"', "outcome": "failure", "limit": "3"},
+     lambda r, a: bool(a.get("user.id")) and a.get("audit.outcome") == "failure"),
     ({"filter": "session.id pr"}, lambda r, a: bool(a.get("session.id"))),
     ({"filter": 'body co "JAILBREAK"'}, lambda r, a: isinstance(r["body"], str) and "jailbreak" in r["body"].lower()),
     ({"filter": 'audit.category ne "security"', "action": "authentication.*"},

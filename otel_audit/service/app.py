@@ -13,6 +13,7 @@ import asyncio
 import base64
 import gzip
 import hashlib
+import hmac
 import logging
 import re
 import zlib
@@ -148,6 +149,7 @@ class Service:
         self.store = store
         self.ingest = ingest
         self.own: Any = None  # the service's own signed stream (own.OwnStream), once serve() has built it
+        self.internal: bytes | None = None  # the SHA-256 of the own pipeline's token (serve() makes it)
         self._inflight = asyncio.Semaphore(cfg.max_inflight)
         self._waiting = 0
         from otel_audit.service.exports import Exports
@@ -271,13 +273,24 @@ class Service:
             body, mt = _status_body(14, "the service is busy: retry later", proto)
             return Response(body, status_code=503, media_type=mt, headers={"Retry-After": "1"})
         self._waiting += 1
+        internal = self._is_internal(request)
         try:
             async with self._inflight:
-                return await run_in_threadpool(self._ingest, raw, proto)
+                return await run_in_threadpool(self._ingest, raw, proto, internal)
         finally:
             self._waiting -= 1
 
-    def _ingest(self, raw: bytes, proto: bool) -> Response:
+    def _is_internal(self, request: Request) -> bool:
+        """Whether the request carries the own pipeline's token (compared by hash, in constant time)."""
+        if self.internal is None:
+            return False
+        kind, _, token = request.headers.get("authorization", "").partition(" ")
+        if kind.lower() != "bearer" or not token:
+            return False
+        digest = hashlib.sha256(token.strip().encode("utf-8", "surrogateescape")).digest()
+        return hmac.compare_digest(digest, self.internal)
+
+    def _ingest(self, raw: bytes, proto: bool, internal: bool = False) -> Response:
         try:
             if proto:
                 from otel_audit.service.otlp_proto import ProtoError, request_from_protobuf
@@ -291,7 +304,7 @@ class Service:
                     doc = strict_loads(raw)
                 except DecodeError as exc:
                     raise IngestError(f"not strict OTLP/JSON: {exc}") from None
-            result = self.ingest.ingest(doc)
+            result = self.ingest.ingest(doc, internal=internal)
         except IngestError as exc:
             body, mt = _status_body(3, str(exc), proto)
             return Response(body, status_code=400, media_type=mt)
@@ -914,10 +927,12 @@ def serve(cfg: ServiceConfig) -> int:
     if cfg.witness_keys is not None:
         from otel_audit.service import own as own_stream
 
-        token = None
+        # the own pipeline's token, made now and known only to this process: what tells its requests from a
+        # client's (only they may write as the audit service), and its ingest credential when tokens are on
+        token = own_stream.internal_token()
+        svc.internal = hashlib.sha256(token.encode()).digest()
         if cfg.tokens:
-            token = own_stream.internal_token()
-            internal = Token(own_stream.INTERNAL, hashlib.sha256(token.encode()).digest(), frozenset({"ingest"}))
+            internal = Token(own_stream.INTERNAL, svc.internal, frozenset({"ingest"}))
             svc.cfg = svc.cfg._replace(tokens=(*svc.cfg.tokens, internal))
         loop_host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(cfg.host, cfg.host)
         url = f"http://[{loop_host}]:{port}" if ":" in loop_host else f"http://{loop_host}:{port}"
@@ -983,6 +998,8 @@ class _Ticker:
         while not self._stop.wait(self.every):
             try:
                 self.ingest.tick()
+            except StoreUnavailable as exc:  # the database away or busy: one line, tried again next time
+                _log.error("signing at ingest: a periodic checkpoint could not be stored (%s); retried", exc)
             except Exception:  # noqa: BLE001 - the store failing now: said, and tried again next time
                 _log.exception("signing at ingest: a periodic checkpoint failed; retried")
 

@@ -47,6 +47,7 @@ from otel_audit.note import SIG_PREFIX, NoteError, parse_note
 from otel_audit.otlpjson import plain_json
 from otel_audit.service.filter import ip_key as _ip_key
 from otel_audit.service.ingest_sign import INGEST, IngestSigner, Item, Made, content_of, producer_of
+from otel_audit.service.own import SERVICE_NAME
 from otel_audit.service.store import CheckpointRow, EventRow, Finding, Store, StreamState, Writer
 from otel_audit.service.tiles import BLOCK, new_tiles
 from otel_audit.verify.prove import _disagreement
@@ -130,9 +131,10 @@ class Ingest:
 
     # -- a request
 
-    def ingest(self, doc: Any) -> Result:
+    def ingest(self, doc: Any, *, internal: bool = False) -> Result:
         """Store every record of one ExportLogsServiceRequest (decoded JSON) and advance its streams.
-        Raises IngestError when the envelope is malformed (nothing stored)."""
+        `internal`: the request comes from this service's own pipeline (its own stream), the only sender that
+        may write as the audit service. Raises IngestError when the envelope is malformed (nothing stored)."""
         now = self.clock()
         errors: list[str] = []
         rows: list[_Pending] = []
@@ -150,6 +152,13 @@ class Ingest:
             producer = producer_of(resource) if signing else {}
             for j, rec in enumerate(records):
                 where = f"resourceLogs[{i}].scopeLogs[..].logRecords[{j}]"
+                if service == SERVICE_NAME and not internal:
+                    msg = (f"{where}: its resource says service.name {SERVICE_NAME!r}: only the audit service writes "
+                           "as itself (its own stream, through its own pipeline)")
+                    if len(errors) < MAX_ERRORS:
+                        errors.append(msg)
+                    findings.append(Finding(None, None, "forged", msg, now, _dumps(rec, default=str)))
+                    continue
                 try:
                     got = self._row(rec, res_json, scope_json, service, now)
                     if signing and got.unsigned is not None and got.reserved is None:
@@ -163,12 +172,14 @@ class Ingest:
                     findings.append(Finding(None, None, "decode", msg, now, _dumps(rec, default=str)))
                     continue
                 rows.append(got)
+        forged = sum(1 for f in findings if f.kind == "forged")
         with self._lock:
-            accepted, duplicates, rejected, new = self._transaction(rows, findings, errors, now, items)
+            accepted, duplicates, rejected, new = self._transaction(rows, findings, errors, now, items,
+                                                                    internal=internal)
         if self.on_finding is not None:
             for f in [*findings, *new]:
                 self.on_finding(f)
-        n_rejected = rejected + sum(1 for f in findings if f.kind == "decode")
+        n_rejected = rejected + forged + sum(1 for f in findings if f.kind == "decode")
         c = self.counts
         c["requests"] += 1
         c["records"] += accepted
@@ -178,8 +189,8 @@ class Ingest:
         return Result(accepted, duplicates, n_rejected, errors)
 
     def _transaction(self, rows: list[_Pending], findings: list[Finding], errors: list[str], now: int,
-                     items: list[Item], *, end: bool = False,
-                     tick: bool = False) -> tuple[int, int, int, list[Finding]]:
+                     items: list[Item], *, end: bool = False, tick: bool = False,
+                     internal: bool = False) -> tuple[int, int, int, list[Finding]]:
         """One write transaction (under the ingest lock): the received rows, the unsigned records signed at ingest
         (`items`), and the checkpoints due (`tick`, `end`); the signer's memory follows only a commit."""
         self._new_findings = []
@@ -198,7 +209,7 @@ class Ingest:
                     if tick or end:
                         made += signer.due(w, t, end=end)
                     rows = rows + [self._made(m, now) for m in made]
-                accepted, duplicates, rejected = self._write(w, rows, findings, errors, now)
+                accepted, duplicates, rejected = self._write(w, rows, findings, errors, now, internal)
         except BaseException:
             if signer is not None:
                 signer.rollback()
@@ -296,7 +307,7 @@ class Ingest:
         return _Pending(row, calc, cpf, reserved)
 
     def _write(self, w: Writer, rows: list[_Pending], findings: list[Finding], errors: list[str],
-               now: int) -> tuple[int, int, int]:
+               now: int, internal: bool = False) -> tuple[int, int, int]:
         accepted = duplicates = rejected = 0
         fresh: list[EventRow] = []
         seen: dict[tuple[str, int], bytes] = {}
@@ -306,6 +317,7 @@ class Ingest:
         signer = self.signer
         signing = signer is not None and signer.enabled
         kept: list[_Pending] = []
+        owners: dict[str, str | None] = {}  # stream -> the service its stored records name
         for p in rows:
             r = p.row
             # a claim of an unsigned record matters only when it would be signed here
@@ -314,6 +326,13 @@ class Ingest:
                     and signer.is_ingest(r.stream_id):
                 why = (f"a received record names stream {r.stream_id}, which this service signs at ingest: only the "
                        "service writes its records")
+            if why is None and r.stream_id is not None and not internal and r.signed != INGEST:
+                if r.stream_id not in owners:
+                    st = w.stream(r.stream_id)
+                    owners[r.stream_id] = st.service if st is not None else None
+                if owners[r.stream_id] == SERVICE_NAME:
+                    why = (f"a received record names stream {r.stream_id}, the audit service's own stream: only the "
+                           "service writes it, through its own pipeline")
             if why is not None:
                 rejected += 1
                 if len(errors) < MAX_ERRORS:

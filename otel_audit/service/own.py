@@ -4,8 +4,10 @@ verify on ingest, is a catalog event signed by the service's key — through the
 
 So the service's stream is stored, verified on ingest, queried and proven like every other, its records survive
 a crash (the spool), and an auditor sees who read what with the same `otel-audit verify --store`. Built after the
-HTTP socket is bound (the exporter needs its port); with tokens configured it presents a token made at start,
-known only to this process, with the ``ingest`` scope alone.
+HTTP socket is bound (the exporter needs its port); it presents a token made at start, known only to this
+process (with tokens configured, one with the ``ingest`` scope alone): only requests carrying it may write records
+as the audit service (resource ``service.name`` = SERVICE_NAME) or into a stream whose stored records say so —
+a client's are refused as forged, whichever instance of a cluster they reach.
 """
 
 from __future__ import annotations
