@@ -12,6 +12,7 @@ import gzip
 import ipaddress
 import re
 import shutil
+import signal
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -808,3 +809,14 @@ def test_postgres_restart_mid_ingest_is_503_then_every_acknowledged_record_is_st
     log = svc.log.read_text()
     assert "answered 503 (retryable)" in log and "Traceback" not in log, log[-3000:]
     assert "service-pw" not in log
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_ends_serve_cleanly_with_status_0(tmp_path: Path, shared_keys: Path, sig: int) -> None:
+    """SIGTERM / SIGINT is the stop an orchestrator asks for: serve shuts down gracefully and exits 0 (an exit
+    status of 143 makes systemd and supervisors report a failed service)."""
+    witness = tmp_path / "witness"
+    keys.generate(witness, "witness")
+    svc = ServiceProcess(write_config(tmp_path, shared_keys, witness_keys=str(witness))).start()
+    assert svc.get("/healthz").status_code == 200
+    assert svc.stop(sig) == 0, svc.log.read_text()[-2000:]

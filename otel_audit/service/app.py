@@ -964,7 +964,17 @@ def serve(cfg: ServiceConfig) -> int:
               f"({svc.ingest.signer.open_streams(svc.store) if svc.ingest.signer else 0} producer stream(s) open)",
               flush=True)
     try:
-        server.run(sockets=[sock])
+        try:
+            server.run(sockets=[sock])
+        except SystemExit as exc:
+            # uvicorn's graceful stop re-raises SIGTERM / SIGINT at the process, and the audit signal handler
+            # (otel_audit.lifecycle) turns it into SystemExit(128 + signum): the stop asked for, done cleanly
+            import signal
+
+            if exc.code not in (128 + signal.SIGTERM, 128 + signal.SIGINT):
+                raise
+        except KeyboardInterrupt:  # SIGINT re-raised through Python's own handler: the same clean stop
+            pass
     finally:
         if receiver is not None:
             receiver.stop()
