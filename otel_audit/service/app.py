@@ -150,6 +150,7 @@ class Service:
         self.ingest = ingest
         self.own: Any = None  # the service's own signed stream (own.OwnStream), once serve() has built it
         self.internal: bytes | None = None  # the SHA-256 of the own pipeline's token (serve() makes it)
+        self.stopping = False  # a stop under way: its own stream is being sealed, so reads are refused (503)
         self._inflight = asyncio.Semaphore(cfg.max_inflight)
         self._waiting = 0
         from otel_audit.service.exports import Exports
@@ -214,7 +215,10 @@ class Service:
             "client.address": request.client.host if request.client else None})
 
     def _allowed(self, request: Request, scope: str) -> Response | None:
-        """None when the request may do `scope`; else the 401/403 to answer."""
+        """None when the request may do `scope`; else the 401/403 to answer (503 for a read while stopping)."""
+        if self.stopping and scope != "ingest":
+            return _error(503, "the service is stopping: retry (another instance, or this one once restarted)",
+                          headers={"Retry-After": "5"})
         if not self.cfg.tokens:
             return None  # loopback only (config refuses another address without tokens)
         auth = request.headers.get("authorization", "")
@@ -946,7 +950,24 @@ def serve(cfg: ServiceConfig) -> int:
         svc.exports.completed(e)
     config = uvicorn.Config(svc.asgi, host=cfg.host, port=port, log_level="warning", access_log=False,
                             lifespan="off", timeout_graceful_shutdown=30)
-    server = uvicorn.Server(config)
+    done: set[str] = set()  # what the stop already did (the last steps run while the listener still serves)
+
+    def seal() -> None:
+        """The last steps of a stop, while the HTTP listener still serves: the producers' streams signed at
+        ingest ended, then the service's own stream sealed and delivered through it (into the store)."""
+        svc.stopping = True  # from now on reads are refused (503): none would be recorded in the own stream
+        if ticker is not None:
+            ticker.stop()
+            try:
+                svc.ingest.tick(end=True)  # every producer's stream signed at ingest ends cleanly
+            except Exception:  # noqa: BLE001 - at exit: said; the next start continues the streams instead
+                _log.exception("the streams signed at ingest could not be closed; the next start continues them")
+        done.add("ingest")
+        if own is not None:
+            own.shutdown()  # its end checkpoint, delivered now; what it could not deliver stays in its spool
+        done.add("own")
+
+    server = _Server(config, seal)
     host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
     receiver = None
     if cfg.grpc is not None:
@@ -978,16 +999,55 @@ def serve(cfg: ServiceConfig) -> int:
     finally:
         if receiver is not None:
             receiver.stop()
-        if ticker is not None:
+        if ticker is not None and "ingest" not in done:
             ticker.stop()
             try:
                 svc.ingest.tick(end=True)  # every producer's stream signed at ingest ends cleanly
             except Exception:  # noqa: BLE001 - at exit: said; the next start continues the streams instead
                 _log.exception("the streams signed at ingest could not be closed; the next start continues them")
-        if own is not None:
+        if own is not None and "own" not in done:
             own.shutdown()  # what it could not deliver stays in its spool: sent at the next start
         svc.store.close()
     return 0
+
+
+#: how long a stop waits for its last steps (Server.on_tick) before the listener closes anyway
+SEAL_TIMEOUT_S = 30.0
+
+
+def _server_class() -> Any:
+    import threading
+    import time
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, whose graceful stop first runs `seal` (in a thread) while it still serves: the
+        service's own stream posts its last records, its end checkpoint, to this very listener."""
+
+        def __init__(self, config: Any, seal: Any) -> None:
+            super().__init__(config)
+            self._seal = seal
+            self._sealing: threading.Thread | None = None
+            self._deadline = 0.0
+
+        async def on_tick(self, counter: int) -> bool:
+            if not await super().on_tick(counter):
+                return False
+            if self.force_exit:  # a second signal: stop now
+                return True
+            if self._sealing is None:
+                self._sealing = threading.Thread(target=self._seal, name="otel-audit-seal", daemon=True)
+                self._deadline = time.monotonic() + SEAL_TIMEOUT_S
+                self._sealing.start()
+            # keep serving until the seal is done (or its time is up)
+            return not (self._sealing.is_alive() and time.monotonic() < self._deadline)
+
+    return Server
+
+
+def _Server(config: Any, seal: Any) -> Any:  # noqa: N802 - a class made on first use (uvicorn imported late)
+    return _server_class()(config, seal)
 
 
 class _Ticker:

@@ -830,12 +830,20 @@ def compile_sql(
         return placeholder
 
     def walk(item: Node) -> str:
-        if isinstance(item, And):
-            left = walk(item.left)
-            return f"({left} AND {walk(item.right)})"
-        if isinstance(item, Or):
-            left = walk(item.left)
-            return f"({left} OR {walk(item.right)})"
+        if isinstance(item, (And, Or)):
+            # a chain of one operator flat, "(a OR b OR c ...)", not nested pairs: 64 comparisons nested two by
+            # two overflowed SQLite's parser stack ("parser stack overflow")
+            kind = type(item)
+            operands: list[Node] = []
+            todo: list[Node] = [item]
+            while todo:
+                n = todo.pop()
+                if type(n) is kind:
+                    todo += [n.right, n.left]  # same-operator chain, left first
+                else:
+                    operands.append(n)
+            joiner = " AND " if kind is And else " OR "
+            return "(" + joiner.join(walk(n) for n in operands) + ")"
         if isinstance(item, Not):
             return f"(NOT {walk(item.node)})"
         return _leaf_sql(_resolve(item, fields), bind, case_insensitive)
