@@ -48,7 +48,7 @@ from otel_audit.otlpjson import plain_json
 from otel_audit.service.filter import ip_key as _ip_key
 from otel_audit.service.ingest_sign import INGEST, IngestSigner, Item, Made, content_of, producer_of
 from otel_audit.service.own import SERVICE_NAME
-from otel_audit.service.store import CheckpointRow, EventRow, Finding, Store, StreamState, Writer
+from otel_audit.service.store import CheckpointRow, EventRow, Finding, Store, StoreUnavailable, StreamState, Writer
 from otel_audit.service.tiles import BLOCK, new_tiles
 from otel_audit.verify.prove import _disagreement
 
@@ -125,6 +125,10 @@ class Ingest:
         self.counts = {"records": 0, "duplicates": 0, "rejected": 0, "findings": 0, "checkpoints": 0,
                        "requests": 0, "signed_at_ingest": 0}
         self._lock = threading.Lock()
+        #: the service's stop ended its streams signed at ingest (tick(end=True)): from then on only its own
+        #: pipeline's requests are taken; a client's is answered 503 (retryable), so that no record starts a
+        #: stream after the end that nothing would end
+        self.ended = False
         #: called with each finding once its transaction committed (the service makes it a signed event)
         self.on_finding: Callable[[Finding], None] | None = None
         self._new_findings: list[Finding] = []
@@ -174,6 +178,9 @@ class Ingest:
                 rows.append(got)
         forged = sum(1 for f in findings if f.kind == "forged")
         with self._lock:
+            if self.ended and not internal:
+                raise StoreUnavailable("the service is stopping: its streams signed at ingest are ended; retry "
+                                       "(another instance, or this one once restarted)")
             accepted, duplicates, rejected, new = self._transaction(rows, findings, errors, now, items,
                                                                     internal=internal)
         if self.on_finding is not None:
@@ -233,7 +240,11 @@ class Ingest:
             return 0
         with self._lock:
             now = self.clock()
-            accepted, _, _, new = self._transaction([], [], [], now, [], end=end, tick=not end)
+            try:
+                accepted, _, _, new = self._transaction([], [], [], now, [], end=end, tick=not end)
+            finally:
+                if end:
+                    self.ended = True
         if self.on_finding is not None:
             for f in new:
                 self.on_finding(f)
