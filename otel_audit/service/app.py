@@ -187,7 +187,7 @@ class Service:
         """(actor id, actor type) of an allowed request, for the service's own audit events."""
         if not self.cfg.tokens:
             return "anonymous (loopback, no tokens configured)", "anonymous"
-        t = self.cfg.token(request.headers.get("authorization", "").partition(" ")[2].strip())
+        t = self.cfg.token(self._bearer(request) or "")
         return (t.name, "api_token") if t is not None else ("unknown", "api_token")
 
     def _own_emit(self, event: str, attributes: dict[str, Any], outcome: str | None) -> None:
@@ -214,6 +214,13 @@ class Service:
             "audit.export.format": fmt, "audit.export.record_count": count, "db.query.text": what[:2000],
             "client.address": request.client.host if request.client else None})
 
+    @staticmethod
+    def _bearer(request: Request) -> str | None:
+        """The token of an ``Authorization: Bearer <token>`` header, or None."""
+        kind, _, token = request.headers.get("authorization", "").partition(" ")
+        token = token.strip()
+        return token if kind.lower() == "bearer" and token else None
+
     def _allowed(self, request: Request, scope: str) -> Response | None:
         """None when the request may do `scope`; else the 401/403 to answer (503 for a read while stopping)."""
         if self.stopping and scope != "ingest":
@@ -221,12 +228,11 @@ class Service:
                           headers={"Retry-After": "5"})
         if not self.cfg.tokens:
             return None  # loopback only (config refuses another address without tokens)
-        auth = request.headers.get("authorization", "")
-        kind, _, token = auth.partition(" ")
-        if kind.lower() != "bearer" or not token:
+        token = self._bearer(request)
+        if token is None:
             return _error(401, "authentication required: send Authorization: Bearer <token>",
                           headers={"WWW-Authenticate": 'Bearer realm="otel-audit"'})
-        t = self.cfg.token(token.strip())
+        t = self.cfg.token(token)
         if t is None:
             return _error(401, "the bearer token is not one of this service's tokens",
                           headers={"WWW-Authenticate": 'Bearer realm="otel-audit", error="invalid_token"'})
@@ -286,13 +292,10 @@ class Service:
 
     def _is_internal(self, request: Request) -> bool:
         """Whether the request carries the own pipeline's token (compared by hash, in constant time)."""
-        if self.internal is None:
+        token = self._bearer(request)
+        if self.internal is None or token is None:
             return False
-        kind, _, token = request.headers.get("authorization", "").partition(" ")
-        if kind.lower() != "bearer" or not token:
-            return False
-        digest = hashlib.sha256(token.strip().encode("utf-8", "surrogateescape")).digest()
-        return hmac.compare_digest(digest, self.internal)
+        return hmac.compare_digest(hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest(), self.internal)
 
     def _ingest(self, raw: bytes, proto: bool, internal: bool = False) -> Response:
         try:
@@ -956,14 +959,14 @@ def serve(cfg: ServiceConfig) -> int:
         """The last steps of a stop, while the HTTP listener still serves: the producers' streams signed at
         ingest ended, then the service's own stream sealed and delivered through it (into the store)."""
         svc.stopping = True  # from now on reads are refused (503): none would be recorded in the own stream
-        if ticker is not None:
+        if ticker is not None and "ingest" not in done:
             ticker.stop()
             try:
                 svc.ingest.tick(end=True)  # every producer's stream signed at ingest ends cleanly
             except Exception:  # noqa: BLE001 - at exit: said; the next start continues the streams instead
                 _log.exception("the streams signed at ingest could not be closed; the next start continues them")
         done.add("ingest")
-        if own is not None:
+        if own is not None and "own" not in done:
             own.shutdown()  # its end checkpoint, delivered now; what it could not deliver stays in its spool
         done.add("own")
 
@@ -999,14 +1002,7 @@ def serve(cfg: ServiceConfig) -> int:
     finally:
         if receiver is not None:
             receiver.stop()
-        if ticker is not None and "ingest" not in done:
-            ticker.stop()
-            try:
-                svc.ingest.tick(end=True)  # every producer's stream signed at ingest ends cleanly
-            except Exception:  # noqa: BLE001 - at exit: said; the next start continues the streams instead
-                _log.exception("the streams signed at ingest could not be closed; the next start continues them")
-        if own is not None and "own" not in done:
-            own.shutdown()  # what it could not deliver stays in its spool: sent at the next start
+        seal()  # what the stop did not get to while serving (a stop that timed out, or an error in run)
         svc.store.close()
     return 0
 
